@@ -1,0 +1,63 @@
+"""The Python API: `compile_source`, `build`, `check`, `summarize`.
+
+    >>> import cnndsl
+    >>> code = cnndsl.compile_source(open("specs/lenet5.cnn").read())
+    >>> model = cnndsl.build("resnet50", num_classes=10)      # needs torch
+
+Errors are raised as `cnndsl.CompileError`, whose `diagnostics` say where and why.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+from .compiler import Compiled, compile_network, generate, load, source_from_text
+from .source import SourceFile
+
+
+def _source(spec: str | Path) -> SourceFile:
+    if isinstance(spec, str) and ("\n" in spec or "{" in spec):
+        return source_from_text(spec)
+    return load(spec)
+
+
+def compile_spec(spec: str | Path, strict: bool = False, network: str | None = None, **params) -> Compiled:
+    """Compile a path, a built-in's name or spec text to the checked network."""
+    return compile_network(_source(spec), params, strict=strict, network=network)
+
+
+def compile_source(text: str, strict: bool = False, network: str | None = None, **params) -> str:
+    """Spec text to the source of a standalone PyTorch module."""
+    return generate(compile_network(source_from_text(text), params, strict=strict, network=network))
+
+
+def check(spec: str | Path, strict: bool = False, network: str | None = None, **params) -> list:
+    """The warnings of a spec that compiles; raises `CompileError` for one that does not."""
+    return compile_spec(spec, strict=strict, network=network, **params).warnings
+
+
+def load_generated(code: str, name: str = "cnndsl_generated") -> types.ModuleType:
+    """Execute generated source as a fresh module (it imports torch and nothing else)."""
+    module = types.ModuleType(name)
+    module.__file__ = f"<{name}>"
+    exec(compile(code, module.__file__, "exec"), module.__dict__)  # our own generated code
+    return module
+
+
+def build(spec: str | Path, strict: bool = False, network: str | None = None, **params):
+    """A ready `torch.nn.Module` from a path, a built-in's name or spec text."""
+    compiled = compile_spec(spec, strict=strict, network=network, **params)
+    module = load_generated(generate(compiled), compiled.network.name.lower())
+    model = getattr(module, compiled.network.name)()
+    model.cnndsl_spec = compiled.source.text
+    model.cnndsl_params = dict(params)
+    model.cnndsl_input = compiled.network.input
+    return model
+
+
+def summarize(spec: str | Path, style: str = "table", network: str | None = None, **params) -> str:
+    from .summary import cs231n, table
+
+    compiled = compile_spec(spec, network=network, **params)
+    return cs231n(compiled.network) if style == "cs231n" else table(compiled.network)

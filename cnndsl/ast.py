@@ -1,0 +1,192 @@
+"""The syntax tree: what the user wrote, as frozen dataclasses with a `Span` each.
+
+`lower.py` builds it from Lark's parse tree; the passes read it and never change it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .source import Span
+
+
+# -- expressions ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Num:
+    value: int | float
+    span: Span
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Bool:
+    value: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # one of + - * / // %
+    left: "Expr"
+    right: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: "Expr"
+    span: Span
+
+
+Expr = Union[Num, Str, Bool, Var, BinOp, Neg]
+
+
+# -- chains ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Arg:
+    name: str | None  # None for a positional argument
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    """`conv(64, 3, pad=1)` or `Bottleneck(128, stride=2)`."""
+
+    name: str
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A bare name: `relu`, `POOL`, `INPUT`, `projection`."""
+
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Group:
+    """`[a -> b]`: one element; each line inside continues the chain."""
+
+    chains: tuple["Chain", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Repeat:
+    node: "Node"
+    count: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Optional:
+    node: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Parallel branches joined on channels; each line of the body is a branch."""
+
+    branches: tuple["Chain", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    label: str | None
+    node: Call | Ref
+    span: Span
+
+
+@dataclass(frozen=True)
+class Residual:
+    """`y = body(x) + shortcut(x)`; the lines of the body form one chain."""
+
+    body: tuple["Chain", ...]
+    shortcut: Shortcut | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    dims: tuple[Expr, ...]
+    span: Span
+
+
+Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual]
+
+
+@dataclass(frozen=True)
+class Element:
+    label: str | None
+    node: Node
+    span: Span
+    label_span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    elements: tuple[Element, ...]
+    span: Span
+
+
+# -- definitions ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class LetDef:
+    name: str
+    chain: Chain
+    span: Span
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Chain, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class NetworkDef:
+    name: str
+    params: tuple[Param, ...]
+    input: InputDecl | None
+    body: tuple[Chain, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Program:
+    lets: tuple[LetDef, ...]
+    blocks: tuple[BlockDef, ...]
+    networks: tuple[NetworkDef, ...]
+    span: Span

@@ -1,0 +1,206 @@
+"""The `cnndsl` command: a thin click group over the compiler.
+
+Only this module prints and exits. `compile`, `check`, `summary` and `list` never
+import torch. No input makes the command print a traceback: the compiler's errors are
+rendered as diagnostics, and anything else is reported as an internal error (set
+CNNDSL_DEBUG=1 to see its traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .diagnostics import CompileError, render, to_json
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """`N=3`, `dropout=0.2`, `POOL=false`, `mode=reflect` to a name and a value."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise click.BadParameter(f"{text!r} is not NAME=VALUE (for example --set N=3)", param_hint="--set")
+    raw = raw.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "on", "yes"):
+        return name, True
+    if lowered in ("false", "off", "no"):
+        return name, False
+    for kind in (int, float):
+        try:
+            return name, kind(raw)
+        except ValueError:
+            pass
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        raw = raw[1:-1]
+    return name, raw
+
+
+def _settings(values: tuple[str, ...]) -> dict[str, object]:
+    return dict(parse_setting(v) for v in values)
+
+
+def _report(exc: CompileError, sources: dict, fmt: str = "text") -> None:
+    if fmt == "json":
+        click.echo(to_json(exc.diagnostics))
+    else:
+        click.echo(render(exc.diagnostics, sources, color=sys.stderr.isatty()), err=True, nl=False)
+
+
+def _sources_of(spec: str) -> dict:
+    from .compiler import load
+
+    try:
+        source = load(spec)
+    except CompileError:
+        return {}
+    return {source.path: source}
+
+
+SET_OPTION = click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+                          help="Give a network parameter or an optional's switch a value (repeatable).")
+NETWORK_OPTION = click.option("--network", default=None, help="Which network of the file (default: the last).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cnndsl", message="cnndsl %(version)s")
+def cli() -> None:
+    """Describe a CNN in the notes' notation, check its shapes, generate PyTorch."""
+
+
+@cli.command("compile")
+@click.argument("spec")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the module here (atomically).")
+@SET_OPTION
+@NETWORK_OPTION
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def compile_command(spec: str, output: str | None, settings, network, strict: bool) -> None:
+    """Compile SPEC (a .cnn file or a built-in's name) to a PyTorch module."""
+    from .api import compile_spec
+    from .atomic import write_atomic
+    from .compiler import generate
+
+    compiled = compile_spec(spec, strict=strict, network=network, **_settings(settings))
+    if compiled.warnings:
+        click.echo(render(compiled.warnings, {compiled.source.path: compiled.source},
+                          color=sys.stderr.isatty()), err=True, nl=False)
+    code = generate(compiled)
+    if output:
+        write_atomic(output, code)
+        click.echo(f"wrote {output} ({compiled.network.name}, "
+                   f"{compiled.network.body.stats.params:,} parameters)", err=True)
+    else:
+        click.echo(code, nl=False)
+
+
+@cli.command("check")
+@click.argument("spec")
+@SET_OPTION
+@NETWORK_OPTION
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
+    """Check SPEC: diagnostics only. Exit 0 when it compiles, 1 on errors."""
+    from .api import compile_spec
+
+    try:
+        compiled = compile_spec(spec, strict=strict, network=network, **_settings(settings))
+    except CompileError as exc:
+        _report(exc, _sources_of(spec), fmt)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(to_json(compiled.warnings))
+        return
+    if compiled.warnings:
+        click.echo(render(compiled.warnings, {compiled.source.path: compiled.source},
+                          color=sys.stderr.isatty()), err=True, nl=False)
+    net = compiled.network
+    from .passes.shapes import fmt_shape
+
+    click.echo(f"{compiled.source.path}: network {net.name} is well-formed: {fmt_shape(net.input)} -> "
+               f"{fmt_shape(net.body.stats.out_shape)}, {net.body.stats.params:,} parameters"
+               + (f", {len(compiled.warnings)} warning(s)" if compiled.warnings else ""))
+
+
+@cli.command("summary")
+@click.argument("spec")
+@SET_OPTION
+@NETWORK_OPTION
+@click.option("--style", type=click.Choice(["table", "cs231n"]), default="table", show_default=True,
+              help="table: one row per layer; cs231n: the lecture notes' listings.")
+def summary_command(spec: str, settings, network, style: str) -> None:
+    """Per-layer shapes, parameters, activations, MACs and receptive fields of SPEC."""
+    from .api import summarize
+
+    click.echo(summarize(spec, style=style, network=network, **_settings(settings)), nl=False)
+
+
+@cli.command("list")
+@click.option("--layers", is_flag=True, help="List the layer kinds and their arguments instead.")
+def list_command(layers: bool) -> None:
+    """The built-in networks, one per line, name first."""
+    if layers:
+        from .layers import RULES, REQUIRED
+
+        for kind, rule in RULES.items():
+            if kind != rule.kind:
+                continue
+            args = ", ".join(a.name if a.default is REQUIRED else f"{a.name}={_show(a.default)}" for a in rule.args)
+            click.echo(f"{kind}({args})  {rule.doc}")
+        return
+    from .compiler import builtins
+
+    for name, path in builtins().items():
+        first = path.read_text(encoding="utf-8").splitlines()[:1]
+        about = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+        click.echo(f"{name:<16} {about}".rstrip())
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the group and turns every failure into a message, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="cnndsl", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except CompileError as exc:
+        sources = {}
+        for d in exc.diagnostics:
+            if d.span.file not in sources and os.path.isfile(d.span.file):
+                sources.update(_sources_of(d.span.file))
+            elif d.span.file.startswith("specs/"):
+                sources.update(_sources_of(os.path.splitext(os.path.basename(d.span.file))[0]))
+        _report(exc, sources)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except OSError as exc:
+        click.echo(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        sys.exit(1)
+    except Exception as exc:  # the last line of defence: a bug, reported as one
+        if os.environ.get("CNNDSL_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc}\n"
+                   "This is a bug in cnndsl; rerun with CNNDSL_DEBUG=1 for the traceback and report it.",
+                   err=True)
+        sys.exit(70)
+    sys.exit(0)

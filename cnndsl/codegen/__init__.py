@@ -1,0 +1,32 @@
+"""Code generation: the checked IR to the source of a standalone PyTorch module.
+
+`model.py` computes what to print; `templates/module.py.j2` prints it. The output
+depends on the IR alone: the same spec and parameters give the same bytes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .. import ir
+from .model import WRAP, Generator
+
+
+@lru_cache(maxsize=1)
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cnndsl.codegen", "templates"),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Python source, not HTML: every name is checked by passes/resolve.py
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("module.py.j2")
+
+
+def generate_module(network: ir.Network) -> str:
+    model = Generator(network).module()
+    return _template().render(m=model, wrap=WRAP)

@@ -1,0 +1,312 @@
+"""The view model: what the templates print, computed from the checked IR alone.
+
+A network becomes a class; each block a class whose constructor takes `in_channels`
+and the block parameters that its layers use; where two uses of a block need
+different code (a repetition count that differs, say), the second gets a class of its
+own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from .. import ir
+from ..diagnostics import CompileError, Diagnostic
+from ..layers import RULES
+from ..passes.shapes import fmt_shape
+
+WRAP = 92
+
+
+@dataclass(frozen=True)
+class Ctor:
+    """A module construction: a call, or an nn.Sequential of children."""
+
+    text: str = ""  # the call, for a leaf
+    children: tuple[tuple[str | None, "Ctor", str], ...] = ()  # key (None: numbered), ctor, comment
+    sequential: bool = False
+    keyed: bool = False  # an OrderedDict Sequential
+
+    @property
+    def wrapped_args(self) -> tuple[str, list[str]] | None:
+        """A long call split as callee and one argument a line."""
+        callee, _, rest = self.text.partition("(")
+        return callee, _split_args(rest[:-1])
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    ctor: Ctor
+    comment: str = ""
+    condition: str | None = None  # build only when this holds, else None
+
+
+@dataclass(frozen=True)
+class Stmt:
+    kind: str  # call, flatten, cat, save, project, add
+    target: str = ""
+    comment: str = ""
+    parts: tuple[str, ...] = ()
+    var: str = "identity"
+    conditional: bool = False
+
+
+@dataclass(frozen=True)
+class ClassModel:
+    name: str
+    doc: tuple[str, ...]
+    params: tuple[tuple[str, str, str | None], ...]  # name, annotation, default
+    members: tuple[Member, ...]
+    forward: tuple[Stmt, ...]
+    provenance: str
+
+    def code_only(self) -> "ClassModel":
+        """The class without its comments: what decides whether two uses share a class."""
+        return replace(self, doc=(), members=tuple(replace(m, comment="") for m in self.members),
+                       forward=tuple(replace(s, comment="") for s in self.forward))
+
+
+@dataclass
+class ModuleModel:
+    title: str
+    doc: tuple[str, ...]
+    classes: list[ClassModel]
+    helpers: list[str]
+    keyed_sequential: bool = False
+    exports: list[str] = field(default_factory=list)
+
+
+def _split_args(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        current += ch
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+def _annotation(value) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
+
+
+def layer_ctor(layer: ir.Layer, helpers: set[str]) -> Ctor:
+    rule = RULES[layer.kind]
+    texts = {k: v.text for k, v in layer.args}
+    texts["in"] = layer.stats.in_channels
+    torch = rule.torch(layer.stats.in_shape, layer.values, texts)
+    if torch.helper:
+        helpers.add(torch.helper)
+    args = list(torch.positional) + [f"{k}={v}" for k, v in torch.keywords]
+    return Ctor(f"{torch.callee}({', '.join(args)})")
+
+
+class ScopeBuilder:
+    """Members and forward statements of one class, walking the IR in order."""
+
+    def __init__(self, generator: "Generator"):
+        self.generator = generator
+        self.members: list[Member] = []
+        self.forward: list[Stmt] = []
+        self.residual_depth = 0
+
+    def run(self, seq: ir.Seq) -> None:
+        for item in seq.items:
+            self.node(item)
+
+    def node(self, node: ir.Node) -> None:
+        if isinstance(node, ir.Seq) and node.name is None:
+            self.run(node)
+        elif isinstance(node, ir.Concat):
+            self.concat(node)
+        elif isinstance(node, ir.Residual):
+            self.residual(node)
+        else:
+            self.member_call(node)
+
+    def member_call(self, node) -> None:
+        first = _first_leaf(node)
+        if first is not None and first.stats.flatten_before:
+            self.forward.append(Stmt("flatten", comment=fmt_shape((_prod(first.stats.in_shape),))))
+        self.members.append(Member(node.name, self.generator.ctor(node), self._comment(node)))
+        self.forward.append(Stmt("call", node.name, fmt_shape(node.stats.out_shape)))
+
+    def _comment(self, node) -> str:
+        return ""  # forward() carries the shapes; an nn.Sequential's children carry their own
+
+    def concat(self, node: ir.Concat) -> None:
+        parts = []
+        for branch in node.branches:
+            if branch.name is not None:
+                self.members.append(Member(branch.name, self.generator.ctor(branch)))
+                parts.append(f"self.{branch.name}(x)")
+            elif not branch.items:
+                parts.append("x")
+            else:
+                leaf = _single_leaf(branch)
+                if leaf is None or isinstance(leaf, (ir.Concat, ir.Residual)):
+                    raise CompileError([Diagnostic.error(
+                        branch.span, "a concat branch holds a concat or residual",
+                        "move that branch into a block and use the block here")])
+                self.members.append(Member(leaf.name, self.generator.ctor(leaf), self._comment(leaf)))
+                parts.append(f"self.{leaf.name}(x)")
+        self.forward.append(Stmt("cat", parts=tuple(parts), comment=fmt_shape(node.stats.out_shape)))
+
+    def residual(self, node: ir.Residual) -> None:
+        var = "identity" if self.residual_depth == 0 else f"identity{self.residual_depth + 1}"
+        self.residual_depth += 1
+        self.forward.append(Stmt("save", var=var))
+        self.run(node.body)
+        self.residual_depth -= 1
+        shortcut = node.shortcut
+        if shortcut.kind == "projection":
+            condition = shortcut.condition.text
+            constant = condition in ("True", "False") or not shortcut.condition.names and \
+                not re.search(r"[A-Za-z_]", condition)
+            applies = shortcut.applied
+            if not constant or applies:
+                layers = tuple((None, layer_ctor(layer, self.generator.helpers), fmt_shape(layer.stats.out_shape))
+                               for layer in shortcut.layers)
+                self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
+                                           condition=None if constant else condition))
+                self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
+        self.forward.append(Stmt("add", var=var, comment=fmt_shape(node.stats.out_shape)))
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def _leaves(seq: ir.Seq) -> list:
+    out = []
+    for item in seq.items:
+        if isinstance(item, ir.Seq) and item.name is None:
+            out.extend(_leaves(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _single_leaf(seq: ir.Seq):
+    leaves = _leaves(seq)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def _first_leaf(node):
+    if isinstance(node, ir.Layer):
+        return node
+    if isinstance(node, ir.Seq):
+        leaves = _leaves(node)
+        return _first_leaf(leaves[0]) if leaves and isinstance(leaves[0], (ir.Layer, ir.Seq)) else None
+    return None
+
+
+class Generator:
+    def __init__(self, network: ir.Network):
+        self.network = network
+        self.helpers: set[str] = set()
+        self.keyed = False
+        self.block_classes: dict[str, list[tuple[ClassModel, str]]] = {}  # block -> [(model, class name)]
+        self.order: list[str] = []
+
+    def ctor(self, node) -> Ctor:
+        if isinstance(node, ir.Layer):
+            return layer_ctor(node, self.helpers)
+        if isinstance(node, ir.BlockInstance):
+            return Ctor(self.instance_call(node))
+        assert isinstance(node, ir.Seq)
+        children = []
+        keyed = any(not str(item.name).isdigit() for item in node.items)
+        for item in node.items:
+            comment = fmt_shape(item.stats.out_shape) if item.stats else ""
+            children.append((item.name if keyed else None, self.ctor(item), comment))
+        self.keyed |= keyed
+        return Ctor(children=tuple(children), sequential=True, keyed=keyed)
+
+    def instance_call(self, node: ir.BlockInstance) -> str:
+        model, class_name = self.block_class(node)
+        given = dict(node.args)
+        info = self.network.blocks[node.block]
+        defaults = dict(info.params)
+        args = [node.stats.in_channels]
+        for name, _annotation_text, default in model.params[1:]:
+            value = given[name]
+            if defaults.get(name) is None:
+                args.append(value.text)
+            elif value.value != defaults[name].value or type(value.value) is not type(defaults[name].value):
+                args.append(f"{name}={value.text}")
+        return f"{class_name}({', '.join(args)})"
+
+    def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+        builder = ScopeBuilder(self)
+        builder.run(node.body)
+        used = _used_names(builder.members)
+        info = self.network.blocks[node.block]
+        params = [("in_channels", "int", None)]
+        values = dict(node.args)
+        for name, default in info.params:
+            if name in used:
+                params.append((name, _annotation(values[name].value), default.text if default is not None else None))
+        shapes = f"{fmt_shape(node.stats.in_shape)} to {fmt_shape(node.stats.out_shape)}"
+        model = ClassModel(
+            node.block, (f"Block `{node.block}`. Shape comments are those of its first use, {shapes}.",),
+            tuple(params), tuple(builder.members), tuple(builder.forward),
+            f"{self.network.source_path}:{info.span.line}")
+        variants = self.block_classes.setdefault(node.block, [])
+        for existing, class_name in variants:
+            if existing.code_only() == model.code_only():
+                return existing, class_name
+        class_name = node.block if not variants else f"{node.block}{len(variants) + 1}"
+        model = replace(model, name=class_name)
+        variants.append((model, class_name))
+        self.order.append(class_name)
+        return model, class_name
+
+    def module(self) -> ModuleModel:
+        network = self.network
+        builder = ScopeBuilder(self)
+        builder.run(network.body)
+        used = _used_names(builder.members)
+        params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
+                       for name, value in network.params if name in used)
+        stats = network.body.stats
+        compiled_with = ", ".join(f"{name}={ir.Value.constant(v.value).text}" for name, v in network.params)
+        switches = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in network.switches)
+        doc = [f"Input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}; "
+               f"{stats.params:,} parameters, {stats.macs:,} multiply-accumulates."]
+        if compiled_with:
+            doc.append(f"Compiled with {compiled_with}.")
+        if switches:
+            doc.append(f"Optional layers: {switches}.")
+        net_class = ClassModel(network.name, tuple(doc), params, tuple(builder.members), tuple(builder.forward),
+                               f"{network.source_path}:{network.span.line}")
+        classes = [model for variants in self.block_classes.values() for model, _ in variants]
+        classes.sort(key=lambda m: self.order.index(m.name))
+        title = (f"{network.name}: generated by cnndsl from {network.source_path}. Do not edit; "
+                 f"edit the spec and compile again.")
+        return ModuleModel(title, (), classes + [net_class], sorted(self.helpers), self.keyed,
+                           [network.name])
+
+
+def _used_names(members: list[Member]) -> set[str]:
+    text = []
+
+    def collect(ctor: Ctor):
+        text.append(ctor.text)
+        for _key, child, _comment in ctor.children:
+            collect(child)
+
+    for member in members:
+        collect(member.ctor)
+        text.append(member.condition or "")
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", " ".join(text)))

@@ -1,0 +1,140 @@
+"""The concrete IR: one network with every name resolved, every repetition expanded,
+every optional decided and every argument a value.
+
+`passes/expand.py` builds it from the syntax tree; `passes/shapes.py` returns a copy
+with the shape fields filled in; the summary and the code generator read that copy.
+Each `Value` keeps both its number and the Python source that computes it from the
+parameters of the enclosing block or network (`planes * 4`), so that generated classes
+take their parameters as constructor arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .source import Span
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Value:
+    value: object
+    text: str  # Python source for the value, in terms of the enclosing parameters
+    names: frozenset = frozenset()  # the parameters `text` uses
+    precedence: int = 3  # 1: + -, 2: * / // %, 3: atom
+
+    @classmethod
+    def constant(cls, value) -> "Value":
+        return cls(value, _literal(value))
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What `passes/shapes.py` adds to each node."""
+
+    in_shape: Shape
+    out_shape: Shape
+    params: int = 0
+    macs: int = 0
+    rf: int = 1  # receptive field of one output element, in input pixels
+    jump: int = 1  # distance in input pixels between neighbouring outputs
+    channels: str = ""  # Python source for the output channels
+    flatten_before: bool = False  # an fc that flattens its volume input
+    in_channels: str = ""  # Python source for the input channels
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str
+    args: tuple[tuple[str, Value], ...]
+    name: str | None
+    span: Span
+    stats: Stats | None = None
+
+    def arg(self, name: str):
+        return dict(self.args)[name].value
+
+    @property
+    def values(self) -> dict:
+        return {k: v.value for k, v in self.args}
+
+
+@dataclass(frozen=True)
+class Seq:
+    """A chain. Named: an `nn.Sequential`; unnamed: its items join the enclosing chain."""
+
+    items: tuple["Node", ...]
+    name: str | None
+    span: Span
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
+class Concat:
+    branches: tuple[Seq, ...]
+    span: Span
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    kind: str  # "identity" or "projection"
+    name: str | None
+    span: Span
+    layers: tuple[Layer, ...] = ()  # the projection's conv and batch norm, once shapes are known
+    condition: Value | None = None  # when the projection applies, in the block's parameters
+    applied: bool = False  # whether it applies in this instance
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
+class Residual:
+    body: Seq
+    shortcut: Shortcut
+    span: Span
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
+class BlockInstance:
+    block: str
+    args: tuple[tuple[str, Value], ...]
+    body: Seq
+    name: str | None
+    span: Span
+    stats: Stats | None = None
+
+
+Node = Union[Layer, Seq, Concat, Residual, BlockInstance]
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    name: str
+    params: tuple[tuple[str, Value], ...]  # name and default (None: required)
+    span: Span
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    input: Shape
+    input_channels: Value
+    params: tuple[tuple[str, Value], ...]  # the network's parameters, as compiled
+    body: Seq
+    span: Span
+    blocks: dict = field(default_factory=dict)  # name -> BlockInfo
+    switches: tuple[tuple[str, bool], ...] = ()
+    source_path: str = ""

@@ -1,0 +1,246 @@
+"""Lark parse tree to `ast` nodes: the only module besides `parse` that knows Lark.
+
+A non-recursive transformer, so a deep tree cannot overflow the Python stack; the
+depth of every node is tracked and a tree deeper than `MAX_DEPTH` is refused, which
+keeps the (recursive) passes safe.
+"""
+
+from __future__ import annotations
+
+from lark import Token, Transformer_NonRecursive, Tree, v_args
+
+from . import ast
+from .diagnostics import CompileError, Diagnostic
+from .source import SourceFile, Span
+
+MAX_DEPTH = 120
+MAX_DIGITS = 18
+
+
+def _binop(op: str):
+    """One transformer method per arithmetic operator."""
+
+    @v_args(meta=True)
+    def method(self, meta, children):
+        left, right = children
+        return self.made(ast.BinOp(op, left, right, self.span(meta)), left, right)
+
+    return method
+
+
+class _Lower(Transformer_NonRecursive):
+    def __init__(self, source: SourceFile):
+        super().__init__()
+        self.source = source
+        self.depth: dict[int, int] = {}
+
+    # -- helpers --------------------------------------------------------------------
+    def span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return self.source.whole
+        return Span(self.source.path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def tspan(self, token: Token) -> Span:
+        return Span(self.source.path, token.line, token.column, token.end_line, token.end_column)
+
+    def made(self, node, *children):
+        depth = 1 + max((self.depth.get(id(c), 0) for c in children if c is not None), default=0)
+        if depth > MAX_DEPTH:
+            raise CompileError([Diagnostic.error(
+                node.span, f"expression or chain nested more than {MAX_DEPTH} deep",
+                "split it into smaller parts (a block, or parameters)")])
+        self.depth[id(node)] = depth
+        return node
+
+    # -- terminals --------------------------------------------------------------------
+    def INT(self, token: Token):
+        if len(token) > MAX_DIGITS:
+            raise CompileError([Diagnostic.error(self.tspan(token), "number too large",
+                                                 f"integers have at most {MAX_DIGITS} digits")])
+        return ast.Num(int(token), self.tspan(token))
+
+    def FLOAT(self, token: Token):
+        if len(token) > 40:
+            raise CompileError([Diagnostic.error(self.tspan(token), "number too long", None)])
+        value = float(token)
+        if value in (float("inf"), float("-inf")):
+            raise CompileError([Diagnostic.error(self.tspan(token), "number too large", None)])
+        return ast.Num(value, self.tspan(token))
+
+    def STRING(self, token: Token):
+        return ast.Str(str(token)[1:-1], self.tspan(token))
+
+    # -- expressions ------------------------------------------------------------------
+    @v_args(meta=True)
+    def var(self, meta, children):
+        (token,) = children
+        if isinstance(token, Token):
+            return ast.Var(str(token), self.tspan(token))
+        return token
+
+    @v_args(meta=True)
+    def true(self, meta, children):
+        return ast.Bool(True, self.span(meta))
+
+    @v_args(meta=True)
+    def false(self, meta, children):
+        return ast.Bool(False, self.span(meta))
+
+    @v_args(meta=True)
+    def neg(self, meta, children):
+        return self.made(ast.Neg(children[0], self.span(meta)), children[0])
+
+    add, sub, mul = _binop("+"), _binop("-"), _binop("*")
+    div, floordiv, mod = _binop("/"), _binop("//"), _binop("%")
+
+    # -- chains -----------------------------------------------------------------------
+    @v_args(meta=True)
+    def kwarg(self, meta, children):
+        name, value = children
+        return ast.Arg(str(name), value, self.span(meta))
+
+    @v_args(meta=True)
+    def arg(self, meta, children):
+        return ast.Arg(None, children[0], self.span(meta))
+
+    def args(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        name, args = children
+        args = args or ()
+        return self.made(ast.Call(str(name), args, self.span(meta), self.tspan(name)),
+                         *(a.value for a in args))
+
+    @v_args(meta=True)
+    def ref(self, meta, children):
+        return ast.Ref(str(children[0]), self.span(meta))
+
+    @v_args(meta=True)
+    def group(self, meta, children):
+        return self.made(ast.Group(tuple(children), self.span(meta)), *children)
+
+    @v_args(meta=True)
+    def repeat(self, meta, children):
+        node, count = children
+        return self.made(ast.Repeat(node, count, self.span(meta)), node, count)
+
+    @v_args(meta=True)
+    def optional(self, meta, children):
+        return self.made(ast.Optional(children[0], self.span(meta)), children[0])
+
+    @v_args(meta=True)
+    def body(self, meta, children):
+        return _Body(tuple(children), self.span(meta))
+
+    @v_args(meta=True)
+    def concat(self, meta, children):
+        body = children[0]
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Concat(body.items, self.span(meta)), *body.items)
+
+    @v_args(meta=True)
+    def residual(self, meta, children):
+        body, shortcut = children
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
+
+    @v_args(meta=True)
+    def shortcut(self, meta, children):
+        if len(children) == 2:
+            label, node = children
+            return ast.Shortcut(str(label), node, self.span(meta))
+        return ast.Shortcut(None, children[0], self.span(meta))
+
+    @v_args(meta=True)
+    def element(self, meta, children):
+        if len(children) == 2:
+            label, node = children
+            return self.made(ast.Element(str(label), node, self.span(meta), self.tspan(label)), node)
+        return self.made(ast.Element(None, children[0], self.span(meta)), children[0])
+
+    @v_args(meta=True)
+    def chain(self, meta, children):
+        elements = tuple(c for c in children if isinstance(c, ast.Element))
+        arrows = [c for c in children if isinstance(c, Token)]
+        del arrows  # the arrows only separate; positions come from the elements
+        return self.made(ast.Chain(elements, self.span(meta)), *elements)
+
+    @v_args(meta=True)
+    def input_decl(self, meta, children):
+        dims: list = []
+        for child in children:
+            if isinstance(child, Token) and child.type == "SHAPE":
+                base = child.start_pos
+                offset = 0
+                for part in str(child).split("x"):
+                    start = base + offset
+                    dims.append(ast.Num(int(part), self.source.span_at(start, start + len(part))))
+                    offset += len(part) + 1
+            elif isinstance(child, Token):
+                dims.append(ast.Var(str(child), self.tspan(child)))
+            else:
+                dims.append(child)
+        return ast.InputDecl(tuple(dims), self.span(meta))
+
+    # -- definitions ------------------------------------------------------------------
+    @v_args(meta=True)
+    def param(self, meta, children):
+        name, default = children
+        return ast.Param(str(name), default, self.span(meta))
+
+    def params(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def let_def(self, meta, children):
+        name, chain = children
+        return ast.LetDef(str(name), chain, self.span(meta))
+
+    @v_args(meta=True)
+    def block_def(self, meta, children):
+        name, params, body = children
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(
+                inputs[0].span, "a block takes its input from where it is used",
+                "move 'input' into the network")])
+        return ast.BlockDef(str(name), params or (), body.items, self.span(meta), self.tspan(name))
+
+    @v_args(meta=True)
+    def network_def(self, meta, children):
+        name, params, body = children
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        chains = tuple(c for c in body.items if isinstance(c, ast.Chain))
+        if len(inputs) > 1:
+            raise CompileError([Diagnostic.error(inputs[1].span, "a second 'input' line",
+                                                 "a network has one input; remove this line")])
+        return ast.NetworkDef(str(name), params or (), inputs[0] if inputs else None, chains,
+                              self.span(meta), self.tspan(name))
+
+    @v_args(meta=True)
+    def start(self, meta, children):
+        return ast.Program(
+            tuple(c for c in children if isinstance(c, ast.LetDef)),
+            tuple(c for c in children if isinstance(c, ast.BlockDef)),
+            tuple(c for c in children if isinstance(c, ast.NetworkDef)),
+            self.span(meta),
+        )
+
+
+class _Body:
+    def __init__(self, items, span):
+        self.items = items
+        self.span = span
+
+
+def lower(tree: Tree, source: SourceFile) -> ast.Program:
+    program = _Lower(source).transform(tree)
+    if isinstance(program, Tree):  # an empty file
+        program = ast.Program((), (), (), source.whole)
+    return program

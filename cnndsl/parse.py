@@ -1,0 +1,158 @@
+"""Text to syntax tree: the cached LALR parser, line continuation, syntax errors.
+
+The grammar lives in `grammar/cnn.lark`. A small post-lexer drops the newlines that
+only continue a line (inside parentheses, after a trailing `->`, before a leading
+`->`) and refuses hostile nesting before the parser sees it. Lark's exceptions become
+`Diagnostic`s here and nowhere else; `lower.py` turns the parse tree into `ast` nodes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import CompileError, Diagnostic
+from .source import SourceFile, Span
+
+MAX_NESTING = 48
+
+_GRAMMAR_PLACES = (
+    Path(__file__).resolve().parent.parent / "grammar" / "cnn.lark",  # a source checkout
+    Path(__file__).resolve().parent / "grammar" / "cnn.lark",  # an installed wheel
+)
+
+_OPEN = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_CLOSE = {v: k for k, v in _OPEN.items()}
+
+
+class _TooDeep(Exception):
+    def __init__(self, token: Token):
+        self.token = token
+
+
+class _Continuation:
+    """Post-lexer: newlines inside `(...)` or after `->` do not end a line.
+
+    (A newline before a leading `->` is dropped by the lexer itself: `_CONTINUE`.)
+    """
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        parens = 0
+        depth = 0
+        previous: str | None = None
+        for token in stream:
+            kind = token.type
+            if kind == "_NL" and (parens > 0 or previous in (None, "ARROW", "_NL")):
+                continue
+            if kind in _OPEN:
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise _TooDeep(token)
+                parens += kind == "LPAR"
+            elif kind in _CLOSE:
+                depth = max(0, depth - 1)
+                if kind == "RPAR":
+                    parens = max(0, parens - 1)
+            previous = kind
+            yield token
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    grammar = next((p for p in _GRAMMAR_PLACES if p.exists()), _GRAMMAR_PLACES[0])
+    return Lark(
+        grammar.read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        strict=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+        postlex=_Continuation(),
+    )
+
+
+def parse(source: SourceFile) -> ast.Program:
+    """Parse a whole file; raise `CompileError` with a located diagnostic on bad syntax."""
+    from .lower import lower
+
+    if "\x00" in source.text:
+        offset = source.text.index("\x00")
+        raise CompileError([Diagnostic.error(
+            source.span_at(offset), "NUL byte in source", "this looks like a binary file, not a .cnn spec")])
+    try:
+        tree = parser().parse(source.text)
+    except _TooDeep as exc:
+        raise CompileError([Diagnostic.error(
+            _token_span(source, exc.token), f"brackets nested more than {MAX_NESTING} deep",
+            "flatten the spec, or define a block for the inner part")]) from None
+    except UnexpectedInput as exc:
+        raise CompileError([_syntax_diagnostic(source, exc)]) from None
+    return lower(tree, source)
+
+
+def _token_span(source: SourceFile, token: Token) -> Span:
+    start = token.start_pos or 0
+    return source.span_at(start, start + max(1, len(token)))
+
+
+_HUMAN = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "SHAPE": "a shape such as 3x32x32", "ARROW": "'->'", "_NL": "end of line",
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'",
+    "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "STAR": "'*'",
+    "QMARK": "'?'", "PLUS": "'+'", "MINUS": "'-'", "SLASH": "'/'", "PERCENT": "'%'",
+    "$END": "end of file",
+}
+
+
+def _describe(kind: str) -> str:
+    if kind in _HUMAN:
+        return _HUMAN[kind]
+    return f"'{kind.lower()}'" if kind.isupper() else kind
+
+
+def _syntax_diagnostic(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
+    if isinstance(exc, UnexpectedCharacters):
+        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
+        span = source.span_at(exc.pos_in_stream)
+        hint = None
+        if ch == '"':
+            hint = "a string must close on the same line, and may not contain a backslash"
+        elif ch == "'":
+            hint = "strings use double quotes: \"reflect\""
+        elif not ch.isprintable() or ord(ch) > 127:
+            hint = "names use ASCII letters, digits and underscores"
+        return Diagnostic.error(span, f"unexpected character {ch!r}", hint, "syntax")
+    if isinstance(exc, UnexpectedEOF):
+        end = len(source.text)
+        expected = sorted(_describe(e) for e in exc.expected)[:6]
+        return Diagnostic.error(
+            source.span_at(max(0, end - 1)), "unexpected end of file",
+            f"expected {', '.join(expected)}; is a bracket or brace left open?", "syntax")
+    assert isinstance(exc, UnexpectedToken)
+    token = exc.token
+    expected = set(exc.expected) - {"$END"} if token.type != "$END" else set(exc.expected)
+    if token.type == "$END":
+        return Diagnostic.error(
+            source.span_at(max(0, len(source.text) - 1)), "unexpected end of file",
+            "is a bracket or brace left open?", "syntax")
+    span = _token_span(source, token)
+    shown = "end of line" if token.type == "_NL" else repr(str(token))
+    names = sorted(_describe(e) for e in expected)
+    hint = f"expected {', '.join(names[:8])}" if names else None
+    if token.type in ("NAME", "LSQB") and "ARROW" in expected:
+        hint = "a '->' is missing between two layers on one line"
+    elif token.type == "NAME" and str(token) in ("True", "False"):
+        hint = f"booleans are written {str(token).lower()}"
+    elif token.type == "_NL" and "RPAR" in expected:
+        hint = "a ')' is missing"
+    elif token.type == "EQUAL" and "COLON" in expected:
+        hint = "a layer is named with ':' (conv1: conv(64, 3)); '=' is for keyword arguments"
+    return Diagnostic.error(span, f"unexpected {shown}", hint, "syntax")

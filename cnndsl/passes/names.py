@@ -1,0 +1,175 @@
+"""Pass 4, names: every module gets the attribute name, or the index, that it will have
+in the generated code and so in the `state_dict`.
+
+A network or block is a class scope: a member the user named keeps its name, others
+are named after their kind (`conv`, or `conv1`, `conv2` when there are several); a
+residual's body and a concat's one-layer branches sit directly in that scope, as in
+torchvision's blocks. A named group is an `nn.Sequential`: its members are numbered
+as PyTorch numbers them, unnamed groups inside it joining it flat. An fc after a
+volume inside a Sequential gets an explicit `nn.Flatten` member there. Two members
+with one name in a scope are an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from .. import ir
+from ..diagnostics import CompileError, Diagnostic
+from ..layers import RULES
+from .resolve import unsafe_name_reason
+
+
+def block_attribute(block: str) -> str:
+    """`BasicConv` -> `basic_conv`: the attribute of an unnamed block instance."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", block).lower()
+    return snake if unsafe_name_reason(snake, "label") is None else f"{snake}_block"
+
+
+class _Namer:
+    """Hands out names in one class scope."""
+
+    def __init__(self, owner: str, counts: dict[str, int] | None = None):
+        self.owner = owner
+        self.counts = counts  # None while counting
+        self.seen_bases: dict[str, int] = {}
+        self.taken: dict[str, object] = {}
+        self.next_index: dict[str, int] = {}
+        self.errors: list[Diagnostic] = []
+        self.user_names: set[str] = set()
+
+    def user(self, name: str, span) -> str:
+        if name in self.taken and self.counts is not None:
+            first = self.taken[name]
+            self.errors.append(Diagnostic.error(
+                span, f"{name!r} names two modules in {self.owner}",
+                f"the other is at line {first.line}; inside a repetition, name the repetition "
+                f"instead (stage: [...]*2) so that its copies are numbered", "duplicate-name"))
+        self.taken.setdefault(name, span)
+        self.user_names.add(name)
+        return name
+
+    def auto(self, base: str, span) -> str:
+        self.seen_bases[base] = self.seen_bases.get(base, 0) + 1
+        if self.counts is None:
+            return base
+        if self.counts.get(base, 0) == 1 and base not in self.taken and base not in self.user_names:
+            self.taken[base] = span
+            return base
+        index = self.next_index.get(base, 1)
+        while f"{base}{index}" in self.taken or f"{base}{index}" in self.user_names:
+            index += 1
+        self.next_index[base] = index + 1
+        self.taken[f"{base}{index}"] = span
+        return f"{base}{index}"
+
+
+class Naming:
+    def __init__(self) -> None:
+        self.errors: list[Diagnostic] = []
+
+    def class_scope(self, seq: ir.Seq, owner: str) -> ir.Seq:
+        counter = _Namer(owner)
+        self._members(seq, counter)
+        namer = _Namer(owner, counter.seen_bases)
+        namer.user_names = set(counter.user_names)
+        result = self._members(seq, namer)
+        self.errors.extend(namer.errors)
+        return result
+
+    def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
+        return replace(seq, items=tuple(self.member(item, namer) for item in seq.items))
+
+    def member(self, node: ir.Node, namer: _Namer) -> ir.Node:
+        if isinstance(node, ir.Layer):
+            name = namer.user(node.name, node.span) if node.name else namer.auto(RULES[node.kind].base_name, node.span)
+            return replace(node, name=name)
+        if isinstance(node, ir.BlockInstance):
+            name = namer.user(node.name, node.span) if node.name else namer.auto(block_attribute(node.block), node.span)
+            body = self.class_scope(node.body, f"block {node.block}") if namer.counts is not None else node.body
+            return replace(node, name=name, body=body)
+        if isinstance(node, ir.Seq):
+            if node.name is None:
+                return self._members(node, namer)
+            name = namer.user(node.name, node.span)
+            return self.sequential(node, name, outer=True, owner=namer.owner) if namer.counts is not None \
+                else node
+        if isinstance(node, ir.Concat):
+            branches = []
+            for branch in node.branches:
+                if branch.name is not None:
+                    name = namer.user(branch.name, branch.span)
+                    branches.append(self.sequential(branch, name, True, namer.owner)
+                                    if namer.counts is not None else branch)
+                elif len(_leaves(branch)) == 1:
+                    branches.append(replace(branch, items=(self.member(_leaves(branch)[0], namer),)))
+                else:
+                    name = namer.auto("branch", branch.span)
+                    branches.append(self.sequential(branch, name, True, namer.owner)
+                                    if namer.counts is not None else branch)
+            return replace(node, branches=tuple(branches))
+        assert isinstance(node, ir.Residual)
+        body = self._members(node.body, namer)
+        shortcut = node.shortcut
+        if shortcut.kind == "projection":
+            name = namer.user(shortcut.name, shortcut.span) if shortcut.name else namer.auto("downsample", shortcut.span)
+            layers = tuple(replace(layer, name=str(i)) for i, layer in enumerate(shortcut.layers))
+            shortcut = replace(shortcut, name=name, layers=layers)
+        return replace(node, body=body, shortcut=shortcut)
+
+    def sequential(self, seq: ir.Seq, name: str, outer: bool, owner: str) -> ir.Seq:
+        """Number the members of an nn.Sequential as PyTorch does."""
+        items = []
+        taken: set[str] = set()
+        for leaf in _leaves(seq):
+            if isinstance(leaf, (ir.Concat, ir.Residual)):
+                self.errors.append(Diagnostic.error(
+                    leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
+                    f"{type(leaf).__name__.lower()}", "move it into a block, and use the block here"))
+                continue
+            stats = leaf.stats
+            if stats is not None and stats.flatten_before and (items or not outer):
+                flat = ir.Stats(stats.in_shape, (_prod(stats.in_shape),), 0, 0, stats.rf, stats.jump,
+                                RULES["flatten"].channels(stats.in_shape, "", {}))
+                items.append(ir.Layer("flatten", (), str(len(items)), leaf.span, flat))
+                leaf = replace(leaf, stats=replace(stats, flatten_before=False))
+            key = leaf.name if getattr(leaf, "name", None) else str(len(items))
+            if key in taken:
+                self.errors.append(Diagnostic.error(leaf.span, f"{key!r} names two modules in {name!r}", None,
+                                                    "duplicate-name"))
+            taken.add(key)
+            if isinstance(leaf, ir.BlockInstance):
+                leaf = replace(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}"))
+            elif isinstance(leaf, ir.Seq):  # a named group inside: a nested Sequential
+                leaf = self.sequential(leaf, key, False, owner)
+            else:
+                leaf = replace(leaf, name=key)
+            items.append(leaf)
+        return replace(seq, items=tuple(items), name=name)
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def _leaves(seq: ir.Seq) -> list[ir.Node]:
+    """The members of a chain with its unnamed groups opened."""
+    out = []
+    for item in seq.items:
+        if isinstance(item, ir.Seq) and item.name is None:
+            out.extend(_leaves(item))
+        else:
+            out.append(item)
+    return out
+
+
+def assign_names(network: ir.Network) -> ir.Network:
+    naming = Naming()
+    body = naming.class_scope(network.body, f"network {network.name}")
+    if naming.errors:
+        raise CompileError(naming.errors)
+    return replace(network, body=body)

@@ -1,0 +1,210 @@
+"""Pass 3, infer shapes: every node gets its input and output shape, parameter count,
+multiply-accumulates and receptive field, all from the rules in `layers.py`.
+
+Errors (a filter larger than its padded input, a size of zero, channels that disagree
+at a concat or residual add) stop the pass; warnings (filters that don't fit) are
+collected and returned beside the new tree. A residual's projection shortcut is built
+here, where the shapes it joins are known.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from .. import ir
+from ..diagnostics import CompileError, Diagnostic
+from ..layers import RULES, ShapeProblem
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What travels along a chain: the shape, the channels as source, the receptive field."""
+
+    shape: ir.Shape
+    channels: str
+    rf: int = 1
+    jump: int = 1
+
+
+def fmt_shape(shape: ir.Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _atom(text: str) -> str:
+    return text if text.isidentifier() or text.isdigit() else f"({text})"
+
+
+class ShapeInference:
+    def __init__(self) -> None:
+        self.warnings: list[Diagnostic] = []
+
+    def error(self, span, message: str, hint: str | None, code: str = "shape") -> CompileError:
+        return CompileError([Diagnostic.error(span, message, hint, code)] + self.warnings)
+
+    # -- nodes -------------------------------------------------------------------------
+    def seq(self, seq: ir.Seq, flow: Flow) -> tuple[ir.Seq, Flow]:
+        start = flow
+        items = []
+        for item in seq.items:
+            item, flow = self.node(item, flow)
+            items.append(item)
+        return replace(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
+
+    def total(self, items, start: Flow, end: Flow) -> ir.Stats:
+        return ir.Stats(start.shape, end.shape, sum(i.stats.params for i in items),
+                        sum(i.stats.macs for i in items), end.rf, end.jump, end.channels)
+
+    def node(self, node: ir.Node, flow: Flow) -> tuple[ir.Node, Flow]:
+        if isinstance(node, ir.Layer):
+            return self.layer(node, flow)
+        if isinstance(node, ir.Seq):
+            return self.seq(node, flow)
+        if isinstance(node, ir.Concat):
+            return self.concat(node, flow)
+        if isinstance(node, ir.Residual):
+            return self.residual(node, flow)
+        return self.instance(node, flow)
+
+    def layer(self, layer: ir.Layer, flow: Flow) -> tuple[ir.Layer, Flow]:
+        rule = RULES[layer.kind]
+        values = layer.values
+        texts = {k: v.text for k, v in layer.args}
+        try:
+            out, notes = rule.shape(flow.shape, values)
+        except ShapeProblem as problem:
+            raise self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})",
+                             problem.hint) from None
+        for note in notes:
+            self.warnings.append(Diagnostic.warning(layer.span, note.message, note.hint, note.code))
+        extent, stride = rule.window(flow.shape, values)
+        channels = rule.channels(flow.shape, flow.channels, texts)
+        stats = ir.Stats(
+            flow.shape, out, rule.params(flow.shape, values), rule.macs(flow.shape, out, values),
+            flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
+            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels)
+        return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump)
+
+    def concat(self, node: ir.Concat, flow: Flow) -> tuple[ir.Concat, Flow]:
+        branches = []
+        outs = []
+        for branch in node.branches:
+            branch, out = self.seq(branch, flow)
+            branches.append(branch)
+            outs.append(out)
+        first = outs[0].shape
+        for branch, out in zip(branches[1:], outs[1:]):
+            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:]:
+                listing = ", ".join(fmt_shape(o.shape) for o in outs)
+                raise self.error(branch.span, f"concat branches disagree on their size: {listing}",
+                                 "every branch must keep the same HxW; check strides and padding")
+        shape = (sum(o.shape[0] for o in outs),) + first[1:]
+        channels = " + ".join(_atom(o.channels) for o in outs)
+        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs))
+        return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
+
+    def residual(self, node: ir.Residual, flow: Flow) -> tuple[ir.Residual, Flow]:
+        body, out = self.seq(node.body, flow)
+        shortcut = node.shortcut
+        same = out.shape == flow.shape
+        if shortcut.kind == "identity":
+            if not same:
+                raise self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
+                                 f"{fmt_shape(flow.shape)} (the identity shortcut)",
+                                 "make the body keep its input's shape, or add `shortcut projection`")
+            shortcut = replace(shortcut, stats=ir.Stats(flow.shape, flow.shape))
+        else:
+            shortcut = self.projection(shortcut, body, flow, out)
+        params = body.stats.params + shortcut.stats.params
+        macs = body.stats.macs + shortcut.stats.macs
+        stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels)
+        return replace(node, body=body, shortcut=shortcut, stats=stats), out
+
+    def projection(self, shortcut: ir.Shortcut, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut:
+        if len(flow.shape) != 3 or len(out.shape) != 3:
+            raise self.error(shortcut.span, "a projection shortcut joins two CxHxW volumes",
+                             "keep the residual before the first fc")
+        stride_value = _stride_of(body)
+        h_in, h_out = flow.shape[1], out.shape[1]
+        if stride_value is None:
+            ratio = max(1, -(-h_in // h_out))
+            stride_value = ir.Value.constant(ratio)
+        needed = out.shape != flow.shape
+        parts = []
+        if stride_value.names or stride_value.value != 1:
+            parts.append(f"{stride_value.text} != 1")
+        if flow.channels != out.channels:
+            parts.append(f"{flow.channels} != {out.channels}")
+        applies = (stride_value.value != 1) or (flow.shape[0] != out.shape[0])
+        if parts and applies != needed:
+            raise self.error(shortcut.span, "cannot tell from the parameters where the projection applies",
+                             "make the body's stride a single layer's stride argument")
+        conv = ir.Layer("conv", (
+            ("filters", ir.Value(out.shape[0], out.channels)), ("size", ir.Value.constant(1)),
+            ("stride", stride_value), ("pad", ir.Value.constant(0)), ("dilation", ir.Value.constant(1)),
+            ("groups", ir.Value.constant(1)), ("bias", ir.Value.constant(False)),
+            ("padding_mode", ir.Value.constant("zeros"))), None, shortcut.span)
+        bn = ir.Layer("batchnorm", (("eps", ir.Value.constant(1e-5)), ("momentum", ir.Value.constant(0.1)),
+                                    ("affine", ir.Value.constant(True))), None, shortcut.span)
+        conv, mid = self.layer(conv, flow)
+        if needed and mid.shape != out.shape:
+            raise self.error(shortcut.span, f"the projection gives {fmt_shape(mid.shape)} but the body gives "
+                             f"{fmt_shape(out.shape)}", "the body must shrink HxW by a whole stride")
+        bn, _ = self.layer(bn, mid)
+        condition = ir.Value(applies, " or ".join(parts) if parts else "True")
+        params = conv.stats.params + bn.stats.params if needed else 0
+        macs = conv.stats.macs if needed else 0
+        return replace(shortcut, layers=(conv, bn), condition=condition, applied=needed,
+                       stats=ir.Stats(flow.shape, out.shape, params, macs))
+
+    def instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow]:
+        inner = Flow(flow.shape, "in_channels", flow.rf, flow.jump)
+        body, out = self.seq(node.body, inner)
+        # Outside, the block's output channels are its inner formula with the call's arguments.
+        texts = {name: value.text for name, value in node.args}
+        texts["in_channels"] = flow.channels
+        channels = _substitute(out.channels, texts)
+        end = Flow(out.shape, channels, out.rf, out.jump)
+        stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
+                         in_channels=flow.channels)
+        return replace(node, body=body, stats=stats), end
+
+
+def _stride_of(body: ir.Seq) -> ir.Value | None:
+    """The one layer argument that sets the body's stride, if there is exactly one."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, ir.Layer):
+            stride = dict(node.args).get("stride")
+            if stride is not None and stride.value is not None and (stride.names or stride.value != 1):
+                found.append(stride)
+        elif isinstance(node, ir.Seq):
+            for item in node.items:
+                visit(item)
+
+    visit(body)
+    return found[0] if len(found) == 1 else None
+
+
+def _substitute(text: str, values: dict[str, str]) -> str:
+    def swap(match: re.Match) -> str:
+        name = match.group(0)
+        return _atom(values[name]) if name in values else name
+
+    result = re.sub(r"[A-Za-z_][A-Za-z0-9_]*", swap, text)
+    try:  # fold a constant formula: 64 + 128 + 32 + 32 reads better as 256
+        if re.fullmatch(r"[\d\s+\-*/%()]+", result) and "**" not in result:
+            value = eval(result, {"__builtins__": {}}, {})  # digits and operators only
+            if isinstance(value, int):
+                return str(value)
+    except (SyntaxError, ZeroDivisionError):
+        pass
+    return result
+
+
+def infer_shapes(network: ir.Network) -> tuple[ir.Network, list[Diagnostic]]:
+    inference = ShapeInference()
+    start = Flow(network.input, network.input_channels.text)
+    body, _ = inference.seq(network.body, start)
+    return replace(network, body=body), inference.warnings

@@ -1,0 +1,108 @@
+"""Source text and positions: the first stage of the pipeline.
+
+Every later stage points back into a `SourceFile` through a `Span`, so that a
+diagnostic raised anywhere (parser, passes, code generator) can show the file, the
+line, the column and the text under a caret.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_SOURCE_BYTES = 1 << 20  # 1 MiB: a spec larger than this is hostile or a mistake
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of a source file: 1-based line and column, end exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str
+    text: str
+    _line_starts: tuple[int, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        for i, ch in enumerate(self.text):
+            if ch == "\n":
+                starts.append(i + 1)
+        object.__setattr__(self, "_line_starts", tuple(starts))
+
+    def line_text(self, line: int) -> str:
+        if not 1 <= line <= len(self._line_starts):
+            return ""
+        start = self._line_starts[line - 1]
+        end = self.text.find("\n", start)
+        return self.text[start : end if end >= 0 else len(self.text)].rstrip("\r")
+
+    def span_at(self, offset: int, end: int | None = None) -> Span:
+        line, col = self.position(offset)
+        end_line, end_col = self.position(offset + 1 if end is None else end)
+        return Span(self.path, line, col, end_line, end_col)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        offset = max(0, min(offset, len(self.text)))
+        index = bisect.bisect_right(self._line_starts, offset) - 1
+        return index + 1, offset - self._line_starts[index] + 1
+
+    @property
+    def whole(self) -> Span:
+        return Span(self.path, 1, 1, 1, 2)
+
+
+def read_source(path: str | Path) -> SourceFile:
+    """Read a spec as UTF-8; size and encoding problems become diagnostics."""
+    from .diagnostics import CompileError, Diagnostic
+
+    path = Path(path)
+    name = str(path)
+    nowhere = Span(name, 1, 1, 1, 1)
+    try:
+        size = path.stat().st_size
+        if size > MAX_SOURCE_BYTES:
+            raise CompileError([Diagnostic.error(
+                nowhere, f"file is {size:,} bytes, over the {MAX_SOURCE_BYTES:,}-byte limit",
+                "split the spec, or check that this is the file you meant")])
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CompileError([Diagnostic.error(
+            nowhere, f"no such file: {name}",
+            "give a path to a .cnn file or the name of a built-in (`cnndsl list`)")]) from None
+    except IsADirectoryError:
+        raise CompileError([Diagnostic.error(nowhere, f"{name} is a directory, not a spec", None)]) from None
+    except OSError as exc:
+        raise CompileError([Diagnostic.error(nowhere, f"cannot read {name}: {exc.strerror}", None)]) from None
+    return decode_source(name, data)
+
+
+def decode_source(name: str, data: bytes) -> SourceFile:
+    from .diagnostics import CompileError, Diagnostic
+
+    if len(data) > MAX_SOURCE_BYTES:
+        raise CompileError([Diagnostic.error(
+            Span(name, 1, 1, 1, 1),
+            f"source is {len(data):,} bytes, over the {MAX_SOURCE_BYTES:,}-byte limit", None)])
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        prefix = data[: exc.start].decode("utf-8", "replace")
+        line = prefix.count("\n") + 1
+        col = len(prefix) - (prefix.rfind("\n") + 1) + 1
+        raise CompileError([Diagnostic.error(
+            Span(name, line, col, line, col + 1),
+            f"invalid UTF-8 byte 0x{data[exc.start]:02x}",
+            "save the file as UTF-8")]) from None
+    return SourceFile(name, text)
