@@ -304,7 +304,7 @@ def _dropout_shape(s: Shape, a: dict):
 DROPOUT = LayerRule(
     "dropout", "zeroes each element with probability p while training",
     (ArgSpec("p", "float", 0.5, minimum=0.0),), _dropout_shape,
-    torch=lambda s, v, t: Torch("nn.Dropout", ((f"p={t['p']}",) if v["p"] != 0.5 else ())),
+    torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", "p", 0.5),))),
     base_name="dropout")
 
 

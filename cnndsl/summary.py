@@ -152,7 +152,9 @@ _SHOWN = ("conv", "maxpool", "avgpool", "minpool", "fc", "lrn", "adaptive_avgpoo
 
 
 def cs231n(network: ir.Network) -> str:
-    layers = [row.layer for row in rows(network) if row.layer.kind in _SHOWN]
+    # A layer that changes nothing (torchvision's adaptive pool at its native size) is left out.
+    layers = [row.layer for row in rows(network) if row.layer.kind in _SHOWN
+              and not (row.layer.kind.startswith("adaptive") and row.layer.stats.in_shape == row.layer.stats.out_shape)]
     convs = sum(1 for layer in layers if layer.kind == "conv")
     counters: dict[str, int] = {}
     fc_total = sum(1 for layer in layers if layer.kind == "fc")
@@ -211,7 +213,7 @@ def cs231n(network: ir.Network) -> str:
     totals = [
         f"TOTAL memory: {total_memory:,} values * 4 bytes ~= {total_memory * 4 / 1e6:.0f}MB / image "
         "(only forward! ~*2 for bwd)",
-        f"TOTAL params: {total_weights:,} weights ({approx(total_weights)}); {params:,} with biases "
+        f"TOTAL params: {total_weights:,} weights ({total_weights / 1e6:.0f}M); {params:,} with biases "
         f"and batch-norm scales",
     ]
     return "\n".join(arch) + "\n\n" + "\n".join(memory) + "\n\n" + "\n".join(totals) + "\n"

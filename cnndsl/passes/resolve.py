@@ -49,7 +49,7 @@ def unsafe_name_reason(name: str, kind: str) -> str | None:
         return f"a name of {len(name)} characters is longer than {MAX_NAME}"
     if name.startswith("__") or name.endswith("__"):
         return f"{name!r} is a dunder name"
-    if name in GENERATED_NAMES:
+    if name in GENERATED_NAMES and not (kind == "network parameter" and name == "in_channels"):
         return f"{name!r} is used by the generated code itself"
     if hasattr(builtins, name):
         return f"{name!r} would shadow Python's built-in {name}"
@@ -132,11 +132,14 @@ def resolve(program: ast.Program) -> ast.Program:
             errors.append(Diagnostic.error(span, f"cannot name a class {definition.name!r}: {reason}",
                                            "choose a plain name such as ResNet or Bottleneck"))
         seen = set()
+        kind = "network parameter" if isinstance(definition, ast.NetworkDef) else "parameter"
         for param in definition.params:
-            reason = unsafe_name_reason(param.name, "parameter")
+            reason = unsafe_name_reason(param.name, kind)
             if reason:
-                errors.append(Diagnostic.error(param.span, f"parameter {param.name!r}: {reason}",
-                                               "rename the parameter"))
+                hint = "rename the parameter"
+                if param.name == "in_channels":
+                    hint = "a block's input channels come from where it is used; rename the parameter"
+                errors.append(Diagnostic.error(param.span, f"parameter {param.name!r}: {reason}", hint))
             if param.name in seen:
                 errors.append(Diagnostic.error(param.span, f"parameter {param.name!r} is listed twice", None))
             seen.add(param.name)

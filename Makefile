@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` (train LeNet-5 on the embedded digits)
+# and `make test`. Each creates .venv on first use, pinning the local CPU torch wheel
+# so that pip never resolves torch to the CUDA build.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: demo test bench fuzz generated clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[test,train]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/cnndsl train lenet5 --data digits --out runs/lenet5
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/compile_speed.py
+
+generated: $(VENV)/.installed
+	for f in specs/*.cnn; do n=$$(basename $$f .cnn); $(VENV)/bin/cnndsl compile $$n -o generated/$$n.py || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
