@@ -98,6 +98,18 @@ class Repeat:
 
 @dataclass(frozen=True)
 class Optional:
+    """`X?` (its switch is named after X) or `X?switch`."""
+
+    node: "Node"
+    span: Span
+    switch: str | None = None
+
+
+@dataclass(frozen=True)
+class Side:
+    """`side X`: X reads the chain's value and gives an extra output (an auxiliary
+    classifier); the chain goes on with the value X read."""
+
     node: "Node"
     span: Span
 
@@ -132,7 +144,7 @@ class InputDecl:
     span: Span
 
 
-Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual]
+Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Side]
 
 
 @dataclass(frozen=True)

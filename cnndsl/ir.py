@@ -90,12 +90,13 @@ class Concat:
 
 @dataclass(frozen=True)
 class Shortcut:
-    kind: str  # "identity" or "projection"
+    kind: str  # "identity", "projection" (1x1 conv, + batch norm if bn) or "pad" (He et al.'s option A)
     name: str | None
     span: Span
     layers: tuple[Layer, ...] = ()  # the projection's conv and batch norm, once shapes are known
     condition: Value | None = None  # when the projection applies, in the block's parameters
     applied: bool = False  # whether it applies in this instance
+    bn: bool = True
     stats: Stats | None = None
 
 
@@ -103,6 +104,15 @@ class Shortcut:
 class Residual:
     body: Seq
     shortcut: Shortcut
+    span: Span
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
+class Side:
+    """An extra output read off the chain (an auxiliary classifier); the chain goes on."""
+
+    node: "Node"
     span: Span
     stats: Stats | None = None
 
@@ -117,7 +127,7 @@ class BlockInstance:
     stats: Stats | None = None
 
 
-Node = Union[Layer, Seq, Concat, Residual, BlockInstance]
+Node = Union[Layer, Seq, Concat, Residual, BlockInstance, Side]
 
 
 @dataclass(frozen=True)

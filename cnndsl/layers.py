@@ -109,12 +109,16 @@ def window_output(kind: str, size: int, extent: int, stride: int, pad: int, ceil
             out -= 1
     else:
         out = span // stride + 1
-        if span % stride and not floor:
+        # PyTorch floors the size and the last span % stride padded rows go unread; only
+        # when that reaches past the zero padding into the input is something lost.
+        lost = span % stride - pad
+        if lost > 0 and not floor:
             notes.append(Note(
                 f"{kind} does not fit: ({size} - {extent} + 2*{pad})/{stride} + 1 = "
-                f"{span / stride + 1:g} on the {axis} axis; PyTorch floors it to {out} and "
-                f"drops the last {span % stride} row(s)/column(s)",
-                f"choose pad or stride so that {size} - {extent} + 2*pad is a multiple of {stride}",
+                f"{span / stride + 1:.3g} on the {axis} axis; PyTorch floors it to {out} and "
+                f"never reads the last {lost} row(s)/column(s) of the input",
+                f"choose pad or stride so that {size} - {extent} + 2*pad is a multiple of {stride}, "
+                "or say floor=true if that is meant",
                 "fit"))
     if out <= 0:
         raise ShapeProblem(f"{kind} output size is {out}", "use a smaller stride or more padding")
@@ -370,10 +374,11 @@ for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOO
     for _alias in _rule.aliases:
         RULES[_alias] = _rule
 
-# The residual shortcut that projects with a 1x1 convolution and batch norm (ResNet's
-# option B); `identity` is the other. Not a layer: `passes/shapes.py` builds it from CONV
-# and BATCHNORM above.
-SHORTCUTS = ("projection", "identity")
+# Residual shortcuts: `projection`, a 1x1 convolution and batch norm where the shapes
+# differ (ResNet's option B); `pad`, subsampling and zero channels (option A, no
+# parameters); `identity`. Not layers: `passes/shapes.py` builds the projection from
+# CONV and BATCHNORM above.
+SHORTCUTS = ("projection", "identity", "pad")
 
 
 def lookup(name: str) -> LayerRule | None:

@@ -128,7 +128,12 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def optional(self, meta, children):
-        return self.made(ast.Optional(children[0], self.span(meta)), children[0])
+        node, switch = children
+        return self.made(ast.Optional(node, self.span(meta), str(switch) if switch else None), node)
+
+    @v_args(meta=True)
+    def side(self, meta, children):
+        return self.made(ast.Side(children[0], self.span(meta)), children[0])
 
     @v_args(meta=True)
     def body(self, meta, children):

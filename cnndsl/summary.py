@@ -58,6 +58,8 @@ def _member(node, prefix: str) -> Iterator[Row]:
     elif isinstance(node, ir.Concat):
         for branch in node.branches:
             yield from _member(branch, prefix)
+    elif isinstance(node, ir.Side):
+        yield from _member(node.node, prefix)
     elif isinstance(node, ir.Residual):
         yield from _scope(node.body, prefix)
         if node.shortcut.applied:

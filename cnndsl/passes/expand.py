@@ -38,6 +38,8 @@ class _Scope:
 
 
 def switch_name(element: ast.Element) -> str | None:
+    if isinstance(element.node, ast.Optional) and element.node.switch:
+        return element.node.switch
     if element.label is not None:
         return element.label
     node = element.node
@@ -240,6 +242,8 @@ class Expander:
         made = self.node(node, scope, label)
         if label is None:
             return made
+        if len(made) == 1 and isinstance(made[0], ir.Side):
+            return made
         if len(made) == 1 and isinstance(made[0], (ir.Layer, ir.BlockInstance, ir.Seq)) and \
                 getattr(made[0], "name", None) in (None, label):
             return [_renamed(made[0], label)]
@@ -267,6 +271,11 @@ class Expander:
             return [self.concat(node, scope)]
         if isinstance(node, ast.Residual):
             return [self.residual(node, scope)]
+        if isinstance(node, ast.Side):
+            inner = self.node(node.node, scope, label)
+            if len(inner) == 1 and getattr(inner[0], "name", None) == label:
+                return [ir.Side(inner[0], node.span)]
+            return [ir.Side(ir.Seq(tuple(inner), label, node.span), node.span)]
         name = node.name
         call = node if isinstance(node, ast.Call) else None
         name_span = node.name_span if call else node.span
@@ -337,11 +346,19 @@ class Expander:
         target = shortcut.node
         if target.name not in SHORTCUTS:
             raise self.fail(target.span, f"unknown shortcut {target.name!r}",
-                            "a shortcut is identity or projection (1x1 conv + batch norm where shapes differ)")
+                            "a shortcut is identity, projection (1x1 conv + batch norm where shapes differ; "
+                            "projection(bn=false) for the conv alone) or pad (option A: subsample and zero-pad)")
+        bn = True
         if isinstance(target, ast.Call) and target.args:
-            raise self.fail(target.span, f"{target.name} takes no arguments",
-                            "its convolution follows from the shapes it joins")
-        return ir.Residual(body, ir.Shortcut(target.name, shortcut.label, shortcut.span), node.span)
+            if target.name != "projection":
+                raise self.fail(target.span, f"{target.name} takes no arguments", None)
+            bound = self.bind(["bn"], target, scope, "projection", target.span)
+            value = bound["bn"][0].value
+            if not isinstance(value, bool):
+                raise self.fail(bound["bn"][1], f"projection 'bn' must be true or false, got {_describe(value)}",
+                                None, "type")
+            bn = value
+        return ir.Residual(body, ir.Shortcut(target.name, shortcut.label, shortcut.span, bn=bn), node.span)
 
     def instance(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope, span: Span,
                  label: str | None) -> ir.BlockInstance:

@@ -95,6 +95,11 @@ class Naming:
             name = namer.user(node.name, node.span)
             return self.sequential(node, name, outer=True, owner=namer.owner) if namer.counts is not None \
                 else node
+        if isinstance(node, ir.Side):
+            if namer.owner.startswith("block"):
+                self.errors.append(Diagnostic.error(node.span, "a side output belongs in the network itself",
+                                                    "move it out of the block, to where the block is used"))
+            return replace(node, node=self.member(node.node, namer))
         if isinstance(node, ir.Concat):
             branches = []
             for branch in node.branches:
@@ -123,7 +128,7 @@ class Naming:
         items = []
         taken: set[str] = set()
         for leaf in _leaves(seq):
-            if isinstance(leaf, (ir.Concat, ir.Residual)):
+            if isinstance(leaf, (ir.Concat, ir.Residual, ir.Side)):
                 self.errors.append(Diagnostic.error(
                     leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
                     f"{type(leaf).__name__.lower()}", "move it into a block, and use the block here"))

@@ -79,7 +79,7 @@ def walk_nodes(chains) -> Iterator[ast.Node]:
 
 def _walk(node) -> Iterator[ast.Node]:
     yield node
-    if isinstance(node, (ast.Repeat, ast.Optional)):
+    if isinstance(node, (ast.Repeat, ast.Optional, ast.Side)):
         yield from _walk(node.node)
     elif isinstance(node, ast.Group):
         yield from walk_nodes(node.chains)
@@ -95,7 +95,7 @@ def walk_elements(chains) -> Iterator[ast.Element]:
     for element in _elements(chains):
         yield element
         node = element.node
-        while isinstance(node, (ast.Repeat, ast.Optional)):
+        while isinstance(node, (ast.Repeat, ast.Optional, ast.Side)):
             node = node.node
         if isinstance(node, ast.Group):
             yield from walk_elements(node.chains)

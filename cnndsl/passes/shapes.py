@@ -64,6 +64,11 @@ class ShapeInference:
             return self.concat(node, flow)
         if isinstance(node, ir.Residual):
             return self.residual(node, flow)
+        if isinstance(node, ir.Side):
+            inner, out = self.node(node.node, flow)
+            # Parameters count (they are in the state_dict); MACs do not: inference skips it.
+            stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels)
+            return replace(node, node=inner, stats=stats), flow
         return self.instance(node, flow)
 
     def layer(self, layer: ir.Layer, flow: Flow) -> tuple[ir.Layer, Flow]:
@@ -76,7 +81,9 @@ class ShapeInference:
             raise self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})",
                              problem.hint) from None
         for note in notes:
-            self.warnings.append(Diagnostic.warning(layer.span, note.message, note.hint, note.code))
+            warning = Diagnostic.warning(layer.span, note.message, note.hint, note.code)
+            if warning not in self.warnings:  # a block used twice warns once
+                self.warnings.append(warning)
         extent, stride = rule.window(flow.shape, values)
         channels = rule.channels(flow.shape, flow.channels, texts)
         stats = ir.Stats(
@@ -113,12 +120,27 @@ class ShapeInference:
                                  f"{fmt_shape(flow.shape)} (the identity shortcut)",
                                  "make the body keep its input's shape, or add `shortcut projection`")
             shortcut = replace(shortcut, stats=ir.Stats(flow.shape, flow.shape))
+        elif shortcut.kind == "pad":
+            shortcut = self.zero_pad(shortcut, flow, out)
         else:
             shortcut = self.projection(shortcut, body, flow, out)
         params = body.stats.params + shortcut.stats.params
         macs = body.stats.macs + shortcut.stats.macs
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels)
         return replace(node, body=body, shortcut=shortcut, stats=stats), out
+
+    def zero_pad(self, shortcut: ir.Shortcut, flow: Flow, out: Flow) -> ir.Shortcut:
+        """Option A: take every stride-th pixel, add zero channels; no parameters."""
+        if len(flow.shape) != 3 or len(out.shape) != 3:
+            raise self.error(shortcut.span, "a pad shortcut joins two CxHxW volumes", None)
+        (c_in, h_in, w_in), (c_out, h_out, w_out) = flow.shape, out.shape
+        stride = -(-h_in // h_out)
+        if c_out < c_in or -(-h_in // stride) != h_out or -(-w_in // stride) != w_out:
+            raise self.error(shortcut.span, f"a pad shortcut cannot take {fmt_shape(flow.shape)} to "
+                             f"{fmt_shape(out.shape)}", "it subsamples by a whole stride and only adds channels; "
+                             "use `shortcut projection` instead")
+        applied = out.shape != flow.shape
+        return replace(shortcut, applied=applied, stats=ir.Stats(flow.shape, out.shape))
 
     def projection(self, shortcut: ir.Shortcut, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut:
         if len(flow.shape) != 3 or len(out.shape) != 3:
@@ -151,10 +173,11 @@ class ShapeInference:
             raise self.error(shortcut.span, f"the projection gives {fmt_shape(mid.shape)} but the body gives "
                              f"{fmt_shape(out.shape)}", "the body must shrink HxW by a whole stride")
         bn, _ = self.layer(bn, mid)
+        layers = (conv, bn) if shortcut.bn else (conv,)
         condition = ir.Value(applies, " or ".join(parts) if parts else "True")
-        params = conv.stats.params + bn.stats.params if needed else 0
+        params = sum(layer.stats.params for layer in layers) if needed else 0
         macs = conv.stats.macs if needed else 0
-        return replace(shortcut, layers=(conv, bn), condition=condition, applied=needed,
+        return replace(shortcut, layers=layers, condition=condition, applied=needed,
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
     def instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow]:
