@@ -8,6 +8,7 @@ keeps the (recursive) passes safe.
 from __future__ import annotations
 
 from lark import Token, Transformer_NonRecursive, Tree, v_args
+from lark.exceptions import VisitError
 
 from . import ast
 from .diagnostics import CompileError, Diagnostic
@@ -245,7 +246,12 @@ class _Body:
 
 
 def lower(tree: Tree, source: SourceFile) -> ast.Program:
-    program = _Lower(source).transform(tree)
+    try:
+        program = _Lower(source).transform(tree)
+    except VisitError as exc:  # Lark wraps what a transformer method raises
+        if isinstance(exc.orig_exc, CompileError):
+            raise exc.orig_exc from None
+        raise
     if isinstance(program, Tree):  # an empty file
         program = ast.Program((), (), (), source.whole)
     return program
