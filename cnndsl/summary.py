@@ -162,7 +162,7 @@ def cs231n(network: ir.Network) -> str:
     fc_total = sum(1 for layer in layers if layer.kind == "fc")
     arch = [f"[{_hwc(network.input)}] INPUT"]
     memory = [f"INPUT: [{_hwc(network.input)}] memory: {_product(network.input)}={approx(_prod(network.input))} "
-              f"params: 0"]
+              f"params: 0 (not counting biases)"]  # as the notes say: the params below are weights
     total_memory = _prod(network.input)
     total_weights = 0
     for layer in layers:
