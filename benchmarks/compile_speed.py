@@ -1,0 +1,88 @@
+"""Compile speed: parse + check + generate for each built-in, a 150-layer network, and
+the wall time of `cnndsl check vgg16` beside that of `python -c "import torch"`.
+
+    .venv/bin/python benchmarks/compile_speed.py [--repeat N]
+
+Prints a table and ratios; writes the same to benchmarks/results/compile_speed.txt.
+Goals (issue 2): check vgg16 under a tenth of importing torch; 150 layers under 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cnndsl.compiler import builtins, compile_network, generate, load, source_from_text  # noqa: E402
+from cnndsl.parse import parser  # noqa: E402
+
+DEEP = """
+network Deep150(classes = 10) {
+    input 3x32x32
+    [conv(16, 3, pad=1) -> relu]*74 -> global_avgpool -> fc(classes)
+}
+"""
+
+
+def best_ms(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def wall(cmd: list[str], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--repeat", type=int, default=7)
+    opts = args.parse_args()
+    parser()  # build (or load) the LALR tables once, as a long-lived process would
+    lines = [f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
+             "", f"{'spec':<20}{'layers':>8}{'parse+check+codegen ms':>26}"]
+    for name in builtins():
+        source = load(name)
+        layers = len(list(_layers(compile_network(source).network)))
+        ms = best_ms(lambda: generate(compile_network(source)), opts.repeat)
+        lines.append(f"{name:<20}{layers:>8}{ms:>26.2f}")
+    deep = source_from_text(DEEP, "deep150.cnn")
+    deep_layers = len(list(_layers(compile_network(deep).network)))
+    deep_ms = best_ms(lambda: generate(compile_network(deep)), opts.repeat)
+    lines.append(f"{'deep150 (generated)':<20}{deep_layers:>8}{deep_ms:>26.2f}   goal < 20 ms: "
+                 f"{'met' if deep_ms < 20 else 'NOT met'}")
+    check = wall([sys.executable, "-m", "cnndsl", "check", "vgg16"], opts.repeat)
+    torch = wall([sys.executable, "-c", "import torch"], opts.repeat)
+    lines += ["", f"cnndsl check vgg16 (wall, median of {opts.repeat}): {check * 1000:.0f} ms",
+              f"python -c 'import torch' (wall, median of {opts.repeat}): {torch * 1000:.0f} ms",
+              f"ratio check/import torch: {check / torch:.3f}   goal < 0.100: {'met' if check / torch < 0.1 else 'NOT met'}"]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    out = ROOT / "benchmarks" / "results" / "compile_speed.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+def _layers(network):
+    from cnndsl.summary import rows
+
+    return rows(network)
+
+
+if __name__ == "__main__":
+    main()
