@@ -23,8 +23,8 @@ MAX_NAME = 64
 # Names the generated module uses itself, and nn.Module's own attributes: a parameter,
 # label or class with one of these names would break or hijack the generated code.
 GENERATED_NAMES = frozenset({
-    "self", "x", "identity", "torch", "nn", "OrderedDict", "MinPool2d", "Maxout", "in_channels",
-    "annotations", "__all__",
+    "self", "x", "identity", "torch", "nn", "OrderedDict", "MinPool2d", "Maxout", "zero_pad_shortcut",
+    "in_channels", "annotations", "__all__",
 })
 MODULE_ATTRIBUTES = frozenset({
     "training", "forward", "eval", "train", "parameters", "named_parameters", "buffers", "children",
