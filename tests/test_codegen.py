@@ -1,0 +1,241 @@
+"""The code generator: standalone, deterministic, valid Python that reads like
+hand-written PyTorch, with the spec's names as attributes and state_dict keys.
+`generated/` is the golden set."""
+
+from __future__ import annotations
+
+import ast as pyast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cnndsl
+from cnndsl.compiler import builtins, compile_network, generate, load, source_from_text
+
+from conftest import ROOT, run_cli
+
+torch = pytest.importorskip("torch")
+
+from cnndsl.api import load_generated  # noqa: E402
+
+REFERENCE = Path("/work/shared/reference/torchvision_models.json")
+if not REFERENCE.exists():
+    REFERENCE = ROOT.parent / "shared" / "reference" / "torchvision_models.json"
+
+BLOCKS = """\
+block Stage(out, k = 3, stride = 1) {
+    conv: conv(out, k, stride=stride, pad=k // 2, bias=false) -> bn: batchnorm -> relu
+}
+
+block Mixed(a, b) {
+    concat {
+        left: conv(a, 1)
+        right: conv(b, 1) -> conv(b, 3, pad=1)
+        maxpool(3, stride=1, pad=1)
+    }
+}
+
+block Basic(planes, stride = 1) {
+    residual {
+        conv1: conv(planes, 3, stride=stride, pad=1, bias=false) -> bn1: batchnorm -> relu
+        conv2: conv(planes, 3, pad=1, bias=false) -> bn2: batchnorm
+    } shortcut downsample: projection
+    relu
+}
+
+network Blocks(classes = 10, width = 16) {
+    input 3x32x32
+    stem: Stage(width)
+    layer1: [Stage(width * 2, k=5) -> Stage(width * 2)]
+    mixed: Mixed(8, 8)
+    layer2: [Basic(32, stride=2) -> Basic(32)]
+    pool: global_avgpool
+    head: fc(classes)
+}
+"""
+
+
+def code_of(text: str, **params) -> str:
+    return cnndsl.compile_source(text, **params)
+
+
+def module_of(text: str, **params):
+    return load_generated(code_of(text, **params))
+
+
+def test_generated_code_imports_torch_only():
+    for name in ("lenet5", "vgg16"):
+        tree = pyast.parse(generate(compile_network(load(name))))
+        imported = set()
+        for node in pyast.walk(tree):
+            if isinstance(node, pyast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, pyast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
+        assert imported <= {"torch", "collections", "__future__", "typing"}, imported
+    tree = pyast.parse(code_of(BLOCKS))
+    assert not [n for n in pyast.walk(tree) if isinstance(n, (pyast.Import, pyast.ImportFrom))
+                and "cnndsl" in pyast.dump(n)]
+
+
+def test_generated_code_runs_without_cnndsl(tmp_path):
+    """Write the module out and run it in a fresh interpreter where cnndsl cannot be imported."""
+    (tmp_path / "blocks_model.py").write_text(code_of(BLOCKS))
+    (tmp_path / "lenet_model.py").write_text(generate(compile_network(load("lenet5"))))
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "sys.modules['cnndsl'] = None  # any import of cnndsl now fails\n"
+        "import torch, blocks_model, lenet_model\n"
+        "m = blocks_model.Blocks()\n"
+        "print(tuple(m(torch.randn(2, 3, 32, 32)).shape))\n"
+        "print(tuple(lenet_model.LeNet5()(torch.randn(1, 1, 32, 32)).shape))\n"
+        "print(sorted(k for k, v in sys.modules.items() if k.startswith('cnndsl') and v is not None))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # -I: no user site, no PYTHONPATH, and not the repository on sys.path
+    result = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["(2, 10)", "(1, 10)", "[]"]
+
+
+def test_generated_code_is_deterministic_in_process():
+    for text in (BLOCKS, (ROOT / "specs/examples/pattern.cnn").read_text()):
+        assert code_of(text) == code_of(text)
+    assert generate(compile_network(load("vgg16"))) == generate(compile_network(load("vgg16")))
+
+
+def test_generated_code_is_deterministic_across_processes(tmp_path):
+    spec = tmp_path / "blocks.cnn"
+    spec.write_text(BLOCKS)
+    outputs = set()
+    for seed in ("0", "1", "12345"):
+        result = subprocess.run([sys.executable, "-m", "cnndsl", "compile", str(spec)], capture_output=True,
+                                cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed}, timeout=300)
+        assert result.returncode == 0, result.stderr
+        outputs.add(result.stdout)
+    assert len(outputs) == 1
+
+
+@pytest.mark.parametrize("name", sorted(builtins()))
+def test_every_builtin_compiles_to_valid_python(name):
+    code = generate(compile_network(load(name)))
+    compile(code, f"{name}.py", "exec")
+    assert code.endswith("\n") and not code.endswith("\n\n\n")
+    assert "\t" not in code
+    assert not [line for line in code.splitlines() if line != line.rstrip()], "trailing whitespace"
+
+
+def test_block_classes_take_their_parameters_as_constructor_arguments():
+    code = code_of(BLOCKS)
+    tree = pyast.parse(code)
+    classes = {n.name: n for n in tree.body if isinstance(n, pyast.ClassDef)}
+    assert {"Stage", "Mixed", "Basic", "Blocks"} <= set(classes)
+
+    def init_args(cls):
+        init = next(n for n in cls.body if isinstance(n, pyast.FunctionDef) and n.name == "__init__")
+        names = [a.arg for a in init.args.args][1:]
+        defaults = [pyast.unparse(d) for d in init.args.defaults]
+        return names, defaults
+
+    names, defaults = init_args(classes["Stage"])
+    assert names == ["in_channels", "out", "k", "stride"]
+    assert defaults == ["3", "1"]
+    names, _ = init_args(classes["Blocks"])
+    assert names[:2] == ["classes", "width"]
+
+    module = load_generated(code)
+    stage = module.Stage(4, 12, k=5, stride=2)
+    assert stage.conv.kernel_size == (5, 5) and stage.conv.stride == (2, 2) and stage.conv.in_channels == 4
+    assert tuple(stage(torch.randn(1, 4, 16, 16)).shape) == (1, 12, 8, 8)
+    basic = module.Basic(8, 16, stride=2)  # a projection where the shapes differ
+    assert tuple(basic(torch.randn(1, 8, 8, 8)).shape) == (1, 16, 4, 4)
+    assert basic.downsample is not None
+    assert module.Basic(16, 16).downsample is None
+    model = module.Blocks(classes=7, width=4)
+    assert tuple(model(torch.randn(2, 3, 32, 32)).shape) == (2, 7)
+
+
+def test_spec_names_become_attributes_and_state_dict_keys():
+    model = module_of(BLOCKS).Blocks()
+    keys = set(model.state_dict())
+    for key in ("stem.conv.weight", "stem.bn.running_mean", "layer1.0.conv.weight", "layer1.1.bn.weight",
+                "mixed.left.weight", "mixed.right.0.weight", "mixed.right.1.weight",
+                "layer2.0.conv1.weight", "layer2.0.bn2.bias", "layer2.0.downsample.0.weight",
+                "layer2.0.downsample.1.running_var", "layer2.1.conv2.weight", "head.weight", "head.bias"):
+        assert key in keys, key
+    assert not any(k.startswith("layer2.1.downsample") for k in keys)
+    assert isinstance(model.stem.conv, torch.nn.Conv2d)
+    assert isinstance(model.layer1, torch.nn.Sequential)
+
+
+def test_lenet5_attribute_names_are_the_spec_labels():
+    model = load_generated(generate(compile_network(load("lenet5")))).LeNet5()
+    names = [name for name, _ in model.named_children()]
+    for label in ("c1", "s2", "c3", "s4", "c5", "f6", "output"):
+        assert label in names
+
+
+def reference():
+    return json.loads(REFERENCE.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(set(builtins()) & set(json.loads(REFERENCE.read_text()))))
+def test_builtin_state_dict_is_torchvisions(name):
+    """Keys, order and shapes of the state_dict, from the reference listing (meta tensors: no memory)."""
+    compiled = compile_network(load(name))
+    module = load_generated(generate(compiled))
+    with torch.device("meta"):
+        model = getattr(module, compiled.network.name)()
+    got = [[key, list(value.shape)] for key, value in model.state_dict().items()]
+    want = reference()[name]["state_dict"]
+    assert got == want
+    assert compiled.network.body.stats.params == reference()[name]["num_params"]
+
+
+def test_shape_comments_on_every_forward_step():
+    code = generate(compile_network(load("lenet5")))
+    forward = code[code.index("def forward"):]
+    steps = [line.strip() for line in forward.splitlines() if line.strip().startswith("x = ")]
+    assert steps, forward
+    for step in steps:
+        assert re.search(r"  # \d+(x\d+)*$", step), step
+    assert "x = self.c1(x)  # 6x28x28" in steps
+    assert "x = self.s4(x)  # 16x5x5" in steps
+    assert "x = torch.flatten(x, 1)  # 120" in steps
+    assert "x = self.output(x)  # 10" in steps
+
+
+def test_sequential_children_carry_shape_comments():
+    code = generate(compile_network(load("vgg16")))
+    assert "nn.Conv2d(in_channels, 64, kernel_size=3, padding=1),  # 64x224x224" in code
+    assert "nn.Conv2d(64, 128, kernel_size=3, padding=1),  # 128x112x112" in code
+    assert "nn.MaxPool2d(2),  # 512x7x7" in code
+
+
+def test_generated_module_output_matches_the_checker_for_blocks():
+    compiled = compile_network(source_from_text(BLOCKS, "blocks.cnn"))
+    model = getattr(load_generated(generate(compiled)), "Blocks")().eval()
+    with torch.no_grad():
+        y = model(torch.randn(2, 3, 32, 32))
+    assert tuple(y.shape[1:]) == compiled.network.body.stats.out_shape
+    assert sum(p.numel() for p in model.parameters()) == compiled.network.body.stats.params
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "generated").glob("*.py")), ids=lambda p: p.name)
+def test_generated_files_are_what_compile_produces_now(path):
+    """Golden: `cnndsl compile NAME` gives exactly the committed generated/NAME.py."""
+    assert path.stem in builtins(), f"generated/{path.name} has no spec"
+    result = run_cli("compile", path.stem)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == path.read_text(encoding="utf-8")
+
+
+def test_first_builtins_have_golden_files():
+    assert {"lenet5", "vgg16"} <= {p.stem for p in (ROOT / "generated").glob("*.py")}
