@@ -166,6 +166,12 @@ def _show(value) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# Language tools (issue 6): each module imports its heavy dependencies inside its command.
+from .fmt import fmt_command  # noqa: E402
+
+cli.add_command(fmt_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the group and turns every failure into a message, never a traceback."""
     try:
