@@ -13,6 +13,7 @@ name is the switch (`network N(POOL = false)`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .. import ast, ir
@@ -410,6 +411,11 @@ class Expander:
             if param.name in self.overrides:
                 value = self.overrides[param.name]
                 value = value.value if isinstance(value, ir.Value) else value
+                if isinstance(value, float) and not math.isfinite(value):  # --set N=nan, N=inf
+                    self.errors.append(Diagnostic.error(
+                        network.name_span, f"parameter {param.name!r} is {value}, not a finite number",
+                        f"give {param.name} a finite value", "type"))
+                    continue
             elif param.default is not None:
                 try:
                     value = self.evaluate(param.default, _Scope({}, f"the defaults of {network.name}")).value
