@@ -24,7 +24,14 @@ def _template():
         autoescape=False,  # Python source, not HTML: every name is checked by passes/resolve.py
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["docstring"] = docstring_text
     return env.get_template("module.py.j2")
+
+
+def docstring_text(text: str) -> str:
+    """Text that stays inside a triple-quoted docstring: a --set value or a file name
+    holding three double quotes or a backslash must not end the string and run as code."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
 def generate_module(network: ir.Network) -> str:
