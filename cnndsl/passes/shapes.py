@@ -165,7 +165,9 @@ class ShapeInference:
             ("filters", ir.Value(out.shape[0], out.channels)), ("size", ir.Value.constant(1)),
             ("stride", stride_value), ("pad", ir.Value.constant(0)), ("dilation", ir.Value.constant(1)),
             ("groups", ir.Value.constant(1)), ("bias", ir.Value.constant(False)),
-            ("padding_mode", ir.Value.constant("zeros"))), None, shortcut.span)
+            ("padding_mode", ir.Value.constant("zeros")),
+            # A 1x1 conv at stride s subsamples by design (the body reads every pixel): no fit warning.
+            ("floor", ir.Value.constant(True))), None, shortcut.span)
         bn = ir.Layer("batchnorm", (("eps", ir.Value.constant(1e-5)), ("momentum", ir.Value.constant(0.1)),
                                     ("affine", ir.Value.constant(True))), None, shortcut.span)
         conv, mid = self.layer(conv, flow)
