@@ -416,6 +416,11 @@ class Expander:
                         network.name_span, f"parameter {param.name!r} is {value}, not a finite number",
                         f"give {param.name} a finite value", "type"))
                     continue
+                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_VALUE:
+                    self.errors.append(Diagnostic.error(  # the limit an expression in the spec has
+                        network.name_span, f"parameter {param.name!r} of {value:,} is too large",
+                        f"values stay below {MAX_VALUE:,}", "range"))
+                    continue
             elif param.default is not None:
                 try:
                     value = self.evaluate(param.default, _Scope({}, f"the defaults of {network.name}")).value
