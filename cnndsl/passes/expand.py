@@ -24,6 +24,9 @@ from .resolve import suggest, walk_nodes
 
 MAX_LAYERS = 20_000
 MAX_VALUE = 1 << 40
+# Elements visited while expanding: lets and blocks that use each other twice over double
+# the work at each level even where they add no layer (an optional switched off, `*0`).
+MAX_STEPS = 200_000
 
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
 
@@ -73,6 +76,7 @@ class Expander:
         self.overrides = dict(overrides)
         self.errors: list[Diagnostic] = []
         self.layers = 0
+        self.steps = 0
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
 
@@ -212,6 +216,12 @@ class Expander:
         for chain_index, chain in enumerate(chains):
             for index, element in enumerate(chain.elements):
                 node = element.node
+                self.steps += 1
+                if self.steps > MAX_STEPS:
+                    raise CompileError(self.errors[:20] + [Diagnostic.error(
+                        element.span, f"expanding the network takes more than {MAX_STEPS:,} steps",
+                        "lets or blocks that use each other twice over grow exponentially; "
+                        "use a repetition *N instead", "limit")])
                 if isinstance(node, ast.Ref) and node.name == "INPUT":
                     if not (first_in_network and chain_index == 0 and index == 0):
                         self.errors.append(Diagnostic.error(
@@ -314,6 +324,8 @@ class Expander:
             raise self.fail(node.count.span, f"a repetition count cannot be negative ({n})", None, "range")
         before = self.layers
         once = self.node(node.node, scope, None) if n > 0 else []
+        if once and self.layers == before:  # named groups left empty hold no layer but still cost
+            self.count(len(once), node.span)
         per_copy = self.layers - before
         if n > 1:
             if per_copy * (n - 1) + self.layers > MAX_LAYERS:
