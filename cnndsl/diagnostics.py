@@ -65,12 +65,21 @@ def _render_one(d: Diagnostic, source: SourceFile | None, color: bool) -> str:
         width = max(1, min(end, len(shown) + 1) - d.span.column)
         lines += [
             f" {gutter} |",
-            f" {d.span.line} | {shown}",
+            f" {d.span.line} | {_highlight(shown) if color else shown}",
             f" {gutter} | {' ' * (d.span.column - 1)}{paint('^' * width, '1;31' if d.severity == ERROR else '1;33')}",
         ]
     if d.hint:
         lines.append(f"  = hint: {d.hint}")
     return "\n".join(lines) + "\n"
+
+
+def _highlight(line: str) -> str:
+    """The source line in colour where Pygments is installed (it is optional)."""
+    try:
+        from .highlight import highlight_line
+    except ImportError:
+        return line
+    return highlight_line(line)
 
 
 def to_json(diagnostics: list[Diagnostic]) -> str:
