@@ -24,6 +24,7 @@ from .resolve import suggest, walk_nodes
 
 MAX_LAYERS = 20_000
 MAX_VALUE = 1 << 40
+MAX_NESTING = 64
 # Elements visited while expanding: lets and blocks that use each other twice over double
 # the work at each level even where they add no layer (an optional switched off, `*0`).
 MAX_STEPS = 200_000
@@ -76,6 +77,7 @@ class Expander:
         self.overrides = dict(overrides)
         self.errors: list[Diagnostic] = []
         self.layers = 0
+        self.depth = 0  # elements being expanded, one inside the other
         self.steps = 0
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
@@ -235,6 +237,18 @@ class Expander:
         return items
 
     def element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
+        # Blocks inside blocks inside groups: each level is a few frames here and in the
+        # later passes, so the depth across block instances is capped, not only per definition.
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise self.fail(element.span, f"blocks and groups nested more than {MAX_NESTING} deep",
+                                "flatten the spec: fewer blocks inside blocks", "limit")
+            return self._element(element, scope)
+        finally:
+            self.depth -= 1
+
+    def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
         label = element.label
         if isinstance(node, ast.Optional):
