@@ -129,6 +129,11 @@ _HUMAN = {
 def _describe(kind: str) -> str:
     if kind in _HUMAN:
         return _HUMAN[kind]
+    if kind.startswith("__"):  # an operator Lark named itself (`//` is __ANON_0): show its text
+        literal = next((t.pattern.value for t in parser().terminals
+                        if t.name == kind and t.pattern.type == "str"), None)
+        if literal is not None:
+            return f"'{literal}'"
     return f"'{kind.lower()}'" if kind.isupper() else kind
 
 

@@ -316,7 +316,7 @@ def test_call_with_no_arguments():
 
 @pytest.mark.parametrize("text, line, column, message", [
     ("network N() {\n    input 3x8x8\n    conv(4, 3) relu\n}\n", 3, 16, "unexpected 'relu'"),
-    ("network N() {\n    input 3x8x8\n    conv(4, 3 -> relu\n}\n", 3, 16, "unexpected"),
+    ("network N() {\n    input 3x8x8\n    conv(4, 3 -> relu\n}\n", 3, 15, "unexpected '->'"),
     ("network N() {\n    input 3x8x8\n    conv(4, 3) -> $\n}\n", 3, 19, "unexpected character '$'"),
     ("network N() {\n    input 3x8x8\n    conv(4, 'x')\n}\n", 3, 13, "unexpected character"),
     ("network N() {\n    input 3x8x8\n    conv(4, 3)\n", 3, 15, "unexpected end of file"),
@@ -335,6 +335,18 @@ def test_syntax_error_hints():
     assert "'->' is missing" in syntax_error(wrap("conv(4, 3) relu")).hint
     assert "double quotes" in syntax_error(wrap("conv(4, 3, padding_mode='reflect')")).hint
     assert "':'" in syntax_error(wrap("conv1 = conv(4, 3)")).hint
+
+
+@pytest.mark.parametrize("line", [
+    "conv(4, 3 -> relu", "conv(4, 3 3)", "conv(4 +)", "conv(4, 3) -> -> relu", "conv(4, 3))", "[conv(4, 3)",
+    "conv(4, 3)* ", "conv(4 // , 3)", "a: b: relu", "conv(4, 3, pad=)", "residual { relu } shortcut",
+])
+def test_syntax_error_hints_name_tokens_as_written(line):
+    """A hint lists what was expected in the user's terms, never a parser-internal terminal name."""
+    diag = syntax_error(wrap(line))
+    text = f"{diag.message} {diag.hint or ''}"
+    assert "anon" not in text.lower() and "__" not in text
+    assert diag.span.line in (3, 4)
 
 
 def test_nul_byte_is_a_diagnostic():
