@@ -108,10 +108,12 @@ class Optional:
 @dataclass(frozen=True)
 class Side:
     """`side X`: X reads the chain's value and gives an extra output (an auxiliary
-    classifier); the chain goes on with the value X read."""
+    classifier); the chain goes on with the value X read. `side(name) X` reads the
+    output of the earlier element `name` instead, and is registered where it is written."""
 
     node: "Node"
     span: Span
+    source: str | None = None
 
 
 @dataclass(frozen=True)

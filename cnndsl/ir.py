@@ -115,6 +115,7 @@ class Side:
     node: "Node"
     span: Span
     stats: Stats | None = None
+    source: str | None = None  # the earlier member whose output it reads; None: the chain here
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,8 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def side(self, meta, children):
-        return self.made(ast.Side(children[0], self.span(meta)), children[0])
+        source, node = children
+        return self.made(ast.Side(node, self.span(meta), str(source) if source else None), node)
 
     @v_args(meta=True)
     def body(self, meta, children):

@@ -237,24 +237,6 @@ def test_state_dict_is_torchvisions(entry):
     assert n_params(model) == REFERENCE[entry]["num_params"]
 
 
-def test_googlenet_aux_state_dict_keys_and_shapes_are_torchvisions():
-    """What `load_state_dict(strict=True)` needs: the same keys with the same shapes; and
-    apart from where the two auxiliary heads sit, the same order."""
-    want = REFERENCE["googlenet_aux"]["state_dict"]
-    got = _listing(_reference_build("googlenet_aux"))
-    assert dict((k, tuple(s)) for k, s in got) == dict((k, tuple(s)) for k, s in want)
-    assert len(got) == len(want) == REFERENCE["googlenet_aux"]["num_state_dict_entries"]
-    assert n_params(_reference_build("googlenet_aux")) == REFERENCE["googlenet_aux"]["num_params"]
-
-    def split(listing):
-        return ([e for e in listing if not e[0].startswith("aux")], [e for e in listing if e[0].startswith("aux")])
-
-    assert split(got) == split(want)
-    assert split(want)[0] == REFERENCE["googlenet"]["state_dict"]
-
-
-@pytest.mark.xfail(strict=True, reason="compiler gap: a side output's module is registered where it reads "
-                   "the chain (after inception4a/4d); torchvision registers aux1/aux2 after inception5b")
 def test_googlenet_aux_state_dict_order_is_torchvisions():
     assert _listing(_reference_build("googlenet_aux")) == REFERENCE["googlenet_aux"]["state_dict"]
 

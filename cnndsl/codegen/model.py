@@ -140,7 +140,14 @@ class ScopeBuilder:
             first = _first_leaf(inner)
             self.members.append(Member(inner.name, self.generator.ctor(inner)))
             flatten = bool(first is not None and first.stats.flatten_before)
-            self.forward.append(Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), conditional=flatten))
+            stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), conditional=flatten)
+            if node.source is None:
+                self.forward.append(stmt)
+            else:  # computed right after the member it reads, after any side already there
+                at = next(i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source)
+                while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
+                    at += 1
+                self.forward.insert(at + 1, stmt)
             self.sides.append(inner.name)
         else:
             self.member_call(node)

@@ -299,8 +299,8 @@ class Expander:
         if isinstance(node, ast.Side):
             inner = self.node(node.node, scope, label)
             if len(inner) == 1 and getattr(inner[0], "name", None) == label:
-                return [ir.Side(inner[0], node.span)]
-            return [ir.Side(ir.Seq(tuple(inner), label, node.span), node.span)]
+                return [ir.Side(inner[0], node.span, source=node.source)]
+            return [ir.Side(ir.Seq(tuple(inner), label, node.span), node.span, source=node.source)]
         name = node.name
         call = node if isinstance(node, ast.Call) else None
         name_span = node.name_span if call else node.span

@@ -38,6 +38,7 @@ def _atom(text: str) -> str:
 class ShapeInference:
     def __init__(self) -> None:
         self.warnings: list[Diagnostic] = []
+        self.named_outputs: dict[str, Flow] = {}  # for side(name): what each named element gave
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> CompileError:
         return CompileError([Diagnostic.error(span, message, hint, code)] + self.warnings)
@@ -49,6 +50,8 @@ class ShapeInference:
         for item in seq.items:
             item, flow = self.node(item, flow)
             items.append(item)
+            if getattr(item, "name", None):
+                self.named_outputs[item.name] = flow
         return replace(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
 
     def total(self, items, start: Flow, end: Flow) -> ir.Stats:
@@ -65,7 +68,13 @@ class ShapeInference:
         if isinstance(node, ir.Residual):
             return self.residual(node, flow)
         if isinstance(node, ir.Side):
-            inner, out = self.node(node.node, flow)
+            read = flow
+            if node.source is not None:
+                if node.source not in self.named_outputs:
+                    raise self.error(node.span, f"side({node.source}) reads an element that is not named "
+                                     "earlier in this chain", "name the element it should read, before this line")
+                read = self.named_outputs[node.source]
+            inner, out = self.node(node.node, read)
             # Parameters count (they are in the state_dict); MACs do not: inference skips it.
             stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels)
             return replace(node, node=inner, stats=stats), flow
@@ -184,7 +193,10 @@ class ShapeInference:
 
     def instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow]:
         inner = Flow(flow.shape, "in_channels", flow.rf, flow.jump)
+        outside = self.named_outputs
+        self.named_outputs = {}  # a block's member names are its own
         body, out = self.seq(node.body, inner)
+        self.named_outputs = outside
         # Outside, the block's output channels are its inner formula with the call's arguments.
         texts = {name: value.text for name, value in node.args}
         texts["in_channels"] = flow.channels
