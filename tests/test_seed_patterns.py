@@ -131,3 +131,21 @@ def test_pattern_bad_settings_are_compile_errors(settings, needle):
         compile_network(load(EXAMPLES / "pattern.cnn"), settings)
     text = " ".join(f"{d.message} {d.hint or ''}" for d in info.value.diagnostics)
     assert needle in text
+
+
+def test_pattern_switches_on_the_command_line():
+    """The notes' example: cnndsl compile pattern.cnn --set N=3 --set M=2 --set POOL=false."""
+    from conftest import run_cli
+
+    result = run_cli("compile", "specs/examples/pattern.cnn", "--set", "N=3", "--set", "M=2", "--set", "POOL=false")
+    assert result.returncode == 0, result.stderr
+    code = result.stdout
+    assert "nn.MaxPool2d" not in code
+    assert "POOL=off" in code
+    module = load_generated(code)
+    model = module.Pattern()
+    kinds = [type(m).__name__ for m in model.modules()]
+    assert kinds.count("Conv2d") == 6 and kinds.count("MaxPool2d") == 0
+    assert sum(p.numel() for p in model.parameters()) == expected_pattern(N=3, M=2, POOL=False)
+    on = run_cli("compile", "specs/examples/pattern.cnn", "--set", "POOL=true", "--set", "M=2")
+    assert on.stdout.count("nn.MaxPool2d(2)") == 2
