@@ -169,9 +169,11 @@ def _show(value) -> str:
 # Language tools (issue 6): each module imports its heavy dependencies inside its command.
 from .fmt import fmt_command  # noqa: E402
 from .lsp import lsp_command  # noqa: E402
+from .export import export_command  # noqa: E402
 
 cli.add_command(fmt_command)
 cli.add_command(lsp_command)
+cli.add_command(export_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,146 @@
+"""`cnndsl export`: a built model to ONNX, beside the pipeline, after code generation.
+
+The model is what `cnndsl.build` makes of a spec (or, for a checkpoint written by
+`cnndsl train`, of the spec recorded in it, with its trained weights), in eval mode.
+torch's exporter traces it with the batch axis dynamic, so the ONNX file takes any
+batch size; every other axis is the spec's input shape. torch and onnx are imported
+only inside these functions: `cnndsl compile` and friends never load them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+# Protobuf's limit on one file: a larger model keeps its weights in FILE.data beside it.
+_SINGLE_FILE_BYTES = 1_800_000_000
+CHECKPOINT_SUFFIX = ".safetensors"
+
+
+class ExportError(click.ClickException):
+    """An export that cannot be done as asked; the message says what to change."""
+
+
+def is_checkpoint(target: str | Path) -> bool:
+    path = Path(target)
+    return path.suffix == CHECKPOINT_SUFFIX or (
+        path.is_dir() and any((path / name).is_file() for name in ("best.safetensors", "checkpoint.safetensors")))
+
+
+def model_from_checkpoint(path: str | Path):
+    """The model a `cnndsl train` checkpoint describes, with its weights loaded."""
+    try:
+        from .train import checkpoint
+    except ImportError:
+        raise ExportError(f"{path} is a checkpoint, and this cnndsl cannot read checkpoints") from None
+    from .api import build
+
+    meta, tensors = checkpoint.load(path)
+    spec, params, network = _spec_of(meta)
+    if spec is None:
+        raise ExportError(f"{path}: the checkpoint does not record its spec; "
+                          "export the spec with --set for its parameters instead")
+    model = build(spec, network=network, **params)
+    weights = checkpoint.weights_of(tensors) if hasattr(checkpoint, "weights_of") else tensors
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ExportError(f"{path}: the weights do not fit the spec recorded with them "
+                          f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    return model
+
+
+def _spec_of(meta: dict) -> tuple[str | None, dict, str | None]:
+    """The spec text, parameters and network name in a checkpoint's metadata."""
+    spec = meta.get("spec")
+    params = meta.get("params") or {}
+    network = meta.get("network")
+    if isinstance(spec, dict):
+        params = spec.get("params") or params
+        network = spec.get("network") or network
+        spec = spec.get("text") or spec.get("source")
+    return (spec if isinstance(spec, str) else None), dict(params), network
+
+
+def export_onnx(model, input_shape: tuple[int, ...], path: str | Path, opset: int = 18) -> list[str]:
+    """Write `model` to `path` as ONNX with a dynamic batch axis; the output names."""
+    import logging
+    import warnings
+
+    import torch
+
+    # Without torchvision the exporter warns once per torchvision op it cannot register.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+
+    model = model.eval()
+    sample = torch.randn(2, *input_shape)  # a batch of 2, so that tracing keeps the axis general
+    with torch.no_grad():
+        result = model(sample)
+    outputs = ["output"] if isinstance(result, torch.Tensor) else [f"output{i}" for i in range(len(result))]
+    batch = torch.export.Dim("batch")
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the exporter's own deprecations
+        try:
+            program = torch.onnx.export(model, (sample,), None, input_names=["input"], output_names=outputs,
+                                        dynamic_shapes=({0: batch},), dynamo=True, opset_version=opset,
+                                        verbose=False)
+        except torch.onnx.OnnxExporterError as exc:
+            raise ExportError(f"torch could not export this model to ONNX: {exc}") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if size > _SINGLE_FILE_BYTES:
+        program.save(str(path), external_data=True)
+        return outputs
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        program.save(tmp, external_data=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the export is not
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return outputs
+
+
+def _settings(values: tuple[str, ...]) -> dict:
+    from .cli import parse_setting
+
+    return dict(parse_setting(v) for v in values)
+
+
+@click.command("export")
+@click.argument("target", metavar="SPEC|CHECKPOINT")
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False), help="Write the ONNX model here.")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Give a network parameter or an optional's switch a value (repeatable; specs only).")
+@click.option("--network", default=None, help="Which network of the file (default: the last).")
+@click.option("--opset", default=18, show_default=True, help="ONNX opset version.")
+def export_command(target: str, onnx_path: str, settings, network, opset: int) -> None:
+    """Export SPEC (a .cnn file or a built-in's name) or a training CHECKPOINT (.safetensors,
+    or a run directory) to ONNX, with a dynamic batch axis."""
+    try:
+        import onnx  # noqa: F401  the exporter needs onnx and onnxscript
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError("ONNX export needs onnx and onnxscript: pip install 'cnndsl[onnx]'") from None
+    if is_checkpoint(target):
+        if settings or network:
+            raise ExportError("--set and --network are for specs: a checkpoint records its own")
+        model = model_from_checkpoint(target)
+    else:
+        from .api import build
+
+        model = build(target, network=network, **_settings(settings))
+    outputs = export_onnx(model, model.cnndsl_input, onnx_path, opset)
+    params = sum(p.numel() for p in model.parameters())
+    shape = "x".join(str(d) for d in model.cnndsl_input)
+    click.echo(f"wrote {onnx_path} ({type(model).__name__}, {params:,} parameters, "
+               f"input: batch x {shape}, outputs: {', '.join(outputs)})", err=True)
+
+
+__all__ = ["export_command", "export_onnx", "is_checkpoint", "model_from_checkpoint"]

@@ -1,0 +1,80 @@
+"""ONNX export: the file runs in onnxruntime at batch sizes 1 and 3 and computes what the
+PyTorch model computes (atol 1e-4), from a spec and from a training checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import cnndsl
+from cnndsl.export import export_onnx
+
+from conftest import run_cli
+
+# The less common layers: reflect padding, min pooling, LRN, a ceil-mode pool, maxout.
+ODD = """\
+network Odd(classes = 5) {
+    input 3x20x20
+    conv(8, 3, pad=1, padding_mode="reflect") -> leaky_relu -> minpool(2) -> norm(5)
+    maxpool(3, stride=2, ceil=true) -> conv(12, 3) -> maxout(2) -> elu -> flatten
+    dropout(0.3) -> fc(16) -> sigmoid -> fc(classes) -> softmax
+}
+"""
+
+
+def assert_same_function(path: Path, model, input_shape) -> None:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    assert graph_input.name == "input" and not isinstance(graph_input.shape[0], int)  # a dynamic batch
+    assert graph_input.shape[1:] == list(input_shape)
+    model.eval()
+    for batch in (1, 3):
+        x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(batch))
+        (got,) = session.run(None, {"input": x.numpy()})
+        with torch.no_grad():
+            want = model(x).numpy()
+        assert got.shape == want.shape and got.shape[0] == batch
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("spec", ["lenet5", ODD], ids=["lenet5", "odd-layers"])
+def test_export_runs_in_onnxruntime_like_pytorch(spec: str, tmp_path: Path):
+    torch.manual_seed(0)
+    model = cnndsl.build(spec)
+    path = tmp_path / "model.onnx"
+    assert export_onnx(model, model.cnndsl_input, path) == ["output"]
+    onnx.checker.check_model(str(path))
+    assert_same_function(path, model, model.cnndsl_input)
+
+
+def test_export_a_checkpoint_from_the_command_line(tmp_path: Path):
+    from cnndsl.train import checkpoint
+
+    torch.manual_seed(1)
+    model = cnndsl.build(ODD, classes=7)
+    with torch.no_grad():  # weights no fresh build would have
+        for p in model.parameters():
+            p.add_(0.5)
+    ckpt = tmp_path / "best.safetensors"
+    checkpoint.save(ckpt, model.state_dict(), {"spec": ODD, "params": {"classes": 7}})
+    out = tmp_path / "odd.onnx"
+    result = run_cli("export", str(ckpt), "--onnx", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stderr and "Odd" in result.stderr
+    assert_same_function(out, model, (3, 20, 20))
+
+
+def test_export_errors_are_messages_not_tracebacks(tmp_path: Path):
+    missing = run_cli("export", "no_such_model", "--onnx", str(tmp_path / "x.onnx"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "no file and no built-in named 'no_such_model'" in missing.stderr
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\x00\x01")
+    result = run_cli("export", str(damaged), "--onnx", str(tmp_path / "y.onnx"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "damaged" in result.stderr
+    assert not (tmp_path / "y.onnx").exists()
