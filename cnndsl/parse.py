@@ -21,6 +21,9 @@ from .diagnostics import CompileError, Diagnostic
 from .source import SourceFile, Span
 
 MAX_NESTING = 48
+# Lark parses some 50,000 tokens a second: a cap keeps any file under the size limit to a
+# fraction of a second (the largest built-in, GoogLeNet, has about 500 tokens).
+MAX_TOKENS = 20_000
 
 _GRAMMAR_PLACES = (
     Path(__file__).resolve().parent.parent / "grammar" / "cnn.lark",  # a source checkout
@@ -36,6 +39,10 @@ class _TooDeep(Exception):
         self.token = token
 
 
+class _TooLong(_TooDeep):
+    pass
+
+
 class _Continuation:
     """Post-lexer: newlines inside `(...)` or after `->` do not end a line.
 
@@ -48,7 +55,9 @@ class _Continuation:
         parens = 0
         depth = 0
         previous: str | None = None
-        for token in stream:
+        for count, token in enumerate(stream):
+            if count >= MAX_TOKENS:
+                raise _TooLong(token)
             kind = token.type
             if kind == "_NL" and (parens > 0 or previous in (None, "ARROW", "_NL")):
                 continue
@@ -102,6 +111,10 @@ def parse(source: SourceFile) -> ast.Program:
             source.span_at(offset), "NUL byte in source", "this looks like a binary file, not a .cnn spec")])
     try:
         tree = parser().parse(source.text)
+    except _TooLong as exc:
+        raise CompileError([Diagnostic.error(
+            _token_span(source, exc.token), f"the spec has more than {MAX_TOKENS:,} tokens",
+            "write long runs of layers with a repetition, [conv(64, 3) -> relu]*N", "limit")]) from None
     except _TooDeep as exc:
         raise CompileError([Diagnostic.error(
             _token_span(source, exc.token), f"brackets nested more than {MAX_NESTING} deep",
