@@ -176,6 +176,14 @@ cli.add_command(lsp_command)
 cli.add_command(export_command)
 
 
+# Training (issue 4): torch is imported inside these commands, never here.
+from .train.cli import eval_command, predict_command, train_command  # noqa: E402
+
+cli.add_command(train_command)
+cli.add_command(eval_command)
+cli.add_command(predict_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the group and turns every failure into a message, never a traceback."""
     try:

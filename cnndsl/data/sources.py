@@ -1,0 +1,70 @@
+"""`--data` to a `Dataset` fitted to the spec's input: the one entry point of the package.
+
+`digits` and `synthetic[:N]` are names; anything else is a path, and the format is
+recognised from what is there: an `.npz` file, a directory of MNIST IDX files, of
+CIFAR-10/100 python batches (also one level down, as `cifar-10-batches-py/` unpacks),
+or an image folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..train.errors import DataError
+from .dataset import Dataset
+from .fit import FitRequest, fit_dataset
+
+DATA_HELP = ("digits (the default: scikit-learn's bundled 8x8 handwritten digits), synthetic[:N] "
+             "(random data for throughput), or a path: an .npz file, a directory of MNIST/Fashion-MNIST "
+             "IDX files, CIFAR-10/100 python batches, or an image folder (one sub-folder per class)")
+
+
+def open_dataset(data: str, request: FitRequest, outputs: int, val_fraction: float = 0.1,
+                 eager_limit_bytes: int = 2 << 30) -> Dataset:
+    """The dataset `data` names, fitted to `request.shape`.
+
+    `outputs` is the width of the network's output (for synthetic labels);
+    `eager_limit_bytes` bounds the image folders decoded into memory up front."""
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"--val-fraction must be in [0, 1), not {val_fraction}")
+    if data == "digits":
+        from .digits import load_digits_dataset
+
+        return fit_dataset(load_digits_dataset(), request, always=True)
+    if data == "synthetic" or data.startswith("synthetic:"):
+        from .synthetic import DEFAULT_TRAIN_SIZE, load_synthetic_dataset
+
+        count = data.partition(":")[2]
+        if count and not (count.isdigit() and int(count) > 0):
+            raise DataError(f"--data {data}: the size after 'synthetic:' must be a positive integer")
+        return load_synthetic_dataset(tuple(request.shape), outputs, int(count) if count else DEFAULT_TRAIN_SIZE)
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DataError(f"no dataset at {data!r}: not a file or directory, nor 'digits' or 'synthetic'",
+                        "--data takes " + DATA_HELP)
+    return fit_dataset(_read(path, request, val_fraction, eager_limit_bytes), request)
+
+
+def _read(path: Path, request: FitRequest, val_fraction: float, eager_limit_bytes: int) -> Dataset:
+    if path.is_file():
+        if path.suffix == ".npz":
+            from .npz import load_npz_dataset
+
+            return load_npz_dataset(path, val_fraction)
+        raise DataError(f"{path}: a single file that is not an .npz archive",
+                        "for MNIST or CIFAR give the directory that holds the files")
+    from .cifar import cifar_kind, load_cifar_dataset
+    from .idx import find_idx_files, load_idx_dataset
+
+    candidates = [path] + sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("cifar"))
+    for directory in candidates:
+        if find_idx_files(directory):
+            return load_idx_dataset(directory, val_fraction)
+        if cifar_kind(directory):
+            return load_cifar_dataset(directory, val_fraction)
+    from .image_folder import is_image_folder, load_image_folder
+
+    if is_image_folder(path) or (path / "train").is_dir():
+        return load_image_folder(path, val_fraction, request, eager_limit_bytes)
+    raise DataError(f"{path}: no dataset recognised in this directory",
+                    "expected MNIST IDX files, CIFAR python batches, or one sub-folder of images per class")

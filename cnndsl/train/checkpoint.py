@@ -1,0 +1,152 @@
+"""Checkpoints: one safetensors file each, never pickle.
+
+A checkpoint holds the model's weights under their `state_dict` names (so any
+safetensors reader can load them into the generated module), and, for the training
+state, tensors under names with a slash: `optimizer/<param>/<key>`, `rng/torch`,
+`rng/cuda`. Everything else (the spec's text and parameters, the recipe, the data's
+normalization and class names, progress, the optimizer's param groups, the schedule's
+and the gradient scaler's state) is JSON in the safetensors header's metadata, under
+the key `cnndsl`. One file is one atomic write, so a checkpoint is never half of one
+state and half of another; a SHA-256 of the tensors in the metadata catches corruption
+that leaves the file's structure intact.
+
+    out/checkpoint.safetensors   the last state: weights, optimizer, schedule, progress
+    out/best.safetensors         the weights with the best validation score
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from ..atomic import write_atomic
+from .errors import CheckpointError
+
+FORMAT = "cnndsl-checkpoint"
+VERSION = 1
+LAST = "checkpoint.safetensors"
+BEST = "best.safetensors"
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies; tensors that share storage (tied weights) are cloned apart,
+    since safetensors refuses shared storage."""
+    out, seen = {}, set()
+    for name, t in state.items():
+        t = t.detach().cpu().contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
+        if key in seen:
+            t = t.clone()
+        seen.add(key)
+        out[name] = t
+    return out
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state_dict as tensors plus a JSON structure that names them."""
+    tensors, structure = {}, {"param_groups": state["param_groups"], "state": {}}
+    for param_id, entries in state["state"].items():
+        described = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                name = f"optimizer/{param_id}/{key}"
+                tensors[name] = value
+                described[key] = {"tensor": name}
+            else:
+                described[key] = {"value": value}
+        structure["state"][str(param_id)] = described
+    return tensors, structure
+
+
+def unflatten_optimizer(structure: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for param_id, entries in structure["state"].items():
+        state[int(param_id)] = {key: tensors[e["tensor"]] if "tensor" in e else e["value"]
+                                for key, e in entries.items()}
+    return {"state": state, "param_groups": structure["param_groups"]}
+
+
+def save(path: Path, weights: dict[str, torch.Tensor], meta: dict,
+         extra: dict[str, torch.Tensor] | None = None) -> None:
+    from safetensors.torch import save as to_bytes
+
+    tensors = cpu_tensors({**weights, **(extra or {})})
+    meta = {**meta, "format": FORMAT, "version": VERSION, "payload_sha256": tensor_digest(tensors)}
+    write_atomic(path, to_bytes(tensors, metadata={"format": FORMAT, "cnndsl": json.dumps(meta)}))
+
+
+def read_header(raw: bytes, path: Path) -> dict:
+    if len(raw) < 8:
+        raise CheckpointError(f"{path}: truncated checkpoint ({len(raw)} bytes)", _AGAIN)
+    size = int.from_bytes(raw[:8], "little")
+    if size > len(raw) - 8:
+        raise CheckpointError(f"{path}: truncated or not a safetensors file (header of {size:,} bytes, "
+                              f"file of {len(raw):,})", _AGAIN)
+    try:
+        header = json.loads(raw[8:8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: not a safetensors file (unreadable header)", _AGAIN) from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a safetensors file, but not a cnndsl checkpoint (no cnndsl metadata)",
+                              "give a checkpoint written by `cnndsl train`")
+    try:
+        return json.loads(metadata["cnndsl"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: the checkpoint's metadata is damaged", _AGAIN) from None
+
+
+_AGAIN = "the file is damaged: use another checkpoint (best.safetensors or checkpoint.safetensors), or train again"
+
+
+def load(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a checkpoint file, or of the best one in a run directory."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as from_bytes
+
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise CheckpointError(f"{path}: no {BEST} or {LAST} in this directory",
+                                  "give a run's --out directory or a .safetensors checkpoint")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
+    meta = read_header(raw, path)
+    try:
+        tensors = from_bytes(raw)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({exc})", _AGAIN) from None
+    if meta.get("payload_sha256") != tensor_digest(tensors):
+        raise CheckpointError(f"{path}: the tensors do not match their checksum: the file is corrupted", _AGAIN)
+    if meta.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: written by a newer cnndsl (format {meta['version']})",
+                              "upgrade cnndsl to read it")
+    meta["path"] = str(path)
+    return meta, tensors
+
+
+def weights_of(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's own tensors: those without a slash in their name."""
+    return {k: v for k, v in tensors.items() if "/" not in k}

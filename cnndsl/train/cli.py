@@ -1,0 +1,149 @@
+"""The click commands `train`, `eval` and `predict`, registered on the `cnndsl` group by
+cnndsl/cli.py.
+
+Importing this module costs no torch: the recipe's options are built from
+`recipe.FIELDS` (plain dataclass metadata), and torch, numpy and the data readers are
+imported inside the command functions. Every recipe field is an option whose default
+shows the built-in value; an option left out keeps the value of the spec's recipe file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .recipe import FIELDS
+
+_DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N], or a path to an .npz "
+              "file or a directory of MNIST IDX files, CIFAR python batches, or class folders of images.")
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def recipe_options(command):
+    """One option per recipe field, in the dataclass's order."""
+    for name, spec in reversed(FIELDS.items()):
+        flag = "--" + name.replace("_", "-")
+        help_text = spec.metadata["help"]
+        if isinstance(spec.default, bool):
+            option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
+                                  show_default=_show(spec.default), help=help_text)
+        else:
+            kind = click.Choice(spec.metadata["choices"]) if spec.metadata["choices"] else type(spec.default)
+            option = click.option(flag, name, type=kind, default=None, show_default=_show(spec.default),
+                                  help=help_text)
+        command = option(command)
+    return command
+
+
+@click.command("train", context_settings={"max_content_width": 110})
+@click.argument("spec", required=False)
+@click.option("--data", default=None, help=_DATA_HELP + "  [default: digits]")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory for checkpoints, metrics.jsonl, result.json.  [default: runs/SPEC]")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Give a network parameter a value, e.g. --set num_classes=100 (repeatable).")
+@click.option("--network", default=None, help="Which network of the file (default: the last).")
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Recipe TOML file.  [default: SPEC.train.toml beside the spec, if any]")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start afresh in an --out that holds an unfinished run.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resize", is_flag=True, help="Scale images whose size differs from the spec's input.")
+@click.option("--convert-channels", is_flag=True, help="Turn colour images grey or grey ones colour to fit the spec.")
+@click.option("--loader", type=click.Choice(["auto", "device", "stream"]), default="auto", show_default=True,
+              help="device: the whole dataset on the device as tensors; stream: a DataLoader with workers.")
+@click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers when streaming.")
+@click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
+              help="Also save within an epoch this often (0: only at epoch ends).")
+@click.option("--progress/--no-progress", "progress_bar", default=None,
+              help="Progress bar (default: when stderr is a terminal; plain lines otherwise).")
+@recipe_options
+def train_command(spec, data, out, settings, network, recipe_file, resume, overwrite, device, resize,
+                  convert_channels, loader, workers, checkpoint_minutes, progress_bar, **recipe_values):
+    """Train SPEC (a .cnn file or a built-in's name) on a dataset.
+
+    \b
+    Recipe values come from the defaults shown, then SPEC.train.toml beside the spec
+    (or --recipe FILE), then the options given here. Examples:
+      cnndsl train lenet5 --data digits --out runs/lenet5
+      cnndsl train vgg16 --data ~/data/cifar-10-batches-py --resize --epochs 30
+      cnndsl train --resume --out runs/lenet5
+      torchrun --nproc-per-node 2 -m cnndsl train lenet5 --out runs/ddp
+    """
+    from ..cli import _settings
+    from .loop import RunOptions, train
+
+    if out is None:
+        if spec is None:
+            raise click.UsageError("give a SPEC, or --out DIR with --resume")
+        out = str(Path("runs") / Path(spec).name.removesuffix(".cnn"))
+    options = RunOptions(spec=spec, out=Path(out), data=data, params=_settings(settings), network=network,
+                         overrides=recipe_values, recipe_file=Path(recipe_file) if recipe_file else None,
+                         resume=resume, overwrite=overwrite, device=device, resize=resize,
+                         convert_channels=convert_channels, loader=loader, workers=workers,
+                         checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar, argv=sys.argv[1:])
+    result = train(options)
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if result.get("test_accuracy") is not None:
+        headline = f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['test_samples']} images)"
+    else:
+        headline = f"test loss {result['test_loss']:.5g} ({result['test_samples']} samples)"
+    click.echo(f"{headline}, best epoch {result['best_epoch']}/{result['epochs']}, "
+               f"{result['seconds']:.1f} s training; run in {out}")
+
+
+@click.command("eval")
+@click.argument("checkpoint")
+@click.option("--data", default=None, help=_DATA_HELP + "  [default: the data the model was trained on]")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--resize", is_flag=True, help="Scale images whose size differs from the model's input.")
+@click.option("--convert-channels", is_flag=True, help="Turn colour images grey or grey ones colour.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_command(checkpoint, data, split, device, batch_size, resize, convert_channels, as_json):
+    """Score CHECKPOINT (a .safetensors file or a run directory) on a dataset split."""
+    from .inference import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, data, split, device, batch_size, resize, convert_channels)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif "accuracy" in result:
+        click.echo(f"{result['data']} {split}: accuracy {100 * result['accuracy']:.2f}% "
+                   f"({result['correct']}/{result['samples']}), loss {result['loss']:.4f}")
+    else:
+        click.echo(f"{result['data']} {split}: loss {result['loss']:.5g} ({result['samples']} samples)")
+
+
+@click.command("predict")
+@click.argument("checkpoint")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-k", "--top-k", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
+def predict_command(checkpoint, images, top_k, device, as_json):
+    """Classify IMAGES with CHECKPOINT: the top-k classes with their probabilities."""
+    from .inference import predict
+
+    results = predict(checkpoint, list(images), top_k, device)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        if "outputs" in r:
+            click.echo(f"{r['image']}: " + ", ".join(f"{v:.5g}" for v in r["outputs"]))
+            continue
+        click.echo(f"{r['image']}:")
+        for rank, t in enumerate(r["top"], 1):
+            click.echo(f"  {rank}. {t['class']:<16} {100 * t['probability']:6.2f}%")

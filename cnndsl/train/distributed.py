@@ -1,0 +1,87 @@
+"""Running under torchrun: one process per device, DistributedDataParallel, gloo on CPU
+and NCCL on CUDA.
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous variables; without them
+a run is a world of one and nothing here touches torch.distributed. Every rank reads
+the data and the checkpoint itself (a shared file system is assumed for --out, as usual
+with torchrun); only rank 0 writes. Sums of losses and counts are all-reduced, so the
+metrics rank 0 writes cover every rank's share.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def join(device_kind: str) -> World:
+    """The world this process is in, joining the process group when there is more than one."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
+    if device_kind == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
+    return world
+
+
+def leave(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def sum_all(world: World, values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums over the ranks."""
+    if not world.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(world: World, flag: bool, device: torch.device) -> bool:
+    """Whether `flag` is set on some rank (a stop request must stop all ranks at once)."""
+    if not world.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def sync_buffers(world: World, module: torch.nn.Module) -> None:
+    """Rank 0's buffers (batch-norm statistics) everywhere, so that evaluation and the
+    saved weights agree across ranks."""
+    if world.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
+
+def gather_digests(world: World, digest: str, device: torch.device) -> list[str]:
+    """Every rank's hex SHA-256, gathered as bytes (no pickled objects on the wire)."""
+    if not world.distributed:
+        return [digest]
+    mine = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.uint8, device=device)
+    out = [torch.empty_like(mine) for _ in range(world.size)]
+    dist.all_gather(out, mine)
+    return [bytes(t.cpu().tolist()).hex() for t in out]

@@ -1,0 +1,49 @@
+"""The errors of `cnndsl train`, `eval` and `predict` that are the user's to fix.
+
+A bad data path, a dataset that does not fit the spec, a corrupted checkpoint, a loss
+that diverged: each is a `TrainError`, a `click.ClickException`, so that the CLI's
+`main()` prints it as `error: ...` with a hint on the next line and exits 1, never with a
+traceback. Library code raises these; only the CLI prints them. This module imports
+neither torch nor numpy, so that the data and train packages can raise errors before
+the heavy imports.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+class TrainError(click.ClickException):
+    """A failure the user can act on: `message` says what, `hint` says what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message + (f" ({self.hint})" if self.hint else "")
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True, file=file)
+        if self.hint:
+            click.echo(f"hint: {self.hint}", err=True, file=file)
+
+
+class DataError(TrainError):
+    """A dataset that cannot be read, or that does not fit the spec's input."""
+
+
+class CheckpointError(TrainError):
+    """A checkpoint that is missing, truncated, corrupted or not cnndsl's."""
+
+
+class Interrupted(TrainError):
+    """Ctrl-C or SIGTERM: the state was saved and the run can go on with --resume."""
+
+    exit_code = 130
+
+
+class Diverged(TrainError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""

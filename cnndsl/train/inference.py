@@ -1,0 +1,132 @@
+"""`cnndsl eval` and `cnndsl predict`: a model rebuilt from a checkpoint alone.
+
+A checkpoint carries the spec's text, the `--set` values and the network's name, so the
+model is compiled again from them, and its weights loaded by name; the data's
+normalization and class names travel with it too, so an image is prepared exactly as the
+training images were. A checkpoint that is damaged, or whose weights do not fit the
+network its spec describes, is a `CheckpointError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import open_dataset
+from ..data.batches import Batches, Preprocess, epoch_order
+from ..data.fit import FitRequest
+from . import checkpoint
+from .errors import CheckpointError, DataError, TrainError
+from .loop import pick_device
+from .optimization import make_loss
+from .recipe import from_dict
+
+
+def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    import cnndsl
+
+    meta, tensors = checkpoint.load(path)
+    for key in ("spec", "network", "params", "data", "input"):
+        if key not in meta:
+            raise CheckpointError(f"{meta['path']}: the checkpoint's metadata lacks {key!r}",
+                                  "it was not written by `cnndsl train`")
+    model = cnndsl.build(meta["spec"], network=meta["network"], **meta["params"])
+    try:
+        model.load_state_dict(checkpoint.weights_of(tensors))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(f"{meta['path']}: the weights do not fit {meta['network']} as its spec compiles now "
+                              f"({first[1].strip() if len(first) > 1 else first[0]})",
+                              "was the spec or the compiler changed since training?") from None
+    model.to(device).eval()
+    return model, meta
+
+
+def preprocessor(meta: dict, device: torch.device) -> Preprocess:
+    norm = meta["data"]["normalize"]
+    return Preprocess(norm["mean"], norm["std"], norm["scale"], device)
+
+
+def evaluate_checkpoint(path: str, data: str | None, split: str, device_name: str, batch_size: int,
+                        resize: bool, convert_channels: bool) -> dict:
+    device = pick_device(device_name)
+    model, meta = load_model(path, device)
+    shape = tuple(meta["input"])
+    request = FitRequest(shape, resize=resize or meta["data"].get("resize", False),
+                         convert_channels=convert_channels or meta["data"].get("convert_channels", False))
+    recipe = from_dict(meta.get("recipe", {}), meta["path"])
+    source = data or meta["data"]["source"]
+    dataset = open_dataset(source, request, meta["outputs"], recipe.val_fraction)
+    if dataset.task != meta["data"]["task"]:
+        raise DataError(f"{dataset.name} is a {dataset.task} dataset but the model was trained for "
+                        f"{meta['data']['task']}")
+    if dataset.task == "classification" and len(dataset.classes) != meta["outputs"]:
+        raise DataError(f"{dataset.name} has {len(dataset.classes)} classes but the model outputs "
+                        f"{meta['outputs']} scores")
+    chosen = dataset.splits()[split]
+    if len(chosen) == 0:
+        raise DataError(f"{dataset.name} has no {split} split", "choose another with --split")
+    batches = Batches(chosen, device, resident=True)
+    loss_fn = make_loss(recipe, dataset.task, meta["outputs"])
+    prepare = preprocessor(meta, device)
+    loss_sum, correct, count = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in batches.iterate(epoch_order(len(chosen), 0, 0, shuffle=False), batch_size):
+            out = model(prepare(x))
+            out = (out[0] if isinstance(out, (tuple, list)) else out).flatten(1)
+            loss_sum += float(loss_fn(out, y)) * len(y)
+            if dataset.task == "classification":
+                correct += int((out.argmax(1) == y).sum())
+            count += len(y)
+    result = {"checkpoint": meta["path"], "network": meta["network"], "data": dataset.name, "split": split,
+              "samples": count, "loss": loss_sum / count}
+    if dataset.task == "classification":
+        result["accuracy"] = correct / count
+        result["correct"] = correct
+    return result
+
+
+def read_image(path: str, shape: tuple[int, ...], scale: float) -> np.ndarray:
+    """One image file as C x H x W pixels of the model's input, converted and resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(shape) != 3:
+        raise TrainError("this model's input is a vector, not an image", "predict needs a model of images")
+    channels, height, width = shape
+    if channels not in (1, 3):
+        raise TrainError(f"the model takes {channels}-channel input; predict reads grey or RGB images")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.float32)
+    except FileNotFoundError:
+        raise DataError(f"no image at {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return array * (scale / 255.0)
+
+
+def predict(path: str, images: list[str], top_k: int, device_name: str) -> list[dict]:
+    device = pick_device(device_name)
+    model, meta = load_model(path, device)
+    norm = meta["data"]["normalize"]
+    batch = torch.from_numpy(np.stack([read_image(p, tuple(meta["input"]), norm["scale"]) for p in images]))
+    with torch.no_grad():
+        out = model(preprocessor(meta, device)(batch))
+        out = (out[0] if isinstance(out, (tuple, list)) else out).flatten(1).float().cpu()
+    results = []
+    if meta["data"]["task"] != "classification":
+        return [{"image": p, "outputs": row.tolist()} for p, row in zip(images, out)]
+    classes = meta["data"]["classes"]
+    probabilities = out.softmax(1)
+    k = min(top_k, probabilities.shape[1])
+    values, indices = probabilities.topk(k, dim=1)
+    for p, vs, ix in zip(images, values, indices):
+        results.append({"image": p, "top": [{"class": classes[i], "index": int(i), "probability": float(v)}
+                                            for v, i in zip(vs.tolist(), ix.tolist())]})
+    return results

@@ -1,0 +1,158 @@
+"""The training recipe: every knob of a run, its default, and where values come from.
+
+Precedence, lowest first: the defaults below; the recipe file beside the spec
+(`specs/lenet5.train.toml` for `specs/lenet5.cnn`, or `--recipe FILE`); the options on
+the command line. The file is flat TOML whose keys are the field names below, read with
+`tomllib`. `cnndsl train --help` shows every field as an option with its default; the
+recipe a run used is stored in its checkpoints and `run.json`.
+
+No torch here: the CLI builds its options from this module at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import TrainError
+
+
+def _f(default, help: str, choices: tuple | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("cross_entropy", "hinge", "l1", "mse", "smooth_l1")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SWITCHES = ("auto", "on", "off")
+
+
+@dataclass
+class Recipe:
+    epochs: int = _f(30, "Passes over the training split.")
+    batch_size: int = _f(128, "Images per step, over all processes together.")
+    optimizer: str = _f("sgd", "Optimizer.", OPTIMIZERS)
+    lr: float = _f(0.05, "Peak learning rate.")
+    momentum: float = _f(0.9, "SGD momentum.")
+    nesterov: bool = _f(True, "Nesterov momentum for SGD.")
+    beta1: float = _f(0.9, "Adam/AdamW first-moment decay.")
+    beta2: float = _f(0.999, "Adam/AdamW second-moment decay.")
+    weight_decay: float = _f(5e-4, "L2 weight decay (decoupled for AdamW); not applied to biases or norms.")
+    loss: str = _f("cross_entropy", "Loss: softmax cross-entropy, multi-class hinge (SVM), or L1/MSE/smooth L1 "
+                   "(on one-hot targets when classifying).", LOSSES)
+    label_smoothing: float = _f(0.0, "Label smoothing for cross-entropy.")
+    aux_weight: float = _f(0.3, "Weight of each auxiliary classifier's loss (GoogLeNet-style heads).")
+    schedule: str = _f("cosine", "Learning-rate schedule after warm-up.", SCHEDULES)
+    warmup_epochs: float = _f(0.0, "Linear warm-up from lr/100 (onecycle: from lr/25; 0 there means 30% of "
+                              "the run).")
+    step_epochs: int = _f(30, "step schedule: multiply the rate by step_gamma every this many epochs.")
+    step_gamma: float = _f(0.1, "step schedule: the factor.")
+    final_lr_fraction: float = _f(0.0, "cosine: the rate at the end, as a fraction of lr.")
+    clip_grad_norm: float = _f(0.0, "Clip the gradients' global norm to this (0: off).")
+    crop_padding: int = _f(-1, "Random-crop augmentation: pad by this many pixels and crop back (0: off; "
+                           "-1: an eighth of the image size).")
+    flip: str = _f("auto", "Random horizontal flips (auto: on unless the data is digits or MNIST).", SWITCHES)
+    precision: str = _f("auto", "Arithmetic: auto is bf16 autocast on a CUDA GPU that has it, else fp32; fp16 "
+                        "uses a gradient scaler (CUDA only).", PRECISIONS)
+    channels_last: str = _f("auto", "channels_last memory format (auto: on for CUDA).", SWITCHES)
+    compile: bool = _f(False, "Run the model through torch.compile.")
+    val_fraction: float = _f(0.1, "Share of the training data held out for validation when the dataset "
+                             "has no validation split.")
+    seed: int = _f(0, "Seed for initialization, data order and augmentation.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "Recipe":
+        return check(dataclasses.replace(self, **changes))
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+
+
+def coerce(name: str, value, where: str):
+    """`value` as the type of field `name`, or a TrainError saying what is wrong where."""
+    if name not in FIELDS:
+        guess = difflib.get_close_matches(name, FIELDS, n=1)
+        raise TrainError(f"{where}: unknown recipe field {name!r}",
+                         (f"did you mean {guess[0]!r}? " if guess else "") + "`cnndsl train --help` lists them")
+    spec = FIELDS[name]
+    kind = type(spec.default)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise TrainError(f"{where}: {name} must be {kind.__name__}, not {value!r}")
+    choices = spec.metadata["choices"]
+    if choices and value not in choices:
+        raise TrainError(f"{where}: {name} = {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def check(recipe: Recipe) -> Recipe:
+    problems = []
+    if recipe.epochs < 1:
+        problems.append("epochs must be at least 1")
+    if recipe.batch_size < 1:
+        problems.append("batch_size must be at least 1")
+    if recipe.lr <= 0:
+        problems.append("lr must be positive")
+    if not 0 <= recipe.label_smoothing < 1:
+        problems.append("label_smoothing must be in [0, 1)")
+    if not 0 <= recipe.val_fraction < 1:
+        problems.append("val_fraction must be in [0, 1)")
+    if recipe.step_epochs < 1:
+        problems.append("step_epochs must be at least 1")
+    if recipe.crop_padding < -1:
+        problems.append("crop_padding must be -1 (auto), 0 (off) or a number of pixels")
+    if problems:
+        raise TrainError("bad recipe: " + "; ".join(problems))
+    return recipe
+
+
+def recipe_file_for(spec: str) -> Path | None:
+    """The recipe file beside a spec: `NAME.train.toml` next to `NAME.cnn`, if there is one."""
+    from ..compiler import builtins
+
+    path = builtins().get(spec) if "/" not in spec and not spec.endswith(".cnn") else None
+    if path is None:
+        path = Path(spec)
+        if "\n" in spec or not path.is_file():
+            return None
+    candidate = path.with_name(path.name.removesuffix(".cnn") + ".train.toml")
+    return candidate if candidate.is_file() else None
+
+
+def read_recipe_file(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise TrainError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise TrainError(f"cannot read recipe file {path}: {exc.strerror}") from None
+    table = table.get("train", table) if set(table) == {"train"} else table
+    return {name: coerce(name, value, str(path)) for name, value in table.items()}
+
+
+def build_recipe(file_values: dict, overrides: dict, base: Recipe | None = None) -> Recipe:
+    values = (base or Recipe()).to_dict()
+    values.update(file_values)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return check(Recipe(**values))
+
+
+def from_dict(values: dict, where: str) -> Recipe:
+    """A stored recipe (a checkpoint's); fields added since it was written keep their defaults."""
+    known = {k: coerce(k, v, where) for k, v in values.items() if k in FIELDS}
+    return check(Recipe(**{**Recipe().to_dict(), **known}))
