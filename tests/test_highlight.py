@@ -85,3 +85,15 @@ def test_pygmentize_highlights_a_spec():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "\x1b[" in result.stdout and "LeNet5" in result.stdout
+
+
+def test_rich_finds_the_lexer_by_file_name():
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    syntax = Syntax.from_path(str(SPECS / "lenet5.cnn"))
+    assert isinstance(syntax.lexer, CnnLexer)
+    console = Console(force_terminal=True, color_system="truecolor", width=100)
+    with console.capture() as captured:
+        console.print(syntax)
+    assert "LeNet5" in captured.get() and "\x1b[" in captured.get()
