@@ -188,6 +188,9 @@ def _conv_shape(s: Shape, a: dict):
     if a["padding_mode"] != "zeros" and a["pad"] >= min(s[1], s[2]) and a["padding_mode"] == "reflect":
         raise ShapeProblem(f"reflect padding of {a['pad']} needs an input larger than {a['pad']}",
                            "use less padding or padding_mode=\"zeros\"")
+    if a["padding_mode"] == "circular" and a["pad"] > min(s[1], s[2]):  # PyTorch wraps around once at most
+        raise ShapeProblem(f"circular padding of {a['pad']} needs an input of at least {a['pad']}",
+                           "use less padding or padding_mode=\"zeros\"")
     (_, ho, wo), notes = _windowed("conv", s, a, _extent(a))
     return (a["filters"], ho, wo), notes
 

@@ -396,3 +396,19 @@ def test_check_exit_codes_and_text(tmp_path):
     assert " 7 |     residual {" in bad.stderr
     assert "= hint:" in bad.stderr
     assert bad.stdout == ""
+
+
+@pytest.mark.parametrize("mode, pad, size, ok", [
+    ("reflect", 1, 2, True), ("reflect", 2, 2, False), ("circular", 2, 2, True), ("circular", 3, 2, False),
+    ("replicate", 5, 1, True),
+])
+def test_padding_modes_that_pytorch_refuses(mode, pad, size, ok):
+    """Reflect padding needs pad < size, circular pad <= size (PyTorch wraps around once at most)."""
+    text = net(f'conv(4, 1, pad={pad}, padding_mode="{mode}")', input=f"3x{size}x{size}")
+    if ok:
+        compiled = compile_network(source_from_text(text, "t.cnn"))
+        assert compiled.network.body.stats.out_shape == (4, size + 2 * pad, size + 2 * pad)
+    else:
+        d = first_error(text)
+        assert at(d) == (7, 5)
+        assert f"{mode} padding of {pad}" in d.message
