@@ -27,7 +27,7 @@ MAX_VALUE = 1 << 40
 MAX_NESTING = 64
 # Elements visited while expanding: lets and blocks that use each other twice over double
 # the work at each level even where they add no layer (an optional switched off, `*0`).
-MAX_STEPS = 200_000
+MAX_STEPS = 60_000
 
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
 
