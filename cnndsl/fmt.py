@@ -243,6 +243,9 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
         return ""  # an explicit switch: POOL?pool
     if token == "(" and tokens[i - 1].type == "NAME":
         return ""  # a call, or a definition's parameter list
+    if token == "(" and _is_keyword(tokens[i - 1]):
+        # `side(aux)` reads as a call, `input (c * 2) x 32 x 32` as a value: as written.
+        return "" if tokens[i - 1].end_pos == tokens[i].start_pos else " "
     if token == "=" or prev == "=":
         top = stack[-1]
         return "" if top.opener == "(" and not top.header else " "

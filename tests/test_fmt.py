@@ -11,7 +11,7 @@ import pytest
 from lark.exceptions import UnexpectedInput
 
 from cnndsl.compiler import source_from_text
-from cnndsl.fmt import _tokens, format_source, format_text
+from cnndsl.fmt import _is_keyword, _tokens, format_source, format_text
 from cnndsl.parse import parser
 
 from conftest import ROOT, SPECS, run_cli
@@ -134,7 +134,7 @@ def _respace(text: str, rng: random.Random) -> str:
         if "\n" in gap:
             head, _, _ = gap.rpartition("\n")
             gap = head + "\n" + rng.choice(["", " ", "\t", "        ", "   "])
-        elif "#" not in gap and "\\" not in gap:
+        elif "#" not in gap and "\\" not in gap and not (_is_keyword(a) and str(b) == "("):
             lowest = 1 if gap else 0
             gap = "".join(rng.choice(" \t") for _ in range(rng.randint(lowest, 3)))
         out += [gap, str(b)]
@@ -168,6 +168,13 @@ def test_trailing_arrow_moves_to_the_next_line_and_backslash_joins():
 def test_operators_and_unary_minus():
     text = "let X = conv(-1 + 2*3 - -4, a=-(2), b = 7 // 2 % 3)*(N- 1)\n"
     assert format_text(text) == "let X = conv(-1 + 2 * 3 - -4, a=-(2), b=7 // 2 % 3)*(N - 1)\n"
+
+
+def test_a_keyword_before_a_parenthesis_keeps_its_spacing():
+    text = "network N() {\n    input  (2 * 2) x 8 x 8\n    a: conv(4, 3)\n    b: side(a)   fc(2)\n    relu\n}\n"
+    assert format_text(text) == (
+        "network N() {\n    input (2 * 2) x 8 x 8\n    a: conv(4, 3)\n    b: side(a) fc(2)\n    relu\n}\n")
+    assert parser().parse(format_text(text)) == parser().parse(text)
 
 
 def test_a_file_of_comments_only_and_an_empty_file():
