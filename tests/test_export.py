@@ -78,3 +78,24 @@ def test_export_errors_are_messages_not_tracebacks(tmp_path: Path):
     result = run_cli("export", str(damaged), "--onnx", str(tmp_path / "y.onnx"))
     assert result.returncode == 1 and "Traceback" not in result.stderr and "damaged" in result.stderr
     assert not (tmp_path / "y.onnx").exists()
+
+
+def test_the_light_commands_load_no_heavy_module():
+    """compile, check, summary, list and fmt never import torch, onnx, pygls or Pygments."""
+    code = ("import sys\n"
+            "from cnndsl.cli import cli\n"
+            "for args in (['compile', 'lenet5'], ['check', 'vgg16'], ['summary', 'lenet5'], ['list'],\n"
+            "             ['fmt', '--check', 'specs/lenet5.cnn']):\n"
+            "    try:\n"
+            "        cli.main(args=args, standalone_mode=False)\n"
+            "    except SystemExit as exc:\n"
+            "        assert not exc.code, (args, exc.code)\n"
+            "heavy = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'onnxscript', 'pygls', 'lsprotocol',\n"
+            "                           'pygments') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
