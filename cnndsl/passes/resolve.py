@@ -157,12 +157,19 @@ def resolve(program: ast.Program) -> ast.Program:
                     errors.append(Diagnostic.error(
                         element.label_span or element.span, f"cannot name a layer {element.label!r}: {reason}",
                         "choose another name, such as conv1 or features"))
+        # INPUT stands alone: an unlabelled element, not called, repeated, made optional or a side.
+        plain_refs = {id(e.node) for e in walk_elements(chains) if isinstance(e.node, ast.Ref) and e.label is None}
         for node in walk_nodes(chains):
             if not isinstance(node, (ast.Call, ast.Ref)):
                 continue
             name = node.name
             if name in lets or name in blocks:
                 uses[owner].add(name)
+                continue
+            if name == "INPUT" and id(node) not in plain_refs:
+                errors.append(Diagnostic.error(
+                    node.span, "INPUT only marks the start of a network's chain",
+                    "write it alone, first in the network: INPUT -> conv(32, 3)"))
                 continue
             if lookup(name) is not None or name in SHORTCUTS or name == "INPUT":
                 continue
