@@ -31,37 +31,14 @@ def is_checkpoint(target: str | Path) -> bool:
 
 
 def model_from_checkpoint(path: str | Path):
-    """The model a `cnndsl train` checkpoint describes, with its weights loaded."""
-    try:
-        from .train import checkpoint
-    except ImportError:
-        raise ExportError(f"{path} is a checkpoint, and this cnndsl cannot read checkpoints") from None
-    from .api import build
+    """The model a `cnndsl train` checkpoint (or run directory) describes, with its
+    weights: rebuilt as `cnndsl eval` rebuilds it, from the spec recorded in it."""
+    import torch
 
-    meta, tensors = checkpoint.load(path)
-    spec, params, network = _spec_of(meta)
-    if spec is None:
-        raise ExportError(f"{path}: the checkpoint does not record its spec; "
-                          "export the spec with --set for its parameters instead")
-    model = build(spec, network=network, **params)
-    weights = checkpoint.weights_of(tensors) if hasattr(checkpoint, "weights_of") else tensors
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ExportError(f"{path}: the weights do not fit the spec recorded with them "
-                          f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    from .train.inference import load_model
+
+    model, _ = load_model(path, torch.device("cpu"))
     return model
-
-
-def _spec_of(meta: dict) -> tuple[str | None, dict, str | None]:
-    """The spec text, parameters and network name in a checkpoint's metadata."""
-    spec = meta.get("spec")
-    params = meta.get("params") or {}
-    network = meta.get("network")
-    if isinstance(spec, dict):
-        params = spec.get("params") or params
-        network = spec.get("network") or network
-        spec = spec.get("text") or spec.get("source")
-    return (spec if isinstance(spec, str) else None), dict(params), network
 
 
 def export_onnx(model, input_shape: tuple[int, ...], path: str | Path, opset: int = 18) -> list[str]:
