@@ -139,6 +139,10 @@ _HUMAN = {
 }
 
 
+_KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side",
+                       "true", "false"})
+
+
 def _describe(kind: str) -> str:
     if kind in _HUMAN:
         return _HUMAN[kind]
@@ -185,6 +189,8 @@ def _syntax_diagnostic(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
         hint = f"booleans are written {str(token).lower()}"
     elif token.type == "_NL" and "RPAR" in expected:
         hint = "a ')' is missing"
+    elif "NAME" in expected and str(token) in _KEYWORDS:
+        hint = f"'{token}' is a reserved word of the language; choose another name"
     elif token.type == "EQUAL" and "COLON" in expected:
         hint = "a layer is named with ':' (conv1: conv(64, 3)); '=' is for keyword arguments"
     return Diagnostic.error(span, f"unexpected {shown}", hint, "syntax")

@@ -209,7 +209,7 @@ class Expander:
         if spec.minimum is not None and v is not None and v < spec.minimum:
             raise self.fail(span, f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}, got {v}",
                             None, "range")
-        if isinstance(v, int) and not isinstance(v, bool) and v > (1 << 24) and spec.name != "units":
+        if isinstance(v, int) and not isinstance(v, bool) and v > (1 << 24):
             raise self.fail(span, f"{rule.kind} {spec.name!r} of {v:,} is too large", None, "range")
 
     # -- chains ------------------------------------------------------------------------
