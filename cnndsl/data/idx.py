@@ -43,7 +43,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) - header != expected:
         raise DataError(f"{path}: IDX header promises {dims} ({expected:,} bytes) but the file holds "
                         f"{len(raw) - header:,}", "the file is truncated or corrupted; download it again")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).copy()  # writable, for torch
 
 
 def find_idx_files(directory: Path) -> dict[str, Path] | None:

@@ -37,7 +37,7 @@ from ..data.fit import FitRequest
 from . import checkpoint
 from .distributed import World, any_rank, gather_digests, join, leave, sum_all, sync_buffers
 from .errors import DataError, Diverged, Interrupted, TrainError
-from .optimization import make_loss, make_optimizer, make_schedule
+from .optimization import lr_factor, make_loss, make_optimizer, make_schedule
 from .progress import Progress
 from .recipe import Recipe, build_recipe, from_dict, read_recipe_file, recipe_file_for
 
@@ -87,6 +87,19 @@ def class_count_error(dataset: Dataset, outputs: int, compiled) -> DataError:
     have = len(dataset.classes)
     fix = f"pass --set {names[0]}={have}" if names else f"make the spec's last layer fc({have})"
     return DataError(f"{dataset.name} has {have} classes but {compiled.network.name} outputs {outputs} scores", fix)
+
+
+def combined_loss(out, y, loss_fn, aux_weight: float):
+    """(main scores, loss) of a forward's output. A tuple is (logits, aux1, aux2, ...) from
+    auxiliary classifiers in training mode (GoogLeNet): main loss + aux_weight * each aux loss."""
+    if isinstance(out, (tuple, list)):
+        main = out[0].flatten(1)
+        loss = loss_fn(main, y)
+        for aux in out[1:]:
+            loss = loss + aux_weight * loss_fn(aux.flatten(1), y)
+        return main, loss
+    main = out.flatten(1)
+    return main, loss_fn(main, y)
 
 
 class StopRequest:
@@ -341,14 +354,7 @@ class Run:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _loss(self, out, y):
-        if isinstance(out, (tuple, list)):  # training-mode auxiliary heads: main + weight * sum(aux)
-            main = out[0].flatten(1)
-            loss = self.loss_fn(main, y)
-            for aux in out[1:]:
-                loss = loss + self.recipe.aux_weight * self.loss_fn(aux.flatten(1), y)
-            return main, loss
-        main = out.flatten(1)
-        return main, self.loss_fn(main, y)
+        return combined_loss(out, y, self.loss_fn, self.recipe.aux_weight)
 
     def _train_step(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.recipe
@@ -408,6 +414,12 @@ class Run:
         self.schedule.load_state_dict(meta["scheduler"])
         if self.scaler is not None and meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])
+        # the recipe may change on resume (more epochs, another rate): rates follow the new one
+        factor = lr_factor(self.recipe, self.steps_per_epoch)(self.schedule.last_epoch)
+        self.schedule.base_lrs = [self.recipe.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.recipe.lr
+            group["lr"] = self.recipe.lr * factor
         torch.set_rng_state(tensors["rng/torch"])
         if self.device.type == "cuda" and "rng/cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng/cuda"], self.device)
