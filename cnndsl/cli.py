@@ -175,10 +175,12 @@ cli.add_command(fmt_command)
 
 # Pictures (issue 5): matplotlib, torch and the browser page are imported inside the commands.
 from .draw import draw_command  # noqa: E402
+from .serve import serve_command  # noqa: E402
 from .viz import viz_group  # noqa: E402
 
 cli.add_command(draw_command)
 cli.add_command(viz_group)
+cli.add_command(serve_command)
 cli.add_command(lsp_command)
 cli.add_command(export_command)
 
