@@ -187,7 +187,11 @@ class _Lower(Transformer_NonRecursive):
                 offset = 0
                 for part in str(child).split("x"):
                     start = base + offset
-                    dims.append(ast.Num(int(part), self.source.span_at(start, start + len(part))))
+                    span = self.source.span_at(start, start + len(part))
+                    if len(part) > MAX_DIGITS:  # int() of thousands of digits raises ValueError
+                        raise CompileError([Diagnostic.error(span, "number too large",
+                                                             f"integers have at most {MAX_DIGITS} digits")])
+                    dims.append(ast.Num(int(part), span))
                     offset += len(part) + 1
             elif isinstance(child, Token):
                 dims.append(ast.Var(str(child), self.tspan(child)))

@@ -1,0 +1,209 @@
+"""Fuzzing, bounded for CI: the campaign of `benchmarks/fuzz_campaign.py`, driven by
+hypothesis for about thirty seconds.
+
+Every input (grammar-aware random programs, byte/character/token mutations of every spec
+in specs/, and the classic hostile inputs) must end in a clean `CompileError` with a
+diagnostic that renders, or in a valid compile whose generated source is valid Python;
+within the hang guard (2 s an input), without growing the process's peak memory by more
+than 512 MiB. A sample goes through the real command, which must exit 0 or 1 and never
+print a traceback. `make fuzz` runs the same generators for longer.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cnndsl import CompileError
+from cnndsl.compiler import compile_network, generate, source_from_text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import fuzz_campaign as fc  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
+SPECS = fc.spec_texts()
+BASELINE_RSS = fc.peak_rss_bytes()
+
+# Deterministic in CI (the same inputs every run); `make fuzz` explores with fresh seeds.
+def fuzz(examples: int) -> settings:
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much])
+
+
+def ends_well(data: str | bytes, params: dict | None = None) -> fc.Outcome:
+    """The oracle: a diagnostic or a valid compile, in time, without a memory blow-up."""
+    return fc.compile_input(data, params, BASELINE_RSS)
+
+
+# -- the generators, driven by hypothesis ----------------------------------------------------
+
+@fuzz(400)
+@given(rng=st.randoms(use_true_random=False))
+def test_grammar_aware_random_programs(rng):
+    ends_well(fc.grammar_program(rng), fc.settings(rng))
+
+
+@fuzz(400)
+@given(name=st.sampled_from(sorted(SPECS)), rng=st.randoms(use_true_random=False))
+def test_mutations_of_every_spec(name, rng):
+    ends_well(fc.mutate_spec(rng, SPECS[name]))
+
+
+@pytest.mark.parametrize("kind", fc.HOSTILE_KINDS)
+def test_hostile_inputs(kind):
+    @fuzz(12)
+    @given(rng=st.randoms(use_true_random=False))
+    def run(rng):
+        ends_well(fc.HOSTILE[kind](rng))
+
+    run()
+
+
+def test_every_spec_survives_every_mutation_operator():
+    """Each mutation operator, at a few seeded positions, on every spec: none is left untried."""
+    tried = 0
+    for name, text in SPECS.items():
+        rng = random.Random(name)
+        for _ in range(3):
+            ends_well(fc._mutate_tokens(rng, text))
+            ends_well(fc._mutate_chars(rng, text))
+            ends_well(fc._mutate_bytes(rng, text.encode("utf-8")))
+            tried += 3
+    assert tried == 9 * len(SPECS) and len(SPECS) >= 5
+
+
+# -- the classic hostile inputs, each stated once ---------------------------------------------
+
+NET = "network N() {\n    input 3x16x16\n    %s\n}\n"
+
+
+def diagnostic_of(data: str | bytes, params: dict | None = None):
+    outcome = ends_well(data, params)
+    assert not outcome.compiled, "expected a diagnostic"
+    with pytest.raises(CompileError) as info:
+        generate(compile_network(source_from_text(data, "fuzz.cnn"), params or {}))
+    return info.value.diagnostics[0]
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\n", "# a comment only\n", "\ufeff"])
+def test_empty_files_say_there_is_no_network(text):
+    assert "no network" in diagnostic_of(text).message
+
+
+def test_nul_bytes_point_at_the_byte():
+    d = diagnostic_of("network N() {\n    input 3x16x16\n    re\x00lu\n}\n")
+    assert "NUL" in d.message and (d.span.line, d.span.column) == (3, 7)
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80", b"\xc0\xaf"])
+def test_invalid_utf8_points_at_the_byte(bad):
+    data = b"network N() {\n    input 3x16x16\n    relu " + bad + b"\n}\n"
+    d = diagnostic_of(data)
+    assert "invalid UTF-8" in d.message and (d.span.line, d.span.column) == (3, 10)
+
+
+def test_lone_surrogate_in_text_is_a_diagnostic():
+    assert "UTF-8" in diagnostic_of(NET % "relu -> \udc80").message
+
+
+@pytest.mark.parametrize("name", ["resnet18", "googlenet", "lenet5"])
+def test_crlf_and_tabs_compile_to_the_same_module(name):
+    text = SPECS[f"specs/{name}.cnn"]
+    reference = ends_well(text).code
+    assert reference
+    assert ends_well(text.replace("\n", "\r\n")).code == reference
+    assert ends_well(text.replace("    ", "\t")).code == reference
+    assert ends_well("\ufeff" + text).code == reference
+
+
+@pytest.mark.parametrize("name", ["café", "Ω", "ｃｏｎｖ", "名前", "a\u202eb", "y\u200d"])
+def test_unicode_names_are_rejected_where_they_stand(name):
+    d = diagnostic_of(NET % f"{name}: conv(4, 3)")
+    assert d.span.line == 3 and "character" in d.message
+
+
+@pytest.mark.parametrize("body, words", [
+    ("[" * 60 + "relu" + "]" * 60, "nested"),
+    ("conv(" + "(" * 60 + "4" + ")" * 60 + ", 3)", "nested"),
+    ("residual {\n" * 60 + "relu\n" + "}\n" * 60, "nested"),
+    ("relu*99999999999", "layers"),
+    ("[[[[relu*1000]*1000]*1000]*1000]*1000", "layers"),
+    ("[y: [relu?sw]]*100000000", "layers"),
+    ("conv(99999999999999999999999, 3)", "too large"),
+    ("dropout(1e999)", "too large"),
+    ("relu" + " -> relu" * 30000, "tokens"),
+])
+def test_limits_turn_hostile_input_into_a_diagnostic(body, words):
+    d = diagnostic_of(NET.replace("N()", "N(sw = false)") % body)
+    assert words in d.message
+
+
+@pytest.mark.parametrize("shape", ["3x" + "9" * 5000 + "x8", "9" * 5000, "3x65537x8", "3 x (2 * 99999) x 8"])
+def test_huge_input_dimensions_are_diagnostics(shape):
+    d = diagnostic_of(f"network N() {{\n    input {shape}\n    relu\n}}\n")
+    assert "too large" in d.message and d.span.line == 2
+
+
+@pytest.mark.parametrize("base", ["relu*0", "relu?sw", "INPUT"])
+def test_definitions_used_twice_over_do_not_explode(base):
+    """Forty lets, each using the one before twice: 2**40 expansions without the step cap."""
+    lines = [f"let L0 = {base}"] + [f"let L{i} = L{i - 1} -> L{i - 1}" for i in range(1, 40)]
+    d = diagnostic_of("\n".join(lines) + "\n" + NET.replace("N()", "N(sw = false)") % "relu -> L39")
+    assert "steps" in d.message or "INPUT" in d.message
+
+
+@pytest.mark.parametrize("params", [
+    {"N": 1 << 50}, {"N": float("nan")}, {"N": float("inf")}, {"N": 'a"b'}, {"N": "x\ny"},
+    {"N": True}, {"POOL": 3}, {"nope": 1},
+])
+def test_hostile_settings_are_diagnostics(params):
+    text = SPECS["specs/examples/pattern.cnn"]
+    diagnostic_of(text, params)
+
+
+# -- the oracle itself ----------------------------------------------------------------------
+
+def test_the_oracle_catches_a_foreign_exception_and_a_hang(monkeypatch):
+    import cnndsl.compiler
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cnndsl.compiler, "compile_network", broken)
+        with pytest.raises(fc.FuzzFailure, match="KeyError"):
+            ends_well(NET % "relu")
+    with monkeypatch.context() as patch:
+        patch.setattr(fc, "HANG_SECONDS", 0.0)
+        with pytest.raises(fc.FuzzFailure, match="hang guard"):
+            ends_well(NET % "relu")
+    assert ends_well(NET % "relu").compiled
+
+
+# -- through the real command ----------------------------------------------------------------
+
+def test_a_sample_through_the_real_command(tmp_path):
+    rng = random.Random(7)
+    texts = list(SPECS.values())
+    inputs = [SPECS["specs/lenet5.cnn"], fc.grammar_program(rng), fc.mutate_spec(rng, rng.choice(texts))]
+    inputs += [fc.HOSTILE[kind](random.Random(kind)) for kind in
+               ("deep nesting", "huge repetition", "NUL bytes", "invalid UTF-8", "unicode names", "big file")]
+    codes = set()
+    for i, data in enumerate(inputs):
+        path = tmp_path / f"input{i}.cnn"
+        path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
+        result = run_cli("check", str(path))
+        assert "Traceback" not in result.stderr, (path.read_bytes()[:300], result.stderr[-2000:])
+        assert "internal error" not in result.stderr, result.stderr[-2000:]
+        assert result.returncode in (0, 1), (result.returncode, result.stderr[-2000:])
+        assert result.returncode == 0 or "error" in result.stderr
+        codes.add(result.returncode)
+    assert codes == {0, 1}, "the sample should hold both clean and broken specs"
