@@ -201,8 +201,9 @@ class Box(Element):
     ICON = 30
 
     def __init__(self, title: str, sub: str, style: str, name: str = "", count: int = 1,
-                 shape: tuple = (), kind: str = "", icon: bool = True) -> None:
+                 shape: tuple = (), kind: str = "", icon: bool = True, legend: str = "") -> None:
         self.title, self.sub, self.style, self.name, self.count = title, sub, style, name, count
+        self.legend = legend  # the block whose legend the box is in; "" in the main column
         self.shape, self.kind = shape, kind or style
         self.icon = icon and bool(shape)
         self.h = 40 if sub else 26
@@ -223,7 +224,7 @@ class Box(Element):
         for k in range(min(self.count, 3) - 1, 0, -1):  # a stack: the repeats behind the box
             out.append(Rect(x + 4 * k, y + 4 * k, self.width, self.h, fill, stroke))
         out.append(Rect(x, y, self.width, self.h, fill, stroke, cls="box",
-                        data={"kind": self.kind, "count": str(self.count), "label": self.title,
+                        data={"kind": self.kind, "count": str(self.count), "label": self.title, "legend": self.legend,
                               "shape": _shape(self.shape) if self.shape else ""}))
         left = x + 10
         if self.icon:
@@ -480,8 +481,9 @@ class Unit:
 
 
 class Builder:
-    def __init__(self, network: ir.Network, symbolic: bool = False) -> None:
+    def __init__(self, network: ir.Network, symbolic: bool = False, legend: str = "") -> None:
         self.network = network
+        self.legend = legend
         self.symbolic = symbolic  # inside a block's legend: arguments as the block writes them
         self.blocks: dict[str, ir.BlockInstance] = {}  # the first instance of each block, for the legend
 
@@ -536,14 +538,14 @@ class Builder:
         if isinstance(node, ir.Layer):
             title = " · ".join(layer_label(n, self.symbolic) for n in [node, *unit.extras])
             return Box(title, self._sub(unit.out_shape, sum(u.params for u in run)), _style(node.kind),
-                       name, count, unit.out_shape, node.kind)
+                       name, count, unit.out_shape, node.kind, legend=self.legend)
         if isinstance(node, ir.BlockInstance):
             info = self.network.blocks.get(node.block)
             title = block_call(node, info, self.symbolic)
             if unit.extras:
                 title += " · " + " · ".join(layer_label(n, self.symbolic) for n in unit.extras)
             return Box(title, self._sub(unit.out_shape, sum(u.params for u in run)), "block", name, count,
-                       unit.out_shape, "block")
+                       unit.out_shape, "block", legend=self.legend)
         if isinstance(node, ir.Seq):
             return Stage(node.name, self.column(unit.members))
         if isinstance(node, ir.Concat):
@@ -647,7 +649,7 @@ def diagram(network: ir.Network) -> Diagram:
         if name in seen:
             continue
         seen.append(name)
-        inner_builder = Builder(network, symbolic=True)
+        inner_builder = Builder(network, symbolic=True, legend=name)
         inst = builder.blocks.get(name) or inner_builder.blocks[name]
         column = inner_builder.column(inner_builder.units(inst.body))
         for nested in inner_builder.blocks:
