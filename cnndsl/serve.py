@@ -92,6 +92,9 @@ def digits_pixels(ink):
         return np.zeros((8, 8))
     bitmap = _resize(square, (32, 32)).clip(0, 1)
     counts = bitmap.reshape(8, 4, 8, 4).mean(axis=(1, 3))  # the set's 4x4 block counts, as a fraction
+    # The set's pens were thick: nearly every digit has blocks at the full 16. A thin stroke
+    # from a mouse is stretched to match, or the model would see a faint digit.
+    counts = counts / max(float(counts.max()), 1e-6)
     return np.rint(counts * 16) * (255.0 / 16.0)
 
 

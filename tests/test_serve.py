@@ -1,0 +1,164 @@
+"""`cnndsl serve`: the drawing page in a real headless chromium, the preprocessing that
+makes a drawing look like the digits the model was trained on, and the 400s."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+
+import numpy as np
+import pytest
+from picture_checkpoint import lenet_checkpoint
+
+from cnndsl.serve import MAX_BODY, digits_pixels, make_server, mnist_pixels
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = make_server(str(lenet_checkpoint()), "127.0.0.1", 0, quiet=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def request(port, method, path, body=b"", headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+def post(port, value, content_type="application/json"):
+    body = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return request(port, "POST", "/predict", body, {"Content-Type": content_type})
+
+
+def bar(width=56, height=56):
+    ink = np.zeros((height, width))
+    ink[8:48, 26:31] = 1.0
+    return ink
+
+
+def test_a_stroke_becomes_a_centred_bright_digit():
+    small = digits_pixels(bar())
+    assert small.shape == (8, 8)
+    assert small.max() == 255 and small[:, :2].max() == 0 and small[:, 6:].max() == 0
+    assert (small[:, 3:5].sum(1) > 200).all()  # the stroke fills the height, in the middle columns
+    assert set(np.unique(small)) <= {v * 255 / 16 for v in range(17)}  # the set's 16 grey levels
+    corner = np.zeros((56, 56))
+    corner[0:10, 0:10] = 1.0  # a blob in the corner is scaled up and centred like any digit
+    assert digits_pixels(corner).min() == 255
+    assert not digits_pixels(np.zeros((56, 56))).any()
+    mnist = mnist_pixels(bar(), (28, 28))
+    ys, xs = np.nonzero(mnist)
+    assert abs(xs.mean() - 13.5) < 1.5 and ys.max() - ys.min() + 1 == 20
+
+
+def test_predict_answers_guesses_and_every_layers_maps(server):
+    ink = bar()
+    status, data = post(server, {"width": 56, "height": 56, "pixels": ink.reshape(-1).tolist()})
+    assert status == 200
+    reply = json.loads(data)
+    guesses = reply["guesses"]
+    assert sorted(g["class"] for g in guesses) == [str(d) for d in range(10)]
+    assert abs(sum(g["probability"] for g in guesses) - 1) < 1e-4
+    assert guesses[0]["probability"] >= guesses[1]["probability"]
+    assert (reply["input"]["width"], reply["input"]["height"]) == (8, 8)
+    assert [(layer["name"], layer["channels"], layer["height"], layer["width"]) for layer in reply["layers"]] == [
+        ("c1", 6, 28, 28), ("s2", 6, 14, 14), ("c3", 16, 10, 10), ("s4", 16, 5, 5), ("c5", 1, 1, 120),
+        ("f6", 1, 1, 84), ("output", 1, 1, 10)]
+    assert all(max(max(m) for m in layer["maps"]) == 255 for layer in reply["layers"])
+
+
+@pytest.mark.parametrize("body, content_type, message", [
+    (b"{not json", "application/json", "not JSON"),
+    (b"[1, 2, 3]", "application/json", "JSON object"),
+    (json.dumps({"width": 56, "height": 56, "pixels": [0] * 10}).encode(), "application/json", "width*height"),
+    (json.dumps({"width": 3, "height": 3, "pixels": [0] * 9}).encode(), "application/json", "width must be"),
+    (json.dumps({"width": 8, "height": 8, "pixels": [2] * 64}).encode(), "application/json", "from 0 to 1"),
+    (json.dumps({"width": 8, "height": 8, "pixels": ["a"] * 64}).encode(), "application/json", "number"),
+    (b'{"width": 8, "height": 8, "pixels": [' + b", ".join([b"NaN"] * 64) + b"]}", "application/json", "0 to 1"),
+    (json.dumps({"width": 8, "height": 8, "pixels": [0] * 64}).encode(), "text/plain", "Content-Type"),
+])
+def test_bad_requests_get_a_400_with_a_reason(server, body, content_type, message):
+    status, data = post(server, body, content_type)
+    assert status == 400
+    assert message in json.loads(data)["error"]
+
+
+def test_oversized_and_lengthless_bodies_are_refused_unread(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+    conn.putrequest("POST", "/predict")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(MAX_BODY + 1))
+    conn.endheaders()
+    conn.send(b"{")  # the rest never comes: the answer must not wait for it
+    response = conn.getresponse()
+    assert response.status == 400 and "at most" in json.loads(response.read())["error"]
+    conn.close()
+    try:  # the server answers before the body is sent, and closes: the client may see its pipe break
+        status, _ = post(server, b"x" * (MAX_BODY + 10))
+        assert status == 400
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    status, _ = request(server, "POST", "/predict", b"", {"Content-Type": "application/json"})
+    assert status == 400  # an empty body is not a drawing
+    status, _ = request(server, "GET", "/nothing-here")
+    assert status == 404
+    status, data = post(server, {"width": 8, "height": 8, "pixels": [0] * 64})
+    assert status == 200 and json.loads(data)["blank"] is True  # and the server still answers
+
+
+def test_the_page_is_self_contained(server):
+    status, data = request(server, "GET", "/")
+    page = data.decode()
+    assert status == 200 and "Draw your number here" in page
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+
+
+def test_drawing_in_a_real_browser_shows_guesses_and_activations(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"http://127.0.0.1:{server}/")
+            page.wait_for_selector("#maps-6")
+            assert page.locator(".layer").count() == 7
+            box = page.locator("#pad").bounding_box()
+            x = box["x"] + box["width"] / 2
+            page.mouse.move(x, box["y"] + 40)
+            page.mouse.down()
+            for step in range(1, 11):  # a vertical stroke: a "1"
+                page.mouse.move(x + step * 0.5, box["y"] + 40 + step * 20)
+            page.mouse.up()
+            page.wait_for_function("document.querySelector('#first-guess').dataset.cls !== undefined")
+            first = page.locator("#first-guess").get_attribute("data-cls")
+            second = page.locator("#second-guess").get_attribute("data-cls")
+            assert first in [str(d) for d in range(10)] and second in [str(d) for d in range(10)]
+            assert first != second
+            p1 = float(page.locator("#first-guess").get_attribute("data-probability"))
+            p2 = float(page.locator("#second-guess").get_attribute("data-probability"))
+            assert 1 >= p1 >= p2 >= 0
+            assert page.locator("#first-guess .p").inner_text().endswith("%")
+            # the downsampled drawing has bright ink in the middle columns and none at the sides
+            columns = page.evaluate("""() => {
+                const c = document.getElementById('small'), d = c.getContext('2d').getImageData(0, 0, 8, 8).data;
+                const sums = new Array(8).fill(0);
+                for (let i = 0; i < 64; i++) sums[i % 8] += d[4 * i];
+                return sums; }""")
+            assert columns[0] == 0 and columns[7] == 0 and max(columns[3:5]) > 500
+            assert page.locator("#maps-0 canvas").count() == 6 and page.locator("#maps-2 canvas").count() == 16
+            page.locator("#layer-0 input").uncheck()  # a layer's maps can be hidden
+            assert not page.locator("#maps-0").is_visible() and page.locator("#maps-2").is_visible()
+        finally:
+            browser.close()
