@@ -207,3 +207,22 @@ def test_a_sample_through_the_real_command(tmp_path):
         assert result.returncode == 0 or "error" in result.stderr
         codes.add(result.returncode)
     assert codes == {0, 1}, "the sample should hold both clean and broken specs"
+
+
+# -- what the campaign found, kept as regressions ------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    "relu -> INPUT(1)", "relu -> INPUT*2", "side INPUT", "relu -> INPUT?", "y: INPUT -> relu",
+    "side [relu -> relu]", "side concat { relu }", "side residual { relu }", "side side relu",
+    "concat {\n    side relu\n    conv(4, 1)\n}",
+])
+def test_found_by_the_campaign_now_diagnostics(body):
+    diagnostic_of(NET % body)
+
+
+def test_side_of_a_let_that_is_a_residual_is_a_diagnostic():
+    diagnostic_of("let R = residual {\n    relu\n}\n" + NET % "side R")
+
+
+def test_side_of_a_single_layer_group_compiles():
+    assert "relu = self.relu(x)" in ends_well(NET % "side [relu] -> conv(4, 3)").code

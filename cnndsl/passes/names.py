@@ -99,10 +99,27 @@ class Naming:
             if namer.owner.startswith("block"):
                 self.errors.append(Diagnostic.error(node.span, "a side output belongs in the network itself",
                                                     "move it out of the block, to where the block is used"))
-            return replace(node, node=self.member(node.node, namer))
+            inner = node.node
+            if isinstance(inner, ir.Seq) and inner.name is None and len(_leaves(inner)) == 1:
+                inner = _leaves(inner)[0]  # side [fc(10)] is side fc(10)
+            if isinstance(inner, (ir.Concat, ir.Residual, ir.Side)) or (isinstance(inner, ir.Seq)
+                                                                         and inner.name is None):
+                if namer.counts is not None:
+                    self.errors.append(Diagnostic.error(
+                        node.span, "a side output is one layer, one block or a named group",
+                        "name the group (aux: side [...]); for a concat or a residual, make it a block"))
+                return node
+            return replace(node, node=self.member(inner, namer))
         if isinstance(node, ir.Concat):
             branches = []
             for branch in node.branches:
+                if any(isinstance(leaf, ir.Side) for leaf in _leaves(branch)):
+                    if namer.counts is not None:
+                        self.errors.append(Diagnostic.error(
+                            branch.span, "a concat branch cannot hold a side output",
+                            "read the side output before or after the concat"))
+                    branches.append(branch)
+                    continue
                 if branch.name is not None:
                     name = namer.user(branch.name, branch.span)
                     branches.append(self.sequential(branch, name, True, namer.owner)
