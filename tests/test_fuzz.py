@@ -4,7 +4,7 @@ hypothesis for about thirty seconds.
 Every input (grammar-aware random programs, byte/character/token mutations of every spec
 in specs/, and the classic hostile inputs) must end in a clean `CompileError` with a
 diagnostic that renders, or in a valid compile whose generated source is valid Python;
-within the hang guard (2 s an input), without growing the process's peak memory by more
+within the hang guard (2 s of CPU time an input), without growing the process's peak memory by more
 than 512 MiB. A sample goes through the real command, which must exit 0 or 1 and never
 print a traceback. `make fuzz` runs the same generators for longer.
 """
@@ -182,7 +182,7 @@ def test_the_oracle_catches_a_foreign_exception_and_a_hang(monkeypatch):
         with pytest.raises(fc.FuzzFailure, match="KeyError"):
             ends_well(NET % "relu")
     with monkeypatch.context() as patch:
-        patch.setattr(fc, "HANG_SECONDS", 0.0)
+        patch.setattr(fc, "HANG_SECONDS", 0.0)  # so that any input trips it
         with pytest.raises(fc.FuzzFailure, match="hang guard"):
             ends_well(NET % "relu")
     assert ends_well(NET % "relu").compiled
