@@ -61,13 +61,15 @@ def recipe_options(command):
 @click.option("--loader", type=click.Choice(["auto", "device", "stream"]), default="auto", show_default=True,
               help="device: the whole dataset on the device as tensors; stream: a DataLoader with workers.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers when streaming.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads (default: one for a small network, else torch's choice).")
 @click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
               help="Also save within an epoch this often (0: only at epoch ends).")
 @click.option("--progress/--no-progress", "progress_bar", default=None,
               help="Progress bar (default: when stderr is a terminal; plain lines otherwise).")
 @recipe_options
 def train_command(spec, data, out, settings, network, recipe_file, resume, overwrite, device, resize,
-                  convert_channels, loader, workers, checkpoint_minutes, progress_bar, **recipe_values):
+                  convert_channels, loader, workers, threads, checkpoint_minutes, progress_bar, **recipe_values):
     """Train SPEC (a .cnn file or a built-in's name) on a dataset.
 
     \b
@@ -78,6 +80,12 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
       cnndsl train --resume --out runs/lenet5
       torchrun --nproc-per-node 2 -m cnndsl train lenet5 --out runs/ddp
     """
+    import os
+
+    # Idle OpenMP threads sleep instead of spinning: on a machine whose cores other
+    # processes also use, spinning threads slowed training several times over. Set here,
+    # before torch is first imported, since OpenMP reads it once.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..cli import _settings
     from .loop import RunOptions, train
 
@@ -89,10 +97,8 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
                          overrides=recipe_values, recipe_file=Path(recipe_file) if recipe_file else None,
                          resume=resume, overwrite=overwrite, device=device, resize=resize,
                          convert_channels=convert_channels, loader=loader, workers=workers,
-                         checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar, argv=sys.argv[1:])
+                         threads=threads, checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar, argv=sys.argv[1:])
     result = train(options)
-    import os
-
     if os.environ.get("RANK", "0") != "0":
         return
     if result.get("test_accuracy") is not None:

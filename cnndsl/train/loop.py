@@ -44,6 +44,7 @@ from .recipe import Recipe, build_recipe, from_dict, read_recipe_file, recipe_fi
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 RUN = "run.json"
+SMALL_STEP_MACS = 100_000_000  # below this many multiply-adds a batch, one CPU thread is fastest
 
 
 @dataclass
@@ -64,6 +65,7 @@ class RunOptions:
     convert_channels: bool = False
     loader: str = "auto"
     workers: int | None = None
+    threads: int | None = None  # CPU threads; None: automatic
     checkpoint_minutes: float = 10.0
     progress_bar: bool | None = None  # None: when stderr is a terminal
     argv: list[str] = field(default_factory=list)
@@ -195,6 +197,7 @@ class Run:
         channel_value = self.compiled.network.input_channels
         channel_param = channel_value.text if channel_value is not None and channel_value.text.isidentifier() \
             and channel_value.text in dict(self.compiled.network.params) else None
+        self._choose_threads()
         request = FitRequest(self.input_shape, resize=resize, convert_channels=convert, channel_param=channel_param)
         torch.manual_seed(self.recipe.seed)
         self.dataset = open_dataset(data, request, self.outputs, self.recipe.val_fraction)
@@ -216,6 +219,19 @@ class Run:
             self.mean, self.std = normalization(ds.train, ds.scale)
         self._setup_model(spec if not o.resume else self.spec_text, network, params)
         self._setup_batches()
+
+    def _choose_threads(self) -> None:
+        """CPU threads: `--threads`, or one for a small network. A small network's steps
+        are too short to split across cores, and several threads spinning on cores that
+        other processes also want made the digits run five times slower under load."""
+        if self.device.type != "cpu":
+            return
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+            return
+        macs = self.compiled.network.body.stats.macs * max(1, self.recipe.batch_size // self.world.size)
+        if macs < SMALL_STEP_MACS:
+            torch.set_num_threads(1)
 
     def _setup_model(self, spec, network, params) -> None:
         import cnndsl
@@ -522,7 +538,7 @@ class Run:
                           "seconds": seconds, "lr": self.optimizer.param_groups[0]["lr"]}
                 self.metrics.append(record)
                 score = self._score(record)
-                if self.best_score is None or score > self.best_score:
+                if self.best_score is None or score >= self.best_score:  # ties: the later, more annealed
                     self.best_score, self.best_epoch = score, epoch + 1
                     self._save_best(epoch + 1, {"val_loss": val["loss"], "val_accuracy": val["accuracy"]})
                 self._save_last({"epoch": epoch + 1, "batch": 0, "best_score": self.best_score,
@@ -553,6 +569,7 @@ class Run:
         w = self.world
         final_digest = checkpoint.tensor_digest(checkpoint.cpu_tensors(self.model.state_dict()))
         digests = gather_digests(w, final_digest, self.device)
+        last = self.evaluate("test")
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         test = self.evaluate("test")
@@ -563,8 +580,9 @@ class Run:
                   "images_per_second": (sum(m["images_per_second"] for m in self.metrics) / len(self.metrics))
                   if self.metrics else None,
                   "world_size": w.size, "rank_weight_digests": digests}
+        result["last_test_loss"] = last["loss"]  # the final weights', for comparison
         if self.dataset.task == "classification":
-            result = {"test_accuracy": test["accuracy"], **result}
+            result = {"test_accuracy": test["accuracy"], **result, "last_test_accuracy": last["accuracy"]}
         best = [m for m in self.metrics if m["epoch"] == self.best_epoch]
         if best:
             result["best_val_accuracy"] = best[0]["val_accuracy"]
