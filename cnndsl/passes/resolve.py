@@ -157,6 +157,13 @@ def resolve(program: ast.Program) -> ast.Program:
                     errors.append(Diagnostic.error(
                         element.label_span or element.span, f"cannot name a layer {element.label!r}: {reason}",
                         "choose another name, such as conv1 or features"))
+        for node in walk_nodes(chains):  # a shortcut's label is a module attribute too
+            if isinstance(node, ast.Residual) and node.shortcut is not None and node.shortcut.label is not None:
+                reason = unsafe_name_reason(node.shortcut.label, "label")
+                if reason:
+                    errors.append(Diagnostic.error(
+                        node.shortcut.span, f"cannot name a shortcut {node.shortcut.label!r}: {reason}",
+                        "choose another name, such as downsample"))
         # INPUT stands alone: an unlabelled element, not called, repeated, made optional or a side.
         plain_refs = {id(e.node) for e in walk_elements(chains) if isinstance(e.node, ast.Ref) and e.label is None}
         for node in walk_nodes(chains):
