@@ -31,14 +31,12 @@ def recipe_options(command):
     """One option per recipe field, in the dataclass's order."""
     for name, spec in reversed(FIELDS.items()):
         flag = "--" + name.replace("_", "-")
-        help_text = spec.metadata["help"]
+        help_text = f"{spec.metadata['help']}  [default: {_show(spec.default)}]"
         if isinstance(spec.default, bool):
-            option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
-                                  show_default=_show(spec.default), help=help_text)
+            option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None, help=help_text)
         else:
             kind = click.Choice(spec.metadata["choices"]) if spec.metadata["choices"] else type(spec.default)
-            option = click.option(flag, name, type=kind, default=None, show_default=_show(spec.default),
-                                  help=help_text)
+            option = click.option(flag, name, type=kind, default=None, help=help_text)
         command = option(command)
     return command
 

@@ -173,6 +173,10 @@ class Run:
                                  f"{params}; they cannot change", "drop --set, or start a new run")
             recipe = from_dict(meta["recipe"], str(meta["path"]))
             self.recipe = build_recipe({}, o.overrides, base=recipe)
+            if self.recipe.optimizer != recipe.optimizer:
+                raise TrainError(f"--resume cannot switch the optimizer from {recipe.optimizer} to "
+                                 f"{self.recipe.optimizer}: its state would not fit",
+                                 "drop --optimizer, or start a new run")
             data = o.data or meta["data"]["source"]
             resize = o.resize or meta["data"]["resize"]
             convert = o.convert_channels or meta["data"]["convert_channels"]
