@@ -46,8 +46,13 @@ def join(device_kind: str) -> World:
     return world
 
 
-def leave(world: World) -> None:
+def leave(world: World, orderly: bool = True) -> None:
+    """Leave the process group. `orderly` (every rank got here): wait for the others
+    first, since a rank that tears gloo down early can abort the rest; after a failure
+    that may be this rank's alone, waiting could hang, so it does not."""
     if world.distributed and dist.is_initialized():
+        if orderly:
+            dist.barrier()
         dist.destroy_process_group()
 
 

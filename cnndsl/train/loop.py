@@ -422,11 +422,15 @@ class Run:
 
     # ---------------------------------------------------------------- the loop
     def execute(self) -> dict:
-        self._setup()
         try:
-            return self._execute()
-        finally:
-            leave(self.world)
+            self._setup()
+            result = self._execute()
+        except BaseException:
+            if hasattr(self, "world"):
+                leave(self.world, orderly=False)
+            raise
+        leave(self.world)
+        return result
 
     def _restore(self) -> dict:
         meta, tensors = self.resumed_meta, self.resumed_tensors
