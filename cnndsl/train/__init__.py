@@ -3,7 +3,7 @@
     recipe.py      the training recipe: defaults, the TOML file beside a spec, overrides
     errors.py      the user-facing errors (no torch)
     cli.py         the click commands; torch is imported inside them, never at import
-    setup.py       optimizer, loss, learning-rate schedule from a recipe
+    optimization.py optimizer, loss, learning-rate schedule from a recipe
     checkpoint.py  safetensors checkpoints with JSON metadata, no pickle anywhere
     distributed.py torchrun / DistributedDataParallel plumbing
     loop.py        the training loop: epochs, validation, checkpoints, resume, signals
