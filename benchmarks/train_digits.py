@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
     parser.add_argument("extra", nargs="*", help="more options for cnndsl train (after --)")
     args = parser.parse_args()
-    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     runs = []
     for seed in args.seeds:
         run = run_once(seed, args.extra)

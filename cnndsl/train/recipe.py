@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TrainError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (the train extra pins it)
+    import tomli as tomllib
 
 
 def _f(default, help: str, choices: tuple | None = None):
