@@ -23,8 +23,16 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# The benchmark suite (a few minutes on 2 cores): tables, JSON and plots in benchmarks/results/.
 bench: $(VENV)/.installed
-	$(PY) benchmarks/compile_speed.py
+	$(PY) -m pip install -q -e '.[bench]' || $(PY) -m pip install -q matplotlib
+	$(PY) benchmarks/run.py
+
+# A longer fuzz campaign than CI's: FUZZ_MINUTES=30 make fuzz; FUZZ_ENGINE=atheris for coverage guidance.
+FUZZ_MINUTES ?= 5
+FUZZ_ENGINE ?= random
+fuzz: $(VENV)/.installed
+	$(PY) benchmarks/fuzz_campaign.py --minutes $(FUZZ_MINUTES) --engine $(FUZZ_ENGINE)
 
 generated: $(VENV)/.installed
 	for f in specs/*.cnn; do n=$$(basename $$f .cnn); $(VENV)/bin/cnndsl compile $$n -o generated/$$n.py || exit 1; done

@@ -599,17 +599,20 @@ def run_atheris(minutes: float, seed: int) -> None:
     corpus.mkdir(exist_ok=True)
     for path in SPEC_FILES:
         (corpus / path.name).write_bytes(path.read_bytes())
-    state = {"tried": 0, "compiled": 0, "start": time.monotonic()}
+    state = {"tried": 0, "compiled": 0, "start": time.monotonic(), "written": time.monotonic()}
 
     def test_one_input(data: bytes) -> None:
         state["tried"] += 1
         outcome = compile_input(data)  # a FuzzFailure stops libFuzzer with the input
         state["compiled"] += outcome.compiled
+        if time.monotonic() - state["written"] > 2:  # libFuzzer ends with _exit: no atexit
+            state["written"] = time.monotonic()
+            report()
 
     def report() -> None:
-        result = {"engine": "atheris", "seed": seed, "minutes": minutes, "tried": state["tried"],
-                  "failed": 0, "compiled": state["compiled"]}
-        _write_report(result)
+        result = {"engine": "atheris", "seed": seed, "minutes": round((time.monotonic() - state["start"]) / 60, 2),
+                  "tried": state["tried"], "failed": 0, "compiled": state["compiled"]}
+        _write_report(result, quiet=True)
 
     import atexit
 
@@ -619,7 +622,7 @@ def run_atheris(minutes: float, seed: int) -> None:
     atheris.Fuzz()
 
 
-def _write_report(result: dict) -> None:
+def _write_report(result: dict, quiet: bool = False) -> None:
     result["machine"] = f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip()
     result["python"] = platform.python_version()
     lines = [f"fuzz campaign ({result['engine']}, seed {result['seed']}, {result['minutes']} min): "
@@ -630,7 +633,8 @@ def _write_report(result: dict) -> None:
                      f"{counts['compiled']:>8,} compiled")
     lines += [f"  {line}" for line in result.get("failures", [])]
     text = "\n".join(lines) + "\n"
-    print(text, end="")
+    if not quiet:
+        print(text, end="")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"fuzz_{result['engine']}.txt").write_text(text)
