@@ -545,13 +545,15 @@ class Run:
                           "images_per_second": (seen - partial["seen"]) / max(train_seconds, 1e-9),
                           "seconds": seconds, "lr": self.optimizer.param_groups[0]["lr"]}
                 self.metrics.append(record)
+                # The epoch's line goes out before its checkpoint: a kill between the two
+                # leaves a line that --resume drops and writes again, never a missing one.
+                self._write_metrics()
                 score = self._score(record)
                 if self.best_score is None or score >= self.best_score:  # ties: the later, more annealed
                     self.best_score, self.best_epoch = score, epoch + 1
                     self._save_best(epoch + 1, {"val_loss": val["loss"], "val_accuracy": val["accuracy"]})
                 self._save_last({"epoch": epoch + 1, "batch": 0, "best_score": self.best_score,
                                  "best_epoch": self.best_epoch})
-                self._write_metrics()
                 show.end_epoch(record)
                 if any_rank(w, stop.requested, self.device):
                     raise Interrupted(f"stopped after epoch {epoch + 1}; saved {self.out / checkpoint.LAST}",
