@@ -64,7 +64,35 @@ SET_OPTION = click.option("--set", "settings", multiple=True, metavar="NAME=VALU
 NETWORK_OPTION = click.option("--network", default=None, help="Which network of the file (default: the last).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """Commands beyond the compiler's own live in their own modules, imported only when
+    one of them runs (or help lists them), so that `check` pays for none of them."""
+
+    LAZY = {
+        "train": ("cnndsl.train.cli", "train_command"),
+        "eval": ("cnndsl.train.cli", "eval_command"),
+        "predict": ("cnndsl.train.cli", "predict_command"),
+        "draw": ("cnndsl.draw", "draw_command"),
+        "viz": ("cnndsl.viz", "viz_group"),
+        "serve": ("cnndsl.serve", "serve_command"),
+        "fmt": ("cnndsl.fmt", "fmt_command"),
+        "lsp": ("cnndsl.lsp", "lsp_command"),
+        "export": ("cnndsl.export", "export_command"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            import importlib
+
+            module, attribute = self.LAZY[name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="cnndsl", message="cnndsl %(version)s")
 def cli() -> None:
     """Describe a CNN in the notes' notation, check its shapes, generate PyTorch."""
@@ -164,33 +192,6 @@ def _show(value) -> str:
     if isinstance(value, str):
         return f'"{value}"'
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# Language tools (issue 6): each module imports its heavy dependencies inside its command.
-from .fmt import fmt_command  # noqa: E402
-from .lsp import lsp_command  # noqa: E402
-from .export import export_command  # noqa: E402
-
-cli.add_command(fmt_command)
-
-# Pictures (issue 5): matplotlib, torch and the browser page are imported inside the commands.
-from .draw import draw_command  # noqa: E402
-from .serve import serve_command  # noqa: E402
-from .viz import viz_group  # noqa: E402
-
-cli.add_command(draw_command)
-cli.add_command(viz_group)
-cli.add_command(serve_command)
-cli.add_command(lsp_command)
-cli.add_command(export_command)
-
-
-# Training (issue 4): torch is imported inside these commands, never here.
-from .train.cli import eval_command, predict_command, train_command  # noqa: E402
-
-cli.add_command(train_command)
-cli.add_command(eval_command)
-cli.add_command(predict_command)
 
 
 def main(argv: list[str] | None = None) -> None:
