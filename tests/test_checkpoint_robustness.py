@@ -114,7 +114,7 @@ def test_truncated_and_corrupted_checkpoints_get_a_clear_error(reference_run, tm
 
     good = reference_run / "run" / "checkpoint.safetensors"
     original = good.read_bytes()
-    good_meta, good_tensors = load(good)
+    load(good)  # the undamaged file loads
     rng = random.Random(3)
     tried, through_cli = 0, 0
     for what, data in _damaged(original, rng):
@@ -122,7 +122,7 @@ def test_truncated_and_corrupted_checkpoints_get_a_clear_error(reference_run, tm
         path.write_bytes(data)
         tried += 1
         try:
-            meta, tensors = load(path)
+            load(path)
         except CheckpointError as exc:
             message = str(exc)
             assert "damaged.safetensors" in message, f"{what}: the error does not name the file: {message}"
@@ -133,11 +133,8 @@ def test_truncated_and_corrupted_checkpoints_get_a_clear_error(reference_run, tm
                 result = cnndsl("eval", str(path), cwd=tmp_path)
                 assert result.returncode not in (0, 70) and "damaged.safetensors" in result.stderr, result.stderr
             continue
-        # Loaded: only a flip in the metadata JSON that keeps it valid can get here (it has no
-        # checksum of its own; the tensors do). It must then change nothing that is read.
-        assert "in the header" in what, f"{what}: accepted"
-        assert sorted(tensors) == sorted(good_tensors)
-        assert all(tensors[k].equal(good_tensors[k]) for k in tensors), f"{what}: tensors changed silently"
+        # The tensors and the metadata each carry a checksum: no damage may load.
+        raise AssertionError(f"{what}: a damaged checkpoint was accepted")
     assert tried >= 20 and through_cli == 3
 
 

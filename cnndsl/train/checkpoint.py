@@ -86,7 +86,10 @@ def save(path: Path, weights: dict[str, torch.Tensor], meta: dict,
 
     tensors = cpu_tensors({**weights, **(extra or {})})
     meta = {**meta, "format": FORMAT, "version": VERSION, "payload_sha256": tensor_digest(tensors)}
-    write_atomic(path, to_bytes(tensors, metadata={"format": FORMAT, "cnndsl": json.dumps(meta)}))
+    text = json.dumps(meta)
+    # The tensors' checksum sits in the metadata; the metadata has a checksum of its own.
+    write_atomic(path, to_bytes(tensors, metadata={"format": FORMAT, "cnndsl": text,
+                                                   "cnndsl_sha256": hashlib.sha256(text.encode()).hexdigest()}))
 
 
 def read_header(raw: bytes, path: Path) -> dict:
@@ -104,9 +107,13 @@ def read_header(raw: bytes, path: Path) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path}: a safetensors file, but not a cnndsl checkpoint (no cnndsl metadata)",
                               "give a checkpoint written by `cnndsl train`")
+    text = metadata.get("cnndsl")
+    digest = metadata.get("cnndsl_sha256")
+    if isinstance(text, str) and digest is not None and hashlib.sha256(text.encode()).hexdigest() != digest:
+        raise CheckpointError(f"{path}: the metadata does not match its checksum: the file is corrupted", _AGAIN)
     try:
-        return json.loads(metadata["cnndsl"])
-    except (KeyError, json.JSONDecodeError):
+        return json.loads(text)
+    except (TypeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: the checkpoint's metadata is damaged", _AGAIN) from None
 
 
