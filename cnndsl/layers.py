@@ -71,6 +71,8 @@ class LayerRule:
     base_name: str = "layer"  # for attributes the user did not name: conv1, conv2, ...
     flattens: bool = False  # takes a vector; a volume before it is flattened
     channels: Callable[[Shape, str, dict], str] = lambda s, c, t: c  # output channels as Python source
+    inplace: bool = False  # may overwrite its input (`inplace=True`) where the code generator finds it fresh
+    fresh_output: bool = False  # its backward does not read its output, so a ReLU after it may overwrite it
     aliases: tuple[str, ...] = field(default=())
 
     def arg(self, name: str) -> ArgSpec | None:
@@ -219,7 +221,7 @@ CONV = LayerRule(
     _conv_shape, _conv_params,
     macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["size"] ** 2,
     window=lambda s, a: (_extent(a), a["stride"]),
-    torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"])
+    torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True)
 
 
 def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, helper=None,
@@ -245,7 +247,7 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
 
     return LayerRule(kind, doc, args, shape,
                      window=lambda s, a: (_extent(_pool_defaults(a)), _pool_defaults(a)["stride"]),
-                     torch=torch, base_name="pool")
+                     torch=torch, base_name="pool", fresh_output=True)
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
@@ -271,7 +273,7 @@ def _adaptive(kind: str, callee: str, doc: str) -> LayerRule:
                                           max(1, s[1] // a["size"]) if len(s) == 3 else 1),
                      torch=lambda s, v, t: Torch(callee, (
                          t["size"] if v["size"] != 1 or t["size"] != "1" else "1",)),
-                     base_name="pool")
+                     base_name="pool", fresh_output=True)
 
 
 ADAPTIVE_AVGPOOL = _adaptive("adaptive_avgpool", "nn.AdaptiveAvgPool2d", "average pooling to a fixed output size")
@@ -281,7 +283,7 @@ GLOBAL_AVGPOOL = LayerRule(
     "global_avgpool", "average over each whole activation map: CxHxW to Cx1x1", (),
     lambda s, a: ((_spatial(s, "global_avgpool")[0], 1, 1), []),
     window=lambda s, a: (s[1] if len(s) == 3 else 1, s[1] if len(s) == 3 else 1),
-    torch=lambda s, v, t: Torch("nn.AdaptiveAvgPool2d", ("1",)), base_name="pool")
+    torch=lambda s, v, t: Torch("nn.AdaptiveAvgPool2d", ("1",)), base_name="pool", fresh_output=True)
 
 
 def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
@@ -295,7 +297,8 @@ FC = LayerRule(
     params=lambda s, a: _flat(s) * a["units"] + (a["units"] if a["bias"] else 0),
     macs=lambda i, o, a: _flat(i) * a["units"],
     window=lambda s, a: (s[1] if len(s) == 3 else 1, 1),
-    torch=_fc_torch, base_name="fc", flattens=True, aliases=("linear",), channels=lambda s, c, t: t["units"])
+    torch=_fc_torch, base_name="fc", flattens=True, aliases=("linear",), channels=lambda s, c, t: t["units"],
+    fresh_output=True)
 
 FLATTEN = LayerRule(
     "flatten", "CxHxW to a vector of C*H*W", (), lambda s, a: ((_flat(s),), []),
@@ -325,7 +328,7 @@ BATCHNORM = LayerRule(
     (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
      ArgSpec("affine", "bool", True)),
     lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
-    torch=_bn_torch, base_name="bn", aliases=("bn",))
+    torch=_bn_torch, base_name="bn", aliases=("bn",), fresh_output=True)
 
 LRN = LayerRule(
     "lrn", "local response normalization across `size` neighbouring channels (AlexNet's NORM)",
@@ -338,12 +341,13 @@ LRN = LayerRule(
 
 
 def _activation(kind: str, callee: str, doc: str, args: tuple[ArgSpec, ...] = (), kw=(),
-                aliases: tuple[str, ...] = ()) -> LayerRule:
+                aliases: tuple[str, ...] = (), inplace: bool = False) -> LayerRule:
     return LayerRule(kind, doc, args, lambda s, a: (s, []),
-                     torch=lambda s, v, t: Torch(callee, (), _kw(v, t, kw)), base_name=kind, aliases=aliases)
+                     torch=lambda s, v, t: Torch(callee, (), _kw(v, t, kw)), base_name=kind, aliases=aliases,
+                     inplace=inplace)
 
 
-RELU = _activation("relu", "nn.ReLU", "max(0, x)")
+RELU = _activation("relu", "nn.ReLU", "max(0, x)", inplace=True)
 LEAKY_RELU = _activation("leaky_relu", "nn.LeakyReLU", "max(slope*x, x)",
                          (ArgSpec("slope", "float", 0.01),), (("slope", "negative_slope", 0.01),))
 ELU = _activation("elu", "nn.ELU", "x if x > 0 else alpha*(exp(x) - 1)",

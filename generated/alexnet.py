@@ -18,17 +18,17 @@ class AlexNet(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),  # 64x55x55
-            nn.ReLU(),  # 64x55x55
+            nn.ReLU(inplace=True),  # 64x55x55
             nn.MaxPool2d(3, stride=2),  # 64x27x27
             nn.Conv2d(64, 192, kernel_size=5, padding=2),  # 192x27x27
-            nn.ReLU(),  # 192x27x27
+            nn.ReLU(inplace=True),  # 192x27x27
             nn.MaxPool2d(3, stride=2),  # 192x13x13
             nn.Conv2d(192, 384, kernel_size=3, padding=1),  # 384x13x13
-            nn.ReLU(),  # 384x13x13
+            nn.ReLU(inplace=True),  # 384x13x13
             nn.Conv2d(384, 256, kernel_size=3, padding=1),  # 256x13x13
-            nn.ReLU(),  # 256x13x13
+            nn.ReLU(inplace=True),  # 256x13x13
             nn.Conv2d(256, 256, kernel_size=3, padding=1),  # 256x13x13
-            nn.ReLU(),  # 256x13x13
+            nn.ReLU(inplace=True),  # 256x13x13
             nn.MaxPool2d(3, stride=2),  # 256x6x6
         )
         self.avgpool = nn.AdaptiveAvgPool2d(6)
@@ -36,10 +36,10 @@ class AlexNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout),  # 9216
             nn.Linear(256 * 6 * 6, 4096),  # 4096
-            nn.ReLU(),  # 4096
+            nn.ReLU(inplace=True),  # 4096
             nn.Dropout(p=dropout),  # 4096
             nn.Linear(4096, 4096),  # 4096
-            nn.ReLU(),  # 4096
+            nn.ReLU(inplace=True),  # 4096
             nn.Linear(4096, num_classes),  # 1000
         )
 

@@ -16,7 +16,7 @@ class BasicConv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=k, stride=stride, padding=pad, bias=False)
         self.bn = nn.BatchNorm2d(out, eps=0.001)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)  # 64x112x112

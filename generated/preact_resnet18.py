@@ -15,10 +15,10 @@ class PreActBlock(nn.Module):
     def __init__(self, in_channels: int, planes: int) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.relu1 = nn.ReLU()
+        self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.relu2 = nn.ReLU()
+        self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,10 +42,10 @@ class PreActDown(nn.Module):
     def __init__(self, in_channels: int, planes: int, stride: int = 2) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.relu1 = nn.ReLU()
+        self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.relu2 = nn.ReLU()
+        self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
@@ -96,7 +96,7 @@ class PreActResNet18(nn.Module):
             PreActBlock(512, 512),  # 512x4x4
         )
         self.bn = nn.BatchNorm2d(512)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(512, num_classes)
 

@@ -19,41 +19,41 @@ class VGG11BN(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=3, padding=1),  # 64x224x224
             nn.BatchNorm2d(64),  # 64x224x224
-            nn.ReLU(),  # 64x224x224
+            nn.ReLU(inplace=True),  # 64x224x224
             nn.MaxPool2d(2),  # 64x112x112
             nn.Conv2d(64, 128, kernel_size=3, padding=1),  # 128x112x112
             nn.BatchNorm2d(128),  # 128x112x112
-            nn.ReLU(),  # 128x112x112
+            nn.ReLU(inplace=True),  # 128x112x112
             nn.MaxPool2d(2),  # 128x56x56
             nn.Conv2d(128, 256, kernel_size=3, padding=1),  # 256x56x56
             nn.BatchNorm2d(256),  # 256x56x56
-            nn.ReLU(),  # 256x56x56
+            nn.ReLU(inplace=True),  # 256x56x56
             nn.Conv2d(256, 256, kernel_size=3, padding=1),  # 256x56x56
             nn.BatchNorm2d(256),  # 256x56x56
-            nn.ReLU(),  # 256x56x56
+            nn.ReLU(inplace=True),  # 256x56x56
             nn.MaxPool2d(2),  # 256x28x28
             nn.Conv2d(256, 512, kernel_size=3, padding=1),  # 512x28x28
             nn.BatchNorm2d(512),  # 512x28x28
-            nn.ReLU(),  # 512x28x28
+            nn.ReLU(inplace=True),  # 512x28x28
             nn.Conv2d(512, 512, kernel_size=3, padding=1),  # 512x28x28
             nn.BatchNorm2d(512),  # 512x28x28
-            nn.ReLU(),  # 512x28x28
+            nn.ReLU(inplace=True),  # 512x28x28
             nn.MaxPool2d(2),  # 512x14x14
             nn.Conv2d(512, 512, kernel_size=3, padding=1),  # 512x14x14
             nn.BatchNorm2d(512),  # 512x14x14
-            nn.ReLU(),  # 512x14x14
+            nn.ReLU(inplace=True),  # 512x14x14
             nn.Conv2d(512, 512, kernel_size=3, padding=1),  # 512x14x14
             nn.BatchNorm2d(512),  # 512x14x14
-            nn.ReLU(),  # 512x14x14
+            nn.ReLU(inplace=True),  # 512x14x14
             nn.MaxPool2d(2),  # 512x7x7
         )
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.classifier = nn.Sequential(
             nn.Linear(512 * 7 * 7, 4096),  # 4096
-            nn.ReLU(),  # 4096
+            nn.ReLU(inplace=True),  # 4096
             nn.Dropout(p=dropout),  # 4096
             nn.Linear(4096, 4096),  # 4096
-            nn.ReLU(),  # 4096
+            nn.ReLU(inplace=True),  # 4096
             nn.Dropout(p=dropout),  # 4096
             nn.Linear(4096, num_classes),  # 1000
         )

@@ -150,7 +150,7 @@ def test_block_classes_take_their_parameters_as_constructor_arguments():
     names, _ = init_args(classes["Blocks"])
     assert names[:2] == ["classes", "width"]
 
-    module = load_generated(code)
+    module = cnndsl.api.load_generated(code)
     stage = module.Stage(4, 12, k=5, stride=2)
     assert stage.conv.kernel_size == (5, 5) and stage.conv.stride == (2, 2) and stage.conv.in_channels == 4
     assert tuple(stage(torch.randn(1, 4, 16, 16)).shape) == (1, 12, 8, 8)
@@ -239,3 +239,64 @@ def test_generated_files_are_what_compile_produces_now(path):
 
 def test_first_builtins_have_golden_files():
     assert {"lenet5", "vgg16"} <= {p.stem for p in (ROOT / "generated").glob("*.py")}
+
+
+# -- ReLU(inplace=True) only where its input is a fresh tensor -------------------------
+
+INPLACE_SPEC = """
+block Pre(planes) {
+    residual {
+        bn1: batchnorm -> relu
+        conv1: conv(planes, 3, pad=1)
+        relu
+    }
+}
+block Mixed(c) {
+    concat {
+        a: relu -> conv(c, 1)
+        b: conv(c, 1) -> relu
+        pool: maxpool(3, stride=1, pad=1) -> relu
+    }
+    relu
+}
+network Net(classes = 5) {
+    input 3x12x12
+    stem: conv(8, 3, pad=1) -> relu -> tanh -> relu -> sigmoid -> relu
+    a: Pre(8) -> relu
+    b: Mixed(4) -> relu
+    tap: conv(12, 3, pad=1)
+    head: side(tap) [global_avgpool -> fc(classes)]
+    relu -> avgpool(2) -> relu -> fc(16) -> relu -> dropout(0.1) -> relu -> fc(classes)
+}
+"""
+
+
+def test_inplace_relus_compute_the_same_values_and_gradients_as_plain_ones():
+    import torch
+
+    code = cnndsl.compile_source(INPLACE_SPEC)
+    assert "inplace=True" in code
+    module = cnndsl.api.load_generated(code)
+    torch.manual_seed(0)
+    fast = module.Net().train()
+    plain = module.Net().train()
+    plain.load_state_dict(fast.state_dict())
+    for m in plain.modules():
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    x = torch.randn(3, 3, 12, 12)
+    outs = []
+    for net in (fast, plain):
+        torch.manual_seed(1)  # the same dropout mask
+        xi = x.clone().requires_grad_(True)
+        out, head = net(xi)
+        (out.square().sum() + head.sum()).backward()
+        outs.append((out, head, xi.grad, [p.grad for p in net.parameters()]))
+    (o1, h1, g1, p1), (o2, h2, g2, p2) = outs
+    # (oneDNN may pick other kernels for the two, so equal up to float rounding; an aliasing
+    # mistake changes values by far more, or makes backward raise)
+    close = dict(rtol=1e-4, atol=1e-5)
+    assert torch.allclose(o1, o2, **close) and torch.allclose(h1, h2, **close) and torch.allclose(g1, g2, **close)
+    assert all(torch.allclose(a, b, **close) for a, b in zip(p1, p2))
+    # Where the input is read elsewhere, or its producer's backward reads it, the ReLU is plain.
+    assert "self.relu = nn.ReLU()" in code or "nn.ReLU()," in code or "= nn.ReLU()\n" in code

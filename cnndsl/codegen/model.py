@@ -102,7 +102,7 @@ def _annotation(value) -> str:
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
 
 
-def layer_ctor(layer: ir.Layer, helpers: set[str]) -> Ctor:
+def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
     rule = RULES[layer.kind]
     texts = {k: v.text for k, v in layer.args}
     texts["in"] = layer.stats.in_channels
@@ -110,7 +110,20 @@ def layer_ctor(layer: ir.Layer, helpers: set[str]) -> Ctor:
     if torch.helper:
         helpers.add(torch.helper)
     args = list(torch.positional) + [f"{k}={v}" for k, v in torch.keywords]
+    if rule.inplace and _fresh(previous, read_elsewhere):
+        args.append("inplace=True")
     return Ctor(f"{torch.callee}({', '.join(args)})")
+
+
+def _fresh(previous, read_elsewhere: frozenset) -> bool:
+    """Whether the value a layer receives from `previous`, the element just before it in
+    the same chain, is a tensor that nothing else reads, so the layer may overwrite it as
+    torchvision's ReLU(inplace=True) does: a concat or residual sum, or the output of a
+    layer whose backward does not read its own output and that no side output reads."""
+    if isinstance(previous, (ir.Concat, ir.Residual)):
+        return True
+    return isinstance(previous, ir.Layer) and RULES[previous.kind].fresh_output and \
+        previous.name not in read_elsewhere
 
 
 class ScopeBuilder:
@@ -125,10 +138,12 @@ class ScopeBuilder:
         self.residual_depth = 0
 
     def run(self, seq: ir.Seq) -> None:
+        previous = None
         for item in seq.items:
-            self.node(item)
+            self.node(item, previous)
+            previous = item
 
-    def node(self, node: ir.Node) -> None:
+    def node(self, node: ir.Node, previous=None) -> None:
         if isinstance(node, ir.Seq) and node.name is None:
             self.run(node)
         elif isinstance(node, ir.Concat):
@@ -150,13 +165,13 @@ class ScopeBuilder:
                 self.forward.insert(at + 1, stmt)
             self.sides.append(inner.name)
         else:
-            self.member_call(node)
+            self.member_call(node, previous)
 
-    def member_call(self, node) -> None:
+    def member_call(self, node, previous=None) -> None:
         first = _first_leaf(node)
         if first is not None and first.stats.flatten_before:
             self.forward.append(Stmt("flatten", comment=fmt_shape((_prod(first.stats.in_shape),))))
-        self.members.append(Member(node.name, self.generator.ctor(node), self._comment(node)))
+        self.members.append(Member(node.name, self.generator.ctor(node, previous), self._comment(node)))
         self.forward.append(Stmt("call", node.name, fmt_shape(node.stats.out_shape)))
 
     def _comment(self, node) -> str:
@@ -242,18 +257,23 @@ class Generator:
         self.keyed = False
         self.block_classes: dict[str, list[tuple[ClassModel, str]]] = {}  # block -> [(model, class name)]
         self.order: list[str] = []
+        # Members whose output a side(name) reads besides the chain (sides live in the network).
+        self.side_sources = frozenset(item.source for item in _leaves(network.body)
+                                      if isinstance(item, ir.Side) and item.source)
 
-    def ctor(self, node) -> Ctor:
+    def ctor(self, node, previous=None) -> Ctor:
         if isinstance(node, ir.Layer):
-            return layer_ctor(node, self.helpers)
+            return layer_ctor(node, self.helpers, previous, self.side_sources)
         if isinstance(node, ir.BlockInstance):
             return Ctor(self.instance_call(node))
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
+        previous = None  # what enters a Sequential may be read elsewhere (a concat's input, say)
         for item in node.items:
             comment = fmt_shape(item.stats.out_shape) if item.stats else ""
-            children.append((item.name if keyed else None, self.ctor(item), comment))
+            children.append((item.name if keyed else None, self.ctor(item, previous), comment))
+            previous = item
         self.keyed |= keyed
         return Ctor(children=tuple(children), sequential=True, keyed=keyed)
 
