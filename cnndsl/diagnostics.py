@@ -7,7 +7,6 @@ diagnostics. `render` draws them like rustc, `to_json` gives the same values to 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 from .source import SourceFile, Span
@@ -83,6 +82,8 @@ def _highlight(line: str) -> str:
 
 
 def to_json(diagnostics: list[Diagnostic]) -> str:
+    import json
+
     return json.dumps(
         [{**{k: v for k, v in asdict(d).items() if k != "span"}, **asdict(d.span)} for d in diagnostics],
         indent=2,

@@ -3,11 +3,15 @@ and a syntax error becomes a diagnostic at the right line and column."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cnndsl import CompileError, ast
 from cnndsl.compiler import source_from_text
 from cnndsl.parse import parse
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def p(text: str) -> ast.Program:
@@ -386,3 +390,30 @@ def test_errors_raised_while_lowering_are_compile_errors(text, line, column, mes
     diag = syntax_error(text)
     assert (diag.span.line, diag.span.column) == (line, column), diag
     assert message in diag.message
+
+
+def test_the_grammar_has_no_lalr_conflicts():
+    """Lark resolves a shift/reduce conflict silently (as a shift) unless strict; the
+    runtime parser is not strict, so this test is where a conflict would show."""
+    import io
+    import logging
+
+    from lark import Lark, logger
+
+    text = (ROOT / "grammar" / "cnn.lark").read_text(encoding="utf-8")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        Lark(text, parser="lalr", lexer="basic")
+        clean = stream.getvalue()
+        ambiguous = text.replace('?sum: product | sum "+" product', '?sum: product | sum "+" sum')
+        assert ambiguous != text
+        Lark(ambiguous, parser="lalr", lexer="basic")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert "conflict" not in clean.lower(), clean
+    assert "Shift/Reduce conflict" in stream.getvalue()  # the check sees one when there is one
