@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PIN)
 	# compat: a plain path entry, which imports faster than setuptools' editable finder
 	$(PY) -m pip install -q -e '.[test,train]' --config-settings editable_mode=compat
+	# bytecode, as a regular install has it (an editable one does not)
+	$(PY) -m compileall -q cnndsl
 	# The drawing page's test drives Debian's chromium (never `playwright install`).
 	[ -x /usr/bin/chromium ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) || true; }
 	touch $@

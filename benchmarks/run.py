@@ -87,15 +87,6 @@ def compile_latency(repeat: int) -> list[dict]:
     return rows
 
 
-def wall_seconds(cmd: list[str], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 # -- 2. generated vs hand-written ---------------------------------------------------------------
 
 def speed_cases(quick: bool):
@@ -306,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     repeat = 5 if opts.quick else 21
     print("compile latency ...", file=sys.stderr)
     result["compile"] = compile_latency(repeat)
-    check = wall_seconds([sys.executable, "-m", "cnndsl", "check", "vgg16"], 3 if opts.quick else 7)
-    imp = wall_seconds([sys.executable, "-c", "import torch"], 3 if opts.quick else 7)
+    from compile_speed import check_vs_import_torch  # bytecode compiled first, as installed
+
+    check, imp = check_vs_import_torch(3 if opts.quick else 7)
     result["wall"] = {"check_s": check, "torch_s": imp, "ratio": check / imp}
     print("generated vs hand-written ...", file=sys.stderr)
     result["speed"] = speed_ratios(opts.quick, 0.05 if opts.quick else 0.25, 6 if opts.quick else 16)
