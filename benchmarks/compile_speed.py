@@ -31,7 +31,7 @@ network Deep150(classes = 10) {
 """
 
 
-def best_ms(fn, repeat: int) -> float:
+def median_ms(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -72,11 +72,11 @@ def main() -> None:
     for name in builtins():
         source = load(name)
         layers = len(list(_layers(compile_network(source).network)))
-        ms = best_ms(lambda: generate(compile_network(source)), opts.repeat)
+        ms = median_ms(lambda: generate(compile_network(source)), opts.repeat)
         lines.append(f"{name:<20}{layers:>8}{ms:>26.2f}")
     deep = source_from_text(DEEP, "deep150.cnn")
     deep_layers = len(list(_layers(compile_network(deep).network)))
-    deep_ms = best_ms(lambda: generate(compile_network(deep)), opts.repeat)
+    deep_ms = median_ms(lambda: generate(compile_network(deep)), opts.repeat)
     lines.append(f"{'deep150 (generated)':<20}{deep_layers:>8}{deep_ms:>26.2f}   goal < 20 ms: "
                  f"{'met' if deep_ms < 20 else 'NOT met'}")
     check, torch = check_vs_import_torch(opts.repeat)

@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
+from compile_speed import check_vs_import_torch, median_ms  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -54,15 +56,6 @@ def machine() -> dict:
 
 
 # -- 1. compile latency ---------------------------------------------------------------------------
-
-def median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
 
 def compile_latency(repeat: int) -> list[dict]:
     from cnndsl.codegen import generate_module
@@ -297,8 +290,6 @@ def main(argv: list[str] | None = None) -> int:
     repeat = 5 if opts.quick else 21
     print("compile latency ...", file=sys.stderr)
     result["compile"] = compile_latency(repeat)
-    from compile_speed import check_vs_import_torch  # bytecode compiled first, as installed
-
     check, imp = check_vs_import_torch(3 if opts.quick else 7)
     result["wall"] = {"check_s": check, "torch_s": imp, "ratio": check / imp}
     print("generated vs hand-written ...", file=sys.stderr)
