@@ -149,3 +149,22 @@ class Network:
     blocks: dict = field(default_factory=dict)  # name -> BlockInfo
     switches: tuple[tuple[str, bool], ...] = ()
     source_path: str = ""
+
+
+def members(seq: Seq) -> list:
+    """The items of a chain with its unnamed groups opened: what sits in one scope."""
+    out = []
+    for item in seq.items:
+        if isinstance(item, Seq) and item.name is None:
+            out.extend(members(item))
+        else:
+            out.append(item)
+    return out
+
+
+def elements(shape: Shape) -> int:
+    """The number of values in a volume or vector of this shape."""
+    out = 1
+    for d in shape:
+        out *= d
+    return out

@@ -157,10 +157,11 @@ def _flat_text(shape: Shape, channels_text: str) -> str:
     c, h, w = shape
     if h == w == 1:
         return channels_text
-    return f"{_atom(channels_text)} * {h} * {w}"
+    return f"{atom(channels_text)} * {h} * {w}"
 
 
-def _atom(text: str) -> str:
+def atom(text: str) -> str:
+    """Python source that stays one operand: `planes * 4` becomes `(planes * 4)`."""
     return text if text.isidentifier() or text.isdigit() else f"({text})"
 
 
@@ -370,7 +371,7 @@ MAXOUT = LayerRule(
     "maxout", "max over groups of `pieces` consecutive channels: max(w1.x + b1, w2.x + b2)",
     (ArgSpec("pieces", "int", 2, minimum=1),), _maxout_shape,
     torch=lambda s, v, t: Torch("Maxout", (t["pieces"],), (), "Maxout"), base_name="maxout",
-    channels=lambda s, c, t: f"{_atom(c)} // {_atom(t['pieces'])}")
+    channels=lambda s, c, t: f"{atom(c)} // {atom(t['pieces'])}")
 
 
 RULES: dict[str, LayerRule] = {}
@@ -380,6 +381,17 @@ for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOO
     RULES[_rule.kind] = _rule
     for _alias in _rule.aliases:
         RULES[_alias] = _rule
+
+def shortcut_stride(in_shape: Shape, out_shape: Shape) -> int:
+    """The stride that takes a shortcut from the residual's input to its body's output size."""
+    return max(1, -(-in_shape[1] // out_shape[1]))
+
+
+def subsampled(shape: Shape, stride: int) -> Shape:
+    """Every stride-th pixel (`x[:, :, ::stride, ::stride]`, the pad shortcut's subsampling)."""
+    c, h, w = shape
+    return (c, -(-h // stride), -(-w // stride))
+
 
 # Residual shortcuts: `projection`, a 1x1 convolution and batch norm where the shapes
 # differ (ResNet's option B); `pad`, subsampling and zero channels (option A, no

@@ -23,14 +23,7 @@ class Row:
 
     @property
     def activations(self) -> int:
-        return _prod(self.layer.stats.out_shape)
-
-
-def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
+        return ir.elements(self.layer.stats.out_shape)
 
 
 def rows(network: ir.Network) -> Iterator[Row]:
@@ -102,7 +95,7 @@ def human(n: float) -> str:
 
 def table(network: ir.Network) -> str:
     header = ("path", "layer", "output", "params", "activations", "MACs", "RF")
-    lines = [header, ("(input)", "input", fmt_shape(network.input), "0", f"{_prod(network.input):,}", "0", "1")]
+    lines = [header, ("(input)", "input", fmt_shape(network.input), "0", f"{ir.elements(network.input):,}", "0", "1")]
     for row in rows(network):
         s = row.layer.stats
         lines.append((row.path, describe(row.layer), fmt_shape(s.out_shape), f"{s.params:,}",
@@ -117,7 +110,7 @@ def table(network: ir.Network) -> str:
     rule = "-" * len(fmt(header))
     out = [fmt(header), rule] + [fmt(line) for line in lines[1:]] + [rule]
     stats = network.body.stats
-    activations = _prod(network.input) + sum(r.activations for r in rows(network))
+    activations = ir.elements(network.input) + sum(r.activations for r in rows(network))
     out += [
         f"network {network.name}: input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}",
         f"parameters: {stats.params:,}",
@@ -161,9 +154,9 @@ def cs231n(network: ir.Network) -> str:
     counters: dict[str, int] = {}
     fc_total = sum(1 for layer in layers if layer.kind == "fc")
     arch = [f"[{_hwc(network.input)}] INPUT"]
-    memory = [f"INPUT: [{_hwc(network.input)}] memory: {_product(network.input)}={approx(_prod(network.input))} "
+    memory = [f"INPUT: [{_hwc(network.input)}] memory: {_product(network.input)}={approx(ir.elements(network.input))} "
               f"params: 0 (not counting biases)"]  # as the notes say: the params below are weights
-    total_memory = _prod(network.input)
+    total_memory = ir.elements(network.input)
     total_weights = 0
     for layer in layers:
         v, s = layer.values, layer.stats
@@ -177,7 +170,7 @@ def cs231n(network: ir.Network) -> str:
                         f"{v['stride']}, pad {v['pad']}")
             weights = s.params - (v["filters"] if v["bias"] else 0)
             cin = s.in_shape[0] // v["groups"]
-            mem_line = (f"CONV{v['size']}-{v['filters']}: [{_hwc(out)}] memory: {_product(out)}={approx(_prod(out))} "
+            mem_line = (f"CONV{v['size']}-{v['filters']}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} "
                         f"params: ({v['size']}*{v['size']}*{cin})*{v['filters']} = {weights:,}")
         elif kind == "pool":
             name = {"maxpool": "MAX POOL", "avgpool": "AVG POOL", "minpool": "MIN POOL",
@@ -191,7 +184,7 @@ def cs231n(network: ir.Network) -> str:
                 arch.append(f"[{shape}] {name}{n}: to {out[1]}x{out[2]}")
                 label = "POOL"
             weights = 0
-            mem_line = f"{label}: [{_hwc(out)}] memory: {_product(out)}={approx(_prod(out))} params: 0"
+            mem_line = f"{label}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: 0"
         elif layer.kind == "fc":
             index = convs + n
             scores = " (class scores)" if n == fc_total else ""
@@ -203,13 +196,13 @@ def cs231n(network: ir.Network) -> str:
         elif layer.kind == "lrn":
             arch.append(f"[{shape}] NORM{n}: Normalization layer")
             weights = 0
-            mem_line = f"NORM: [{_hwc(out)}] memory: {_product(out)}={approx(_prod(out))} params: 0"
+            mem_line = f"NORM: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: 0"
         else:  # batchnorm
             weights = s.params
             arch.append(f"[{shape}] BN{n}: Batch normalization")
-            mem_line = f"BN: [{_hwc(out)}] memory: {_product(out)}={approx(_prod(out))} params: {weights:,}"
+            mem_line = f"BN: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: {weights:,}"
         memory.append(mem_line)
-        total_memory += _prod(out)
+        total_memory += ir.elements(out)
         total_weights += weights
     params = network.body.stats.params
     totals = [

@@ -170,7 +170,8 @@ class ScopeBuilder:
     def member_call(self, node, previous=None) -> None:
         first = _first_leaf(node)
         if first is not None and first.stats.flatten_before:
-            self.forward.append(Stmt("flatten", comment=fmt_shape((_prod(first.stats.in_shape),))))
+            flat, _ = RULES["flatten"].shape(first.stats.in_shape, {})
+            self.forward.append(Stmt("flatten", comment=fmt_shape(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous), self._comment(node)))
         self.forward.append(Stmt("call", node.name, fmt_shape(node.stats.out_shape)))
 
@@ -219,25 +220,8 @@ class ScopeBuilder:
         self.forward.append(Stmt("add", var=var, comment=fmt_shape(node.stats.out_shape)))
 
 
-def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
-
-
-def _leaves(seq: ir.Seq) -> list:
-    out = []
-    for item in seq.items:
-        if isinstance(item, ir.Seq) and item.name is None:
-            out.extend(_leaves(item))
-        else:
-            out.append(item)
-    return out
-
-
 def _single_leaf(seq: ir.Seq):
-    leaves = _leaves(seq)
+    leaves = ir.members(seq)
     return leaves[0] if len(leaves) == 1 else None
 
 
@@ -245,7 +229,7 @@ def _first_leaf(node):
     if isinstance(node, ir.Layer):
         return node
     if isinstance(node, ir.Seq):
-        leaves = _leaves(node)
+        leaves = ir.members(node)
         return _first_leaf(leaves[0]) if leaves and isinstance(leaves[0], (ir.Layer, ir.Seq)) else None
     return None
 
@@ -258,7 +242,7 @@ class Generator:
         self.block_classes: dict[str, list[tuple[ClassModel, str]]] = {}  # block -> [(model, class name)]
         self.order: list[str] = []
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.side_sources = frozenset(item.source for item in _leaves(network.body)
+        self.side_sources = frozenset(item.source for item in ir.members(network.body)
                                       if isinstance(item, ir.Side) and item.source)
 
     def ctor(self, node, previous=None) -> Ctor:

@@ -100,8 +100,8 @@ class Naming:
                 self.errors.append(Diagnostic.error(node.span, "a side output belongs in the network itself",
                                                     "move it out of the block, to where the block is used"))
             inner = node.node
-            if isinstance(inner, ir.Seq) and inner.name is None and len(_leaves(inner)) == 1:
-                inner = _leaves(inner)[0]  # side [fc(10)] is side fc(10)
+            if isinstance(inner, ir.Seq) and inner.name is None and len(ir.members(inner)) == 1:
+                inner = ir.members(inner)[0]  # side [fc(10)] is side fc(10)
             if isinstance(inner, (ir.Concat, ir.Residual, ir.Side)) or (isinstance(inner, ir.Seq)
                                                                          and inner.name is None):
                 if namer.counts is not None:
@@ -113,7 +113,7 @@ class Naming:
         if isinstance(node, ir.Concat):
             branches = []
             for branch in node.branches:
-                if any(isinstance(leaf, ir.Side) for leaf in _leaves(branch)):
+                if any(isinstance(leaf, ir.Side) for leaf in ir.members(branch)):
                     if namer.counts is not None:
                         self.errors.append(Diagnostic.error(
                             branch.span, "a concat branch cannot hold a side output",
@@ -124,8 +124,8 @@ class Naming:
                     name = namer.user(branch.name, branch.span)
                     branches.append(self.sequential(branch, name, True, namer.owner)
                                     if namer.counts is not None else branch)
-                elif len(_leaves(branch)) == 1:
-                    branches.append(replace(branch, items=(self.member(_leaves(branch)[0], namer),)))
+                elif len(ir.members(branch)) == 1:
+                    branches.append(replace(branch, items=(self.member(ir.members(branch)[0], namer),)))
                 else:
                     name = namer.auto("branch", branch.span)
                     branches.append(self.sequential(branch, name, True, namer.owner)
@@ -144,7 +144,7 @@ class Naming:
         """Number the members of an nn.Sequential as PyTorch does."""
         items = []
         taken: set[str] = set()
-        for leaf in _leaves(seq):
+        for leaf in ir.members(seq):
             if isinstance(leaf, (ir.Concat, ir.Residual, ir.Side)):
                 self.errors.append(Diagnostic.error(
                     leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
@@ -152,7 +152,7 @@ class Naming:
                 continue
             stats = leaf.stats
             if stats is not None and stats.flatten_before and (items or not outer):
-                flat = ir.Stats(stats.in_shape, (_prod(stats.in_shape),), 0, 0, stats.rf, stats.jump,
+                flat = ir.Stats(stats.in_shape, RULES["flatten"].shape(stats.in_shape, {})[0], 0, 0, stats.rf, stats.jump,
                                 RULES["flatten"].channels(stats.in_shape, "", {}))
                 items.append(ir.Layer("flatten", (), str(len(items)), leaf.span, flat))
                 leaf = replace(leaf, stats=replace(stats, flatten_before=False))
@@ -169,24 +169,6 @@ class Naming:
                 leaf = replace(leaf, name=key)
             items.append(leaf)
         return replace(seq, items=tuple(items), name=name)
-
-
-def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
-
-
-def _leaves(seq: ir.Seq) -> list[ir.Node]:
-    """The members of a chain with its unnamed groups opened."""
-    out = []
-    for item in seq.items:
-        if isinstance(item, ir.Seq) and item.name is None:
-            out.extend(_leaves(item))
-        else:
-            out.append(item)
-    return out
 
 
 def assign_names(network: ir.Network) -> ir.Network:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..diagnostics import CompileError, Diagnostic
-from ..layers import RULES, ShapeProblem
+from ..layers import RULES, ShapeProblem, atom, shortcut_stride, subsampled
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,6 @@ class Flow:
 
 def fmt_shape(shape: ir.Shape) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def _atom(text: str) -> str:
-    return text if text.isidentifier() or text.isdigit() else f"({text})"
 
 
 class ShapeInference:
@@ -115,7 +111,7 @@ class ShapeInference:
                 raise self.error(branch.span, f"concat branches disagree on their size: {listing}",
                                  "every branch must keep the same HxW; check strides and padding")
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
-        channels = " + ".join(_atom(o.channels) for o in outs)
+        channels = " + ".join(atom(o.channels) for o in outs)
         end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs))
         return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
 
@@ -142,9 +138,8 @@ class ShapeInference:
         """Option A: take every stride-th pixel, add zero channels; no parameters."""
         if len(flow.shape) != 3 or len(out.shape) != 3:
             raise self.error(shortcut.span, "a pad shortcut joins two CxHxW volumes", None)
-        (c_in, h_in, w_in), (c_out, h_out, w_out) = flow.shape, out.shape
-        stride = -(-h_in // h_out)
-        if c_out < c_in or -(-h_in // stride) != h_out or -(-w_in // stride) != w_out:
+        stride = shortcut_stride(flow.shape, out.shape)
+        if out.shape[0] < flow.shape[0] or subsampled(flow.shape, stride)[1:] != out.shape[1:]:
             raise self.error(shortcut.span, f"a pad shortcut cannot take {fmt_shape(flow.shape)} to "
                              f"{fmt_shape(out.shape)}", "it subsamples by a whole stride and only adds channels; "
                              "use `shortcut projection` instead")
@@ -156,10 +151,8 @@ class ShapeInference:
             raise self.error(shortcut.span, "a projection shortcut joins two CxHxW volumes",
                              "keep the residual before the first fc")
         stride_value = _stride_of(body)
-        h_in, h_out = flow.shape[1], out.shape[1]
         if stride_value is None:
-            ratio = max(1, -(-h_in // h_out))
-            stride_value = ir.Value.constant(ratio)
+            stride_value = ir.Value.constant(shortcut_stride(flow.shape, out.shape))
         needed = out.shape != flow.shape
         parts = []
         if stride_value.names or stride_value.value != 1:
@@ -227,7 +220,7 @@ def _stride_of(body: ir.Seq) -> ir.Value | None:
 def _substitute(text: str, values: dict[str, str]) -> str:
     def swap(match: re.Match) -> str:
         name = match.group(0)
-        return _atom(values[name]) if name in values else name
+        return atom(values[name]) if name in values else name
 
     result = re.sub(r"[A-Za-z_][A-Za-z0-9_]*", swap, text)
     try:  # fold a constant formula: 64 + 128 + 32 + 32 reads better as 256
