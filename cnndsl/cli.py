@@ -14,32 +14,9 @@ import sys
 import click
 
 from .diagnostics import CompileError, render, to_json
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    """`N=3`, `dropout=0.2`, `POOL=false`, `mode=reflect` to a name and a value."""
-    name, sep, raw = text.partition("=")
-    name = name.strip()
-    if not sep or not name.isidentifier():
-        raise click.BadParameter(f"{text!r} is not NAME=VALUE (for example --set N=3)", param_hint="--set")
-    raw = raw.strip()
-    lowered = raw.lower()
-    if lowered in ("true", "on", "yes"):
-        return name, True
-    if lowered in ("false", "off", "no"):
-        return name, False
-    for kind in (int, float):
-        try:
-            return name, kind(raw)
-        except ValueError:
-            pass
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-        raw = raw[1:-1]
-    return name, raw
-
-
-def _settings(values: tuple[str, ...]) -> dict[str, object]:
-    return dict(parse_setting(v) for v in values)
+from .errors import CnndslError
+from .options import NETWORK_OPTION, SET_OPTION
+from .settings import parse_settings
 
 
 def _report(exc: CompileError, sources: dict, fmt: str = "text") -> None:
@@ -47,6 +24,13 @@ def _report(exc: CompileError, sources: dict, fmt: str = "text") -> None:
         click.echo(to_json(exc.diagnostics))
     else:
         click.echo(render(exc.diagnostics, sources, color=sys.stderr.isatty()), err=True, nl=False)
+
+
+def _report_error(exc: CnndslError) -> None:
+    where = f"{exc.span}: " if exc.span else ""
+    click.echo(f"error: {where}{exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
 
 
 def _sources_of(spec: str) -> dict:
@@ -59,11 +43,6 @@ def _sources_of(spec: str) -> dict:
     return {source.path: source}
 
 
-SET_OPTION = click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-                          help="Give a network parameter or an optional's switch a value (repeatable).")
-NETWORK_OPTION = click.option("--network", default=None, help="Which network of the file (default: the last).")
-
-
 class LazyGroup(click.Group):
     """Commands beyond the compiler's own live in their own modules, imported only when
     one of them runs (or help lists them), so that `check` pays for none of them."""
@@ -72,12 +51,12 @@ class LazyGroup(click.Group):
         "train": ("cnndsl.train.cli", "train_command"),
         "eval": ("cnndsl.train.cli", "eval_command"),
         "predict": ("cnndsl.train.cli", "predict_command"),
-        "draw": ("cnndsl.draw", "draw_command"),
-        "viz": ("cnndsl.viz", "viz_group"),
-        "serve": ("cnndsl.serve", "serve_command"),
-        "fmt": ("cnndsl.fmt", "fmt_command"),
-        "lsp": ("cnndsl.lsp", "lsp_command"),
-        "export": ("cnndsl.export", "export_command"),
+        "draw": ("cnndsl.pictures.draw", "draw_command"),
+        "viz": ("cnndsl.pictures.viz", "viz_group"),
+        "serve": ("cnndsl.pictures.serve", "serve_command"),
+        "fmt": ("cnndsl.tools.fmt", "fmt_command"),
+        "lsp": ("cnndsl.tools.lsp", "lsp_command"),
+        "export": ("cnndsl.tools.export", "export_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -110,7 +89,7 @@ def compile_command(spec: str, output: str | None, settings, network, strict: bo
     from .atomic import write_atomic
     from .compiler import generate
 
-    compiled = compile_spec(spec, strict=strict, network=network, **_settings(settings))
+    compiled = compile_spec(spec, strict=strict, network=network, **parse_settings(settings))
     if compiled.warnings:
         click.echo(render(compiled.warnings, {compiled.source.path: compiled.source},
                           color=sys.stderr.isatty()), err=True, nl=False)
@@ -134,7 +113,7 @@ def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
     from .api import compile_spec
 
     try:
-        compiled = compile_spec(spec, strict=strict, network=network, **_settings(settings))
+        compiled = compile_spec(spec, strict=strict, network=network, **parse_settings(settings))
     except CompileError as exc:
         _report(exc, _sources_of(spec), fmt)
         sys.exit(1)
@@ -162,7 +141,7 @@ def summary_command(spec: str, settings, network, style: str) -> None:
     """Per-layer shapes, parameters, activations, MACs and receptive fields of SPEC."""
     from .api import summarize
 
-    click.echo(summarize(spec, style=style, network=network, **_settings(settings)), nl=False)
+    click.echo(summarize(spec, style=style, network=network, **parse_settings(settings)), nl=False)
 
 
 @cli.command("list")
@@ -215,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
                 sources.update(_sources_of(os.path.splitext(os.path.basename(d.span.file))[0]))
         _report(exc, sources)
         sys.exit(1)
+    except CnndslError as exc:
+        _report_error(exc)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

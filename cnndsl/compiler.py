@@ -7,14 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ir
+from . import ir, resources
 from .diagnostics import ERROR, WARNING, CompileError, Diagnostic
 from .parse import parse
 from .passes import assign_names, expand, infer_shapes, resolve
 from .source import SourceFile, Span, decode_source, read_source
 
-ROOT = Path(__file__).resolve().parent.parent
-_SPEC_PLACES = (ROOT / "specs", Path(__file__).resolve().parent / "specs")
 
 
 @dataclass
@@ -24,13 +22,9 @@ class Compiled:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
-def builtin_dir() -> Path:
-    return next((p for p in _SPEC_PLACES if p.is_dir()), _SPEC_PLACES[0])
-
-
 def builtins() -> dict[str, Path]:
     """The built-in specs: every `specs/NAME.cnn` (examples live in specs/examples/)."""
-    return {p.stem: p for p in sorted(builtin_dir().glob("*.cnn"))}
+    return resources.builtins()
 
 
 def load(spec: str | Path) -> SourceFile:

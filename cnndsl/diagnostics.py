@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .errors import CnndslError
 from .source import SourceFile, Span
 
 ERROR = "error"
@@ -35,13 +36,18 @@ class Diagnostic:
         return Diagnostic(ERROR, self.span, self.message, self.hint, self.code)
 
 
-class CompileError(Exception):
+class CompileError(CnndslError):
     """Raised with every diagnostic gathered when a stage cannot go on."""
 
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = list(diagnostics)
         first = self.diagnostics[0] if self.diagnostics else None
-        super().__init__(f"{first.span}: {first.message}" if first else "compile error")
+        super().__init__(first.message if first else "compile error", first.hint if first else None,
+                         first.span if first else None)
+        self.args = (f"{first.span}: {first.message}" if first else "compile error",)
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 def render(diagnostics: list[Diagnostic], sources: dict[str, SourceFile], color: bool = False) -> str:
@@ -75,7 +81,7 @@ def _render_one(d: Diagnostic, source: SourceFile | None, color: bool) -> str:
 def _highlight(line: str) -> str:
     """The source line in colour where Pygments is installed (it is optional)."""
     try:
-        from .highlight import highlight_line
+        from .tools.highlight import highlight_line
     except ImportError:
         return line
     return highlight_line(line)

@@ -1,6 +1,6 @@
 """Text to syntax tree: the cached LALR parser, line continuation, syntax errors.
 
-The grammar lives in `grammar/cnn.lark`. A small post-lexer drops the newlines that
+The grammar lives in `cnndsl/grammar/cnn.lark`. A small post-lexer drops the newlines that
 only continue a line (inside parentheses, after a trailing `->`, before a leading
 `->`) and refuses hostile nesting before the parser sees it. Lark's exceptions become
 `Diagnostic`s here and nowhere else; `lower.py` turns the parse tree into `ast` nodes.
@@ -18,6 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import CompileError, Diagnostic
+from .resources import grammar_text
 from .source import SourceFile, Span
 
 MAX_NESTING = 48
@@ -25,10 +26,6 @@ MAX_NESTING = 48
 # fraction of a second (the largest built-in, GoogLeNet, has about 500 tokens).
 MAX_TOKENS = 20_000
 
-_GRAMMAR_PLACES = (
-    Path(__file__).resolve().parent.parent / "grammar" / "cnn.lark",  # a source checkout
-    Path(__file__).resolve().parent / "grammar" / "cnn.lark",  # an installed wheel
-)
 
 _OPEN = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSE = {v: k for k, v in _OPEN.items()}
@@ -88,12 +85,11 @@ def _cache_file() -> str | bool:
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    grammar = next((p for p in _GRAMMAR_PLACES if p.exists()), _GRAMMAR_PLACES[0])
     # Not strict: strict mode needs interegular, whose import costs every command; the
     # grammar has no conflict, which tests/test_grammar.py checks on every run.
     options = dict(parser="lalr", lexer="basic", strict=False, propagate_positions=True,
                    maybe_placeholders=True, postlex=_Continuation())
-    text = grammar.read_text(encoding="utf-8")
+    text = grammar_text()
     cache = _cache_file()
     if cache:
         try:

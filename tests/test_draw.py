@@ -13,7 +13,7 @@ from conftest import run_cli
 import cnndsl
 from cnndsl import ir
 from cnndsl.compiler import builtins
-from cnndsl.draw import diagram, to_png, to_svg
+from cnndsl.pictures.draw import diagram, to_png, to_svg
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 
@@ -170,7 +170,7 @@ def test_cli_errors_are_messages(tmp_path):
 def test_svg_output_imports_neither_torch_nor_matplotlib():
     import subprocess
 
-    code = ("import sys, cnndsl\nfrom cnndsl.draw import diagram, to_svg\n"
+    code = ("import sys, cnndsl\nfrom cnndsl.pictures.draw import diagram, to_svg\n"
             "to_svg(diagram(cnndsl.compile_spec('resnet50').network))\n"
             "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import cnndsl
-from cnndsl.export import export_onnx
+from cnndsl.tools.export import export_onnx
 
 from conftest import run_cli
 

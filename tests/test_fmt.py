@@ -11,7 +11,7 @@ import pytest
 from lark.exceptions import UnexpectedInput
 
 from cnndsl.compiler import source_from_text
-from cnndsl.fmt import _is_keyword, _tokens, format_source, format_text
+from cnndsl.tools.fmt import _is_keyword, _tokens, format_source, format_text
 from cnndsl.parse import parser
 
 from conftest import ROOT, SPECS, run_cli

@@ -400,7 +400,7 @@ def test_the_grammar_has_no_lalr_conflicts():
 
     from lark import Lark, logger
 
-    text = (ROOT / "grammar" / "cnn.lark").read_text(encoding="utf-8")
+    text = (ROOT / "cnndsl" / "grammar" / "cnn.lark").read_text(encoding="utf-8")
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     level = logger.level

@@ -13,7 +13,7 @@ from pygments.token import Comment, Error, Keyword, Name, Number, Operator
 
 from cnndsl.compiler import source_from_text
 from cnndsl.diagnostics import Diagnostic, render
-from cnndsl.highlight import CnnLexer
+from cnndsl.tools.highlight import CnnLexer
 from cnndsl.parse import parser
 
 from conftest import ROOT, SPECS

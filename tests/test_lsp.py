@@ -12,7 +12,7 @@ from queue import Empty, Queue
 import pytest
 
 from cnndsl.compiler import source_from_text
-from cnndsl.lsp import _nodes, analyze, definition_span, hover_text
+from cnndsl.tools.lsp import _nodes, analyze, definition_span, hover_text
 from cnndsl.summary import rows
 
 from conftest import ROOT

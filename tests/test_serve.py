@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from picture_checkpoint import lenet_checkpoint
 
-from cnndsl.serve import MAX_BODY, digits_pixels, make_server, mnist_pixels
+from cnndsl.pictures.serve import MAX_BODY, digits_pixels, make_server, mnist_pixels
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -8,7 +8,7 @@ from picture_checkpoint import lenet_checkpoint
 from PIL import Image
 
 import cnndsl
-from cnndsl.viz import LABEL, ROW_HEIGHT, filter_grid, grid_size, probes
+from cnndsl.pictures.viz import LABEL, ROW_HEIGHT, filter_grid, grid_size, probes
 
 
 def test_grid_size_is_near_square():

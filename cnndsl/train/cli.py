@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from ..options import NETWORK_OPTION, SET_OPTION
 from .recipe import FIELDS
 
 _DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N], or a path to an .npz "
@@ -46,9 +47,8 @@ def recipe_options(command):
 @click.option("--data", default=None, help=_DATA_HELP + "  [default: digits]")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run directory for checkpoints, metrics.jsonl, result.json.  [default: runs/SPEC]")
-@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="Give a network parameter a value, e.g. --set num_classes=100 (repeatable).")
-@click.option("--network", default=None, help="Which network of the file (default: the last).")
+@SET_OPTION
+@NETWORK_OPTION
 @click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Recipe TOML file.  [default: SPEC.train.toml beside the spec, if any]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -84,14 +84,14 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
     # processes also use, spinning threads slowed training several times over. Set here,
     # before torch is first imported, since OpenMP reads it once.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from ..cli import _settings
+    from ..settings import parse_settings
     from .loop import RunOptions, train
 
     if out is None:
         if spec is None:
             raise click.UsageError("give a SPEC, or --out DIR with --resume")
         out = str(Path("runs") / Path(spec).name.removesuffix(".cnn"))
-    options = RunOptions(spec=spec, out=Path(out), data=data, params=_settings(settings), network=network,
+    options = RunOptions(spec=spec, out=Path(out), data=data, params=parse_settings(settings), network=network,
                          overrides=recipe_values, recipe_file=Path(recipe_file) if recipe_file else None,
                          resume=resume, overwrite=overwrite, device=device, resize=resize,
                          convert_channels=convert_channels, loader=loader, workers=workers,

@@ -1,7 +1,7 @@
 """The errors of `cnndsl train`, `eval` and `predict` that are the user's to fix.
 
 A bad data path, a dataset that does not fit the spec, a corrupted checkpoint, a loss
-that diverged: each is a `TrainError`, a `click.ClickException`, so that the CLI's
+that diverged: each is a `TrainError`, a `cnndsl.errors.CnndslError`, so that the CLI's
 `main()` prints it as `error: ...` with a hint on the next line and exits 1, never with a
 traceback. Library code raises these; only the CLI prints them. This module imports
 neither torch nor numpy, so that the data and train packages can raise errors before
@@ -10,25 +10,11 @@ the heavy imports.
 
 from __future__ import annotations
 
-import click
+from ..errors import CnndslError
 
 
-class TrainError(click.ClickException):
+class TrainError(CnndslError):
     """A failure the user can act on: `message` says what, `hint` says what to do."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message + (f" ({self.hint})" if self.hint else "")
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True, file=file)
-        if self.hint:
-            click.echo(f"hint: {self.hint}", err=True, file=file)
 
 
 class DataError(TrainError):

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import click
 
-from .diagnostics import CompileError, render
-from .source import SourceFile, read_source
+from ..diagnostics import CompileError, render
+from ..errors import InternalError
+from ..source import SourceFile, read_source
 
 INDENT = "    "
 ARROW = "->"
@@ -85,7 +86,7 @@ def _scan(gap: str) -> _Trivia:
 def _tokens(text: str) -> list:
     """The tokens the parser sees, in order, without the newline tokens (their text,
     comments included, is read back from the gaps)."""
-    from .parse import parser
+    from ..parse import parser
 
     stream = parser().parse_interactive(text).iter_parse()
     return [t for t in stream if t.type not in ("_NL", "$END") and t.start_pos is not None]
@@ -345,15 +346,13 @@ def _only_comments(trivia: _Trivia) -> str:
 
 # -- checking the result ------------------------------------------------------------
 
-class FormatterBug(click.ClickException):
+class FormatterBug(InternalError):
     """The formatted text would parse differently: refuse to write it."""
-
-    exit_code = 70
 
 
 def format_source(source: SourceFile) -> str:
     """Format a spec, checking that the result parses to the same tree."""
-    from .parse import parse, parser
+    from ..parse import parse, parser
 
     parse(source)  # a file with a syntax error gets the compiler's diagnostic, not ours
     formatted = format_text(source.text)
@@ -377,7 +376,7 @@ def _spec_files(paths: tuple[str, ...]) -> list[Path]:
 def fmt_command(paths: tuple[str, ...], check: bool) -> None:
     """Lay out .cnn files in the one canonical style (a directory: every .cnn in it;
     '-': standard input to standard output)."""
-    from .atomic import write_atomic
+    from ..atomic import write_atomic
 
     if paths == ("-",):
         source = SourceFile("<stdin>", click.get_text_stream("stdin").read())

@@ -22,6 +22,8 @@ from importlib import resources
 
 import click
 
+from ..errors import CnndslError
+
 MAX_BODY = 1 << 20  # 1 MiB: a 512x512 drawing as JSON numbers fits easily
 MAX_SIDE = 512
 MIN_SIDE = 8
@@ -123,7 +125,7 @@ class Predictor:
     """The model of a checkpoint and what the page shows of it; one request at a time."""
 
     def __init__(self, checkpoint: str) -> None:
-        from .train.errors import CheckpointError
+        from ..train.errors import CheckpointError
         from .viz import load, probes
 
         self.loaded = load(checkpoint)
@@ -149,7 +151,7 @@ class Predictor:
         import numpy as np
         import torch
 
-        from .train.inference import preprocessor
+        from ..train.inference import preprocessor
         from .viz import capture
 
         c, h, w = self.shape
@@ -192,7 +194,7 @@ def _layer_json(probe, t) -> dict:
 
 
 def page() -> bytes:
-    return resources.files("cnndsl").joinpath("serve_page.html").read_bytes()
+    return resources.files("cnndsl.pictures").joinpath("serve_page.html").read_bytes()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -270,7 +272,7 @@ def serve_command(checkpoint: str, port: int, host: str) -> None:
     try:
         server = make_server(checkpoint, host, port)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise CnndslError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     click.echo(f"serving {server.RequestHandlerClass.predictor.loaded.meta['network']} at "

@@ -17,22 +17,17 @@ from pygments.formatters import TerminalFormatter
 from pygments.lexer import RegexLexer, bygroups, words
 from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text, Whitespace
 
-from .layers import RULES, SHORTCUTS
-from .parse import _GRAMMAR_PLACES
+from ..layers import RULES, SHORTCUTS
+from ..resources import grammar_text
 
-# What the grammar had when this was written: used where the grammar file is missing.
-_KNOWN_KEYWORDS = ("let", "block", "network", "input", "concat", "residual", "shortcut", "side")
 _CONSTANTS = ("true", "false")
 
 
 def _grammar_keywords() -> tuple[str, ...]:
     """Every quoted word of the grammar ("network", "side", ...), less the constants
     and the `x` of `input 3 x 32 x 32`, which is an operator there."""
-    for place in _GRAMMAR_PLACES:
-        if place.exists():
-            found = set(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', place.read_text(encoding="utf-8")))
-            return tuple(sorted(found - set(_CONSTANTS) - {"x"}))
-    return _KNOWN_KEYWORDS
+    found = set(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', grammar_text()))
+    return tuple(sorted(found - set(_CONSTANTS) - {"x"}))
 
 
 def _layer_words() -> tuple[str, ...]:

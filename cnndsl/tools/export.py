@@ -15,12 +15,16 @@ from pathlib import Path
 
 import click
 
+from ..errors import CnndslError, MissingExtra
+from ..options import NETWORK_OPTION, SET_OPTION
+from ..settings import parse_settings
+
 # Protobuf's limit on one file: a larger model keeps its weights in FILE.data beside it.
 _SINGLE_FILE_BYTES = 1_800_000_000
 CHECKPOINT_SUFFIX = ".safetensors"
 
 
-class ExportError(click.ClickException):
+class ExportError(CnndslError):
     """An export that cannot be done as asked; the message says what to change."""
 
 
@@ -35,7 +39,7 @@ def model_from_checkpoint(path: str | Path):
     weights: rebuilt as `cnndsl eval` rebuilds it, from the spec recorded in it."""
     import torch
 
-    from .train.inference import load_model
+    from ..train.inference import load_model
 
     model, _ = load_model(path, torch.device("cpu"))
     return model
@@ -84,18 +88,11 @@ def export_onnx(model, input_shape: tuple[int, ...], path: str | Path, opset: in
     return outputs
 
 
-def _settings(values: tuple[str, ...]) -> dict:
-    from .cli import parse_setting
-
-    return dict(parse_setting(v) for v in values)
-
-
 @click.command("export")
 @click.argument("target", metavar="SPEC|CHECKPOINT")
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False), help="Write the ONNX model here.")
-@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="Give a network parameter or an optional's switch a value (repeatable; specs only).")
-@click.option("--network", default=None, help="Which network of the file (default: the last).")
+@SET_OPTION
+@NETWORK_OPTION
 @click.option("--opset", default=18, show_default=True, help="ONNX opset version.")
 def export_command(target: str, onnx_path: str, settings, network, opset: int) -> None:
     """Export SPEC (a .cnn file or a built-in's name) or a training CHECKPOINT (.safetensors,
@@ -104,15 +101,15 @@ def export_command(target: str, onnx_path: str, settings, network, opset: int) -
         import onnx  # noqa: F401  the exporter needs onnx and onnxscript
         import onnxscript  # noqa: F401
     except ImportError:
-        raise ExportError("ONNX export needs onnx and onnxscript: pip install 'cnndsl[onnx]'") from None
+        raise MissingExtra("ONNX export", "onnx", "onnx or onnxscript") from None
     if is_checkpoint(target):
         if settings or network:
             raise ExportError("--set and --network are for specs: a checkpoint records its own")
         model = model_from_checkpoint(target)
     else:
-        from .api import build
+        from ..api import build
 
-        model = build(target, network=network, **_settings(settings))
+        model = build(target, network=network, **parse_settings(settings))
     outputs = export_onnx(model, model.cnndsl_input, onnx_path, opset)
     params = sum(p.numel() for p in model.parameters())
     shape = "x".join(str(d) for d in model.cnndsl_input)

@@ -18,9 +18,11 @@ from html import escape
 
 import click
 
-from . import ir
-from .passes.shapes import fmt_shape
-from .summary import human
+from ..errors import MissingExtra, UsageError
+from .. import ir
+from ..options import NETWORK_OPTION, SET_OPTION
+from ..passes.shapes import fmt_shape
+from ..summary import human
 
 # Layers that keep the shape and only transform values: drawn as a suffix of the box
 # before them, because a box per ReLU would double a diagram's height and say nothing.
@@ -778,7 +780,7 @@ def to_png(d: Diagram, scale: float = 2.0) -> bytes:
 
 def render(network: ir.Network, path: str, scale: float = 2.0) -> Diagram:
     """Write the diagram of `network` to `path`: .svg as text, .png through matplotlib."""
-    from .atomic import write_atomic
+    from ..atomic import write_atomic
 
     d = diagram(network)
     suffix = path.lower().rsplit(".", 1)[-1] if "." in path else ""
@@ -788,11 +790,10 @@ def render(network: ir.Network, path: str, scale: float = 2.0) -> Diagram:
         try:
             data = to_png(d, scale)
         except ImportError as exc:
-            raise click.ClickException(f"PNG output needs matplotlib ({exc.name} is missing): "
-                                       "pip install 'cnndsl[viz]', or write an .svg") from None
+            raise MissingExtra("PNG output", "viz", exc.name) from None
         write_atomic(path, data)
     else:
-        raise click.BadParameter(f"{path!r}: the file name must end in .svg or .png", param_hint="-o")
+        raise UsageError(f"-o {path!r}: the file name must end in .svg or .png")
     return d
 
 
@@ -800,16 +801,15 @@ def render(network: ir.Network, path: str, scale: float = 2.0) -> Diagram:
 @click.argument("spec")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The picture to write: FILE.svg or FILE.png.")
-@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="Give a network parameter or an optional's switch a value (repeatable).")
-@click.option("--network", default=None, help="Which network of the file (default: the last).")
+@SET_OPTION
+@NETWORK_OPTION
 @click.option("--scale", default=2.0, show_default=True, type=click.FloatRange(0.5, 6),
               help="PNG pixels per diagram unit.")
 def draw_command(spec: str, output: str, settings, network, scale: float) -> None:
     """Draw SPEC's architecture: boxes with output shapes, repeats grouped, blocks in a legend."""
-    from .api import compile_spec
-    from .cli import _settings
+    from ..api import compile_spec
+    from ..settings import parse_settings
 
-    compiled = compile_spec(spec, network=network, **_settings(settings))
+    compiled = compile_spec(spec, network=network, **parse_settings(settings))
     d = render(compiled.network, output, scale)
     click.echo(f"wrote {output} ({compiled.network.name}, {d.width}x{d.height})", err=True)

@@ -20,13 +20,14 @@ from urllib.parse import unquote, urlparse
 
 import click
 
-from . import ast, ir
-from .compiler import Compiled, compile_network
-from .diagnostics import ERROR, CompileError, Diagnostic
-from .passes import resolve
-from .passes.shapes import fmt_shape
-from .source import MAX_SOURCE_BYTES, SourceFile, Span
-from .summary import describe
+from ..errors import MissingExtra
+from .. import ast, ir
+from ..compiler import Compiled, compile_network
+from ..diagnostics import ERROR, CompileError, Diagnostic
+from ..passes import resolve
+from ..passes.shapes import fmt_shape
+from ..source import MAX_SOURCE_BYTES, SourceFile, Span
+from ..summary import describe
 
 MAX_INSTANCES_SHOWN = 8
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -50,7 +51,7 @@ def analyze(text: str, path: str) -> Analysis:
         analysis.diagnostics.append(Diagnostic.error(
             source.whole, f"source is over the {MAX_SOURCE_BYTES:,}-byte limit", None))
         return analysis
-    from .parse import parse
+    from ..parse import parse
 
     try:
         analysis.program = parse(source)
@@ -299,7 +300,7 @@ def serve() -> None:
     from lsprotocol import types as lsp
     from pygls.lsp.server import LanguageServer
 
-    from . import __version__
+    from .. import __version__
 
     server = LanguageServer("cnndsl", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Full)
     analyses: dict[str, Analysis] = {}
@@ -377,7 +378,7 @@ def lsp_command() -> None:
         import lsprotocol  # noqa: F401
         import pygls  # noqa: F401
     except ImportError:
-        raise click.ClickException("the language server needs pygls: pip install 'cnndsl[lsp]'") from None
+        raise MissingExtra("the language server", "lsp", "pygls") from None
     serve()
 
 

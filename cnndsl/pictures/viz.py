@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import click
 
-from . import ir
-from .summary import rows
+from ..errors import CnndslError, UsageError
+from .. import ir
+from ..summary import rows
 
 # Layers whose output is folded into the picture of the layer before them.
 FOLLOWERS = {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "batchnorm", "maxout", "lrn", "dropout", "identity"}
@@ -64,8 +65,8 @@ def load(checkpoint: str) -> Loaded:
     """The model of a `cnndsl train` checkpoint (a file or a run directory), on the CPU."""
     import torch
 
-    from .api import compile_spec
-    from .train.inference import load_model
+    from ..api import compile_spec
+    from ..train.inference import load_model
 
     model, meta = load_model(checkpoint, torch.device("cpu"))
     network = compile_spec(meta["spec"], network=meta["network"], **meta["params"]).network
@@ -190,7 +191,7 @@ def _fit(size: tuple[int, int]) -> tuple[int, int]:
 
 def read_input(path: str, meta: dict):
     """An image file prepared as the training images were: the model's C x H x W, scaled."""
-    from .train.inference import read_image
+    from ..train.inference import read_image
 
     return read_image(path, tuple(meta["input"]), meta["data"]["normalize"]["scale"])
 
@@ -208,13 +209,13 @@ def viz_group() -> None:
 @click.option("--cell", default=48, show_default=True, type=click.IntRange(8, 256), help="Pixels per filter.")
 def filters_command(checkpoint: str, output: str, cell: int) -> None:
     """The first convolution's filters of CHECKPOINT as a grid (RGB for 3-channel input)."""
-    from .atomic import write_atomic
+    from ..atomic import write_atomic
 
     _png(output)
     loaded = load(checkpoint)
     first = next(iter(probes(loaded.network, ("conv",))), None)
     if first is None:
-        raise click.ClickException(f"{loaded.meta['network']} has no convolution")
+        raise CnndslError(f"{loaded.meta['network']} has no convolution")
     weight = loaded.model.get_submodule(first.name).weight.detach().float().numpy()
     image = filter_grid(weight, cell)
     write_atomic(output, _encode(image))
@@ -231,14 +232,14 @@ def activations_command(checkpoint: str, image: str, output: str) -> None:
     """The activation maps of each convolution of CHECKPOINT for IMAGE."""
     import torch
 
-    from .atomic import write_atomic
-    from .train.inference import preprocessor
+    from ..atomic import write_atomic
+    from ..train.inference import preprocessor
 
     _png(output)
     loaded = load(checkpoint)
     chosen = probes(loaded.network, ("conv",))
     if not chosen:
-        raise click.ClickException(f"{loaded.meta['network']} has no convolution")
+        raise CnndslError(f"{loaded.meta['network']} has no convolution")
     pixels = read_input(image, loaded.meta)
     x = preprocessor(loaded.meta, torch.device("cpu"))(torch.from_numpy(pixels[None]))
     out, maps = capture(loaded.model, x, [p.path for p in chosen])
@@ -254,7 +255,7 @@ def activations_command(checkpoint: str, image: str, output: str) -> None:
 
 def _png(output: str) -> None:
     if not output.lower().endswith(".png"):
-        raise click.BadParameter(f"{output!r}: the file name must end in .png", param_hint="-o")
+        raise UsageError(f"-o {output!r}: the file name must end in .png")
 
 
 def _encode(image) -> bytes:
