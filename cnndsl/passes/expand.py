@@ -20,7 +20,8 @@ from .. import ast, ir
 from ..diagnostics import CompileError, Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
-from .resolve import suggest, walk_nodes
+from ..traverse import walk_elements
+from .resolve import suggest
 
 MAX_LAYERS = 20_000
 MAX_VALUE = 1 << 40
@@ -59,8 +60,6 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     chains = [d.chain for d in program.lets]
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
-    from .resolve import walk_elements
-
     for element in walk_elements(chains):
         if isinstance(element.node, ast.Optional):
             name = switch_name(element)
@@ -544,4 +543,4 @@ def expand(program: ast.Program, overrides: dict[str, object] | None = None,
     return Expander(program, overrides or {}).network(chosen)
 
 
-__all__ = ["expand", "switches_of", "walk_nodes"]
+__all__ = ["expand", "switches_of"]
