@@ -3,10 +3,10 @@ every optional decided and every argument a value.
 
 `passes/expand.py` builds it from the syntax tree; `passes/shapes.py` returns a copy
 with the shape fields filled in; the summary and the code generator read that copy.
-Each `Value` keeps both its number and the Python source that computes it from the
-parameters of the enclosing block or network (`planes * 4`), so that generated classes
-take their parameters as constructor arguments. Each node class names its children in
-`_fields`, in order, for `cnndsl.traverse`.
+Each `Value` keeps both its number and the expression (`cnndsl.expr`) that computes it
+from the parameters of the enclosing block or network (`planes * 4`), so that generated
+classes take their parameters as constructor arguments. Each node class names its
+children in `_fields`, in order, for `cnndsl.traverse`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from .expr import Const, Expr
 from .source import Span
 
 Shape = tuple[int, ...]
@@ -21,30 +22,27 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Value:
-    _fields = ()
     value: object
-    text: str  # Python source for the value, in terms of the enclosing parameters
-    names: frozenset = frozenset()  # the parameters `text` uses
-    precedence: int = 3  # 1: + -, 2: * / // %, 3: atom
+    expr: Expr  # how the value is computed from the enclosing parameters
 
     @classmethod
     def constant(cls, value) -> "Value":
-        return cls(value, _literal(value))
+        return cls(value, Const(value))
 
     def dump_text(self) -> str:
         """`64`, or `planes * 4 (= 256)` where the source differs from the number."""
-        literal = _literal(self.value)
+        literal = Const(self.value).text
         return literal if self.text == literal else f"{self.text} (= {literal})"
 
+    @property
+    def text(self) -> str:
+        """Python source for the value, in terms of the enclosing parameters."""
+        return self.expr.text
 
-def _literal(value) -> str:
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    @property
+    def names(self) -> frozenset[str]:
+        """The parameters the value reads."""
+        return self.expr.names
 
 
 @dataclass(frozen=True)
@@ -57,15 +55,15 @@ class Stats:
     macs: int = 0
     rf: int = 1  # receptive field of one output element, in input pixels
     jump: int = 1  # distance in input pixels between neighbouring outputs
-    channels: str = ""  # Python source for the output channels
+    channels: Expr = Const(0)  # the output channels, in the enclosing parameters
     flatten_before: bool = False  # an fc that flattens its volume input
-    in_channels: str = ""  # Python source for the input channels
+    in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
 
     def dump_text(self) -> str:
         shape = "x".join(map(str, self.in_shape)) + " -> " + "x".join(map(str, self.out_shape))
         extra = " flatten_before" if self.flatten_before else ""
         return (f"[{shape} params={self.params} macs={self.macs} rf={self.rf} jump={self.jump} "
-                f"channels={self.channels!r} in_channels={self.in_channels!r}{extra}]")
+                f"channels={self.channels.text!r} in_channels={self.in_channels.text!r}{extra}]")
 
 
 @dataclass(frozen=True)
