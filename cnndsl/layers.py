@@ -91,6 +91,7 @@ class LayerRule:
     args: tuple[ArgSpec, ...]
     shape: Callable[[Shape, dict], tuple[Shape, list[Note]]]
     params: Callable[[Shape, dict], int] = lambda s, a: 0
+    buffers: Callable[[Shape, dict], int] = lambda s, a: 0  # non-trainable state (batch norm's running stats)
     macs: Callable[[Shape, Shape, dict], int] = lambda i, o, a: 0
     window: Callable[[Shape, dict], tuple[int, int]] = lambda s, a: (1, 1)  # (extent, stride)
     torch: Callable[[Shape, dict, dict], Torch] = None  # (in_shape, values, exprs)
@@ -351,6 +352,7 @@ BATCHNORM = LayerRule(
     (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
      ArgSpec("affine", "bool", True)),
     lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    buffers=lambda s, a: 2 * s[0],  # running mean and variance (and a step count PyTorch keeps besides)
     torch=_bn_torch, base_name="bn", aliases=("bn",), fresh_output=True)
 
 LRN = LayerRule(
