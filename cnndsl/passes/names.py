@@ -176,4 +176,6 @@ def assign_names(network: ir.Network) -> ir.Network:
     body = naming.class_scope(network.body, f"network {network.name}")
     if naming.errors:
         raise CompileError(naming.errors)
-    return replace(network, body=body)
+    from .emittable import check_emittable
+
+    return check_emittable(replace(network, body=body))  # what the code generator needs, checked here
