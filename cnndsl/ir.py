@@ -138,6 +138,23 @@ class BlockInfo:
     span: Span
 
 
+def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[str, ...] = ()) -> str:
+    """A block call as the generated code and the diagram write it: `Bottleneck(64, 128, stride=2)`.
+
+    `leading` arguments first, then each of `args` (name, Value): a required one (no
+    default in `defaults`) by position, one with a default by name where `changed(value,
+    default)`, the rest left out. `show(value)` is the argument's text.
+    """
+    parts = list(leading)
+    for name, value in args:
+        default = defaults.get(name)
+        if default is None:
+            parts.append(show(value))
+        elif changed(value, default):
+            parts.append(f"{name}={show(value)}")
+    return f"{callee}({', '.join(parts)})"
+
+
 @dataclass(frozen=True)
 class Network:
     name: str

@@ -264,16 +264,9 @@ class Generator:
     def instance_call(self, node: ir.BlockInstance) -> str:
         model, class_name = self.block_class(node)
         given = dict(node.args)
-        info = self.network.blocks[node.block]
-        defaults = dict(info.params)
-        args = [node.stats.in_channels]
-        for name, _annotation_text, default in model.params[1:]:
-            value = given[name]
-            if defaults.get(name) is None:
-                args.append(value.text)
-            elif value.value != defaults[name].value or type(value.value) is not type(defaults[name].value):
-                args.append(f"{name}={value.text}")
-        return f"{class_name}({', '.join(args)})"
+        defaults = dict(self.network.blocks[node.block].params)
+        return ir.call_text(class_name, [(name, given[name]) for name, _, _ in model.params[1:]], defaults,
+                            show=lambda v: v.text, changed=_changed, leading=(node.stats.in_channels,))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, in_block=True)
@@ -340,3 +333,8 @@ def _used_names(members: list[Member]) -> set[str]:
         collect(member.ctor)
         text.append(member.condition or "")
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", " ".join(text)))
+
+
+def _changed(value: ir.Value, default: ir.Value) -> bool:
+    """An argument the generated call must pass: its value, or its type (2.0 for 2), differs."""
+    return value.value != default.value or type(value.value) is not type(default.value)
