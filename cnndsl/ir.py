@@ -3,9 +3,9 @@ every optional decided and every argument a value.
 
 `passes/expand.py` builds it from the syntax tree; `passes/shapes.py` returns a copy
 with the shape fields filled in; the summary and the code generator read that copy.
-Each `Value` keeps both its number and the Python source that computes it from the
-parameters of the enclosing block or network (`planes * 4`), so that generated classes
-take their parameters as constructor arguments.
+Each `Value` keeps both its number and the expression (`cnndsl.expr`) that computes it
+from the parameters of the enclosing block or network (`planes * 4`), so that generated
+classes take their parameters as constructor arguments.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from .expr import Const, Expr
 from .source import Span
 
 Shape = tuple[int, ...]
@@ -21,23 +22,21 @@ Shape = tuple[int, ...]
 @dataclass(frozen=True)
 class Value:
     value: object
-    text: str  # Python source for the value, in terms of the enclosing parameters
-    names: frozenset = frozenset()  # the parameters `text` uses
-    precedence: int = 3  # 1: + -, 2: * / // %, 3: atom
+    expr: Expr  # how the value is computed from the enclosing parameters
 
     @classmethod
     def constant(cls, value) -> "Value":
-        return cls(value, _literal(value))
+        return cls(value, Const(value))
 
+    @property
+    def text(self) -> str:
+        """Python source for the value, in terms of the enclosing parameters."""
+        return self.expr.text
 
-def _literal(value) -> str:
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    @property
+    def names(self) -> frozenset[str]:
+        """The parameters the value reads."""
+        return self.expr.names
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,9 @@ class Stats:
     macs: int = 0
     rf: int = 1  # receptive field of one output element, in input pixels
     jump: int = 1  # distance in input pixels between neighbouring outputs
-    channels: str = ""  # Python source for the output channels
+    channels: Expr = Const(0)  # the output channels, in the enclosing parameters
     flatten_before: bool = False  # an fc that flattens its volume input
-    in_channels: str = ""  # Python source for the input channels
+    in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
 
 
 @dataclass(frozen=True)
@@ -138,20 +137,23 @@ class BlockInfo:
     span: Span
 
 
-def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[str, ...] = ()) -> str:
-    """A block call as the generated code and the diagram write it: `Bottleneck(64, 128, stride=2)`.
-
-    `leading` arguments first, then each of `args` (name, Value): a required one (no
-    default in `defaults`) by position, one with a default by name where `changed(value,
-    default)`, the rest left out. `show(value)` is the argument's text.
-    """
-    parts = list(leading)
+def call_args(args, defaults: dict, changed):
+    """The arguments a block call writes, as (name, value, by_name): each of `args` (name,
+    Value) without a default in `defaults` by position, one with a default by name where
+    `changed(value, default)`; the rest are left out."""
     for name, value in args:
         default = defaults.get(name)
         if default is None:
-            parts.append(show(value))
+            yield name, value, False
         elif changed(value, default):
-            parts.append(f"{name}={show(value)}")
+            yield name, value, True
+
+
+def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[str, ...] = ()) -> str:
+    """A block call as the generated code and the diagram write it: `Bottleneck(64, 128, stride=2)`:
+    `leading` arguments first, then `call_args`, each shown as `show(value)`."""
+    parts = list(leading) + [f"{name}={show(value)}" if by_name else show(value)
+                             for name, value, by_name in call_args(args, defaults, changed)]
     return f"{callee}({', '.join(parts)})"
 
 

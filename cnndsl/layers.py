@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from .expr import Binary, Const, Expr
 Shape = tuple[int, ...]
 REQUIRED = object()
 
@@ -56,8 +57,8 @@ class Torch:
     """How the code generator constructs the layer: `callee(*positional, **keywords)`."""
 
     callee: str
-    positional: tuple[str, ...]
-    keywords: tuple[tuple[str, str], ...] = ()
+    positional: tuple[Expr, ...]
+    keywords: tuple[tuple[str, Expr], ...] = ()
     helper: str | None = None  # a class the generated file must define (MinPool2d, Maxout)
 
 
@@ -104,10 +105,10 @@ class LayerRule:
     params: Callable[[Shape, dict], int] = lambda s, a: 0
     macs: Callable[[Shape, Shape, dict], int] = lambda i, o, a: 0
     window: Callable[[Shape, dict], tuple[int, int]] = lambda s, a: (1, 1)  # (extent, stride)
-    torch: Callable[[Shape, dict, dict], Torch] = None  # (in_shape, values, texts)
+    torch: Callable[[Shape, dict, dict], Torch] = None  # (in_shape, values, exprs)
     base_name: str = "layer"  # for attributes the user did not name: conv1, conv2, ...
     flattens: bool = False  # takes a vector; a volume before it is flattened
-    channels: Callable[[Shape, str, dict], str] = lambda s, c, t: c  # output channels as Python source
+    channels: Callable[[Shape, Expr, dict], Expr] = lambda s, c, t: c  # output channels, as an expression
     inplace: bool = False  # may overwrite its input (`inplace=True`) where the code generator finds it fresh
     fresh_output: bool = False  # its backward does not read its output, so a ReLU after it may overwrite it
     aliases: tuple[str, ...] = field(default=())
@@ -200,33 +201,24 @@ def _flat(shape: Shape) -> int:
     return math.prod(shape)
 
 
-def _flat_text(shape: Shape, channels_text: str) -> str:
+def _flat_channels(shape: Shape, channels: Expr) -> Expr:
+    """The features of a flattened volume, `512 * 7 * 7` as torchvision writes it."""
     if len(shape) == 1:
-        return channels_text
+        return channels
     c, h, w = shape
     if h == w == 1:
-        return channels_text
-    return f"{atom(channels_text)} * {h} * {w}"
+        return channels
+    return Binary("*", Binary("*", channels, Const(h)), Const(w))
 
 
-def atom(text: str) -> str:
-    """Python source that stays one operand: `planes * 4` becomes `(planes * 4)`."""
-    return text if text.isidentifier() or text.isdigit() else f"({text})"
-
-
-def _kw(values: dict, texts: dict, spec: tuple[tuple[str, str, Any], ...]) -> tuple[tuple[str, str], ...]:
-    """Keyword arguments for PyTorch, leaving out those equal to PyTorch's default."""
+def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
+    """Keyword arguments for PyTorch, leaving out those equal to PyTorch's default unless
+    they read a parameter (`stride`), which the generated class must then pass on."""
     out = []
     for ours, theirs, torch_default in spec:
-        if ours in values and (values[ours] != torch_default or _symbolic(texts[ours])):
-            out.append((theirs, texts[ours]))
+        if ours in values and (values[ours] != torch_default or exprs[ours].names):
+            out.append((theirs, exprs[ours]))
     return tuple(out)
-
-
-def _symbolic(text: str) -> bool:
-    """Source that names a parameter (`stride`), so the generated class must pass it on."""
-    return text not in ("True", "False", "None") and not text.startswith("'") and \
-        any(ch.isalpha() or ch == "_" for ch in text.replace("e-", "").replace("e+", ""))
 
 
 # -- the rules --------------------------------------------------------------------------
@@ -302,7 +294,8 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
 
     def torch(s: Shape, v: dict, t: dict) -> Torch:
         v = _pool_defaults(v)
-        t = {**t, "stride": t["stride"] if t.get("stride") not in (None, "None") else t["size"]}
+        if t.get("stride") is None or t["stride"] == Const(None):
+            t = {**t, "stride": t["size"]}
         kws = _kw(v, t, (("pad", "padding", 0),) + kw_extra + (("ceil", "ceil_mode", False),))
         if v["stride"] != v["size"]:
             kws = (("stride", t["stride"]),) + kws
@@ -338,8 +331,7 @@ def _adaptive(kind: str, callee: str, doc: str, listing: str) -> LayerRule:
     return LayerRule(kind, doc, (ArgSpec("size", "int", minimum=1, doc="output size"),), shape,
                      window=lambda s, a: (-(-s[1] // a["size"]) if len(s) == 3 else 1,
                                           max(1, s[1] // a["size"]) if len(s) == 3 else 1),
-                     torch=lambda s, v, t: Torch(callee, (
-                         t["size"] if v["size"] != 1 or t["size"] != "1" else "1",)),
+                     torch=lambda s, v, t: Torch(callee, (t["size"],)),
                      base_name="pool", fresh_output=True, category="pool",
                      label=lambda a: f"{kind} {a('size')}x{a('size')}",
                      figure=lambda a: f"{kind.replace('_', ' ')} → {a('size')}×{a('size')}",
@@ -355,12 +347,12 @@ GLOBAL_AVGPOOL = LayerRule(
     "global_avgpool", "average over each whole activation map: CxHxW to Cx1x1", (),
     lambda s, a: ((_spatial(s, "global_avgpool")[0], 1, 1), []),
     window=lambda s, a: (s[1] if len(s) == 3 else 1, s[1] if len(s) == 3 else 1),
-    torch=lambda s, v, t: Torch("nn.AdaptiveAvgPool2d", ("1",)), base_name="pool", fresh_output=True,
+    torch=lambda s, v, t: Torch("nn.AdaptiveAvgPool2d", (Const(1),)), base_name="pool", fresh_output=True,
     category="pool", figure=lambda a: "global avgpool", listing=Listing("GLOBAL AVG POOL"))
 
 
 def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Linear", (_flat_text(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
+    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
 
 
 FC = LayerRule(
@@ -376,7 +368,7 @@ FC = LayerRule(
 FLATTEN = LayerRule(
     "flatten", "CxHxW to a vector of C*H*W", (), lambda s, a: ((_flat(s),), []),
     torch=lambda s, v, t: Torch("nn.Flatten", ()), base_name="flatten",
-    channels=lambda s, c, t: _flat_text(s, c), category="reshape")
+    channels=lambda s, c, t: _flat_channels(s, c), category="reshape")
 
 
 def _dropout_shape(s: Shape, a: dict):
@@ -448,7 +440,7 @@ MAXOUT = LayerRule(
     "maxout", "max over groups of `pieces` consecutive channels: max(w1.x + b1, w2.x + b2)",
     (ArgSpec("pieces", "int", 2, minimum=1),), _maxout_shape,
     torch=lambda s, v, t: Torch("Maxout", (t["pieces"],), (), "Maxout"), base_name="maxout",
-    channels=lambda s, c, t: f"{atom(c)} // {atom(t['pieces'])}", category="activation")
+    channels=lambda s, c, t: c // t["pieces"], category="activation")
 
 
 RULES: dict[str, LayerRule] = {}
