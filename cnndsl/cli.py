@@ -15,7 +15,7 @@ import click
 
 from .diagnostics import CompileError, render, to_json
 from .errors import CnndslError
-from .options import NETWORK_OPTION, SET_OPTION
+from .options import NETWORK_OPTION, SET_OPTION, SPEC_ARGUMENT
 from .settings import parse_settings
 
 
@@ -78,7 +78,7 @@ def cli() -> None:
 
 
 @cli.command("compile")
-@click.argument("spec")
+@SPEC_ARGUMENT
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the module here (atomically).")
 @SET_OPTION
 @NETWORK_OPTION
@@ -103,7 +103,7 @@ def compile_command(spec: str, output: str | None, settings, network, strict: bo
 
 
 @cli.command("check")
-@click.argument("spec")
+@SPEC_ARGUMENT
 @SET_OPTION
 @NETWORK_OPTION
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -132,16 +132,33 @@ def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
 
 
 @cli.command("summary")
-@click.argument("spec")
+@SPEC_ARGUMENT
 @SET_OPTION
 @NETWORK_OPTION
 @click.option("--style", type=click.Choice(["table", "cs231n"]), default="table", show_default=True,
               help="table: one row per layer; cs231n: the lecture notes' listings.")
-def summary_command(spec: str, settings, network, style: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table: text (in --style); json, csv: every row and column, for programs.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Fold blocks and named groups deeper than N into one row each (as torchinfo's depth).")
+@click.option("--columns", default="", metavar="NAME,...",
+              help="More table columns: input, kernel, trainable, frozen.")
+def summary_command(spec: str, settings, network, style: str, fmt: str, depth, columns: str) -> None:
     """Per-layer shapes, parameters, activations, MACs and receptive fields of SPEC."""
     from .api import summarize
+    from .errors import UsageError
 
-    click.echo(summarize(spec, style=style, network=network, **parse_settings(settings)), nl=False)
+    if style == "cs231n" and (fmt != "table" or depth is not None or columns):
+        raise UsageError("--style cs231n is the notes' text listing; it takes no --format, --depth or --columns",
+                         "leave out --style for those")
+    wanted = tuple(c.strip() for c in columns.split(",") if c.strip())
+    summary = summarize(spec, style=style, network=network, **parse_settings(settings))
+    if fmt == "json":
+        click.echo(summary.with_view(depth).to_json(), nl=False)
+    elif fmt == "csv":
+        click.echo(summary.with_view(depth).to_csv(), nl=False)
+    else:
+        click.echo(summary.with_view(depth, wanted) if style == "table" else summary, nl=False)
 
 
 @cli.command("list")

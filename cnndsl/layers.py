@@ -103,6 +103,7 @@ class LayerRule:
     args: tuple[ArgSpec, ...]
     shape: Callable[[Shape, dict], tuple[Shape, list[Note]]]
     params: Callable[[Shape, dict], int] = lambda s, a: 0
+    buffers: Callable[[Shape, dict], int] = lambda s, a: 0  # non-trainable state (batch norm's running stats)
     macs: Callable[[Shape, Shape, dict], int] = lambda i, o, a: 0
     window: Callable[[Shape, dict], tuple[int, int]] = lambda s, a: (1, 1)  # (extent, stride)
     torch: Callable[[Shape, dict, dict], Torch] = None  # (in_shape, values, exprs)
@@ -118,6 +119,7 @@ class LayerRule:
     label: Callable[[Shown], str] | None = None  # the summary's `conv 3x3/2 64`; None: the kind
     figure: Callable[[Shown], str] | None = None  # the diagram's `conv 3×3/2, 64`; None: `label`
     listing: Listing | None = None  # None: left out of the notes' listing
+    kernel: Callable[[Shape, dict], tuple[int, ...] | None] = lambda s, a: None  # its weight's or window's shape
 
     def summary_label(self, shown: Shown) -> str:
         return self.label(shown) if self.label else self.kind
@@ -276,6 +278,7 @@ CONV = LayerRule(
     macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["size"] ** 2,
     window=lambda s, a: (_extent(a), a["stride"]),
     torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True,
+    kernel=lambda s, a: (a["filters"], s[0] // a["groups"], a["size"], a["size"]),
     category="conv", label=_conv_label, figure=_conv_figure, listing=Listing("CONV"))
 
 
@@ -307,7 +310,7 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
                      label=lambda a: f"{kind} {a('size')}x{a('size')}/{a.stride()}",
                      figure=lambda a: f"{kind} {a('size')}×{a('size')}" + (
                          f"/{a.stride()}" if a.stride() != "1" else ""),
-                     listing=Listing(listing))
+                     listing=Listing(listing), kernel=lambda s, a: (a["size"], a["size"]))
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
@@ -363,7 +366,8 @@ FC = LayerRule(
     macs=lambda i, o, a: _flat(i) * a["units"],
     window=lambda s, a: (s[1] if len(s) == 3 else 1, 1),
     torch=_fc_torch, base_name="fc", flattens=True, aliases=("linear",), channels=lambda s, c, t: t["units"],
-    fresh_output=True, category="fc", label=lambda a: f"fc {a('units')}", listing=Listing("FC"))
+    fresh_output=True, kernel=lambda s, a: (a["units"], _flat(s)),
+    category="fc", label=lambda a: f"fc {a('units')}", listing=Listing("FC"))
 
 FLATTEN = LayerRule(
     "flatten", "CxHxW to a vector of C*H*W", (), lambda s, a: ((_flat(s),), []),
@@ -395,7 +399,9 @@ BATCHNORM = LayerRule(
     (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
      ArgSpec("affine", "bool", True)),
     lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    buffers=lambda s, a: 2 * s[0],  # running mean and variance (and a step count PyTorch keeps besides)
     torch=_bn_torch, base_name="bn", aliases=("bn",), fresh_output=True,
+    kernel=lambda s, a: (s[0],) if a["affine"] else None,
     category="norm", pointwise=True, figure=lambda a: "bn", listing=Listing("BN", "Batch normalization"))
 
 LRN = LayerRule(
