@@ -24,6 +24,7 @@ from ..errors import MissingExtra
 from .. import ast, ir
 from ..compiler import Compiled, compile_network
 from ..diagnostics import ERROR, CompileError, Diagnostic
+from ..report import editor_message
 from ..passes import resolve
 from ..passes.shapes import fmt_shape
 from ..source import MAX_SOURCE_BYTES, SourceFile, Span
@@ -313,8 +314,7 @@ def serve() -> None:
         return lsp.Range(start=start, end=end)
 
     def to_lsp(document, d: Diagnostic):
-        message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
-        return lsp.Diagnostic(range=to_range(document, d.span), message=message, source="cnndsl",
+        return lsp.Diagnostic(range=to_range(document, d.span), message=editor_message(d), source="cnndsl",
                               severity=severity.get(d.severity, lsp.DiagnosticSeverity.Warning),
                               code=d.code or None)
 
