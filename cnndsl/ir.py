@@ -5,7 +5,8 @@ every optional decided and every argument a value.
 with the shape fields filled in; the summary and the code generator read that copy.
 Each `Value` keeps both its number and the expression (`cnndsl.expr`) that computes it
 from the parameters of the enclosing block or network (`planes * 4`), so that generated
-classes take their parameters as constructor arguments.
+classes take their parameters as constructor arguments. Each node class names its
+children in `_fields`, in order, for `cnndsl.traverse`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class Value:
     @classmethod
     def constant(cls, value) -> "Value":
         return cls(value, Const(value))
+
+    def dump_text(self) -> str:
+        """`64`, or `planes * 4 (= 256)` where the source differs from the number."""
+        literal = Const(self.value).text
+        return literal if self.text == literal else f"{self.text} (= {literal})"
 
     @property
     def text(self) -> str:
@@ -53,9 +59,16 @@ class Stats:
     flatten_before: bool = False  # an fc that flattens its volume input
     in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
 
+    def dump_text(self) -> str:
+        shape = "x".join(map(str, self.in_shape)) + " -> " + "x".join(map(str, self.out_shape))
+        extra = " flatten_before" if self.flatten_before else ""
+        return (f"[{shape} params={self.params} macs={self.macs} rf={self.rf} jump={self.jump} "
+                f"channels={self.channels.text!r} in_channels={self.in_channels.text!r}{extra}]")
+
 
 @dataclass(frozen=True)
 class Layer:
+    _fields = ()
     kind: str
     args: tuple[tuple[str, Value], ...]
     name: str | None
@@ -74,6 +87,8 @@ class Layer:
 class Seq:
     """A chain. Named: an `nn.Sequential`; unnamed: its items join the enclosing chain."""
 
+    _fields = ("items",)
+
     items: tuple["Node", ...]
     name: str | None
     span: Span
@@ -82,6 +97,7 @@ class Seq:
 
 @dataclass(frozen=True)
 class Concat:
+    _fields = ("branches",)
     branches: tuple[Seq, ...]
     span: Span
     stats: Stats | None = None
@@ -89,6 +105,7 @@ class Concat:
 
 @dataclass(frozen=True)
 class Shortcut:
+    _fields = ("layers",)
     kind: str  # "identity", "projection" (1x1 conv, + batch norm if bn) or "pad" (He et al.'s option A)
     name: str | None
     span: Span
@@ -101,6 +118,7 @@ class Shortcut:
 
 @dataclass(frozen=True)
 class Residual:
+    _fields = ("body", "shortcut")
     body: Seq
     shortcut: Shortcut
     span: Span
@@ -111,6 +129,8 @@ class Residual:
 class Side:
     """An extra output read off the chain (an auxiliary classifier); the chain goes on."""
 
+    _fields = ("node",)
+
     node: "Node"
     span: Span
     stats: Stats | None = None
@@ -119,6 +139,7 @@ class Side:
 
 @dataclass(frozen=True)
 class BlockInstance:
+    _fields = ("body",)
     block: str
     args: tuple[tuple[str, Value], ...]
     body: Seq
@@ -132,6 +153,7 @@ Node = Union[Layer, Seq, Concat, Residual, BlockInstance, Side]
 
 @dataclass(frozen=True)
 class BlockInfo:
+    _fields = ()
     name: str
     params: tuple[tuple[str, Value], ...]  # name and default (None: required)
     span: Span
@@ -159,6 +181,7 @@ def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[s
 
 @dataclass(frozen=True)
 class Network:
+    _fields = ("body",)
     name: str
     input: Shape
     input_channels: Value
