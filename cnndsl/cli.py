@@ -90,23 +90,25 @@ def cli() -> None:
 
 @cli.command("compile")
 @SPEC_ARGUMENT
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the module here (atomically).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the module here (atomically; '-': standard output).")
 @SET_OPTION
 @NETWORK_OPTION
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def compile_command(spec: str, output: str | None, settings, network, strict: bool) -> None:
     """Compile SPEC (a .cnn file or a built-in's name) to a PyTorch module."""
     from .api import compile_spec
-    from .atomic import write_atomic
+    from .atomic import STDOUT, write_atomic
     from .compiler import generate
+    from .source import display_name
 
     compiled = compile_spec(spec, strict=strict, network=network, **parse_settings(settings))
     if compiled.warnings:
         click.echo(_text(compiled.warnings, {compiled.source.path: compiled.source}), err=True, nl=False)
     code = generate(compiled)
-    if output:
+    if output and output != STDOUT:
         write_atomic(output, code)
-        click.echo(f"wrote {output} ({compiled.network.name}, "
+        click.echo(f"wrote {display_name(output)} ({compiled.network.name}, "
                    f"{compiled.network.body.stats.params:,} parameters)", err=True)
     else:
         click.echo(code, nl=False)

@@ -34,6 +34,31 @@ class ArgSpec:
     doc: str = ""
 
 
+# Bounds on what a spec may ask of PyTorch, per image and per layer: beyond them a build or
+# a training step takes hours or all the memory, so the checker says so first. A stride past
+# the padded input changes nothing in the output but costs PyTorch's CPU convolution
+# backward time that grows with its square; up to IDLE_STRIDE is allowed (a spec written for
+# larger inputs, a stride of 2 on a 1x1 map).
+IDLE_STRIDE = 16
+MAX_ELEMENTS = 1 << 28  # values in one layer's output, or in its parameters: 1 GiB of float32
+MAX_MACS = 1 << 40  # multiply-accumulates of one layer, per image
+
+
+def size_problem(out: Shape, params: int, macs: int) -> "ShapeProblem | None":
+    """Why a layer with this output, parameter count and MACs is too large to run, or None."""
+    values = math.prod(out)
+    if values > MAX_ELEMENTS:
+        return ShapeProblem(f"the output of {values:,} values per image is over the limit of {MAX_ELEMENTS:,}",
+                            "use fewer filters, less padding or a smaller input")
+    if params > MAX_ELEMENTS:
+        return ShapeProblem(f"{params:,} parameters in one layer are over the limit of {MAX_ELEMENTS:,}",
+                            "use fewer units or filters, or pool before a fully connected layer")
+    if macs > MAX_MACS:
+        return ShapeProblem(f"{macs:,} multiply-accumulates per image in one layer are over the limit of "
+                            f"{MAX_MACS:,}", "use fewer or smaller filters, or a smaller input")
+    return None
+
+
 class ShapeProblem(Exception):
     """A rule cannot produce an output for this input: an error for the checker."""
 
@@ -156,6 +181,11 @@ def window_output(kind: str, size: int, extent: int, stride: int, pad: int, ceil
             f"{what} of {extent} is larger than its input of {size}"
             + (f" padded by {pad} to {padded}" if pad else ""),
             f"use a smaller {kind} size, more padding, or a larger input")
+    if stride > max(padded, IDLE_STRIDE):
+        raise ShapeProblem(
+            f"stride of {stride:,} is larger than its input of {size}"
+            + (f" padded to {padded}" if pad else "") + f" on the {axis} axis: the window never moves",
+            f"stride={padded} gives the same output (PyTorch's backward pass slows with the square of the stride)")
     span = padded - extent
     if ceil:
         out = -(-span // stride) + 1

@@ -8,6 +8,7 @@ line, the column and the text under a caret.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,14 +76,11 @@ class SourceError(Exception):
 def read_source(path: str | Path) -> SourceFile:
     """Read a spec as UTF-8; size and encoding problems raise `SourceError`."""
     path = Path(path)
-    name = str(path)
+    name = display_name(path)
     nowhere = Span(name, 1, 1, 1, 1)
     try:
-        size = path.stat().st_size
-        if size > MAX_SOURCE_BYTES:
-            raise SourceError(nowhere, f"file is {size:,} bytes, over the {MAX_SOURCE_BYTES:,}-byte limit",
-                              "split the spec, or check that this is the file you meant")
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # bounded by the bytes read: st_size is 0 for /dev/zero or a pipe
+            data = handle.read(MAX_SOURCE_BYTES + 1)
     except FileNotFoundError:
         raise SourceError(nowhere, f"no such file: {name}",
                           "give a path to a .cnn file or the name of a built-in (`cnndsl list`)") from None
@@ -90,7 +88,16 @@ def read_source(path: str | Path) -> SourceFile:
         raise SourceError(nowhere, f"{name} is a directory, not a spec") from None
     except OSError as exc:
         raise SourceError(nowhere, f"cannot read {name}: {exc.strerror}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SourceError(nowhere, f"file is over the {MAX_SOURCE_BYTES:,}-byte limit",
+                          "split the spec, or check that this is the file you meant")
     return decode_source(name, data)
+
+
+def display_name(path: str | Path) -> str:
+    """A file name as printable text: bytes that are not UTF-8 (a POSIX name may hold any)
+    shown as \\xNN escapes, so that every diagnostic and message can be printed."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def decode_source(name: str, data: bytes) -> SourceFile:
