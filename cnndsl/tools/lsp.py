@@ -30,6 +30,7 @@ from ..errors import CnndslError, MissingExtra
 from .. import ast, ir
 from ..compiler import Compiled
 from ..diagnostics import ERROR, CompileError, Diagnostic
+from ..report import editor_message
 from ..passes import resolve
 from ..passes.shapes import fmt_shape
 from ..source import MAX_SOURCE_BYTES, SourceFile, Span
@@ -392,8 +393,7 @@ def _register_documents(server, state: _State, lsp) -> None:
     severity = {ERROR: lsp.DiagnosticSeverity.Error}
 
     def to_lsp(document, d: Diagnostic):
-        message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
-        return lsp.Diagnostic(range=_span_range(lsp, document, d.span), message=message, source="cnndsl",
+        return lsp.Diagnostic(range=_span_range(lsp, document, d.span), message=editor_message(d), source="cnndsl",
                               severity=severity.get(d.severity, lsp.DiagnosticSeverity.Warning),
                               code=d.code or None, data={"hint": d.hint, "message": d.message})
 
