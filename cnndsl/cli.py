@@ -13,17 +13,28 @@ import sys
 
 import click
 
-from .diagnostics import CompileError, render, to_json
+from .diagnostics import CompileError
 from .errors import CnndslError
 from .options import NETWORK_OPTION, SET_OPTION, SPEC_ARGUMENT
 from .settings import parse_settings
 
 
+def _text(diagnostics: list, sources: dict) -> str:
+    """Diagnostics for the terminal: coloured, the source line highlighted, where stderr is one."""
+    from .report import render
+    from .tools import line_highlighter
+
+    color = sys.stderr.isatty()
+    return render(diagnostics, sources, color=color, highlight=line_highlighter() if color else None)
+
+
 def _report(exc: CompileError, sources: dict, fmt: str = "text") -> None:
+    from .report import to_json
+
     if fmt == "json":
         click.echo(to_json(exc.diagnostics))
     else:
-        click.echo(render(exc.diagnostics, sources, color=sys.stderr.isatty()), err=True, nl=False)
+        click.echo(_text(exc.diagnostics, sources), err=True, nl=False)
 
 
 def _report_error(exc: CnndslError) -> None:
@@ -93,8 +104,7 @@ def compile_command(spec: str, output: str | None, settings, network, strict: bo
 
     compiled = compile_spec(spec, strict=strict, network=network, **parse_settings(settings))
     if compiled.warnings:
-        click.echo(render(compiled.warnings, {compiled.source.path: compiled.source},
-                          color=sys.stderr.isatty()), err=True, nl=False)
+        click.echo(_text(compiled.warnings, {compiled.source.path: compiled.source}), err=True, nl=False)
     code = generate(compiled)
     if output and output != STDOUT:
         write_atomic(output, code)
@@ -120,11 +130,12 @@ def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
         _report(exc, _sources_of(spec), fmt)
         sys.exit(1)
     if fmt == "json":
+        from .report import to_json
+
         click.echo(to_json(compiled.warnings))
         return
     if compiled.warnings:
-        click.echo(render(compiled.warnings, {compiled.source.path: compiled.source},
-                          color=sys.stderr.isatty()), err=True, nl=False)
+        click.echo(_text(compiled.warnings, {compiled.source.path: compiled.source}), err=True, nl=False)
     net = compiled.network
     from .passes.shapes import fmt_shape
 
