@@ -32,12 +32,15 @@ from pathlib import Path
 
 # -- names -------------------------------------------------------------------------------------
 
-_MODULE_ATTRIBUTES = ("set_submodule", "register_state_dict_post_hook", "register_load_state_dict_pre_hook",
-                      "forward", "training", "train", "eval", "parameters", "modules", "children", "apply",
-                      "to", "cuda", "cpu", "type", "half", "float", "double", "state_dict", "compile",
-                      "zero_grad", "get_submodule", "add_module", "register_buffer", "extra_repr", "ipu",
-                      "xpu", "mtia", "buffers", "named_modules", "requires_grad_", "share_memory",
-                      "dump_patches", "call_super_init", "T_destination", "to_empty", "get_extra_state")
+def _module_attributes() -> tuple[str, ...]:
+    """nn.Module's own attribute names, as the installed torch has them (private ones too)."""
+    import torch
+
+    return tuple(sorted(set(dir(torch.nn.Module)) | set(vars(torch.nn.Module()))
+                        - {n for n in dir(object)}))
+
+
+_MODULE_ATTRIBUTES = _module_attributes()
 _BUILTINS = tuple(n for n in dir(builtins) if not n.startswith("_"))[::7] + (
     "print", "len", "super", "object", "type", "id", "input", "range", "sum", "max", "min", "list")
 _KEYWORDS = tuple(keyword.kwlist) + tuple(keyword.softkwlist)
@@ -91,7 +94,7 @@ class NetGen:
 
     def label(self) -> str:
         rng = self.rng
-        if rng.random() < 0.3:
+        if rng.random() < 0.15:
             pool = rng.choice(sorted(NAME_POOLS))
             name = rng.choice(NAME_POOLS[pool])
             if name not in self.used:
@@ -389,7 +392,7 @@ def run_network(text: str, params: dict[str, int] | None = None, backward: bool 
     from cnndsl import CompileError
     from cnndsl.api import load_generated
     from cnndsl.compiler import compile_network, generate, source_from_text
-    from cnndsl.diagnostics import render
+    from cnndsl.report import render
     from fuzz_campaign import FuzzFailure
 
     source = source_from_text(text, "fuzz.cnn")
