@@ -9,10 +9,8 @@ from pathlib import Path
 
 from . import ir, resources
 from .diagnostics import ERROR, WARNING, CompileError, Diagnostic
-from .parse import parse
-from .passes import assign_names, expand, infer_shapes, resolve
+from .passes import PIPELINE, Context
 from .source import SourceFile, Span, decode_source, read_source
-
 
 
 @dataclass
@@ -51,21 +49,33 @@ def source_from_text(text: str, name: str = "<string>") -> SourceFile:
 
 def compile_network(source: SourceFile, params: dict | None = None, strict: bool = False,
                     network: str | None = None) -> Compiled:
-    """Parse, resolve, expand, infer shapes and name: the checked network."""
-    program = resolve(parse(source))
-    expanded = expand(program, params or {}, network)
-    shaped, warnings = infer_shapes(expanded)
-    named = assign_names(shaped)
-    named = _with_path(named, source.path)
-    if strict and warnings:
-        raise CompileError([w.as_error() for w in warnings])
-    return Compiled(named, source, warnings)
+    """Parse, resolve, expand, infer shapes and name: the checked network. On errors, the
+    `CompileError` holds all of them, and the partial tree as `.tree` (see `run_passes`)."""
+    context = Context(source, dict(params or {}), strict, network)
+    tree = run_passes(source, context)
+    if context.errors:
+        raise context.failure()
+    if strict and context.warnings:
+        error = CompileError([w.as_error() for w in context.warnings])
+        error.tree, error.context = tree, context
+        raise error
+    return Compiled(tree, source, context.warnings)
 
 
-def _with_path(network: ir.Network, path: str) -> ir.Network:
-    from dataclasses import replace
-
-    return replace(network, source_path=path)
+def run_passes(tree, context: Context):
+    """Run `passes.PIPELINE` on `tree`: each pass while none has stopped. Returns the last
+    tree, also left in `context.tree`: with shape errors, the named IR whose unknown parts
+    have `stats=None`."""
+    for step in PIPELINE:
+        try:
+            tree = step(tree, context)
+        except CompileError as error:  # a pass that cannot go on at all (a syntax error, a limit)
+            context.extend(error.diagnostics)
+            context.stop()
+        context.tree = tree
+        if context.stopped:
+            break
+    return tree
 
 
 def generate(compiled: Compiled) -> str:
@@ -74,8 +84,4 @@ def generate(compiled: Compiled) -> str:
     return generate_module(compiled.network)
 
 
-def has_errors(diagnostics: list[Diagnostic]) -> bool:
-    return any(d.severity == ERROR for d in diagnostics)
-
-
-__all__ = ["Compiled", "ERROR", "WARNING", "builtins", "compile_network", "generate", "load"]
+__all__ = ["Compiled", "ERROR", "WARNING", "builtins", "compile_network", "generate", "load", "run_passes"]

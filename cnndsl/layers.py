@@ -218,8 +218,7 @@ CONV = LayerRule(
     torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True)
 
 
-def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, helper=None,
-               dilation: bool = False) -> LayerRule:
+def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, helper=None) -> LayerRule:
     args = (ArgSpec("size", "int", minimum=1, doc="window size F"),
             ArgSpec("stride", "int", None, minimum=1, doc="stride S (default: the size)"),
             ArgSpec("pad", "int", 0, minimum=0)) + extra + (ArgSpec("ceil", "bool", False), FLOOR)
