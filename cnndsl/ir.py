@@ -159,6 +159,26 @@ class BlockInfo:
     span: Span
 
 
+def call_args(args, defaults: dict, changed):
+    """The arguments a block call writes, as (name, value, by_name): each of `args` (name,
+    Value) without a default in `defaults` by position, one with a default by name where
+    `changed(value, default)`; the rest are left out."""
+    for name, value in args:
+        default = defaults.get(name)
+        if default is None:
+            yield name, value, False
+        elif changed(value, default):
+            yield name, value, True
+
+
+def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[str, ...] = ()) -> str:
+    """A block call as the generated code and the diagram write it: `Bottleneck(64, 128, stride=2)`:
+    `leading` arguments first, then `call_args`, each shown as `show(value)`."""
+    parts = list(leading) + [f"{name}={show(value)}" if by_name else show(value)
+                             for name, value, by_name in call_args(args, defaults, changed)]
+    return f"{callee}({', '.join(parts)})"
+
+
 @dataclass(frozen=True)
 class Network:
     _fields = ("body",)

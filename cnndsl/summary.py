@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 from . import ir
+from .layers import RULES, label
 from .passes.shapes import fmt_shape
 from .traverse import Visitor
 
@@ -78,28 +79,10 @@ class _Paths(Visitor):
 
 
 def describe(layer: ir.Layer) -> str:
-    """`conv 3x3/2 64`: the kind and the arguments that shape it."""
-    v = layer.values
-    s = layer.stats
-    if layer.kind == "conv":
-        text = f"conv {v['size']}x{v['size']}/{v['stride']} {v['filters']}"
-        if v["pad"]:
-            text += f" pad {v['pad']}"
-        if v["groups"] != 1:
-            text += f" groups {v['groups']}"
-    elif layer.kind in ("maxpool", "avgpool", "minpool"):
-        stride = v["stride"] if v["stride"] is not None else v["size"]
-        text = f"{layer.kind} {v['size']}x{v['size']}/{stride}"
-    elif layer.kind == "fc":
-        text = f"fc {v['units']}"
-    elif layer.kind in ("adaptive_avgpool", "adaptive_maxpool"):
-        text = f"{layer.kind} {v['size']}x{v['size']}"
-    elif layer.kind == "dropout":
-        text = f"dropout {v['p']:g}"
-    else:
-        text = layer.kind
-    if s.flatten_before:
-        text += f" (flattens {fmt_shape(s.in_shape)})"
+    """`conv 3x3/2 64`: the kind and the arguments that shape it, as `layers.py` labels it."""
+    text = label(layer.kind, layer.args)
+    if layer.stats.flatten_before:
+        text += f" (flattens {fmt_shape(layer.stats.in_shape)})"
     return text
 
 
@@ -167,17 +150,8 @@ class Totals:
 
 
 def kernel(layer: ir.Layer) -> tuple[int, ...] | None:
-    """The shape of the layer's weight (conv, fc, batch norm) or of its window (pools)."""
-    v, s = layer.values, layer.stats
-    if layer.kind == "conv":
-        return (v["filters"], s.in_shape[0] // v["groups"], v["size"], v["size"])
-    if layer.kind == "fc":
-        return (v["units"], ir.elements(s.in_shape))
-    if layer.kind == "batchnorm" and v["affine"]:
-        return (s.in_shape[0],)
-    if layer.kind in ("maxpool", "avgpool", "minpool"):
-        return (v["size"], v["size"])
-    return None
+    """The shape of the layer's weight (conv, fc, batch norm) or of its window (pools), from the table."""
+    return RULES[layer.kind].kernel(layer.stats.in_shape, layer.values)
 
 
 def frozen(layer: ir.Layer) -> int:
@@ -374,68 +348,99 @@ def _hwc(shape) -> str:
     return f"{h}x{w}x{c}"
 
 
-_SHOWN = ("conv", "maxpool", "avgpool", "minpool", "fc", "lrn", "adaptive_avgpool", "adaptive_maxpool",
-          "global_avgpool", "batchnorm")
+def _listed(layer: ir.Layer) -> bool:
+    """In the notes' listing: the layers with a `Listing` in the table, less one that changes
+    nothing (torchvision's adaptive pool at its native size)."""
+    rule = RULES[layer.kind]
+    return rule.listing is not None and not (
+        layer.kind.startswith("adaptive") and layer.stats.in_shape == layer.stats.out_shape)
+
+
+@dataclass
+class _Listing:
+    """The two listings being written, and the numbering of their layers."""
+
+    network: ir.Network
+    arch: list
+    memory: list
+    counters: dict
+    convs: int
+    fcs: int
+    total_memory: int
+    total_weights: int = 0
+
+    def number(self, layer: ir.Layer) -> int:
+        rule = RULES[layer.kind]
+        key = rule.category if rule.category == "pool" else rule.kind  # pools share one count
+        self.counters[key] = self.counters.get(key, 0) + 1
+        return self.counters[key]
+
+    def add(self, layer: ir.Layer) -> None:
+        rule = RULES[layer.kind]
+        n = self.number(layer)
+        out = layer.stats.out_shape
+        shape = f"{out[0]}" if len(out) == 1 else _hwc(out)
+        what, weights, mem_line = _LINES[rule.category](self, layer, rule.listing, n)
+        self.arch.append(f"[{shape}] {what}")
+        self.memory.append(mem_line)
+        self.total_memory += ir.elements(out)
+        self.total_weights += weights
+
+
+def _memory(label: str, out) -> str:
+    return f"{label}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))}"
+
+
+def _conv_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    v, s = layer.values, layer.stats
+    weights = s.params - (v["filters"] if v["bias"] else 0)
+    cin = s.in_shape[0] // v["groups"]
+    return (f"{name.name}{n}: {v['filters']} {v['size']}x{v['size']} filters at stride {v['stride']}, "
+            f"pad {v['pad']}", weights,
+            _memory(f"{name.name}{v['size']}-{v['filters']}", s.out_shape)
+            + f" params: ({v['size']}*{v['size']}*{cin})*{v['filters']} = {weights:,}")
+
+
+def _pool_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    v, out = layer.values, layer.stats.out_shape
+    if "stride" in v:  # a sliding window; the adaptive and global pools have none
+        stride = v["stride"] if v["stride"] is not None else v["size"]
+        what, label = f"{name.name}{n}: {v['size']}x{v['size']} filters at stride {stride}", f"POOL{v['size']}"
+    else:
+        what, label = f"{name.name}{n}: to {out[1]}x{out[2]}", "POOL"
+    return what, 0, _memory(label, out) + " params: 0"
+
+
+def _fc_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    v, s = layer.values, layer.stats
+    scores = " (class scores)" if n == listing.fcs else ""
+    weights = s.params - (v["units"] if v["bias"] else 0)
+    inputs = s.in_shape
+    factors = "*".join(str(d) for d in (inputs[1:] + inputs[:1] if len(inputs) == 3 else inputs))
+    return (f"{name.name}{listing.convs + n}: {v['units']} neurons{scores}", weights,
+            f"{name.name}: [1x1x{v['units']}] memory: {v['units']} params: {factors}*{v['units']} = {weights:,}")
+
+
+def _norm_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    weights = layer.stats.params
+    return f"{name.name}{n}: {name.caption}", weights, _memory(name.name, layer.stats.out_shape) + f" params: {weights:,}"
+
+
+_LINES = {"conv": _conv_lines, "pool": _pool_lines, "fc": _fc_lines, "norm": _norm_lines}
 
 
 def cs231n(network: ir.Network) -> str:
-    # A layer that changes nothing (torchvision's adaptive pool at its native size) is left out.
-    layers = [row.layer for row in rows(network) if row.layer.kind in _SHOWN
-              and not (row.layer.kind.startswith("adaptive") and row.layer.stats.in_shape == row.layer.stats.out_shape)]
-    convs = sum(1 for layer in layers if layer.kind == "conv")
-    counters: dict[str, int] = {}
-    fc_total = sum(1 for layer in layers if layer.kind == "fc")
-    arch = [f"[{_hwc(network.input)}] INPUT"]
-    memory = [f"INPUT: [{_hwc(network.input)}] memory: {_product(network.input)}={approx(ir.elements(network.input))} "
-              f"params: 0 (not counting biases)"]  # as the notes say: the params below are weights
-    total_memory = ir.elements(network.input)
-    total_weights = 0
+    layers = [row.layer for row in rows(network) if _listed(row.layer)]
+    given = ir.elements(network.input)
+    listing = _Listing(
+        network, [f"[{_hwc(network.input)}] INPUT"],
+        [f"INPUT: [{_hwc(network.input)}] memory: {_product(network.input)}={approx(given)} "
+         f"params: 0 (not counting biases)"],  # as the notes say: the params below are weights
+        {}, sum(1 for layer in layers if layer.kind == "conv"), sum(1 for layer in layers if layer.kind == "fc"),
+        given)
     for layer in layers:
-        v, s = layer.values, layer.stats
-        kind = "pool" if layer.kind.endswith("pool") else layer.kind
-        counters[kind] = counters.get(kind, 0) + 1
-        n = counters[kind]
-        out = s.out_shape
-        shape = f"{out[0]}" if len(out) == 1 else _hwc(out)
-        if layer.kind == "conv":
-            arch.append(f"[{shape}] CONV{n}: {v['filters']} {v['size']}x{v['size']} filters at stride "
-                        f"{v['stride']}, pad {v['pad']}")
-            weights = s.params - (v["filters"] if v["bias"] else 0)
-            cin = s.in_shape[0] // v["groups"]
-            mem_line = (f"CONV{v['size']}-{v['filters']}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} "
-                        f"params: ({v['size']}*{v['size']}*{cin})*{v['filters']} = {weights:,}")
-        elif kind == "pool":
-            name = {"maxpool": "MAX POOL", "avgpool": "AVG POOL", "minpool": "MIN POOL",
-                    "adaptive_avgpool": "ADAPTIVE AVG POOL", "adaptive_maxpool": "ADAPTIVE MAX POOL",
-                    "global_avgpool": "GLOBAL AVG POOL"}[layer.kind]
-            if layer.kind in ("maxpool", "avgpool", "minpool"):
-                stride = v["stride"] if v["stride"] is not None else v["size"]
-                arch.append(f"[{shape}] {name}{n}: {v['size']}x{v['size']} filters at stride {stride}")
-                label = f"POOL{v['size']}"
-            else:
-                arch.append(f"[{shape}] {name}{n}: to {out[1]}x{out[2]}")
-                label = "POOL"
-            weights = 0
-            mem_line = f"{label}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: 0"
-        elif layer.kind == "fc":
-            index = convs + n
-            scores = " (class scores)" if n == fc_total else ""
-            arch.append(f"[{shape}] FC{index}: {v['units']} neurons{scores}")
-            weights = s.params - (v["units"] if v["bias"] else 0)
-            inputs = s.in_shape
-            factors = "*".join(str(d) for d in (inputs[1:] + inputs[:1] if len(inputs) == 3 else inputs))
-            mem_line = f"FC: [1x1x{v['units']}] memory: {v['units']} params: {factors}*{v['units']} = {weights:,}"
-        elif layer.kind == "lrn":
-            arch.append(f"[{shape}] NORM{n}: Normalization layer")
-            weights = 0
-            mem_line = f"NORM: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: 0"
-        else:  # batchnorm
-            weights = s.params
-            arch.append(f"[{shape}] BN{n}: Batch normalization")
-            mem_line = f"BN: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: {weights:,}"
-        memory.append(mem_line)
-        total_memory += ir.elements(out)
-        total_weights += weights
+        listing.add(layer)
+    total_memory, total_weights = listing.total_memory, listing.total_weights
     params = network.body.stats.params
     totals = [
         f"TOTAL memory: {total_memory:,} values * 4 bytes ~= {_bytes(total_memory * 4)} / image "
@@ -443,7 +448,7 @@ def cs231n(network: ir.Network) -> str:
         f"TOTAL params: {total_weights:,} weights ({_rounded(total_weights)}); {params:,} with biases "
         f"and batch-norm scales",
     ]
-    return "\n".join(arch) + "\n\n" + "\n".join(memory) + "\n\n" + "\n".join(totals) + "\n"
+    return "\n".join(listing.arch) + "\n\n" + "\n".join(listing.memory) + "\n\n" + "\n".join(totals) + "\n"
 
 
 def _product(shape) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, shortcut_stride, subsampled
+from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
 from ..traverse import Visitor
 from .context import Context, alone, finish
 
@@ -93,8 +93,13 @@ class ShapeInference(Visitor):
             self.context.warn(layer.span, note.message, note.hint, note.code)
         extent, stride = rule.window(flow.shape, values)
         channels = rule.channels(flow.shape, flow.channels, exprs)
+        params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
+        problem = size_problem(out, params, macs)
+        if problem:
+            self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
+            return layer, None
         stats = ir.Stats(
-            flow.shape, out, rule.params(flow.shape, values), rule.macs(flow.shape, out, values),
+            flow.shape, out, params, macs,
             flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
             flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels)
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump)
