@@ -68,11 +68,16 @@ def source_from_text(text: str, name: str = "<string>") -> SourceFile:
 
 
 def compile_network(source: SourceFile, params: dict | None = None, strict: bool = False,
-                    network: str | None = None) -> Compiled:
-    """Parse, resolve, expand, infer shapes and name: the checked network. On errors, the
-    `CompileError` holds all of them, and the partial tree as `.tree` (see `run_passes`)."""
+                    network: str | None = None, program=None) -> Compiled:
+    """Parse, resolve, expand, infer shapes and name: the checked network. `program`: the
+    syntax tree of `source`, already parsed (the language server parses once per change).
+    On errors, the `CompileError` holds all of them, and the partial tree as `.tree`
+    (see `run_passes`)."""
     context = Context(source, dict(params or {}), strict, network)
-    tree = run_passes(source, context)
+    if program is None:
+        tree = run_passes(source, context)
+    else:
+        tree = run_passes(program, context, PIPELINE[1:])
     if context.errors:
         raise context.failure()
     if strict and context.warnings:
@@ -82,11 +87,11 @@ def compile_network(source: SourceFile, params: dict | None = None, strict: bool
     return Compiled(tree, source, context.warnings)
 
 
-def run_passes(tree, context: Context):
-    """Run `passes.PIPELINE` on `tree`: each pass while none has stopped. Returns the last
-    tree, also left in `context.tree`: with shape errors, the named IR whose unknown parts
-    have `stats=None`."""
-    for step in PIPELINE:
+def run_passes(tree, context: Context, steps=PIPELINE):
+    """Run the passes (`passes.PIPELINE`) on `tree`: each while none has stopped. Returns
+    the last tree, also left in `context.tree`: with shape errors, the named IR whose
+    unknown parts have `stats=None`."""
+    for step in steps:
         try:
             tree = step(tree, context)
         except CompileError as error:  # a pass that cannot go on at all (a syntax error, a limit)

@@ -198,24 +198,9 @@ class Expander(Visitor):
 
     def check_type(self, rule: LayerRule, spec, value: ir.Value, span: Span) -> None:
         v = value.value
-        ok = {
-            "int": isinstance(v, int) and not isinstance(v, bool),
-            "float": isinstance(v, (int, float)) and not isinstance(v, bool),
-            "bool": isinstance(v, bool),
-            "str": isinstance(v, str),
-        }[spec.type]
-        if spec.default is None and v is None:
-            ok = True
-        if not ok:
-            hint = None
-            if spec.type == "int" and isinstance(v, float):
-                hint = "use // for integer division" if v == int(v) else "give a whole number"
-            elif spec.type == "bool":
-                hint = "write true or false"
-            elif spec.type == "str":
-                hint = f"write it in double quotes: {spec.name}=\"{spec.choices[0] if spec.choices else '...'}\""
+        if not _has_type(spec, v):
             raise self.fail(span, f"{rule.kind} {spec.name!r} must be {_TYPE_WORDS[spec.type]}, "
-                            f"got {_describe(v)}", hint, "type")
+                            f"got {_describe(v)}", _type_hint(spec, v), "type")
         if spec.choices and v not in spec.choices:
             raise self.fail(span, f"{rule.kind} {spec.name!r} must be one of "
                             f"{', '.join(repr(c) for c in spec.choices)}, got {v!r}",
@@ -544,6 +529,27 @@ class Expander(Visitor):
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _has_type(spec, v) -> bool:
+    if spec.default is None and v is None:
+        return True
+    return {
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": isinstance(v, bool),
+        "str": isinstance(v, str),
+    }[spec.type]
+
+
+def _type_hint(spec, v) -> str | None:
+    if spec.type == "int" and isinstance(v, float):
+        return "use // for integer division" if v == int(v) else "give a whole number"
+    if spec.type == "bool":
+        return "write true or false"
+    if spec.type == "str":
+        return f"write it in double quotes: {spec.name}=\"{spec.choices[0] if spec.choices else '...'}\""
+    return None
 
 
 def _describe(value) -> str:
