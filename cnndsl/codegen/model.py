@@ -280,20 +280,14 @@ class Generator:
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
-        info = self.network.blocks[node.block]
-        defaults = dict(info.params)
-        args = [node.stats.in_channels.text]
+        defaults = dict(self.network.blocks[node.block].params)
+        passed = [(name, given[name]) for name, _, _ in model.params[1:]]
+        text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
+                            leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
-        for name, _annotation_text, default in model.params[1:]:
-            value = given[name]
-            if defaults.get(name) is None:
-                args.append(value.text)
-            elif value.value != defaults[name].value or type(value.value) is not type(defaults[name].value):
-                args.append(f"{name}={value.text}")
-            else:
-                continue
+        for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
-        return Ctor(f"{class_name}({', '.join(args)})", names=frozenset(names))
+        return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
@@ -355,3 +349,8 @@ def _used_names(members: list[Member]) -> set[str]:
         if member.condition is not None:
             used |= member.condition.names
     return used
+
+
+def _changed(value: ir.Value, default: ir.Value) -> bool:
+    """An argument the generated call must pass: its value, or its type (2.0 for 2), differs."""
+    return value.value != default.value or type(value.value) is not type(default.value)

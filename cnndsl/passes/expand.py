@@ -21,7 +21,8 @@ from ..expr import BINARY, NONE, Binary, Name, Unary
 from ..diagnostics import CompileError, Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
-from .resolve import suggest, walk_nodes
+from ..traverse import walk_elements
+from .resolve import suggest
 
 MAX_LAYERS = 20_000
 MAX_VALUE = 1 << 40
@@ -57,8 +58,6 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     chains = [d.chain for d in program.lets]
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
-    from .resolve import walk_elements
-
     for element in walk_elements(chains):
         if isinstance(element.node, ast.Optional):
             name = switch_name(element)
@@ -537,4 +536,4 @@ def expand(program: ast.Program, overrides: dict[str, object] | None = None,
     return Expander(program, overrides or {}).network(chosen)
 
 
-__all__ = ["expand", "switches_of", "walk_nodes"]
+__all__ = ["expand", "switches_of"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..diagnostics import CompileError, Diagnostic
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, shortcut_stride, subsampled
+from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,12 @@ class ShapeInference:
                 self.warnings.append(warning)
         extent, stride = rule.window(flow.shape, values)
         channels = rule.channels(flow.shape, flow.channels, exprs)
+        params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
+        problem = size_problem(out, params, macs)
+        if problem:
+            raise self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
         stats = ir.Stats(
-            flow.shape, out, rule.params(flow.shape, values), rule.macs(flow.shape, out, values),
+            flow.shape, out, params, macs,
             flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
             flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
             dims=rule.dims(flow.dims, values, exprs))
