@@ -451,6 +451,7 @@ class Expander(Visitor):
             blocks=dict(self.block_infos),
             switches=tuple(sorted(self.switches.items())),
             source_path=self.context.source.path if self.context.source is not None else "",
+            doc=self.context.source.header_comment() if self.context.source is not None else (),
         )
 
     def check_overrides(self, network: ast.NetworkDef, switches) -> None:

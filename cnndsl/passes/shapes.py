@@ -29,6 +29,7 @@ class Flow:
     channels: Expr
     rf: int = 1
     jump: int = 1
+    dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
 
 
 def fmt_shape(shape: ir.Shape) -> str:
@@ -61,7 +62,7 @@ class ShapeInference(Visitor):
         if start is None or end is None or any(i.stats is None for i in items):
             return None
         return ir.Stats(start.shape, end.shape, sum(i.stats.params for i in items),
-                        sum(i.stats.macs for i in items), end.rf, end.jump, end.channels)
+                        sum(i.stats.macs for i in items), end.rf, end.jump, end.channels, dims=end.dims)
 
     def visit_Side(self, node: ir.Side, flow: Flow | None) -> tuple[ir.Side, Flow | None]:
         read = flow
@@ -75,7 +76,8 @@ class ShapeInference(Visitor):
         if flow is None or out is None or inner.stats is None:
             return replace(node, node=inner), flow
         # Parameters count (they are in the state_dict); MACs do not: inference skips it.
-        stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels)
+        stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels,
+                         dims=flow.dims)
         return replace(node, node=inner, stats=stats), flow
 
     def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
@@ -101,8 +103,9 @@ class ShapeInference(Visitor):
         stats = ir.Stats(
             flow.shape, out, params, macs,
             flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels)
-        return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump)
+            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
+            dims=rule.dims(flow.dims, values, exprs))
+        return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def visit_Concat(self, node: ir.Concat, flow: Flow | None) -> tuple[ir.Concat, Flow | None]:
         branches = []
@@ -125,7 +128,7 @@ class ShapeInference(Visitor):
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs))
+        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[0].dims)
         return replace(node, stats=self.total(branches, flow, end)), end
 
     def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
@@ -141,7 +144,7 @@ class ShapeInference(Visitor):
             return node, out
         params = body.stats.params + shortcut.stats.params
         macs = body.stats.macs + shortcut.stats.macs
-        stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels)
+        stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
         return replace(node, stats=stats), out
 
     def shortcut(self, node: ir.Residual, flow: Flow, out: Flow) -> ir.Shortcut | None:
@@ -205,7 +208,9 @@ class ShapeInference(Visitor):
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
     def visit_BlockInstance(self, node: ir.BlockInstance, flow: Flow | None) -> tuple[ir.BlockInstance, Flow | None]:
-        inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump)
+        height, width = dim_names(node)
+        inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
+                                               (Name(height), Name(width)) if len(flow.shape) == 3 else ())
         outside = self.named_outputs
         self.named_outputs = {}  # a block's member names are its own
         body, out = self.visit_Seq(node.body, inner)
@@ -215,12 +220,17 @@ class ShapeInference(Visitor):
             return node, None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
-        channels = out.channels.substitute(self.arguments(node, flow))
-        end = Flow(out.shape, channels, out.rf, out.jump)
+        mapping = self.arguments(node, flow)
+        channels = out.channels.substitute(mapping)
+        dims = None
+        if out.dims is not None and flow.dims is not None:
+            mapping.update(zip((height, width), flow.dims))
+            dims = tuple(d.substitute(mapping) for d in out.dims)
+        end = Flow(out.shape, channels, out.rf, out.jump, dims)
         if body.stats is None:  # a side output inside failed; the block's output is known
             return node, end
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
-                         in_channels=flow.channels)
+                         in_channels=flow.channels, dims=dims)
         return replace(node, stats=stats), end
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
@@ -283,10 +293,20 @@ def _stride_of(body: ir.Seq) -> ir.Value | None:
     return strides.found[0] if len(strides.found) == 1 else None
 
 
+def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
+    """The names a block's comments give its input's height and width: H and W, unless
+    the block has parameters of those names."""
+    taken = {name for name, _ in node.args}
+    height, width = "H", "W"
+    while height in taken or width in taken:
+        height, width = height + "_in", width + "_in"
+    return height, width
+
+
 def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Network:
     """The network with every node's stats; `stats=None` where a shape is unknown."""
     context, own = alone(context)
     inference = ShapeInference(context)
-    start = Flow(network.input, network.input_channels.expr)
+    start = Flow(network.input, network.input_channels.expr, dims=tuple(Const(d) for d in network.input[1:]))
     body, _ = inference.visit_Seq(network.body, start)
     return finish(replace(network, body=body), context, own)
