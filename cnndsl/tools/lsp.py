@@ -654,18 +654,18 @@ _LENGTH = re.compile(rb"^content-length:\s*(\S*)\s*$", re.I)
 
 def _run_stdio(server) -> None:
     """pygls's stdio loop, except that a broken header or a request whose parameters do
-    not fit gets a JSON-RPC error and the server reads on (pygls would go silent)."""
+    not fit gets a JSON-RPC error and the server reads on (pygls would go silent), and
+    that each message is read whole in one hop to the reading thread."""
     import asyncio
     import sys
     import threading
 
-    from pygls.io_ import StdinAsyncReader, StdoutWriter
+    from pygls.io_ import StdoutWriter
 
     server._stop_event = threading.Event()
-    reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
     server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
     try:
-        asyncio.run(_read_loop(server, reader))
+        asyncio.run(_read_loop(server, sys.stdin.buffer))
     except BrokenPipeError:
         pass
     except (KeyboardInterrupt, SystemExit):
@@ -674,34 +674,45 @@ def _run_stdio(server) -> None:
         server.shutdown()
 
 
-async def _read_loop(server, reader) -> None:
-    protocol = server.protocol
+async def _read_loop(server, stream) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
     while not server._stop_event.is_set():
-        length, problem = None, None
-        while True:  # one header block, up to its empty line
-            header = await reader.readline()
-            if not header:
-                return
-            if not header.strip():
-                if length is None and problem is None:
-                    continue  # stray blank lines between messages
-                break
-            at = header.lower().rfind(b"content-length:")
-            if at < 0:
-                continue  # Content-Type, or garbage
-            value = _LENGTH.match(header[at:].rstrip(b"\r\n"))
-            text = value.group(1).decode("ascii", "replace") if value else ""
-            if text.isdigit() and int(text) <= MAX_MESSAGE_BYTES:
-                length, problem = int(text), None
-            else:
-                length, problem = None, f"bad Content-Length header {text!r}"
+        body, problem = await loop.run_in_executor(server.thread_pool, _read_message, stream)
         if problem is not None:
-            _send_error(protocol, None, -32700, problem + "; skipped to the next header")
-            continue
-        body = await reader.readexactly(length)
-        if len(body) < length:
+            _send_error(server.protocol, None, -32700, problem + "; skipped to the next header")
+        elif body is None:
             return
-        _handle(protocol, body)
+        else:
+            _handle(server.protocol, body)
+
+
+def _read_message(stream) -> tuple[bytes | None, str | None]:
+    """One message's body; or a problem with its header (the body that follows is then
+    skipped: reading resumes at the next `Content-Length`); or (None, None) at the end."""
+    length, problem = None, None
+    while True:  # one header block, up to its empty line
+        header = stream.readline()
+        if not header:
+            return None, None
+        if not header.strip():
+            if length is None and problem is None:
+                continue  # stray blank lines between messages
+            break
+        at = header.lower().rfind(b"content-length:")
+        if at < 0:
+            continue  # Content-Type, or what is left of a skipped body
+        value = _LENGTH.match(header[at:].rstrip(b"\r\n"))
+        text = value.group(1).decode("ascii", "replace") if value else ""
+        if text.isdigit() and int(text) <= MAX_MESSAGE_BYTES:
+            length, problem = int(text), None
+        else:
+            length, problem = None, f"bad Content-Length header {text!r}"
+    if problem is not None:
+        return None, problem
+    body = stream.read(length)
+    return (body, None) if len(body) == length else (None, None)
 
 
 def _handle(protocol, body: bytes) -> None:
