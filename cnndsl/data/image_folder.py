@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.errors import DataError
+from .errors import DataError
 from .dataset import Dataset, ImageFiles, Split, carve
 from .fit import FitRequest, channel_plan, size_plan
 

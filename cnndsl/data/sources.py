@@ -8,9 +8,10 @@ or an image folder.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from ..train.errors import DataError
+from .errors import DataError
 from .dataset import Dataset
 from .fit import FitRequest, fit_dataset
 
@@ -35,9 +36,15 @@ def open_dataset(data: str, request: FitRequest, outputs: int, val_fraction: flo
         from .synthetic import DEFAULT_TRAIN_SIZE, load_synthetic_dataset
 
         count = data.partition(":")[2]
-        if count and not (count.isdigit() and int(count) > 0):
+        if count and not (count.isascii() and count.isdigit() and int(count) > 0):
             raise DataError(f"--data {data}: the size after 'synthetic:' must be a positive integer")
-        return load_synthetic_dataset(tuple(request.shape), outputs, int(count) if count else DEFAULT_TRAIN_SIZE)
+        size = int(count) if count else DEFAULT_TRAIN_SIZE
+        sample = math.prod(request.shape) * (1 if len(request.shape) == 3 else 4)
+        if size * sample > eager_limit_bytes:
+            most = max(1, eager_limit_bytes // sample)
+            raise DataError(f"--data {data}: {size:,} samples of {tuple(request.shape)} would take "
+                            f"{size * sample / 2**30:,.1f} GiB in memory", f"use at most synthetic:{most:,}".replace(",", ""))
+        return load_synthetic_dataset(tuple(request.shape), outputs, size)
     path = Path(data).expanduser()
     if not path.exists():
         raise DataError(f"no dataset at {data!r}: not a file or directory, nor 'digits' or 'synthetic'",

@@ -22,6 +22,29 @@ _DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N
               "file or a directory of MNIST IDX files, CIFAR python batches, or class folders of images.")
 
 
+def choose_wait_policy(environ) -> str | None:
+    """OpenMP's wait policy, set before torch is first imported (OpenMP reads it once).
+
+    Measured (benchmarks/train_overhead.py): with PASSIVE, idle OpenMP threads sleep
+    between parallel regions, and small networks' steps pay a wake-up each time: resnet20
+    trained at 0.82x a plain loop's rate, two threads on LeNet-5 at a third of one's. With
+    the default (spin a while, then sleep) both match the plain loop. Spinning only hurts
+    when other processes want the cores: then PASSIVE, and one thread for small networks
+    (`Run._choose_threads`). A value the user set is kept."""
+    if "OMP_WAIT_POLICY" in environ:
+        return environ["OMP_WAIT_POLICY"]
+    import os
+
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1) + 0.5
+    except OSError:
+        busy = False
+    if busy:
+        environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return "PASSIVE"
+    return None
+
+
 def _show(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -65,9 +88,15 @@ def recipe_options(command):
               help="Also save within an epoch this often (0: only at epoch ends).")
 @click.option("--progress/--no-progress", "progress_bar", default=None,
               help="Progress bar (default: when stderr is a terminal; plain lines otherwise).")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
+              help="Start from these weights (fine-tuning): a cnndsl checkpoint, a safetensors file or a "
+                   ".pth state_dict; a head of another shape is re-initialised.")
+@click.option("--log", "log", multiple=True, type=click.Choice(["csv", "tensorboard"]),
+              help="Also log to metrics.csv or TensorBoard event files (tb/); repeatable.")
 @recipe_options
 def train_command(spec, data, out, settings, network, recipe_file, resume, overwrite, device, resize,
-                  convert_channels, loader, workers, threads, checkpoint_minutes, progress_bar, **recipe_values):
+                  convert_channels, loader, workers, threads, checkpoint_minutes, progress_bar, init, log,
+                  **recipe_values):
     """Train SPEC (a .cnn file or a built-in's name) on a dataset.
 
     \b
@@ -80,10 +109,7 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
     """
     import os
 
-    # Idle OpenMP threads sleep instead of spinning: on a machine whose cores other
-    # processes also use, spinning threads slowed training several times over. Set here,
-    # before torch is first imported, since OpenMP reads it once.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    choose_wait_policy(os.environ)
     from ..settings import parse_settings
     from .loop import RunOptions, train
 
@@ -95,7 +121,8 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
                          overrides=recipe_values, recipe_file=Path(recipe_file) if recipe_file else None,
                          resume=resume, overwrite=overwrite, device=device, resize=resize,
                          convert_channels=convert_channels, loader=loader, workers=workers,
-                         threads=threads, checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar, argv=sys.argv[1:])
+                         threads=threads, checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar,
+                         argv=sys.argv[1:], init=init, log=tuple(log))
     result = train(options)
     if os.environ.get("RANK", "0") != "0":
         return
