@@ -252,7 +252,8 @@ def _data_problem(data, outputs: int, channels: int) -> str | None:
                                              or not all(isinstance(c, str) for c in classes)):
         return "'data.classes' must name one class per output"
     norm = data.get("normalize")
-    if not isinstance(norm, dict) or not _numbers(norm.get("mean"), channels) or not _numbers(norm.get("std"), channels):
+    if not isinstance(norm, dict) or not (_numbers(norm.get("mean"), channels) and
+                                          _numbers(norm.get("std"), channels)):
         return f"'data.normalize' needs lists 'mean' and 'std' of {channels} numbers (one per input channel)"
     if any(s <= 0 for s in norm["std"]) or not _numbers([norm.get("scale")]) or norm["scale"] <= 0:
         return "'data.normalize' needs positive 'std' values and 'scale'"

@@ -143,16 +143,22 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
 @click.option("--resize", is_flag=True, help="Scale images whose size differs from the model's input.")
 @click.option("--convert-channels", is_flag=True, help="Turn colour images grey or grey ones colour.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_command(checkpoint, data, split, device, batch_size, resize, convert_channels, as_json):
+@click.option("--per-class/--no-per-class", default=None,
+              help="Per-class accuracy and the confusion matrix (default: with at most 20 classes). "
+                   "`cnndsl viz confusion` draws it as a PNG.")
+def eval_command(checkpoint, data, split, device, batch_size, resize, convert_channels, as_json, per_class):
     """Score CHECKPOINT (a .safetensors file or a run directory) on a dataset split."""
-    from .inference import evaluate_checkpoint
+    from .inference import confusion_text, evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split, device, batch_size, resize, convert_channels)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif "accuracy" in result:
+        top5 = f", top-5 {100 * result['top5']:.2f}%" if "top5" in result else ""
         click.echo(f"{result['data']} {split}: accuracy {100 * result['accuracy']:.2f}% "
-                   f"({result['correct']}/{result['samples']}), loss {result['loss']:.4f}")
+                   f"({result['correct']}/{result['samples']}){top5}, loss {result['loss']:.4f}")
+        if per_class or (per_class is None and len(result["classes"]) <= 20):
+            click.echo(confusion_text(result))
     else:
         click.echo(f"{result['data']} {split}: loss {result['loss']:.5g} ({result['samples']} samples)")
 

@@ -1,7 +1,7 @@
 """The errors of `cnndsl train`, `eval` and `predict` that are the user's to fix.
 
 A bad data path, a dataset that does not fit the spec, a corrupted checkpoint, a loss
-that diverged: each is a `TrainError` (a dataset's, `DataError`, lives in `cnndsl.data.errors`), a `cnndsl.errors.CnndslError`, so that the CLI's
+that diverged: each is a `TrainError` (or a `DataError`, which lives in `cnndsl.data.errors`), a `cnndsl.errors.CnndslError`, so that the CLI's
 `main()` prints it as `error: ...` with a hint on the next line and exits 1, never with a
 traceback. Library code raises these; only the CLI prints them. This module imports
 neither torch nor numpy, so that the data and train packages can raise errors before

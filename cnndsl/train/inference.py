@@ -123,11 +123,12 @@ def confusion_text(result: dict) -> str:
     names = [str(c) for c in result["classes"]]
     width = max(5, max(len(str(v)) for row in result["confusion"] for v in row) + 1)
     label = min(16, max(len(n) for n in names))
-    corner = "true/predicted"
-    lines = [f"{corner:<{label + 9}}" + "".join(f"{n[:width - 1]:>{width}}" for n in names)]
+    corner = "true \\ predicted"
+    lead = max(label + 9, len(corner) + 1)
+    lines = [corner.ljust(lead) + "".join(f"{n[:width - 1]:>{width}}" for n in names)]
     for name, row, acc in zip(names, result["confusion"], result["per_class_accuracy"]):
-        shown = "   -  " if acc is None else f"{100 * acc:5.1f}%"
-        lines.append(f"{name[:label]:<{label}} {shown}  " + "".join(f"{v:>{width}}" for v in row))
+        shown = "    - " if acc is None else f"{100 * acc:5.1f}%"
+        lines.append(f"{name[:label]:<{label}} {shown}".ljust(lead) + "".join(f"{v:>{width}}" for v in row))
     return "\n".join(lines)
 
 

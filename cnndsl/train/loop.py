@@ -479,12 +479,14 @@ class Run:
 
     def _keep_best(self, epoch: int, score: float, scores: dict) -> None:
         """best.safetensors for the best epoch; with keep_best k > 1, one file per each of the k best."""
-        improved = self.best_score is None or score >= self.best_score  # ties: the later, more annealed
+        # the best weights: ties go to the later, more annealed epoch; patience counts epochs
+        # since the metric last improved by more than min_delta
+        progressed = self.best_score is None or score > self.best_score + self.recipe.min_delta
+        improved = self.best_score is None or score >= self.best_score
+        self.since_best = 0 if progressed else self.since_best + 1
         if improved:
-            self.best_score, self.best_epoch, self.since_best = score, epoch, 0
+            self.best_score, self.best_epoch = score, epoch
             self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        else:
-            self.since_best += 1
         k = self.recipe.keep_best
         ranked = sorted(self.best_k + [[score, epoch]], key=lambda se: (-se[0], -se[1]))
         kept, self.best_k = ranked[:k], ranked[:k]

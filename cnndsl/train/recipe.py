@@ -75,7 +75,8 @@ class Recipe:
     patience: int = _f(0, "Early stopping: stop after this many epochs without the monitored metric "
                        "improving (0: never).")
     min_delta: float = _f(0.0, "The least change of the monitored metric that counts as improving.")
-    keep_best: int = _f(1, "Keep the k best epochs' weights (best.safetensors, and best-epochN.safetensors for each of the k when k > 1).")
+    keep_best: int = _f(1, "Keep the k best epochs' weights: best.safetensors, and with k > 1 also "
+                        "best-epochN.safetensors for each of the k.")
     plateau_patience: int = _f(2, "plateau schedule: epochs without improvement before the rate drops.")
     plateau_factor: float = _f(0.1, "plateau schedule: the factor the rate is multiplied by.")
     freeze: str = _f("", "Comma-separated state_dict prefixes whose parameters stay fixed (fine-tuning), "
