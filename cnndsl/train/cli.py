@@ -83,7 +83,7 @@ def recipe_options(command):
               help="device: the whole dataset on the device as tensors; stream: a DataLoader with workers.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers when streaming.")
 @click.option("--threads", type=click.IntRange(1), default=None,
-              help="CPU threads (default: one for a small network, else torch's choice).")
+              help="CPU threads (default: torch's; one for a small network when the machine is busy).")
 @click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
               help="Also save within an epoch this often (0: only at epoch ends).")
 @click.option("--progress/--no-progress", "progress_bar", default=None,

@@ -23,6 +23,8 @@ from .errors import TrainError
 
 KINDS = ("csv", "tensorboard")
 STEPS = "steps.jsonl"
+TENSORBOARD_DIR = "tb"
+LOGGED = (STEPS, "metrics.csv", "steps.csv")  # what a new run in the same directory removes
 
 
 def _csv_text(rows: list[dict]) -> str:
@@ -62,7 +64,7 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise MissingExtra("--log tensorboard", "train", "tensorboard") from None
-        self.writer = SummaryWriter(log_dir=str(out / "tb"))
+        self.writer = SummaryWriter(log_dir=str(out / TENSORBOARD_DIR))
         self.written = already  # epochs a resumed run had logged before
 
     def epochs(self, records: list[dict]) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
 from ..atomic import write_atomic
 from ..data import Dataset, ImageFiles, open_dataset
 from ..data.batches import Batches, Preprocess, batch_count, epoch_order, normalization
@@ -38,7 +38,7 @@ from ..data.fit import FitRequest, fit_dataset
 from . import checkpoint
 from .distributed import World, any_rank, gather_digests, join, leave, sum_all, sync_buffers
 from .errors import CheckpointError, Diverged, Interrupted, TrainError
-from .loggers import STEPS, Loggers
+from .loggers import LOGGED, STEPS, TENSORBOARD_DIR, Loggers
 from .model import build_compiled, compile_stored
 from .optimization import Plateau, apply_freeze, lr_factor, make_loss, make_optimizer, make_schedule
 from .progress import Progress
@@ -85,6 +85,17 @@ class RunOptions:
         if not isinstance(minutes, (int, float)) or not math.isfinite(minutes) or minutes < 0:
             raise TrainError(f"--checkpoint-minutes must be 0 (only at epoch ends) or a positive number of "
                              f"minutes, not {minutes}")
+
+
+def cnndsl_version() -> str:
+    """The installed package's version (read from its metadata: the package root, which
+    would give it too, imports this module's API lazily and must not be imported back)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cnndsl")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def pick_device(name: str) -> torch.device:
@@ -222,10 +233,11 @@ class Run:
             raise TrainError(f"{self.out} holds an unfinished run",
                              f"continue it with --resume, or pass --overwrite to start again there")
         if self.world.main:
-            for name in (checkpoint.LAST, checkpoint.BEST, METRICS, RESULT, RUN, STEPS):
+            for name in (checkpoint.LAST, checkpoint.BEST, METRICS, RESULT, RUN, *LOGGED):
                 (self.out / name).unlink(missing_ok=True)
-            for old in self.out.glob("best-*.safetensors"):
+            for old in self.out.glob("best-epoch*.safetensors"):
                 old.unlink()
+            shutil.rmtree(self.out / TENSORBOARD_DIR, ignore_errors=True)
 
     def _join(self) -> None:
         self.device = pick_device(self.options.device)
@@ -264,13 +276,13 @@ class Run:
         return Sources(o.spec, o.network, dict(o.params), data, o.resize, o.convert_channels)
 
     def _compile(self, sources: Sources) -> None:
-        import cnndsl
+        from ..api import compile_spec
 
         if self.resumed_meta is not None:
             self.compiled = compile_stored(self.resumed_meta)
             self.spec_path = self.resumed_meta.get("spec_path")
         else:
-            self.compiled = cnndsl.compile_spec(sources.spec, network=sources.network, **sources.params)
+            self.compiled = compile_spec(sources.spec, network=sources.network, **sources.params)
             self.spec_path = self.compiled.source.path
         self.spec_text = self.compiled.source.text
         self.network_name = self.compiled.network.name
@@ -425,7 +437,7 @@ class Run:
                      "resize": self.resize, "convert_channels": self.convert,
                      "normalize": {"mean": self.mean, "std": self.std, "scale": ds.scale},
                      "sizes": {k: len(s) for k, s in ds.splits().items()}, "notes": ds.notes},
-            "cnndsl_version": __version__, "torch_version": torch.__version__,
+            "cnndsl_version": cnndsl_version(), "torch_version": torch.__version__,
         }
 
     def _write_run_json(self) -> None:
