@@ -16,7 +16,8 @@ from ..expr import Expr
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.shapes import fmt_shape
-from ..traverse import walk
+from ..traverse import Visitor, walk
+from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 
 WRAP = 92
 
@@ -45,7 +46,6 @@ class Ctor:
 class Member:
     name: str
     ctor: Ctor
-    comment: str = ""
     condition: Expr | None = None  # build only when this holds, else None
 
 
@@ -57,6 +57,8 @@ class Stmt:
     parts: tuple[str, ...] = ()
     var: str = "identity"
     conditional: bool = False
+    stage: object = None  # the spatial size it gives, where it changes the chain's
+    blank: bool = False  # a blank line before it: a new stage
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,15 @@ class ClassModel:
     provenance: str
     sides: tuple[str, ...] = ()  # extra outputs, returned after x while training
 
+    @property
+    def signature(self) -> list[str]:
+        """The constructor's parameters after self, as written in its `def`."""
+        return [f"{name}: {annotation}" + (f" = {default}" if default is not None else "")
+                for name, annotation, default in self.params]
+
     def code_only(self) -> "ClassModel":
         """The class without its comments: what decides whether two uses share a class."""
-        return replace(self, doc=(), members=tuple(replace(m, comment="", ctor=m.ctor.without_comments())
+        return replace(self, doc=(), members=tuple(replace(m, ctor=m.ctor.without_comments())
                                                    for m in self.members),
                        forward=tuple(replace(s, comment="") for s in self.forward))
 
@@ -130,11 +138,13 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
         previous.name not in read_elsewhere
 
 
-class ScopeBuilder:
-    """Members and forward statements of one class, walking the IR in order."""
+class ScopeBuilder(Visitor):
+    """Members and forward statements of one class, visiting the IR in order:
+    `visit(node, previous)`, where `previous` is the element before it in its chain."""
 
-    def __init__(self, generator: "Generator", in_block: bool = False):
+    def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
+        self.notes = notes
         self.in_block = in_block
         self.members: list[Member] = []
         self.forward: list[Stmt] = []
@@ -144,6 +154,7 @@ class ScopeBuilder:
         # identity2 when nested), all from one namer, so no local overwrites another.
         self.locals = Namer(reserved={"x", "self", "torch", "nn", "in_channels"} | HELPERS)
         self.identities: list[str] = []
+        self.side_locals: dict[int, str] = {}
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first."""
@@ -152,6 +163,7 @@ class ScopeBuilder:
         self.run(seq)
 
     def identity(self, depth: int) -> str:
+        """The local that holds the input of the residual nested `depth` deep."""
         while len(self.identities) <= depth:
             self.identities.append(self.locals.fresh("identity"))
         return self.identities[depth]
@@ -159,49 +171,50 @@ class ScopeBuilder:
     def run(self, seq: ir.Seq) -> None:
         previous = None
         for item in seq.items:
-            self.node(item, previous)
+            self.visit(item, previous)
             previous = item
 
-    def node(self, node: ir.Node, previous=None) -> None:
-        if isinstance(node, ir.Seq) and node.name is None:
+    def visit_Seq(self, node: ir.Seq, previous=None) -> None:
+        if node.name is None:
             self.run(node)
-        elif isinstance(node, ir.Concat):
-            self.concat(node)
-        elif isinstance(node, ir.Residual):
-            self.residual(node)
-        elif isinstance(node, ir.Side):
-            inner = node.node
-            first = _first_leaf(inner)
-            self.members.append(Member(inner.name, self.generator.ctor(inner)))
-            flatten = bool(first is not None and first.stats.flatten_before)
-            local = self.side_locals[id(node)]
-            stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), var=local, conditional=flatten)
-            if node.source is None:
-                self.forward.append(stmt)
-            else:  # computed right after the member it reads, after any side already there
-                at = next((i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source),
-                          None)
-                if at is None:  # passes/emittable.py lets no such side through
-                    raise InternalError(f"side({node.source}) reads a member the forward does not call")
-                while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
-                    at += 1
-                self.forward.insert(at + 1, stmt)
-            self.sides.append(local)
         else:
             self.member_call(node, previous)
 
+    def visit_Side(self, node: ir.Side, previous=None) -> None:
+        inner = node.node
+        first = _first_leaf(inner)
+        self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
+        flatten = bool(first is not None and first.stats.flatten_before)
+        local = self.side_locals[id(node)]
+        stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), var=local, conditional=flatten)
+        if node.source is None:
+            self.forward.append(stmt)
+        else:  # computed right after the member it reads, after any side already there
+            at = next((i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source),
+                      None)
+            if at is None:  # passes/emittable.py lets no such side through
+                raise InternalError(f"side({node.source}) reads a member the forward does not call")
+            while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
+                at += 1
+            self.forward.insert(at + 1, stmt)
+        self.sides.append(local)
+
     def member_call(self, node, previous=None) -> None:
+        """A layer, a block instance or a named group: a member, called in forward."""
         first = _first_leaf(node)
         if first is not None and first.stats.flatten_before:
-            flat, _ = RULES["flatten"].shape(first.stats.in_shape, {})
-            self.forward.append(Stmt("flatten", comment=fmt_shape(flat)))
-        self.members.append(Member(node.name, self.generator.ctor(node, previous), self._comment(node)))
-        self.forward.append(Stmt("call", node.name, fmt_shape(node.stats.out_shape)))
+            flat = flattened(first)
+            self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
+        self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
+        self.forward.append(self.step(Stmt("call", node.name), node.stats))
 
-    def _comment(self, node) -> str:
-        return ""  # forward() carries the shapes; an nn.Sequential's children carry their own
+    visit_Layer = visit_BlockInstance = member_call
 
-    def concat(self, node: ir.Concat) -> None:
+    def step(self, stmt: Stmt, stats: ir.Stats) -> Stmt:
+        """The statement with its shape comment, where the shape changes, and its stage."""
+        return replace(stmt, comment=self.notes.note(stats), stage=self.notes.stage(stats))
+
+    def visit_Concat(self, node: ir.Concat, previous=None) -> None:
         parts = []
         for branch in node.branches:
             if branch.name is None and not branch.items:
@@ -210,16 +223,17 @@ class ScopeBuilder:
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual)):  # passes/emittable.py
                 raise InternalError("a concat branch that is a concat or residual reached the code generator")
+            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
-            self.members.append(Member(member.name, self.generator.ctor(member), self._comment(member)))
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
             parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
-        self.forward.append(Stmt("cat", parts=tuple(parts), comment=fmt_shape(node.stats.out_shape)))
+        self.forward.append(self.step(Stmt("cat", parts=tuple(parts)), node.stats))
 
-    def residual(self, node: ir.Residual) -> None:
+    def visit_Residual(self, node: ir.Residual, previous=None) -> None:
         var = self.identity(self.residual_depth)
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))
+        start = self.notes.fork()
         self.run(node.body)
         self.residual_depth -= 1
         shortcut = node.shortcut
@@ -231,12 +245,12 @@ class ScopeBuilder:
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                layers = tuple((None, layer_ctor(layer, self.generator.helpers), fmt_shape(layer.stats.out_shape))
+                layers = tuple((None, layer_ctor(layer, self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
                                            condition=None if constant else condition))
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
-        self.forward.append(Stmt("add", var=var, comment=fmt_shape(node.stats.out_shape)))
+        self.forward.append(self.step(Stmt("add", var=var), node.stats))
 
 
 def _single_leaf(seq: ir.Seq):
@@ -270,7 +284,8 @@ class Generator:
         params |= {name for info in network.blocks.values() for name, _ in info.params}
         self.class_names = Namer(taken={network.name, *network.blocks, *params}, reserved=MODULE_LEVEL)
 
-    def ctor(self, node, previous=None) -> Ctor:
+    def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
+        """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
             return layer_ctor(node, self.helpers, previous, self.side_sources)
         if isinstance(node, ir.BlockInstance):
@@ -279,9 +294,11 @@ class Generator:
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
         previous = None  # what enters a Sequential may be read elsewhere (a concat's input, say)
+        notes = notes or ShapeNotes(False)
         for item in node.items:
-            comment = fmt_shape(item.stats.out_shape) if item.stats else ""
-            children.append((item.name if keyed else None, self.ctor(item, previous), comment))
+            inner = notes.fork()
+            comment = notes.note(item.stats)
+            children.append((item.name if keyed else None, self.ctor(item, previous, inner), comment))
             previous = item
         self.keyed |= keyed
         names = frozenset().union(*(child.names for _, child, _ in children))
@@ -300,7 +317,7 @@ class Generator:
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
-        builder = ScopeBuilder(self, in_block=True)
+        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.start(node.body)
         used = _used_names(builder.members)
         info = self.network.blocks[node.block]
@@ -309,10 +326,9 @@ class Generator:
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        shapes = f"{fmt_shape(node.stats.in_shape)} to {fmt_shape(node.stats.out_shape)}"
         model = ClassModel(
-            node.block, (f"Block `{node.block}`. Shape comments are those of its first use, {shapes}.",),
-            tuple(params), tuple(builder.members), tuple(builder.forward),
+            node.block, wrap_doc(block_doc(node.block, node)),
+            tuple(params), tuple(builder.members), tuple(staged(builder.forward)),
             f"{self.network.source_path}:{info.span.line}")
         variants = self.block_classes.setdefault(node.block, [])
         for existing, class_name in variants:
@@ -327,7 +343,7 @@ class Generator:
 
     def module(self) -> ModuleModel:
         network = self.network
-        builder = ScopeBuilder(self)
+        builder = ScopeBuilder(self, ShapeNotes.network(network))
         builder.start(network.body)
         used = _used_names(builder.members)
         params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
@@ -335,7 +351,7 @@ class Generator:
         stats = network.body.stats
         compiled_with = ", ".join(f"{name}={ir.Value.constant(v.value).text}" for name, v in network.params)
         switches = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in network.switches)
-        doc = [f"Input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}; "
+        doc = [*network.doc, f"Input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}; "
                f"{stats.params:,} parameters, {stats.macs:,} multiply-accumulates."]
         if compiled_with:
             doc.append(f"Compiled with {compiled_with}.")
@@ -343,12 +359,12 @@ class Generator:
             doc.append(f"Optional layers: {switches}.")
         if builder.sides:
             doc.append(f"While training, forward returns (x, {', '.join(builder.sides)}); in eval mode, x.")
-        net_class = ClassModel(network.name, tuple(doc), params, tuple(builder.members), tuple(builder.forward),
+        net_class = ClassModel(network.name, wrap_doc(doc), params, tuple(builder.members),
+                               tuple(staged(builder.forward)),
                                f"{network.source_path}:{network.span.line}", tuple(builder.sides))
         classes = [model for variants in self.block_classes.values() for model, _ in variants]
         classes.sort(key=lambda m: self.order.index(m.name))
-        title = (f"{network.name}: generated by cnndsl from {network.source_path}. Do not edit; "
-                 f"edit the spec and compile again.")
+        title = f"{network.name}: generated by cnndsl from {network.source_path}."
         return ModuleModel(title, (), classes + [net_class], sorted(self.helpers), self.keyed,
                            [network.name])
 
@@ -364,7 +380,6 @@ def _used_names(members: list[Member]) -> set[str]:
 
 
 def _changed(value: ir.Value, default: ir.Value) -> bool:
-    """An argument the generated call must pass: it reads a parameter, or its value, or its
-    type (2.0 for 2), differs from the default."""
-    # A value that reads a parameter varies with it: pass it even where it equals the default now.
+    """An argument the generated call must pass: it reads a parameter (its value varies with
+    it), or its value, or its type (2.0 for 2), differs from the default."""
     return bool(value.names) or value.value != default.value or type(value.value) is not type(default.value)

@@ -1,4 +1,4 @@
-"""Pass 5, emittable: what the code generator needs of a named network, checked where
+"""The last pass, emittable: what the code generator needs of a named network, checked where
 `check` and the language server see it, so that whatever `compile` or `build` would
 reject is a diagnostic first.
 
@@ -14,18 +14,19 @@ reject is a diagnostic first.
 from __future__ import annotations
 
 from .. import ir
-from ..diagnostics import CompileError, Diagnostic
+from ..diagnostics import Diagnostic
 from ..traverse import walk
+from .context import Context, alone, finish
 
 _CALLED = (ir.Layer, ir.BlockInstance, ir.Seq)
 
 
-def check_emittable(network: ir.Network) -> ir.Network:
-    """The network unchanged, or a `CompileError` with every problem found."""
-    errors = _side_sources(network) + _concat_branches(network) + _parameters(network)
-    if errors:
-        raise CompileError(errors)
-    return network
+def check_emittable(network: ir.Network | None, context: Context | None = None) -> ir.Network | None:
+    """The network unchanged; every problem found goes to the context."""
+    context, own = alone(context)
+    if network is not None:
+        context.extend(_side_sources(network) + _concat_branches(network) + _parameters(network))
+    return finish(network, context, own)
 
 
 def _scope_members(seq: ir.Seq):
