@@ -525,9 +525,9 @@ def crafted_checkpoint(rng: random.Random) -> str:
     import torch
 
     spec = "network T() {\n    input 1x4x4\n    fc(2)\n}\n"
-    meta = {"spec": spec, "network": "T", "params": {}, "input": [1, 4, 4],
+    meta = {"spec": spec, "network": "T", "params": {}, "input": [1, 4, 4], "outputs": 2,
             "data": {"normalize": {"mean": [0.5], "std": [0.25], "scale": 1.0}, "task": "classification",
-                     "classes": ["a", "b"]}}
+                     "source": "synthetic", "classes": ["a", "b"]}}
     key, value = rng.choice([
         ("params", rng.choice(([], "x", 5, None, {"network": "U"}, {"N": [1, 2]}, {"__class__": 1}))),
         ("input", rng.choice(("1x4x4", [1, 4], [], [1 << 40, 4, 4], None, [1.5, 4, 4], ["a"]))),
@@ -535,8 +535,11 @@ def crafted_checkpoint(rng: random.Random) -> str:
         ("spec", rng.choice(("", "not a spec", "/etc/passwd", 5, None, "network T() {", "\x00"))),
         ("data", rng.choice(({}, None, [], {"normalize": None}, {"normalize": {"mean": "x"}}))),
         ("format", rng.choice((None, "", "other", 99))),
+        ("outputs", rng.choice((0, -1, 3, 1 << 40, "2", None, 2.0))),
+        ("unchanged", None),
     ])
-    meta[key] = value
+    if key != "unchanged":
+        meta[key] = value
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "best.safetensors"
         state = {"fc.weight": torch.zeros(2, 16), "fc.bias": torch.zeros(2)}
