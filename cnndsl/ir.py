@@ -191,6 +191,7 @@ class Network:
     blocks: dict = field(default_factory=dict)  # name -> BlockInfo
     switches: tuple[tuple[str, bool], ...] = ()
     source_path: str = ""
+    input_span: Span | None = None  # the `input` line
 
 
 def members(seq: Seq) -> list:

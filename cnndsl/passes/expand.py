@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .. import ast, ir
 from ..expr import BINARY, NONE, Binary, Name, Unary
 from ..diagnostics import CompileError, Diagnostic
-from ..layers import REQUIRED, SHORTCUTS, LayerRule, lookup
+from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
 from ..traverse import walk_elements
 from .resolve import suggest
@@ -147,10 +147,8 @@ class Expander:
                 seen_keyword = True
                 name = arg.name
                 if name not in names:
-                    guess = suggest(name, names)
-                    raise self.fail(arg.span, f"{what} has no parameter {name!r}",
-                                    f"did you mean {guess!r}?" if guess else
-                                    f"its parameters are: {', '.join(names) or 'none'}", "unknown-parameter")
+                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names),
+                                    "unknown-parameter")
                 if name in bound:
                     raise self.fail(arg.span, f"{name!r} is given twice", "give each argument once")
             bound[name] = (self.evaluate(arg.value, scope), arg.value.span)
@@ -492,7 +490,18 @@ class Expander:
             span=network.span,
             blocks=dict(self.block_infos),
             switches=tuple(sorted(self.switches.items())),
+            input_span=network.input.span,
         )
+
+
+def _unknown_hint(name: str, names: list[str]) -> str:
+    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`),
+    else the nearest spelling, else the list."""
+    ours = PYTORCH_NAMES.get(name)
+    if ours in names:
+        return f"cnndsl calls it {ours!r}; {name!r} is PyTorch's name for it"
+    guess = suggest(name, names)
+    return f"did you mean {guess!r}?" if guess else f"its parameters are: {', '.join(names) or 'none'}"
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string"}

@@ -229,5 +229,21 @@ def _stride_of(body: ir.Seq) -> ir.Value | None:
 def infer_shapes(network: ir.Network) -> tuple[ir.Network, list[Diagnostic]]:
     inference = ShapeInference()
     start = Flow(network.input, network.input_channels.expr)
+    order = _input_order(network)
     body, _ = inference.seq(network.body, start)
-    return replace(network, body=body), inference.warnings
+    return replace(network, body=body), ([order] if order else []) + inference.warnings
+
+
+def _input_order(network: ir.Network) -> Diagnostic | None:
+    """`input 32x32x3`: the notes write HxWxC; cnndsl reads channels first, so this is 32
+    channels of 32x3. A square map with the channels last is warned about."""
+    shape = network.input
+    if len(shape) != 3 or network.input_span is None:
+        return None
+    c, h, w = shape
+    if not (c == h and w in (1, 3) and c > 4):
+        return None
+    return Diagnostic.warning(
+        network.input_span, f"input {c}x{h}x{w} is read as {c} channels of {h}x{w}: cnndsl writes CxHxW, "
+        "channels first (the notes write HxWxC)", f"for a {c}x{h} image with {w} channel(s) write input {w}x{c}x{h}",
+        "input-order")
