@@ -96,6 +96,14 @@ def _compile(program: ast.Program, source: SourceFile, name: str) -> Compiled:
     return Compiled(replace(assign_names(shaped), source_path=source.path), source, warnings)
 
 
+def same_code(old: str, new: str) -> bool:
+    """Whether two texts have the same tokens at the same places, comments aside (an
+    edit inside a comment, or of trailing spaces): the compiler would say the same."""
+    from .assist import code_tokens
+
+    return len(old.split("\n")) == len(new.split("\n")) and code_tokens(old) == code_tokens(new)
+
+
 def _known_anywhere(tree) -> bool:
     from ..traverse import walk
 
@@ -419,6 +427,9 @@ def _register_documents(server, state: _State, lsp) -> None:
         previous = state.analyses.get(uri)
         if previous is not None and previous.source.text == document.source:
             analysis = previous  # a save, or an edit undone: nothing to recompile
+        elif previous is not None and same_code(previous.source.text, document.source):
+            # only comments or spaces between tokens changed: every span and result stands
+            analysis = replace(previous, source=SourceFile(previous.source.path, document.source))
         else:
             analysis = analyze(document.source, path_of(uri))
             if analysis.program is None and previous is not None:
