@@ -21,14 +21,14 @@ the server reads on from the next header.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 import click
 
 from ..errors import CnndslError, MissingExtra
 from .. import ast, ir
-from ..compiler import Compiled
+from ..compiler import Compiled, compile_network
 from ..diagnostics import ERROR, CompileError, Diagnostic
 from ..report import editor_message
 from ..passes import resolve
@@ -90,10 +90,7 @@ def analyze(text: str, path: str) -> Analysis:
 
 def _compile(program: ast.Program, source: SourceFile, name: str) -> Compiled:
     """`compiler.compile_network` from the tree already parsed (one parse per keystroke)."""
-    from ..passes import assign_names, expand, infer_shapes
-
-    shaped, warnings = infer_shapes(expand(program, {}, name))
-    return Compiled(replace(assign_names(shaped), source_path=source.path), source, warnings)
+    return compile_network(source, {}, network=name, program=program)
 
 
 def same_code(old: str, new: str) -> bool:
