@@ -35,7 +35,7 @@ class Server:
         cnndsl = Path(sys.executable).with_name("cnndsl")
         command = [str(cnndsl), "lsp"] if cnndsl.exists() else [sys.executable, "-m", "cnndsl", "lsp"]
         self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL)
+                                        stderr=open(os.environ.get("LSP_STDERR", os.devnull), "wb"))
         self.messages: Queue = Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
