@@ -304,5 +304,20 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     context, own = alone(context)
     inference = ShapeInference(context)
     start = Flow(network.input, network.input_channels.expr, dims=tuple(Const(d) for d in network.input[1:]))
+    _input_order(network, context)
     body, _ = inference.visit_Seq(network.body, start)
     return finish(replace(network, body=body), context, own)
+
+
+def _input_order(network: ir.Network, context: Context) -> None:
+    """`input 32x32x3`: the notes write HxWxC; cnndsl reads channels first, so this is 32
+    channels of 32x3. A square map with the channels last is warned about."""
+    shape = network.input
+    if len(shape) != 3 or network.input_span is None:
+        return
+    c, h, w = shape
+    if c == h and w in (1, 3) and c > 4:
+        context.warn(
+            network.input_span, f"input {c}x{h}x{w} is read as {c} channels of {h}x{w}: cnndsl writes CxHxW, "
+            "channels first (the notes write HxWxC)",
+            f"for a {c}x{h} image with {w} channel(s) write input {w}x{c}x{h}", "input-order")
