@@ -49,6 +49,7 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 RUN = "run.json"
 SMALL_STEP_MACS = 100_000_000  # below this many multiply-adds a batch, one CPU thread is fastest
+RUN_FILES = (METRICS, RESULT, RUN, "model.py", *LOGGED)  # besides the checkpoints
 CHECK_EVERY = 16  # steps between reading the running loss back from the device
 
 
@@ -295,7 +296,7 @@ class Run:
         self._join()
         self.resumed_meta, self.resumed_tensors, self.recipe_file = None, None, None
         sources = self._resumed_sources() if self.options.resume else self._new_sources()
-        checkpoint.remove_stale_temps(self.out)
+        checkpoint.remove_stale_temps(self.out, RUN_FILES)
         self._compile(sources)
         self._choose_threads()
         torch.manual_seed(self.recipe.seed)
@@ -839,7 +840,7 @@ class Run:
             result["best_val_loss"] = best[0]["val_loss"]
         if w.main:
             write_atomic(self.out / RESULT, json.dumps(result, indent=2) + "\n")
-            checkpoint.remove_stale_temps(self.out)
+            checkpoint.remove_stale_temps(self.out, RUN_FILES)
         return result
 
 
