@@ -506,7 +506,7 @@ def compile_input(data: str | bytes, params: dict | None = None, baseline_rss: i
     more than PEAK_GROWTH_BYTES (None: skip that check)."""
     from cnndsl import CompileError
     from cnndsl.compiler import compile_network, generate, source_from_text
-    from cnndsl.diagnostics import render
+    from cnndsl.report import render
 
     start, cpu_start = time.perf_counter(), time.process_time()
     code, source = "", None

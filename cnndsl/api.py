@@ -73,8 +73,11 @@ def build(spec: str | Path, strict: bool = False, network: str | None = None, *,
     return model
 
 
-def summarize(spec: str | Path, style: str = "table", network: str | None = None, **params) -> str:
-    from .summary import cs231n, table
+def summarize(spec: str | Path, style: str = "table", network: str | None = None, **params):
+    """The summary of a spec: a `str` (the table, or with style="cs231n" the notes'
+    listings) that also has `.rows`, `.totals`, `.to_json()`, `.to_csv()` and
+    `.with_view(depth, columns)` (see `cnndsl.summary.Summary`)."""
+    from .summary import Summary
 
     compiled = compile_spec(spec, network=network, **params)
-    return cs231n(compiled.network) if style == "cs231n" else table(compiled.network)
+    return Summary(compiled.network, style)

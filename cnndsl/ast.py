@@ -1,6 +1,8 @@
 """The syntax tree: what the user wrote, as frozen dataclasses with a `Span` each.
 
 `lower.py` builds it from Lark's parse tree; the passes read it and never change it.
+Each class names its children in `_fields`, in source order, as CPython's `ast` does:
+`cnndsl.traverse` walks, visits and rebuilds the tree from those alone.
 """
 
 from __future__ import annotations
@@ -15,30 +17,35 @@ from .source import Span
 
 @dataclass(frozen=True)
 class Num:
+    _fields = ()
     value: int | float
     span: Span
 
 
 @dataclass(frozen=True)
 class Str:
+    _fields = ()
     value: str
     span: Span
 
 
 @dataclass(frozen=True)
 class Bool:
+    _fields = ()
     value: bool
     span: Span
 
 
 @dataclass(frozen=True)
 class Var:
+    _fields = ()
     name: str
     span: Span
 
 
 @dataclass(frozen=True)
 class BinOp:
+    _fields = ("left", "right")
     op: str  # one of + - * / // %
     left: "Expr"
     right: "Expr"
@@ -47,6 +54,7 @@ class BinOp:
 
 @dataclass(frozen=True)
 class Neg:
+    _fields = ("operand",)
     operand: "Expr"
     span: Span
 
@@ -58,6 +66,7 @@ Expr = Union[Num, Str, Bool, Var, BinOp, Neg]
 
 @dataclass(frozen=True)
 class Arg:
+    _fields = ("value",)
     name: str | None  # None for a positional argument
     value: Expr
     span: Span
@@ -66,6 +75,8 @@ class Arg:
 @dataclass(frozen=True)
 class Call:
     """`conv(64, 3, pad=1)` or `Bottleneck(128, stride=2)`."""
+
+    _fields = ("args",)
 
     name: str
     args: tuple[Arg, ...]
@@ -77,6 +88,8 @@ class Call:
 class Ref:
     """A bare name: `relu`, `POOL`, `INPUT`, `projection`."""
 
+    _fields = ()
+
     name: str
     span: Span
 
@@ -85,12 +98,15 @@ class Ref:
 class Group:
     """`[a -> b]`: one element; each line inside continues the chain."""
 
+    _fields = ("chains",)
+
     chains: tuple["Chain", ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Repeat:
+    _fields = ("node", "count")
     node: "Node"
     count: Expr
     span: Span
@@ -99,6 +115,8 @@ class Repeat:
 @dataclass(frozen=True)
 class Optional:
     """`X?` (its switch is named after X) or `X?switch`."""
+
+    _fields = ("node",)
 
     node: "Node"
     span: Span
@@ -111,6 +129,8 @@ class Side:
     classifier); the chain goes on with the value X read. `side(name) X` reads the
     output of the earlier element `name` instead, and is registered where it is written."""
 
+    _fields = ("node",)
+
     node: "Node"
     span: Span
     source: str | None = None
@@ -120,12 +140,15 @@ class Side:
 class Concat:
     """Parallel branches joined on channels; each line of the body is a branch."""
 
+    _fields = ("branches",)
+
     branches: tuple["Chain", ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Shortcut:
+    _fields = ("node",)
     label: str | None
     node: Call | Ref
     span: Span
@@ -135,6 +158,8 @@ class Shortcut:
 class Residual:
     """`y = body(x) + shortcut(x)`; the lines of the body form one chain."""
 
+    _fields = ("body", "shortcut")
+
     body: tuple["Chain", ...]
     shortcut: Shortcut | None
     span: Span
@@ -142,6 +167,7 @@ class Residual:
 
 @dataclass(frozen=True)
 class InputDecl:
+    _fields = ("dims",)
     dims: tuple[Expr, ...]
     span: Span
 
@@ -151,6 +177,7 @@ Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Side]
 
 @dataclass(frozen=True)
 class Element:
+    _fields = ("node",)
     label: str | None
     node: Node
     span: Span
@@ -159,6 +186,7 @@ class Element:
 
 @dataclass(frozen=True)
 class Chain:
+    _fields = ("elements",)
     elements: tuple[Element, ...]
     span: Span
 
@@ -167,6 +195,7 @@ class Chain:
 
 @dataclass(frozen=True)
 class Param:
+    _fields = ("default",)
     name: str
     default: Expr | None
     span: Span
@@ -174,6 +203,7 @@ class Param:
 
 @dataclass(frozen=True)
 class LetDef:
+    _fields = ("chain",)
     name: str
     chain: Chain
     span: Span
@@ -181,6 +211,7 @@ class LetDef:
 
 @dataclass(frozen=True)
 class BlockDef:
+    _fields = ("params", "body")
     name: str
     params: tuple[Param, ...]
     body: tuple[Chain, ...]
@@ -190,6 +221,7 @@ class BlockDef:
 
 @dataclass(frozen=True)
 class NetworkDef:
+    _fields = ("params", "input", "body")
     name: str
     params: tuple[Param, ...]
     input: InputDecl | None
@@ -200,6 +232,7 @@ class NetworkDef:
 
 @dataclass(frozen=True)
 class Program:
+    _fields = ("lets", "blocks", "networks")
     lets: tuple[LetDef, ...]
     blocks: tuple[BlockDef, ...]
     networks: tuple[NetworkDef, ...]

@@ -13,17 +13,28 @@ import sys
 
 import click
 
-from .diagnostics import CompileError, render, to_json
+from .diagnostics import CompileError
 from .errors import CnndslError
-from .options import NETWORK_OPTION, SET_OPTION
+from .options import NETWORK_OPTION, SET_OPTION, SPEC_ARGUMENT
 from .settings import parse_settings
 
 
+def _text(diagnostics: list, sources: dict) -> str:
+    """Diagnostics for the terminal: coloured, the source line highlighted, where stderr is one."""
+    from .report import render
+    from .tools import line_highlighter
+
+    color = sys.stderr.isatty()
+    return render(diagnostics, sources, color=color, highlight=line_highlighter() if color else None)
+
+
 def _report(exc: CompileError, sources: dict, fmt: str = "text") -> None:
+    from .report import to_json
+
     if fmt == "json":
         click.echo(to_json(exc.diagnostics))
     else:
-        click.echo(render(exc.diagnostics, sources, color=sys.stderr.isatty()), err=True, nl=False)
+        click.echo(_text(exc.diagnostics, sources), err=True, nl=False)
 
 
 def _report_error(exc: CnndslError) -> None:
@@ -96,32 +107,33 @@ def cli() -> None:
 
 
 @cli.command("compile")
-@click.argument("spec")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the module here (atomically).")
+@SPEC_ARGUMENT
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the module here (atomically; '-': standard output).")
 @SET_OPTION
 @NETWORK_OPTION
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def compile_command(spec: str, output: str | None, settings, network, strict: bool) -> None:
     """Compile SPEC (a .cnn file or a built-in's name) to a PyTorch module."""
     from .api import compile_spec
-    from .atomic import write_atomic
+    from .atomic import STDOUT, write_atomic
     from .compiler import generate
+    from .source import display_name
 
     compiled = compile_spec(spec, strict=strict, network=network, **parse_settings(settings))
     if compiled.warnings:
-        click.echo(render(compiled.warnings, {compiled.source.path: compiled.source},
-                          color=sys.stderr.isatty()), err=True, nl=False)
+        click.echo(_text(compiled.warnings, {compiled.source.path: compiled.source}), err=True, nl=False)
     code = generate(compiled)
-    if output:
+    if output and output != STDOUT:
         write_atomic(output, code)
-        click.echo(f"wrote {output} ({compiled.network.name}, "
+        click.echo(f"wrote {display_name(output)} ({compiled.network.name}, "
                    f"{compiled.network.body.stats.params:,} parameters)", err=True)
     else:
         click.echo(code, nl=False)
 
 
 @cli.command("check")
-@click.argument("spec")
+@SPEC_ARGUMENT
 @SET_OPTION
 @NETWORK_OPTION
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -136,11 +148,12 @@ def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
         _report(exc, _sources_of(spec), fmt)
         sys.exit(1)
     if fmt == "json":
+        from .report import to_json
+
         click.echo(to_json(compiled.warnings))
         return
     if compiled.warnings:
-        click.echo(render(compiled.warnings, {compiled.source.path: compiled.source},
-                          color=sys.stderr.isatty()), err=True, nl=False)
+        click.echo(_text(compiled.warnings, {compiled.source.path: compiled.source}), err=True, nl=False)
     net = compiled.network
     from .passes.shapes import fmt_shape
 
@@ -150,16 +163,33 @@ def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
 
 
 @cli.command("summary")
-@click.argument("spec")
+@SPEC_ARGUMENT
 @SET_OPTION
 @NETWORK_OPTION
 @click.option("--style", type=click.Choice(["table", "cs231n"]), default="table", show_default=True,
               help="table: one row per layer; cs231n: the lecture notes' listings.")
-def summary_command(spec: str, settings, network, style: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table: text (in --style); json, csv: every row and column, for programs.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Fold blocks and named groups deeper than N into one row each (as torchinfo's depth).")
+@click.option("--columns", default="", metavar="NAME,...",
+              help="More table columns: input, kernel, trainable, frozen.")
+def summary_command(spec: str, settings, network, style: str, fmt: str, depth, columns: str) -> None:
     """Per-layer shapes, parameters, activations, MACs and receptive fields of SPEC."""
     from .api import summarize
+    from .errors import UsageError
 
-    click.echo(summarize(spec, style=style, network=network, **parse_settings(settings)), nl=False)
+    if style == "cs231n" and (fmt != "table" or depth is not None or columns):
+        raise UsageError("--style cs231n is the notes' text listing; it takes no --format, --depth or --columns",
+                         "leave out --style for those")
+    wanted = tuple(c.strip() for c in columns.split(",") if c.strip())
+    summary = summarize(spec, style=style, network=network, **parse_settings(settings))
+    if fmt == "json":
+        click.echo(summary.with_view(depth).to_json(), nl=False)
+    elif fmt == "csv":
+        click.echo(summary.with_view(depth).to_csv(), nl=False)
+    else:
+        click.echo(summary.with_view(depth, wanted) if style == "table" else summary, nl=False)
 
 
 @cli.command("list")

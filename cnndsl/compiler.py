@@ -11,7 +11,8 @@ from . import ir, resources
 from .diagnostics import ERROR, WARNING, CompileError, Diagnostic
 from .parse import parse
 from .passes import assign_names, expand, infer_shapes, resolve
-from .source import SourceFile, Span, decode_source, read_source
+from . import source as _source
+from .source import SourceError, SourceFile, Span
 
 
 
@@ -25,6 +26,25 @@ class Compiled:
 def builtins() -> dict[str, Path]:
     """The built-in specs: every `specs/NAME.cnn` (examples live in specs/examples/)."""
     return resources.builtins()
+
+
+def _diagnosed(exc: SourceError) -> CompileError:
+    return CompileError([Diagnostic.error(exc.span, exc.message, exc.hint)])
+
+
+def read_source(path: str | Path) -> SourceFile:
+    """Read a spec as UTF-8; size and encoding problems raise `CompileError`."""
+    try:
+        return _source.read_source(path)
+    except SourceError as exc:
+        raise _diagnosed(exc) from None
+
+
+def decode_source(name: str, data: bytes) -> SourceFile:
+    try:
+        return _source.decode_source(name, data)
+    except SourceError as exc:
+        raise _diagnosed(exc) from None
 
 
 def load(spec: str | Path) -> SourceFile:

@@ -3,9 +3,10 @@ every optional decided and every argument a value.
 
 `passes/expand.py` builds it from the syntax tree; `passes/shapes.py` returns a copy
 with the shape fields filled in; the summary and the code generator read that copy.
-Each `Value` keeps both its number and the Python source that computes it from the
-parameters of the enclosing block or network (`planes * 4`), so that generated classes
-take their parameters as constructor arguments.
+Each `Value` keeps both its number and the expression (`cnndsl.expr`) that computes it
+from the parameters of the enclosing block or network (`planes * 4`), so that generated
+classes take their parameters as constructor arguments. Each node class names its
+children in `_fields`, in order, for `cnndsl.traverse`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from .expr import Const, Expr
 from .source import Span
 
 Shape = tuple[int, ...]
@@ -21,23 +23,26 @@ Shape = tuple[int, ...]
 @dataclass(frozen=True)
 class Value:
     value: object
-    text: str  # Python source for the value, in terms of the enclosing parameters
-    names: frozenset = frozenset()  # the parameters `text` uses
-    precedence: int = 3  # 1: + -, 2: * / // %, 3: atom
+    expr: Expr  # how the value is computed from the enclosing parameters
 
     @classmethod
     def constant(cls, value) -> "Value":
-        return cls(value, _literal(value))
+        return cls(value, Const(value))
 
+    def dump_text(self) -> str:
+        """`64`, or `planes * 4 (= 256)` where the source differs from the number."""
+        literal = Const(self.value).text
+        return literal if self.text == literal else f"{self.text} (= {literal})"
 
-def _literal(value) -> str:
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    @property
+    def text(self) -> str:
+        """Python source for the value, in terms of the enclosing parameters."""
+        return self.expr.text
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The parameters the value reads."""
+        return self.expr.names
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,20 @@ class Stats:
     macs: int = 0
     rf: int = 1  # receptive field of one output element, in input pixels
     jump: int = 1  # distance in input pixels between neighbouring outputs
-    channels: str = ""  # Python source for the output channels
+    channels: Expr = Const(0)  # the output channels, in the enclosing parameters
     flatten_before: bool = False  # an fc that flattens its volume input
-    in_channels: str = ""  # Python source for the input channels
+    in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
+
+    def dump_text(self) -> str:
+        shape = "x".join(map(str, self.in_shape)) + " -> " + "x".join(map(str, self.out_shape))
+        extra = " flatten_before" if self.flatten_before else ""
+        return (f"[{shape} params={self.params} macs={self.macs} rf={self.rf} jump={self.jump} "
+                f"channels={self.channels.text!r} in_channels={self.in_channels.text!r}{extra}]")
 
 
 @dataclass(frozen=True)
 class Layer:
+    _fields = ()
     kind: str
     args: tuple[tuple[str, Value], ...]
     name: str | None
@@ -75,6 +87,8 @@ class Layer:
 class Seq:
     """A chain. Named: an `nn.Sequential`; unnamed: its items join the enclosing chain."""
 
+    _fields = ("items",)
+
     items: tuple["Node", ...]
     name: str | None
     span: Span
@@ -83,6 +97,7 @@ class Seq:
 
 @dataclass(frozen=True)
 class Concat:
+    _fields = ("branches",)
     branches: tuple[Seq, ...]
     span: Span
     stats: Stats | None = None
@@ -90,6 +105,7 @@ class Concat:
 
 @dataclass(frozen=True)
 class Shortcut:
+    _fields = ("layers",)
     kind: str  # "identity", "projection" (1x1 conv, + batch norm if bn) or "pad" (He et al.'s option A)
     name: str | None
     span: Span
@@ -102,6 +118,7 @@ class Shortcut:
 
 @dataclass(frozen=True)
 class Residual:
+    _fields = ("body", "shortcut")
     body: Seq
     shortcut: Shortcut
     span: Span
@@ -112,6 +129,8 @@ class Residual:
 class Side:
     """An extra output read off the chain (an auxiliary classifier); the chain goes on."""
 
+    _fields = ("node",)
+
     node: "Node"
     span: Span
     stats: Stats | None = None
@@ -120,6 +139,7 @@ class Side:
 
 @dataclass(frozen=True)
 class BlockInstance:
+    _fields = ("body",)
     block: str
     args: tuple[tuple[str, Value], ...]
     body: Seq
@@ -133,13 +153,35 @@ Node = Union[Layer, Seq, Concat, Residual, BlockInstance, Side]
 
 @dataclass(frozen=True)
 class BlockInfo:
+    _fields = ()
     name: str
     params: tuple[tuple[str, Value], ...]  # name and default (None: required)
     span: Span
 
 
+def call_args(args, defaults: dict, changed):
+    """The arguments a block call writes, as (name, value, by_name): each of `args` (name,
+    Value) without a default in `defaults` by position, one with a default by name where
+    `changed(value, default)`; the rest are left out."""
+    for name, value in args:
+        default = defaults.get(name)
+        if default is None:
+            yield name, value, False
+        elif changed(value, default):
+            yield name, value, True
+
+
+def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[str, ...] = ()) -> str:
+    """A block call as the generated code and the diagram write it: `Bottleneck(64, 128, stride=2)`:
+    `leading` arguments first, then `call_args`, each shown as `show(value)`."""
+    parts = list(leading) + [f"{name}={show(value)}" if by_name else show(value)
+                             for name, value, by_name in call_args(args, defaults, changed)]
+    return f"{callee}({', '.join(parts)})"
+
+
 @dataclass(frozen=True)
 class Network:
+    _fields = ("body",)
     name: str
     input: Shape
     input_channels: Value

@@ -2,8 +2,11 @@
 
 For each layer kind: its arguments and their types, its output shape, its parameter
 count, its multiply-accumulates, its receptive-field step and its PyTorch constructor.
-The shape checker (`passes/shapes.py`), the summary and the code generator read this
-table and nothing else; adding a layer kind means adding one `LayerRule` here.
+It also says how the layer is presented: its label as the summary, the diagram and the
+notes' (cs231n) listing print it, its category and whether it is pointwise. The shape
+checker (`passes/shapes.py`), the code generator and the readers (summary, pictures,
+language server) read this table and nothing else; adding a layer kind means adding one
+`LayerRule` here.
 
 Shapes are tuples: `(C, H, W)` for a spatial volume, `(F,)` for a flat vector. The
 formulas are the notes': `W2 = (W1 - F + 2P)/S + 1`, with a dilated filter spanning
@@ -14,8 +17,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
+from .expr import Binary, Const, Expr
 Shape = tuple[int, ...]
 REQUIRED = object()
 
@@ -28,6 +32,31 @@ class ArgSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     doc: str = ""
+
+
+# Bounds on what a spec may ask of PyTorch, per image and per layer: beyond them a build or
+# a training step takes hours or all the memory, so the checker says so first. A stride past
+# the padded input changes nothing in the output but costs PyTorch's CPU convolution
+# backward time that grows with its square; up to IDLE_STRIDE is allowed (a spec written for
+# larger inputs, a stride of 2 on a 1x1 map).
+IDLE_STRIDE = 16
+MAX_ELEMENTS = 1 << 28  # values in one layer's output, or in its parameters: 1 GiB of float32
+MAX_MACS = 1 << 40  # multiply-accumulates of one layer, per image
+
+
+def size_problem(out: Shape, params: int, macs: int) -> "ShapeProblem | None":
+    """Why a layer with this output, parameter count and MACs is too large to run, or None."""
+    values = math.prod(out)
+    if values > MAX_ELEMENTS:
+        return ShapeProblem(f"the output of {values:,} values per image is over the limit of {MAX_ELEMENTS:,}",
+                            "use fewer filters, less padding or a smaller input")
+    if params > MAX_ELEMENTS:
+        return ShapeProblem(f"{params:,} parameters in one layer are over the limit of {MAX_ELEMENTS:,}",
+                            "use fewer units or filters, or pool before a fully connected layer")
+    if macs > MAX_MACS:
+        return ShapeProblem(f"{macs:,} multiply-accumulates per image in one layer are over the limit of "
+                            f"{MAX_MACS:,}", "use fewer or smaller filters, or a smaller input")
+    return None
 
 
 class ShapeProblem(Exception):
@@ -53,9 +82,43 @@ class Torch:
     """How the code generator constructs the layer: `callee(*positional, **keywords)`."""
 
     callee: str
-    positional: tuple[str, ...]
-    keywords: tuple[tuple[str, str], ...] = ()
+    positional: tuple[Expr, ...]
+    keywords: tuple[tuple[str, Expr], ...] = ()
     helper: str | None = None  # a class the generated file must define (MinPool2d, Maxout)
+
+
+class Shown:
+    """A layer's arguments as a label prints them: `a("size")` is the text, `a.value("size")`
+    the number. Concrete labels show numbers (`0.5`); a block's legend shows the source
+    (`planes·4`)."""
+
+    def __init__(self, args: Iterable[tuple[str, Any]], symbolic: bool = False) -> None:
+        self.values = {name: v.value for name, v in args}
+        self.texts = {name: _shown(v, symbolic) for name, v in args}
+
+    def __call__(self, name: str) -> str:
+        return self.texts[name]
+
+    def value(self, name: str) -> Any:
+        return self.values[name]
+
+    def stride(self) -> str:
+        """A pool's stride as shown: its size where the spec leaves it out."""
+        return self("size") if self.value("stride") is None else self("stride")
+
+
+def _shown(value, symbolic: bool) -> str:
+    if symbolic:
+        return value.text.replace(" * ", "·")
+    return f"{value.value:g}" if isinstance(value.value, float) else str(value.value)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How the notes' listing (`cnndsl summary --style cs231n`) names a layer: `CONV`, `MAX POOL`."""
+
+    name: str
+    caption: str = ""  # the listing's words after the name where nothing is computed
 
 
 @dataclass(frozen=True)
@@ -65,15 +128,29 @@ class LayerRule:
     args: tuple[ArgSpec, ...]
     shape: Callable[[Shape, dict], tuple[Shape, list[Note]]]
     params: Callable[[Shape, dict], int] = lambda s, a: 0
+    buffers: Callable[[Shape, dict], int] = lambda s, a: 0  # non-trainable state (batch norm's running stats)
     macs: Callable[[Shape, Shape, dict], int] = lambda i, o, a: 0
     window: Callable[[Shape, dict], tuple[int, int]] = lambda s, a: (1, 1)  # (extent, stride)
-    torch: Callable[[Shape, dict, dict], Torch] = None  # (in_shape, values, texts)
+    torch: Callable[[Shape, dict, dict], Torch] = None  # (in_shape, values, exprs)
     base_name: str = "layer"  # for attributes the user did not name: conv1, conv2, ...
     flattens: bool = False  # takes a vector; a volume before it is flattened
-    channels: Callable[[Shape, str, dict], str] = lambda s, c, t: c  # output channels as Python source
+    channels: Callable[[Shape, Expr, dict], Expr] = lambda s, c, t: c  # output channels, as an expression
     inplace: bool = False  # may overwrite its input (`inplace=True`) where the code generator finds it fresh
     fresh_output: bool = False  # its backward does not read its output, so a ReLU after it may overwrite it
     aliases: tuple[str, ...] = field(default=())
+    # -- presentation: how the readers show the layer --
+    category: str = "other"  # conv, pool, fc, norm, activation, dropout, reshape
+    pointwise: bool = False  # keeps the shape, only transforms values: folded into the layer before it
+    label: Callable[[Shown], str] | None = None  # the summary's `conv 3x3/2 64`; None: the kind
+    figure: Callable[[Shown], str] | None = None  # the diagram's `conv 3×3/2, 64`; None: `label`
+    listing: Listing | None = None  # None: left out of the notes' listing
+    kernel: Callable[[Shape, dict], tuple[int, ...] | None] = lambda s, a: None  # its weight's or window's shape
+
+    def summary_label(self, shown: Shown) -> str:
+        return self.label(shown) if self.label else self.kind
+
+    def figure_label(self, shown: Shown) -> str:
+        return self.figure(shown) if self.figure else self.summary_label(shown)
 
     def arg(self, name: str) -> ArgSpec | None:
         return next((a for a in self.args if a.name == name), None)
@@ -104,6 +181,11 @@ def window_output(kind: str, size: int, extent: int, stride: int, pad: int, ceil
             f"{what} of {extent} is larger than its input of {size}"
             + (f" padded by {pad} to {padded}" if pad else ""),
             f"use a smaller {kind} size, more padding, or a larger input")
+    if stride > max(padded, IDLE_STRIDE):
+        raise ShapeProblem(
+            f"stride of {stride:,} is larger than its input of {size}"
+            + (f" padded to {padded}" if pad else "") + f" on the {axis} axis: the window never moves",
+            f"stride={padded} gives the same output (PyTorch's backward pass slows with the square of the stride)")
     span = padded - extent
     if ceil:
         out = -(-span // stride) + 1
@@ -151,33 +233,24 @@ def _flat(shape: Shape) -> int:
     return math.prod(shape)
 
 
-def _flat_text(shape: Shape, channels_text: str) -> str:
+def _flat_channels(shape: Shape, channels: Expr) -> Expr:
+    """The features of a flattened volume, `512 * 7 * 7` as torchvision writes it."""
     if len(shape) == 1:
-        return channels_text
+        return channels
     c, h, w = shape
     if h == w == 1:
-        return channels_text
-    return f"{atom(channels_text)} * {h} * {w}"
+        return channels
+    return Binary("*", Binary("*", channels, Const(h)), Const(w))
 
 
-def atom(text: str) -> str:
-    """Python source that stays one operand: `planes * 4` becomes `(planes * 4)`."""
-    return text if text.isidentifier() or text.isdigit() else f"({text})"
-
-
-def _kw(values: dict, texts: dict, spec: tuple[tuple[str, str, Any], ...]) -> tuple[tuple[str, str], ...]:
-    """Keyword arguments for PyTorch, leaving out those equal to PyTorch's default."""
+def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
+    """Keyword arguments for PyTorch, leaving out those equal to PyTorch's default unless
+    they read a parameter (`stride`), which the generated class must then pass on."""
     out = []
     for ours, theirs, torch_default in spec:
-        if ours in values and (values[ours] != torch_default or _symbolic(texts[ours])):
-            out.append((theirs, texts[ours]))
+        if ours in values and (values[ours] != torch_default or exprs[ours].names):
+            out.append((theirs, exprs[ours]))
     return tuple(out)
-
-
-def _symbolic(text: str) -> bool:
-    """Source that names a parameter (`stride`), so the generated class must pass it on."""
-    return text not in ("True", "False", "None") and not text.startswith("'") and \
-        any(ch.isalpha() or ch == "_" for ch in text.replace("e-", "").replace("e+", ""))
 
 
 # -- the rules --------------------------------------------------------------------------
@@ -208,6 +281,18 @@ def _conv_torch(s: Shape, v: dict, t: dict) -> Torch:
         ("groups", "groups", 1), ("bias", "bias", True), ("padding_mode", "padding_mode", "zeros"))))
 
 
+def _conv_label(a: Shown) -> str:
+    return (f"conv {a('size')}x{a('size')}/{a('stride')} {a('filters')}"
+            + (f" pad {a('pad')}" if a.value("pad") else "")
+            + (f" groups {a('groups')}" if a.value("groups") != 1 else ""))
+
+
+def _conv_figure(a: Shown) -> str:
+    stride = a("stride")
+    return (f"conv {a('size')}×{a('size')}" + (f"/{stride}" if stride != "1" else "") + f", {a('filters')}"
+            + (f", groups {a('groups')}" if a.value("groups") != 1 else ""))
+
+
 CONV = LayerRule(
     "conv", "2-D convolution: `filters` FxF filters at `stride`, zero-padded by `pad`",
     (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
@@ -222,11 +307,13 @@ CONV = LayerRule(
     _conv_shape, _conv_params,
     macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["size"] ** 2,
     window=lambda s, a: (_extent(a), a["stride"]),
-    torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True)
+    torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True,
+    kernel=lambda s, a: (a["filters"], s[0] // a["groups"], a["size"], a["size"]),
+    category="conv", label=_conv_label, figure=_conv_figure, listing=Listing("CONV"))
 
 
-def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, helper=None,
-               dilation: bool = False) -> LayerRule:
+def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, listing: str,
+               helper=None) -> LayerRule:
     args = (ArgSpec("size", "int", minimum=1, doc="window size F"),
             ArgSpec("stride", "int", None, minimum=1, doc="stride S (default: the size)"),
             ArgSpec("pad", "int", 0, minimum=0)) + extra + (ArgSpec("ceil", "bool", False), FLOOR)
@@ -240,7 +327,8 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
 
     def torch(s: Shape, v: dict, t: dict) -> Torch:
         v = _pool_defaults(v)
-        t = {**t, "stride": t["stride"] if t.get("stride") not in (None, "None") else t["size"]}
+        if t.get("stride") is None or t["stride"] == Const(None):
+            t = {**t, "stride": t["size"]}
         kws = _kw(v, t, (("pad", "padding", 0),) + kw_extra + (("ceil", "ceil_mode", False),))
         if v["stride"] != v["size"]:
             kws = (("stride", t["stride"]),) + kws
@@ -248,19 +336,23 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
 
     return LayerRule(kind, doc, args, shape,
                      window=lambda s, a: (_extent(_pool_defaults(a)), _pool_defaults(a)["stride"]),
-                     torch=torch, base_name="pool", fresh_output=True)
+                     torch=torch, base_name="pool", fresh_output=True, category="pool",
+                     label=lambda a: f"{kind} {a('size')}x{a('size')}/{a.stride()}",
+                     figure=lambda a: f"{kind} {a('size')}×{a('size')}" + (
+                         f"/{a.stride()}" if a.stride() != "1" else ""),
+                     listing=Listing(listing), kernel=lambda s, a: (a["size"], a["size"]))
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
-                     (ArgSpec("dilation", "int", 1, minimum=1),), (("dilation", "dilation", 1),))
+                     (ArgSpec("dilation", "int", 1, minimum=1),), (("dilation", "dilation", 1),), "MAX POOL")
 AVGPOOL = _pool_rule("avgpool", "nn.AvgPool2d", "average pooling over FxF windows",
                      (ArgSpec("count_include_pad", "bool", True),),
-                     (("count_include_pad", "count_include_pad", True),))
+                     (("count_include_pad", "count_include_pad", True),), "AVG POOL")
 MINPOOL = _pool_rule("minpool", "MinPool2d", "min pooling over FxF windows (the notes' third kind)",
-                     (), (), helper="MinPool2d")
+                     (), (), "MIN POOL", helper="MinPool2d")
 
 
-def _adaptive(kind: str, callee: str, doc: str) -> LayerRule:
+def _adaptive(kind: str, callee: str, doc: str, listing: str) -> LayerRule:
     def shape(s: Shape, a: dict):
         c, h, w = _spatial(s, kind)
         notes = []
@@ -272,23 +364,28 @@ def _adaptive(kind: str, callee: str, doc: str) -> LayerRule:
     return LayerRule(kind, doc, (ArgSpec("size", "int", minimum=1, doc="output size"),), shape,
                      window=lambda s, a: (-(-s[1] // a["size"]) if len(s) == 3 else 1,
                                           max(1, s[1] // a["size"]) if len(s) == 3 else 1),
-                     torch=lambda s, v, t: Torch(callee, (
-                         t["size"] if v["size"] != 1 or t["size"] != "1" else "1",)),
-                     base_name="pool", fresh_output=True)
+                     torch=lambda s, v, t: Torch(callee, (t["size"],)),
+                     base_name="pool", fresh_output=True, category="pool",
+                     label=lambda a: f"{kind} {a('size')}x{a('size')}",
+                     figure=lambda a: f"{kind.replace('_', ' ')} → {a('size')}×{a('size')}",
+                     listing=Listing(listing))
 
 
-ADAPTIVE_AVGPOOL = _adaptive("adaptive_avgpool", "nn.AdaptiveAvgPool2d", "average pooling to a fixed output size")
-ADAPTIVE_MAXPOOL = _adaptive("adaptive_maxpool", "nn.AdaptiveMaxPool2d", "max pooling to a fixed output size")
+ADAPTIVE_AVGPOOL = _adaptive("adaptive_avgpool", "nn.AdaptiveAvgPool2d", "average pooling to a fixed output size",
+                             "ADAPTIVE AVG POOL")
+ADAPTIVE_MAXPOOL = _adaptive("adaptive_maxpool", "nn.AdaptiveMaxPool2d", "max pooling to a fixed output size",
+                             "ADAPTIVE MAX POOL")
 
 GLOBAL_AVGPOOL = LayerRule(
     "global_avgpool", "average over each whole activation map: CxHxW to Cx1x1", (),
     lambda s, a: ((_spatial(s, "global_avgpool")[0], 1, 1), []),
     window=lambda s, a: (s[1] if len(s) == 3 else 1, s[1] if len(s) == 3 else 1),
-    torch=lambda s, v, t: Torch("nn.AdaptiveAvgPool2d", ("1",)), base_name="pool", fresh_output=True)
+    torch=lambda s, v, t: Torch("nn.AdaptiveAvgPool2d", (Const(1),)), base_name="pool", fresh_output=True,
+    category="pool", figure=lambda a: "global avgpool", listing=Listing("GLOBAL AVG POOL"))
 
 
 def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Linear", (_flat_text(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
+    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
 
 
 FC = LayerRule(
@@ -299,12 +396,14 @@ FC = LayerRule(
     macs=lambda i, o, a: _flat(i) * a["units"],
     window=lambda s, a: (s[1] if len(s) == 3 else 1, 1),
     torch=_fc_torch, base_name="fc", flattens=True, aliases=("linear",), channels=lambda s, c, t: t["units"],
-    fresh_output=True)
+    fresh_output=True, kernel=lambda s, a: (a["units"], _flat(s)),
+    category="fc", label=lambda a: f"fc {a('units')}", listing=Listing("FC"))
 
 FLATTEN = LayerRule(
     "flatten", "CxHxW to a vector of C*H*W", (), lambda s, a: ((_flat(s),), []),
     torch=lambda s, v, t: Torch("nn.Flatten", ()), base_name="flatten",
-    channels=lambda s, c, t: _flat_text(s, c))
+    channels=lambda s, c, t: _flat_channels(s, c), category="reshape")
+
 
 def _dropout_shape(s: Shape, a: dict):
     if a["p"] >= 1:
@@ -316,7 +415,8 @@ DROPOUT = LayerRule(
     "dropout", "zeroes each element with probability p while training",
     (ArgSpec("p", "float", 0.5, minimum=0.0),), _dropout_shape,
     torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", "p", 0.5),))),
-    base_name="dropout")
+    base_name="dropout", category="dropout", pointwise=True,
+    label=lambda a: f"dropout {a('p')}" if a("p")[:1].isdigit() else f"dropout p={a('p')}")
 
 
 def _bn_torch(s: Shape, v: dict, t: dict) -> Torch:
@@ -329,7 +429,10 @@ BATCHNORM = LayerRule(
     (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
      ArgSpec("affine", "bool", True)),
     lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
-    torch=_bn_torch, base_name="bn", aliases=("bn",), fresh_output=True)
+    buffers=lambda s, a: 2 * s[0],  # running mean and variance (and a step count PyTorch keeps besides)
+    torch=_bn_torch, base_name="bn", aliases=("bn",), fresh_output=True,
+    kernel=lambda s, a: (s[0],) if a["affine"] else None,
+    category="norm", pointwise=True, figure=lambda a: "bn", listing=Listing("BN", "Batch normalization"))
 
 LRN = LayerRule(
     "lrn", "local response normalization across `size` neighbouring channels (AlexNet's NORM)",
@@ -338,26 +441,28 @@ LRN = LayerRule(
     lambda s, a: (s, []),
     torch=lambda s, v, t: Torch("nn.LocalResponseNorm", (t["size"],), _kw(v, t, (
         ("alpha", "alpha", 1e-4), ("beta", "beta", 0.75), ("k", "k", 1.0)))),
-    base_name="norm", aliases=("norm",))
+    base_name="norm", aliases=("norm",),
+    category="norm", pointwise=True, figure=lambda a: "LRN", listing=Listing("NORM", "Normalization layer"))
 
 
 def _activation(kind: str, callee: str, doc: str, args: tuple[ArgSpec, ...] = (), kw=(),
-                aliases: tuple[str, ...] = (), inplace: bool = False) -> LayerRule:
+                aliases: tuple[str, ...] = (), inplace: bool = False, figure: str | None = None) -> LayerRule:
     return LayerRule(kind, doc, args, lambda s, a: (s, []),
                      torch=lambda s, v, t: Torch(callee, (), _kw(v, t, kw)), base_name=kind, aliases=aliases,
-                     inplace=inplace)
+                     inplace=inplace, category="activation", pointwise=True,
+                     figure=(lambda a: figure) if figure else None)
 
 
 RELU = _activation("relu", "nn.ReLU", "max(0, x)", inplace=True)
 LEAKY_RELU = _activation("leaky_relu", "nn.LeakyReLU", "max(slope*x, x)",
-                         (ArgSpec("slope", "float", 0.01),), (("slope", "negative_slope", 0.01),))
+                         (ArgSpec("slope", "float", 0.01),), (("slope", "negative_slope", 0.01),), figure="leaky relu")
 ELU = _activation("elu", "nn.ELU", "x if x > 0 else alpha*(exp(x) - 1)",
                   (ArgSpec("alpha", "float", 1.0),), (("alpha", "alpha", 1.0),))
 SIGMOID = _activation("sigmoid", "nn.Sigmoid", "1/(1 + exp(-x))")
 TANH = _activation("tanh", "nn.Tanh", "tanh(x)")
 SOFTMAX = _activation("softmax", "nn.Softmax", "exp(x_i)/sum_j exp(x_j) over channels",
                       (ArgSpec("dim", "int", 1),), (("dim", "dim", None),))
-IDENTITY = _activation("identity", "nn.Identity", "x")
+IDENTITY = _activation("identity", "nn.Identity", "x", figure="id")
 
 
 def _maxout_shape(s: Shape, a: dict):
@@ -371,7 +476,7 @@ MAXOUT = LayerRule(
     "maxout", "max over groups of `pieces` consecutive channels: max(w1.x + b1, w2.x + b2)",
     (ArgSpec("pieces", "int", 2, minimum=1),), _maxout_shape,
     torch=lambda s, v, t: Torch("Maxout", (t["pieces"],), (), "Maxout"), base_name="maxout",
-    channels=lambda s, c, t: f"{atom(c)} // {atom(t['pieces'])}")
+    channels=lambda s, c, t: c // t["pieces"], category="activation")
 
 
 RULES: dict[str, LayerRule] = {}
@@ -398,6 +503,18 @@ def subsampled(shape: Shape, stride: int) -> Shape:
 # parameters); `identity`. Not layers: `passes/shapes.py` builds the projection from
 # CONV and BATCHNORM above.
 SHORTCUTS = ("projection", "identity", "pad")
+
+
+def label(kind: str, args: Iterable[tuple[str, Any]]) -> str:
+    """The layer as the summary and the language server print it: `conv 3x3/2 64 pad 1`.
+    `args` pairs names with IR values (`.value`, `.text`)."""
+    return RULES[kind].summary_label(Shown(args))
+
+
+def figure_label(kind: str, args: Iterable[tuple[str, Any]], symbolic: bool = False) -> str:
+    """The layer as the diagram prints it: `conv 3×3/2, 64`; `symbolic` shows the source
+    (`planes·4`), as a block's legend does."""
+    return RULES[kind].figure_label(Shown(args, symbolic))
 
 
 def lookup(name: str) -> LayerRule | None:

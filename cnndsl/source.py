@@ -8,6 +8,7 @@ line, the column and the text under a caret.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,46 +64,52 @@ class SourceFile:
         return Span(self.path, 1, 1, 1, 2)
 
 
-def read_source(path: str | Path) -> SourceFile:
-    """Read a spec as UTF-8; size and encoding problems become diagnostics."""
-    from .diagnostics import CompileError, Diagnostic
+class SourceError(Exception):
+    """A spec that cannot be read as text (missing, too large, not UTF-8). A plain value:
+    `compiler.load` and `compiler.source_from_text` turn it into a `CompileError`."""
 
+    def __init__(self, span: Span, message: str, hint: str | None = None) -> None:
+        super().__init__(f"{span}: {message}")
+        self.span, self.message, self.hint = span, message, hint
+
+
+def read_source(path: str | Path) -> SourceFile:
+    """Read a spec as UTF-8; size and encoding problems raise `SourceError`."""
     path = Path(path)
-    name = str(path)
+    name = display_name(path)
     nowhere = Span(name, 1, 1, 1, 1)
     try:
-        size = path.stat().st_size
-        if size > MAX_SOURCE_BYTES:
-            raise CompileError([Diagnostic.error(
-                nowhere, f"file is {size:,} bytes, over the {MAX_SOURCE_BYTES:,}-byte limit",
-                "split the spec, or check that this is the file you meant")])
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # bounded by the bytes read: st_size is 0 for /dev/zero or a pipe
+            data = handle.read(MAX_SOURCE_BYTES + 1)
     except FileNotFoundError:
-        raise CompileError([Diagnostic.error(
-            nowhere, f"no such file: {name}",
-            "give a path to a .cnn file or the name of a built-in (`cnndsl list`)")]) from None
+        raise SourceError(nowhere, f"no such file: {name}",
+                          "give a path to a .cnn file or the name of a built-in (`cnndsl list`)") from None
     except IsADirectoryError:
-        raise CompileError([Diagnostic.error(nowhere, f"{name} is a directory, not a spec", None)]) from None
+        raise SourceError(nowhere, f"{name} is a directory, not a spec") from None
     except OSError as exc:
-        raise CompileError([Diagnostic.error(nowhere, f"cannot read {name}: {exc.strerror}", None)]) from None
+        raise SourceError(nowhere, f"cannot read {name}: {exc.strerror}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SourceError(nowhere, f"file is over the {MAX_SOURCE_BYTES:,}-byte limit",
+                          "split the spec, or check that this is the file you meant")
     return decode_source(name, data)
 
 
-def decode_source(name: str, data: bytes) -> SourceFile:
-    from .diagnostics import CompileError, Diagnostic
+def display_name(path: str | Path) -> str:
+    """A file name as printable text: bytes that are not UTF-8 (a POSIX name may hold any)
+    shown as \\xNN escapes, so that every diagnostic and message can be printed."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
+
+def decode_source(name: str, data: bytes) -> SourceFile:
     if len(data) > MAX_SOURCE_BYTES:
-        raise CompileError([Diagnostic.error(
-            Span(name, 1, 1, 1, 1),
-            f"source is {len(data):,} bytes, over the {MAX_SOURCE_BYTES:,}-byte limit", None)])
+        raise SourceError(Span(name, 1, 1, 1, 1),
+                          f"source is {len(data):,} bytes, over the {MAX_SOURCE_BYTES:,}-byte limit")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         prefix = data[: exc.start].decode("utf-8", "replace")
         line = prefix.count("\n") + 1
         col = len(prefix) - (prefix.rfind("\n") + 1) + 1
-        raise CompileError([Diagnostic.error(
-            Span(name, line, col, line, col + 1),
-            f"invalid UTF-8 byte 0x{data[exc.start]:02x}",
-            "save the file as UTF-8")]) from None
+        raise SourceError(Span(name, line, col, line, col + 1), f"invalid UTF-8 byte 0x{data[exc.start]:02x}",
+                          "save the file as UTF-8") from None
     return SourceFile(name, text)

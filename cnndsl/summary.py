@@ -9,10 +9,11 @@ Every number comes from the IR, which took it from `layers.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from . import ir
+from .layers import RULES, label
 from .passes.shapes import fmt_shape
 
 
@@ -61,28 +62,10 @@ def _member(node, prefix: str) -> Iterator[Row]:
 
 
 def describe(layer: ir.Layer) -> str:
-    """`conv 3x3/2 64`: the kind and the arguments that shape it."""
-    v = layer.values
-    s = layer.stats
-    if layer.kind == "conv":
-        text = f"conv {v['size']}x{v['size']}/{v['stride']} {v['filters']}"
-        if v["pad"]:
-            text += f" pad {v['pad']}"
-        if v["groups"] != 1:
-            text += f" groups {v['groups']}"
-    elif layer.kind in ("maxpool", "avgpool", "minpool"):
-        stride = v["stride"] if v["stride"] is not None else v["size"]
-        text = f"{layer.kind} {v['size']}x{v['size']}/{stride}"
-    elif layer.kind == "fc":
-        text = f"fc {v['units']}"
-    elif layer.kind in ("adaptive_avgpool", "adaptive_maxpool"):
-        text = f"{layer.kind} {v['size']}x{v['size']}"
-    elif layer.kind == "dropout":
-        text = f"dropout {v['p']:g}"
-    else:
-        text = layer.kind
-    if s.flatten_before:
-        text += f" (flattens {fmt_shape(s.in_shape)})"
+    """`conv 3x3/2 64`: the kind and the arguments that shape it, as `layers.py` labels it."""
+    text = label(layer.kind, layer.args)
+    if layer.stats.flatten_before:
+        text += f" (flattens {fmt_shape(layer.stats.in_shape)})"
     return text
 
 
@@ -93,33 +76,266 @@ def human(n: float) -> str:
     return str(int(n))
 
 
-def table(network: ir.Network) -> str:
-    header = ("path", "layer", "output", "params", "activations", "MACs", "RF")
-    lines = [header, ("(input)", "input", fmt_shape(network.input), "0", f"{ir.elements(network.input):,}", "0", "1")]
-    for row in rows(network):
-        s = row.layer.stats
-        lines.append((row.path, describe(row.layer), fmt_shape(s.out_shape), f"{s.params:,}",
-                      f"{row.activations:,}", human(s.macs), str(s.rf)))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {3, 4, 5, 6}
+# -- the rows of a summary, folded to a depth ------------------------------------------
+
+OPTIONAL_COLUMNS = ("input", "kernel", "trainable", "frozen")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of a summary: a layer, or a block or named group folded to `--depth`."""
+
+    path: str
+    layer: str  # `conv 3x3/1 64 pad 1`, `block Bottleneck`
+    kind: str  # the layer kind, or `block`, `group`, `shortcut`
+    depth: int  # 1 for a member of the network's own chain, 2 inside a block or group, ...
+    input: ir.Shape
+    output: ir.Shape
+    kernel: tuple[int, ...] | None  # the weight's shape (conv: filters x channels x F x F), or the window
+    params: int
+    frozen: int  # non-trainable state: batch norm's running mean and variance
+    activations: int
+    macs: int
+    rf: int
+    layers: int = 1  # how many layers the row stands for
+
+    @property
+    def trainable(self) -> int:
+        return self.params  # a spec freezes nothing: every parameter is trained
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "layer": self.layer, "kind": self.kind, "depth": self.depth,
+                "input": list(self.input), "output": list(self.output),
+                "kernel": list(self.kernel) if self.kernel is not None else None,
+                "params": self.params, "trainable": self.trainable, "frozen": self.frozen,
+                "activations": self.activations, "macs": self.macs, "rf": self.rf, "layers": self.layers}
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    frozen: int
+    macs: int
+    activations: int  # the input's values and every layer's output, forward only
+    rf: int
+
+    @property
+    def trainable(self) -> int:
+        return self.params
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * 4  # float32
+
+    def as_dict(self) -> dict:
+        return {"params": self.params, "trainable": self.trainable, "frozen": self.frozen, "macs": self.macs,
+                "activations": self.activations, "activation_bytes": self.activation_bytes, "rf": self.rf}
+
+
+def kernel(layer: ir.Layer) -> tuple[int, ...] | None:
+    """The shape of the layer's weight (conv, fc, batch norm) or of its window (pools), from the table."""
+    return RULES[layer.kind].kernel(layer.stats.in_shape, layer.values)
+
+
+def frozen(layer: ir.Layer) -> int:
+    """The layer's non-trainable state, from the layer table."""
+    from .layers import lookup
+
+    rule = lookup(layer.kind)
+    return rule.buffers(layer.stats.in_shape, layer.values) if rule is not None else 0
+
+
+def _layer_line(path: str, layer: ir.Layer) -> Line:
+    s = layer.stats
+    return Line(path, describe(layer), layer.kind, path.count(".") + 1, s.in_shape, s.out_shape, kernel(layer),
+                s.params, frozen(layer), ir.elements(s.out_shape), s.macs, s.rf)
+
+
+def _containers(network: ir.Network) -> dict[str, tuple[str, str, ir.Stats | None]]:
+    """Every block instance, named group and named shortcut, by module path: (title, kind, stats)."""
+    found: dict[str, tuple[str, str, ir.Stats | None]] = {}
+
+    def scope(seq: ir.Seq, prefix: str) -> None:
+        for item in seq.items:
+            member(item, prefix)
+
+    def member(node, prefix: str) -> None:
+        if isinstance(node, ir.Seq):
+            inner = prefix if node.name is None else _join(prefix, node.name)
+            if node.name is not None:
+                found[inner] = ("group", "group", node.stats)
+            scope(node, inner)
+        elif isinstance(node, ir.BlockInstance):
+            inner = _join(prefix, node.name)
+            found[inner] = (f"block {node.block}", "block", node.stats)
+            scope(node.body, inner)
+        elif isinstance(node, ir.Concat):
+            for branch in node.branches:
+                member(branch, prefix)
+        elif isinstance(node, ir.Side):
+            member(node.node, prefix)
+        elif isinstance(node, ir.Residual):
+            scope(node.body, prefix)
+            if node.shortcut.applied and node.shortcut.name:
+                found[_join(prefix, node.shortcut.name)] = ("shortcut " + node.shortcut.kind, "shortcut", None)
+
+    scope(network.body, "")
+    return found
+
+
+def lines(network: ir.Network, depth: int | None = None) -> list[Line]:
+    """The summary's rows: every layer, or with `depth`, everything deeper folded into its
+    block, group or shortcut at that depth (torchinfo's `depth`)."""
+    flat = [_layer_line(row.path, row.layer) for row in rows(network)]
+    if depth is None:
+        return flat
+    if depth < 1:
+        from .errors import UsageError
+
+        raise UsageError(f"--depth must be 1 or more, not {depth}")
+    containers = _containers(network)
+    out: list[Line] = []
+    folded: dict[str, int] = {}  # container path -> its index in out
+    for line in flat:
+        if line.depth <= depth:
+            out.append(line)
+            continue
+        top = ".".join(line.path.split(".")[:depth])
+        if top not in folded:
+            folded[top] = len(out)
+            title, kind, _ = containers.get(top, ("group", "group", None))
+            out.append(replace(line, path=top, layer=title, kind=kind, depth=depth, kernel=None, layers=0))
+        i = folded[top]
+        out[i] = _fold(out[i], line, containers.get(top, (None, None, None))[2])
+    return out
+
+
+def _fold(into: Line, line: Line, stats: ir.Stats | None) -> Line:
+    first = into.layers == 0
+    return replace(
+        into, output=stats.out_shape if stats is not None else line.output,
+        rf=stats.rf if stats is not None else line.rf, input=stats.in_shape if stats is not None else into.input,
+        params=line.params if first else into.params + line.params,
+        frozen=line.frozen if first else into.frozen + line.frozen,
+        activations=line.activations if first else into.activations + line.activations,
+        macs=line.macs if first else into.macs + line.macs, layers=into.layers + 1)
+
+
+def totals(network: ir.Network) -> Totals:
+    flat = lines(network)
+    stats = network.body.stats
+    return Totals(stats.params, sum(line.frozen for line in flat), stats.macs,
+                  ir.elements(network.input) + sum(line.activations for line in flat), stats.rf)
+
+
+def _columns(columns) -> tuple[str, ...]:
+    unknown = [c for c in columns if c not in OPTIONAL_COLUMNS]
+    if unknown:
+        from .errors import UsageError
+
+        raise UsageError(f"no summary column named {unknown[0]!r}", f"choose from {', '.join(OPTIONAL_COLUMNS)}")
+    return tuple(c for c in OPTIONAL_COLUMNS if c in columns)
+
+
+def _cells(line: Line, extra: tuple[str, ...]) -> tuple[str, ...]:
+    more = {"input": fmt_shape(line.input), "kernel": "x".join(map(str, line.kernel)) if line.kernel else "-",
+            "trainable": f"{line.trainable:,}", "frozen": f"{line.frozen:,}"}
+    return (line.path, line.layer, fmt_shape(line.output), f"{line.params:,}", f"{line.activations:,}",
+            human(line.macs), str(line.rf)) + tuple(more[c] for c in extra)
+
+
+def table(network: ir.Network, depth: int | None = None, columns=()) -> str:
+    extra = _columns(columns)
+    header = ("path", "layer", "output", "params", "activations", "MACs", "RF") + extra
+    source = Line("(input)", "input", "input", 0, network.input, network.input, None, 0, 0,
+                  ir.elements(network.input), 0, 1)
+    cells = [header, _cells(source, extra)] + [_cells(line, extra) for line in lines(network, depth)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    right = {3, 4, 5, 6} | {7 + i for i, c in enumerate(extra) if c in ("trainable", "frozen")}
 
     def fmt(line) -> str:
-        cells = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(line)]
-        return "  ".join(cells).rstrip()
+        out = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(line)]
+        return "  ".join(out).rstrip()
 
     rule = "-" * len(fmt(header))
-    out = [fmt(header), rule] + [fmt(line) for line in lines[1:]] + [rule]
+    out = [fmt(header), rule] + [fmt(line) for line in cells[1:]] + [rule]
     stats = network.body.stats
-    activations = ir.elements(network.input) + sum(r.activations for r in rows(network))
+    total = totals(network)
     out += [
         f"network {network.name}: input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}",
         f"parameters: {stats.params:,}",
+        f"trainable: {total.trainable:,}; frozen: {total.frozen:,} (batch norm's running statistics)",
         f"multiply-accumulates: {stats.macs:,} ({human(stats.macs)}) per image",
-        f"activations: {activations:,} values, {activations * 4 / 2**20:.1f} MiB per image in float32 "
-        "(forward only)",
+        f"activations: {total.activations:,} values, {total.activation_bytes / 2**20:.1f} MiB per image in "
+        "float32 (forward only)",
         f"receptive field of the output: {stats.rf}x{stats.rf} input pixels",
     ]
     return "\n".join(out) + "\n"
+
+
+def as_json(network: ir.Network, depth: int | None = None) -> str:
+    import json
+
+    return json.dumps({"network": network.name, "input": list(network.input),
+                       "output": list(network.body.stats.out_shape), "depth": depth,
+                       "rows": [line.as_dict() for line in lines(network, depth)],
+                       "totals": totals(network).as_dict()}, indent=2) + "\n"
+
+
+CSV_FIELDS = ("path", "layer", "kind", "depth", "input", "output", "kernel", "params", "trainable", "frozen",
+              "activations", "macs", "rf", "layers")
+
+
+def as_csv(network: ir.Network, depth: int | None = None) -> str:
+    """One row per line of the summary, every column; shapes as `3x224x224`."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for line in lines(network, depth):
+        d = line.as_dict()
+        d.update(input=fmt_shape(line.input), output=fmt_shape(line.output),
+                 kernel="x".join(map(str, line.kernel)) if line.kernel else "")
+        writer.writerow([d[f] for f in CSV_FIELDS])
+    return buffer.getvalue()
+
+
+class Summary(str):
+    """What `cnndsl.summarize` returns: the summary's text (it is a `str`, as it always
+    was), with the rows and totals behind it and the other formats."""
+
+    network: ir.Network
+    style: str
+
+    def __new__(cls, network: ir.Network, style: str = "table", depth: int | None = None, columns=()):
+        text = cs231n(network) if style == "cs231n" else table(network, depth, columns)
+        self = super().__new__(cls, text)
+        self.network, self.style, self.depth = network, style, depth
+        return self
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+    @property
+    def rows(self) -> list[Line]:
+        return lines(self.network, self.depth)
+
+    @property
+    def totals(self) -> Totals:
+        return totals(self.network)
+
+    def with_view(self, depth: int | None = None, columns=()) -> "Summary":
+        """The same summary folded to `depth`, with the optional `columns` in its table."""
+        return Summary(self.network, self.style, depth, columns)
+
+    def to_json(self) -> str:
+        return as_json(self.network, self.depth)
+
+    def to_csv(self) -> str:
+        return as_csv(self.network, self.depth)
 
 
 # -- the notes' listings ----------------------------------------------------------------
@@ -142,77 +358,124 @@ def _hwc(shape) -> str:
     return f"{h}x{w}x{c}"
 
 
-_SHOWN = ("conv", "maxpool", "avgpool", "minpool", "fc", "lrn", "adaptive_avgpool", "adaptive_maxpool",
-          "global_avgpool", "batchnorm")
+def _listed(layer: ir.Layer) -> bool:
+    """In the notes' listing: the layers with a `Listing` in the table, less one that changes
+    nothing (torchvision's adaptive pool at its native size)."""
+    rule = RULES[layer.kind]
+    return rule.listing is not None and not (
+        layer.kind.startswith("adaptive") and layer.stats.in_shape == layer.stats.out_shape)
+
+
+@dataclass
+class _Listing:
+    """The two listings being written, and the numbering of their layers."""
+
+    network: ir.Network
+    arch: list
+    memory: list
+    counters: dict
+    convs: int
+    fcs: int
+    total_memory: int
+    total_weights: int = 0
+
+    def number(self, layer: ir.Layer) -> int:
+        rule = RULES[layer.kind]
+        key = rule.category if rule.category == "pool" else rule.kind  # pools share one count
+        self.counters[key] = self.counters.get(key, 0) + 1
+        return self.counters[key]
+
+    def add(self, layer: ir.Layer) -> None:
+        rule = RULES[layer.kind]
+        n = self.number(layer)
+        out = layer.stats.out_shape
+        shape = f"{out[0]}" if len(out) == 1 else _hwc(out)
+        what, weights, mem_line = _LINES[rule.category](self, layer, rule.listing, n)
+        self.arch.append(f"[{shape}] {what}")
+        self.memory.append(mem_line)
+        self.total_memory += ir.elements(out)
+        self.total_weights += weights
+
+
+def _memory(label: str, out) -> str:
+    return f"{label}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))}"
+
+
+def _conv_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    v, s = layer.values, layer.stats
+    weights = s.params - (v["filters"] if v["bias"] else 0)
+    cin = s.in_shape[0] // v["groups"]
+    return (f"{name.name}{n}: {v['filters']} {v['size']}x{v['size']} filters at stride {v['stride']}, "
+            f"pad {v['pad']}", weights,
+            _memory(f"{name.name}{v['size']}-{v['filters']}", s.out_shape)
+            + f" params: ({v['size']}*{v['size']}*{cin})*{v['filters']} = {weights:,}")
+
+
+def _pool_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    v, out = layer.values, layer.stats.out_shape
+    if "stride" in v:  # a sliding window; the adaptive and global pools have none
+        stride = v["stride"] if v["stride"] is not None else v["size"]
+        what, label = f"{name.name}{n}: {v['size']}x{v['size']} filters at stride {stride}", f"POOL{v['size']}"
+    else:
+        what, label = f"{name.name}{n}: to {out[1]}x{out[2]}", "POOL"
+    return what, 0, _memory(label, out) + " params: 0"
+
+
+def _fc_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    v, s = layer.values, layer.stats
+    scores = " (class scores)" if n == listing.fcs else ""
+    weights = s.params - (v["units"] if v["bias"] else 0)
+    inputs = s.in_shape
+    factors = "*".join(str(d) for d in (inputs[1:] + inputs[:1] if len(inputs) == 3 else inputs))
+    return (f"{name.name}{listing.convs + n}: {v['units']} neurons{scores}", weights,
+            f"{name.name}: [1x1x{v['units']}] memory: {v['units']} params: {factors}*{v['units']} = {weights:,}")
+
+
+def _norm_lines(listing: _Listing, layer: ir.Layer, name, n: int):
+    weights = layer.stats.params
+    return f"{name.name}{n}: {name.caption}", weights, _memory(name.name, layer.stats.out_shape) + f" params: {weights:,}"
+
+
+_LINES = {"conv": _conv_lines, "pool": _pool_lines, "fc": _fc_lines, "norm": _norm_lines}
 
 
 def cs231n(network: ir.Network) -> str:
-    # A layer that changes nothing (torchvision's adaptive pool at its native size) is left out.
-    layers = [row.layer for row in rows(network) if row.layer.kind in _SHOWN
-              and not (row.layer.kind.startswith("adaptive") and row.layer.stats.in_shape == row.layer.stats.out_shape)]
-    convs = sum(1 for layer in layers if layer.kind == "conv")
-    counters: dict[str, int] = {}
-    fc_total = sum(1 for layer in layers if layer.kind == "fc")
-    arch = [f"[{_hwc(network.input)}] INPUT"]
-    memory = [f"INPUT: [{_hwc(network.input)}] memory: {_product(network.input)}={approx(ir.elements(network.input))} "
-              f"params: 0 (not counting biases)"]  # as the notes say: the params below are weights
-    total_memory = ir.elements(network.input)
-    total_weights = 0
+    layers = [row.layer for row in rows(network) if _listed(row.layer)]
+    given = ir.elements(network.input)
+    listing = _Listing(
+        network, [f"[{_hwc(network.input)}] INPUT"],
+        [f"INPUT: [{_hwc(network.input)}] memory: {_product(network.input)}={approx(given)} "
+         f"params: 0 (not counting biases)"],  # as the notes say: the params below are weights
+        {}, sum(1 for layer in layers if layer.kind == "conv"), sum(1 for layer in layers if layer.kind == "fc"),
+        given)
     for layer in layers:
-        v, s = layer.values, layer.stats
-        kind = "pool" if layer.kind.endswith("pool") else layer.kind
-        counters[kind] = counters.get(kind, 0) + 1
-        n = counters[kind]
-        out = s.out_shape
-        shape = f"{out[0]}" if len(out) == 1 else _hwc(out)
-        if layer.kind == "conv":
-            arch.append(f"[{shape}] CONV{n}: {v['filters']} {v['size']}x{v['size']} filters at stride "
-                        f"{v['stride']}, pad {v['pad']}")
-            weights = s.params - (v["filters"] if v["bias"] else 0)
-            cin = s.in_shape[0] // v["groups"]
-            mem_line = (f"CONV{v['size']}-{v['filters']}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} "
-                        f"params: ({v['size']}*{v['size']}*{cin})*{v['filters']} = {weights:,}")
-        elif kind == "pool":
-            name = {"maxpool": "MAX POOL", "avgpool": "AVG POOL", "minpool": "MIN POOL",
-                    "adaptive_avgpool": "ADAPTIVE AVG POOL", "adaptive_maxpool": "ADAPTIVE MAX POOL",
-                    "global_avgpool": "GLOBAL AVG POOL"}[layer.kind]
-            if layer.kind in ("maxpool", "avgpool", "minpool"):
-                stride = v["stride"] if v["stride"] is not None else v["size"]
-                arch.append(f"[{shape}] {name}{n}: {v['size']}x{v['size']} filters at stride {stride}")
-                label = f"POOL{v['size']}"
-            else:
-                arch.append(f"[{shape}] {name}{n}: to {out[1]}x{out[2]}")
-                label = "POOL"
-            weights = 0
-            mem_line = f"{label}: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: 0"
-        elif layer.kind == "fc":
-            index = convs + n
-            scores = " (class scores)" if n == fc_total else ""
-            arch.append(f"[{shape}] FC{index}: {v['units']} neurons{scores}")
-            weights = s.params - (v["units"] if v["bias"] else 0)
-            inputs = s.in_shape
-            factors = "*".join(str(d) for d in (inputs[1:] + inputs[:1] if len(inputs) == 3 else inputs))
-            mem_line = f"FC: [1x1x{v['units']}] memory: {v['units']} params: {factors}*{v['units']} = {weights:,}"
-        elif layer.kind == "lrn":
-            arch.append(f"[{shape}] NORM{n}: Normalization layer")
-            weights = 0
-            mem_line = f"NORM: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: 0"
-        else:  # batchnorm
-            weights = s.params
-            arch.append(f"[{shape}] BN{n}: Batch normalization")
-            mem_line = f"BN: [{_hwc(out)}] memory: {_product(out)}={approx(ir.elements(out))} params: {weights:,}"
-        memory.append(mem_line)
-        total_memory += ir.elements(out)
-        total_weights += weights
+        listing.add(layer)
+    total_memory, total_weights = listing.total_memory, listing.total_weights
     params = network.body.stats.params
     totals = [
-        f"TOTAL memory: {total_memory:,} values * 4 bytes ~= {total_memory * 4 / 1e6:.0f}MB / image "
+        f"TOTAL memory: {total_memory:,} values * 4 bytes ~= {_bytes(total_memory * 4)} / image "
         "(only forward! ~*2 for bwd)",
-        f"TOTAL params: {total_weights:,} weights ({total_weights / 1e6:.0f}M); {params:,} with biases "
+        f"TOTAL params: {total_weights:,} weights ({_rounded(total_weights)}); {params:,} with biases "
         f"and batch-norm scales",
     ]
-    return "\n".join(arch) + "\n\n" + "\n".join(memory) + "\n\n" + "\n".join(totals) + "\n"
+    return "\n".join(listing.arch) + "\n\n" + "\n".join(listing.memory) + "\n\n" + "\n".join(totals) + "\n"
 
 
 def _product(shape) -> str:
     return "*".join(str(d) for d in (shape[1:] + shape[:1] if len(shape) == 3 else shape))
+
+
+def _rounded(n: int) -> str:
+    """The notes' `138M`; `61K` or `600` for a small model, where `0M` says nothing."""
+    for unit, size in (("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.0f}{unit}" if n >= 10 * size else f"{n / size:.2g}{unit}"
+    return str(n)
+
+
+def _bytes(n: int) -> str:
+    """`93MB` as the notes write it; kilobytes and bytes for small models."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.0f}{unit}" if n >= 10 * size else f"{n / size:.2g}{unit}"
+    return f"{n}B"

@@ -9,7 +9,7 @@ import pytest
 
 from cnndsl import CompileError
 from cnndsl.compiler import compile_network, source_from_text
-from cnndsl.diagnostics import render
+from cnndsl.report import render
 
 from conftest import run_cli
 

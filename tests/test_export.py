@@ -101,3 +101,26 @@ def test_the_light_commands_load_no_heavy_module():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_export_goes_through_the_atomic_writer(tmp_path: Path):
+    """--onnx onto a symlink writes its target, keeps the target's mode and leaves no
+    temporary; onto a FIFO it is refused before the model is built."""
+    import os
+    import stat
+
+    target = tmp_path / "real.onnx"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    link = tmp_path / "link.onnx"
+    link.symlink_to(target)
+    result = run_cli("export", "lenet5", "--onnx", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o640
+    onnx.checker.check_model(str(target))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.onnx", "real.onnx"]
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    result = run_cli("export", "lenet5", "--onnx", str(fifo))
+    assert result.returncode == 2 and "FIFO" in result.stderr and "Traceback" not in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

@@ -12,7 +12,9 @@ from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator
 
 from cnndsl.compiler import source_from_text
-from cnndsl.diagnostics import Diagnostic, render
+from cnndsl.diagnostics import Diagnostic
+from cnndsl.report import render
+from cnndsl.tools.highlight import highlight_line
 from cnndsl.tools.highlight import CnnLexer
 from cnndsl.parse import parser
 
@@ -63,7 +65,7 @@ def test_diagnostics_show_the_highlighted_line_only_in_colour():
     d = Diagnostic.error(source.span_at(source.text.index("conv(")), "filter larger than input", "use 3")
     plain = render([d], {"h.cnn": source})
     assert " 3 |     c1: conv(8, 5)" in plain and "\x1b[" not in plain
-    coloured = render([d], {"h.cnn": source}, color=True)
+    coloured = render([d], {"h.cnn": source}, color=True, highlight=highlight_line)
     line = next(x for x in coloured.splitlines() if x.startswith(" 3 |"))
     assert "\x1b[" in line and line.count("\x1b[") >= 4  # the label, conv and the numbers are coloured
 
@@ -71,9 +73,13 @@ def test_diagnostics_show_the_highlighted_line_only_in_colour():
 def test_diagnostics_render_without_pygments():
     code = ("import sys; sys.modules['pygments'] = None\n"
             "from cnndsl.compiler import source_from_text\n"
-            "from cnndsl.diagnostics import Diagnostic, render\n"
+            "from cnndsl.diagnostics import Diagnostic\n"
+            "from cnndsl.report import render\n"
+            "from cnndsl.tools import line_highlighter\n"
             "s = source_from_text('network N() {\\n}\\n', 'p.cnn')\n"
-            "print(render([Diagnostic.error(s.span_at(0), 'boom')], {'p.cnn': s}, color=True))\n")
+            "assert line_highlighter() is None\n"
+            "print(render([Diagnostic.error(s.span_at(0), 'boom')], {'p.cnn': s}, color=True,\n"
+            "             highlight=line_highlighter()))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert " 1 | network N() {" in result.stdout

@@ -1,5 +1,7 @@
 """`cnndsl lsp`: started as an editor starts it, spoken to in LSP's JSON-RPC over stdio
-(Content-Length framing): diagnostics on open and change, hover, go-to-definition."""
+(Content-Length framing): diagnostics on open and change, hover, go-to-definition,
+completion, signature help, formatting, symbols, rename, semantic tokens, quick fixes,
+inlay hints, and requests a server must answer with an error and survive."""
 
 from __future__ import annotations
 
@@ -69,7 +71,10 @@ class Client:
 
     def send(self, payload: dict) -> None:
         body = json.dumps({"jsonrpc": "2.0", **payload}).encode("utf-8")
-        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.send_raw(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def send_raw(self, data: bytes) -> None:
+        self.process.stdin.write(data)
         self.process.stdin.flush()
 
     def notify(self, method: str, params: dict) -> None:
@@ -105,13 +110,19 @@ class Client:
                 stream.close()
 
 
-@pytest.fixture(scope="module")
-def client():
+def start(options: dict | None = None) -> Client:
     c = Client()
-    answer = c.request("initialize", {"processId": None, "rootUri": ROOT.as_uri(), "capabilities": {}})
+    answer = c.request("initialize", {"processId": None, "rootUri": ROOT.as_uri(), "capabilities": {},
+                                      **({"initializationOptions": options} if options is not None else {})})
     capabilities = answer["result"]["capabilities"]
     assert capabilities["hoverProvider"] and capabilities["definitionProvider"]
     c.notify("initialized", {})
+    return c
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = start()
     yield c
     assert c.close() == 0
 
@@ -216,3 +227,209 @@ def test_every_network_of_a_file_is_checked():
     assert [c.network.name for c in analysis.compiled] == ["Small"]
     assert [d.span.line for d in analysis.diagnostics] == [21]
     assert source_from_text(text).line_text(21).strip() == "conv(8, 7)"
+
+
+# -- the editing features, over stdio ---------------------------------------------------
+
+def at(uri: str, line: int, character: int) -> dict:
+    return {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+
+
+def change(client: Client, uri: str, version: int, line: int, character: int, text: str) -> None:
+    """One incremental edit: insert `text` at the position, as an editor sends a keystroke."""
+    client.notify("textDocument/didChange", {
+        "textDocument": {"uri": uri, "version": version},
+        "contentChanges": [{"range": {"start": {"line": line, "character": character},
+                                      "end": {"line": line, "character": character}}, "text": text}]})
+
+
+def test_the_server_announces_every_feature(client: Client):
+    capabilities = client.request("initialize", {"processId": None, "capabilities": {}})
+    # pygls answers a second initialize too; what matters is the first one's capabilities
+    for name in ("completionProvider", "signatureHelpProvider", "documentFormattingProvider",
+                 "documentSymbolProvider", "renameProvider", "semanticTokensProvider", "codeActionProvider",
+                 "inlayHintProvider"):
+        assert name in capabilities.get("result", {}).get("capabilities", {}), name
+
+
+def test_completion_offers_layers_blocks_lets_parameters_labels_and_builtins(client: Client):
+    text = SMALL.replace("    fc: fc(classes)\n", "    fc: fc(classes)\n    \n    side(pool) fc(\n")
+    uri = open_doc(client, "complete_lsp_test.cnn", text)
+    client.diagnostics(uri)
+    items = {i["label"]: i for i in client.request("textDocument/completion", at(uri, 16, 4))["result"]["items"]}
+    assert items["conv"]["detail"].startswith("conv(filters, size, stride=1, pad=0")
+    assert items["conv"]["insertText"] == "conv(${1:filters}, ${2:size})"
+    assert items["Res"]["detail"] == "Res(planes, stride)" and items["Res"]["kind"] == 7  # Class
+    assert items["CONV"]["kind"] == 6 and items["classes"]["detail"] == "parameter of Small"
+    assert "planes" not in items  # Res's parameter, not the network's
+    inside = client.request("textDocument/completion", at(uri, 17, 18))["result"]["items"]
+    details = {i["label"]: i.get("detail") for i in inside}
+    assert details["units="] == "units" and details["bias="] == "bias=true" and "conv" not in details
+    labels = [i["label"] for i in client.request("textDocument/completion", at(uri, 17, 9))["result"]["items"]]
+    assert {"stem", "layer1", "pool", "fc"} <= set(labels) and "conv" not in labels
+    uri2 = open_doc(client, "import_lsp_test.cnn", "import res\n")
+    names = [i["label"] for i in client.request("textDocument/completion", at(uri2, 0, 10))["result"]["items"]]
+    assert "resnet50" in names and "vgg16" in names and "conv" not in names
+
+
+def test_signature_help_inside_a_layer_marks_the_argument_being_typed(client: Client):
+    text = "network S() {\n    input 3x8x8\n    conv(8, 3, pad=1, stride=\n}\n"
+    uri = open_doc(client, "signature_lsp_test.cnn", text)
+    client.diagnostics(uri)  # a syntax error: signature help works from the text regardless
+    help_ = client.request("textDocument/signatureHelp", at(uri, 2, 29))["result"]
+    (signature,) = help_["signatures"]
+    assert signature["label"].startswith("conv(filters, size, stride=1, pad=0")
+    assert signature["parameters"][help_["activeParameter"]]["label"] == "stride=1"
+    second = client.request("textDocument/signatureHelp", at(uri, 2, 12))["result"]
+    assert second["activeParameter"] == 1  # the filter size, after one comma
+    assert client.request("textDocument/signatureHelp", at(uri, 1, 6))["result"] is None
+
+
+def test_formatting_is_cnndsl_fmt(client: Client):
+    from cnndsl.tools.fmt import format_text
+
+    messy = "network  F( classes=10 ){\n  input 3x8x8\n  conv(8,3,pad = 1)->relu\n    ->fc(classes)\n}\n"
+    uri = open_doc(client, "format_lsp_test.cnn", messy)
+    client.diagnostics(uri)
+    (edit,) = client.request("textDocument/formatting", {"textDocument": {"uri": uri},
+                                                        "options": {"tabSize": 4, "insertSpaces": True}})["result"]
+    assert edit["newText"] == format_text(messy) and "conv(8, 3, pad=1) -> relu" in edit["newText"]
+    assert edit["range"]["start"] == {"line": 0, "character": 0}
+    broken = open_doc(client, "format_broken_lsp_test.cnn", "network F() {\n    conv(8,\n")
+    client.diagnostics(broken)
+    assert client.request("textDocument/formatting", {"textDocument": {"uri": broken},
+                                                      "options": {"tabSize": 4, "insertSpaces": True}})["result"] is None
+
+
+def test_document_symbols_are_networks_blocks_lets_and_labels(client: Client):
+    uri = open_doc(client, "symbols_lsp_test.cnn", SMALL)
+    client.diagnostics(uri)
+    symbols = client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})["result"]
+    assert [(s["name"], s["kind"]) for s in symbols] == [("CONV", 13), ("Res", 5), ("Small", 2)]
+    res = symbols[1]
+    assert res["range"]["start"]["line"] == 2 and res["range"]["end"]["line"] == 8
+    assert res["selectionRange"] == {"start": {"line": 2, "character": 6}, "end": {"line": 2, "character": 9}}
+    assert [c["name"] for c in res["children"]] == ["conv1", "bn1", "conv2", "bn2", "downsample"]
+    assert [c["name"] for c in symbols[2]["children"]] == ["stem", "layer1", "pool", "fc"]
+
+
+def apply(text: str, edits: list[dict]) -> str:
+    lines = text.split("\n")
+    for edit in sorted(edits, key=lambda e: (e["range"]["start"]["line"], e["range"]["start"]["character"]),
+                       reverse=True):
+        start, end = edit["range"]["start"], edit["range"]["end"]
+        assert start["line"] == end["line"]
+        line = lines[start["line"]]
+        lines[start["line"]] = line[:start["character"]] + edit["newText"] + line[end["character"]:]
+    return "\n".join(lines)
+
+
+def test_rename_a_block_a_let_and_a_parameter(client: Client):
+    uri = open_doc(client, "rename_lsp_test.cnn", SMALL)
+    client.diagnostics(uri)
+
+    def rename(line: int, character: int, new: str) -> str:
+        answer = client.request("textDocument/rename", {**at(uri, line, character), "newName": new})
+        return apply(SMALL, answer["result"]["changes"][uri])
+
+    renamed = rename(13, 14, "Basic")  # on a use of Res
+    assert renamed.count("Basic") == 3 and "Res" not in renamed
+    renamed = rename(2, 20, "step")  # Res's `stride`: its definition, its use, and the call's keyword
+    assert "block Res(planes, step = 1)" in renamed and "stride=step" in renamed and "Res(16, step=2)" in renamed
+    assert analyze(renamed, "r.cnn").diagnostics == []  # still compiles, to the same network
+    renamed = rename(0, 5, "STEM")
+    assert renamed.startswith("let STEM = ") and "stem: STEM" in renamed
+    prepared = client.request("textDocument/prepareRename", at(uri, 0, 5))["result"]
+    assert prepared["placeholder"] == "CONV"
+    assert client.request("textDocument/prepareRename", at(uri, 4, 10))["result"] is None  # a label
+    refused = client.request("textDocument/rename", {**at(uri, 0, 5), "newName": "conv"})
+    assert "error" in refused and "layer kind" in refused["error"]["message"]
+
+
+def test_semantic_tokens_tell_layers_blocks_lets_parameters_and_labels_apart(client: Client):
+    uri = open_doc(client, "tokens_lsp_test.cnn", SMALL)
+    client.diagnostics(uri)
+    data = client.request("textDocument/semanticTokens/full", {"textDocument": {"uri": uri}})["result"]["data"]
+    legend = ("keyword", "function", "class", "variable", "parameter", "property", "number", "string",
+              "comment", "operator", "enumMember", "namespace")
+    decoded, line, start = {}, 0, 0
+    lines = SMALL.split("\n")
+    for i in range(0, len(data), 5):
+        dl, ds, length, kind, modifiers = data[i:i + 5]
+        line, start = line + dl, (start + ds if dl == 0 else ds)
+        decoded[(line, lines[line][start:start + length])] = (legend[kind], modifiers)
+    assert decoded[(2, "Res")] == ("class", 1)  # declaration
+    assert decoded[(13, "Res")] == ("class", 0)
+    assert decoded[(4, "conv")] == ("function", 2)  # defaultLibrary
+    assert decoded[(4, "planes")][0] == "parameter" and decoded[(4, "conv1")] == ("property", 1)
+    assert decoded[(12, "CONV")][0] == "variable" and decoded[(10, "network")][0] == "keyword"
+    assert decoded[(0, "8")][0] == "number"
+
+
+def test_quick_fixes_for_did_you_mean_and_shortcut_projection(client: Client):
+    text = "network Q() {\n    input 3x8x8\n    covn(8, 3)\n}\n"
+    uri = open_doc(client, "fix_lsp_test.cnn", text)
+    (diagnostic,) = client.diagnostics(uri)["diagnostics"]
+    actions = client.request("textDocument/codeAction", {
+        "textDocument": {"uri": uri}, "range": diagnostic["range"], "context": {"diagnostics": [diagnostic]}})["result"]
+    (action,) = actions
+    assert action["title"] == "Change 'covn' to 'conv'" and action["kind"] == "quickfix"
+    assert apply(text, action["edit"]["changes"][uri]) == text.replace("covn", "conv")
+
+    text = "network P() {\n    input 8x8x8\n    residual {\n        conv(16, 3, pad=1)\n    }\n}\n"
+    uri = open_doc(client, "fix2_lsp_test.cnn", text)
+    (diagnostic,) = client.diagnostics(uri)["diagnostics"]
+    (action,) = client.request("textDocument/codeAction", {
+        "textDocument": {"uri": uri}, "range": diagnostic["range"], "context": {"diagnostics": [diagnostic]}})["result"]
+    fixed = apply(text, action["edit"]["changes"][uri])
+    assert "    } shortcut projection\n" in fixed and analyze(fixed, "p.cnn").diagnostics == []
+
+
+def test_inlay_hints_show_each_lines_output_shape(client: Client):
+    uri = open_doc(client, "inlay_lsp_test.cnn", SMALL)
+    client.diagnostics(uri)
+    hints = client.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+        "start": {"line": 0, "character": 0}, "end": {"line": 17, "character": 0}}})["result"]
+    by_line = {h["position"]["line"]: h for h in hints}
+    assert by_line[11]["label"] == "[16x16x3]"  # input 3x16x16, as the notes write it
+    assert by_line[12]["label"] == "[16x16x8]" and by_line[12]["position"]["character"] == len("    stem: CONV -> relu")
+    assert by_line[13]["label"] == "[8x8x16]"  # the group's output
+    assert by_line[14]["label"] == "[1x1x16]" and by_line[15]["label"] == "[10]"
+    assert by_line[4]["label"] == "[16x16x8] | [8x8x16]"  # inside Res, once per distinct instance shape
+    assert 1 not in by_line and 9 not in by_line  # blank line; the block's header
+
+
+def test_inlay_hints_are_toggled_by_the_client():
+    c = start({"inlayHints": False})
+    try:
+        uri = open_doc(c, "toggle_lsp_test.cnn", SMALL)
+        c.diagnostics(uri)
+        request = {"textDocument": {"uri": uri}, "range": {"start": {"line": 0, "character": 0},
+                                                           "end": {"line": 17, "character": 0}}}
+        assert c.request("textDocument/inlayHint", request)["result"] == []
+        c.notify("workspace/didChangeConfiguration", {"settings": {"cnndsl": {"inlayHints": True}}})
+        assert len(c.request("textDocument/inlayHint", request)["result"]) > 5
+    finally:
+        assert c.close() == 0
+
+
+def test_bad_positions_get_an_error_and_the_server_goes_on(client: Client):
+    uri = open_doc(client, "positions_lsp_test.cnn", SMALL)
+    client.diagnostics(uri)
+    for position in ({"line": -1, "character": 0}, {"line": 0, "character": -3},
+                     {"line": 2**31, "character": 0}, {"line": 0, "character": 2**40}):
+        answer = client.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": position})
+        assert answer["error"]["code"] == -32602, answer
+    far = client.request("textDocument/hover", at(uri, 2**31 - 1, 2**31 - 1))  # valid, past the end
+    assert "error" not in far and far["result"] is None
+    assert "output 16x1x1" in client.request("textDocument/hover", at(uri, 14, 14))["result"]["contents"]["value"]
+
+
+@pytest.mark.parametrize("header", [b"Content-Length: abc", b"Content-Length: -5", b"Content-Length: 99999999999"])
+def test_a_broken_header_gets_an_error_and_the_server_goes_on(client: Client, header: bytes):
+    client.send_raw(header + b"\r\n\r\n" + b'{"jsonrpc": "2.0", "id": 999, "method": "shutdown"}')
+    error = client.wait(lambda m: "error" in m and m.get("id") is None)
+    assert error["error"]["code"] == -32700 and "Content-Length" in error["error"]["message"]
+    uri = open_doc(client, "after_header_lsp_test.cnn", SMALL)
+    assert client.diagnostics(uri)["diagnostics"] == []
+    assert "output 16x1x1" in client.request("textDocument/hover", at(uri, 14, 14))["result"]["contents"]["value"]

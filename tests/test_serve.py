@@ -6,13 +6,20 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import socket
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 from picture_checkpoint import lenet_checkpoint
 
 from cnndsl.pictures.serve import MAX_BODY, digits_pixels, make_server, mnist_pixels
+
+from conftest import ROOT
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -103,11 +110,11 @@ def test_oversized_and_lengthless_bodies_are_refused_unread(server):
     conn.endheaders()
     conn.send(b"{")  # the rest never comes: the answer must not wait for it
     response = conn.getresponse()
-    assert response.status == 400 and "at most" in json.loads(response.read())["error"]
+    assert response.status == 413 and "at most" in json.loads(response.read())["error"]
     conn.close()
     try:  # the server answers before the body is sent, and closes: the client may see its pipe break
         status, _ = post(server, b"x" * (MAX_BODY + 10))
-        assert status == 400
+        assert status == 413
     except (BrokenPipeError, ConnectionResetError):
         pass
     status, _ = request(server, "POST", "/predict", b"", {"Content-Type": "application/json"})
@@ -116,6 +123,124 @@ def test_oversized_and_lengthless_bodies_are_refused_unread(server):
     assert status == 404
     status, data = post(server, {"width": 8, "height": 8, "pixels": [0] * 64})
     assert status == 200 and json.loads(data)["blank"] is True  # and the server still answers
+
+
+def raw(port: int, data: bytes, wait: float = 30) -> bytes:
+    """Send bytes as they are and read the answer until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def drawing_with(pixel: str) -> bytes:
+    return b'{"width": 8, "height": 8, "pixels": [' + pixel.encode() + b", 0" * 63 + b"]}"
+
+
+@pytest.mark.parametrize("body, message", [
+    (drawing_with("9" * 400), "400 digits"),
+    (drawing_with("9" * 5000), "5,000 digits"),
+    (drawing_with("-" + "9" * 5000), "digits"),
+    (b'{"width": ' + b"8" * 400 + b', "height": 8, "pixels": []}', "digits"),
+    (drawing_with("1e999"), "0 to 1"),
+    (b"[" * 1000 + b"]" * 1000, "too deep"),
+    (b'{"pixels": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "too deep"),
+])
+def test_huge_integers_and_deep_nesting_get_a_400(server, body, message):
+    status, data = post(server, body)
+    assert status == 400 and message in json.loads(data)["error"]
+    status, _ = post(server, {"width": 8, "height": 8, "pixels": [0] * 64})
+    assert status == 200  # and the server still answers
+
+
+def test_two_content_lengths_are_refused(server):
+    body = json.dumps({"width": 8, "height": 8, "pixels": [0] * 64}).encode()
+    answer = raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 2\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert status_of(answer) == 400 and b"one Content-Length" in answer
+    for length in (b"abc", b"-5", b"1" * 40):
+        answer = raw(server, b"POST /predict HTTP/1.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + length + b"\r\n\r\n{}")
+        assert status_of(answer) == 400 and b"Content-Length" in answer
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    """A server with a 1-second timeout and room for 3 connections at once."""
+    srv = make_server(str(lenet_checkpoint()), "127.0.0.1", 0, quiet=True, timeout=1.0, max_connections=3)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_a_slow_client_gets_408(strict_server):
+    start = time.monotonic()
+    answer = raw(strict_server, b"POST /predict HTTP/1.1\r\nContent-Type: appl")  # the headers stop
+    assert status_of(answer) == 408 and time.monotonic() - start < 10
+    answer = raw(strict_server, b"POST /predict HTTP/1.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 500\r\n\r\n{\"width\": 8")  # the body stops
+    assert status_of(answer) == 408 and b"did not arrive" in answer
+    with socket.create_connection(("127.0.0.1", strict_server), timeout=30) as sock:  # a byte at a time
+        sock.sendall(b"POST /predict HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n")
+        start, answer = time.monotonic(), b""
+        try:
+            while time.monotonic() - start < 10 and not answer:
+                sock.sendall(b" ")
+                time.sleep(0.2)
+                sock.setblocking(False)
+                try:
+                    answer = sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                sock.setblocking(True)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert status_of(answer) == 408 and time.monotonic() - start < 5
+
+
+def test_connections_are_bounded_and_idle_ones_time_out(strict_server):
+    idle = [socket.create_connection(("127.0.0.1", strict_server), timeout=30) for _ in range(3)]
+    time.sleep(0.2)
+    try:
+        assert status_of(raw(strict_server, b"GET /info HTTP/1.0\r\n\r\n")) == 503
+    finally:
+        answers = []
+        for sock in idle:  # each idle connection is answered 408 and closed after its timeout
+            answers.append(sock.recv(65536))
+            sock.close()
+    assert all(status_of(a) == 408 for a in answers)
+    time.sleep(0.2)
+    assert status_of(raw(strict_server, b"GET /info HTTP/1.0\r\n\r\n")) == 200
+
+
+def test_a_client_that_leaves_early_leaves_no_traceback():
+    """The real command: clients that reset their connection before the answer, or mid-request."""
+    server = subprocess.Popen([sys.executable, "-m", "cnndsl", "serve", str(lenet_checkpoint()), "--port", "0"],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+)/", server.stderr.readline()).group(1))
+        body = json.dumps({"width": 56, "height": 56, "pixels": bar().reshape(-1).tolist()}).encode()
+        request_bytes = (b"POST /predict HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                         % len(body)) + body
+        for cut in (len(request_bytes), len(request_bytes), len(request_bytes) // 2, 20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.sendall(request_bytes[:cut])
+            sock.close()  # a reset, not a goodbye
+        time.sleep(1.5)
+        assert status_of(raw(port, b"GET /info HTTP/1.0\r\n\r\n")) == 200
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=30)[1]
+    assert "Traceback" not in log and "BrokenPipe" not in log and "ConnectionReset" not in log, log
 
 
 def test_the_page_is_self_contained(server):

@@ -8,11 +8,11 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from .. import ir
 from ..diagnostics import CompileError, Diagnostic
+from ..expr import Expr
 from ..layers import RULES
 from ..passes.shapes import fmt_shape
 
@@ -27,6 +27,7 @@ class Ctor:
     children: tuple[tuple[str | None, "Ctor", str], ...] = ()  # key (None: numbered), ctor, comment
     sequential: bool = False
     keyed: bool = False  # an OrderedDict Sequential
+    names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
     def without_comments(self) -> "Ctor":
         return replace(self, children=tuple((k, c.without_comments(), "") for k, c, _ in self.children))
@@ -43,7 +44,7 @@ class Member:
     name: str
     ctor: Ctor
     comment: str = ""
-    condition: str | None = None  # build only when this holds, else None
+    condition: Expr | None = None  # build only when this holds, else None
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,16 @@ def _annotation(value) -> str:
 
 def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
     rule = RULES[layer.kind]
-    texts = {k: v.text for k, v in layer.args}
-    texts["in"] = layer.stats.in_channels
-    torch = rule.torch(layer.stats.in_shape, layer.values, texts)
+    exprs = {k: v.expr for k, v in layer.args}
+    exprs["in"] = layer.stats.in_channels
+    torch = rule.torch(layer.stats.in_shape, layer.values, exprs)
     if torch.helper:
         helpers.add(torch.helper)
-    args = list(torch.positional) + [f"{k}={v}" for k, v in torch.keywords]
+    args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
     if rule.inplace and _fresh(previous, read_elsewhere):
         args.append("inplace=True")
-    return Ctor(f"{torch.callee}({', '.join(args)})")
+    names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
+    return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -207,9 +209,8 @@ class ScopeBuilder:
             self.generator.helpers.add("zero_pad_shortcut")
             self.forward.append(Stmt("pad", var=var))
         if shortcut.kind == "projection":
-            condition = shortcut.condition.text
-            constant = condition in ("True", "False") or not shortcut.condition.names and \
-                not re.search(r"[A-Za-z_]", condition)
+            condition = shortcut.condition.expr
+            constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
                 layers = tuple((None, layer_ctor(layer, self.generator.helpers), fmt_shape(layer.stats.out_shape))
@@ -249,7 +250,7 @@ class Generator:
         if isinstance(node, ir.Layer):
             return layer_ctor(node, self.helpers, previous, self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return Ctor(self.instance_call(node))
+            return self.instance_call(node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
@@ -259,21 +260,20 @@ class Generator:
             children.append((item.name if keyed else None, self.ctor(item, previous), comment))
             previous = item
         self.keyed |= keyed
-        return Ctor(children=tuple(children), sequential=True, keyed=keyed)
+        names = frozenset().union(*(child.names for _, child, _ in children))
+        return Ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
 
-    def instance_call(self, node: ir.BlockInstance) -> str:
+    def instance_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
-        info = self.network.blocks[node.block]
-        defaults = dict(info.params)
-        args = [node.stats.in_channels]
-        for name, _annotation_text, default in model.params[1:]:
-            value = given[name]
-            if defaults.get(name) is None:
-                args.append(value.text)
-            elif value.value != defaults[name].value or type(value.value) is not type(defaults[name].value):
-                args.append(f"{name}={value.text}")
-        return f"{class_name}({', '.join(args)})"
+        defaults = dict(self.network.blocks[node.block].params)
+        passed = [(name, given[name]) for name, _, _ in model.params[1:]]
+        text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
+                            leading=(node.stats.in_channels.text,))
+        names = set(node.stats.in_channels.names)
+        for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
+            names |= value.names
+        return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, in_block=True)
@@ -329,14 +329,15 @@ class Generator:
 
 
 def _used_names(members: list[Member]) -> set[str]:
-    text = []
-
-    def collect(ctor: Ctor):
-        text.append(ctor.text)
-        for _key, child, _comment in ctor.children:
-            collect(child)
-
+    """The parameters that the members' constructors and conditions read."""
+    used: set[str] = set()
     for member in members:
-        collect(member.ctor)
-        text.append(member.condition or "")
-    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", " ".join(text)))
+        used |= member.ctor.names
+        if member.condition is not None:
+            used |= member.condition.names
+    return used
+
+
+def _changed(value: ir.Value, default: ir.Value) -> bool:
+    """An argument the generated call must pass: its value, or its type (2.0 for 2), differs."""
+    return value.value != default.value or type(value.value) is not type(default.value)

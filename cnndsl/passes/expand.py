@@ -17,10 +17,12 @@ import math
 from dataclasses import dataclass
 
 from .. import ast, ir
+from ..expr import BINARY, NONE, Binary, Name, Unary
 from ..diagnostics import CompileError, Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
-from .resolve import suggest, walk_nodes
+from ..traverse import walk_elements
+from .resolve import suggest
 
 MAX_LAYERS = 20_000
 MAX_VALUE = 1 << 40
@@ -28,9 +30,6 @@ MAX_NESTING = 64
 # Elements visited while expanding: lets and blocks that use each other twice over double
 # the work at each level even where they add no layer (an optional switched off, `*0`).
 MAX_STEPS = 60_000
-
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
-
 
 class _Fail(Exception):
     """Stop expanding one element; its diagnostic is already recorded."""
@@ -59,8 +58,6 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     chains = [d.chain for d in program.lets]
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
-    from .resolve import walk_elements
-
     for element in walk_elements(chains):
         if isinstance(element.node, ast.Optional):
             name = switch_name(element)
@@ -109,8 +106,7 @@ class Expander:
             self.number(inner, expr.span, "'-'")
             if not inner.names:
                 return ir.Value.constant(-inner.value)
-            text = f"-{inner.text}" if inner.precedence == 3 else f"-({inner.text})"
-            return ir.Value(-inner.value, text, inner.names, 3)
+            return ir.Value(-inner.value, Unary("-", inner.expr))
         assert isinstance(expr, ast.BinOp)
         left = self.evaluate(expr.left, scope)
         right = self.evaluate(expr.right, scope)
@@ -119,16 +115,12 @@ class Expander:
         a, b = left.value, right.value
         if expr.op in ("/", "//", "%") and b == 0:
             raise self.fail(expr.right.span, "division by zero", None)
-        result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-                  "//": lambda: a // b, "%": lambda: a % b}[expr.op]()
+        result = BINARY[expr.op][1](a, b)
         if abs(result) > MAX_VALUE:
             raise self.fail(expr.span, f"value {result:.3g} is too large", f"values stay below {MAX_VALUE:,}")
         if not left.names and not right.names:
             return ir.Value.constant(result)
-        prec = _PRECEDENCE[expr.op]
-        ltext = left.text if left.precedence >= prec else f"({left.text})"
-        rtext = right.text if right.precedence > prec else f"({right.text})"
-        return ir.Value(result, f"{ltext} {expr.op} {rtext}", left.names | right.names, prec)
+        return ir.Value(result, Binary(expr.op, left.expr, right.expr))
 
     def number(self, value: ir.Value, span: Span, what: str) -> None:
         if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
@@ -173,7 +165,7 @@ class Expander:
                     example = {"conv": "conv(64, 3)", "fc": "fc(10)"}.get(rule.kind, f"{rule.kind}(...)")
                     raise self.fail(span, f"{rule.kind} needs its {spec.name!r} argument"
                                     + (f" ({spec.doc})" if spec.doc else ""), f"for example {example}", "missing")
-                value = ir.Value(None, "None") if spec.default is None else ir.Value.constant(spec.default)
+                value = ir.Value(None, NONE) if spec.default is None else ir.Value.constant(spec.default)
                 out.append((spec.name, value))
                 continue
             value, arg_span = bound[spec.name]
@@ -403,7 +395,7 @@ class Expander:
                 raise self.fail(span, f"block {block.name} needs its {param_name!r} argument",
                                 f"call it as {block.name}({', '.join(names)})", "missing")
             values[param_name] = value
-            inner[param_name] = ir.Value(value.value, param_name, frozenset({param_name}))
+            inner[param_name] = ir.Value(value.value, Name(param_name))
         self.count(1, span)
         items = self.chains(block.body, _Scope(inner, f"block {block.name}"))
         body = ir.Seq(tuple(items), None, block.span)
@@ -457,7 +449,7 @@ class Expander:
                     param.span, f"parameter {param.name!r} has no default and no value",
                     f"give it a default ({param.name} = 10) or pass --set {param.name}=VALUE", "missing"))
                 continue
-            values[param.name] = ir.Value(value, param.name, frozenset({param.name}))
+            values[param.name] = ir.Value(value, Name(param.name))
             if param.name in switches:
                 self.overrides[param.name] = value
         scope = _Scope(values, f"network {network.name}")
@@ -544,4 +536,4 @@ def expand(program: ast.Program, overrides: dict[str, object] | None = None,
     return Expander(program, overrides or {}).network(chosen)
 
 
-__all__ = ["expand", "switches_of", "walk_nodes"]
+__all__ = ["expand", "switches_of"]

@@ -12,11 +12,10 @@ from __future__ import annotations
 import builtins
 import difflib
 import keyword
-from typing import Iterator
-
 from .. import ast
 from ..diagnostics import CompileError, Diagnostic
 from ..layers import RULES, SHORTCUTS, lookup
+from ..traverse import walk_elements, walk_nodes
 
 MAX_NAME = 64
 
@@ -64,45 +63,6 @@ def suggest(name: str, candidates) -> str | None:
     if not close:
         close = difflib.get_close_matches(name.lower(), sorted(set(candidates)), n=1, cutoff=0.6)
     return close[0] if close else None
-
-
-def _elements(chains) -> Iterator[ast.Element]:
-    for chain in chains:
-        yield from chain.elements
-
-
-def walk_nodes(chains) -> Iterator[ast.Node]:
-    """Every node under some chains, depth first (the tree depth is bounded by lower.py)."""
-    for element in _elements(chains):
-        yield from _walk(element.node)
-
-
-def _walk(node) -> Iterator[ast.Node]:
-    yield node
-    if isinstance(node, (ast.Repeat, ast.Optional, ast.Side)):
-        yield from _walk(node.node)
-    elif isinstance(node, ast.Group):
-        yield from walk_nodes(node.chains)
-    elif isinstance(node, ast.Concat):
-        yield from walk_nodes(node.branches)
-    elif isinstance(node, ast.Residual):
-        yield from walk_nodes(node.body)
-        if node.shortcut is not None:
-            yield node.shortcut.node
-
-
-def walk_elements(chains) -> Iterator[ast.Element]:
-    for element in _elements(chains):
-        yield element
-        node = element.node
-        while isinstance(node, (ast.Repeat, ast.Optional, ast.Side)):
-            node = node.node
-        if isinstance(node, ast.Group):
-            yield from walk_elements(node.chains)
-        elif isinstance(node, ast.Concat):
-            yield from walk_elements(node.branches)
-        elif isinstance(node, ast.Residual):
-            yield from walk_elements(node.body)
 
 
 def resolve(program: ast.Program) -> ast.Program:

@@ -9,20 +9,20 @@ here, where the shapes it joins are known.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from .. import ir
 from ..diagnostics import CompileError, Diagnostic
-from ..layers import RULES, ShapeProblem, atom, shortcut_stride, subsampled
+from ..expr import TRUE, Binary, Const, Expr, Name, binary
+from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
 
 
 @dataclass(frozen=True)
 class Flow:
-    """What travels along a chain: the shape, the channels as source, the receptive field."""
+    """What travels along a chain: the shape, the channels as an expression, the receptive field."""
 
     shape: ir.Shape
-    channels: str
+    channels: Expr
     rf: int = 1
     jump: int = 1
 
@@ -79,7 +79,7 @@ class ShapeInference:
     def layer(self, layer: ir.Layer, flow: Flow) -> tuple[ir.Layer, Flow]:
         rule = RULES[layer.kind]
         values = layer.values
-        texts = {k: v.text for k, v in layer.args}
+        exprs = {k: v.expr for k, v in layer.args}
         try:
             out, notes = rule.shape(flow.shape, values)
         except ShapeProblem as problem:
@@ -90,9 +90,13 @@ class ShapeInference:
             if warning not in self.warnings:  # a block used twice warns once
                 self.warnings.append(warning)
         extent, stride = rule.window(flow.shape, values)
-        channels = rule.channels(flow.shape, flow.channels, texts)
+        channels = rule.channels(flow.shape, flow.channels, exprs)
+        params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
+        problem = size_problem(out, params, macs)
+        if problem:
+            raise self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
         stats = ir.Stats(
-            flow.shape, out, rule.params(flow.shape, values), rule.macs(flow.shape, out, values),
+            flow.shape, out, params, macs,
             flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
             flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels)
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump)
@@ -111,7 +115,9 @@ class ShapeInference:
                 raise self.error(branch.span, f"concat branches disagree on their size: {listing}",
                                  "every branch must keep the same HxW; check strides and padding")
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
-        channels = " + ".join(atom(o.channels) for o in outs)
+        channels = outs[0].channels
+        for o in outs[1:]:
+            channels = binary("+", channels, o.channels)
         end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs))
         return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
 
@@ -154,11 +160,11 @@ class ShapeInference:
         if stride_value is None:
             stride_value = ir.Value.constant(shortcut_stride(flow.shape, out.shape))
         needed = out.shape != flow.shape
-        parts = []
+        parts: list[Expr] = []
         if stride_value.names or stride_value.value != 1:
-            parts.append(f"{stride_value.text} != 1")
+            parts.append(Binary("!=", stride_value.expr, Const(1)))
         if flow.channels != out.channels:
-            parts.append(f"{flow.channels} != {out.channels}")
+            parts.append(Binary("!=", flow.channels, out.channels))
         applies = (stride_value.value != 1) or (flow.shape[0] != out.shape[0])
         if parts and applies != needed:
             raise self.error(shortcut.span, "cannot tell from the parameters where the projection applies",
@@ -178,22 +184,25 @@ class ShapeInference:
                              f"{fmt_shape(out.shape)}", "the body must shrink HxW by a whole stride")
         bn, _ = self.layer(bn, mid)
         layers = (conv, bn) if shortcut.bn else (conv,)
-        condition = ir.Value(applies, " or ".join(parts) if parts else "True")
+        condition = TRUE
+        for index, part in enumerate(parts):
+            condition = part if index == 0 else Binary("or", condition, part)
         params = sum(layer.stats.params for layer in layers) if needed else 0
         macs = conv.stats.macs if needed else 0
-        return replace(shortcut, layers=layers, condition=condition, applied=needed,
+        return replace(shortcut, layers=layers, condition=ir.Value(applies, condition), applied=needed,
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
     def instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow]:
-        inner = Flow(flow.shape, "in_channels", flow.rf, flow.jump)
+        inner = Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump)
         outside = self.named_outputs
         self.named_outputs = {}  # a block's member names are its own
         body, out = self.seq(node.body, inner)
         self.named_outputs = outside
-        # Outside, the block's output channels are its inner formula with the call's arguments.
-        texts = {name: value.text for name, value in node.args}
-        texts["in_channels"] = flow.channels
-        channels = _substitute(out.channels, texts)
+        # Outside, the block's output channels are its inner formula with the call's arguments,
+        # constants folded: 64 + 128 + 32 + 32 reads better as 256.
+        mapping = {name: value.expr for name, value in node.args}
+        mapping["in_channels"] = flow.channels
+        channels = out.channels.substitute(mapping)
         end = Flow(out.shape, channels, out.rf, out.jump)
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels)
@@ -217,24 +226,8 @@ def _stride_of(body: ir.Seq) -> ir.Value | None:
     return found[0] if len(found) == 1 else None
 
 
-def _substitute(text: str, values: dict[str, str]) -> str:
-    def swap(match: re.Match) -> str:
-        name = match.group(0)
-        return atom(values[name]) if name in values else name
-
-    result = re.sub(r"[A-Za-z_][A-Za-z0-9_]*", swap, text)
-    try:  # fold a constant formula: 64 + 128 + 32 + 32 reads better as 256
-        if re.fullmatch(r"[\d\s+\-*/%()]+", result) and "**" not in result:
-            value = eval(result, {"__builtins__": {}}, {})  # digits and operators only
-            if isinstance(value, int):
-                return str(value)
-    except (SyntaxError, ZeroDivisionError):
-        pass
-    return result
-
-
 def infer_shapes(network: ir.Network) -> tuple[ir.Network, list[Diagnostic]]:
     inference = ShapeInference()
-    start = Flow(network.input, network.input_channels.text)
+    start = Flow(network.input, network.input_channels.expr)
     body, _ = inference.seq(network.body, start)
     return replace(network, body=body), inference.warnings

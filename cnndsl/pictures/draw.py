@@ -21,14 +21,9 @@ import click
 from ..errors import MissingExtra, UsageError
 from .. import ir
 from ..options import NETWORK_OPTION, SET_OPTION
+from ..layers import RULES, figure_label
 from ..passes.shapes import fmt_shape
 from ..summary import human
-
-# Layers that keep the shape and only transform values: drawn as a suffix of the box
-# before them, because a box per ReLU would double a diagram's height and say nothing.
-POINTWISE = {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "batchnorm", "dropout", "identity",
-             "lrn", "flatten"}
-SHORT = {"batchnorm": "bn", "leaky_relu": "leaky relu", "identity": "id", "lrn": "LRN"}
 
 FONT = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif"
 STYLES = {  # fill, stroke
@@ -118,62 +113,33 @@ def arrow(out: list, x0: float, y0: float, x1: float, y1: float, dash: bool = Fa
 
 # -- labels ------------------------------------------------------------------------------
 
-def _arg(layer: ir.Layer, name: str, symbolic: bool) -> str:
-    value = dict(layer.args)[name]
-    if symbolic:
-        return value.text.replace(" * ", "·")
-    return f"{value.value:g}" if isinstance(value.value, float) else str(value.value)
-
-
 def layer_label(layer: ir.Layer, symbolic: bool = False) -> str:
-    """`conv 5×5, 6`, `maxpool 3×3/2`: the kind and the arguments that shape it."""
-    kind = layer.kind
-    a = lambda name: _arg(layer, name, symbolic)  # noqa: E731
-    if kind == "conv":
-        stride = a("stride")
-        text = f"conv {a('size')}×{a('size')}" + (f"/{stride}" if stride != "1" else "") + f", {a('filters')}"
-        if layer.arg("groups") != 1:
-            text += f", groups {a('groups')}"
-        return text
-    if kind in ("maxpool", "avgpool", "minpool"):
-        stride = a("size") if layer.arg("stride") is None else a("stride")
-        return f"{kind} {a('size')}×{a('size')}" + (f"/{stride}" if stride != "1" else "")
-    if kind == "fc":
-        return f"fc {a('units')}"
-    if kind.startswith("adaptive_"):
-        return f"{kind.replace('_', ' ')} → {a('size')}×{a('size')}"
-    if kind == "global_avgpool":
-        return "global avgpool"
-    if kind == "dropout":
-        p = a("p")
-        return f"dropout {p}" if p[:1].isdigit() else f"dropout p={p}"
-    if kind == "leaky_relu":
-        return "leaky relu"
-    return SHORT.get(kind, kind)
+    """`conv 5×5, 6`, `maxpool 3×3/2`: the kind and the arguments that shape it, as `layers.py`
+    labels it for the diagram."""
+    return figure_label(layer.kind, layer.args, symbolic)
+
+
+def folds(layer: ir.Layer) -> bool:
+    """Drawn as a suffix of the box before it: a pointwise layer (a box per ReLU would double
+    a diagram's height and say nothing), or the flatten before an fc."""
+    rule = RULES[layer.kind]
+    return rule.pointwise or rule.category == "reshape"
 
 
 def _style(kind: str) -> str:
-    if kind == "conv":
-        return "conv"
-    if kind.endswith("pool"):
-        return "pool"
-    if kind == "fc":
-        return "fc"
-    return "other"
+    category = RULES[kind].category
+    return category if category in ("conv", "pool", "fc") else "other"
 
 
 def block_call(inst: ir.BlockInstance, info: ir.BlockInfo | None, symbolic: bool = False) -> str:
     """`Bottleneck(128, stride=2)`: required arguments by position, changed defaults by name."""
-    defaults = dict(info.params) if info else {}
-    parts = []
-    for name, value in inst.args:
-        shown = value.text.replace(" * ", "·") if symbolic else str(value.value)
-        default = defaults.get(name)
-        if default is None:
-            parts.append(shown)
-        elif default.value != value.value or (symbolic and value.text != default.text):
-            parts.append(f"{name}={shown}")
-    return f"{inst.block}({', '.join(parts)})"
+    def show(value: ir.Value) -> str:
+        return value.text.replace(" * ", "·") if symbolic else str(value.value)
+
+    def changed(value: ir.Value, default: ir.Value) -> bool:
+        return default.value != value.value or (symbolic and value.text != default.text)
+
+    return ir.call_text(inst.block, inst.args, dict(info.params) if info else {}, show, changed)
 
 
 def block_signature(info: ir.BlockInfo) -> str:
@@ -496,7 +462,7 @@ class Builder:
                 result.extend(self.units(item))
             elif isinstance(item, ir.Seq):
                 result.append(Unit(item, members=self.units(item)))
-            elif isinstance(item, ir.Layer) and item.kind in POINTWISE and result \
+            elif isinstance(item, ir.Layer) and folds(item) and result \
                     and isinstance(result[-1].node, (ir.Layer, ir.BlockInstance)):
                 result[-1].extras.append(item)
             else:

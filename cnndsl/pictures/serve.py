@@ -9,13 +9,15 @@ the embedded `digits` the ink is cropped, scaled to fill a 32x32 box and counted
 4x4 blocks, as the UCI set was made, to 8x8 pixels of 0..255 (bright ink on dark),
 which `fit` then scales up to the model's input as it did in training; for other
 grey datasets the digit is fitted in a 20x20 box centred by its mass, as MNIST's are.
-Every malformed request is answered 400 with a JSON error, never with a crash.
+Every request is answered: a malformed one 400 with a JSON error, a body over the limit
+413, a client too slow 408, one connection over the limit 503; never with a crash.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -29,10 +31,17 @@ MAX_SIDE = 512
 MIN_SIDE = 8
 MAX_CHANNELS = 64  # per layer, to keep a response small for wide networks
 MAX_MAP = 64  # larger maps are average-pooled down to this for the page
+MAX_DIGITS = 20  # in one JSON integer
+TIMEOUT = 10.0  # seconds a connection may take for each read or write, and for its whole body
+MAX_CONNECTIONS = 32  # served at once; more are answered 503 at once and closed
 
 
 class BadRequest(ValueError):
-    """A request the page (or anyone) sent wrong: answered 400 with this message."""
+    """A request the page (or anyone) sent wrong: answered 400 (or `status`) with this message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parse_drawing(body: bytes):
@@ -40,9 +49,11 @@ def parse_drawing(body: bytes):
     import numpy as np
 
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_int=_small_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not JSON ({exc})") from None
+    except RecursionError:
+        raise BadRequest("the body nests arrays or objects too deep for a drawing") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object with width, height and pixels")
     width, height, pixels = data.get("width"), data.get("height"), data.get("pixels")
@@ -57,6 +68,14 @@ def parse_drawing(body: bytes):
     if not np.isfinite(ink).all() or ink.min() < 0 or ink.max() > 1:
         raise BadRequest("pixels must be ink amounts from 0 to 1")
     return ink
+
+
+def _small_int(text: str) -> int:
+    """A JSON integer, refused past MAX_DIGITS digits (Python would spend quadratic time on
+    a long one, or refuse it with a ValueError past 4,300 digits)."""
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise BadRequest(f"a number of {len(text.lstrip('-')):,} digits is not a pixel, width or height")
+    return int(text)
 
 
 def _resize(a, size: tuple[int, int]):
@@ -198,24 +217,61 @@ def page() -> bytes:
 
 
 class Handler(BaseHTTPRequestHandler):
+    """Every request gets a response: 400 for a malformed one, 413 for a body over the
+    limit, 408 for a client too slow to send its request, 500 (and one log line) for a
+    failure of the server's own; a client that leaves early is let go without a trace."""
+
     server_version = "cnndsl"
     predictor: Predictor  # set on the subclass that `make_server` builds
     quiet = False
+    timeout = TIMEOUT  # StreamRequestHandler sets it on the socket: every read and write
+    requestline, request_version, command = "", "HTTP/1.0", ""  # until a request line is read
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (the stdlib's name)
         if not self.quiet:
             super().log_message(format, *args)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except _GONE:  # the client closed its end while we answered
+            self.close_connection = True
+
+    def parse_request(self) -> bool:  # the request line and headers, read under the socket's timeout
+        if not super().parse_request():
+            return False
+        if len(self.headers.get_all("Content-Length") or []) > 1:
+            self._error(HTTPStatus.BAD_REQUEST, "send one Content-Length header, not several")
+            return False
+        return True
+
+    def log_error(self, format: str, *args) -> None:  # noqa: A002
+        # The stdlib catches a timeout on the request line or headers itself, closes the
+        # connection without a word, and says so here: answer 408 before it closes.
+        if format.startswith("Request timed out"):
+            self._error(HTTPStatus.REQUEST_TIMEOUT, f"the request did not arrive within {self.timeout:g} s")
+        super().log_error(format, *args)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
     def _json(self, status: int, value: dict) -> None:
         self._send(status, json.dumps(value).encode(), "application/json")
+
+    def _error(self, status: int, message: str) -> None:
+        """Answer and close: the rest of the request may be left unread."""
+        self.close_connection = True
+        try:
+            self._json(status, {"error": message})
+        except (*_GONE, TimeoutError):
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         path = self.path.split("?", 1)[0]
@@ -228,15 +284,24 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         if self.path.split("?", 1)[0] != "/predict":
-            self._json(HTTPStatus.NOT_FOUND, {"error": "POST to /predict"})
+            self._error(HTTPStatus.NOT_FOUND, "POST to /predict")
             return
         try:
             ink = parse_drawing(self._body())
+            answer = self.predictor.predict(ink)
         except BadRequest as exc:
-            self.close_connection = True  # the body may be left unread
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            self._error(exc.status, str(exc))
             return
-        self._json(HTTPStatus.OK, self.predictor.predict(ink))
+        except TimeoutError:
+            self._error(HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout:g} s")
+            return
+        except _GONE:
+            raise
+        except Exception as exc:  # a bug of ours: one line in the log, and still an answer
+            self.log_error("predict failed: %s: %s", type(exc).__name__, exc)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "the server failed on this drawing")
+            return
+        self._json(HTTPStatus.OK, answer)
 
     def _body(self) -> bytes:
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -244,21 +309,78 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("send the drawing as Content-Type: application/json")
         if self.headers.get("Transfer-Encoding"):
             raise BadRequest("send a Content-Length, not a chunked body")
+        text = self.headers.get("Content-Length", "").strip()
+        if not text.isdigit() or len(text) > 12:
+            raise BadRequest("a Content-Length (a number of bytes) is required")
+        length = int(text)
+        if length > MAX_BODY:
+            raise BadRequest(f"the body is {length:,} bytes; at most {MAX_BODY:,} are accepted",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        return _read_before(self.rfile, length, time.monotonic() + self.timeout)
+
+
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def _read_before(stream, length: int, deadline: float) -> bytes:
+    """`length` bytes, in pieces, all before `deadline`: a client sending a byte at a time
+    cannot hold a connection longer than one timeout."""
+    parts, left = [], length
+    while left:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the body is too slow")
+        part = stream.read1(min(left, 1 << 16))
+        if not part:
+            raise BadRequest(f"the body ended after {length - left:,} of {length:,} bytes")
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+class Server(ThreadingHTTPServer):
+    """At most `MAX_CONNECTIONS` served at once; one more is answered 503 and closed, so
+    that idle sockets cannot pile up threads. A client gone early is no error of ours."""
+
+    daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            body = b'{"error": "the server is busy; try again"}'
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
         try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise BadRequest("a Content-Length is required") from None
-        if length < 0 or length > MAX_BODY:
-            raise BadRequest(f"the body is {length:,} bytes; at most {MAX_BODY:,} are accepted")
-        return self.rfile.read(length)
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (*_GONE, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
-def make_server(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
+def make_server(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False,
+                timeout: float = TIMEOUT, max_connections: int = MAX_CONNECTIONS):
     predictor = Predictor(checkpoint)
-    handler = type("BoundHandler", (Handler,), {"predictor": predictor, "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    handler = type("BoundHandler", (Handler,), {"predictor": predictor, "quiet": quiet, "timeout": timeout})
+    server_class = type("BoundServer", (Server,), {"max_connections": max_connections})
+    return server_class((host, port), handler)
 
 
 @click.command("serve")

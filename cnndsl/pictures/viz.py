@@ -18,11 +18,12 @@ import click
 
 from ..errors import CnndslError, UsageError
 from .. import ir
+from ..layers import RULES
 from ..summary import rows
 
-# Layers whose output is folded into the picture of the layer before them.
-FOLLOWERS = {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "batchnorm", "maxout", "lrn", "dropout", "identity"}
-SHOWN = ("conv", "maxpool", "avgpool", "minpool", "fc", "adaptive_avgpool", "adaptive_maxpool", "global_avgpool")
+# The layers pictured: convolutions, pools and fully connected layers (their category in
+# `layers.py`); the pointwise layers after one fold into its picture.
+SHOWN = tuple(kind for kind, rule in RULES.items() if rule.category in ("conv", "pool", "fc") and kind == rule.kind)
 
 
 @dataclass
@@ -43,7 +44,7 @@ def probes(network: ir.Network, kinds: tuple[str, ...] = SHOWN) -> list[Probe]:
     current: Probe | None = None
     for row in rows(network):
         layer = row.layer
-        if layer.kind in FOLLOWERS and current is not None and layer.stats.out_shape == current.shape:
+        if RULES[layer.kind].pointwise and current is not None and layer.stats.out_shape == current.shape:
             current.path = row.path
             current.label += f" · {layer_label(layer)}"
             continue

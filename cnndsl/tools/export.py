@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from ..atomic import STDOUT, write_atomic, write_target
 from ..errors import CnndslError, MissingExtra
 from ..options import NETWORK_OPTION, SET_OPTION
 from ..settings import parse_settings
@@ -70,22 +71,29 @@ def export_onnx(model, input_shape: tuple[int, ...], path: str | Path, opset: in
                                         verbose=False)
         except torch.onnx.OnnxExporterError as exc:
             raise ExportError(f"torch could not export this model to ONNX: {exc}") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if size > _SINGLE_FILE_BYTES:
-        program.save(str(path), external_data=True)
-        return outputs
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        program.save(tmp, external_data=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the export is not
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _save(program, path, external=size > _SINGLE_FILE_BYTES)
     return outputs
+
+
+def _save(program, path: str | Path, external: bool) -> None:
+    """Save through `write_atomic`: staged in a private directory beside the target, so the
+    target is whole or untouched (a weights file FILE.data, when there is one, is renamed
+    into place first). `-` is standard output."""
+    if os.fspath(path) == STDOUT:
+        if external:
+            raise ExportError("a model over 1.8 GB keeps its weights in a second file: give --onnx a file name")
+        parent, name = None, "model.onnx"
+    else:
+        target, _ = write_target(path)
+        parent, name = target.parent, target.name
+        parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=parent) as staging:
+        staged = Path(staging) / name
+        program.save(str(staged), external_data=external)
+        for extra in sorted(Path(staging).iterdir()):
+            if extra != staged and parent is not None:
+                os.replace(extra, parent / extra.name)
+        write_atomic(path, staged.read_bytes())
 
 
 @click.command("export")
@@ -102,6 +110,8 @@ def export_command(target: str, onnx_path: str, settings, network, opset: int) -
         import onnxscript  # noqa: F401
     except ImportError:
         raise MissingExtra("ONNX export", "onnx", "onnx or onnxscript") from None
+    if onnx_path != STDOUT:
+        write_target(onnx_path)  # a device or FIFO is refused before the model is built
     if is_checkpoint(target):
         if settings or network:
             raise ExportError("--set and --network are for specs: a checkpoint records its own")

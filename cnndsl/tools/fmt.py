@@ -21,9 +21,10 @@ from pathlib import Path
 
 import click
 
-from ..diagnostics import CompileError, render
+from ..compiler import read_source
+from ..diagnostics import CompileError
 from ..errors import InternalError
-from ..source import SourceFile, read_source
+from ..source import SourceFile
 
 INDENT = "    "
 ARROW = "->"
@@ -370,6 +371,14 @@ def _spec_files(paths: tuple[str, ...]) -> list[Path]:
     return files
 
 
+def _text(diagnostics: list, sources: dict) -> str:
+    from ..report import render
+    from . import line_highlighter
+
+    color = sys.stderr.isatty()
+    return render(diagnostics, sources, color=color, highlight=line_highlighter() if color else None)
+
+
 @click.command("fmt")
 @click.argument("paths", nargs=-1, required=True, metavar="FILE...")
 @click.option("--check", is_flag=True, help="Change nothing; list the files that would change and exit 1.")
@@ -383,7 +392,7 @@ def fmt_command(paths: tuple[str, ...], check: bool) -> None:
         try:
             formatted = format_source(source)
         except CompileError as exc:
-            click.echo(render(exc.diagnostics, {source.path: source}, color=sys.stderr.isatty()), err=True, nl=False)
+            click.echo(_text(exc.diagnostics, {source.path: source}), err=True, nl=False)
             sys.exit(1)
         click.echo(formatted, nl=False)
         if check and formatted != source.text:
@@ -399,7 +408,7 @@ def fmt_command(paths: tuple[str, ...], check: bool) -> None:
             if path.is_file():
                 text = path.read_bytes().decode("utf-8", "replace")
                 sources = {str(path): SourceFile(str(path), text)}
-            click.echo(render(exc.diagnostics, sources, color=sys.stderr.isatty()), err=True, nl=False)
+            click.echo(_text(exc.diagnostics, sources), err=True, nl=False)
             failed.append(path)
             continue
         if formatted == source.text:

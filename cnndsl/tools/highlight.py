@@ -1,7 +1,7 @@
 """Syntax highlighting for `.cnn` files: a Pygments lexer, beside the pipeline.
 
 Registered as the `pygments.lexers` entry point `cnn`, so that `pygmentize -l cnn`,
-Sphinx, MkDocs and `rich` colour specs, and used by `diagnostics.render` to show the
+Sphinx, MkDocs and `rich` colour specs, and passed to `report.render` (by the CLI and fmt) to show the
 source line of a diagnostic in colour on a terminal. The vocabulary comes from the
 compiler itself: keywords from `grammar/cnn.lark` (a keyword added there is coloured
 without a change here), layer kinds and shortcut kinds from `layers.py`. Only the

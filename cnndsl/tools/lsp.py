@@ -1,29 +1,36 @@
 """`cnndsl lsp`: a language server for `.cnn` files, a reader of the compiler's results.
 
-Editors talk to it over stdio (pygls). On every open, change and save it runs the
-compiler on the buffer and publishes its diagnostics, errors and warnings alike, with
-the compiler's own messages and hints. Hover shows what the checked IR knows of the
-layer (or block, group, network) under the cursor: its output shape, parameter count
-and receptive field, once per instance where a block is used more than once.
-Go-to-definition jumps to blocks, `let`s and parameters, from the syntax tree.
+Editors talk to it over stdio (pygls). On every open, change (incremental) and save it
+runs the compiler on the buffer and publishes its diagnostics, errors and warnings
+alike, with the compiler's own messages and hints. Hover shows what the checked IR
+knows of the layer (or block, group, network) under the cursor: its output shape,
+parameter count and receptive field, once per instance where a block is used more than
+once. Go-to-definition jumps to blocks, `let`s and parameters, from the syntax tree.
+Completion, signature help, document symbols, rename, semantic tokens, quick fixes and
+inlay hints (each line's output shape, the notes' `[55x55x96]`) come from `assist.py`;
+formatting from `fmt.py`.
 
-The analysis (`analyze`, `hover_text`, `definition_span`) is plain Python over the
-compiler's values and knows nothing of LSP; `serve` wraps it in pygls, which is
-imported only there, so `cnndsl` runs without the `lsp` extra installed.
+The analysis (`analyze`, `hover_text`, `definition_span`, `assist`) is plain Python
+over the compiler's values and knows nothing of LSP; `serve` wraps it in pygls, which
+is imported only there, so `cnndsl` runs without the `lsp` extra installed. A request
+whose parameters do not fit LSP's types (a negative position, one past 2**31-1) gets a
+JSON-RPC error, and a message with a broken header is answered with one and skipped:
+the server reads on from the next header.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlparse
 
 import click
 
-from ..errors import MissingExtra
+from ..errors import CnndslError, MissingExtra
 from .. import ast, ir
-from ..compiler import Compiled, compile_network
+from ..compiler import Compiled
 from ..diagnostics import ERROR, CompileError, Diagnostic
+from ..report import editor_message
 from ..passes import resolve
 from ..passes.shapes import fmt_shape
 from ..source import MAX_SOURCE_BYTES, SourceFile, Span
@@ -61,7 +68,7 @@ def analyze(text: str, path: str) -> Analysis:
         return analysis
     for network in analysis.program.networks:
         try:
-            compiled = compile_network(source, {}, network=network.name)
+            compiled = _compile(analysis.program, source, network.name)
         except CompileError as exc:
             analysis.diagnostics += exc.diagnostics
             continue
@@ -69,6 +76,14 @@ def analyze(text: str, path: str) -> Analysis:
         analysis.diagnostics += compiled.warnings
     analysis.diagnostics = _unique(analysis.diagnostics)
     return analysis
+
+
+def _compile(program: ast.Program, source: SourceFile, name: str) -> Compiled:
+    """`compiler.compile_network` from the tree already parsed (one parse per keystroke)."""
+    from ..passes import assign_names, expand, infer_shapes
+
+    shaped, warnings = infer_shapes(expand(program, {}, name))
+    return Compiled(replace(assign_names(shaped), source_path=source.path), source, warnings)
 
 
 def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
@@ -95,6 +110,7 @@ class _Shown:
     title: str  # `conv 3x3/1 64 pad 1`: what this instance is
     path: str
     stats: ir.Stats
+    instance: str = ""  # the module path of the block instance it sits in ("" at the top)
 
 
 def _join(prefix: str, name: str | None) -> str:
@@ -108,40 +124,43 @@ def _nodes(network: ir.Network) -> list[_Shown]:
     module path the generated code gives it (as `summary.rows` computes it)."""
     shown = [_Shown(network.span, 4, "network", f"network {network.name}", "", network.body.stats)]
 
-    def scope(seq: ir.Seq, prefix: str) -> None:
-        for item in seq.items:
-            member(item, prefix)
+    def add(span: Span, rank: int, kind: str, title: str, path: str, stats, instance: str) -> None:
+        shown.append(_Shown(span, rank, kind, title, path, stats, instance))
 
-    def member(node, prefix: str) -> None:
+    def scope(seq: ir.Seq, prefix: str, instance: str) -> None:
+        for item in seq.items:
+            member(item, prefix, instance)
+
+    def member(node, prefix: str, instance: str) -> None:
         if getattr(node, "stats", None) is None:
             return
         if isinstance(node, ir.Layer):
-            shown.append(_Shown(node.span, 0, node.kind, describe(node), _join(prefix, node.name), node.stats))
+            add(node.span, 0, node.kind, describe(node), _join(prefix, node.name), node.stats, instance)
         elif isinstance(node, ir.Seq):
             inner = _join(prefix, node.name)
             if node.name is not None:
-                shown.append(_Shown(node.span, 2, "group", "group", inner, node.stats))
-            scope(node, inner)
+                add(node.span, 2, "group", "group", inner, node.stats, instance)
+            scope(node, inner, instance)
         elif isinstance(node, ir.BlockInstance):
-            path = _join(prefix, node.name)
-            shown.append(_Shown(node.span, 1, f"block {node.block}", f"block {node.block}", path, node.stats))
-            shown.append(_Shown(node.body.span, 3, f"block {node.block}", f"block {node.block}", path, node.stats))
-            scope(node.body, path)
+            path, title = _join(prefix, node.name), f"block {node.block}"
+            add(node.span, 1, title, title, path, node.stats, instance)
+            add(node.body.span, 3, title, title, path, node.stats, path)
+            scope(node.body, path, path)
         elif isinstance(node, ir.Concat):
-            shown.append(_Shown(node.span, 2, "concat", "concat", prefix, node.stats))
+            add(node.span, 2, "concat", "concat", prefix, node.stats, instance)
             for branch in node.branches:
-                member(branch, prefix)
+                member(branch, prefix, instance)
         elif isinstance(node, ir.Residual):
-            shown.append(_Shown(node.span, 2, "residual", "residual", prefix, node.stats))
-            scope(node.body, prefix)
+            add(node.span, 2, "residual", "residual", prefix, node.stats, instance)
+            scope(node.body, prefix, instance)
             if node.shortcut.applied:
                 for layer in node.shortcut.layers:
-                    member(layer, _join(prefix, node.shortcut.name))
+                    member(layer, _join(prefix, node.shortcut.name), instance)
         elif isinstance(node, ir.Side):
-            shown.append(_Shown(node.span, 2, "side", "side output", prefix, node.stats))
-            member(node.node, prefix)
+            add(node.span, 2, "side", "side output", prefix, node.stats, instance)
+            member(node.node, prefix, instance)
 
-    scope(network.body, "")
+    scope(network.body, "", "")
     return shown
 
 
@@ -288,11 +307,40 @@ def definition_span(analysis: Analysis, line: int, column: int) -> Span | None:
     return None
 
 
+# -- what the editing help reads ------------------------------------------------------
+
+def inlay_hints(analysis: Analysis) -> list[tuple[int, str]]:
+    """(line, label) for each line of a network or block whose output shape is known: the
+    shape after the last thing on the line, `[HxWxC]`, one per distinct instance."""
+    from . import assist
+
+    nodes = []
+    for compiled in analysis.compiled:
+        for node in _nodes(compiled.network):
+            if node.rank == 4:
+                continue
+            nodes.append(((compiled.network.name, node.instance), node.span, node.stats,
+                          _size(analysis.source, node.span)))
+    shapes = assist.line_shapes(nodes, analysis.source.path)
+    if analysis.program is not None:
+        by_name = {c.network.name: c.network for c in analysis.compiled}
+        for network in analysis.program.networks:
+            if network.input is not None and network.name in by_name:
+                shapes.setdefault(network.input.span.line, [by_name[network.name].input])
+    return [(line, assist.inlay_label(found)) for line, found in sorted(shapes.items())]
+
+
 # -- the server ---------------------------------------------------------------------
 
 def path_of(uri: str) -> str:
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+@dataclass
+class _State:
+    analyses: dict = field(default_factory=dict)  # uri -> Analysis
+    inlay_hints: bool = True  # the client's `initializationOptions.inlayHints` / `cnndsl.inlayHints`
 
 
 def serve() -> None:
@@ -302,37 +350,72 @@ def serve() -> None:
 
     from .. import __version__
 
-    server = LanguageServer("cnndsl", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Full)
-    analyses: dict[str, Analysis] = {}
+    server = LanguageServer("cnndsl", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+    state = _State()
+    _register_documents(server, state, lsp)
+    _register_reading(server, state, lsp)
+    _register_editing(server, state, lsp)
+    _run_stdio(server)
+
+
+def _to_range(lsp, document, line: int, column: int, end_line: int, end_column: int):
+    """1-based compiler positions to the client's 0-based UTF-16 range."""
+    codec, lines = document.position_codec, document.lines
+    start = codec.position_to_client_units(lines, lsp.Position(line - 1, column - 1))
+    end = codec.position_to_client_units(lines, lsp.Position(end_line - 1, end_column - 1))
+    return lsp.Range(start=start, end=end)
+
+
+def _span_range(lsp, document, span: Span):
+    return _to_range(lsp, document, span.line, span.column, span.end_line, span.end_column)
+
+
+def _cursor(server, state: _State, uri: str, position):
+    """The document, its analysis and the 1-based (line, column) of an LSP position."""
+    document = server.workspace.get_text_document(uri)
+    lines = document.lines
+    if position.line >= len(lines):
+        return document, state.analyses.get(uri), len(lines) + 1, 1
+    at = document.position_codec.position_from_client_units(lines, position)
+    return document, state.analyses.get(uri), at.line + 1, min(at.character, len(lines[at.line])) + 1
+
+
+def _register_documents(server, state: _State, lsp) -> None:
     severity = {ERROR: lsp.DiagnosticSeverity.Error}
 
-    def to_range(document, span: Span):
-        codec, lines = document.position_codec, document.lines
-        start = codec.position_to_client_units(lines, lsp.Position(span.line - 1, span.column - 1))
-        end = codec.position_to_client_units(lines, lsp.Position(span.end_line - 1, span.end_column - 1))
-        return lsp.Range(start=start, end=end)
-
     def to_lsp(document, d: Diagnostic):
-        message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
-        return lsp.Diagnostic(range=to_range(document, d.span), message=message, source="cnndsl",
+        return lsp.Diagnostic(range=_span_range(lsp, document, d.span), message=editor_message(d), source="cnndsl",
                               severity=severity.get(d.severity, lsp.DiagnosticSeverity.Warning),
-                              code=d.code or None)
+                              code=d.code or None, data={"hint": d.hint, "message": d.message})
 
     def refresh(uri: str) -> None:
         document = server.workspace.get_text_document(uri)
-        analysis = analyze(document.source, path_of(uri))
-        previous = analyses.get(uri)
-        if analysis.program is None and previous is not None:
-            analysis.program = previous.program  # go-to-definition still works mid-edit
-        analyses[uri] = analysis
+        previous = state.analyses.get(uri)
+        if previous is not None and previous.source.text == document.source:
+            analysis = previous  # a save, or an edit undone: nothing to recompile
+        else:
+            analysis = analyze(document.source, path_of(uri))
+            if analysis.program is None and previous is not None:
+                analysis.program = previous.program  # go-to-definition still works mid-edit
+        state.analyses[uri] = analysis
         server.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
             uri=uri, version=document.version,
             diagnostics=[to_lsp(document, d) for d in analysis.diagnostics if d.span.file == analysis.source.path]))
 
-    def cursor(uri: str, position):
-        document = server.workspace.get_text_document(uri)
-        at = document.position_codec.position_from_client_units(document.lines, position)
-        return document, analyses.get(uri), at.line + 1, at.character + 1
+    @server.feature(lsp.INITIALIZE)
+    def initialize(params: lsp.InitializeParams) -> None:
+        options = params.initialization_options
+        if isinstance(options, dict) and isinstance(options.get("inlayHints"), bool):
+            state.inlay_hints = options["inlayHints"]
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def configuration(params: lsp.DidChangeConfigurationParams) -> None:
+        settings = params.settings if isinstance(params.settings, dict) else {}
+        settings = settings.get("cnndsl", settings)
+        if isinstance(settings, dict) and isinstance(settings.get("inlayHints"), bool):
+            state.inlay_hints = settings["inlayHints"]
+            server.protocol.send_request(lsp.WORKSPACE_INLAY_HINT_REFRESH, None) \
+                if _can_refresh(server) else None
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: lsp.DidOpenTextDocumentParams) -> None:
@@ -348,13 +431,24 @@ def serve() -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: lsp.DidCloseTextDocumentParams) -> None:
-        analyses.pop(params.text_document.uri, None)
+        state.analyses.pop(params.text_document.uri, None)
         server.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
+
+def _can_refresh(server) -> bool:
+    capabilities = server.client_capabilities
+    workspace = getattr(capabilities, "workspace", None) if capabilities else None
+    inlay = getattr(workspace, "inlay_hint", None) if workspace else None
+    return bool(inlay and inlay.refresh_support)
+
+
+def _register_reading(server, state: _State, lsp) -> None:
+    from . import assist
+
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     def hover(params: lsp.HoverParams):
-        document, analysis, line, column = cursor(params.text_document.uri, params.position)
+        document, analysis, line, column = _cursor(server, state, params.text_document.uri, params.position)
         text = hover_text(analysis, line, column) if analysis else None
         if text is None:
             return None
@@ -362,13 +456,270 @@ def serve() -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
     def definition(params: lsp.DefinitionParams):
-        document, analysis, line, column = cursor(params.text_document.uri, params.position)
+        document, analysis, line, column = _cursor(server, state, params.text_document.uri, params.position)
         span = definition_span(analysis, line, column) if analysis else None
         if span is None:
             return None
-        return lsp.Location(uri=params.text_document.uri, range=to_range(document, span))
+        return lsp.Location(uri=params.text_document.uri, range=_span_range(lsp, document, span))
 
-    server.start_io()
+    @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    def document_symbols(params: lsp.DocumentSymbolParams):
+        document = server.workspace.get_text_document(params.text_document.uri)
+        return [_symbol(lsp, document, d) for d in assist.scan(document.source).definitions]
+
+    legend = lsp.SemanticTokensLegend(token_types=list(assist.TOKEN_TYPES),
+                                      token_modifiers=list(assist.TOKEN_MODIFIERS))
+
+    @server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, legend)
+    def semantic_tokens(params: lsp.SemanticTokensParams):
+        document = server.workspace.get_text_document(params.text_document.uri)
+        return lsp.SemanticTokens(data=_encode_tokens(lsp, document, assist.semantic_tokens(assist.scan(document.source))))
+
+    @server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT, lsp.InlayHintOptions(resolve_provider=False))
+    def inlay_hint(params: lsp.InlayHintParams):
+        analysis = state.analyses.get(params.text_document.uri)
+        if not state.inlay_hints or analysis is None:
+            return []
+        document = server.workspace.get_text_document(params.text_document.uri)
+        first, last = params.range.start.line + 1, params.range.end.line + 1
+        hints = []
+        for line, label in inlay_hints(analysis):
+            if first <= line <= last and line - 1 < len(document.lines):
+                text = document.lines[line - 1].rstrip("\r\n")
+                end = _to_range(lsp, document, line, len(text) + 1, line, len(text) + 1).start
+                hints.append(lsp.InlayHint(position=end, label=label, kind=lsp.InlayHintKind.Type,
+                                           padding_left=True))
+        return hints
+
+
+def _symbol(lsp, document, d):
+    kinds = {"network": lsp.SymbolKind.Module, "block": lsp.SymbolKind.Class, "let": lsp.SymbolKind.Variable}
+    lines = document.lines
+    end_line = min(d.end_line, len(lines))
+    end_column = min(d.end_column, len(lines[end_line - 1].rstrip("\r\n")) + 1) if lines else 1
+    whole = _to_range(lsp, document, d.line, d.column, end_line, end_column)
+    name = d.name_token
+    selection = _to_range(lsp, document, name.line, name.column, name.line, name.end)
+    children = [lsp.DocumentSymbol(name=t.text, kind=lsp.SymbolKind.Field, detail="label",
+                                   range=_to_range(lsp, document, t.line, t.column, t.line, t.end),
+                                   selection_range=_to_range(lsp, document, t.line, t.column, t.line, t.end))
+                for t in d.labels]
+    detail = f"{d.keyword}" + (f"({', '.join(d.params)})" if d.keyword != "let" else "")
+    return lsp.DocumentSymbol(name=d.name, kind=kinds[d.keyword], detail=detail, range=whole,
+                              selection_range=selection, children=children)
+
+
+def _encode_tokens(lsp, document, tokens) -> list[int]:
+    """LSP's relative encoding: (delta line, delta start, length, type, modifiers) per token."""
+    from . import assist
+
+    data, last_line, last_start = [], 0, 0
+    for line, column, length, kind, modifiers in tokens:
+        where = _to_range(lsp, document, line, column, line, column + length)
+        start, end = where.start, where.end
+        delta_line = start.line - last_line
+        delta_start = start.character - (last_start if delta_line == 0 else 0)
+        bits = sum(1 << assist.TOKEN_MODIFIERS.index(m) for m in modifiers)
+        data += [delta_line, delta_start, end.character - start.character, assist.TOKEN_TYPES.index(kind), bits]
+        last_line, last_start = start.line, start.character
+    return data
+
+
+def _register_editing(server, state: _State, lsp) -> None:
+    from . import assist
+
+    item_kinds = {"layer": lsp.CompletionItemKind.Function, "block": lsp.CompletionItemKind.Class,
+                  "let": lsp.CompletionItemKind.Variable, "param": lsp.CompletionItemKind.Variable,
+                  "label": lsp.CompletionItemKind.Field, "keyword": lsp.CompletionItemKind.Keyword,
+                  "argument": lsp.CompletionItemKind.Property, "builtin": lsp.CompletionItemKind.Module}
+
+    @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=["(", ",", " "]))
+    def completion(params: lsp.CompletionParams):
+        document, _, line, column = _cursor(server, state, params.text_document.uri, params.position)
+        from ..resources import builtins
+
+        items = assist.complete(assist.scan(document.source), document.source, line, column, list(builtins()))
+        return lsp.CompletionList(is_incomplete=False, items=[lsp.CompletionItem(
+            label=i.label, kind=item_kinds[i.kind], detail=i.detail or None,
+            documentation=i.documentation or None, insert_text=i.insert,
+            insert_text_format=lsp.InsertTextFormat.Snippet if i.insert else None) for i in items])
+
+    @server.feature(lsp.TEXT_DOCUMENT_SIGNATURE_HELP, lsp.SignatureHelpOptions(trigger_characters=["(", ","]))
+    def signature_help(params: lsp.SignatureHelpParams):
+        document, _, line, column = _cursor(server, state, params.text_document.uri, params.position)
+        found = assist.signature_help(assist.scan(document.source), line, column)
+        if found is None:
+            return None
+        parameters = [lsp.ParameterInformation(label=p, documentation=d or None)
+                      for p, d in zip(found.parameters, found.docs)]
+        return lsp.SignatureHelp(signatures=[lsp.SignatureInformation(
+            label=found.label, documentation=found.documentation or None, parameters=parameters,
+            active_parameter=found.active)], active_signature=0, active_parameter=found.active)
+
+    @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
+    def formatting(params: lsp.DocumentFormattingParams):
+        document = server.workspace.get_text_document(params.text_document.uri)
+        return _format_edits(lsp, document)
+
+    _register_rename(server, state, lsp)
+
+    @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
+                    lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+    def code_action(params: lsp.CodeActionParams):
+        document = server.workspace.get_text_document(params.text_document.uri)
+        return _quick_fixes(lsp, document, params)
+
+
+def _format_edits(lsp, document):
+    """The whole document, formatted by `cnndsl fmt`; nothing where it does not parse."""
+    from .fmt import format_source
+
+    try:
+        formatted = format_source(SourceFile(path_of(document.uri), document.source))
+    except (CompileError, CnndslError):
+        return None  # the diagnostics already say why
+    if formatted == document.source:
+        return []
+    lines = document.lines
+    end = lsp.Position(line=len(lines), character=0)
+    return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=formatted)]
+
+
+def _register_rename(server, state: _State, lsp) -> None:
+    from pygls.exceptions import JsonRpcInvalidRequest
+
+    from . import assist
+
+    def targets(params):
+        document, _, line, column = _cursor(server, state, params.text_document.uri, params.position)
+        return document, assist.rename_targets(assist.scan(document.source), line, column)
+
+    @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
+    def prepare_rename(params: lsp.PrepareRenameParams):
+        document, found = targets(params)
+        if found is None:
+            return None
+        tok = found[0]
+        return lsp.PrepareRenamePlaceholder(
+            range=_to_range(lsp, document, tok.line, tok.column, tok.line, tok.end), placeholder=tok.text)
+
+    @server.feature(lsp.TEXT_DOCUMENT_RENAME)
+    def rename(params: lsp.RenameParams):
+        document, found = targets(params)
+        if found is None:
+            raise JsonRpcInvalidRequest("only a block, a let or a parameter can be renamed")
+        why = assist.check_new_name(params.new_name)
+        if why is not None:
+            raise JsonRpcInvalidRequest(why)
+        edits = [lsp.TextEdit(range=_to_range(lsp, document, t.line, t.column, t.line, t.end),
+                              new_text=params.new_name) for t in found[1]]
+        return lsp.WorkspaceEdit(changes={params.text_document.uri: edits})
+
+
+def _quick_fixes(lsp, document, params):
+    from . import assist
+
+    actions = []
+    lines = [line.rstrip("\r\n") for line in document.lines]
+    codec = document.position_codec
+    for diagnostic in params.context.diagnostics:
+        data = diagnostic.data if isinstance(diagnostic.data, dict) else {}
+        message, _, hint = diagnostic.message.partition("\nhint: ")
+        start = codec.position_from_client_units(document.lines, diagnostic.range.start)
+        end = codec.position_from_client_units(document.lines, diagnostic.range.end)
+        for fix in assist.fixes(lines, data.get("message", message), data.get("hint", hint),
+                                start.line + 1, start.character + 1, end.line + 1, end.character + 1):
+            edit = lsp.TextEdit(range=_to_range(lsp, document, fix.line, fix.column, fix.line, fix.end_column),
+                                new_text=fix.new_text)
+            actions.append(lsp.CodeAction(title=fix.title, kind=lsp.CodeActionKind.QuickFix,
+                                          diagnostics=[diagnostic], is_preferred=True,
+                                          edit=lsp.WorkspaceEdit(changes={params.text_document.uri: [edit]})))
+    return actions
+
+
+# -- reading JSON-RPC robustly -------------------------------------------------------
+
+MAX_MESSAGE_BYTES = 64 * 2**20
+_LENGTH = re.compile(rb"^content-length:\s*(\S*)\s*$", re.I)
+
+
+def _run_stdio(server) -> None:
+    """pygls's stdio loop, except that a broken header or a request whose parameters do
+    not fit gets a JSON-RPC error and the server reads on (pygls would go silent)."""
+    import asyncio
+    import sys
+    import threading
+
+    from pygls.io_ import StdinAsyncReader, StdoutWriter
+
+    server._stop_event = threading.Event()
+    reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
+    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    try:
+        asyncio.run(_read_loop(server, reader))
+    except BrokenPipeError:
+        pass
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.shutdown()
+
+
+async def _read_loop(server, reader) -> None:
+    protocol = server.protocol
+    while not server._stop_event.is_set():
+        length, problem = None, None
+        while True:  # one header block, up to its empty line
+            header = await reader.readline()
+            if not header:
+                return
+            if not header.strip():
+                if length is None and problem is None:
+                    continue  # stray blank lines between messages
+                break
+            at = header.lower().rfind(b"content-length:")
+            if at < 0:
+                continue  # Content-Type, or garbage
+            value = _LENGTH.match(header[at:].rstrip(b"\r\n"))
+            text = value.group(1).decode("ascii", "replace") if value else ""
+            if text.isdigit() and int(text) <= MAX_MESSAGE_BYTES:
+                length, problem = int(text), None
+            else:
+                length, problem = None, f"bad Content-Length header {text!r}"
+        if problem is not None:
+            _send_error(protocol, None, -32700, problem + "; skipped to the next header")
+            continue
+        body = await reader.readexactly(length)
+        if len(body) < length:
+            return
+        _handle(protocol, body)
+
+
+def _handle(protocol, body: bytes) -> None:
+    import json
+
+    from pygls.exceptions import JsonRpcException
+
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        _send_error(protocol, None, -32700, f"not JSON: {exc}")
+        return
+    if not isinstance(raw, dict):
+        _send_error(protocol, None, -32600, "a message must be a JSON object")
+        return
+    try:
+        message = protocol.structure_message(raw)
+    except JsonRpcException as exc:
+        if "id" in raw and "method" in raw:  # a request: it gets an answer; a notification does not
+            detail = "its parameters do not fit LSP's types (a position must be 0 to 2**31-1)"
+            _send_error(protocol, raw["id"], exc.code, f"{raw['method']}: {detail}")
+        return
+    protocol.handle_message(message)
+
+
+def _send_error(protocol, msg_id, code: int, message: str) -> None:
+    protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
 
 
 @click.command("lsp")
@@ -382,4 +733,4 @@ def lsp_command() -> None:
     serve()
 
 
-__all__ = ["Analysis", "analyze", "definition_span", "hover_text", "lsp_command", "serve"]
+__all__ = ["Analysis", "analyze", "definition_span", "hover_text", "inlay_hints", "lsp_command", "serve"]

@@ -1,0 +1,197 @@
+"""One traversal of the syntax tree (`ast.py`) and of the IR (`ir.py`), as CPython's `ast`
+module does it: every node class names its children in `_fields`, and everything here
+works from those names alone, so a new node kind is walked, visited and rebuilt as soon
+as it declares them.
+
+    children(node)    the child nodes, in order (a tuple field gives each of its items)
+    walk(node)        the node and everything under it, depth first, parents first
+    Visitor           `visit(node, *args)` calls `visit_<Kind>(node, *args)`, else
+                      `generic_visit`, which visits the children and returns None
+    Transformer       a Visitor whose `generic_visit` returns the node rebuilt from its
+                      transformed children (the same object where nothing changed)
+    walk_nodes, walk_elements   the syntax tree's nodes and elements under some chains
+    dump(node)        a stable, readable text of a tree, for the per-pass golden tests
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass, replace
+from typing import Iterable, Iterator
+
+from . import ast
+
+
+def is_node(value) -> bool:
+    return hasattr(type(value), "_fields") and is_dataclass(value)
+
+
+def children(node) -> Iterator:
+    """The child nodes of `node`, in the order its class declares them."""
+    for name in node._fields:
+        value = getattr(node, name)
+        if type(value) is tuple:
+            for item in value:
+                if is_node(item):
+                    yield item
+        elif value is not None and is_node(value):
+            yield value
+
+
+def walk(node) -> Iterator:
+    """`node` and every node under it, depth first and parents before children (as the
+    source reads). Iterative: the depth of a tree does not meet Python's recursion limit."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(tuple(children(current))))
+
+
+def walk_all(roots: Iterable) -> Iterator:
+    for root in roots:
+        yield from walk(root)
+
+
+def walk_nodes(chains) -> Iterator[ast.Node]:
+    """Every chain node (call, reference, group, repetition, ...) under some chains,
+    a residual's shortcut target included; not the elements, chains or expressions."""
+    return (n for n in walk_all(chains) if isinstance(n, _AST_NODES))
+
+
+def walk_elements(chains) -> Iterator[ast.Element]:
+    """Every element under some chains, those inside groups, concats and residuals too."""
+    return (n for n in walk_all(chains) if type(n) is ast.Element)
+
+
+_AST_NODES = (ast.Call, ast.Ref, ast.Group, ast.Repeat, ast.Optional, ast.Concat, ast.Residual, ast.Side)
+
+
+class Visitor:
+    """Dispatch on the node's class name: `visit_Layer`, `visit_Seq`, `visit_Residual`...
+    Extra arguments travel to the method (a flow, a prefix, a namer)."""
+
+    _dispatch: dict  # per subclass: node class -> function
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._dispatch = {}
+
+    def visit(self, node, *args):
+        kind = type(node)
+        try:
+            method = self._dispatch[kind]
+        except KeyError:
+            method = getattr(type(self), f"visit_{kind.__name__}", None) or type(self).generic_visit
+            self._dispatch[kind] = method
+        return method(self, node, *args)
+
+    def generic_visit(self, node, *args):
+        for child in children(node):
+            self.visit(child, *args)
+        return None
+
+
+Visitor._dispatch = {}
+
+
+class Transformer(Visitor):
+    """A visitor that returns a new tree. In a tuple field, a visit that returns None
+    drops the child and one that returns a list or tuple splices it in, as in CPython's
+    `ast.NodeTransformer`; in a single field, the result takes the child's place."""
+
+    def generic_visit(self, node, *args):
+        changes = {}
+        for name in node._fields:
+            old = getattr(node, name)
+            if type(old) is tuple:
+                new = self._sequence(old, args)
+                if len(new) != len(old) or any(a is not b for a, b in zip(new, old)):
+                    changes[name] = new
+            elif old is not None and is_node(old):
+                new = self.visit(old, *args)
+                if new is not old:
+                    changes[name] = new
+        return replace(node, **changes) if changes else node
+
+    def _sequence(self, items: tuple, args) -> tuple:
+        out = []
+        for item in items:
+            if not is_node(item):
+                out.append(item)
+                continue
+            new = self.visit(item, *args)
+            if isinstance(new, (list, tuple)) and not is_node(new):
+                out.extend(new)
+            elif new is not None:
+                out.append(new)
+        return tuple(out)
+
+
+# -- the dump ---------------------------------------------------------------------------
+
+_HIDDEN = frozenset({"span", "name_span", "label_span"})
+
+
+def dump(node, indent: str = "  ") -> str:
+    """The tree as indented text: one node a line with its plain fields (spans left out,
+    their line shown as `@line`), then its children below it, field by field."""
+    lines: list[str] = []
+    _dump(node, 0, indent, lines, "")
+    return "\n".join(lines) + "\n"
+
+
+def _dump(node, depth: int, indent: str, lines: list[str], lead: str) -> None:
+    pad = indent * depth
+    lines.append(f"{pad}{lead}{_head(node)}")
+    for name in node._fields:
+        value = getattr(node, name)
+        if type(value) is tuple:
+            if not value:
+                continue
+            lines.append(f"{pad}{indent}{name}:")
+            for item in value:
+                if is_node(item):
+                    _dump(item, depth + 2, indent, lines, "")
+                else:
+                    lines.append(f"{pad}{indent * 2}{_plain(item)}")
+        elif value is not None and is_node(value):
+            _dump(value, depth + 1, indent, lines, f"{name}: ")
+
+
+def _head(node) -> str:
+    parts = []
+    for f in fields(node):
+        if f.name in node._fields or f.name in _HIDDEN:
+            continue
+        value = getattr(node, f.name)
+        if value is None or value == () or value == {} or value == "" or value is False and f.default is False:
+            continue
+        parts.append(f"{f.name}={_plain(value)}")
+    span = getattr(node, "span", None)
+    where = f" @{span.line}" if span is not None and hasattr(span, "line") else ""
+    return f"{type(node).__name__}{where}" + (f" {' '.join(parts)}" if parts else "")
+
+
+def _plain(value) -> str:
+    text = getattr(value, "dump_text", None)  # a value class may say how it reads
+    if text is not None and not isinstance(value, type):
+        return text()
+    if is_dataclass(value) and not isinstance(value, type):
+        if is_node(value):
+            return _head(value)
+        inner = ", ".join(f"{f.name}={_plain(getattr(value, f.name))}" for f in fields(value)
+                          if f.name not in _HIDDEN)
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, tuple):
+        if len(value) == 2 and isinstance(value[0], str):
+            return f"{value[0]}={_plain(value[1])}"
+        return "(" + ", ".join(_plain(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, frozenset):
+        return "{" + ", ".join(sorted(map(str, value))) + "}"
+    return repr(value)
+
+
+__all__ = ["Transformer", "Visitor", "children", "dump", "is_node", "walk", "walk_all", "walk_elements",
+           "walk_nodes"]
