@@ -50,7 +50,7 @@ def require(command: str, what: str | None = None) -> None:
     extra, modules = COMMANDS[command]
     missing = [m for m in modules if not _installed(m)]
     if missing:
-        raise MissingExtra(what or f"cnndsl {command}", extra, " and ".join(missing))
+        raise MissingExtra(what or f"cnndsl {command}", extra, missing[0])
 
 
 def extra_of(module: str | None, command: str | None = None) -> str | None:

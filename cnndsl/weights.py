@@ -64,28 +64,36 @@ def _shape(tensor) -> str:
     return "x".join(str(d) for d in tensor.shape) or "scalar"
 
 
+def compare(state: dict, own: dict, num_classes: int | None) -> dict[str, list[str]]:
+    """The keys that differ: missing, unexpected, heads (only the output size differs and
+    `num_classes` was given) and resized (any other shape)."""
+    resized = [k for k in own if k in state and state[k].shape != own[k].shape]
+    heads = [k for k in resized if num_classes is not None and state[k].dim() == own[k].dim() >= 1
+             and state[k].shape[1:] == own[k].shape[1:]]
+    return {"missing": [k for k in own if k not in state], "unexpected": [k for k in state if k not in own],
+            "heads": heads, "resized": [k for k in resized if k not in heads]}
+
+
+def _misfit(path, model, state: dict, own: dict, keys: dict, num_classes: int | None) -> CnndslError:
+    problems = [_keys(kind, keys[kind]) for kind in ("missing", "unexpected") if keys[kind]]
+    if keys["resized"]:
+        problems.append(_keys("of another shape", [f"{k}: file {_shape(state[k])}, model {_shape(own[k])}"
+                                                   for k in keys["resized"]]))
+    hint = ("the file's keys and shapes must be the model's state_dict (the built-ins have torchvision's); "
+            "build it with the parameters the weights were trained with")
+    if keys["resized"] and num_classes is None:
+        hint += ", or pass num_classes=N to load everything but the classifier"
+    return CnndslError(f"weights {path} do not fit {type(model).__name__}: " + "; ".join(problems), hint)
+
+
 def load_weights(model, path: str | Path, num_classes: int | None = None) -> None:
     """Load the file's state_dict into `model` strictly (see the module's doc)."""
     state = read_state_dict(path)
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    resized = [k for k in own if k in state and state[k].shape != own[k].shape]
-    # a head: only its output size (dimension 0) differs, as num_classes changes it
-    head_may_differ = num_classes is not None
-    heads = [k for k in resized if head_may_differ and state[k].dim() == own[k].dim() >= 1
-             and state[k].shape[1:] == own[k].shape[1:]]
-    others = [k for k in resized if k not in heads]
-    if missing or unexpected or others:
-        problems = [_keys("missing", missing)] if missing else []
-        problems += [_keys("unexpected", unexpected)] if unexpected else []
-        problems += [_keys("of another shape", [f"{k}: file {_shape(state[k])}, model {_shape(own[k])}"
-                                                for k in others])] if others else []
-        hint = ("the file's keys and shapes must be the model's state_dict (the built-ins have torchvision's); "
-                "build it with the parameters the weights were trained with")
-        if others and not head_may_differ:
-            hint += ", or pass num_classes=N to load everything but the classifier"
-        raise CnndslError(f"weights {path} do not fit {type(model).__name__}: " + "; ".join(problems), hint)
+    keys = compare(state, own, num_classes)
+    if keys["missing"] or keys["unexpected"] or keys["resized"]:
+        raise _misfit(path, model, state, own, keys, num_classes)
+    heads = keys["heads"]
     if heads:
         warnings.warn(f"weights {path}: loaded everything but the head ({', '.join(heads)}: "
                       f"{state[heads[0]].shape[0]} outputs in the file, num_classes={num_classes} here), "
