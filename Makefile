@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test bench fuzz generated clean
+.PHONY: demo test bench fuzz generated vsix clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ fuzz: $(VENV)/.installed
 
 generated: $(VENV)/.installed
 	for f in specs/*.cnn; do n=$$(basename $$f .cnn); $(VENV)/bin/cnndsl compile $$n -o generated/$$n.py || exit 1; done
+
+# The VS Code extension, packed with npm's @vscode/vsce: editors/vscode/cnndsl-0.1.0.vsix
+vsix:
+	cd editors/vscode && npm install --no-audit --no-fund && npm run package
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -76,16 +76,16 @@ def compile_network(source: SourceFile, params: dict | None = None, strict: bool
     expanded = expand(program, params or {}, network)
     shaped, warnings = infer_shapes(expanded)
     named = assign_names(shaped)
-    named = _with_path(named, source.path)
+    named = _with_path(named, source)
     if strict and warnings:
         raise CompileError([w.as_error() for w in warnings])
     return Compiled(named, source, warnings)
 
 
-def _with_path(network: ir.Network, path: str) -> ir.Network:
+def _with_path(network: ir.Network, source: SourceFile) -> ir.Network:
     from dataclasses import replace
 
-    return replace(network, source_path=path)
+    return replace(network, source_path=source.path, doc=source.header_comment())
 
 
 def generate(compiled: Compiled) -> str:

@@ -72,7 +72,8 @@ class Expr:
         return self.text
 
     def substitute(self, mapping: Mapping[str, "Expr"]) -> "Expr":
-        """The expression with each name in `mapping` replaced, constants folded."""
+        """The expression with each name in `mapping` replaced, simplified by `binary`
+        (which takes names for whole numbers)."""
         if not self.names & mapping.keys():
             return self
         return _fold_tree(self, lambda leaf: mapping.get(leaf.name, leaf) if isinstance(leaf, Name) else leaf)
@@ -202,15 +203,73 @@ def _whole(value: object) -> bool:
 
 
 def binary(op: str, left: Expr, right: Expr) -> Expr:
-    """`left op right`, folded where both are whole numbers and so is the result
-    (`64 + 128` is `192`, `64 / 2` stays), and `x + 2 + 3` made `x + 5`."""
+    """`left op right`, simplified as whole numbers allow: constants folded where the
+    result is whole too (`64 + 128` is `192`, `64 / 2` stays), sums gathered into their
+    terms and a constant (`x + 2 - 3` is `x - 1`, `in_channels + g + g` is
+    `in_channels + g * 2`), `1 * x` and `x // 1` are `x`. The names are taken to be whole
+    numbers, as the channels and sizes that the passes substitute into are."""
     if isinstance(left, Const) and isinstance(right, Const) and _whole(left.value) and _whole(right.value) \
             and op in ("+", "-", "*", "//", "%") and (right.value != 0 or op in ("+", "-", "*")):
         return Const(BINARY[op][1](left.value, right.value))
-    if op == "+" and isinstance(right, Const) and _whole(right.value) and isinstance(left, Binary) \
-            and left.op == "+" and isinstance(left.right, Const) and _whole(left.right.value):
-        return binary("+", left.left, Const(left.right.value + right.value))
+    if op in ("+", "-"):
+        return _sum(Binary(op, left, right))
+    if op == "*" and isinstance(left, Const) and left.value == 1 and _whole(left.value):
+        return right
+    if op in ("*", "//") and isinstance(right, Const) and right.value == 1 and _whole(right.value):
+        return left
     return Binary(op, left, right)
+
+
+def _coefficient(node: Expr) -> tuple[Expr, int, bool] | None:
+    """`x * 4` as (x, 4, False), `4 * x` as (x, 4, True)."""
+    if isinstance(node, Binary) and node.op == "*":
+        if isinstance(node.right, Const) and _whole(node.right.value):
+            return node.left, node.right.value, False
+        if isinstance(node.left, Const) and _whole(node.left.value):
+            return node.right, node.left.value, True
+    return None
+
+
+def _terms(expr: Expr) -> dict[Expr | None, list]:
+    """A sum as [coefficient, coefficient first] for each term, in the order they come; the
+    key None holds the constant."""
+    terms: dict[Expr | None, list] = {}
+    stack = [(expr, 1)]
+    while stack:
+        node, sign = stack.pop()
+        scaled = _coefficient(node)
+        if isinstance(node, Binary) and node.op in ("+", "-"):
+            stack.append((node.right, sign if node.op == "+" else -sign))
+            stack.append((node.left, sign))
+        elif isinstance(node, Unary):
+            stack.append((node.operand, -sign))
+        elif isinstance(node, Const) and _whole(node.value):
+            terms.setdefault(None, [0, False])[0] += sign * node.value
+        elif scaled is not None:
+            terms.setdefault(scaled[0], [0, scaled[2]])[0] += sign * scaled[1]
+        else:
+            terms.setdefault(node, [0, False])[0] += sign
+    return terms
+
+
+def _sum(expr: Expr) -> Expr:
+    """A sum rebuilt from its terms: those added, in their order, then those taken away."""
+    terms = _terms(expr)
+    ordered = [(t, n, first) for t, (n, first) in terms.items() if n > 0] + \
+        [(t, n, first) for t, (n, first) in terms.items() if n < 0]
+    out: Expr | None = None
+    for term, n, first in ordered:
+        if term is None:
+            part: Expr = Const(abs(n))
+        elif abs(n) == 1:
+            part = term
+        else:
+            part = Binary("*", Const(abs(n)), term) if first else Binary("*", term, Const(abs(n)))
+        if out is None:
+            out = part if n > 0 else unary("-", part)
+        else:
+            out = Binary("+" if n > 0 else "-", out, part)
+    return Const(0) if out is None else out
 
 
 def unary(op: str, operand: Expr) -> Expr:

@@ -58,6 +58,7 @@ class Stats:
     channels: Expr = Const(0)  # the output channels, in the enclosing parameters
     flatten_before: bool = False  # an fc that flattens its volume input
     in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
+    dims: tuple[Expr, ...] | None = None  # the output's H, W in the block's H, W; () flat; None unknown
 
     def dump_text(self) -> str:
         shape = "x".join(map(str, self.in_shape)) + " -> " + "x".join(map(str, self.out_shape))
@@ -191,6 +192,7 @@ class Network:
     blocks: dict = field(default_factory=dict)  # name -> BlockInfo
     switches: tuple[tuple[str, bool], ...] = ()
     source_path: str = ""
+    doc: tuple[tuple[str, ...], ...] = ()  # the spec's header comment: paragraphs of lines
 
 
 def members(seq: Seq) -> list:

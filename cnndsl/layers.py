@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from .expr import Binary, Const, Expr
 Shape = tuple[int, ...]
+Dims = tuple[Expr, ...]
 REQUIRED = object()
 
 
@@ -135,6 +136,9 @@ class LayerRule:
     base_name: str = "layer"  # for attributes the user did not name: conv1, conv2, ...
     flattens: bool = False  # takes a vector; a volume before it is flattened
     channels: Callable[[Shape, Expr, dict], Expr] = lambda s, c, t: c  # output channels, as an expression
+    # The output's height and width as expressions of the input's (`(H - 1) // stride + 1`),
+    # for comments in block classes: (in_dims, values, exprs); () once flat, None if unknown.
+    dims: Callable[[Dims, dict, dict], Dims | None] = lambda d, v, t: d
     inplace: bool = False  # may overwrite its input (`inplace=True`) where the code generator finds it fresh
     fresh_output: bool = False  # its backward does not read its output, so a ReLU after it may overwrite it
     aliases: tuple[str, ...] = field(default=())
@@ -225,6 +229,19 @@ def _extent(a: dict) -> int:
     return a.get("dilation", 1) * (a["size"] - 1) + 1
 
 
+def _window_dims(in_dims: Dims | None, e: dict, ceil: bool = False) -> Dims | None:
+    """(W - F + 2P)/S + 1 on expressions, floored; None where ceil mode makes it depend on
+    where the last window starts."""
+    if not in_dims:
+        return None
+    stride = e["stride"] if e.get("stride") not in (None, Const(None)) else e["size"]
+    if ceil and stride != Const(1):
+        return None
+    extent = e.get("dilation", Const(1)) * (e["size"] - 1) + 1
+    span = [d + Const(2) * e["pad"] - extent for d in in_dims]
+    return tuple(x + 1 if stride == Const(1) else x // stride + 1 for x in span)
+
+
 def _pool_defaults(a: dict) -> dict:
     return {**a, "stride": a["stride"] if a.get("stride") is not None else a["size"]}
 
@@ -309,7 +326,8 @@ CONV = LayerRule(
     window=lambda s, a: (_extent(a), a["stride"]),
     torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True,
     kernel=lambda s, a: (a["filters"], s[0] // a["groups"], a["size"], a["size"]),
-    category="conv", label=_conv_label, figure=_conv_figure, listing=Listing("CONV"))
+    category="conv", label=_conv_label, figure=_conv_figure, listing=Listing("CONV"),
+    dims=lambda d, v, t: _window_dims(d, t))
 
 
 def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, listing: str,
@@ -340,7 +358,8 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
                      label=lambda a: f"{kind} {a('size')}x{a('size')}/{a.stride()}",
                      figure=lambda a: f"{kind} {a('size')}×{a('size')}" + (
                          f"/{a.stride()}" if a.stride() != "1" else ""),
-                     listing=Listing(listing), kernel=lambda s, a: (a["size"], a["size"]))
+                     listing=Listing(listing), kernel=lambda s, a: (a["size"], a["size"]),
+                     dims=lambda d, v, t: _window_dims(d, t, v["ceil"]))
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
@@ -368,7 +387,8 @@ def _adaptive(kind: str, callee: str, doc: str, listing: str) -> LayerRule:
                      base_name="pool", fresh_output=True, category="pool",
                      label=lambda a: f"{kind} {a('size')}x{a('size')}",
                      figure=lambda a: f"{kind.replace('_', ' ')} → {a('size')}×{a('size')}",
-                     listing=Listing(listing))
+                     listing=Listing(listing),
+                     dims=lambda d, v, t: (t["size"], t["size"]))
 
 
 ADAPTIVE_AVGPOOL = _adaptive("adaptive_avgpool", "nn.AdaptiveAvgPool2d", "average pooling to a fixed output size",
@@ -381,7 +401,8 @@ GLOBAL_AVGPOOL = LayerRule(
     lambda s, a: ((_spatial(s, "global_avgpool")[0], 1, 1), []),
     window=lambda s, a: (s[1] if len(s) == 3 else 1, s[1] if len(s) == 3 else 1),
     torch=lambda s, v, t: Torch("nn.AdaptiveAvgPool2d", (Const(1),)), base_name="pool", fresh_output=True,
-    category="pool", figure=lambda a: "global avgpool", listing=Listing("GLOBAL AVG POOL"))
+    category="pool", figure=lambda a: "global avgpool", listing=Listing("GLOBAL AVG POOL"),
+    dims=lambda d, v, t: (Const(1), Const(1)))
 
 
 def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
@@ -397,12 +418,14 @@ FC = LayerRule(
     window=lambda s, a: (s[1] if len(s) == 3 else 1, 1),
     torch=_fc_torch, base_name="fc", flattens=True, aliases=("linear",), channels=lambda s, c, t: t["units"],
     fresh_output=True, kernel=lambda s, a: (a["units"], _flat(s)),
-    category="fc", label=lambda a: f"fc {a('units')}", listing=Listing("FC"))
+    category="fc", label=lambda a: f"fc {a('units')}", listing=Listing("FC"),
+    dims=lambda d, v, t: ())
 
 FLATTEN = LayerRule(
     "flatten", "CxHxW to a vector of C*H*W", (), lambda s, a: ((_flat(s),), []),
     torch=lambda s, v, t: Torch("nn.Flatten", ()), base_name="flatten",
-    channels=lambda s, c, t: _flat_channels(s, c), category="reshape")
+    channels=lambda s, c, t: _flat_channels(s, c), category="reshape",
+    dims=lambda d, v, t: ())
 
 
 def _dropout_shape(s: Shape, a: dict):

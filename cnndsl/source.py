@@ -49,6 +49,21 @@ class SourceFile:
         end = self.text.find("\n", start)
         return self.text[start : end if end >= 0 else len(self.text)].rstrip("\r")
 
+    def header_comment(self) -> tuple[tuple[str, ...], ...]:
+        """The comment lines that open the file, without their `#`, as paragraphs (a `#`
+        line alone separates them): the spec's own account of itself."""
+        paragraphs: list[list[str]] = [[]]
+        for line in self.text.split("\n"):
+            line = line.strip()
+            if not line.startswith("#"):
+                break
+            line = line[1:].removeprefix(" ").rstrip()
+            if line:
+                paragraphs[-1].append(line)
+            elif paragraphs[-1]:
+                paragraphs.append([])
+        return tuple(tuple(p) for p in paragraphs if p)
+
     def span_at(self, offset: int, end: int | None = None) -> Span:
         line, col = self.position(offset)
         end_line, end_col = self.position(offset + 1 if end is None else end)

@@ -15,6 +15,7 @@ from typing import Iterator
 from . import ir
 from .layers import RULES, label
 from .passes.shapes import fmt_shape
+from .traverse import Visitor
 
 
 @dataclass(frozen=True)
@@ -151,36 +152,36 @@ def _layer_line(path: str, layer: ir.Layer) -> Line:
                 s.params, frozen(layer), ir.elements(s.out_shape), s.macs, s.rf)
 
 
-def _containers(network: ir.Network) -> dict[str, tuple[str, str, ir.Stats | None]]:
+class _Containers(Visitor):
     """Every block instance, named group and named shortcut, by module path: (title, kind, stats)."""
-    found: dict[str, tuple[str, str, ir.Stats | None]] = {}
 
-    def scope(seq: ir.Seq, prefix: str) -> None:
-        for item in seq.items:
-            member(item, prefix)
+    def __init__(self) -> None:
+        self.found: dict[str, tuple[str, str, ir.Stats | None]] = {}
 
-    def member(node, prefix: str) -> None:
-        if isinstance(node, ir.Seq):
-            inner = prefix if node.name is None else _join(prefix, node.name)
-            if node.name is not None:
-                found[inner] = ("group", "group", node.stats)
-            scope(node, inner)
-        elif isinstance(node, ir.BlockInstance):
-            inner = _join(prefix, node.name)
-            found[inner] = (f"block {node.block}", "block", node.stats)
-            scope(node.body, inner)
-        elif isinstance(node, ir.Concat):
-            for branch in node.branches:
-                member(branch, prefix)
-        elif isinstance(node, ir.Side):
-            member(node.node, prefix)
-        elif isinstance(node, ir.Residual):
-            scope(node.body, prefix)
-            if node.shortcut.applied and node.shortcut.name:
-                found[_join(prefix, node.shortcut.name)] = ("shortcut " + node.shortcut.kind, "shortcut", None)
+    def visit_Layer(self, node: ir.Layer, prefix: str) -> None:
+        return None
 
-    scope(network.body, "")
-    return found
+    def visit_Seq(self, node: ir.Seq, prefix: str) -> None:
+        inner = prefix if node.name is None else _join(prefix, node.name)
+        if node.name is not None:
+            self.found[inner] = ("group", "group", node.stats)
+        self.generic_visit(node, inner)
+
+    def visit_BlockInstance(self, node: ir.BlockInstance, prefix: str) -> None:
+        inner = _join(prefix, node.name)
+        self.found[inner] = (f"block {node.block}", "block", node.stats)
+        self.generic_visit(node.body, inner)
+
+    def visit_Residual(self, node: ir.Residual, prefix: str) -> None:
+        self.generic_visit(node.body, prefix)
+        if node.shortcut.applied and node.shortcut.name:
+            self.found[_join(prefix, node.shortcut.name)] = ("shortcut " + node.shortcut.kind, "shortcut", None)
+
+
+def _containers(network: ir.Network) -> dict[str, tuple[str, str, ir.Stats | None]]:
+    walker = _Containers()
+    walker.generic_visit(network.body, "")
+    return walker.found
 
 
 def lines(network: ir.Network, depth: int | None = None) -> list[Line]:

@@ -199,17 +199,83 @@ def test_builtin_state_dict_is_torchvisions(name):
     assert compiled.network.body.stats.params == reference()[name]["num_params"]
 
 
-def test_shape_comments_on_every_forward_step():
-    code = generate(compile_network(load("lenet5")))
+def test_shape_comments_where_the_shape_changes():
+    compiled = compile_network(load("lenet5"))
+    code = generate(compiled)
     forward = code[code.index("def forward"):]
     steps = [line.strip() for line in forward.splitlines() if line.strip().startswith("x = ")]
     assert steps, forward
-    for step in steps:
-        assert re.search(r"  # \d+(x\d+)*$", step), step
+    shapes = [tuple(compiled.network.input)]
+    for step in steps:  # every step that changes the shape says the new one; the others say nothing
+        found = re.search(r"  # (\d+(?:x\d+)*)$", step)
+        if found:
+            shape = tuple(int(d) for d in found.group(1).split("x"))
+            assert shape != shapes[-1], step
+            shapes.append(shape)
     assert "x = self.c1(x)  # 6x28x28" in steps
+    assert "x = self.tanh1(x)" in steps
     assert "x = self.s4(x)  # 16x5x5" in steps
-    assert "x = torch.flatten(x, 1)  # 120" in steps
+    assert "x = torch.flatten(x, 1)  # 400" in steps or "x = torch.flatten(x, 1)  # 120" in steps
     assert "x = self.output(x)  # 10" in steps
+    assert shapes[-1] == tuple(compiled.network.body.stats.out_shape)
+
+
+def test_block_comments_hold_for_every_use():
+    """A block class is shared by uses of different sizes: its comments are in its own terms."""
+    code = generate(compile_network(load("resnet50")))
+    bottleneck = code[code.index("class Bottleneck"):code.index("class ResNet50")]
+    assert "x = self.conv1(x)  # planes x H x W" in bottleneck
+    assert "# (planes * 4) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)" in bottleneck
+    assert "56x56" not in bottleneck and "first use" not in bottleneck
+    assert "Block `Bottleneck`: in_channels x H x W to" in bottleneck
+    # the comment's formula is the size each use gives
+    for h, stride in ((56, 1), (56, 2), (7, 2), (13, 2)):
+        assert (h - 1) // stride + 1 == -(-h // stride)
+
+
+def test_forward_is_set_out_in_stages():
+    code = generate(compile_network(load("resnet50")))
+    forward = code[code.index("def forward", code.index("class Bottleneck")):code.index("class ResNet50")]
+    assert "identity = x\n\n        x = self.conv1(x)" in forward
+    assert "x = self.relu1(x)\n\n        x = self.conv2(x)" in forward
+    assert "identity = self.downsample(identity)\n\n        x = x + identity\n        x = self.relu3(x)" in forward
+    network = code[code.index("def forward", code.index("class ResNet50")):]
+    assert "x = self.relu(x)\n\n        x = self.maxpool(x)" in network
+    assert "x = self.layer1(x)  # 256x56x56\n\n        x = self.layer2(x)" in network
+    assert "\n\n\n" not in code.replace("\n\n\nclass", "").replace("\n\n\ndef", "")
+
+
+def test_long_lines_wrap_one_parameter_a_line():
+    for name in builtins():
+        code = generate(compile_network(load(name)))
+        assert max(len(line) for line in code.splitlines()) <= 92, name
+    code = generate(compile_network(load("googlenet")))
+    assert "    def __init__(\n        self,\n        in_channels: int,\n        out: int,\n" in code
+
+
+def test_spec_header_comment_becomes_the_class_docstring():
+    code = generate(compile_network(load("resnet50")))
+    network = code[code.index("class ResNet50"):]
+    assert '"""ResNet-50 (He et al. 2015): bottlenecks [3, 4, 6, 3], v1.5' in network
+    assert "downsampling bottleneck strides on its 3x3 convolution" in network
+    code = cnndsl.compile_source('# Tiny: """ends\\ here\n#\n# why it is so\nnetwork N() {\n    input 3x8x8\n'
+                                 '    conv(4, 3)\n}\n')
+    assert 'Tiny: \\"\\"\\"ends\\\\ here\n\n    why it is so\n' in code
+    assert load_generated(code).N()(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 6, 6)
+
+
+def test_channel_chains_stay_flat():
+    """A DenseNet-like chain: each layer's channels add to the last, without a bracket a level."""
+    spec = (
+        "block Layer(g) {\n    concat {\n        identity\n        conv(g, 3, pad=1)\n    }\n}\n"
+        "block Dense(g) {\n" + "    " + " -> ".join(["Layer(g)"] * 23) + "\n}\n"
+        "network N(g = 4) {\n    input 3x8x8\n    Dense(g) -> Dense(g) -> global_avgpool -> fc(10)\n}\n")
+    code = cnndsl.compile_source(spec)
+    assert "((" not in code.split("class N(")[0].replace("((H", "").replace("((W", "")
+    assert "Layer(in_channels + g * 3, g)" in code and "Layer(in_channels + g * 22, g)" in code
+    assert "Dense(3 + g * 23, g)" in code and "nn.Linear(3 + g * 46, 10)" in code
+    model = load_generated(code).N()
+    assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 10)
 
 
 def test_sequential_children_carry_shape_comments():

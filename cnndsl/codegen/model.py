@@ -15,6 +15,7 @@ from ..diagnostics import CompileError, Diagnostic
 from ..expr import Expr
 from ..layers import RULES
 from ..passes.shapes import fmt_shape
+from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 
 WRAP = 92
 
@@ -43,7 +44,6 @@ class Ctor:
 class Member:
     name: str
     ctor: Ctor
-    comment: str = ""
     condition: Expr | None = None  # build only when this holds, else None
 
 
@@ -55,6 +55,8 @@ class Stmt:
     parts: tuple[str, ...] = ()
     var: str = "identity"
     conditional: bool = False
+    stage: object = None  # the spatial size it gives, where it changes the chain's
+    blank: bool = False  # a blank line before it: a new stage
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,15 @@ class ClassModel:
     provenance: str
     sides: tuple[str, ...] = ()  # extra outputs, returned after x while training
 
+    @property
+    def signature(self) -> list[str]:
+        """The constructor's parameters after self, as written in its `def`."""
+        return [f"{name}: {annotation}" + (f" = {default}" if default is not None else "")
+                for name, annotation, default in self.params]
+
     def code_only(self) -> "ClassModel":
         """The class without its comments: what decides whether two uses share a class."""
-        return replace(self, doc=(), members=tuple(replace(m, comment="", ctor=m.ctor.without_comments())
+        return replace(self, doc=(), members=tuple(replace(m, ctor=m.ctor.without_comments())
                                                    for m in self.members),
                        forward=tuple(replace(s, comment="") for s in self.forward))
 
@@ -131,8 +139,9 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
 class ScopeBuilder:
     """Members and forward statements of one class, walking the IR in order."""
 
-    def __init__(self, generator: "Generator", in_block: bool = False):
+    def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
+        self.notes = notes
         self.in_block = in_block
         self.members: list[Member] = []
         self.forward: list[Stmt] = []
@@ -155,7 +164,7 @@ class ScopeBuilder:
         elif isinstance(node, ir.Side):
             inner = node.node
             first = _first_leaf(inner)
-            self.members.append(Member(inner.name, self.generator.ctor(inner)))
+            self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
             flatten = bool(first is not None and first.stats.flatten_before)
             stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), conditional=flatten)
             if node.source is None:
@@ -172,19 +181,20 @@ class ScopeBuilder:
     def member_call(self, node, previous=None) -> None:
         first = _first_leaf(node)
         if first is not None and first.stats.flatten_before:
-            flat, _ = RULES["flatten"].shape(first.stats.in_shape, {})
-            self.forward.append(Stmt("flatten", comment=fmt_shape(flat)))
-        self.members.append(Member(node.name, self.generator.ctor(node, previous), self._comment(node)))
-        self.forward.append(Stmt("call", node.name, fmt_shape(node.stats.out_shape)))
+            flat = flattened(first)
+            self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
+        self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
+        self.forward.append(self.step(Stmt("call", node.name), node.stats))
 
-    def _comment(self, node) -> str:
-        return ""  # forward() carries the shapes; an nn.Sequential's children carry their own
+    def step(self, stmt: Stmt, stats: ir.Stats) -> Stmt:
+        """The statement with its shape comment, where the shape changes, and its stage."""
+        return replace(stmt, comment=self.notes.note(stats), stage=self.notes.stage(stats))
 
     def concat(self, node: ir.Concat) -> None:
         parts = []
         for branch in node.branches:
             if branch.name is not None:
-                self.members.append(Member(branch.name, self.generator.ctor(branch)))
+                self.members.append(Member(branch.name, self.generator.ctor(branch, notes=self.notes.fork())))
                 parts.append(f"self.{branch.name}(x)")
             elif not branch.items:
                 parts.append("x")
@@ -194,14 +204,15 @@ class ScopeBuilder:
                     raise CompileError([Diagnostic.error(
                         branch.span, "a concat branch holds a concat or residual",
                         "move that branch into a block and use the block here")])
-                self.members.append(Member(leaf.name, self.generator.ctor(leaf), self._comment(leaf)))
+                self.members.append(Member(leaf.name, self.generator.ctor(leaf, notes=self.notes.fork())))
                 parts.append(f"self.{leaf.name}(x)")
-        self.forward.append(Stmt("cat", parts=tuple(parts), comment=fmt_shape(node.stats.out_shape)))
+        self.forward.append(self.step(Stmt("cat", parts=tuple(parts)), node.stats))
 
     def residual(self, node: ir.Residual) -> None:
         var = "identity" if self.residual_depth == 0 else f"identity{self.residual_depth + 1}"
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))
+        start = self.notes.fork()
         self.run(node.body)
         self.residual_depth -= 1
         shortcut = node.shortcut
@@ -213,12 +224,12 @@ class ScopeBuilder:
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                layers = tuple((None, layer_ctor(layer, self.generator.helpers), fmt_shape(layer.stats.out_shape))
+                layers = tuple((None, layer_ctor(layer, self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
                                            condition=None if constant else condition))
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
-        self.forward.append(Stmt("add", var=var, comment=fmt_shape(node.stats.out_shape)))
+        self.forward.append(self.step(Stmt("add", var=var), node.stats))
 
 
 def _single_leaf(seq: ir.Seq):
@@ -246,7 +257,8 @@ class Generator:
         self.side_sources = frozenset(item.source for item in ir.members(network.body)
                                       if isinstance(item, ir.Side) and item.source)
 
-    def ctor(self, node, previous=None) -> Ctor:
+    def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
+        """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
             return layer_ctor(node, self.helpers, previous, self.side_sources)
         if isinstance(node, ir.BlockInstance):
@@ -255,9 +267,11 @@ class Generator:
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
         previous = None  # what enters a Sequential may be read elsewhere (a concat's input, say)
+        notes = notes or ShapeNotes(False)
         for item in node.items:
-            comment = fmt_shape(item.stats.out_shape) if item.stats else ""
-            children.append((item.name if keyed else None, self.ctor(item, previous), comment))
+            inner = notes.fork()
+            comment = notes.note(item.stats)
+            children.append((item.name if keyed else None, self.ctor(item, previous, inner), comment))
             previous = item
         self.keyed |= keyed
         names = frozenset().union(*(child.names for _, child, _ in children))
@@ -276,7 +290,7 @@ class Generator:
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
-        builder = ScopeBuilder(self, in_block=True)
+        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.run(node.body)
         used = _used_names(builder.members)
         info = self.network.blocks[node.block]
@@ -285,10 +299,9 @@ class Generator:
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        shapes = f"{fmt_shape(node.stats.in_shape)} to {fmt_shape(node.stats.out_shape)}"
         model = ClassModel(
-            node.block, (f"Block `{node.block}`. Shape comments are those of its first use, {shapes}.",),
-            tuple(params), tuple(builder.members), tuple(builder.forward),
+            node.block, wrap_doc(block_doc(node.block, node)),
+            tuple(params), tuple(builder.members), tuple(staged(builder.forward)),
             f"{self.network.source_path}:{info.span.line}")
         variants = self.block_classes.setdefault(node.block, [])
         for existing, class_name in variants:
@@ -302,7 +315,7 @@ class Generator:
 
     def module(self) -> ModuleModel:
         network = self.network
-        builder = ScopeBuilder(self)
+        builder = ScopeBuilder(self, ShapeNotes.network(network))
         builder.run(network.body)
         used = _used_names(builder.members)
         params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
@@ -310,7 +323,7 @@ class Generator:
         stats = network.body.stats
         compiled_with = ", ".join(f"{name}={ir.Value.constant(v.value).text}" for name, v in network.params)
         switches = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in network.switches)
-        doc = [f"Input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}; "
+        doc = [*network.doc, f"Input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}; "
                f"{stats.params:,} parameters, {stats.macs:,} multiply-accumulates."]
         if compiled_with:
             doc.append(f"Compiled with {compiled_with}.")
@@ -318,12 +331,12 @@ class Generator:
             doc.append(f"Optional layers: {switches}.")
         if builder.sides:
             doc.append(f"While training, forward returns (x, {', '.join(builder.sides)}); in eval mode, x.")
-        net_class = ClassModel(network.name, tuple(doc), params, tuple(builder.members), tuple(builder.forward),
+        net_class = ClassModel(network.name, wrap_doc(doc), params, tuple(builder.members),
+                               tuple(staged(builder.forward)),
                                f"{network.source_path}:{network.span.line}", tuple(builder.sides))
         classes = [model for variants in self.block_classes.values() for model, _ in variants]
         classes.sort(key=lambda m: self.order.index(m.name))
-        title = (f"{network.name}: generated by cnndsl from {network.source_path}. Do not edit; "
-                 f"edit the spec and compile again.")
+        title = f"{network.name}: generated by cnndsl from {network.source_path}."
         return ModuleModel(title, (), classes + [net_class], sorted(self.helpers), self.keyed,
                            [network.name])
 

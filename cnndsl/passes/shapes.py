@@ -25,6 +25,7 @@ class Flow:
     channels: Expr
     rf: int = 1
     jump: int = 1
+    dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
 
 
 def fmt_shape(shape: ir.Shape) -> str:
@@ -52,7 +53,7 @@ class ShapeInference:
 
     def total(self, items, start: Flow, end: Flow) -> ir.Stats:
         return ir.Stats(start.shape, end.shape, sum(i.stats.params for i in items),
-                        sum(i.stats.macs for i in items), end.rf, end.jump, end.channels)
+                        sum(i.stats.macs for i in items), end.rf, end.jump, end.channels, dims=end.dims)
 
     def node(self, node: ir.Node, flow: Flow) -> tuple[ir.Node, Flow]:
         if isinstance(node, ir.Layer):
@@ -72,7 +73,8 @@ class ShapeInference:
                 read = self.named_outputs[node.source]
             inner, out = self.node(node.node, read)
             # Parameters count (they are in the state_dict); MACs do not: inference skips it.
-            stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels)
+            stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels,
+                             dims=flow.dims)
             return replace(node, node=inner, stats=stats), flow
         return self.instance(node, flow)
 
@@ -98,8 +100,9 @@ class ShapeInference:
         stats = ir.Stats(
             flow.shape, out, params, macs,
             flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels)
-        return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump)
+            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
+            dims=rule.dims(flow.dims, values, exprs))
+        return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def concat(self, node: ir.Concat, flow: Flow) -> tuple[ir.Concat, Flow]:
         branches = []
@@ -118,7 +121,7 @@ class ShapeInference:
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs))
+        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[0].dims)
         return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
 
     def residual(self, node: ir.Residual, flow: Flow) -> tuple[ir.Residual, Flow]:
@@ -137,7 +140,7 @@ class ShapeInference:
             shortcut = self.projection(shortcut, body, flow, out)
         params = body.stats.params + shortcut.stats.params
         macs = body.stats.macs + shortcut.stats.macs
-        stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels)
+        stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
         return replace(node, body=body, shortcut=shortcut, stats=stats), out
 
     def zero_pad(self, shortcut: ir.Shortcut, flow: Flow, out: Flow) -> ir.Shortcut:
@@ -193,7 +196,9 @@ class ShapeInference:
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
     def instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow]:
-        inner = Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump)
+        height, width = dim_names(node)
+        inner = Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
+                     (Name(height), Name(width)) if len(flow.shape) == 3 else ())
         outside = self.named_outputs
         self.named_outputs = {}  # a block's member names are its own
         body, out = self.seq(node.body, inner)
@@ -203,9 +208,13 @@ class ShapeInference:
         mapping = {name: value.expr for name, value in node.args}
         mapping["in_channels"] = flow.channels
         channels = out.channels.substitute(mapping)
-        end = Flow(out.shape, channels, out.rf, out.jump)
+        dims = None
+        if out.dims is not None and flow.dims is not None:
+            mapping.update(zip((height, width), flow.dims))
+            dims = tuple(d.substitute(mapping) for d in out.dims)
+        end = Flow(out.shape, channels, out.rf, out.jump, dims)
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
-                         in_channels=flow.channels)
+                         in_channels=flow.channels, dims=dims)
         return replace(node, body=body, stats=stats), end
 
 
@@ -226,8 +235,18 @@ def _stride_of(body: ir.Seq) -> ir.Value | None:
     return found[0] if len(found) == 1 else None
 
 
+def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
+    """The names a block's comments give its input's height and width: H and W, unless
+    the block has parameters of those names."""
+    taken = {name for name, _ in node.args}
+    height, width = "H", "W"
+    while height in taken or width in taken:
+        height, width = height + "_in", width + "_in"
+    return height, width
+
+
 def infer_shapes(network: ir.Network) -> tuple[ir.Network, list[Diagnostic]]:
     inference = ShapeInference()
-    start = Flow(network.input, network.input_channels.expr)
+    start = Flow(network.input, network.input_channels.expr, dims=tuple(Const(d) for d in network.input[1:]))
     body, _ = inference.seq(network.body, start)
     return replace(network, body=body), inference.warnings

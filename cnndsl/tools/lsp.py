@@ -35,6 +35,7 @@ from ..passes import resolve
 from ..passes.shapes import fmt_shape
 from ..source import MAX_SOURCE_BYTES, SourceFile, Span
 from ..summary import describe
+from ..traverse import Visitor
 
 MAX_INSTANCES_SHOWN = 8
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -119,49 +120,57 @@ def _join(prefix: str, name: str | None) -> str:
     return f"{prefix}.{name}" if prefix else str(name)
 
 
+class _Nodes(Visitor):
+    """Collects what hover and inlay hints can show; visits carry the module prefix and
+    the path of the block instance being walked."""
+
+    def __init__(self) -> None:
+        self.shown: list[_Shown] = []
+
+    def add(self, node, rank: int, kind: str, title: str, path: str, instance: str, span=None) -> None:
+        self.shown.append(_Shown(span or node.span, rank, kind, title, path, node.stats, instance))
+
+    def visit(self, node, prefix: str, instance: str):
+        if getattr(node, "stats", None) is not None:
+            super().visit(node, prefix, instance)
+
+    def visit_Layer(self, node: ir.Layer, prefix: str, instance: str) -> None:
+        self.add(node, 0, node.kind, describe(node), _join(prefix, node.name), instance)
+
+    def visit_Seq(self, node: ir.Seq, prefix: str, instance: str) -> None:
+        inner = _join(prefix, node.name)
+        if node.name is not None:
+            self.add(node, 2, "group", "group", inner, instance)
+        self.generic_visit(node, inner, instance)
+
+    def visit_BlockInstance(self, node: ir.BlockInstance, prefix: str, instance: str) -> None:
+        path, title = _join(prefix, node.name), f"block {node.block}"
+        self.add(node, 1, title, title, path, instance)
+        self.add(node, 3, title, title, path, path, span=node.body.span)
+        self.generic_visit(node.body, path, path)
+
+    def visit_Concat(self, node: ir.Concat, prefix: str, instance: str) -> None:
+        self.add(node, 2, "concat", "concat", prefix, instance)
+        self.generic_visit(node, prefix, instance)
+
+    def visit_Residual(self, node: ir.Residual, prefix: str, instance: str) -> None:
+        self.add(node, 2, "residual", "residual", prefix, instance)
+        self.generic_visit(node.body, prefix, instance)
+        if node.shortcut.applied:
+            self.generic_visit(node.shortcut, _join(prefix, node.shortcut.name), instance)
+
+    def visit_Side(self, node: ir.Side, prefix: str, instance: str) -> None:
+        self.add(node, 2, "side", "side output", prefix, instance)
+        self.generic_visit(node, prefix, instance)
+
+
 def _nodes(network: ir.Network) -> list[_Shown]:
     """Every layer, block instance, named group and composite of the network, with the
     module path the generated code gives it (as `summary.rows` computes it)."""
-    shown = [_Shown(network.span, 4, "network", f"network {network.name}", "", network.body.stats)]
-
-    def add(span: Span, rank: int, kind: str, title: str, path: str, stats, instance: str) -> None:
-        shown.append(_Shown(span, rank, kind, title, path, stats, instance))
-
-    def scope(seq: ir.Seq, prefix: str, instance: str) -> None:
-        for item in seq.items:
-            member(item, prefix, instance)
-
-    def member(node, prefix: str, instance: str) -> None:
-        if getattr(node, "stats", None) is None:
-            return
-        if isinstance(node, ir.Layer):
-            add(node.span, 0, node.kind, describe(node), _join(prefix, node.name), node.stats, instance)
-        elif isinstance(node, ir.Seq):
-            inner = _join(prefix, node.name)
-            if node.name is not None:
-                add(node.span, 2, "group", "group", inner, node.stats, instance)
-            scope(node, inner, instance)
-        elif isinstance(node, ir.BlockInstance):
-            path, title = _join(prefix, node.name), f"block {node.block}"
-            add(node.span, 1, title, title, path, node.stats, instance)
-            add(node.body.span, 3, title, title, path, node.stats, path)
-            scope(node.body, path, path)
-        elif isinstance(node, ir.Concat):
-            add(node.span, 2, "concat", "concat", prefix, node.stats, instance)
-            for branch in node.branches:
-                member(branch, prefix, instance)
-        elif isinstance(node, ir.Residual):
-            add(node.span, 2, "residual", "residual", prefix, node.stats, instance)
-            scope(node.body, prefix, instance)
-            if node.shortcut.applied:
-                for layer in node.shortcut.layers:
-                    member(layer, _join(prefix, node.shortcut.name), instance)
-        elif isinstance(node, ir.Side):
-            add(node.span, 2, "side", "side output", prefix, node.stats, instance)
-            member(node.node, prefix, instance)
-
-    scope(network.body, "", "")
-    return shown
+    walker = _Nodes()
+    walker.shown.append(_Shown(network.span, 4, "network", f"network {network.name}", "", network.body.stats))
+    walker.generic_visit(network.body, "", "")
+    return walker.shown
 
 
 def _offset(source: SourceFile, line: int, column: int) -> int:

@@ -1,0 +1,129 @@
+"""How the generated code reads: shape comments, stages, docstrings.
+
+A shape comment stands where the shape changes, as torchvision's GoogLeNet notes them;
+in a block class it is in the block's own terms (`(planes * 4) x H x W`), true for
+every use of the class, and in the network it is the numbers. `forward` is set out in
+stages, a blank line between them, as torchvision's ResNet is: a stage is a run of
+statements at one spatial size, and the residual's bookkeeping (keeping the identity,
+projecting it, adding it) and the side outputs stand apart.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, replace
+
+from .. import ir
+from ..expr import Const, Expr, Name, Prec
+from ..layers import RULES
+from ..passes.shapes import dim_names, fmt_shape
+
+# Statements that stand apart from their neighbours, and those that open a stage of their own.
+APART = ("save", "project", "pad", "side")
+OPENS = ("add",)
+
+
+def shape_text(channels: Expr, dims: tuple[Expr, ...] | None) -> str:
+    """`64x56x56` where every part is a number, else `(planes * 4) x H x W`."""
+    parts = tuple(Const(p.evaluate()) if not p.names else p
+                  for p in (channels,) + (dims if dims is not None else (Name("?"), Name("?"))))
+    if all(isinstance(p, Const) for p in parts):
+        return "x".join(p.text for p in parts)
+    if len(parts) == 1:
+        return channels.text
+    return " x ".join(p.text if p.precedence == Prec.ATOM else f"({p.text})" for p in parts)
+
+
+@dataclass
+class ShapeNotes:
+    """The shape last commented in one chain, to comment only where it changes."""
+
+    symbolic: bool  # a block class: shapes as expressions of its parameters and input size
+    current: object = None
+
+    @classmethod
+    def network(cls, network: ir.Network) -> "ShapeNotes":
+        return cls(False, tuple(network.input))
+
+    @classmethod
+    def block(cls, node: ir.BlockInstance) -> "ShapeNotes":
+        notes = cls(True)
+        notes.current = notes.key(block_input(node))
+        return notes
+
+    def fork(self) -> "ShapeNotes":
+        return ShapeNotes(self.symbolic, self.current)
+
+    def key(self, stats: ir.Stats) -> object:
+        return (stats.channels, stats.dims) if self.symbolic else tuple(stats.out_shape)
+
+    def text(self, stats: ir.Stats) -> str:
+        return shape_text(stats.channels, stats.dims) if self.symbolic else fmt_shape(stats.out_shape)
+
+    def stage(self, stats: ir.Stats) -> object:
+        """The spatial size, which a new stage changes; () once flat."""
+        return (stats.dims or ()) if self.symbolic else tuple(stats.out_shape[1:])
+
+    def note(self, stats: ir.Stats | None) -> str:
+        """The comment for a statement giving this shape: "" where it is the one before."""
+        if stats is None:
+            return ""
+        key = self.key(stats)
+        if key == self.current:
+            return ""
+        self.current = key
+        return self.text(stats)
+
+
+def block_input(node: ir.BlockInstance) -> ir.Stats:
+    """A block's input in its own terms: in_channels x H x W (or in_channels, flat)."""
+    height, width = dim_names(node)
+    dims = (Name(height), Name(width)) if len(node.stats.in_shape) == 3 else ()
+    return ir.Stats(node.stats.in_shape, node.stats.in_shape, channels=Name("in_channels"), dims=dims)
+
+
+def flattened(first: ir.Layer) -> ir.Stats:
+    """The shape after the flatten that an fc at `first` asks for."""
+    stats = first.stats
+    flat, _ = RULES["flatten"].shape(stats.in_shape, {})
+    channels = RULES["flatten"].channels(stats.in_shape, stats.in_channels, {})
+    return ir.Stats(stats.in_shape, flat, channels=channels, dims=())
+
+
+def staged(forward: list) -> list:
+    """The statements with `blank` set where a new stage begins."""
+    out = []
+    previous, previous_stage = None, None
+    for stmt in forward:
+        stage = stmt.stage
+        blank = previous is not None and (
+            stmt.kind in APART or previous.kind in APART or stmt.kind in OPENS
+            or (stage not in (None, ()) and previous_stage is not None and stage != previous_stage))
+        out.append(replace(stmt, blank=True) if blank else stmt)
+        previous = stmt
+        if stage is not None:
+            previous_stage = stage
+    return out
+
+
+def block_doc(name: str, node: ir.BlockInstance) -> tuple[str | tuple[str, ...], ...]:
+    start, end = block_input(node), node.body.stats
+    first = f"Block `{name}`: {shape_text(start.channels, start.dims)} to"
+    last = f"{shape_text(end.channels, end.dims)}."
+    return (f"{first} {last}",) if len(first) + len(last) < 85 else ((first, last),)
+
+
+def wrap_doc(paragraphs) -> tuple[str, ...]:
+    """A docstring's lines, a blank line between paragraphs: a string is wrapped at 85
+    columns (92 with the indent and the opening quotes), a tuple of lines (a spec's
+    comment) kept as written but for lines past that."""
+    lines: list[str] = []
+    for paragraph in paragraphs:
+        if lines:
+            lines.append("")
+        if isinstance(paragraph, tuple):
+            for line in paragraph:
+                lines.extend(textwrap.wrap(line, 85, break_on_hyphens=False) if len(line) > 85 else [line])
+        else:
+            lines.extend(textwrap.wrap(paragraph, 85, break_on_hyphens=False) or [""])
+    return tuple(lines)

@@ -1,0 +1,75 @@
+"""Writes syntaxes/cnn.tmLanguage.json, the TextMate grammar of `.cnn` files, from the
+compiler's own facts: the keywords the language server knows and the layer kinds of
+`cnndsl/layers.py`'s table. `tests/test_vscode.py` fails when the committed grammar is
+not what this script writes, so a new layer kind reaches the editor by rerunning it:
+
+    .venv/bin/python editors/vscode/make_grammar.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from cnndsl.layers import RULES, SHORTCUTS  # noqa: E402
+
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def _words(words, case: str = "") -> str:
+    return rf"\b(?{case}:" + "|".join(sorted(words, key=lambda w: (-len(w), w))) + r")\b"
+
+
+def grammar() -> dict:
+    return {
+        "$schema": "https://raw.githubusercontent.com/martinring/tmlanguage/master/tmlanguage.json",
+        "name": "cnn",
+        "scopeName": "source.cnn",
+        "fileTypes": ["cnn"],
+        "patterns": [{"include": "#comment"}, {"include": "#definition"}, {"include": "#code"}],
+        "repository": {
+            "comment": {"name": "comment.line.number-sign.cnn", "match": "#.*$"},
+            "definition": {"patterns": [
+                {"match": rf"^\s*(let)\s+({NAME})",
+                 "captures": {"1": {"name": "storage.type.let.cnn"}, "2": {"name": "variable.other.constant.cnn"}}},
+                {"match": rf"^\s*(block)\s+({NAME})",
+                 "captures": {"1": {"name": "storage.type.block.cnn"}, "2": {"name": "entity.name.type.block.cnn"}}},
+                {"match": rf"^\s*(network)\s+({NAME})",
+                 "captures": {"1": {"name": "storage.type.network.cnn"},
+                              "2": {"name": "entity.name.type.network.cnn"}}},
+            ]},
+            "code": {"patterns": [
+                {"include": "#comment"},
+                {"name": "string.quoted.double.cnn", "match": r'"[^"\\\n]*"'},
+                {"name": "constant.numeric.shape.cnn", "match": r"\b\d+(?:x\d+)+\b"},
+                {"name": "constant.numeric.cnn",
+                 "match": r"(?<![A-Za-z_])(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)"},
+                {"name": "constant.language.boolean.cnn", "match": r"\b(?:true|false)\b"},
+                {"name": "keyword.control.cnn", "match": _words(("input", "concat", "residual", "shortcut", "side"))},
+                {"match": rf"\b({NAME})\s*(:)(?!:)",
+                 "captures": {"1": {"name": "entity.name.label.cnn"}, "2": {"name": "punctuation.separator.label.cnn"}}},
+                {"match": rf"\b({NAME})\s*(=)(?!=)",
+                 "captures": {"1": {"name": "variable.parameter.cnn"}, "2": {"name": "keyword.operator.assignment.cnn"}}},
+                {"name": "support.function.layer.cnn", "match": _words(set(RULES) | set(SHORTCUTS), "i")},  # RELU is relu
+                {"name": "entity.name.function.call.cnn", "match": rf"\b{NAME}(?=\s*\()"},
+                {"name": "keyword.operator.arrow.cnn", "match": "->"},
+                {"name": "keyword.operator.cnn", "match": r"//|[-+*/%?]"},
+                {"name": "keyword.operator.dimension.cnn", "match": r"\bx\b"},
+                {"name": "punctuation.separator.comma.cnn", "match": ","},
+                {"name": "punctuation.bracket.cnn", "match": r"[(){}\[\]]"},
+                {"name": "variable.other.cnn", "match": NAME},
+            ]},
+        },
+    }
+
+
+def text() -> str:
+    return json.dumps(grammar(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    (HERE / "syntaxes" / "cnn.tmLanguage.json").write_text(text())
