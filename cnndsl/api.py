@@ -59,14 +59,21 @@ def build(spec: str | Path, strict: bool = False, network: str | None = None, *,
 
     require("build", "cnndsl.build")
     compiled = compile_spec(spec, strict=strict, network=network, **params)
-    from .built import import_generated
-
-    module = import_generated(generate(compiled), compiled.network.name)
-    model = getattr(module, compiled.network.name)()
+    model = instantiate(compiled, params)
     if weights is not None:
         from .weights import load_weights
 
         load_weights(model, weights, params.get("num_classes"))
+    return model
+
+
+def instantiate(compiled: Compiled, params: dict):
+    """The module of a compiled network, its class imported from `cnndsl.built`, with the
+    spec's text, parameters and input shape attached (checkpoints and export read them)."""
+    from .built import import_generated
+
+    module = import_generated(generate(compiled), compiled.network.name)
+    model = getattr(module, compiled.network.name)()
     model.cnndsl_spec = compiled.source.text
     model.cnndsl_params = dict(params)
     model.cnndsl_input = compiled.network.input
