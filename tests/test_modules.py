@@ -36,8 +36,9 @@ def sample(model) -> torch.Tensor:
 
 
 def same_function(a, b, x) -> bool:
+    """Equal outputs, up to the rounding of kernels that split work by thread."""
     with torch.no_grad():
-        return torch.equal(a(x), b(x))
+        return torch.allclose(a(x), b(x), rtol=1e-5, atol=1e-6)
 
 
 def test_the_cheap_built_ins_are_the_ones_expected():
@@ -92,7 +93,7 @@ def test_torch_save_then_load_in_a_new_process(models, tmp_path):
             model = torch.load(f"{tmp_path}/{{name}}.pt", weights_only=False)
             x = torch.load(f"{tmp_path}/{{name}}.in")
             with torch.no_grad():
-                same = torch.equal(model(x), torch.load(f"{tmp_path}/{{name}}.out"))
+                same = torch.allclose(model(x), torch.load(f"{tmp_path}/{{name}}.out"), rtol=1e-5, atol=1e-6)
             print(name, type(model).__module__, same)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
