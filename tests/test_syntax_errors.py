@@ -69,11 +69,14 @@ def test_errors_in_several_definitions_are_each_reported():
     assert [d.span.line for d in errors(text)] == [1, 2, 8]
 
 
-def test_check_compile_and_json_show_the_same_list(tmp_path):
+def test_check_compile_json_and_the_language_server_show_the_same_list(tmp_path):
     spec = tmp_path / "three.cnn"
     spec.write_text(THREE)
     as_json = json.loads(run_cli("check", "--format", "json", str(spec)).stdout)
     assert [(d["line"], d["column"]) for d in as_json] == [(3, 16), (5, 20), (7, 11)]
+    from cnndsl.tools.lsp import analyze  # what the language server publishes
+
+    assert [(d.span.line, d.span.column) for d in analyze(THREE, str(spec)).diagnostics] == [(3, 16), (5, 20), (7, 11)]
     for command in (("check",), ("compile",)):
         result = run_cli(*command, str(spec))
         assert result.returncode == 1
