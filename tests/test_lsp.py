@@ -46,8 +46,8 @@ BAD = "network Bad() {\n    input 3x3x3\n    c1: conv(8, 5) -> relu\n}\n"
 class Client:
     """A minimal LSP client: frames messages, reads the server's in a thread."""
 
-    def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "cnndsl", "lsp"], cwd=ROOT,
+    def __init__(self, command: tuple[str, ...] = (sys.executable, "-m", "cnndsl", "lsp"), cwd=ROOT) -> None:
+        self.process = subprocess.Popen(list(command), cwd=cwd,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.messages: Queue = Queue()
         self.next_id = 0
@@ -482,3 +482,17 @@ def test_three_independent_errors_are_three_diagnostics_at_their_lines(client: C
     published = client.diagnostics(uri)["diagnostics"]
     assert sorted(d["range"]["start"]["line"] for d in published) == [2, 3, 4], published
     assert all(d["severity"] == 1 for d in published)
+
+
+def test_typing_in_a_comment_is_answered(client: Client):
+    text = "# a comment\n" + SMALL
+    uri = open_doc(client, "comment_edit_lsp_test.cnn", text)
+    assert client.diagnostics(uri)["diagnostics"] == []
+    change(client, uri, 2, 0, 11, " more")  # inside the comment: the analysis stands
+    assert client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                       and m["params"]["uri"] == uri and m["params"]["version"] == 2)["params"]["diagnostics"] == []
+    change(client, uri, 3, 12, 17, " ")  # a trailing space after `input 3x16x16`
+    assert client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                       and m["params"]["uri"] == uri and m["params"]["version"] == 3)["params"]["diagnostics"] == []
+    hover = client.request("textDocument/hover", at(uri, 15, 14))["result"]["contents"]["value"]
+    assert "`pool`" in hover and "output 16x1x1" in hover
