@@ -588,6 +588,10 @@ def run_random(minutes: float, seed: int, programs: int = 0, built: int = 0) -> 
     by_family: dict[str, list[int]] = {}
     by_class: dict[str, list[int]] = {}
     failures = []
+    if programs and built or not programs:  # torch and a first model, loaded before the baseline is taken:
+        import fuzz_build  # the memory oracle is for the compiler's growth, not for torch's import
+
+        fuzz_build.run_network("network W() {\n    input 3x8x8\n    conv(4, 3, pad=1) -> relu\n    fc(2)\n}\n")
     baseline = peak_rss_bytes()
     want_built = built / programs if programs else 0.25
     while (time.monotonic() < deadline) if not programs else (tried < programs or ran < built):
