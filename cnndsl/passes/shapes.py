@@ -247,6 +247,7 @@ def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
 
 def infer_shapes(network: ir.Network) -> tuple[ir.Network, list[Diagnostic]]:
     inference = ShapeInference()
-    start = Flow(network.input, network.input_channels.expr, dims=tuple(Const(d) for d in network.input[1:]))
+    # The network's sizes are numbers (in out_shape); only a block's are expressions (of its H, W).
+    start = Flow(network.input, network.input_channels.expr, dims=None)
     body, _ = inference.seq(network.body, start)
     return replace(network, body=body), inference.warnings
