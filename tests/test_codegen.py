@@ -275,6 +275,13 @@ def test_block_shape_expressions_give_every_use_its_shape(name):
     assert checked > 10
 
 
+def test_block_comments_of_a_flatten_inside_a_group():
+    code = cnndsl.compile_source("block Head(classes) {\n    head: [adaptive_avgpool(2) -> fc(classes)]\n}\n"
+                                 "network N() {\n    input 3x8x8\n    conv(4, 3) -> Head(10)\n}\n")
+    assert "nn.Flatten(),  # in_channels * 2 * 2\n" in code and "?" not in code
+    assert "nn.Linear(in_channels * 2 * 2, classes),  # classes" in code
+
+
 def test_forward_is_set_out_in_stages():
     code = generate(compile_network(load("resnet50")))
     forward = code[code.index("def forward", code.index("class Bottleneck")):code.index("class ResNet50")]
