@@ -103,11 +103,32 @@ def run(rounds: int) -> list[float]:
     return times
 
 
+def in_process(rounds: int) -> list[float]:
+    """The same keystrokes' texts through `lsp.analyze` in this process: the compiler's
+    share of the latency, the rest being JSON-RPC, pygls and the pipes."""
+    sys.path.insert(0, str(ROOT))
+    from cnndsl.tools.lsp import analyze
+
+    lines = (ROOT / "specs" / "resnet152.cnn").read_text().split("\n")
+    line = next(i for i, t in enumerate(lines) if "conv1: conv(planes, 1" in t)
+    states = [lines[line] + TYPED[:n] for n in range(1, len(TYPED) + 1)]
+    states += [lines[line] + TYPED[:n] for n in range(len(TYPED) - 1, -1, -1)]
+    times = []
+    for _ in range(rounds):
+        for state in states:
+            text = "\n".join(lines[:line] + [state] + lines[line + 1:])
+            start = time.perf_counter()
+            analyze(text, "specs/resnet152.cnn")
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     times = sorted(run(args.rounds))
+    compiler = statistics.median(in_process(args.rounds))
     median = statistics.median(times)
     p90 = times[int(0.9 * (len(times) - 1))]
     lines = [
@@ -115,6 +136,9 @@ def main() -> None:
         f"({platform.python_version()}, {os.cpu_count()} CPUs)",
         f"median {median:.1f} ms   p90 {p90:.1f} ms   max {times[-1]:.1f} ms   min {times[0]:.1f} ms",
         f"goal < {GOAL_MS:.0f} ms: median/goal {median / GOAL_MS:.2f}, p90/goal {p90 / GOAL_MS:.2f}",
+        f"the same texts through lsp.analyze in-process: median {compiler:.1f} ms "
+        f"(the server's own share: {median - compiler:.1f} ms)",
+        f"load average at the end: {os.getloadavg()[0]:.2f}",
     ]
     print("\n".join(lines))
     out = ROOT / "benchmarks" / "results" / "lsp_latency.txt"

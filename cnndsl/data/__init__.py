@@ -8,11 +8,23 @@ against the spec's input and, when asked, resizes it or converts its channels.
 `batches` turns the splits into batches on the training device: small datasets live on
 the device as tensors and are augmented there; large ones stream through a DataLoader.
 
-The modules import numpy (and torch where they need it) at import time: the CLI imports
-this package only inside the training commands, never for `compile` or `check`.
+The modules import numpy (and torch where they need it) at import time; this package's
+own names load lazily, so `cnndsl.data.errors` (which the recipe's checks raise) costs
+neither. The data side imports nothing of `cnndsl.train`.
 """
 
-from .dataset import Dataset, ImageFiles, Split
-from .sources import DATA_HELP, open_dataset
+from __future__ import annotations
 
-__all__ = ["DATA_HELP", "Dataset", "ImageFiles", "Split", "open_dataset"]
+import importlib
+
+_HOMES = {"Dataset": "dataset", "ImageFiles": "dataset", "Split": "dataset", "DATA_HELP": "sources",
+          "open_dataset": "sources", "DataError": "errors"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

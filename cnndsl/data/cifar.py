@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.errors import DataError
+from .errors import DataError
 from .dataset import Dataset, Split, carve
 
 _ALLOWED_GLOBALS = {

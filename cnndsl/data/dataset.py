@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
+
 SPLIT_SEED = 0  # the split is part of the dataset's definition, not of a run's randomness
+MAX_CLASSES = 100_000  # a label past this is a mistake (an id, a hash), not a class index
 
 
 @dataclass
@@ -122,3 +125,18 @@ def carve(split: Split, fraction: float, classification: bool) -> tuple[Split, S
     mask = np.zeros(n, dtype=bool)
     mask[chosen] = True
     return split.take(np.flatnonzero(~mask)), split.take(chosen)
+
+
+def class_count(where: str, *labels: np.ndarray) -> int:
+    """The number of classes integer labels 0 .. N-1 imply, checked before anything is
+    made per class: a negative label, or one so large that a list of every class up to it
+    would exhaust memory, is a `DataError`."""
+    low = min((int(y.min()) for y in labels if len(y)), default=0)
+    high = max((int(y.max()) for y in labels if len(y)), default=0)
+    if low < 0:
+        raise DataError(f"{where}: negative class label {low}", "labels must be 0 .. classes-1")
+    if high >= MAX_CLASSES:
+        raise DataError(f"{where}: a class label of {high:,}, but labels must be 0 .. classes-1 and at most "
+                        f"{MAX_CLASSES:,} classes are supported",
+                        "renumber the labels: numpy.unique(y, return_inverse=True)[1]")
+    return high + 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..train.errors import DataError
+from .errors import DataError
 from .dataset import Dataset, ImageFiles
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -10,12 +10,13 @@ spelled `.idx3-ubyte`). The validation split is carved from the training files.
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
 
-from ..train.errors import DataError
-from .dataset import Dataset, Split, carve
+from .errors import DataError
+from .dataset import Dataset, Split, carve, class_count
 
 _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -39,7 +40,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header", "download the file again")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_TYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python integers: numpy's product wraps
     if len(raw) - header != expected:
         raise DataError(f"{path}: IDX header promises {dims} ({expected:,} bytes) but the file holds "
                         f"{len(raw) - header:,}", "the file is truncated or corrupted; download it again")
@@ -77,7 +78,7 @@ def load_idx_dataset(directory: Path, val_fraction: float) -> Dataset:
                             f"{len(y)} labels of shape {y.shape[1:]}", "image and label files must match")
         splits[part] = Split(np.ascontiguousarray(x), y.astype(np.int64))
     train, val = carve(splits["train"], val_fraction, classification=True)
-    n_classes = int(max(splits["train"].y.max(initial=0), splits["test"].y.max(initial=0))) + 1
+    n_classes = class_count(str(directory), splits["train"].y, splits["test"].y)
     fashion = "fashion" in str(directory.resolve()).lower() and n_classes == 10
     classes = FASHION_CLASSES if fashion else [str(i) for i in range(n_classes)]
     return Dataset("fashion-mnist" if fashion else "mnist", train, val, splits["test"], classes, flip_ok=fashion)

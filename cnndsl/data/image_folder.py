@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.errors import DataError
+from .errors import DataError
 from .dataset import Dataset, ImageFiles, Split, carve
 from .fit import FitRequest, channel_plan, size_plan
 
@@ -65,10 +65,8 @@ def _scan(paths: list[Path]) -> tuple[int, set]:
     return channels, sizes
 
 
-def load_image_folder(root: Path, val_fraction: float, request: FitRequest, eager_limit_bytes: int) -> Dataset:
-    if len(request.shape) != 3:
-        raise DataError(f"{root} holds images but the spec's input is a vector of {request.shape[0]}",
-                        "train an image folder on a spec whose input is C x H x W")
+def _labelled_parts(root: Path, val_fraction: float) -> tuple[dict[str, Split], list[str]]:
+    """The splits as file lists with labels: from train/ val/ test/ trees, or carved from one."""
     split_names = {"train": ["train"], "val": ["val", "valid", "validation"], "test": ["test"]}
     trees = {part: next((root / n for n in names if (root / n).is_dir()), None) for part, names in split_names.items()}
     nested = trees["train"] is not None and is_image_folder(trees["train"])
@@ -78,26 +76,40 @@ def load_image_folder(root: Path, val_fraction: float, request: FitRequest, eage
         raise DataError(f"{root}: an image folder needs at least two class folders with images, found "
                         f"{len(classes)}", "lay it out as DIR/<class>/<image>.png")
     parts = {}
-    if nested:
-        for part, tree in trees.items():
-            if tree is not None:
-                parts[part] = Split(*_labelled(tree, classes))
-        if "test" not in parts:
-            parts["train"], parts["test"] = carve(parts["train"], TEST_FRACTION, classification=True)
-        if "val" not in parts:
-            parts["train"], parts["val"] = carve(parts["train"], val_fraction, classification=True)
-    else:
+    if not nested:
         rest, parts["test"] = carve(Split(*_labelled(root, classes)), TEST_FRACTION, classification=True)
         parts["train"], parts["val"] = carve(rest, val_fraction / (1 - TEST_FRACTION), classification=True)
-    every_path = [p for s in parts.values() for p in s.x]
-    have_channels, sizes = _scan(every_path)
+        return parts, classes
+    for part, tree in trees.items():
+        if tree is not None:
+            parts[part] = Split(*_labelled(tree, classes))
+    if "test" not in parts:
+        parts["train"], parts["test"] = carve(parts["train"], TEST_FRACTION, classification=True)
+    if "val" not in parts:
+        parts["train"], parts["val"] = carve(parts["train"], val_fraction, classification=True)
+    return parts, classes
+
+
+def _fit_plan(root: Path, parts: dict[str, Split], request: FitRequest) -> tuple[int, list[str]]:
+    """(channels to convert to, notes), or a DataError when the sizes differ without --resize."""
+    have_channels, sizes = _scan([p for s in parts.values() for p in s.x])
     channels = channel_plan(have_channels, request, root.name)
     if len(sizes) > 1 and not request.resize:
         shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-        raise DataError(f"{root}: the images have {len(sizes)} different sizes ({shown}{', ...' if len(sizes) > 4 else ''})",
+        raise DataError(f"{root}: the images have {len(sizes)} different sizes "
+                        f"({shown}{', ...' if len(sizes) > 4 else ''})",
                         f"pass --resize to scale them all to the spec's {request.shape[1]}x{request.shape[2]}")
     size_plan(next(iter(sizes)), request, root.name)
     notes = [f"resized to {request.shape[1]}x{request.shape[2]}"] if sizes != {tuple(request.shape[1:])} else []
+    return channels, notes
+
+
+def load_image_folder(root: Path, val_fraction: float, request: FitRequest, eager_limit_bytes: int) -> Dataset:
+    if len(request.shape) != 3:
+        raise DataError(f"{root} holds images but the spec's input is a vector of {request.shape[0]}",
+                        "train an image folder on a spec whose input is C x H x W")
+    parts, classes = _labelled_parts(root, val_fraction)
+    channels, notes = _fit_plan(root, parts, request)
     shape = (channels,) + tuple(request.shape[1:])
     mode = "L" if channels == 1 else "RGB"
     total = sum(len(s) for s in parts.values()) * int(np.prod(shape))

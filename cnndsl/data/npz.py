@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.errors import DataError
-from .dataset import Dataset, Split, carve
+from .errors import DataError
+from .dataset import Dataset, Split, carve, class_count
 
 TEST_FRACTION = 0.1
 
 
-def _as_nchw(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+def _as_nchw(x: np.ndarray, path, key: str) -> np.ndarray:
     if x.ndim == 3:
         return x[:, None]
     if x.ndim == 4:
@@ -34,7 +34,7 @@ def _as_nchw(x: np.ndarray, path: Path, key: str) -> np.ndarray:
                     "or N x F")
 
 
-def _inputs(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+def _inputs(x: np.ndarray, path, key: str) -> np.ndarray:
     x = _as_nchw(x, path, key)
     if x.dtype == np.uint8:
         return x
@@ -43,7 +43,7 @@ def _inputs(x: np.ndarray, path: Path, key: str) -> np.ndarray:
     raise DataError(f"{path}: '{key}' holds {x.dtype}, not numbers")
 
 
-def _targets(y: np.ndarray, path: Path, key: str) -> np.ndarray:
+def _targets(y: np.ndarray, path, key: str) -> np.ndarray:
     if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
         if y.ndim != 1:
             raise DataError(f"{path}: integer labels '{key}' must be one per sample, found shape {y.shape}")
@@ -53,7 +53,7 @@ def _targets(y: np.ndarray, path: Path, key: str) -> np.ndarray:
     raise DataError(f"{path}: '{key}' holds {y.dtype}; targets must be integer labels or float values")
 
 
-def load_npz_dataset(path: Path, val_fraction: float) -> Dataset:
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -63,19 +63,32 @@ def load_npz_dataset(path: Path, val_fraction: float) -> Dataset:
     for a, b in (("images", "x"), ("labels", "y")):
         if a in arrays and b not in arrays:
             arrays[b] = arrays.pop(a)
+    return arrays
+
+
+def _given_splits(arrays: dict[str, np.ndarray], where: str) -> dict[str, Split]:
     parts: dict[str, Split] = {}
     for part in ("train", "val", "test"):
         if f"x_{part}" in arrays and f"y_{part}" in arrays:
-            parts[part] = Split(_inputs(arrays[f"x_{part}"], path, f"x_{part}"),
-                                _targets(arrays[f"y_{part}"], path, f"y_{part}"))
+            parts[part] = Split(_inputs(arrays[f"x_{part}"], where, f"x_{part}"),
+                                _targets(arrays[f"y_{part}"], where, f"y_{part}"))
     if "train" not in parts:
         if "x" not in arrays or "y" not in arrays:
-            raise DataError(f"{path}: found arrays {sorted(arrays)}; expected x_train/y_train/x_test/y_test or x/y",
+            raise DataError(f"{where}: found arrays {sorted(arrays)}; expected x_train/y_train/x_test/y_test or x/y",
                             "rename the arrays when saving: numpy.savez(path, x=images, y=labels)")
-        parts["train"] = Split(_inputs(arrays["x"], path, "x"), _targets(arrays["y"], path, "y"))
+        parts["train"] = Split(_inputs(arrays["x"], where, "x"), _targets(arrays["y"], where, "y"))
     for part, split in parts.items():
         if len(split.x) != len(split.y):
-            raise DataError(f"{path}: {len(split.x)} {part} inputs but {len(split.y)} targets")
+            raise DataError(f"{where}: {len(split.x)} {part} inputs but {len(split.y)} targets")
+    return parts
+
+
+def dataset_from_arrays(arrays: dict[str, np.ndarray], name: str, val_fraction: float = 0.1,
+                        where: str | None = None) -> Dataset:
+    """A dataset from arrays named as in an .npz file (x_train, y_train, ... or x, y):
+    the .npz reader's and the Python API's (`cnndsl.fit(spec, {"x": ..., "y": ...})`)."""
+    where = where or name
+    parts = _given_splits(arrays, where)
     classification = parts["train"].y.dtype == np.int64
     if "test" not in parts:
         parts["train"], parts["test"] = carve(parts["train"], TEST_FRACTION, classification)
@@ -83,14 +96,16 @@ def load_npz_dataset(path: Path, val_fraction: float) -> Dataset:
         parts["train"], parts["val"] = carve(parts["train"], val_fraction, classification)
     shapes = {p: s.sample_shape for p, s in parts.items()}
     if len(set(shapes.values())) > 1:
-        raise DataError(f"{path}: the splits have different sample shapes {shapes}")
+        raise DataError(f"{where}: the splits have different sample shapes {shapes}")
     classes = None
     if classification:
-        count = int(max(s.y.max(initial=0) for s in parts.values())) + 1
+        count = class_count(where, *(s.y for s in parts.values()))
         named = arrays.get("classes")
         classes = [str(c) for c in named] if named is not None and len(named) >= count else \
             [str(i) for i in range(count)]
-        if min(s.y.min(initial=0) for s in parts.values()) < 0:
-            raise DataError(f"{path}: negative class labels", "labels must be 0 .. classes-1")
     scale = 255.0 if parts["train"].x.dtype == np.uint8 else 1.0
-    return Dataset(path.stem, parts["train"], parts["val"], parts["test"], classes, scale=scale)
+    return Dataset(name, parts["train"], parts["val"], parts["test"], classes, scale=scale)
+
+
+def load_npz_dataset(path: Path, val_fraction: float) -> Dataset:
+    return dataset_from_arrays(_read_arrays(path), path.stem, val_fraction, str(path))

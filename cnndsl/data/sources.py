@@ -2,21 +2,27 @@
 
 `digits` and `synthetic[:N]` are names; anything else is a path, and the format is
 recognised from what is there: an `.npz` file, a directory of MNIST IDX files, of
-CIFAR-10/100 python batches (also one level down, as `cifar-10-batches-py/` unpacks),
-or an image folder.
+CIFAR-10/100 python batches, or an image folder. torchvision's download roots work as
+they are: `root/MNIST/raw` (and FashionMNIST, KMNIST), `root/cifar-10-batches-py`
+(any `cifar*` folder one level down).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from ..train.errors import DataError
+from .errors import DataError
 from .dataset import Dataset
 from .fit import FitRequest, fit_dataset
 
 DATA_HELP = ("digits (the default: scikit-learn's bundled 8x8 handwritten digits), synthetic[:N] "
              "(random data for throughput), or a path: an .npz file, a directory of MNIST/Fashion-MNIST "
              "IDX files, CIFAR-10/100 python batches, or an image folder (one sub-folder per class)")
+
+
+# torchvision's download layouts: root/MNIST/raw/..., root/FashionMNIST/raw/..., root/cifar-10-batches-py/
+TORCHVISION_MNIST = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST")
 
 
 def open_dataset(data: str, request: FitRequest, outputs: int, val_fraction: float = 0.1,
@@ -35,9 +41,15 @@ def open_dataset(data: str, request: FitRequest, outputs: int, val_fraction: flo
         from .synthetic import DEFAULT_TRAIN_SIZE, load_synthetic_dataset
 
         count = data.partition(":")[2]
-        if count and not (count.isdigit() and int(count) > 0):
+        if count and not (count.isascii() and count.isdigit() and int(count) > 0):
             raise DataError(f"--data {data}: the size after 'synthetic:' must be a positive integer")
-        return load_synthetic_dataset(tuple(request.shape), outputs, int(count) if count else DEFAULT_TRAIN_SIZE)
+        size = int(count) if count else DEFAULT_TRAIN_SIZE
+        sample = math.prod(request.shape) * (1 if len(request.shape) == 3 else 4)
+        if size * sample > eager_limit_bytes:
+            most = max(1, eager_limit_bytes // sample)
+            raise DataError(f"--data {data}: {size:,} samples of {tuple(request.shape)} would take "
+                            f"{size * sample / 2**30:,.1f} GiB in memory", f"use at most synthetic:{most}")
+        return load_synthetic_dataset(tuple(request.shape), outputs, size)
     path = Path(data).expanduser()
     if not path.exists():
         raise DataError(f"no dataset at {data!r}: not a file or directory, nor 'digits' or 'synthetic'",
@@ -56,7 +68,9 @@ def _read(path: Path, request: FitRequest, val_fraction: float, eager_limit_byte
     from .cifar import cifar_kind, load_cifar_dataset
     from .idx import find_idx_files, load_idx_dataset
 
-    candidates = [path] + sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("cifar"))
+    candidates = [path, path / "raw"] + [path / name / "raw" for name in TORCHVISION_MNIST] + \
+        sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("cifar"))
+    candidates = [c for c in candidates if c.is_dir()]
     for directory in candidates:
         if find_idx_files(directory):
             return load_idx_dataset(directory, val_fraction)

@@ -254,6 +254,50 @@ def activations_command(checkpoint: str, image: str, output: str) -> None:
     click.echo(f"wrote {output}: {len(chosen)} convolution(s)", err=True)
 
 
+@viz_group.command("confusion")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
+@click.option("--data", default=None, help="The dataset (default: the one the model was trained on).")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--cell", default=36, show_default=True, type=click.IntRange(12, 128), help="Pixels per cell.")
+def confusion_command(checkpoint: str, output: str, data: str | None, split: str, cell: int) -> None:
+    """The confusion matrix of CHECKPOINT on a split (rows: true class, columns: predicted)."""
+    from ..atomic import write_atomic
+    from ..train.inference import evaluate_checkpoint
+
+    _png(output)
+    result = evaluate_checkpoint(checkpoint, data, split, "cpu", 256, False, False)
+    if "confusion" not in result:
+        raise CnndslError(f"{result['network']} is a regression model: it has no confusion matrix")
+    write_atomic(output, _encode(confusion_image(result["confusion"], result["classes"], cell)))
+    click.echo(f"wrote {output}: {len(result['classes'])} classes, accuracy {100 * result['accuracy']:.2f}% "
+               f"on {result['data']} {split}", err=True)
+
+
+def confusion_image(matrix: list[list[int]], classes: list[str], cell: int = 36):
+    """Cells shaded by the share of the true class's samples, counts written in them."""
+    from PIL import Image, ImageDraw
+
+    n = len(classes)
+    margin = 8 + 7 * min(12, max(len(str(c)) for c in classes))
+    image = Image.new("RGB", (margin + n * cell + 8, margin + n * cell + 8), "white")
+    draw = ImageDraw.Draw(image)
+    for i, row in enumerate(matrix):
+        total = max(1, sum(row))
+        for j, count in enumerate(row):
+            share = count / total
+            shade = int(255 * (1 - share))
+            box = (margin + j * cell, margin + i * cell, margin + (j + 1) * cell - 1, margin + (i + 1) * cell - 1)
+            draw.rectangle(box, fill=(shade, shade, 255) if i == j else (255, shade, shade), outline=(200, 200, 200))
+            if count:
+                draw.text((box[0] + 3, box[1] + cell // 3), str(count), fill="black" if share < 0.6 else "white")
+    for k, name in enumerate(classes):
+        label = str(name)[:12]
+        draw.text((4, margin + k * cell + cell // 3), label, fill="black")
+        draw.text((margin + k * cell + 3, 4), label[: max(1, cell // 7)], fill="black")
+    return image
+
+
 def _png(output: str) -> None:
     if not output.lower().endswith(".png"):
         raise UsageError(f"-o {output!r}: the file name must end in .png")

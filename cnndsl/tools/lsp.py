@@ -48,6 +48,12 @@ class Analysis:
     source: SourceFile
     program: ast.Program | None = None
     compiled: list[Compiled] = field(default_factory=list)  # one per network that compiles
+    partial: list[Compiled] = field(default_factory=list)  # networks with errors: their shapes so far
+
+    @property
+    def shown(self) -> list[Compiled]:
+        """What hover and inlay hints read: the networks that compile, and the partial ones."""
+        return self.compiled + self.partial
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
@@ -72,6 +78,9 @@ def analyze(text: str, path: str) -> Analysis:
             compiled = _compile(analysis.program, source, network.name)
         except CompileError as exc:
             analysis.diagnostics += exc.diagnostics
+            tree = getattr(exc, "tree", None)  # the compiler's partial IR: unknown parts have stats None
+            if _known_anywhere(tree):
+                analysis.partial.append(Compiled(tree, source, []))
             continue
         analysis.compiled.append(compiled)
         analysis.diagnostics += compiled.warnings
@@ -85,6 +94,13 @@ def _compile(program: ast.Program, source: SourceFile, name: str) -> Compiled:
 
     shaped, warnings = infer_shapes(expand(program, {}, name))
     return Compiled(replace(assign_names(shaped), source_path=source.path), source, warnings)
+
+
+def _known_anywhere(tree) -> bool:
+    from ..traverse import walk
+
+    return isinstance(tree, ir.Network) and any(
+        isinstance(node, ir.Layer) and node.stats is not None for node in walk(tree.body))
 
 
 def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
@@ -168,7 +184,8 @@ def _nodes(network: ir.Network) -> list[_Shown]:
     """Every layer, block instance, named group and composite of the network, with the
     module path the generated code gives it (as `summary.rows` computes it)."""
     walker = _Nodes()
-    walker.shown.append(_Shown(network.span, 4, "network", f"network {network.name}", "", network.body.stats))
+    if network.body.stats is not None:  # None in a partial network: its output is not known
+        walker.shown.append(_Shown(network.span, 4, "network", f"network {network.name}", "", network.body.stats))
     walker.generic_visit(network.body, "", "")
     return walker.shown
 
@@ -194,7 +211,7 @@ def hover_text(analysis: Analysis, line: int, column: int) -> str | None:
     """Markdown for the innermost node at 1-based (line, column), or None."""
     line, column = _past_label(analysis.source, line, column)
     candidates: list[tuple[str, _Shown]] = []
-    for compiled in analysis.compiled:
+    for compiled in analysis.shown:
         for node in _nodes(compiled.network):
             if node.span.file == analysis.source.path and _contains(node.span, line, column):
                 candidates.append((compiled.network.name, node))
@@ -208,7 +225,7 @@ def hover_text(analysis: Analysis, line: int, column: int) -> str | None:
     tied = [(net, n) for net, n in candidates if _size(analysis.source, n.span) == smallest]
     rank = min(n.rank for _, n in tied)
     chosen = [(net, n) for net, n in tied if n.rank == rank]
-    return _describe_instances(chosen, len(analysis.compiled) > 1)
+    return _describe_instances(chosen, len(analysis.shown) > 1)
 
 
 def _describe_instances(chosen: list[tuple[str, _Shown]], many_networks: bool) -> str:
@@ -239,14 +256,14 @@ def _let_hover(analysis: Analysis, let: ast.LetDef) -> str:
     """A `let` name where it is used: its definition, and the layers it became."""
     text = analysis.source.line_text(let.span.line).strip()
     found = []
-    for compiled in analysis.compiled:
+    for compiled in analysis.shown:
         for node in _nodes(compiled.network):
             if node.rank == 0 and _inside(node.span, let.span):
                 found.append((compiled.network.name, node))
     head = f"```cnn\n{text}\n```"
     if not found:
         return head
-    return head + "\n\n" + _describe_instances(found, len(analysis.compiled) > 1)
+    return head + "\n\n" + _describe_instances(found, len(analysis.shown) > 1)
 
 
 def _inside(inner: Span, outer: Span) -> bool:
@@ -324,7 +341,7 @@ def inlay_hints(analysis: Analysis) -> list[tuple[int, str]]:
     from . import assist
 
     nodes = []
-    for compiled in analysis.compiled:
+    for compiled in analysis.shown:
         for node in _nodes(compiled.network):
             if node.rank == 4:
                 continue
@@ -332,7 +349,7 @@ def inlay_hints(analysis: Analysis) -> list[tuple[int, str]]:
                           _size(analysis.source, node.span)))
     shapes = assist.line_shapes(nodes, analysis.source.path)
     if analysis.program is not None:
-        by_name = {c.network.name: c.network for c in analysis.compiled}
+        by_name = {c.network.name: c.network for c in analysis.shown}
         for network in analysis.program.networks:
             if network.input is not None and network.name in by_name:
                 shapes.setdefault(network.input.span.line, [by_name[network.name].input])
@@ -654,18 +671,18 @@ _LENGTH = re.compile(rb"^content-length:\s*(\S*)\s*$", re.I)
 
 def _run_stdio(server) -> None:
     """pygls's stdio loop, except that a broken header or a request whose parameters do
-    not fit gets a JSON-RPC error and the server reads on (pygls would go silent)."""
+    not fit gets a JSON-RPC error and the server reads on (pygls would go silent), and
+    that each message is read whole in one hop to the reading thread."""
     import asyncio
     import sys
     import threading
 
-    from pygls.io_ import StdinAsyncReader, StdoutWriter
+    from pygls.io_ import StdoutWriter
 
     server._stop_event = threading.Event()
-    reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
     server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
     try:
-        asyncio.run(_read_loop(server, reader))
+        asyncio.run(_read_loop(server, sys.stdin.buffer))
     except BrokenPipeError:
         pass
     except (KeyboardInterrupt, SystemExit):
@@ -674,34 +691,45 @@ def _run_stdio(server) -> None:
         server.shutdown()
 
 
-async def _read_loop(server, reader) -> None:
-    protocol = server.protocol
+async def _read_loop(server, stream) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
     while not server._stop_event.is_set():
-        length, problem = None, None
-        while True:  # one header block, up to its empty line
-            header = await reader.readline()
-            if not header:
-                return
-            if not header.strip():
-                if length is None and problem is None:
-                    continue  # stray blank lines between messages
-                break
-            at = header.lower().rfind(b"content-length:")
-            if at < 0:
-                continue  # Content-Type, or garbage
-            value = _LENGTH.match(header[at:].rstrip(b"\r\n"))
-            text = value.group(1).decode("ascii", "replace") if value else ""
-            if text.isdigit() and int(text) <= MAX_MESSAGE_BYTES:
-                length, problem = int(text), None
-            else:
-                length, problem = None, f"bad Content-Length header {text!r}"
+        body, problem = await loop.run_in_executor(server.thread_pool, _read_message, stream)
         if problem is not None:
-            _send_error(protocol, None, -32700, problem + "; skipped to the next header")
-            continue
-        body = await reader.readexactly(length)
-        if len(body) < length:
+            _send_error(server.protocol, None, -32700, problem + "; skipped to the next header")
+        elif body is None:
             return
-        _handle(protocol, body)
+        else:
+            _handle(server.protocol, body)
+
+
+def _read_message(stream) -> tuple[bytes | None, str | None]:
+    """One message's body; or a problem with its header (the body that follows is then
+    skipped: reading resumes at the next `Content-Length`); or (None, None) at the end."""
+    length, problem = None, None
+    while True:  # one header block, up to its empty line
+        header = stream.readline()
+        if not header:
+            return None, None
+        if not header.strip():
+            if length is None and problem is None:
+                continue  # stray blank lines between messages
+            break
+        at = header.lower().rfind(b"content-length:")
+        if at < 0:
+            continue  # Content-Type, or what is left of a skipped body
+        value = _LENGTH.match(header[at:].rstrip(b"\r\n"))
+        text = value.group(1).decode("ascii", "replace") if value else ""
+        if text.isdigit() and int(text) <= MAX_MESSAGE_BYTES:
+            length, problem = int(text), None
+        else:
+            length, problem = None, f"bad Content-Length header {text!r}"
+    if problem is not None:
+        return None, problem
+    body = stream.read(length)
+    return (body, None) if len(body) == length else (None, None)
 
 
 def _handle(protocol, body: bytes) -> None:

@@ -12,12 +12,23 @@ that leaves the file's structure intact.
 
     out/checkpoint.safetensors   the last state: weights, optimizer, schedule, progress
     out/best.safetensors         the weights with the best validation score
+
+A checkpoint is written through an unnamed temporary file (`O_TMPFILE`) that gets a name
+only for the instant before it replaces the old checkpoint, so a run killed while
+writing leaves no temporary file behind; where the file system cannot do that, the
+named temporary files a killed run left are removed by the next run in that directory
+(`remove_stale_temps`, called by a new run and by --resume). The metadata of a loaded
+checkpoint is checked field by field (`check_meta`) before anything uses it: its
+checksums prove it is intact, not that whoever wrote it was cnndsl.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
+import os
 from pathlib import Path
 
 import torch
@@ -88,8 +99,54 @@ def save(path: Path, weights: dict[str, torch.Tensor], meta: dict,
     meta = {**meta, "format": FORMAT, "version": VERSION, "payload_sha256": tensor_digest(tensors)}
     text = json.dumps(meta)
     # The tensors' checksum sits in the metadata; the metadata has a checksum of its own.
-    write_atomic(path, to_bytes(tensors, metadata={"format": FORMAT, "cnndsl": text,
-                                                   "cnndsl_sha256": hashlib.sha256(text.encode()).hexdigest()}))
+    _write(path, to_bytes(tensors, metadata={"format": FORMAT, "cnndsl": text,
+                                             "cnndsl_sha256": hashlib.sha256(text.encode()).hexdigest()}))
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomically, through a file with no name until it is complete (Linux's O_TMPFILE)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o666)
+    except (AttributeError, OSError):  # not Linux, or a file system without it
+        write_atomic(path, data)
+        return
+    named = f".{path.name}.{os.getpid()}.tmp"
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(named, dir_fd=dir_fd)
+        # a dir_fd makes CPython call linkat(..., AT_SYMLINK_FOLLOW): link() would not follow /proc's link
+        try:
+            os.link(f"/proc/self/fd/{fd}", named, dst_dir_fd=dir_fd, follow_symlinks=True)
+        except OSError:  # no /proc: a named temporary file after all
+            write_atomic(path, data)
+            return
+        os.replace(named, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(named, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(fd)
+        os.close(dir_fd)
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in a run directory; the ones removed."""
+    removed = []
+    if directory.is_dir():
+        for tmp in directory.glob(".*.tmp"):
+            if tmp.is_file() and tmp.name.startswith((f".{LAST}.", f".{BEST}.", ".best-")):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
 
 
 def read_header(raw: bytes, path: Path) -> dict:
@@ -157,3 +214,56 @@ def load(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 def weights_of(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The model's own tensors: those without a slash in their name."""
     return {k: v for k, v in tensors.items() if "/" not in k}
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _problem(meta: dict) -> str | None:
+    """What is wrong with a checkpoint's metadata for rebuilding its model, or None."""
+    if not isinstance(meta.get("spec"), str) or not isinstance(meta.get("network"), str):
+        return "'spec' and 'network' must be text"
+    params = meta.get("params")
+    if not isinstance(params, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, _SCALARS)
+                                               for k, v in params.items()):
+        return "'params' must map names to numbers, text or booleans"
+    if {"network", "strict", "spec"} & set(params):
+        return "'params' holds a name that is not a network parameter"
+    shape = meta.get("input")
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape):
+        return "'input' must be a list of positive integers"
+    if type(meta.get("outputs")) is not int or meta["outputs"] < 1:
+        return "'outputs' must be a positive integer"
+    return _data_problem(meta.get("data"), meta["outputs"], shape[0])
+
+
+def _numbers(values, n: int | None = None) -> bool:
+    return isinstance(values, list) and (n is None or len(values) == n) and bool(values) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _data_problem(data, outputs: int, channels: int) -> str | None:
+    if not isinstance(data, dict):
+        return "'data' must be a table"
+    if data.get("task") not in ("classification", "regression") or not isinstance(data.get("source"), str):
+        return "'data' needs a task (classification or regression) and a source"
+    classes = data.get("classes")
+    if data["task"] == "classification" and (not isinstance(classes, list) or len(classes) != outputs
+                                             or not all(isinstance(c, str) for c in classes)):
+        return "'data.classes' must name one class per output"
+    norm = data.get("normalize")
+    if not isinstance(norm, dict) or not (_numbers(norm.get("mean"), channels) and
+                                          _numbers(norm.get("std"), channels)):
+        return f"'data.normalize' needs lists 'mean' and 'std' of {channels} numbers (one per input channel)"
+    if any(s <= 0 for s in norm["std"]) or not _numbers([norm.get("scale")]) or norm["scale"] <= 0:
+        return "'data.normalize' needs positive 'std' values and 'scale'"
+    return None
+
+
+def check_meta(meta: dict) -> dict:
+    """The metadata, or a CheckpointError naming the first field that cannot be used."""
+    problem = _problem(meta)
+    if problem:
+        raise CheckpointError(f"{meta.get('path', 'checkpoint')}: not usable: {problem}",
+                              "it was not written by `cnndsl train`, or was edited since")
+    return meta

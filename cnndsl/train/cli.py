@@ -22,6 +22,29 @@ _DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N
               "file or a directory of MNIST IDX files, CIFAR python batches, or class folders of images.")
 
 
+def choose_wait_policy(environ) -> str | None:
+    """OpenMP's wait policy, set before torch is first imported (OpenMP reads it once).
+
+    Measured (benchmarks/train_overhead.py): with PASSIVE, idle OpenMP threads sleep
+    between parallel regions, and small networks' steps pay a wake-up each time: resnet20
+    trained at 0.82x a plain loop's rate, two threads on LeNet-5 at a third of one's. With
+    the default (spin a while, then sleep) both match the plain loop. Spinning only hurts
+    when other processes want the cores: then PASSIVE, and one thread for small networks
+    (`Run._choose_threads`). A value the user set is kept."""
+    if "OMP_WAIT_POLICY" in environ:
+        return environ["OMP_WAIT_POLICY"]
+    import os
+
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1) + 0.5
+    except OSError:
+        busy = False
+    if busy:
+        environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return "PASSIVE"
+    return None
+
+
 def _show(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -60,14 +83,20 @@ def recipe_options(command):
               help="device: the whole dataset on the device as tensors; stream: a DataLoader with workers.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers when streaming.")
 @click.option("--threads", type=click.IntRange(1), default=None,
-              help="CPU threads (default: one for a small network, else torch's choice).")
+              help="CPU threads (default: torch's; one for a small network when the machine is busy).")
 @click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
               help="Also save within an epoch this often (0: only at epoch ends).")
 @click.option("--progress/--no-progress", "progress_bar", default=None,
               help="Progress bar (default: when stderr is a terminal; plain lines otherwise).")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
+              help="Start from these weights (fine-tuning): a cnndsl checkpoint, a safetensors file or a "
+                   ".pth state_dict; a head of another shape is re-initialised.")
+@click.option("--log", "log", multiple=True, type=click.Choice(["csv", "tensorboard"]),
+              help="Also log to metrics.csv or TensorBoard event files (tb/); repeatable.")
 @recipe_options
 def train_command(spec, data, out, settings, network, recipe_file, resume, overwrite, device, resize,
-                  convert_channels, loader, workers, threads, checkpoint_minutes, progress_bar, **recipe_values):
+                  convert_channels, loader, workers, threads, checkpoint_minutes, progress_bar, init, log,
+                  **recipe_values):
     """Train SPEC (a .cnn file or a built-in's name) on a dataset.
 
     \b
@@ -80,10 +109,7 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
     """
     import os
 
-    # Idle OpenMP threads sleep instead of spinning: on a machine whose cores other
-    # processes also use, spinning threads slowed training several times over. Set here,
-    # before torch is first imported, since OpenMP reads it once.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    choose_wait_policy(os.environ)
     from ..settings import parse_settings
     from .loop import RunOptions, train
 
@@ -95,7 +121,8 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
                          overrides=recipe_values, recipe_file=Path(recipe_file) if recipe_file else None,
                          resume=resume, overwrite=overwrite, device=device, resize=resize,
                          convert_channels=convert_channels, loader=loader, workers=workers,
-                         threads=threads, checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar, argv=sys.argv[1:])
+                         threads=threads, checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar,
+                         argv=sys.argv[1:], init=init, log=tuple(log))
     result = train(options)
     if os.environ.get("RANK", "0") != "0":
         return
@@ -116,16 +143,22 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
 @click.option("--resize", is_flag=True, help="Scale images whose size differs from the model's input.")
 @click.option("--convert-channels", is_flag=True, help="Turn colour images grey or grey ones colour.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_command(checkpoint, data, split, device, batch_size, resize, convert_channels, as_json):
+@click.option("--per-class/--no-per-class", default=None,
+              help="Per-class accuracy and the confusion matrix (default: with at most 20 classes). "
+                   "`cnndsl viz confusion` draws it as a PNG.")
+def eval_command(checkpoint, data, split, device, batch_size, resize, convert_channels, as_json, per_class):
     """Score CHECKPOINT (a .safetensors file or a run directory) on a dataset split."""
-    from .inference import evaluate_checkpoint
+    from .inference import confusion_text, evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split, device, batch_size, resize, convert_channels)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif "accuracy" in result:
+        top5 = f", top-5 {100 * result['top5']:.2f}%" if "top5" in result else ""
         click.echo(f"{result['data']} {split}: accuracy {100 * result['accuracy']:.2f}% "
-                   f"({result['correct']}/{result['samples']}), loss {result['loss']:.4f}")
+                   f"({result['correct']}/{result['samples']}){top5}, loss {result['loss']:.4f}")
+        if per_class or (per_class is None and len(result["classes"]) <= 20):
+            click.echo(confusion_text(result))
     else:
         click.echo(f"{result['data']} {split}: loss {result['loss']:.5g} ({result['samples']} samples)")
 

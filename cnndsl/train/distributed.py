@@ -5,7 +5,9 @@ torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous variables; without
 a run is a world of one and nothing here touches torch.distributed. Every rank reads
 the data and the checkpoint itself (a shared file system is assumed for --out, as usual
 with torchrun); only rank 0 writes. Sums of losses and counts are all-reduced, so the
-metrics rank 0 writes cover every rank's share.
+metrics rank 0 writes cover every rank's share. `CNNDSL_PROCESS_GROUP=1` under torchrun
+with one process joins a process group of one anyway, so that the DDP and NCCL path runs
+on a machine of one GPU (benchmarks/gpu.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    grouped: bool = False  # a process group of one (CNNDSL_PROCESS_GROUP=1): the DDP path with one rank
 
     @property
     def main(self) -> bool:
@@ -29,15 +32,16 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        return self.size > 1 or self.grouped
 
 
 def join(device_kind: str) -> World:
     """The world this process is in, joining the process group when there is more than one."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    grouped = size == 1 and os.environ.get("CNNDSL_PROCESS_GROUP") == "1" and "RANK" in os.environ
+    if size <= 1 and not grouped:
         return World()
-    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")), grouped)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))

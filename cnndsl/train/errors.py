@@ -1,7 +1,7 @@
 """The errors of `cnndsl train`, `eval` and `predict` that are the user's to fix.
 
 A bad data path, a dataset that does not fit the spec, a corrupted checkpoint, a loss
-that diverged: each is a `TrainError`, a `cnndsl.errors.CnndslError`, so that the CLI's
+that diverged: each is a `TrainError` (or a `DataError`, which lives in `cnndsl.data.errors`), a `cnndsl.errors.CnndslError`, so that the CLI's
 `main()` prints it as `error: ...` with a hint on the next line and exits 1, never with a
 traceback. Library code raises these; only the CLI prints them. This module imports
 neither torch nor numpy, so that the data and train packages can raise errors before
@@ -10,15 +10,14 @@ the heavy imports.
 
 from __future__ import annotations
 
+from ..data.errors import DataError
 from ..errors import CnndslError
+
+__all__ = ["CheckpointError", "DataError", "Diverged", "Interrupted", "TrainError"]
 
 
 class TrainError(CnndslError):
     """A failure the user can act on: `message` says what, `hint` says what to do."""
-
-
-class DataError(TrainError):
-    """A dataset that cannot be read, or that does not fit the spec's input."""
 
 
 class CheckpointError(TrainError):

@@ -20,19 +20,19 @@ from ..data.fit import FitRequest
 from . import checkpoint
 from .errors import CheckpointError, DataError, TrainError
 from .loop import pick_device
+from .model import build_compiled, compile_stored
 from .optimization import make_loss
 from .recipe import from_dict
 
 
 def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    import cnndsl
-
     meta, tensors = checkpoint.load(path)
     for key in ("spec", "network", "params", "data", "input"):
         if key not in meta:
             raise CheckpointError(f"{meta['path']}: the checkpoint's metadata lacks {key!r}",
                                   "it was not written by `cnndsl train`")
-    model = cnndsl.build(meta["spec"], network=meta["network"], **meta["params"])
+    checkpoint.check_meta(meta)
+    model = build_compiled(compile_stored(meta), meta["params"])
     try:
         model.load_state_dict(checkpoint.weights_of(tensors))
     except RuntimeError as exc:
@@ -49,43 +49,87 @@ def preprocessor(meta: dict, device: torch.device) -> Preprocess:
     return Preprocess(norm["mean"], norm["std"], norm["scale"], device)
 
 
-def evaluate_checkpoint(path: str, data: str | None, split: str, device_name: str, batch_size: int,
-                        resize: bool, convert_channels: bool) -> dict:
-    device = pick_device(device_name)
-    model, meta = load_model(path, device)
+def _open_for(meta: dict, data, resize: bool, convert_channels: bool):
+    """The dataset to score a checkpoint on: `data` (a --data string or a Dataset), else its own."""
+    from ..data.dataset import Dataset
+    from ..data.fit import fit_dataset
+
     shape = tuple(meta["input"])
-    request = FitRequest(shape, resize=resize or meta["data"].get("resize", False),
-                         convert_channels=convert_channels or meta["data"].get("convert_channels", False))
+    request = FitRequest(shape, resize=resize or bool(meta["data"].get("resize", False)),
+                         convert_channels=convert_channels or bool(meta["data"].get("convert_channels", False)))
     recipe = from_dict(meta.get("recipe", {}), meta["path"])
-    source = data or meta["data"]["source"]
-    dataset = open_dataset(source, request, meta["outputs"], recipe.val_fraction)
+    if isinstance(data, Dataset):
+        dataset = fit_dataset(data, request)
+    else:
+        dataset = open_dataset(data or meta["data"]["source"], request, meta["outputs"], recipe.val_fraction)
     if dataset.task != meta["data"]["task"]:
         raise DataError(f"{dataset.name} is a {dataset.task} dataset but the model was trained for "
                         f"{meta['data']['task']}")
     if dataset.task == "classification" and len(dataset.classes) != meta["outputs"]:
         raise DataError(f"{dataset.name} has {len(dataset.classes)} classes but the model outputs "
                         f"{meta['outputs']} scores")
-    chosen = dataset.splits()[split]
-    if len(chosen) == 0:
-        raise DataError(f"{dataset.name} has no {split} split", "choose another with --split")
-    batches = Batches(chosen, device, resident=True)
-    loss_fn = make_loss(recipe, dataset.task, meta["outputs"])
-    prepare = preprocessor(meta, device)
-    loss_sum, correct, count = 0.0, 0, 0
+    return dataset, recipe
+
+
+def _scores(model, batches, prepare, loss_fn, n: int, batch_size: int, classes: int | None):
+    """(loss sum, confusion matrix [true, predicted] or None, top-5 hits, count)."""
+    loss_sum, top5, count = 0.0, 0, 0
+    confusion = torch.zeros(classes * classes, dtype=torch.int64) if classes else None
     with torch.no_grad():
-        for x, y in batches.iterate(epoch_order(len(chosen), 0, 0, shuffle=False), batch_size):
+        for x, y in batches.iterate(epoch_order(n, 0, 0, shuffle=False), batch_size):
             out = model(prepare(x))
             out = (out[0] if isinstance(out, (tuple, list)) else out).flatten(1)
             loss_sum += float(loss_fn(out, y)) * len(y)
-            if dataset.task == "classification":
-                correct += int((out.argmax(1) == y).sum())
+            if classes:
+                pairs = (y * classes + out.argmax(1)).cpu()
+                confusion += torch.bincount(pairs, minlength=classes * classes)
+                if classes > 5:
+                    top5 += int((out.topk(5, dim=1).indices == y[:, None]).any(1).sum())
             count += len(y)
+    return loss_sum, confusion.view(classes, classes) if classes else None, top5, count
+
+
+def evaluate_checkpoint(path: str, data, split: str, device_name: str, batch_size: int,
+                        resize: bool, convert_channels: bool) -> dict:
+    """Loss, and for classifiers accuracy, top-5 (past 5 classes), per-class accuracy and the
+    confusion matrix (rows: the true class, columns: the predicted one)."""
+    device = pick_device(device_name)
+    model, meta = load_model(path, device)
+    dataset, recipe = _open_for(meta, data, resize, convert_channels)
+    chosen = dataset.splits()[split]
+    if len(chosen) == 0:
+        raise DataError(f"{dataset.name} has no {split} split", "choose another with --split")
+    classes = len(dataset.classes) if dataset.task == "classification" else None
+    loss_sum, confusion, top5, count = _scores(model, Batches(chosen, device, resident=True),
+                                               preprocessor(meta, device),
+                                               make_loss(recipe, dataset.task, meta["outputs"]),
+                                               len(chosen), batch_size, classes)
     result = {"checkpoint": meta["path"], "network": meta["network"], "data": dataset.name, "split": split,
               "samples": count, "loss": loss_sum / count}
-    if dataset.task == "classification":
-        result["accuracy"] = correct / count
-        result["correct"] = correct
+    if classes:
+        correct = int(confusion.diagonal().sum())
+        totals = confusion.sum(1)
+        result.update(accuracy=correct / count, correct=correct, classes=list(meta["data"]["classes"]),
+                      per_class_accuracy=[(int(d) / int(t)) if int(t) else None
+                                          for d, t in zip(confusion.diagonal(), totals)],
+                      confusion=confusion.tolist())
+        if classes > 5:
+            result["top5"] = top5 / count
     return result
+
+
+def confusion_text(result: dict) -> str:
+    """The per-class accuracy and the confusion matrix as a fixed-width table."""
+    names = [str(c) for c in result["classes"]]
+    width = max(5, max(len(str(v)) for row in result["confusion"] for v in row) + 1)
+    label = min(16, max(len(n) for n in names))
+    corner = "true \\ predicted"
+    lead = max(label + 9, len(corner) + 1)
+    lines = [corner.ljust(lead) + "".join(f"{n[:width - 1]:>{width}}" for n in names)]
+    for name, row, acc in zip(names, result["confusion"], result["per_class_accuracy"]):
+        shown = "    - " if acc is None else f"{100 * acc:5.1f}%"
+        lines.append(f"{name[:label]:<{label}} {shown}".ljust(lead) + "".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)
 
 
 def read_image(path: str, shape: tuple[int, ...], scale: float) -> np.ndarray:

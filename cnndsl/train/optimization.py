@@ -1,9 +1,12 @@
 """From a recipe to the objects that train: optimizer, loss and learning-rate schedule.
 
 Weight decay applies to weights only: biases and normalization parameters (every
-parameter with fewer than two dimensions) are left undecayed, as is usual. The schedule
-is a `LambdaLR` stepped once per batch, whose factor is a pure function of the step, so
-that its state is a step counter (stored as JSON in the checkpoint).
+parameter with fewer than two dimensions) are left undecayed, as is usual. Frozen
+parameters (`freeze` prefixes) get no group at all; the backbone (everything outside the
+head, the last module with parameters) may train at `backbone_lr` times the rate: each
+group carries its `lr_scale`. The schedule is a `LambdaLR` stepped once per batch, whose
+factor is a pure function of the step times the plateau schedule's scale, so that its
+state is a step counter and a `Plateau` (both stored as JSON in the checkpoint).
 """
 
 from __future__ import annotations
@@ -17,12 +20,48 @@ from .errors import TrainError
 from .recipe import Recipe
 
 
+def freeze_prefixes(recipe: Recipe) -> list[str]:
+    return [p.strip() for p in recipe.freeze.split(",") if p.strip()]
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix.rstrip(".") + ".")
+
+
+def apply_freeze(model: torch.nn.Module, recipe: Recipe) -> list[str]:
+    """Turn off gradients for the parameters under the recipe's freeze prefixes; their names."""
+    prefixes = freeze_prefixes(recipe)
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(_matches(n, p) for n in names)]
+    if unmatched:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise TrainError(f"--freeze {','.join(unmatched)}: no parameter's name starts so",
+                         f"the model's top-level names are {', '.join(tops)}")
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(_matches(name, prefix) for prefix in prefixes):
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def head_prefix(model: torch.nn.Module) -> str:
+    """The module path of the last parameter: the classifier head."""
+    names = [n for n, _ in model.named_parameters()]
+    return names[-1].rpartition(".")[0] if names else ""
+
+
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    decay, plain = [], []
-    for p in model.parameters():
+    head = head_prefix(model)
+    buckets: dict[tuple[bool, float], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else plain).append(p)
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+            scale = 1.0 if not head or _matches(name, head) else recipe.backbone_lr
+            buckets.setdefault((p.dim() >= 2, scale), []).append(p)
+    groups = [{"params": ps, "weight_decay": recipe.weight_decay if decayed else 0.0, "lr_scale": scale,
+               "lr": recipe.lr * scale} for (decayed, scale), ps in sorted(buckets.items(), key=lambda kv: kv[0])]
+    if not groups:
+        raise TrainError("every parameter is frozen: nothing would train", "freeze fewer prefixes")
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
                                nesterov=recipe.nesterov and recipe.momentum > 0)
@@ -60,8 +99,36 @@ def lr_factor(recipe: Recipe, steps_per_epoch: int):
     return factor
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps_per_epoch))
+class Plateau:
+    """The plateau schedule's state: the rate's scale drops by `plateau_factor` after
+    `plateau_patience` epochs without the monitored metric improving."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.scale, self.best, self.bad = 1.0, None, 0
+
+    def update(self, score: float | None) -> None:
+        """`score`: higher is better."""
+        if self.recipe.schedule != "plateau" or score is None:
+            return
+        if self.best is None or score > self.best + self.recipe.min_delta:
+            self.best, self.bad = score, 0
+            return
+        self.bad += 1
+        if self.bad >= self.recipe.plateau_patience:
+            self.scale *= self.recipe.plateau_factor
+            self.bad = 0
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale, self.best, self.bad = float(state["scale"]), state["best"], int(state["bad"])
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, plateau: Plateau):
+    factor = lr_factor(recipe, steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step) * plateau.scale)
 
 
 def make_loss(recipe: Recipe, task: str, outputs: int):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def _f(default, help: str, choices: tuple | None = None):
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "hinge", "l1", "mse", "smooth_l1")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
+MONITORS = ("auto", "val_accuracy", "val_loss", "val_top5", "train_accuracy", "train_loss")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 
@@ -67,6 +69,21 @@ class Recipe:
     val_fraction: float = _f(0.1, "Share of the training data held out for validation when the dataset "
                              "has no validation split.")
     seed: int = _f(0, "Seed for initialization, data order and augmentation.")
+    monitor: str = _f("auto", "The metric that picks the best epoch and drives --patience and the plateau "
+                      "schedule (auto: val_accuracy when classifying, else val_loss); losses are minimized, "
+                      "accuracies maximized.", MONITORS)
+    patience: int = _f(0, "Early stopping: stop after this many epochs without the monitored metric "
+                       "improving (0: never).")
+    min_delta: float = _f(0.0, "The least change of the monitored metric that counts as improving.")
+    keep_best: int = _f(1, "Keep the k best epochs' weights: best.safetensors, and with k > 1 also "
+                        "best-epochN.safetensors for each of the k.")
+    plateau_patience: int = _f(2, "plateau schedule: epochs without improvement before the rate drops.")
+    plateau_factor: float = _f(0.1, "plateau schedule: the factor the rate is multiplied by.")
+    freeze: str = _f("", "Comma-separated state_dict prefixes whose parameters stay fixed (fine-tuning), "
+                     "e.g. features.")
+    backbone_lr: float = _f(1.0, "The rate of every parameter outside the head (the last layer with "
+                            "weights), as a fraction of lr.")
+    log_every: int = _f(0, "Also log the loss and rate every this many steps (0: per epoch only).")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,8 +120,28 @@ def coerce(name: str, value, where: str):
     return value
 
 
+_AT_LEAST_ZERO = ("momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "clip_grad_norm",
+                  "aux_weight", "min_delta", "patience", "log_every")
+_UNIT = ("beta1", "beta2")  # [0, 1)
+_POSITIVE = ("step_gamma", "plateau_factor", "backbone_lr")
+
+
+def _range_problems(recipe: Recipe) -> list[str]:
+    values = recipe.to_dict()
+    problems = [f"{name} must be a finite number, not {value}" for name, value in values.items()
+                if isinstance(value, float) and not math.isfinite(value)]
+    if problems:
+        return problems
+    problems += [f"{name} must not be negative" for name in _AT_LEAST_ZERO if values[name] < 0]
+    problems += [f"{name} must be in [0, 1)" for name in _UNIT if not 0 <= values[name] < 1]
+    problems += [f"{name} must be positive" for name in _POSITIVE if values[name] <= 0]
+    if recipe.keep_best < 1 or recipe.plateau_patience < 1:
+        problems.append("keep_best and plateau_patience must be at least 1")
+    return problems
+
+
 def check(recipe: Recipe) -> Recipe:
-    problems = []
+    problems = _range_problems(recipe)
     if recipe.epochs < 1:
         problems.append("epochs must be at least 1")
     if recipe.batch_size < 1:
