@@ -68,11 +68,11 @@ def compile_latency(repeat: int) -> list[dict]:
     for name in builtins():
         source = load(name)
         program = parse(source)
-        network = assign_names(infer_shapes(expand(resolve(program), {}))[0])
+        network = assign_names(infer_shapes(expand(resolve(program))))
         rows.append({
             "spec": name,
             "parse_ms": median_ms(lambda: parse(source), repeat),
-            "check_ms": median_ms(lambda: assign_names(infer_shapes(expand(resolve(program), {}))[0]), repeat),
+            "check_ms": median_ms(lambda: assign_names(infer_shapes(expand(resolve(program)))), repeat),
             "generate_ms": median_ms(lambda: generate_module(network), repeat),
             "params": network.body.stats.params,
         })

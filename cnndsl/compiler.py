@@ -9,11 +9,9 @@ from pathlib import Path
 
 from . import ir, resources
 from .diagnostics import ERROR, WARNING, CompileError, Diagnostic
-from .parse import parse
-from .passes import assign_names, expand, infer_shapes, resolve
+from .passes import PIPELINE, Context
 from . import source as _source
 from .source import SourceError, SourceFile, Span
-
 
 
 @dataclass
@@ -70,22 +68,39 @@ def source_from_text(text: str, name: str = "<string>") -> SourceFile:
 
 
 def compile_network(source: SourceFile, params: dict | None = None, strict: bool = False,
-                    network: str | None = None) -> Compiled:
-    """Parse, resolve, expand, infer shapes and name: the checked network."""
-    program = resolve(parse(source))
-    expanded = expand(program, params or {}, network)
-    shaped, warnings = infer_shapes(expanded)
-    named = assign_names(shaped)
-    named = _with_path(named, source)
-    if strict and warnings:
-        raise CompileError([w.as_error() for w in warnings])
-    return Compiled(named, source, warnings)
+                    network: str | None = None, program=None) -> Compiled:
+    """Parse, resolve, expand, infer shapes and name: the checked network. `program`: the
+    syntax tree of `source`, already parsed (the language server parses once per change).
+    On errors, the `CompileError` holds all of them, and the partial tree as `.tree`
+    (see `run_passes`)."""
+    context = Context(source, dict(params or {}), strict, network)
+    if program is None:
+        tree = run_passes(source, context)
+    else:
+        tree = run_passes(program, context, PIPELINE[1:])
+    if context.errors:
+        raise context.failure()
+    if strict and context.warnings:
+        error = CompileError([w.as_error() for w in context.warnings])
+        error.tree, error.context = tree, context
+        raise error
+    return Compiled(tree, source, context.warnings)
 
 
-def _with_path(network: ir.Network, source: SourceFile) -> ir.Network:
-    from dataclasses import replace
-
-    return replace(network, source_path=source.path, doc=source.header_comment())
+def run_passes(tree, context: Context, steps=PIPELINE):
+    """Run the passes (`passes.PIPELINE`) on `tree`: each while none has stopped. Returns
+    the last tree, also left in `context.tree`: with shape errors, the named IR whose
+    unknown parts have `stats=None`."""
+    for step in steps:
+        try:
+            tree = step(tree, context)
+        except CompileError as error:  # a pass that cannot go on at all (a syntax error, a limit)
+            context.extend(error.diagnostics)
+            context.stop()
+        context.tree = tree
+        if context.stopped:
+            break
+    return tree
 
 
 def generate(compiled: Compiled) -> str:
@@ -94,8 +109,4 @@ def generate(compiled: Compiled) -> str:
     return generate_module(compiled.network)
 
 
-def has_errors(diagnostics: list[Diagnostic]) -> bool:
-    return any(d.severity == ERROR for d in diagnostics)
-
-
-__all__ = ["Compiled", "ERROR", "WARNING", "builtins", "compile_network", "generate", "load"]
+__all__ = ["Compiled", "ERROR", "WARNING", "builtins", "compile_network", "generate", "load", "run_passes"]

@@ -37,7 +37,15 @@ class Diagnostic:
 
 
 class CompileError(CnndslError):
-    """Raised with every diagnostic gathered when a stage cannot go on."""
+    """Raised with every diagnostic gathered when a stage cannot go on.
+
+    Raised by `compiler.compile_network`, it also carries what the passes built: `tree`
+    is the tree after the last pass that ran (an `ir.Network` once expansion succeeded,
+    with `stats=None` on the nodes whose shape is unknown), `context` the passes' context.
+    """
+
+    tree = None
+    context = None
 
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = list(diagnostics)

@@ -173,9 +173,7 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def chain(self, meta, children):
-        elements = tuple(c for c in children if isinstance(c, ast.Element))
-        arrows = [c for c in children if isinstance(c, Token)]
-        del arrows  # the arrows only separate; positions come from the elements
+        elements = tuple(c for c in children if isinstance(c, ast.Element))  # the arrows only separate
         return self.made(ast.Chain(elements, self.span(meta)), *elements)
 
     @v_args(meta=True)

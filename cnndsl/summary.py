@@ -30,36 +30,52 @@ class Row:
 
 def rows(network: ir.Network) -> Iterator[Row]:
     """Every layer with the module path the generated code gives it."""
-    yield from _scope(network.body, "")
+    return iter(_Paths(network).rows)
 
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _scope(seq: ir.Seq, prefix: str) -> Iterator[Row]:
-    for item in seq.items:
-        yield from _member(item, prefix)
+class _Paths(Visitor):
+    """The module path of every layer (`rows`) and of every block instance, named group
+    and named shortcut (`containers`: title, kind, stats), as the generated code names them."""
 
+    def __init__(self, network: ir.Network) -> None:
+        self.rows: list[Row] = []
+        self.containers: dict[str, tuple[str, str, ir.Stats | None]] = {}
+        self.scope(network.body, "")
 
-def _member(node, prefix: str) -> Iterator[Row]:
-    if isinstance(node, ir.Layer):
-        yield Row(_join(prefix, node.name), node)
-    elif isinstance(node, ir.Seq):
-        inner = prefix if node.name is None else _join(prefix, node.name)
-        yield from _scope(node, inner)
-    elif isinstance(node, ir.BlockInstance):
-        yield from _scope(node.body, _join(prefix, node.name))
-    elif isinstance(node, ir.Concat):
-        for branch in node.branches:
-            yield from _member(branch, prefix)
-    elif isinstance(node, ir.Side):
-        yield from _member(node.node, prefix)
-    elif isinstance(node, ir.Residual):
-        yield from _scope(node.body, prefix)
-        if node.shortcut.applied:
-            for layer in node.shortcut.layers:
-                yield Row(_join(_join(prefix, node.shortcut.name), layer.name), layer)
+    def scope(self, seq: ir.Seq, prefix: str) -> None:
+        for item in seq.items:
+            self.visit(item, prefix)
+
+    def visit_Layer(self, node: ir.Layer, prefix: str) -> None:
+        self.rows.append(Row(_join(prefix, node.name), node))
+
+    def visit_Seq(self, node: ir.Seq, prefix: str) -> None:
+        if node.name is None:
+            self.scope(node, prefix)
+            return
+        inner = _join(prefix, node.name)
+        self.containers[inner] = ("group", "group", node.stats)
+        self.scope(node, inner)
+
+    def visit_BlockInstance(self, node: ir.BlockInstance, prefix: str) -> None:
+        inner = _join(prefix, node.name)
+        self.containers[inner] = (f"block {node.block}", "block", node.stats)
+        self.scope(node.body, inner)
+
+    def visit_Residual(self, node: ir.Residual, prefix: str) -> None:
+        self.scope(node.body, prefix)
+        shortcut = node.shortcut
+        if shortcut.applied:
+            if shortcut.name:
+                self.containers[_join(prefix, shortcut.name)] = ("shortcut " + shortcut.kind, "shortcut", None)
+            for layer in shortcut.layers:
+                self.rows.append(Row(_join(_join(prefix, shortcut.name), layer.name), layer))
+
+    # a concat's branches and a side output's node sit in the enclosing scope: generic_visit
 
 
 def describe(layer: ir.Layer) -> str:
@@ -152,36 +168,9 @@ def _layer_line(path: str, layer: ir.Layer) -> Line:
                 s.params, frozen(layer), ir.elements(s.out_shape), s.macs, s.rf)
 
 
-class _Containers(Visitor):
-    """Every block instance, named group and named shortcut, by module path: (title, kind, stats)."""
-
-    def __init__(self) -> None:
-        self.found: dict[str, tuple[str, str, ir.Stats | None]] = {}
-
-    def visit_Layer(self, node: ir.Layer, prefix: str) -> None:
-        return None
-
-    def visit_Seq(self, node: ir.Seq, prefix: str) -> None:
-        inner = prefix if node.name is None else _join(prefix, node.name)
-        if node.name is not None:
-            self.found[inner] = ("group", "group", node.stats)
-        self.generic_visit(node, inner)
-
-    def visit_BlockInstance(self, node: ir.BlockInstance, prefix: str) -> None:
-        inner = _join(prefix, node.name)
-        self.found[inner] = (f"block {node.block}", "block", node.stats)
-        self.generic_visit(node.body, inner)
-
-    def visit_Residual(self, node: ir.Residual, prefix: str) -> None:
-        self.generic_visit(node.body, prefix)
-        if node.shortcut.applied and node.shortcut.name:
-            self.found[_join(prefix, node.shortcut.name)] = ("shortcut " + node.shortcut.kind, "shortcut", None)
-
-
 def _containers(network: ir.Network) -> dict[str, tuple[str, str, ir.Stats | None]]:
-    walker = _Containers()
-    walker.generic_visit(network.body, "")
-    return walker.found
+    """Every block instance, named group and named shortcut, by module path: (title, kind, stats)."""
+    return _Paths(network).containers
 
 
 def lines(network: ir.Network, depth: int | None = None) -> list[Line]:

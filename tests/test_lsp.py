@@ -433,3 +433,14 @@ def test_a_broken_header_gets_an_error_and_the_server_goes_on(client: Client, he
     uri = open_doc(client, "after_header_lsp_test.cnn", SMALL)
     assert client.diagnostics(uri)["diagnostics"] == []
     assert "output 16x1x1" in client.request("textDocument/hover", at(uri, 14, 14))["result"]["contents"]["value"]
+
+
+def test_an_edit_inside_a_comment_keeps_the_analysis_and_a_backslash_does_not():
+    from cnndsl.tools.lsp import same_code
+
+    text = "network N() {  # the net\n    input 3x8x8\n    conv(8, 3)\n    -> relu\n}\n"
+    assert same_code(text, text.replace("# the net", "# the network  "))
+    assert not same_code(text, text.replace("conv(8, 3)", "conv(8, 3) \\"))
+    assert same_code(text, text.replace("conv(8, 3)", "conv(8, 3)  # -> relu"))
+    assert not same_code(text, text.replace("conv(8, 3)", "conv(8,  3)"))
+    assert not same_code(text, text.replace("3x8x8\n", "3x8x8\n\n"))

@@ -15,6 +15,7 @@ from ..diagnostics import CompileError, Diagnostic
 from ..expr import Expr
 from ..layers import RULES
 from ..passes.shapes import fmt_shape
+from ..traverse import Visitor
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 
 WRAP = 92
@@ -136,8 +137,9 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
         previous.name not in read_elsewhere
 
 
-class ScopeBuilder:
-    """Members and forward statements of one class, walking the IR in order."""
+class ScopeBuilder(Visitor):
+    """Members and forward statements of one class, visiting the IR in order:
+    `visit(node, previous)`, where `previous` is the element before it in its chain."""
 
     def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
@@ -151,34 +153,32 @@ class ScopeBuilder:
     def run(self, seq: ir.Seq) -> None:
         previous = None
         for item in seq.items:
-            self.node(item, previous)
+            self.visit(item, previous)
             previous = item
 
-    def node(self, node: ir.Node, previous=None) -> None:
-        if isinstance(node, ir.Seq) and node.name is None:
+    def visit_Seq(self, node: ir.Seq, previous=None) -> None:
+        if node.name is None:
             self.run(node)
-        elif isinstance(node, ir.Concat):
-            self.concat(node)
-        elif isinstance(node, ir.Residual):
-            self.residual(node)
-        elif isinstance(node, ir.Side):
-            inner = node.node
-            first = _first_leaf(inner)
-            self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
-            flatten = bool(first is not None and first.stats.flatten_before)
-            stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), conditional=flatten)
-            if node.source is None:
-                self.forward.append(stmt)
-            else:  # computed right after the member it reads, after any side already there
-                at = next(i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source)
-                while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
-                    at += 1
-                self.forward.insert(at + 1, stmt)
-            self.sides.append(inner.name)
         else:
             self.member_call(node, previous)
 
+    def visit_Side(self, node: ir.Side, previous=None) -> None:
+        inner = node.node
+        first = _first_leaf(inner)
+        self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
+        flatten = bool(first is not None and first.stats.flatten_before)
+        stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), conditional=flatten)
+        if node.source is None:
+            self.forward.append(stmt)
+        else:  # computed right after the member it reads, after any side already there
+            at = next(i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source)
+            while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
+                at += 1
+            self.forward.insert(at + 1, stmt)
+        self.sides.append(inner.name)
+
     def member_call(self, node, previous=None) -> None:
+        """A layer, a block instance or a named group: a member, called in forward."""
         first = _first_leaf(node)
         if first is not None and first.stats.flatten_before:
             flat = flattened(first)
@@ -186,11 +186,13 @@ class ScopeBuilder:
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
         self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
 
+    visit_Layer = visit_BlockInstance = member_call
+
     def step(self, stats: ir.Stats, **fields) -> Stmt:
         """A statement with its shape comment, where the shape changes, and its stage."""
         return Stmt(comment=self.notes.note(stats), stage=self.notes.stage(stats), **fields)
 
-    def concat(self, node: ir.Concat) -> None:
+    def visit_Concat(self, node: ir.Concat, previous=None) -> None:
         parts = []
         for branch in node.branches:
             if branch.name is not None:
@@ -208,7 +210,7 @@ class ScopeBuilder:
                 parts.append(f"self.{leaf.name}(x)")
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
-    def residual(self, node: ir.Residual) -> None:
+    def visit_Residual(self, node: ir.Residual, previous=None) -> None:
         var = "identity" if self.residual_depth == 0 else f"identity{self.residual_depth + 1}"
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))

@@ -1,16 +1,33 @@
-"""The passes, in order: each takes the previous stage's tree and returns a new one.
+"""The passes, in order. Each is a function `(tree, context) -> tree`: it reads the
+previous stage's tree and returns a new one, and reports what it finds to the context
+(`passes/context.py`), every problem it can and none twice. `compiler.compile_network`
+runs `PIPELINE` in one loop, until a pass stops it (its tree could not be read further).
 
+    parse         source text to the syntax tree                    (SourceFile -> syntax tree)
     resolve       names mean one thing and are safe to emit         (syntax tree)
     expand        values, lets, blocks, repetitions, optionals      (syntax tree -> IR)
-    infer_shapes  shapes, parameters, MACs, receptive fields        (IR -> IR + warnings)
+    infer_shapes  shapes, parameters, MACs, receptive fields        (IR -> IR; stats None where unknown)
     assign_names  attribute names and Sequential indices            (IR -> IR)
+
+Each pass may also be called alone, as `resolve(program)`: it then raises `CompileError`
+if it finds errors.
 """
 
+from __future__ import annotations
+
+from .. import parse as _parse
+from .context import Context
 from .expand import expand
 from .names import assign_names
 from .resolve import resolve
 from .shapes import infer_shapes
 
-PIPELINE = ("resolve", "expand", "infer_shapes", "assign_names")
 
-__all__ = ["PIPELINE", "assign_names", "expand", "infer_shapes", "resolve"]
+def parse(source, context: Context | None = None):
+    """The syntax tree of a source file (a syntax error raises `CompileError`)."""
+    return _parse.parse(source)
+
+
+PIPELINE = (parse, resolve, expand, infer_shapes, assign_names)
+
+__all__ = ["PIPELINE", "Context", "assign_names", "expand", "infer_shapes", "parse", "resolve"]

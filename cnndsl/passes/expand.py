@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from .. import ast, ir
 from ..expr import BINARY, NONE, Binary, Name, Unary
-from ..diagnostics import CompileError, Diagnostic
+from ..diagnostics import Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
-from ..traverse import walk_elements
+from ..traverse import Visitor, walk_elements
+from .context import Context, alone, finish
 from .resolve import suggest
 
 MAX_LAYERS = 20_000
@@ -33,6 +34,10 @@ MAX_STEPS = 60_000
 
 class _Fail(Exception):
     """Stop expanding one element; its diagnostic is already recorded."""
+
+
+class _Stop(Exception):
+    """Stop expanding the network (a limit, no input line); its diagnostic is recorded."""
 
 
 @dataclass
@@ -66,13 +71,17 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     return found
 
 
-class Expander:
-    def __init__(self, program: ast.Program, overrides: dict[str, object]):
+class Expander(Visitor):
+    """`evaluate(expr, scope)` gives a Value; `node(node, scope, label)` the IR nodes of a
+    chain node (a let or a repetition gives several, an optional switched off none)."""
+
+    def __init__(self, program: ast.Program, context: Context):
         self.program = program
         self.lets = {d.name: d for d in program.lets}
         self.blocks = {d.name: d for d in program.blocks}
-        self.overrides = dict(overrides)
-        self.errors: list[Diagnostic] = []
+        self.overrides = dict(context.params)
+        self.context = context
+        self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
         self.layers = 0
         self.depth = 0  # elements being expanded, one inside the other
         self.steps = 0
@@ -80,34 +89,48 @@ class Expander:
         self.block_infos: dict[str, ir.BlockInfo] = {}
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
-        self.errors.append(Diagnostic.error(span, message, hint, code))
+        self.context.error(span, message, hint, code)
         return _Fail()
+
+    def stop(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Stop:
+        self.context.error(span, message, hint, code)
+        return _Stop()
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return self.context.errors
 
     # -- expressions -------------------------------------------------------------------
     def evaluate(self, expr: ast.Expr, scope: _Scope) -> ir.Value:
-        if isinstance(expr, ast.Num):
-            return ir.Value.constant(expr.value)
-        if isinstance(expr, ast.Str):
-            return ir.Value.constant(expr.value)
-        if isinstance(expr, ast.Bool):
-            return ir.Value.constant(expr.value)
-        if isinstance(expr, ast.Var):
-            if expr.name in scope.values:
-                return scope.values[expr.name]
-            if expr.name in ("True", "False"):
-                raise self.fail(expr.span, f"unknown name {expr.name!r}", f"booleans are written {expr.name.lower()}")
-            guess = suggest(expr.name, scope.values)
-            known = ", ".join(sorted(scope.values)) or "none"
-            raise self.fail(expr.span, f"unknown name {expr.name!r} in {scope.owner}",
-                            f"did you mean {guess!r}?" if guess else f"the parameters here are: {known}",
-                            "unknown-name")
-        if isinstance(expr, ast.Neg):
-            inner = self.evaluate(expr.operand, scope)
-            self.number(inner, expr.span, "'-'")
-            if not inner.names:
-                return ir.Value.constant(-inner.value)
-            return ir.Value(-inner.value, Unary("-", inner.expr))
-        assert isinstance(expr, ast.BinOp)
+        return self.visit(expr, scope)
+
+    def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: _Scope) -> ir.Value:
+        return ir.Value.constant(expr.value)
+
+    visit_Num = visit_Str = visit_Bool = visit_literal
+
+    def visit_Var(self, expr: ast.Var, scope: _Scope) -> ir.Value:
+        if expr.name in scope.values:
+            return scope.values[expr.name]
+        if (expr.name, scope.owner) in self.unknown:  # said once, where it is first used
+            raise _Fail()
+        self.unknown.add((expr.name, scope.owner))
+        if expr.name in ("True", "False"):
+            raise self.fail(expr.span, f"unknown name {expr.name!r}", f"booleans are written {expr.name.lower()}")
+        guess = suggest(expr.name, scope.values)
+        known = ", ".join(sorted(scope.values)) or "none"
+        raise self.fail(expr.span, f"unknown name {expr.name!r} in {scope.owner}",
+                        f"did you mean {guess!r}?" if guess else f"the parameters here are: {known}",
+                        "unknown-name")
+
+    def visit_Neg(self, expr: ast.Neg, scope: _Scope) -> ir.Value:
+        inner = self.evaluate(expr.operand, scope)
+        self.number(inner, expr.span, "'-'")
+        if not inner.names:
+            return ir.Value.constant(-inner.value)
+        return ir.Value(-inner.value, Unary("-", inner.expr))
+
+    def visit_BinOp(self, expr: ast.BinOp, scope: _Scope) -> ir.Value:
         left = self.evaluate(expr.left, scope)
         right = self.evaluate(expr.right, scope)
         self.number(left, expr.left.span, f"'{expr.op}'")
@@ -175,24 +198,9 @@ class Expander:
 
     def check_type(self, rule: LayerRule, spec, value: ir.Value, span: Span) -> None:
         v = value.value
-        ok = {
-            "int": isinstance(v, int) and not isinstance(v, bool),
-            "float": isinstance(v, (int, float)) and not isinstance(v, bool),
-            "bool": isinstance(v, bool),
-            "str": isinstance(v, str),
-        }[spec.type]
-        if spec.default is None and v is None:
-            ok = True
-        if not ok:
-            hint = None
-            if spec.type == "int" and isinstance(v, float):
-                hint = "use // for integer division" if v == int(v) else "give a whole number"
-            elif spec.type == "bool":
-                hint = "write true or false"
-            elif spec.type == "str":
-                hint = f"write it in double quotes: {spec.name}=\"{spec.choices[0] if spec.choices else '...'}\""
+        if not _has_type(spec, v):
             raise self.fail(span, f"{rule.kind} {spec.name!r} must be {_TYPE_WORDS[spec.type]}, "
-                            f"got {_describe(v)}", hint, "type")
+                            f"got {_describe(v)}", _type_hint(spec, v), "type")
         if spec.choices and v not in spec.choices:
             raise self.fail(span, f"{rule.kind} {spec.name!r} must be one of "
                             f"{', '.join(repr(c) for c in spec.choices)}, got {v!r}",
@@ -212,15 +220,13 @@ class Expander:
                 node = element.node
                 self.steps += 1
                 if self.steps > MAX_STEPS:
-                    raise CompileError(self.errors[:20] + [Diagnostic.error(
-                        element.span, f"expanding the network takes more than {MAX_STEPS:,} steps",
-                        "lets or blocks that use each other twice over grow exponentially; "
-                        "use a repetition *N instead", "limit")])
+                    raise self.stop(element.span, f"expanding the network takes more than {MAX_STEPS:,} steps",
+                                    "lets or blocks that use each other twice over grow exponentially; "
+                                    "use a repetition *N instead", "limit")
                 if isinstance(node, ast.Ref) and node.name == "INPUT":
                     if not (first_in_network and chain_index == 0 and index == 0):
-                        self.errors.append(Diagnostic.error(
-                            node.span, "INPUT marks the start of a network's chain",
-                            "write it first in the network, or leave it out"))
+                        self.context.error(node.span, "INPUT marks the start of a network's chain",
+                                           "write it first in the network, or leave it out")
                     continue
                 try:
                     items.extend(self.element(element, scope))
@@ -277,22 +283,29 @@ class Expander:
         return value
 
     def node(self, node: ast.Node, scope: _Scope, label: str | None) -> list[ir.Node]:
-        if isinstance(node, ast.Group):
-            items = self.chains(node.chains, scope)
-            return [ir.Seq(tuple(items), label, node.span)] if label else items
-        if isinstance(node, ast.Repeat):
-            return self.repeat(node, scope, label)
-        if isinstance(node, ast.Optional):
-            raise self.fail(node.span, "an optional inside an optional", "one ? is enough")
-        if isinstance(node, ast.Concat):
-            return [self.concat(node, scope)]
-        if isinstance(node, ast.Residual):
-            return [self.residual(node, scope)]
-        if isinstance(node, ast.Side):
-            inner = self.node(node.node, scope, label)
-            if len(inner) == 1 and getattr(inner[0], "name", None) == label:
-                return [ir.Side(inner[0], node.span, source=node.source)]
-            return [ir.Side(ir.Seq(tuple(inner), label, node.span), node.span, source=node.source)]
+        return self.visit(node, scope, label)
+
+    def visit_Group(self, node: ast.Group, scope: _Scope, label: str | None) -> list[ir.Node]:
+        items = self.chains(node.chains, scope)
+        return [ir.Seq(tuple(items), label, node.span)] if label else items
+
+    def visit_Optional(self, node: ast.Optional, scope: _Scope, label: str | None) -> list[ir.Node]:
+        raise self.fail(node.span, "an optional inside an optional", "one ? is enough")
+
+    def visit_Concat(self, node: ast.Concat, scope: _Scope, label: str | None) -> list[ir.Node]:
+        return [self.concat(node, scope)]
+
+    def visit_Residual(self, node: ast.Residual, scope: _Scope, label: str | None) -> list[ir.Node]:
+        return [self.residual(node, scope)]
+
+    def visit_Side(self, node: ast.Side, scope: _Scope, label: str | None) -> list[ir.Node]:
+        inner = self.node(node.node, scope, label)
+        if len(inner) == 1 and getattr(inner[0], "name", None) == label:
+            return [ir.Side(inner[0], node.span, source=node.source)]
+        return [ir.Side(ir.Seq(tuple(inner), label, node.span), node.span, source=node.source)]
+
+    def visit_Call(self, node: ast.Call | ast.Ref, scope: _Scope, label: str | None) -> list[ir.Node]:
+        """A let, a block or a layer, called with arguments or (a Ref) without."""
         name = node.name
         call = node if isinstance(node, ast.Call) else None
         name_span = node.name_span if call else node.span
@@ -313,14 +326,15 @@ class Expander:
         self.count(1, node.span)
         return [ir.Layer(rule.kind, args, label, node.span)]
 
+    visit_Ref = visit_Call
+
     def count(self, n: int, span: Span) -> None:
         self.layers += n
         if self.layers > MAX_LAYERS:
-            raise CompileError(self.errors + [Diagnostic.error(
-                span, f"the network expands to more than {MAX_LAYERS:,} layers",
-                "check the repetition counts", "limit")])
+            raise self.stop(span, f"the network expands to more than {MAX_LAYERS:,} layers",
+                            "check the repetition counts", "limit")
 
-    def repeat(self, node: ast.Repeat, scope: _Scope, label: str | None) -> list[ir.Node]:
+    def visit_Repeat(self, node: ast.Repeat, scope: _Scope, label: str | None) -> list[ir.Node]:
         count = self.evaluate(node.count, scope)
         n = count.value
         if isinstance(n, bool) or not isinstance(n, int):
@@ -413,76 +427,20 @@ class Expander:
         return self.block_infos[block.name]
 
     # -- the network -------------------------------------------------------------------
-    def network(self, network: ast.NetworkDef) -> ir.Network:
+    def network(self, network: ast.NetworkDef) -> ir.Network | None:
+        """The network's IR; None when its parameters or input line are wrong (the chains
+        would only fail again), or when a limit stops the expansion."""
         switches = switches_of(self.program)
-        params = {p.name: p for p in network.params}
-        for name, value in self.overrides.items():
-            if name not in params and name not in switches:
-                known = sorted(set(params) | set(switches))
-                guess = suggest(name, known)
-                raise CompileError([Diagnostic.error(
-                    network.name_span, f"network {network.name} has no parameter or switch {name!r}",
-                    (f"did you mean {guess!r}? " if guess else "")
-                    + f"it has: {', '.join(known) or 'none'}", "unknown-parameter")])
-        values: dict[str, ir.Value] = {}
-        for param in network.params:
-            if param.name in self.overrides:
-                value = self.overrides[param.name]
-                value = value.value if isinstance(value, ir.Value) else value
-                if isinstance(value, float) and not math.isfinite(value):  # --set N=nan, N=inf
-                    self.errors.append(Diagnostic.error(
-                        network.name_span, f"parameter {param.name!r} is {value}, not a finite number",
-                        f"give {param.name} a finite value", "type"))
-                    continue
-                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_VALUE:
-                    self.errors.append(Diagnostic.error(  # the limit an expression in the spec has
-                        network.name_span, f"parameter {param.name!r} of {value:,} is too large",
-                        f"values stay below {MAX_VALUE:,}", "range"))
-                    continue
-            elif param.default is not None:
-                try:
-                    value = self.evaluate(param.default, _Scope({}, f"the defaults of {network.name}")).value
-                except _Fail:
-                    continue
-            else:
-                self.errors.append(Diagnostic.error(
-                    param.span, f"parameter {param.name!r} has no default and no value",
-                    f"give it a default ({param.name} = 10) or pass --set {param.name}=VALUE", "missing"))
-                continue
-            values[param.name] = ir.Value(value, Name(param.name))
-            if param.name in switches:
-                self.overrides[param.name] = value
-        scope = _Scope(values, f"network {network.name}")
-        if network.input is None:
-            self.errors.append(Diagnostic.error(
-                network.name_span, f"network {network.name} has no input line",
-                "add one as the first line of its body: input 3x32x32"))
-            raise CompileError(self.errors)
-        dims = []
-        for dim in network.input.dims:
-            try:
-                value = self.evaluate(dim, scope)
-            except _Fail:
-                continue
-            if isinstance(value.value, bool) or not isinstance(value.value, int) or value.value < 1:
-                self.errors.append(Diagnostic.error(
-                    dim.span, f"an input dimension must be a positive whole number, got {_describe(value.value)}",
-                    None, "type"))
-                continue
-            if value.value > 1 << 16:
-                self.errors.append(Diagnostic.error(dim.span, f"input dimension {value.value:,} is too large",
-                                                    None, "range"))
-                continue
-            dims.append(value)
-        if not self.errors and len(dims) not in (1, 3):
-            self.errors.append(Diagnostic.error(
-                network.input.span, f"an input is CxHxW or a flat size, got {len(dims)} dimensions",
-                "write input 1x28x28 for a grey 28x28 image"))
-        if self.errors:
-            raise CompileError(self.errors)
-        items = self.chains(network.body, scope, first_in_network=True)
-        if self.errors:
-            raise CompileError(self.errors)
+        try:
+            self.check_overrides(network, switches)
+            values = self.parameters(network, switches)
+            scope = _Scope(values, f"network {network.name}")
+            dims = self.input_dims(network, scope)
+            if self.errors:
+                return None
+            items = self.chains(network.body, scope, first_in_network=True)
+        except _Stop:
+            return None
         return ir.Network(
             name=network.name,
             input=tuple(d.value for d in dims),
@@ -492,10 +450,107 @@ class Expander:
             span=network.span,
             blocks=dict(self.block_infos),
             switches=tuple(sorted(self.switches.items())),
+            source_path=self.context.source.path if self.context.source is not None else "",
+            doc=self.context.source.header_comment() if self.context.source is not None else (),
         )
+
+    def check_overrides(self, network: ast.NetworkDef, switches) -> None:
+        """Every --set names a parameter or a switch of this network."""
+        params = {p.name for p in network.params}
+        known = sorted(params | set(switches))
+        unknown = [name for name in self.overrides if name not in params and name not in switches]
+        for name in unknown:
+            guess = suggest(name, known)
+            self.context.error(network.name_span, f"network {network.name} has no parameter or switch {name!r}",
+                               (f"did you mean {guess!r}? " if guess else "")
+                               + f"it has: {', '.join(known) or 'none'}", "unknown-parameter")
+        if unknown:
+            raise _Stop()
+
+    def parameters(self, network: ast.NetworkDef, switches) -> dict[str, ir.Value]:
+        """The network's parameters: the --set value, else the default."""
+        values: dict[str, ir.Value] = {}
+        for param in network.params:
+            if param.name in self.overrides:
+                value = self.override(network, param)
+            elif param.default is not None:
+                try:
+                    value = self.evaluate(param.default, _Scope({}, f"the defaults of {network.name}")).value
+                except _Fail:
+                    continue
+            else:
+                self.context.error(param.span, f"parameter {param.name!r} has no default and no value",
+                                   f"give it a default ({param.name} = 10) or pass --set {param.name}=VALUE",
+                                   "missing")
+                continue
+            if value is _Fail:
+                continue
+            values[param.name] = ir.Value(value, Name(param.name))
+            if param.name in switches:
+                self.overrides[param.name] = value
+        return values
+
+    def override(self, network: ast.NetworkDef, param: ast.Param):
+        """The --set value of a parameter, or `_Fail` (reported) if it is out of range."""
+        value = self.overrides[param.name]
+        value = value.value if isinstance(value, ir.Value) else value
+        if isinstance(value, float) and not math.isfinite(value):  # --set N=nan, N=inf
+            self.context.error(network.name_span, f"parameter {param.name!r} is {value}, not a finite number",
+                               f"give {param.name} a finite value", "type")
+            return _Fail
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_VALUE:
+            self.context.error(  # the limit an expression in the spec has
+                network.name_span, f"parameter {param.name!r} of {value:,} is too large",
+                f"values stay below {MAX_VALUE:,}", "range")
+            return _Fail
+        return value
+
+    def input_dims(self, network: ast.NetworkDef, scope: _Scope) -> list[ir.Value]:
+        if network.input is None:
+            raise self.stop(network.name_span, f"network {network.name} has no input line",
+                            "add one as the first line of its body: input 3x32x32")
+        dims = []
+        for dim in network.input.dims:
+            try:
+                value = self.evaluate(dim, scope)
+            except _Fail:
+                continue
+            if isinstance(value.value, bool) or not isinstance(value.value, int) or value.value < 1:
+                self.context.error(dim.span, "an input dimension must be a positive whole number, "
+                                   f"got {_describe(value.value)}", None, "type")
+                continue
+            if value.value > 1 << 16:
+                self.context.error(dim.span, f"input dimension {value.value:,} is too large", None, "range")
+                continue
+            dims.append(value)
+        if not self.errors and len(dims) not in (1, 3):
+            self.context.error(network.input.span, f"an input is CxHxW or a flat size, got {len(dims)} dimensions",
+                               "write input 1x28x28 for a grey 28x28 image")
+        return dims
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _has_type(spec, v) -> bool:
+    if spec.default is None and v is None:
+        return True
+    return {
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": isinstance(v, bool),
+        "str": isinstance(v, str),
+    }[spec.type]
+
+
+def _type_hint(spec, v) -> str | None:
+    if spec.type == "int" and isinstance(v, float):
+        return "use // for integer division" if v == int(v) else "give a whole number"
+    if spec.type == "bool":
+        return "write true or false"
+    if spec.type == "str":
+        return f"write it in double quotes: {spec.name}=\"{spec.choices[0] if spec.choices else '...'}\""
+    return None
 
 
 def _describe(value) -> str:
@@ -514,10 +569,12 @@ def _renamed(node, name: str):
     return replace(node, name=name)
 
 
-def select_network(program: ast.Program, name: str | None, span: Span) -> ast.NetworkDef:
+def select_network(program: ast.Program, name: str | None, context: Context) -> ast.NetworkDef | None:
+    """The network to compile: the one named, else the file's last."""
     if not program.networks:
-        raise CompileError([Diagnostic.error(
-            span, "no network in this file", "add one: network Net(classes = 10) { input 3x32x32 ... }")])
+        context.error(program.span, "no network in this file",
+                      "add one: network Net(classes = 10) { input 3x32x32 ... }")
+        return None
     if name is None:
         return program.networks[-1]
     for network in program.networks:
@@ -525,15 +582,20 @@ def select_network(program: ast.Program, name: str | None, span: Span) -> ast.Ne
             return network
     names = [n.name for n in program.networks]
     guess = suggest(name, names)
-    raise CompileError([Diagnostic.error(
-        span, f"no network named {name!r}",
-        f"did you mean {guess!r}?" if guess else f"this file has: {', '.join(names)}")])
+    context.error(program.span, f"no network named {name!r}",
+                  f"did you mean {guess!r}?" if guess else f"this file has: {', '.join(names)}")
+    return None
 
 
-def expand(program: ast.Program, overrides: dict[str, object] | None = None,
-           network: str | None = None) -> ir.Network:
-    chosen = select_network(program, network, program.span)
-    return Expander(program, overrides or {}).network(chosen)
+def expand(program: ast.Program, context: Context | None = None) -> ir.Network | None:
+    """The IR of the network `context.network` names, with `context.params` set; None when
+    there is none to build (the context says why)."""
+    context, own = alone(context)
+    chosen = select_network(program, context.network, context)
+    network = Expander(program, context).network(chosen) if chosen is not None else None
+    if context.errors:
+        context.stop()  # a layer left out would give shape errors that are not the user's
+    return finish(network, context, own)
 
 
 __all__ = ["expand", "switches_of"]

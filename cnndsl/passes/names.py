@@ -16,8 +16,10 @@ import re
 from dataclasses import replace
 
 from .. import ir
-from ..diagnostics import CompileError, Diagnostic
+from ..diagnostics import Diagnostic
 from ..layers import RULES
+from ..traverse import Visitor
+from .context import Context, alone, finish
 from .resolve import unsafe_name_reason
 
 
@@ -65,9 +67,16 @@ class _Namer:
         return f"{base}{index}"
 
 
-class Naming:
-    def __init__(self) -> None:
-        self.errors: list[Diagnostic] = []
+class Naming(Visitor):
+    """`visit(node, namer)` gives the node with its name (and its parts' names) in the
+    class scope that `namer` hands out. Each scope is walked twice: once to count the
+    automatic names (`namer.counts` None), once to give them."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def error(self, span, message: str, hint: str | None = None, code: str = "") -> None:
+        self.context.error(span, message, hint, code)
 
     def class_scope(self, seq: ir.Seq, owner: str) -> ir.Seq:
         counter = _Namer(owner)
@@ -75,63 +84,62 @@ class Naming:
         namer = _Namer(owner, counter.seen_bases)
         namer.user_names = set(counter.user_names)
         result = self._members(seq, namer)
-        self.errors.extend(namer.errors)
+        self.context.extend(namer.errors)
         return result
 
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
-        return replace(seq, items=tuple(self.member(item, namer) for item in seq.items))
+        return replace(seq, items=tuple(self.visit(item, namer) for item in seq.items))
 
-    def member(self, node: ir.Node, namer: _Namer) -> ir.Node:
-        if isinstance(node, ir.Layer):
-            name = namer.user(node.name, node.span) if node.name else namer.auto(RULES[node.kind].base_name, node.span)
-            return replace(node, name=name)
-        if isinstance(node, ir.BlockInstance):
-            name = namer.user(node.name, node.span) if node.name else namer.auto(block_attribute(node.block), node.span)
-            body = self.class_scope(node.body, f"block {node.block}") if namer.counts is not None else node.body
-            return replace(node, name=name, body=body)
-        if isinstance(node, ir.Seq):
-            if node.name is None:
-                return self._members(node, namer)
-            name = namer.user(node.name, node.span)
-            return self.sequential(node, name, outer=True, owner=namer.owner) if namer.counts is not None \
-                else node
-        if isinstance(node, ir.Side):
-            if namer.owner.startswith("block"):
-                self.errors.append(Diagnostic.error(node.span, "a side output belongs in the network itself",
-                                                    "move it out of the block, to where the block is used"))
-            inner = node.node
-            if isinstance(inner, ir.Seq) and inner.name is None and len(ir.members(inner)) == 1:
-                inner = ir.members(inner)[0]  # side [fc(10)] is side fc(10)
-            if isinstance(inner, (ir.Concat, ir.Residual, ir.Side)) or (isinstance(inner, ir.Seq)
-                                                                         and inner.name is None):
-                if namer.counts is not None:
-                    self.errors.append(Diagnostic.error(
-                        node.span, "a side output is one layer, one block or a named group",
-                        "name the group (aux: side [...]); for a concat or a residual, make it a block"))
-                return node
-            return replace(node, node=self.member(inner, namer))
-        if isinstance(node, ir.Concat):
-            branches = []
-            for branch in node.branches:
-                if any(isinstance(leaf, ir.Side) for leaf in ir.members(branch)):
-                    if namer.counts is not None:
-                        self.errors.append(Diagnostic.error(
-                            branch.span, "a concat branch cannot hold a side output",
-                            "read the side output before or after the concat"))
-                    branches.append(branch)
-                    continue
-                if branch.name is not None:
-                    name = namer.user(branch.name, branch.span)
-                    branches.append(self.sequential(branch, name, True, namer.owner)
-                                    if namer.counts is not None else branch)
-                elif len(ir.members(branch)) == 1:
-                    branches.append(replace(branch, items=(self.member(ir.members(branch)[0], namer),)))
-                else:
-                    name = namer.auto("branch", branch.span)
-                    branches.append(self.sequential(branch, name, True, namer.owner)
-                                    if namer.counts is not None else branch)
-            return replace(node, branches=tuple(branches))
-        assert isinstance(node, ir.Residual)
+    def visit_Layer(self, node: ir.Layer, namer: _Namer) -> ir.Layer:
+        name = namer.user(node.name, node.span) if node.name else namer.auto(RULES[node.kind].base_name, node.span)
+        return replace(node, name=name)
+
+    def visit_BlockInstance(self, node: ir.BlockInstance, namer: _Namer) -> ir.BlockInstance:
+        name = namer.user(node.name, node.span) if node.name else namer.auto(block_attribute(node.block), node.span)
+        body = self.class_scope(node.body, f"block {node.block}") if namer.counts is not None else node.body
+        return replace(node, name=name, body=body)
+
+    def visit_Seq(self, node: ir.Seq, namer: _Namer) -> ir.Seq:
+        if node.name is None:
+            return self._members(node, namer)
+        name = namer.user(node.name, node.span)
+        return self.sequential(node, name, outer=True, owner=namer.owner) if namer.counts is not None else node
+
+    def visit_Side(self, node: ir.Side, namer: _Namer) -> ir.Side:
+        if namer.owner.startswith("block"):
+            self.error(node.span, "a side output belongs in the network itself",
+                       "move it out of the block, to where the block is used")
+        inner = node.node
+        if isinstance(inner, ir.Seq) and inner.name is None and len(ir.members(inner)) == 1:
+            inner = ir.members(inner)[0]  # side [fc(10)] is side fc(10)
+        if isinstance(inner, (ir.Concat, ir.Residual, ir.Side)) or (isinstance(inner, ir.Seq)
+                                                                     and inner.name is None):
+            if namer.counts is not None:
+                self.error(node.span, "a side output is one layer, one block or a named group",
+                           "name the group (aux: side [...]); for a concat or a residual, make it a block")
+            return node
+        return replace(node, node=self.visit(inner, namer))
+
+    def visit_Concat(self, node: ir.Concat, namer: _Namer) -> ir.Concat:
+        return replace(node, branches=tuple(self.branch(branch, namer) for branch in node.branches))
+
+    def branch(self, branch: ir.Seq, namer: _Namer) -> ir.Seq:
+        """A concat branch: a named or a longer one is an nn.Sequential, a one-member
+        branch sits in the scope itself."""
+        if any(isinstance(leaf, ir.Side) for leaf in ir.members(branch)):
+            if namer.counts is not None:
+                self.error(branch.span, "a concat branch cannot hold a side output",
+                           "read the side output before or after the concat")
+            return branch
+        if branch.name is None and len(ir.members(branch)) == 1:
+            return replace(branch, items=(self.visit(ir.members(branch)[0], namer),))
+        if branch.name is not None:
+            name = namer.user(branch.name, branch.span)
+        else:
+            name = namer.auto("branch", branch.span)
+        return self.sequential(branch, name, True, namer.owner) if namer.counts is not None else branch
+
+    def visit_Residual(self, node: ir.Residual, namer: _Namer) -> ir.Residual:
         body = self._members(node.body, namer)
         shortcut = node.shortcut
         if shortcut.kind == "projection":
@@ -146,9 +154,8 @@ class Naming:
         taken: set[str] = set()
         for leaf in ir.members(seq):
             if isinstance(leaf, (ir.Concat, ir.Residual, ir.Side)):
-                self.errors.append(Diagnostic.error(
-                    leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
-                    f"{type(leaf).__name__.lower()}", "move it into a block, and use the block here"))
+                self.error(leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
+                           f"{type(leaf).__name__.lower()}", "move it into a block, and use the block here")
                 continue
             stats = leaf.stats
             if stats is not None and stats.flatten_before and (items or not outer):
@@ -158,8 +165,7 @@ class Naming:
                 leaf = replace(leaf, stats=replace(stats, flatten_before=False))
             key = leaf.name if getattr(leaf, "name", None) else str(len(items))
             if key in taken:
-                self.errors.append(Diagnostic.error(leaf.span, f"{key!r} names two modules in {name!r}", None,
-                                                    "duplicate-name"))
+                self.error(leaf.span, f"{key!r} names two modules in {name!r}", None, "duplicate-name")
             taken.add(key)
             if isinstance(leaf, ir.BlockInstance):
                 leaf = replace(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}"))
@@ -171,9 +177,10 @@ class Naming:
         return replace(seq, items=tuple(items), name=name)
 
 
-def assign_names(network: ir.Network) -> ir.Network:
-    naming = Naming()
-    body = naming.class_scope(network.body, f"network {network.name}")
-    if naming.errors:
-        raise CompileError(naming.errors)
-    return replace(network, body=body)
+def assign_names(network: ir.Network | None, context: Context | None = None) -> ir.Network | None:
+    """The network with every module's attribute name or Sequential index."""
+    context, own = alone(context)
+    if network is None:
+        return finish(None, context, own)
+    body = Naming(context).class_scope(network.body, f"network {network.name}")
+    return finish(replace(network, body=body), context, own)

@@ -4,7 +4,8 @@ Checks, on the syntax tree and before any value is computed: definitions are uni
 every called or referenced name is a layer kind, a `let`, a block or (in the first
 position of a network) `INPUT`; keyword arguments and labels are names the generated
 Python can use; blocks and lets do not use themselves, directly or in a cycle.
-Returns the program unchanged, or raises `CompileError` with every problem found.
+Every problem found goes to the context (an unknown name once); the program is returned
+unchanged.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import builtins
 import difflib
 import keyword
+
 from .. import ast
-from ..diagnostics import CompileError, Diagnostic
 from ..layers import RULES, SHORTCUTS, lookup
-from ..traverse import walk_elements, walk_nodes
+from ..traverse import Visitor
+from .context import Context, alone, finish
 
 MAX_NAME = 64
 
@@ -65,32 +67,51 @@ def suggest(name: str, candidates) -> str | None:
     return close[0] if close else None
 
 
-def resolve(program: ast.Program) -> ast.Program:
-    errors: list[Diagnostic] = []
-    lets = {}
-    blocks = {}
+def resolve(program: ast.Program, context: Context | None = None) -> ast.Program:
+    """Check the program's names (see the module's docstring); the program is unchanged."""
+    context, own = alone(context)
+    definitions = _definitions(program, context)
+    _signatures(program, context)
+    names = _Names(definitions, context)
+    uses: dict[str, set[str]] = {}
+    for owner, chains in _bodies(program):
+        uses[owner] = names.check(chains)
+    _cycles(uses, definitions, context)
+    if context.errors:
+        context.stop()  # an unknown name would fail again, once per use, in every later pass
+    return finish(program, context, own)
+
+
+def _bodies(program: ast.Program):
+    yield from ((d.name, (d.chain,)) for d in program.lets)
+    yield from ((d.name, d.body) for d in (*program.blocks, *program.networks))
+
+
+def _definitions(program: ast.Program, context: Context) -> dict:
+    """The lets and blocks by name; each name defined once, and not a layer's."""
+    found: dict[str, ast.LetDef | ast.BlockDef] = {}
     defined_spans = {}
     for definition in (*program.lets, *program.blocks, *program.networks):
         if definition.name in defined_spans:
-            errors.append(Diagnostic.error(
-                definition.span, f"{definition.name!r} is defined twice",
-                f"the first definition is at line {defined_spans[definition.name].line}; rename one"))
+            context.error(definition.span, f"{definition.name!r} is defined twice",
+                          f"the first definition is at line {defined_spans[definition.name].line}; rename one")
             continue
         defined_spans[definition.name] = definition.span
-        if isinstance(definition, ast.LetDef):
-            lets[definition.name] = definition
-        elif isinstance(definition, ast.BlockDef):
-            blocks[definition.name] = definition
-        if definition.name in RULES and not isinstance(definition, ast.NetworkDef):
-            errors.append(Diagnostic.error(
-                definition.span, f"{definition.name!r} is the name of a built-in layer",
-                "choose another name (upper-case CONV or POOL are fine)"))
+        if not isinstance(definition, ast.NetworkDef):
+            found[definition.name] = definition
+            if definition.name in RULES:
+                context.error(definition.span, f"{definition.name!r} is the name of a built-in layer",
+                              "choose another name (upper-case CONV or POOL are fine)")
+    return found
+
+
+def _signatures(program: ast.Program, context: Context) -> None:
+    """Class names and parameter names that the generated Python can use."""
     for definition in (*program.blocks, *program.networks):
-        span = definition.name_span
         reason = unsafe_name_reason(definition.name, "class")
         if reason:
-            errors.append(Diagnostic.error(span, f"cannot name a class {definition.name!r}: {reason}",
-                                           "choose a plain name such as ResNet or Bottleneck"))
+            context.error(definition.name_span, f"cannot name a class {definition.name!r}: {reason}",
+                          "choose a plain name such as ResNet or Bottleneck")
         seen = set()
         kind = "network parameter" if isinstance(definition, ast.NetworkDef) else "parameter"
         for param in definition.params:
@@ -99,64 +120,77 @@ def resolve(program: ast.Program) -> ast.Program:
                 hint = "rename the parameter"
                 if param.name == "in_channels":
                     hint = "a block's input channels come from where it is used; rename the parameter"
-                errors.append(Diagnostic.error(param.span, f"parameter {param.name!r}: {reason}", hint))
+                context.error(param.span, f"parameter {param.name!r}: {reason}", hint)
             if param.name in seen:
-                errors.append(Diagnostic.error(param.span, f"parameter {param.name!r} is listed twice", None))
+                context.error(param.span, f"parameter {param.name!r} is listed twice", None)
             seen.add(param.name)
 
-    known = set(RULES) | set(lets) | set(blocks)
-    bodies = [(d.name, (d.chain,)) for d in program.lets] + [(d.name, d.body) for d in program.blocks]
-    bodies += [(d.name, d.body) for d in program.networks]
-    uses: dict[str, set[str]] = {}
-    for owner, chains in bodies:
-        uses[owner] = set()
-        for element in walk_elements(chains):
-            if element.label is not None:
-                reason = unsafe_name_reason(element.label, "label")
-                if reason:
-                    errors.append(Diagnostic.error(
-                        element.label_span or element.span, f"cannot name a layer {element.label!r}: {reason}",
-                        "choose another name, such as conv1 or features"))
-        for node in walk_nodes(chains):  # a shortcut's label is a module attribute too
-            if isinstance(node, ast.Residual) and node.shortcut is not None and node.shortcut.label is not None:
-                reason = unsafe_name_reason(node.shortcut.label, "label")
-                if reason:
-                    errors.append(Diagnostic.error(
-                        node.shortcut.span, f"cannot name a shortcut {node.shortcut.label!r}: {reason}",
-                        "choose another name, such as downsample"))
+
+class _Names(Visitor):
+    """Labels and the names that chains call or refer to. An unknown name is reported
+    once, where it is first used."""
+
+    def __init__(self, definitions: dict, context: Context) -> None:
+        self.definitions = definitions
+        self.context = context
+        self.known = set(RULES) | set(definitions)
+        self.unknown: set[str] = set()
+        self.uses: set[str] = set()
+
+    def check(self, chains) -> set[str]:
+        """The lets and blocks these chains use."""
+        self.uses = set()
+        for chain in chains:
+            self.visit(chain)
+        return self.uses
+
+    def visit_Element(self, element: ast.Element) -> None:
+        if element.label is not None:
+            self.label(element.label, element.label_span or element.span, "layer", "conv1 or features")
         # INPUT stands alone: an unlabelled element, not called, repeated, made optional or a side.
-        plain_refs = {id(e.node) for e in walk_elements(chains) if isinstance(e.node, ast.Ref) and e.label is None}
-        for node in walk_nodes(chains):
-            if not isinstance(node, (ast.Call, ast.Ref)):
-                continue
-            name = node.name
-            if name in lets or name in blocks:
-                uses[owner].add(name)
-                continue
-            if name == "INPUT" and id(node) not in plain_refs:
-                errors.append(Diagnostic.error(
-                    node.span, "INPUT only marks the start of a network's chain",
-                    "write it alone, first in the network: INPUT -> conv(32, 3)"))
-                continue
-            if lookup(name) is not None or name in SHORTCUTS or name == "INPUT":
-                continue
-            guess = suggest(name, known)
-            span = node.name_span if isinstance(node, ast.Call) else node.span
-            if name[:1].isupper() and guess is None:
-                hint = f"define it first: `let {name} = conv(32, 3, pad=1)`, or a `block {name}(...)`"
-            else:
-                hint = f"did you mean {guess!r}?" if guess else "see `cnndsl list --layers` for the layer kinds"
-            errors.append(Diagnostic.error(span, f"unknown layer or block {name!r}", hint, "unknown-name"))
+        if element.label is None and type(element.node) is ast.Ref:
+            self.name(element.node, plain=True)
+        else:
+            self.visit(element.node)
 
-    errors += _cycles(uses, {**lets, **blocks})
-    if errors:
-        raise CompileError(errors)
-    return program
+    def visit_Residual(self, node: ast.Residual) -> None:
+        if node.shortcut is not None and node.shortcut.label is not None:  # a module attribute too
+            self.label(node.shortcut.label, node.shortcut.span, "shortcut", "downsample")
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.name(node, plain=False)
+
+    def visit_Ref(self, node: ast.Ref) -> None:
+        self.name(node, plain=False)
+
+    def label(self, name: str, span, what: str, example: str) -> None:
+        reason = unsafe_name_reason(name, "label")
+        if reason:
+            self.context.error(span, f"cannot name a {what} {name!r}: {reason}",
+                               f"choose another name, such as {example}")
+
+    def name(self, node: ast.Call | ast.Ref, plain: bool) -> None:
+        name = node.name
+        if name in self.definitions:
+            self.uses.add(name)
+        elif name == "INPUT" and not plain:
+            self.context.error(node.span, "INPUT only marks the start of a network's chain",
+                               "write it alone, first in the network: INPUT -> conv(32, 3)")
+        elif not (lookup(name) is not None or name in SHORTCUTS or name == "INPUT" or name in self.unknown):
+            self.unknown.add(name)
+            self.context.error(node.name_span if isinstance(node, ast.Call) else node.span,
+                               f"unknown layer or block {name!r}", self.unknown_hint(name), "unknown-name")
+
+    def unknown_hint(self, name: str) -> str:
+        guess = suggest(name, self.known)
+        if name[:1].isupper() and guess is None:
+            return f"define it first: `let {name} = conv(32, 3, pad=1)`, or a `block {name}(...)`"
+        return f"did you mean {guess!r}?" if guess else "see `cnndsl list --layers` for the layer kinds"
 
 
-def _cycles(uses: dict[str, set[str]], definitions: dict) -> list[Diagnostic]:
+def _cycles(uses: dict[str, set[str]], definitions: dict, context: Context) -> None:
     """A block or let that reaches itself would expand forever."""
-    errors = []
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     for root in sorted(definitions):
         if state.get(root):
@@ -175,13 +209,11 @@ def _cycles(uses: dict[str, set[str]], definitions: dict) -> list[Diagnostic]:
             if state.get(child) == 1:
                 cycle = path[path.index(child):] + [child]
                 definition = definitions[child]
-                errors.append(Diagnostic.error(
-                    getattr(definition, "name_span", definition.span),
-                    f"{child!r} uses itself: {' -> '.join(cycle)}",
-                    "a block or let cannot contain itself; repeat it with *N instead", "recursion"))
+                context.error(getattr(definition, "name_span", definition.span),
+                              f"{child!r} uses itself: {' -> '.join(cycle)}",
+                              "a block or let cannot contain itself; repeat it with *N instead", "recursion")
                 state[child] = 2
             elif not state.get(child):
                 state[child] = 1
                 path.append(child)
                 stack.append((child, iter(sorted(uses.get(child, ())))))
-    return errors

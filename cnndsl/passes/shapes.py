@@ -1,10 +1,13 @@
 """Pass 3, infer shapes: every node gets its input and output shape, parameter count,
 multiply-accumulates and receptive field, all from the rules in `layers.py`.
 
-Errors (a filter larger than its padded input, a size of zero, channels that disagree
-at a concat or residual add) stop the pass; warnings (filters that don't fit) are
-collected and returned beside the new tree. A residual's projection shortcut is built
-here, where the shapes it joins are known.
+Every error is reported (a filter larger than its padded input, a size of zero, channels
+that disagree at a concat or residual add), none twice: after one, the element's output
+shape is unknown (`Flow` None), the elements that read it stay silent and keep
+`stats=None`, and the parts that do not (another branch of a concat, a side output that
+reads an earlier element) are still checked. Warnings (filters that don't fit) go to the
+context too. A residual's projection shortcut is built here, where the shapes it joins
+are known.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .. import ir
-from ..diagnostics import CompileError, Diagnostic
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
 from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
+from ..traverse import Visitor
+from .context import Context, alone, finish
 
 
 @dataclass(frozen=True)
@@ -32,71 +36,70 @@ def fmt_shape(shape: ir.Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-class ShapeInference:
-    def __init__(self) -> None:
-        self.warnings: list[Diagnostic] = []
-        self.named_outputs: dict[str, Flow] = {}  # for side(name): what each named element gave
+class ShapeInference(Visitor):
+    """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
+    None is an unknown shape, after an error."""
 
-    def error(self, span, message: str, hint: str | None, code: str = "shape") -> CompileError:
-        return CompileError([Diagnostic.error(span, message, hint, code)] + self.warnings)
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.named_outputs: dict[str, Flow | None] = {}  # for side(name): what each named element gave
+
+    def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
+        self.context.error(span, message, hint, code)
 
     # -- nodes -------------------------------------------------------------------------
-    def seq(self, seq: ir.Seq, flow: Flow) -> tuple[ir.Seq, Flow]:
+    def visit_Seq(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
         start = flow
         items = []
         for item in seq.items:
-            item, flow = self.node(item, flow)
+            item, flow = self.visit(item, flow)
             items.append(item)
             if getattr(item, "name", None):
                 self.named_outputs[item.name] = flow
         return replace(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
 
-    def total(self, items, start: Flow, end: Flow) -> ir.Stats:
+    def total(self, items, start: Flow | None, end: Flow | None) -> ir.Stats | None:
+        if start is None or end is None or any(i.stats is None for i in items):
+            return None
         return ir.Stats(start.shape, end.shape, sum(i.stats.params for i in items),
                         sum(i.stats.macs for i in items), end.rf, end.jump, end.channels, dims=end.dims)
 
-    def node(self, node: ir.Node, flow: Flow) -> tuple[ir.Node, Flow]:
-        if isinstance(node, ir.Layer):
-            return self.layer(node, flow)
-        if isinstance(node, ir.Seq):
-            return self.seq(node, flow)
-        if isinstance(node, ir.Concat):
-            return self.concat(node, flow)
-        if isinstance(node, ir.Residual):
-            return self.residual(node, flow)
-        if isinstance(node, ir.Side):
-            read = flow
-            if node.source is not None:
-                if node.source not in self.named_outputs:
-                    raise self.error(node.span, f"side({node.source}) reads an element that is not named "
-                                     "earlier in this chain", "name the element it should read, before this line")
-                read = self.named_outputs[node.source]
-            inner, out = self.node(node.node, read)
-            # Parameters count (they are in the state_dict); MACs do not: inference skips it.
-            stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels,
-                             dims=flow.dims)
-            return replace(node, node=inner, stats=stats), flow
-        return self.instance(node, flow)
+    def visit_Side(self, node: ir.Side, flow: Flow | None) -> tuple[ir.Side, Flow | None]:
+        read = flow
+        if node.source is not None:
+            if node.source not in self.named_outputs:
+                self.error(node.span, f"side({node.source}) reads an element that is not named "
+                           "earlier in this chain", "name the element it should read, before this line")
+                return node, flow
+            read = self.named_outputs[node.source]
+        inner, out = self.visit(node.node, read)
+        if flow is None or out is None or inner.stats is None:
+            return replace(node, node=inner), flow
+        # Parameters count (they are in the state_dict); MACs do not: inference skips it.
+        stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels,
+                         dims=flow.dims)
+        return replace(node, node=inner, stats=stats), flow
 
-    def layer(self, layer: ir.Layer, flow: Flow) -> tuple[ir.Layer, Flow]:
+    def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
+        if flow is None:
+            return layer, None
         rule = RULES[layer.kind]
         values = layer.values
         exprs = {k: v.expr for k, v in layer.args}
         try:
             out, notes = rule.shape(flow.shape, values)
         except ShapeProblem as problem:
-            raise self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})",
-                             problem.hint) from None
-        for note in notes:
-            warning = Diagnostic.warning(layer.span, note.message, note.hint, note.code)
-            if warning not in self.warnings:  # a block used twice warns once
-                self.warnings.append(warning)
+            self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
+            return layer, None
+        for note in notes:  # a block used twice warns once: the context keeps one of each
+            self.context.warn(layer.span, note.message, note.hint, note.code)
         extent, stride = rule.window(flow.shape, values)
         channels = rule.channels(flow.shape, flow.channels, exprs)
         params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
         problem = size_problem(out, params, macs)
         if problem:
-            raise self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
+            self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
+            return layer, None
         stats = ir.Stats(
             flow.shape, out, params, macs,
             flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
@@ -104,88 +107,97 @@ class ShapeInference:
             dims=rule.dims(flow.dims, values, exprs))
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
-    def concat(self, node: ir.Concat, flow: Flow) -> tuple[ir.Concat, Flow]:
+    def visit_Concat(self, node: ir.Concat, flow: Flow | None) -> tuple[ir.Concat, Flow | None]:
         branches = []
         outs = []
-        for branch in node.branches:
-            branch, out = self.seq(branch, flow)
+        for branch in node.branches:  # each branch is checked, whatever the others give
+            branch, out = self.visit_Seq(branch, flow)
             branches.append(branch)
             outs.append(out)
+        node = replace(node, branches=tuple(branches))
+        if flow is None or any(o is None for o in outs):
+            return node, None
         first = outs[0].shape
         for branch, out in zip(branches[1:], outs[1:]):
             if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:]:
                 listing = ", ".join(fmt_shape(o.shape) for o in outs)
-                raise self.error(branch.span, f"concat branches disagree on their size: {listing}",
-                                 "every branch must keep the same HxW; check strides and padding")
+                self.error(branch.span, f"concat branches disagree on their size: {listing}",
+                           "every branch must keep the same HxW; check strides and padding")
+                return node, None
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
         end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[0].dims)
-        return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
+        return replace(node, stats=self.total(branches, flow, end)), end
 
-    def residual(self, node: ir.Residual, flow: Flow) -> tuple[ir.Residual, Flow]:
-        body, out = self.seq(node.body, flow)
-        shortcut = node.shortcut
-        same = out.shape == flow.shape
-        if shortcut.kind == "identity":
-            if not same:
-                raise self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
-                                 f"{fmt_shape(flow.shape)} (the identity shortcut)",
-                                 "make the body keep its input's shape, or add `shortcut projection`")
-            shortcut = replace(shortcut, stats=ir.Stats(flow.shape, flow.shape))
-        elif shortcut.kind == "pad":
-            shortcut = self.zero_pad(shortcut, flow, out)
-        else:
-            shortcut = self.projection(shortcut, body, flow, out)
+    def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
+        body, out = self.visit_Seq(node.body, flow)
+        node = replace(node, body=body)
+        if flow is None or out is None:
+            return node, None
+        shortcut = self.shortcut(node, flow, out)
+        if shortcut is None:
+            return node, None
+        node = replace(node, shortcut=shortcut)
+        if body.stats is None:  # a side output in the body failed; the sum's shape is known
+            return node, out
         params = body.stats.params + shortcut.stats.params
         macs = body.stats.macs + shortcut.stats.macs
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
-        return replace(node, body=body, shortcut=shortcut, stats=stats), out
+        return replace(node, stats=stats), out
 
-    def zero_pad(self, shortcut: ir.Shortcut, flow: Flow, out: Flow) -> ir.Shortcut:
+    def shortcut(self, node: ir.Residual, flow: Flow, out: Flow) -> ir.Shortcut | None:
+        """The shortcut with its stats (and layers, for a projection); None after an error."""
+        shortcut = node.shortcut
+        if shortcut.kind == "pad":
+            return self.zero_pad(shortcut, flow, out)
+        if shortcut.kind != "identity":
+            return self.projection(shortcut, node.body, flow, out)
+        if out.shape != flow.shape:
+            self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
+                       f"{fmt_shape(flow.shape)} (the identity shortcut)",
+                       "make the body keep its input's shape, or add `shortcut projection`")
+            return None
+        return replace(shortcut, stats=ir.Stats(flow.shape, flow.shape))
+
+    def zero_pad(self, shortcut: ir.Shortcut, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """Option A: take every stride-th pixel, add zero channels; no parameters."""
         if len(flow.shape) != 3 or len(out.shape) != 3:
-            raise self.error(shortcut.span, "a pad shortcut joins two CxHxW volumes", None)
+            self.error(shortcut.span, "a pad shortcut joins two CxHxW volumes", None)
+            return None
         stride = shortcut_stride(flow.shape, out.shape)
         if out.shape[0] < flow.shape[0] or subsampled(flow.shape, stride)[1:] != out.shape[1:]:
-            raise self.error(shortcut.span, f"a pad shortcut cannot take {fmt_shape(flow.shape)} to "
-                             f"{fmt_shape(out.shape)}", "it subsamples by a whole stride and only adds channels; "
-                             "use `shortcut projection` instead")
+            self.error(shortcut.span, f"a pad shortcut cannot take {fmt_shape(flow.shape)} to "
+                       f"{fmt_shape(out.shape)}", "it subsamples by a whole stride and only adds channels; "
+                       "use `shortcut projection` instead")
+            return None
         applied = out.shape != flow.shape
         return replace(shortcut, applied=applied, stats=ir.Stats(flow.shape, out.shape))
 
-    def projection(self, shortcut: ir.Shortcut, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut:
+    def projection(self, shortcut: ir.Shortcut, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         if len(flow.shape) != 3 or len(out.shape) != 3:
-            raise self.error(shortcut.span, "a projection shortcut joins two CxHxW volumes",
-                             "keep the residual before the first fc")
+            self.error(shortcut.span, "a projection shortcut joins two CxHxW volumes",
+                       "keep the residual before the first fc")
+            return None
         stride_value = _stride_of(body)
         if stride_value is None:
             stride_value = ir.Value.constant(shortcut_stride(flow.shape, out.shape))
         needed = out.shape != flow.shape
-        parts: list[Expr] = []
-        if stride_value.names or stride_value.value != 1:
-            parts.append(Binary("!=", stride_value.expr, Const(1)))
-        if flow.channels != out.channels:
-            parts.append(Binary("!=", flow.channels, out.channels))
+        parts = _projection_tests(stride_value, flow, out)
         applies = (stride_value.value != 1) or (flow.shape[0] != out.shape[0])
         if parts and applies != needed:
-            raise self.error(shortcut.span, "cannot tell from the parameters where the projection applies",
-                             "make the body's stride a single layer's stride argument")
-        conv = ir.Layer("conv", (
-            ("filters", ir.Value(out.shape[0], out.channels)), ("size", ir.Value.constant(1)),
-            ("stride", stride_value), ("pad", ir.Value.constant(0)), ("dilation", ir.Value.constant(1)),
-            ("groups", ir.Value.constant(1)), ("bias", ir.Value.constant(False)),
-            ("padding_mode", ir.Value.constant("zeros")),
-            # A 1x1 conv at stride s subsamples by design (the body reads every pixel): no fit warning.
-            ("floor", ir.Value.constant(True))), None, shortcut.span)
-        bn = ir.Layer("batchnorm", (("eps", ir.Value.constant(1e-5)), ("momentum", ir.Value.constant(0.1)),
-                                    ("affine", ir.Value.constant(True))), None, shortcut.span)
-        conv, mid = self.layer(conv, flow)
+            self.error(shortcut.span, "cannot tell from the parameters where the projection applies",
+                       "make the body's stride a single layer's stride argument")
+            return None
+        conv, mid = self.visit_Layer(_projection_conv(out, stride_value, shortcut.span), flow)
+        if mid is None:
+            return None
         if needed and mid.shape != out.shape:
-            raise self.error(shortcut.span, f"the projection gives {fmt_shape(mid.shape)} but the body gives "
-                             f"{fmt_shape(out.shape)}", "the body must shrink HxW by a whole stride")
-        bn, _ = self.layer(bn, mid)
+            self.error(shortcut.span, f"the projection gives {fmt_shape(mid.shape)} but the body gives "
+                       f"{fmt_shape(out.shape)}", "the body must shrink HxW by a whole stride")
+            return None
+        bn, _ = self.visit_Layer(_projection_bn(shortcut.span), mid)
         layers = (conv, bn) if shortcut.bn else (conv,)
         condition = TRUE
         for index, part in enumerate(parts):
@@ -195,44 +207,90 @@ class ShapeInference:
         return replace(shortcut, layers=layers, condition=ir.Value(applies, condition), applied=needed,
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
-    def instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow]:
+    def visit_BlockInstance(self, node: ir.BlockInstance, flow: Flow | None) -> tuple[ir.BlockInstance, Flow | None]:
         height, width = dim_names(node)
-        inner = Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
-                     (Name(height), Name(width)) if len(flow.shape) == 3 else ())
+        inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
+                                               (Name(height), Name(width)) if len(flow.shape) == 3 else ())
         outside = self.named_outputs
         self.named_outputs = {}  # a block's member names are its own
-        body, out = self.seq(node.body, inner)
+        body, out = self.visit_Seq(node.body, inner)
         self.named_outputs = outside
+        node = replace(node, body=body)
+        if out is None:
+            return node, None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
-        mapping = {name: value.expr for name, value in node.args}
-        mapping["in_channels"] = flow.channels
+        mapping = self.arguments(node, flow)
         channels = out.channels.substitute(mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
             mapping.update(zip((height, width), flow.dims))
             dims = tuple(d.substitute(mapping) for d in out.dims)
         end = Flow(out.shape, channels, out.rf, out.jump, dims)
+        if body.stats is None:  # a side output inside failed; the block's output is known
+            return node, end
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels, dims=dims)
-        return replace(node, body=body, stats=stats), end
+        return replace(node, stats=stats), end
+
+    def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
+        """What the block's parameters and `in_channels` stand for at this use."""
+        mapping = {name: value.expr for name, value in node.args}
+        mapping["in_channels"] = flow.channels
+        return mapping
+
+
+def _projection_tests(stride_value: ir.Value, flow: Flow, out: Flow) -> list[Expr]:
+    """The tests, in the block's parameters, under which the projection is built."""
+    parts: list[Expr] = []
+    if stride_value.names or stride_value.value != 1:
+        parts.append(Binary("!=", stride_value.expr, Const(1)))
+    if flow.channels != out.channels:
+        parts.append(Binary("!=", flow.channels, out.channels))
+    return parts
+
+
+def _projection_conv(out: Flow, stride_value: ir.Value, span) -> ir.Layer:
+    return ir.Layer("conv", (
+        ("filters", ir.Value(out.shape[0], out.channels)), ("size", ir.Value.constant(1)),
+        ("stride", stride_value), ("pad", ir.Value.constant(0)), ("dilation", ir.Value.constant(1)),
+        ("groups", ir.Value.constant(1)), ("bias", ir.Value.constant(False)),
+        ("padding_mode", ir.Value.constant("zeros")),
+        # A 1x1 conv at stride s subsamples by design (the body reads every pixel): no fit warning.
+        ("floor", ir.Value.constant(True))), None, span)
+
+
+def _projection_bn(span) -> ir.Layer:
+    return ir.Layer("batchnorm", (("eps", ir.Value.constant(1e-5)), ("momentum", ir.Value.constant(0.1)),
+                                  ("affine", ir.Value.constant(True))), None, span)
+
+
+class _Strides(Visitor):
+    """The layer arguments that set a chain's stride, in its layers and unnamed or named
+    groups (not inside blocks, concats or residuals)."""
+
+    def __init__(self) -> None:
+        self.found: list[ir.Value] = []
+
+    def visit_Layer(self, node: ir.Layer) -> None:
+        stride = dict(node.args).get("stride")
+        if stride is not None and stride.value is not None and (stride.names or stride.value != 1):
+            self.found.append(stride)
+
+    def visit_Seq(self, node: ir.Seq) -> None:
+        self.generic_visit(node)
+
+    def leave(self, node) -> None:
+        return None
+
+    visit_Concat = visit_Residual = visit_Side = visit_BlockInstance = leave
 
 
 def _stride_of(body: ir.Seq) -> ir.Value | None:
     """The one layer argument that sets the body's stride, if there is exactly one."""
-    found = []
-
-    def visit(node):
-        if isinstance(node, ir.Layer):
-            stride = dict(node.args).get("stride")
-            if stride is not None and stride.value is not None and (stride.names or stride.value != 1):
-                found.append(stride)
-        elif isinstance(node, ir.Seq):
-            for item in node.items:
-                visit(item)
-
-    visit(body)
-    return found[0] if len(found) == 1 else None
+    strides = _Strides()
+    strides.visit(body)
+    return strides.found[0] if len(strides.found) == 1 else None
 
 
 def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
@@ -245,9 +303,11 @@ def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
     return height, width
 
 
-def infer_shapes(network: ir.Network) -> tuple[ir.Network, list[Diagnostic]]:
-    inference = ShapeInference()
+def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Network:
+    """The network with every node's stats; `stats=None` where a shape is unknown."""
+    context, own = alone(context)
+    inference = ShapeInference(context)
     # The network's sizes are numbers (in out_shape); only a block's are expressions (of its H, W).
     start = Flow(network.input, network.input_channels.expr, dims=None)
-    body, _ = inference.seq(network.body, start)
-    return replace(network, body=body), inference.warnings
+    body, _ = inference.visit_Seq(network.body, start)
+    return finish(replace(network, body=body), context, own)

@@ -25,6 +25,7 @@ _TOKEN = re.compile(r"""
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>->|//|[-+*/%=?:,(){}\[\]])
   | (?P<newline>\n)
+  | (?P<other>[^\s])
 """, re.X)
 
 
@@ -90,6 +91,11 @@ def _lex(text: str) -> list[Tok]:
         if kind == "newline":
             line, line_start = line + 1, match.end()
     return tokens
+
+
+def code_tokens(text: str) -> list[tuple[str, int, int]]:
+    """The tokens that are not comments, with where they are."""
+    return [(t.text, t.line, t.column) for t in _lex(text) if t.kind not in ("comment", "newline")]
 
 
 def scan(text: str) -> Scan:

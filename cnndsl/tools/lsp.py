@@ -21,14 +21,14 @@ the server reads on from the next header.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 import click
 
 from ..errors import CnndslError, MissingExtra
 from .. import ast, ir
-from ..compiler import Compiled
+from ..compiler import Compiled, compile_network
 from ..diagnostics import ERROR, CompileError, Diagnostic
 from ..report import editor_message
 from ..passes import resolve
@@ -90,10 +90,15 @@ def analyze(text: str, path: str) -> Analysis:
 
 def _compile(program: ast.Program, source: SourceFile, name: str) -> Compiled:
     """`compiler.compile_network` from the tree already parsed (one parse per keystroke)."""
-    from ..passes import assign_names, expand, infer_shapes
+    return compile_network(source, {}, network=name, program=program)
 
-    shaped, warnings = infer_shapes(expand(program, {}, name))
-    return Compiled(replace(assign_names(shaped), source_path=source.path), source, warnings)
+
+def same_code(old: str, new: str) -> bool:
+    """Whether two texts have the same tokens at the same places, comments aside (an
+    edit inside a comment, or of trailing spaces): the compiler would say the same."""
+    from .assist import code_tokens
+
+    return len(old.split("\n")) == len(new.split("\n")) and code_tokens(old) == code_tokens(new)
 
 
 def _known_anywhere(tree) -> bool:
@@ -419,6 +424,9 @@ def _register_documents(server, state: _State, lsp) -> None:
         previous = state.analyses.get(uri)
         if previous is not None and previous.source.text == document.source:
             analysis = previous  # a save, or an edit undone: nothing to recompile
+        elif previous is not None and same_code(previous.source.text, document.source):
+            # only comments or spaces between tokens changed: every span and result stands
+            analysis = replace(previous, source=SourceFile(previous.source.path, document.source))
         else:
             analysis = analyze(document.source, path_of(uri))
             if analysis.program is None and previous is not None:

@@ -1,0 +1,78 @@
+"""What every pass receives beside the tree: the choices of this compile (parameters,
+strictness, which network) and the diagnostics gathered so far.
+
+A pass reports every problem it finds with `error` or `warn` and goes on where it can;
+one that leaves a tree the next pass cannot read calls `stop()`. The same diagnostic
+reported twice (a block used twice, say) is kept once. Called alone, without a context,
+a pass makes its own and raises `CompileError` at the end if it found errors: see
+`alone` and `finish`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..diagnostics import ERROR, WARNING, CompileError, Diagnostic
+from ..source import SourceFile
+
+
+@dataclass
+class Context:
+    source: SourceFile | None = None
+    params: dict = field(default_factory=dict)  # the --set values
+    strict: bool = False
+    network: str | None = None  # which network of the file; None: the last
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    stopped: bool = False  # a pass left a tree the next cannot read
+    tree: object = None  # the tree after the last pass that ran (partial where there are errors)
+    _seen: set = field(default_factory=set, repr=False)
+
+    def report(self, diagnostic: Diagnostic) -> None:
+        if diagnostic not in self._seen:
+            self._seen.add(diagnostic)
+            self.diagnostics.append(diagnostic)
+
+    def error(self, span, message: str, hint: str | None = None, code: str = "") -> None:
+        self.report(Diagnostic.error(span, message, hint, code))
+
+    def warn(self, span, message: str, hint: str | None = None, code: str = "") -> None:
+        self.report(Diagnostic.warning(span, message, hint, code))
+
+    def extend(self, diagnostics) -> None:
+        for diagnostic in diagnostics:
+            self.report(diagnostic)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == WARNING]
+
+    def failure(self) -> CompileError:
+        """The error to raise: the errors first, in the order found, then the warnings;
+        `.tree` and `.context` give what was built (for an editor's hover)."""
+        error = CompileError(self.errors + self.warnings)
+        error.tree = self.tree
+        error.context = self
+        return error
+
+
+def alone(context: Context | None) -> tuple[Context, bool]:
+    """The context a pass works in, and whether it made it itself (called alone)."""
+    return (Context(), True) if context is None else (context, False)
+
+
+def finish(tree, context: Context, own: bool):
+    """A pass's result: the tree, or, for a pass called alone, `CompileError` if it erred."""
+    context.tree = tree
+    if own and context.errors:
+        raise context.failure()
+    return tree
+
+
+__all__ = ["Context", "alone", "finish"]
