@@ -193,6 +193,7 @@ class Network:
     switches: tuple[tuple[str, bool], ...] = ()
     source_path: str = ""
     doc: tuple[tuple[str, ...], ...] = ()  # the spec's header comment: paragraphs of lines
+    input_span: Span | None = None  # the `input` line
 
 
 def members(seq: Seq) -> list:

@@ -516,6 +516,12 @@ for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOO
     for _alias in _rule.aliases:
         RULES[_alias] = _rule
 
+# PyTorch's names for the arguments cnndsl names after the notes, theirs -> ours: the hint
+# for a PyTorch habit (`conv(32, 3, padding=1)` says `pad`, not "did you mean padding_mode").
+PYTORCH_NAMES = {"padding": "pad", "kernel_size": "size", "out_channels": "filters", "out_features": "units",
+                 "ceil_mode": "ceil", "negative_slope": "slope"}
+
+
 def shortcut_stride(in_shape: Shape, out_shape: Shape) -> int:
     """The stride that takes a shortcut from the residual's input to its body's output size."""
     return max(1, -(-in_shape[1] // out_shape[1]))

@@ -9,6 +9,7 @@ only continue a line (inside parentheses, after a trailing `->`, before a leadin
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +17,7 @@ from typing import Iterator
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from . import ast
+from . import ast, syntax_errors
 from .diagnostics import CompileError, Diagnostic
 from .resources import grammar_text
 from .source import SourceFile, Span
@@ -25,6 +26,8 @@ MAX_NESTING = 48
 # Lark parses some 50,000 tokens a second: a cap keeps any file under the size limit to a
 # fraction of a second (the largest built-in, GoogLeNet, has about 500 tokens).
 MAX_TOKENS = 20_000
+MAX_SYNTAX_ERRORS = 20  # reported at once; past that, the rest are likely to follow from them
+RECOVERY_BUDGET = 400_000  # characters reparsed while looking for more errors (a big spec is 30,000)
 
 
 _OPEN = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
@@ -100,26 +103,180 @@ def parser() -> Lark:
 
 
 def parse(source: SourceFile) -> ast.Program:
-    """Parse a whole file; raise `CompileError` with a located diagnostic on bad syntax."""
+    """Parse a whole file; raise `CompileError` with every syntax error, each located."""
     from .lower import lower
 
     if "\x00" in source.text:
         offset = source.text.index("\x00")
         raise CompileError([Diagnostic.error(
             source.span_at(offset), "NUL byte in source", "this looks like a binary file, not a .cnn spec")])
-    try:
-        tree = parser().parse(source.text)
-    except _TooLong as exc:
-        raise CompileError([Diagnostic.error(
+    return lower(_parse_all(source), source)
+
+
+def _parse_all(source: SourceFile):
+    """The parse tree, or every syntax error: after each error the statement that holds it
+    is blanked out (its line, or lines where brackets or a `->` continue it, or the whole
+    definition where the error is in its header) and the parse starts again, so that one
+    mistake is reported once and the next mistake is found where it is."""
+    text = source.text
+    found: list[Diagnostic] = []
+    parsed = 0  # characters parsed so far: each new try reparses the file up to its next error
+    while len(found) < MAX_SYNTAX_ERRORS and parsed <= RECOVERY_BUDGET:
+        try:
+            tree = parser().parse(text)
+        except (_TooDeep, UnexpectedInput) as exc:
+            diagnostic, region = _error(source, text, exc)
+            if diagnostic not in found:
+                found.append(diagnostic)
+            text = _blank(text, region) if region else None
+            if text is None:
+                break
+            parsed += region[1]
+        else:
+            if not found:
+                return tree
+            break
+    raise CompileError(found)
+
+
+def _error(source: SourceFile, text: str, exc: Exception) -> tuple[Diagnostic, tuple[int, int] | None]:
+    """The diagnostic for one syntax error, and the region of `text` to blank before going on
+    (None: nothing after it can be trusted)."""
+    if isinstance(exc, _TooLong):
+        return Diagnostic.error(
             _token_span(source, exc.token), f"the spec has more than {MAX_TOKENS:,} tokens",
-            "write long runs of layers with a repetition, [conv(64, 3) -> relu]*N", "limit")]) from None
-    except _TooDeep as exc:
-        raise CompileError([Diagnostic.error(
-            _token_span(source, exc.token), f"brackets nested more than {MAX_NESTING} deep",
-            "flatten the spec, or define a block for the inner part")]) from None
-    except UnexpectedInput as exc:
-        raise CompileError([_syntax_diagnostic(source, exc)]) from None
-    return lower(tree, source)
+            "write long runs of layers with a repetition, [conv(64, 3) -> relu]*N", "limit"), None
+    if isinstance(exc, _TooDeep):
+        return Diagnostic.error(_token_span(source, exc.token), f"brackets nested more than {MAX_NESTING} deep",
+                                "flatten the spec, or define a block for the inner part"), None
+    if isinstance(exc, UnexpectedCharacters):
+        return _character_error(source, exc), _statement(text, exc.pos_in_stream, 1)
+    if isinstance(exc, UnexpectedEOF) or exc.token.type == "$END":
+        return _eof_error(source, exc), None
+    offset = exc.token.start_pos
+    if exc.token.type in _CLOSE:
+        unclosed = _unclosed(text, offset, str(exc.token))
+        if unclosed is not None:
+            opener, at = unclosed
+            closer = {"(": ")", "[": "]"}[opener]
+            return Diagnostic.error(source.span_at(at), f"'{opener}' is never closed",
+                                    f"add the '{closer}' that closes it", "syntax"), (_statement(text, at)[0], offset)
+    width = 0 if exc.token.type == "_NL" else len(exc.token)
+    return _token_error(source, exc), _statement(text, offset, width)
+
+
+def _blank(text: str, region: tuple[int, int]) -> str | None:
+    """`text` with the region's characters (all but line ends) made spaces; None where it
+    held nothing to blank, so that the parse would fail the same way again."""
+    start, end = region
+    part = text[start:end]
+    if not part.strip():
+        return None
+    return text[:start] + "".join(c if c in "\r\n" else " " for c in part) + text[end:]
+
+
+# -- statements, for recovery -------------------------------------------------------------
+
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def _skip(text: str, i: int) -> int:
+    """Past a string or a comment that starts at i (neither may hold a bracket that counts)."""
+    if text[i] == "#":
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end
+    end = min((p for p in (text.find('"', i + 1), text.find("\n", i + 1)) if p >= 0), default=len(text))
+    return end + (text[end:end + 1] == '"')
+
+
+_NEXT_ARROW = re.compile(r"(?:[ \t\f\r\n]|#[^\n]*)*->")
+
+
+def _continues(text: str, newline: int) -> bool:
+    """A line break that does not end the statement: a `->` ends the line or starts the next."""
+    line = text[text.rfind("\n", 0, newline) + 1:newline]
+    return line.split("#")[0].rstrip().endswith("->") or _NEXT_ARROW.match(text, newline + 1) is not None
+
+
+def _close(stack: list, ch: str) -> None:
+    """A closing bracket: a `}` closes everything back to its `{`; a `)` or `]` its match."""
+    want = _PAIRS[ch]
+    if any(c == want for c, _ in stack):
+        while stack and stack.pop()[0] != want:
+            pass
+
+
+def _scan(text: str, until: int) -> tuple[list[tuple[str, int]], int]:
+    """The brackets open at `until` (each with its offset), and where the statement that
+    holds `until` starts."""
+    stack: list[tuple[str, int]] = []
+    starts: list[int] = []  # the statement start outside each open `{`
+    start, i = 0, 0
+    while i < until:
+        ch = text[i]
+        if ch in '"#':
+            i = _skip(text, i)
+            continue
+        if ch in "([{":
+            stack.append((ch, i))
+            if ch == "{":
+                starts.append(start)
+                start = i + 1
+        elif ch in ")]}":
+            if ch == "}" and starts and any(c == "{" for c, _ in stack):
+                start = starts.pop()
+            _close(stack, ch)
+        elif ch == "\n" and not (stack and stack[-1][0] in "([") and not _continues(text, i):
+            start = i + 1
+        i += 1
+    return stack, start
+
+
+def _statement(text: str, offset: int, width: int = 0) -> tuple[int, int]:
+    """The statement that holds the `width` characters at `offset`: from its start to the
+    line end where its brackets are closed, or to the `}` of the body around it."""
+    stack, start = _scan(text, offset)
+    if text[offset:offset + width] == "}" and any(c == "{" for c, _ in stack):
+        return start, offset  # the `}` closes the body around the statement: it stays
+    inner = [c for c, at in stack if at >= start]
+    for ch in text[offset:offset + width]:  # the offending token belongs to the statement
+        _track(inner, ch)
+    return start, _statement_end(text, offset + width, inner)
+
+
+def _track(inner: list[str], ch: str) -> bool:
+    """Brackets opened inside the statement; False for a closer that closes what is around it."""
+    if ch in "([{":
+        inner.append(ch)
+    elif ch in _PAIRS:
+        if _PAIRS[ch] not in inner:
+            return False
+        while inner.pop() != _PAIRS[ch]:
+            pass
+    return True
+
+
+def _statement_end(text: str, i: int, inner: list[str]) -> int:
+    while i < len(text):
+        ch = text[i]
+        if ch in '"#':
+            i = _skip(text, i)
+            continue
+        if ch in _PAIRS and _PAIRS[ch] not in inner:
+            return i  # it closes the body around the statement
+        _track(inner, ch)
+        if ch == "\n" and not inner and not _continues(text, i):
+            return i
+        i += 1
+    return len(text)
+
+
+def _unclosed(text: str, offset: int, closer: str) -> tuple[str, int] | None:
+    """The `(` or `[` left open where `closer` came instead of its match: (bracket, offset)."""
+    stack, _ = _scan(text, offset)
+    if stack and stack[-1][0] in "([" and stack[-1][0] != _PAIRS[closer]:
+        return stack[-1]
+    return None
 
 
 def _token_span(source: SourceFile, token: Token) -> Span:
@@ -152,43 +309,48 @@ def _describe(kind: str) -> str:
     return f"'{kind.lower()}'" if kind.isupper() else kind
 
 
-def _syntax_diagnostic(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
-    if isinstance(exc, UnexpectedCharacters):
-        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
-        span = source.span_at(exc.pos_in_stream)
-        hint = None
-        if ch == '"':
-            hint = "a string must close on the same line, and may not contain a backslash"
-        elif ch == "'":
-            hint = "strings use double quotes: \"reflect\""
-        elif not ch.isprintable() or ord(ch) > 127:
-            hint = "names use ASCII letters, digits and underscores"
-        return Diagnostic.error(span, f"unexpected character {ch!r}", hint, "syntax")
+def _character_error(source: SourceFile, exc: UnexpectedCharacters) -> Diagnostic:
+    ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
+    hint = _CHARACTER_HINTS.get(ch)
+    if hint is None and (not ch.isprintable() or ord(ch) > 127):
+        hint = "names use ASCII letters, digits and underscores"
+    return Diagnostic.error(source.span_at(exc.pos_in_stream), f"unexpected character {ch!r}", hint, "syntax")
+
+
+_CHARACTER_HINTS = {
+    '"': "a string must close on the same line, and may not contain a backslash",
+    "'": "strings use double quotes: \"reflect\"",
+}
+
+
+def _eof_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
+    where = source.span_at(max(0, len(source.text) - 1))
     if isinstance(exc, UnexpectedEOF):
-        end = len(source.text)
         expected = sorted(_describe(e) for e in exc.expected)[:6]
-        return Diagnostic.error(
-            source.span_at(max(0, end - 1)), "unexpected end of file",
-            f"expected {', '.join(expected)}; is a bracket or brace left open?", "syntax")
-    assert isinstance(exc, UnexpectedToken)
+        return Diagnostic.error(where, "unexpected end of file",
+                                f"expected {', '.join(expected)}; is a bracket or brace left open?", "syntax")
+    return Diagnostic.error(where, "unexpected end of file", "is a bracket or brace left open?", "syntax")
+
+
+_WORD_HINTS = {"True": "booleans are written true", "False": "booleans are written false"}
+
+
+def _token_error(source: SourceFile, exc: UnexpectedToken) -> Diagnostic:
+    """An unexpected token: the hint of the example that fails in the same state, else what
+    the parser expected, in the user's terms."""
     token = exc.token
-    expected = set(exc.expected) - {"$END"} if token.type != "$END" else set(exc.expected)
-    if token.type == "$END":
-        return Diagnostic.error(
-            source.span_at(max(0, len(source.text) - 1)), "unexpected end of file",
-            "is a bracket or brace left open?", "syntax")
-    span = _token_span(source, token)
+    expected = set(exc.expected) - {"$END"}
     shown = "end of line" if token.type == "_NL" else repr(str(token))
-    names = sorted(_describe(e) for e in expected)
-    hint = f"expected {', '.join(names[:8])}" if names else None
-    if token.type in ("NAME", "LSQB") and "ARROW" in expected:
-        hint = "a '->' is missing between two layers on one line"
-    elif token.type == "NAME" and str(token) in ("True", "False"):
-        hint = f"booleans are written {str(token).lower()}"
-    elif token.type == "_NL" and "RPAR" in expected:
-        hint = "a ')' is missing"
+    example = syntax_errors.match(exc, parser().parse)
+    before = source.line_text(token.line)[:token.column - 1].strip() if token.line else ""
+    hint = None
+    if token.type == "NAME" and str(token) in _WORD_HINTS:
+        hint = _WORD_HINTS[str(token)]
     elif "NAME" in expected and str(token) in _KEYWORDS:
         hint = f"'{token}' is a reserved word of the language; choose another name"
-    elif token.type == "EQUAL" and "COLON" in expected:
-        hint = "a layer is named with ':' (conv1: conv(64, 3)); '=' is for keyword arguments"
-    return Diagnostic.error(span, f"unexpected {shown}", hint, "syntax")
+    elif example is not None:
+        hint = example.hint.format(before=before)
+    elif expected:
+        hint = f"expected {', '.join(sorted(_describe(e) for e in expected)[:8])}"
+    message = example.message if example is not None and example.message else f"unexpected {shown}"
+    return Diagnostic.error(_token_span(source, token), message, hint, "syntax")

@@ -129,7 +129,7 @@ class Transformer(Visitor):
 
 # -- the dump ---------------------------------------------------------------------------
 
-_HIDDEN = frozenset({"span", "name_span", "label_span"})
+_HIDDEN = frozenset({"span", "name_span", "label_span", "input_span"})
 
 
 def dump(node, indent: str = "  ") -> str:

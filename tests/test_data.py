@@ -289,3 +289,13 @@ def test_trains_a_regression_on_npz_with_mse(tmp_path):
                                          "weight_decay": 0.0}))
     assert result["task"] == "regression" and "test_accuracy" not in result
     assert result["test_loss"] < 1.0  # the linear map is learnable; its variance is about 14
+
+
+def test_digits_read_without_scikit_learn_equal_load_digits():
+    from sklearn.datasets import load_digits
+
+    from cnndsl.data.digits import read_digits
+
+    pixels, labels = read_digits()
+    bunch = load_digits()
+    assert pixels.shape == (1797, 8, 8) and (pixels == bunch.images).all() and (labels == bunch.target).all()

@@ -444,3 +444,55 @@ def test_an_edit_inside_a_comment_keeps_the_analysis_and_a_backslash_does_not():
     assert same_code(text, text.replace("conv(8, 3)", "conv(8, 3)  # -> relu"))
     assert not same_code(text, text.replace("conv(8, 3)", "conv(8,  3)"))
     assert not same_code(text, text.replace("3x8x8\n", "3x8x8\n\n"))
+
+
+PARTIAL = """\
+network Two() {
+    input 3x8x8
+    c1: conv(8, 3, pad=1) -> relu
+    c2: conv(8, 9)
+    c3: conv(4, 1)
+}
+"""
+
+THREE = """\
+network Three() {
+    input 3x8x8
+    conv(8, 3, strde=2)
+    maxpool(2, pad="x")
+    conv(width, 3)
+}
+"""
+
+
+def test_hover_and_inlay_hints_where_another_part_of_the_network_has_an_error(client: Client):
+    uri = open_doc(client, "partial_lsp_test.cnn", PARTIAL)
+    (diagnostic,) = client.diagnostics(uri)["diagnostics"]
+    assert diagnostic["range"]["start"]["line"] == 3
+    value = client.request("textDocument/hover", at(uri, 2, 10))["result"]["contents"]["value"]
+    assert "`c1`" in value and "output 8x8x8" in value and "224 parameters" in value
+    assert client.request("textDocument/hover", at(uri, 4, 10))["result"] is None  # its input is not known
+    hints = client.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+        "start": {"line": 0, "character": 0}, "end": {"line": 6, "character": 0}}})["result"]
+    assert {h["position"]["line"]: h["label"] for h in hints} == {1: "[8x8x3]", 2: "[8x8x8]"}
+
+
+def test_three_independent_errors_are_three_diagnostics_at_their_lines(client: Client):
+    uri = open_doc(client, "three_lsp_test.cnn", THREE)
+    published = client.diagnostics(uri)["diagnostics"]
+    assert sorted(d["range"]["start"]["line"] for d in published) == [2, 3, 4], published
+    assert all(d["severity"] == 1 for d in published)
+
+
+def test_typing_in_a_comment_is_answered(client: Client):
+    text = "# a comment\n" + SMALL
+    uri = open_doc(client, "comment_edit_lsp_test.cnn", text)
+    assert client.diagnostics(uri)["diagnostics"] == []
+    change(client, uri, 2, 0, 11, " more")  # inside the comment: the analysis stands
+    assert client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                       and m["params"]["uri"] == uri and m["params"]["version"] == 2)["params"]["diagnostics"] == []
+    change(client, uri, 3, 12, 17, " ")  # a trailing space after `input 3x16x16`
+    assert client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                       and m["params"]["uri"] == uri and m["params"]["version"] == 3)["params"]["diagnostics"] == []
+    hover = client.request("textDocument/hover", at(uri, 15, 14))["result"]["contents"]["value"]
+    assert "`pool`" in hover and "output 16x1x1" in hover

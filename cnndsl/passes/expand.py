@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .. import ast, ir
 from ..expr import BINARY, NONE, Binary, Name, Unary
 from ..diagnostics import Diagnostic
-from ..layers import REQUIRED, SHORTCUTS, LayerRule, lookup
+from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
@@ -170,10 +170,8 @@ class Expander(Visitor):
                 seen_keyword = True
                 name = arg.name
                 if name not in names:
-                    guess = suggest(name, names)
-                    raise self.fail(arg.span, f"{what} has no parameter {name!r}",
-                                    f"did you mean {guess!r}?" if guess else
-                                    f"its parameters are: {', '.join(names) or 'none'}", "unknown-parameter")
+                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names),
+                                    "unknown-parameter")
                 if name in bound:
                     raise self.fail(arg.span, f"{name!r} is given twice", "give each argument once")
             bound[name] = (self.evaluate(arg.value, scope), arg.value.span)
@@ -452,6 +450,7 @@ class Expander(Visitor):
             switches=tuple(sorted(self.switches.items())),
             source_path=self.context.source.path if self.context.source is not None else "",
             doc=self.context.source.header_comment() if self.context.source is not None else (),
+            input_span=network.input.span,
         )
 
     def check_overrides(self, network: ast.NetworkDef, switches) -> None:
@@ -527,6 +526,16 @@ class Expander(Visitor):
             self.context.error(network.input.span, f"an input is CxHxW or a flat size, got {len(dims)} dimensions",
                                "write input 1x28x28 for a grey 28x28 image")
         return dims
+
+
+def _unknown_hint(name: str, names: list[str]) -> str:
+    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`),
+    else the nearest spelling, else the list."""
+    ours = PYTORCH_NAMES.get(name)
+    if ours in names:
+        return f"cnndsl calls it {ours!r}; {name!r} is PyTorch's name for it"
+    guess = suggest(name, names)
+    return f"did you mean {guess!r}?" if guess else f"its parameters are: {', '.join(names) or 'none'}"
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string"}

@@ -114,46 +114,43 @@ class ShapeInference(Visitor):
             branch, out = self.visit_Seq(branch, flow)
             branches.append(branch)
             outs.append(out)
-        node = replace(node, branches=tuple(branches))
         if flow is None or any(o is None for o in outs):
-            return node, None
+            return replace(node, branches=tuple(branches)), None
         first = outs[0].shape
         for branch, out in zip(branches[1:], outs[1:]):
             if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:]:
                 listing = ", ".join(fmt_shape(o.shape) for o in outs)
                 self.error(branch.span, f"concat branches disagree on their size: {listing}",
                            "every branch must keep the same HxW; check strides and padding")
-                return node, None
+                return replace(node, branches=tuple(branches)), None
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
         end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[0].dims)
-        return replace(node, stats=self.total(branches, flow, end)), end
+        return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
 
     def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
         body, out = self.visit_Seq(node.body, flow)
-        node = replace(node, body=body)
         if flow is None or out is None:
-            return node, None
-        shortcut = self.shortcut(node, flow, out)
+            return replace(node, body=body), None
+        shortcut = self.shortcut(node, body, flow, out)
         if shortcut is None:
-            return node, None
-        node = replace(node, shortcut=shortcut)
+            return replace(node, body=body), None
         if body.stats is None:  # a side output in the body failed; the sum's shape is known
-            return node, out
+            return replace(node, body=body, shortcut=shortcut), out
         params = body.stats.params + shortcut.stats.params
         macs = body.stats.macs + shortcut.stats.macs
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
-        return replace(node, stats=stats), out
+        return replace(node, body=body, shortcut=shortcut, stats=stats), out
 
-    def shortcut(self, node: ir.Residual, flow: Flow, out: Flow) -> ir.Shortcut | None:
+    def shortcut(self, node: ir.Residual, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """The shortcut with its stats (and layers, for a projection); None after an error."""
         shortcut = node.shortcut
         if shortcut.kind == "pad":
             return self.zero_pad(shortcut, flow, out)
         if shortcut.kind != "identity":
-            return self.projection(shortcut, node.body, flow, out)
+            return self.projection(shortcut, body, flow, out)
         if out.shape != flow.shape:
             self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
                        f"{fmt_shape(flow.shape)} (the identity shortcut)",
@@ -215,9 +212,8 @@ class ShapeInference(Visitor):
         self.named_outputs = {}  # a block's member names are its own
         body, out = self.visit_Seq(node.body, inner)
         self.named_outputs = outside
-        node = replace(node, body=body)
         if out is None:
-            return node, None
+            return replace(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
@@ -228,10 +224,10 @@ class ShapeInference(Visitor):
             dims = tuple(d.substitute(mapping) for d in out.dims)
         end = Flow(out.shape, channels, out.rf, out.jump, dims)
         if body.stats is None:  # a side output inside failed; the block's output is known
-            return node, end
+            return replace(node, body=body), end
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels, dims=dims)
-        return replace(node, stats=stats), end
+        return replace(node, body=body, stats=stats), end
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
@@ -309,5 +305,20 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     inference = ShapeInference(context)
     # The network's sizes are numbers (in out_shape); only a block's are expressions (of its H, W).
     start = Flow(network.input, network.input_channels.expr, dims=None)
+    _input_order(network, context)
     body, _ = inference.visit_Seq(network.body, start)
     return finish(replace(network, body=body), context, own)
+
+
+def _input_order(network: ir.Network, context: Context) -> None:
+    """`input 32x32x3`: the notes write HxWxC; cnndsl reads channels first, so this is 32
+    channels of 32x3. A square map with the channels last is warned about."""
+    shape = network.input
+    if len(shape) != 3 or network.input_span is None:
+        return
+    c, h, w = shape
+    if c == h and w in (1, 3) and c > 4:
+        context.warn(
+            network.input_span, f"input {c}x{h}x{w} is read as {c} channels of {h}x{w}: cnndsl writes CxHxW, "
+            "channels first (the notes write HxWxC)",
+            f"for a {c}x{h} image with {w} channel(s) write input {w}x{c}x{h}", "input-order")

@@ -38,7 +38,7 @@ class Probe:
 
 
 def probes(network: ir.Network, kinds: tuple[str, ...] = SHOWN) -> list[Probe]:
-    from .draw import layer_label
+    from .build import layer_label
 
     found: list[Probe] = []
     current: Probe | None = None

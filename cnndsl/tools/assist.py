@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from .. import ir
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
-from ..passes.resolve import suggest
 
 KEYWORDS = ("let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "true", "false")
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}

@@ -252,50 +252,30 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
         top = stack[-1]
         return "" if top.opener == "(" and not top.header else " "
     if token in _ARITHMETIC or prev in _ARITHMETIC:
-        if not _in_parens(stack):
-            return ""  # repetition: [conv -> relu]*2
-        if prev == "-" and not _ends_value(tokens[i - 2]):
-            return ""  # a unary minus binds to its operand
-        if token == "-" and not _ends_value(tokens[i - 1]):
-            return " " if prev not in ("(", "[") else ""
-        return " "
+        return _arithmetic_space(tokens, i, stack)
+    return " "
+
+
+def _arithmetic_space(tokens, i: int, stack: list[_Frame]) -> str:
+    """Around an operator: none in a repetition (`[conv -> relu]*2`) or after a unary minus."""
+    prev, token = str(tokens[i - 1]), str(tokens[i])
+    if not _in_parens(stack):
+        return ""
+    if prev == "-" and not _ends_value(tokens[i - 2]):
+        return ""  # a unary minus binds to its operand
+    if token == "-" and not _ends_value(tokens[i - 1]):
+        return " " if prev not in ("(", "[") else ""
     return " "
 
 
 def _render(tokens, lines: list[_Line], tail: list) -> str:
-    multi: set[int] = set()  # top-level definitions that span more than one line
-    item = -1
-    for n, line in enumerate(lines):
-        if line.item_start:
-            item = n
-        elif item >= 0:
-            multi.add(item)
-    item_of: list[int] = []
-    item = -1
-    for n, line in enumerate(lines):
-        item = n if line.item_start else item
-        item_of.append(item)
-
+    multi, item_of = _definitions(lines)
     out: list[tuple[str, str | None]] = []  # (code with indentation, trailing comment)
     for n, line in enumerate(lines):
-        before = _collapse(line.before)
-        if n == 0:
-            while before and before[0] is None:
-                before.pop(0)
-        if n > 0 and str(tokens[lines[n - 1].end - 1]) in _OPENERS:
-            while before and before[0] is None:
-                before.pop(0)
-        if str(tokens[line.start]) in _CLOSERS:
-            while before and before[-1] is None:
-                before.pop()
-        if n > 0 and line.item_start and (n in multi or item_of[n - 1] in multi) and None not in before:
-            before.insert(0, None)
+        closes = str(tokens[line.start]) in _CLOSERS
         indent = INDENT * line.level
-        if str(tokens[line.start]) in _CLOSERS:
-            comment_indent = INDENT * (line.level + 1)
-        else:
-            comment_indent = indent
-        for entry in before:
+        comment_indent = INDENT * (line.level + 1) if closes else indent
+        for entry in _before(tokens, lines, n, multi, item_of):
             out.append(("", None) if entry is None else (comment_indent + entry, None))
         out.append((indent + line.pad + line.code, line.trailing))
     tail = _collapse(tail)
@@ -304,6 +284,37 @@ def _render(tokens, lines: list[_Line], tail: list) -> str:
     for entry in tail:
         out.append(("", None) if entry is None else (entry, None))
     return _align_comments(out)
+
+
+def _definitions(lines: list[_Line]) -> tuple[set[int], list[int]]:
+    """The top-level definitions that span more than one line (by their first line), and
+    the first line of the definition each line belongs to."""
+    multi: set[int] = set()
+    item_of: list[int] = []
+    item = -1
+    for n, line in enumerate(lines):
+        if line.item_start:
+            item = n
+        elif item >= 0:
+            multi.add(item)
+        item_of.append(item)
+    return multi, item_of
+
+
+def _before(tokens, lines: list[_Line], n: int, multi: set[int], item_of: list[int]) -> list:
+    """The comments and blank lines (None) to write before line n: no blank line at the top
+    of the file or of a bracket, none before a closer, one around a definition of several lines."""
+    line = lines[n]
+    before = _collapse(line.before)
+    if n == 0 or str(tokens[lines[n - 1].end - 1]) in _OPENERS:
+        while before and before[0] is None:
+            before.pop(0)
+    if str(tokens[line.start]) in _CLOSERS:
+        while before and before[-1] is None:
+            before.pop()
+    if n > 0 and line.item_start and (n in multi or item_of[n - 1] in multi) and None not in before:
+        before.insert(0, None)
+    return before
 
 
 def _collapse(entries: list) -> list:

@@ -21,7 +21,7 @@ the server reads on from the next header.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlparse
 
 import click
@@ -69,7 +69,8 @@ def analyze(text: str, path: str) -> Analysis:
 
     try:
         analysis.program = parse(source)
-        resolve(analysis.program)
+        if not analysis.program.networks:  # blocks and lets alone: compile_network resolves the rest
+            resolve(analysis.program)
     except CompileError as exc:  # the tree, where there is one, still serves go-to-definition
         analysis.diagnostics += exc.diagnostics
         return analysis

@@ -447,7 +447,8 @@ class Run:
                 "channels_last": self.channels_last, "loader": "device" if self.resident else "stream",
                 "augmentation": self.augmentation, "command": self.options.argv,
                 "init": str(init) if isinstance(init, (str, Path)) else ("state_dict" if init else None),
-                "reinitialised": self.reinitialised, "frozen": self.frozen, "threads": torch.get_num_threads()}
+                "reinitialised": self.reinitialised, "frozen": self.frozen, "threads": torch.get_num_threads(),
+                "wait_policy": os.environ.get("OMP_WAIT_POLICY")}
         write_atomic(self.out / RUN, json.dumps(info, indent=2) + "\n")
         from ..compiler import generate
 

@@ -51,6 +51,13 @@ def head_prefix(model: torch.nn.Module) -> str:
     return names[-1].rpartition(".")[0] if names else ""
 
 
+def _group_order(bucket) -> tuple:
+    """Decayed groups first, the head's before the backbone's: with one rate this is the
+    order of earlier versions (decay, then no decay), so their checkpoints still resume."""
+    (decayed, scale), _ = bucket
+    return (not decayed, -scale)
+
+
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     head = head_prefix(model)
     buckets: dict[tuple[bool, float], list] = {}
@@ -59,7 +66,7 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
             scale = 1.0 if not head or _matches(name, head) else recipe.backbone_lr
             buckets.setdefault((p.dim() >= 2, scale), []).append(p)
     groups = [{"params": ps, "weight_decay": recipe.weight_decay if decayed else 0.0, "lr_scale": scale,
-               "lr": recipe.lr * scale} for (decayed, scale), ps in sorted(buckets.items(), key=lambda kv: kv[0])]
+               "lr": recipe.lr * scale} for (decayed, scale), ps in sorted(buckets.items(), key=_group_order)]
     if not groups:
         raise TrainError("every parameter is frozen: nothing would train", "freeze fewer prefixes")
     if recipe.optimizer == "sgd":
