@@ -16,14 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,train]' --config-settings editable_mode=compat
 	# bytecode, as a regular install has it (an editable one does not)
 	$(PY) -m compileall -q cnndsl
-	# The drawing page's test drives Debian's chromium (never `playwright install`).
-	[ -x /usr/bin/chromium ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) || true; }
 	touch $@
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/cnndsl train lenet5 --data digits --out runs/lenet5
 
+# Only the tests need a browser: the drawing page's test drives Debian's chromium (never
+# `playwright install`), installed here where apt-get can (as root); the test says how otherwise.
 test: $(VENV)/.installed
+	@[ -x /usr/bin/chromium ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) || true; }
 	$(PY) -m pytest -q
 
 # The benchmark suite (a few minutes on 2 cores): tables, JSON and plots in benchmarks/results/.

@@ -17,6 +17,7 @@ choice), `PASSIVE` and `ACTIVE` forced through the environment, for the command 
 
     .venv/bin/python benchmarks/train_overhead.py                      # both cases, 3 rounds
     .venv/bin/python benchmarks/train_overhead.py --cases lenet5 --rounds 5 --variants default PASSIVE
+    .venv/bin/python benchmarks/train_overhead.py --in-process --threads 1   # no process noise
 """
 
 from __future__ import annotations
@@ -152,13 +153,38 @@ def measure(name: str, rounds: int, variants: list[str]) -> dict:
             for v, rs in rows.items()}
 
 
+def in_process(name: str, rounds: int, threads: int) -> dict:
+    """Both loops in this one process, alternating round by round: no process start-up
+    and no import in the figures, the machine's load spread over both alike."""
+    import torch
+
+    import cnndsl
+
+    torch.set_num_threads(threads)
+    case = CASES[name]
+    r = recipe_of(case)
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(rounds):
+            history = cnndsl.fit(case["spec"], case["data"], out=Path(tmp) / "run", threads=threads,
+                                 **{k: getattr(r, k) for k in ("epochs", "batch_size", "optimizer", "lr",
+                                                               "crop_padding", "flip")})
+            ours = statistics.mean(m["images_per_second"] for m in history.metrics)
+            hand = hand_loop(name, threads)["images_per_second"]
+            ratios.append(ours / hand)
+            print(f"  {name} in one process, {threads} thread(s), round {i + 1}: cnndsl {ours:8,.0f} img/s, "
+                  f"hand {hand:8,.0f} img/s: {ours / hand:.3f}x", flush=True)
+    return {"threads": threads, "median_ratio": statistics.median(ratios), "ratios": ratios}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=["default", "PASSIVE", "ACTIVE"])
     parser.add_argument("--hand", choices=list(CASES), help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help="threads for --in-process (and the hand loop)")
+    parser.add_argument("--in-process", action="store_true", help="both loops in this process, alternating")
     args = parser.parse_args()
     if args.hand:
         print(json.dumps(hand_loop(args.hand, args.threads)))
@@ -166,6 +192,13 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"load average {load:.2f} on {os.cpu_count()} CPUs", flush=True)
     results = {"load_average_before": load, "cpus": os.cpu_count()}
+    if args.in_process:
+        for name in args.cases:
+            results[name] = in_process(name, args.rounds, args.threads)
+        results["load_average_after"] = os.getloadavg()[0]
+        print(json.dumps({n: results[n]["median_ratio"] for n in args.cases}))
+        (RESULTS / "train_overhead_in_process.json").write_text(json.dumps(results, indent=2) + "\n")
+        return
     for name in args.cases:
         results[name] = measure(name, args.rounds, args.variants)
     results["load_average_after"] = os.getloadavg()[0]

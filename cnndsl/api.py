@@ -45,10 +45,34 @@ def load_generated(code: str, name: str = "cnndsl_generated") -> types.ModuleTyp
     return module
 
 
-def build(spec: str | Path, strict: bool = False, network: str | None = None, **params):
-    """A ready `torch.nn.Module` from a path, a built-in's name or spec text."""
+def build(spec: str | Path, strict: bool = False, network: str | None = None, *,
+          weights: str | Path | None = None, **params):
+    """A ready `torch.nn.Module` from a path, a built-in's name or spec text.
+
+    Its class lives in a real module, `cnndsl.built.<name>_<hash>` (see `cnndsl.built`),
+    so the model pickles, `torch.save`s, deep-copies, scripts, exports and compiles.
+    `weights=PATH` loads a state_dict (a torchvision-format `.pth`, read with
+    `weights_only=True`, or a `.safetensors` file) strictly; with `num_classes` given
+    and different from the file's, everything but the head is loaded (a warning says so).
+    """
+    from .extras import require
+
+    require("build", "cnndsl.build")
     compiled = compile_spec(spec, strict=strict, network=network, **params)
-    module = load_generated(generate(compiled), compiled.network.name.lower())
+    model = instantiate(compiled, params)
+    if weights is not None:
+        from .weights import load_weights
+
+        load_weights(model, weights, params.get("num_classes"))
+    return model
+
+
+def instantiate(compiled: Compiled, params: dict):
+    """The module of a compiled network, its class imported from `cnndsl.built`, with the
+    spec's text, parameters and input shape attached (checkpoints and export read them)."""
+    from .built import import_generated
+
+    module = import_generated(generate(compiled), compiled.network.name)
     model = getattr(module, compiled.network.name)()
     model.cnndsl_spec = compiled.source.text
     model.cnndsl_params = dict(params)

@@ -81,6 +81,24 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module), attribute)
         return super().get_command(ctx, name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        from .extras import require
+
+        require(name)  # a command whose extra is missing says which to install, before parsing
+        return name, command, rest
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:  # an optional module imported deeper in the command
+            from .extras import from_import_error
+
+            missing = from_import_error(exc, ctx.invoked_subcommand)
+            if missing is None:
+                raise
+            raise missing from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="cnndsl", message="cnndsl %(version)s")

@@ -161,6 +161,12 @@ def _error(source: SourceFile, text: str, exc: Exception) -> tuple[Diagnostic, t
             closer = {"(": ")", "[": "]"}[opener]
             return Diagnostic.error(source.span_at(at), f"'{opener}' is never closed",
                                     f"add the '{closer}' that closes it", "syntax"), (_statement(text, at)[0], offset)
+    line_start = text.rfind("\n", 0, offset) + 1
+    paren = _open_paren(text, offset) if not text[line_start:offset].strip() else None
+    if paren is not None and paren < line_start:  # a line break inside '(' swallowed the line's end
+        end = _statement_end(text, _line_end(text, paren), [])
+        return Diagnostic.error(source.span_at(paren), "'(' is never closed", "add the ')' that closes it",
+                                "syntax"), (_statement(text, paren)[0], end)
     width = 0 if exc.token.type == "_NL" else len(exc.token)
     return _token_error(source, exc), _statement(text, offset, width)
 
@@ -226,8 +232,8 @@ def _scan(text: str, until: int) -> tuple[list[tuple[str, int]], int]:
             if ch == "}" and starts and any(c == "{" for c, _ in stack):
                 start = starts.pop()
             _close(stack, ch)
-        elif ch == "\n" and not (stack and stack[-1][0] in "([") and not _continues(text, i):
-            start = i + 1
+        elif ch == "\n" and not (stack and stack[-1][0] == "(") and not _continues(text, i):
+            start = i + 1  # a line of a body, or of a `[...]` group (its lines are chains)
         i += 1
     return stack, start
 
@@ -269,6 +275,17 @@ def _statement_end(text: str, i: int, inner: list[str]) -> int:
             return i
         i += 1
     return len(text)
+
+
+def _open_paren(text: str, offset: int) -> int | None:
+    """Where the innermost bracket open at `offset` starts, if it is a `(`."""
+    stack, _ = _scan(text, offset)
+    return stack[-1][1] if stack and stack[-1][0] == "(" else None
+
+
+def _line_end(text: str, offset: int) -> int:
+    end = text.find("\n", offset)
+    return len(text) if end < 0 else end
 
 
 def _unclosed(text: str, offset: int, closer: str) -> tuple[str, int] | None:

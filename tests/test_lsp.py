@@ -46,8 +46,8 @@ BAD = "network Bad() {\n    input 3x3x3\n    c1: conv(8, 5) -> relu\n}\n"
 class Client:
     """A minimal LSP client: frames messages, reads the server's in a thread."""
 
-    def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "cnndsl", "lsp"], cwd=ROOT,
+    def __init__(self, command: tuple[str, ...] = (sys.executable, "-m", "cnndsl", "lsp"), cwd=ROOT) -> None:
+        self.process = subprocess.Popen(list(command), cwd=cwd,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.messages: Queue = Queue()
         self.next_id = 0

@@ -253,6 +253,10 @@ def test_the_page_is_self_contained(server):
 def test_drawing_in_a_real_browser_shows_guesses_and_activations(server):
     from playwright.sync_api import sync_playwright
 
+    assert os.access("/usr/bin/chromium", os.X_OK), (
+        "this test drives Debian's chromium at /usr/bin/chromium, which is not installed: "
+        "`make test` installs it when run as root with apt-get; otherwise `sudo apt-get install chromium`")
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:

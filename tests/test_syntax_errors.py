@@ -12,6 +12,7 @@ import pytest
 from conftest import run_cli
 
 import cnndsl
+import cnndsl.compiler
 from cnndsl import CompileError
 from cnndsl.compiler import source_from_text
 from cnndsl.parse import parse, parser
@@ -68,11 +69,14 @@ def test_errors_in_several_definitions_are_each_reported():
     assert [d.span.line for d in errors(text)] == [1, 2, 8]
 
 
-def test_check_compile_and_json_show_the_same_list(tmp_path):
+def test_check_compile_json_and_the_language_server_show_the_same_list(tmp_path):
     spec = tmp_path / "three.cnn"
     spec.write_text(THREE)
     as_json = json.loads(run_cli("check", "--format", "json", str(spec)).stdout)
     assert [(d["line"], d["column"]) for d in as_json] == [(3, 16), (5, 20), (7, 11)]
+    from cnndsl.tools.lsp import analyze  # what the language server publishes
+
+    assert [(d.span.line, d.span.column) for d in analyze(THREE, str(spec)).diagnostics] == [(3, 16), (5, 20), (7, 11)]
     for command in (("check",), ("compile",)):
         result = run_cli(*command, str(spec))
         assert result.returncode == 1
@@ -108,3 +112,24 @@ def test_an_input_written_height_width_channels_is_warned_about():
     assert warning.code == "input-order" and warning.span.line == 2
     assert "input 3x32x32" in warning.hint
     assert cnndsl.check("network N() {\n    input 3x32x32\n    conv(4, 3)\n}\n") == []
+
+
+def _two_lines(text: str) -> list[int]:
+    """The first and last line of a spec's body that end a call (`... maxpool(3, stride=2)`)."""
+    lines = text.split("\n")
+    found = [i for i, line in enumerate(lines) if line.rstrip().endswith(")") and "(" in line
+             and not line.lstrip().startswith(("#", "network", "block", "let"))]
+    return [found[0], found[-1]]
+
+
+@pytest.mark.parametrize("mistake", ["a missing arrow", "a missing parenthesis"])
+@pytest.mark.parametrize("name", ["alexnet", "googlenet", "lenet5", "preact_resnet18", "resnet50", "zfnet"])
+def test_two_mistakes_in_a_builtin_give_two_diagnostics_and_no_cascade(name, mistake):
+    text = cnndsl.compiler.load(name).text
+    lines = text.split("\n")
+    picked = _two_lines(text)
+    assert picked[0] < picked[1]
+    for i in picked:
+        lines[i] = lines[i] + " relu" if mistake == "a missing arrow" else lines[i].rstrip()[:-1]
+    found = errors("\n".join(lines))
+    assert [d.span.line for d in found] == [i + 1 for i in picked], [d.message for d in found]

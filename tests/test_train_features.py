@@ -239,3 +239,12 @@ def test_fit_takes_arrays_and_predict_reads_images(tmp_path):
     predicted = cnndsl.predict(history.out, [image], top_k=2)
     assert [t["class"] for t in predicted[0]["top"]] in (["1", "0"], ["0", "1"])
     assert sum(t["probability"] for t in predicted[0]["top"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fit_resumes_a_run_as_the_command_does(tmp_path):
+    first = fit(tmp_path / "run", epochs=2, log=("csv",))
+    (first.out / "result.json").unlink()  # an unfinished run
+    resumed = cnndsl.fit(TINY, out=tmp_path / "run", resume=True, epochs=3)
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
+    assert resumed.metrics[:2] == first.metrics
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs_run"] == 3

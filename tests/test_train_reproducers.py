@@ -235,12 +235,15 @@ def test_resume_removes_temporary_files_a_killed_run_left(tmp_path):
     done = run_cli("train", str(tmp_path / "tiny.cnn"), "--out", str(run), "--epochs", "1", "--no-progress",
                    "--optimizer", "adam", "--lr", "0.01", "--val-fraction", "0.5")
     assert done.returncode == 0, done.stderr
-    stale = [run / ".checkpoint.safetensors.k1ll3d.tmp", run / ".best.safetensors.12345.tmp"]
+    stale = [run / ".checkpoint.safetensors.k1ll3d.tmp", run / ".best.safetensors.12345.tmp",
+             run / ".metrics.jsonl.abc123.tmp", run / ".best-epoch2.safetensors.99.tmp"]
+    kept = run / ".someone-elses.tmp"  # not a file of the run: left alone
+    kept.write_text("x")
     for path in stale:
         path.write_bytes(b"\0" * 4096)
     (run / "result.json").unlink()
     done = run_cli("train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert not any(p.exists() for p in stale)
-    assert not list(run.glob(".*.tmp"))
+    assert [p.name for p in run.glob(".*.tmp")] == [kept.name]
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]

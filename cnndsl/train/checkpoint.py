@@ -138,12 +138,14 @@ def _write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left in a run directory; the ones removed."""
+def remove_stale_temps(directory: Path, names: tuple[str, ...] = ()) -> list[Path]:
+    """Delete the temporary files a killed writer left in a run directory (of the
+    checkpoints, and of the other files `names`); the ones removed."""
     removed = []
+    prefixes = tuple(f".{name}." for name in (LAST, BEST, *names)) + (".best-epoch",)
     if directory.is_dir():
         for tmp in directory.glob(".*.tmp"):
-            if tmp.is_file() and tmp.name.startswith((f".{LAST}.", f".{BEST}.", ".best-")):
+            if tmp.is_file() and tmp.name.startswith(prefixes):
                 tmp.unlink(missing_ok=True)
                 removed.append(tmp)
     return removed

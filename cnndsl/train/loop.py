@@ -49,6 +49,7 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 RUN = "run.json"
 SMALL_STEP_MACS = 100_000_000  # below this many multiply-adds a batch, one CPU thread is fastest
+RUN_FILES = (METRICS, RESULT, RUN, "model.py", *LOGGED)  # besides the checkpoints
 CHECK_EVERY = 16  # steps between reading the running loss back from the device
 
 
@@ -171,29 +172,31 @@ class Sources:
 
 class Accumulator:
     """One epoch's running loss and accuracy, kept on the device: the loop appends each
-    step's tensors and reads them back to the host only every `CHECK_EVERY` steps."""
+    step's loss, scores and targets (references, no arithmetic) and sums them only every
+    `CHECK_EVERY` steps, in a few batched operations, with one read back to the host."""
 
     def __init__(self, device: torch.device, classification: bool) -> None:
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n
         self.classification = classification
-        self.losses, self.sizes, self.correct = [], [], []
+        self.losses, self.sizes, self.scores, self.targets = [], [], [], []
         self.host = [0.0, 0.0, 0.0]
 
     def add(self, main: torch.Tensor, loss: torch.Tensor, y: torch.Tensor) -> None:
         self.losses.append(loss)
         self.sizes.append(len(y))
         if self.classification:
-            self.correct.append((main.argmax(1) == y).sum())
+            self.scores.append(main)
+            self.targets.append(y)
 
     def fold(self) -> list[float]:
         """Sum the pending steps in, read the totals back: [loss * n, correct, n]."""
         if self.losses:
             sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.sums.device)
             self.sums[0] += (torch.stack(self.losses).double() * sizes).sum()
-            if self.correct:
-                self.sums[1] += torch.stack(self.correct).sum()
+            if self.scores:
+                self.sums[1] += (torch.cat(self.scores).argmax(1) == torch.cat(self.targets)).sum()
             self.sums[2] += sizes.sum()
-            self.losses, self.sizes, self.correct = [], [], []
+            self.losses, self.sizes, self.scores, self.targets = [], [], [], []
             self.host = self.sums.tolist()
         return self.host
 
@@ -295,7 +298,7 @@ class Run:
         self._join()
         self.resumed_meta, self.resumed_tensors, self.recipe_file = None, None, None
         sources = self._resumed_sources() if self.options.resume else self._new_sources()
-        checkpoint.remove_stale_temps(self.out)
+        checkpoint.remove_stale_temps(self.out, RUN_FILES)
         self._compile(sources)
         self._choose_threads()
         torch.manual_seed(self.recipe.seed)
@@ -839,7 +842,7 @@ class Run:
             result["best_val_loss"] = best[0]["val_loss"]
         if w.main:
             write_atomic(self.out / RESULT, json.dumps(result, indent=2) + "\n")
-            checkpoint.remove_stale_temps(self.out)
+            checkpoint.remove_stale_temps(self.out, RUN_FILES)
         return result
 
 

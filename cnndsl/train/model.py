@@ -7,7 +7,7 @@ make cnndsl read (and echo) some other file.
 
 from __future__ import annotations
 
-from ..compiler import Compiled, compile_network, generate, source_from_text
+from ..compiler import Compiled, compile_network, source_from_text
 
 
 def compile_stored(meta: dict) -> Compiled:
@@ -17,11 +17,6 @@ def compile_stored(meta: dict) -> Compiled:
 
 def build_compiled(compiled: Compiled, params: dict):
     """The `torch.nn.Module` of a compiled network, as `cnndsl.build` makes it."""
-    from ..api import load_generated
+    from ..api import instantiate
 
-    module = load_generated(generate(compiled), compiled.network.name.lower())
-    model = getattr(module, compiled.network.name)()
-    model.cnndsl_spec = compiled.source.text
-    model.cnndsl_params = dict(params)
-    model.cnndsl_input = compiled.network.input
-    return model
+    return instantiate(compiled, params)

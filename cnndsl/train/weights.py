@@ -9,7 +9,9 @@ the number of classes changes; its tensors keep their fresh initialisation and t
 says which keys those were. `module.` (DDP) and `_orig_mod.` (torch.compile) prefixes
 are dropped.
 
-`load_weights` is the one loader; `cnndsl.build(weights=...)` can share it.
+Files are read by `cnndsl.weights.read_state_dict`, as `cnndsl.build(weights=...)` reads
+them; what differs is the fit: fine-tuning re-initialises a head of another shape
+without being told the number of classes, since the spec's `--set` already says it.
 """
 
 from __future__ import annotations
@@ -25,38 +27,13 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file, by name."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no weights file at {path}", "give a .safetensors checkpoint or a .pth state_dict")
-    if path.suffix in (".pth", ".pt", ".bin"):
-        return _read_pth(path)
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    """The model tensors of a weights file, by name: `cnndsl.weights.read_state_dict` reads
+    the file (the reader `cnndsl.build(weights=...)` uses); a cnndsl checkpoint's training
+    state (names with a slash: optimizer, RNG) is left out."""
+    from ..weights import read_state_dict
     from .checkpoint import weights_of
 
-    return weights_of(tensors)
-
-
-def _read_pth(path: Path) -> dict[str, torch.Tensor]:
-    import pickle
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a weights-only PyTorch state_dict ({first})",
-                              "save it with torch.save(model.state_dict(), path)") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: holds no state_dict of tensors", "save model.state_dict()")
-    return dict(state)
+    return weights_of(read_state_dict(path))
 
 
 def _strip(name: str) -> str:

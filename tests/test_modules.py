@@ -1,0 +1,154 @@
+"""Modules from `cnndsl.build` are ones PyTorch's tools accept: their class lives in a
+real module (`cnndsl.built.<name>_<hash>`, a file in the cache), so they pickle,
+`torch.save` and load (in a new process too), deep-copy, `torch.jit.script`,
+`torch.export` and `torch.compile(fullgraph=True)`. Each is checked on every built-in
+cheap enough on a CPU (under 12M parameters), the slow tools on the smallest."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import cnndsl  # noqa: E402
+from cnndsl.compiler import builtins  # noqa: E402
+
+CHEAP = [n for n in builtins() if cnndsl.compile_spec(n).network.body.stats.params < 12_000_000]
+SMALL = ["lenet5", "resnet20"]  # export takes seconds a model on a CPU, compile more
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return {name: cnndsl.build(name).eval() for name in CHEAP}
+
+
+def sample(model) -> torch.Tensor:
+    return torch.randn(1, *model.cnndsl_input, generator=torch.Generator().manual_seed(1))
+
+
+def same_function(a, b, x) -> bool:
+    """Equal outputs, up to the rounding of kernels that split work by thread."""
+    with torch.no_grad():
+        return torch.allclose(a(x), b(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_cheap_built_ins_are_the_ones_expected():
+    assert {"lenet5", "resnet20", "resnet56", "resnet18", "googlenet", "preact_resnet18"} <= set(CHEAP)
+
+
+def test_the_class_lives_in_an_importable_module(models):
+    import importlib
+
+    for name, model in models.items():
+        module = type(model).__module__
+        assert module.startswith("cnndsl.built.") and module.endswith(f"_{module.rsplit('_', 1)[1]}")
+        assert getattr(importlib.import_module(module), type(model).__name__) is type(model)
+        assert "import cnndsl" not in open(sys.modules[module].__file__).read()
+
+
+def test_pickle_round_trip(models):
+    for name, model in models.items():
+        again = pickle.loads(pickle.dumps(model))
+        assert type(again) is type(model) and same_function(model, again, sample(model)), name
+
+
+def test_deepcopy(models):
+    for name, model in models.items():
+        twin = copy.deepcopy(model)
+        assert twin is not model and same_function(model, twin, sample(model)), name
+        with torch.no_grad():
+            next(twin.parameters()).add_(1)
+        assert not same_function(model, twin, sample(model)), f"{name}: the copy shares its parameters"
+
+
+def test_torch_save_and_load_in_the_same_process(models):
+    for name, model in models.items():
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        assert same_function(model, loaded, sample(model)), name
+
+
+def test_torch_save_then_load_in_a_new_process(models, tmp_path):
+    """A fresh interpreter that never called cnndsl.build unpickles the saved models."""
+    for name in SMALL + ["googlenet"]:
+        model = models[name]
+        torch.save(model, tmp_path / f"{name}.pt")
+        torch.save(sample(model), tmp_path / f"{name}.in")
+        with torch.no_grad():
+            torch.save(model(sample(model)), tmp_path / f"{name}.out")
+    script = textwrap.dedent(f"""
+        import torch
+        for name in {SMALL + ['googlenet']!r}:
+            model = torch.load(f"{tmp_path}/{{name}}.pt", weights_only=False)
+            x = torch.load(f"{tmp_path}/{{name}}.in")
+            with torch.no_grad():
+                same = torch.allclose(model(x), torch.load(f"{tmp_path}/{{name}}.out"), rtol=1e-5, atol=1e-6)
+            print(name, type(model).__module__, same)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    for line, name in zip(lines, SMALL + ["googlenet"]):
+        assert line.startswith(f"{name} cnndsl.built.") and line.endswith(" True"), line
+
+
+def test_jit_script(models):
+    for name, model in models.items():
+        scripted = torch.jit.script(model)
+        assert same_function(model, scripted, sample(model)), name
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(models["resnet20"]), buffer)
+    buffer.seek(0)
+    assert same_function(models["resnet20"], torch.jit.load(buffer), sample(models["resnet20"]))
+
+
+def test_googlenet_with_aux_heads_scripts_in_both_modes():
+    torch.manual_seed(0)
+    model = cnndsl.build("googlenet", aux_logits=True, num_classes=10, size=64)
+    scripted = torch.jit.script(model)
+    x = torch.randn(2, 3, 64, 64)  # two: batch norm needs more than one value a channel in training
+    model.train(), scripted.train()
+    torch.manual_seed(2)
+    eager = model(x)
+    torch.manual_seed(2)
+    script = scripted(x)
+    assert isinstance(script, tuple) and len(script) == 3 and all(o.shape == (2, 10) for o in script)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(eager, script))
+    model.eval(), scripted.eval()
+    assert same_function(model, scripted, x)
+
+
+def test_torch_export(models):
+    for name in SMALL + ["googlenet"]:
+        model = models[name]
+        program = torch.export.export(model, (sample(model),))
+        with torch.no_grad():
+            assert torch.allclose(program.module()(sample(model)), model(sample(model)), atol=1e-5), name
+
+
+def test_torch_compile_fullgraph(models):
+    model = models["lenet5"]
+    compiled = torch.compile(model, fullgraph=True)  # inductor: C++ for the CPU
+    with torch.no_grad():
+        assert torch.allclose(compiled(sample(model)), model(sample(model)), atol=1e-4)
+
+
+def test_torch_compile_finds_one_graph_with_blocks_and_branches(models):
+    """fullgraph=True fails on any graph break; the eager backend skips code generation."""
+    for name in ("resnet20", "googlenet"):
+        model = models[name]
+        compiled = torch.compile(model, fullgraph=True, backend="eager")
+        with torch.no_grad():
+            assert torch.allclose(compiled(sample(model)), model(sample(model)), atol=1e-5), name
