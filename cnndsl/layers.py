@@ -15,6 +15,7 @@ formulas are the notes': `W2 = (W1 - F + 2P)/S + 1`, with a dilated filter spann
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -235,10 +236,15 @@ def _window_dims(in_dims: Dims | None, e: dict, ceil: bool = False) -> Dims | No
     if not in_dims:
         return None
     stride = e["stride"] if e.get("stride") not in (None, Const(None)) else e["size"]
+    return _window_dims_of(in_dims, e["size"], stride, e["pad"], e.get("dilation", Const(1)), ceil)
+
+
+@functools.lru_cache(maxsize=1024)  # a block's layers, once for all its uses
+def _window_dims_of(in_dims: Dims, size: Expr, stride: Expr, pad: Expr, dilation: Expr, ceil: bool) -> Dims | None:
     if ceil and stride != Const(1):
         return None
-    extent = e.get("dilation", Const(1)) * (e["size"] - 1) + 1
-    span = [d + Const(2) * e["pad"] - extent for d in in_dims]
+    extent = dilation * (size - 1) + 1
+    span = [d + Const(2) * pad - extent for d in in_dims]
     return tuple(x + 1 if stride == Const(1) else x // stride + 1 for x in span)
 
 

@@ -228,9 +228,58 @@ def test_block_comments_hold_for_every_use():
     assert "# (planes * 4) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)" in bottleneck
     assert "56x56" not in bottleneck and "first use" not in bottleneck
     assert "Block `Bottleneck`: in_channels x H x W to" in bottleneck
-    # the comment's formula is the size each use gives
-    for h, stride in ((56, 1), (56, 2), (7, 2), (13, 2)):
-        assert (h - 1) // stride + 1 == -(-h // stride)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet20", "googlenet", "preact_resnet18"])
+def test_block_shape_expressions_give_every_use_its_shape(name):
+    """The symbolic shapes behind a block class's comments, evaluated with each use's
+    input size and arguments, are the shapes the checker computed for that use."""
+    from cnndsl import ir
+    from cnndsl.passes.shapes import dim_names
+
+    network = compile_network(load(name), {"aux_logits": True} if name == "googlenet" else {}).network
+    checked = 0
+
+    def leaves(node):
+        if isinstance(node, ir.Layer):
+            yield node
+        for child in (getattr(node, "items", None) or getattr(node, "branches", None) or ()):
+            yield from leaves(child)
+        if isinstance(node, ir.Residual):
+            yield from leaves(node.body)
+        if isinstance(node, ir.Side):
+            yield from leaves(node.node)
+
+    def visit(node):
+        nonlocal checked
+        if isinstance(node, ir.BlockInstance):
+            height, width = dim_names(node)
+            env = {k: v.value for k, v in node.args}
+            env.update({"in_channels": node.stats.in_shape[0], height: node.stats.in_shape[1],
+                        width: node.stats.in_shape[2]})
+            for layer in leaves(node.body):
+                stats = layer.stats
+                assert stats.channels.evaluate(env) == stats.out_shape[0], (layer, stats.channels)
+                if stats.dims:
+                    assert tuple(d.evaluate(env) for d in stats.dims) == stats.out_shape[1:], (layer, stats.dims)
+                    checked += 1
+            end = node.body.stats
+            assert end.channels.evaluate(env) == node.stats.out_shape[0]
+        for child in (getattr(node, "items", None) or getattr(node, "branches", None) or ()):
+            visit(child)
+        for attr in ("body", "node"):
+            if isinstance(getattr(node, attr, None), (ir.Seq, ir.BlockInstance, ir.Residual, ir.Side)):
+                visit(getattr(node, attr))
+
+    visit(network.body)
+    assert checked > 10
+
+
+def test_block_comments_of_a_flatten_inside_a_group():
+    code = cnndsl.compile_source("block Head(classes) {\n    head: [adaptive_avgpool(2) -> fc(classes)]\n}\n"
+                                 "network N() {\n    input 3x8x8\n    conv(4, 3) -> Head(10)\n}\n")
+    assert "nn.Flatten(),  # in_channels * 2 * 2\n" in code and "?" not in code
+    assert "nn.Linear(in_channels * 2 * 2, classes),  # classes" in code
 
 
 def test_forward_is_set_out_in_stages():

@@ -170,6 +170,7 @@ ALLOWED_NODES = {
     ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.UnaryOp, ast.USub,
     ast.BoolOp, ast.Or, ast.And, ast.Subscript, ast.Slice,
     ast.BitOr,  # only in annotations: `stride: int | None = None`
+    ast.AnnAssign,  # a side output declared before `if self.training:`, as TorchScript needs: `aux1: ... = None`
 }
 ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict"}
 FORBIDDEN_NAMES = {"exec", "eval", "open", "__import__", "getattr", "setattr", "delattr", "globals", "locals",

@@ -10,6 +10,7 @@ projecting it, adding it) and the side outputs stand apart.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,7 @@ APART = ("save", "project", "pad", "side")
 OPENS = ("add",)
 
 
+@functools.lru_cache(maxsize=4096)  # a block's shapes, once for all its uses
 def shape_text(channels: Expr, dims: tuple[Expr, ...] | None) -> str:
     """`64x56x56` where every part is a number, else `(planes * 4) x H x W`."""
     parts = tuple(Const(p.evaluate()) if not p.names else p

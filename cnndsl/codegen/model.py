@@ -206,13 +206,13 @@ class ScopeBuilder(Visitor):
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
-        self.forward.append(self.step(Stmt("call", node.name), node.stats))
+        self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
 
     visit_Layer = visit_BlockInstance = member_call
 
-    def step(self, stmt: Stmt, stats: ir.Stats) -> Stmt:
-        """The statement with its shape comment, where the shape changes, and its stage."""
-        return replace(stmt, comment=self.notes.note(stats), stage=self.notes.stage(stats))
+    def step(self, stats: ir.Stats, **fields) -> Stmt:
+        """A statement with its shape comment, where the shape changes, and its stage."""
+        return Stmt(comment=self.notes.note(stats), stage=self.notes.stage(stats), **fields)
 
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
         parts = []
@@ -227,7 +227,7 @@ class ScopeBuilder(Visitor):
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
             parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
-        self.forward.append(self.step(Stmt("cat", parts=tuple(parts)), node.stats))
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
     def visit_Residual(self, node: ir.Residual, previous=None) -> None:
         var = self.identity(self.residual_depth)
@@ -250,7 +250,7 @@ class ScopeBuilder(Visitor):
                 self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
                                            condition=None if constant else condition))
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
-        self.forward.append(self.step(Stmt("add", var=var), node.stats))
+        self.forward.append(self.step(node.stats, kind="add", var=var))
 
 
 def _single_leaf(seq: ir.Seq):
@@ -272,7 +272,8 @@ class Generator:
         self.network = network
         self.helpers: set[str] = set()
         self.keyed = False
-        self.block_classes: dict[str, list[tuple[ClassModel, str]]] = {}  # block -> [(model, class name)]
+        # block -> [(model, class name, its code_only())]
+        self.block_classes: dict[str, list[tuple[ClassModel, str, ClassModel]]] = {}
         self.order: list[str] = []
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.side_sources = frozenset(node.source for node in walk(network.body)
@@ -326,18 +327,19 @@ class Generator:
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        model = ClassModel(
-            node.block, wrap_doc(block_doc(node.block, node)),
-            tuple(params), tuple(builder.members), tuple(staged(builder.forward)),
-            f"{self.network.source_path}:{info.span.line}")
+        model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
+                           f"{self.network.source_path}:{info.span.line}")
+        code = model.code_only()
         variants = self.block_classes.setdefault(node.block, [])
-        for existing, class_name in variants:
-            if existing.code_only() == model.code_only():
+        for existing, class_name, existing_code in variants:
+            if existing_code == code:
                 return existing, class_name
         class_name = node.block if not variants else \
             self.class_names.fresh(node.block, start=len(variants) + 1, plain=False)
-        model = replace(model, name=class_name)
-        variants.append((model, class_name))
+        # The docstring and stages are in the block's own terms: those of every use of the class.
+        model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
+                        forward=tuple(staged(builder.forward)))
+        variants.append((model, class_name, code))
         self.order.append(class_name)
         return model, class_name
 
@@ -362,7 +364,7 @@ class Generator:
         net_class = ClassModel(network.name, wrap_doc(doc), params, tuple(builder.members),
                                tuple(staged(builder.forward)),
                                f"{network.source_path}:{network.span.line}", tuple(builder.sides))
-        classes = [model for variants in self.block_classes.values() for model, _ in variants]
+        classes = [model for variants in self.block_classes.values() for model, _, _ in variants]
         classes.sort(key=lambda m: self.order.index(m.name))
         title = f"{network.name}: generated by cnndsl from {network.source_path}."
         return ModuleModel(title, (), classes + [net_class], sorted(self.helpers), self.keyed,

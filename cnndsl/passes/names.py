@@ -160,7 +160,7 @@ class Naming(Visitor):
             stats = leaf.stats
             if stats is not None and stats.flatten_before and (items or not outer):
                 flat = ir.Stats(stats.in_shape, RULES["flatten"].shape(stats.in_shape, {})[0], 0, 0, stats.rf, stats.jump,
-                                RULES["flatten"].channels(stats.in_shape, stats.in_channels, {}))
+                                RULES["flatten"].channels(stats.in_shape, stats.in_channels, {}), dims=())
                 items.append(ir.Layer("flatten", (), str(len(items)), leaf.span, flat))
                 leaf = replace(leaf, stats=replace(stats, flatten_before=False))
             key = leaf.name if getattr(leaf, "name", None) else str(len(items))

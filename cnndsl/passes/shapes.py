@@ -303,7 +303,8 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     """The network with every node's stats; `stats=None` where a shape is unknown."""
     context, own = alone(context)
     inference = ShapeInference(context)
-    start = Flow(network.input, network.input_channels.expr, dims=tuple(Const(d) for d in network.input[1:]))
+    # The network's sizes are numbers (in out_shape); only a block's are expressions (of its H, W).
+    start = Flow(network.input, network.input_channels.expr, dims=None)
     _input_order(network, context)
     body, _ = inference.visit_Seq(network.body, start)
     return finish(replace(network, body=body), context, own)
