@@ -32,11 +32,15 @@ bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]' || $(PY) -m pip install -q matplotlib
 	$(PY) benchmarks/run.py
 
-# A longer fuzz campaign than CI's: FUZZ_MINUTES=30 make fuzz; FUZZ_ENGINE=atheris for coverage guidance.
+# A longer fuzz campaign than CI's: FUZZ_MINUTES=30 make fuzz; FUZZ_ENGINE=atheris for coverage guidance;
+# to a count instead: FUZZ_PROGRAMS=20000 FUZZ_BUILT=5000 make fuzz (5,000 of them built and run with backward).
 FUZZ_MINUTES ?= 5
 FUZZ_ENGINE ?= random
+FUZZ_PROGRAMS ?= 0
+FUZZ_BUILT ?= 0
 fuzz: $(VENV)/.installed
-	$(PY) benchmarks/fuzz_campaign.py --minutes $(FUZZ_MINUTES) --engine $(FUZZ_ENGINE)
+	$(PY) benchmarks/fuzz_campaign.py --minutes $(FUZZ_MINUTES) --engine $(FUZZ_ENGINE) \
+		--programs $(FUZZ_PROGRAMS) --built $(FUZZ_BUILT)
 
 generated: $(VENV)/.installed
 	for f in specs/*.cnn; do n=$$(basename $$f .cnn); $(VENV)/bin/cnndsl compile $$n -o generated/$$n.py || exit 1; done

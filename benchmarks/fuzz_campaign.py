@@ -15,6 +15,11 @@ The generators take a `random.Random`, so hypothesis drives them in the tests (t
     mutate_spec       byte, character and token mutations of every spec in specs/
     hostile           deep nesting, huge repetitions and numbers, empty files, NUL bytes,
                       invalid UTF-8, CRLF, tabs, unicode names, very long names
+    built             (fuzz_build.py) networks built and run forward in eval and train mode
+                      and backward, against the checker; endless and non-UTF-8 inputs,
+                      crafted checkpoint metadata, `serve` requests
+
+    .venv/bin/python benchmarks/fuzz_campaign.py --programs 20000 --built 5000   # a fixed count
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 # A hang guard, not a speed goal (the largest built-in compiles in ~25 ms). It is on the
 # CPU time of this process, which other processes on a busy 2-core machine do not inflate;
@@ -559,32 +565,75 @@ def _save_failure(data: str | bytes, params: dict, message: str, index: int) -> 
     return path
 
 
-def run_random(minutes: float, seed: int) -> dict:
+def _built_input(rng: random.Random):
+    """One network to build and run (fuzz_build), or one input at another reader's edge:
+    what it is, the classes of defect it exercises, and the call that tries it."""
+    import fuzz_build
+
+    if rng.random() < 0.85:
+        text, classes, params = fuzz_build.built_network(rng)
+        return text, classes, lambda: fuzz_build.run_network(text, params)
+    kind = rng.choice(sorted(fuzz_build.READERS))
+    seed = rng.randrange(1 << 30)
+    return f"{kind} (seed {seed})", {kind}, lambda: fuzz_build.READERS[kind](random.Random(seed))
+
+
+def run_random(minutes: float, seed: int, programs: int = 0, built: int = 0) -> dict:
+    """Inputs until `minutes` pass, or (when given) until `programs` were tried and
+    `built` networks were built and run with backward, whichever comes last."""
     rng = random.Random(seed)
     texts = list(spec_texts().values())
     deadline = time.monotonic() + minutes * 60
-    tried, failed, compiled = 0, 0, 0
+    tried, failed, compiled, ran = 0, 0, 0, 0
     by_family: dict[str, list[int]] = {}
+    by_class: dict[str, list[int]] = {}
     failures = []
+    if programs and built or not programs:  # torch and a first model, loaded before the baseline is taken:
+        import fuzz_build  # the memory oracle is for the compiler's growth, not for torch's import
+
+        fuzz_build.run_network("network W() {\n    input 3x8x8\n    conv(4, 3, pad=1) -> relu\n    fc(2)\n}\n")
     baseline = peak_rss_bytes()
-    while time.monotonic() < deadline:
-        family, data, params = _one_input(rng, texts)
+    want_built = built / programs if programs else 0.25
+    while (time.monotonic() < deadline) if not programs else (tried < programs or ran < built):
+        family = "built" if ran < want_built * (tried + 1) else None
+        classes: set[str] = set()
+        try:
+            if family == "built":
+                data, params = "", {}
+                data, classes, attempt = _built_input(rng)
+                outcome = attempt()
+                ok = outcome in ("built", "ok")
+                ran += outcome == "built"
+            else:
+                family, data, params = _one_input(rng, texts)
+                ok = compile_input(data, params, baseline).compiled
+            message = None
+        except FuzzFailure as exc:
+            ok, message = False, str(exc)
+        except Exception as exc:  # the generator or a family's oracle itself: still a failure, still counted
+            ok, message = False, f"{type(exc).__name__}: {exc}"
         tried += 1
         counts = by_family.setdefault(family, [0, 0, 0])
         counts[0] += 1
-        try:
-            outcome = compile_input(data, params, baseline)
-            compiled += outcome.compiled
-            counts[2] += outcome.compiled
-        except FuzzFailure as exc:
-            failed += 1
-            counts[1] += 1
-            path = _save_failure(data, params, str(exc), failed)
-            failures.append(f"{path.relative_to(ROOT)}: {exc}")
-            print(f"FAIL {path.relative_to(ROOT)}: {exc}", file=sys.stderr)
-    return {"engine": "random", "seed": seed, "minutes": minutes, "tried": tried, "failed": failed,
-            "compiled": compiled, "by_family": {k: dict(zip(("tried", "failed", "compiled"), v))
-                                                for k, v in by_family.items()},
+        for name in classes or {family}:
+            by_class.setdefault(name, [0, 0, 0])[0] += 1
+        if message is None:
+            compiled += ok
+            counts[2] += ok
+            for name in classes or {family}:
+                by_class[name][2] += ok
+            continue
+        failed += 1
+        counts[1] += 1
+        for name in classes or {family}:
+            by_class[name][1] += 1
+        path = _save_failure(data, params, message, failed)
+        failures.append(f"{path.relative_to(ROOT)}: {message}")
+        print(f"FAIL {path.relative_to(ROOT)}: {message}", file=sys.stderr)
+    return {"engine": "random", "seed": seed, "minutes": round(minutes, 2) if not programs else None,
+            "tried": tried, "failed": failed, "compiled": compiled, "built": ran,
+            "by_family": {k: dict(zip(("tried", "failed", "compiled"), v)) for k, v in by_family.items()},
+            "by_class": {k: dict(zip(("tried", "failed", "ok"), v)) for k, v in sorted(by_class.items())},
             "failures": failures}
 
 
@@ -625,12 +674,19 @@ def run_atheris(minutes: float, seed: int) -> None:
 def _write_report(result: dict, quiet: bool = False) -> None:
     result["machine"] = f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip()
     result["python"] = platform.python_version()
-    lines = [f"fuzz campaign ({result['engine']}, seed {result['seed']}, {result['minutes']} min): "
-             f"{result['tried']:,} inputs tried, {result['failed']} failed, {result['compiled']:,} compiled cleanly, "
+    length = f"{result['minutes']} min" if result.get("minutes") is not None else f"{result['tried']:,} inputs"
+    lines = [f"fuzz campaign ({result['engine']}, seed {result['seed']}, {length}): "
+             f"{result['tried']:,} inputs tried, {result['failed']} failed, {result['compiled']:,} compiled or "
+             f"ran cleanly ({result.get('built', 0):,} networks built and run with backward), "
              f"the rest ended in a diagnostic"]
     for family, counts in result.get("by_family", {}).items():
         lines.append(f"  {family:<10} {counts['tried']:>8,} tried {counts['failed']:>4} failed "
                      f"{counts['compiled']:>8,} compiled")
+    if result.get("by_class"):
+        lines.append("  by class (an input may exercise several):")
+    for name, counts in result.get("by_class", {}).items():
+        lines.append(f"    {name:<44} {counts['tried']:>8,} tried {counts['failed']:>4} failed "
+                     f"{counts['ok']:>8,} ran or compiled")
     lines += [f"  {line}" for line in result.get("failures", [])]
     text = "\n".join(lines) + "\n"
     if not quiet:
@@ -646,12 +702,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=("random", "atheris"), default="random")
+    parser.add_argument("--programs", type=int, default=0,
+                        help="run until this many inputs were tried (instead of --minutes)")
+    parser.add_argument("--built", type=int, default=0,
+                        help="with --programs: and until this many networks were built and run with backward")
     opts = parser.parse_args(argv)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
     if opts.engine == "atheris":
         run_atheris(opts.minutes, opts.seed)
         return 0
-    result = run_random(opts.minutes, opts.seed)
+    result = run_random(opts.minutes, opts.seed, opts.programs, opts.built)
     _write_report(result)
     return 1 if result["failed"] else 0
 

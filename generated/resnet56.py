@@ -11,7 +11,7 @@ __all__ = ["ResNet56"]
 
 def zero_pad_shortcut(identity: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """He et al.'s option A shortcut: every stride-th pixel, zeros for the new channels."""
-    stride = -(-identity.shape[-1] // like.shape[-1])
+    stride = -(-identity.shape[-2] // like.shape[-2])  # by the height, as checked
     identity = identity[:, :, ::stride, ::stride]
     extra = like.shape[1] - identity.shape[1]
     return nn.functional.pad(identity, (0, 0, 0, 0, extra // 2, extra - extra // 2))

@@ -61,8 +61,9 @@ def test_export_a_checkpoint_from_the_command_line(tmp_path: Path):
         for p in model.parameters():
             p.add_(0.5)
     ckpt = tmp_path / "best.safetensors"
-    meta = {"spec": ODD, "network": "Odd", "params": {"classes": 7}, "input": [3, 20, 20],
-            "data": {"normalize": {"mean": [0.5] * 3, "std": [0.25] * 3, "scale": 1.0}}}
+    meta = {"spec": ODD, "network": "Odd", "params": {"classes": 7}, "input": [3, 20, 20], "outputs": 7,
+            "data": {"task": "classification", "source": "synthetic", "classes": [str(c) for c in range(7)],
+                     "normalize": {"mean": [0.5] * 3, "std": [0.25] * 3, "scale": 1.0}}}
     checkpoint.save(ckpt, model.state_dict(), meta)
     out = tmp_path / "odd.onnx"
     result = run_cli("export", str(ckpt), "--onnx", str(out))

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .. import ir
-from ..diagnostics import CompileError, Diagnostic
+from ..errors import InternalError
 from ..expr import Expr
 from ..layers import RULES
+from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.shapes import fmt_shape
-from ..traverse import Visitor
+from ..traverse import Visitor, walk
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 
 WRAP = 92
@@ -149,6 +150,23 @@ class ScopeBuilder(Visitor):
         self.forward: list[Stmt] = []
         self.sides: list[str] = []
         self.residual_depth = 0
+        # forward()'s locals: x, a side output's value, a residual's saved input (identity,
+        # identity2 when nested), all from one namer, so no local overwrites another.
+        self.locals = Namer(reserved={"x", "self", "torch", "nn", "in_channels"} | HELPERS)
+        self.identities: list[str] = []
+        self.side_locals: dict[int, str] = {}
+
+    def start(self, seq: ir.Seq) -> None:
+        """The class's forward locals, named before any statement: every side output's first."""
+        self.side_locals = {id(node): self.locals.fresh(node.node.name)
+                            for node in walk(seq) if isinstance(node, ir.Side)}
+        self.run(seq)
+
+    def identity(self, depth: int) -> str:
+        """The local that holds the input of the residual nested `depth` deep."""
+        while len(self.identities) <= depth:
+            self.identities.append(self.locals.fresh("identity"))
+        return self.identities[depth]
 
     def run(self, seq: ir.Seq) -> None:
         previous = None
@@ -167,15 +185,19 @@ class ScopeBuilder(Visitor):
         first = _first_leaf(inner)
         self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
         flatten = bool(first is not None and first.stats.flatten_before)
-        stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), conditional=flatten)
+        local = self.side_locals[id(node)]
+        stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), var=local, conditional=flatten)
         if node.source is None:
             self.forward.append(stmt)
         else:  # computed right after the member it reads, after any side already there
-            at = next(i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source)
+            at = next((i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source),
+                      None)
+            if at is None:  # passes/emittable.py lets no such side through
+                raise InternalError(f"side({node.source}) reads a member the forward does not call")
             while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
                 at += 1
             self.forward.insert(at + 1, stmt)
-        self.sides.append(inner.name)
+        self.sides.append(local)
 
     def member_call(self, node, previous=None) -> None:
         """A layer, a block instance or a named group: a member, called in forward."""
@@ -195,23 +217,20 @@ class ScopeBuilder(Visitor):
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
         parts = []
         for branch in node.branches:
-            if branch.name is not None:
-                self.members.append(Member(branch.name, self.generator.ctor(branch, notes=self.notes.fork())))
-                parts.append(f"self.{branch.name}(x)")
-            elif not branch.items:
+            if branch.name is None and not branch.items:
                 parts.append("x")
-            else:
-                leaf = _single_leaf(branch)
-                if leaf is None or isinstance(leaf, (ir.Concat, ir.Residual)):
-                    raise CompileError([Diagnostic.error(
-                        branch.span, "a concat branch holds a concat or residual",
-                        "move that branch into a block and use the block here")])
-                self.members.append(Member(leaf.name, self.generator.ctor(leaf, notes=self.notes.fork())))
-                parts.append(f"self.{leaf.name}(x)")
+                continue
+            member = branch if branch.name is not None else _single_leaf(branch)
+            if member is None or isinstance(member, (ir.Concat, ir.Residual)):  # passes/emittable.py
+                raise InternalError("a concat branch that is a concat or residual reached the code generator")
+            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+            first = _first_leaf(member)
+            flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
+            parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
     def visit_Residual(self, node: ir.Residual, previous=None) -> None:
-        var = "identity" if self.residual_depth == 0 else f"identity{self.residual_depth + 1}"
+        var = self.identity(self.residual_depth)
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))
         start = self.notes.fork()
@@ -257,8 +276,14 @@ class Generator:
         self.block_classes: dict[str, list[tuple[ClassModel, str, ClassModel]]] = {}
         self.order: list[str] = []
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.side_sources = frozenset(item.source for item in ir.members(network.body)
-                                      if isinstance(item, ir.Side) and item.source)
+        self.side_sources = frozenset(node.source for node in walk(network.body)
+                                      if isinstance(node, ir.Side) and node.source)
+        # Class names: the user's blocks and network keep theirs; a block's second class
+        # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
+        # hide the class) or one the module defines itself.
+        params = {name for name, _ in network.params}
+        params |= {name for info in network.blocks.values() for name, _ in info.params}
+        self.class_names = Namer(taken={network.name, *network.blocks, *params}, reserved=MODULE_LEVEL)
 
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
@@ -294,7 +319,7 @@ class Generator:
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
-        builder.run(node.body)
+        builder.start(node.body)
         used = _used_names(builder.members)
         info = self.network.blocks[node.block]
         params = [("in_channels", "int", None)]
@@ -309,7 +334,8 @@ class Generator:
         for existing, class_name, existing_code in variants:
             if existing_code == code:
                 return existing, class_name
-        class_name = node.block if not variants else f"{node.block}{len(variants) + 1}"
+        class_name = node.block if not variants else \
+            self.class_names.fresh(node.block, start=len(variants) + 1, plain=False)
         # The docstring and stages are in the block's own terms: those of every use of the class.
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
                         forward=tuple(staged(builder.forward)))
@@ -320,7 +346,7 @@ class Generator:
     def module(self) -> ModuleModel:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
-        builder.run(network.body)
+        builder.start(network.body)
         used = _used_names(builder.members)
         params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
                        for name, value in network.params if name in used)
@@ -356,5 +382,6 @@ def _used_names(members: list[Member]) -> set[str]:
 
 
 def _changed(value: ir.Value, default: ir.Value) -> bool:
-    """An argument the generated call must pass: its value, or its type (2.0 for 2), differs."""
-    return value.value != default.value or type(value.value) is not type(default.value)
+    """An argument the generated call must pass: it reads a parameter (its value varies with
+    it), or its value, or its type (2.0 for 2), differs from the default."""
+    return bool(value.names) or value.value != default.value or type(value.value) is not type(default.value)

@@ -8,6 +8,7 @@ runs `PIPELINE` in one loop, until a pass stops it (its tree could not be read f
     expand        values, lets, blocks, repetitions, optionals      (syntax tree -> IR)
     infer_shapes  shapes, parameters, MACs, receptive fields        (IR -> IR; stats None where unknown)
     assign_names  attribute names and Sequential indices            (IR -> IR)
+    check_emittable  what the code generator needs of the named IR  (IR, unchanged)
 
 Each pass may also be called alone, as `resolve(program)`: it then raises `CompileError`
 if it finds errors.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from .. import parse as _parse
 from .context import Context
+from .emittable import check_emittable
 from .expand import expand
 from .names import assign_names
 from .resolve import resolve
@@ -28,6 +30,6 @@ def parse(source, context: Context | None = None):
     return _parse.parse(source)
 
 
-PIPELINE = (parse, resolve, expand, infer_shapes, assign_names)
+PIPELINE = (parse, resolve, expand, infer_shapes, assign_names, check_emittable)
 
-__all__ = ["PIPELINE", "Context", "assign_names", "expand", "infer_shapes", "parse", "resolve"]
+__all__ = ["PIPELINE", "Context", "assign_names", "check_emittable", "expand", "infer_shapes", "parse", "resolve"]

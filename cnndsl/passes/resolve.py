@@ -14,7 +14,7 @@ import builtins
 import difflib
 import keyword
 
-from .. import ast
+from .. import ast, namespace
 from ..layers import RULES, SHORTCUTS, lookup
 from ..traverse import Visitor
 from .context import Context, alone, finish
@@ -23,21 +23,8 @@ MAX_NAME = 64
 
 # Names the generated module uses itself, and nn.Module's own attributes: a parameter,
 # label or class with one of these names would break or hijack the generated code.
-GENERATED_NAMES = frozenset({
-    "self", "x", "identity", "torch", "nn", "OrderedDict", "MinPool2d", "Maxout", "zero_pad_shortcut",
-    "in_channels", "annotations", "__all__",
-})
-MODULE_ATTRIBUTES = frozenset({
-    "training", "forward", "eval", "train", "parameters", "named_parameters", "buffers", "children",
-    "named_children", "modules", "named_modules", "state_dict", "load_state_dict", "to", "cuda", "cpu",
-    "float", "double", "half", "bfloat16", "type", "apply", "zero_grad", "register_buffer",
-    "register_parameter", "register_module", "add_module", "get_submodule", "get_parameter",
-    "get_buffer", "extra_repr", "requires_grad_", "share_memory", "dump_patches", "call_super_init",
-    "compile", "ipu", "xpu", "mtia", "to_empty", "named_buffers", "register_forward_hook",
-    "register_forward_pre_hook", "register_backward_hook", "register_full_backward_hook",
-    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
-    "register_state_dict_pre_hook", "set_extra_state", "get_extra_state", "T_destination",
-})
+GENERATED_NAMES = namespace.GENERATED_NAMES
+MODULE_ATTRIBUTES = namespace.MODULE_ATTRIBUTES
 
 
 def unsafe_name_reason(name: str, kind: str) -> str | None:

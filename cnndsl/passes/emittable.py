@@ -1,0 +1,104 @@
+"""The last pass, emittable: what the code generator needs of a named network, checked where
+`check` and the language server see it, so that whatever `compile` or `build` would
+reject is a diagnostic first.
+
+- `side(name)` reads a member that the network's own forward calls: a layer, a block or
+  a named group of the network's scope (a residual's body is in that scope), not a
+  member inside a named group (an nn.Sequential), a concat branch or a block's class,
+  whose output the forward never holds alone.
+- A concat branch is a layer, a block or a chain: not a concat or a residual by itself.
+- A parameter (of the network or of a block it uses) is not named like a block class:
+  inside `__init__` the parameter would hide the class it constructs.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..diagnostics import Diagnostic
+from ..traverse import walk
+from .context import Context, alone, finish
+
+_CALLED = (ir.Layer, ir.BlockInstance, ir.Seq)
+
+
+def check_emittable(network: ir.Network | None, context: Context | None = None) -> ir.Network | None:
+    """The network unchanged; every problem found goes to the context."""
+    context, own = alone(context)
+    if network is not None:
+        context.extend(_side_sources(network) + _concat_branches(network) + _parameters(network))
+    return finish(network, context, own)
+
+
+def _scope_members(seq: ir.Seq):
+    """The members the network's forward calls by name, in order (residual bodies are in
+    the scope; named groups, concat branches and block bodies are not)."""
+    for item in ir.members(seq):
+        if isinstance(item, ir.Residual):
+            yield from _scope_members(item.body)
+        elif isinstance(item, _CALLED) and item.name is not None:
+            yield item
+
+
+def _enclosing(network: ir.Network) -> dict[str, str]:
+    """Each label inside a container the forward does not open: what that container is."""
+    where: dict[str, str] = {}
+    for node in walk(network.body):
+        if isinstance(node, ir.Seq) and node.name is not None:
+            inside = f"the group {node.name!r} (an nn.Sequential)"
+        elif isinstance(node, ir.BlockInstance):
+            inside = f"block {node.block}"
+        elif isinstance(node, ir.Concat):
+            inside = "a concat branch"
+        else:
+            continue
+        for inner in walk(node):
+            if inner is not node and getattr(inner, "name", None):
+                where.setdefault(inner.name, inside)
+    return where
+
+
+def _side_sources(network: ir.Network) -> list[Diagnostic]:
+    called = {member.name for member in _scope_members(network.body)}
+    where = None
+    errors = []
+    for node in walk(network.body):
+        if not isinstance(node, ir.Side) or node.source is None or node.source in called:
+            continue
+        where = where if where is not None else _enclosing(network)
+        inside = where.get(node.source, "a concat, a residual or a side output")
+        errors.append(Diagnostic.error(
+            node.span, f"side({node.source}) reads {node.source!r} inside {inside}, whose output the "
+            "generated forward never holds by itself",
+            "read a layer, block or named group of the network itself (the group that holds it, say)",
+            "side"))
+    return errors
+
+
+def _concat_branches(network: ir.Network) -> list[Diagnostic]:
+    errors = []
+    for node in walk(network.body):
+        if not isinstance(node, ir.Concat):
+            continue
+        for branch in node.branches:
+            leaves = ir.members(branch)
+            if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual)):
+                kind = type(leaves[0]).__name__.lower()
+                errors.append(Diagnostic.error(
+                    leaves[0].span, f"a concat branch is a {kind} by itself",
+                    "move that branch into a block and use the block here", "concat"))
+    return errors
+
+
+def _parameters(network: ir.Network) -> list[Diagnostic]:
+    classes = set(network.blocks)
+    errors = []
+    owners = [(f"network {network.name}", network.span, [name for name, _ in network.params])]
+    owners += [(f"block {name}", info.span, [p for p, _ in info.params]) for name, info in network.blocks.items()]
+    for owner, span, params in owners:
+        for param in params:
+            if param in classes:
+                errors.append(Diagnostic.error(
+                    span, f"parameter {param!r} of {owner} has the name of block {param}, whose class "
+                    "its generated __init__ would then not reach", "rename the parameter or the block",
+                    "name"))
+    return errors
