@@ -234,9 +234,9 @@ def _problem(meta: dict) -> str | None:
     shape = meta.get("input")
     if not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape):
         return "'input' must be a list of positive integers"
-    if type(meta.get("outputs")) is not int or meta["outputs"] < 1:
+    if "outputs" in meta and (type(meta["outputs"]) is not int or meta["outputs"] < 1):
         return "'outputs' must be a positive integer"
-    return _data_problem(meta.get("data"), meta["outputs"], shape[0])
+    return _data_problem(meta.get("data"), meta.get("outputs"), shape[0])
 
 
 def _numbers(values, n: int | None = None) -> bool:
@@ -244,13 +244,14 @@ def _numbers(values, n: int | None = None) -> bool:
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-def _data_problem(data, outputs: int, channels: int) -> str | None:
+def _data_problem(data, outputs: int | None, channels: int) -> str | None:
     if not isinstance(data, dict):
         return "'data' must be a table"
-    if data.get("task") not in ("classification", "regression") or not isinstance(data.get("source"), str):
-        return "'data' needs a task (classification or regression) and a source"
+    if data.get("task", "regression") not in ("classification", "regression") or \
+            not isinstance(data.get("source", ""), str):
+        return "'data.task' must be classification or regression, and 'data.source' text"
     classes = data.get("classes")
-    if data["task"] == "classification" and (not isinstance(classes, list) or len(classes) != outputs
+    if data.get("task") == "classification" and (not isinstance(classes, list) or len(classes) != outputs
                                              or not all(isinstance(c, str) for c in classes)):
         return "'data.classes' must name one class per output"
     norm = data.get("normalize")

@@ -49,8 +49,16 @@ def preprocessor(meta: dict, device: torch.device) -> Preprocess:
     return Preprocess(norm["mean"], norm["std"], norm["scale"], device)
 
 
+def require_task(meta: dict) -> None:
+    """eval and predict read the outputs and the task, which rebuilding a model does not."""
+    if "outputs" not in meta or meta["data"].get("task") not in ("classification", "regression"):
+        raise CheckpointError(f"{meta['path']}: the checkpoint says neither its outputs nor its task",
+                              "eval and predict need a checkpoint written by `cnndsl train`")
+
+
 def _open_for(meta: dict, data, resize: bool, convert_channels: bool):
     """The dataset to score a checkpoint on: `data` (a --data string or a Dataset), else its own."""
+    require_task(meta)
     from ..data.dataset import Dataset
     from ..data.fit import fit_dataset
 
@@ -158,6 +166,7 @@ def read_image(path: str, shape: tuple[int, ...], scale: float) -> np.ndarray:
 def predict(path: str, images: list[str], top_k: int, device_name: str) -> list[dict]:
     device = pick_device(device_name)
     model, meta = load_model(path, device)
+    require_task(meta)
     norm = meta["data"]["normalize"]
     batch = torch.from_numpy(np.stack([read_image(p, tuple(meta["input"]), norm["scale"]) for p in images]))
     with torch.no_grad():
