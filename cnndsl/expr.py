@@ -57,6 +57,12 @@ class ExprError(ValueError):
     """An expression that cannot be evaluated: a name without a value, a zero divisor."""
 
 
+# Blocks are used many times with the same arguments (and the language server compiles
+# on every keystroke): a substitution is computed once. Bounded, and cleared when full.
+_SUBSTITUTED: dict = {}
+_SUBSTITUTED_MAX = 8192
+
+
 class Expr:
     """A node; subclasses set `text`, `precedence` and `names` in their constructor."""
 
@@ -74,9 +80,17 @@ class Expr:
     def substitute(self, mapping: Mapping[str, "Expr"]) -> "Expr":
         """The expression with each name in `mapping` replaced, simplified by `binary`
         (which takes names for whole numbers)."""
-        if not self.names & mapping.keys():
+        used = self.names & mapping.keys()
+        if not used:
             return self
-        return _fold_tree(self, lambda leaf: mapping.get(leaf.name, leaf) if isinstance(leaf, Name) else leaf)
+        key = (self, tuple(sorted((n, mapping[n]) for n in used)))  # equal by text: a pure function of both
+        found = _SUBSTITUTED.get(key)
+        if found is None:
+            if len(_SUBSTITUTED) >= _SUBSTITUTED_MAX:
+                _SUBSTITUTED.clear()
+            found = _SUBSTITUTED[key] = _fold_tree(
+                self, lambda leaf: mapping.get(leaf.name, leaf) if isinstance(leaf, Name) else leaf)
+        return found
 
     def evaluate(self, env: Mapping[str, object] | None = None) -> object:
         """The value, reading each name from `env`, as Python would compute the source."""

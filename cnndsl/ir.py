@@ -19,6 +19,8 @@ from .source import Span
 
 Shape = tuple[int, ...]
 
+_CONSTANTS: dict = {}  # (type, value) -> its Value: constants are immutable and shared
+
 
 @dataclass(frozen=True)
 class Value:
@@ -27,7 +29,17 @@ class Value:
 
     @classmethod
     def constant(cls, value) -> "Value":
-        return cls(value, Const(value))
+        key = (type(value), value)  # 1 and True are equal keys otherwise
+        try:
+            return _CONSTANTS[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value (a list)
+            return cls(value, Const(value))
+        if len(_CONSTANTS) >= 4096:
+            _CONSTANTS.clear()
+        made = _CONSTANTS[key] = cls(value, Const(value))
+        return made
 
     def dump_text(self) -> str:
         """`64`, or `planes * 4 (= 256)` where the source differs from the number."""

@@ -21,30 +21,41 @@ from typing import Iterable, Iterator
 from . import ast
 
 
+_NODE_TYPES: dict[type, bool] = {}  # a class -> whether its instances are tree nodes
+
+
 def is_node(value) -> bool:
-    return hasattr(type(value), "_fields") and is_dataclass(value)
+    kind = type(value)
+    known = _NODE_TYPES.get(kind)
+    if known is None:
+        known = _NODE_TYPES[kind] = hasattr(kind, "_fields") and is_dataclass(kind)
+    return known
 
 
-def children(node) -> Iterator:
+def children(node) -> list:
     """The child nodes of `node`, in the order its class declares them."""
+    found = []
     for name in node._fields:
         value = getattr(node, name)
         if type(value) is tuple:
-            for item in value:
-                if is_node(item):
-                    yield item
+            found.extend(item for item in value if is_node(item))
         elif value is not None and is_node(value):
-            yield value
+            found.append(value)
+    return found
 
 
 def walk(node) -> Iterator:
     """`node` and every node under it, depth first and parents before children (as the
     source reads). Iterative: the depth of a tree does not meet Python's recursion limit."""
     stack = [node]
+    pop, push = stack.pop, stack.extend
     while stack:
-        current = stack.pop()
+        current = pop()
         yield current
-        stack.extend(reversed(tuple(children(current))))
+        below = children(current)
+        if below:
+            below.reverse()
+            push(below)
 
 
 def walk_all(roots: Iterable) -> Iterator:

@@ -25,7 +25,8 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     """The network unchanged; every problem found goes to the context."""
     context, own = alone(context)
     if network is not None:
-        context.extend(_side_sources(network) + _concat_branches(network) + _parameters(network))
+        nodes = list(walk(network.body))  # one walk, read by both checks
+        context.extend(_side_sources(network, nodes) + _concat_branches(nodes) + _parameters(network))
     return finish(network, context, own)
 
 
@@ -57,11 +58,11 @@ def _enclosing(network: ir.Network) -> dict[str, str]:
     return where
 
 
-def _side_sources(network: ir.Network) -> list[Diagnostic]:
+def _side_sources(network: ir.Network, nodes: list) -> list[Diagnostic]:
     called = {member.name for member in _scope_members(network.body)}
     where = None
     errors = []
-    for node in walk(network.body):
+    for node in nodes:
         if not isinstance(node, ir.Side) or node.source is None or node.source in called:
             continue
         where = where if where is not None else _enclosing(network)
@@ -74,9 +75,9 @@ def _side_sources(network: ir.Network) -> list[Diagnostic]:
     return errors
 
 
-def _concat_branches(network: ir.Network) -> list[Diagnostic]:
+def _concat_branches(nodes: list) -> list[Diagnostic]:
     errors = []
-    for node in walk(network.body):
+    for node in nodes:
         if not isinstance(node, ir.Concat):
             continue
         for branch in node.branches:
