@@ -29,8 +29,8 @@ def choose_wait_policy(environ) -> str | None:
     between parallel regions, and small networks' steps pay a wake-up each time: resnet20
     trained at 0.82x a plain loop's rate, two threads on LeNet-5 at a third of one's. With
     the default (spin a while, then sleep) both match the plain loop. Spinning only hurts
-    when other processes want the cores: then PASSIVE, and one thread for small networks
-    (`Run._choose_threads`). A value the user set is kept."""
+    when other processes want the cores: then PASSIVE. Small networks train on one thread
+    whatever the load (`Run._choose_threads`). A value the user set is kept."""
     if "OMP_WAIT_POLICY" in environ:
         return environ["OMP_WAIT_POLICY"]
     import os

@@ -340,15 +340,18 @@ class Run:
             raise DataError(f"{ds.name}: the training split is empty")
 
     def _choose_threads(self) -> None:
-        """CPU threads: `--threads`, or the policy the command chose from the machine's load
-        (`cli.choose_wait_policy`): one for a small network on a busy machine, else torch's default."""
+        """CPU threads: `--threads`, else one for a small network and torch's default for
+        the rest. Never from the machine's load: the number of threads changes the order of
+        float reductions, and a run resumed on a busier machine must end with the same
+        weights as one never stopped. (The wait policy, which `cli.choose_wait_policy`
+        picks from the load, changes only speed.)"""
         if self.device.type != "cpu":
             return
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
             return
         macs = self.compiled.network.body.stats.macs * max(1, self.recipe.batch_size // self.world.size)
-        if macs < SMALL_STEP_MACS and os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        if macs < SMALL_STEP_MACS:
             torch.set_num_threads(1)
 
     def _initial_weights(self, model: torch.nn.Module) -> None:
