@@ -55,9 +55,14 @@ def read_state_dict(path: str | Path) -> dict:
     return dict(state)
 
 
+def few(keys: list[str], limit: int = SHOWN) -> str:
+    """The first keys of a list and how many more: what an error about keys shows."""
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
 def _keys(kind: str, keys: list[str]) -> str:
-    more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
-    return f"{len(keys)} {kind} ({', '.join(keys[:SHOWN])}{more})"
+    return f"{len(keys)} {kind} ({few(keys)})"
 
 
 def _shape(tensor) -> str:
@@ -105,4 +110,4 @@ def load_weights(model, path: str | Path, num_classes: int | None = None) -> Non
         raise InternalError(f"loading {path} left {result} after the keys were compared")
 
 
-__all__ = ["load_weights", "read_state_dict"]
+__all__ = ["few", "load_weights", "read_state_dict"]

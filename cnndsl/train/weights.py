@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..weights import few
 from .errors import CheckpointError
 from .optimization import head_prefix
 
@@ -46,11 +47,6 @@ def _strip(name: str) -> str:
     return name
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
-    """Load `path` into `model`; the head keys left freshly initialised (shape differed)."""
-    return load_state(model, read_weights(path), str(path))
-
-
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> list[str]:
     """Load the tensors `state` into `model` by name (see the module's rules)."""
     path = where
@@ -63,11 +59,11 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: st
     not_head = [k for k in reshaped if not (head and k.startswith(head + "."))]
     problems = []
     if missing:
-        problems.append(f"missing {_few(missing)}")
+        problems.append(f"missing {few(missing)}")
     if unexpected:
-        problems.append(f"unexpected {_few(unexpected)}")
+        problems.append(f"unexpected {few(unexpected)}")
     if not_head:
-        problems.append("different shapes for " + _few([f"{k} {tuple(given[k].shape)} vs {tuple(own[k].shape)}"
+        problems.append("different shapes for " + few([f"{k} {tuple(given[k].shape)} vs {tuple(own[k].shape)}"
                                                         for k in not_head]))
     if problems:
         raise CheckpointError(f"{path}: the weights do not fit this network: " + "; ".join(problems),
@@ -78,7 +74,3 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: st
             own[name].copy_(tensor.to(own[name].dtype))
     return reshaped
 
-
-def _few(names: list[str], limit: int = 4) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
