@@ -9,6 +9,7 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .. import ir
 from ..errors import InternalError
@@ -32,8 +33,10 @@ class Ctor:
     keyed: bool = False  # an OrderedDict Sequential
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
-    def without_comments(self) -> "Ctor":
-        return replace(self, children=tuple((k, c.without_comments(), "") for k, c, _ in self.children))
+    @cached_property
+    def code(self) -> tuple:
+        """What the construction prints but its comments: equal code, equal `code`."""
+        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -77,11 +80,12 @@ class ClassModel:
         return [f"{name}: {annotation}" + (f" = {default}" if default is not None else "")
                 for name, annotation, default in self.params]
 
-    def code_only(self) -> "ClassModel":
-        """The class without its comments: what decides whether two uses share a class."""
-        return replace(self, doc=(), members=tuple(replace(m, ctor=m.ctor.without_comments())
-                                                   for m in self.members),
-                       forward=tuple(replace(s, comment="") for s in self.forward))
+    def code_only(self) -> tuple:
+        """The class but its name and comments, as a tuple built without copying the model:
+        what decides whether two uses share a class."""
+        return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
+                tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank) for s in self.forward),
+                self.provenance, self.sides)
 
 
 @dataclass
@@ -158,8 +162,9 @@ class ScopeBuilder(Visitor):
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first."""
-        self.side_locals = {id(node): self.locals.fresh(node.node.name)
-                            for node in walk(seq) if isinstance(node, ir.Side)}
+        if self.generator.has_sides:
+            self.side_locals = {id(node): self.locals.fresh(node.node.name)
+                                for node in walk(seq) if isinstance(node, ir.Side)}
         self.run(seq)
 
     def identity(self, depth: int) -> str:
@@ -273,11 +278,13 @@ class Generator:
         self.helpers: set[str] = set()
         self.keyed = False
         # block -> [(model, class name, its code_only())]
-        self.block_classes: dict[str, list[tuple[ClassModel, str, ClassModel]]] = {}
+        self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
         self.order: list[str] = []
+        self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.side_sources = frozenset(node.source for node in walk(network.body)
-                                      if isinstance(node, ir.Side) and node.source)
+        sides = [node for node in walk(network.body) if isinstance(node, ir.Side)]
+        self.side_sources = frozenset(node.source for node in sides if node.source)
+        self.has_sides = bool(sides)
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -318,6 +325,16 @@ class Generator:
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+        """The class of a block use: one already made where a use with the same arguments and
+        input shape came before (the same body), or one built, shared with an earlier use of
+        the same code, else added as a variant."""
+        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        found = self.uses.get(key)
+        if found is None:
+            found = self.uses[key] = self.new_block_class(node)
+        return found
+
+    def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.start(node.body)
         used = _used_names(builder.members)
