@@ -34,6 +34,9 @@ class ArgSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     doc: str = ""
+    # PyTorch's name for it where it differs (`padding` for pad): the keyword the generated
+    # constructor passes, and the hint for a PyTorch habit (`conv(32, 3, padding=1)`).
+    torch: str = ""
 
 
 # Bounds on what a spec may ask of PyTorch, per image and per layer: beyond them a build or
@@ -160,6 +163,19 @@ class LayerRule:
     def arg(self, name: str) -> ArgSpec | None:
         return next((a for a in self.args if a.name == name), None)
 
+    def construction(self, in_shape: Shape, values: dict, exprs: dict) -> Torch:
+        """The PyTorch constructor: `torch`'s, its keywords in PyTorch's names (ArgSpec.torch)."""
+        made = self.torch(in_shape, values, exprs)
+        theirs = {a.name: a.torch for a in self.args if a.torch}
+        if not theirs:
+            return made
+        return Torch(made.callee, made.positional, tuple((theirs.get(k, k), e) for k, e in made.keywords),
+                     made.helper)
+
+    def torch_names(self) -> dict[str, str]:
+        """PyTorch's names of its arguments, theirs -> ours, where they differ."""
+        return {a.torch: a.name for a in self.args if a.torch}
+
 
 # -- shape arithmetic -----------------------------------------------------------------
 
@@ -266,13 +282,19 @@ def _flat_channels(shape: Shape, channels: Expr) -> Expr:
     return Binary("*", Binary("*", channels, Const(h)), Const(w))
 
 
-def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
-    """Keyword arguments for PyTorch, leaving out those equal to PyTorch's default unless
-    they read a parameter (`stride`), which the generated class must then pass on."""
+def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
+    """Keyword arguments for PyTorch, `(name, PyTorch's default)` each, leaving out those
+    equal to PyTorch's default unless they read a parameter (`stride`), which the generated
+    class must then pass on. Named as cnndsl names them: `LayerRule.construction` gives
+    PyTorch's names, from the ArgSpecs' `torch`."""
     out = []
-    for ours, theirs, torch_default in spec:
+    for entry in spec:
+        if len(entry) != 2:
+            raise TypeError(f"_kw takes (name, PyTorch's default) pairs, got {entry!r}: "
+                            "PyTorch's name for an argument is its ArgSpec's torch=")
+        ours, torch_default = entry
         if ours in values and (values[ours] != torch_default or exprs[ours].names):
-            out.append((theirs, exprs[ours]))
+            out.append((ours, exprs[ours]))
     return tuple(out)
 
 
@@ -299,9 +321,8 @@ def _conv_params(s: Shape, a: dict) -> int:
 
 
 def _conv_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Conv2d", (t["in"], t["filters"]), (("kernel_size", t["size"]),) + _kw(v, t, (
-        ("stride", "stride", 1), ("pad", "padding", 0), ("dilation", "dilation", 1),
-        ("groups", "groups", 1), ("bias", "bias", True), ("padding_mode", "padding_mode", "zeros"))))
+    return Torch("nn.Conv2d", (t["in"], t["filters"]), (("size", t["size"]),) + _kw(v, t, (
+        ("stride", 1), ("pad", 0), ("dilation", 1), ("groups", 1), ("bias", True), ("padding_mode", "zeros"))))
 
 
 def _conv_label(a: Shown) -> str:
@@ -318,10 +339,10 @@ def _conv_figure(a: Shown) -> str:
 
 CONV = LayerRule(
     "conv", "2-D convolution: `filters` FxF filters at `stride`, zero-padded by `pad`",
-    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
-     ArgSpec("size", "int", minimum=1, doc="filter size F"),
+    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)", torch="out_channels"),
+     ArgSpec("size", "int", minimum=1, doc="filter size F", torch="kernel_size"),
      ArgSpec("stride", "int", 1, minimum=1, doc="stride S"),
-     ArgSpec("pad", "int", 0, minimum=0, doc="zero padding P on each side"),
+     ArgSpec("pad", "int", 0, minimum=0, doc="zero padding P on each side", torch="padding"),
      ArgSpec("dilation", "int", 1, minimum=1),
      ArgSpec("groups", "int", 1, minimum=1),
      ArgSpec("bias", "bool", True),
@@ -338,9 +359,10 @@ CONV = LayerRule(
 
 def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, listing: str,
                helper=None) -> LayerRule:
-    args = (ArgSpec("size", "int", minimum=1, doc="window size F"),
+    args = (ArgSpec("size", "int", minimum=1, doc="window size F", torch="kernel_size"),
             ArgSpec("stride", "int", None, minimum=1, doc="stride S (default: the size)"),
-            ArgSpec("pad", "int", 0, minimum=0)) + extra + (ArgSpec("ceil", "bool", False), FLOOR)
+            ArgSpec("pad", "int", 0, minimum=0, torch="padding")) + extra + (
+        ArgSpec("ceil", "bool", False, torch="ceil_mode"), FLOOR)
 
     def shape(s: Shape, a: dict):
         a = _pool_defaults(a)
@@ -353,7 +375,7 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
         v = _pool_defaults(v)
         if t.get("stride") is None or t["stride"] == Const(None):
             t = {**t, "stride": t["size"]}
-        kws = _kw(v, t, (("pad", "padding", 0),) + kw_extra + (("ceil", "ceil_mode", False),))
+        kws = _kw(v, t, (("pad", 0),) + kw_extra + (("ceil", False),))
         if v["stride"] != v["size"]:
             kws = (("stride", t["stride"]),) + kws
         return Torch(callee, (t["size"],), kws, helper)
@@ -369,10 +391,10 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
-                     (ArgSpec("dilation", "int", 1, minimum=1),), (("dilation", "dilation", 1),), "MAX POOL")
+                     (ArgSpec("dilation", "int", 1, minimum=1),), (("dilation", 1),), "MAX POOL")
 AVGPOOL = _pool_rule("avgpool", "nn.AvgPool2d", "average pooling over FxF windows",
                      (ArgSpec("count_include_pad", "bool", True),),
-                     (("count_include_pad", "count_include_pad", True),), "AVG POOL")
+                     (("count_include_pad", True),), "AVG POOL")
 MINPOOL = _pool_rule("minpool", "MinPool2d", "min pooling over FxF windows (the notes' third kind)",
                      (), (), "MIN POOL", helper="MinPool2d")
 
@@ -412,12 +434,12 @@ GLOBAL_AVGPOOL = LayerRule(
 
 
 def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
+    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", True),)))
 
 
 FC = LayerRule(
     "fc", "fully connected; flattens a volume before it, as the notes draw it",
-    (ArgSpec("units", "int", minimum=1, doc="output features"), ArgSpec("bias", "bool", True)),
+    (ArgSpec("units", "int", minimum=1, doc="output features", torch="out_features"), ArgSpec("bias", "bool", True)),
     lambda s, a: ((a["units"],), []),
     params=lambda s, a: _flat(s) * a["units"] + (a["units"] if a["bias"] else 0),
     macs=lambda i, o, a: _flat(i) * a["units"],
@@ -443,14 +465,14 @@ def _dropout_shape(s: Shape, a: dict):
 DROPOUT = LayerRule(
     "dropout", "zeroes each element with probability p while training",
     (ArgSpec("p", "float", 0.5, minimum=0.0),), _dropout_shape,
-    torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", "p", 0.5),))),
+    torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", 0.5),))),
     base_name="dropout", category="dropout", pointwise=True,
     label=lambda a: f"dropout {a('p')}" if a("p")[:1].isdigit() else f"dropout p={a('p')}")
 
 
 def _bn_torch(s: Shape, v: dict, t: dict) -> Torch:
     return Torch("nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d", (t["in"],), _kw(v, t, (
-        ("eps", "eps", 1e-5), ("momentum", "momentum", 0.1), ("affine", "affine", True))))
+        ("eps", 1e-5), ("momentum", 0.1), ("affine", True))))
 
 
 BATCHNORM = LayerRule(
@@ -469,7 +491,7 @@ LRN = LayerRule(
      ArgSpec("beta", "float", 0.75), ArgSpec("k", "float", 1.0)),
     lambda s, a: (s, []),
     torch=lambda s, v, t: Torch("nn.LocalResponseNorm", (t["size"],), _kw(v, t, (
-        ("alpha", "alpha", 1e-4), ("beta", "beta", 0.75), ("k", "k", 1.0)))),
+        ("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)))),
     base_name="norm", aliases=("norm",),
     category="norm", pointwise=True, figure=lambda a: "LRN", listing=Listing("NORM", "Normalization layer"))
 
@@ -484,13 +506,14 @@ def _activation(kind: str, callee: str, doc: str, args: tuple[ArgSpec, ...] = ()
 
 RELU = _activation("relu", "nn.ReLU", "max(0, x)", inplace=True)
 LEAKY_RELU = _activation("leaky_relu", "nn.LeakyReLU", "max(slope*x, x)",
-                         (ArgSpec("slope", "float", 0.01),), (("slope", "negative_slope", 0.01),), figure="leaky relu")
+                         (ArgSpec("slope", "float", 0.01, torch="negative_slope"),), (("slope", 0.01),),
+                         figure="leaky relu")
 ELU = _activation("elu", "nn.ELU", "x if x > 0 else alpha*(exp(x) - 1)",
-                  (ArgSpec("alpha", "float", 1.0),), (("alpha", "alpha", 1.0),))
+                  (ArgSpec("alpha", "float", 1.0),), (("alpha", 1.0),))
 SIGMOID = _activation("sigmoid", "nn.Sigmoid", "1/(1 + exp(-x))")
 TANH = _activation("tanh", "nn.Tanh", "tanh(x)")
 SOFTMAX = _activation("softmax", "nn.Softmax", "exp(x_i)/sum_j exp(x_j) over channels",
-                      (ArgSpec("dim", "int", 1),), (("dim", "dim", None),))
+                      (ArgSpec("dim", "int", 1),), (("dim", None),))
 IDENTITY = _activation("identity", "nn.Identity", "x", figure="id")
 # MobileNet's and EfficientNet's activations, as torchvision uses them: in place after a
 # convolution and batch norm, not where their input is read again (a gate's scale).
@@ -540,11 +563,6 @@ for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOO
     RULES[_rule.kind] = _rule
     for _alias in _rule.aliases:
         RULES[_alias] = _rule
-
-# PyTorch's names for the arguments cnndsl names after the notes, theirs -> ours: the hint
-# for a PyTorch habit (`conv(32, 3, padding=1)` says `pad`, not "did you mean padding_mode").
-PYTORCH_NAMES = {"padding": "pad", "kernel_size": "size", "out_channels": "filters", "out_features": "units",
-                 "ceil_mode": "ceil", "negative_slope": "slope"}
 
 
 def shortcut_stride(in_shape: Shape, out_shape: Shape) -> int:

@@ -121,7 +121,7 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
-    torch = rule.torch(layer.stats.in_shape, layer.values, exprs)
+    torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
     if torch.helper:
         helpers.add(torch.helper)
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .. import ast, ir
 from ..expr import BINARY, NONE, Binary, Name, Unary
 from ..diagnostics import Diagnostic
-from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, lookup
+from ..layers import REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
@@ -151,7 +151,7 @@ class Expander(Visitor):
 
     # -- arguments ---------------------------------------------------------------------
     def bind(self, names: list[str], call: ast.Call | None, scope: _Scope, what: str,
-             span: Span) -> dict[str, tuple[ir.Value, Span]]:
+             span: Span, torch_names: dict[str, str] | None = None) -> dict[str, tuple[ir.Value, Span]]:
         bound: dict[str, tuple[ir.Value, Span]] = {}
         args = call.args if call else ()
         positional = [a for a in args if a.name is None]
@@ -170,7 +170,7 @@ class Expander(Visitor):
                 seen_keyword = True
                 name = arg.name
                 if name not in names:
-                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names),
+                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names, torch_names or {}),
                                     "unknown-parameter")
                 if name in bound:
                     raise self.fail(arg.span, f"{name!r} is given twice", "give each argument once")
@@ -178,7 +178,7 @@ class Expander(Visitor):
         return bound
 
     def layer_args(self, rule: LayerRule, call: ast.Call | None, scope: _Scope, span: Span):
-        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span)
+        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, rule.torch_names())
         out = []
         for spec in rule.args:
             if spec.name not in bound:
@@ -528,10 +528,10 @@ class Expander(Visitor):
         return dims
 
 
-def _unknown_hint(name: str, names: list[str]) -> str:
-    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`),
-    else the nearest spelling, else the list."""
-    ours = PYTORCH_NAMES.get(name)
+def _unknown_hint(name: str, names: list[str], torch_names: dict[str, str]) -> str:
+    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`,
+    from the layer's ArgSpecs), else the nearest spelling, else the list."""
+    ours = torch_names.get(name)
     if ours in names:
         return f"cnndsl calls it {ours!r}; {name!r} is PyTorch's name for it"
     guess = suggest(name, names)
