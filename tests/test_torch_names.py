@@ -18,7 +18,7 @@ EXAMPLE = {"int": "2", "float": "0.5", "bool": "true", "str": '"zeros"'}
 
 
 def required_args(kind: str) -> str:
-    return ", ".join(EXAMPLE[spec.type] for spec in RULES[kind].args if spec.default is REQUIRED)
+    return ", ".join(EXAMPLE.get(spec.type, "2") for spec in RULES[kind].args if spec.default is REQUIRED)
 
 
 def test_the_table_names_pytorchs_habits():
