@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..weights import head_modules, in_modules
 from .errors import TrainError
 from .recipe import Recipe
 
@@ -46,12 +47,6 @@ def apply_freeze(model: torch.nn.Module, recipe: Recipe) -> list[str]:
     return frozen
 
 
-def head_prefix(model: torch.nn.Module) -> str:
-    """The module path of the last parameter: the classifier head."""
-    names = [n for n, _ in model.named_parameters()]
-    return names[-1].rpartition(".")[0] if names else ""
-
-
 def _group_order(bucket) -> tuple:
     """Decayed groups first, the head's before the backbone's: with one rate this is the
     order of earlier versions (decay, then no decay), so their checkpoints still resume."""
@@ -60,11 +55,11 @@ def _group_order(bucket) -> tuple:
 
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    head = head_prefix(model)
+    heads = head_modules(model)
     buckets: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            scale = 1.0 if not head or _matches(name, head) else recipe.backbone_lr
+            scale = 1.0 if in_modules(name, heads) else recipe.backbone_lr
             buckets.setdefault((p.dim() >= 2, scale), []).append(p)
     groups = [{"params": ps, "weight_decay": recipe.weight_decay if decayed else 0.0, "lr_scale": scale,
                "lr": recipe.lr * scale} for (decayed, scale), ps in sorted(buckets.items(), key=_group_order)]
