@@ -29,7 +29,7 @@ REQUIRED = object()
 @dataclass(frozen=True)
 class ArgSpec:
     name: str
-    type: str  # "int", "float", "bool", "str"
+    type: str  # "int", "float", "bool", "str"; "pair": an int for both axes or (height, width)
     default: Any = REQUIRED
     choices: tuple[str, ...] = ()
     minimum: float | None = None
@@ -95,8 +95,10 @@ class Shown:
     (`planes·4`)."""
 
     def __init__(self, args: Iterable[tuple[str, Any]], symbolic: bool = False) -> None:
+        args = tuple(args)
         self.values = {name: v.value for name, v in args}
         self.texts = {name: _shown(v, symbolic) for name, v in args}
+        self.axes = {name: _axes_shown(v, symbolic) for name, v in args}
 
     def __call__(self, name: str) -> str:
         return self.texts[name]
@@ -108,11 +110,26 @@ class Shown:
         """A pool's stride as shown: its size where the spec leaves it out."""
         return self("size") if self.value("stride") is None else self("stride")
 
+    def square(self, name: str, times: str = "x") -> str:
+        """A per-axis argument as `3x3`: both axes, `3x5` where they differ."""
+        return times.join(self.axes.get(name) or (self(name), self(name)))
+
 
 def _shown(value, symbolic: bool) -> str:
     if symbolic:
         return value.text.replace(" * ", "·")
+    if isinstance(value.value, tuple):
+        return "x".join(map(str, value.value))
     return f"{value.value:g}" if isinstance(value.value, float) else str(value.value)
+
+
+def _axes_shown(value, symbolic: bool) -> tuple[str, str] | None:
+    """A pair's two texts, (height, width); None for one value for both axes."""
+    if not isinstance(value.value, tuple):
+        return None
+    if symbolic:
+        return tuple(e.text.replace(" * ", "·") for e in axis_exprs(value.expr))
+    return tuple(map(str, value.value))
 
 
 @dataclass(frozen=True)
@@ -214,20 +231,38 @@ def window_output(kind: str, size: int, extent: int, stride: int, pad: int, ceil
     return out
 
 
-def _windowed(kind: str, in_shape: Shape, a: dict, extent: int, ceil: bool = False):
+def pair(value) -> tuple:
+    """A per-axis argument as (height, width): one value stands for both axes."""
+    return (value[0], value[1]) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def axis_exprs(expr: Expr) -> tuple[Expr, Expr]:
+    """A per-axis argument's expression as (height, width): `(3, 5)`, `(k, 1)`, or one
+    expression for both."""
+    if isinstance(expr, Const) and isinstance(expr.value, (tuple, list)):
+        return Const(expr.value[0]), Const(expr.value[1])
+    parts = getattr(expr, "items", None)
+    if isinstance(parts, tuple) and len(parts) == 2:
+        return parts
+    return expr, expr
+
+
+def _windowed(kind: str, in_shape: Shape, a: dict, extent, ceil: bool = False):
     c, h, w = _spatial(in_shape, kind)
     notes: list[Note] = []
-    stride, pad = a["stride"], a["pad"]
     floor = a.get("floor", False)
-    ho = window_output(kind, h, extent, stride, pad, ceil, notes, "height", floor)
-    wo = window_output(kind, w, extent, stride, pad, ceil, notes, "width", floor)
-    if h == w and len(notes) == 2:
+    axes = tuple(zip((h, w), pair(extent), pair(a["stride"]), pair(a["pad"])))
+    ho, wo = (window_output(kind, size, e, stride, pad, ceil, notes, axis, floor)
+              for (size, e, stride, pad), axis in zip(axes, ("height", "width")))
+    if len(notes) == 2 and axes[0] == axes[1]:
         notes = notes[:1]
     return (c, ho, wo), notes
 
 
-def _extent(a: dict) -> int:
-    return a.get("dilation", 1) * (a["size"] - 1) + 1
+def _extent(a: dict):
+    """The span of a (dilated) window, D*(F-1)+1: an int, or (height, width) where the axes differ."""
+    spans = tuple(d * (f - 1) + 1 for d, f in zip(pair(a.get("dilation", 1)), pair(a["size"])))
+    return spans[0] if spans[0] == spans[1] else spans
 
 
 def _window_dims(in_dims: Dims | None, e: dict, ceil: bool = False) -> Dims | None:
@@ -236,7 +271,9 @@ def _window_dims(in_dims: Dims | None, e: dict, ceil: bool = False) -> Dims | No
     if not in_dims:
         return None
     stride = e["stride"] if e.get("stride") not in (None, Const(None)) else e["size"]
-    return _window_dims_of(in_dims, e["size"], stride, e["pad"], e.get("dilation", Const(1)), ceil)
+    per_axis = zip(*(axis_exprs(x) for x in (e["size"], stride, e["pad"], e.get("dilation", Const(1)))))
+    out = [_window_dims_of((d,), *axis, ceil) for d, axis in zip(in_dims, per_axis)]
+    return None if any(o is None for o in out) else tuple(o[0] for o in out)
 
 
 @functools.lru_cache(maxsize=1024)  # a block's layers, once for all its uses
@@ -284,18 +321,25 @@ def _conv_shape(s: Shape, a: dict):
         raise ShapeProblem(
             f"groups={a['groups']} must divide both the input channels ({c}) and the filters ({a['filters']})",
             "choose groups as a common divisor of the two")
-    if a["padding_mode"] != "zeros" and a["pad"] >= min(s[1], s[2]) and a["padding_mode"] == "reflect":
-        raise ShapeProblem(f"reflect padding of {a['pad']} needs an input larger than {a['pad']}",
-                           "use less padding or padding_mode=\"zeros\"")
-    if a["padding_mode"] == "circular" and a["pad"] > min(s[1], s[2]):  # PyTorch wraps around once at most
-        raise ShapeProblem(f"circular padding of {a['pad']} needs an input of at least {a['pad']}",
-                           "use less padding or padding_mode=\"zeros\"")
+    for pad, size in zip(pair(a["pad"]), s[1:]):
+        if a["padding_mode"] == "reflect" and pad >= size:
+            raise ShapeProblem(f"reflect padding of {pad} needs an input larger than {pad}",
+                               "use less padding or padding_mode=\"zeros\"")
+        if a["padding_mode"] == "circular" and pad > size:  # PyTorch wraps around once at most
+            raise ShapeProblem(f"circular padding of {pad} needs an input of at least {pad}",
+                               "use less padding or padding_mode=\"zeros\"")
     (_, ho, wo), notes = _windowed("conv", s, a, _extent(a))
     return (a["filters"], ho, wo), notes
 
 
 def _conv_params(s: Shape, a: dict) -> int:
-    return a["filters"] * (s[0] // a["groups"]) * a["size"] ** 2 + (a["filters"] if a["bias"] else 0)
+    return a["filters"] * (s[0] // a["groups"]) * _area(a["size"]) + (a["filters"] if a["bias"] else 0)
+
+
+def _area(size) -> int:
+    """A window's height times its width."""
+    height, width = pair(size)
+    return height * width
 
 
 def _conv_torch(s: Shape, v: dict, t: dict) -> Torch:
@@ -305,48 +349,50 @@ def _conv_torch(s: Shape, v: dict, t: dict) -> Torch:
 
 
 def _conv_label(a: Shown) -> str:
-    return (f"conv {a('size')}x{a('size')}/{a('stride')} {a('filters')}"
+    return (f"conv {a.square('size')}/{a('stride')} {a('filters')}"
             + (f" pad {a('pad')}" if a.value("pad") else "")
             + (f" groups {a('groups')}" if a.value("groups") != 1 else ""))
 
 
 def _conv_figure(a: Shown) -> str:
     stride = a("stride")
-    return (f"conv {a('size')}×{a('size')}" + (f"/{stride}" if stride != "1" else "") + f", {a('filters')}"
+    return (f"conv {a.square('size', '×')}" + (f"/{stride}" if stride != "1" else "") + f", {a('filters')}"
             + (f", groups {a('groups')}" if a.value("groups") != 1 else ""))
 
 
 CONV = LayerRule(
-    "conv", "2-D convolution: `filters` FxF filters at `stride`, zero-padded by `pad`",
+    "conv", "2-D convolution: `filters` FxF filters at `stride`, zero-padded by `pad` "
+    "(each of size, stride, pad and dilation one number or (height, width))",
     (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
-     ArgSpec("size", "int", minimum=1, doc="filter size F"),
-     ArgSpec("stride", "int", 1, minimum=1, doc="stride S"),
-     ArgSpec("pad", "int", 0, minimum=0, doc="zero padding P on each side"),
-     ArgSpec("dilation", "int", 1, minimum=1),
+     ArgSpec("size", "pair", minimum=1, doc="filter size F, or (height, width)"),
+     ArgSpec("stride", "pair", 1, minimum=1, doc="stride S, or (height, width)"),
+     ArgSpec("pad", "pair", 0, minimum=0, doc="zero padding P on each side, or (height, width)"),
+     ArgSpec("dilation", "pair", 1, minimum=1),
      ArgSpec("groups", "int", 1, minimum=1),
      ArgSpec("bias", "bool", True),
      ArgSpec("padding_mode", "str", "zeros", choices=("zeros", "reflect", "replicate", "circular")),
      FLOOR),
     _conv_shape, _conv_params,
-    macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["size"] ** 2,
+    macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * _area(a["size"]),
     window=lambda s, a: (_extent(a), a["stride"]),
     torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True,
-    kernel=lambda s, a: (a["filters"], s[0] // a["groups"], a["size"], a["size"]),
+    kernel=lambda s, a: (a["filters"], s[0] // a["groups"]) + pair(a["size"]),
     category="conv", label=_conv_label, figure=_conv_figure, listing=Listing("CONV"),
     dims=lambda d, v, t: _window_dims(d, t))
 
 
 def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, listing: str,
                helper=None) -> LayerRule:
-    args = (ArgSpec("size", "int", minimum=1, doc="window size F"),
-            ArgSpec("stride", "int", None, minimum=1, doc="stride S (default: the size)"),
-            ArgSpec("pad", "int", 0, minimum=0)) + extra + (ArgSpec("ceil", "bool", False), FLOOR)
+    args = (ArgSpec("size", "pair", minimum=1, doc="window size F, or (height, width)"),
+            ArgSpec("stride", "pair", None, minimum=1, doc="stride S (default: the size)"),
+            ArgSpec("pad", "pair", 0, minimum=0)) + extra + (ArgSpec("ceil", "bool", False), FLOOR)
 
     def shape(s: Shape, a: dict):
         a = _pool_defaults(a)
-        if a["pad"] * 2 > a["size"]:
-            raise ShapeProblem(f"{kind} pad of {a['pad']} is more than half its window of {a['size']}",
-                               f"use pad <= {a['size'] // 2}")
+        for pad, size in zip(pair(a["pad"]), pair(a["size"])):
+            if pad * 2 > size:
+                raise ShapeProblem(f"{kind} pad of {pad} is more than half its window of {size}",
+                                   f"use pad <= {size // 2}")
         return _windowed(kind, s, a, _extent(a), a["ceil"])
 
     def torch(s: Shape, v: dict, t: dict) -> Torch:
@@ -361,15 +407,15 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
     return LayerRule(kind, doc, args, shape,
                      window=lambda s, a: (_extent(_pool_defaults(a)), _pool_defaults(a)["stride"]),
                      torch=torch, base_name="pool", fresh_output=True, category="pool",
-                     label=lambda a: f"{kind} {a('size')}x{a('size')}/{a.stride()}",
-                     figure=lambda a: f"{kind} {a('size')}×{a('size')}" + (
+                     label=lambda a: f"{kind} {a.square('size')}/{a.stride()}",
+                     figure=lambda a: f"{kind} {a.square('size', '×')}" + (
                          f"/{a.stride()}" if a.stride() != "1" else ""),
-                     listing=Listing(listing), kernel=lambda s, a: (a["size"], a["size"]),
+                     listing=Listing(listing), kernel=lambda s, a: pair(a["size"]),
                      dims=lambda d, v, t: _window_dims(d, t, v["ceil"]))
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
-                     (ArgSpec("dilation", "int", 1, minimum=1),), (("dilation", "dilation", 1),), "MAX POOL")
+                     (ArgSpec("dilation", "pair", 1, minimum=1),), (("dilation", "dilation", 1),), "MAX POOL")
 AVGPOOL = _pool_rule("avgpool", "nn.AvgPool2d", "average pooling over FxF windows",
                      (ArgSpec("count_include_pad", "bool", True),),
                      (("count_include_pad", "count_include_pad", True),), "AVG POOL")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
+from ..layers import RULES, ShapeProblem, pair, shortcut_stride, size_problem, subsampled
 from ..traverse import Visitor
 from .context import Context, alone, finish
 
@@ -27,8 +27,8 @@ class Flow:
 
     shape: ir.Shape
     channels: Expr
-    rf: int = 1
-    jump: int = 1
+    rf: int | tuple[int, int] = 1  # (height, width) where the axes differ
+    jump: int | tuple[int, int] = 1
     dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
 
 
@@ -101,8 +101,7 @@ class ShapeInference(Visitor):
             self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
             return layer, None
         stats = ir.Stats(
-            flow.shape, out, params, macs,
-            flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
+            flow.shape, out, params, macs, *_receptive(flow, extent, stride), channels,
             flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
             dims=rule.dims(flow.dims, values, exprs))
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
@@ -127,7 +126,7 @@ class ShapeInference(Visitor):
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[0].dims)
+        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), outs[0].dims)
         return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
 
     def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
@@ -234,6 +233,23 @@ class ShapeInference(Visitor):
         mapping = {name: value.expr for name, value in node.args}
         mapping["in_channels"] = flow.channels
         return mapping
+
+
+def _receptive(flow: Flow, extent, stride) -> tuple:
+    """The receptive field and jump after a window of `extent` at `stride`, per axis: an int
+    where both axes agree, (height, width) where they differ."""
+    axes = [(rf + (e - 1) * jump, jump * s)
+            for rf, jump, e, s in zip(pair(flow.rf), pair(flow.jump), pair(extent), pair(stride))]
+    return tuple(_one(axis) for axis in zip(*axes))
+
+
+def _one(axes: tuple):
+    return axes[0] if axes[0] == axes[1] else tuple(axes)
+
+
+def _widest(values) -> object:
+    """The largest of several receptive fields (or jumps), per axis."""
+    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
 
 
 def _projection_tests(stride_value: ir.Value, flow: Flow, out: Flow) -> list[Expr]:
