@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .expr import Binary, Const, Expr
+from .expr import Binary, Const, Expr, Prec
 Shape = tuple[int, ...]
 Dims = tuple[Expr, ...]
 REQUIRED = object()
@@ -167,6 +167,8 @@ class LayerRule:
     figure: Callable[[Shown], str] | None = None  # the diagram's `conv 3×3/2, 64`; None: `label`
     listing: Listing | None = None  # None: left out of the notes' listing
     kernel: Callable[[Shape, dict], tuple[int, ...] | None] = lambda s, a: None  # its weight's or window's shape
+    channels_last: bool = False  # reads a channels-last volume too (pointwise, per pixel)
+    parameter: bool = False  # a learned tensor of the class itself (layer scale), not a module: `x = self.p * x`
 
     def summary_label(self, shown: Shown) -> str:
         return self.label(shown) if self.label else self.kind
@@ -180,7 +182,23 @@ class LayerRule:
 
 # -- shape arithmetic -----------------------------------------------------------------
 
+class ChannelsLast(tuple):
+    """A volume permuted to channels last (N, H, W, C), as ConvNeXt's blocks hold it between
+    `permute(0, 2, 3, 1)` and `permute(0, 3, 1, 2)`. Its items stay in C, H, W order, as every
+    shape here, so `shape[0]` is still the channels; readers print it H x W x C."""
+
+    __slots__ = ()
+
+
+def channels_last(shape: Shape) -> bool:
+    return isinstance(shape, ChannelsLast)
+
+
 def _spatial(shape: Shape, kind: str) -> tuple[int, int, int]:
+    if channels_last(shape):
+        raise ShapeProblem(f"{kind} needs channels first, but its input is channels last "
+                           f"({shape[1]}x{shape[2]}x{shape[0]}, after permute(0, 2, 3, 1))",
+                           f"permute back with permute(0, 3, 1, 2) before the {kind}")
     if len(shape) != 3:
         raise ShapeProblem(
             f"{kind} needs a CxHxW volume, but its input is a flat vector of {shape[0]}",
@@ -294,8 +312,9 @@ def _flat(shape: Shape) -> int:
 
 
 def _flat_channels(shape: Shape, channels: Expr) -> Expr:
-    """The features of a flattened volume, `512 * 7 * 7` as torchvision writes it."""
-    if len(shape) == 1:
+    """The features of a flattened volume, `512 * 7 * 7` as torchvision writes it (the
+    channels alone for a linear per pixel of a channels-last volume)."""
+    if len(shape) == 1 or channels_last(shape):
         return channels
     c, h, w = shape
     if h == w == 1:
@@ -461,15 +480,26 @@ def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
     return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
 
 
+def _fc_shape(s: Shape, a: dict):
+    if channels_last(s):  # nn.Linear acts on the last axis: each pixel's channels
+        return ChannelsLast((a["units"],) + tuple(s[1:])), []
+    return (a["units"],), []
+
+
+def _fc_inputs(s: Shape) -> int:
+    return s[0] if channels_last(s) else _flat(s)
+
+
 FC = LayerRule(
-    "fc", "fully connected; flattens a volume before it, as the notes draw it",
+    "fc", "fully connected; flattens a volume before it, as the notes draw it; on a channels-last "
+    "volume (after permute(0, 2, 3, 1)) a linear per pixel, over its channels",
     (ArgSpec("units", "int", minimum=1, doc="output features"), ArgSpec("bias", "bool", True)),
-    lambda s, a: ((a["units"],), []),
-    params=lambda s, a: _flat(s) * a["units"] + (a["units"] if a["bias"] else 0),
+    _fc_shape,
+    params=lambda s, a: _fc_inputs(s) * a["units"] + (a["units"] if a["bias"] else 0),
     macs=lambda i, o, a: _flat(i) * a["units"],
     window=lambda s, a: (s[1] if len(s) == 3 else 1, 1),
     torch=_fc_torch, base_name="fc", flattens=True, aliases=("linear",), channels=lambda s, c, t: t["units"],
-    fresh_output=True, kernel=lambda s, a: (a["units"], _flat(s)),
+    fresh_output=True, kernel=lambda s, a: (a["units"], _fc_inputs(s)), channels_last=True,
     category="fc", label=lambda a: f"fc {a('units')}", listing=Listing("FC"),
     dims=lambda d, v, t: ())
 
@@ -490,7 +520,7 @@ DROPOUT = LayerRule(
     "dropout", "zeroes each element with probability p while training",
     (ArgSpec("p", "float", 0.5, minimum=0.0),), _dropout_shape,
     torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", "p", 0.5),))),
-    base_name="dropout", category="dropout", pointwise=True,
+    base_name="dropout", category="dropout", pointwise=True, channels_last=True,
     label=lambda a: f"dropout {a('p')}" if a("p")[:1].isdigit() else f"dropout p={a('p')}")
 
 
@@ -525,7 +555,7 @@ def _activation(kind: str, callee: str, doc: str, args: tuple[ArgSpec, ...] = ()
     return LayerRule(kind, doc, args, lambda s, a: (s, []),
                      torch=lambda s, v, t: Torch(callee, (), _kw(v, t, kw)), base_name=kind, aliases=aliases,
                      inplace=inplace, category="activation", pointwise=True,
-                     figure=(lambda a: figure) if figure else None)
+                     figure=(lambda a: figure) if figure else None, channels_last=kind != "softmax")
 
 
 RELU = _activation("relu", "nn.ReLU", "max(0, x)", inplace=True)
@@ -554,10 +584,160 @@ MAXOUT = LayerRule(
     channels=lambda s, c, t: c // t["pieces"], category="activation")
 
 
+# -- ConvNeXt's and ShuffleNet's layers, and the norms over channels ---------------------
+
+class Source(Expr):
+    """Python source that the code generator prints as it is (`torch.ones(dim, 1, 1) * 1e-06`),
+    made from the expressions it reads."""
+
+    __slots__ = ()
+
+    def __init__(self, text: str, parts: tuple[Expr, ...]):
+        self.text = text
+        self.precedence = Prec.ATOM
+        self.names = frozenset().union(*(p.names for p in parts))
+
+
+GELU = _activation("gelu", "nn.GELU", "x * P(X <= x) for a standard normal X; approximate=\"tanh\" for its "
+                   "tanh approximation", (ArgSpec("approximate", "str", "none", choices=("none", "tanh")),),
+                   (("approximate", "approximate", "none"),))
+MISH = _activation("mish", "nn.Mish", "x * tanh(softplus(x))")
+
+
+def _prelu_shape(s: Shape, a: dict):
+    if a["num_parameters"] not in (1, s[0]):
+        raise ShapeProblem(f"prelu with {a['num_parameters']} slopes needs one, or one per channel ({s[0]})",
+                           f"use num_parameters=1 or num_parameters={s[0]}")
+    return s, []
+
+
+PRELU = LayerRule(
+    "prelu", "max(0, x) + a * min(0, x) with a learned slope a: one, or one per channel",
+    (ArgSpec("num_parameters", "int", 1, minimum=1, doc="1, or the input channels for a slope per channel"),
+     ArgSpec("init", "float", 0.25, doc="the slopes' first value")),
+    _prelu_shape, params=lambda s, a: a["num_parameters"],
+    torch=lambda s, v, t: Torch("nn.PReLU", (), _kw(v, t, (("num_parameters", "num_parameters", 1),
+                                                           ("init", "init", 0.25)))),
+    base_name="prelu", kernel=lambda s, a: (a["num_parameters"],), category="activation", pointwise=True)
+
+
+def _layernorm_torch(s: Shape, v: dict, t: dict) -> Torch:
+    kws = _kw(v, t, (("eps", "eps", 1e-5), ("affine", "elementwise_affine", True)))
+    if len(s) == 3 and not channels_last(s):  # over the channels of each pixel of an NCHW tensor
+        return Torch("LayerNorm2d", (t["in"],), kws, "LayerNorm2d")
+    return Torch("nn.LayerNorm", (t["in"],), kws)
+
+
+LAYERNORM = LayerRule(
+    "layernorm", "layer normalization over the channels of each pixel (ConvNeXt's LayerNorm2d; "
+    "nn.LayerNorm on a channels-last volume or a vector)",
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("affine", "bool", True, doc="a learned scale and shift")),
+    lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    torch=_layernorm_torch, base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None,
+    category="norm", pointwise=True, figure=lambda a: "ln", channels_last=True, fresh_output=True)
+
+
+def _groupnorm_shape(s: Shape, a: dict):
+    if s[0] % a["groups"]:
+        raise ShapeProblem(f"groupnorm of {a['groups']} groups needs channels divisible by it, got {s[0]}",
+                           "choose groups as a divisor of the channels")
+    return s, []
+
+
+GROUPNORM = LayerRule(
+    "groupnorm", "group normalization: the channels in `groups` groups, each normalized over its "
+    "channels and pixels",
+    (ArgSpec("groups", "int", minimum=1, doc="number of groups (divides the channels)"),
+     ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("affine", "bool", True)),
+    _groupnorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    torch=lambda s, v, t: Torch("nn.GroupNorm", (t["groups"], t["in"]), _kw(v, t, (
+        ("eps", "eps", 1e-5), ("affine", "affine", True)))),
+    base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None, category="norm", pointwise=True,
+    label=lambda a: f"groupnorm {a('groups')}", figure=lambda a: f"gn {a('groups')}", fresh_output=True)
+
+
+def _instancenorm_shape(s: Shape, a: dict):
+    _spatial(s, "instancenorm")
+    return s, []
+
+
+INSTANCENORM = LayerRule(
+    "instancenorm", "instance normalization: each channel of each image over its pixels",
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
+     ArgSpec("affine", "bool", False), ArgSpec("track_running_stats", "bool", False)),
+    _instancenorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    buffers=lambda s, a: 2 * s[0] if a["track_running_stats"] else 0,
+    torch=lambda s, v, t: Torch("nn.InstanceNorm2d", (t["in"],), _kw(v, t, (
+        ("eps", "eps", 1e-5), ("momentum", "momentum", 0.1), ("affine", "affine", False),
+        ("track_running_stats", "track_running_stats", False)))),
+    base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None, category="norm", pointwise=True,
+    figure=lambda a: "in", fresh_output=True)
+
+
+def _layer_scale_torch(s: Shape, v: dict, t: dict) -> Torch:
+    ones = Source(f"torch.ones({t['in'].text}, 1, 1)", (t["in"],))
+    return Torch("nn.Parameter", (Binary("*", ones, t["init"]),))
+
+
+LAYER_SCALE = LayerRule(
+    "layer_scale", "a learned scale per channel (ConvNeXt's layer scale): a parameter of shape Cx1x1, "
+    "first `init`, that multiplies its input",
+    (ArgSpec("init", "float", 1e-6, doc="the scales' first value"),),
+    lambda s, a: (_spatial(s, "layer_scale"), []), params=lambda s, a: s[0],
+    torch=_layer_scale_torch, base_name="layer_scale", kernel=lambda s, a: (s[0], 1, 1), category="norm",
+    pointwise=True, parameter=True, label=lambda a: f"layer_scale {a('init')}", figure=lambda a: "scale")
+
+_TO_LAST, _TO_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _permute_shape(s: Shape, a: dict):
+    order = tuple(a[f"d{i}"] for i in range(4))
+    if order == _TO_LAST and len(s) == 3 and not channels_last(s):
+        return ChannelsLast(s), []
+    if order == _TO_FIRST and channels_last(s):
+        return tuple(s), []
+    where = "channels last" if channels_last(s) else "a flat vector" if len(s) != 3 else "channels first"
+    wanted = "permute(0, 3, 1, 2)" if channels_last(s) else "permute(0, 2, 3, 1)"
+    raise ShapeProblem(f"permute{order} of a volume that is {where}",
+                       f"a permute moves channels last, permute(0, 2, 3, 1), or back, permute(0, 3, 1, 2); "
+                       f"here {wanted}" if len(s) == 3 else "permute a CxHxW volume")
+
+
+def _permute_torch(s: Shape, v: dict, t: dict) -> Torch:
+    parts = tuple(t[f"d{i}"] for i in range(4))
+    return Torch("Permute", (Source(f"[{', '.join(p.text for p in parts)}]", parts),), (), "Permute")
+
+
+PERMUTE = LayerRule(
+    "permute", "reorders the axes (batch, channels, height, width): permute(0, 2, 3, 1) moves channels last, "
+    "so that fc and layernorm act per pixel; permute(0, 3, 1, 2) moves them back",
+    tuple(ArgSpec(f"d{i}", "int", minimum=0, doc=f"the input axis that becomes axis {i}") for i in range(4)),
+    _permute_shape, torch=_permute_torch, base_name="permute", category="reshape", channels_last=True,
+    label=lambda a: f"permute {','.join(a(f'd{i}') for i in range(4))}",
+    figure=lambda a: "channels last" if a.value("d1") == 2 else "channels first")
+
+
+def _shuffle_shape(s: Shape, a: dict):
+    c = _spatial(s, "shuffle")[0]
+    if c % a["groups"]:
+        raise ShapeProblem(f"shuffle of {a['groups']} groups needs channels divisible by it, got {c}",
+                           "give the layer before it a multiple of groups as its width")
+    return s, []
+
+
+SHUFFLE = LayerRule(
+    "shuffle", "channel shuffle (ShuffleNet): the channels as `groups` groups, interleaved",
+    (ArgSpec("groups", "int", minimum=1, doc="number of groups (divides the channels)"),),
+    _shuffle_shape, torch=lambda s, v, t: Torch("nn.ChannelShuffle", (t["groups"],)),
+    base_name="shuffle", category="reshape", label=lambda a: f"shuffle {a('groups')}")
+
+CHANNEL_RULES = (GELU, MISH, PRELU, LAYERNORM, GROUPNORM, INSTANCENORM, LAYER_SCALE, PERMUTE, SHUFFLE)
+
+
 RULES: dict[str, LayerRule] = {}
 for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOOL, GLOBAL_AVGPOOL,
               FC, FLATTEN, DROPOUT, BATCHNORM, LRN, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, SOFTMAX,
-              MAXOUT, IDENTITY):
+              MAXOUT, IDENTITY, *CHANNEL_RULES):
     RULES[_rule.kind] = _rule
     for _alias in _rule.aliases:
         RULES[_alias] = _rule

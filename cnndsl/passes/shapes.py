@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, pair, shortcut_stride, size_problem, subsampled
+from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
 from ..traverse import Visitor
 from .context import Context, alone, finish
 
@@ -33,6 +33,9 @@ class Flow:
 
 
 def fmt_shape(shape: ir.Shape) -> str:
+    """`64x56x56`; a channels-last volume as it is held, `56x56x64`."""
+    if channels_last(shape):
+        shape = tuple(shape[1:]) + tuple(shape[:1])
     return "x".join(str(d) for d in shape)
 
 
@@ -87,6 +90,10 @@ class ShapeInference(Visitor):
         values = layer.values
         exprs = {k: v.expr for k, v in layer.args}
         try:
+            if channels_last(flow.shape) and not rule.channels_last:
+                raise ShapeProblem(f"{layer.kind} reads channels first, but its input is channels last "
+                                   "(after permute(0, 2, 3, 1))", f"permute back with permute(0, 3, 1, 2) "
+                                   f"before the {layer.kind}")
             out, notes = rule.shape(flow.shape, values)
         except ShapeProblem as problem:
             self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
@@ -102,8 +109,9 @@ class ShapeInference(Visitor):
             return layer, None
         stats = ir.Stats(
             flow.shape, out, params, macs, *_receptive(flow, extent, stride), channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
-            dims=rule.dims(flow.dims, values, exprs))
+            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
+            in_channels=flow.channels,
+            dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def visit_Concat(self, node: ir.Concat, flow: Flow | None) -> tuple[ir.Concat, Flow | None]:
@@ -117,7 +125,8 @@ class ShapeInference(Visitor):
             return replace(node, branches=tuple(branches)), None
         first = outs[0].shape
         for branch, out in zip(branches[1:], outs[1:]):
-            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:]:
+            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:] or \
+                    channels_last(out.shape) or channels_last(first):
                 listing = ", ".join(fmt_shape(o.shape) for o in outs)
                 self.error(branch.span, f"concat branches disagree on their size: {listing}",
                            "every branch must keep the same HxW; check strides and padding")
@@ -150,7 +159,7 @@ class ShapeInference(Visitor):
             return self.zero_pad(shortcut, flow, out)
         if shortcut.kind != "identity":
             return self.projection(shortcut, body, flow, out)
-        if out.shape != flow.shape:
+        if out.shape != flow.shape or channels_last(out.shape) != channels_last(flow.shape):
             self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
                        f"{fmt_shape(flow.shape)} (the identity shortcut)",
                        "make the body keep its input's shape, or add `shortcut projection`")
