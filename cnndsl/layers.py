@@ -568,6 +568,31 @@ TANH = _activation("tanh", "nn.Tanh", "tanh(x)")
 SOFTMAX = _activation("softmax", "nn.Softmax", "exp(x_i)/sum_j exp(x_j) over channels",
                       (ArgSpec("dim", "int", 1),), (("dim", "dim", None),))
 IDENTITY = _activation("identity", "nn.Identity", "x", figure="id")
+# MobileNet's and EfficientNet's activations, as torchvision uses them: in place after a
+# convolution and batch norm, not where their input is read again (a gate's scale).
+RELU6 = _activation("relu6", "nn.ReLU6", "min(max(0, x), 6)", inplace=True)
+SILU = _activation("silu", "nn.SiLU", "x * sigmoid(x) (swish)", inplace=True)
+HARDSWISH = _activation("hardswish", "nn.Hardswish", "x * relu6(x + 3) / 6", inplace=True, figure="hard swish")
+HARDSIGMOID = _activation("hardsigmoid", "nn.Hardsigmoid", "relu6(x + 3) / 6", figure="hard sigmoid")
+
+
+def _stochastic_depth_shape(s: Shape, a: dict):
+    if a["p"] > 1:
+        raise ShapeProblem(f"stochastic depth probability {a['p']} is above 1", "use a p in [0, 1]")
+    return s, []
+
+
+STOCHASTIC_DEPTH = LayerRule(
+    "stochastic_depth", "drops the whole input of a sample (mode \"row\") or of the batch (\"batch\") with "
+    "probability p while training, scaling the rest by 1/(1 - p); the identity in eval mode "
+    "(torchvision.ops.StochasticDepth)",
+    (ArgSpec("p", "float", minimum=0.0, doc="drop probability"),
+     ArgSpec("mode", "str", "row", choices=("row", "batch"), doc="drop per sample (row) or per batch")),
+    _stochastic_depth_shape,
+    torch=lambda s, v, t: Torch("StochasticDepth", (t["p"], t["mode"]), (), "StochasticDepth"),
+    base_name="stochastic_depth", category="dropout", pointwise=True,
+    label=lambda a: f"stochastic_depth {a('p')}" + (" batch" if a.value("mode") == "batch" else ""),
+    figure=lambda a: f"stochastic depth {a('p')}" + (" batch" if a.value("mode") == "batch" else ""))
 
 
 def _maxout_shape(s: Shape, a: dict):
@@ -737,7 +762,7 @@ CHANNEL_RULES = (GELU, MISH, PRELU, LAYERNORM, GROUPNORM, INSTANCENORM, LAYER_SC
 RULES: dict[str, LayerRule] = {}
 for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOOL, GLOBAL_AVGPOOL,
               FC, FLATTEN, DROPOUT, BATCHNORM, LRN, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, SOFTMAX,
-              MAXOUT, IDENTITY, *CHANNEL_RULES):
+              MAXOUT, IDENTITY, RELU6, SILU, HARDSWISH, HARDSIGMOID, STOCHASTIC_DEPTH, *CHANNEL_RULES):
     RULES[_rule.kind] = _rule
     for _alias in _rule.aliases:
         RULES[_alias] = _rule
