@@ -101,4 +101,4 @@ def test_viz_folds_pointwise_layers_and_shows_convs_pools_and_fcs():
     assert probes[0].label == "conv 3×3/2, 16 · bn · relu"
     assert probes[1].label == "conv 3×3, 32, groups 2 · leaky relu"
     assert set(viz.SHOWN) == {"conv", "maxpool", "avgpool", "minpool", "fc", "adaptive_avgpool",
-                              "adaptive_maxpool", "global_avgpool"}
+                              "adaptive_maxpool", "global_avgpool", "conv_transpose", "upsample"}
