@@ -170,13 +170,24 @@ class Residual:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """`y = x * body(x)`, the body's output broadcast over the input (squeeze-and-excitation);
+    the lines of the body form one chain."""
+
+    _fields = ("body",)
+
+    body: tuple["Chain", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class InputDecl:
     _fields = ("dims",)
     dims: tuple[Expr, ...]
     span: Span
 
 
-Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Side]
+Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Gate, Side]
 
 
 @dataclass(frozen=True)

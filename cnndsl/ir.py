@@ -141,6 +141,17 @@ class Residual:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """`x * body(x)`: the body's output (a per-channel scale, say) broadcast over the input."""
+
+    _fields = ("body",)
+
+    body: Seq
+    span: Span
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
 class Side:
     """An extra output read off the chain (an auxiliary classifier); the chain goes on."""
 
@@ -163,7 +174,7 @@ class BlockInstance:
     stats: Stats | None = None
 
 
-Node = Union[Layer, Seq, Concat, Residual, BlockInstance, Side]
+Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side]
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,14 @@ class _Lower(Transformer_NonRecursive):
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
 
     @v_args(meta=True)
+    def gate(self, meta, children):
+        body = children[0]
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Gate(body.items, self.span(meta)), *body.items)
+
+    @v_args(meta=True)
     def shortcut(self, meta, children):
         if len(children) == 2:
             label, node = children

@@ -3,10 +3,10 @@
 reject is a diagnostic first.
 
 - `side(name)` reads a member that the network's own forward calls: a layer, a block or
-  a named group of the network's scope (a residual's body is in that scope), not a
+  a named group of the network's scope (a residual's or a gate's body is in that scope), not a
   member inside a named group (an nn.Sequential), a concat branch or a block's class,
   whose output the forward never holds alone.
-- A concat branch is a layer, a block or a chain: not a concat or a residual by itself.
+- A concat branch is a layer, a block or a chain: not a concat, a residual or a gate by itself.
 - `concat(enc4)` and `upsample(like=enc4)` stand in the forward of a network or block
   (not inside a named group or a concat branch) and read a member that forward calls.
 - A parameter (of the network or of a block it uses) is not named like a block class:
@@ -37,7 +37,7 @@ def _scope_members(seq: ir.Seq):
     """The members the network's forward calls by name, in order (residual bodies are in
     the scope; named groups, concat branches and block bodies are not)."""
     for item in ir.members(seq):
-        if isinstance(item, ir.Residual):
+        if isinstance(item, (ir.Residual, ir.Gate)):
             yield from _scope_members(item.body)
         elif isinstance(item, _CALLED) and item.name is not None:
             yield item
@@ -81,7 +81,7 @@ def _side_sources(network: ir.Network, nodes: list) -> list[Diagnostic]:
 def _opened(seq: ir.Seq):
     """The nodes one forward handles itself, statement by statement."""
     for item in ir.members(seq):
-        if isinstance(item, ir.Residual):
+        if isinstance(item, (ir.Residual, ir.Gate)):
             yield from _opened(item.body)
         else:
             yield item
@@ -134,7 +134,7 @@ def _concat_branches(nodes: list) -> list[Diagnostic]:
             continue
         for branch in node.branches:
             leaves = ir.members(branch)
-            if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual)):
+            if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual, ir.Gate)):
                 kind = type(leaves[0]).__name__.lower()
                 errors.append(Diagnostic.error(
                     leaves[0].span, f"a concat branch is a {kind} by itself",

@@ -266,7 +266,7 @@ class Expander(Visitor):
             if not on:
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
-        if isinstance(node, (ast.Concat, ast.Residual)) and label is not None:
+        if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None:
             raise self.fail(element.label_span or element.span,
                             f"a {type(node).__name__.lower()} cannot be named here",
                             "its parts take names of their own; to name the whole, make it a block")
@@ -305,6 +305,11 @@ class Expander(Visitor):
 
     def visit_Residual(self, node: ast.Residual, scope: _Scope, label: str | None) -> list[ir.Node]:
         return [self.residual(node, scope)]
+
+    def visit_Gate(self, node: ast.Gate, scope: _Scope, label: str | None) -> list[ir.Node]:
+        body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
+        self.count(1, node.span)
+        return [ir.Gate(body, node.span)]
 
     def visit_Side(self, node: ast.Side, scope: _Scope, label: str | None) -> list[ir.Node]:
         inner = self.node(node.node, scope, label)

@@ -210,6 +210,27 @@ class ShapeInference(Visitor):
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
         return replace(node, body=body, shortcut=shortcut, stats=stats), out
 
+    def visit_Gate(self, node: ir.Gate, flow: Flow | None) -> tuple[ir.Gate, Flow | None]:
+        """The input times the body's output: each size of the body's output is 1 (broadcast)
+        or the input's, so the product keeps the input's shape."""
+        body, out = self.visit_Seq(node.body, flow)
+        # The product has the input's shape whatever the body gives: after an error in the
+        # body, what follows the gate is still checked.
+        if flow is None or out is None:
+            return replace(node, body=body), flow
+        if not broadcasts(out.shape, flow.shape):
+            self.error(node.span, f"gate multiplies its input {fmt_shape(flow.shape)} by its body's output "
+                       f"{fmt_shape(out.shape)}, which does not broadcast over it",
+                       f"each size of the body's output must be 1 or the input's; end the body with "
+                       f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
+            return replace(node, body=body), flow
+        end = Flow(flow.shape, flow.channels, max(flow.rf, out.rf), flow.jump, flow.dims)
+        if body.stats is None:  # a side output in the body failed; the product's shape is known
+            return replace(node, body=body), end
+        stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
+                         flow.channels, dims=flow.dims)
+        return replace(node, body=body, stats=stats), end
+
     def shortcut(self, node: ir.Residual, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """The shortcut with its stats (and layers, for a projection); None after an error."""
         shortcut = node.shortcut
@@ -303,6 +324,11 @@ class ShapeInference(Visitor):
         return mapping
 
 
+def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
+    """Whether `scale` broadcasts over `shape` without changing it: as many sizes, each 1 or equal."""
+    return len(scale) == len(shape) and all(s in (1, d) for s, d in zip(scale, shape))
+
+
 def _projection_tests(stride_value: ir.Value, flow: Flow, out: Flow) -> list[Expr]:
     """The tests, in the block's parameters, under which the projection is built."""
     parts: list[Expr] = []
@@ -346,7 +372,7 @@ class _Strides(Visitor):
     def leave(self, node) -> None:
         return None
 
-    visit_Concat = visit_Residual = visit_Side = visit_BlockInstance = leave
+    visit_Concat = visit_Residual = visit_Gate = visit_Side = visit_BlockInstance = leave
 
 
 def _stride_of(body: ir.Seq) -> ir.Value | None:
