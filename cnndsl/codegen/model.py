@@ -218,7 +218,8 @@ class ScopeBuilder(Visitor):
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
-        self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
+        parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name))
         self.keep(node.name)
 
     visit_Layer = visit_BlockInstance = member_call
