@@ -251,10 +251,11 @@ class ScopeBuilder(Visitor):
             return
         parts = []
         for name, fit in zip(node.skips, node.fits):
-            local = self.kept[name]
-            if fit:
-                self.generator.helpers.add(f"center_{fit}")
-            parts.append(f"center_{fit}({local}, x)" if fit else local)
+            # Cropped even where the sizes agree at the spec's input size: on another input
+            # a pooling that floors leaves the skip larger (a padded U-Net on 40x40).
+            helper = "center_pad" if fit == "pad" else "center_crop"
+            self.generator.helpers.add(helper)
+            parts.append(f"{helper}({self.kept[name]}, x)")
         if not node.branches:  # concat(enc4): the skips and the chain's value, on one line
             self.forward.append(self.step(node.stats, kind="join", parts=tuple(parts + ["x"])))
             return

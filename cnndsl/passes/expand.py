@@ -47,6 +47,8 @@ class _Scope:
 
 
 def switch_name(element: ast.Element) -> str | None:
+    if isinstance(element.node, ast.Optional) and element.node.condition is not None:
+        return None  # X?(condition) is decided by its condition, not a switch
     if isinstance(element.node, ast.Optional) and element.node.switch:
         return element.node.switch
     if element.label is not None:
@@ -64,7 +66,7 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
     for element in walk_elements(chains):
-        if isinstance(element.node, ast.Optional):
+        if isinstance(element.node, ast.Optional) and element.node.condition is None:
             name = switch_name(element)
             if name is not None:
                 found.setdefault(name, element.span)
@@ -258,6 +260,10 @@ class Expander(Visitor):
     def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
         label = element.label
+        if isinstance(node, ast.Optional) and node.condition is not None:
+            if not self.condition(node.condition, scope):
+                return []
+            return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, ast.Optional):
             name = switch_name(element)
             if name is None:
@@ -280,6 +286,14 @@ class Expander(Visitor):
                 getattr(made[0], "name", None) in (None, label):
             return [_renamed(made[0], label)]
         return [ir.Seq(tuple(made), label, element.span)]
+
+    def condition(self, expr: ast.Expr, scope: _Scope) -> bool:
+        """The value of `X?(condition)`: true or false, from the enclosing parameters."""
+        value = self.evaluate(expr, scope).value
+        if not isinstance(value, bool):
+            raise self.fail(expr.span, f"the condition of '?( )' must be true or false, got {_describe(value)}",
+                            "compare something: X?(stride == 1), X?(expand != 1 and se)", "type")
+        return value
 
     def switch(self, name: str, span: Span) -> bool:
         value = self.overrides.get(name, True)
