@@ -163,13 +163,15 @@ class Repeat:
 
 @dataclass(frozen=True)
 class Optional:
-    """`X?` (its switch is named after X) or `X?switch`."""
+    """`X?` (its switch is named after X), `X?switch`, or `X?(condition)`: kept where the
+    condition, an expression of the enclosing parameters, is true (not a switch)."""
 
-    _fields = ("node",)
+    _fields = ("node", "condition")
 
     node: "Node"
     span: Span
     switch: str | None = None
+    condition: "Expr | None" = None
 
 
 @dataclass(frozen=True)
@@ -219,13 +221,24 @@ class Residual:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """`y = x * body(x)`, the body's output broadcast over the input (squeeze-and-excitation);
+    the lines of the body form one chain."""
+
+    _fields = ("body",)
+
+    body: tuple["Chain", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class InputDecl:
     _fields = ("dims",)
     dims: tuple[Expr, ...]
     span: Span
 
 
-Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Side]
+Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Gate, Side]
 
 
 @dataclass(frozen=True)

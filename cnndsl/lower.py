@@ -176,6 +176,8 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def optional(self, meta, children):
         node, switch = children
+        if switch is not None and not isinstance(switch, Token):  # X?(condition)
+            return self.made(ast.Optional(node, self.span(meta), condition=switch), node, switch)
         return self.made(ast.Optional(node, self.span(meta), str(switch) if switch else None), node)
 
     @v_args(meta=True)
@@ -205,6 +207,14 @@ class _Lower(Transformer_NonRecursive):
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
+
+    @v_args(meta=True)
+    def gate(self, meta, children):
+        body = children[0]
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Gate(body.items, self.span(meta)), *body.items)
 
     @v_args(meta=True)
     def shortcut(self, meta, children):

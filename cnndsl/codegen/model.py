@@ -51,7 +51,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Stmt:
-    kind: str  # call, flatten, cat, save, project, add
+    kind: str  # call, flatten, cat, save, project, add, mul
     target: str = ""
     comment: str = ""
     parts: tuple[str, ...] = ()
@@ -135,9 +135,9 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
     """Whether the value a layer receives from `previous`, the element just before it in
     the same chain, is a tensor that nothing else reads, so the layer may overwrite it as
-    torchvision's ReLU(inplace=True) does: a concat or residual sum, or the output of a
-    layer whose backward does not read its own output and that no side output reads."""
-    if isinstance(previous, (ir.Concat, ir.Residual)):
+    torchvision's ReLU(inplace=True) does: a concat, residual sum or gate product, or the output
+    of a layer whose backward does not read its own output and that no side output reads."""
+    if isinstance(previous, (ir.Concat, ir.Residual, ir.Gate)):
         return True
     return isinstance(previous, ir.Layer) and RULES[previous.kind].fresh_output and \
         previous.name not in read_elsewhere
@@ -155,10 +155,12 @@ class ScopeBuilder(Visitor):
         self.forward: list[Stmt] = []
         self.sides: list[str] = []
         self.residual_depth = 0
+        self.gate_depth = 0
         # forward()'s locals: x, a side output's value, a residual's saved input (identity,
-        # identity2 when nested), all from one namer, so no local overwrites another.
+        # identity2 when nested), a gate's (gated), all from one namer, so no local overwrites another.
         self.locals = Namer(reserved={"x", "self", "torch", "nn", "in_channels"} | HELPERS)
         self.identities: list[str] = []
+        self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
 
     def start(self, seq: ir.Seq) -> None:
@@ -173,11 +175,12 @@ class ScopeBuilder(Visitor):
             self.forward.append(Stmt("size", var=self.sizes["input"]))
         self.run(seq)
 
-    def identity(self, depth: int) -> str:
-        """The local that holds the input of the residual nested `depth` deep."""
-        while len(self.identities) <= depth:
-            self.identities.append(self.locals.fresh("identity"))
-        return self.identities[depth]
+    def identity(self, depth: int, saved: list[str] | None = None, base: str = "identity") -> str:
+        """The local that holds the input of the residual (or gate) nested `depth` deep."""
+        saved = self.identities if saved is None else saved
+        while len(saved) <= depth:
+            saved.append(self.locals.fresh(base))
+        return saved[depth]
 
     def run(self, seq: ir.Seq) -> None:
         previous = None
@@ -220,7 +223,8 @@ class ScopeBuilder(Visitor):
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
-        self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
+        parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name))
         self.keep(node.name)
 
     visit_Layer = visit_BlockInstance = member_call
@@ -261,8 +265,8 @@ class ScopeBuilder(Visitor):
                 parts.append("x")
                 continue
             member = branch if branch.name is not None else _single_leaf(branch)
-            if member is None or isinstance(member, (ir.Concat, ir.Residual)):  # passes/emittable.py
-                raise InternalError("a concat branch that is a concat or residual reached the code generator")
+            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+                raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
@@ -291,6 +295,15 @@ class ScopeBuilder(Visitor):
                                            condition=None if constant else condition))
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
         self.forward.append(self.step(node.stats, kind="add", var=var))
+
+    def visit_Gate(self, node: ir.Gate, previous=None) -> None:
+        """`gated = x`, the body on x (the scale), then `x = gated * x`."""
+        var = self.identity(self.gate_depth, self.gated, "gated")
+        self.gate_depth += 1
+        self.forward.append(Stmt("save", var=var))
+        self.run(node.body)
+        self.gate_depth -= 1
+        self.forward.append(self.step(node.stats, kind="mul", var=var))
 
 
 def scope_nodes(seq: ir.Seq):

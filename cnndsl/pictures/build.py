@@ -165,6 +165,11 @@ class Builder(Visitor):
         body = self.column(self.units(node.body))
         return Shortcut(body, self._shortcut_label(node.shortcut), Node("+", "" if self.symbolic else "add"))
 
+    def visit_Gate(self, node: ir.Gate, unit: Unit, run: list[Unit]) -> Element:
+        """The body (the scale) on the axis, the input carried round it to the product ⊗."""
+        body = self.column(self.units(node.body))
+        return Shortcut(body, ["input"], Node("×", "" if self.symbolic else "gate"))
+
     def visit_Side(self, node: ir.Side, unit: Unit, run: list[Unit]) -> Element:
         return SideOut(self.column(self.units(ir.Seq((node.node,), None, node.span, node.stats))))
 

@@ -16,8 +16,8 @@ from .. import ir
 from ..expr import FUNCTIONS
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
 
-KEYWORDS = ("let", "def", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "true", "false",
-            "if", "else", "and", "or", "not")
+KEYWORDS = ("let", "def", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate", "true",
+            "false", "if", "else", "and", "or", "not")
 _DEFINERS = {"let": "let", "def": "def", "block": "block", "network": "network"}
 _TOKEN = re.compile(r"""
     (?P<comment>\#[^\n]*)

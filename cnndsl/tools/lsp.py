@@ -181,6 +181,10 @@ class _Nodes(Visitor):
         if node.shortcut.applied:
             self.generic_visit(node.shortcut, _join(prefix, node.shortcut.name), instance)
 
+    def visit_Gate(self, node: ir.Gate, prefix: str, instance: str) -> None:
+        self.add(node, 2, "gate", "gate", prefix, instance)
+        self.generic_visit(node.body, prefix, instance)
+
     def visit_Side(self, node: ir.Side, prefix: str, instance: str) -> None:
         self.add(node, 2, "side", "side output", prefix, instance)
         self.generic_visit(node, prefix, instance)
@@ -210,7 +214,7 @@ def _size(source: SourceFile, span: Span) -> int:
 
 
 def _stat_line(stats: ir.Stats) -> str:
-    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf}x{stats.rf}"
+    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf_text}"
 
 
 def hover_text(analysis: Analysis, line: int, column: int) -> str | None:
