@@ -241,14 +241,8 @@ def _ends_value(token) -> bool:
 def _space(tokens, i: int, stack: list[_Frame]) -> str:
     """The space between token i-1 and token i on one line."""
     prev, token = str(tokens[i - 1]), str(tokens[i])
-    if token in (",", ")", "]", ":", "?") or prev in ("(", "["):
+    if _tight(tokens, i, stack):
         return ""
-    if prev == "?" and (tokens[i].type == "NAME" or token == "("):
-        return ""  # an explicit switch, POOL?pool, or a condition, X?(stride == 1)
-    if token == "(" and tokens[i - 1].type == "NAME":
-        return ""  # a call, or a definition's parameter list
-    if token == "[" and (tokens[i - 1].type == "NAME" or prev in (")", "]")) and _in_parens(stack):
-        return ""  # an index: cfg[i][1]
     if token == "(" and _is_keyword(tokens[i - 1]):
         # `side(aux)` reads as a call, `input (c * 2) x 32 x 32` as a value: as written.
         return "" if tokens[i - 1].end_pos == tokens[i].start_pos else " "
@@ -258,6 +252,19 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
     if token in _ARITHMETIC or prev in _ARITHMETIC:
         return _arithmetic_space(tokens, i, stack)
     return " "
+
+
+def _tight(tokens, i: int, stack: list[_Frame]) -> bool:
+    """Whether token i follows token i-1 with no space at all."""
+    prev, token = str(tokens[i - 1]), str(tokens[i])
+    if token in (",", ")", "]", ":", "?") or prev in ("(", "["):
+        return True
+    if prev == "?" and (tokens[i].type == "NAME" or token == "("):
+        return True  # an explicit switch, POOL?pool, or a condition, X?(stride == 1)
+    if token == "(" and tokens[i - 1].type == "NAME":
+        return True  # a call, or a definition's parameter list
+    # an index: cfg[i][1]
+    return token == "[" and (tokens[i - 1].type == "NAME" or prev in (")", "]")) and _in_parens(stack)
 
 
 def _arithmetic_space(tokens, i: int, stack: list[_Frame]) -> str:
