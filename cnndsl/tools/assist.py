@@ -16,9 +16,11 @@ from .. import ir
 from ..expr import FUNCTIONS
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
 
-KEYWORDS = ("let", "def", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate", "true",
-            "false", "if", "else", "and", "or", "not")
-_DEFINERS = {"let": "let", "def": "def", "block": "block", "network": "network"}
+KEYWORDS = ("let", "block", "network", "input", "x", "concat", "split", "residual", "shortcut", "side", "gate", "true",
+            "false")
+KEYWORDS += ("def", "if", "else", "and", "or", "not")  # values (issue 11)
+_DEFINERS = {"let": "let", "block": "block", "network": "network"}
+_DEFINERS["def"] = "def"
 _TOKEN = re.compile(r"""
     (?P<comment>\#[^\n]*)
   | (?P<string>"[^"\\\n]*"?)
