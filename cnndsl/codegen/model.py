@@ -13,7 +13,7 @@ from functools import cached_property
 
 from .. import ir
 from ..errors import InternalError
-from ..expr import Binary, Const, Expr, Name, Unary
+from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.shapes import fmt_shape
@@ -114,6 +114,9 @@ def _split_args(text: str) -> list[str]:
 
 
 def _annotation(value) -> str:
+    if isinstance(value, tuple):
+        kinds = {_annotation(v) for v in value}
+        return f"tuple[{kinds.pop()}, ...]" if len(kinds) == 1 and not isinstance(value[0], tuple) else "tuple"
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
 
 
@@ -128,6 +131,8 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     if rule.inplace and _fresh(previous, read_elsewhere):
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
+    for e in (*torch.positional, *(e for _, e in torch.keywords)):
+        helpers.update(imports(e))  # `import math` for math.ceil
     return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
 
 
@@ -443,8 +448,10 @@ class Generator:
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
+        self.helpers.update(imports(node.stats.in_channels))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
+            self.helpers.update(imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
