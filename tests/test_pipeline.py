@@ -77,8 +77,8 @@ network N() {
 }
 """)
     assert [d.message for d in error.diagnostics] == [
-        "unknown name 'q' in block B", "conv 'stride' must be a whole number, got true",
-        "maxpool 'pad' must be a whole number, got the string 'x'"]
+        "unknown name 'q' in block B", "conv 'stride' must be a whole number or a pair (height, width), got true",
+        "maxpool 'pad' must be a whole number or a pair (height, width), got the string 'x'"]
 
 
 def test_a_pass_called_alone_raises_its_errors():
