@@ -263,6 +263,9 @@ class ScopeBuilder(Visitor):
         return Stmt(comment=self.notes.note(stats), stage=self.notes.stage(stats), **fields)
 
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
+        if node.split:
+            self.split(node)
+            return
         parts = []
         for name, fit in zip(node.skips, node.fits):
             # Cropped even where the sizes agree at the spec's input size: on another input
@@ -284,6 +287,23 @@ class ScopeBuilder(Visitor):
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
             parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
+
+    def split(self, node: ir.Concat) -> None:
+        """`x1, x2 = x.chunk(2, dim=1)`, then the branches, each on its share, concatenated; a
+        branch that is `identity` passes its share on, as ShuffleNetV2 writes `x1`."""
+        shares = tuple(self.locals.fresh(f"x{i + 1}", plain=True) for i in range(len(node.branches)))
+        self.forward.append(Stmt("chunk", parts=shares))
+        parts = []
+        for branch, share in zip(node.branches, shares):
+            member = branch if branch.name is not None else _single_leaf(branch)
+            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+                raise InternalError("a split branch that is a concat, residual or gate reached the code generator")
+            if isinstance(member, ir.Layer) and member.kind == "identity":
+                parts.append(share)
+                continue
+            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+            parts.append(f"self.{member.name}({share})")
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
     def visit_Residual(self, node: ir.Residual, previous=None) -> None:

@@ -396,13 +396,16 @@ class Expander(Visitor):
                 elements = (ast.Element(None, elements[0].node, elements[0].span),) + elements[1:]
             items = self.chains((ast.Chain(elements, chain.span),), scope)
             branches.append(ir.Seq(tuple(items), name, chain.span))
+        if node.split and len(branches) < 2:
+            raise self.fail(node.span, "a split needs at least two branches, one a line",
+                            "split { identity\n    conv(...) }: each branch reads its share of the channels")
         if not branches and not node.skips:
-            raise self.fail(node.span, "a concat needs at least one branch", None)
+            raise self.fail(node.span, f"a {'split' if node.split else 'concat'} needs at least one branch", None)
         if len(set(node.skips)) != len(node.skips):
             raise self.fail(node.span, "a concat names the same element twice",
                             "name each earlier element once: concat(enc3, enc4)")
         self.count(1, node.span)
-        return ir.Concat(tuple(branches), node.span, skips=node.skips)
+        return ir.Concat(tuple(branches), node.span, skips=node.skips, split=node.split)
 
     def residual(self, node: ast.Residual, scope: _Scope) -> ir.Residual:
         body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
