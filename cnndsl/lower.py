@@ -162,9 +162,9 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def split(self, meta, children):
         (body,) = children
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Concat(body.items, self.span(meta), split=True), *body.items)
 
     @v_args(meta=True)
