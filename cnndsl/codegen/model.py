@@ -9,10 +9,11 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .. import ir
 from ..errors import InternalError
-from ..expr import Expr
+from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.shapes import fmt_shape
@@ -32,8 +33,10 @@ class Ctor:
     keyed: bool = False  # an OrderedDict Sequential
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
-    def without_comments(self) -> "Ctor":
-        return replace(self, children=tuple((k, c.without_comments(), "") for k, c, _ in self.children))
+    @cached_property
+    def code(self) -> tuple:
+        """What the construction prints but its comments: equal code, equal `code`."""
+        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -78,11 +81,12 @@ class ClassModel:
         return [f"{name}: {annotation}" + (f" = {default}" if default is not None else "")
                 for name, annotation, default in self.params]
 
-    def code_only(self) -> "ClassModel":
-        """The class without its comments: what decides whether two uses share a class."""
-        return replace(self, doc=(), members=tuple(replace(m, ctor=m.ctor.without_comments())
-                                                   for m in self.members),
-                       forward=tuple(replace(s, comment="") for s in self.forward))
+    def code_only(self) -> tuple:
+        """The class but its name and comments, as a tuple built without copying the model:
+        what decides whether two uses share a class."""
+        return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
+                tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank) for s in self.forward),
+                self.provenance, self.sides)
 
 
 @dataclass
@@ -111,6 +115,9 @@ def _split_args(text: str) -> list[str]:
 
 
 def _annotation(value) -> str:
+    if isinstance(value, tuple):
+        kinds = {_annotation(v) for v in value}
+        return f"tuple[{kinds.pop()}, ...]" if len(kinds) == 1 and not isinstance(value[0], tuple) else "tuple"
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
 
 
@@ -118,14 +125,42 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
-    torch = rule.torch(layer.stats.in_shape, layer.values, exprs)
+    torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
     if torch.helper:
         helpers.add(torch.helper)
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
     if rule.inplace and _fresh(previous, read_elsewhere):
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
+    for e in (*torch.positional, *(e for _, e in torch.keywords)):
+        helpers.update(imports(e))  # `import math` for math.ceil
     return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+
+
+_ARITHMETIC = (Const, Name, Unary, Binary)
+
+
+def readable(expr: Expr) -> bool:
+    """Whether a value reads as a hand-written class passes it on: numbers and parameters in
+    arithmetic (`planes * 4`, `num_classes`). A family's rule (a `def` inlined, an item of a
+    stage table, `max`, `round`) does not: the network's class writes the number it gives."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if type(node) not in _ARITHMETIC:
+            return False
+        stack.extend(node.children)
+    return True
+
+
+def as_written(node):
+    """A network-level layer or block use with each value that is not `readable` as its
+    number (the generated class is the variant the rules computed)."""
+    args = tuple((k, v if readable(v.expr) else ir.Value.constant(v.value)) for k, v in node.args)
+    stats = node.stats
+    if stats is not None and not readable(stats.in_channels):
+        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
+    return replace(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -164,9 +199,11 @@ class ScopeBuilder(Visitor):
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
         then the kept outputs of the elements a concat or an upsample reads by name."""
-        self.side_locals = {id(node): self.locals.fresh(node.node.name)
-                            for node in walk(seq) if isinstance(node, ir.Side)}
-        self.side_locals_by_name = {node.node.name for node in walk(seq) if isinstance(node, ir.Side)}
+        if self.generator.has_sides:
+            self.side_locals = {id(node): self.locals.fresh(node.node.name)
+                                for node in walk(seq) if isinstance(node, ir.Side)}
+        self.side_locals_by_name = {node.node.name for node in walk(seq) if isinstance(node, ir.Side)} \
+            if self.generator.has_sides else set()
         skips, sizes = scope_reads(seq)
         items = ir.members(seq)
         chain = [item for item in items if not isinstance(item, ir.Side)]
@@ -322,7 +359,8 @@ class ScopeBuilder(Visitor):
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                layers = tuple((None, layer_ctor(layer, self.generator.helpers), start.note(layer.stats))
+                written = as_written if self.generator.in_network else (lambda layer: layer)
+                layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
                                            condition=None if constant else condition))
@@ -383,12 +421,15 @@ class Generator:
         self.helpers: set[str] = set()
         self.keyed = False
         # block -> [(model, class name, its code_only())]
-        self.block_classes: dict[str, list[tuple[ClassModel, str, ClassModel]]] = {}
+        self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
         self.order: list[str] = []
+        self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.side_sources = frozenset(node.source for node in walk(network.body)
-                                      if isinstance(node, ir.Side) and node.source) | frozenset(
+        sides = [node for node in walk(network.body) if isinstance(node, ir.Side)]
+        self.side_sources = frozenset(node.source for node in sides if node.source) | frozenset(
             name for node in walk(network.body) if isinstance(node, ir.Concat) for name in node.skips)
+        self.has_sides = bool(sides)
+        self.in_network = False  # building the network's class: its family rules become numbers
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -399,9 +440,10 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(node, self.helpers, previous, self.side_sources)
+            return layer_ctor(as_written(node) if self.in_network else node, self.helpers, previous,
+                              self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(node)
+            return self.instance_call(as_written(node) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
@@ -424,13 +466,27 @@ class Generator:
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
+        self.helpers.update(imports(node.stats.in_channels))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
+            self.helpers.update(imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+        """The class of a block use: one already made where a use with the same arguments and
+        input shape came before (the same body), or one built, shared with an earlier use of
+        the same code, else added as a variant."""
+        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        found = self.uses.get(key)
+        if found is None:
+            found = self.uses[key] = self.new_block_class(node)
+        return found
+
+    def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        in_network, self.in_network = self.in_network, False
         builder.start(node.body)
+        self.in_network = in_network
         used = _used_names(builder.members)
         info = self.network.blocks[node.block]
         params = [("in_channels", "int", None)]
@@ -458,7 +514,9 @@ class Generator:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
         builder.output_elements = frozenset(o.element for o in network.outputs)
+        self.in_network = True
         builder.start(network.body)
+        self.in_network = False
         used = _used_names(builder.members)
         params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
                        for name, value in network.params if name in used)
