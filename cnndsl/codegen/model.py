@@ -140,10 +140,16 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
 _ARITHMETIC = (Const, Name, Unary, Binary)
 
 
+READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
+
+
 def readable(expr: Expr) -> bool:
     """Whether a value reads as a hand-written class passes it on: numbers and parameters in
-    arithmetic (`planes * 4`, `num_classes`). A family's rule (a `def` inlined, an item of a
-    stage table, `max`, `round`) does not: the network's class writes the number it gives."""
+    arithmetic (`planes * 4`, `num_classes`), or a short expression (`cfg[0] * w`). A family's
+    rule inlined (`_make_divisible` of a stage table's item) does not: the network's class
+    writes the number it gives."""
+    if len(expr.text) <= READABLE:
+        return True
     stack = [expr]
     while stack:
         node = stack.pop()
