@@ -204,26 +204,30 @@ class ScopeBuilder(Visitor):
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
-        then the kept outputs of the elements a concat or an upsample reads by name."""
-        if self.generator.has_sides:
-            self.side_locals = {id(node): self.locals.fresh(node.node.name)
-                                for node in walk(seq) if isinstance(node, ir.Side)}
-        self.side_locals_by_name = {node.node.name for node in walk(seq) if isinstance(node, ir.Side)} \
-            if self.generator.has_sides else set()
+        then the kept outputs of the elements a concat, an upsample or the outputs read by name."""
+        sides = [node for node in walk(seq) if isinstance(node, ir.Side)] if self.generator.has_sides else []
+        self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in sides}
         skips, sizes = scope_reads(seq)
-        items = ir.members(seq)
-        chain = [item for item in items if not isinstance(item, ir.Side)]
-        last = getattr(chain[-1], "name", None) if chain else None
-        for name in self.output_elements:  # a member that is an output, kept unless it ends the chain
-            if name not in self.side_locals_by_name and name != last and name not in skips:
-                skips.append(name)
-        self.output_locals.update({name: "x" for name in self.output_elements if name == last})
-        self.kept = {name: self.locals.fresh(name) for name in skips}
+        self.kept = {name: self.locals.fresh(name) for name in self.outputs_kept(seq, skips, sides)}
         self.output_locals.update({name: self.kept[name] for name in self.output_elements if name in self.kept})
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
         if "input" in self.sizes:
             self.forward.append(Stmt("size", var=self.sizes["input"]))
         self.run(seq)
+
+    def outputs_kept(self, seq: ir.Seq, skips: list[str], sides: list) -> list[str]:
+        """The members to keep in a local: the skips, and the named outputs that are members
+        (not side outputs) other than the one ending the chain, which returns as `x`."""
+        side_names = {node.node.name for node in sides}
+        chain = [item for item in ir.members(seq) if not isinstance(item, ir.Side)]
+        last = getattr(chain[-1], "name", None) if chain else None
+        kept = list(skips)
+        for name in sorted(self.output_elements - side_names):
+            if name == last:
+                self.output_locals[name] = "x"
+            elif name not in kept:
+                kept.append(name)
+        return kept
 
     def identity(self, depth: int, saved: list[str] | None = None, base: str = "identity") -> str:
         """The local that holds the input of the residual (or gate) nested `depth` deep."""
