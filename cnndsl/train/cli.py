@@ -126,7 +126,14 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
     result = train(options)
     if os.environ.get("RANK", "0") != "0":
         return
-    if result.get("test_accuracy") is not None:
+    if result.get("test_miou") is not None:
+        headline = (f"test mIoU {100 * result['test_miou']:.2f}%, pixel accuracy "
+                    f"{100 * result['test_pixel_accuracy']:.2f}% ({result['test_samples']} images)")
+    elif result.get("test_box_iou") is not None:
+        headline = (f"test box IoU {100 * result['test_box_iou']:.2f}%, IoU > 0.5 for "
+                    f"{100 * result['test_box_hits']:.2f}%, class accuracy {100 * result['test_accuracy']:.2f}% "
+                    f"({result['test_samples']} images)")
+    elif result.get("test_accuracy") is not None:
         headline = f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['test_samples']} images)"
     else:
         headline = f"test loss {result['test_loss']:.5g} ({result['test_samples']} samples)"

@@ -30,9 +30,10 @@ def _f(default, help: str, choices: tuple | None = None):
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-LOSSES = ("cross_entropy", "hinge", "l1", "mse", "smooth_l1")
+LOSSES = ("cross_entropy", "hinge", "l1", "mse", "smooth_l1", "dice", "cross_entropy_dice")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
-MONITORS = ("auto", "val_accuracy", "val_loss", "val_top5", "train_accuracy", "train_loss")
+MONITORS = ("auto", "val_accuracy", "val_loss", "val_top5", "train_accuracy", "train_loss", "val_miou",
+            "val_pixel_accuracy", "val_box_iou", "val_box_hits")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 
@@ -49,9 +50,13 @@ class Recipe:
     beta2: float = _f(0.999, "Adam/AdamW second-moment decay.")
     weight_decay: float = _f(5e-4, "L2 weight decay (decoupled for AdamW); not applied to biases or norms.")
     loss: str = _f("cross_entropy", "Loss: softmax cross-entropy, multi-class hinge (SVM), or L1/MSE/smooth L1 "
-                   "(on one-hot targets when classifying).", LOSSES)
+                   "(on one-hot targets when classifying); segmentation: per-pixel cross-entropy (255 ignored), "
+                   "dice, or cross_entropy_dice, their sum.", LOSSES)
     label_smoothing: float = _f(0.0, "Label smoothing for cross-entropy.")
-    aux_weight: float = _f(0.3, "Weight of each auxiliary classifier's loss (GoogLeNet-style heads).")
+    aux_weight: float = _f(0.3, "Weight of each auxiliary classifier's loss (GoogLeNet-style heads, a "
+                           "segmenter's aux output).")
+    box_weight: float = _f(1.0, "Localisation: weight of the box's smooth L1 loss beside the class's "
+                           "cross-entropy.")
     schedule: str = _f("cosine", "Learning-rate schedule after warm-up.", SCHEDULES)
     warmup_epochs: float = _f(0.0, "Linear warm-up from lr/100 (onecycle: from lr/25; 0 there means 30% of "
                               "the run).")
@@ -70,7 +75,8 @@ class Recipe:
                              "has no validation split.")
     seed: int = _f(0, "Seed for initialization, data order and augmentation.")
     monitor: str = _f("auto", "The metric that picks the best epoch and drives --patience and the plateau "
-                      "schedule (auto: val_accuracy when classifying, else val_loss); losses are minimized, "
+                      "schedule (auto: val_accuracy when classifying, val_miou when segmenting, val_box_iou "
+                      "when localising, else val_loss); losses are minimized, "
                       "accuracies maximized.", MONITORS)
     patience: int = _f(0, "Early stopping: stop after this many epochs without the monitored metric "
                        "improving (0: never).")
@@ -121,7 +127,7 @@ def coerce(name: str, value, where: str):
 
 
 _AT_LEAST_ZERO = ("momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "clip_grad_norm",
-                  "aux_weight", "min_delta", "patience", "log_every")
+                  "aux_weight", "box_weight", "min_delta", "patience", "log_every")
 _UNIT = ("beta1", "beta2")  # [0, 1)
 _POSITIVE = ("step_gamma", "plateau_factor", "backbone_lr")
 
