@@ -138,12 +138,16 @@ class Side:
 
 @dataclass(frozen=True)
 class Concat:
-    """Parallel branches joined on channels; each line of the body is a branch."""
+    """Parallel branches joined on channels; each line of the body is a branch.
+    `concat(enc4)`: the outputs of the named earlier elements first (a U-Net's skips,
+    cropped or padded to the branches' size), then the branches, or the chain's value
+    where there is no body."""
 
     _fields = ("branches",)
 
     branches: tuple["Chain", ...]
     span: Span
+    skips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,8 @@ class Concat:
     branches: tuple[Seq, ...]
     span: Span
     stats: Stats | None = None
+    skips: tuple[str, ...] = ()  # earlier elements' outputs, first: cropped or padded to the branches' HxW
+    fits: tuple[str, ...] = ()  # for each skip, once shapes are known: "", "crop" or "pad"
 
 
 @dataclass(frozen=True)
