@@ -19,6 +19,7 @@ CLASSES = ["background", "circle", "square", "triangle"]
 COUNT = 1200  # images in all: 10% test, 10% validation
 SEED = 20_240_612
 MIN_SIZE = 16
+NOISE = 12  # the Gaussian noise's standard deviation, in grey levels
 
 
 def _inside(kind: int, ys, xs, cy: float, cx: float, r: float, angle: float) -> np.ndarray:
@@ -67,7 +68,7 @@ def draw(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarr
         covered = _inside(kind, ys, xs, cy, cx, r, rng.uniform(0, 2 * np.pi))
         image[:, covered] = _colour(rng, base)[:, None]
         mask[covered] = kind
-    image += rng.normal(0, 18, image.shape)
+    image += rng.normal(0, NOISE, image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
 
 

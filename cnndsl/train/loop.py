@@ -42,7 +42,7 @@ from .loggers import LOGGED, STEPS, TENSORBOARD_DIR, Loggers
 from .model import build_compiled, compile_stored
 from .optimization import Plateau, apply_freeze, lr_factor, make_loss, make_optimizer, make_schedule
 from .progress import Progress
-from .recipe import Recipe, build_recipe, from_dict, read_recipe_file, recipe_file_for
+from .recipe import Recipe, build_recipe, from_dict, read_recipe_file, read_recipe_settings, recipe_file_for
 from .tasks import DenseTask, dense_task, probe
 from .weights import load_state, read_weights
 
@@ -286,8 +286,9 @@ class Run:
         file_values = read_recipe_file(recipe_file) if recipe_file else {}
         self.recipe = build_recipe(file_values, o.overrides)
         self.recipe_file = recipe_file
+        self.file_settings = read_recipe_settings(recipe_file) if recipe_file else {}
         data = o.data if isinstance(o.data, str) else "digits"
-        return Sources(o.spec, o.network, dict(o.params), data, o.resize, o.convert_channels)
+        return Sources(o.spec, o.network, {**self.file_settings, **o.params}, data, o.resize, o.convert_channels)
 
     def _compile(self, sources: Sources) -> None:
         from ..api import compile_spec
@@ -308,6 +309,7 @@ class Run:
         self.options.check()
         self._join()
         self.resumed_meta, self.resumed_tensors, self.recipe_file = None, None, None
+        self.file_settings = {}
         sources = self._resumed_sources() if self.options.resume else self._new_sources()
         checkpoint.remove_stale_temps(self.out, RUN_FILES)
         self._compile(sources)
@@ -871,6 +873,9 @@ class Run:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
         counts = f"{trainable:,} trainable parameters" + (f", {frozen:,} frozen" if frozen else "")
+        if self.file_settings:
+            shown = " ".join(f"{k}={v}" for k, v in self.file_settings.items() if k not in self.options.params)
+            counts += f"; --set {shown} from {self.recipe_file.name}" if shown else ""
         return (f"training {self.network_name} ({counts}) on {ds.name} (train/val/test {sizes}"
                 f"{'; ' + ', '.join(ds.notes) if ds.notes else ''}) on {where}: {r.optimizer} lr {r.lr:g}, "
                 f"{r.schedule} schedule, batch {r.batch_size}, {r.epochs} epochs, {self.precision}")

@@ -2,7 +2,8 @@
 
 Precedence, lowest first: the defaults below; the recipe file beside the spec
 (`specs/lenet5.train.toml` for `specs/lenet5.cnn`, or `--recipe FILE`); the options on
-the command line. The file is flat TOML whose keys are the field names below, read with
+the command line. The file's `[set]` table gives the spec's parameters for training
+(`size = 64` for `--set size=64`), beneath the command line's `--set`. The file is flat TOML whose keys are the field names below, read with
 `tomllib`. `cnndsl train --help` shows every field as an option with its default; the
 recipe a run used is stored in its checkpoints and `run.json`.
 
@@ -23,6 +24,9 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (the train extra pins it)
     import tomli as tomllib
+
+
+SETTINGS = "set"  # the recipe file's table of spec parameters
 
 
 def _f(default, help: str, choices: tuple | None = None):
@@ -180,7 +184,7 @@ def recipe_file_for(spec: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def read_recipe_file(path: Path) -> dict:
+def _read_table(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
             table = tomllib.load(handle)
@@ -188,8 +192,24 @@ def read_recipe_file(path: Path) -> dict:
         raise TrainError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise TrainError(f"cannot read recipe file {path}: {exc.strerror}") from None
-    table = table.get("train", table) if set(table) == {"train"} else table
-    return {name: coerce(name, value, str(path)) for name, value in table.items()}
+    return table.get("train", table) if set(table) == {"train"} else table
+
+
+def read_recipe_file(path: Path) -> dict:
+    """The recipe fields of a recipe file (its `[set]` table aside)."""
+    table = _read_table(path)
+    return {name: coerce(name, value, str(path)) for name, value in table.items() if name != SETTINGS}
+
+
+def read_recipe_settings(path: Path) -> dict:
+    """A recipe file's `[set]` table: the spec's parameters for training it (a built-in's
+    defaults may be sized for a paper, not a CPU), beneath the command line's `--set`."""
+    settings = _read_table(path).get(SETTINGS, {})
+    if not isinstance(settings, dict) or not all(
+            isinstance(k, str) and k.isidentifier() and isinstance(v, (int, float, str, bool))
+            for k, v in settings.items()):
+        raise TrainError(f"{path}: [{SETTINGS}] must map the spec's parameter names to numbers, text or booleans")
+    return settings
 
 
 def build_recipe(file_values: dict, overrides: dict, base: Recipe | None = None) -> Recipe:

@@ -76,10 +76,11 @@ def head_of(out) -> Head:
 def probe(model: torch.nn.Module, input_shape: tuple[int, ...]) -> Head:
     """One forward of a zero input in eval mode (no statistics change, no randomness drawn)."""
     was_training = model.training
+    device = next(iter(model.parameters()), torch.zeros(0)).device
     model.eval()
     try:
         with torch.no_grad():
-            return head_of(model(torch.zeros((1,) + tuple(input_shape))))
+            return head_of(model(torch.zeros((1,) + tuple(input_shape), device=device)))
     finally:
         model.train(was_training)
 
