@@ -46,7 +46,7 @@ class Var:
 @dataclass(frozen=True)
 class BinOp:
     _fields = ("left", "right")
-    op: str  # one of + - * / // %
+    op: str  # one of + - * / // % **, == != < <= > >=, and or
     left: "Expr"
     right: "Expr"
     span: Span
@@ -59,7 +59,56 @@ class Neg:
     span: Span
 
 
-Expr = Union[Num, Str, Bool, Var, BinOp, Neg]
+@dataclass(frozen=True)
+class Not:
+    _fields = ("operand",)
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class IfElse:
+    """`then if test else orelse`, as Python writes it."""
+
+    _fields = ("then", "test", "orelse")
+    then: "Expr"
+    test: "Expr"
+    orelse: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    """`base[index]`: `cfg[i]`, `cfg[i][1]`."""
+
+    _fields = ("base", "index")
+    base: "Expr"
+    index: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class FuncCall:
+    """A function in an expression: a built-in (`max(8, c)`) or a `def`."""
+
+    _fields = ("args",)
+    name: str
+    args: tuple["Arg", ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    """`[6, 12, 24, 16]` (kind "list") or `(3, 5)` (kind "tuple"); both are tuples as values."""
+
+    _fields = ("items",)
+    items: tuple["Expr", ...]
+    kind: str
+    span: Span
+
+
+Expr = Union[Num, Str, Bool, Var, BinOp, Neg, Not, IfElse, Index, FuncCall, ListExpr]
 
 
 # -- chains ---------------------------------------------------------------------------
@@ -114,13 +163,15 @@ class Repeat:
 
 @dataclass(frozen=True)
 class Optional:
-    """`X?` (its switch is named after X) or `X?switch`."""
+    """`X?` (its switch is named after X), `X?switch`, or `X?(condition)`: kept where the
+    condition, an expression of the enclosing parameters, is true (not a switch)."""
 
-    _fields = ("node",)
+    _fields = ("node", "condition")
 
     node: "Node"
     span: Span
     switch: str | None = None
+    condition: "Expr | None" = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +199,7 @@ class Concat:
     branches: tuple["Chain", ...]
     span: Span
     skips: tuple[str, ...] = ()
+    split: bool = False  # `split { ... }`: the channels divided equally among the branches
 
 
 @dataclass(frozen=True)
@@ -170,13 +222,24 @@ class Residual:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """`y = x * body(x)`, the body's output broadcast over the input (squeeze-and-excitation);
+    the lines of the body form one chain."""
+
+    _fields = ("body",)
+
+    body: tuple["Chain", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class InputDecl:
     _fields = ("dims",)
     dims: tuple[Expr, ...]
     span: Span
 
 
-Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Side]
+Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Gate, Side]
 
 
 @dataclass(frozen=True)
@@ -214,6 +277,18 @@ class LetDef:
 
 
 @dataclass(frozen=True)
+class DefDef:
+    """`def name(params) = expr` (a function) or `def name = expr` (a constant, params None)."""
+
+    _fields = ("params", "body")
+    name: str
+    params: tuple[Param, ...] | None
+    body: Expr
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
 class BlockDef:
     _fields = ("params", "body")
     name: str
@@ -236,8 +311,9 @@ class NetworkDef:
 
 @dataclass(frozen=True)
 class Program:
-    _fields = ("lets", "blocks", "networks")
+    _fields = ("defs", "lets", "blocks", "networks")
     lets: tuple[LetDef, ...]
     blocks: tuple[BlockDef, ...]
     networks: tuple[NetworkDef, ...]
     span: Span
+    defs: tuple[DefDef, ...] = ()

@@ -65,12 +65,17 @@ class Stats:
     out_shape: Shape
     params: int = 0
     macs: int = 0
-    rf: int = 1  # receptive field of one output element, in input pixels
-    jump: int = 1  # distance in input pixels between neighbouring outputs
+    rf: int | tuple[int, int] = 1  # receptive field of one output element, in input pixels; (h, w) if they differ
+    jump: int | tuple[int, int] = 1  # distance in input pixels between neighbouring outputs
     channels: Expr = Const(0)  # the output channels, in the enclosing parameters
     flatten_before: bool = False  # an fc that flattens its volume input
     in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
     dims: tuple[Expr, ...] | None = None  # the output's H, W in the block's H, W; () flat; None unknown
+
+    @property
+    def rf_text(self) -> str:
+        """The receptive field as readers print it: `7x7`, or `7x11` where the axes differ."""
+        return "x".join(map(str, self.rf)) if isinstance(self.rf, tuple) else f"{self.rf}x{self.rf}"
 
     def dump_text(self) -> str:
         shape = "x".join(map(str, self.in_shape)) + " -> " + "x".join(map(str, self.out_shape))
@@ -116,6 +121,7 @@ class Concat:
     stats: Stats | None = None
     skips: tuple[str, ...] = ()  # earlier elements' outputs, first: cropped or padded to the branches' HxW
     fits: tuple[str, ...] = ()  # for each skip, once shapes are known: "", "crop" or "pad"
+    split: bool = False  # each branch reads its equal share of the channels (ShuffleNet's x.chunk)
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,17 @@ class Residual:
     _fields = ("body", "shortcut")
     body: Seq
     shortcut: Shortcut
+    span: Span
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """`x * body(x)`: the body's output (a per-channel scale, say) broadcast over the input."""
+
+    _fields = ("body",)
+
+    body: Seq
     span: Span
     stats: Stats | None = None
 
@@ -163,7 +180,7 @@ class BlockInstance:
     stats: Stats | None = None
 
 
-Node = Union[Layer, Seq, Concat, Residual, BlockInstance, Side]
+Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side]
 
 
 @dataclass(frozen=True)

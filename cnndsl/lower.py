@@ -98,6 +98,47 @@ class _Lower(Transformer_NonRecursive):
 
     add, sub, mul = _binop("+"), _binop("-"), _binop("*")
     div, floordiv, mod = _binop("/"), _binop("//"), _binop("%")
+    pow, or_, and_ = _binop("**"), _binop("or"), _binop("and")
+
+    @v_args(meta=True)
+    def compare(self, meta, children):
+        left, op, right = children
+        return self.made(ast.BinOp(str(op), left, right, self.span(meta)), left, right)
+
+    @v_args(meta=True)
+    def not_(self, meta, children):
+        return self.made(ast.Not(children[0], self.span(meta)), children[0])
+
+    @v_args(meta=True)
+    def ifelse(self, meta, children):
+        then, test, orelse = children
+        return self.made(ast.IfElse(then, test, orelse, self.span(meta)), then, test, orelse)
+
+    @v_args(meta=True)
+    def index(self, meta, children):
+        base, at = children
+        return self.made(ast.Index(base, at, self.span(meta)), base, at)
+
+    @v_args(meta=True)
+    def fcall(self, meta, children):
+        name, args = children
+        args = args or ()
+        return self.made(ast.FuncCall(str(name), args, self.span(meta), self.tspan(name)),
+                         *(a.value for a in args))
+
+    def items(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def list(self, meta, children):
+        items = children[0] or ()
+        return self.made(ast.ListExpr(items, "list", self.span(meta)), *items)
+
+    @v_args(meta=True)
+    def tuple(self, meta, children):
+        first, rest = children
+        items = (first, *(rest or ()))
+        return self.made(ast.ListExpr(items, "tuple", self.span(meta)), *items)
 
     # -- chains -----------------------------------------------------------------------
     @v_args(meta=True)
@@ -135,6 +176,8 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def optional(self, meta, children):
         node, switch = children
+        if switch is not None and not isinstance(switch, Token):  # X?(condition)
+            return self.made(ast.Optional(node, self.span(meta), condition=switch), node, switch)
         return self.made(ast.Optional(node, self.span(meta), str(switch) if switch else None), node)
 
     @v_args(meta=True)
@@ -158,12 +201,28 @@ class _Lower(Transformer_NonRecursive):
         return self.made(ast.Concat(body.items, self.span(meta), skips), *body.items)
 
     @v_args(meta=True)
+    def split(self, meta, children):
+        (body,) = children
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Concat(body.items, self.span(meta), split=True), *body.items)
+
+    @v_args(meta=True)
     def residual(self, meta, children):
         body, shortcut = children
         inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
+
+    @v_args(meta=True)
+    def gate(self, meta, children):
+        body = children[0]
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Gate(body.items, self.span(meta)), *body.items)
 
     @v_args(meta=True)
     def shortcut(self, meta, children):
@@ -215,6 +274,14 @@ class _Lower(Transformer_NonRecursive):
         return tuple(children)
 
     @v_args(meta=True)
+    def def_def(self, meta, children):
+        name, params, body = children
+        return ast.DefDef(str(name), params, body, self.span(meta), self.tspan(name))
+
+    def def_params(self, children):
+        return children[0] or ()
+
+    @v_args(meta=True)
     def let_def(self, meta, children):
         name, chain = children
         return ast.LetDef(str(name), chain, self.span(meta))
@@ -247,6 +314,7 @@ class _Lower(Transformer_NonRecursive):
             tuple(c for c in children if isinstance(c, ast.BlockDef)),
             tuple(c for c in children if isinstance(c, ast.NetworkDef)),
             self.span(meta),
+            tuple(c for c in children if isinstance(c, ast.DefDef)),
         )
 
 

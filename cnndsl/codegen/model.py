@@ -9,10 +9,11 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .. import ir
 from ..errors import InternalError
-from ..expr import Expr
+from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.shapes import fmt_shape
@@ -32,8 +33,10 @@ class Ctor:
     keyed: bool = False  # an OrderedDict Sequential
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
-    def without_comments(self) -> "Ctor":
-        return replace(self, children=tuple((k, c.without_comments(), "") for k, c, _ in self.children))
+    @cached_property
+    def code(self) -> tuple:
+        """What the construction prints but its comments: equal code, equal `code`."""
+        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -51,7 +54,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Stmt:
-    kind: str  # call, flatten, cat, save, project, add
+    kind: str  # call, flatten, cat, save, project, add, mul
     target: str = ""
     comment: str = ""
     parts: tuple[str, ...] = ()
@@ -77,11 +80,12 @@ class ClassModel:
         return [f"{name}: {annotation}" + (f" = {default}" if default is not None else "")
                 for name, annotation, default in self.params]
 
-    def code_only(self) -> "ClassModel":
-        """The class without its comments: what decides whether two uses share a class."""
-        return replace(self, doc=(), members=tuple(replace(m, ctor=m.ctor.without_comments())
-                                                   for m in self.members),
-                       forward=tuple(replace(s, comment="") for s in self.forward))
+    def code_only(self) -> tuple:
+        """The class but its name and comments, as a tuple built without copying the model:
+        what decides whether two uses share a class."""
+        return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
+                tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank) for s in self.forward),
+                self.provenance, self.sides)
 
 
 @dataclass
@@ -110,6 +114,9 @@ def _split_args(text: str) -> list[str]:
 
 
 def _annotation(value) -> str:
+    if isinstance(value, tuple):
+        kinds = {_annotation(v) for v in value}
+        return f"tuple[{kinds.pop()}, ...]" if len(kinds) == 1 and not isinstance(value[0], tuple) else "tuple"
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
 
 
@@ -117,22 +124,56 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
-    torch = rule.torch(layer.stats.in_shape, layer.values, exprs)
+    torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
     if torch.helper:
         helpers.add(torch.helper)
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
     if rule.inplace and _fresh(previous, read_elsewhere):
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
+    for e in (*torch.positional, *(e for _, e in torch.keywords)):
+        helpers.update(imports(e))  # `import math` for math.ceil
     return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+
+
+_ARITHMETIC = (Const, Name, Unary, Binary)
+
+
+READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
+
+
+def readable(expr: Expr) -> bool:
+    """Whether a value reads as a hand-written class passes it on: numbers and parameters in
+    arithmetic (`planes * 4`, `num_classes`), or a short expression (`cfg[0] * w`). A family's
+    rule inlined (`_make_divisible` of a stage table's item) does not: the network's class
+    writes the number it gives."""
+    if len(expr.text) <= READABLE:
+        return True
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if type(node) not in _ARITHMETIC:
+            return False
+        stack.extend(node.children)
+    return True
+
+
+def as_written(node):
+    """A network-level layer or block use with each value that is not `readable` as its
+    number (the generated class is the variant the rules computed)."""
+    args = tuple((k, v if readable(v.expr) else ir.Value.constant(v.value)) for k, v in node.args)
+    stats = node.stats
+    if stats is not None and not readable(stats.in_channels):
+        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
+    return replace(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
     """Whether the value a layer receives from `previous`, the element just before it in
     the same chain, is a tensor that nothing else reads, so the layer may overwrite it as
-    torchvision's ReLU(inplace=True) does: a concat or residual sum, or the output of a
-    layer whose backward does not read its own output and that no side output reads."""
-    if isinstance(previous, (ir.Concat, ir.Residual)):
+    torchvision's ReLU(inplace=True) does: a concat, residual sum or gate product, or the output
+    of a layer whose backward does not read its own output and that no side output reads."""
+    if isinstance(previous, (ir.Concat, ir.Residual, ir.Gate)):
         return True
     return isinstance(previous, ir.Layer) and RULES[previous.kind].fresh_output and \
         previous.name not in read_elsewhere
@@ -150,17 +191,20 @@ class ScopeBuilder(Visitor):
         self.forward: list[Stmt] = []
         self.sides: list[str] = []
         self.residual_depth = 0
+        self.gate_depth = 0
         # forward()'s locals: x, a side output's value, a residual's saved input (identity,
-        # identity2 when nested), all from one namer, so no local overwrites another.
+        # identity2 when nested), a gate's (gated), all from one namer, so no local overwrites another.
         self.locals = Namer(reserved={"x", "self", "torch", "nn", "in_channels"} | HELPERS)
         self.identities: list[str] = []
+        self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
         then the kept outputs of the elements a concat or an upsample reads by name."""
-        self.side_locals = {id(node): self.locals.fresh(node.node.name)
-                            for node in walk(seq) if isinstance(node, ir.Side)}
+        if self.generator.has_sides:
+            self.side_locals = {id(node): self.locals.fresh(node.node.name)
+                                for node in walk(seq) if isinstance(node, ir.Side)}
         skips, sizes = scope_reads(seq)
         self.kept = {name: self.locals.fresh(name) for name in skips}
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
@@ -168,11 +212,12 @@ class ScopeBuilder(Visitor):
             self.forward.append(Stmt("size", var=self.sizes["input"]))
         self.run(seq)
 
-    def identity(self, depth: int) -> str:
-        """The local that holds the input of the residual nested `depth` deep."""
-        while len(self.identities) <= depth:
-            self.identities.append(self.locals.fresh("identity"))
-        return self.identities[depth]
+    def identity(self, depth: int, saved: list[str] | None = None, base: str = "identity") -> str:
+        """The local that holds the input of the residual (or gate) nested `depth` deep."""
+        saved = self.identities if saved is None else saved
+        while len(saved) <= depth:
+            saved.append(self.locals.fresh(base))
+        return saved[depth]
 
     def run(self, seq: ir.Seq) -> None:
         previous = None
@@ -215,7 +260,8 @@ class ScopeBuilder(Visitor):
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
-        self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
+        parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name))
         self.keep(node.name)
 
     visit_Layer = visit_BlockInstance = member_call
@@ -242,12 +288,16 @@ class ScopeBuilder(Visitor):
         return Stmt(comment=self.notes.note(stats), stage=self.notes.stage(stats), **fields)
 
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
+        if node.split:
+            self.split(node)
+            return
         parts = []
         for name, fit in zip(node.skips, node.fits):
-            local = self.kept[name]
-            if fit:
-                self.generator.helpers.add(f"center_{fit}")
-            parts.append(f"center_{fit}({local}, x)" if fit else local)
+            # Cropped even where the sizes agree at the spec's input size: on another input
+            # a pooling that floors leaves the skip larger (a padded U-Net on 40x40).
+            helper = "center_pad" if fit == "pad" else "center_crop"
+            self.generator.helpers.add(helper)
+            parts.append(f"{helper}({self.kept[name]}, x)")
         if not node.branches:  # concat(enc4): the skips and the chain's value, on one line
             self.forward.append(self.step(node.stats, kind="join", parts=tuple(parts + ["x"])))
             return
@@ -256,12 +306,29 @@ class ScopeBuilder(Visitor):
                 parts.append("x")
                 continue
             member = branch if branch.name is not None else _single_leaf(branch)
-            if member is None or isinstance(member, (ir.Concat, ir.Residual)):  # passes/emittable.py
-                raise InternalError("a concat branch that is a concat or residual reached the code generator")
+            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+                raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
             parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
+
+    def split(self, node: ir.Concat) -> None:
+        """`x1, x2 = x.chunk(2, dim=1)`, then the branches, each on its share, concatenated; a
+        branch that is `identity` passes its share on, as ShuffleNetV2 writes `x1`."""
+        shares = tuple(self.locals.fresh(f"x{i + 1}", plain=True) for i in range(len(node.branches)))
+        self.forward.append(Stmt("chunk", parts=shares))
+        parts = []
+        for branch, share in zip(node.branches, shares):
+            member = branch if branch.name is not None else _single_leaf(branch)
+            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+                raise InternalError("a split branch that is a concat, residual or gate reached the code generator")
+            if isinstance(member, ir.Layer) and member.kind == "identity":
+                parts.append(share)
+                continue
+            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+            parts.append(f"self.{member.name}({share})")
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
     def visit_Residual(self, node: ir.Residual, previous=None) -> None:
@@ -280,12 +347,22 @@ class ScopeBuilder(Visitor):
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                layers = tuple((None, layer_ctor(layer, self.generator.helpers), start.note(layer.stats))
+                written = as_written if self.generator.in_network else (lambda layer: layer)
+                layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
                                            condition=None if constant else condition))
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
         self.forward.append(self.step(node.stats, kind="add", var=var))
+
+    def visit_Gate(self, node: ir.Gate, previous=None) -> None:
+        """`gated = x`, the body on x (the scale), then `x = gated * x`."""
+        var = self.identity(self.gate_depth, self.gated, "gated")
+        self.gate_depth += 1
+        self.forward.append(Stmt("save", var=var))
+        self.run(node.body)
+        self.gate_depth -= 1
+        self.forward.append(self.step(node.stats, kind="mul", var=var))
 
 
 def scope_nodes(seq: ir.Seq):
@@ -332,12 +409,15 @@ class Generator:
         self.helpers: set[str] = set()
         self.keyed = False
         # block -> [(model, class name, its code_only())]
-        self.block_classes: dict[str, list[tuple[ClassModel, str, ClassModel]]] = {}
+        self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
         self.order: list[str] = []
+        self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.side_sources = frozenset(node.source for node in walk(network.body)
-                                      if isinstance(node, ir.Side) and node.source) | frozenset(
+        sides = [node for node in walk(network.body) if isinstance(node, ir.Side)]
+        self.side_sources = frozenset(node.source for node in sides if node.source) | frozenset(
             name for node in walk(network.body) if isinstance(node, ir.Concat) for name in node.skips)
+        self.has_sides = bool(sides)
+        self.in_network = False  # building the network's class: its family rules become numbers
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -348,9 +428,10 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(node, self.helpers, previous, self.side_sources)
+            return layer_ctor(as_written(node) if self.in_network else node, self.helpers, previous,
+                              self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(node)
+            return self.instance_call(as_written(node) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
@@ -373,13 +454,27 @@ class Generator:
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
+        self.helpers.update(imports(node.stats.in_channels))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
+            self.helpers.update(imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+        """The class of a block use: one already made where a use with the same arguments and
+        input shape came before (the same body), or one built, shared with an earlier use of
+        the same code, else added as a variant."""
+        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        found = self.uses.get(key)
+        if found is None:
+            found = self.uses[key] = self.new_block_class(node)
+        return found
+
+    def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        in_network, self.in_network = self.in_network, False
         builder.start(node.body)
+        self.in_network = in_network
         used = _used_names(builder.members)
         info = self.network.blocks[node.block]
         params = [("in_channels", "int", None)]
@@ -406,7 +501,9 @@ class Generator:
     def module(self) -> ModuleModel:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
+        self.in_network = True
         builder.start(network.body)
+        self.in_network = False
         used = _used_names(builder.members)
         params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
                        for name, value in network.params if name in used)

@@ -3,20 +3,24 @@
 reject is a diagnostic first.
 
 - `side(name)` reads a member that the network's own forward calls: a layer, a block or
-  a named group of the network's scope (a residual's body is in that scope), not a
+  a named group of the network's scope (a residual's or a gate's body is in that scope), not a
   member inside a named group (an nn.Sequential), a concat branch or a block's class,
   whose output the forward never holds alone.
-- A concat branch is a layer, a block or a chain: not a concat or a residual by itself.
+- A concat branch is a layer, a block or a chain: not a concat, a residual or a gate by itself.
 - `concat(enc4)` and `upsample(like=enc4)` stand in the forward of a network or block
   (not inside a named group or a concat branch) and read a member that forward calls.
 - A parameter (of the network or of a block it uses) is not named like a block class:
   inside `__init__` the parameter would hide the class it constructs.
+- A layer that is a learned tensor of its class (`layer_scale`, torchvision's
+  `features.1.0.layer_scale`) is a member of a block or the network, not of a named group:
+  an nn.Sequential holds modules only.
 """
 
 from __future__ import annotations
 
 from .. import ir
 from ..diagnostics import Diagnostic
+from ..layers import RULES
 from ..traverse import children, walk
 from .context import Context, alone, finish
 
@@ -29,7 +33,7 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     if network is not None:
         nodes = list(walk(network.body))  # one walk, read by both checks
         context.extend(_side_sources(network, nodes) + _concat_branches(nodes) + _parameters(network)
-                       + _reads(network, nodes))
+                       + _reads(network, nodes) + _tensor_members(nodes))
     return finish(network, context, own)
 
 
@@ -37,7 +41,7 @@ def _scope_members(seq: ir.Seq):
     """The members the network's forward calls by name, in order (residual bodies are in
     the scope; named groups, concat branches and block bodies are not)."""
     for item in ir.members(seq):
-        if isinstance(item, ir.Residual):
+        if isinstance(item, (ir.Residual, ir.Gate)):
             yield from _scope_members(item.body)
         elif isinstance(item, _CALLED) and item.name is not None:
             yield item
@@ -81,7 +85,7 @@ def _side_sources(network: ir.Network, nodes: list) -> list[Diagnostic]:
 def _opened(seq: ir.Seq):
     """The nodes one forward handles itself, statement by statement."""
     for item in ir.members(seq):
-        if isinstance(item, ir.Residual):
+        if isinstance(item, (ir.Residual, ir.Gate)):
             yield from _opened(item.body)
         else:
             yield item
@@ -134,11 +138,26 @@ def _concat_branches(nodes: list) -> list[Diagnostic]:
             continue
         for branch in node.branches:
             leaves = ir.members(branch)
-            if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual)):
+            if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual, ir.Gate)):
                 kind = type(leaves[0]).__name__.lower()
                 errors.append(Diagnostic.error(
                     leaves[0].span, f"a concat branch is a {kind} by itself",
                     "move that branch into a block and use the block here", "concat"))
+    return errors
+
+
+def _tensor_members(nodes: list) -> list[Diagnostic]:
+    errors = []
+    for node in nodes:
+        if not (isinstance(node, ir.Seq) and node.name is not None):
+            continue
+        for item in ir.members(node):
+            if isinstance(item, ir.Layer) and RULES[item.kind].parameter:
+                errors.append(Diagnostic.error(
+                    item.span, f"{item.kind} is a learned tensor of its class, and the group {node.name!r} "
+                    "is an nn.Sequential, which holds modules only",
+                    f"put the {item.kind} after the group, in the block itself: "
+                    f"{node.name}: [...] -> {item.kind}(...)", "parameter"))
     return errors
 
 

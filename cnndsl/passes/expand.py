@@ -14,19 +14,18 @@ name is the switch (`network N(POOL = false)`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from .. import ast, ir
-from ..expr import BINARY, NONE, Binary, Const, Name, Unary
+from ..expr import NONE, Const, Name
 from ..diagnostics import Diagnostic
-from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, lookup
+from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
 from .resolve import suggest
+from .values import MAX_VALUE, Evaluating, Scope as _Scope, describe as _describe
 
 MAX_LAYERS = 20_000
-MAX_VALUE = 1 << 40
 MAX_NESTING = 64
 # Elements visited while expanding: lets and blocks that use each other twice over double
 # the work at each level even where they add no layer (an optional switched off, `*0`).
@@ -40,13 +39,9 @@ class _Stop(Exception):
     """Stop expanding the network (a limit, no input line); its diagnostic is recorded."""
 
 
-@dataclass
-class _Scope:
-    values: dict[str, ir.Value]
-    owner: str  # "network Foo" or "block Bar", for messages
-
-
 def switch_name(element: ast.Element) -> str | None:
+    if isinstance(element.node, ast.Optional) and element.node.condition is not None:
+        return None  # X?(condition) is decided by its condition, not a switch
     if isinstance(element.node, ast.Optional) and element.node.switch:
         return element.node.switch
     if element.label is not None:
@@ -64,20 +59,21 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
     for element in walk_elements(chains):
-        if isinstance(element.node, ast.Optional):
+        if isinstance(element.node, ast.Optional) and element.node.condition is None:
             name = switch_name(element)
             if name is not None:
                 found.setdefault(name, element.span)
     return found
 
 
-class Expander(Visitor):
+class Expander(Evaluating, Visitor):
     """`evaluate(expr, scope)` gives a Value; `node(node, scope, label)` the IR nodes of a
     chain node (a let or a repetition gives several, an optional switched off none)."""
 
     def __init__(self, program: ast.Program, context: Context):
         self.program = program
         self.lets = {d.name: d for d in program.lets}
+        self.defs = {d.name: d for d in program.defs}
         self.blocks = {d.name: d for d in program.blocks}
         self.overrides = dict(context.params)
         self.context = context
@@ -100,60 +96,17 @@ class Expander(Visitor):
     def errors(self) -> list[Diagnostic]:
         return self.context.errors
 
-    # -- expressions -------------------------------------------------------------------
-    def evaluate(self, expr: ast.Expr, scope: _Scope) -> ir.Value:
-        return self.visit(expr, scope)
-
-    def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: _Scope) -> ir.Value:
-        return ir.Value.constant(expr.value)
-
-    visit_Num = visit_Str = visit_Bool = visit_literal
-
-    def visit_Var(self, expr: ast.Var, scope: _Scope) -> ir.Value:
-        if expr.name in scope.values:
-            return scope.values[expr.name]
-        if (expr.name, scope.owner) in self.unknown:  # said once, where it is first used
-            raise _Fail()
-        self.unknown.add((expr.name, scope.owner))
-        if expr.name in ("True", "False"):
-            raise self.fail(expr.span, f"unknown name {expr.name!r}", f"booleans are written {expr.name.lower()}")
-        guess = suggest(expr.name, scope.values)
-        known = ", ".join(sorted(scope.values)) or "none"
-        raise self.fail(expr.span, f"unknown name {expr.name!r} in {scope.owner}",
-                        f"did you mean {guess!r}?" if guess else f"the parameters here are: {known}",
-                        "unknown-name")
-
-    def visit_Neg(self, expr: ast.Neg, scope: _Scope) -> ir.Value:
-        inner = self.evaluate(expr.operand, scope)
-        self.number(inner, expr.span, "'-'")
-        if not inner.names:
-            return ir.Value.constant(-inner.value)
-        return ir.Value(-inner.value, Unary("-", inner.expr))
-
-    def visit_BinOp(self, expr: ast.BinOp, scope: _Scope) -> ir.Value:
-        left = self.evaluate(expr.left, scope)
-        right = self.evaluate(expr.right, scope)
-        self.number(left, expr.left.span, f"'{expr.op}'")
-        self.number(right, expr.right.span, f"'{expr.op}'")
-        a, b = left.value, right.value
-        if expr.op in ("/", "//", "%") and b == 0:
-            raise self.fail(expr.right.span, "division by zero", None)
-        result = BINARY[expr.op][1](a, b)
-        if abs(result) > MAX_VALUE:
-            raise self.fail(expr.span, f"value {result:.3g} is too large", f"values stay below {MAX_VALUE:,}")
-        if not left.names and not right.names:
-            return ir.Value.constant(result)
-        return ir.Value(result, Binary(expr.op, left.expr, right.expr))
-
-    def number(self, value: ir.Value, span: Span, what: str) -> None:
-        if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
-            raise self.fail(span, f"{what} needs numbers, got {_describe(value.value)}", None, "type")
+    def fail_quietly(self) -> _Fail:
+        """Stop the element without a new diagnostic (the problem is reported already)."""
+        return _Fail()
 
     # -- arguments ---------------------------------------------------------------------
     def bind(self, names: list[str], call: ast.Call | None, scope: _Scope, what: str,
-             span: Span, refs: frozenset[str] = frozenset()) -> dict[str, tuple[ir.Value, Span]]:
+             span: Span, refs: frozenset[str] = frozenset(),
+             torch_names: dict[str, str] | None = None) -> dict[str, tuple[ir.Value, Span]]:
         """The call's arguments by parameter name, evaluated; those in `refs` name an element
-        (`like=enc4`, `like=input`) and stay names, for the shape pass to look up."""
+        (`like=enc4`, `like=input`) and stay names, for the shape pass to look up;
+        `torch_names` (PyTorch's -> ours) gives the hint for a PyTorch habit."""
         bound: dict[str, tuple[ir.Value, Span]] = {}
         args = call.args if call else ()
         positional = [a for a in args if a.name is None]
@@ -172,7 +125,7 @@ class Expander(Visitor):
                 seen_keyword = True
                 name = arg.name
                 if name not in names:
-                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names),
+                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names, torch_names or {}),
                                     "unknown-parameter")
                 if name in bound:
                     raise self.fail(arg.span, f"{name!r} is given twice", "give each argument once")
@@ -188,7 +141,7 @@ class Expander(Visitor):
 
     def layer_args(self, rule: LayerRule, call: ast.Call | None, scope: _Scope, span: Span):
         refs = frozenset(a.name for a in rule.args if a.type == "element")
-        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs)
+        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs, rule.torch_names())
         out = []
         for spec in rule.args:
             if spec.name not in bound:
@@ -201,7 +154,7 @@ class Expander(Visitor):
                 continue
             value, arg_span = bound[spec.name]
             self.check_type(rule, spec, value, arg_span)
-            out.append((spec.name, value))
+            out.append((spec.name, _square(value) if spec.type == "pair" else value))
         return tuple(out)
 
     def check_type(self, rule: LayerRule, spec, value: ir.Value, span: Span) -> None:
@@ -214,11 +167,12 @@ class Expander(Visitor):
                             f"{', '.join(repr(c) for c in spec.choices)}, got {v!r}",
                             f"did you mean {suggest(v, spec.choices)!r}?" if suggest(v, spec.choices) else None,
                             "type")
-        if spec.minimum is not None and v is not None and v < spec.minimum:
-            raise self.fail(span, f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}, got {v}",
-                            None, "range")
-        if isinstance(v, int) and not isinstance(v, bool) and v > (1 << 24):
-            raise self.fail(span, f"{rule.kind} {spec.name!r} of {v:,} is too large", None, "range")
+        for axis, n in _axes(spec, v):
+            if spec.minimum is not None and n is not None and n < spec.minimum:
+                raise self.fail(span, f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}{axis}, got {n}",
+                                None, "range")
+            if isinstance(n, int) and not isinstance(n, bool) and n > (1 << 24):
+                raise self.fail(span, f"{rule.kind} {spec.name!r} of {n:,}{axis} is too large", None, "range")
 
     # -- chains ------------------------------------------------------------------------
     def chains(self, chains, scope: _Scope, first_in_network: bool = False) -> list[ir.Node]:
@@ -257,6 +211,10 @@ class Expander(Visitor):
     def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
         label = element.label
+        if isinstance(node, ast.Optional) and node.condition is not None:
+            if not self.condition(node.condition, scope):
+                return []
+            return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, ast.Optional):
             name = switch_name(element)
             if name is None:
@@ -266,7 +224,7 @@ class Expander(Visitor):
             if not on:
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
-        if isinstance(node, (ast.Concat, ast.Residual)) and label is not None:
+        if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None:
             raise self.fail(element.label_span or element.span,
                             f"a {type(node).__name__.lower()} cannot be named here",
                             "its parts take names of their own; to name the whole, make it a block")
@@ -279,6 +237,14 @@ class Expander(Visitor):
                 getattr(made[0], "name", None) in (None, label):
             return [_renamed(made[0], label)]
         return [ir.Seq(tuple(made), label, element.span)]
+
+    def condition(self, expr: ast.Expr, scope: _Scope) -> bool:
+        """The value of `X?(condition)`: true or false, from the enclosing parameters."""
+        value = self.evaluate(expr, scope).value
+        if not isinstance(value, bool):
+            raise self.fail(expr.span, f"the condition of '?( )' must be true or false, got {_describe(value)}",
+                            "compare something: X?(stride == 1), X?(expand != 1 and se)", "type")
+        return value
 
     def switch(self, name: str, span: Span) -> bool:
         value = self.overrides.get(name, True)
@@ -305,6 +271,11 @@ class Expander(Visitor):
 
     def visit_Residual(self, node: ast.Residual, scope: _Scope, label: str | None) -> list[ir.Node]:
         return [self.residual(node, scope)]
+
+    def visit_Gate(self, node: ast.Gate, scope: _Scope, label: str | None) -> list[ir.Node]:
+        body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
+        self.count(1, node.span)
+        return [ir.Gate(body, node.span)]
 
     def visit_Side(self, node: ast.Side, scope: _Scope, label: str | None) -> list[ir.Node]:
         inner = self.node(node.node, scope, label)
@@ -373,13 +344,16 @@ class Expander(Visitor):
                 elements = (ast.Element(None, elements[0].node, elements[0].span),) + elements[1:]
             items = self.chains((ast.Chain(elements, chain.span),), scope)
             branches.append(ir.Seq(tuple(items), name, chain.span))
+        if node.split and len(branches) < 2:
+            raise self.fail(node.span, "a split needs at least two branches, one a line",
+                            "split { identity\n    conv(...) }: each branch reads its share of the channels")
         if not branches and not node.skips:
-            raise self.fail(node.span, "a concat needs at least one branch", None)
+            raise self.fail(node.span, f"a {'split' if node.split else 'concat'} needs at least one branch", None)
         if len(set(node.skips)) != len(node.skips):
             raise self.fail(node.span, "a concat names the same element twice",
                             "name each earlier element once: concat(enc3, enc4)")
         self.count(1, node.span)
-        return ir.Concat(tuple(branches), node.span, skips=node.skips)
+        return ir.Concat(tuple(branches), node.span, skips=node.skips, split=node.split)
 
     def residual(self, node: ast.Residual, scope: _Scope) -> ir.Residual:
         body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
@@ -505,7 +479,11 @@ class Expander(Visitor):
     def override(self, network: ast.NetworkDef, param: ast.Param):
         """The --set value of a parameter, or `_Fail` (reported) if it is out of range."""
         value = self.overrides[param.name]
-        value = value.value if isinstance(value, ir.Value) else value
+        value = _frozen(value.value if isinstance(value, ir.Value) else value)
+        if not _plain_value(value):
+            self.context.error(network.name_span, f"parameter {param.name!r} cannot be {value!r}",
+                               "give a number, true/false, a string or a list of them", "type")
+            return _Fail
         if isinstance(value, float) and not math.isfinite(value):  # --set N=nan, N=inf
             self.context.error(network.name_span, f"parameter {param.name!r} is {value}, not a finite number",
                                f"give {param.name} a finite value", "type")
@@ -541,10 +519,10 @@ class Expander(Visitor):
         return dims
 
 
-def _unknown_hint(name: str, names: list[str]) -> str:
-    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`),
-    else the nearest spelling, else the list."""
-    ours = PYTORCH_NAMES.get(name)
+def _unknown_hint(name: str, names: list[str], torch_names: dict[str, str]) -> str:
+    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`,
+    from the layer's ArgSpecs), else the nearest spelling, else the list."""
+    ours = torch_names.get(name)
     if ours in names:
         return f"cnndsl calls it {ours!r}; {name!r} is PyTorch's name for it"
     guess = suggest(name, names)
@@ -552,14 +530,36 @@ def _unknown_hint(name: str, names: list[str]) -> str:
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+               "pair": "a whole number or a pair (height, width)",
                "element": "the name of an earlier element"}
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _axes(spec, v) -> list:
+    """A value's numbers, each with the axis it is for in a message (` on the width axis`)."""
+    if spec.type == "pair" and isinstance(v, (tuple, list)):
+        return [(" on the height axis", v[0]), (" on the width axis", v[1])]
+    return [("", v)]
+
+
+def _square(value: ir.Value) -> ir.Value:
+    """A pair whose two axes agree is the one number (`(3, 3)` is `3`), as PyTorch prints it."""
+    v = value.value
+    if not isinstance(v, (tuple, list)) or v[0] != v[1]:
+        return value
+    height, width = axis_exprs(value.expr)
+    return ir.Value(v[0], height) if height == width else value
 
 
 def _has_type(spec, v) -> bool:
     if spec.default is None and v is None:
         return True
     return {
-        "int": isinstance(v, int) and not isinstance(v, bool),
+        "int": _whole(v),
+        "pair": _whole(v) or (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(_whole, v))),
         "float": isinstance(v, (int, float)) and not isinstance(v, bool),
         "bool": isinstance(v, bool),
         "str": isinstance(v, str),
@@ -568,7 +568,9 @@ def _has_type(spec, v) -> bool:
 
 
 def _type_hint(spec, v) -> str | None:
-    if spec.type == "int" and isinstance(v, float):
+    if spec.type == "pair" and isinstance(v, (tuple, list)):
+        return f"give two whole numbers, (height, width): {spec.name}=(3, 5)"
+    if spec.type in ("int", "pair") and isinstance(v, float):
         return "use // for integer division" if v == int(v) else "give a whole number"
     if spec.type == "bool":
         return "write true or false"
@@ -577,14 +579,15 @@ def _type_hint(spec, v) -> str | None:
     return None
 
 
-def _describe(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value)
+def _frozen(value):
+    """A list given from Python (`build(spec, cfg=[6, 12])`) as the tuple the language uses."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _plain_value(value) -> bool:
+    if isinstance(value, tuple):
+        return all(_plain_value(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def _renamed(node, name: str):

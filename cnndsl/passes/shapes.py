@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
+from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
 from ..traverse import Visitor
 from .context import Context, alone, finish
 
@@ -27,12 +27,15 @@ class Flow:
 
     shape: ir.Shape
     channels: Expr
-    rf: int = 1
-    jump: int = 1
+    rf: int | tuple[int, int] = 1  # (height, width) where the axes differ
+    jump: int | tuple[int, int] = 1
     dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
 
 
 def fmt_shape(shape: ir.Shape) -> str:
+    """`64x56x56`; a channels-last volume as it is held, `56x56x64`."""
+    if channels_last(shape):
+        shape = tuple(shape[1:]) + tuple(shape[:1])
     return "x".join(str(d) for d in shape)
 
 
@@ -92,14 +95,13 @@ class ShapeInference(Visitor):
             return layer, None
         exprs = {k: v.expr for k, v in layer.args}
         try:
-            out, notes = rule.shape(flow.shape, values)
+            out, notes = _shape(layer.kind, rule, flow.shape, values)
         except ShapeProblem as problem:
             self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
             return layer, None
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         extent, stride = rule.window(flow.shape, values)
-        stride_jump = max(1, flow.jump * stride // rule.upscale(flow.shape, values))
         channels = rule.channels(flow.shape, flow.channels, exprs)
         params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
         problem = size_problem(out, params, macs)
@@ -107,10 +109,10 @@ class ShapeInference(Visitor):
             self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
             return layer, None
         stats = ir.Stats(
-            flow.shape, out, params, macs,
-            flow.rf + (extent - 1) * flow.jump, stride_jump, channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
-            dims=rule.dims(flow.dims, values, exprs))
+            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
+            in_channels=flow.channels,
+            dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def referenced(self, layer: ir.Layer, rule) -> dict | None:
@@ -136,8 +138,9 @@ class ShapeInference(Visitor):
     def visit_Concat(self, node: ir.Concat, flow: Flow | None) -> tuple[ir.Concat, Flow | None]:
         branches = []
         outs = []
+        read = self.share(node, flow) if node.split else flow
         for branch in node.branches:  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, flow)
+            branch, out = self.visit_Seq(branch, read)
             branches.append(branch)
             outs.append(out)
         if not node.branches:  # concat(enc4): the skips, then the chain's value
@@ -145,12 +148,8 @@ class ShapeInference(Visitor):
         if flow is None or any(o is None for o in outs):
             return replace(node, branches=tuple(branches)), None
         first = outs[0].shape
-        for branch, out in zip(branches[1:], outs[1:]):
-            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:]:
-                listing = ", ".join(fmt_shape(o.shape) for o in outs)
-                self.error(branch.span, f"concat branches disagree on their size: {listing}",
-                           "every branch must keep the same HxW; check strides and padding")
-                return replace(node, branches=tuple(branches)), None
+        if not self.agree(node, branches, outs):
+            return replace(node, branches=tuple(branches)), None
         skipped = self.skips(node, outs[0])
         if skipped is None:
             return replace(node, branches=tuple(branches)), None
@@ -160,10 +159,40 @@ class ShapeInference(Visitor):
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[-1].dims)
+        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), outs[-1].dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return replace(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def agree(self, node: ir.Concat, branches: list, outs: list[Flow]) -> bool:
+        """Whether the branches give volumes of one HxW, channels first (an error where not)."""
+        first = outs[0].shape
+        for branch, out in zip(branches[1:], outs[1:]):
+            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:] or \
+                    channels_last(out.shape) or channels_last(first):
+                listing = ", ".join(fmt_shape(o.shape) for o in outs)
+                self.error(branch.span, f"{'split' if node.split else 'concat'} branches disagree on their size: "
+                           f"{listing}", "every branch must keep the same HxW; check strides and padding")
+                return False
+        return True
+
+    def share(self, node: ir.Concat, flow: Flow | None) -> Flow | None:
+        """What each branch of a split reads: its equal share of the channels; None after an error."""
+        if flow is None:
+            return None
+        n, shape = len(node.branches), flow.shape
+        if len(shape) != 3 or channels_last(shape):
+            self.error(node.span, f"a split divides the channels of a CxHxW volume, but its input is "
+                       f"{fmt_shape(shape)}" + (" (channels last)" if channels_last(shape) else ""),
+                       "split a volume, channels first, before any fc or flatten", "split")
+            return None
+        if shape[0] % n:
+            self.error(node.span, f"a split of {shape[0]} channels into {n} branches cannot share them equally "
+                       f"(input {fmt_shape(shape)})",
+                       f"give the layer before it a multiple of {n} channels, or as many branches as divide "
+                       f"{shape[0]}", "split")
+            return None
+        return replace(flow, shape=(shape[0] // n,) + tuple(shape[1:]), channels=binary("//", flow.channels, Const(n)))
 
     def skips(self, node: ir.Concat, target: Flow) -> tuple[list[Flow], tuple[str, ...]] | None:
         """The flows of a concat's skips (`concat(enc4)`) and how each is fitted to the
@@ -210,6 +239,27 @@ class ShapeInference(Visitor):
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
         return replace(node, body=body, shortcut=shortcut, stats=stats), out
 
+    def visit_Gate(self, node: ir.Gate, flow: Flow | None) -> tuple[ir.Gate, Flow | None]:
+        """The input times the body's output: each size of the body's output is 1 (broadcast)
+        or the input's, so the product keeps the input's shape."""
+        body, out = self.visit_Seq(node.body, flow)
+        # The product has the input's shape whatever the body gives: after an error in the
+        # body, what follows the gate is still checked.
+        if flow is None or out is None:
+            return replace(node, body=body), flow
+        if not broadcasts(out.shape, flow.shape):
+            self.error(node.span, f"gate multiplies its input {fmt_shape(flow.shape)} by its body's output "
+                       f"{fmt_shape(out.shape)}, which does not broadcast over it",
+                       f"each size of the body's output must be 1 or the input's; end the body with "
+                       f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
+            return replace(node, body=body), flow
+        end = Flow(flow.shape, flow.channels, _widest((flow.rf, out.rf)), flow.jump, flow.dims)
+        if body.stats is None:  # a side output in the body failed; the product's shape is known
+            return replace(node, body=body), end
+        stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
+                         flow.channels, dims=flow.dims)
+        return replace(node, body=body, stats=stats), end
+
     def shortcut(self, node: ir.Residual, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """The shortcut with its stats (and layers, for a projection); None after an error."""
         shortcut = node.shortcut
@@ -217,7 +267,7 @@ class ShapeInference(Visitor):
             return self.zero_pad(shortcut, flow, out)
         if shortcut.kind != "identity":
             return self.projection(shortcut, body, flow, out)
-        if out.shape != flow.shape:
+        if out.shape != flow.shape or channels_last(out.shape) != channels_last(flow.shape):
             self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
                        f"{fmt_shape(flow.shape)} (the identity shortcut)",
                        "make the body keep its input's shape, or add `shortcut projection`")
@@ -303,6 +353,37 @@ class ShapeInference(Visitor):
         return mapping
 
 
+def _shape(kind: str, rule, shape: ir.Shape, values: dict):
+    """The rule's output shape and notes; a channels-last input only where the rule reads one."""
+    if channels_last(shape) and not rule.channels_last:
+        raise ShapeProblem(f"{kind} reads channels first, but its input is channels last "
+                           "(after permute(0, 2, 3, 1))", f"permute back with permute(0, 3, 1, 2) before the {kind}")
+    return rule.shape(shape, values)
+
+
+def _receptive(flow: Flow, extent, stride, upscale: int = 1) -> tuple:
+    """The receptive field and jump after a window of `extent` at `stride` (an upsampling
+    by `upscale` divides the jump), per axis: an int where both axes agree, (height, width)
+    where they differ."""
+    axes = [(rf + (e - 1) * jump, max(1, jump * s // upscale))
+            for rf, jump, e, s in zip(pair(flow.rf), pair(flow.jump), pair(extent), pair(stride))]
+    return tuple(_one(axis) for axis in zip(*axes))
+
+
+def _one(axes: tuple):
+    return axes[0] if axes[0] == axes[1] else tuple(axes)
+
+
+def _widest(values) -> object:
+    """The largest of several receptive fields (or jumps), per axis."""
+    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
+
+
+def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
+    """Whether `scale` broadcasts over `shape` without changing it: as many sizes, each 1 or equal."""
+    return len(scale) == len(shape) and all(s in (1, d) for s, d in zip(scale, shape))
+
+
 def _projection_tests(stride_value: ir.Value, flow: Flow, out: Flow) -> list[Expr]:
     """The tests, in the block's parameters, under which the projection is built."""
     parts: list[Expr] = []
@@ -346,7 +427,7 @@ class _Strides(Visitor):
     def leave(self, node) -> None:
         return None
 
-    visit_Concat = visit_Residual = visit_Side = visit_BlockInstance = leave
+    visit_Concat = visit_Residual = visit_Gate = visit_Side = visit_BlockInstance = leave
 
 
 def _stride_of(body: ir.Seq) -> ir.Value | None:

@@ -159,11 +159,16 @@ class Builder(Visitor):
             if column.items and isinstance(column.items[0], Box) and column.items[0].name == name:
                 column.items[0].name = ""
         shape = "" if self.symbolic else f"  {shape_text(node.stats.out_shape)}"
-        return Branches(columns, Node("C", "concat" + shape), names)
+        return Branches(columns, Node("C", ("split · concat" if node.split else "concat") + shape), names)
 
     def visit_Residual(self, node: ir.Residual, unit: Unit, run: list[Unit]) -> Element:
         body = self.column(self.units(node.body))
         return Shortcut(body, self._shortcut_label(node.shortcut), Node("+", "" if self.symbolic else "add"))
+
+    def visit_Gate(self, node: ir.Gate, unit: Unit, run: list[Unit]) -> Element:
+        """The body (the scale) on the axis, the input carried round it to the product ⊗."""
+        body = self.column(self.units(node.body))
+        return Shortcut(body, ["input"], Node("×", "" if self.symbolic else "gate"))
 
     def visit_Side(self, node: ir.Side, unit: Unit, run: list[Unit]) -> Element:
         return SideOut(self.column(self.units(ir.Seq((node.node,), None, node.span, node.stats))))

@@ -172,7 +172,8 @@ class _Nodes(Visitor):
         self.generic_visit(node.body, path, path)
 
     def visit_Concat(self, node: ir.Concat, prefix: str, instance: str) -> None:
-        self.add(node, 2, "concat", "concat", prefix, instance)
+        kind = "split" if node.split else "concat"
+        self.add(node, 2, kind, kind, prefix, instance)
         self.generic_visit(node, prefix, instance)
 
     def visit_Residual(self, node: ir.Residual, prefix: str, instance: str) -> None:
@@ -180,6 +181,10 @@ class _Nodes(Visitor):
         self.generic_visit(node.body, prefix, instance)
         if node.shortcut.applied:
             self.generic_visit(node.shortcut, _join(prefix, node.shortcut.name), instance)
+
+    def visit_Gate(self, node: ir.Gate, prefix: str, instance: str) -> None:
+        self.add(node, 2, "gate", "gate", prefix, instance)
+        self.generic_visit(node.body, prefix, instance)
 
     def visit_Side(self, node: ir.Side, prefix: str, instance: str) -> None:
         self.add(node, 2, "side", "side output", prefix, instance)
@@ -210,7 +215,7 @@ def _size(source: SourceFile, span: Span) -> int:
 
 
 def _stat_line(stats: ir.Stats) -> str:
-    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf}x{stats.rf}"
+    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf_text}"
 
 
 def hover_text(analysis: Analysis, line: int, column: int) -> str | None:
@@ -321,15 +326,15 @@ def definition_span(analysis: Analysis, line: int, column: int) -> Span | None:
     word = _word_at(analysis.source, line, column)
     if program is None or word is None:
         return None
-    for definition in (*program.blocks, *program.networks):  # a parameter, in its own definition
+    for definition in (*program.defs, *program.blocks, *program.networks):  # a parameter, in its own definition
         if _contains(definition.span, line, column):
-            for param in definition.params:
+            for param in definition.params or ():
                 if param.name == word:
                     return Span(param.span.file, param.span.line, param.span.column,
                                 param.span.line, param.span.column + len(param.name))
-    for block in program.blocks:
-        if block.name == word:
-            return block.name_span
+    for named in (*program.blocks, *program.defs):
+        if named.name == word:
+            return named.name_span
     let = _let_named(program, word)
     if let is not None:
         return _name_span(analysis.source, let.span, "let", let.name)
@@ -528,7 +533,8 @@ def _register_reading(server, state: _State, lsp) -> None:
 
 
 def _symbol(lsp, document, d):
-    kinds = {"network": lsp.SymbolKind.Module, "block": lsp.SymbolKind.Class, "let": lsp.SymbolKind.Variable}
+    kinds = {"network": lsp.SymbolKind.Module, "block": lsp.SymbolKind.Class, "let": lsp.SymbolKind.Variable,
+             "def": lsp.SymbolKind.Function}
     lines = document.lines
     end_line = min(d.end_line, len(lines))
     end_column = min(d.end_column, len(lines[end_line - 1].rstrip("\r\n")) + 1) if lines else 1
