@@ -138,12 +138,16 @@ class Side:
 
 @dataclass(frozen=True)
 class Concat:
-    """Parallel branches joined on channels; each line of the body is a branch."""
+    """Parallel branches joined on channels; each line of the body is a branch.
+    `concat(enc4)`: the outputs of the named earlier elements first (a U-Net's skips,
+    cropped or padded to the branches' size), then the branches, or the chain's value
+    where there is no body."""
 
     _fields = ("branches",)
 
     branches: tuple["Chain", ...]
     span: Span
+    skips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,13 +170,24 @@ class Residual:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """`y = x * body(x)`, the body's output broadcast over the input (squeeze-and-excitation);
+    the lines of the body form one chain."""
+
+    _fields = ("body",)
+
+    body: tuple["Chain", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class InputDecl:
     _fields = ("dims",)
     dims: tuple[Expr, ...]
     span: Span
 
 
-Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Side]
+Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Gate, Side]
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,8 @@ class Concat:
     branches: tuple[Seq, ...]
     span: Span
     stats: Stats | None = None
+    skips: tuple[str, ...] = ()  # earlier elements' outputs, first: cropped or padded to the branches' HxW
+    fits: tuple[str, ...] = ()  # for each skip, once shapes are known: "", "crop" or "pad"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,17 @@ class Residual:
     _fields = ("body", "shortcut")
     body: Seq
     shortcut: Shortcut
+    span: Span
+    stats: Stats | None = None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """`x * body(x)`: the body's output (a per-channel scale, say) broadcast over the input."""
+
+    _fields = ("body",)
+
+    body: Seq
     span: Span
     stats: Stats | None = None
 
@@ -161,7 +174,7 @@ class BlockInstance:
     stats: Stats | None = None
 
 
-Node = Union[Layer, Seq, Concat, Residual, BlockInstance, Side]
+Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side]
 
 
 @dataclass(frozen=True)

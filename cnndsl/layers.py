@@ -133,6 +133,9 @@ class LayerRule:
     buffers: Callable[[Shape, dict], int] = lambda s, a: 0  # non-trainable state (batch norm's running stats)
     macs: Callable[[Shape, Shape, dict], int] = lambda i, o, a: 0
     window: Callable[[Shape, dict], tuple[int, int]] = lambda s, a: (1, 1)  # (extent, stride)
+    # How many output pixels one input pixel becomes (an upsampling's scale): the jump between
+    # neighbouring outputs shrinks by it. `window`'s extent is then in input pixels.
+    upscale: Callable[[Shape, dict], int] = lambda s, a: 1
     torch: Callable[[Shape, dict, dict], Torch] = None  # (in_shape, values, exprs)
     base_name: str = "layer"  # for attributes the user did not name: conv1, conv2, ...
     flattens: bool = False  # takes a vector; a volume before it is flattened
@@ -492,6 +495,31 @@ TANH = _activation("tanh", "nn.Tanh", "tanh(x)")
 SOFTMAX = _activation("softmax", "nn.Softmax", "exp(x_i)/sum_j exp(x_j) over channels",
                       (ArgSpec("dim", "int", 1),), (("dim", "dim", None),))
 IDENTITY = _activation("identity", "nn.Identity", "x", figure="id")
+# MobileNet's and EfficientNet's activations, as torchvision uses them: in place after a
+# convolution and batch norm, not where their input is read again (a gate's scale).
+RELU6 = _activation("relu6", "nn.ReLU6", "min(max(0, x), 6)", inplace=True)
+SILU = _activation("silu", "nn.SiLU", "x * sigmoid(x) (swish)", inplace=True)
+HARDSWISH = _activation("hardswish", "nn.Hardswish", "x * relu6(x + 3) / 6", inplace=True, figure="hard swish")
+HARDSIGMOID = _activation("hardsigmoid", "nn.Hardsigmoid", "relu6(x + 3) / 6", figure="hard sigmoid")
+
+
+def _stochastic_depth_shape(s: Shape, a: dict):
+    if a["p"] > 1:
+        raise ShapeProblem(f"stochastic depth probability {a['p']} is above 1", "use a p in [0, 1]")
+    return s, []
+
+
+STOCHASTIC_DEPTH = LayerRule(
+    "stochastic_depth", "drops the whole input of a sample (mode \"row\") or of the batch (\"batch\") with "
+    "probability p while training, scaling the rest by 1/(1 - p); the identity in eval mode "
+    "(torchvision.ops.StochasticDepth)",
+    (ArgSpec("p", "float", minimum=0.0, doc="drop probability"),
+     ArgSpec("mode", "str", "row", choices=("row", "batch"), doc="drop per sample (row) or per batch")),
+    _stochastic_depth_shape,
+    torch=lambda s, v, t: Torch("StochasticDepth", (t["p"], t["mode"]), (), "StochasticDepth"),
+    base_name="stochastic_depth", category="dropout", pointwise=True,
+    label=lambda a: f"stochastic_depth {a('p')}" + (" batch" if a.value("mode") == "batch" else ""),
+    figure=lambda a: f"stochastic depth {a('p')}" + (" batch" if a.value("mode") == "batch" else ""))
 
 
 def _maxout_shape(s: Shape, a: dict):
@@ -508,10 +536,140 @@ MAXOUT = LayerRule(
     channels=lambda s, c, t: c // t["pieces"], category="activation")
 
 
+# -- upsampling --------------------------------------------------------------------------
+
+def _transposed_out(kind: str, size: int, a: dict, axis: str) -> int:
+    """One axis through a transposed convolution: the notes' W2 = (W1 - F + 2P)/S + 1 solved
+    for W1, as PyTorch's ConvTranspose2d: (W - 1)*S - 2P + D*(F - 1) + output_padding + 1."""
+    out = (size - 1) * a["stride"] - 2 * a["pad"] + _extent(a) + a["output_padding"]
+    if out <= 0:
+        raise ShapeProblem(f"{kind} output size is {out} on the {axis} axis",
+                           "use less padding, a larger filter or a larger stride")
+    return out
+
+
+def _conv_transpose_shape(s: Shape, a: dict):
+    c, h, w = _spatial(s, "conv_transpose")
+    if a["groups"] < 1 or c % a["groups"] or a["filters"] % a["groups"]:
+        raise ShapeProblem(
+            f"groups={a['groups']} must divide both the input channels ({c}) and the filters ({a['filters']})",
+            "choose groups as a common divisor of the two")
+    if a["output_padding"] >= max(a["stride"], a["dilation"]):
+        raise ShapeProblem(f"output_padding of {a['output_padding']} must be smaller than the stride "
+                           f"({a['stride']}) or the dilation ({a['dilation']})",
+                           "output_padding only picks among the sizes a stride could have come from: "
+                           "use output_padding < stride")
+    return (a["filters"], _transposed_out("conv_transpose", h, a, "height"),
+            _transposed_out("conv_transpose", w, a, "width")), []
+
+
+def _conv_transpose_torch(s: Shape, v: dict, t: dict) -> Torch:
+    return Torch("nn.ConvTranspose2d", (t["in"], t["filters"]), (("kernel_size", t["size"]),) + _kw(v, t, (
+        ("stride", "stride", 1), ("pad", "padding", 0), ("output_padding", "output_padding", 0),
+        ("groups", "groups", 1), ("bias", "bias", True), ("dilation", "dilation", 1))))
+
+
+def _conv_transpose_dims(d: Dims | None, t: dict) -> Dims | None:
+    if not d:
+        return None
+    extent = t["dilation"] * (t["size"] - 1) + 1
+    return tuple((x - 1) * t["stride"] - Const(2) * t["pad"] + extent + t["output_padding"] for x in d)
+
+
+CONV_TRANSPOSE = LayerRule(
+    "conv_transpose", "transposed convolution (PyTorch's ConvTranspose2d): the conv's arithmetic inverted, "
+    "(W - 1)*S - 2P + F + output_padding",
+    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
+     ArgSpec("size", "int", minimum=1, doc="filter size F"),
+     ArgSpec("stride", "int", 1, minimum=1, doc="stride S: the factor it enlarges by"),
+     ArgSpec("pad", "int", 0, minimum=0, doc="the padding P of the conv it inverts: trimmed from each side"),
+     ArgSpec("output_padding", "int", 0, minimum=0, doc="extra rows and columns on one side, < stride"),
+     ArgSpec("dilation", "int", 1, minimum=1),
+     ArgSpec("groups", "int", 1, minimum=1),
+     ArgSpec("bias", "bool", True)),
+    _conv_transpose_shape,
+    params=lambda s, a: s[0] * (a["filters"] // a["groups"]) * a["size"] ** 2 + (a["filters"] if a["bias"] else 0),
+    macs=lambda i, o, a: i[0] * i[1] * i[2] * (a["filters"] // a["groups"]) * a["size"] ** 2,
+    window=lambda s, a: (-(-_extent(a) // a["stride"]), 1), upscale=lambda s, a: a["stride"],
+    torch=_conv_transpose_torch, base_name="upconv", channels=lambda s, c, t: t["filters"], fresh_output=True,
+    kernel=lambda s, a: (s[0], a["filters"] // a["groups"], a["size"], a["size"]), aliases=("upconv",),
+    category="conv", label=lambda a: f"upconv {a('size')}x{a('size')}/{a('stride')} {a('filters')}",
+    figure=lambda a: f"up-conv {a('size')}×{a('size')}" + (f"/{a('stride')}" if a("stride") != "1" else "")
+    + f", {a('filters')}", listing=Listing("UPCONV", "Transposed convolution"),
+    dims=lambda d, v, t: _conv_transpose_dims(d, t))
+
+
+def _upsample_shape(s: Shape, a: dict):
+    c, h, w = _spatial(s, "upsample")
+    given = [k for k in ("scale", "size", "like") if a.get(k) is not None]
+    if len(given) != 1:
+        raise ShapeProblem("upsample takes one of scale, size and like" + (
+            f", got {' and '.join(given)}" if given else ""),
+            "upsample(scale=2), upsample(size=64) or upsample(like=input) (the size of a named element)")
+    if a["align_corners"] and a["mode"] == "nearest":
+        raise ShapeProblem("align_corners applies to mode=\"bilinear\" only",
+                           "leave align_corners out, or use mode=\"bilinear\"")
+    if a.get("like") is not None:
+        target = a["like"]
+        if len(target) != 3:
+            raise ShapeProblem(f"upsample(like=...) needs a CxHxW element to take its size from, got a flat "
+                               f"vector of {target[0]}", "name an element before the first fc or flatten")
+        return (c, target[1], target[2]), []
+    if a.get("size") is not None:
+        return (c, a["size"], a["size"]), []
+    if a["scale"] <= 0:
+        raise ShapeProblem(f"upsample scale must be positive, got {a['scale']:g}", "upsample(scale=2) doubles HxW")
+    out = (c, int(h * a["scale"]), int(w * a["scale"]))  # PyTorch floors H * scale
+    if min(out[1:]) < 1:
+        raise ShapeProblem(f"upsample scale {a['scale']:g} takes {h}x{w} to {out[1]}x{out[2]}",
+                           "use a larger scale")
+    return out, []
+
+
+def _upsample_torch(s: Shape, v: dict, t: dict) -> Torch:
+    keywords = (("size", t["size"]),) if v.get("size") is not None else (("scale_factor", t["scale"]),)
+    keywords += _kw(v, t, (("mode", "mode", "nearest"),))
+    if v["mode"] == "bilinear":
+        keywords += (("align_corners", t["align_corners"]),)
+    return Torch("nn.Upsample", (), keywords)
+
+
+def _upsample_dims(d: Dims | None, v: dict, t: dict) -> Dims | None:
+    if not d or v.get("like") is not None:
+        return None
+    if v.get("size") is not None:
+        return (t["size"], t["size"])
+    if isinstance(v["scale"], int):
+        return tuple(x * t["scale"] for x in d)
+    return None
+
+
+def _upsample_label(a: Shown) -> str:
+    by = (f"x{a('scale')}" if a.value("scale") is not None else
+          f"to {a('size')}x{a('size')}" if a.value("size") is not None else f"to {a('like')}")
+    return f"upsample {by} {a('mode')}"
+
+
+UPSAMPLE = LayerRule(
+    "upsample", "nearest or bilinear upsampling by a scale, to a size, or to the size of a named earlier "
+    "element or of the input (like=input)",
+    (ArgSpec("scale", "float", None, doc="the factor HxW grow by"),
+     ArgSpec("size", "int", None, minimum=1, doc="the output's height and width"),
+     ArgSpec("like", "element", None, doc="a named earlier element, or input: take its height and width"),
+     ArgSpec("mode", "str", "nearest", choices=("nearest", "bilinear")),
+     ArgSpec("align_corners", "bool", False, doc="bilinear only: align the corner pixels (PyTorch's default: no)")),
+    _upsample_shape,
+    upscale=lambda s, a: max(1, int(a["scale"])) if a.get("scale") is not None else 1,
+    torch=_upsample_torch, base_name="upsample", category="pool", label=_upsample_label,
+    figure=lambda a: _upsample_label(a).replace("x", "×", 1) if a.value("scale") is not None else _upsample_label(a),
+    listing=Listing("UPSAMPLE"), dims=_upsample_dims)
+
+
 RULES: dict[str, LayerRule] = {}
 for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOOL, GLOBAL_AVGPOOL,
               FC, FLATTEN, DROPOUT, BATCHNORM, LRN, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, SOFTMAX,
-              MAXOUT, IDENTITY):
+              MAXOUT, IDENTITY, RELU6, SILU, HARDSWISH, HARDSIGMOID, STOCHASTIC_DEPTH,
+              CONV_TRANSPOSE, UPSAMPLE):
     RULES[_rule.kind] = _rule
     for _alias in _rule.aliases:
         RULES[_alias] = _rule

@@ -80,6 +80,11 @@ class _Lower(Transformer_NonRecursive):
         return token
 
     @v_args(meta=True)
+    def input_ref(self, meta, children):
+        """`like=input`: the input of the enclosing network or block, as an element's name."""
+        return ast.Var("input", self.span(meta))
+
+    @v_args(meta=True)
     def true(self, meta, children):
         return ast.Bool(True, self.span(meta))
 
@@ -143,11 +148,14 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def concat(self, meta, children):
-        body = children[0]
+        *skips, body = children
+        skips = tuple(str(s) for s in skips if s is not None)
+        if body is None:
+            return ast.Concat((), self.span(meta), skips)
         inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
-        return self.made(ast.Concat(body.items, self.span(meta)), *body.items)
+        return self.made(ast.Concat(body.items, self.span(meta), skips), *body.items)
 
     @v_args(meta=True)
     def residual(self, meta, children):
@@ -156,6 +164,14 @@ class _Lower(Transformer_NonRecursive):
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
+
+    @v_args(meta=True)
+    def gate(self, meta, children):
+        body = children[0]
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Gate(body.items, self.span(meta)), *body.items)
 
     @v_args(meta=True)
     def shortcut(self, meta, children):

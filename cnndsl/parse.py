@@ -311,7 +311,7 @@ _HUMAN = {
 }
 
 
-_KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side",
+_KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate",
                        "true", "false"})
 
 

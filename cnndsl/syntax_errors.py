@@ -35,7 +35,8 @@ EXAMPLES: tuple[Example, ...] = (
         _body("conv(4, 3) [relu]"), _body("relu [relu]"), _body("relu*2 [relu]"), _body("[relu] [relu]"),
         _body("residual { relu } relu"), _body("concat { relu } relu"), _body("relu? x relu"),
         _body("conv(4, 3) residual { relu }"), _body("relu concat { relu }"), _body("side relu relu"),
-        _body("residual { relu } shortcut pad relu"))),
+        _body("residual { relu } shortcut pad relu"), _body("gate { sigmoid } relu"),
+        _body("relu gate { sigmoid }"))),
     Example("a layer is named with ':' (conv1: conv(64, 3)); '=' is for keyword arguments", (
         _body("conv1 = conv(4, 3)"),)),
     Example("parameters go in parentheses after the name, even where there are none: {before}() {{",

@@ -74,7 +74,8 @@ def walk_elements(chains) -> Iterator[ast.Element]:
     return (n for n in walk_all(chains) if type(n) is ast.Element)
 
 
-_AST_NODES = (ast.Call, ast.Ref, ast.Group, ast.Repeat, ast.Optional, ast.Concat, ast.Residual, ast.Side)
+_AST_NODES = (ast.Call, ast.Ref, ast.Group, ast.Repeat, ast.Optional, ast.Concat, ast.Residual, ast.Gate,
+              ast.Side)
 
 
 class Visitor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import cnndsl
 from cnndsl import ir, summary
-from cnndsl.layers import RULES, figure_label, label
+from cnndsl.layers import REQUIRED, RULES, figure_label, label
 from cnndsl.pictures import draw, viz
 
 CATEGORIES = {"conv", "pool", "fc", "norm", "activation", "dropout", "reshape"}
@@ -47,11 +47,11 @@ def test_every_rule_has_a_known_category_and_pointwise_rules_keep_the_shape():
     for kind, rule in RULES.items():
         assert rule.category in CATEGORIES, kind
         if rule.pointwise:
-            args = {a.name: a.default for a in rule.args}
+            args = {a.name: 0.5 if a.default is REQUIRED else a.default for a in rule.args}
             assert rule.shape((8, 5, 5), args)[0] == (8, 5, 5), kind
     pointwise = {kind for kind, rule in RULES.items() if rule.pointwise and kind == rule.kind}
     assert pointwise == {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "identity", "batchnorm",
-                         "lrn", "dropout"}
+                         "lrn", "dropout", "relu6", "silu", "hardswish", "hardsigmoid", "stochastic_depth"}
 
 
 def test_the_summary_and_the_diagram_label_from_the_table():
@@ -101,4 +101,4 @@ def test_viz_folds_pointwise_layers_and_shows_convs_pools_and_fcs():
     assert probes[0].label == "conv 3×3/2, 16 · bn · relu"
     assert probes[1].label == "conv 3×3, 32, groups 2 · leaky relu"
     assert set(viz.SHOWN) == {"conv", "maxpool", "avgpool", "minpool", "fc", "adaptive_avgpool",
-                              "adaptive_maxpool", "global_avgpool"}
+                              "adaptive_maxpool", "global_avgpool", "conv_transpose", "upsample"}

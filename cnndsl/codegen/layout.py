@@ -21,7 +21,7 @@ from ..passes.shapes import dim_names, fmt_shape
 
 # Statements that stand apart from their neighbours, and those that open a stage of their own.
 APART = ("save", "project", "pad", "side")
-OPENS = ("add",)
+OPENS = ("add", "mul")
 
 
 @functools.lru_cache(maxsize=4096)  # a block's shapes, once for all its uses

@@ -16,7 +16,7 @@ from ..expr import Expr
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.shapes import fmt_shape
-from ..traverse import Visitor, walk
+from ..traverse import Visitor, children, walk
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 
 WRAP = 92
@@ -51,7 +51,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Stmt:
-    kind: str  # call, flatten, cat, save, project, add
+    kind: str  # call, flatten, cat, save, project, add, mul
     target: str = ""
     comment: str = ""
     parts: tuple[str, ...] = ()
@@ -130,9 +130,9 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
     """Whether the value a layer receives from `previous`, the element just before it in
     the same chain, is a tensor that nothing else reads, so the layer may overwrite it as
-    torchvision's ReLU(inplace=True) does: a concat or residual sum, or the output of a
-    layer whose backward does not read its own output and that no side output reads."""
-    if isinstance(previous, (ir.Concat, ir.Residual)):
+    torchvision's ReLU(inplace=True) does: a concat, residual sum or gate product, or the output
+    of a layer whose backward does not read its own output and that no side output reads."""
+    if isinstance(previous, (ir.Concat, ir.Residual, ir.Gate)):
         return True
     return isinstance(previous, ir.Layer) and RULES[previous.kind].fresh_output and \
         previous.name not in read_elsewhere
@@ -150,23 +150,32 @@ class ScopeBuilder(Visitor):
         self.forward: list[Stmt] = []
         self.sides: list[str] = []
         self.residual_depth = 0
+        self.gate_depth = 0
         # forward()'s locals: x, a side output's value, a residual's saved input (identity,
-        # identity2 when nested), all from one namer, so no local overwrites another.
+        # identity2 when nested), a gate's (gated), all from one namer, so no local overwrites another.
         self.locals = Namer(reserved={"x", "self", "torch", "nn", "in_channels"} | HELPERS)
         self.identities: list[str] = []
+        self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
 
     def start(self, seq: ir.Seq) -> None:
-        """The class's forward locals, named before any statement: every side output's first."""
+        """The class's forward locals, named before any statement: every side output's first,
+        then the kept outputs of the elements a concat or an upsample reads by name."""
         self.side_locals = {id(node): self.locals.fresh(node.node.name)
                             for node in walk(seq) if isinstance(node, ir.Side)}
+        skips, sizes = scope_reads(seq)
+        self.kept = {name: self.locals.fresh(name) for name in skips}
+        self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
+        if "input" in self.sizes:
+            self.forward.append(Stmt("size", var=self.sizes["input"]))
         self.run(seq)
 
-    def identity(self, depth: int) -> str:
-        """The local that holds the input of the residual nested `depth` deep."""
-        while len(self.identities) <= depth:
-            self.identities.append(self.locals.fresh("identity"))
-        return self.identities[depth]
+    def identity(self, depth: int, saved: list[str] | None = None, base: str = "identity") -> str:
+        """The local that holds the input of the residual (or gate) nested `depth` deep."""
+        saved = self.identities if saved is None else saved
+        while len(saved) <= depth:
+            saved.append(self.locals.fresh(base))
+        return saved[depth]
 
     def run(self, seq: ir.Seq) -> None:
         previous = None
@@ -201,14 +210,35 @@ class ScopeBuilder(Visitor):
 
     def member_call(self, node, previous=None) -> None:
         """A layer, a block instance or a named group: a member, called in forward."""
+        if isinstance(node, ir.Layer) and node.values.get("like") is not None:
+            self.interpolate(node)
+            return
         first = _first_leaf(node)
         if first is not None and first.stats.flatten_before:
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
         self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
+        self.keep(node.name)
 
     visit_Layer = visit_BlockInstance = member_call
+
+    def keep(self, name: str) -> None:
+        """After the call of a member that a concat or an upsample reads later: its output
+        (a skip), or its size (`upsample(like=...)`), in a local of its own."""
+        if name in self.kept:
+            self.forward.append(Stmt("keep", var=self.kept[name]))
+        if name in self.sizes:
+            self.forward.append(Stmt("size", var=self.sizes[name]))
+
+    def interpolate(self, layer: ir.Layer) -> None:
+        """`upsample(like=enc4)`: no member, a call of nn.functional.interpolate to that size."""
+        values = layer.values
+        options = f", mode={values['mode']!r}" if values["mode"] != "nearest" else ""
+        if values["mode"] == "bilinear":
+            options += f", align_corners={values['align_corners']}"
+        self.forward.append(self.step(stats=layer.stats, kind="interpolate", var=self.sizes[values["like"]],
+                                      parts=(options,)))
 
     def step(self, stats: ir.Stats, **fields) -> Stmt:
         """A statement with its shape comment, where the shape changes, and its stage."""
@@ -216,13 +246,21 @@ class ScopeBuilder(Visitor):
 
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
         parts = []
+        for name, fit in zip(node.skips, node.fits):
+            local = self.kept[name]
+            if fit:
+                self.generator.helpers.add(f"center_{fit}")
+            parts.append(f"center_{fit}({local}, x)" if fit else local)
+        if not node.branches:  # concat(enc4): the skips and the chain's value, on one line
+            self.forward.append(self.step(node.stats, kind="join", parts=tuple(parts + ["x"])))
+            return
         for branch in node.branches:
             if branch.name is None and not branch.items:
                 parts.append("x")
                 continue
             member = branch if branch.name is not None else _single_leaf(branch)
-            if member is None or isinstance(member, (ir.Concat, ir.Residual)):  # passes/emittable.py
-                raise InternalError("a concat branch that is a concat or residual reached the code generator")
+            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+                raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
@@ -252,6 +290,39 @@ class ScopeBuilder(Visitor):
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
         self.forward.append(self.step(node.stats, kind="add", var=var))
 
+    def visit_Gate(self, node: ir.Gate, previous=None) -> None:
+        """`gated = x`, the body on x (the scale), then `x = gated * x`."""
+        var = self.identity(self.gate_depth, self.gated, "gated")
+        self.gate_depth += 1
+        self.forward.append(Stmt("save", var=var))
+        self.run(node.body)
+        self.gate_depth -= 1
+        self.forward.append(self.step(node.stats, kind="mul", var=var))
+
+
+def scope_nodes(seq: ir.Seq):
+    """The nodes of one class's scope: not those inside the blocks it uses."""
+    stack = [seq]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, ir.BlockInstance):
+            stack.extend(reversed(children(node)))
+
+
+def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
+    """The elements one class's forward reads by name: concat skips (their outputs) and
+    `upsample(like=...)` targets (their sizes), each once, in order."""
+    skips: list[str] = []
+    sizes: list[str] = []
+    for node in scope_nodes(seq):
+        if isinstance(node, ir.Concat):
+            skips.extend(name for name in node.skips if name not in skips)
+        elif isinstance(node, ir.Layer) and node.values.get("like") is not None and \
+                node.values["like"] not in sizes:
+            sizes.append(node.values["like"])
+    return skips, sizes
+
 
 def _single_leaf(seq: ir.Seq):
     leaves = ir.members(seq)
@@ -277,7 +348,8 @@ class Generator:
         self.order: list[str] = []
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.side_sources = frozenset(node.source for node in walk(network.body)
-                                      if isinstance(node, ir.Side) and node.source)
+                                      if isinstance(node, ir.Side) and node.source) | frozenset(
+            name for node in walk(network.body) if isinstance(node, ir.Concat) for name in node.skips)
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.

@@ -3,10 +3,12 @@
 reject is a diagnostic first.
 
 - `side(name)` reads a member that the network's own forward calls: a layer, a block or
-  a named group of the network's scope (a residual's body is in that scope), not a
+  a named group of the network's scope (a residual's or a gate's body is in that scope), not a
   member inside a named group (an nn.Sequential), a concat branch or a block's class,
   whose output the forward never holds alone.
-- A concat branch is a layer, a block or a chain: not a concat or a residual by itself.
+- A concat branch is a layer, a block or a chain: not a concat, a residual or a gate by itself.
+- `concat(enc4)` and `upsample(like=enc4)` stand in the forward of a network or block
+  (not inside a named group or a concat branch) and read a member that forward calls.
 - A parameter (of the network or of a block it uses) is not named like a block class:
   inside `__init__` the parameter would hide the class it constructs.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..diagnostics import Diagnostic
-from ..traverse import walk
+from ..traverse import children, walk
 from .context import Context, alone, finish
 
 _CALLED = (ir.Layer, ir.BlockInstance, ir.Seq)
@@ -26,7 +28,8 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     context, own = alone(context)
     if network is not None:
         nodes = list(walk(network.body))  # one walk, read by both checks
-        context.extend(_side_sources(network, nodes) + _concat_branches(nodes) + _parameters(network))
+        context.extend(_side_sources(network, nodes) + _concat_branches(nodes) + _parameters(network)
+                       + _reads(network, nodes))
     return finish(network, context, own)
 
 
@@ -34,7 +37,7 @@ def _scope_members(seq: ir.Seq):
     """The members the network's forward calls by name, in order (residual bodies are in
     the scope; named groups, concat branches and block bodies are not)."""
     for item in ir.members(seq):
-        if isinstance(item, ir.Residual):
+        if isinstance(item, (ir.Residual, ir.Gate)):
             yield from _scope_members(item.body)
         elif isinstance(item, _CALLED) and item.name is not None:
             yield item
@@ -75,6 +78,55 @@ def _side_sources(network: ir.Network, nodes: list) -> list[Diagnostic]:
     return errors
 
 
+def _opened(seq: ir.Seq):
+    """The nodes one forward handles itself, statement by statement."""
+    for item in ir.members(seq):
+        if isinstance(item, (ir.Residual, ir.Gate)):
+            yield from _opened(item.body)
+        else:
+            yield item
+
+
+def _in_scope(seq: ir.Seq):
+    """Every node of one class's scope, not those inside the blocks it uses."""
+    stack = [seq]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, ir.BlockInstance):
+            stack.extend(children(node))
+
+
+def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
+    """Each `concat(name)` and `upsample(like=name)` stands in a forward and reads a member of it."""
+    errors: dict = {}
+    scopes = [network.body] + [node.body for node in nodes if isinstance(node, ir.BlockInstance)]
+    labels = {getattr(node, "name", None) for node in nodes}  # an unknown name the shape pass reported
+    for seq in scopes:
+        opened = {id(node) for node in _opened(seq)}
+        called = {node.name for node in _opened(seq) if isinstance(node, _CALLED) and node.name} | {"input"}
+        for node in _in_scope(seq):
+            if isinstance(node, ir.Concat) and node.skips:
+                what, names = f"concat({', '.join(node.skips)})", node.skips
+            elif isinstance(node, ir.Layer) and node.values.get("like") is not None:
+                what, names = f"{node.kind}(like={node.values['like']})", (node.values["like"],)
+            else:
+                continue
+            if id(node) not in opened:
+                errors.setdefault(node.span, Diagnostic.error(
+                    node.span, f"{what} stands inside a named group or a concat branch, whose forward "
+                    "the generated code does not write out", "move it into the chain of the network or "
+                    "block itself", "skip"))
+                continue
+            for name in names:
+                if name not in called and name in labels:
+                    errors.setdefault(node.span, Diagnostic.error(
+                        node.span, f"{what} reads {name!r}, inside a named group, a concat or a block, whose "
+                        "output the generated forward never holds by itself",
+                        "name an element of this chain itself (the group that holds it, say)", "skip"))
+    return list(errors.values())
+
+
 def _concat_branches(nodes: list) -> list[Diagnostic]:
     errors = []
     for node in nodes:
@@ -82,7 +134,7 @@ def _concat_branches(nodes: list) -> list[Diagnostic]:
             continue
         for branch in node.branches:
             leaves = ir.members(branch)
-            if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual)):
+            if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual, ir.Gate)):
                 kind = type(leaves[0]).__name__.lower()
                 errors.append(Diagnostic.error(
                     leaves[0].span, f"a concat branch is a {kind} by itself",

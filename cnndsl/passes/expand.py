@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from .. import ast, ir
-from ..expr import BINARY, NONE, Binary, Name, Unary
+from ..expr import BINARY, NONE, Binary, Const, Name, Unary
 from ..diagnostics import Diagnostic
 from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, lookup
 from ..source import Span
@@ -151,7 +151,9 @@ class Expander(Visitor):
 
     # -- arguments ---------------------------------------------------------------------
     def bind(self, names: list[str], call: ast.Call | None, scope: _Scope, what: str,
-             span: Span) -> dict[str, tuple[ir.Value, Span]]:
+             span: Span, refs: frozenset[str] = frozenset()) -> dict[str, tuple[ir.Value, Span]]:
+        """The call's arguments by parameter name, evaluated; those in `refs` name an element
+        (`like=enc4`, `like=input`) and stay names, for the shape pass to look up."""
         bound: dict[str, tuple[ir.Value, Span]] = {}
         args = call.args if call else ()
         positional = [a for a in args if a.name is None]
@@ -174,11 +176,19 @@ class Expander(Visitor):
                                     "unknown-parameter")
                 if name in bound:
                     raise self.fail(arg.span, f"{name!r} is given twice", "give each argument once")
-            bound[name] = (self.evaluate(arg.value, scope), arg.value.span)
+            bound[name] = (self.reference(arg, what) if name in refs else self.evaluate(arg.value, scope),
+                           arg.value.span)
         return bound
 
+    def reference(self, arg: ast.Arg, what: str) -> ir.Value:
+        if not isinstance(arg.value, ast.Var):
+            raise self.fail(arg.value.span, f"{what} {arg.name or 'argument'!r} names an element, not a value",
+                            "write the label of an earlier element, or input: like=input", "type")
+        return ir.Value(arg.value.name, Const(arg.value.name))
+
     def layer_args(self, rule: LayerRule, call: ast.Call | None, scope: _Scope, span: Span):
-        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span)
+        refs = frozenset(a.name for a in rule.args if a.type == "element")
+        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs)
         out = []
         for spec in rule.args:
             if spec.name not in bound:
@@ -256,7 +266,7 @@ class Expander(Visitor):
             if not on:
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
-        if isinstance(node, (ast.Concat, ast.Residual)) and label is not None:
+        if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None:
             raise self.fail(element.label_span or element.span,
                             f"a {type(node).__name__.lower()} cannot be named here",
                             "its parts take names of their own; to name the whole, make it a block")
@@ -295,6 +305,11 @@ class Expander(Visitor):
 
     def visit_Residual(self, node: ast.Residual, scope: _Scope, label: str | None) -> list[ir.Node]:
         return [self.residual(node, scope)]
+
+    def visit_Gate(self, node: ast.Gate, scope: _Scope, label: str | None) -> list[ir.Node]:
+        body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
+        self.count(1, node.span)
+        return [ir.Gate(body, node.span)]
 
     def visit_Side(self, node: ast.Side, scope: _Scope, label: str | None) -> list[ir.Node]:
         inner = self.node(node.node, scope, label)
@@ -363,10 +378,13 @@ class Expander(Visitor):
                 elements = (ast.Element(None, elements[0].node, elements[0].span),) + elements[1:]
             items = self.chains((ast.Chain(elements, chain.span),), scope)
             branches.append(ir.Seq(tuple(items), name, chain.span))
-        if not branches:
+        if not branches and not node.skips:
             raise self.fail(node.span, "a concat needs at least one branch", None)
+        if len(set(node.skips)) != len(node.skips):
+            raise self.fail(node.span, "a concat names the same element twice",
+                            "name each earlier element once: concat(enc3, enc4)")
         self.count(1, node.span)
-        return ir.Concat(tuple(branches), node.span)
+        return ir.Concat(tuple(branches), node.span, skips=node.skips)
 
     def residual(self, node: ast.Residual, scope: _Scope) -> ir.Residual:
         body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
@@ -548,7 +566,8 @@ def _unknown_hint(name: str, names: list[str]) -> str:
     return f"did you mean {guess!r}?" if guess else f"its parameters are: {', '.join(names) or 'none'}"
 
 
-_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string"}
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+               "element": "the name of an earlier element"}
 
 
 def _has_type(spec, v) -> bool:
@@ -559,6 +578,7 @@ def _has_type(spec, v) -> bool:
         "float": isinstance(v, (int, float)) and not isinstance(v, bool),
         "bool": isinstance(v, bool),
         "str": isinstance(v, str),
+        "element": isinstance(v, str),
     }[spec.type]
 
 

@@ -112,11 +112,11 @@ class Naming(Visitor):
         inner = node.node
         if isinstance(inner, ir.Seq) and inner.name is None and len(ir.members(inner)) == 1:
             inner = ir.members(inner)[0]  # side [fc(10)] is side fc(10)
-        if isinstance(inner, (ir.Concat, ir.Residual, ir.Side)) or (isinstance(inner, ir.Seq)
+        if isinstance(inner, (ir.Concat, ir.Residual, ir.Gate, ir.Side)) or (isinstance(inner, ir.Seq)
                                                                      and inner.name is None):
             if namer.counts is not None:
                 self.error(node.span, "a side output is one layer, one block or a named group",
-                           "name the group (aux: side [...]); for a concat or a residual, make it a block")
+                           "name the group (aux: side [...]); for a concat, residual or gate, make it a block")
             return node
         return replace(node, node=self.visit(inner, namer))
 
@@ -148,12 +148,15 @@ class Naming(Visitor):
             shortcut = replace(shortcut, name=name, layers=layers)
         return replace(node, body=body, shortcut=shortcut)
 
+    def visit_Gate(self, node: ir.Gate, namer: _Namer) -> ir.Gate:
+        return replace(node, body=self._members(node.body, namer))  # in the enclosing scope, as a residual's
+
     def sequential(self, seq: ir.Seq, name: str, outer: bool, owner: str) -> ir.Seq:
         """Number the members of an nn.Sequential as PyTorch does."""
         items = []
         taken: set[str] = set()
         for leaf in ir.members(seq):
-            if isinstance(leaf, (ir.Concat, ir.Residual, ir.Side)):
+            if isinstance(leaf, (ir.Concat, ir.Residual, ir.Gate, ir.Side)):
                 self.error(leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
                            f"{type(leaf).__name__.lower()}", "move it into a block, and use the block here")
                 continue

@@ -42,7 +42,10 @@ class ShapeInference(Visitor):
 
     def __init__(self, context: Context) -> None:
         self.context = context
-        self.named_outputs: dict[str, Flow | None] = {}  # for side(name): what each named element gave
+        # For side(name), like=name and concat(name): what each named element gave; `input`,
+        # the input of the network or block.
+        self.named_outputs: dict[str, Flow | None] = {}
+        self.in_block = False
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
@@ -84,7 +87,9 @@ class ShapeInference(Visitor):
         if flow is None:
             return layer, None
         rule = RULES[layer.kind]
-        values = layer.values
+        values = self.referenced(layer, rule)
+        if values is None:
+            return layer, None
         exprs = {k: v.expr for k, v in layer.args}
         try:
             out, notes = rule.shape(flow.shape, values)
@@ -94,6 +99,7 @@ class ShapeInference(Visitor):
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         extent, stride = rule.window(flow.shape, values)
+        stride_jump = max(1, flow.jump * stride // rule.upscale(flow.shape, values))
         channels = rule.channels(flow.shape, flow.channels, exprs)
         params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
         problem = size_problem(out, params, macs)
@@ -102,10 +108,30 @@ class ShapeInference(Visitor):
             return layer, None
         stats = ir.Stats(
             flow.shape, out, params, macs,
-            flow.rf + (extent - 1) * flow.jump, flow.jump * stride, channels,
+            flow.rf + (extent - 1) * flow.jump, stride_jump, channels,
             flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
             dims=rule.dims(flow.dims, values, exprs))
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def referenced(self, layer: ir.Layer, rule) -> dict | None:
+        """The layer's values, each element argument (`like=enc4`) replaced by the shape of
+        the element it names; None after an error."""
+        values = layer.values
+        for spec in rule.args:
+            name = values.get(spec.name) if spec.type == "element" else None
+            if name is None:
+                continue
+            if name not in self.named_outputs:
+                known = ", ".join(n for n in self.named_outputs if n != "input")
+                self.error(layer.span, f"{layer.kind}({spec.name}={name}) names no element before it in this "
+                           f"{'block' if self.in_block else 'network'}",
+                           f"name one of: input, {known}" if known else "use input, or label an earlier element")
+                return None
+            target = self.named_outputs[name]
+            if target is None:  # that element failed, and said so
+                return None
+            values = {**values, spec.name: target.shape}
+        return values
 
     def visit_Concat(self, node: ir.Concat, flow: Flow | None) -> tuple[ir.Concat, Flow | None]:
         branches = []
@@ -114,6 +140,8 @@ class ShapeInference(Visitor):
             branch, out = self.visit_Seq(branch, flow)
             branches.append(branch)
             outs.append(out)
+        if not node.branches:  # concat(enc4): the skips, then the chain's value
+            outs.append(flow)
         if flow is None or any(o is None for o in outs):
             return replace(node, branches=tuple(branches)), None
         first = outs[0].shape
@@ -123,12 +151,50 @@ class ShapeInference(Visitor):
                 self.error(branch.span, f"concat branches disagree on their size: {listing}",
                            "every branch must keep the same HxW; check strides and padding")
                 return replace(node, branches=tuple(branches)), None
+        skipped = self.skips(node, outs[0])
+        if skipped is None:
+            return replace(node, branches=tuple(branches)), None
+        flows, fits = skipped
+        outs = flows + outs
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[0].dims)
-        return replace(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
+        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[-1].dims)
+        stats = self.total(branches, flow, end) if branches else ir.Stats(
+            flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
+        return replace(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def skips(self, node: ir.Concat, target: Flow) -> tuple[list[Flow], tuple[str, ...]] | None:
+        """The flows of a concat's skips (`concat(enc4)`) and how each is fitted to the
+        target's HxW: "" (it fits), "crop" (centre crop, U-Net's) or "pad" (zeros around)."""
+        flows, fits = [], []
+        for name in node.skips:
+            if name not in self.named_outputs or name == "input":
+                known = ", ".join(n for n in self.named_outputs if n != "input")
+                self.error(node.span, f"concat({name}) names no element before it in this "
+                           f"{'block' if self.in_block else 'network'}",
+                           f"name one of: {known}" if known else "label an earlier element: enc1: conv(64, 3)",
+                           "skip")
+                return None
+            skip = self.named_outputs[name]
+            if skip is None:
+                return None
+            if len(skip.shape) != 3 or len(target.shape) != 3:
+                self.error(node.span, f"concat({name}) joins {name}'s {fmt_shape(skip.shape)} and "
+                           f"{fmt_shape(target.shape)}: both must be CxHxW volumes", None, "skip")
+                return None
+            dh, dw = skip.shape[1] - target.shape[1], skip.shape[2] - target.shape[2]
+            if dh * dw < 0:
+                self.error(node.span, f"concat({name}) cannot fit {name}'s {fmt_shape(skip.shape)} to the "
+                           f"chain's {fmt_shape(target.shape)}: larger on one axis and smaller on the other, "
+                           "so neither a crop nor a pad reconciles them",
+                           f"make both sides the same HxW shape, e.g. upsample(like={name}) before the concat",
+                           "skip")
+                return None
+            fits.append("" if dh == dw == 0 else "crop" if dh >= 0 and dw >= 0 else "pad")
+            flows.append(replace(skip, dims=target.dims))
+        return flows, tuple(fits)
 
     def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
         body, out = self.visit_Seq(node.body, flow)
@@ -143,6 +209,27 @@ class ShapeInference(Visitor):
         macs = body.stats.macs + shortcut.stats.macs
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
         return replace(node, body=body, shortcut=shortcut, stats=stats), out
+
+    def visit_Gate(self, node: ir.Gate, flow: Flow | None) -> tuple[ir.Gate, Flow | None]:
+        """The input times the body's output: each size of the body's output is 1 (broadcast)
+        or the input's, so the product keeps the input's shape."""
+        body, out = self.visit_Seq(node.body, flow)
+        # The product has the input's shape whatever the body gives: after an error in the
+        # body, what follows the gate is still checked.
+        if flow is None or out is None:
+            return replace(node, body=body), flow
+        if not broadcasts(out.shape, flow.shape):
+            self.error(node.span, f"gate multiplies its input {fmt_shape(flow.shape)} by its body's output "
+                       f"{fmt_shape(out.shape)}, which does not broadcast over it",
+                       f"each size of the body's output must be 1 or the input's; end the body with "
+                       f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
+            return replace(node, body=body), flow
+        end = Flow(flow.shape, flow.channels, max(flow.rf, out.rf), flow.jump, flow.dims)
+        if body.stats is None:  # a side output in the body failed; the product's shape is known
+            return replace(node, body=body), end
+        stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
+                         flow.channels, dims=flow.dims)
+        return replace(node, body=body, stats=stats), end
 
     def shortcut(self, node: ir.Residual, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """The shortcut with its stats (and layers, for a projection); None after an error."""
@@ -208,10 +295,11 @@ class ShapeInference(Visitor):
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
-        outside = self.named_outputs
-        self.named_outputs = {}  # a block's member names are its own
+        outside, in_block = self.named_outputs, self.in_block
+        self.named_outputs = {"input": inner}  # a block's member names are its own
+        self.in_block = True
         body, out = self.visit_Seq(node.body, inner)
-        self.named_outputs = outside
+        self.named_outputs, self.in_block = outside, in_block
         if out is None:
             return replace(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
@@ -234,6 +322,11 @@ class ShapeInference(Visitor):
         mapping = {name: value.expr for name, value in node.args}
         mapping["in_channels"] = flow.channels
         return mapping
+
+
+def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
+    """Whether `scale` broadcasts over `shape` without changing it: as many sizes, each 1 or equal."""
+    return len(scale) == len(shape) and all(s in (1, d) for s, d in zip(scale, shape))
 
 
 def _projection_tests(stride_value: ir.Value, flow: Flow, out: Flow) -> list[Expr]:
@@ -279,7 +372,7 @@ class _Strides(Visitor):
     def leave(self, node) -> None:
         return None
 
-    visit_Concat = visit_Residual = visit_Side = visit_BlockInstance = leave
+    visit_Concat = visit_Residual = visit_Gate = visit_Side = visit_BlockInstance = leave
 
 
 def _stride_of(body: ir.Seq) -> ir.Value | None:
@@ -306,6 +399,7 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     # The network's sizes are numbers (in out_shape); only a block's are expressions (of its H, W).
     start = Flow(network.input, network.input_channels.expr, dims=None)
     _input_order(network, context)
+    inference.named_outputs["input"] = start
     body, _ = inference.visit_Seq(network.body, start)
     return finish(replace(network, body=body), context, own)
 

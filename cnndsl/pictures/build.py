@@ -149,8 +149,12 @@ class Builder(Visitor):
         return Stage(node.name, self.column(unit.members))
 
     def visit_Concat(self, node: ir.Concat, unit: Unit, run: list[Unit]) -> Element:
-        columns = [self.column(self.units(b)) for b in node.branches]
-        names = [_branch_name(b) for b in node.branches]
+        skips = [Column([Box(f"copy {name}" + (f" · {fit}" if fit else ""), "", "other", kind="skip")])
+                 for name, fit in zip(node.skips, node.fits or ("",) * len(node.skips))]
+        if not node.branches:  # concat(enc4): the skip beside the chain's value
+            skips.append(Column([]))
+        columns = skips + [self.column(self.units(b)) for b in node.branches]
+        names = [""] * len(skips) + [_branch_name(b) for b in node.branches]
         for column, name in zip(columns, names):  # the branch's name is written above it
             if column.items and isinstance(column.items[0], Box) and column.items[0].name == name:
                 column.items[0].name = ""
@@ -160,6 +164,11 @@ class Builder(Visitor):
     def visit_Residual(self, node: ir.Residual, unit: Unit, run: list[Unit]) -> Element:
         body = self.column(self.units(node.body))
         return Shortcut(body, self._shortcut_label(node.shortcut), Node("+", "" if self.symbolic else "add"))
+
+    def visit_Gate(self, node: ir.Gate, unit: Unit, run: list[Unit]) -> Element:
+        """The body (the scale) on the axis, the input carried round it to the product ⊗."""
+        body = self.column(self.units(node.body))
+        return Shortcut(body, ["input"], Node("×", "" if self.symbolic else "gate"))
 
     def visit_Side(self, node: ir.Side, unit: Unit, run: list[Unit]) -> Element:
         return SideOut(self.column(self.units(ir.Seq((node.node,), None, node.span, node.stats))))

@@ -49,7 +49,7 @@ def probes(network: ir.Network, kinds: tuple[str, ...] = SHOWN) -> list[Probe]:
             current.label += f" · {layer_label(layer)}"
             continue
         current = None
-        if layer.kind in kinds:
+        if layer.kind in kinds and layer.values.get("like") is None:  # like=: a call in forward, no module
             current = Probe(row.path, layer_label(layer), layer.kind, row.path, layer.stats.out_shape)
             found.append(current)
     return found

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from .. import ir
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
 
-KEYWORDS = ("let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "true", "false")
+KEYWORDS = ("let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate", "true",
+            "false")
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}
 _TOKEN = re.compile(r"""
     (?P<comment>\#[^\n]*)

@@ -182,6 +182,10 @@ class _Nodes(Visitor):
         if node.shortcut.applied:
             self.generic_visit(node.shortcut, _join(prefix, node.shortcut.name), instance)
 
+    def visit_Gate(self, node: ir.Gate, prefix: str, instance: str) -> None:
+        self.add(node, 2, "gate", "gate", prefix, instance)
+        self.generic_visit(node.body, prefix, instance)
+
     def visit_Side(self, node: ir.Side, prefix: str, instance: str) -> None:
         self.add(node, 2, "side", "side output", prefix, instance)
         self.generic_visit(node, prefix, instance)

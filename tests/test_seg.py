@@ -1,0 +1,198 @@
+"""Segmentation constructs (issue 12): upsampling, transposed convolution, skip concats
+with their centre crop or pad, and the U-Net built on them. Shapes are checked against
+PyTorch running the generated module; errors at their line and column."""
+
+from __future__ import annotations
+
+import pytest
+
+import cnndsl
+import cnndsl.summary
+from cnndsl.compiler import compile_network, source_from_text
+from cnndsl.diagnostics import CompileError
+
+torch = pytest.importorskip("torch")
+
+from cnndsl.api import load_generated  # noqa: E402
+
+
+def compiled(text: str):
+    return compile_network(source_from_text(text, "seg.cnn"))
+
+
+def module(text: str, name: str):
+    return getattr(load_generated(cnndsl.compile_source(text)), name)()
+
+
+def errors(text: str) -> list:
+    with pytest.raises(CompileError) as caught:
+        compiled(text)
+    return caught.value.diagnostics
+
+
+def shapes(text: str) -> list[tuple]:
+    network = compiled(text).network
+    return [line.output for line in cnndsl.summary.lines(network)]
+
+
+UP = """\
+network Up(classes = 3) {
+    input 3x30x30
+    enc: conv(16, 3, pad=1) -> relu -> maxpool(2)
+    conv(32, 3, pad=1) -> relu
+    up: conv_transpose(16, 3, stride=2, pad=1, output_padding=1)
+    upsample(scale=2, mode="bilinear")
+    conv(classes, 1)
+    upsample(like=enc)
+    upsample(like=input, mode="bilinear")
+}
+"""
+
+
+def test_upsampling_shapes_are_pytorchs():
+    assert shapes(UP)[5:] == [(16, 30, 30), (16, 60, 60), (3, 60, 60), (3, 30, 30), (3, 30, 30)]
+    net = module(UP, "Up").eval()
+    x = torch.randn(2, 3, 30, 30)
+    assert net(x).shape == (2, 3, 30, 30)
+    # the transposed convolution: (15 - 1)*2 - 2*1 + 3 + 1 = 30, PyTorch's arithmetic
+    assert net.up(torch.randn(1, 32, 15, 15)).shape == (1, 16, 30, 30)
+
+
+@pytest.mark.parametrize("size, stride, pad, out_pad, dilation", [
+    (2, 2, 0, 0, 1), (3, 2, 1, 1, 1), (4, 2, 1, 0, 1), (3, 3, 0, 2, 1), (3, 1, 2, 0, 2), (5, 3, 2, 1, 2)])
+def test_conv_transpose_inverts_the_conv_arithmetic(size, stride, pad, out_pad, dilation):
+    spec = f"""network T() {{
+    input 4x7x9
+    conv_transpose(6, {size}, stride={stride}, pad={pad}, output_padding={out_pad}, dilation={dilation}, groups=2)
+}}"""
+    network = compiled(spec).network
+    layer = cnndsl.summary.lines(network)[0]
+    reference = torch.nn.ConvTranspose2d(4, 6, size, stride, pad, out_pad, groups=2, dilation=dilation)
+    assert layer.output == tuple(reference(torch.randn(1, 4, 7, 9)).shape[1:])
+    assert layer.params == sum(p.numel() for p in reference.parameters())
+    net = module(spec, "T")
+    assert [tuple(p.shape) for p in net.parameters()] == [tuple(p.shape) for p in reference.parameters()]
+
+
+def test_upsample_matches_interpolate():
+    spec = """network I() {
+    input 2x5x7
+    a: conv(3, 1)
+    upsample(scale=3, mode="bilinear", align_corners=true)
+    upsample(like=a, mode="bilinear")
+    upsample(size=11)
+}"""
+    net = module(spec, "I").eval()
+    x = torch.randn(1, 2, 5, 7)
+    a = net.a(x)
+    F = torch.nn.functional
+    y = F.interpolate(a, scale_factor=3, mode="bilinear", align_corners=True)
+    y = F.interpolate(y, size=(5, 7), mode="bilinear", align_corners=False)
+    y = F.interpolate(y, size=(11, 11))
+    assert torch.equal(net(x), y)
+
+
+SKIP = """\
+network S() {{
+    input 3x{size}x{size}
+    enc: conv(8, 3, pad=1) -> relu
+    conv(16, 3, stride=2) -> relu
+    conv_transpose(8, 2, stride=2)
+    concat(enc)
+    conv(2, 1)
+}}
+"""
+
+
+def test_skip_concat_center_crops_a_larger_skip():
+    # 16x16 -> 7x7 -> 14x14: enc's 16x16 is cropped to 14x14, one row and column each side
+    assert shapes(SKIP.format(size=16))[4:] == [(8, 14, 14), (2, 14, 14)]
+    net = module(SKIP.format(size=16), "S").eval()
+    x = torch.randn(1, 3, 16, 16)
+    enc = net.enc(x)  # the label names the conv: the skip is its output, before the ReLU
+    up = net.upconv(net.relu2(net.conv1(net.relu1(enc.clone()))))
+    expected = net.conv2(torch.cat([enc[:, :, 1:15, 1:15], up], dim=1))
+    assert torch.allclose(net(x), expected, atol=1e-6)
+    assert not net.relu1.inplace  # it would overwrite the kept skip
+
+
+def test_skip_concat_pads_a_smaller_skip():
+    spec = """network P() {
+    input 3x9x9
+    enc: conv(4, 3)
+    upsample(scale=2)
+    concat(enc)
+}"""
+    assert compiled(spec).network.body.stats.out_shape == (8, 14, 14)
+    net = module(spec, "P").eval()
+    x = torch.randn(1, 3, 9, 9)
+    enc = net.enc(x)
+    expected = torch.cat([torch.nn.functional.pad(enc, (3, 4, 3, 4)), net.upsample(enc)], dim=1)
+    assert torch.equal(net(x), expected)
+
+
+def test_skip_concat_with_branches_fits_to_the_branches():
+    spec = """network B() {
+    input 3x12x12
+    enc: conv(4, 1)
+    maxpool(2)
+    concat(enc) {
+        conv(5, 1)
+        conv(6, 3, pad=1)
+    }
+}"""
+    assert shapes(spec)[-1] == (6, 6, 6)
+    network = compiled(spec).network
+    assert network.body.stats.out_shape == (15, 6, 6)
+    assert module(spec, "B")(torch.randn(1, 3, 12, 12)).shape == (1, 15, 6, 6)
+
+
+def test_a_skip_neither_crop_nor_pad_reconciles_names_both_sides():
+    spec = """network M() {
+    input 3x8x20
+    enc: conv(4, 1)
+    upsample(size=9)
+    concat(enc)
+}"""
+    (error,) = errors(spec)
+    assert (error.span.line, error.span.column) == (5, 5)
+    assert "enc's 4x8x20" in error.message and "4x9x9" in error.message
+    assert "upsample(like=enc)" in error.hint
+
+
+def test_unknown_and_unreachable_skips_are_errors_at_their_line():
+    (unknown,) = errors("network U() {\n    input 3x8x8\n    a: conv(4, 1)\n    concat(b)\n}")
+    assert (unknown.span.line, unknown.span.column) == (4, 5) and "concat(b)" in unknown.message
+    assert "a" in unknown.hint
+    (inside,) = errors("network U() {\n    input 3x8x8\n    g: [a: conv(4, 1) -> relu]\n    concat(a)\n}")
+    assert inside.span.line == 4 and "'a'" in inside.message and "named group" in inside.message
+    (like,) = errors("network U() {\n    input 3x8x8\n    upsample(like=zz)\n}")
+    assert (like.span.line, like.span.column) == (3, 5) and "like=zz" in like.message
+
+
+def test_upsample_argument_errors():
+    (both,) = errors("network U() {\n    input 3x8x8\n    upsample(scale=2, size=4)\n}")
+    assert "one of scale, size and like" in both.message and both.span.line == 3
+    (none,) = errors("network U() {\n    input 3x8x8\n    conv(3, 1) -> upsample()\n}")
+    assert none.span.column == 19
+    (value,) = errors("network U() {\n    input 3x8x8\n    upsample(like=2)\n}")
+    assert "names an element" in value.message and value.span.column == 19
+    (corners,) = errors("network U() {\n    input 3x8x8\n    upsample(scale=2, align_corners=true)\n}")
+    assert "bilinear" in corners.message
+    (pad,) = errors("network U() {\n    input 3x8x8\n    conv_transpose(4, 3, stride=2, output_padding=2)\n}")
+    assert "output_padding of 2" in pad.message and "stride" in pad.hint
+
+
+def test_upsample_like_input_inside_a_block_is_the_blocks_input():
+    spec = """block Head(classes) {
+    conv(classes, 3, stride=2, pad=1) -> upsample(like=input, mode="bilinear")
+}
+network H() {
+    input 3x10x14
+    conv(8, 3, pad=1)
+    head: Head(2)
+}"""
+    assert shapes(spec)[-1] == (2, 10, 14)
+    code = cnndsl.compile_source(spec)
+    assert "input_size = x.shape[-2:]" in code
+    assert module(spec, "H")(torch.randn(1, 3, 10, 14)).shape == (1, 2, 10, 14)
