@@ -114,13 +114,15 @@ class Repeat:
 
 @dataclass(frozen=True)
 class Optional:
-    """`X?` (its switch is named after X) or `X?switch`."""
+    """`X?` (its switch is named after X), `X?switch`, or `X?(condition)`: kept where the
+    condition, an expression of the enclosing parameters, is true (not a switch)."""
 
-    _fields = ("node",)
+    _fields = ("node", "condition")
 
     node: "Node"
     span: Span
     switch: str | None = None
+    condition: "Expr | None" = None
 
 
 @dataclass(frozen=True)

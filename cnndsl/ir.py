@@ -65,12 +65,17 @@ class Stats:
     out_shape: Shape
     params: int = 0
     macs: int = 0
-    rf: int = 1  # receptive field of one output element, in input pixels
-    jump: int = 1  # distance in input pixels between neighbouring outputs
+    rf: int | tuple[int, int] = 1  # receptive field of one output element, in input pixels; (h, w) if they differ
+    jump: int | tuple[int, int] = 1  # distance in input pixels between neighbouring outputs
     channels: Expr = Const(0)  # the output channels, in the enclosing parameters
     flatten_before: bool = False  # an fc that flattens its volume input
     in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
     dims: tuple[Expr, ...] | None = None  # the output's H, W in the block's H, W; () flat; None unknown
+
+    @property
+    def rf_text(self) -> str:
+        """The receptive field as readers print it: `7x7`, or `7x11` where the axes differ."""
+        return "x".join(map(str, self.rf)) if isinstance(self.rf, tuple) else f"{self.rf}x{self.rf}"
 
     def dump_text(self) -> str:
         shape = "x".join(map(str, self.in_shape)) + " -> " + "x".join(map(str, self.out_shape))

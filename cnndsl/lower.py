@@ -135,6 +135,8 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def optional(self, meta, children):
         node, switch = children
+        if switch is not None and not isinstance(switch, Token):  # X?(condition)
+            return self.made(ast.Optional(node, self.span(meta), condition=switch), node, switch)
         return self.made(ast.Optional(node, self.span(meta), str(switch) if switch else None), node)
 
     @v_args(meta=True)

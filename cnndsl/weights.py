@@ -3,9 +3,15 @@
 A `.safetensors` file, or anything else read by `torch.load(weights_only=True)`: a
 plain state_dict as torchvision publishes its weights (`torch.save(model.state_dict())`),
 or a training checkpoint holding one under "state_dict" or "model". The keys must be
-the model's own (the built-ins have torchvision's). When the network was built with a
-`num_classes` of its own and only the classifier heads differ (their output size), the
-rest is loaded and a warning names the heads left freshly initialised.
+the model's own (the built-ins have torchvision's), less the `module.` (DDP) and
+`_orig_mod.` (torch.compile) prefixes. When the network was built with a `num_classes`
+of its own and only its heads differ (their output size), the rest is loaded and a
+warning names the heads left freshly initialised.
+
+What "the head" is is decided here once (`head_modules`), for `build(weights=...)`,
+for fine-tuning (`cnndsl train --init`, which re-initialises a head of another size
+without being told the number of classes) and for the head's own learning rate
+(`--backbone-lr`).
 """
 
 from __future__ import annotations
@@ -69,14 +75,60 @@ def _shape(tensor) -> str:
     return "x".join(str(d) for d in tensor.shape) or "scalar"
 
 
-def compare(state: dict, own: dict, num_classes: int | None) -> dict[str, list[str]]:
-    """The keys that differ: missing, unexpected, heads (only the output size differs and
-    `num_classes` was given) and resized (any other shape)."""
+WRAPPERS = ("module.", "_orig_mod.")  # prefixes of DDP's and torch.compile's wrappers
+
+
+def unwrapped(state: Mapping) -> dict:
+    """`state` with its keys' DDP and torch.compile prefixes dropped (`module._orig_mod.fc.weight`)."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith(WRAPPERS):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def _shape_of(params: list) -> list[tuple[str, int, int]]:
+    return [(name, p.dim(), p.shape[0] if p.dim() else 0) for name, p in params]
+
+
+def head_modules(model) -> list[str]:
+    """The network's heads, as module paths: the tensors a different number of classes
+    reshapes. The last module with parameters is the head; an auxiliary classifier
+    (GoogLeNet's `aux1`, `aux2`) is a head too: the last module with parameters inside a
+    top-level branch that has the last one's form (its parameters' names and ranks, and
+    the same first dimension, the number of outputs). A top-level layer of the main
+    chain is never a head unless it is the last."""
+    owners: dict[str, list] = {}
+    for name, p in model.named_parameters():
+        module, _, leaf = name.rpartition(".")
+        owners.setdefault(module, []).append((leaf, p))
+    if not owners:
+        return []
+    last = list(owners)[-1]
+    form = _shape_of(owners[last])
+    last_in_branch: dict[str, str] = {}
+    for module in owners:
+        top, dot, _ = module.partition(".")
+        if dot:
+            last_in_branch[top] = module
+    heads = [m for m in last_in_branch.values() if m != last and _shape_of(owners[m]) == form]
+    return heads + [last]
+
+
+def in_modules(key: str, modules: list[str]) -> bool:
+    """Whether the state_dict key `key` belongs to one of the modules (paths; "" is the root)."""
+    return any(m == "" or key.startswith(m + ".") for m in modules)
+
+
+def compare(state: dict, own: dict, heads: list[str]) -> dict[str, list[str]]:
+    """The keys that differ: missing, unexpected, heads (in one of the `heads` modules, and
+    only the first dimension, the output size, differs) and resized (any other shape)."""
     resized = [k for k in own if k in state and state[k].shape != own[k].shape]
-    heads = [k for k in resized if num_classes is not None and state[k].dim() == own[k].dim() >= 1
-             and state[k].shape[1:] == own[k].shape[1:]]
+    head_keys = [k for k in resized if in_modules(k, heads) and state[k].dim() == own[k].dim() >= 1
+                 and state[k].shape[1:] == own[k].shape[1:]]
     return {"missing": [k for k in own if k not in state], "unexpected": [k for k in state if k not in own],
-            "heads": heads, "resized": [k for k in resized if k not in heads]}
+            "heads": head_keys, "resized": [k for k in resized if k not in head_keys]}
 
 
 def _misfit(path, model, state: dict, own: dict, keys: dict, num_classes: int | None) -> CnndslError:
@@ -93,9 +145,9 @@ def _misfit(path, model, state: dict, own: dict, keys: dict, num_classes: int | 
 
 def load_weights(model, path: str | Path, num_classes: int | None = None) -> None:
     """Load the file's state_dict into `model` strictly (see the module's doc)."""
-    state = read_state_dict(path)
+    state = unwrapped(read_state_dict(path))
     own = model.state_dict()
-    keys = compare(state, own, num_classes)
+    keys = compare(state, own, head_modules(model) if num_classes is not None else [])
     if keys["missing"] or keys["unexpected"] or keys["resized"]:
         raise _misfit(path, model, state, own, keys, num_classes)
     heads = keys["heads"]
@@ -110,4 +162,4 @@ def load_weights(model, path: str | Path, num_classes: int | None = None) -> Non
         raise InternalError(f"loading {path} left {result} after the keys were compared")
 
 
-__all__ = ["few", "load_weights", "read_state_dict"]
+__all__ = ["compare", "few", "head_modules", "load_weights", "read_state_dict", "unwrapped"]

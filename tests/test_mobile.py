@@ -217,3 +217,43 @@ def test_the_readers_show_a_gate():
     messy = GATED.replace("gate { global_avgpool -> conv(16, 1) -> sigmoid }",
                           "gate {global_avgpool->conv(16,1)->  sigmoid}")
     assert fmt.format_text(messy) == fmt.format_text(GATED)
+
+
+# -- X?(condition) ---------------------------------------------------------------------
+
+CONDITIONAL = """\
+let Body = conv: [conv(out, 3, pad=1, bias=false) -> batchnorm]
+
+block Inverted(out, expand = false, skip = false, plain = true) {
+    expansion: [conv(out * 2, 1) -> relu6]?(expand)
+    residual { Body }?(skip)
+    Body?(plain)
+}
+
+network N() {
+    input 8x6x6
+    Inverted(8, skip=true, plain=false)
+    Inverted(16, expand=true)
+    relu?(false)
+    maxpool(2)?
+}
+"""
+
+
+def test_a_condition_keeps_or_drops_an_element_per_use_of_a_block():
+    text = CONDITIONAL
+    code = cnndsl.compile_source(text)
+    module = load_generated(code)
+    model = module.N().double().eval()
+    assert list(model.state_dict())[:2] == ["inverted1.conv.0.weight", "inverted1.conv.1.weight"]
+    assert "inverted2.expansion.0.weight" in model.state_dict()
+    assert "relu" not in dict(model.named_children())
+    assert "x = x + identity" in code  # the first use keeps its residual, the second has none
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    first = model.inverted1
+    assert torch.allclose(first(x), x + first.conv(x))
+    second = model.inverted2
+    assert torch.allclose(second(x), second.conv(second.expansion(x)))
+    assert "condition of '?( )' must be true or false, got 8" in _errors(
+        text.replace("?(expand)", "?(out)"))[0].message
+    assert dict(cnndsl.compile_spec(text).network.switches) == {"maxpool": True}  # a condition is no switch

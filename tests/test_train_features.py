@@ -248,3 +248,58 @@ def test_fit_resumes_a_run_as_the_command_does(tmp_path):
     assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
     assert resumed.metrics[:2] == first.metrics
     assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs_run"] == 3
+
+
+# ---------------------------------------------------------------- start-up
+def test_a_run_not_compiled_never_imports_torch_dynamo(tmp_path):
+    # torch.optim's compile guards import torch._dynamo, about 1 s of a 2-core start-up (`make demo`)
+    code = ("import sys, cnndsl.cli; cnndsl.cli.cli.main(sys.argv[1:], standalone_mode=False); "
+            "print('torch._dynamo' in sys.modules, 'torch' in sys.modules)")
+    args = ["train", "lenet5", "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress",
+            "--optimizer", "sgd", "--threads", "1"]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False True", done.stdout
+    resumed = subprocess.run([sys.executable, "-c", code, "train", "--resume", "--out", str(tmp_path / "run"),
+                              "--epochs", "2", "--no-progress", "--optimizer", "sgd"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[-1] == "False True", resumed.stdout
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_eager_optimizers_step_and_save_as_torch_optims_do(name):
+    import copy
+
+    import torch
+
+    from cnndsl.train.optimization import _COMPILED, _EAGER
+
+    kwargs = {"lr": 0.1, "momentum": 0.9, "nesterov": True} if name == "sgd" else {"lr": 0.01}
+
+    def steps(kind, count, state=None):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        if state is not None:
+            state = copy.deepcopy(state)  # loading shares the momentum tensors; the two runs must not
+            model.load_state_dict(state[0])
+        groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 5e-4},
+                  {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+        optimizer = kind(groups, **kwargs)
+        if state is not None:
+            optimizer.load_state_dict(state[1])
+        data = torch.Generator().manual_seed(count)
+        for _ in range(count):
+            x, y = torch.randn(16, 4, generator=data), torch.randint(0, 3, (16,), generator=data)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return model.state_dict(), optimizer.state_dict()
+
+    eager, plain = steps(_EAGER[name], 3), steps(_COMPILED[name], 3)
+    assert all(torch.equal(eager[0][k], plain[0][k]) for k in plain[0])
+    assert str(eager[1]["param_groups"]) == str(plain[1]["param_groups"])
+    # a checkpoint of either resumes in the other to the same weights
+    crossed, straight = steps(_EAGER[name], 2, plain), steps(_COMPILED[name], 2, plain)
+    assert all(torch.equal(crossed[0][k], straight[0][k]) for k in straight[0])
+    assert not torch.equal(crossed[0]["0.weight"], plain[0]["0.weight"])

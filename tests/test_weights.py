@@ -122,3 +122,47 @@ def test_torch_hub_load_from_the_checkout(trained):
     assert tiny.fc.out_features == 100 and type(tiny).__module__.startswith("cnndsl.built.resnet20_")
     with pytest.raises(CnndslError, match="do not fit ResNet20"):
         torch.hub.load(str(ROOT), "resnet20", source="local", weights=path)
+
+
+# ---------------------------------------------------------------- the head: one rule for build and --init
+def test_the_heads_are_the_last_layer_and_the_auxiliary_classifiers_of_its_form():
+    from cnndsl.weights import head_modules
+
+    assert head_modules(cnndsl.build("lenet5")) == ["output"]
+    assert head_modules(cnndsl.build("resnet18")) == ["fc"]
+    assert head_modules(cnndsl.build("vgg11")) == ["classifier.6"]
+    assert head_modules(cnndsl.build("googlenet", aux_logits=True)) == ["aux1.fc2", "aux2.fc2", "fc"]
+    flat = "network Flat(num_classes = 4) {\n    input 1x8x8\n    conv(4, 3, pad=1) -> relu -> fc(num_classes)\n}\n"
+    # a layer of the main chain is no head, even with as many channels as there are classes
+    assert head_modules(cnndsl.build(flat)) == ["fc"]
+
+
+def test_build_and_fine_tuning_take_the_same_head_and_refuse_the_same_misfits(tmp_path):
+    from cnndsl.train.errors import CheckpointError
+    from cnndsl.train.weights import load_state
+
+    torch.manual_seed(0)
+    source = cnndsl.build("googlenet", aux_logits=True)
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}  # as DDP saves it: both drop the prefix
+    torch.save(state, tmp_path / "googlenet.pth")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = cnndsl.build("googlenet", aux_logits=True, num_classes=10, weights=tmp_path / "googlenet.pth")
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    heads = ["aux1.fc2.weight", "aux1.fc2.bias", "aux2.fc2.weight", "aux2.fc2.bias", "fc.weight", "fc.bias"]
+    assert len(said) == 1 and f"everything but the head ({', '.join(heads)}: 1000 outputs" in said[0]
+    tuned = cnndsl.build("googlenet", aux_logits=True, num_classes=10)
+    assert load_state(tuned, state, "googlenet.pth") == sorted(heads)
+    own, file = built.state_dict(), source.state_dict()
+    for key in ("conv1.conv.weight", "aux1.fc1.weight", "inception5b.branch4.1.bn.running_var"):
+        assert torch.equal(own[key], file[key]) and torch.equal(tuned.state_dict()[key], file[key])
+    assert own["fc.weight"].shape == (10, 1024) == tuned.state_dict()["fc.weight"].shape
+
+    # the last layer's inputs differ (another backbone's width): no head rule explains that
+    lenet = {k: v.clone() for k, v in cnndsl.build("lenet5").state_dict().items()}
+    lenet["output.weight"] = lenet["output.weight"][:, :42]
+    torch.save(lenet, tmp_path / "narrow.pth")
+    with pytest.raises(CnndslError, match="of another shape \\(output.weight: file 10x42, model 10x84"):
+        cnndsl.build("lenet5", num_classes=10, weights=tmp_path / "narrow.pth")
+    with pytest.raises(CheckpointError, match="different shapes for output.weight"):
+        load_state(cnndsl.build("lenet5"), lenet, "narrow.pth")

@@ -94,6 +94,8 @@ def flattened(first: ir.Layer) -> ir.Stats:
 
 def staged(forward: list) -> list:
     """The statements with `blank` set where a new stage begins."""
+    if any(stmt.kind == "keep" for stmt in forward):
+        return _levels(forward)
     out = []
     previous, previous_stage = None, None
     for stmt in forward:
@@ -105,6 +107,18 @@ def staged(forward: list) -> list:
         previous = stmt
         if stage is not None:
             previous_stage = stage
+    return out
+
+
+def _levels(forward: list) -> list:
+    """A network with skips (a U-Net) in its levels, as the paper's figure draws them: a level
+    going down ends where its output is kept for a skip; one going up starts at the statement
+    before the concat that reads a skip."""
+    out = []
+    for index, stmt in enumerate(forward):
+        joins = index + 1 < len(forward) and forward[index + 1].kind == "join"
+        blank = index > 0 and (forward[index - 1].kind == "keep" or joins)
+        out.append(replace(stmt, blank=True) if blank else stmt)
     return out
 
 

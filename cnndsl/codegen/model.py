@@ -218,7 +218,8 @@ class ScopeBuilder(Visitor):
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
-        self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
+        parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name))
         self.keep(node.name)
 
     visit_Layer = visit_BlockInstance = member_call
@@ -247,10 +248,11 @@ class ScopeBuilder(Visitor):
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
         parts = []
         for name, fit in zip(node.skips, node.fits):
-            local = self.kept[name]
-            if fit:
-                self.generator.helpers.add(f"center_{fit}")
-            parts.append(f"center_{fit}({local}, x)" if fit else local)
+            # Cropped even where the sizes agree at the spec's input size: on another input
+            # a pooling that floors leaves the skip larger (a padded U-Net on 40x40).
+            helper = "center_pad" if fit == "pad" else "center_crop"
+            self.generator.helpers.add(helper)
+            parts.append(f"{helper}({self.kept[name]}, x)")
         if not node.branches:  # concat(enc4): the skips and the chain's value, on one line
             self.forward.append(self.step(node.stats, kind="join", parts=tuple(parts + ["x"])))
             return

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .. import ast, ir
 from ..expr import BINARY, NONE, Binary, Const, Name, Unary
 from ..diagnostics import Diagnostic
-from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, lookup
+from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
@@ -47,6 +47,8 @@ class _Scope:
 
 
 def switch_name(element: ast.Element) -> str | None:
+    if isinstance(element.node, ast.Optional) and element.node.condition is not None:
+        return None  # X?(condition) is decided by its condition, not a switch
     if isinstance(element.node, ast.Optional) and element.node.switch:
         return element.node.switch
     if element.label is not None:
@@ -64,7 +66,7 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
     for element in walk_elements(chains):
-        if isinstance(element.node, ast.Optional):
+        if isinstance(element.node, ast.Optional) and element.node.condition is None:
             name = switch_name(element)
             if name is not None:
                 found.setdefault(name, element.span)
@@ -201,7 +203,7 @@ class Expander(Visitor):
                 continue
             value, arg_span = bound[spec.name]
             self.check_type(rule, spec, value, arg_span)
-            out.append((spec.name, value))
+            out.append((spec.name, _square(value) if spec.type == "pair" else value))
         return tuple(out)
 
     def check_type(self, rule: LayerRule, spec, value: ir.Value, span: Span) -> None:
@@ -214,11 +216,12 @@ class Expander(Visitor):
                             f"{', '.join(repr(c) for c in spec.choices)}, got {v!r}",
                             f"did you mean {suggest(v, spec.choices)!r}?" if suggest(v, spec.choices) else None,
                             "type")
-        if spec.minimum is not None and v is not None and v < spec.minimum:
-            raise self.fail(span, f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}, got {v}",
-                            None, "range")
-        if isinstance(v, int) and not isinstance(v, bool) and v > (1 << 24):
-            raise self.fail(span, f"{rule.kind} {spec.name!r} of {v:,} is too large", None, "range")
+        for axis, n in _axes(spec, v):
+            if spec.minimum is not None and n is not None and n < spec.minimum:
+                raise self.fail(span, f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}{axis}, got {n}",
+                                None, "range")
+            if isinstance(n, int) and not isinstance(n, bool) and n > (1 << 24):
+                raise self.fail(span, f"{rule.kind} {spec.name!r} of {n:,}{axis} is too large", None, "range")
 
     # -- chains ------------------------------------------------------------------------
     def chains(self, chains, scope: _Scope, first_in_network: bool = False) -> list[ir.Node]:
@@ -257,6 +260,10 @@ class Expander(Visitor):
     def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
         label = element.label
+        if isinstance(node, ast.Optional) and node.condition is not None:
+            if not self.condition(node.condition, scope):
+                return []
+            return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, ast.Optional):
             name = switch_name(element)
             if name is None:
@@ -279,6 +286,14 @@ class Expander(Visitor):
                 getattr(made[0], "name", None) in (None, label):
             return [_renamed(made[0], label)]
         return [ir.Seq(tuple(made), label, element.span)]
+
+    def condition(self, expr: ast.Expr, scope: _Scope) -> bool:
+        """The value of `X?(condition)`: true or false, from the enclosing parameters."""
+        value = self.evaluate(expr, scope).value
+        if not isinstance(value, bool):
+            raise self.fail(expr.span, f"the condition of '?( )' must be true or false, got {_describe(value)}",
+                            "compare something: X?(stride == 1), X?(expand != 1 and se)", "type")
+        return value
 
     def switch(self, name: str, span: Span) -> bool:
         value = self.overrides.get(name, True)
@@ -567,14 +582,36 @@ def _unknown_hint(name: str, names: list[str]) -> str:
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+               "pair": "a whole number or a pair (height, width)",
                "element": "the name of an earlier element"}
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _axes(spec, v) -> list:
+    """A value's numbers, each with the axis it is for in a message (` on the width axis`)."""
+    if spec.type == "pair" and isinstance(v, (tuple, list)):
+        return [(" on the height axis", v[0]), (" on the width axis", v[1])]
+    return [("", v)]
+
+
+def _square(value: ir.Value) -> ir.Value:
+    """A pair whose two axes agree is the one number (`(3, 3)` is `3`), as PyTorch prints it."""
+    v = value.value
+    if not isinstance(v, (tuple, list)) or v[0] != v[1]:
+        return value
+    height, width = axis_exprs(value.expr)
+    return ir.Value(v[0], height) if height == width else value
 
 
 def _has_type(spec, v) -> bool:
     if spec.default is None and v is None:
         return True
     return {
-        "int": isinstance(v, int) and not isinstance(v, bool),
+        "int": _whole(v),
+        "pair": _whole(v) or (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(_whole, v))),
         "float": isinstance(v, (int, float)) and not isinstance(v, bool),
         "bool": isinstance(v, bool),
         "str": isinstance(v, str),
@@ -583,7 +620,9 @@ def _has_type(spec, v) -> bool:
 
 
 def _type_hint(spec, v) -> str | None:
-    if spec.type == "int" and isinstance(v, float):
+    if spec.type == "pair" and isinstance(v, (tuple, list)):
+        return f"give two whole numbers, (height, width): {spec.name}=(3, 5)"
+    if spec.type in ("int", "pair") and isinstance(v, float):
         return "use // for integer division" if v == int(v) else "give a whole number"
     if spec.type == "bool":
         return "write true or false"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
+from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
 from ..traverse import Visitor
 from .context import Context, alone, finish
 
@@ -27,12 +27,15 @@ class Flow:
 
     shape: ir.Shape
     channels: Expr
-    rf: int = 1
-    jump: int = 1
+    rf: int | tuple[int, int] = 1  # (height, width) where the axes differ
+    jump: int | tuple[int, int] = 1
     dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
 
 
 def fmt_shape(shape: ir.Shape) -> str:
+    """`64x56x56`; a channels-last volume as it is held, `56x56x64`."""
+    if channels_last(shape):
+        shape = tuple(shape[1:]) + tuple(shape[:1])
     return "x".join(str(d) for d in shape)
 
 
@@ -92,14 +95,13 @@ class ShapeInference(Visitor):
             return layer, None
         exprs = {k: v.expr for k, v in layer.args}
         try:
-            out, notes = rule.shape(flow.shape, values)
+            out, notes = _shape(layer.kind, rule, flow.shape, values)
         except ShapeProblem as problem:
             self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
             return layer, None
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         extent, stride = rule.window(flow.shape, values)
-        stride_jump = max(1, flow.jump * stride // rule.upscale(flow.shape, values))
         channels = rule.channels(flow.shape, flow.channels, exprs)
         params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
         problem = size_problem(out, params, macs)
@@ -107,10 +109,10 @@ class ShapeInference(Visitor):
             self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
             return layer, None
         stats = ir.Stats(
-            flow.shape, out, params, macs,
-            flow.rf + (extent - 1) * flow.jump, stride_jump, channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
-            dims=rule.dims(flow.dims, values, exprs))
+            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
+            in_channels=flow.channels,
+            dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
         return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def referenced(self, layer: ir.Layer, rule) -> dict | None:
@@ -146,7 +148,8 @@ class ShapeInference(Visitor):
             return replace(node, branches=tuple(branches)), None
         first = outs[0].shape
         for branch, out in zip(branches[1:], outs[1:]):
-            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:]:
+            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:] or \
+                    channels_last(out.shape) or channels_last(first):
                 listing = ", ".join(fmt_shape(o.shape) for o in outs)
                 self.error(branch.span, f"concat branches disagree on their size: {listing}",
                            "every branch must keep the same HxW; check strides and padding")
@@ -160,7 +163,7 @@ class ShapeInference(Visitor):
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[-1].dims)
+        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), outs[-1].dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return replace(node, branches=tuple(branches), stats=stats, fits=fits), end
@@ -224,7 +227,7 @@ class ShapeInference(Visitor):
                        f"each size of the body's output must be 1 or the input's; end the body with "
                        f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
             return replace(node, body=body), flow
-        end = Flow(flow.shape, flow.channels, max(flow.rf, out.rf), flow.jump, flow.dims)
+        end = Flow(flow.shape, flow.channels, _widest((flow.rf, out.rf)), flow.jump, flow.dims)
         if body.stats is None:  # a side output in the body failed; the product's shape is known
             return replace(node, body=body), end
         stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
@@ -238,7 +241,7 @@ class ShapeInference(Visitor):
             return self.zero_pad(shortcut, flow, out)
         if shortcut.kind != "identity":
             return self.projection(shortcut, body, flow, out)
-        if out.shape != flow.shape:
+        if out.shape != flow.shape or channels_last(out.shape) != channels_last(flow.shape):
             self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
                        f"{fmt_shape(flow.shape)} (the identity shortcut)",
                        "make the body keep its input's shape, or add `shortcut projection`")
@@ -322,6 +325,32 @@ class ShapeInference(Visitor):
         mapping = {name: value.expr for name, value in node.args}
         mapping["in_channels"] = flow.channels
         return mapping
+
+
+def _shape(kind: str, rule, shape: ir.Shape, values: dict):
+    """The rule's output shape and notes; a channels-last input only where the rule reads one."""
+    if channels_last(shape) and not rule.channels_last:
+        raise ShapeProblem(f"{kind} reads channels first, but its input is channels last "
+                           "(after permute(0, 2, 3, 1))", f"permute back with permute(0, 3, 1, 2) before the {kind}")
+    return rule.shape(shape, values)
+
+
+def _receptive(flow: Flow, extent, stride, upscale: int = 1) -> tuple:
+    """The receptive field and jump after a window of `extent` at `stride` (an upsampling
+    by `upscale` divides the jump), per axis: an int where both axes agree, (height, width)
+    where they differ."""
+    axes = [(rf + (e - 1) * jump, max(1, jump * s // upscale))
+            for rf, jump, e, s in zip(pair(flow.rf), pair(flow.jump), pair(extent), pair(stride))]
+    return tuple(_one(axis) for axis in zip(*axes))
+
+
+def _one(axes: tuple):
+    return axes[0] if axes[0] == axes[1] else tuple(axes)
+
+
+def _widest(values) -> object:
+    """The largest of several receptive fields (or jumps), per axis."""
+    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
 
 
 def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:

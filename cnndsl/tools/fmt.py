@@ -243,8 +243,8 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
     prev, token = str(tokens[i - 1]), str(tokens[i])
     if token in (",", ")", "]", ":", "?") or prev in ("(", "["):
         return ""
-    if prev == "?" and tokens[i].type == "NAME":
-        return ""  # an explicit switch: POOL?pool
+    if prev == "?" and (tokens[i].type == "NAME" or token == "("):
+        return ""  # an explicit switch, POOL?pool, or a condition, X?(stride == 1)
     if token == "(" and tokens[i - 1].type == "NAME":
         return ""  # a call, or a definition's parameter list
     if token == "(" and _is_keyword(tokens[i - 1]):

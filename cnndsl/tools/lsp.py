@@ -215,7 +215,7 @@ def _size(source: SourceFile, span: Span) -> int:
 
 
 def _stat_line(stats: ir.Stats) -> str:
-    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf}x{stats.rf}"
+    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf_text}"
 
 
 def hover_text(analysis: Analysis, line: int, column: int) -> str | None:

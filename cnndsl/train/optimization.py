@@ -11,11 +11,13 @@ state is a step counter and a `Plateau` (both stored as JSON in the checkpoint).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
+from ..weights import head_modules, in_modules
 from .errors import TrainError
 from .recipe import Recipe
 
@@ -45,12 +47,6 @@ def apply_freeze(model: torch.nn.Module, recipe: Recipe) -> list[str]:
     return frozen
 
 
-def head_prefix(model: torch.nn.Module) -> str:
-    """The module path of the last parameter: the classifier head."""
-    names = [n for n, _ in model.named_parameters()]
-    return names[-1].rpartition(".")[0] if names else ""
-
-
 def _group_order(bucket) -> tuple:
     """Decayed groups first, the head's before the backbone's: with one rate this is the
     order of earlier versions (decay, then no decay), so their checkpoints still resume."""
@@ -59,21 +55,74 @@ def _group_order(bucket) -> tuple:
 
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    head = head_prefix(model)
+    heads = head_modules(model)
     buckets: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            scale = 1.0 if not head or _matches(name, head) else recipe.backbone_lr
+            scale = 1.0 if in_modules(name, heads) else recipe.backbone_lr
             buckets.setdefault((p.dim() >= 2, scale), []).append(p)
     groups = [{"params": ps, "weight_decay": recipe.weight_decay if decayed else 0.0, "lr_scale": scale,
                "lr": recipe.lr * scale} for (decayed, scale), ps in sorted(buckets.items(), key=_group_order)]
     if not groups:
         raise TrainError("every parameter is frozen: nothing would train", "freeze fewer prefixes")
+    kinds = _COMPILED if recipe.compile else _EAGER
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
-                               nesterov=recipe.nesterov and recipe.momentum > 0)
-    kind = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
-    return kind(groups, lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+        return kinds["sgd"](groups, lr=recipe.lr, momentum=recipe.momentum,
+                            nesterov=recipe.nesterov and recipe.momentum > 0)
+    return kinds[recipe.optimizer](groups, lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+
+
+@functools.cache
+def _unguarded(function):
+    """`function` without the wrappers torch.optim puts around it for torch.compile
+    (`_disable_dynamo`, `_use_grad_for_differentiable`, the profiler's step hook): each
+    imports torch._dynamo on its first call, about 1 s of a 2-core machine's start-up
+    (a third of `make demo`'s before training). The wrappers declare what they wrap
+    (`__wrapped__`); where a torch version does not, the wrapped function is called as is."""
+    import inspect
+
+    return inspect.unwrap(function)
+
+
+class _Eager:
+    """A torch.optim optimizer for a run that is not compiled: the same arithmetic, state
+    and state_dict (checkpoints move freely between the two), without torch.compile's
+    guards, so that torch._dynamo is never imported. `step` runs under no_grad, as the
+    guard it drops does for a non-differentiable optimizer."""
+
+    _torch_class: type = torch.optim.Optimizer
+
+    def add_param_group(self, param_group: dict) -> None:
+        _unguarded(torch.optim.Optimizer.add_param_group)(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _unguarded(torch.optim.Optimizer.zero_grad)(self, set_to_none)
+
+    def state_dict(self) -> dict:
+        return _unguarded(torch.optim.Optimizer.state_dict)(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        _unguarded(torch.optim.Optimizer.load_state_dict)(self, state_dict)
+
+    def step(self, closure=None):
+        with torch.no_grad():
+            return _unguarded(self._torch_class.step)(self, closure)
+
+
+class EagerSGD(_Eager, torch.optim.SGD):
+    _torch_class = torch.optim.SGD
+
+
+class EagerAdam(_Eager, torch.optim.Adam):
+    _torch_class = torch.optim.Adam
+
+
+class EagerAdamW(_Eager, torch.optim.AdamW):
+    _torch_class = torch.optim.AdamW
+
+
+_EAGER = {"sgd": EagerSGD, "adam": EagerAdam, "adamw": EagerAdamW}
+_COMPILED = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def lr_factor(recipe: Recipe, steps_per_epoch: int):
