@@ -150,6 +150,7 @@ class Concat:
     branches: tuple["Chain", ...]
     span: Span
     skips: tuple[str, ...] = ()
+    split: bool = False  # `split { ... }`: the channels divided equally among the branches
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ class Concat:
     stats: Stats | None = None
     skips: tuple[str, ...] = ()  # earlier elements' outputs, first: cropped or padded to the branches' HxW
     fits: tuple[str, ...] = ()  # for each skip, once shapes are known: "", "crop" or "pad"
+    split: bool = False  # each branch reads its equal share of the channels (ShuffleNet's x.chunk)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ class ArgSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     doc: str = ""
+    # PyTorch's name for it where it differs (`padding` for pad): the keyword the generated
+    # constructor passes, and the hint for a PyTorch habit (`conv(32, 3, padding=1)`).
+    torch: str = ""
 
 
 # Bounds on what a spec may ask of PyTorch, per image and per layer: beyond them a build or
@@ -182,6 +185,19 @@ class LayerRule:
     def arg(self, name: str) -> ArgSpec | None:
         return next((a for a in self.args if a.name == name), None)
 
+    def construction(self, in_shape: Shape, values: dict, exprs: dict) -> Torch:
+        """The PyTorch constructor: `torch`'s, its keywords in PyTorch's names (ArgSpec.torch)."""
+        made = self.torch(in_shape, values, exprs)
+        theirs = {a.name: a.torch for a in self.args if a.torch}
+        if not theirs:
+            return made
+        return Torch(made.callee, made.positional, tuple((theirs.get(k, k), e) for k, e in made.keywords),
+                     made.helper)
+
+    def torch_names(self) -> dict[str, str]:
+        """PyTorch's names of its arguments, theirs -> ours, where they differ."""
+        return {a.torch: a.name for a in self.args if a.torch}
+
 
 # -- shape arithmetic -----------------------------------------------------------------
 
@@ -325,13 +341,19 @@ def _flat_channels(shape: Shape, channels: Expr) -> Expr:
     return Binary("*", Binary("*", channels, Const(h)), Const(w))
 
 
-def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
-    """Keyword arguments for PyTorch, leaving out those equal to PyTorch's default unless
-    they read a parameter (`stride`), which the generated class must then pass on."""
+def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
+    """Keyword arguments for PyTorch, `(name, PyTorch's default)` each, leaving out those
+    equal to PyTorch's default unless they read a parameter (`stride`), which the generated
+    class must then pass on. Named as cnndsl names them: `LayerRule.construction` gives
+    PyTorch's names, from the ArgSpecs' `torch`."""
     out = []
-    for ours, theirs, torch_default in spec:
+    for entry in spec:
+        if len(entry) != 2:
+            raise TypeError(f"_kw takes (name, PyTorch's default) pairs, got {entry!r}: "
+                            "PyTorch's name for an argument is its ArgSpec's torch=")
+        ours, torch_default = entry
         if ours in values and (values[ours] != torch_default or exprs[ours].names):
-            out.append((theirs, exprs[ours]))
+            out.append((ours, exprs[ours]))
     return tuple(out)
 
 
@@ -365,9 +387,8 @@ def _area(size) -> int:
 
 
 def _conv_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Conv2d", (t["in"], t["filters"]), (("kernel_size", t["size"]),) + _kw(v, t, (
-        ("stride", "stride", 1), ("pad", "padding", 0), ("dilation", "dilation", 1),
-        ("groups", "groups", 1), ("bias", "bias", True), ("padding_mode", "padding_mode", "zeros"))))
+    return Torch("nn.Conv2d", (t["in"], t["filters"]), (("size", t["size"]),) + _kw(v, t, (
+        ("stride", 1), ("pad", 0), ("dilation", 1), ("groups", 1), ("bias", True), ("padding_mode", "zeros"))))
 
 
 def _conv_label(a: Shown) -> str:
@@ -385,10 +406,10 @@ def _conv_figure(a: Shown) -> str:
 CONV = LayerRule(
     "conv", "2-D convolution: `filters` FxF filters at `stride`, zero-padded by `pad` "
     "(each of size, stride, pad and dilation one number or (height, width))",
-    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
-     ArgSpec("size", "pair", minimum=1, doc="filter size F, or (height, width)"),
+    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)", torch="out_channels"),
+     ArgSpec("size", "pair", minimum=1, doc="filter size F, or (height, width)", torch="kernel_size"),
      ArgSpec("stride", "pair", 1, minimum=1, doc="stride S, or (height, width)"),
-     ArgSpec("pad", "pair", 0, minimum=0, doc="zero padding P on each side, or (height, width)"),
+     ArgSpec("pad", "pair", 0, minimum=0, doc="zero padding P on each side, or (height, width)", torch="padding"),
      ArgSpec("dilation", "pair", 1, minimum=1),
      ArgSpec("groups", "int", 1, minimum=1),
      ArgSpec("bias", "bool", True),
@@ -405,9 +426,10 @@ CONV = LayerRule(
 
 def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, listing: str,
                helper=None) -> LayerRule:
-    args = (ArgSpec("size", "pair", minimum=1, doc="window size F, or (height, width)"),
+    args = (ArgSpec("size", "pair", minimum=1, doc="window size F, or (height, width)", torch="kernel_size"),
             ArgSpec("stride", "pair", None, minimum=1, doc="stride S (default: the size)"),
-            ArgSpec("pad", "pair", 0, minimum=0)) + extra + (ArgSpec("ceil", "bool", False), FLOOR)
+            ArgSpec("pad", "pair", 0, minimum=0, torch="padding")) + extra + (
+        ArgSpec("ceil", "bool", False, torch="ceil_mode"), FLOOR)
 
     def shape(s: Shape, a: dict):
         a = _pool_defaults(a)
@@ -421,7 +443,7 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
         v = _pool_defaults(v)
         if t.get("stride") is None or t["stride"] == Const(None):
             t = {**t, "stride": t["size"]}
-        kws = _kw(v, t, (("pad", "padding", 0),) + kw_extra + (("ceil", "ceil_mode", False),))
+        kws = _kw(v, t, (("pad", 0),) + kw_extra + (("ceil", False),))
         if v["stride"] != v["size"]:
             kws = (("stride", t["stride"]),) + kws
         return Torch(callee, (t["size"],), kws, helper)
@@ -437,10 +459,10 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
-                     (ArgSpec("dilation", "pair", 1, minimum=1),), (("dilation", "dilation", 1),), "MAX POOL")
+                     (ArgSpec("dilation", "pair", 1, minimum=1),), (("dilation", 1),), "MAX POOL")
 AVGPOOL = _pool_rule("avgpool", "nn.AvgPool2d", "average pooling over FxF windows",
                      (ArgSpec("count_include_pad", "bool", True),),
-                     (("count_include_pad", "count_include_pad", True),), "AVG POOL")
+                     (("count_include_pad", True),), "AVG POOL")
 MINPOOL = _pool_rule("minpool", "MinPool2d", "min pooling over FxF windows (the notes' third kind)",
                      (), (), "MIN POOL", helper="MinPool2d")
 
@@ -480,7 +502,7 @@ GLOBAL_AVGPOOL = LayerRule(
 
 
 def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
+    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", True),)))
 
 
 def _fc_shape(s: Shape, a: dict):
@@ -496,7 +518,7 @@ def _fc_inputs(s: Shape) -> int:
 FC = LayerRule(
     "fc", "fully connected; flattens a volume before it, as the notes draw it; on a channels-last "
     "volume (after permute(0, 2, 3, 1)) a linear per pixel, over its channels",
-    (ArgSpec("units", "int", minimum=1, doc="output features"), ArgSpec("bias", "bool", True)),
+    (ArgSpec("units", "int", minimum=1, doc="output features", torch="out_features"), ArgSpec("bias", "bool", True)),
     _fc_shape,
     params=lambda s, a: _fc_inputs(s) * a["units"] + (a["units"] if a["bias"] else 0),
     macs=lambda i, o, a: _flat(i) * a["units"],
@@ -522,14 +544,14 @@ def _dropout_shape(s: Shape, a: dict):
 DROPOUT = LayerRule(
     "dropout", "zeroes each element with probability p while training",
     (ArgSpec("p", "float", 0.5, minimum=0.0),), _dropout_shape,
-    torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", "p", 0.5),))),
+    torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", 0.5),))),
     base_name="dropout", category="dropout", pointwise=True, channels_last=True,
     label=lambda a: f"dropout {a('p')}" if a("p")[:1].isdigit() else f"dropout p={a('p')}")
 
 
 def _bn_torch(s: Shape, v: dict, t: dict) -> Torch:
     return Torch("nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d", (t["in"],), _kw(v, t, (
-        ("eps", "eps", 1e-5), ("momentum", "momentum", 0.1), ("affine", "affine", True))))
+        ("eps", 1e-5), ("momentum", 0.1), ("affine", True))))
 
 
 BATCHNORM = LayerRule(
@@ -548,7 +570,7 @@ LRN = LayerRule(
      ArgSpec("beta", "float", 0.75), ArgSpec("k", "float", 1.0)),
     lambda s, a: (s, []),
     torch=lambda s, v, t: Torch("nn.LocalResponseNorm", (t["size"],), _kw(v, t, (
-        ("alpha", "alpha", 1e-4), ("beta", "beta", 0.75), ("k", "k", 1.0)))),
+        ("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)))),
     base_name="norm", aliases=("norm",),
     category="norm", pointwise=True, figure=lambda a: "LRN", listing=Listing("NORM", "Normalization layer"))
 
@@ -563,13 +585,14 @@ def _activation(kind: str, callee: str, doc: str, args: tuple[ArgSpec, ...] = ()
 
 RELU = _activation("relu", "nn.ReLU", "max(0, x)", inplace=True)
 LEAKY_RELU = _activation("leaky_relu", "nn.LeakyReLU", "max(slope*x, x)",
-                         (ArgSpec("slope", "float", 0.01),), (("slope", "negative_slope", 0.01),), figure="leaky relu")
+                         (ArgSpec("slope", "float", 0.01, torch="negative_slope"),), (("slope", 0.01),),
+                         figure="leaky relu")
 ELU = _activation("elu", "nn.ELU", "x if x > 0 else alpha*(exp(x) - 1)",
-                  (ArgSpec("alpha", "float", 1.0),), (("alpha", "alpha", 1.0),))
+                  (ArgSpec("alpha", "float", 1.0),), (("alpha", 1.0),))
 SIGMOID = _activation("sigmoid", "nn.Sigmoid", "1/(1 + exp(-x))")
 TANH = _activation("tanh", "nn.Tanh", "tanh(x)")
 SOFTMAX = _activation("softmax", "nn.Softmax", "exp(x_i)/sum_j exp(x_j) over channels",
-                      (ArgSpec("dim", "int", 1),), (("dim", "dim", None),))
+                      (ArgSpec("dim", "int", 1),), (("dim", None),))
 IDENTITY = _activation("identity", "nn.Identity", "x", figure="id")
 # MobileNet's and EfficientNet's activations, as torchvision uses them: in place after a
 # convolution and batch norm, not where their input is read again (a gate's scale).
@@ -628,7 +651,7 @@ class Source(Expr):
 
 GELU = _activation("gelu", "nn.GELU", "x * P(X <= x) for a standard normal X; approximate=\"tanh\" for its "
                    "tanh approximation", (ArgSpec("approximate", "str", "none", choices=("none", "tanh")),),
-                   (("approximate", "approximate", "none"),))
+                   (("approximate", "none"),))
 MISH = _activation("mish", "nn.Mish", "x * tanh(softplus(x))")
 
 
@@ -644,13 +667,12 @@ PRELU = LayerRule(
     (ArgSpec("num_parameters", "int", 1, minimum=1, doc="1, or the input channels for a slope per channel"),
      ArgSpec("init", "float", 0.25, doc="the slopes' first value")),
     _prelu_shape, params=lambda s, a: a["num_parameters"],
-    torch=lambda s, v, t: Torch("nn.PReLU", (), _kw(v, t, (("num_parameters", "num_parameters", 1),
-                                                           ("init", "init", 0.25)))),
+    torch=lambda s, v, t: Torch("nn.PReLU", (), _kw(v, t, (("num_parameters", 1), ("init", 0.25)))),
     base_name="prelu", kernel=lambda s, a: (a["num_parameters"],), category="activation", pointwise=True)
 
 
 def _layernorm_torch(s: Shape, v: dict, t: dict) -> Torch:
-    kws = _kw(v, t, (("eps", "eps", 1e-5), ("affine", "elementwise_affine", True)))
+    kws = _kw(v, t, (("eps", 1e-5), ("affine", True)))
     if len(s) == 3 and not channels_last(s):  # over the channels of each pixel of an NCHW tensor
         return Torch("LayerNorm2d", (t["in"],), kws, "LayerNorm2d")
     return Torch("nn.LayerNorm", (t["in"],), kws)
@@ -659,7 +681,8 @@ def _layernorm_torch(s: Shape, v: dict, t: dict) -> Torch:
 LAYERNORM = LayerRule(
     "layernorm", "layer normalization over the channels of each pixel (ConvNeXt's LayerNorm2d; "
     "nn.LayerNorm on a channels-last volume or a vector)",
-    (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("affine", "bool", True, doc="a learned scale and shift")),
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0),
+     ArgSpec("affine", "bool", True, doc="a learned scale and shift", torch="elementwise_affine")),
     lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
     torch=_layernorm_torch, base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None,
     category="norm", pointwise=True, figure=lambda a: "ln", channels_last=True, fresh_output=True)
@@ -678,8 +701,7 @@ GROUPNORM = LayerRule(
     (ArgSpec("groups", "int", minimum=1, doc="number of groups (divides the channels)"),
      ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("affine", "bool", True)),
     _groupnorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
-    torch=lambda s, v, t: Torch("nn.GroupNorm", (t["groups"], t["in"]), _kw(v, t, (
-        ("eps", "eps", 1e-5), ("affine", "affine", True)))),
+    torch=lambda s, v, t: Torch("nn.GroupNorm", (t["groups"], t["in"]), _kw(v, t, (("eps", 1e-5), ("affine", True)))),
     base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None, category="norm", pointwise=True,
     label=lambda a: f"groupnorm {a('groups')}", figure=lambda a: f"gn {a('groups')}", fresh_output=True)
 
@@ -696,8 +718,7 @@ INSTANCENORM = LayerRule(
     _instancenorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
     buffers=lambda s, a: 2 * s[0] if a["track_running_stats"] else 0,
     torch=lambda s, v, t: Torch("nn.InstanceNorm2d", (t["in"],), _kw(v, t, (
-        ("eps", "eps", 1e-5), ("momentum", "momentum", 0.1), ("affine", "affine", False),
-        ("track_running_stats", "track_running_stats", False)))),
+        ("eps", 1e-5), ("momentum", 0.1), ("affine", False), ("track_running_stats", False)))),
     base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None, category="norm", pointwise=True,
     figure=lambda a: "in", fresh_output=True)
 
@@ -790,9 +811,8 @@ def _conv_transpose_shape(s: Shape, a: dict):
 
 
 def _conv_transpose_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.ConvTranspose2d", (t["in"], t["filters"]), (("kernel_size", t["size"]),) + _kw(v, t, (
-        ("stride", "stride", 1), ("pad", "padding", 0), ("output_padding", "output_padding", 0),
-        ("groups", "groups", 1), ("bias", "bias", True), ("dilation", "dilation", 1))))
+    return Torch("nn.ConvTranspose2d", (t["in"], t["filters"]), (("size", t["size"]),) + _kw(v, t, (
+        ("stride", 1), ("pad", 0), ("output_padding", 0), ("groups", 1), ("bias", True), ("dilation", 1))))
 
 
 def _conv_transpose_dims(d: Dims | None, t: dict) -> Dims | None:
@@ -805,10 +825,11 @@ def _conv_transpose_dims(d: Dims | None, t: dict) -> Dims | None:
 CONV_TRANSPOSE = LayerRule(
     "conv_transpose", "transposed convolution (PyTorch's ConvTranspose2d): the conv's arithmetic inverted, "
     "(W - 1)*S - 2P + F + output_padding",
-    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
-     ArgSpec("size", "int", minimum=1, doc="filter size F"),
+    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)", torch="out_channels"),
+     ArgSpec("size", "int", minimum=1, doc="filter size F", torch="kernel_size"),
      ArgSpec("stride", "int", 1, minimum=1, doc="stride S: the factor it enlarges by"),
-     ArgSpec("pad", "int", 0, minimum=0, doc="the padding P of the conv it inverts: trimmed from each side"),
+     ArgSpec("pad", "int", 0, minimum=0, doc="the padding P of the conv it inverts: trimmed from each side",
+             torch="padding"),
      ArgSpec("output_padding", "int", 0, minimum=0, doc="extra rows and columns on one side, < stride"),
      ArgSpec("dilation", "int", 1, minimum=1),
      ArgSpec("groups", "int", 1, minimum=1),
@@ -853,8 +874,8 @@ def _upsample_shape(s: Shape, a: dict):
 
 
 def _upsample_torch(s: Shape, v: dict, t: dict) -> Torch:
-    keywords = (("size", t["size"]),) if v.get("size") is not None else (("scale_factor", t["scale"]),)
-    keywords += _kw(v, t, (("mode", "mode", "nearest"),))
+    keywords = (("size", t["size"]),) if v.get("size") is not None else (("scale", t["scale"]),)
+    keywords += _kw(v, t, (("mode", "nearest"),))
     if v["mode"] == "bilinear":
         keywords += (("align_corners", t["align_corners"]),)
     return Torch("nn.Upsample", (), keywords)
@@ -879,7 +900,7 @@ def _upsample_label(a: Shown) -> str:
 UPSAMPLE = LayerRule(
     "upsample", "nearest or bilinear upsampling by a scale, to a size, or to the size of a named earlier "
     "element or of the input (like=input)",
-    (ArgSpec("scale", "float", None, doc="the factor HxW grow by"),
+    (ArgSpec("scale", "float", None, doc="the factor HxW grow by", torch="scale_factor"),
      ArgSpec("size", "int", None, minimum=1, doc="the output's height and width"),
      ArgSpec("like", "element", None, doc="a named earlier element, or input: take its height and width"),
      ArgSpec("mode", "str", "nearest", choices=("nearest", "bilinear")),
@@ -899,11 +920,6 @@ for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOO
     RULES[_rule.kind] = _rule
     for _alias in _rule.aliases:
         RULES[_alias] = _rule
-
-# PyTorch's names for the arguments cnndsl names after the notes, theirs -> ours: the hint
-# for a PyTorch habit (`conv(32, 3, padding=1)` says `pad`, not "did you mean padding_mode").
-PYTORCH_NAMES = {"padding": "pad", "kernel_size": "size", "out_channels": "filters", "out_features": "units",
-                 "ceil_mode": "ceil", "negative_slope": "slope"}
 
 
 def shortcut_stride(in_shape: Shape, out_shape: Shape) -> int:

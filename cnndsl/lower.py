@@ -160,6 +160,14 @@ class _Lower(Transformer_NonRecursive):
         return self.made(ast.Concat(body.items, self.span(meta), skips), *body.items)
 
     @v_args(meta=True)
+    def split(self, meta, children):
+        (body,) = children
+        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+        return self.made(ast.Concat(body.items, self.span(meta), split=True), *body.items)
+
+    @v_args(meta=True)
     def residual(self, meta, children):
         body, shortcut = children
         inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]

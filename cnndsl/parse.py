@@ -311,8 +311,8 @@ _HUMAN = {
 }
 
 
-_KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate",
-                       "true", "false"})
+_KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "split", "residual", "shortcut", "side",
+                       "gate", "true", "false"})
 
 
 def _describe(kind: str) -> str:

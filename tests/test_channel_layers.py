@@ -158,3 +158,51 @@ def test_the_table_describes_every_new_layer():
                  "shuffle"):
         rule = RULES[kind]
         assert rule.doc and rule.torch is not None, kind
+
+
+UNIT = """block Unit(c) {
+    split {
+        identity
+        branch2: [conv(c // 2, 1, bias=false) -> batchnorm -> relu
+                  -> conv(c // 2, 3, pad=1, groups=c // 2, bias=false) -> batchnorm]
+    }
+    shuffle(2)
+}
+network N() {
+    input 8x6x6
+    Unit(8) -> Unit(8)
+}
+"""
+
+
+def test_split_gives_each_branch_its_share_as_shufflenet():
+    code = cnndsl.compile_source(UNIT)
+    assert "x1, x2 = x.chunk(2, dim=1)" in code and "            x1,\n            self.branch2(x2),\n" in code
+    assert "nn.Conv2d(in_channels // 2, c // 2, kernel_size=1, bias=False)" in code
+    model = load_generated(code).N().double().eval()
+    for key, t in model.state_dict().items():
+        if t.is_floating_point():
+            t.copy_(torch.randn_like(t) if "running_var" not in key else torch.rand_like(t) + 0.5)
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    unit = model.unit1
+    keep, rest = x.chunk(2, dim=1)
+    y = torch.cat([keep, unit.branch2(rest)], dim=1)
+    b, c, h, w = y.shape
+    y = y.view(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)
+    with torch.no_grad():
+        assert torch.equal(unit(x), y)
+    compiled = compile_network(source_from_text(UNIT, "n.cnn"))
+    assert compiled.network.body.stats.params == sum(p.numel() for p in model.parameters())
+    assert compiled.network.body.stats.out_shape == (8, 6, 6)
+
+
+@pytest.mark.parametrize("shape, branches, message", [
+    ("7x6x6", "identity\n        conv(3, 1)", "a split of 7 channels into 2 branches cannot share them equally"),
+    ("8x6x6", "identity", "a split needs at least two branches"),
+    ("8", "identity\n        fc(3)", "a split divides the channels of a CxHxW volume, but its input is 8"),
+    ("8x7x7", "conv(4, 1)\n        conv(4, 1, stride=2)", "split branches disagree on their size: 4x7x7, 4x4x4"),
+])
+def test_split_arithmetic_is_checked(shape, branches, message):
+    found = errors_of(f"split {{\n        {branches}\n    }}", shape)
+    assert len(found) == 1 and message in found[0].message, found
+    assert found[0].span.line in (3, 4, 5)

@@ -9,6 +9,7 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .. import ir
 from ..errors import InternalError
@@ -32,8 +33,10 @@ class Ctor:
     keyed: bool = False  # an OrderedDict Sequential
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
-    def without_comments(self) -> "Ctor":
-        return replace(self, children=tuple((k, c.without_comments(), "") for k, c, _ in self.children))
+    @cached_property
+    def code(self) -> tuple:
+        """What the construction prints but its comments: equal code, equal `code`."""
+        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -77,11 +80,12 @@ class ClassModel:
         return [f"{name}: {annotation}" + (f" = {default}" if default is not None else "")
                 for name, annotation, default in self.params]
 
-    def code_only(self) -> "ClassModel":
-        """The class without its comments: what decides whether two uses share a class."""
-        return replace(self, doc=(), members=tuple(replace(m, ctor=m.ctor.without_comments())
-                                                   for m in self.members),
-                       forward=tuple(replace(s, comment="") for s in self.forward))
+    def code_only(self) -> tuple:
+        """The class but its name and comments, as a tuple built without copying the model:
+        what decides whether two uses share a class."""
+        return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
+                tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank) for s in self.forward),
+                self.provenance, self.sides)
 
 
 @dataclass
@@ -117,7 +121,7 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
-    torch = rule.torch(layer.stats.in_shape, layer.values, exprs)
+    torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
     if torch.helper:
         helpers.add(torch.helper)
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
@@ -161,8 +165,9 @@ class ScopeBuilder(Visitor):
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
         then the kept outputs of the elements a concat or an upsample reads by name."""
-        self.side_locals = {id(node): self.locals.fresh(node.node.name)
-                            for node in walk(seq) if isinstance(node, ir.Side)}
+        if self.generator.has_sides:
+            self.side_locals = {id(node): self.locals.fresh(node.node.name)
+                                for node in walk(seq) if isinstance(node, ir.Side)}
         skips, sizes = scope_reads(seq)
         self.kept = {name: self.locals.fresh(name) for name in skips}
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
@@ -246,6 +251,9 @@ class ScopeBuilder(Visitor):
         return Stmt(comment=self.notes.note(stats), stage=self.notes.stage(stats), **fields)
 
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
+        if node.split:
+            self.split(node)
+            return
         parts = []
         for name, fit in zip(node.skips, node.fits):
             # Cropped even where the sizes agree at the spec's input size: on another input
@@ -267,6 +275,23 @@ class ScopeBuilder(Visitor):
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
             parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
+
+    def split(self, node: ir.Concat) -> None:
+        """`x1, x2 = x.chunk(2, dim=1)`, then the branches, each on its share, concatenated; a
+        branch that is `identity` passes its share on, as ShuffleNetV2 writes `x1`."""
+        shares = tuple(self.locals.fresh(f"x{i + 1}", plain=True) for i in range(len(node.branches)))
+        self.forward.append(Stmt("chunk", parts=shares))
+        parts = []
+        for branch, share in zip(node.branches, shares):
+            member = branch if branch.name is not None else _single_leaf(branch)
+            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+                raise InternalError("a split branch that is a concat, residual or gate reached the code generator")
+            if isinstance(member, ir.Layer) and member.kind == "identity":
+                parts.append(share)
+                continue
+            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+            parts.append(f"self.{member.name}({share})")
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
     def visit_Residual(self, node: ir.Residual, previous=None) -> None:
@@ -346,12 +371,14 @@ class Generator:
         self.helpers: set[str] = set()
         self.keyed = False
         # block -> [(model, class name, its code_only())]
-        self.block_classes: dict[str, list[tuple[ClassModel, str, ClassModel]]] = {}
+        self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
         self.order: list[str] = []
+        self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.side_sources = frozenset(node.source for node in walk(network.body)
-                                      if isinstance(node, ir.Side) and node.source) | frozenset(
+        sides = [node for node in walk(network.body) if isinstance(node, ir.Side)]
+        self.side_sources = frozenset(node.source for node in sides if node.source) | frozenset(
             name for node in walk(network.body) if isinstance(node, ir.Concat) for name in node.skips)
+        self.has_sides = bool(sides)
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -392,6 +419,16 @@ class Generator:
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+        """The class of a block use: one already made where a use with the same arguments and
+        input shape came before (the same body), or one built, shared with an earlier use of
+        the same code, else added as a variant."""
+        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        found = self.uses.get(key)
+        if found is None:
+            found = self.uses[key] = self.new_block_class(node)
+        return found
+
+    def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.start(node.body)
         used = _used_names(builder.members)

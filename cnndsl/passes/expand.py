@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .. import ast, ir
 from ..expr import BINARY, NONE, Binary, Const, Name, Unary
 from ..diagnostics import Diagnostic
-from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
+from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
@@ -153,9 +153,11 @@ class Expander(Visitor):
 
     # -- arguments ---------------------------------------------------------------------
     def bind(self, names: list[str], call: ast.Call | None, scope: _Scope, what: str,
-             span: Span, refs: frozenset[str] = frozenset()) -> dict[str, tuple[ir.Value, Span]]:
+             span: Span, refs: frozenset[str] = frozenset(),
+             torch_names: dict[str, str] | None = None) -> dict[str, tuple[ir.Value, Span]]:
         """The call's arguments by parameter name, evaluated; those in `refs` name an element
-        (`like=enc4`, `like=input`) and stay names, for the shape pass to look up."""
+        (`like=enc4`, `like=input`) and stay names, for the shape pass to look up;
+        `torch_names` (PyTorch's -> ours) gives the hint for a PyTorch habit."""
         bound: dict[str, tuple[ir.Value, Span]] = {}
         args = call.args if call else ()
         positional = [a for a in args if a.name is None]
@@ -174,7 +176,7 @@ class Expander(Visitor):
                 seen_keyword = True
                 name = arg.name
                 if name not in names:
-                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names),
+                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names, torch_names or {}),
                                     "unknown-parameter")
                 if name in bound:
                     raise self.fail(arg.span, f"{name!r} is given twice", "give each argument once")
@@ -190,7 +192,7 @@ class Expander(Visitor):
 
     def layer_args(self, rule: LayerRule, call: ast.Call | None, scope: _Scope, span: Span):
         refs = frozenset(a.name for a in rule.args if a.type == "element")
-        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs)
+        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs, rule.torch_names())
         out = []
         for spec in rule.args:
             if spec.name not in bound:
@@ -393,13 +395,16 @@ class Expander(Visitor):
                 elements = (ast.Element(None, elements[0].node, elements[0].span),) + elements[1:]
             items = self.chains((ast.Chain(elements, chain.span),), scope)
             branches.append(ir.Seq(tuple(items), name, chain.span))
+        if node.split and len(branches) < 2:
+            raise self.fail(node.span, "a split needs at least two branches, one a line",
+                            "split { identity\n    conv(...) }: each branch reads its share of the channels")
         if not branches and not node.skips:
-            raise self.fail(node.span, "a concat needs at least one branch", None)
+            raise self.fail(node.span, f"a {'split' if node.split else 'concat'} needs at least one branch", None)
         if len(set(node.skips)) != len(node.skips):
             raise self.fail(node.span, "a concat names the same element twice",
                             "name each earlier element once: concat(enc3, enc4)")
         self.count(1, node.span)
-        return ir.Concat(tuple(branches), node.span, skips=node.skips)
+        return ir.Concat(tuple(branches), node.span, skips=node.skips, split=node.split)
 
     def residual(self, node: ast.Residual, scope: _Scope) -> ir.Residual:
         body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
@@ -571,10 +576,10 @@ def _doc(network: ast.NetworkDef, source) -> tuple[tuple[str, ...], ...]:
     return (own, *header[1:]) if own else header
 
 
-def _unknown_hint(name: str, names: list[str]) -> str:
-    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`),
-    else the nearest spelling, else the list."""
-    ours = PYTORCH_NAMES.get(name)
+def _unknown_hint(name: str, names: list[str], torch_names: dict[str, str]) -> str:
+    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`,
+    from the layer's ArgSpecs), else the nearest spelling, else the list."""
+    ours = torch_names.get(name)
     if ours in names:
         return f"cnndsl calls it {ours!r}; {name!r} is PyTorch's name for it"
     guess = suggest(name, names)

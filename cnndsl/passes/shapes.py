@@ -138,8 +138,9 @@ class ShapeInference(Visitor):
     def visit_Concat(self, node: ir.Concat, flow: Flow | None) -> tuple[ir.Concat, Flow | None]:
         branches = []
         outs = []
+        read = self.share(node, flow) if node.split else flow
         for branch in node.branches:  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, flow)
+            branch, out = self.visit_Seq(branch, read)
             branches.append(branch)
             outs.append(out)
         if not node.branches:  # concat(enc4): the skips, then the chain's value
@@ -147,13 +148,8 @@ class ShapeInference(Visitor):
         if flow is None or any(o is None for o in outs):
             return replace(node, branches=tuple(branches)), None
         first = outs[0].shape
-        for branch, out in zip(branches[1:], outs[1:]):
-            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:] or \
-                    channels_last(out.shape) or channels_last(first):
-                listing = ", ".join(fmt_shape(o.shape) for o in outs)
-                self.error(branch.span, f"concat branches disagree on their size: {listing}",
-                           "every branch must keep the same HxW; check strides and padding")
-                return replace(node, branches=tuple(branches)), None
+        if not self.agree(node, branches, outs):
+            return replace(node, branches=tuple(branches)), None
         skipped = self.skips(node, outs[0])
         if skipped is None:
             return replace(node, branches=tuple(branches)), None
@@ -167,6 +163,36 @@ class ShapeInference(Visitor):
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return replace(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def agree(self, node: ir.Concat, branches: list, outs: list[Flow]) -> bool:
+        """Whether the branches give volumes of one HxW, channels first (an error where not)."""
+        first = outs[0].shape
+        for branch, out in zip(branches[1:], outs[1:]):
+            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:] or \
+                    channels_last(out.shape) or channels_last(first):
+                listing = ", ".join(fmt_shape(o.shape) for o in outs)
+                self.error(branch.span, f"{'split' if node.split else 'concat'} branches disagree on their size: "
+                           f"{listing}", "every branch must keep the same HxW; check strides and padding")
+                return False
+        return True
+
+    def share(self, node: ir.Concat, flow: Flow | None) -> Flow | None:
+        """What each branch of a split reads: its equal share of the channels; None after an error."""
+        if flow is None:
+            return None
+        n, shape = len(node.branches), flow.shape
+        if len(shape) != 3 or channels_last(shape):
+            self.error(node.span, f"a split divides the channels of a CxHxW volume, but its input is "
+                       f"{fmt_shape(shape)}" + (" (channels last)" if channels_last(shape) else ""),
+                       "split a volume, channels first, before any fc or flatten", "split")
+            return None
+        if shape[0] % n:
+            self.error(node.span, f"a split of {shape[0]} channels into {n} branches cannot share them equally "
+                       f"(input {fmt_shape(shape)})",
+                       f"give the layer before it a multiple of {n} channels, or as many branches as divide "
+                       f"{shape[0]}", "split")
+            return None
+        return replace(flow, shape=(shape[0] // n,) + tuple(shape[1:]), channels=binary("//", flow.channels, Const(n)))
 
     def skips(self, node: ir.Concat, target: Flow) -> tuple[list[Flow], tuple[str, ...]] | None:
         """The flows of a concat's skips (`concat(enc4)`) and how each is fitted to the

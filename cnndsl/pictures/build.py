@@ -159,7 +159,7 @@ class Builder(Visitor):
             if column.items and isinstance(column.items[0], Box) and column.items[0].name == name:
                 column.items[0].name = ""
         shape = "" if self.symbolic else f"  {shape_text(node.stats.out_shape)}"
-        return Branches(columns, Node("C", "concat" + shape), names)
+        return Branches(columns, Node("C", ("split · concat" if node.split else "concat") + shape), names)
 
     def visit_Residual(self, node: ir.Residual, unit: Unit, run: list[Unit]) -> Element:
         body = self.column(self.units(node.body))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .. import ir
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
 
-KEYWORDS = ("let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate", "true",
+KEYWORDS = ("let", "block", "network", "input", "x", "concat", "split", "residual", "shortcut", "side", "gate", "true",
             "false")
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}
 _TOKEN = re.compile(r"""

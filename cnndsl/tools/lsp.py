@@ -173,7 +173,8 @@ class _Nodes(Visitor):
         self.generic_visit(node.body, path, path)
 
     def visit_Concat(self, node: ir.Concat, prefix: str, instance: str) -> None:
-        self.add(node, 2, "concat", "concat", prefix, instance)
+        kind = "split" if node.split else "concat"
+        self.add(node, 2, kind, kind, prefix, instance)
         self.generic_visit(node, prefix, instance)
 
     def visit_Residual(self, node: ir.Residual, prefix: str, instance: str) -> None:

@@ -49,7 +49,7 @@ def grammar() -> dict:
                 {"name": "constant.numeric.cnn",
                  "match": r"(?<![A-Za-z_])(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)"},
                 {"name": "constant.language.boolean.cnn", "match": r"\b(?:true|false)\b"},
-                {"name": "keyword.control.cnn", "match": _words(("input", "concat", "residual", "shortcut", "side", "gate"))},
+                {"name": "keyword.control.cnn", "match": _words(("input", "concat", "split", "residual", "shortcut", "side", "gate"))},
                 {"match": rf"\b({NAME})\s*(:)(?!:)",
                  "captures": {"1": {"name": "entity.name.label.cnn"}, "2": {"name": "punctuation.separator.label.cnn"}}},
                 {"match": rf"\b({NAME})\s*(=)(?!=)",
