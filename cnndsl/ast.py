@@ -46,7 +46,7 @@ class Var:
 @dataclass(frozen=True)
 class BinOp:
     _fields = ("left", "right")
-    op: str  # one of + - * / // %
+    op: str  # one of + - * / // % **, == != < <= > >=, and or
     left: "Expr"
     right: "Expr"
     span: Span
@@ -59,7 +59,56 @@ class Neg:
     span: Span
 
 
-Expr = Union[Num, Str, Bool, Var, BinOp, Neg]
+@dataclass(frozen=True)
+class Not:
+    _fields = ("operand",)
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class IfElse:
+    """`then if test else orelse`, as Python writes it."""
+
+    _fields = ("then", "test", "orelse")
+    then: "Expr"
+    test: "Expr"
+    orelse: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    """`base[index]`: `cfg[i]`, `cfg[i][1]`."""
+
+    _fields = ("base", "index")
+    base: "Expr"
+    index: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class FuncCall:
+    """A function in an expression: a built-in (`max(8, c)`) or a `def`."""
+
+    _fields = ("args",)
+    name: str
+    args: tuple["Arg", ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    """`[6, 12, 24, 16]` (kind "list") or `(3, 5)` (kind "tuple"); both are tuples as values."""
+
+    _fields = ("items",)
+    items: tuple["Expr", ...]
+    kind: str
+    span: Span
+
+
+Expr = Union[Num, Str, Bool, Var, BinOp, Neg, Not, IfElse, Index, FuncCall, ListExpr]
 
 
 # -- chains ---------------------------------------------------------------------------
@@ -228,6 +277,18 @@ class LetDef:
 
 
 @dataclass(frozen=True)
+class DefDef:
+    """`def name(params) = expr` (a function) or `def name = expr` (a constant, params None)."""
+
+    _fields = ("params", "body")
+    name: str
+    params: tuple[Param, ...] | None
+    body: Expr
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
 class BlockDef:
     _fields = ("params", "body")
     name: str
@@ -265,9 +326,10 @@ class VariantDef:
 
 @dataclass(frozen=True)
 class Program:
-    _fields = ("lets", "blocks", "networks", "variants")
+    _fields = ("defs", "lets", "blocks", "networks", "variants")
     lets: tuple[LetDef, ...]
     blocks: tuple[BlockDef, ...]
     networks: tuple[NetworkDef, ...]
     span: Span
+    defs: tuple[DefDef, ...] = ()
     variants: tuple[VariantDef, ...] = ()

@@ -98,6 +98,47 @@ class _Lower(Transformer_NonRecursive):
 
     add, sub, mul = _binop("+"), _binop("-"), _binop("*")
     div, floordiv, mod = _binop("/"), _binop("//"), _binop("%")
+    pow, or_, and_ = _binop("**"), _binop("or"), _binop("and")
+
+    @v_args(meta=True)
+    def compare(self, meta, children):
+        left, op, right = children
+        return self.made(ast.BinOp(str(op), left, right, self.span(meta)), left, right)
+
+    @v_args(meta=True)
+    def not_(self, meta, children):
+        return self.made(ast.Not(children[0], self.span(meta)), children[0])
+
+    @v_args(meta=True)
+    def ifelse(self, meta, children):
+        then, test, orelse = children
+        return self.made(ast.IfElse(then, test, orelse, self.span(meta)), then, test, orelse)
+
+    @v_args(meta=True)
+    def index(self, meta, children):
+        base, at = children
+        return self.made(ast.Index(base, at, self.span(meta)), base, at)
+
+    @v_args(meta=True)
+    def fcall(self, meta, children):
+        name, args = children
+        args = args or ()
+        return self.made(ast.FuncCall(str(name), args, self.span(meta), self.tspan(name)),
+                         *(a.value for a in args))
+
+    def items(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def list(self, meta, children):
+        items = children[0] or ()
+        return self.made(ast.ListExpr(items, "list", self.span(meta)), *items)
+
+    @v_args(meta=True)
+    def tuple(self, meta, children):
+        first, rest = children
+        items = (first, *(rest or ()))
+        return self.made(ast.ListExpr(items, "tuple", self.span(meta)), *items)
 
     # -- chains -----------------------------------------------------------------------
     @v_args(meta=True)
@@ -233,6 +274,14 @@ class _Lower(Transformer_NonRecursive):
         return tuple(children)
 
     @v_args(meta=True)
+    def def_def(self, meta, children):
+        name, params, body = children
+        return ast.DefDef(str(name), params, body, self.span(meta), self.tspan(name))
+
+    def def_params(self, children):
+        return children[0] or ()
+
+    @v_args(meta=True)
     def let_def(self, meta, children):
         name, chain = children
         return ast.LetDef(str(name), chain, self.span(meta))
@@ -271,7 +320,8 @@ class _Lower(Transformer_NonRecursive):
             tuple(c for c in children if isinstance(c, ast.BlockDef)),
             tuple(c for c in children if isinstance(c, ast.NetworkDef)),
             self.span(meta),
-            tuple(c for c in children if isinstance(c, ast.VariantDef)),
+            defs=tuple(c for c in children if isinstance(c, ast.DefDef)),
+            variants=tuple(c for c in children if isinstance(c, ast.VariantDef)),
         )
 
 

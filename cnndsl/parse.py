@@ -44,7 +44,9 @@ class _TooLong(_TooDeep):
 
 
 class _Continuation:
-    """Post-lexer: newlines inside `(...)` or after `->` do not end a line.
+    """Post-lexer: newlines inside the brackets of an expression (`(...)`, and a list's
+    `[...]` in an argument or a `def`) or after `->` do not end a line. The `[...]` of a
+    group in a chain keeps its newlines: each line inside continues the chain.
 
     (A newline before a leading `->` is dropped by the lexer itself: `_CONTINUE`.)
     """
@@ -52,24 +54,25 @@ class _Continuation:
     always_accept = ("_NL",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        parens = 0
-        depth = 0
+        opened: list[bool] = []  # per open bracket: whether it holds an expression
+        in_def = False  # inside a top-level `def`, every bracket holds an expression
         previous: str | None = None
         for count, token in enumerate(stream):
             if count >= MAX_TOKENS:
                 raise _TooLong(token)
             kind = token.type
-            if kind == "_NL" and (parens > 0 or previous in (None, "ARROW", "_NL")):
+            if kind == "_NL" and ((opened and opened[-1]) or previous in (None, "ARROW", "_NL")):
                 continue
+            if kind == "_NL" and not opened:
+                in_def = False
+            elif kind == "DEF" and not opened:
+                in_def = True
             if kind in _OPEN:
-                depth += 1
-                if depth > MAX_NESTING:
+                if len(opened) >= MAX_NESTING:
                     raise _TooDeep(token)
-                parens += kind == "LPAR"
-            elif kind in _CLOSE:
-                depth = max(0, depth - 1)
-                if kind == "RPAR":
-                    parens = max(0, parens - 1)
+                opened.append(kind == "LPAR" or in_def or (kind == "LSQB" and bool(opened) and opened[-1]))
+            elif kind in _CLOSE and opened:
+                opened.pop()
             previous = kind
             yield token
 

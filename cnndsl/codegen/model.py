@@ -13,7 +13,7 @@ from functools import cached_property
 
 from .. import ir
 from ..errors import InternalError
-from ..expr import Expr
+from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.shapes import fmt_shape
@@ -114,6 +114,9 @@ def _split_args(text: str) -> list[str]:
 
 
 def _annotation(value) -> str:
+    if isinstance(value, tuple):
+        kinds = {_annotation(v) for v in value}
+        return f"tuple[{kinds.pop()}, ...]" if len(kinds) == 1 and not isinstance(value[0], tuple) else "tuple"
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
 
 
@@ -128,7 +131,41 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     if rule.inplace and _fresh(previous, read_elsewhere):
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
+    for e in (*torch.positional, *(e for _, e in torch.keywords)):
+        helpers.update(imports(e))  # `import math` for math.ceil
     return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+
+
+_ARITHMETIC = (Const, Name, Unary, Binary)
+
+
+READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
+
+
+def readable(expr: Expr) -> bool:
+    """Whether a value reads as a hand-written class passes it on: numbers and parameters in
+    arithmetic (`planes * 4`, `num_classes`), or a short expression (`cfg[0] * w`). A family's
+    rule inlined (`_make_divisible` of a stage table's item) does not: the network's class
+    writes the number it gives."""
+    if len(expr.text) <= READABLE:
+        return True
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if type(node) not in _ARITHMETIC:
+            return False
+        stack.extend(node.children)
+    return True
+
+
+def as_written(node):
+    """A network-level layer or block use with each value that is not `readable` as its
+    number (the generated class is the variant the rules computed)."""
+    args = tuple((k, v if readable(v.expr) else ir.Value.constant(v.value)) for k, v in node.args)
+    stats = node.stats
+    if stats is not None and not readable(stats.in_channels):
+        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
+    return replace(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -310,7 +347,8 @@ class ScopeBuilder(Visitor):
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                layers = tuple((None, layer_ctor(layer, self.generator.helpers), start.note(layer.stats))
+                written = as_written if self.generator.in_network else (lambda layer: layer)
+                layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
                                            condition=None if constant else condition))
@@ -379,6 +417,7 @@ class Generator:
         self.side_sources = frozenset(node.source for node in sides if node.source) | frozenset(
             name for node in walk(network.body) if isinstance(node, ir.Concat) for name in node.skips)
         self.has_sides = bool(sides)
+        self.in_network = False  # building the network's class: its family rules become numbers
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -389,9 +428,10 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(node, self.helpers, previous, self.side_sources)
+            return layer_ctor(as_written(node) if self.in_network else node, self.helpers, previous,
+                              self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(node)
+            return self.instance_call(as_written(node) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
@@ -414,8 +454,10 @@ class Generator:
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
+        self.helpers.update(imports(node.stats.in_channels))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
+            self.helpers.update(imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
@@ -430,7 +472,9 @@ class Generator:
 
     def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        in_network, self.in_network = self.in_network, False
         builder.start(node.body)
+        self.in_network = in_network
         used = _used_names(builder.members)
         info = self.network.blocks[node.block]
         params = [("in_channels", "int", None)]
@@ -457,7 +501,9 @@ class Generator:
     def module(self) -> ModuleModel:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
+        self.in_network = True
         builder.start(network.body)
+        self.in_network = False
         used = _used_names(builder.members)
         params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
                        for name, value in network.params if name in used)

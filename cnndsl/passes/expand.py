@@ -14,19 +14,18 @@ name is the switch (`network N(POOL = false)`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from .. import ast, ir
-from ..expr import BINARY, NONE, Binary, Const, Name, Unary
+from ..expr import NONE, Const, Name
 from ..diagnostics import Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
 from .resolve import suggest
+from .values import MAX_VALUE, Evaluating, Scope as _Scope, describe as _describe
 
 MAX_LAYERS = 20_000
-MAX_VALUE = 1 << 40
 MAX_NESTING = 64
 # Elements visited while expanding: lets and blocks that use each other twice over double
 # the work at each level even where they add no layer (an optional switched off, `*0`).
@@ -38,12 +37,6 @@ class _Fail(Exception):
 
 class _Stop(Exception):
     """Stop expanding the network (a limit, no input line); its diagnostic is recorded."""
-
-
-@dataclass
-class _Scope:
-    values: dict[str, ir.Value]
-    owner: str  # "network Foo" or "block Bar", for messages
 
 
 def switch_name(element: ast.Element) -> str | None:
@@ -73,13 +66,14 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     return found
 
 
-class Expander(Visitor):
+class Expander(Evaluating, Visitor):
     """`evaluate(expr, scope)` gives a Value; `node(node, scope, label)` the IR nodes of a
     chain node (a let or a repetition gives several, an optional switched off none)."""
 
     def __init__(self, program: ast.Program, context: Context):
         self.program = program
         self.lets = {d.name: d for d in program.lets}
+        self.defs = {d.name: d for d in program.defs}
         self.blocks = {d.name: d for d in program.blocks}
         self.overrides = dict(context.params)
         self.context = context
@@ -102,54 +96,9 @@ class Expander(Visitor):
     def errors(self) -> list[Diagnostic]:
         return self.context.errors
 
-    # -- expressions -------------------------------------------------------------------
-    def evaluate(self, expr: ast.Expr, scope: _Scope) -> ir.Value:
-        return self.visit(expr, scope)
-
-    def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: _Scope) -> ir.Value:
-        return ir.Value.constant(expr.value)
-
-    visit_Num = visit_Str = visit_Bool = visit_literal
-
-    def visit_Var(self, expr: ast.Var, scope: _Scope) -> ir.Value:
-        if expr.name in scope.values:
-            return scope.values[expr.name]
-        if (expr.name, scope.owner) in self.unknown:  # said once, where it is first used
-            raise _Fail()
-        self.unknown.add((expr.name, scope.owner))
-        if expr.name in ("True", "False"):
-            raise self.fail(expr.span, f"unknown name {expr.name!r}", f"booleans are written {expr.name.lower()}")
-        guess = suggest(expr.name, scope.values)
-        known = ", ".join(sorted(scope.values)) or "none"
-        raise self.fail(expr.span, f"unknown name {expr.name!r} in {scope.owner}",
-                        f"did you mean {guess!r}?" if guess else f"the parameters here are: {known}",
-                        "unknown-name")
-
-    def visit_Neg(self, expr: ast.Neg, scope: _Scope) -> ir.Value:
-        inner = self.evaluate(expr.operand, scope)
-        self.number(inner, expr.span, "'-'")
-        if not inner.names:
-            return ir.Value.constant(-inner.value)
-        return ir.Value(-inner.value, Unary("-", inner.expr))
-
-    def visit_BinOp(self, expr: ast.BinOp, scope: _Scope) -> ir.Value:
-        left = self.evaluate(expr.left, scope)
-        right = self.evaluate(expr.right, scope)
-        self.number(left, expr.left.span, f"'{expr.op}'")
-        self.number(right, expr.right.span, f"'{expr.op}'")
-        a, b = left.value, right.value
-        if expr.op in ("/", "//", "%") and b == 0:
-            raise self.fail(expr.right.span, "division by zero", None)
-        result = BINARY[expr.op][1](a, b)
-        if abs(result) > MAX_VALUE:
-            raise self.fail(expr.span, f"value {result:.3g} is too large", f"values stay below {MAX_VALUE:,}")
-        if not left.names and not right.names:
-            return ir.Value.constant(result)
-        return ir.Value(result, Binary(expr.op, left.expr, right.expr))
-
-    def number(self, value: ir.Value, span: Span, what: str) -> None:
-        if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
-            raise self.fail(span, f"{what} needs numbers, got {_describe(value.value)}", None, "type")
+    def fail_quietly(self) -> _Fail:
+        """Stop the element without a new diagnostic (the problem is reported already)."""
+        return _Fail()
 
     # -- arguments ---------------------------------------------------------------------
     def bind(self, names: list[str], call: ast.Call | None, scope: _Scope, what: str,
@@ -530,7 +479,11 @@ class Expander(Visitor):
     def override(self, network: ast.NetworkDef, param: ast.Param):
         """The --set value of a parameter, or `_Fail` (reported) if it is out of range."""
         value = self.overrides[param.name]
-        value = value.value if isinstance(value, ir.Value) else value
+        value = _frozen(value.value if isinstance(value, ir.Value) else value)
+        if not _plain_value(value):
+            self.context.error(network.name_span, f"parameter {param.name!r} cannot be {value!r}",
+                               "give a number, true/false, a string or a list of them", "type")
+            return _Fail
         if isinstance(value, float) and not math.isfinite(value):  # --set N=nan, N=inf
             self.context.error(network.name_span, f"parameter {param.name!r} is {value}, not a finite number",
                                f"give {param.name} a finite value", "type")
@@ -636,14 +589,15 @@ def _type_hint(spec, v) -> str | None:
     return None
 
 
-def _describe(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value)
+def _frozen(value):
+    """A list given from Python (`build(spec, cfg=[6, 12])`) as the tuple the language uses."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _plain_value(value) -> bool:
+    if isinstance(value, tuple):
+        return all(_plain_value(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def _renamed(node, name: str):

@@ -327,15 +327,15 @@ def definition_span(analysis: Analysis, line: int, column: int) -> Span | None:
     word = _word_at(analysis.source, line, column)
     if program is None or word is None:
         return None
-    for definition in (*program.blocks, *program.networks):  # a parameter, in its own definition
+    for definition in (*program.defs, *program.blocks, *program.networks):  # a parameter, in its own definition
         if _contains(definition.span, line, column):
-            for param in definition.params:
+            for param in definition.params or ():
                 if param.name == word:
                     return Span(param.span.file, param.span.line, param.span.column,
                                 param.span.line, param.span.column + len(param.name))
-    for block in program.blocks:
-        if block.name == word:
-            return block.name_span
+    for named in (*program.blocks, *program.defs):
+        if named.name == word:
+            return named.name_span
     let = _let_named(program, word)
     if let is not None:
         return _name_span(analysis.source, let.span, "let", let.name)
@@ -534,7 +534,8 @@ def _register_reading(server, state: _State, lsp) -> None:
 
 
 def _symbol(lsp, document, d):
-    kinds = {"network": lsp.SymbolKind.Module, "block": lsp.SymbolKind.Class, "let": lsp.SymbolKind.Variable}
+    kinds = {"network": lsp.SymbolKind.Module, "block": lsp.SymbolKind.Class, "let": lsp.SymbolKind.Variable,
+             "def": lsp.SymbolKind.Function}
     lines = document.lines
     end_line = min(d.end_line, len(lines))
     end_column = min(d.end_column, len(lines[end_line - 1].rstrip("\r\n")) + 1) if lines else 1
