@@ -22,6 +22,7 @@ from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
+from .cost import ExpansionCost
 from .resolve import suggest
 from .values import MAX_VALUE, Evaluating, Scope as _Scope, describe as _describe
 
@@ -81,6 +82,7 @@ class Expander(Evaluating, Visitor):
         self.layers = 0
         self.depth = 0  # elements being expanded, one inside the other
         self.steps = 0
+        self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
 
@@ -182,9 +184,7 @@ class Expander(Evaluating, Visitor):
                 node = element.node
                 self.steps += 1
                 if self.steps > MAX_STEPS:
-                    raise self.stop(element.span, f"expanding the network takes more than {MAX_STEPS:,} steps",
-                                    "lets or blocks that use each other twice over grow exponentially; "
-                                    "use a repetition *N instead", "limit")
+                    raise self.too_many_steps(element.span)
                 if isinstance(node, ast.Ref) and node.name == "INPUT":
                     if not (first_in_network and chain_index == 0 and index == 0):
                         self.context.error(node.span, "INPUT marks the start of a network's chain",
@@ -195,6 +195,11 @@ class Expander(Evaluating, Visitor):
                 except _Fail:
                     continue
         return items
+
+    def too_many_steps(self, span: Span) -> _Stop:
+        return self.stop(span, f"expanding the network takes more than {MAX_STEPS:,} steps",
+                         "lets or blocks that use each other twice over grow exponentially; "
+                         "use a repetition *N instead", "limit")
 
     def element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         # Blocks inside blocks inside groups: each level is a few frames here and in the
@@ -288,6 +293,8 @@ class Expander(Evaluating, Visitor):
         name = node.name
         call = node if isinstance(node, ast.Call) else None
         name_span = node.name_span if call else node.span
+        if (name in self.lets or name in self.blocks) and self.steps + self.cost.bound(name) > MAX_STEPS:
+            raise self.too_many_steps(node.span)  # known before expanding it (passes/cost.py)
         if name in self.lets:
             if call is not None:
                 raise self.fail(node.span, f"{name!r} is a let and takes no arguments",
