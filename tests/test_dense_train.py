@@ -142,3 +142,16 @@ def test_viz_overlays_the_mask_and_the_drawing_page_shows_it(segmenter, tmp_path
     assert (mask["height"], mask["width"]) == (16, 16) and len(mask["ids"]) == 256
     assert set(mask["ids"]) <= {0, 1, 2, 3} and len(mask["colours"]) == 4
     assert abs(sum(g["probability"] for g in reply["guesses"]) - 1) < 1e-6
+
+
+def test_the_python_api_takes_masks_and_boxes_as_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 3, 16, 16), dtype=np.uint8)
+    masks = (x[:, 0] > 128).astype(np.uint8)  # ids 0 and 1 only: the head's 4 classes still fit
+    history = cnndsl.fit(SEGMENTER, {"x": x, "masks": masks}, out=tmp_path / "seg", epochs=1, **FAST)
+    assert history.result["task"] == "segmentation" and history.result["test_samples"] == 4
+    grey = rng.integers(0, 256, (40, 1, 24, 24), dtype=np.uint8)
+    boxes = np.tile([2, 3, 12, 20], (40, 1))
+    history = cnndsl.fit(LOCALISER, {"x": grey, "y": np.arange(40) % 10, "boxes": boxes}, out=tmp_path / "loc",
+                         epochs=1, **FAST)
+    assert history.result["task"] == "localisation" and 0 <= history.result["test_box_iou"] <= 1
