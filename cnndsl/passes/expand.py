@@ -85,6 +85,7 @@ class Expander(Evaluating, Visitor):
         self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
+        self.dropped: set[str | None] = set()  # labels of optional elements switched off
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
         self.context.error(span, message, hint, code)
@@ -218,6 +219,7 @@ class Expander(Evaluating, Visitor):
         label = element.label
         if isinstance(node, ast.Optional) and node.condition is not None:
             if not self.condition(node.condition, scope):
+                self.dropped.add(label)
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, ast.Optional):
@@ -227,6 +229,7 @@ class Expander(Evaluating, Visitor):
                                 "label it: extra: [conv(64, 3) -> relu]?")
             on = self.switch(name, element.span)
             if not on:
+                self.dropped.add(label)
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None:
@@ -443,9 +446,24 @@ class Expander(Evaluating, Visitor):
             blocks=dict(self.block_infos),
             switches=tuple(sorted(self.switches.items())),
             source_path=self.context.source.path if self.context.source is not None else "",
-            doc=self.context.source.header_comment() if self.context.source is not None else (),
+            doc=_doc(network, self.context.source),
             input_span=network.input.span,
+            outputs=self.outputs(network),
         )
+
+    def outputs(self, network: ast.NetworkDef) -> tuple[ir.Output, ...]:
+        """The named outputs that are on: an optional element switched off gives none."""
+        if network.outputs is None:
+            return ()
+        seen: set[str] = set()
+        out = []
+        for item in network.outputs.items:
+            if item.key in seen:
+                self.context.error(item.span, f"output {item.key!r} is named twice", "give each output one key")
+            seen.add(item.key)
+            if item.element not in self.dropped:
+                out.append(ir.Output(item.key, item.element, item.span))
+        return tuple(out)
 
     def check_overrides(self, network: ast.NetworkDef, switches) -> None:
         """Every --set names a parameter or a switch of this network."""
@@ -526,6 +544,16 @@ class Expander(Evaluating, Visitor):
         return dims
 
 
+def _doc(network: ast.NetworkDef, source) -> tuple[tuple[str, ...], ...]:
+    """The network's account of itself: the file's opening comment; a variant's own
+    comment (the lines above its declaration) in place of the file's first paragraph."""
+    if source is None:
+        return ()
+    header = source.header_comment()
+    own = source.comment_above(network.span.line) if network.variant is not None else ()
+    return (own, *header[1:]) if own else header
+
+
 def _unknown_hint(name: str, names: list[str], torch_names: dict[str, str]) -> str:
     """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`,
     from the layer's ArgSpecs), else the nearest spelling, else the list."""
@@ -604,17 +632,18 @@ def _renamed(node, name: str):
 
 
 def select_network(program: ast.Program, name: str | None, context: Context) -> ast.NetworkDef | None:
-    """The network to compile: the one named, else the file's last."""
+    """The network to compile: the one named (a variant by its own name), else the file's
+    last (variants included)."""
     if not program.networks:
         context.error(program.span, "no network in this file",
                       "add one: network Net(classes = 10) { input 3x32x32 ... }")
         return None
     if name is None:
-        return program.networks[-1]
+        return max(program.networks, key=lambda n: (n.name_span.line, n.name_span.column))
     for network in program.networks:
-        if network.name == name:
+        if name in (network.name, network.variant):
             return network
-    names = [n.name for n in program.networks]
+    names = [n.variant or n.name for n in program.networks]
     guess = suggest(name, names)
     context.error(program.span, f"no network named {name!r}",
                   f"did you mean {guess!r}?" if guess else f"this file has: {', '.join(names)}")

@@ -176,7 +176,9 @@ def recipe_file_for(spec: str) -> Path | None:
     from ..compiler import builtins
 
     path = builtins().get(spec) if "/" not in spec and not spec.endswith(".cnn") else None
-    if path is None:
+    if path is not None:  # a built-in's own recipe (a variant's: NAME.train.toml beside its family's file)
+        path = path.with_name(f"{spec}.cnn")
+    else:
         path = Path(spec)
         if "\n" in spec or not path.is_file():
             return None
