@@ -155,3 +155,20 @@ def test_the_python_api_takes_masks_and_boxes_as_arrays(tmp_path):
     history = cnndsl.fit(LOCALISER, {"x": grey, "y": np.arange(40) % 10, "boxes": boxes}, out=tmp_path / "loc",
                          epochs=1, **FAST)
     assert history.result["task"] == "localisation" and 0 <= history.result["test_box_iou"] <= 1
+
+
+def test_a_recipe_files_set_table_gives_the_specs_parameters_beneath_the_command_line(tmp_path):
+    from cnndsl.train.errors import TrainError
+
+    spec = tmp_path / "seg.cnn"
+    spec.write_text(SEGMENTER.replace("TinySeg(num_classes = 4)", "TinySeg(num_classes = 2, width = 4)")
+                    .replace("conv(16, 3, pad=1)", "conv(width, 3, pad=1)"))
+    (tmp_path / "seg.train.toml").write_text("epochs = 1\nbatch_size = 32\n\n[set]\nnum_classes = 4\nwidth = 5\n")
+    history = cnndsl.fit(spec, "shapes", out=tmp_path / "a", params={"width": 6})  # shapes has 4 classes
+    run = json.loads((history.out / "run.json").read_text())
+    assert run["params"] == {"num_classes": 4, "width": 6} and run["recipe"]["epochs"] == 1
+    first_weight = next(iter(history.model.state_dict().values()))
+    assert first_weight.shape[0] == 6  # --set width=6 over the file's width = 5
+    (tmp_path / "seg.train.toml").write_text("[set]\nwidth = [1, 2]\n")
+    with pytest.raises(TrainError, match=r"\[set\] must map"):
+        cnndsl.fit(spec, "shapes", out=tmp_path / "b")
