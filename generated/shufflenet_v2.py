@@ -108,8 +108,8 @@ class InvertedResidual2(nn.Module):
 class ShuffleNetV2(nn.Module):
     """ShuffleNet V2 (Ma et al. 2018) as torchvision builds it, widths x0_5 to x2_0
 
-    Each unit halves its channels into two branches and shuffles the concatenation,
-    so that the next unit's halves mix both. A downsampling unit (stride 2) feeds its
+    Each unit halves its channels into two branches and shuffles the concatenation, so
+    that the next unit's halves mix both. A downsampling unit (stride 2) feeds its
     whole input to both branches (a depthwise 3x3 and a 1x1 on one; 1x1, depthwise 3x3
     and 1x1 on the other); the others split the channels: one half passes, the other
     goes through the second branch. Stages of 4, 8 and 4 units.

@@ -42,10 +42,9 @@ class SqueezeNet(nn.Module):
     """SqueezeNet (Iandola et al. 2016) as torchvision builds it, versions 1_0 and 1_1
 
     Fire modules: a 1x1 "squeeze" convolution, then 1x1 and 3x3 "expand" convolutions
-    side by side, concatenated. The two versions share the eight Fire modules; 1.1 has a
-    3x3 stem of 64 filters instead of 7x7 of 96 and pools earlier (after Fire 2 and 4,
-    not
-    3 and 7), for 2.4 times fewer multiply-accumulates. The classifier is a 1x1
+    side by side, concatenated. The two versions share the eight Fire modules; 1.1 has
+    a 3x3 stem of 64 filters instead of 7x7 of 96 and pools earlier (after Fire 2 and
+    4, not 3 and 7), for 2.4 times fewer multiply-accumulates. The classifier is a 1x1
     convolution to the classes, averaged over the map. squeezenet1_0 has 1,248,424
     parameters, squeezenet1_1 1,235,496.
 
