@@ -9,8 +9,8 @@ from torch import nn
 __all__ = ["ShuffleNetV2"]
 
 
-class InvertedResidual(nn.Module):
-    """Block `InvertedResidual`: in_channels x H x W to
+class ShuffleUnit(nn.Module):
+    """Block `ShuffleUnit`: in_channels x H x W to
     (oup // 2 * 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1).
 
     From specs/shufflenet_v2.cnn:15.
@@ -64,8 +64,8 @@ class InvertedResidual(nn.Module):
         return x
 
 
-class InvertedResidual2(nn.Module):
-    """Block `InvertedResidual`: in_channels x H x W to
+class ShuffleUnit2(nn.Module):
+    """Block `ShuffleUnit`: in_channels x H x W to
     (in_channels // 2 + oup // 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1).
 
     From specs/shufflenet_v2.cnn:15.
@@ -106,7 +106,8 @@ class InvertedResidual2(nn.Module):
 
 
 class ShuffleNetV2(nn.Module):
-    """ShuffleNet V2 (Ma et al. 2018) as torchvision builds it, widths x0_5 to x2_0
+    """ShuffleNet V2 (Ma et al. 2018): torchvision's channel-split network, widths x0_5 to
+    x2_0
 
     Each unit halves its channels into two branches and shuffles the concatenation, so
     that the next unit's halves mix both. A downsampling unit (stride 2) feeds its
@@ -143,33 +144,33 @@ class ShuffleNetV2(nn.Module):
         )
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.stage2 = nn.Sequential(
-            InvertedResidual(
+            ShuffleUnit(
                 stages_out_channels[0],
                 stages_out_channels[0],
                 stages_out_channels[1],
                 stride=2,
             ),  # 116x28x28
-            InvertedResidual2(stages_out_channels[1] // 2 * 2, stages_out_channels[1]),
-            InvertedResidual2(116, stages_out_channels[1]),
-            InvertedResidual2(116, stages_out_channels[1]),
+            ShuffleUnit2(stages_out_channels[1] // 2 * 2, stages_out_channels[1]),
+            ShuffleUnit2(116, stages_out_channels[1]),
+            ShuffleUnit2(116, stages_out_channels[1]),
         )
         self.stage3 = nn.Sequential(
-            InvertedResidual(116, stages_out_channels[1], stages_out_channels[2], stride=2),
+            ShuffleUnit(116, stages_out_channels[1], stages_out_channels[2], stride=2),
             # 232x14x14
-            InvertedResidual2(stages_out_channels[2] // 2 * 2, stages_out_channels[2]),
-            InvertedResidual2(232, stages_out_channels[2]),
-            InvertedResidual2(232, stages_out_channels[2]),
-            InvertedResidual2(232, stages_out_channels[2]),
-            InvertedResidual2(232, stages_out_channels[2]),
-            InvertedResidual2(232, stages_out_channels[2]),
-            InvertedResidual2(232, stages_out_channels[2]),
+            ShuffleUnit2(stages_out_channels[2] // 2 * 2, stages_out_channels[2]),
+            ShuffleUnit2(232, stages_out_channels[2]),
+            ShuffleUnit2(232, stages_out_channels[2]),
+            ShuffleUnit2(232, stages_out_channels[2]),
+            ShuffleUnit2(232, stages_out_channels[2]),
+            ShuffleUnit2(232, stages_out_channels[2]),
+            ShuffleUnit2(232, stages_out_channels[2]),
         )
         self.stage4 = nn.Sequential(
-            InvertedResidual(232, stages_out_channels[2], stages_out_channels[3], stride=2),
+            ShuffleUnit(232, stages_out_channels[2], stages_out_channels[3], stride=2),
             # 464x7x7
-            InvertedResidual2(stages_out_channels[3] // 2 * 2, stages_out_channels[3]),
-            InvertedResidual2(464, stages_out_channels[3]),
-            InvertedResidual2(464, stages_out_channels[3]),
+            ShuffleUnit2(stages_out_channels[3] // 2 * 2, stages_out_channels[3]),
+            ShuffleUnit2(464, stages_out_channels[3]),
+            ShuffleUnit2(464, stages_out_channels[3]),
         )
         self.conv5 = nn.Sequential(
             nn.Conv2d(464, stages_out_channels[4], kernel_size=1, bias=False),  # 1024x7x7

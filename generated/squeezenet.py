@@ -39,7 +39,7 @@ class Fire(nn.Module):
 
 
 class SqueezeNet(nn.Module):
-    """SqueezeNet (Iandola et al. 2016) as torchvision builds it, versions 1_0 and 1_1
+    """SqueezeNet (Iandola et al. 2016): torchvision's Fire network, versions 1_0 and 1_1
 
     Fire modules: a 1x1 "squeeze" convolution, then 1x1 and 3x3 "expand" convolutions
     side by side, concatenated. The two versions share the eight Fire modules; 1.1 has

@@ -34,7 +34,7 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
        "vgg_a_lrn", "vgg_c", "googlenet",
        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-       "resnet20", "resnet56", "preact_resnet18", "unet"]
+       "resnet20", "resnet56", "preact_resnet18", "unet", "squeezenet", "shufflenet_v2"]
 VGG = [name for name in ZOO if name.startswith("vgg")]
 SEGMENTERS = {"unet"}
 
@@ -58,6 +58,8 @@ SMALL = {
     "resnet56": ({}, (2, 3, 32, 32)),
     "preact_resnet18": ({}, (2, 3, 32, 32)),
     "unet": ({"pad": 1, "size": 32}, (2, 1, 32, 32)),
+    "squeezenet": ({"size": 64}, (2, 3, 64, 64)),
+    "shufflenet_v2": ({"size": 32}, (2, 3, 32, 32)),
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},
     **{f"resnet{d}": ({"size": 32}, (2, 3, 32, 32)) for d in (18, 34, 50, 101, 152)},
 }
