@@ -20,7 +20,7 @@ from ..layers import RULES
 from ..passes.shapes import dim_names, fmt_shape
 
 # Statements that stand apart from their neighbours, and those that open a stage of their own.
-APART = ("save", "project", "pad", "side")
+APART = ("save", "project", "pad", "side", "branch")
 OPENS = ("add", "mul")
 
 
@@ -94,7 +94,7 @@ def flattened(first: ir.Layer) -> ir.Stats:
 
 def staged(forward: list) -> list:
     """The statements with `blank` set where a new stage begins."""
-    if any(stmt.kind == "keep" for stmt in forward):
+    if any(stmt.kind == "join" for stmt in forward):
         return _levels(forward)
     out = []
     previous, previous_stage = None, None
