@@ -613,6 +613,8 @@ def run_random(minutes: float, seed: int, programs: int = 0, built: int = 0) -> 
         except Exception as exc:  # the generator or a family's oracle itself: still a failure, still counted
             ok, message = False, f"{type(exc).__name__}: {exc}"
         tried += 1
+        if programs and tried % 1000 == 0:  # a long campaign says how far it is
+            print(f"  {tried:,} tried, {ran:,} built, {failed} failed", file=sys.stderr, flush=True)
         counts = by_family.setdefault(family, [0, 0, 0])
         counts[0] += 1
         for name in classes or {family}:
