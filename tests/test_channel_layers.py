@@ -206,3 +206,42 @@ def test_split_arithmetic_is_checked(shape, branches, message):
     found = errors_of(f"split {{\n        {branches}\n    }}", shape)
     assert len(found) == 1 and message in found[0].message, found
     assert found[0].span.line in (3, 4, 5)
+
+
+INCEPTION_E = """block BasicConv(out, k, pad = 0) {
+    conv: conv(out, k, pad=pad, bias=false) -> bn: batchnorm(eps=0.001) -> relu
+}
+block Mixed() {
+    concat {
+        branch1x1: BasicConv(8, 1)
+        [branch3x3_1: BasicConv(6, 1) -> concat {
+            branch3x3_2a: BasicConv(4, 3, pad=1)
+            branch3x3_2b: BasicConv(4, 1)
+        }]
+        [avgpool(3, stride=1, pad=1) -> branch_pool: BasicConv(2, 1)]
+    }
+}
+network N() {
+    input 5x7x7
+    mixed: Mixed
+}
+"""
+
+
+def test_a_branch_of_named_members_sits_in_the_scope_as_inception_v3s():
+    code = cnndsl.compile_source(INCEPTION_E)
+    assert "branch3x3 = self.branch3x3_1(x)" in code
+    assert "branch3x3 = torch.cat([\n            self.branch3x3_2a(branch3x3),\n" in code
+    assert "branch_pool = self.pool(x)\n        branch_pool = self.branch_pool(branch_pool)" in code
+    model = load_generated(code).N().double().eval()
+    keys = [k for k in model.state_dict() if k.endswith("conv.weight")]
+    assert keys == ["mixed.branch1x1.conv.weight", "mixed.branch3x3_1.conv.weight", "mixed.branch3x3_2a.conv.weight",
+                    "mixed.branch3x3_2b.conv.weight", "mixed.branch_pool.conv.weight"]
+    m = model.mixed
+    x = torch.randn(2, 5, 7, 7, dtype=torch.float64)
+    b = m.branch3x3_1(x)
+    want = torch.cat([m.branch1x1(x), m.branch3x3_2a(b), m.branch3x3_2b(b),
+                      m.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))], dim=1)
+    with torch.no_grad():
+        assert torch.equal(model(x), want)
+    assert compile_network(source_from_text(INCEPTION_E, "n.cnn")).network.body.stats.out_shape == (18, 7, 7)

@@ -16,6 +16,7 @@ from ..errors import InternalError
 from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
+from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..traverse import Visitor, children, walk
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
@@ -61,6 +62,8 @@ class Stmt:
     var: str = "identity"
     conditional: bool = False
     stage: object = None  # the spatial size it gives, where it changes the chain's
+    into: str = "x"  # the local a call or a cat assigns (a concat branch's own, `branch5x5`)
+    reads: str = "x"  # the local it reads
     blank: bool = False  # a blank line before it: a new stage
 
 
@@ -198,6 +201,7 @@ class ScopeBuilder(Visitor):
         self.identities: list[str] = []
         self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
+        self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
@@ -261,7 +265,9 @@ class ScopeBuilder(Visitor):
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
         parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
-        self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name))
+        self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name,
+                                      into=self.into, reads=self.reads))
+        self.reads = self.into
         self.keep(node.name)
 
     visit_Layer = visit_BlockInstance = member_call
@@ -303,7 +309,10 @@ class ScopeBuilder(Visitor):
             return
         for branch in node.branches:
             if branch.name is None and not branch.items:
-                parts.append("x")
+                parts.append(self.reads)
+                continue
+            if flat_branch(branch):
+                parts.append(self.flat_branch(branch))
                 continue
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
@@ -311,8 +320,21 @@ class ScopeBuilder(Visitor):
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
-        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
+            parts.append(f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})")
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
+        self.reads = self.into
+
+    def flat_branch(self, branch: ir.Seq) -> str:
+        """A branch whose members sit in the scope, called in turn on a local of its own, as
+        torchvision's Inception3 writes `branch5x5 = self.branch5x5_1(x)`; the local's name."""
+        members = ir.members(branch)  # named after its first member with weights (not a pool)
+        first = next((m for m in members if m.stats is not None and m.stats.params), members[0])
+        local = self.locals.fresh(_branch_local(getattr(first, "name", None) or "branch"))
+        saved = self.into, self.reads, self.notes
+        self.into, self.notes = local, self.notes.fork()
+        self.run(branch)
+        self.into, self.reads, self.notes = saved
+        return local
 
     def split(self, node: ir.Concat) -> None:
         """`x1, x2 = x.chunk(2, dim=1)`, then the branches, each on its share, concatenated; a
@@ -387,6 +409,13 @@ def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
                 node.values["like"] not in sizes:
             sizes.append(node.values["like"])
     return skips, sizes
+
+
+def _branch_local(member: str) -> str:
+    """The local of a branch named after its first member, less a step number: `branch5x5_1`
+    gives `branch5x5`, `branch3x3dbl_1` `branch3x3dbl`."""
+    stem, _, step = member.rpartition("_")
+    return stem if stem and step[:1].isdigit() else member
 
 
 def _single_leaf(seq: ir.Seq):

@@ -29,6 +29,28 @@ def block_attribute(block: str) -> str:
     return snake if unsafe_name_reason(snake, "label") is None else f"{snake}_block"
 
 
+def flat_branch(branch: ir.Seq) -> bool:
+    """A concat branch of several members, each named, stateless (a pool) or itself a concat:
+    its members sit in the class scope and are called in turn, as torchvision's Inception3 has
+    `branch5x5_1` and `branch5x5_2`; an unnamed branch with an unnamed member that holds
+    weights is an nn.Sequential instead."""
+    members = ir.members(branch)
+    return branch.name is None and len(members) > 1 and any(_named(m) for m in members) and all(
+        _named(m) or _stateless(m) or (isinstance(m, ir.Concat) and not m.split and not m.skips)
+        for m in members)
+
+
+def _named(member) -> bool:
+    return isinstance(member, (ir.Layer, ir.BlockInstance, ir.Seq)) and member.name is not None
+
+
+def _stateless(member) -> bool:
+    if not isinstance(member, ir.Layer) or member.stats is None:
+        return False
+    rule = RULES[member.kind]
+    return member.stats.params == 0 and rule.buffers(member.stats.in_shape, member.values) == 0
+
+
 class _Namer:
     """Hands out names in one class scope."""
 
@@ -131,8 +153,8 @@ class Naming(Visitor):
                 self.error(branch.span, "a concat branch cannot hold a side output",
                            "read the side output before or after the concat")
             return branch
-        if branch.name is None and len(ir.members(branch)) == 1:
-            return replace(branch, items=(self.visit(ir.members(branch)[0], namer),))
+        if branch.name is None and (len(ir.members(branch)) == 1 or flat_branch(branch)):
+            return replace(branch, items=tuple(self.visit(member, namer) for member in ir.members(branch)))
         if branch.name is not None:
             name = namer.user(branch.name, branch.span)
         else:
