@@ -307,13 +307,29 @@ class NetworkDef:
     body: tuple[Chain, ...]
     span: Span
     name_span: Span
+    variant: str | None = None  # the name of the variant declaration this network is (passes/variants.py)
+
+
+@dataclass(frozen=True)
+class VariantDef:
+    """`network resnet50 = ResNet(layers = [3, 4, 6, 3])`: the network `family` with these
+    arguments as its parameters' defaults, under a name of its own."""
+
+    _fields = ("args",)
+    name: str
+    family: str
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+    family_span: Span
 
 
 @dataclass(frozen=True)
 class Program:
-    _fields = ("defs", "lets", "blocks", "networks")
+    _fields = ("defs", "lets", "blocks", "networks", "variants")
     lets: tuple[LetDef, ...]
     blocks: tuple[BlockDef, ...]
     networks: tuple[NetworkDef, ...]
     span: Span
     defs: tuple[DefDef, ...] = ()
+    variants: tuple[VariantDef, ...] = ()

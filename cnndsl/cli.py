@@ -195,7 +195,7 @@ def summary_command(spec: str, settings, network, style: str, fmt: str, depth, c
 @cli.command("list")
 @click.option("--layers", is_flag=True, help="List the layer kinds and their arguments instead.")
 def list_command(layers: bool) -> None:
-    """The built-in networks, one per line, name first."""
+    """The built-in networks, one per line, name first; a family's variants indented under it."""
     if layers:
         from .layers import RULES, REQUIRED
 
@@ -205,12 +205,12 @@ def list_command(layers: bool) -> None:
             args = ", ".join(a.name if a.default is REQUIRED else f"{a.name}={_show(a.default)}" for a in rule.args)
             click.echo(f"{kind}({args})  {rule.doc}")
         return
-    from .compiler import builtins
+    from .resources import families
 
-    for name, path in builtins().items():
-        first = path.read_text(encoding="utf-8").splitlines()[:1]
-        about = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
-        click.echo(f"{name:<16} {about}".rstrip())
+    for entries in families().values():  # a family's file, then its variants, indented
+        for entry in entries:
+            name = entry.name if entry.name == entry.family else f"  {entry.name}"
+            click.echo(f"{name:<18} {entry.about}".rstrip())
 
 
 def _show(value) -> str:

@@ -22,7 +22,8 @@ class Compiled:
 
 
 def builtins() -> dict[str, Path]:
-    """The built-in specs: every `specs/NAME.cnn` (examples live in specs/examples/)."""
+    """The built-ins by name and the spec file of each: every `specs/NAME.cnn`, and every
+    variant declared in one (`resources.catalog`; examples live in specs/examples/)."""
     return resources.builtins()
 
 
@@ -50,10 +51,11 @@ def load(spec: str | Path) -> SourceFile:
     path = Path(spec)
     if path.suffix == ".cnn" or path.exists() or "/" in str(spec):
         return read_source(path)
-    table = builtins()
+    table = resources.catalog()
     if str(spec) in table:
-        source = read_source(table[str(spec)])
-        return SourceFile(f"specs/{table[str(spec)].name}", source.text)
+        entry = table[str(spec)]
+        source = read_source(entry.path)
+        return SourceFile(f"specs/{entry.path.name}", source.text, network=entry.network)
     from .passes.resolve import suggest
 
     guess = suggest(str(spec), table)
@@ -73,7 +75,7 @@ def compile_network(source: SourceFile, params: dict | None = None, strict: bool
     syntax tree of `source`, already parsed (the language server parses once per change).
     On errors, the `CompileError` holds all of them, and the partial tree as `.tree`
     (see `run_passes`)."""
-    context = Context(source, dict(params or {}), strict, network)
+    context = Context(source, dict(params or {}), strict, network if network is not None else source.network)
     if program is None:
         tree = run_passes(source, context)
     else:

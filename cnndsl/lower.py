@@ -308,13 +308,20 @@ class _Lower(Transformer_NonRecursive):
                               self.span(meta), self.tspan(name))
 
     @v_args(meta=True)
+    def variant_def(self, meta, children):
+        name, family, args = children
+        return ast.VariantDef(str(name), str(family), args or (), self.span(meta), self.tspan(name),
+                              self.tspan(family))
+
+    @v_args(meta=True)
     def start(self, meta, children):
         return ast.Program(
             tuple(c for c in children if isinstance(c, ast.LetDef)),
             tuple(c for c in children if isinstance(c, ast.BlockDef)),
             tuple(c for c in children if isinstance(c, ast.NetworkDef)),
             self.span(meta),
-            tuple(c for c in children if isinstance(c, ast.DefDef)),
+            defs=tuple(c for c in children if isinstance(c, ast.DefDef)),
+            variants=tuple(c for c in children if isinstance(c, ast.VariantDef)),
         )
 
 

@@ -153,7 +153,7 @@ class Transformer(Visitor):
 
 # -- the dump ---------------------------------------------------------------------------
 
-_HIDDEN = frozenset({"span", "name_span", "label_span", "input_span"})
+_HIDDEN = frozenset({"span", "name_span", "label_span", "input_span", "family_span"})
 
 
 def dump(node, indent: str = "  ") -> str:

@@ -447,7 +447,7 @@ class Expander(Evaluating, Visitor):
             blocks=dict(self.block_infos),
             switches=tuple(sorted(self.switches.items())),
             source_path=self.context.source.path if self.context.source is not None else "",
-            doc=self.context.source.header_comment() if self.context.source is not None else (),
+            doc=_doc(network, self.context.source),
             input_span=network.input.span,
         )
 
@@ -531,6 +531,16 @@ class Expander(Evaluating, Visitor):
         return dims
 
 
+def _doc(network: ast.NetworkDef, source) -> tuple[tuple[str, ...], ...]:
+    """The network's account of itself: the file's opening comment; a variant's own
+    comment (the lines above its declaration) in place of the file's first paragraph."""
+    if source is None:
+        return ()
+    header = source.header_comment()
+    own = source.comment_above(network.span.line) if network.variant is not None else ()
+    return (own, *header[1:]) if own else header
+
+
 def _unknown_hint(name: str, names: list[str], torch_names: dict[str, str]) -> str:
     """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`,
     from the layer's ArgSpecs), else the nearest spelling, else the list."""
@@ -609,17 +619,18 @@ def _renamed(node, name: str):
 
 
 def select_network(program: ast.Program, name: str | None, context: Context) -> ast.NetworkDef | None:
-    """The network to compile: the one named, else the file's last."""
+    """The network to compile: the one named (a variant by its own name), else the file's
+    last (variants included)."""
     if not program.networks:
         context.error(program.span, "no network in this file",
                       "add one: network Net(classes = 10) { input 3x32x32 ... }")
         return None
     if name is None:
-        return program.networks[-1]
+        return max(program.networks, key=lambda n: (n.name_span.line, n.name_span.column))
     for network in program.networks:
-        if network.name == name:
+        if name in (network.name, network.variant):
             return network
-    names = [n.name for n in program.networks]
+    names = [n.variant or n.name for n in program.networks]
     guess = suggest(name, names)
     context.error(program.span, f"no network named {name!r}",
                   f"did you mean {guess!r}?" if guess else f"this file has: {', '.join(names)}")

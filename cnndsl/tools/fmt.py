@@ -221,8 +221,10 @@ def _layout(tokens, lines: list[_Line], aligned: set[int]) -> None:
                 parts.append(_space(tokens, i, stack))
             parts.append(text)
             if text in _OPENERS:
-                header = (text == "(" and len(stack) == 1 and i == item_first + 2
-                          and _is_keyword(tokens[item_first]) and tokens[i - 1].type == "NAME")
+                # `network Foo(N = 2)`, and a variant's `network foo = Foo(N = 4)`, spaced alike
+                header = (text == "(" and len(stack) == 1 and i in (item_first + 2, item_first + 4)
+                          and _is_keyword(tokens[item_first]) and tokens[i - 1].type == "NAME"
+                          and (i == item_first + 2 or str(tokens[item_first]) == "network"))
                 stack.append(_Frame(text, i, line.level, line.level, header, i in aligned))
             elif text in _CLOSERS and len(stack) > 1:
                 stack.pop()

@@ -69,14 +69,15 @@ def analyze(text: str, path: str) -> Analysis:
 
     try:
         analysis.program = parse(source)
-        if not analysis.program.networks:  # blocks and lets alone: compile_network resolves the rest
-            resolve(analysis.program)
+        if not analysis.program.networks and not analysis.program.variants:
+            resolve(analysis.program)  # blocks and lets alone: compile_network resolves the rest
     except CompileError as exc:  # the tree, where there is one, still serves go-to-definition
         analysis.diagnostics += exc.diagnostics
         return analysis
-    for network in analysis.program.networks:
+    names = [n.name for n in analysis.program.networks] + [v.name for v in analysis.program.variants]
+    for name in names:
         try:
-            compiled = _compile(analysis.program, source, network.name)
+            compiled = _compile(analysis.program, source, name)
         except CompileError as exc:
             analysis.diagnostics += exc.diagnostics
             tree = getattr(exc, "tree", None)  # the compiler's partial IR: unknown parts have stats None
@@ -338,7 +339,7 @@ def definition_span(analysis: Analysis, line: int, column: int) -> Span | None:
     let = _let_named(program, word)
     if let is not None:
         return _name_span(analysis.source, let.span, "let", let.name)
-    for network in program.networks:
+    for network in (*program.networks, *program.variants):
         if network.name == word:
             return network.name_span
     return None
