@@ -111,6 +111,9 @@ class Naming(Visitor):
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
         return evolve(seq, items=tuple(self.visit(item, namer) for item in seq.items))
 
+    def visit_Unknown(self, node: ir.Unknown, namer: _Namer) -> ir.Unknown:
+        return node  # an element that failed (its error is reported) has no attribute
+
     def visit_Layer(self, node: ir.Layer, namer: _Namer) -> ir.Layer:
         name = namer.user(node.name, node.span) if node.name else namer.auto(RULES[node.kind].base_name, node.span)
         return evolve(node, name=name)
