@@ -299,6 +299,24 @@ class BlockDef:
 
 
 @dataclass(frozen=True)
+class Output:
+    """`out=classifier` in `outputs(...)`: the key the forward's dict gives the output of
+    the element (a member or a side output); `box` alone is `box=box`."""
+
+    _fields = ()
+    key: str
+    element: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Outputs:
+    _fields = ("items",)
+    items: tuple[Output, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class NetworkDef:
     _fields = ("params", "input", "body")
     name: str
@@ -307,6 +325,7 @@ class NetworkDef:
     body: tuple[Chain, ...]
     span: Span
     name_span: Span
+    outputs: Outputs | None = None  # several named outputs: forward returns a dict
     variant: str | None = None  # the name of the variant declaration this network is (passes/variants.py)
 
 

@@ -157,8 +157,10 @@ def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
     net = compiled.network
     from .passes.shapes import fmt_shape
 
+    outputs = ", ".join(f"{key} {fmt_shape(shape)}" for key, shape in net.output_shapes.items()) \
+        if net.outputs else fmt_shape(net.body.stats.out_shape)
     click.echo(f"{compiled.source.path}: network {net.name} is well-formed: {fmt_shape(net.input)} -> "
-               f"{fmt_shape(net.body.stats.out_shape)}, {net.body.stats.params:,} parameters"
+               f"{outputs}, {net.body.stats.params:,} parameters"
                + (f", {len(compiled.warnings)} warning(s)" if compiled.warnings else ""))
 
 

@@ -224,6 +224,18 @@ def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[s
 
 
 @dataclass(frozen=True)
+class Output:
+    """A named output: `outputs(out=classifier)` gives the forward's dict the key `out`
+    for the output of the member or side output `classifier`."""
+
+    _fields = ()
+    key: str
+    element: str
+    span: Span
+    shape: Shape | None = None  # once shapes are known
+
+
+@dataclass(frozen=True)
 class Network:
     _fields = ("body",)
     name: str
@@ -237,6 +249,14 @@ class Network:
     source_path: str = ""
     doc: tuple[tuple[str, ...], ...] = ()  # the spec's header comment: paragraphs of lines
     input_span: Span | None = None  # the `input` line
+    outputs: tuple[Output, ...] = ()  # several named outputs (forward returns a dict); () for one
+
+    @property
+    def output_shapes(self) -> dict[str, Shape]:
+        """Each output's shape by key: the named outputs, or the chain's end as `out`."""
+        if self.outputs:
+            return {o.key: o.shape for o in self.outputs}
+        return {"out": self.body.stats.out_shape if self.body.stats else None}
 
 
 def members(seq: Seq) -> list:

@@ -195,33 +195,33 @@ class _Lower(Transformer_NonRecursive):
         skips = tuple(str(s) for s in skips if s is not None)
         if body is None:
             return ast.Concat((), self.span(meta), skips)
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Concat(body.items, self.span(meta), skips), *body.items)
 
     @v_args(meta=True)
     def split(self, meta, children):
         (body,) = children
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Concat(body.items, self.span(meta), split=True), *body.items)
 
     @v_args(meta=True)
     def residual(self, meta, children):
         body, shortcut = children
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
 
     @v_args(meta=True)
     def gate(self, meta, children):
         body = children[0]
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Gate(body.items, self.span(meta)), *body.items)
 
     @v_args(meta=True)
@@ -289,8 +289,12 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def block_def(self, meta, children):
         name, params, body = children
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
+            if isinstance(inputs[0], ast.Outputs):
+                raise CompileError([Diagnostic.error(
+                    inputs[0].span, "a block has one output, the end of its chain",
+                    "move outputs(...) into the network")])
             raise CompileError([Diagnostic.error(
                 inputs[0].span, "a block takes its input from where it is used",
                 "move 'input' into the network")])
@@ -300,12 +304,25 @@ class _Lower(Transformer_NonRecursive):
     def network_def(self, meta, children):
         name, params, body = children
         inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        outputs = [c for c in body.items if isinstance(c, ast.Outputs)]
         chains = tuple(c for c in body.items if isinstance(c, ast.Chain))
         if len(inputs) > 1:
             raise CompileError([Diagnostic.error(inputs[1].span, "a second 'input' line",
                                                  "a network has one input; remove this line")])
+        if len(outputs) > 1:
+            raise CompileError([Diagnostic.error(outputs[1].span, "a second 'outputs' line",
+                                                 "name every output in one outputs(...)")])
         return ast.NetworkDef(str(name), params or (), inputs[0] if inputs else None, chains,
-                              self.span(meta), self.tspan(name))
+                              self.span(meta), self.tspan(name), outputs[0] if outputs else None)
+
+    @v_args(meta=True)
+    def outputs_decl(self, meta, children):
+        return ast.Outputs(tuple(children), self.span(meta))
+
+    @v_args(meta=True)
+    def output(self, meta, children):
+        key, element = children
+        return ast.Output(str(key), str(element if element is not None else key), self.span(meta))
 
     @v_args(meta=True)
     def variant_def(self, meta, children):
@@ -329,6 +346,10 @@ class _Body:
     def __init__(self, items, span):
         self.items = items
         self.span = span
+
+
+def _misplaced(node) -> str:
+    return f"'{'outputs' if isinstance(node, ast.Outputs) else 'input'}' belongs in a network body"
 
 
 def lower(tree: Tree, source: SourceFile) -> ast.Program:

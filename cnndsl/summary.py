@@ -256,8 +256,10 @@ def table(network: ir.Network, depth: int | None = None, columns=()) -> str:
     out = [fmt(header), rule] + [fmt(line) for line in cells[1:]] + [rule]
     stats = network.body.stats
     total = totals(network)
+    shown = ", ".join(f"{o.key} {fmt_shape(o.shape)}" for o in network.outputs)
     out += [
-        f"network {network.name}: input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}",
+        f"network {network.name}: input {fmt_shape(network.input)}, "
+        + (f"outputs {shown}" if shown else f"output {fmt_shape(stats.out_shape)}"),
         f"parameters: {stats.params:,}",
         f"trainable: {total.trainable:,}; frozen: {total.frozen:,} (batch norm's running statistics)",
         f"multiply-accumulates: {stats.macs:,} ({human(stats.macs)}) per image",
@@ -273,6 +275,7 @@ def as_json(network: ir.Network, depth: int | None = None) -> str:
 
     return json.dumps({"network": network.name, "input": list(network.input),
                        "output": list(network.body.stats.out_shape), "depth": depth,
+                       "outputs": {key: list(shape) for key, shape in network.output_shapes.items()},
                        "rows": [line.as_dict() for line in lines(network, depth)],
                        "totals": totals(network).as_dict()}, indent=2) + "\n"
 

@@ -249,3 +249,65 @@ def test_unet_runs_unpadded_and_padded():
     with torch.no_grad():
         assert padded(torch.randn(2, 3, 48, 48)).shape == (2, 5, 48, 48)
         assert padded(torch.randn(1, 3, 40, 40)).shape == (1, 5, 32, 32)  # 40 -> 20 -> 10 -> 5 -> 2: cropped
+
+
+LOCALIZE = """\
+network Loc(classes = 10, aux = false) {
+    input 1x28x28
+    features: [conv(8, 3, pad=1) -> relu -> maxpool(2)]
+    fc(32) -> relu
+    scores: side fc(classes)
+    box: fc(4)
+    extra: side fc(3)?aux
+    outputs(scores, box, more=extra)
+}
+"""
+
+
+def test_named_outputs_are_checked_and_returned_as_a_dict():
+    network = compiled(LOCALIZE).network
+    assert network.output_shapes == {"scores": (10,), "box": (4,)}  # the optional one is off
+    on = compile_network(source_from_text(LOCALIZE, "seg.cnn"), {"aux": True}).network
+    assert on.output_shapes == {"scores": (10,), "box": (4,), "more": (3,)}
+    net = module(LOCALIZE, "Loc").eval()
+    x = torch.randn(3, 1, 28, 28)
+    result = net(x)
+    assert list(result) == ["scores", "box"] and result["scores"].shape == (3, 10) and result["box"].shape == (3, 4)
+    hidden = net.relu(net.fc(torch.flatten(net.features(x), 1)))
+    assert torch.equal(result["scores"], net.scores(hidden)) and torch.equal(result["box"], net.box(hidden))
+    assert torch.equal(net.train()(x)["box"], result["box"])  # the same dict while training
+    assert "outputs scores 10, box 4" in cnndsl.summarize(LOCALIZE)
+    assert cnndsl.build(LOCALIZE).cnndsl_outputs == {"scores": (10,), "box": (4,)}
+    built = cnndsl.build(LOCALIZE).eval()
+    scripted = torch.jit.script(built)  # a dict of tensors is TorchScript's too
+    assert torch.equal(scripted(x)["box"], built(x)["box"])
+
+
+def test_named_output_errors():
+    (unknown,) = errors(LOCALIZE.replace("outputs(scores, box, more=extra)", "outputs(scores, box, what=nothing)"))
+    assert (unknown.span.line, unknown.span.column) == (8, 26) and "'nothing'" in unknown.message
+    assert "features" in unknown.hint
+    (unlisted,) = errors(LOCALIZE.replace("outputs(scores, box, more=extra)", "outputs(box)"))
+    assert unlisted.span.line == 5 and "'scores'" in unlisted.message and "outputs(..., scores)" in unlisted.hint
+    (twice,) = errors(LOCALIZE.replace("outputs(scores, box, more=extra)", "outputs(scores, box, box=scores)"))
+    assert "'box' is named twice" in twice.message
+    (block,) = errors("block B() {\n    conv(3, 1)\n    outputs(a)\n}\nnetwork N() {\n    input 3x4x4\n    B\n}")
+    assert block.span.line == 3 and "network" in block.hint
+
+
+def test_named_outputs_in_the_diagram_and_onnx(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from cnndsl.pictures.draw import render
+    from cnndsl.tools.export import export_onnx
+
+    network = compile_network(source_from_text(LOCALIZE, "seg.cnn"), {"aux": True}).network
+    svg = tmp_path / "loc.svg"
+    render(network, str(svg), 1.0)
+    text = svg.read_text()
+    assert "extra → more" in text and "scores 10, box 4, more 3" in text
+    import onnx
+
+    names = export_onnx(cnndsl.build(LOCALIZE).eval(), (1, 28, 28), tmp_path / "loc.onnx")
+    assert names == ["scores", "box"]
+    assert [o.name for o in onnx.load(str(tmp_path / "loc.onnx")).graph.output] == ["scores", "box"]

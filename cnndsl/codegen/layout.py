@@ -21,7 +21,7 @@ from ..passes.shapes import dim_names, fmt_shape
 from ..traverse import evolve
 
 # Statements that stand apart from their neighbours, and those that open a stage of their own.
-APART = ("save", "project", "pad", "side")
+APART = ("save", "project", "pad", "side", "branch")
 OPENS = ("add", "mul")
 
 
@@ -95,7 +95,7 @@ def flattened(first: ir.Layer) -> ir.Stats:
 
 def staged(forward: list) -> list:
     """The statements with `blank` set where a new stage begins."""
-    if any(stmt.kind == "keep" for stmt in forward):
+    if any(stmt.kind == "join" for stmt in forward):
         return _levels(forward)
     out = []
     previous, previous_stage = None, None

@@ -76,6 +76,7 @@ class ClassModel:
     forward: tuple[Stmt, ...]
     provenance: str
     sides: tuple[str, ...] = ()  # extra outputs, returned after x while training
+    outputs: tuple[tuple[str, str], ...] = ()  # named outputs: (key, local), returned as a dict
 
     @property
     def signature(self) -> list[str]:
@@ -193,6 +194,8 @@ class ScopeBuilder(Visitor):
         self.members: list[Member] = []
         self.forward: list[Stmt] = []
         self.sides: list[str] = []
+        self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
+        self.output_locals: dict[str, str] = {}  # element -> the local holding it at the return
         self.residual_depth = 0
         self.gate_depth = 0
         # forward()'s locals: x, a side output's value, a residual's saved input (identity,
@@ -205,15 +208,30 @@ class ScopeBuilder(Visitor):
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
-        then the kept outputs of the elements a concat or an upsample reads by name."""
-        if not self.in_block:  # a side output belongs to the network (passes/names.py)
-            self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in self.generator.sides}
+        then the kept outputs of the elements a concat, an upsample or the outputs read by name."""
+        sides = self.generator.sides if not self.in_block else []  # side outputs belong to the network
+        self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in sides}
         skips, sizes = scope_reads(seq)
-        self.kept = {name: self.locals.fresh(name) for name in skips}
+        self.kept = {name: self.locals.fresh(name) for name in self.outputs_kept(seq, skips, sides)}
+        self.output_locals.update({name: self.kept[name] for name in self.output_elements if name in self.kept})
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
         if "input" in self.sizes:
             self.forward.append(Stmt("size", var=self.sizes["input"]))
         self.run(seq)
+
+    def outputs_kept(self, seq: ir.Seq, skips: list[str], sides: list) -> list[str]:
+        """The members to keep in a local: the skips, and the named outputs that are members
+        (not side outputs) other than the one ending the chain, which returns as `x`."""
+        side_names = {node.node.name for node in sides}
+        chain = [item for item in ir.members(seq) if not isinstance(item, ir.Side)]
+        last = getattr(chain[-1], "name", None) if chain else None
+        kept = list(skips)
+        for name in sorted(self.output_elements - side_names):
+            if name == last:
+                self.output_locals[name] = "x"
+            elif name not in kept:
+                kept.append(name)
+        return kept
 
     def identity(self, depth: int, saved: list[str] | None = None, base: str = "identity") -> str:
         """The local that holds the input of the residual (or gate) nested `depth` deep."""
@@ -240,7 +258,9 @@ class ScopeBuilder(Visitor):
         self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
         flatten = bool(first is not None and first.stats.flatten_before)
         local = self.side_locals[id(node)]
-        stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), var=local, conditional=flatten)
+        output = inner.name in self.output_elements  # a named output: computed in eval mode too
+        stmt = Stmt("branch" if output else "side", inner.name, fmt_shape(inner.stats.out_shape), var=local,
+                    conditional=flatten)
         if node.source is None:
             self.forward.append(stmt)
         else:  # computed right after the member it reads, after any side already there
@@ -248,10 +268,13 @@ class ScopeBuilder(Visitor):
                       None)
             if at is None:  # passes/emittable.py lets no such side through
                 raise InternalError(f"side({node.source}) reads a member the forward does not call")
-            while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
+            while at + 1 < len(self.forward) and self.forward[at + 1].kind in ("side", "branch"):
                 at += 1
             self.forward.insert(at + 1, stmt)
-        self.sides.append(local)
+        if output:
+            self.output_locals[inner.name] = local
+        else:
+            self.sides.append(local)
 
     def member_call(self, node, previous=None) -> None:
         """A layer, a block instance or a named group: a member, called in forward."""
@@ -535,6 +558,7 @@ class Generator:
     def module(self) -> ModuleModel:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
+        builder.output_elements = frozenset(o.element for o in network.outputs)
         self.in_network = True
         builder.start(network.body)
         self.in_network = False
@@ -544,17 +568,22 @@ class Generator:
         stats = network.body.stats
         compiled_with = ", ".join(f"{name}={ir.Value.constant(v.value).text}" for name, v in network.params)
         switches = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in network.switches)
-        doc = [*network.doc, f"Input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}; "
-               f"{stats.params:,} parameters, {stats.macs:,} multiply-accumulates."]
+        shown = ", ".join(f"{o.key} {fmt_shape(o.shape)}" for o in network.outputs)
+        doc = [*network.doc, f"Input {fmt_shape(network.input)}, "
+               + (f"outputs {shown}" if shown else f"output {fmt_shape(stats.out_shape)}")
+               + f"; {stats.params:,} parameters, {stats.macs:,} multiply-accumulates."]
         if compiled_with:
             doc.append(f"Compiled with {compiled_with}.")
         if switches:
             doc.append(f"Optional layers: {switches}.")
         if builder.sides:
             doc.append(f"While training, forward returns (x, {', '.join(builder.sides)}); in eval mode, x.")
+        if network.outputs:
+            doc.append(f"Forward returns a dict of {', '.join(repr(o.key) for o in network.outputs)}.")
+        outputs = tuple((o.key, builder.output_locals[o.element]) for o in network.outputs)
         net_class = ClassModel(network.name, wrap_doc(doc), params, tuple(builder.members),
                                tuple(staged(builder.forward)),
-                               f"{network.source_path}:{network.span.line}", tuple(builder.sides))
+                               f"{network.source_path}:{network.span.line}", tuple(builder.sides), outputs)
         classes = [model for variants in self.block_classes.values() for model, _, _ in variants]
         classes.sort(key=lambda m: self.order.index(m.name))
         title = f"{network.name}: generated by cnndsl from {network.source_path}."

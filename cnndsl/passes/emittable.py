@@ -33,7 +33,7 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     if network is not None:
         nodes = list(walk(network.body))  # one walk, read by both checks
         context.extend(_side_sources(network, nodes) + _concat_branches(nodes) + _parameters(network)
-                       + _reads(network, nodes) + _tensor_members(nodes))
+                       + _reads(network, nodes) + _tensor_members(nodes) + _outputs(network))
     return finish(network, context, own)
 
 
@@ -129,6 +129,25 @@ def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
                         "output the generated forward never holds by itself",
                         "name an element of this chain itself (the group that holds it, say)", "skip"))
     return list(errors.values())
+
+
+def _outputs(network: ir.Network) -> list[Diagnostic]:
+    """Each named output is a member the network's forward calls or one of its side outputs;
+    with named outputs, every side output is one of them."""
+    if not network.outputs:
+        return []
+    called = {node.name for node in _opened(network.body) if isinstance(node, _CALLED) and node.name}
+    sides = {node.node.name: node for node in _opened(network.body) if isinstance(node, ir.Side)}
+    errors = [Diagnostic.error(
+        output.span, f"output {output.key!r} reads {output.element!r}, inside a named group, a concat or a "
+        "block, whose output the generated forward never holds by itself",
+        "name a layer, block, group or side output of the network's own chain", "output")
+        for output in network.outputs if output.shape is not None and output.element not in called | set(sides)]
+    listed = {output.element for output in network.outputs}
+    errors += [Diagnostic.error(side.span, f"side output {name!r} is not among the network's outputs",
+                                f"add it to the outputs: outputs(..., {name})", "output")
+               for name, side in sides.items() if name not in listed]
+    return errors
 
 
 def _concat_branches(nodes: list) -> list[Diagnostic]:

@@ -85,6 +85,7 @@ class Expander(Evaluating, Visitor):
         self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
+        self.dropped: set[str | None] = set()  # labels of optional elements switched off
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
         self.context.error(span, message, hint, code)
@@ -218,6 +219,7 @@ class Expander(Evaluating, Visitor):
         label = element.label
         if isinstance(node, ast.Optional) and node.condition is not None:
             if not self.condition(node.condition, scope):
+                self.dropped.add(label)
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, ast.Optional):
@@ -227,6 +229,7 @@ class Expander(Evaluating, Visitor):
                                 "label it: extra: [conv(64, 3) -> relu]?")
             on = self.switch(name, element.span)
             if not on:
+                self.dropped.add(label)
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None:
@@ -449,7 +452,22 @@ class Expander(Evaluating, Visitor):
             source_path=self.context.source.path if self.context.source is not None else "",
             doc=_doc(network, self.context.source),
             input_span=network.input.span,
+            outputs=self.outputs(network),
         )
+
+    def outputs(self, network: ast.NetworkDef) -> tuple[ir.Output, ...]:
+        """The named outputs that are on: an optional element switched off gives none."""
+        if network.outputs is None:
+            return ()
+        seen: set[str] = set()
+        out = []
+        for item in network.outputs.items:
+            if item.key in seen:
+                self.context.error(item.span, f"output {item.key!r} is named twice", "give each output one key")
+            seen.add(item.key)
+            if item.element not in self.dropped:
+                out.append(ir.Output(item.key, item.element, item.span))
+        return tuple(out)
 
     def check_overrides(self, network: ast.NetworkDef, switches) -> None:
         """Every --set names a parameter or a switch of this network."""

@@ -49,6 +49,7 @@ class ShapeInference(Visitor):
         # the input of the network or block.
         self.named_outputs: dict[str, Flow | None] = {}
         self.in_block = False
+        self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
@@ -79,6 +80,8 @@ class ShapeInference(Visitor):
                 return node, flow
             read = self.named_outputs[node.source]
         inner, out = self.visit(node.node, read)
+        if getattr(inner, "name", None):
+            self.side_outputs[inner.name] = out
         if flow is None or out is None or inner.stats is None:
             return evolve(node, node=inner), flow
         # Parameters count (they are in the state_dict); MACs do not: inference skips it.
@@ -117,6 +120,20 @@ class ShapeInference(Visitor):
             in_channels=flow.channels,
             dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
         return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
+        """The named outputs with their shapes; an unknown element is an error at its key."""
+        out = []
+        for output in network.outputs:
+            flows = self.side_outputs if output.element in self.side_outputs else self.named_outputs
+            if output.element not in flows or output.element == "input":
+                known = ", ".join(n for n in [*self.named_outputs, *self.side_outputs] if n != "input")
+                self.error(output.span, f"output {output.key!r} names no element {output.element!r} of "
+                           f"network {network.name}", f"name one of: {known}" if known else None, "output")
+                continue
+            flow = flows[output.element]
+            out.append(evolve(output, shape=flow.shape if flow is not None else None))
+        return tuple(out)
 
     def referenced(self, layer: ir.Layer, rule) -> dict | None:
         """The layer's values, each element argument (`like=enc4`) replaced by the shape of
@@ -459,7 +476,8 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     body, _ = inference.visit_Seq(network.body, start)
-    return finish(evolve(network, body=body), context, own)
+    outputs = inference.outputs(network)
+    return finish(evolve(network, body=body, outputs=outputs), context, own)
 
 
 def _input_order(network: ir.Network, context: Context) -> None:

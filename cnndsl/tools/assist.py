@@ -16,8 +16,8 @@ from .. import ir
 from ..expr import FUNCTIONS
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
 
-KEYWORDS = ("let", "block", "network", "input", "x", "concat", "split", "residual", "shortcut", "side", "gate", "true",
-            "false")
+KEYWORDS = ("let", "block", "network", "input", "outputs", "x", "concat", "split", "residual", "shortcut", "side",
+            "gate", "true", "false")
 KEYWORDS += ("def", "if", "else", "and", "or", "not")  # values (issue 11)
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}
 _DEFINERS["def"] = "def"
