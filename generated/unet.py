@@ -20,7 +20,7 @@ class DoubleConv(nn.Module):
     """Block `DoubleConv`: in_channels x H x W to
     out x (H + 4 * pad - 4) x (W + 4 * pad - 4).
 
-    From specs/unet.cnn:11.
+    From specs/unet.cnn:12.
     """
 
     def __init__(self, in_channels: int, out: int, pad: int = 0) -> None:
@@ -48,36 +48,43 @@ class UNet(nn.Module):
     map of the same level (copy and crop), and two 3x3 convolutions; a 1x1 convolution
     to the classes. Unpadded, the 572x572 tile gives 388x388. `pad=1` is the padded
     U-Net of later practice: the output keeps the input's size where it divides by 16
-    (elsewhere the skips are cropped to fit).
+    (elsewhere the skips are cropped to fit). `width` is the first level's channels (the
+    paper's 64; each level doubles it): unet.train.toml trains width=8 on a CPU.
 
     Input 1x572x572, output 2x388x388; 31,030,658 parameters, 150,428,424,448
     multiply-accumulates.
 
-    Compiled with num_classes=2, in_channels=1, size=572, pad=0.
+    Compiled with num_classes=2, in_channels=1, size=572, pad=0, width=64.
 
-    From specs/unet.cnn:16.
+    From specs/unet.cnn:17.
     """
 
-    def __init__(self, num_classes: int = 2, in_channels: int = 1, pad: int = 0) -> None:
+    def __init__(
+        self,
+        num_classes: int = 2,
+        in_channels: int = 1,
+        pad: int = 0,
+        width: int = 64,
+    ) -> None:
         super().__init__()
-        self.enc1 = DoubleConv(in_channels, 64, pad=pad)
+        self.enc1 = DoubleConv(in_channels, width, pad=pad)
         self.pool1 = nn.MaxPool2d(2)
-        self.enc2 = DoubleConv(64, 128, pad=pad)
+        self.enc2 = DoubleConv(width, width * 2, pad=pad)
         self.pool2 = nn.MaxPool2d(2)
-        self.enc3 = DoubleConv(128, 256, pad=pad)
+        self.enc3 = DoubleConv(width * 2, width * 4, pad=pad)
         self.pool3 = nn.MaxPool2d(2)
-        self.enc4 = DoubleConv(256, 512, pad=pad)
+        self.enc4 = DoubleConv(width * 4, width * 8, pad=pad)
         self.pool4 = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(512, 1024, pad=pad)
-        self.up4 = nn.ConvTranspose2d(1024, 512, kernel_size=2, stride=2)
-        self.dec4 = DoubleConv(1024, 512, pad=pad)
-        self.up3 = nn.ConvTranspose2d(512, 256, kernel_size=2, stride=2)
-        self.dec3 = DoubleConv(512, 256, pad=pad)
-        self.up2 = nn.ConvTranspose2d(256, 128, kernel_size=2, stride=2)
-        self.dec2 = DoubleConv(256, 128, pad=pad)
-        self.up1 = nn.ConvTranspose2d(128, 64, kernel_size=2, stride=2)
-        self.dec1 = DoubleConv(128, 64, pad=pad)
-        self.head = nn.Conv2d(64, num_classes, kernel_size=1)
+        self.bottleneck = DoubleConv(width * 8, width * 16, pad=pad)
+        self.up4 = nn.ConvTranspose2d(width * 16, width * 8, kernel_size=2, stride=2)
+        self.dec4 = DoubleConv(width * 16, width * 8, pad=pad)
+        self.up3 = nn.ConvTranspose2d(width * 8, width * 4, kernel_size=2, stride=2)
+        self.dec3 = DoubleConv(width * 8, width * 4, pad=pad)
+        self.up2 = nn.ConvTranspose2d(width * 4, width * 2, kernel_size=2, stride=2)
+        self.dec2 = DoubleConv(width * 4, width * 2, pad=pad)
+        self.up1 = nn.ConvTranspose2d(width * 2, width, kernel_size=2, stride=2)
+        self.dec1 = DoubleConv(width * 2, width, pad=pad)
+        self.head = nn.Conv2d(width, num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.enc1(x)  # 64x568x568
