@@ -43,7 +43,10 @@ class Value:
 
     def dump_text(self) -> str:
         """`64`, or `planes * 4 (= 256)` where the source differs from the number."""
-        literal = Const(self.value).text
+        try:
+            literal = Const(self.value).text
+        except TypeError:  # a value of a block's input shape, computed by the shapes pass
+            return f"{self.text} (= pending)"
         return literal if self.text == literal else f"{self.text} (= {literal})"
 
     @property
@@ -180,7 +183,19 @@ class BlockInstance:
     stats: Stats | None = None
 
 
-Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side]
+@dataclass(frozen=True)
+class Unknown:
+    """An element the expander could not make (an unknown layer name, a bad argument; its
+    error is reported): it stands where the element was, with an unknown output, so that
+    the shapes before it and beside it are still inferred. Only in a tree with errors."""
+
+    _fields = ()
+    span: Span
+    name: str | None = None
+    stats: Stats | None = None
+
+
+Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side, Unknown]
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ class ScopeBuilder(Visitor):
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
         then the kept outputs of the elements a concat, an upsample or the outputs read by name."""
-        sides = [node for node in walk(seq) if isinstance(node, ir.Side)] if self.generator.has_sides else []
+        sides = self.generator.sides if not self.in_block else []  # side outputs belong to the network
         self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in sides}
         skips, sizes = scope_reads(seq)
         self.kept = {name: self.locals.fresh(name) for name in self.outputs_kept(seq, skips, sides)}
@@ -340,6 +340,9 @@ class ScopeBuilder(Visitor):
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
                 raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
+            if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
+                parts.append("x")
+                continue
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
@@ -465,10 +468,16 @@ class Generator:
         self.order: list[str] = []
         self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        sides = [node for node in walk(network.body) if isinstance(node, ir.Side)]
-        self.side_sources = frozenset(node.source for node in sides if node.source) | frozenset(
-            name for node in walk(network.body) if isinstance(node, ir.Concat) for name in node.skips)
-        self.has_sides = bool(sides)
+        self.sides: list[ir.Side] = []
+        read = set()
+        for node in walk(network.body):
+            if isinstance(node, ir.Side):
+                self.sides.append(node)
+                if node.source:
+                    read.add(node.source)
+            elif isinstance(node, ir.Concat):
+                read.update(node.skips)
+        self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
