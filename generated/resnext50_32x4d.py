@@ -76,7 +76,6 @@ class Bottleneck(nn.Module):
         x = self.relu1(x)
 
         x = self.conv2(x)
-        # (int(planes * (base_width / 64)) * groups) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
         x = self.bn2(x)
         x = self.relu2(x)
         x = self.conv3(x)
