@@ -21,13 +21,13 @@ from cnndsl.api import load_generated  # noqa: E402
 
 BLOCKS = """\
 # shared blocks
-def width = 8
+def base = 8
 
 block Conv(out) {
     conv(out, 3, pad=1) -> relu
 }
 
-block Pair(out = width) {
+block Pair(out = base) {
     Conv(out) -> Conv(out * 2)
 }
 
@@ -87,6 +87,8 @@ def test_a_file_and_a_builtin_imported_with_what_they_use(folder):
      "'Conv' is imported here (from \"blocks.cnn\") and defined at line 2", ("main.cnn", 1, 26)),
     ('from "a.cnn" import A', "import cycle: a.cnn -> b.cnn -> a.cnn", ("b.cnn", 1, 6)),
     ('from "main.cnn" import N', "import cycle: main.cnn -> main.cnn", ("main.cnn", 1, 6)),
+    ('from "blocks.cnn" import Pair\nfrom "other.cnn" import Uses', "'base' comes from \"other.cnn\" and from "
+     '"blocks.cnn"', ("main.cnn", 2, 25)),
     ('from "bad.cnn" import S', "unexpected '->'", ("bad.cnn", 2, 15)),
     ('from "bad.cnn" import S', '"bad.cnn" has errors (above)', ("main.cnn", 1, 6)),
 ])
@@ -94,6 +96,8 @@ def test_import_errors_point_where_they_are(folder, line, message, where):
     (folder / "a.cnn").write_text('from "b.cnn" import B\nblock A() { relu }\n')
     (folder / "b.cnn").write_text('from "a.cnn" import A\nblock B() { relu }\n')
     (folder / "bad.cnn").write_text("block S() {\n    conv(4, 3 -> relu\n}\n")
+    (folder / "other.cnn").write_text("def base = 4\nblock Other(base = 2) {\n    conv(base, 1)\n}\n"
+                                      "block Uses() {\n    conv(base, 1)\n}\n")
     path = write(folder, f"{line}\n\nnetwork N() {{\n    input 3x16x16\n    conv(4, 3)\n}}\n")
     found = [d for d in errors(path) if message in d.message]
     assert found, errors(path)
@@ -153,6 +157,11 @@ def test_the_language_server_answers_go_to_definition_in_the_imported_file(folde
         assert pair["range"] == {"start": {"line": 7, "character": 6}, "end": {"line": 7, "character": 10}}
         builtin = client.request("textDocument/definition",
                                  {"textDocument": {"uri": uri}, "position": {"line": 5, "character": 14}})["result"]
-        assert builtin["uri"].endswith("/cnndsl/specs/resnet50.cnn") and builtin["range"]["start"]["line"] == 7
+        from cnndsl.resources import catalog
+
+        spec = catalog()["resnet50"].path  # resnet50's family file
+        lines = spec.read_text().splitlines()
+        assert builtin["uri"] == spec.resolve().as_uri()
+        assert lines[builtin["range"]["start"]["line"]].startswith("block Bottleneck(")
     finally:
         assert client.close() == 0

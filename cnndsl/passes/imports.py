@@ -75,8 +75,9 @@ def definitions(program: ast.Program) -> dict[str, object]:
 
 def _references(definition) -> set[str]:
     """The names a definition uses: layers, lets and blocks in its chains, functions and
-    values in its expressions (those in its labels' {...} too)."""
+    values in its expressions (those in its labels' {...} too); not its own parameters."""
     names: set[str] = set()
+    own = {p.name for p in getattr(definition, "params", None) or ()}
     for node in walk(definition):
         if isinstance(node, (ast.Call, ast.Ref, ast.FuncCall, ast.Var)):
             names.add(node.name)
@@ -84,7 +85,7 @@ def _references(definition) -> set[str]:
             for piece in node.template:
                 if not isinstance(piece, str):
                     names.update(n.name for n in walk(piece) if isinstance(n, (ast.Var, ast.FuncCall)))
-    return names
+    return {n for n in names if n not in own} | {n.name for n in walk(definition) if isinstance(n, ast.FuncCall)}
 
 
 def closure(program: ast.Program, name: str) -> list:
