@@ -14,7 +14,9 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
-        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        x = nn.functional.layer_norm(
+            x, self.normalized_shape, self.weight, self.bias, self.eps
+        )
         return x.permute(0, 3, 1, 2)
 
 
@@ -30,9 +32,10 @@ class Permute(nn.Module):
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes
+    it: while training, zeroes the whole input of each sample ("row") or of the batch
+    ("batch") with probability p and scales what survives by 1/(1 - p); the identity in
+    eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
