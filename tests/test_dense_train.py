@@ -202,3 +202,18 @@ def test_an_aux_output_adds_its_weighted_loss(tmp_path):
     by_hand = pixel_cross_entropy(out["out"], y) + 0.5 * pixel_cross_entropy(out["aux"], y)
     assert history.result["test_loss"] == pytest.approx(float(by_hand), rel=1e-4)
     assert float(pixel_cross_entropy(out["aux"], y)) > 0.1  # the aux term is not negligible
+
+
+def test_a_classifier_with_named_outputs_trains_on_out_plus_its_weighted_aux(tmp_path):
+    spec = """network CD(num_classes = 10) {
+    input 1 x 8 x 8
+    conv(8, 3, pad=1) -> relu
+    aux: side fc(num_classes)
+    out: fc(num_classes)
+    outputs(out, aux)
+}
+"""
+    history = cnndsl.fit(spec, "digits", out=tmp_path / "run", epochs=3, lr=0.01, **FAST)
+    assert history.result["task"] == "classification" and history.result["test_accuracy"] > 0.8
+    scored = cnndsl.evaluate(tmp_path / "run")
+    assert scored["accuracy"] == pytest.approx(history.result["test_accuracy"])
