@@ -39,7 +39,8 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
        "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
-       "inception_v3", "convnext", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large"]
+       "inception_v3", "convnext", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
+       "densenet", "densenet121", "densenet161", "densenet169", "densenet201"]
 VGG = [name for name in ZOO if name.startswith("vgg")]
 SEGMENTERS = {"unet"}
 
@@ -68,6 +69,8 @@ SMALL = {
     **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("convnext", "convnext_tiny", "convnext_small", "convnext_base",
                                                           "convnext_large")},
     **{name: ({"size": 64}, (2, 3, 64, 64)) for name in ("squeezenet", "squeezenet1_0", "squeezenet1_1")},
+    **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("densenet", "densenet121", "densenet161", "densenet169",
+                                                          "densenet201")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                                                           "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},

@@ -144,6 +144,7 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
 _ARITHMETIC = (Const, Name, Unary, Binary)
 
 
+LONG = 64  # characters: longer arithmetic does not fit a line of the generated code
 READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
 
 
@@ -154,6 +155,8 @@ def readable(expr: Expr) -> bool:
     writes the number it gives."""
     if len(expr.text) <= READABLE:
         return True
+    if len(expr.text) > LONG:  # DenseNet's channels after three blocks and transitions: the number
+        return False
     stack = [expr]
     while stack:
         node = stack.pop()
