@@ -217,3 +217,11 @@ def test_a_classifier_with_named_outputs_trains_on_out_plus_its_weighted_aux(tmp
     assert history.result["task"] == "classification" and history.result["test_accuracy"] > 0.8
     scored = cnndsl.evaluate(tmp_path / "run")
     assert scored["accuracy"] == pytest.approx(history.result["test_accuracy"])
+
+
+def test_the_built_in_unet_trains_on_shapes_with_its_recipe(tmp_path):
+    history = cnndsl.fit("unet", "shapes", out=tmp_path / "run", params={"size": 16, "base": 2}, epochs=1)
+    run = json.loads((history.out / "run.json").read_text())
+    assert run["params"] == {"size": 16, "pad": 1, "base": 2, "in_channels": 3, "num_classes": 4}
+    assert run["recipe"]["loss"] == "cross_entropy_dice" and run["recipe"]["optimizer"] == "adam"
+    assert history.result["task"] == "segmentation" and 0 <= history.result["test_miou"] <= 1
