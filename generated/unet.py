@@ -48,36 +48,42 @@ class UNet(nn.Module):
     map of the same level (copy and crop), and two 3x3 convolutions; a 1x1 convolution
     to the classes. Unpadded, the 572x572 tile gives 388x388. `pad=1` is the padded
     U-Net of later practice: the output keeps the input's size where it divides by 16
-    (elsewhere the skips are cropped to fit).
+    (elsewhere the skips are cropped to fit); `base` is the first level's width (64).
 
     Input 1x572x572, output 2x388x388; 31,030,658 parameters, 150,428,424,448
     multiply-accumulates.
 
-    Compiled with num_classes=2, in_channels=1, size=572, pad=0.
+    Compiled with num_classes=2, in_channels=1, size=572, pad=0, base=64.
 
     From specs/unet.cnn:16.
     """
 
-    def __init__(self, num_classes: int = 2, in_channels: int = 1, pad: int = 0) -> None:
+    def __init__(
+        self,
+        num_classes: int = 2,
+        in_channels: int = 1,
+        pad: int = 0,
+        base: int = 64,
+    ) -> None:
         super().__init__()
-        self.enc1 = DoubleConv(in_channels, 64, pad=pad)
+        self.enc1 = DoubleConv(in_channels, base, pad=pad)
         self.pool1 = nn.MaxPool2d(2)
-        self.enc2 = DoubleConv(64, 128, pad=pad)
+        self.enc2 = DoubleConv(base, base * 2, pad=pad)
         self.pool2 = nn.MaxPool2d(2)
-        self.enc3 = DoubleConv(128, 256, pad=pad)
+        self.enc3 = DoubleConv(base * 2, base * 4, pad=pad)
         self.pool3 = nn.MaxPool2d(2)
-        self.enc4 = DoubleConv(256, 512, pad=pad)
+        self.enc4 = DoubleConv(base * 4, base * 8, pad=pad)
         self.pool4 = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(512, 1024, pad=pad)
-        self.up4 = nn.ConvTranspose2d(1024, 512, kernel_size=2, stride=2)
-        self.dec4 = DoubleConv(1024, 512, pad=pad)
-        self.up3 = nn.ConvTranspose2d(512, 256, kernel_size=2, stride=2)
-        self.dec3 = DoubleConv(512, 256, pad=pad)
-        self.up2 = nn.ConvTranspose2d(256, 128, kernel_size=2, stride=2)
-        self.dec2 = DoubleConv(256, 128, pad=pad)
-        self.up1 = nn.ConvTranspose2d(128, 64, kernel_size=2, stride=2)
-        self.dec1 = DoubleConv(128, 64, pad=pad)
-        self.head = nn.Conv2d(64, num_classes, kernel_size=1)
+        self.bottleneck = DoubleConv(base * 8, base * 16, pad=pad)
+        self.up4 = nn.ConvTranspose2d(base * 16, base * 8, kernel_size=2, stride=2)
+        self.dec4 = DoubleConv(base * 16, base * 8, pad=pad)
+        self.up3 = nn.ConvTranspose2d(base * 8, base * 4, kernel_size=2, stride=2)
+        self.dec3 = DoubleConv(base * 8, base * 4, pad=pad)
+        self.up2 = nn.ConvTranspose2d(base * 4, base * 2, kernel_size=2, stride=2)
+        self.dec2 = DoubleConv(base * 4, base * 2, pad=pad)
+        self.up1 = nn.ConvTranspose2d(base * 2, base, kernel_size=2, stride=2)
+        self.dec1 = DoubleConv(base * 2, base, pad=pad)
+        self.head = nn.Conv2d(base, num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.enc1(x)  # 64x568x568

@@ -35,9 +35,9 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
        "vgg_a_lrn", "vgg_c", "googlenet",
        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-       "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet"]
+       "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet", "unet_padded", "localizer"]
 VGG = [name for name in ZOO if name.startswith("vgg")]
-SEGMENTERS = {"unet"}
+SEGMENTERS = {"unet", "unet_padded"}
 
 # Reference entries that are a built-in with parameters set.
 VARIANTS = {"googlenet_aux": ("googlenet", {"aux_logits": True})}
@@ -60,6 +60,8 @@ SMALL = {
     "resnet56": ({}, (2, 3, 32, 32)),
     "preact_resnet18": ({}, (2, 3, 32, 32)),
     "unet": ({"pad": 1, "size": 32}, (2, 1, 32, 32)),
+    "unet_padded": ({"size": 32, "base": 8}, (2, 3, 32, 32)),
+    "localizer": ({}, (2, 1, 64, 64)),
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},
     **{f"resnet{d}": ({"size": 32}, (2, 3, 32, 32)) for d in (18, 34, 50, 101, 152)},
 }
@@ -128,7 +130,12 @@ def test_forward_pass_gives_the_expected_shape(name):
     model = meta_build(name, **params).to_empty(device="cpu").eval()
     with torch.no_grad():
         y = model(torch.zeros(shape))
-    out = compiled.network.body.stats.out_shape
+    if compiled.network.outputs:  # named outputs: a dict, its class scores under `scores`
+        assert {k: tuple(v.shape[1:]) for k, v in y.items()} == compiled.network.output_shapes
+        y = y["scores"]
+        out = compiled.network.output_shapes["scores"]
+    else:
+        out = compiled.network.body.stats.out_shape
     assert tuple(y.shape) == (shape[0], *out)
     assert out == ((7, *shape[2:]) if name in SEGMENTERS else (7,))  # class scores, or a score per pixel
     assert tuple(shape[1:]) == compiled.network.input
