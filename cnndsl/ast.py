@@ -108,7 +108,17 @@ class ListExpr:
     span: Span
 
 
-Expr = Union[Num, Str, Bool, Var, BinOp, Neg, Not, IfElse, Index, FuncCall, ListExpr]
+@dataclass(frozen=True)
+class InputAttr:
+    """`input.channels`, `input.height`, `input.width`: the shape of the enclosing block's
+    input (in a network: the network's input)."""
+
+    _fields = ()
+    attr: str
+    span: Span
+
+
+Expr = Union[Num, Str, Bool, Var, BinOp, Neg, Not, IfElse, Index, FuncCall, ListExpr, InputAttr]
 
 
 # -- chains ---------------------------------------------------------------------------
@@ -155,10 +165,14 @@ class Group:
 
 @dataclass(frozen=True)
 class Repeat:
+    """`X * n`, or `X * n for i`: copy k (0 to n-1) sees i = k in its arguments and labels."""
+
     _fields = ("node", "count")
     node: "Node"
     count: Expr
     span: Span
+    index: str | None = None
+    index_span: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -244,11 +258,17 @@ Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Gate, Side]
 
 @dataclass(frozen=True)
 class Element:
+    """`label: node`. A quoted label (`"block1-0": ...`) may be any key; one with `{expr}`
+    parts (`"denselayer{i + 1}"`) has them in `template`: its text pieces and expressions,
+    computed where the element is expanded (`label` holds the text as written)."""
+
     _fields = ("node",)
     label: str | None
     node: Node
     span: Span
     label_span: Span | None = None
+    quoted: bool = False
+    template: tuple | None = None  # (str | Expr, ...), for a label with {expr} parts
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ class Value:
 
     def dump_text(self) -> str:
         """`64`, or `planes * 4 (= 256)` where the source differs from the number."""
-        literal = Const(self.value).text
+        try:
+            literal = Const(self.value).text
+        except TypeError:  # a value of a block's input shape, computed by the shapes pass
+            return f"{self.text} (= pending)"
         return literal if self.text == literal else f"{self.text} (= {literal})"
 
     @property

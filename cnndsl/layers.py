@@ -258,7 +258,7 @@ def window_output(kind: str, size: int, extent: int, stride: int, pad: int, ceil
         if lost > 0 and not floor:
             notes.append(Note(
                 f"{kind} does not fit: ({size} - {extent} + 2*{pad})/{stride} + 1 = "
-                f"{span / stride + 1:.3g} on the {axis} axis; PyTorch floors it to {out} and "
+                f"{span / stride + 1:g} on the {axis} axis; PyTorch floors it to {out} and "
                 f"never reads the last {lost} row(s)/column(s) of the input",
                 f"choose pad or stride so that {size} - {extent} + 2*pad is a multiple of {stride}, "
                 "or say floor=true if that is meant",

@@ -30,9 +30,10 @@ def _binop(op: str):
 
 
 class _Lower(Transformer_NonRecursive):
-    def __init__(self, source: SourceFile):
+    def __init__(self, source: SourceFile, parse_expr=None):
         super().__init__()
         self.source = source
+        self.parse_expr = parse_expr  # (text, line, column, span) -> the parse tree of `def _ = text`
         self.depth: dict[int, int] = {}
 
     # -- helpers --------------------------------------------------------------------
@@ -99,6 +100,10 @@ class _Lower(Transformer_NonRecursive):
     add, sub, mul = _binop("+"), _binop("-"), _binop("*")
     div, floordiv, mod = _binop("/"), _binop("//"), _binop("%")
     pow, or_, and_ = _binop("**"), _binop("or"), _binop("and")
+
+    @v_args(meta=True)
+    def input_attr(self, meta, children):
+        return ast.InputAttr(str(children[0]), self.span(meta))
 
     @v_args(meta=True)
     def compare(self, meta, children):
@@ -170,8 +175,10 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def repeat(self, meta, children):
-        node, count = children
-        return self.made(ast.Repeat(node, count, self.span(meta)), node, count)
+        node, count, index = children
+        if index is None:
+            return self.made(ast.Repeat(node, count, self.span(meta)), node, count)
+        return self.made(ast.Repeat(node, count, self.span(meta), str(index), self.tspan(index)), node, count)
 
     @v_args(meta=True)
     def optional(self, meta, children):
@@ -235,8 +242,41 @@ class _Lower(Transformer_NonRecursive):
     def element(self, meta, children):
         if len(children) == 2:
             label, node = children
+            if isinstance(label, ast.Str):
+                return self.quoted(label, node, self.span(meta))
             return self.made(ast.Element(str(label), node, self.span(meta), self.tspan(label)), node)
         return self.made(ast.Element(None, children[0], self.span(meta)), children[0])
+
+    def quoted(self, label: ast.Str, node, span: Span) -> ast.Element:
+        """`"block1-0": X`, or `"denselayer{i + 1}": X` with its `{expr}` parts parsed."""
+        text, where = label.value, label.span
+        if "{" not in text and "}" not in text:
+            return self.made(ast.Element(text, node, span, where, quoted=True), node)
+        pieces: list = []
+        i = 0
+        while i < len(text):
+            opening, closing = text.find("{", i), text.find("}", i)
+            if opening < 0 and closing < 0:
+                pieces.append(text[i:])
+                break
+            end = text.find("}", opening) if opening >= 0 else -1
+            if opening < 0 or closing < opening or end < 0 or end == opening + 1:
+                raise CompileError([Diagnostic.error(where, "a label's {...} holds an expression: "
+                                                     "a '{' and a '}' around it", 'for example "denselayer{i + 1}"')])
+            pieces.append(text[i:opening])
+            pieces.append(self.expression(text[opening + 1:end], where.line, where.column + opening + 2, where))
+            i = end + 1
+        exprs = [p for p in pieces if not isinstance(p, str)]
+        return self.made(ast.Element(text, node, span, where, quoted=True,
+                                     template=tuple(p for p in pieces if p != "")), node, *exprs)
+
+    def expression(self, text: str, line: int, column: int, where: Span):
+        """An expression written inside a label, parsed where it stands in the file."""
+        if self.parse_expr is None:
+            raise CompileError([Diagnostic.error(where, "a label with {...} parts cannot be read here", None)])
+        tree = self.parse_expr(text, line, column, where)
+        definition = _Lower(self.source, self.parse_expr).transform(tree)
+        return definition.defs[0].body
 
     @v_args(meta=True)
     def chain(self, meta, children):
@@ -352,9 +392,10 @@ def _misplaced(node) -> str:
     return f"'{'outputs' if isinstance(node, ast.Outputs) else 'input'}' belongs in a network body"
 
 
-def lower(tree: Tree, source: SourceFile) -> ast.Program:
+def lower(tree: Tree, source: SourceFile, parse_expr=None) -> ast.Program:
+    """The program of a parse tree; `parse_expr` parses the `{expr}` parts of quoted labels."""
     try:
-        program = _Lower(source).transform(tree)
+        program = _Lower(source, parse_expr).transform(tree)
     except VisitError as exc:  # Lark wraps what a transformer method raises
         if isinstance(exc.orig_exc, CompileError):
             raise exc.orig_exc from None

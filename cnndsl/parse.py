@@ -113,7 +113,26 @@ def parse(source: SourceFile) -> ast.Program:
         offset = source.text.index("\x00")
         raise CompileError([Diagnostic.error(
             source.span_at(offset), "NUL byte in source", "this looks like a binary file, not a .cnn spec")])
-    return lower(_parse_all(source), source)
+    return lower(_parse_all(source), source, _expression_parser(source))
+
+
+def _expression_parser(source: SourceFile):
+    """Parses the `{expr}` of a quoted label as the `def` `def _ = (expr)`, the text laid out
+    so that its tokens stand at their line and column in the file (for the spans)."""
+
+    def parse_expr(text: str, line: int, column: int, where: Span):
+        if line >= 2:
+            padded = "\n" * (line - 2) + "def _ = (\n" + " " * (column - 1) + text + "\n)\n"
+        else:
+            padded = "def _ = (" + text + ")\n"
+        try:
+            return parser().parse(padded)
+        except (_TooDeep, UnexpectedInput):
+            raise CompileError([Diagnostic.error(where, f"cannot read {{{text}}} in a label as an expression",
+                                                 'write an expression there, as in "denselayer{i + 1}"',
+                                                 "syntax")]) from None
+
+    return parse_expr
 
 
 def _parse_all(source: SourceFile):

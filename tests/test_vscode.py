@@ -25,7 +25,8 @@ RUNNER = VSCODE / "node_modules" / ".bin" / "vscode-tmgrammar-test"
 _KEYWORD_SCOPES = {"let": "storage.type.let.cnn", "def": "storage.type.def.cnn", "block": "storage.type.block.cnn",
                    "network": "storage.type.network.cnn", "true": "constant.language.boolean.cnn",
                    "false": "constant.language.boolean.cnn", "x": "keyword.operator.dimension.cnn",
-                   **{w: "keyword.operator.logical.cnn" for w in ("and", "or", "not", "if", "else")}}
+                   **{w: "keyword.operator.logical.cnn" for w in ("and", "or", "not", "if", "else")},
+                   "for": "keyword.control.repeat.cnn"}
 _DEFINITION_SCOPES = {"let": "variable.other.constant.cnn", "def": "entity.name.function.def.cnn",
                       "block": "entity.name.type.block.cnn", "network": "entity.name.type.network.cnn"}
 

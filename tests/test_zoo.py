@@ -35,7 +35,9 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
        "vgg_a_lrn", "vgg_c", "googlenet",
        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-       "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet", "unet_padded", "localizer"]
+       "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet", "unet_padded", "localizer",
+       "squeezenet", "squeezenet1_0", "squeezenet1_1",
+       "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]
 VGG = [name for name in ZOO if name.startswith("vgg")]
 SEGMENTERS = {"unet", "unet_padded"}
 
@@ -62,6 +64,9 @@ SMALL = {
     "unet": ({"pad": 1, "size": 32}, (2, 1, 32, 32)),
     "unet_padded": ({"size": 32, "base": 8}, (2, 3, 32, 32)),
     "localizer": ({}, (2, 1, 64, 64)),
+    **{name: ({"size": 64}, (2, 3, 64, 64)) for name in ("squeezenet", "squeezenet1_0", "squeezenet1_1")},
+    **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
+                                                          "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},
     **{f"resnet{d}": ({"size": 32}, (2, 3, 32, 32)) for d in (18, 34, 50, 101, 152)},
 }

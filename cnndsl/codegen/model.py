@@ -339,6 +339,9 @@ class ScopeBuilder(Visitor):
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
                 raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
+            if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
+                parts.append("x")
+                continue
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first

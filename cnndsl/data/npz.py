@@ -5,7 +5,9 @@ Accepted keys: `x_train`, `y_train`, `x_test`, `y_test` and optionally `x_val`, 
 fixed test and validation splits are carved. Images may be N x H x W, N x H x W x C or
 N x C x H x W; uint8 images are pixels in 0..255, float images are used as they are.
 Integer targets are class labels (an optional `classes` array names them); float
-targets make a regression dataset. Inputs of shape N x F are feature vectors.
+targets make a regression dataset. Inputs of shape N x F are feature vectors. With
+`masks` (or `masks_train`, ...) the file is segmentation data (masks.py), with `boxes`
+localisation data (boxes.py).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Made here, procedurally and deterministically (one fixed seed: every machine makes the
 same images), at the spec's input size, so it needs no download and no resizing. Each
 colour image holds one to three shapes of random size, place, rotation and colour over a
-background of a random colour, a gradient and Gaussian noise; later shapes cover earlier
-ones, and the mask says which shape (or the background) each pixel shows. Classes:
+background of a random colour, a gradient and strong Gaussian noise (the shapes have
+little: texture tells shape from ground, the outline tells which shape); later shapes
+cover earlier ones, and the mask says which shape (or the background) each pixel shows. Classes:
 0 background, 1 circle, 2 square, 3 triangle.
 """
 
@@ -19,7 +20,8 @@ CLASSES = ["background", "circle", "square", "triangle"]
 COUNT = 1200  # images in all: 10% test, 10% validation
 SEED = 20_240_612
 MIN_SIZE = 16
-NOISE = 12  # the Gaussian noise's standard deviation, in grey levels
+NOISE = 28  # the background's Gaussian noise: its standard deviation, in grey levels
+SHAPE_NOISE = 6  # the shapes' (a texture tells them from the ground; their outline, which they are)
 
 
 def _inside(kind: int, ys, xs, cy: float, cx: float, r: float, angle: float) -> np.ndarray:
@@ -68,7 +70,7 @@ def draw(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarr
         covered = _inside(kind, ys, xs, cy, cx, r, rng.uniform(0, 2 * np.pi))
         image[:, covered] = _colour(rng, base)[:, None]
         mask[covered] = kind
-    image += rng.normal(0, NOISE, image.shape)
+    image += rng.normal(0, 1, image.shape) * np.where(mask > 0, SHAPE_NOISE, NOISE)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
 
 

@@ -14,6 +14,7 @@ name is the switch (`network N(POOL = false)`).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from .. import ast, ir
 from ..expr import NONE, Const, Name
@@ -23,8 +24,8 @@ from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
 from .cost import ExpansionCost
-from .resolve import suggest
-from .values import MAX_VALUE, Evaluating, Scope as _Scope, describe as _describe
+from .resolve import quoted_label_reason, suggest
+from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe
 
 MAX_LAYERS = 20_000
 MAX_NESTING = 64
@@ -161,21 +162,11 @@ class Expander(Evaluating, Visitor):
         return tuple(out)
 
     def check_type(self, rule: LayerRule, spec, value: ir.Value, span: Span) -> None:
-        v = value.value
-        if not _has_type(spec, v):
-            raise self.fail(span, f"{rule.kind} {spec.name!r} must be {_TYPE_WORDS[spec.type]}, "
-                            f"got {_describe(v)}", _type_hint(spec, v), "type")
-        if spec.choices and v not in spec.choices:
-            raise self.fail(span, f"{rule.kind} {spec.name!r} must be one of "
-                            f"{', '.join(repr(c) for c in spec.choices)}, got {v!r}",
-                            f"did you mean {suggest(v, spec.choices)!r}?" if suggest(v, spec.choices) else None,
-                            "type")
-        for axis, n in _axes(spec, v):
-            if spec.minimum is not None and n is not None and n < spec.minimum:
-                raise self.fail(span, f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}{axis}, got {n}",
-                                None, "range")
-            if isinstance(n, int) and not isinstance(n, bool) and n > (1 << 24):
-                raise self.fail(span, f"{rule.kind} {spec.name!r} of {n:,}{axis} is too large", None, "range")
+        if value.value is PENDING:
+            return  # it reads input.channels: checked by the shape pass, where the input is known
+        problem = arg_problem(rule, spec, value.value)
+        if problem:
+            raise self.fail(span, *problem)
 
     # -- chains ------------------------------------------------------------------------
     def chains(self, chains, scope: _Scope, first_in_network: bool = False) -> list[ir.Node]:
@@ -210,9 +201,30 @@ class Expander(Evaluating, Visitor):
             if self.depth > MAX_NESTING:
                 raise self.fail(element.span, f"blocks and groups nested more than {MAX_NESTING} deep",
                                 "flatten the spec: fewer blocks inside blocks", "limit")
+            if element.template is not None:
+                element = replace(element, label=self.label_text(element, scope), template=None)
             return self._element(element, scope)
         finally:
             self.depth -= 1
+
+    def label_text(self, element: ast.Element, scope: _Scope) -> str:
+        """The label `"denselayer{i + 1}"` with its expressions computed (whole numbers or strings)."""
+        parts = []
+        for piece in element.template or ():
+            if isinstance(piece, str):
+                parts.append(piece)
+                continue
+            value = self.evaluate(piece, scope)
+            if value.names or isinstance(value.value, bool) or not isinstance(value.value, (int, str)):
+                shown = "a value that changes with a parameter" if value.names else _describe(value.value)
+                raise self.fail(piece.span, f"a label's {{...}} must be a whole number or a string, got {shown}",
+                                "use the index of a repetition (X * n for i) or a def's value", "type")
+            parts.append(str(value.value))
+        text = "".join(parts)
+        reason = quoted_label_reason(text)
+        if reason:
+            raise self.fail(element.label_span or element.span, f"cannot name a layer {text!r}: {reason}", None)
+        return text
 
     def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
@@ -326,11 +338,16 @@ class Expander(Evaluating, Visitor):
     def visit_Repeat(self, node: ast.Repeat, scope: _Scope, label: str | None) -> list[ir.Node]:
         count = self.evaluate(node.count, scope)
         n = count.value
+        if n is PENDING:
+            raise self.fail(node.count.span, "a repetition count cannot read the input's shape",
+                            "pass the count as a parameter of the block", "type")
         if isinstance(n, bool) or not isinstance(n, int):
             raise self.fail(node.count.span, f"a repetition count must be a whole number, got {_describe(n)}",
                             "use // for integer division", "type")
         if n < 0:
             raise self.fail(node.count.span, f"a repetition count cannot be negative ({n})", None, "range")
+        if node.index is not None:
+            return self.indexed(node, n, scope, label)
         before = self.layers
         once = self.node(node.node, scope, None) if n > 0 else []
         if once and self.layers == before:  # named groups left empty hold no layer but still cost
@@ -343,6 +360,17 @@ class Expander(Evaluating, Visitor):
         items = once * n
         return [ir.Seq(tuple(items), label, node.span)] if label else items
 
+    def indexed(self, node: ast.Repeat, n: int, scope: _Scope, label: str | None) -> list[ir.Node]:
+        """`X * n for i`: n copies of X, copy k expanded with i = k."""
+        if node.index in scope.values or node.index in self.defs:
+            raise self.fail(node.index_span or node.span, f"the index {node.index!r} hides a parameter or a def "
+                            "of that name", "name the index otherwise (i, j, k)")
+        items: list[ir.Node] = []
+        for k in range(n):
+            inner = _Scope({**scope.values, node.index: ir.Value.constant(k)}, scope.owner)
+            items.extend(self.node(node.node, inner, None))
+        return [ir.Seq(tuple(items), label, node.span)] if label else items
+
     def concat(self, node: ast.Concat, scope: _Scope) -> ir.Concat:
         branches = []
         for chain in node.branches:
@@ -350,7 +378,7 @@ class Expander(Evaluating, Visitor):
             name = None
             if len(elements) > 1 and elements[0].label is not None:
                 # In a concat, a label at the head of a branch line names the whole branch.
-                name = elements[0].label
+                name = self.label_text(elements[0], scope) if elements[0].template else elements[0].label
                 elements = (ast.Element(None, elements[0].node, elements[0].span),) + elements[1:]
             items = self.chains((ast.Chain(elements, chain.span),), scope)
             branches.append(ir.Seq(tuple(items), name, chain.span))
@@ -433,6 +461,7 @@ class Expander(Evaluating, Visitor):
             dims = self.input_dims(network, scope)
             if self.errors:
                 return None
+            self.input_values = dims
             items = self.chains(network.body, scope, first_in_network=True)
         except _Stop:
             return None
@@ -544,6 +573,23 @@ class Expander(Evaluating, Visitor):
         return dims
 
 
+def arg_problem(rule: LayerRule, spec, v) -> tuple[str, str | None, str] | None:
+    """What is wrong with `v` as the layer argument `spec` (message, hint, code), or None."""
+    if not _has_type(spec, v):
+        return (f"{rule.kind} {spec.name!r} must be {_TYPE_WORDS[spec.type]}, got {_describe(v)}",
+                _type_hint(spec, v), "type")
+    if spec.choices and v not in spec.choices:
+        guess = suggest(v, spec.choices)
+        return (f"{rule.kind} {spec.name!r} must be one of {', '.join(repr(c) for c in spec.choices)}, got {v!r}",
+                f"did you mean {guess!r}?" if guess else None, "type")
+    for axis, n in _axes(spec, v):
+        if spec.minimum is not None and n is not None and n < spec.minimum:
+            return f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}{axis}, got {n}", None, "range"
+        if isinstance(n, int) and not isinstance(n, bool) and n > (1 << 24):
+            return f"{rule.kind} {spec.name!r} of {n:,}{axis} is too large", None, "range"
+    return None
+
+
 def _doc(network: ast.NetworkDef, source) -> tuple[tuple[str, ...], ...]:
     """The network's account of itself: the file's opening comment; a variant's own
     comment (the lines above its declaration) in place of the file's first paragraph."""
@@ -626,8 +672,6 @@ def _plain_value(value) -> bool:
 
 
 def _renamed(node, name: str):
-    from dataclasses import replace
-
     return replace(node, name=name)
 
 
@@ -661,4 +705,4 @@ def expand(program: ast.Program, context: Context | None = None) -> ir.Network |
     return finish(network, context, own)
 
 
-__all__ = ["expand", "switches_of"]
+__all__ = ["arg_problem", "expand", "switches_of"]

@@ -12,6 +12,7 @@ with one name in a scope are an error.
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import replace
 
@@ -64,6 +65,12 @@ class _Namer:
         self.user_names: set[str] = set()
 
     def user(self, name: str, span) -> str:
+        if self.counts is not None and (not name.isidentifier() or keyword.iskeyword(name)) and \
+                name not in self.taken:
+            self.errors.append(Diagnostic.error(
+                span, f"{name!r} cannot name a member of {self.owner}: a member is an attribute, and "
+                f"{name!r} is not a Python identifier", f'put it in a named group, whose keys can be anything: '
+                f'stage: ["{name}": ...]', "label"))
         if name in self.taken and self.counts is not None:
             first = self.taken[name]
             self.errors.append(Diagnostic.error(
@@ -199,7 +206,20 @@ class Naming(Visitor):
             else:
                 leaf = replace(leaf, name=key)
             items.append(leaf)
+        self.positions(items, name)
         return replace(seq, items=tuple(items), name=name)
+
+    def positions(self, items: list, name: str) -> None:
+        """An nn.Sequential whose keys are all numbers numbers its members itself: a quoted
+        number label ("0": ...) must be its member's place."""
+        keys = [str(item.name) for item in items]
+        if not all(k.isdigit() for k in keys):
+            return  # an OrderedDict: every key as written
+        for place, (key, item) in enumerate(zip(keys, items)):
+            if key != str(place):
+                self.error(item.span, f"{key!r} is member {place} of the group {name!r}, which PyTorch numbers "
+                           f"{place}", f'label it "{place}", or leave the label out', "duplicate-name")
+                return
 
 
 def assign_names(network: ir.Network | None, context: Context | None = None) -> ir.Network | None:

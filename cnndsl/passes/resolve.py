@@ -48,6 +48,22 @@ def unsafe_name_reason(name: str, kind: str) -> str | None:
     return None
 
 
+def quoted_label_reason(name: str) -> str | None:
+    """Why a quoted label (any key: `"block1-0"`, `"if"`) cannot be a state_dict key, or None."""
+    if not name:
+        return "a label cannot be empty"
+    if len(name) > MAX_NAME:
+        return f"a name of {len(name)} characters is longer than {MAX_NAME}"
+    if "." in name:
+        return f"{name!r} holds a '.', which separates the parts of a state_dict key"
+    if any(not c.isprintable() or c in "\"'\\" for c in name) or not name.isascii():
+        return f"{name!r} holds a quote, a backslash or a character that is not printable ASCII"
+    if name in MODULE_ATTRIBUTES or name.startswith("_"):
+        return f"{name!r} is an attribute of torch.nn.Module" if name in MODULE_ATTRIBUTES \
+            else f"{name!r} starts with an underscore, which PyTorch treats as private"
+    return None
+
+
 def suggest(name: str, candidates) -> str | None:
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     if not close:
@@ -137,7 +153,12 @@ class _Names(Visitor):
         return self.uses
 
     def visit_Element(self, element: ast.Element) -> None:
-        if element.label is not None:
+        if element.quoted and element.template is None:
+            reason = quoted_label_reason(element.label)
+            if reason:
+                self.context.error(element.label_span or element.span, f"cannot name a layer {element.label!r}: "
+                                   f"{reason}", 'a quoted label is a state_dict key: "block1-0" or "denselayer1"')
+        elif element.label is not None and not element.quoted:
             self.label(element.label, element.label_span or element.span, "layer", "conv1 or features")
         # INPUT stands alone: an unlabelled element, not called, repeated, made optional or a side.
         if element.label is None and type(element.node) is ast.Ref:

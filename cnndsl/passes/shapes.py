@@ -19,6 +19,7 @@ from ..expr import TRUE, Binary, Const, Expr, Name, binary
 from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
 from ..traverse import Visitor
 from .context import Context, alone, finish
+from .pending import PendingProblem, block_env, resolve_args, resolve_layer
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,9 @@ class ShapeInference(Visitor):
     """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
     None is an unknown shape, after an error."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, env: dict | None = None) -> None:
         self.context = context
+        self.env: dict = env or {}  # the values of the enclosing parameters, for pending values
         # For side(name), like=name and concat(name): what each named element gave; `input`,
         # the input of the network or block.
         self.named_outputs: dict[str, Flow | None] = {}
@@ -94,6 +96,11 @@ class ShapeInference(Visitor):
 
     def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
         if flow is None:
+            return layer, None
+        try:
+            layer = resolve_layer(layer, self.env)
+        except PendingProblem as problem:
+            self.error(layer.span, problem.message, problem.hint, problem.code)
             return layer, None
         rule = RULES[layer.kind]
         values = self.referenced(layer, rule)
@@ -341,6 +348,20 @@ class ShapeInference(Visitor):
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
     def visit_BlockInstance(self, node: ir.BlockInstance, flow: Flow | None) -> tuple[ir.BlockInstance, Flow | None]:
+        if flow is None:
+            return node, None
+        try:
+            node = replace(node, args=resolve_args(node.args, self.env))
+        except PendingProblem as problem:
+            self.error(node.span, problem.message, problem.hint, problem.code)
+            return node, None
+        outer_env, self.env = self.env, block_env(node.args, flow.shape)
+        try:
+            return self.block_instance(node, flow)
+        finally:
+            self.env = outer_env
+
+    def block_instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow | None]:
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
@@ -470,7 +491,7 @@ def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
 def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Network:
     """The network with every node's stats; `stats=None` where a shape is unknown."""
     context, own = alone(context)
-    inference = ShapeInference(context)
+    inference = ShapeInference(context, {name: value.value for name, value in network.params})
     # The network's sizes are numbers (in out_shape); only a block's are expressions (of its H, W).
     start = Flow(network.input, network.input_channels.expr, dims=None)
     _input_order(network, context)

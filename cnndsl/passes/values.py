@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from .. import ast, ir
-from ..expr import BINARY, FUNCTIONS, Binary, Unary, call, cond, index, items
+from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
 from ..layers import lookup
 from ..source import Span
 from .resolve import suggest
@@ -27,6 +27,19 @@ _ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
 _ORDER = ("<", "<=", ">", ">=")
 
 
+class _Pending:
+    """The value of an expression that reads the shape of a block's input (`input.channels`):
+    unknown until the shape pass, which computes it from the expression."""
+
+    def __repr__(self) -> str:
+        return "a value of the input's shape"
+
+
+PENDING = _Pending()
+# the names input.channels, input.height and input.width stand for in a block
+INPUT_NAMES = {"channels": "in_channels", "height": "input_height", "width": "input_width"}
+
+
 class Scope:
     """The names an expression can read: the enclosing parameters (or a def's)."""
 
@@ -36,6 +49,8 @@ class Scope:
 
 
 def describe(value) -> str:
+    if value is PENDING:
+        return "a value of the input's shape"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -61,6 +76,13 @@ def _number(value) -> bool:
 
 def _whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pending(operands: tuple[ir.Value, ...], build) -> ir.Value | None:
+    """Where an operand reads the input's shape, the result does too: its tree, no value yet."""
+    if any(v.value is PENDING or (isinstance(v.value, tuple) and PENDING in v.value) for v in operands):
+        return ir.Value(PENDING, build())
+    return None
 
 
 def _made(result, operands: tuple[ir.Value, ...], build) -> ir.Value:
@@ -127,14 +149,33 @@ class Evaluating:
             raise self.fail(span, f"value {result:.3g} is too large", f"values stay below {MAX_VALUE:,}", "range")
         return result
 
+    def visit_InputAttr(self, expr: ast.InputAttr, scope: Scope) -> ir.Value:
+        if expr.attr not in INPUT_NAMES:
+            raise self.fail(expr.span, f"the input has no {expr.attr!r}", "it has channels, height and width", "type")
+        if scope.owner.startswith("block "):
+            return ir.Value(PENDING, Name(INPUT_NAMES[expr.attr]))
+        dims = getattr(self, "input_values", None)
+        if not scope.owner.startswith("network ") or not dims:
+            raise self.fail(expr.span, f"input.{expr.attr} is the shape of a block's or a network's input",
+                            "use it in a block's or a network's body; pass it to a def as an argument", "type")
+        if len(dims) != 3 and expr.attr != "channels":
+            raise self.fail(expr.span, f"the input is flat: it has no {expr.attr}", None, "type")
+        return dims[("channels", "height", "width").index(expr.attr)]
+
     # -- operators ---------------------------------------------------------------------
     def visit_Neg(self, expr: ast.Neg, scope: Scope) -> ir.Value:
         inner = self.evaluate(expr.operand, scope)
+        pending = _pending((inner,), lambda: Unary("-", inner.expr))
+        if pending:
+            return pending
         self.number(inner, expr.span, "'-'")
         return _made(-inner.value, (inner,), lambda: Unary("-", inner.expr))
 
     def visit_Not(self, expr: ast.Not, scope: Scope) -> ir.Value:
         inner = self.evaluate(expr.operand, scope)
+        pending = _pending((inner,), lambda: Unary("not", inner.expr))
+        if pending:
+            return pending
         self.truth(inner, expr.operand.span, "'not'")
         return _made(not inner.value, (inner,), lambda: Unary("not", inner.expr))
 
@@ -143,6 +184,9 @@ class Evaluating:
             return self.logic(expr, scope)
         left = self.evaluate(expr.left, scope)
         right = self.evaluate(expr.right, scope)
+        pending = _pending((left, right), lambda: Binary(expr.op, left.expr, right.expr))
+        if pending:
+            return pending
         if expr.op in _ARITHMETIC or expr.op in _ORDER:
             self.number(left, expr.left.span, f"'{expr.op}'")
             self.number(right, expr.right.span, f"'{expr.op}'")
@@ -166,11 +210,17 @@ class Evaluating:
     def logic(self, expr: ast.BinOp, scope: Scope) -> ir.Value:
         """`and`/`or` of true and false; the right side is not read where the left decides."""
         left = self.evaluate(expr.left, scope)
+        if left.value is PENDING:
+            right = self.evaluate(expr.right, scope)
+            return ir.Value(PENDING, Binary(expr.op, left.expr, right.expr))
         self.truth(left, expr.left.span, f"'{expr.op}'")
         decides = left.value is (expr.op == "or")
         if decides and not left.names:
             return left
         right = self.evaluate(expr.right, scope)
+        pending = _pending((right,), lambda: Binary(expr.op, left.expr, right.expr))
+        if pending:
+            return pending
         self.truth(right, expr.right.span, f"'{expr.op}'")
         if not left.names:
             return right
@@ -179,6 +229,9 @@ class Evaluating:
 
     def visit_IfElse(self, expr: ast.IfElse, scope: Scope) -> ir.Value:
         test = self.evaluate(expr.test, scope)
+        if test.value is PENDING:
+            then, orelse = self.evaluate(expr.then, scope), self.evaluate(expr.orelse, scope)
+            return ir.Value(PENDING, cond(then.expr, test.expr, orelse.expr))
         self.truth(test, expr.test.span, "the condition of 'if'")
         if not test.names:  # only the branch taken is read: `xs[i] if i < len(xs) else 0`
             return self.evaluate(expr.then if test.value else expr.orelse, scope)
@@ -191,11 +244,17 @@ class Evaluating:
         if len(expr.items) > MAX_ITEMS:
             raise self.fail(expr.span, f"a list of more than {MAX_ITEMS:,} items", None, "limit")
         parts = tuple(self.evaluate(item, scope) for item in expr.items)
+        pending = _pending(parts, lambda: items(tuple(p.expr for p in parts)))
+        if pending:
+            return pending
         return _made(tuple(p.value for p in parts), parts, lambda: items(tuple(p.expr for p in parts)))
 
     def visit_Index(self, expr: ast.Index, scope: Scope) -> ir.Value:
         base = self.evaluate(expr.base, scope)
         at = self.evaluate(expr.index, scope)
+        pending = _pending((base, at), lambda: index(base.expr, at.expr))
+        if pending:
+            return pending
         if not isinstance(base.value, (tuple, str)):
             raise self.fail(expr.base.span, f"only a list can be indexed, not {describe(base.value)}", None, "type")
         if not _whole(at.value):
@@ -239,6 +298,9 @@ class Evaluating:
                 f"{function.least} to {function.most}"
             raise self.fail(expr.span, f"{expr.name} takes {count} argument(s), got {len(expr.args)}", None, "type")
         args = tuple(self.evaluate(a.value, scope) for a in expr.args)
+        pending = _pending(args, lambda: call(expr.name, tuple(a.expr for a in args)))
+        if pending:
+            return pending
         self.builtin_types(expr, args)
         try:
             result = function.function(*(a.value for a in args))
@@ -298,4 +360,4 @@ class _Args:
         self.args = args
 
 
-__all__ = ["Evaluating", "MAX_VALUE", "Scope", "describe"]
+__all__ = ["Evaluating", "INPUT_NAMES", "MAX_VALUE", "PENDING", "Scope", "describe"]

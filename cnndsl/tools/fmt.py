@@ -259,8 +259,8 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
 def _tight(tokens, i: int, stack: list[_Frame]) -> bool:
     """Whether token i follows token i-1 with no space at all."""
     prev, token = str(tokens[i - 1]), str(tokens[i])
-    if token in (",", ")", "]", ":", "?") or prev in ("(", "["):
-        return True
+    if token in (",", ")", "]", ":", "?", ".") or prev in ("(", "[", "."):
+        return True  # `.`: input.channels
     if prev == "?" and (tokens[i].type == "NAME" or token == "("):
         return True  # an explicit switch, POOL?pool, or a condition, X?(stride == 1)
     if token == "(" and tokens[i - 1].type == "NAME":

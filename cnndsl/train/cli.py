@@ -18,8 +18,10 @@ import click
 from ..options import NETWORK_OPTION, SET_OPTION
 from .recipe import FIELDS
 
-_DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N], or a path to an .npz "
-              "file or a directory of MNIST IDX files, CIFAR python batches, or class folders of images.")
+_DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N], shapes (segmentation), "
+              "placed-digits (localisation), or a path to an .npz file (with masks or boxes for those) or a "
+              "directory of MNIST IDX files, CIFAR python batches, class folders of images, images/ + masks/, "
+              "or images with boxes.csv / boxes.json.")
 
 
 def choose_wait_policy(environ) -> str | None:

@@ -365,6 +365,8 @@ class Run:
         task.loss_name, task.aux_weight, task.box_weight = r.loss, r.aux_weight, r.box_weight
         task.label_smoothing = r.label_smoothing
         check_dense_loss(task)
+        if len(ds.classes) < task.classes and ds.classes == [str(i) for i in range(len(ds.classes))]:
+            ds.classes = [str(i) for i in range(task.classes)]  # ids only (arrays): the head may score more
         if len(ds.classes) != task.classes:
             raise class_count_error(ds, task.classes, self.compiled)
         self.dense, self.outputs = task, task.classes
