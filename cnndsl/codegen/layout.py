@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import ir
 from ..expr import Const, Expr, Name, Prec
 from ..layers import RULES
 from ..passes.shapes import dim_names, fmt_shape
+from ..traverse import evolve
 
 # Statements that stand apart from their neighbours, and those that open a stage of their own.
 APART = ("save", "project", "pad", "side", "branch")
@@ -103,7 +104,7 @@ def staged(forward: list) -> list:
         blank = previous is not None and (
             stmt.kind in APART or previous.kind in APART or stmt.kind in OPENS
             or (stage not in (None, ()) and previous_stage is not None and stage != previous_stage))
-        out.append(replace(stmt, blank=True) if blank else stmt)
+        out.append(evolve(stmt, blank=True) if blank else stmt)
         previous = stmt
         if stage is not None:
             previous_stage = stage
@@ -118,7 +119,7 @@ def _levels(forward: list) -> list:
     for index, stmt in enumerate(forward):
         joins = index + 1 < len(forward) and forward[index + 1].kind == "join"
         blank = index > 0 and (forward[index - 1].kind == "keep" or joins)
-        out.append(replace(stmt, blank=True) if blank else stmt)
+        out.append(evolve(stmt, blank=True) if blank else stmt)
     return out
 
 
