@@ -34,7 +34,8 @@ SEEDS = SHARED / "seeds"
 ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
        "vgg_a_lrn", "vgg_c", "googlenet",
-       "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+       "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+       "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
        "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet", "unet_padded", "localizer",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
        "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
@@ -70,7 +71,8 @@ SMALL = {
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                                                           "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},
-    **{f"resnet{d}": ({"size": 32}, (2, 3, 32, 32)) for d in (18, 34, 50, 101, 152)},
+    **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ZOO if name.startswith(("resnet", "resnext", "wide_"))
+       and name not in ("resnet20", "resnet56")},
 }
 
 

@@ -37,6 +37,9 @@ def shape_text(channels: Expr, dims: tuple[Expr, ...] | None) -> str:
     return " x ".join(p.text if p.precedence == Prec.ATOM else f"({p.text})" for p in parts)
 
 
+MAX_NOTE = 80  # characters of a shape comment (a bottleneck's width in its parameters, ResNeXt's, is 90)
+
+
 @dataclass
 class ShapeNotes:
     """The shape last commented in one chain, to comment only where it changes."""
@@ -75,7 +78,8 @@ class ShapeNotes:
         if key == self.current:
             return ""
         self.current = key
-        return self.text(stats)
+        text = self.text(stats)
+        return text if len(text) <= MAX_NOTE else ""  # a shape longer than a line says nothing at a glance
 
 
 def block_input(node: ir.BlockInstance) -> ir.Stats:
