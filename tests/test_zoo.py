@@ -41,7 +41,7 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
        "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
-       "inception_v3",
+       "inception_v3", "convnext", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
        "regnet", *(f"regnet_{kind}_{size}" for kind, sizes in (("y", REGNET_Y), ("x", REGNET_X)) for size in sizes)]
 VGG = [name for name in ZOO if name.startswith("vgg")]
 SEGMENTERS = {"unet"}
@@ -68,6 +68,8 @@ SMALL = {
     "preact_resnet18": ({}, (2, 3, 32, 32)),
     "unet": ({"pad": 1, "size": 32}, (2, 1, 32, 32)),
     "inception_v3": ({"size": 75, "aux_logits": False}, (1, 3, 75, 75)),  # 75x75: torchvision's smallest
+    **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("convnext", "convnext_tiny", "convnext_small", "convnext_base",
+                                                          "convnext_large")},
     **{name: ({"size": 64}, (2, 3, 64, 64)) for name in ("squeezenet", "squeezenet1_0", "squeezenet1_1")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                                                           "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
