@@ -37,7 +37,12 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
        "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
-       "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]
+       "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+       "mobilenetv2", "mobilenet_v2", "mobilenetv3", "mobilenet_v3_large", "mobilenet_v3_small",
+       "mnasnet", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+       "efficientnet", *(f"efficientnet_b{i}" for i in range(8)),
+       "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]
+MOBILE = [name for name in ZOO if name.startswith(("mobilenet", "mnasnet", "efficientnet"))]
 VGG = [name for name in ZOO if name.startswith("vgg")]
 SEGMENTERS = {"unet"}
 
@@ -67,6 +72,7 @@ SMALL = {
                                                           "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},
     **{f"resnet{d}": ({"size": 32}, (2, 3, 32, 32)) for d in (18, 34, 50, 101, 152)},
+    **{name: ({"size": 32}, (1, 3, 32, 32)) for name in MOBILE},
 }
 
 
