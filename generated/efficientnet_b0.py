@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_b0"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -88,23 +88,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -145,23 +140,18 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -203,18 +193,14 @@ class MBConv3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -222,7 +208,6 @@ class MBConv3(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -255,7 +240,6 @@ class EfficientNet_b0(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 16, 1, False), (6, 3, 2, 16, 24, 2, False), (6, 5, 2, 24, 40, 2, False), (6, 3, 2, 40, 80, 3, False), (6, 5, 1, 80, 112, 3, False), (6, 5, 2, 112, 192, 4, False), (6, 3, 1, 192, 320, 1, False)),
         dropout: float = 0.2,
         num_classes: int = 1000,
         norm_eps: float = 1e-05,
@@ -271,80 +255,28 @@ class EfficientNet_b0(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv(
-                    32,
-                    32,
-                    32,
-                    16,
-                    setting[0][1],
-                    setting[0][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 16x112x112
+                MBConv(32, 32, 32, 16, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 16x112x112
             ),  # 16x112x112
             nn.Sequential(
-                MBConv2(
-                    16,
-                    16,
-                    96,
-                    24,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 24x56x56
-                MBConv3(
-                    24,
-                    24,
-                    144,
-                    24,
-                    setting[1][1],
-                    1,
-                    0.025,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
+                MBConv2(16, 16, 96, 24, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 24x56x56
+                MBConv3(24, 24, 144, 24, 3, 1, 0.025, eps=norm_eps, momentum=norm_momentum),
             ),  # 24x56x56
             nn.Sequential(
-                MBConv2(
-                    24,
-                    24,
-                    144,
-                    40,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 40x28x28
-                MBConv3(
-                    40,
-                    40,
-                    240,
-                    40,
-                    setting[2][1],
-                    1,
-                    0.05,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
+                MBConv2(24, 24, 144, 40, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 40x28x28
+                MBConv3(40, 40, 240, 40, 5, 1, 0.05, eps=norm_eps, momentum=norm_momentum),
             ),  # 40x28x28
             nn.Sequential(
-                MBConv2(
-                    40,
-                    40,
-                    240,
-                    80,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 80x14x14
+                MBConv2(40, 40, 240, 80, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 80x14x14
                 MBConv3(
                     80,
                     80,
                     480,
                     80,
-                    setting[3][1],
+                    3,
                     1,
                     0.07500000000000001,
                     eps=norm_eps,
@@ -355,7 +287,7 @@ class EfficientNet_b0(nn.Module):
                     80,
                     480,
                     80,
-                    setting[3][1],
+                    3,
                     1,
                     0.08750000000000001,
                     eps=norm_eps,
@@ -363,22 +295,14 @@ class EfficientNet_b0(nn.Module):
                 ),
             ),  # 80x14x14
             nn.Sequential(
-                MBConv2(
-                    80,
-                    80,
-                    480,
-                    112,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 112x14x14
+                MBConv2(80, 80, 480, 112, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                # 112x14x14
                 MBConv3(
                     112,
                     112,
                     672,
                     112,
-                    setting[4][1],
+                    5,
                     1,
                     0.1125,
                     eps=norm_eps,
@@ -389,7 +313,7 @@ class EfficientNet_b0(nn.Module):
                     112,
                     672,
                     112,
-                    setting[4][1],
+                    5,
                     1,
                     0.125,
                     eps=norm_eps,
@@ -397,22 +321,14 @@ class EfficientNet_b0(nn.Module):
                 ),
             ),  # 112x14x14
             nn.Sequential(
-                MBConv2(
-                    112,
-                    112,
-                    672,
-                    192,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 192x7x7
+                MBConv2(112, 112, 672, 192, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 192x7x7
                 MBConv3(
                     192,
                     192,
                     1152,
                     192,
-                    setting[5][1],
+                    5,
                     1,
                     0.15000000000000002,
                     eps=norm_eps,
@@ -423,7 +339,7 @@ class EfficientNet_b0(nn.Module):
                     192,
                     1152,
                     192,
-                    setting[5][1],
+                    5,
                     1,
                     0.1625,
                     eps=norm_eps,
@@ -434,7 +350,7 @@ class EfficientNet_b0(nn.Module):
                     192,
                     1152,
                     192,
-                    setting[5][1],
+                    5,
                     1,
                     0.17500000000000002,
                     eps=norm_eps,
@@ -442,16 +358,8 @@ class EfficientNet_b0(nn.Module):
                 ),
             ),  # 192x7x7
             nn.Sequential(
-                MBConv2(
-                    192,
-                    192,
-                    1152,
-                    320,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 320x7x7
+                MBConv2(192, 192, 1152, 320, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 320x7x7
             ),  # 320x7x7
             nn.Sequential(
                 nn.Conv2d(320, 1280, kernel_size=1, bias=False),  # 1280x7x7

@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_b2"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -88,23 +88,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -140,18 +135,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -159,7 +150,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -203,23 +193,18 @@ class MBConv3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -261,18 +246,14 @@ class MBConv4(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -280,7 +261,6 @@ class MBConv4(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -313,7 +293,6 @@ class EfficientNet_b2(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 16, 1, False), (6, 3, 2, 16, 24, 2, False), (6, 5, 2, 24, 40, 2, False), (6, 3, 2, 40, 80, 3, False), (6, 5, 1, 80, 112, 3, False), (6, 5, 2, 112, 192, 4, False), (6, 3, 1, 192, 320, 1, False)),
         dropout: float = 0.3,
         num_classes: int = 1000,
         norm_eps: float = 1e-05,
@@ -329,22 +308,14 @@ class EfficientNet_b2(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv(
-                    32,
-                    32,
-                    32,
-                    16,
-                    setting[0][1],
-                    setting[0][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 16x112x112
+                MBConv(32, 32, 32, 16, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 16x112x112
                 MBConv2(
                     16,
                     16,
                     16,
                     16,
-                    setting[0][1],
+                    3,
                     1,
                     0.008695652173913044,
                     eps=norm_eps,
@@ -352,22 +323,14 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 16x112x112
             nn.Sequential(
-                MBConv3(
-                    16,
-                    16,
-                    96,
-                    24,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 24x56x56
+                MBConv3(16, 16, 96, 24, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 24x56x56
                 MBConv4(
                     24,
                     24,
                     144,
                     24,
-                    setting[1][1],
+                    3,
                     1,
                     0.026086956521739136,
                     eps=norm_eps,
@@ -378,7 +341,7 @@ class EfficientNet_b2(nn.Module):
                     24,
                     144,
                     24,
-                    setting[1][1],
+                    3,
                     1,
                     0.034782608695652174,
                     eps=norm_eps,
@@ -386,22 +349,14 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 24x56x56
             nn.Sequential(
-                MBConv3(
-                    24,
-                    24,
-                    144,
-                    48,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 48x28x28
+                MBConv3(24, 24, 144, 48, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 48x28x28
                 MBConv4(
                     48,
                     48,
                     288,
                     48,
-                    setting[2][1],
+                    5,
                     1,
                     0.05217391304347827,
                     eps=norm_eps,
@@ -412,7 +367,7 @@ class EfficientNet_b2(nn.Module):
                     48,
                     288,
                     48,
-                    setting[2][1],
+                    5,
                     1,
                     0.06086956521739131,
                     eps=norm_eps,
@@ -420,22 +375,14 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 48x28x28
             nn.Sequential(
-                MBConv3(
-                    48,
-                    48,
-                    288,
-                    88,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 88x14x14
+                MBConv3(48, 48, 288, 88, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 88x14x14
                 MBConv4(
                     88,
                     88,
                     528,
                     88,
-                    setting[3][1],
+                    3,
                     1,
                     0.0782608695652174,
                     eps=norm_eps,
@@ -446,7 +393,7 @@ class EfficientNet_b2(nn.Module):
                     88,
                     528,
                     88,
-                    setting[3][1],
+                    3,
                     1,
                     0.08695652173913043,
                     eps=norm_eps,
@@ -457,7 +404,7 @@ class EfficientNet_b2(nn.Module):
                     88,
                     528,
                     88,
-                    setting[3][1],
+                    3,
                     1,
                     0.09565217391304348,
                     eps=norm_eps,
@@ -465,22 +412,14 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 88x14x14
             nn.Sequential(
-                MBConv3(
-                    88,
-                    88,
-                    528,
-                    120,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 120x14x14
+                MBConv3(88, 88, 528, 120, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                # 120x14x14
                 MBConv4(
                     120,
                     120,
                     720,
                     120,
-                    setting[4][1],
+                    5,
                     1,
                     0.11304347826086956,
                     eps=norm_eps,
@@ -491,7 +430,7 @@ class EfficientNet_b2(nn.Module):
                     120,
                     720,
                     120,
-                    setting[4][1],
+                    5,
                     1,
                     0.12173913043478261,
                     eps=norm_eps,
@@ -502,7 +441,7 @@ class EfficientNet_b2(nn.Module):
                     120,
                     720,
                     120,
-                    setting[4][1],
+                    5,
                     1,
                     0.13043478260869565,
                     eps=norm_eps,
@@ -510,22 +449,14 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 120x14x14
             nn.Sequential(
-                MBConv3(
-                    120,
-                    120,
-                    720,
-                    208,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 208x7x7
+                MBConv3(120, 120, 720, 208, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 208x7x7
                 MBConv4(
                     208,
                     208,
                     1248,
                     208,
-                    setting[5][1],
+                    5,
                     1,
                     0.14782608695652175,
                     eps=norm_eps,
@@ -536,7 +467,7 @@ class EfficientNet_b2(nn.Module):
                     208,
                     1248,
                     208,
-                    setting[5][1],
+                    5,
                     1,
                     0.1565217391304348,
                     eps=norm_eps,
@@ -547,7 +478,7 @@ class EfficientNet_b2(nn.Module):
                     208,
                     1248,
                     208,
-                    setting[5][1],
+                    5,
                     1,
                     0.16521739130434784,
                     eps=norm_eps,
@@ -558,7 +489,7 @@ class EfficientNet_b2(nn.Module):
                     208,
                     1248,
                     208,
-                    setting[5][1],
+                    5,
                     1,
                     0.17391304347826086,
                     eps=norm_eps,
@@ -566,22 +497,14 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 208x7x7
             nn.Sequential(
-                MBConv3(
-                    208,
-                    208,
-                    1248,
-                    352,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 352x7x7
+                MBConv3(208, 208, 1248, 352, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 352x7x7
                 MBConv4(
                     352,
                     352,
                     2112,
                     352,
-                    setting[6][1],
+                    3,
                     1,
                     0.19130434782608696,
                     eps=norm_eps,

@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_b3"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -88,23 +88,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -140,18 +135,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -159,7 +150,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -203,23 +193,18 @@ class MBConv3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -261,18 +246,14 @@ class MBConv4(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -280,7 +261,6 @@ class MBConv4(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -314,7 +294,6 @@ class EfficientNet_b3(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 16, 1, False), (6, 3, 2, 16, 24, 2, False), (6, 5, 2, 24, 40, 2, False), (6, 3, 2, 40, 80, 3, False), (6, 5, 1, 80, 112, 3, False), (6, 5, 2, 112, 192, 4, False), (6, 3, 1, 192, 320, 1, False)),
         dropout: float = 0.3,
         num_classes: int = 1000,
         norm_eps: float = 1e-05,
@@ -330,22 +309,14 @@ class EfficientNet_b3(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 40x112x112
             nn.Sequential(
-                MBConv(
-                    40,
-                    40,
-                    40,
-                    24,
-                    setting[0][1],
-                    setting[0][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 24x112x112
+                MBConv(40, 40, 40, 24, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 24x112x112
                 MBConv2(
                     24,
                     24,
                     24,
                     24,
-                    setting[0][1],
+                    3,
                     1,
                     0.007692307692307693,
                     eps=norm_eps,
@@ -353,22 +324,14 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 24x112x112
             nn.Sequential(
-                MBConv3(
-                    24,
-                    24,
-                    144,
-                    32,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 32x56x56
+                MBConv3(24, 24, 144, 32, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 32x56x56
                 MBConv4(
                     32,
                     32,
                     192,
                     32,
-                    setting[1][1],
+                    3,
                     1,
                     0.02307692307692308,
                     eps=norm_eps,
@@ -379,7 +342,7 @@ class EfficientNet_b3(nn.Module):
                     32,
                     192,
                     32,
-                    setting[1][1],
+                    3,
                     1,
                     0.03076923076923077,
                     eps=norm_eps,
@@ -387,22 +350,14 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 32x56x56
             nn.Sequential(
-                MBConv3(
-                    32,
-                    32,
-                    192,
-                    48,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 48x28x28
+                MBConv3(32, 32, 192, 48, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 48x28x28
                 MBConv4(
                     48,
                     48,
                     288,
                     48,
-                    setting[2][1],
+                    5,
                     1,
                     0.04615384615384616,
                     eps=norm_eps,
@@ -413,7 +368,7 @@ class EfficientNet_b3(nn.Module):
                     48,
                     288,
                     48,
-                    setting[2][1],
+                    5,
                     1,
                     0.05384615384615385,
                     eps=norm_eps,
@@ -421,22 +376,14 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 48x28x28
             nn.Sequential(
-                MBConv3(
-                    48,
-                    48,
-                    288,
-                    96,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 96x14x14
+                MBConv3(48, 48, 288, 96, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 96x14x14
                 MBConv4(
                     96,
                     96,
                     576,
                     96,
-                    setting[3][1],
+                    3,
                     1,
                     0.06923076923076923,
                     eps=norm_eps,
@@ -447,7 +394,7 @@ class EfficientNet_b3(nn.Module):
                     96,
                     576,
                     96,
-                    setting[3][1],
+                    3,
                     1,
                     0.07692307692307693,
                     eps=norm_eps,
@@ -458,7 +405,7 @@ class EfficientNet_b3(nn.Module):
                     96,
                     576,
                     96,
-                    setting[3][1],
+                    3,
                     1,
                     0.08461538461538462,
                     eps=norm_eps,
@@ -469,7 +416,7 @@ class EfficientNet_b3(nn.Module):
                     96,
                     576,
                     96,
-                    setting[3][1],
+                    3,
                     1,
                     0.09230769230769233,
                     eps=norm_eps,
@@ -477,22 +424,14 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 96x14x14
             nn.Sequential(
-                MBConv3(
-                    96,
-                    96,
-                    576,
-                    136,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 136x14x14
+                MBConv3(96, 96, 576, 136, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                # 136x14x14
                 MBConv4(
                     136,
                     136,
                     816,
                     136,
-                    setting[4][1],
+                    5,
                     1,
                     0.1076923076923077,
                     eps=norm_eps,
@@ -503,7 +442,7 @@ class EfficientNet_b3(nn.Module):
                     136,
                     816,
                     136,
-                    setting[4][1],
+                    5,
                     1,
                     0.11538461538461539,
                     eps=norm_eps,
@@ -514,7 +453,7 @@ class EfficientNet_b3(nn.Module):
                     136,
                     816,
                     136,
-                    setting[4][1],
+                    5,
                     1,
                     0.12307692307692308,
                     eps=norm_eps,
@@ -525,7 +464,7 @@ class EfficientNet_b3(nn.Module):
                     136,
                     816,
                     136,
-                    setting[4][1],
+                    5,
                     1,
                     0.13076923076923078,
                     eps=norm_eps,
@@ -533,22 +472,14 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 136x14x14
             nn.Sequential(
-                MBConv3(
-                    136,
-                    136,
-                    816,
-                    232,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 232x7x7
+                MBConv3(136, 136, 816, 232, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 232x7x7
                 MBConv4(
                     232,
                     232,
                     1392,
                     232,
-                    setting[5][1],
+                    5,
                     1,
                     0.14615384615384616,
                     eps=norm_eps,
@@ -559,7 +490,7 @@ class EfficientNet_b3(nn.Module):
                     232,
                     1392,
                     232,
-                    setting[5][1],
+                    5,
                     1,
                     0.15384615384615385,
                     eps=norm_eps,
@@ -570,7 +501,7 @@ class EfficientNet_b3(nn.Module):
                     232,
                     1392,
                     232,
-                    setting[5][1],
+                    5,
                     1,
                     0.16153846153846155,
                     eps=norm_eps,
@@ -581,7 +512,7 @@ class EfficientNet_b3(nn.Module):
                     232,
                     1392,
                     232,
-                    setting[5][1],
+                    5,
                     1,
                     0.16923076923076924,
                     eps=norm_eps,
@@ -592,7 +523,7 @@ class EfficientNet_b3(nn.Module):
                     232,
                     1392,
                     232,
-                    setting[5][1],
+                    5,
                     1,
                     0.17692307692307693,
                     eps=norm_eps,
@@ -600,22 +531,14 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 232x7x7
             nn.Sequential(
-                MBConv3(
-                    232,
-                    232,
-                    1392,
-                    384,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 384x7x7
+                MBConv3(232, 232, 1392, 384, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 384x7x7
                 MBConv4(
                     384,
                     384,
                     2304,
                     384,
-                    setting[6][1],
+                    3,
                     1,
                     0.19230769230769232,
                     eps=norm_eps,

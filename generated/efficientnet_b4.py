@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_b4"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -88,23 +88,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -140,18 +135,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -159,7 +150,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -203,23 +193,18 @@ class MBConv3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -261,18 +246,14 @@ class MBConv4(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -280,7 +261,6 @@ class MBConv4(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -314,7 +294,6 @@ class EfficientNet_b4(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 16, 1, False), (6, 3, 2, 16, 24, 2, False), (6, 5, 2, 24, 40, 2, False), (6, 3, 2, 40, 80, 3, False), (6, 5, 1, 80, 112, 3, False), (6, 5, 2, 112, 192, 4, False), (6, 3, 1, 192, 320, 1, False)),
         dropout: float = 0.4,
         num_classes: int = 1000,
         norm_eps: float = 1e-05,
@@ -330,22 +309,14 @@ class EfficientNet_b4(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 48x112x112
             nn.Sequential(
-                MBConv(
-                    48,
-                    48,
-                    48,
-                    24,
-                    setting[0][1],
-                    setting[0][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 24x112x112
+                MBConv(48, 48, 48, 24, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 24x112x112
                 MBConv2(
                     24,
                     24,
                     24,
                     24,
-                    setting[0][1],
+                    3,
                     1,
                     0.00625,
                     eps=norm_eps,
@@ -353,44 +324,26 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 24x112x112
             nn.Sequential(
-                MBConv3(
-                    24,
-                    24,
-                    144,
-                    32,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 32x56x56
+                MBConv3(24, 24, 144, 32, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 32x56x56
                 MBConv4(
                     32,
                     32,
                     192,
                     32,
-                    setting[1][1],
+                    3,
                     1,
                     0.018750000000000003,
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
+                MBConv4(32, 32, 192, 32, 3, 1, 0.025, eps=norm_eps, momentum=norm_momentum),
                 MBConv4(
                     32,
                     32,
                     192,
                     32,
-                    setting[1][1],
-                    1,
-                    0.025,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                MBConv4(
-                    32,
-                    32,
-                    192,
-                    32,
-                    setting[1][1],
+                    3,
                     1,
                     0.03125,
                     eps=norm_eps,
@@ -398,44 +351,26 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 32x56x56
             nn.Sequential(
-                MBConv3(
-                    32,
-                    32,
-                    192,
-                    56,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 56x28x28
+                MBConv3(32, 32, 192, 56, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 56x28x28
                 MBConv4(
                     56,
                     56,
                     336,
                     56,
-                    setting[2][1],
+                    5,
                     1,
                     0.043750000000000004,
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
+                MBConv4(56, 56, 336, 56, 5, 1, 0.05, eps=norm_eps, momentum=norm_momentum),
                 MBConv4(
                     56,
                     56,
                     336,
                     56,
-                    setting[2][1],
-                    1,
-                    0.05,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                MBConv4(
-                    56,
-                    56,
-                    336,
-                    56,
-                    setting[2][1],
+                    5,
                     1,
                     0.05625,
                     eps=norm_eps,
@@ -443,22 +378,14 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 56x28x28
             nn.Sequential(
-                MBConv3(
-                    56,
-                    56,
-                    336,
-                    112,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 112x14x14
+                MBConv3(56, 56, 336, 112, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 112x14x14
                 MBConv4(
                     112,
                     112,
                     672,
                     112,
-                    setting[3][1],
+                    3,
                     1,
                     0.06875,
                     eps=norm_eps,
@@ -469,7 +396,7 @@ class EfficientNet_b4(nn.Module):
                     112,
                     672,
                     112,
-                    setting[3][1],
+                    3,
                     1,
                     0.07500000000000001,
                     eps=norm_eps,
@@ -480,7 +407,7 @@ class EfficientNet_b4(nn.Module):
                     112,
                     672,
                     112,
-                    setting[3][1],
+                    3,
                     1,
                     0.08125,
                     eps=norm_eps,
@@ -491,7 +418,7 @@ class EfficientNet_b4(nn.Module):
                     112,
                     672,
                     112,
-                    setting[3][1],
+                    3,
                     1,
                     0.08750000000000001,
                     eps=norm_eps,
@@ -502,7 +429,7 @@ class EfficientNet_b4(nn.Module):
                     112,
                     672,
                     112,
-                    setting[3][1],
+                    3,
                     1,
                     0.09375,
                     eps=norm_eps,
@@ -510,22 +437,14 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 112x14x14
             nn.Sequential(
-                MBConv3(
-                    112,
-                    112,
-                    672,
-                    160,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 160x14x14
+                MBConv3(112, 112, 672, 160, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                # 160x14x14
                 MBConv4(
                     160,
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    5,
                     1,
                     0.10625000000000001,
                     eps=norm_eps,
@@ -536,7 +455,7 @@ class EfficientNet_b4(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    5,
                     1,
                     0.1125,
                     eps=norm_eps,
@@ -547,7 +466,7 @@ class EfficientNet_b4(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    5,
                     1,
                     0.11875000000000001,
                     eps=norm_eps,
@@ -558,7 +477,7 @@ class EfficientNet_b4(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    5,
                     1,
                     0.125,
                     eps=norm_eps,
@@ -569,7 +488,7 @@ class EfficientNet_b4(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    5,
                     1,
                     0.13125,
                     eps=norm_eps,
@@ -577,22 +496,14 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv3(
-                    160,
-                    160,
-                    960,
-                    272,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 272x7x7
+                MBConv3(160, 160, 960, 272, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 272x7x7
                 MBConv4(
                     272,
                     272,
                     1632,
                     272,
-                    setting[5][1],
+                    5,
                     1,
                     0.14375000000000002,
                     eps=norm_eps,
@@ -603,7 +514,7 @@ class EfficientNet_b4(nn.Module):
                     272,
                     1632,
                     272,
-                    setting[5][1],
+                    5,
                     1,
                     0.15000000000000002,
                     eps=norm_eps,
@@ -614,7 +525,7 @@ class EfficientNet_b4(nn.Module):
                     272,
                     1632,
                     272,
-                    setting[5][1],
+                    5,
                     1,
                     0.15625,
                     eps=norm_eps,
@@ -625,7 +536,7 @@ class EfficientNet_b4(nn.Module):
                     272,
                     1632,
                     272,
-                    setting[5][1],
+                    5,
                     1,
                     0.1625,
                     eps=norm_eps,
@@ -636,7 +547,7 @@ class EfficientNet_b4(nn.Module):
                     272,
                     1632,
                     272,
-                    setting[5][1],
+                    5,
                     1,
                     0.16875,
                     eps=norm_eps,
@@ -647,7 +558,7 @@ class EfficientNet_b4(nn.Module):
                     272,
                     1632,
                     272,
-                    setting[5][1],
+                    5,
                     1,
                     0.17500000000000002,
                     eps=norm_eps,
@@ -658,7 +569,7 @@ class EfficientNet_b4(nn.Module):
                     272,
                     1632,
                     272,
-                    setting[5][1],
+                    5,
                     1,
                     0.18125000000000002,
                     eps=norm_eps,
@@ -666,22 +577,14 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 272x7x7
             nn.Sequential(
-                MBConv3(
-                    272,
-                    272,
-                    1632,
-                    448,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 448x7x7
+                MBConv3(272, 272, 1632, 448, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 448x7x7
                 MBConv4(
                     448,
                     448,
                     2688,
                     448,
-                    setting[6][1],
+                    3,
                     1,
                     0.19375,
                     eps=norm_eps,

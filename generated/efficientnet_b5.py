@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_b5"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -88,23 +88,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -140,18 +135,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -159,7 +150,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -203,23 +193,18 @@ class MBConv3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -261,18 +246,14 @@ class MBConv4(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -280,7 +261,6 @@ class MBConv4(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -315,7 +295,6 @@ class EfficientNet_b5(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 16, 1, False), (6, 3, 2, 16, 24, 2, False), (6, 5, 2, 24, 40, 2, False), (6, 3, 2, 40, 80, 3, False), (6, 5, 1, 80, 112, 3, False), (6, 5, 2, 112, 192, 4, False), (6, 3, 1, 192, 320, 1, False)),
         dropout: float = 0.4,
         num_classes: int = 1000,
         norm_eps: float = 0.001,
@@ -331,22 +310,14 @@ class EfficientNet_b5(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 48x112x112
             nn.Sequential(
-                MBConv(
-                    48,
-                    48,
-                    48,
-                    24,
-                    setting[0][1],
-                    setting[0][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 24x112x112
+                MBConv(48, 48, 48, 24, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 24x112x112
                 MBConv2(
                     24,
                     24,
                     24,
                     24,
-                    setting[0][1],
+                    3,
                     1,
                     0.005128205128205128,
                     eps=norm_eps,
@@ -357,7 +328,7 @@ class EfficientNet_b5(nn.Module):
                     24,
                     24,
                     24,
-                    setting[0][1],
+                    3,
                     1,
                     0.010256410256410256,
                     eps=norm_eps,
@@ -365,22 +336,14 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 24x112x112
             nn.Sequential(
-                MBConv3(
-                    24,
-                    24,
-                    144,
-                    40,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 40x56x56
+                MBConv3(24, 24, 144, 40, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 40x56x56
                 MBConv4(
                     40,
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.020512820512820513,
                     eps=norm_eps,
@@ -391,7 +354,7 @@ class EfficientNet_b5(nn.Module):
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.02564102564102564,
                     eps=norm_eps,
@@ -402,7 +365,7 @@ class EfficientNet_b5(nn.Module):
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.030769230769230774,
                     eps=norm_eps,
@@ -413,7 +376,7 @@ class EfficientNet_b5(nn.Module):
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.0358974358974359,
                     eps=norm_eps,
@@ -421,22 +384,14 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 40x56x56
             nn.Sequential(
-                MBConv3(
-                    40,
-                    40,
-                    240,
-                    64,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 64x28x28
+                MBConv3(40, 40, 240, 64, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 64x28x28
                 MBConv4(
                     64,
                     64,
                     384,
                     64,
-                    setting[2][1],
+                    5,
                     1,
                     0.046153846153846156,
                     eps=norm_eps,
@@ -447,7 +402,7 @@ class EfficientNet_b5(nn.Module):
                     64,
                     384,
                     64,
-                    setting[2][1],
+                    5,
                     1,
                     0.05128205128205128,
                     eps=norm_eps,
@@ -458,7 +413,7 @@ class EfficientNet_b5(nn.Module):
                     64,
                     384,
                     64,
-                    setting[2][1],
+                    5,
                     1,
                     0.05641025641025642,
                     eps=norm_eps,
@@ -469,7 +424,7 @@ class EfficientNet_b5(nn.Module):
                     64,
                     384,
                     64,
-                    setting[2][1],
+                    5,
                     1,
                     0.06153846153846155,
                     eps=norm_eps,
@@ -477,22 +432,14 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 64x28x28
             nn.Sequential(
-                MBConv3(
-                    64,
-                    64,
-                    384,
-                    128,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 128x14x14
+                MBConv3(64, 64, 384, 128, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 128x14x14
                 MBConv4(
                     128,
                     128,
                     768,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.0717948717948718,
                     eps=norm_eps,
@@ -503,7 +450,7 @@ class EfficientNet_b5(nn.Module):
                     128,
                     768,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.07692307692307693,
                     eps=norm_eps,
@@ -514,7 +461,7 @@ class EfficientNet_b5(nn.Module):
                     128,
                     768,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.08205128205128205,
                     eps=norm_eps,
@@ -525,7 +472,7 @@ class EfficientNet_b5(nn.Module):
                     128,
                     768,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.08717948717948719,
                     eps=norm_eps,
@@ -536,7 +483,7 @@ class EfficientNet_b5(nn.Module):
                     128,
                     768,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.09230769230769231,
                     eps=norm_eps,
@@ -547,7 +494,7 @@ class EfficientNet_b5(nn.Module):
                     128,
                     768,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.09743589743589744,
                     eps=norm_eps,
@@ -555,22 +502,14 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 128x14x14
             nn.Sequential(
-                MBConv3(
-                    128,
-                    128,
-                    768,
-                    176,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 176x14x14
+                MBConv3(128, 128, 768, 176, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                # 176x14x14
                 MBConv4(
                     176,
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    5,
                     1,
                     0.1076923076923077,
                     eps=norm_eps,
@@ -581,7 +520,7 @@ class EfficientNet_b5(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    5,
                     1,
                     0.11282051282051284,
                     eps=norm_eps,
@@ -592,7 +531,7 @@ class EfficientNet_b5(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    5,
                     1,
                     0.11794871794871796,
                     eps=norm_eps,
@@ -603,7 +542,7 @@ class EfficientNet_b5(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    5,
                     1,
                     0.1230769230769231,
                     eps=norm_eps,
@@ -614,7 +553,7 @@ class EfficientNet_b5(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    5,
                     1,
                     0.1282051282051282,
                     eps=norm_eps,
@@ -625,7 +564,7 @@ class EfficientNet_b5(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    5,
                     1,
                     0.13333333333333333,
                     eps=norm_eps,
@@ -633,22 +572,14 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 176x14x14
             nn.Sequential(
-                MBConv3(
-                    176,
-                    176,
-                    1056,
-                    304,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 304x7x7
+                MBConv3(176, 176, 1056, 304, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 304x7x7
                 MBConv4(
                     304,
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.1435897435897436,
                     eps=norm_eps,
@@ -659,7 +590,7 @@ class EfficientNet_b5(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.14871794871794874,
                     eps=norm_eps,
@@ -670,7 +601,7 @@ class EfficientNet_b5(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.15384615384615385,
                     eps=norm_eps,
@@ -681,7 +612,7 @@ class EfficientNet_b5(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.158974358974359,
                     eps=norm_eps,
@@ -692,7 +623,7 @@ class EfficientNet_b5(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.1641025641025641,
                     eps=norm_eps,
@@ -703,7 +634,7 @@ class EfficientNet_b5(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.16923076923076924,
                     eps=norm_eps,
@@ -714,7 +645,7 @@ class EfficientNet_b5(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.17435897435897438,
                     eps=norm_eps,
@@ -725,7 +656,7 @@ class EfficientNet_b5(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    5,
                     1,
                     0.1794871794871795,
                     eps=norm_eps,
@@ -733,22 +664,14 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 304x7x7
             nn.Sequential(
-                MBConv3(
-                    304,
-                    304,
-                    1824,
-                    512,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 512x7x7
+                MBConv3(304, 304, 1824, 512, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 512x7x7
                 MBConv4(
                     512,
                     512,
                     3072,
                     512,
-                    setting[6][1],
+                    3,
                     1,
                     0.18974358974358976,
                     eps=norm_eps,
@@ -759,7 +682,7 @@ class EfficientNet_b5(nn.Module):
                     512,
                     3072,
                     512,
-                    setting[6][1],
+                    3,
                     1,
                     0.19487179487179487,
                     eps=norm_eps,

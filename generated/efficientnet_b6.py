@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_b6"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -88,23 +88,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -140,18 +135,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -159,7 +150,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -203,23 +193,18 @@ class MBConv3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -261,18 +246,14 @@ class MBConv4(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -280,7 +261,6 @@ class MBConv4(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -315,7 +295,6 @@ class EfficientNet_b6(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 16, 1, False), (6, 3, 2, 16, 24, 2, False), (6, 5, 2, 24, 40, 2, False), (6, 3, 2, 40, 80, 3, False), (6, 5, 1, 80, 112, 3, False), (6, 5, 2, 112, 192, 4, False), (6, 3, 1, 192, 320, 1, False)),
         dropout: float = 0.5,
         num_classes: int = 1000,
         norm_eps: float = 0.001,
@@ -331,22 +310,14 @@ class EfficientNet_b6(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 56x112x112
             nn.Sequential(
-                MBConv(
-                    56,
-                    56,
-                    56,
-                    32,
-                    setting[0][1],
-                    setting[0][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 32x112x112
+                MBConv(56, 56, 56, 32, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 32x112x112
                 MBConv2(
                     32,
                     32,
                     32,
                     32,
-                    setting[0][1],
+                    3,
                     1,
                     0.0044444444444444444,
                     eps=norm_eps,
@@ -357,7 +328,7 @@ class EfficientNet_b6(nn.Module):
                     32,
                     32,
                     32,
-                    setting[0][1],
+                    3,
                     1,
                     0.008888888888888889,
                     eps=norm_eps,
@@ -365,22 +336,14 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv3(
-                    32,
-                    32,
-                    192,
-                    40,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 40x56x56
+                MBConv3(32, 32, 192, 40, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 40x56x56
                 MBConv4(
                     40,
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.017777777777777778,
                     eps=norm_eps,
@@ -391,7 +354,7 @@ class EfficientNet_b6(nn.Module):
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.022222222222222223,
                     eps=norm_eps,
@@ -402,7 +365,7 @@ class EfficientNet_b6(nn.Module):
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.026666666666666672,
                     eps=norm_eps,
@@ -413,7 +376,7 @@ class EfficientNet_b6(nn.Module):
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.031111111111111114,
                     eps=norm_eps,
@@ -424,7 +387,7 @@ class EfficientNet_b6(nn.Module):
                     40,
                     240,
                     40,
-                    setting[1][1],
+                    3,
                     1,
                     0.035555555555555556,
                     eps=norm_eps,
@@ -432,22 +395,14 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 40x56x56
             nn.Sequential(
-                MBConv3(
-                    40,
-                    40,
-                    240,
-                    72,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 72x28x28
+                MBConv3(40, 40, 240, 72, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 72x28x28
                 MBConv4(
                     72,
                     72,
                     432,
                     72,
-                    setting[2][1],
+                    5,
                     1,
                     0.044444444444444446,
                     eps=norm_eps,
@@ -458,7 +413,7 @@ class EfficientNet_b6(nn.Module):
                     72,
                     432,
                     72,
-                    setting[2][1],
+                    5,
                     1,
                     0.04888888888888889,
                     eps=norm_eps,
@@ -469,7 +424,7 @@ class EfficientNet_b6(nn.Module):
                     72,
                     432,
                     72,
-                    setting[2][1],
+                    5,
                     1,
                     0.053333333333333344,
                     eps=norm_eps,
@@ -480,7 +435,7 @@ class EfficientNet_b6(nn.Module):
                     72,
                     432,
                     72,
-                    setting[2][1],
+                    5,
                     1,
                     0.05777777777777778,
                     eps=norm_eps,
@@ -491,7 +446,7 @@ class EfficientNet_b6(nn.Module):
                     72,
                     432,
                     72,
-                    setting[2][1],
+                    5,
                     1,
                     0.06222222222222223,
                     eps=norm_eps,
@@ -499,22 +454,14 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 72x28x28
             nn.Sequential(
-                MBConv3(
-                    72,
-                    72,
-                    432,
-                    144,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 144x14x14
+                MBConv3(72, 72, 432, 144, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 144x14x14
                 MBConv4(
                     144,
                     144,
                     864,
                     144,
-                    setting[3][1],
+                    3,
                     1,
                     0.07111111111111111,
                     eps=norm_eps,
@@ -525,7 +472,7 @@ class EfficientNet_b6(nn.Module):
                     144,
                     864,
                     144,
-                    setting[3][1],
+                    3,
                     1,
                     0.07555555555555557,
                     eps=norm_eps,
@@ -536,7 +483,7 @@ class EfficientNet_b6(nn.Module):
                     144,
                     864,
                     144,
-                    setting[3][1],
+                    3,
                     1,
                     0.08,
                     eps=norm_eps,
@@ -547,7 +494,7 @@ class EfficientNet_b6(nn.Module):
                     144,
                     864,
                     144,
-                    setting[3][1],
+                    3,
                     1,
                     0.08444444444444445,
                     eps=norm_eps,
@@ -558,7 +505,7 @@ class EfficientNet_b6(nn.Module):
                     144,
                     864,
                     144,
-                    setting[3][1],
+                    3,
                     1,
                     0.08888888888888889,
                     eps=norm_eps,
@@ -569,7 +516,7 @@ class EfficientNet_b6(nn.Module):
                     144,
                     864,
                     144,
-                    setting[3][1],
+                    3,
                     1,
                     0.09333333333333334,
                     eps=norm_eps,
@@ -580,7 +527,7 @@ class EfficientNet_b6(nn.Module):
                     144,
                     864,
                     144,
-                    setting[3][1],
+                    3,
                     1,
                     0.09777777777777778,
                     eps=norm_eps,
@@ -588,22 +535,14 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 144x14x14
             nn.Sequential(
-                MBConv3(
-                    144,
-                    144,
-                    864,
-                    200,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 200x14x14
+                MBConv3(144, 144, 864, 200, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                # 200x14x14
                 MBConv4(
                     200,
                     200,
                     1200,
                     200,
-                    setting[4][1],
+                    5,
                     1,
                     0.10666666666666669,
                     eps=norm_eps,
@@ -614,7 +553,7 @@ class EfficientNet_b6(nn.Module):
                     200,
                     1200,
                     200,
-                    setting[4][1],
+                    5,
                     1,
                     0.1111111111111111,
                     eps=norm_eps,
@@ -625,7 +564,7 @@ class EfficientNet_b6(nn.Module):
                     200,
                     1200,
                     200,
-                    setting[4][1],
+                    5,
                     1,
                     0.11555555555555556,
                     eps=norm_eps,
@@ -636,7 +575,7 @@ class EfficientNet_b6(nn.Module):
                     200,
                     1200,
                     200,
-                    setting[4][1],
+                    5,
                     1,
                     0.12000000000000001,
                     eps=norm_eps,
@@ -647,7 +586,7 @@ class EfficientNet_b6(nn.Module):
                     200,
                     1200,
                     200,
-                    setting[4][1],
+                    5,
                     1,
                     0.12444444444444445,
                     eps=norm_eps,
@@ -658,7 +597,7 @@ class EfficientNet_b6(nn.Module):
                     200,
                     1200,
                     200,
-                    setting[4][1],
+                    5,
                     1,
                     0.12888888888888891,
                     eps=norm_eps,
@@ -669,7 +608,7 @@ class EfficientNet_b6(nn.Module):
                     200,
                     1200,
                     200,
-                    setting[4][1],
+                    5,
                     1,
                     0.13333333333333333,
                     eps=norm_eps,
@@ -677,22 +616,14 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 200x14x14
             nn.Sequential(
-                MBConv3(
-                    200,
-                    200,
-                    1200,
-                    344,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 344x7x7
+                MBConv3(200, 200, 1200, 344, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 344x7x7
                 MBConv4(
                     344,
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.14222222222222222,
                     eps=norm_eps,
@@ -703,7 +634,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.14666666666666667,
                     eps=norm_eps,
@@ -714,7 +645,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.15111111111111114,
                     eps=norm_eps,
@@ -725,7 +656,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.15555555555555556,
                     eps=norm_eps,
@@ -736,7 +667,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.16,
                     eps=norm_eps,
@@ -747,7 +678,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.16444444444444445,
                     eps=norm_eps,
@@ -758,7 +689,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.1688888888888889,
                     eps=norm_eps,
@@ -769,7 +700,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.17333333333333334,
                     eps=norm_eps,
@@ -780,7 +711,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.17777777777777778,
                     eps=norm_eps,
@@ -791,7 +722,7 @@ class EfficientNet_b6(nn.Module):
                     344,
                     2064,
                     344,
-                    setting[5][1],
+                    5,
                     1,
                     0.18222222222222226,
                     eps=norm_eps,
@@ -799,22 +730,14 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 344x7x7
             nn.Sequential(
-                MBConv3(
-                    344,
-                    344,
-                    2064,
-                    576,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 576x7x7
+                MBConv3(344, 344, 2064, 576, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 576x7x7
                 MBConv4(
                     576,
                     576,
                     3456,
                     576,
-                    setting[6][1],
+                    3,
                     1,
                     0.1911111111111111,
                     eps=norm_eps,
@@ -825,7 +748,7 @@ class EfficientNet_b6(nn.Module):
                     576,
                     3456,
                     576,
-                    setting[6][1],
+                    3,
                     1,
                     0.19555555555555557,
                     eps=norm_eps,

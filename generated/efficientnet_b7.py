@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_b7"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -88,23 +88,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -140,18 +135,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -159,7 +150,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -203,23 +193,18 @@ class MBConv3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -261,18 +246,14 @@ class MBConv4(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -280,7 +261,6 @@ class MBConv4(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -315,7 +295,6 @@ class EfficientNet_b7(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 16, 1, False), (6, 3, 2, 16, 24, 2, False), (6, 5, 2, 24, 40, 2, False), (6, 3, 2, 40, 80, 3, False), (6, 5, 1, 80, 112, 3, False), (6, 5, 2, 112, 192, 4, False), (6, 3, 1, 192, 320, 1, False)),
         dropout: float = 0.5,
         num_classes: int = 1000,
         norm_eps: float = 0.001,
@@ -331,22 +310,14 @@ class EfficientNet_b7(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 64x112x112
             nn.Sequential(
-                MBConv(
-                    64,
-                    64,
-                    64,
-                    32,
-                    setting[0][1],
-                    setting[0][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 32x112x112
+                MBConv(64, 64, 64, 32, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 32x112x112
                 MBConv2(
                     32,
                     32,
                     32,
                     32,
-                    setting[0][1],
+                    3,
                     1,
                     0.0036363636363636364,
                     eps=norm_eps,
@@ -357,7 +328,7 @@ class EfficientNet_b7(nn.Module):
                     32,
                     32,
                     32,
-                    setting[0][1],
+                    3,
                     1,
                     0.007272727272727273,
                     eps=norm_eps,
@@ -368,7 +339,7 @@ class EfficientNet_b7(nn.Module):
                     32,
                     32,
                     32,
-                    setting[0][1],
+                    3,
                     1,
                     0.01090909090909091,
                     eps=norm_eps,
@@ -376,22 +347,14 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv3(
-                    32,
-                    32,
-                    192,
-                    48,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 48x56x56
+                MBConv3(32, 32, 192, 48, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 48x56x56
                 MBConv4(
                     48,
                     48,
                     288,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.01818181818181818,
                     eps=norm_eps,
@@ -402,7 +365,7 @@ class EfficientNet_b7(nn.Module):
                     48,
                     288,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.02181818181818182,
                     eps=norm_eps,
@@ -413,7 +376,7 @@ class EfficientNet_b7(nn.Module):
                     48,
                     288,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.025454545454545455,
                     eps=norm_eps,
@@ -424,7 +387,7 @@ class EfficientNet_b7(nn.Module):
                     48,
                     288,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.02909090909090909,
                     eps=norm_eps,
@@ -435,7 +398,7 @@ class EfficientNet_b7(nn.Module):
                     48,
                     288,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.03272727272727273,
                     eps=norm_eps,
@@ -446,7 +409,7 @@ class EfficientNet_b7(nn.Module):
                     48,
                     288,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.03636363636363636,
                     eps=norm_eps,
@@ -454,22 +417,14 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 48x56x56
             nn.Sequential(
-                MBConv3(
-                    48,
-                    48,
-                    288,
-                    80,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 80x28x28
+                MBConv3(48, 48, 288, 80, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 80x28x28
                 MBConv4(
                     80,
                     80,
                     480,
                     80,
-                    setting[2][1],
+                    5,
                     1,
                     0.04363636363636364,
                     eps=norm_eps,
@@ -480,7 +435,7 @@ class EfficientNet_b7(nn.Module):
                     80,
                     480,
                     80,
-                    setting[2][1],
+                    5,
                     1,
                     0.04727272727272727,
                     eps=norm_eps,
@@ -491,7 +446,7 @@ class EfficientNet_b7(nn.Module):
                     80,
                     480,
                     80,
-                    setting[2][1],
+                    5,
                     1,
                     0.05090909090909091,
                     eps=norm_eps,
@@ -502,7 +457,7 @@ class EfficientNet_b7(nn.Module):
                     80,
                     480,
                     80,
-                    setting[2][1],
+                    5,
                     1,
                     0.05454545454545454,
                     eps=norm_eps,
@@ -513,7 +468,7 @@ class EfficientNet_b7(nn.Module):
                     80,
                     480,
                     80,
-                    setting[2][1],
+                    5,
                     1,
                     0.05818181818181818,
                     eps=norm_eps,
@@ -524,7 +479,7 @@ class EfficientNet_b7(nn.Module):
                     80,
                     480,
                     80,
-                    setting[2][1],
+                    5,
                     1,
                     0.06181818181818183,
                     eps=norm_eps,
@@ -532,22 +487,14 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 80x28x28
             nn.Sequential(
-                MBConv3(
-                    80,
-                    80,
-                    480,
-                    160,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 160x14x14
+                MBConv3(80, 80, 480, 160, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 160x14x14
                 MBConv4(
                     160,
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.06909090909090909,
                     eps=norm_eps,
@@ -558,7 +505,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.07272727272727272,
                     eps=norm_eps,
@@ -569,7 +516,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.07636363636363637,
                     eps=norm_eps,
@@ -580,7 +527,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.08,
                     eps=norm_eps,
@@ -591,7 +538,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.08363636363636365,
                     eps=norm_eps,
@@ -602,7 +549,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.08727272727272728,
                     eps=norm_eps,
@@ -613,7 +560,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.09090909090909091,
                     eps=norm_eps,
@@ -624,7 +571,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.09454545454545454,
                     eps=norm_eps,
@@ -635,7 +582,7 @@ class EfficientNet_b7(nn.Module):
                     160,
                     960,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.09818181818181819,
                     eps=norm_eps,
@@ -643,22 +590,14 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv3(
-                    160,
-                    160,
-                    960,
-                    224,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 224x14x14
+                MBConv3(160, 160, 960, 224, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                # 224x14x14
                 MBConv4(
                     224,
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.10545454545454547,
                     eps=norm_eps,
@@ -669,7 +608,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.10909090909090909,
                     eps=norm_eps,
@@ -680,7 +619,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.11272727272727273,
                     eps=norm_eps,
@@ -691,7 +630,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.11636363636363636,
                     eps=norm_eps,
@@ -702,7 +641,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.12000000000000001,
                     eps=norm_eps,
@@ -713,7 +652,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.12363636363636366,
                     eps=norm_eps,
@@ -724,7 +663,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.12727272727272726,
                     eps=norm_eps,
@@ -735,7 +674,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.13090909090909092,
                     eps=norm_eps,
@@ -746,7 +685,7 @@ class EfficientNet_b7(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    5,
                     1,
                     0.13454545454545455,
                     eps=norm_eps,
@@ -754,22 +693,14 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 224x14x14
             nn.Sequential(
-                MBConv3(
-                    224,
-                    224,
-                    1344,
-                    384,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 384x7x7
+                MBConv3(224, 224, 1344, 384, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                # 384x7x7
                 MBConv4(
                     384,
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.14181818181818184,
                     eps=norm_eps,
@@ -780,7 +711,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.14545454545454545,
                     eps=norm_eps,
@@ -791,7 +722,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.1490909090909091,
                     eps=norm_eps,
@@ -802,7 +733,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.15272727272727274,
                     eps=norm_eps,
@@ -813,7 +744,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.15636363636363634,
                     eps=norm_eps,
@@ -824,7 +755,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.16,
                     eps=norm_eps,
@@ -835,7 +766,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.16363636363636364,
                     eps=norm_eps,
@@ -846,7 +777,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.1672727272727273,
                     eps=norm_eps,
@@ -857,7 +788,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.17090909090909093,
                     eps=norm_eps,
@@ -868,7 +799,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.17454545454545456,
                     eps=norm_eps,
@@ -879,7 +810,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.1781818181818182,
                     eps=norm_eps,
@@ -890,7 +821,7 @@ class EfficientNet_b7(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    5,
                     1,
                     0.18181818181818182,
                     eps=norm_eps,
@@ -898,22 +829,14 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 384x7x7
             nn.Sequential(
-                MBConv3(
-                    384,
-                    384,
-                    2304,
-                    640,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 640x7x7
+                MBConv3(384, 384, 2304, 640, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 640x7x7
                 MBConv4(
                     640,
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.1890909090909091,
                     eps=norm_eps,
@@ -924,7 +847,7 @@ class EfficientNet_b7(nn.Module):
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.19272727272727275,
                     eps=norm_eps,
@@ -935,7 +858,7 @@ class EfficientNet_b7(nn.Module):
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.19636363636363638,
                     eps=norm_eps,

@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_v2_l"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -59,11 +59,9 @@ class FusedMBConv(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -71,7 +69,6 @@ class FusedMBConv(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -107,22 +104,17 @@ class FusedMBConv2(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -156,17 +148,13 @@ class FusedMBConv3(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -174,7 +162,6 @@ class FusedMBConv3(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -245,23 +232,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -303,18 +285,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -322,7 +300,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -357,7 +334,6 @@ class EfficientNet_v2_l(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 32, 32, 4, True), (4, 3, 2, 32, 64, 7, True), (4, 3, 2, 64, 96, 7, True), (4, 3, 2, 96, 192, 10, False), (6, 3, 1, 192, 224, 19, False), (6, 3, 2, 224, 384, 25, False), (6, 3, 1, 384, 640, 7, False)),
         dropout: float = 0.4,
         num_classes: int = 1000,
         norm_eps: float = 0.001,
@@ -373,19 +349,11 @@ class EfficientNet_v2_l(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 32x112x112
             nn.Sequential(
+                FusedMBConv(32, 32, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 FusedMBConv(
                     32,
                     32,
-                    setting[0][1],
-                    setting[0][2],
-                    0.0,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                FusedMBConv(
-                    32,
-                    32,
-                    setting[0][1],
+                    3,
                     1,
                     0.002531645569620253,
                     eps=norm_eps,
@@ -394,7 +362,7 @@ class EfficientNet_v2_l(nn.Module):
                 FusedMBConv(
                     32,
                     32,
-                    setting[0][1],
+                    3,
                     1,
                     0.005063291139240506,
                     eps=norm_eps,
@@ -403,7 +371,7 @@ class EfficientNet_v2_l(nn.Module):
                 FusedMBConv(
                     32,
                     32,
-                    setting[0][1],
+                    3,
                     1,
                     0.007594936708860761,
                     eps=norm_eps,
@@ -411,20 +379,13 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),
             nn.Sequential(
-                FusedMBConv2(
-                    32,
-                    128,
-                    64,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 64x56x56
+                FusedMBConv2(32, 128, 64, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 64x56x56
                 FusedMBConv3(
                     64,
                     256,
                     64,
-                    setting[1][1],
+                    3,
                     1,
                     0.012658227848101266,
                     eps=norm_eps,
@@ -434,7 +395,7 @@ class EfficientNet_v2_l(nn.Module):
                     64,
                     256,
                     64,
-                    setting[1][1],
+                    3,
                     1,
                     0.015189873417721522,
                     eps=norm_eps,
@@ -444,7 +405,7 @@ class EfficientNet_v2_l(nn.Module):
                     64,
                     256,
                     64,
-                    setting[1][1],
+                    3,
                     1,
                     0.017721518987341773,
                     eps=norm_eps,
@@ -454,7 +415,7 @@ class EfficientNet_v2_l(nn.Module):
                     64,
                     256,
                     64,
-                    setting[1][1],
+                    3,
                     1,
                     0.020253164556962026,
                     eps=norm_eps,
@@ -464,7 +425,7 @@ class EfficientNet_v2_l(nn.Module):
                     64,
                     256,
                     64,
-                    setting[1][1],
+                    3,
                     1,
                     0.02278481012658228,
                     eps=norm_eps,
@@ -474,7 +435,7 @@ class EfficientNet_v2_l(nn.Module):
                     64,
                     256,
                     64,
-                    setting[1][1],
+                    3,
                     1,
                     0.02531645569620253,
                     eps=norm_eps,
@@ -482,20 +443,13 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 64x56x56
             nn.Sequential(
-                FusedMBConv2(
-                    64,
-                    256,
-                    96,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 96x28x28
+                FusedMBConv2(64, 256, 96, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 96x28x28
                 FusedMBConv3(
                     96,
                     384,
                     96,
-                    setting[2][1],
+                    3,
                     1,
                     0.030379746835443044,
                     eps=norm_eps,
@@ -505,7 +459,7 @@ class EfficientNet_v2_l(nn.Module):
                     96,
                     384,
                     96,
-                    setting[2][1],
+                    3,
                     1,
                     0.03291139240506329,
                     eps=norm_eps,
@@ -515,7 +469,7 @@ class EfficientNet_v2_l(nn.Module):
                     96,
                     384,
                     96,
-                    setting[2][1],
+                    3,
                     1,
                     0.035443037974683546,
                     eps=norm_eps,
@@ -525,7 +479,7 @@ class EfficientNet_v2_l(nn.Module):
                     96,
                     384,
                     96,
-                    setting[2][1],
+                    3,
                     1,
                     0.0379746835443038,
                     eps=norm_eps,
@@ -535,7 +489,7 @@ class EfficientNet_v2_l(nn.Module):
                     96,
                     384,
                     96,
-                    setting[2][1],
+                    3,
                     1,
                     0.04050632911392405,
                     eps=norm_eps,
@@ -545,7 +499,7 @@ class EfficientNet_v2_l(nn.Module):
                     96,
                     384,
                     96,
-                    setting[2][1],
+                    3,
                     1,
                     0.04303797468354431,
                     eps=norm_eps,
@@ -553,22 +507,14 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 96x28x28
             nn.Sequential(
-                MBConv(
-                    96,
-                    96,
-                    384,
-                    192,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 192x14x14
+                MBConv(96, 96, 384, 192, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 192x14x14
                 MBConv2(
                     192,
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.04810126582278482,
                     eps=norm_eps,
@@ -579,7 +525,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.05063291139240506,
                     eps=norm_eps,
@@ -590,7 +536,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.053164556962025315,
                     eps=norm_eps,
@@ -601,7 +547,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.055696202531645575,
                     eps=norm_eps,
@@ -612,7 +558,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.05822784810126583,
                     eps=norm_eps,
@@ -623,7 +569,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.06075949367088609,
                     eps=norm_eps,
@@ -634,7 +580,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.06329113924050633,
                     eps=norm_eps,
@@ -645,7 +591,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.06582278481012659,
                     eps=norm_eps,
@@ -656,7 +602,7 @@ class EfficientNet_v2_l(nn.Module):
                     192,
                     768,
                     192,
-                    setting[3][1],
+                    3,
                     1,
                     0.06835443037974684,
                     eps=norm_eps,
@@ -664,22 +610,14 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 192x14x14
             nn.Sequential(
-                MBConv(
-                    192,
-                    192,
-                    1152,
-                    224,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 224x14x14
+                MBConv(192, 192, 1152, 224, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 224x14x14
                 MBConv2(
                     224,
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.07341772151898734,
                     eps=norm_eps,
@@ -690,7 +628,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.0759493670886076,
                     eps=norm_eps,
@@ -701,7 +639,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.07848101265822785,
                     eps=norm_eps,
@@ -712,7 +650,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.0810126582278481,
                     eps=norm_eps,
@@ -723,7 +661,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.08354430379746836,
                     eps=norm_eps,
@@ -734,7 +672,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.08607594936708862,
                     eps=norm_eps,
@@ -745,7 +683,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.08860759493670886,
                     eps=norm_eps,
@@ -756,7 +694,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.09113924050632911,
                     eps=norm_eps,
@@ -767,7 +705,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.09367088607594937,
                     eps=norm_eps,
@@ -778,7 +716,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.09620253164556963,
                     eps=norm_eps,
@@ -789,7 +727,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.09873417721518989,
                     eps=norm_eps,
@@ -800,7 +738,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.10126582278481013,
                     eps=norm_eps,
@@ -811,7 +749,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.10379746835443039,
                     eps=norm_eps,
@@ -822,7 +760,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.10632911392405063,
                     eps=norm_eps,
@@ -833,7 +771,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.10886075949367088,
                     eps=norm_eps,
@@ -844,7 +782,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.11139240506329115,
                     eps=norm_eps,
@@ -855,7 +793,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.11392405063291139,
                     eps=norm_eps,
@@ -866,7 +804,7 @@ class EfficientNet_v2_l(nn.Module):
                     224,
                     1344,
                     224,
-                    setting[4][1],
+                    3,
                     1,
                     0.11645569620253166,
                     eps=norm_eps,
@@ -874,22 +812,14 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 224x14x14
             nn.Sequential(
-                MBConv(
-                    224,
-                    224,
-                    1344,
-                    384,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 384x7x7
+                MBConv(224, 224, 1344, 384, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 384x7x7
                 MBConv2(
                     384,
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.12151898734177217,
                     eps=norm_eps,
@@ -900,7 +830,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.12405063291139241,
                     eps=norm_eps,
@@ -911,7 +841,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.12658227848101267,
                     eps=norm_eps,
@@ -922,7 +852,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.12911392405063293,
                     eps=norm_eps,
@@ -933,7 +863,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.13164556962025317,
                     eps=norm_eps,
@@ -944,7 +874,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.13417721518987344,
                     eps=norm_eps,
@@ -955,7 +885,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.13670886075949368,
                     eps=norm_eps,
@@ -966,7 +896,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.13924050632911392,
                     eps=norm_eps,
@@ -977,7 +907,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.14177215189873418,
                     eps=norm_eps,
@@ -988,7 +918,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.14430379746835442,
                     eps=norm_eps,
@@ -999,7 +929,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.1468354430379747,
                     eps=norm_eps,
@@ -1010,7 +940,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.14936708860759496,
                     eps=norm_eps,
@@ -1021,7 +951,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.1518987341772152,
                     eps=norm_eps,
@@ -1032,7 +962,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.15443037974683546,
                     eps=norm_eps,
@@ -1043,7 +973,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.1569620253164557,
                     eps=norm_eps,
@@ -1054,7 +984,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.15949367088607597,
                     eps=norm_eps,
@@ -1065,7 +995,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.1620253164556962,
                     eps=norm_eps,
@@ -1076,7 +1006,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.16455696202531644,
                     eps=norm_eps,
@@ -1087,7 +1017,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.1670886075949367,
                     eps=norm_eps,
@@ -1098,7 +1028,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.16962025316455698,
                     eps=norm_eps,
@@ -1109,7 +1039,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.17215189873417724,
                     eps=norm_eps,
@@ -1120,7 +1050,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.17468354430379748,
                     eps=norm_eps,
@@ -1131,7 +1061,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.17721518987341772,
                     eps=norm_eps,
@@ -1142,7 +1072,7 @@ class EfficientNet_v2_l(nn.Module):
                     384,
                     2304,
                     384,
-                    setting[5][1],
+                    3,
                     1,
                     0.179746835443038,
                     eps=norm_eps,
@@ -1150,22 +1080,14 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 384x7x7
             nn.Sequential(
-                MBConv(
-                    384,
-                    384,
-                    2304,
-                    640,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 640x7x7
+                MBConv(384, 384, 2304, 640, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 640x7x7
                 MBConv2(
                     640,
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.1848101265822785,
                     eps=norm_eps,
@@ -1176,7 +1098,7 @@ class EfficientNet_v2_l(nn.Module):
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.18734177215189873,
                     eps=norm_eps,
@@ -1187,7 +1109,7 @@ class EfficientNet_v2_l(nn.Module):
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.189873417721519,
                     eps=norm_eps,
@@ -1198,7 +1120,7 @@ class EfficientNet_v2_l(nn.Module):
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.19240506329113927,
                     eps=norm_eps,
@@ -1209,7 +1131,7 @@ class EfficientNet_v2_l(nn.Module):
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.1949367088607595,
                     eps=norm_eps,
@@ -1220,7 +1142,7 @@ class EfficientNet_v2_l(nn.Module):
                     640,
                     3840,
                     640,
-                    setting[6][1],
+                    3,
                     1,
                     0.19746835443037977,
                     eps=norm_eps,

@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_v2_m"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -59,11 +59,9 @@ class FusedMBConv(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -71,7 +69,6 @@ class FusedMBConv(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -107,22 +104,17 @@ class FusedMBConv2(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -156,17 +148,13 @@ class FusedMBConv3(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -174,7 +162,6 @@ class FusedMBConv3(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -245,23 +232,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -303,18 +285,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -322,7 +300,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -357,7 +334,6 @@ class EfficientNet_v2_m(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 24, 24, 3, True), (4, 3, 2, 24, 48, 5, True), (4, 3, 2, 48, 80, 5, True), (4, 3, 2, 80, 160, 7, False), (6, 3, 1, 160, 176, 14, False), (6, 3, 2, 176, 304, 18, False), (6, 3, 1, 304, 512, 5, False)),
         dropout: float = 0.3,
         num_classes: int = 1000,
         norm_eps: float = 0.001,
@@ -373,19 +349,11 @@ class EfficientNet_v2_m(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 24x112x112
             nn.Sequential(
+                FusedMBConv(24, 24, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 FusedMBConv(
                     24,
                     24,
-                    setting[0][1],
-                    setting[0][2],
-                    0.0,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                FusedMBConv(
-                    24,
-                    24,
-                    setting[0][1],
+                    3,
                     1,
                     0.0035087719298245615,
                     eps=norm_eps,
@@ -394,7 +362,7 @@ class EfficientNet_v2_m(nn.Module):
                 FusedMBConv(
                     24,
                     24,
-                    setting[0][1],
+                    3,
                     1,
                     0.007017543859649123,
                     eps=norm_eps,
@@ -402,20 +370,13 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),
             nn.Sequential(
-                FusedMBConv2(
-                    24,
-                    96,
-                    48,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 48x56x56
+                FusedMBConv2(24, 96, 48, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 48x56x56
                 FusedMBConv3(
                     48,
                     192,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.014035087719298246,
                     eps=norm_eps,
@@ -425,7 +386,7 @@ class EfficientNet_v2_m(nn.Module):
                     48,
                     192,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.017543859649122806,
                     eps=norm_eps,
@@ -435,7 +396,7 @@ class EfficientNet_v2_m(nn.Module):
                     48,
                     192,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.02105263157894737,
                     eps=norm_eps,
@@ -445,7 +406,7 @@ class EfficientNet_v2_m(nn.Module):
                     48,
                     192,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.024561403508771933,
                     eps=norm_eps,
@@ -453,20 +414,13 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 48x56x56
             nn.Sequential(
-                FusedMBConv2(
-                    48,
-                    192,
-                    80,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 80x28x28
+                FusedMBConv2(48, 192, 80, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 80x28x28
                 FusedMBConv3(
                     80,
                     320,
                     80,
-                    setting[2][1],
+                    3,
                     1,
                     0.031578947368421054,
                     eps=norm_eps,
@@ -476,7 +430,7 @@ class EfficientNet_v2_m(nn.Module):
                     80,
                     320,
                     80,
-                    setting[2][1],
+                    3,
                     1,
                     0.03508771929824561,
                     eps=norm_eps,
@@ -486,7 +440,7 @@ class EfficientNet_v2_m(nn.Module):
                     80,
                     320,
                     80,
-                    setting[2][1],
+                    3,
                     1,
                     0.03859649122807018,
                     eps=norm_eps,
@@ -496,7 +450,7 @@ class EfficientNet_v2_m(nn.Module):
                     80,
                     320,
                     80,
-                    setting[2][1],
+                    3,
                     1,
                     0.04210526315789474,
                     eps=norm_eps,
@@ -504,22 +458,14 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 80x28x28
             nn.Sequential(
-                MBConv(
-                    80,
-                    80,
-                    320,
-                    160,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 160x14x14
+                MBConv(80, 80, 320, 160, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 160x14x14
                 MBConv2(
                     160,
                     160,
                     640,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.04912280701754387,
                     eps=norm_eps,
@@ -530,7 +476,7 @@ class EfficientNet_v2_m(nn.Module):
                     160,
                     640,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.05263157894736842,
                     eps=norm_eps,
@@ -541,7 +487,7 @@ class EfficientNet_v2_m(nn.Module):
                     160,
                     640,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.056140350877192984,
                     eps=norm_eps,
@@ -552,7 +498,7 @@ class EfficientNet_v2_m(nn.Module):
                     160,
                     640,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.05964912280701755,
                     eps=norm_eps,
@@ -563,7 +509,7 @@ class EfficientNet_v2_m(nn.Module):
                     160,
                     640,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.06315789473684211,
                     eps=norm_eps,
@@ -574,7 +520,7 @@ class EfficientNet_v2_m(nn.Module):
                     160,
                     640,
                     160,
-                    setting[3][1],
+                    3,
                     1,
                     0.06666666666666667,
                     eps=norm_eps,
@@ -582,22 +528,14 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv(
-                    160,
-                    160,
-                    960,
-                    176,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 176x14x14
+                MBConv(160, 160, 960, 176, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 176x14x14
                 MBConv2(
                     176,
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.0736842105263158,
                     eps=norm_eps,
@@ -608,7 +546,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.07719298245614035,
                     eps=norm_eps,
@@ -619,7 +557,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.08070175438596493,
                     eps=norm_eps,
@@ -630,7 +568,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.08421052631578949,
                     eps=norm_eps,
@@ -641,7 +579,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.08771929824561403,
                     eps=norm_eps,
@@ -652,7 +590,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.0912280701754386,
                     eps=norm_eps,
@@ -663,7 +601,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.09473684210526316,
                     eps=norm_eps,
@@ -674,7 +612,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.09824561403508773,
                     eps=norm_eps,
@@ -685,7 +623,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.10175438596491229,
                     eps=norm_eps,
@@ -696,7 +634,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.10526315789473684,
                     eps=norm_eps,
@@ -707,7 +645,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.10877192982456141,
                     eps=norm_eps,
@@ -718,7 +656,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.11228070175438597,
                     eps=norm_eps,
@@ -729,7 +667,7 @@ class EfficientNet_v2_m(nn.Module):
                     176,
                     1056,
                     176,
-                    setting[4][1],
+                    3,
                     1,
                     0.11578947368421054,
                     eps=norm_eps,
@@ -737,22 +675,14 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 176x14x14
             nn.Sequential(
-                MBConv(
-                    176,
-                    176,
-                    1056,
-                    304,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 304x7x7
+                MBConv(176, 176, 1056, 304, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 304x7x7
                 MBConv2(
                     304,
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.12280701754385964,
                     eps=norm_eps,
@@ -763,7 +693,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.12631578947368421,
                     eps=norm_eps,
@@ -774,7 +704,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.1298245614035088,
                     eps=norm_eps,
@@ -785,7 +715,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.13333333333333333,
                     eps=norm_eps,
@@ -796,7 +726,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.1368421052631579,
                     eps=norm_eps,
@@ -807,7 +737,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.14035087719298245,
                     eps=norm_eps,
@@ -818,7 +748,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.14385964912280705,
                     eps=norm_eps,
@@ -829,7 +759,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.1473684210526316,
                     eps=norm_eps,
@@ -840,7 +770,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.15087719298245614,
                     eps=norm_eps,
@@ -851,7 +781,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.1543859649122807,
                     eps=norm_eps,
@@ -862,7 +792,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.15789473684210525,
                     eps=norm_eps,
@@ -873,7 +803,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.16140350877192985,
                     eps=norm_eps,
@@ -884,7 +814,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.1649122807017544,
                     eps=norm_eps,
@@ -895,7 +825,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.16842105263157897,
                     eps=norm_eps,
@@ -906,7 +836,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.17192982456140352,
                     eps=norm_eps,
@@ -917,7 +847,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.17543859649122806,
                     eps=norm_eps,
@@ -928,7 +858,7 @@ class EfficientNet_v2_m(nn.Module):
                     304,
                     1824,
                     304,
-                    setting[5][1],
+                    3,
                     1,
                     0.17894736842105266,
                     eps=norm_eps,
@@ -936,22 +866,14 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 304x7x7
             nn.Sequential(
-                MBConv(
-                    304,
-                    304,
-                    1824,
-                    512,
-                    setting[6][1],
-                    setting[6][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 512x7x7
+                MBConv(304, 304, 1824, 512, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 512x7x7
                 MBConv2(
                     512,
                     512,
                     3072,
                     512,
-                    setting[6][1],
+                    3,
                     1,
                     0.18596491228070178,
                     eps=norm_eps,
@@ -962,7 +884,7 @@ class EfficientNet_v2_m(nn.Module):
                     512,
                     3072,
                     512,
-                    setting[6][1],
+                    3,
                     1,
                     0.18947368421052632,
                     eps=norm_eps,
@@ -973,7 +895,7 @@ class EfficientNet_v2_m(nn.Module):
                     512,
                     3072,
                     512,
-                    setting[6][1],
+                    3,
                     1,
                     0.19298245614035087,
                     eps=norm_eps,
@@ -984,7 +906,7 @@ class EfficientNet_v2_m(nn.Module):
                     512,
                     3072,
                     512,
-                    setting[6][1],
+                    3,
                     1,
                     0.19649122807017547,
                     eps=norm_eps,

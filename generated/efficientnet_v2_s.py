@@ -10,9 +10,9 @@ __all__ = ["EfficientNet_v2_s"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes it:
-    while training, zeroes the whole input of each sample ("row") or of the batch ("batch")
-    with probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
+    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
+    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
@@ -59,11 +59,9 @@ class FusedMBConv(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -71,7 +69,6 @@ class FusedMBConv(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -107,22 +104,17 @@ class FusedMBConv2(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -156,17 +148,13 @@ class FusedMBConv3(nn.Module):
                     padding=(kernel - 1) // 2,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -174,7 +162,6 @@ class FusedMBConv3(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -245,23 +232,18 @@ class MBConv(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         return x
 
 
@@ -303,18 +285,14 @@ class MBConv2(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
             SqueezeExcitation(expanded, max(1, inp // 4)),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         )
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
@@ -322,7 +300,6 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel - 1) // 2) - kernel) // stride + 1)
         x = self.stochastic_depth(x)
 
         x = x + identity
@@ -357,7 +334,6 @@ class EfficientNet_v2_s(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((1, 3, 1, 24, 24, 2, True), (4, 3, 2, 24, 48, 4, True), (4, 3, 2, 48, 64, 4, True), (4, 3, 2, 64, 128, 6, False), (6, 3, 1, 128, 160, 9, False), (6, 3, 2, 160, 256, 15, False)),
         dropout: float = 0.2,
         num_classes: int = 1000,
         norm_eps: float = 0.001,
@@ -373,60 +349,28 @@ class EfficientNet_v2_s(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 24x112x112
             nn.Sequential(
-                FusedMBConv(
-                    24,
-                    24,
-                    setting[0][1],
-                    setting[0][2],
-                    0.0,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                FusedMBConv(
-                    24,
-                    24,
-                    setting[0][1],
-                    1,
-                    0.005,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
+                FusedMBConv(24, 24, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
+                FusedMBConv(24, 24, 3, 1, 0.005, eps=norm_eps, momentum=norm_momentum),
             ),
             nn.Sequential(
-                FusedMBConv2(
-                    24,
-                    96,
-                    48,
-                    setting[1][1],
-                    setting[1][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 48x56x56
+                FusedMBConv2(24, 96, 48, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 48x56x56
                 FusedMBConv3(
                     48,
                     192,
                     48,
-                    setting[1][1],
+                    3,
                     1,
                     0.015000000000000003,
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
+                FusedMBConv3(48, 192, 48, 3, 1, 0.02, eps=norm_eps, momentum=norm_momentum),
                 FusedMBConv3(
                     48,
                     192,
                     48,
-                    setting[1][1],
-                    1,
-                    0.02,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                FusedMBConv3(
-                    48,
-                    192,
-                    48,
-                    setting[1][1],
+                    3,
                     1,
                     0.025,
                     eps=norm_eps,
@@ -434,40 +378,24 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 48x56x56
             nn.Sequential(
-                FusedMBConv2(
-                    48,
-                    192,
-                    64,
-                    setting[2][1],
-                    setting[2][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 64x28x28
+                FusedMBConv2(48, 192, 64, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 64x28x28
                 FusedMBConv3(
                     64,
                     256,
                     64,
-                    setting[2][1],
+                    3,
                     1,
                     0.035,
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
+                FusedMBConv3(64, 256, 64, 3, 1, 0.04, eps=norm_eps, momentum=norm_momentum),
                 FusedMBConv3(
                     64,
                     256,
                     64,
-                    setting[2][1],
-                    1,
-                    0.04,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                FusedMBConv3(
-                    64,
-                    256,
-                    64,
-                    setting[2][1],
+                    3,
                     1,
                     0.045,
                     eps=norm_eps,
@@ -475,22 +403,14 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 64x28x28
             nn.Sequential(
-                MBConv(
-                    64,
-                    64,
-                    256,
-                    128,
-                    setting[3][1],
-                    setting[3][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 128x14x14
+                MBConv(64, 64, 256, 128, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 128x14x14
                 MBConv2(
                     128,
                     128,
                     512,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.05500000000000001,
                     eps=norm_eps,
@@ -501,7 +421,7 @@ class EfficientNet_v2_s(nn.Module):
                     128,
                     512,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.06000000000000001,
                     eps=norm_eps,
@@ -512,7 +432,7 @@ class EfficientNet_v2_s(nn.Module):
                     128,
                     512,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.065,
                     eps=norm_eps,
@@ -523,7 +443,7 @@ class EfficientNet_v2_s(nn.Module):
                     128,
                     512,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.07,
                     eps=norm_eps,
@@ -534,7 +454,7 @@ class EfficientNet_v2_s(nn.Module):
                     128,
                     512,
                     128,
-                    setting[3][1],
+                    3,
                     1,
                     0.075,
                     eps=norm_eps,
@@ -542,22 +462,14 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 128x14x14
             nn.Sequential(
-                MBConv(
-                    128,
-                    128,
-                    768,
-                    160,
-                    setting[4][1],
-                    setting[4][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 160x14x14
+                MBConv(128, 128, 768, 160, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                # 160x14x14
                 MBConv2(
                     160,
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.085,
                     eps=norm_eps,
@@ -568,7 +480,7 @@ class EfficientNet_v2_s(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.09,
                     eps=norm_eps,
@@ -579,7 +491,7 @@ class EfficientNet_v2_s(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.095,
                     eps=norm_eps,
@@ -590,7 +502,7 @@ class EfficientNet_v2_s(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.1,
                     eps=norm_eps,
@@ -601,7 +513,7 @@ class EfficientNet_v2_s(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.10500000000000001,
                     eps=norm_eps,
@@ -612,7 +524,7 @@ class EfficientNet_v2_s(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.11000000000000001,
                     eps=norm_eps,
@@ -623,7 +535,7 @@ class EfficientNet_v2_s(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.11500000000000002,
                     eps=norm_eps,
@@ -634,7 +546,7 @@ class EfficientNet_v2_s(nn.Module):
                     160,
                     960,
                     160,
-                    setting[4][1],
+                    3,
                     1,
                     0.12000000000000002,
                     eps=norm_eps,
@@ -642,22 +554,14 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv(
-                    160,
-                    160,
-                    960,
-                    256,
-                    setting[5][1],
-                    setting[5][2],
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),  # 256x7x7
+                MBConv(160, 160, 960, 256, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                # 256x7x7
                 MBConv2(
                     256,
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.13,
                     eps=norm_eps,
@@ -668,7 +572,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.135,
                     eps=norm_eps,
@@ -679,7 +583,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.14,
                     eps=norm_eps,
@@ -690,7 +594,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.14500000000000002,
                     eps=norm_eps,
@@ -701,7 +605,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.15,
                     eps=norm_eps,
@@ -712,7 +616,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.155,
                     eps=norm_eps,
@@ -723,7 +627,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.16,
                     eps=norm_eps,
@@ -734,7 +638,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.165,
                     eps=norm_eps,
@@ -745,7 +649,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.17,
                     eps=norm_eps,
@@ -756,7 +660,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.175,
                     eps=norm_eps,
@@ -767,7 +671,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.18,
                     eps=norm_eps,
@@ -778,7 +682,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.185,
                     eps=norm_eps,
@@ -789,7 +693,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.19,
                     eps=norm_eps,
@@ -800,7 +704,7 @@ class EfficientNet_v2_s(nn.Module):
                     256,
                     1536,
                     256,
-                    setting[5][1],
+                    3,
                     1,
                     0.195,
                     eps=norm_eps,

@@ -42,17 +42,14 @@ class _InvertedResidual(nn.Module):
                 groups=in_ch * expansion_factor,
                 bias=False,
             ),
-            # (in_ch * expansion_factor) x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 * (kernel_size // 2) - kernel_size) // stride + 1)
             nn.BatchNorm2d(in_ch * expansion_factor, momentum=bn_momentum),
             nn.ReLU(inplace=True),
             nn.Conv2d(in_ch * expansion_factor, out_ch, kernel_size=1, bias=False),
-            # out_ch x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 * (kernel_size // 2) - kernel_size) // stride + 1)
             nn.BatchNorm2d(out_ch, momentum=bn_momentum),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(x)
-        # out_ch x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 * (kernel_size // 2) - kernel_size) // stride + 1)
         return x
 
 
@@ -89,11 +86,9 @@ class _InvertedResidual2(nn.Module):
                 groups=in_ch * expansion_factor,
                 bias=False,
             ),
-            # (in_ch * expansion_factor) x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 * (kernel_size // 2) - kernel_size) // stride + 1)
             nn.BatchNorm2d(in_ch * expansion_factor, momentum=bn_momentum),
             nn.ReLU(inplace=True),
             nn.Conv2d(in_ch * expansion_factor, out_ch, kernel_size=1, bias=False),
-            # out_ch x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 * (kernel_size // 2) - kernel_size) // stride + 1)
             nn.BatchNorm2d(out_ch, momentum=bn_momentum),
         )
 
@@ -101,7 +96,6 @@ class _InvertedResidual2(nn.Module):
         identity = x
 
         x = self.layers(x)
-        # out_ch x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 * (kernel_size // 2) - kernel_size) // stride + 1)
 
         x = x + identity
         return x

@@ -36,11 +36,9 @@ class InvertedResidual(nn.Module):
                     groups=int(round(inp * expand_ratio)),
                     bias=False,
                 ),
-                # (int(round(inp * expand_ratio))) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
                 nn.BatchNorm2d(int(round(inp * expand_ratio))),
                 nn.ReLU6(inplace=True),
             ),
-            # (int(round(inp * expand_ratio))) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
             nn.Conv2d(int(round(inp * expand_ratio)), oup, kernel_size=1, bias=False),
             # oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
             nn.BatchNorm2d(oup),
@@ -88,11 +86,9 @@ class InvertedResidual2(nn.Module):
                     groups=int(round(inp * expand_ratio)),
                     bias=False,
                 ),
-                # (int(round(inp * expand_ratio))) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
                 nn.BatchNorm2d(int(round(inp * expand_ratio))),
                 nn.ReLU6(inplace=True),
             ),
-            # (int(round(inp * expand_ratio))) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
             nn.Conv2d(int(round(inp * expand_ratio)), oup, kernel_size=1, bias=False),
             # oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
             nn.BatchNorm2d(oup),
@@ -140,11 +136,9 @@ class InvertedResidual3(nn.Module):
                     groups=int(round(inp * expand_ratio)),
                     bias=False,
                 ),
-                # (int(round(inp * expand_ratio))) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
                 nn.BatchNorm2d(int(round(inp * expand_ratio))),
                 nn.ReLU6(inplace=True),
             ),
-            # (int(round(inp * expand_ratio))) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
             nn.Conv2d(int(round(inp * expand_ratio)), oup, kernel_size=1, bias=False),
             # oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
             nn.BatchNorm2d(oup),

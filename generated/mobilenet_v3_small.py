@@ -42,7 +42,7 @@ class InvertedResidualV3(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -53,6 +53,7 @@ class InvertedResidualV3(nn.Module):
         out: int,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
         self.block = nn.Sequential(
@@ -67,26 +68,18 @@ class InvertedResidualV3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
-            SElayer(
-                expanded,
-                max(8, int(expanded // 4 + 4.0) // 8 * 8) + (8 if max(8, int(expanded // 4 + 4.0) // 8 * 8) < 0.9 * (expanded // 4) else 0),
-            ),
+            SElayer(expanded, squeeze),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         return x
 
 
@@ -96,7 +89,7 @@ class InvertedResidualV32(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -127,22 +120,17 @@ class InvertedResidualV32(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         return x
 
 
@@ -152,7 +140,7 @@ class InvertedResidualV33(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -183,24 +171,19 @@ class InvertedResidualV33(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
 
         x = x + identity
         return x
@@ -212,7 +195,7 @@ class InvertedResidualV34(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -223,6 +206,7 @@ class InvertedResidualV34(nn.Module):
         out: int,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
         self.block = nn.Sequential(
@@ -243,26 +227,18 @@ class InvertedResidualV34(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
-            SElayer(
-                expanded,
-                max(8, int(expanded // 4 + 4.0) // 8 * 8) + (8 if max(8, int(expanded // 4 + 4.0) // 8 * 8) < 0.9 * (expanded // 4) else 0),
-            ),
+            SElayer(expanded, squeeze),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         return x
 
 
@@ -272,7 +248,7 @@ class InvertedResidualV35(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -283,6 +259,7 @@ class InvertedResidualV35(nn.Module):
         out: int,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
         self.block = nn.Sequential(
@@ -303,28 +280,20 @@ class InvertedResidualV35(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
-            SElayer(
-                expanded,
-                max(8, int(expanded // 4 + 4.0) // 8 * 8) + (8 if max(8, int(expanded // 4 + 4.0) // 8 * 8) < 0.9 * (expanded // 4) else 0),
-            ),
+            SElayer(expanded, squeeze),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
 
         x = x + identity
         return x
@@ -353,12 +322,11 @@ class Mobilenet_v3_small(nn.Module):
     last_channel=1024, width_mult=1.0, dropout=0.2, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/mobilenetv3.cnn:78.
+    From specs/mobilenetv3.cnn:80.
     """
 
     def __init__(
         self,
-        setting: tuple = ((16, 3, 16, 16, True, 'RE', 2, 1), (16, 3, 72, 24, False, 'RE', 2, 1), (24, 3, 88, 24, False, 'RE', 1, 1), (24, 5, 96, 40, True, 'HS', 2, 1), (40, 5, 240, 40, True, 'HS', 1, 1), (40, 5, 240, 40, True, 'HS', 1, 1), (40, 5, 120, 48, True, 'HS', 1, 1), (48, 5, 144, 48, True, 'HS', 1, 1), (48, 5, 288, 96, True, 'HS', 2, 1), (96, 5, 576, 96, True, 'HS', 1, 1), (96, 5, 576, 96, True, 'HS', 1, 1)),
         dropout: float = 0.2,
         num_classes: int = 1000,
         in_channels: int = 3,
@@ -371,29 +339,17 @@ class Mobilenet_v3_small(nn.Module):
                 nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),  # 16x112x112
-            InvertedResidualV3(16, setting[0][1], 16, 16, setting[0][6], setting[0][7]),
-            # 16x56x56
-            InvertedResidualV32(16, setting[1][1], 72, 24, setting[1][6], setting[1][7]),
-            # 24x28x28
-            InvertedResidualV33(24, setting[2][1], 88, 24, setting[2][6], setting[2][7]),
-            InvertedResidualV34(24, setting[3][1], 96, 40, setting[3][6], setting[3][7]),
-            # 40x14x14
-            InvertedResidualV35(40, setting[4][1], 240, 40, setting[4][6], setting[4][7]),
-            InvertedResidualV35(40, setting[5][1], 240, 40, setting[5][6], setting[5][7]),
-            InvertedResidualV34(40, setting[6][1], 120, 48, setting[6][6], setting[6][7]),
-            # 48x14x14
-            InvertedResidualV35(48, setting[7][1], 144, 48, setting[7][6], setting[7][7]),
-            InvertedResidualV34(48, setting[8][1], 288, 96, setting[8][6], setting[8][7]),
-            # 96x7x7
-            InvertedResidualV35(96, setting[9][1], 576, 96, setting[9][6], setting[9][7]),
-            InvertedResidualV35(
-                96,
-                setting[10][1],
-                576,
-                96,
-                setting[10][6],
-                setting[10][7],
-            ),
+            InvertedResidualV3(16, 3, 16, 16, 2, 1),  # 16x56x56
+            InvertedResidualV32(16, 3, 72, 24, 2, 1),  # 24x28x28
+            InvertedResidualV33(24, 3, 88, 24, 1, 1),
+            InvertedResidualV34(24, 5, 96, 40, 2, 1, squeeze=24),  # 40x14x14
+            InvertedResidualV35(40, 5, 240, 40, 1, 1, squeeze=64),
+            InvertedResidualV35(40, 5, 240, 40, 1, 1, squeeze=64),
+            InvertedResidualV34(40, 5, 120, 48, 1, 1, squeeze=32),  # 48x14x14
+            InvertedResidualV35(48, 5, 144, 48, 1, 1, squeeze=40),
+            InvertedResidualV34(48, 5, 288, 96, 2, 1, squeeze=72),  # 96x7x7
+            InvertedResidualV35(96, 5, 576, 96, 1, 1, squeeze=144),
+            InvertedResidualV35(96, 5, 576, 96, 1, 1, squeeze=144),
             nn.Sequential(
                 nn.Conv2d(96, 576, kernel_size=1, bias=False),  # 576x7x7
                 nn.BatchNorm2d(576, eps=0.001, momentum=0.01),

@@ -15,7 +15,7 @@ class InvertedResidualV3(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -40,24 +40,19 @@ class InvertedResidualV3(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
 
         x = x + identity
         return x
@@ -69,7 +64,7 @@ class InvertedResidualV32(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -100,22 +95,17 @@ class InvertedResidualV32(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         return x
 
 
@@ -125,7 +115,7 @@ class InvertedResidualV33(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -156,24 +146,19 @@ class InvertedResidualV33(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
 
         x = x + identity
         return x
@@ -212,7 +197,7 @@ class InvertedResidualV34(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -223,6 +208,7 @@ class InvertedResidualV34(nn.Module):
         out: int,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
         self.block = nn.Sequential(
@@ -243,26 +229,18 @@ class InvertedResidualV34(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
-            SElayer(
-                expanded,
-                max(8, int(expanded // 4 + 4.0) // 8 * 8) + (8 if max(8, int(expanded // 4 + 4.0) // 8 * 8) < 0.9 * (expanded // 4) else 0),
-            ),
+            SElayer(expanded, squeeze),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         return x
 
 
@@ -272,7 +250,7 @@ class InvertedResidualV35(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -283,6 +261,7 @@ class InvertedResidualV35(nn.Module):
         out: int,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
         self.block = nn.Sequential(
@@ -303,28 +282,20 @@ class InvertedResidualV35(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.ReLU(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
-            SElayer(
-                expanded,
-                max(8, int(expanded // 4 + 4.0) // 8 * 8) + (8 if max(8, int(expanded // 4 + 4.0) // 8 * 8) < 0.9 * (expanded // 4) else 0),
-            ),
+            SElayer(expanded, squeeze),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
 
         x = x + identity
         return x
@@ -336,7 +307,7 @@ class InvertedResidualV36(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -367,22 +338,17 @@ class InvertedResidualV36(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         return x
 
 
@@ -392,7 +358,7 @@ class InvertedResidualV37(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -423,24 +389,19 @@ class InvertedResidualV37(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
 
         x = x + identity
         return x
@@ -452,7 +413,7 @@ class InvertedResidualV38(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -463,6 +424,7 @@ class InvertedResidualV38(nn.Module):
         out: int,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
         self.block = nn.Sequential(
@@ -483,26 +445,18 @@ class InvertedResidualV38(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
-            SElayer(
-                expanded,
-                max(8, int(expanded // 4 + 4.0) // 8 * 8) + (8 if max(8, int(expanded // 4 + 4.0) // 8 * 8) < 0.9 * (expanded // 4) else 0),
-            ),
+            SElayer(expanded, squeeze),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         return x
 
 
@@ -512,7 +466,7 @@ class InvertedResidualV39(nn.Module):
     if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
     dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
 
-    From specs/mobilenetv3.cnn:53.
+    From specs/mobilenetv3.cnn:54.
     """
 
     def __init__(
@@ -523,6 +477,7 @@ class InvertedResidualV39(nn.Module):
         out: int,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
         self.block = nn.Sequential(
@@ -543,28 +498,20 @@ class InvertedResidualV39(nn.Module):
                     groups=expanded,
                     bias=False,
                 ),
-                # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),
-            # expanded x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
-            SElayer(
-                expanded,
-                max(8, int(expanded // 4 + 4.0) // 8 * 8) + (8 if max(8, int(expanded // 4 + 4.0) // 8 * 8) < 0.9 * (expanded // 4) else 0),
-            ),
+            SElayer(expanded, squeeze),
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
-            # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        # out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1)
 
         x = x + identity
         return x
@@ -594,12 +541,11 @@ class MobileNetV3(nn.Module):
     last_channel=1280, width_mult=1.0, dropout=0.2, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/mobilenetv3.cnn:58.
+    From specs/mobilenetv3.cnn:59.
     """
 
     def __init__(
         self,
-        setting: tuple = ((16, 3, 16, 16, False, 'RE', 1, 1), (16, 3, 64, 24, False, 'RE', 2, 1), (24, 3, 72, 24, False, 'RE', 1, 1), (24, 5, 72, 40, True, 'RE', 2, 1), (40, 5, 120, 40, True, 'RE', 1, 1), (40, 5, 120, 40, True, 'RE', 1, 1), (40, 3, 240, 80, False, 'HS', 2, 1), (80, 3, 200, 80, False, 'HS', 1, 1), (80, 3, 184, 80, False, 'HS', 1, 1), (80, 3, 184, 80, False, 'HS', 1, 1), (80, 3, 480, 112, True, 'HS', 1, 1), (112, 3, 672, 112, True, 'HS', 1, 1), (112, 5, 672, 160, True, 'HS', 2, 1), (160, 5, 960, 160, True, 'HS', 1, 1), (160, 5, 960, 160, True, 'HS', 1, 1)),
         dropout: float = 0.2,
         num_classes: int = 1000,
         in_channels: int = 3,
@@ -612,59 +558,21 @@ class MobileNetV3(nn.Module):
                 nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),  # 16x112x112
-            InvertedResidualV3(16, setting[0][1], 16, 16, setting[0][6], setting[0][7]),
-            InvertedResidualV32(16, setting[1][1], 64, 24, setting[1][6], setting[1][7]),
-            # 24x56x56
-            InvertedResidualV33(24, setting[2][1], 72, 24, setting[2][6], setting[2][7]),
-            InvertedResidualV34(24, setting[3][1], 72, 40, setting[3][6], setting[3][7]),
-            # 40x28x28
-            InvertedResidualV35(40, setting[4][1], 120, 40, setting[4][6], setting[4][7]),
-            InvertedResidualV35(40, setting[5][1], 120, 40, setting[5][6], setting[5][7]),
-            InvertedResidualV36(40, setting[6][1], 240, 80, setting[6][6], setting[6][7]),
-            # 80x14x14
-            InvertedResidualV37(80, setting[7][1], 200, 80, setting[7][6], setting[7][7]),
-            InvertedResidualV37(80, setting[8][1], 184, 80, setting[8][6], setting[8][7]),
-            InvertedResidualV37(80, setting[9][1], 184, 80, setting[9][6], setting[9][7]),
-            InvertedResidualV38(
-                80,
-                setting[10][1],
-                480,
-                112,
-                setting[10][6],
-                setting[10][7],
-            ),  # 112x14x14
-            InvertedResidualV39(
-                112,
-                setting[11][1],
-                672,
-                112,
-                setting[11][6],
-                setting[11][7],
-            ),
-            InvertedResidualV38(
-                112,
-                setting[12][1],
-                672,
-                160,
-                setting[12][6],
-                setting[12][7],
-            ),  # 160x7x7
-            InvertedResidualV39(
-                160,
-                setting[13][1],
-                960,
-                160,
-                setting[13][6],
-                setting[13][7],
-            ),
-            InvertedResidualV39(
-                160,
-                setting[14][1],
-                960,
-                160,
-                setting[14][6],
-                setting[14][7],
-            ),
+            InvertedResidualV3(16, 3, 16, 16, 1, 1),
+            InvertedResidualV32(16, 3, 64, 24, 2, 1),  # 24x56x56
+            InvertedResidualV33(24, 3, 72, 24, 1, 1),
+            InvertedResidualV34(24, 5, 72, 40, 2, 1, squeeze=24),  # 40x28x28
+            InvertedResidualV35(40, 5, 120, 40, 1, 1, squeeze=32),
+            InvertedResidualV35(40, 5, 120, 40, 1, 1, squeeze=32),
+            InvertedResidualV36(40, 3, 240, 80, 2, 1),  # 80x14x14
+            InvertedResidualV37(80, 3, 200, 80, 1, 1),
+            InvertedResidualV37(80, 3, 184, 80, 1, 1),
+            InvertedResidualV37(80, 3, 184, 80, 1, 1),
+            InvertedResidualV38(80, 3, 480, 112, 1, 1, squeeze=120),  # 112x14x14
+            InvertedResidualV39(112, 3, 672, 112, 1, 1, squeeze=168),
+            InvertedResidualV38(112, 5, 672, 160, 2, 1, squeeze=168),  # 160x7x7
+            InvertedResidualV39(160, 5, 960, 160, 1, 1, squeeze=240),
+            InvertedResidualV39(160, 5, 960, 160, 1, 1, squeeze=240),
             nn.Sequential(
                 nn.Conv2d(160, 960, kernel_size=1, bias=False),  # 960x7x7
                 nn.BatchNorm2d(960, eps=0.001, momentum=0.01),
