@@ -183,7 +183,19 @@ class BlockInstance:
     stats: Stats | None = None
 
 
-Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side]
+@dataclass(frozen=True)
+class Unknown:
+    """An element the expander could not make (an unknown layer name, a bad argument; its
+    error is reported): it stands where the element was, with an unknown output, so that
+    the shapes before it and beside it are still inferred. Only in a tree with errors."""
+
+    _fields = ()
+    span: Span
+    name: str | None = None
+    stats: Stats | None = None
+
+
+Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side, Unknown]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .expr import Binary, Const, Expr, Prec
+from .expr import Binary, Const, Expr, Prec, index
 Shape = tuple[int, ...]
 Dims = tuple[Expr, ...]
 REQUIRED = object()
@@ -273,14 +273,16 @@ def pair(value) -> tuple:
     return (value[0], value[1]) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def axis_exprs(expr: Expr) -> tuple[Expr, Expr]:
-    """A per-axis argument's expression as (height, width): `(3, 5)`, `(k, 1)`, or one
-    expression for both."""
+def axis_exprs(expr: Expr, value=None) -> tuple[Expr, Expr]:
+    """A per-axis argument's expression as (height, width): `(3, 5)`, `(k, 1)`, `pad[0]` and
+    `pad[1]` for a parameter whose `value` is a pair, or one expression for both."""
     if isinstance(expr, Const) and isinstance(expr.value, (tuple, list)):
         return Const(expr.value[0]), Const(expr.value[1])
     parts = getattr(expr, "items", None)
     if isinstance(parts, tuple) and len(parts) == 2:
         return parts
+    if isinstance(value, (tuple, list)):
+        return index(expr, Const(0)), index(expr, Const(1))
     return expr, expr
 
 
@@ -302,13 +304,16 @@ def _extent(a: dict):
     return spans[0] if spans[0] == spans[1] else spans
 
 
-def _window_dims(in_dims: Dims | None, e: dict, ceil: bool = False) -> Dims | None:
-    """(W - F + 2P)/S + 1 on expressions, floored; None where ceil mode makes it depend on
-    where the last window starts."""
+def _window_dims(in_dims: Dims | None, e: dict, v: dict, ceil: bool = False) -> Dims | None:
+    """(W - F + 2P)/S + 1 on expressions, per axis, floored; None where ceil mode makes it
+    depend on where the last window starts."""
     if not in_dims:
         return None
-    stride = e["stride"] if e.get("stride") not in (None, Const(None)) else e["size"]
-    per_axis = zip(*(axis_exprs(x) for x in (e["size"], stride, e["pad"], e.get("dilation", Const(1)))))
+    own = e.get("stride") not in (None, Const(None))
+    stride, stride_value = (e["stride"], v.get("stride")) if own else (e["size"], v["size"])
+    per_axis = zip(*(axis_exprs(x, value) for x, value in (
+        (e["size"], v["size"]), (stride, stride_value), (e["pad"], v["pad"]),
+        (e.get("dilation", Const(1)), v.get("dilation", 1)))))
     out = [_window_dims_of((d,), *axis, ceil) for d, axis in zip(in_dims, per_axis)]
     return None if any(o is None for o in out) else tuple(o[0] for o in out)
 
@@ -421,7 +426,7 @@ CONV = LayerRule(
     torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True,
     kernel=lambda s, a: (a["filters"], s[0] // a["groups"]) + pair(a["size"]),
     category="conv", label=_conv_label, figure=_conv_figure, listing=Listing("CONV"),
-    dims=lambda d, v, t: _window_dims(d, t))
+    dims=lambda d, v, t: _window_dims(d, t, v))
 
 
 def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, listing: str,
@@ -455,7 +460,7 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
                      figure=lambda a: f"{kind} {a.square('size', '×')}" + (
                          f"/{a.stride()}" if a.stride() != "1" else ""),
                      listing=Listing(listing), kernel=lambda s, a: pair(a["size"]),
-                     dims=lambda d, v, t: _window_dims(d, t, v["ceil"]))
+                     dims=lambda d, v, t: _window_dims(d, t, v, v["ceil"]))
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",

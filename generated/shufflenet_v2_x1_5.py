@@ -100,7 +100,6 @@ class ShuffleUnit2(nn.Module):
             x1,
             self.branch2(x2),
         ], dim=1)
-        # (in_channels // 2 + oup // 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
         x = self.shuffle(x)
         return x
 

@@ -20,7 +20,7 @@ class DoubleConv(nn.Module):
     """Block `DoubleConv`: in_channels x H x W to
     out x (H + 4 * pad - 4) x (W + 4 * pad - 4).
 
-    From specs/unet.cnn:12.
+    From specs/unet.cnn:11.
     """
 
     def __init__(self, in_channels: int, out: int, pad: int = 0) -> None:
@@ -48,15 +48,14 @@ class UNet(nn.Module):
     map of the same level (copy and crop), and two 3x3 convolutions; a 1x1 convolution
     to the classes. Unpadded, the 572x572 tile gives 388x388. `pad=1` is the padded
     U-Net of later practice: the output keeps the input's size where it divides by 16
-    (elsewhere the skips are cropped to fit). `width` is the first level's channels (the
-    paper's 64; each level doubles it): unet.train.toml trains width=8 on a CPU.
+    (elsewhere the skips are cropped to fit); `base` is the first level's width (64).
 
     Input 1x572x572, output 2x388x388; 31,030,658 parameters, 150,428,424,448
     multiply-accumulates.
 
-    Compiled with num_classes=2, in_channels=1, size=572, pad=0, width=64.
+    Compiled with num_classes=2, in_channels=1, size=572, pad=0, base=64.
 
-    From specs/unet.cnn:17.
+    From specs/unet.cnn:16.
     """
 
     def __init__(
@@ -64,27 +63,27 @@ class UNet(nn.Module):
         num_classes: int = 2,
         in_channels: int = 1,
         pad: int = 0,
-        width: int = 64,
+        base: int = 64,
     ) -> None:
         super().__init__()
-        self.enc1 = DoubleConv(in_channels, width, pad=pad)
+        self.enc1 = DoubleConv(in_channels, base, pad=pad)
         self.pool1 = nn.MaxPool2d(2)
-        self.enc2 = DoubleConv(width, width * 2, pad=pad)
+        self.enc2 = DoubleConv(base, base * 2, pad=pad)
         self.pool2 = nn.MaxPool2d(2)
-        self.enc3 = DoubleConv(width * 2, width * 4, pad=pad)
+        self.enc3 = DoubleConv(base * 2, base * 4, pad=pad)
         self.pool3 = nn.MaxPool2d(2)
-        self.enc4 = DoubleConv(width * 4, width * 8, pad=pad)
+        self.enc4 = DoubleConv(base * 4, base * 8, pad=pad)
         self.pool4 = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(width * 8, width * 16, pad=pad)
-        self.up4 = nn.ConvTranspose2d(width * 16, width * 8, kernel_size=2, stride=2)
-        self.dec4 = DoubleConv(width * 16, width * 8, pad=pad)
-        self.up3 = nn.ConvTranspose2d(width * 8, width * 4, kernel_size=2, stride=2)
-        self.dec3 = DoubleConv(width * 8, width * 4, pad=pad)
-        self.up2 = nn.ConvTranspose2d(width * 4, width * 2, kernel_size=2, stride=2)
-        self.dec2 = DoubleConv(width * 4, width * 2, pad=pad)
-        self.up1 = nn.ConvTranspose2d(width * 2, width, kernel_size=2, stride=2)
-        self.dec1 = DoubleConv(width * 2, width, pad=pad)
-        self.head = nn.Conv2d(width, num_classes, kernel_size=1)
+        self.bottleneck = DoubleConv(base * 8, base * 16, pad=pad)
+        self.up4 = nn.ConvTranspose2d(base * 16, base * 8, kernel_size=2, stride=2)
+        self.dec4 = DoubleConv(base * 16, base * 8, pad=pad)
+        self.up3 = nn.ConvTranspose2d(base * 8, base * 4, kernel_size=2, stride=2)
+        self.dec3 = DoubleConv(base * 8, base * 4, pad=pad)
+        self.up2 = nn.ConvTranspose2d(base * 4, base * 2, kernel_size=2, stride=2)
+        self.dec2 = DoubleConv(base * 4, base * 2, pad=pad)
+        self.up1 = nn.ConvTranspose2d(base * 2, base, kernel_size=2, stride=2)
+        self.dec1 = DoubleConv(base * 2, base, pad=pad)
+        self.head = nn.Conv2d(base, num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.enc1(x)  # 64x568x568

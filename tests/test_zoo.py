@@ -34,10 +34,12 @@ SEEDS = SHARED / "seeds"
 ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
        "vgg_a_lrn", "vgg_c", "googlenet",
-       "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+       "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+       "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
        "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
        "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+       "inception_v3",
        "mobilenetv2", "mobilenet_v2", "mobilenetv3", "mobilenet_v3_large", "mobilenet_v3_small",
        "mnasnet", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
        "efficientnet", *(f"efficientnet_b{i}" for i in range(8)),
@@ -67,11 +69,13 @@ SMALL = {
     "resnet56": ({}, (2, 3, 32, 32)),
     "preact_resnet18": ({}, (2, 3, 32, 32)),
     "unet": ({"pad": 1, "size": 32}, (2, 1, 32, 32)),
+    "inception_v3": ({"size": 75, "aux_logits": False}, (1, 3, 75, 75)),  # 75x75: torchvision's smallest
     **{name: ({"size": 64}, (2, 3, 64, 64)) for name in ("squeezenet", "squeezenet1_0", "squeezenet1_1")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                                                           "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},
-    **{f"resnet{d}": ({"size": 32}, (2, 3, 32, 32)) for d in (18, 34, 50, 101, 152)},
+    **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ZOO if name.startswith(("resnet", "resnext", "wide_"))
+       and name not in ("resnet20", "resnet56")},
     **{name: ({"size": 32}, (1, 3, 32, 32)) for name in MOBILE},
 }
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import ir
 from ..expr import Const, Expr, Name, Prec
 from ..layers import RULES
 from ..passes.shapes import dim_names, fmt_shape
+from ..traverse import evolve
 
 # Statements that stand apart from their neighbours, and those that open a stage of their own.
 APART = ("save", "project", "pad", "side", "branch")
@@ -34,6 +35,9 @@ def shape_text(channels: Expr, dims: tuple[Expr, ...] | None) -> str:
     if len(parts) == 1:
         return channels.text
     return " x ".join(p.text if p.precedence == Prec.ATOM else f"({p.text})" for p in parts)
+
+
+MAX_NOTE = 80  # characters of a shape comment (a bottleneck's width in its parameters, ResNeXt's, is 90)
 
 
 @dataclass
@@ -74,7 +78,8 @@ class ShapeNotes:
         if key == self.current:
             return ""
         self.current = key
-        return self.text(stats)
+        text = self.text(stats)
+        return text if len(text) <= MAX_NOTE else ""  # a shape longer than a line says nothing at a glance
 
 
 def block_input(node: ir.BlockInstance) -> ir.Stats:
@@ -103,7 +108,7 @@ def staged(forward: list) -> list:
         blank = previous is not None and (
             stmt.kind in APART or previous.kind in APART or stmt.kind in OPENS
             or (stage not in (None, ()) and previous_stage is not None and stage != previous_stage))
-        out.append(replace(stmt, blank=True) if blank else stmt)
+        out.append(evolve(stmt, blank=True) if blank else stmt)
         previous = stmt
         if stage is not None:
             previous_stage = stage
@@ -118,7 +123,7 @@ def _levels(forward: list) -> list:
     for index, stmt in enumerate(forward):
         joins = index + 1 < len(forward) and forward[index + 1].kind == "join"
         blank = index > 0 and (forward[index - 1].kind == "keep" or joins)
-        out.append(replace(stmt, blank=True) if blank else stmt)
+        out.append(evolve(stmt, blank=True) if blank else stmt)
     return out
 
 

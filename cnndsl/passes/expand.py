@@ -184,8 +184,8 @@ class Expander(Evaluating, Visitor):
                     continue
                 try:
                     items.extend(self.element(element, scope))
-                except _Fail:
-                    continue
+                except _Fail:  # reported: what follows it has an unknown input
+                    items.append(ir.Unknown(element.span))
         return items
 
     def too_many_steps(self, span: Span) -> _Stop:
@@ -324,7 +324,8 @@ class Expander(Evaluating, Visitor):
             raise self.fail(name_span, f"{name!r} is a residual shortcut, not a layer",
                             "use it after a residual body: residual { ... } shortcut projection")
         rule = lookup(name)
-        assert rule is not None  # resolve.py has checked every name
+        if rule is None:  # an unknown name: resolve.py has reported it
+            raise _Fail()
         args = self.layer_args(rule, call, scope, node.span)
         self.count(1, node.span)
         return [ir.Layer(rule.kind, args, label, node.span)]
@@ -403,6 +404,8 @@ class Expander(Evaluating, Visitor):
             return ir.Residual(body, ir.Shortcut("identity", None, node.span), node.span)
         target = shortcut.node
         if target.name not in SHORTCUTS:
+            if lookup(target.name) is None and target.name not in self.lets and target.name not in self.blocks:
+                raise _Fail()  # an unknown name: resolve.py has said so
             raise self.fail(target.span, f"unknown shortcut {target.name!r}",
                             "a shortcut is identity, projection (1x1 conv + batch norm where shapes differ; "
                             "projection(bn=false) for the conv alone) or pad (option A: subsample and zero-pad)")
@@ -456,12 +459,13 @@ class Expander(Evaluating, Visitor):
         """The network's IR; None when its parameters or input line are wrong (the chains
         would only fail again), or when a limit stops the expansion."""
         switches = switches_of(self.program)
+        before = len(self.errors)  # resolve's unknown layer names come before
         try:
             self.check_overrides(network, switches)
             values = self.parameters(network, switches)
             scope = _Scope(values, f"network {network.name}")
             dims = self.input_dims(network, scope)
-            if self.errors:
+            if len(self.errors) > before:
                 return None
             self.input_values = dims
             items = self.chains(network.body, scope, first_in_network=True)
@@ -552,6 +556,7 @@ class Expander(Evaluating, Visitor):
         return value
 
     def input_dims(self, network: ast.NetworkDef, scope: _Scope) -> list[ir.Value]:
+        before = len(self.errors)
         if network.input is None:
             raise self.stop(network.name_span, f"network {network.name} has no input line",
                             "add one as the first line of its body: input 3x32x32")
@@ -569,7 +574,7 @@ class Expander(Evaluating, Visitor):
                 self.context.error(dim.span, f"input dimension {value.value:,} is too large", None, "range")
                 continue
             dims.append(value)
-        if not self.errors and len(dims) not in (1, 3):
+        if len(self.errors) == before and len(dims) not in (1, 3):
             self.context.error(network.input.span, f"an input is CxHxW or a flat size, got {len(dims)} dimensions",
                                "write input 1x28x28 for a grey 28x28 image")
         return dims
@@ -702,8 +707,10 @@ def expand(program: ast.Program, context: Context | None = None) -> ir.Network |
     context, own = alone(context)
     chosen = select_network(program, context.network, context)
     network = Expander(program, context).network(chosen) if chosen is not None else None
-    if context.errors:
-        context.stop()  # a layer left out would give shape errors that are not the user's
+    if network is None and context.errors:
+        context.stop()
+    # Otherwise an element that failed stands as an ir.Unknown, whose output is unknown: the
+    # shapes pass says nothing of what reads it, and infers the rest.
     return finish(network, context, own)
 
 

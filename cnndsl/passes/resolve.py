@@ -74,6 +74,7 @@ def suggest(name: str, candidates) -> str | None:
 def resolve(program: ast.Program, context: Context | None = None) -> ast.Program:
     """Check the program's names (see the module's docstring); the program is unchanged."""
     context, own = alone(context)
+    before = len(context.errors)
     definitions = _definitions(program, context)
     _signatures(program, context)
     names = _Names(definitions, context)
@@ -82,8 +83,10 @@ def resolve(program: ast.Program, context: Context | None = None) -> ast.Program
         uses[owner] = names.check(chains)
     _cycles(uses, definitions, context)
     _defs(program, definitions, context)
-    if context.errors:
-        context.stop()  # an unknown name would fail again, once per use, in every later pass
+    if len(context.errors) - before > len(names.unknown):
+        context.stop()  # a cycle would expand forever, a name defined twice means two things
+    # An unknown layer name alone lets the pipeline go on: the expander makes each use an
+    # ir.Unknown (said once, here), so the shapes around it are still known.
     return finish(program, context, own)
 
 

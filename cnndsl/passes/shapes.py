@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
 from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
-from ..traverse import Visitor
+from ..traverse import Visitor, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
 
@@ -65,7 +65,7 @@ class ShapeInference(Visitor):
             items.append(item)
             if getattr(item, "name", None):
                 self.named_outputs[item.name] = flow
-        return replace(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
+        return evolve(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
 
     def total(self, items, start: Flow | None, end: Flow | None) -> ir.Stats | None:
         if start is None or end is None or any(i.stats is None for i in items):
@@ -85,11 +85,14 @@ class ShapeInference(Visitor):
         if getattr(inner, "name", None):
             self.side_outputs[inner.name] = out
         if flow is None or out is None or inner.stats is None:
-            return replace(node, node=inner), flow
+            return evolve(node, node=inner), flow
         # Parameters count (they are in the state_dict); MACs do not: inference skips it.
         stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels,
                          dims=flow.dims)
-        return replace(node, node=inner, stats=stats), flow
+        return evolve(node, node=inner, stats=stats), flow
+
+    def visit_Unknown(self, node: ir.Unknown, flow: Flow | None) -> tuple[ir.Unknown, None]:
+        return node, None  # its error is reported; what reads its output stays silent
 
     def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
         if flow is None:
@@ -123,7 +126,7 @@ class ShapeInference(Visitor):
             flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
             in_channels=flow.channels,
             dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
-        return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
         """The named outputs with their shapes; an unknown element is an error at its key."""
@@ -136,7 +139,7 @@ class ShapeInference(Visitor):
                            f"network {network.name}", f"name one of: {known}" if known else None, "output")
                 continue
             flow = flows[output.element]
-            out.append(replace(output, shape=flow.shape if flow is not None else None))
+            out.append(evolve(output, shape=flow.shape if flow is not None else None))
         return tuple(out)
 
     def referenced(self, layer: ir.Layer, rule) -> dict | None:
@@ -170,13 +173,13 @@ class ShapeInference(Visitor):
         if not node.branches:  # concat(enc4): the skips, then the chain's value
             outs.append(flow)
         if flow is None or any(o is None for o in outs):
-            return replace(node, branches=tuple(branches)), None
+            return evolve(node, branches=tuple(branches)), None
         first = outs[0].shape
         if not self.agree(node, branches, outs):
-            return replace(node, branches=tuple(branches)), None
+            return evolve(node, branches=tuple(branches)), None
         skipped = self.skips(node, outs[0])
         if skipped is None:
-            return replace(node, branches=tuple(branches)), None
+            return evolve(node, branches=tuple(branches)), None
         flows, fits = skipped
         outs = flows + outs
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
@@ -186,7 +189,7 @@ class ShapeInference(Visitor):
         end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), outs[-1].dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
-        return replace(node, branches=tuple(branches), stats=stats, fits=fits), end
+        return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
 
     def agree(self, node: ir.Concat, branches: list, outs: list[Flow]) -> bool:
         """Whether the branches give volumes of one HxW, channels first (an error where not)."""
@@ -216,7 +219,7 @@ class ShapeInference(Visitor):
                        f"give the layer before it a multiple of {n} channels, or as many branches as divide "
                        f"{shape[0]}", "split")
             return None
-        return replace(flow, shape=(shape[0] // n,) + tuple(shape[1:]), channels=binary("//", flow.channels, Const(n)))
+        return evolve(flow, shape=(shape[0] // n,) + tuple(shape[1:]), channels=binary("//", flow.channels, Const(n)))
 
     def skips(self, node: ir.Concat, target: Flow) -> tuple[list[Flow], tuple[str, ...]] | None:
         """The flows of a concat's skips (`concat(enc4)`) and how each is fitted to the
@@ -246,22 +249,22 @@ class ShapeInference(Visitor):
                            "skip")
                 return None
             fits.append("" if dh == dw == 0 else "crop" if dh >= 0 and dw >= 0 else "pad")
-            flows.append(replace(skip, dims=target.dims))
+            flows.append(evolve(skip, dims=target.dims))
         return flows, tuple(fits)
 
     def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
         body, out = self.visit_Seq(node.body, flow)
         if flow is None or out is None:
-            return replace(node, body=body), None
+            return evolve(node, body=body), None
         shortcut = self.shortcut(node, body, flow, out)
         if shortcut is None:
-            return replace(node, body=body), None
+            return evolve(node, body=body), None
         if body.stats is None:  # a side output in the body failed; the sum's shape is known
-            return replace(node, body=body, shortcut=shortcut), out
+            return evolve(node, body=body, shortcut=shortcut), out
         params = body.stats.params + shortcut.stats.params
         macs = body.stats.macs + shortcut.stats.macs
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
-        return replace(node, body=body, shortcut=shortcut, stats=stats), out
+        return evolve(node, body=body, shortcut=shortcut, stats=stats), out
 
     def visit_Gate(self, node: ir.Gate, flow: Flow | None) -> tuple[ir.Gate, Flow | None]:
         """The input times the body's output: each size of the body's output is 1 (broadcast)
@@ -270,19 +273,19 @@ class ShapeInference(Visitor):
         # The product has the input's shape whatever the body gives: after an error in the
         # body, what follows the gate is still checked.
         if flow is None or out is None:
-            return replace(node, body=body), flow
+            return evolve(node, body=body), flow
         if not broadcasts(out.shape, flow.shape):
             self.error(node.span, f"gate multiplies its input {fmt_shape(flow.shape)} by its body's output "
                        f"{fmt_shape(out.shape)}, which does not broadcast over it",
                        f"each size of the body's output must be 1 or the input's; end the body with "
                        f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
-            return replace(node, body=body), flow
+            return evolve(node, body=body), flow
         end = Flow(flow.shape, flow.channels, _widest((flow.rf, out.rf)), flow.jump, flow.dims)
         if body.stats is None:  # a side output in the body failed; the product's shape is known
-            return replace(node, body=body), end
+            return evolve(node, body=body), end
         stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
                          flow.channels, dims=flow.dims)
-        return replace(node, body=body, stats=stats), end
+        return evolve(node, body=body, stats=stats), end
 
     def shortcut(self, node: ir.Residual, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """The shortcut with its stats (and layers, for a projection); None after an error."""
@@ -296,7 +299,7 @@ class ShapeInference(Visitor):
                        f"{fmt_shape(flow.shape)} (the identity shortcut)",
                        "make the body keep its input's shape, or add `shortcut projection`")
             return None
-        return replace(shortcut, stats=ir.Stats(flow.shape, flow.shape))
+        return evolve(shortcut, stats=ir.Stats(flow.shape, flow.shape))
 
     def zero_pad(self, shortcut: ir.Shortcut, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """Option A: take every stride-th pixel, add zero channels; no parameters."""
@@ -310,7 +313,7 @@ class ShapeInference(Visitor):
                        "use `shortcut projection` instead")
             return None
         applied = out.shape != flow.shape
-        return replace(shortcut, applied=applied, stats=ir.Stats(flow.shape, out.shape))
+        return evolve(shortcut, applied=applied, stats=ir.Stats(flow.shape, out.shape))
 
     def projection(self, shortcut: ir.Shortcut, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         if len(flow.shape) != 3 or len(out.shape) != 3:
@@ -341,7 +344,7 @@ class ShapeInference(Visitor):
             condition = part if index == 0 else Binary("or", condition, part)
         params = sum(layer.stats.params for layer in layers) if needed else 0
         macs = conv.stats.macs if needed else 0
-        return replace(shortcut, layers=layers, condition=ir.Value(applies, condition), applied=needed,
+        return evolve(shortcut, layers=layers, condition=ir.Value(applies, condition), applied=needed,
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
     def visit_BlockInstance(self, node: ir.BlockInstance, flow: Flow | None) -> tuple[ir.BlockInstance, Flow | None]:
@@ -368,7 +371,7 @@ class ShapeInference(Visitor):
         body, out = self.visit_Seq(node.body, inner)
         self.named_outputs, self.in_block = outside, in_block
         if out is None:
-            return replace(node, body=body), None
+            return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
@@ -379,10 +382,10 @@ class ShapeInference(Visitor):
             dims = tuple(d.substitute(mapping) for d in out.dims)
         end = Flow(out.shape, channels, out.rf, out.jump, dims)
         if body.stats is None:  # a side output inside failed; the block's output is known
-            return replace(node, body=body), end
+            return evolve(node, body=body), end
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels, dims=dims)
-        return replace(node, body=body, stats=stats), end
+        return evolve(node, body=body, stats=stats), end
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
@@ -495,7 +498,7 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     inference.named_outputs["input"] = start
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
-    return finish(replace(network, body=body, outputs=outputs), context, own)
+    return finish(evolve(network, body=body, outputs=outputs), context, own)
 
 
 def _input_order(network: ir.Network, context: Context) -> None:

@@ -151,14 +151,18 @@ class _Nodes(Visitor):
         self.shown: list[_Shown] = []
 
     def add(self, node, rank: int, kind: str, title: str, path: str, instance: str, span=None) -> None:
-        self.shown.append(_Shown(span or node.span, rank, kind, title, path, node.stats, instance))
+        if node.stats is not None:  # None: its output is not known (an error before it)
+            self.shown.append(_Shown(span or node.span, rank, kind, title, path, node.stats, instance))
 
-    def visit(self, node, prefix: str, instance: str):
-        if getattr(node, "stats", None) is not None:
-            super().visit(node, prefix, instance)
+    def visit_Unknown(self, node: ir.Unknown, prefix: str, instance: str) -> None:
+        pass  # an element that failed: nothing to show
+
+    # A composite whose output is not known may hold parts that are (a side output reading
+    # an earlier layer, the layers of a block before its error): each is shown where known.
 
     def visit_Layer(self, node: ir.Layer, prefix: str, instance: str) -> None:
-        self.add(node, 0, node.kind, describe(node), _join(prefix, node.name), instance)
+        if node.stats is not None:
+            self.add(node, 0, node.kind, describe(node), _join(prefix, node.name), instance)
 
     def visit_Seq(self, node: ir.Seq, prefix: str, instance: str) -> None:
         inner = _join(prefix, node.name)
