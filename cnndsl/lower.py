@@ -379,7 +379,17 @@ class _Lower(Transformer_NonRecursive):
             self.span(meta),
             defs=tuple(c for c in children if isinstance(c, ast.DefDef)),
             variants=tuple(c for c in children if isinstance(c, ast.VariantDef)),
+            imports=tuple(c for c in children if isinstance(c, ast.ImportDef)),
         )
+
+    @v_args(meta=True)
+    def import_def(self, meta, children):
+        module, *names = children
+        if isinstance(module, ast.Str):
+            text, quoted, where = module.value, True, module.span
+        else:
+            text, quoted, where = str(module), False, self.tspan(module)
+        return ast.ImportDef(text, quoted, tuple((str(n), self.tspan(n)) for n in names), self.span(meta), where)
 
 
 class _Body:

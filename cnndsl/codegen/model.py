@@ -550,7 +550,7 @@ class Generator:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
         model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
-                           f"{self.network.source_path}:{info.span.line}")
+                           f"{info.span.file or self.network.source_path}:{info.span.line}")
         code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
         for at, (existing, class_name, existing_code) in enumerate(variants):

@@ -31,7 +31,7 @@ from .. import ast, ir
 from ..compiler import Compiled, compile_network
 from ..diagnostics import ERROR, CompileError, Diagnostic
 from ..report import editor_message
-from ..passes import resolve
+from ..passes import link_imports, resolve
 from ..passes.shapes import fmt_shape
 from ..source import MAX_SOURCE_BYTES, SourceFile, Span
 from ..summary import describe
@@ -70,7 +70,7 @@ def analyze(text: str, path: str) -> Analysis:
     try:
         analysis.program = parse(source)
         if not analysis.program.networks and not analysis.program.variants:
-            resolve(analysis.program)  # blocks and lets alone: compile_network resolves the rest
+            resolve(link_imports(analysis.program, None, source))  # blocks and lets alone: compile_network resolves the rest
     except CompileError as exc:  # the tree, where there is one, still serves go-to-definition
         analysis.diagnostics += exc.diagnostics
         return analysis
@@ -86,8 +86,29 @@ def analyze(text: str, path: str) -> Analysis:
             continue
         analysis.compiled.append(compiled)
         analysis.diagnostics += compiled.warnings
-    analysis.diagnostics = _unique(analysis.diagnostics)
+    analysis.diagnostics = _unique(_at_imports(analysis.program, source, analysis.diagnostics))
     return analysis
+
+
+def _at_imports(program: ast.Program | None, source: SourceFile, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """A diagnostic inside an imported file, shown at the import that brings the file in
+    (the editor shows this document's diagnostics): `in blocks.cnn:3:5: ...`."""
+    if program is None or not program.imports:
+        return diagnostics
+    from ..passes.imports import display_path
+
+    files = {}
+    for imp in program.imports:
+        files.setdefault(display_path(imp, source.path), imp)
+    out = []
+    for d in diagnostics:
+        imp = files.get(d.span.file) if d.span.file != source.path else None
+        if imp is None:
+            out.append(d)
+            continue
+        where = f"{d.span.file}:{d.span.line}:{d.span.column}"
+        out.append(Diagnostic(d.severity, imp.module_span, f"in {where}: {d.message}", d.hint, d.code))
+    return out
 
 
 def _compile(program: ast.Program, source: SourceFile, name: str) -> Compiled:
@@ -346,6 +367,21 @@ def definition_span(analysis: Analysis, line: int, column: int) -> Span | None:
     for network in (*program.networks, *program.variants):
         if network.name == word:
             return network.name_span
+    return _imported_definition(program, analysis.source, word)
+
+
+def _imported_definition(program: ast.Program, source: SourceFile, word: str) -> Span | None:
+    """Where an imported name is defined, in the file it comes from."""
+    from ..passes.context import Context
+    from ..passes.imports import Linker, definitions
+
+    for imp in program.imports:
+        if word not in [name for name, _ in imp.names]:
+            continue
+        imported = Linker(Context(source)).module(imp, source.path, ())
+        definition = definitions(imported).get(word) if imported is not None else None
+        if definition is not None:
+            return getattr(definition, "name_span", definition.span)
     return None
 
 
@@ -505,6 +541,12 @@ def _register_reading(server, state: _State, lsp) -> None:
         span = definition_span(analysis, line, column) if analysis else None
         if span is None:
             return None
+        if span.file != analysis.source.path:  # in an imported file
+            from ..passes.imports import real_path
+
+            start = lsp.Position(line=span.line - 1, character=span.column - 1)
+            end = lsp.Position(line=span.end_line - 1, character=span.end_column - 1)
+            return lsp.Location(uri=real_path(span.file).resolve().as_uri(), range=lsp.Range(start=start, end=end))
         return lsp.Location(uri=params.text_document.uri, range=_span_range(lsp, document, span))
 
     @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
