@@ -10,9 +10,10 @@ __all__ = ["EfficientNet_v2_s"]
 
 
 class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: while
-    training, zeroes the whole input of each sample ("row") or of the batch ("batch") with
-    probability p and scales what survives by 1/(1 - p); the identity in eval mode."""
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth computes
+    it: while training, zeroes the whole input of each sample ("row") or of the batch
+    ("batch") with probability p and scales what survives by 1/(1 - p); the identity in
+    eval mode."""
 
     def __init__(self, p: float, mode: str) -> None:
         super().__init__()
