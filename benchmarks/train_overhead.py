@@ -42,9 +42,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 CASES = {  # args: for --processes (whole runs); epochs: for the paired runs
     "lenet5": {"spec": "lenet5", "data": "digits", "args": ["--epochs", "4"], "epochs": 12},
-    "resnet20": {"spec": "resnet20", "data": "synthetic:1024", "args": ["--epochs", "2", "--batch-size", "128",
-                                                                       "--optimizer", "sgd", "--lr", "0.05"],
-                 "epochs": 4},
+    "resnet20": {"spec": "resnet20", "data": "synthetic:512", "args": ["--epochs", "2", "--batch-size", "128",
+                                                                      "--optimizer", "sgd", "--lr", "0.05"],
+                 "epochs": 6},
 }
 COMMON = ["--crop-padding", "0", "--flip", "off", "--no-progress", "--checkpoint-minutes", "0"]
 
