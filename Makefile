@@ -43,7 +43,8 @@ fuzz: $(VENV)/.installed
 		--programs $(FUZZ_PROGRAMS) --built $(FUZZ_BUILT)
 
 generated: $(VENV)/.installed
-	for f in specs/*.cnn; do n=$$(basename $$f .cnn); $(VENV)/bin/cnndsl compile $$n -o generated/$$n.py || exit 1; done
+	for n in $$($(PY) -c "from cnndsl.resources import catalog; print(*catalog())"); do \
+		$(VENV)/bin/cnndsl compile $$n -o generated/$$n.py || exit 1; done
 
 # The VS Code extension, packed with npm's @vscode/vsce: editors/vscode/cnndsl-0.1.0.vsix
 vsix:

@@ -19,9 +19,8 @@ def _entry(name: str):
     def entry(weights=None, **params):
         return _cnndsl.build(name, weights=weights, **params)
 
-    first = _resources.builtins()[name].read_text(encoding="utf-8").splitlines()[:1]
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = (first[0].lstrip("# ").strip() if first else name) + \
+    entry.__doc__ = (_resources.catalog()[name].about or name) + \
         "\n\nKeyword arguments: the spec's parameters, and weights=PATH (a state_dict)."
     return entry
 

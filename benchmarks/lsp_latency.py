@@ -1,6 +1,6 @@
 """Keystroke latency of the language server: the time from a keystroke (an incremental
 `textDocument/didChange`) to the `publishDiagnostics` that answers it, over real JSON-RPC
-on stdio with a real `cnndsl lsp` subprocess, in specs/resnet152.cnn.
+on stdio with a real `cnndsl lsp` subprocess, in specs/resnet.cnn.
 
     .venv/bin/python benchmarks/lsp_latency.py [--rounds N]
 
@@ -80,8 +80,8 @@ def run(rounds: int) -> list[tuple[float, bool]]:
     server.send({"id": 1, "method": "initialize", "params": {"processId": os.getpid(), "capabilities": {}}})
     server.wait(lambda m: m.get("id") == 1)
     server.send({"method": "initialized", "params": {}})
-    text = (ROOT / "specs" / "resnet152.cnn").read_text()
-    uri = (ROOT / "specs" / "resnet152.cnn").as_uri()
+    text = (ROOT / "specs" / "resnet.cnn").read_text()
+    uri = (ROOT / "specs" / "resnet.cnn").as_uri()
     server.send({"method": "textDocument/didOpen", "params": {"textDocument": {
         "uri": uri, "languageId": "cnn", "version": 1, "text": text}}})
     server.wait(diagnostics_of(1))
@@ -112,7 +112,7 @@ def in_process(rounds: int) -> list[float]:
     sys.path.insert(0, str(ROOT))
     from cnndsl.tools.lsp import analyze
 
-    lines = (ROOT / "specs" / "resnet152.cnn").read_text().split("\n")
+    lines = (ROOT / "specs" / "resnet.cnn").read_text().split("\n")
     line = next(i for i, t in enumerate(lines) if "conv1: conv(planes, 1" in t)
     states = [lines[line] + TYPED[:n] for n in range(1, len(TYPED) + 1)]
     states += [lines[line] + TYPED[:n] for n in range(len(TYPED) - 1, -1, -1)]
@@ -121,7 +121,7 @@ def in_process(rounds: int) -> list[float]:
         for state in states:
             text = "\n".join(lines[:line] + [state] + lines[line + 1:])
             start = time.perf_counter()
-            analyze(text, "specs/resnet152.cnn")
+            analyze(text, "specs/resnet.cnn")
             times.append((time.perf_counter() - start) * 1000)
     return times
 
@@ -137,7 +137,7 @@ def main() -> None:
     median = statistics.median(times)
     p90 = times[int(0.9 * (len(times) - 1))]
     lines = [
-        f"LSP keystroke -> diagnostics, specs/resnet152.cnn, {len(times)} keystrokes over stdio JSON-RPC "
+        f"LSP keystroke -> diagnostics, specs/resnet.cnn, {len(times)} keystrokes over stdio JSON-RPC "
         f"({platform.python_version()}, {os.cpu_count()} CPUs)",
         f"median {median:.1f} ms   p90 {p90:.1f} ms   max {times[-1]:.1f} ms   min {times[0]:.1f} ms",
         f"goal < {GOAL_MS:.0f} ms: median/goal {median / GOAL_MS:.2f}, p90/goal {p90 / GOAL_MS:.2f}",

@@ -77,6 +77,8 @@ def instantiate(compiled: Compiled, params: dict):
     model.cnndsl_spec = compiled.source.text
     model.cnndsl_params = dict(params)
     model.cnndsl_input = compiled.network.input
+    if compiled.network.outputs:  # forward returns a dict of these, by key
+        model.cnndsl_outputs = compiled.network.output_shapes
     return model
 
 

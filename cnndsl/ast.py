@@ -46,7 +46,7 @@ class Var:
 @dataclass(frozen=True)
 class BinOp:
     _fields = ("left", "right")
-    op: str  # one of + - * / // %
+    op: str  # one of + - * / // % **, == != < <= > >=, and or
     left: "Expr"
     right: "Expr"
     span: Span
@@ -59,7 +59,66 @@ class Neg:
     span: Span
 
 
-Expr = Union[Num, Str, Bool, Var, BinOp, Neg]
+@dataclass(frozen=True)
+class Not:
+    _fields = ("operand",)
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class IfElse:
+    """`then if test else orelse`, as Python writes it."""
+
+    _fields = ("then", "test", "orelse")
+    then: "Expr"
+    test: "Expr"
+    orelse: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    """`base[index]`: `cfg[i]`, `cfg[i][1]`."""
+
+    _fields = ("base", "index")
+    base: "Expr"
+    index: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class FuncCall:
+    """A function in an expression: a built-in (`max(8, c)`) or a `def`."""
+
+    _fields = ("args",)
+    name: str
+    args: tuple["Arg", ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    """`[6, 12, 24, 16]` (kind "list") or `(3, 5)` (kind "tuple"); both are tuples as values."""
+
+    _fields = ("items",)
+    items: tuple["Expr", ...]
+    kind: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class InputAttr:
+    """`input.channels`, `input.height`, `input.width`: the shape of the enclosing block's
+    input (in a network: the network's input)."""
+
+    _fields = ()
+    attr: str
+    span: Span
+
+
+Expr = Union[Num, Str, Bool, Var, BinOp, Neg, Not, IfElse, Index, FuncCall, ListExpr, InputAttr]
 
 
 # -- chains ---------------------------------------------------------------------------
@@ -106,21 +165,27 @@ class Group:
 
 @dataclass(frozen=True)
 class Repeat:
+    """`X * n`, or `X * n for i`: copy k (0 to n-1) sees i = k in its arguments and labels."""
+
     _fields = ("node", "count")
     node: "Node"
     count: Expr
     span: Span
+    index: str | None = None
+    index_span: Span | None = None
 
 
 @dataclass(frozen=True)
 class Optional:
-    """`X?` (its switch is named after X) or `X?switch`."""
+    """`X?` (its switch is named after X), `X?switch`, or `X?(condition)`: kept where the
+    condition, an expression of the enclosing parameters, is true (not a switch)."""
 
-    _fields = ("node",)
+    _fields = ("node", "condition")
 
     node: "Node"
     span: Span
     switch: str | None = None
+    condition: "Expr | None" = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +213,7 @@ class Concat:
     branches: tuple["Chain", ...]
     span: Span
     skips: tuple[str, ...] = ()
+    split: bool = False  # `split { ... }`: the channels divided equally among the branches
 
 
 @dataclass(frozen=True)
@@ -192,11 +258,17 @@ Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Gate, Side]
 
 @dataclass(frozen=True)
 class Element:
+    """`label: node`. A quoted label (`"block1-0": ...`) may be any key; one with `{expr}`
+    parts (`"denselayer{i + 1}"`) has them in `template`: its text pieces and expressions,
+    computed where the element is expanded (`label` holds the text as written)."""
+
     _fields = ("node",)
     label: str | None
     node: Node
     span: Span
     label_span: Span | None = None
+    quoted: bool = False
+    template: tuple | None = None  # (str | Expr, ...), for a label with {expr} parts
 
 
 @dataclass(frozen=True)
@@ -225,6 +297,18 @@ class LetDef:
 
 
 @dataclass(frozen=True)
+class DefDef:
+    """`def name(params) = expr` (a function) or `def name = expr` (a constant, params None)."""
+
+    _fields = ("params", "body")
+    name: str
+    params: tuple[Param, ...] | None
+    body: Expr
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
 class BlockDef:
     _fields = ("params", "body")
     name: str
@@ -232,6 +316,24 @@ class BlockDef:
     body: tuple[Chain, ...]
     span: Span
     name_span: Span
+
+
+@dataclass(frozen=True)
+class Output:
+    """`out=classifier` in `outputs(...)`: the key the forward's dict gives the output of
+    the element (a member or a side output); `box` alone is `box=box`."""
+
+    _fields = ()
+    key: str
+    element: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Outputs:
+    _fields = ("items",)
+    items: tuple[Output, ...]
+    span: Span
 
 
 @dataclass(frozen=True)
@@ -243,12 +345,30 @@ class NetworkDef:
     body: tuple[Chain, ...]
     span: Span
     name_span: Span
+    outputs: Outputs | None = None  # several named outputs: forward returns a dict
+    variant: str | None = None  # the name of the variant declaration this network is (passes/variants.py)
+
+
+@dataclass(frozen=True)
+class VariantDef:
+    """`network resnet50 = ResNet(layers = [3, 4, 6, 3])`: the network `family` with these
+    arguments as its parameters' defaults, under a name of its own."""
+
+    _fields = ("args",)
+    name: str
+    family: str
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+    family_span: Span
 
 
 @dataclass(frozen=True)
 class Program:
-    _fields = ("lets", "blocks", "networks")
+    _fields = ("defs", "lets", "blocks", "networks", "variants")
     lets: tuple[LetDef, ...]
     blocks: tuple[BlockDef, ...]
     networks: tuple[NetworkDef, ...]
     span: Span
+    defs: tuple[DefDef, ...] = ()
+    variants: tuple[VariantDef, ...] = ()

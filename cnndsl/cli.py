@@ -157,8 +157,10 @@ def check_command(spec: str, settings, network, strict: bool, fmt: str) -> None:
     net = compiled.network
     from .passes.shapes import fmt_shape
 
+    outputs = ", ".join(f"{key} {fmt_shape(shape)}" for key, shape in net.output_shapes.items()) \
+        if net.outputs else fmt_shape(net.body.stats.out_shape)
     click.echo(f"{compiled.source.path}: network {net.name} is well-formed: {fmt_shape(net.input)} -> "
-               f"{fmt_shape(net.body.stats.out_shape)}, {net.body.stats.params:,} parameters"
+               f"{outputs}, {net.body.stats.params:,} parameters"
                + (f", {len(compiled.warnings)} warning(s)" if compiled.warnings else ""))
 
 
@@ -195,7 +197,7 @@ def summary_command(spec: str, settings, network, style: str, fmt: str, depth, c
 @cli.command("list")
 @click.option("--layers", is_flag=True, help="List the layer kinds and their arguments instead.")
 def list_command(layers: bool) -> None:
-    """The built-in networks, one per line, name first."""
+    """The built-in networks, one per line, name first; a family's variants indented under it."""
     if layers:
         from .layers import RULES, REQUIRED
 
@@ -205,12 +207,12 @@ def list_command(layers: bool) -> None:
             args = ", ".join(a.name if a.default is REQUIRED else f"{a.name}={_show(a.default)}" for a in rule.args)
             click.echo(f"{kind}({args})  {rule.doc}")
         return
-    from .compiler import builtins
+    from .resources import families
 
-    for name, path in builtins().items():
-        first = path.read_text(encoding="utf-8").splitlines()[:1]
-        about = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
-        click.echo(f"{name:<16} {about}".rstrip())
+    for entries in families().values():  # a family's file, then its variants, indented
+        for entry in entries:
+            name = entry.name if entry.name == entry.family else f"  {entry.name}"
+            click.echo(f"{name:<18} {entry.about}".rstrip())
 
 
 def _show(value) -> str:

@@ -3,7 +3,8 @@
 A layer argument written `planes * 4` in a block, the channels `in_channels + 32`
 that flow out of a concat, the condition `stride != 1 or in_channels != planes * 4`
 under which a projection shortcut is built: each is a small tree of `Const`, `Name`,
-`Unary` and `Binary` nodes. The passes build them (`passes/expand.py`), substitute a
+`Unary` and `Binary` nodes, with `Call` (a built-in function: `max(8, c // 2)`),
+`Index` (`cfg[i]`), `Items` (a list or tuple `(a, b)`) and `Cond` (`a if c else b`). The passes build them (`passes/expand.py`), substitute a
 block's arguments into them and fold constants (`passes/shapes.py`), and the code
 generator reads the names they use and renders them as Python source with as few
 brackets as the operators' precedence allows (`a - (b - c)` keeps its brackets,
@@ -17,7 +18,9 @@ they render the same.
 
 from __future__ import annotations
 
+import math
 import operator
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Callable, Mapping
 
@@ -25,13 +28,17 @@ from typing import Callable, Mapping
 class Prec(IntEnum):
     """Python's operator precedence, loosest first, for the operators a value can hold."""
 
-    OR = 1
-    AND = 2
-    COMPARE = 3
-    SUM = 4  # + -
-    PRODUCT = 5  # * / // %
-    UNARY = 6  # -x
-    ATOM = 7  # a name, a literal, a bracketed expression
+    COND = 1  # a if c else b
+    OR = 2
+    AND = 3
+    NOT = 4  # not x
+    COMPARE = 5  # == != < <= > >=
+    SUM = 6  # + -
+    PRODUCT = 7  # * / // %
+    UNARY = 8  # -x
+    POWER = 9  # a ** b
+    POSTFIX = 10  # f(x), xs[i]
+    ATOM = 11  # a name, a literal, a bracketed expression or list
 
 
 def _or(a, b):
@@ -46,11 +53,52 @@ def _and(a, b):
 BINARY: dict[str, tuple[Prec, Callable]] = {
     "or": (Prec.OR, _or), "and": (Prec.AND, _and),
     "==": (Prec.COMPARE, operator.eq), "!=": (Prec.COMPARE, operator.ne),
+    "<": (Prec.COMPARE, operator.lt), "<=": (Prec.COMPARE, operator.le),
+    ">": (Prec.COMPARE, operator.gt), ">=": (Prec.COMPARE, operator.ge),
     "+": (Prec.SUM, operator.add), "-": (Prec.SUM, operator.sub),
     "*": (Prec.PRODUCT, operator.mul), "/": (Prec.PRODUCT, operator.truediv),
     "//": (Prec.PRODUCT, operator.floordiv), "%": (Prec.PRODUCT, operator.mod),
+    "**": (Prec.POWER, operator.pow),
 }
-UNARY: dict[str, Callable] = {"-": operator.neg}
+# operator -> (precedence, Python function)
+UNARY: dict[str, tuple[Prec, Callable]] = {"-": (Prec.UNARY, operator.neg), "not": (Prec.NOT, operator.not_)}
+
+
+def _min(*args):
+    return min(args[0]) if len(args) == 1 else min(args)
+
+
+def _max(*args):
+    return max(args[0]) if len(args) == 1 else max(args)
+
+
+def _sum_of(items):
+    return sum(items)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A built-in function of the language: its Python spelling (`math.ceil` needs
+    `import math` in the generated module), its implementation and how many arguments it takes."""
+
+    source: str
+    function: Callable
+    least: int
+    most: int
+    module: str | None = None
+
+
+# name -> Function: the functions an expression may call (and user `def`s besides)
+FUNCTIONS: dict[str, Function] = {
+    "min": Function("min", _min, 1, 64), "max": Function("max", _max, 1, 64),
+    "ceil": Function("math.ceil", math.ceil, 1, 1, "math"),
+    "floor": Function("math.floor", math.floor, 1, 1, "math"),
+    "round": Function("round", round, 1, 2), "int": Function("int", int, 1, 1),
+    "float": Function("float", float, 1, 1),
+    "pow": Function("pow", pow, 2, 2), "log": Function("math.log", math.log, 1, 2, "math"),
+    "len": Function("len", len, 1, 1), "abs": Function("abs", abs, 1, 1),
+    "sum": Function("sum", _sum_of, 1, 1),
+}
 
 
 class ExprError(ValueError):
@@ -167,15 +215,16 @@ class Unary(Expr):
         if op not in UNARY:
             raise ValueError(f"unknown unary operator {op!r}")
         self.op, self.operand, self.children = op, operand, (operand,)
-        self.precedence = Prec.UNARY
-        inner = operand.text if operand.precedence >= Prec.UNARY else f"({operand.text})"
-        self.text = f"{op}{inner}"
+        prec = self.precedence = UNARY[op][0]
+        inner = operand.text if operand.precedence >= prec else f"({operand.text})"
+        self.text = f"{op} {inner}" if op.isalpha() else f"{op}{inner}"
         self.names = operand.names
 
 
 class Binary(Expr):
     """`left op right`. Left-associative: the right operand is bracketed at equal precedence;
-    comparisons bracket both (Python would chain `a != b != c`)."""
+    comparisons bracket both (Python would chain `a != b != c`). `**` is right-associative
+    and binds tighter than a unary minus on its left (`(-2) ** 2`), looser on its right (`2 ** -1`)."""
 
     __slots__ = ("op", "left", "right", "children")
 
@@ -184,11 +233,71 @@ class Binary(Expr):
             raise ValueError(f"unknown binary operator {op!r}")
         self.op, self.left, self.right, self.children = op, left, right, (left, right)
         prec = self.precedence = BINARY[op][0]
-        left_bare = left.precedence > prec or (left.precedence == prec and prec != Prec.COMPARE)
+        if prec == Prec.POWER:
+            left_bare, right_bare = left.precedence > prec, right.precedence >= Prec.UNARY
+        else:
+            left_bare = left.precedence > prec or (left.precedence == prec and prec != Prec.COMPARE)
+            right_bare = right.precedence > prec
         ltext = left.text if left_bare else f"({left.text})"
-        rtext = right.text if right.precedence > prec else f"({right.text})"
+        rtext = right.text if right_bare else f"({right.text})"
         self.text = f"{ltext} {op} {rtext}"
         self.names = left.names | right.names if right.names else left.names
+
+
+class Call(Expr):
+    """A built-in function of `FUNCTIONS` applied to its arguments: `max(8, c // 2)`."""
+
+    __slots__ = ("function", "args", "children")
+
+    def __init__(self, function: str, args: tuple[Expr, ...]):
+        if function not in FUNCTIONS:
+            raise ValueError(f"unknown function {function!r}")
+        self.function, self.args, self.children = function, tuple(args), tuple(args)
+        self.precedence = Prec.POSTFIX
+        self.text = f"{FUNCTIONS[function].source}({', '.join(a.text for a in args)})"
+        self.names = frozenset().union(*(a.names for a in args))
+
+
+class Index(Expr):
+    """`base[index]`: an item of a list or tuple."""
+
+    __slots__ = ("base", "index", "children")
+
+    def __init__(self, base: Expr, index: Expr):
+        self.base, self.index, self.children = base, index, (base, index)
+        self.precedence = Prec.POSTFIX
+        btext = base.text if base.precedence >= Prec.POSTFIX else f"({base.text})"
+        self.text = f"{btext}[{index.text}]"
+        self.names = base.names | index.names
+
+
+class Items(Expr):
+    """A list or tuple value with an item that reads a name, written as a tuple `(a, b * 2)`
+    (a constant one is a `Const` of a tuple)."""
+
+    __slots__ = ("items", "children")
+
+    def __init__(self, items: tuple[Expr, ...]):
+        self.items = self.children = tuple(items)
+        self.precedence = Prec.ATOM
+        inner = ", ".join(i.text for i in self.items)
+        self.text = f"({inner},)" if len(self.items) == 1 else f"({inner})"
+        self.names = frozenset().union(*(i.names for i in self.items))
+
+
+class Cond(Expr):
+    """`then if test else orelse`; only the branch the test picks is evaluated."""
+
+    __slots__ = ("then", "test", "orelse", "children")
+
+    def __init__(self, then: Expr, test: Expr, orelse: Expr):
+        self.then, self.test, self.orelse = then, test, orelse
+        self.children = (test, then, orelse)
+        self.precedence = Prec.COND
+        parts = [e.text if e.precedence > Prec.COND else f"({e.text})" for e in (then, test)]
+        otext = orelse.text if orelse.precedence >= Prec.COND else f"({orelse.text})"
+        self.text = f"{parts[0]} if {parts[1]} else {otext}"
+        self.names = then.names | test.names | orelse.names
 
 
 def literal(value: object) -> str:
@@ -197,6 +306,9 @@ def literal(value: object) -> str:
         return repr(value)
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, tuple):
+        inner = ", ".join(literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
     raise TypeError(f"not a literal: {value!r}")
 
 
@@ -222,9 +334,10 @@ def binary(op: str, left: Expr, right: Expr) -> Expr:
     terms and a constant (`x + 2 - 3` is `x - 1`, `in_channels + g + g` is
     `in_channels + g * 2`), `1 * x` and `x // 1` are `x`. The names are taken to be whole
     numbers, as the channels and sizes that the passes substitute into are."""
-    if isinstance(left, Const) and isinstance(right, Const) and _whole(left.value) and _whole(right.value) \
-            and op in ("+", "-", "*", "//", "%") and (right.value != 0 or op in ("+", "-", "*")):
-        return Const(BINARY[op][1](left.value, right.value))
+    if isinstance(left, Const) and isinstance(right, Const):
+        folded = _folded(op, left.value, right.value)
+        if folded is not None:
+            return folded
     if op in ("+", "-"):
         return _sum(Binary(op, left, right))
     if op == "*" and isinstance(left, Const) and left.value == 1 and _whole(left.value):
@@ -232,6 +345,22 @@ def binary(op: str, left: Expr, right: Expr) -> Expr:
     if op in ("*", "//") and isinstance(right, Const) and right.value == 1 and _whole(right.value):
         return left
     return Binary(op, left, right)
+
+
+_ORDER = ("<", "<=", ">", ">=")
+
+
+def _folded(op: str, a: object, b: object) -> Const | None:
+    """`a op b` as a constant where the result is exact: whole-number arithmetic (a whole
+    power), comparisons, `and`/`or` of true and false; None otherwise."""
+    if _whole(a) and _whole(b):
+        if op in ("+", "-", "*") or (op in ("//", "%") and b != 0) or (op == "**" and 0 <= b <= 64):
+            return Const(BINARY[op][1](a, b))
+    if op in ("==", "!=") and type(a) is type(b) and _plain(a) or op in _ORDER and _whole(a) and _whole(b):
+        return Const(BINARY[op][1](a, b))
+    if op in ("and", "or") and isinstance(a, bool) and isinstance(b, bool):
+        return Const(BINARY[op][1](a, b))
+    return None
 
 
 def _coefficient(node: Expr) -> tuple[Expr, int, bool] | None:
@@ -287,19 +416,67 @@ def _sum(expr: Expr) -> Expr:
 
 
 def unary(op: str, operand: Expr) -> Expr:
-    if isinstance(operand, Const) and _whole(operand.value):
-        return Const(UNARY[op](operand.value))
+    if isinstance(operand, Const) and (_whole(operand.value) if op == "-" else isinstance(operand.value, bool)):
+        return Const(UNARY[op][1](operand.value))
     return Unary(op, operand)
 
 
-def _postorder(root: Expr) -> list[Expr]:
-    """Every node below `root` and `root`, children before parents, without recursion."""
+def call(function: str, args: tuple[Expr, ...]) -> Expr:
+    """`function(args)`, computed where every argument is a whole number or a tuple of them."""
+    if all(isinstance(a, Const) and _plain(a.value) for a in args):
+        try:
+            value = FUNCTIONS[function].function(*(a.value for a in args))
+        except (ValueError, TypeError, OverflowError, ZeroDivisionError):
+            return Call(function, args)
+        if _whole(value):
+            return Const(value)
+    return Call(function, args)
+
+
+def index(base: Expr, at: Expr) -> Expr:
+    """`base[at]`, taken where both are known and `at` is in range."""
+    if isinstance(base, Const) and isinstance(base.value, tuple) and isinstance(at, Const) and _whole(at.value) \
+            and -len(base.value) <= at.value < len(base.value):
+        return Const(base.value[at.value])
+    if isinstance(base, Items) and isinstance(at, Const) and _whole(at.value) \
+            and -len(base.items) <= at.value < len(base.items):
+        return base.items[at.value]
+    return Index(base, at)
+
+
+def items(parts: tuple[Expr, ...]) -> Expr:
+    """A tuple of `parts`: a constant where every part is one."""
+    if all(isinstance(p, Const) for p in parts):
+        return Const(tuple(p.value for p in parts))
+    return Items(parts)
+
+
+def cond(then: Expr, test: Expr, orelse: Expr) -> Expr:
+    """`then if test else orelse`, the branch taken where the test is known."""
+    if isinstance(test, Const) and isinstance(test.value, bool):
+        return then if test.value else orelse
+    return Cond(then, test, orelse)
+
+
+def _plain(value: object) -> bool:
+    return _whole(value) or (isinstance(value, tuple) and all(_plain(v) for v in value))
+
+
+def imports(root: Expr) -> frozenset[str]:
+    """The modules the rendered source needs (`math` for ceil, floor, log)."""
+    return frozenset(FUNCTIONS[node.function].module for node in _postorder(root)
+                     if isinstance(node, Call) and FUNCTIONS[node.function].module)
+
+
+def _postorder(root: Expr, lazy: bool = False) -> list[Expr]:
+    """Every node below `root` and `root`, children before parents, without recursion;
+    `lazy`: not the branches of a `Cond` (evaluated when the test has picked one)."""
     order: list[Expr] = []
     stack = [root]
     while stack:
         node = stack.pop()
         order.append(node)
-        stack.extend(node.children)
+        stack.extend((node.test,) if lazy and isinstance(node, Cond) else node.children)
     order.reverse()
     return order
 
@@ -309,36 +486,63 @@ def _fold_tree(root: Expr, leaf: Callable[[Expr], Expr]) -> Expr:
     for node in _postorder(root):
         if id(node) in done:
             continue
-        if isinstance(node, Binary):
-            new = binary(node.op, done[id(node.left)], done[id(node.right)])
-        elif isinstance(node, Unary):
-            new = unary(node.op, done[id(node.operand)])
-        else:
-            new = leaf(node)
-        done[id(node)] = new
+        done[id(node)] = _rebuilt(node, done, leaf)
     return done[id(root)]
+
+
+def _rebuilt(node: Expr, done: dict[int, Expr], leaf: Callable[[Expr], Expr]) -> Expr:
+    """`node` made again from its children's new forms (in `done`), simplified."""
+    if isinstance(node, Binary):
+        return binary(node.op, done[id(node.left)], done[id(node.right)])
+    if isinstance(node, Unary):
+        return unary(node.op, done[id(node.operand)])
+    if isinstance(node, Call):
+        return call(node.function, tuple(done[id(a)] for a in node.args))
+    if isinstance(node, Index):
+        return index(done[id(node.base)], done[id(node.index)])
+    if isinstance(node, Items):
+        return items(tuple(done[id(i)] for i in node.items))
+    if isinstance(node, Cond):
+        return cond(done[id(node.then)], done[id(node.test)], done[id(node.orelse)])
+    return leaf(node)
 
 
 def _evaluate_tree(root: Expr, env: Mapping[str, object]) -> object:
     done: dict[int, object] = {}
-    for node in _postorder(root):
-        if isinstance(node, Binary):
-            a, b = done[id(node.left)], done[id(node.right)]
-            if node.op in ("/", "//", "%") and b == 0:
-                raise ExprError(f"division by zero in {node.text}")
-            done[id(node)] = BINARY[node.op][1](a, b)
-        elif isinstance(node, Unary):
-            done[id(node)] = UNARY[node.op](done[id(node.operand)])
-        elif isinstance(node, Name):
-            done[id(node)] = env[node.name]
-        else:
-            done[id(node)] = node.value  # type: ignore[attr-defined]
+    for node in _postorder(root, lazy=True):
+        done[id(node)] = _computed(node, done, env)
     return done[id(root)]
+
+
+def _computed(node: Expr, done: dict[int, object], env: Mapping[str, object]) -> object:
+    """The value of `node`, its children's values in `done`."""
+    if isinstance(node, Binary):
+        a, b = done[id(node.left)], done[id(node.right)]
+        if node.op in ("/", "//", "%") and b == 0:
+            raise ExprError(f"division by zero in {node.text}")
+        return BINARY[node.op][1](a, b)
+    if isinstance(node, Unary):
+        return UNARY[node.op][1](done[id(node.operand)])
+    if isinstance(node, Name):
+        return env[node.name]
+    if isinstance(node, Call):
+        return FUNCTIONS[node.function].function(*(done[id(a)] for a in node.args))
+    if isinstance(node, Index):
+        base, at = done[id(node.base)], done[id(node.index)]
+        if not -len(base) <= at < len(base):
+            raise ExprError(f"index {at} out of range in {node.text}")
+        return base[at]
+    if isinstance(node, Items):
+        return tuple(done[id(i)] for i in node.items)
+    if isinstance(node, Cond):  # only the branch taken (the postorder left both out)
+        return _evaluate_tree(node.then if done[id(node.test)] else node.orelse, env)
+    return node.value  # type: ignore[attr-defined]
 
 
 TRUE = Const(True)
 FALSE = Const(False)
 NONE = Const(None)
 
-__all__ = ["BINARY", "Binary", "Const", "Expr", "ExprError", "FALSE", "NONE", "Name", "Prec", "TRUE",
-           "Unary", "binary", "const", "lift", "literal", "name", "unary"]
+__all__ = ["BINARY", "Binary", "Call", "Cond", "Const", "Expr", "ExprError", "FALSE", "FUNCTIONS", "Function",
+           "Index", "Items", "NONE", "Name", "Prec", "TRUE", "UNARY", "Unary", "binary", "call", "cond", "const",
+           "imports", "index", "items", "lift", "literal", "name", "unary"]

@@ -43,7 +43,10 @@ class Value:
 
     def dump_text(self) -> str:
         """`64`, or `planes * 4 (= 256)` where the source differs from the number."""
-        literal = Const(self.value).text
+        try:
+            literal = Const(self.value).text
+        except TypeError:  # a value of a block's input shape, computed by the shapes pass
+            return f"{self.text} (= pending)"
         return literal if self.text == literal else f"{self.text} (= {literal})"
 
     @property
@@ -65,12 +68,17 @@ class Stats:
     out_shape: Shape
     params: int = 0
     macs: int = 0
-    rf: int = 1  # receptive field of one output element, in input pixels
-    jump: int = 1  # distance in input pixels between neighbouring outputs
+    rf: int | tuple[int, int] = 1  # receptive field of one output element, in input pixels; (h, w) if they differ
+    jump: int | tuple[int, int] = 1  # distance in input pixels between neighbouring outputs
     channels: Expr = Const(0)  # the output channels, in the enclosing parameters
     flatten_before: bool = False  # an fc that flattens its volume input
     in_channels: Expr = Const(0)  # the input channels, in the enclosing parameters
     dims: tuple[Expr, ...] | None = None  # the output's H, W in the block's H, W; () flat; None unknown
+
+    @property
+    def rf_text(self) -> str:
+        """The receptive field as readers print it: `7x7`, or `7x11` where the axes differ."""
+        return "x".join(map(str, self.rf)) if isinstance(self.rf, tuple) else f"{self.rf}x{self.rf}"
 
     def dump_text(self) -> str:
         shape = "x".join(map(str, self.in_shape)) + " -> " + "x".join(map(str, self.out_shape))
@@ -116,6 +124,7 @@ class Concat:
     stats: Stats | None = None
     skips: tuple[str, ...] = ()  # earlier elements' outputs, first: cropped or padded to the branches' HxW
     fits: tuple[str, ...] = ()  # for each skip, once shapes are known: "", "crop" or "pad"
+    split: bool = False  # each branch reads its equal share of the channels (ShuffleNet's x.chunk)
 
 
 @dataclass(frozen=True)
@@ -174,7 +183,19 @@ class BlockInstance:
     stats: Stats | None = None
 
 
-Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side]
+@dataclass(frozen=True)
+class Unknown:
+    """An element the expander could not make (an unknown layer name, a bad argument; its
+    error is reported): it stands where the element was, with an unknown output, so that
+    the shapes before it and beside it are still inferred. Only in a tree with errors."""
+
+    _fields = ()
+    span: Span
+    name: str | None = None
+    stats: Stats | None = None
+
+
+Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side, Unknown]
 
 
 @dataclass(frozen=True)
@@ -206,6 +227,18 @@ def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[s
 
 
 @dataclass(frozen=True)
+class Output:
+    """A named output: `outputs(out=classifier)` gives the forward's dict the key `out`
+    for the output of the member or side output `classifier`."""
+
+    _fields = ()
+    key: str
+    element: str
+    span: Span
+    shape: Shape | None = None  # once shapes are known
+
+
+@dataclass(frozen=True)
 class Network:
     _fields = ("body",)
     name: str
@@ -219,6 +252,14 @@ class Network:
     source_path: str = ""
     doc: tuple[tuple[str, ...], ...] = ()  # the spec's header comment: paragraphs of lines
     input_span: Span | None = None  # the `input` line
+    outputs: tuple[Output, ...] = ()  # several named outputs (forward returns a dict); () for one
+
+    @property
+    def output_shapes(self) -> dict[str, Shape]:
+        """Each output's shape by key: the named outputs, or the chain's end as `out`."""
+        if self.outputs:
+            return {o.key: o.shape for o in self.outputs}
+        return {"out": self.body.stats.out_shape if self.body.stats else None}
 
 
 def members(seq: Seq) -> list:

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .expr import Binary, Const, Expr
+from .expr import Binary, Const, Expr, Prec, index
 Shape = tuple[int, ...]
 Dims = tuple[Expr, ...]
 REQUIRED = object()
@@ -29,11 +29,14 @@ REQUIRED = object()
 @dataclass(frozen=True)
 class ArgSpec:
     name: str
-    type: str  # "int", "float", "bool", "str"
+    type: str  # "int", "float", "bool", "str"; "pair": an int for both axes or (height, width)
     default: Any = REQUIRED
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     doc: str = ""
+    # PyTorch's name for it where it differs (`padding` for pad): the keyword the generated
+    # constructor passes, and the hint for a PyTorch habit (`conv(32, 3, padding=1)`).
+    torch: str = ""
 
 
 # Bounds on what a spec may ask of PyTorch, per image and per layer: beyond them a build or
@@ -95,8 +98,10 @@ class Shown:
     (`planes·4`)."""
 
     def __init__(self, args: Iterable[tuple[str, Any]], symbolic: bool = False) -> None:
+        args = tuple(args)
         self.values = {name: v.value for name, v in args}
         self.texts = {name: _shown(v, symbolic) for name, v in args}
+        self.axes = {name: _axes_shown(v, symbolic) for name, v in args}
 
     def __call__(self, name: str) -> str:
         return self.texts[name]
@@ -108,11 +113,26 @@ class Shown:
         """A pool's stride as shown: its size where the spec leaves it out."""
         return self("size") if self.value("stride") is None else self("stride")
 
+    def square(self, name: str, times: str = "x") -> str:
+        """A per-axis argument as `3x3`: both axes, `3x5` where they differ."""
+        return times.join(self.axes.get(name) or (self(name), self(name)))
+
 
 def _shown(value, symbolic: bool) -> str:
     if symbolic:
         return value.text.replace(" * ", "·")
+    if isinstance(value.value, tuple):
+        return "x".join(map(str, value.value))
     return f"{value.value:g}" if isinstance(value.value, float) else str(value.value)
+
+
+def _axes_shown(value, symbolic: bool) -> tuple[str, str] | None:
+    """A pair's two texts, (height, width); None for one value for both axes."""
+    if not isinstance(value.value, tuple):
+        return None
+    if symbolic:
+        return tuple(e.text.replace(" * ", "·") for e in axis_exprs(value.expr))
+    return tuple(map(str, value.value))
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,8 @@ class LayerRule:
     figure: Callable[[Shown], str] | None = None  # the diagram's `conv 3×3/2, 64`; None: `label`
     listing: Listing | None = None  # None: left out of the notes' listing
     kernel: Callable[[Shape, dict], tuple[int, ...] | None] = lambda s, a: None  # its weight's or window's shape
+    channels_last: bool = False  # reads a channels-last volume too (pointwise, per pixel)
+    parameter: bool = False  # a learned tensor of the class itself (layer scale), not a module: `x = self.p * x`
 
     def summary_label(self, shown: Shown) -> str:
         return self.label(shown) if self.label else self.kind
@@ -163,10 +185,39 @@ class LayerRule:
     def arg(self, name: str) -> ArgSpec | None:
         return next((a for a in self.args if a.name == name), None)
 
+    def construction(self, in_shape: Shape, values: dict, exprs: dict) -> Torch:
+        """The PyTorch constructor: `torch`'s, its keywords in PyTorch's names (ArgSpec.torch)."""
+        made = self.torch(in_shape, values, exprs)
+        theirs = {a.name: a.torch for a in self.args if a.torch}
+        if not theirs:
+            return made
+        return Torch(made.callee, made.positional, tuple((theirs.get(k, k), e) for k, e in made.keywords),
+                     made.helper)
+
+    def torch_names(self) -> dict[str, str]:
+        """PyTorch's names of its arguments, theirs -> ours, where they differ."""
+        return {a.torch: a.name for a in self.args if a.torch}
+
 
 # -- shape arithmetic -----------------------------------------------------------------
 
+class ChannelsLast(tuple):
+    """A volume permuted to channels last (N, H, W, C), as ConvNeXt's blocks hold it between
+    `permute(0, 2, 3, 1)` and `permute(0, 3, 1, 2)`. Its items stay in C, H, W order, as every
+    shape here, so `shape[0]` is still the channels; readers print it H x W x C."""
+
+    __slots__ = ()
+
+
+def channels_last(shape: Shape) -> bool:
+    return isinstance(shape, ChannelsLast)
+
+
 def _spatial(shape: Shape, kind: str) -> tuple[int, int, int]:
+    if channels_last(shape):
+        raise ShapeProblem(f"{kind} needs channels first, but its input is channels last "
+                           f"({shape[1]}x{shape[2]}x{shape[0]}, after permute(0, 2, 3, 1))",
+                           f"permute back with permute(0, 3, 1, 2) before the {kind}")
     if len(shape) != 3:
         raise ShapeProblem(
             f"{kind} needs a CxHxW volume, but its input is a flat vector of {shape[0]}",
@@ -207,7 +258,7 @@ def window_output(kind: str, size: int, extent: int, stride: int, pad: int, ceil
         if lost > 0 and not floor:
             notes.append(Note(
                 f"{kind} does not fit: ({size} - {extent} + 2*{pad})/{stride} + 1 = "
-                f"{span / stride + 1:.3g} on the {axis} axis; PyTorch floors it to {out} and "
+                f"{span / stride + 1:g} on the {axis} axis; PyTorch floors it to {out} and "
                 f"never reads the last {lost} row(s)/column(s) of the input",
                 f"choose pad or stride so that {size} - {extent} + 2*pad is a multiple of {stride}, "
                 "or say floor=true if that is meant",
@@ -217,29 +268,54 @@ def window_output(kind: str, size: int, extent: int, stride: int, pad: int, ceil
     return out
 
 
-def _windowed(kind: str, in_shape: Shape, a: dict, extent: int, ceil: bool = False):
+def pair(value) -> tuple:
+    """A per-axis argument as (height, width): one value stands for both axes."""
+    return (value[0], value[1]) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def axis_exprs(expr: Expr, value=None) -> tuple[Expr, Expr]:
+    """A per-axis argument's expression as (height, width): `(3, 5)`, `(k, 1)`, `pad[0]` and
+    `pad[1]` for a parameter whose `value` is a pair, or one expression for both."""
+    if isinstance(expr, Const) and isinstance(expr.value, (tuple, list)):
+        return Const(expr.value[0]), Const(expr.value[1])
+    parts = getattr(expr, "items", None)
+    if isinstance(parts, tuple) and len(parts) == 2:
+        return parts
+    if isinstance(value, (tuple, list)):
+        return index(expr, Const(0)), index(expr, Const(1))
+    return expr, expr
+
+
+def _windowed(kind: str, in_shape: Shape, a: dict, extent, ceil: bool = False):
     c, h, w = _spatial(in_shape, kind)
     notes: list[Note] = []
-    stride, pad = a["stride"], a["pad"]
     floor = a.get("floor", False)
-    ho = window_output(kind, h, extent, stride, pad, ceil, notes, "height", floor)
-    wo = window_output(kind, w, extent, stride, pad, ceil, notes, "width", floor)
-    if h == w and len(notes) == 2:
+    axes = tuple(zip((h, w), pair(extent), pair(a["stride"]), pair(a["pad"])))
+    ho, wo = (window_output(kind, size, e, stride, pad, ceil, notes, axis, floor)
+              for (size, e, stride, pad), axis in zip(axes, ("height", "width")))
+    if len(notes) == 2 and axes[0] == axes[1]:
         notes = notes[:1]
     return (c, ho, wo), notes
 
 
-def _extent(a: dict) -> int:
-    return a.get("dilation", 1) * (a["size"] - 1) + 1
+def _extent(a: dict):
+    """The span of a (dilated) window, D*(F-1)+1: an int, or (height, width) where the axes differ."""
+    spans = tuple(d * (f - 1) + 1 for d, f in zip(pair(a.get("dilation", 1)), pair(a["size"])))
+    return spans[0] if spans[0] == spans[1] else spans
 
 
-def _window_dims(in_dims: Dims | None, e: dict, ceil: bool = False) -> Dims | None:
-    """(W - F + 2P)/S + 1 on expressions, floored; None where ceil mode makes it depend on
-    where the last window starts."""
+def _window_dims(in_dims: Dims | None, e: dict, v: dict, ceil: bool = False) -> Dims | None:
+    """(W - F + 2P)/S + 1 on expressions, per axis, floored; None where ceil mode makes it
+    depend on where the last window starts."""
     if not in_dims:
         return None
-    stride = e["stride"] if e.get("stride") not in (None, Const(None)) else e["size"]
-    return _window_dims_of(in_dims, e["size"], stride, e["pad"], e.get("dilation", Const(1)), ceil)
+    own = e.get("stride") not in (None, Const(None))
+    stride, stride_value = (e["stride"], v.get("stride")) if own else (e["size"], v["size"])
+    per_axis = zip(*(axis_exprs(x, value) for x, value in (
+        (e["size"], v["size"]), (stride, stride_value), (e["pad"], v["pad"]),
+        (e.get("dilation", Const(1)), v.get("dilation", 1)))))
+    out = [_window_dims_of((d,), *axis, ceil) for d, axis in zip(in_dims, per_axis)]
+    return None if any(o is None for o in out) else tuple(o[0] for o in out)
 
 
 @functools.lru_cache(maxsize=1024)  # a block's layers, once for all its uses
@@ -260,8 +336,9 @@ def _flat(shape: Shape) -> int:
 
 
 def _flat_channels(shape: Shape, channels: Expr) -> Expr:
-    """The features of a flattened volume, `512 * 7 * 7` as torchvision writes it."""
-    if len(shape) == 1:
+    """The features of a flattened volume, `512 * 7 * 7` as torchvision writes it (the
+    channels alone for a linear per pixel of a channels-last volume)."""
+    if len(shape) == 1 or channels_last(shape):
         return channels
     c, h, w = shape
     if h == w == 1:
@@ -269,13 +346,19 @@ def _flat_channels(shape: Shape, channels: Expr) -> Expr:
     return Binary("*", Binary("*", channels, Const(h)), Const(w))
 
 
-def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
-    """Keyword arguments for PyTorch, leaving out those equal to PyTorch's default unless
-    they read a parameter (`stride`), which the generated class must then pass on."""
+def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Expr], ...]:
+    """Keyword arguments for PyTorch, `(name, PyTorch's default)` each, leaving out those
+    equal to PyTorch's default unless they read a parameter (`stride`), which the generated
+    class must then pass on. Named as cnndsl names them: `LayerRule.construction` gives
+    PyTorch's names, from the ArgSpecs' `torch`."""
     out = []
-    for ours, theirs, torch_default in spec:
+    for entry in spec:
+        if len(entry) != 2:
+            raise TypeError(f"_kw takes (name, PyTorch's default) pairs, got {entry!r}: "
+                            "PyTorch's name for an argument is its ArgSpec's torch=")
+        ours, torch_default = entry
         if ours in values and (values[ours] != torch_default or exprs[ours].names):
-            out.append((theirs, exprs[ours]))
+            out.append((ours, exprs[ours]))
     return tuple(out)
 
 
@@ -287,76 +370,85 @@ def _conv_shape(s: Shape, a: dict):
         raise ShapeProblem(
             f"groups={a['groups']} must divide both the input channels ({c}) and the filters ({a['filters']})",
             "choose groups as a common divisor of the two")
-    if a["padding_mode"] != "zeros" and a["pad"] >= min(s[1], s[2]) and a["padding_mode"] == "reflect":
-        raise ShapeProblem(f"reflect padding of {a['pad']} needs an input larger than {a['pad']}",
-                           "use less padding or padding_mode=\"zeros\"")
-    if a["padding_mode"] == "circular" and a["pad"] > min(s[1], s[2]):  # PyTorch wraps around once at most
-        raise ShapeProblem(f"circular padding of {a['pad']} needs an input of at least {a['pad']}",
-                           "use less padding or padding_mode=\"zeros\"")
+    for pad, size in zip(pair(a["pad"]), s[1:]):
+        if a["padding_mode"] == "reflect" and pad >= size:
+            raise ShapeProblem(f"reflect padding of {pad} needs an input larger than {pad}",
+                               "use less padding or padding_mode=\"zeros\"")
+        if a["padding_mode"] == "circular" and pad > size:  # PyTorch wraps around once at most
+            raise ShapeProblem(f"circular padding of {pad} needs an input of at least {pad}",
+                               "use less padding or padding_mode=\"zeros\"")
     (_, ho, wo), notes = _windowed("conv", s, a, _extent(a))
     return (a["filters"], ho, wo), notes
 
 
 def _conv_params(s: Shape, a: dict) -> int:
-    return a["filters"] * (s[0] // a["groups"]) * a["size"] ** 2 + (a["filters"] if a["bias"] else 0)
+    return a["filters"] * (s[0] // a["groups"]) * _area(a["size"]) + (a["filters"] if a["bias"] else 0)
+
+
+def _area(size) -> int:
+    """A window's height times its width."""
+    height, width = pair(size)
+    return height * width
 
 
 def _conv_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Conv2d", (t["in"], t["filters"]), (("kernel_size", t["size"]),) + _kw(v, t, (
-        ("stride", "stride", 1), ("pad", "padding", 0), ("dilation", "dilation", 1),
-        ("groups", "groups", 1), ("bias", "bias", True), ("padding_mode", "padding_mode", "zeros"))))
+    return Torch("nn.Conv2d", (t["in"], t["filters"]), (("size", t["size"]),) + _kw(v, t, (
+        ("stride", 1), ("pad", 0), ("dilation", 1), ("groups", 1), ("bias", True), ("padding_mode", "zeros"))))
 
 
 def _conv_label(a: Shown) -> str:
-    return (f"conv {a('size')}x{a('size')}/{a('stride')} {a('filters')}"
+    return (f"conv {a.square('size')}/{a('stride')} {a('filters')}"
             + (f" pad {a('pad')}" if a.value("pad") else "")
             + (f" groups {a('groups')}" if a.value("groups") != 1 else ""))
 
 
 def _conv_figure(a: Shown) -> str:
     stride = a("stride")
-    return (f"conv {a('size')}×{a('size')}" + (f"/{stride}" if stride != "1" else "") + f", {a('filters')}"
+    return (f"conv {a.square('size', '×')}" + (f"/{stride}" if stride != "1" else "") + f", {a('filters')}"
             + (f", groups {a('groups')}" if a.value("groups") != 1 else ""))
 
 
 CONV = LayerRule(
-    "conv", "2-D convolution: `filters` FxF filters at `stride`, zero-padded by `pad`",
-    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
-     ArgSpec("size", "int", minimum=1, doc="filter size F"),
-     ArgSpec("stride", "int", 1, minimum=1, doc="stride S"),
-     ArgSpec("pad", "int", 0, minimum=0, doc="zero padding P on each side"),
-     ArgSpec("dilation", "int", 1, minimum=1),
+    "conv", "2-D convolution: `filters` FxF filters at `stride`, zero-padded by `pad` "
+    "(each of size, stride, pad and dilation one number or (height, width))",
+    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)", torch="out_channels"),
+     ArgSpec("size", "pair", minimum=1, doc="filter size F, or (height, width)", torch="kernel_size"),
+     ArgSpec("stride", "pair", 1, minimum=1, doc="stride S, or (height, width)"),
+     ArgSpec("pad", "pair", 0, minimum=0, doc="zero padding P on each side, or (height, width)", torch="padding"),
+     ArgSpec("dilation", "pair", 1, minimum=1),
      ArgSpec("groups", "int", 1, minimum=1),
      ArgSpec("bias", "bool", True),
      ArgSpec("padding_mode", "str", "zeros", choices=("zeros", "reflect", "replicate", "circular")),
      FLOOR),
     _conv_shape, _conv_params,
-    macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["size"] ** 2,
+    macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * _area(a["size"]),
     window=lambda s, a: (_extent(a), a["stride"]),
     torch=_conv_torch, base_name="conv", channels=lambda s, c, t: t["filters"], fresh_output=True,
-    kernel=lambda s, a: (a["filters"], s[0] // a["groups"], a["size"], a["size"]),
+    kernel=lambda s, a: (a["filters"], s[0] // a["groups"]) + pair(a["size"]),
     category="conv", label=_conv_label, figure=_conv_figure, listing=Listing("CONV"),
-    dims=lambda d, v, t: _window_dims(d, t))
+    dims=lambda d, v, t: _window_dims(d, t, v))
 
 
 def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_extra, listing: str,
                helper=None) -> LayerRule:
-    args = (ArgSpec("size", "int", minimum=1, doc="window size F"),
-            ArgSpec("stride", "int", None, minimum=1, doc="stride S (default: the size)"),
-            ArgSpec("pad", "int", 0, minimum=0)) + extra + (ArgSpec("ceil", "bool", False), FLOOR)
+    args = (ArgSpec("size", "pair", minimum=1, doc="window size F, or (height, width)", torch="kernel_size"),
+            ArgSpec("stride", "pair", None, minimum=1, doc="stride S (default: the size)"),
+            ArgSpec("pad", "pair", 0, minimum=0, torch="padding")) + extra + (
+        ArgSpec("ceil", "bool", False, torch="ceil_mode"), FLOOR)
 
     def shape(s: Shape, a: dict):
         a = _pool_defaults(a)
-        if a["pad"] * 2 > a["size"]:
-            raise ShapeProblem(f"{kind} pad of {a['pad']} is more than half its window of {a['size']}",
-                               f"use pad <= {a['size'] // 2}")
+        for pad, size in zip(pair(a["pad"]), pair(a["size"])):
+            if pad * 2 > size:
+                raise ShapeProblem(f"{kind} pad of {pad} is more than half its window of {size}",
+                                   f"use pad <= {size // 2}")
         return _windowed(kind, s, a, _extent(a), a["ceil"])
 
     def torch(s: Shape, v: dict, t: dict) -> Torch:
         v = _pool_defaults(v)
         if t.get("stride") is None or t["stride"] == Const(None):
             t = {**t, "stride": t["size"]}
-        kws = _kw(v, t, (("pad", "padding", 0),) + kw_extra + (("ceil", "ceil_mode", False),))
+        kws = _kw(v, t, (("pad", 0),) + kw_extra + (("ceil", False),))
         if v["stride"] != v["size"]:
             kws = (("stride", t["stride"]),) + kws
         return Torch(callee, (t["size"],), kws, helper)
@@ -364,18 +456,18 @@ def _pool_rule(kind: str, callee: str, doc: str, extra: tuple[ArgSpec, ...], kw_
     return LayerRule(kind, doc, args, shape,
                      window=lambda s, a: (_extent(_pool_defaults(a)), _pool_defaults(a)["stride"]),
                      torch=torch, base_name="pool", fresh_output=True, category="pool",
-                     label=lambda a: f"{kind} {a('size')}x{a('size')}/{a.stride()}",
-                     figure=lambda a: f"{kind} {a('size')}×{a('size')}" + (
+                     label=lambda a: f"{kind} {a.square('size')}/{a.stride()}",
+                     figure=lambda a: f"{kind} {a.square('size', '×')}" + (
                          f"/{a.stride()}" if a.stride() != "1" else ""),
-                     listing=Listing(listing), kernel=lambda s, a: (a["size"], a["size"]),
-                     dims=lambda d, v, t: _window_dims(d, t, v["ceil"]))
+                     listing=Listing(listing), kernel=lambda s, a: pair(a["size"]),
+                     dims=lambda d, v, t: _window_dims(d, t, v, v["ceil"]))
 
 
 MAXPOOL = _pool_rule("maxpool", "nn.MaxPool2d", "max pooling over FxF windows",
-                     (ArgSpec("dilation", "int", 1, minimum=1),), (("dilation", "dilation", 1),), "MAX POOL")
+                     (ArgSpec("dilation", "pair", 1, minimum=1),), (("dilation", 1),), "MAX POOL")
 AVGPOOL = _pool_rule("avgpool", "nn.AvgPool2d", "average pooling over FxF windows",
                      (ArgSpec("count_include_pad", "bool", True),),
-                     (("count_include_pad", "count_include_pad", True),), "AVG POOL")
+                     (("count_include_pad", True),), "AVG POOL")
 MINPOOL = _pool_rule("minpool", "MinPool2d", "min pooling over FxF windows (the notes' third kind)",
                      (), (), "MIN POOL", helper="MinPool2d")
 
@@ -415,18 +507,29 @@ GLOBAL_AVGPOOL = LayerRule(
 
 
 def _fc_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", "bias", True),)))
+    return Torch("nn.Linear", (_flat_channels(s, t["in"]), t["units"]), _kw(v, t, (("bias", True),)))
+
+
+def _fc_shape(s: Shape, a: dict):
+    if channels_last(s):  # nn.Linear acts on the last axis: each pixel's channels
+        return ChannelsLast((a["units"],) + tuple(s[1:])), []
+    return (a["units"],), []
+
+
+def _fc_inputs(s: Shape) -> int:
+    return s[0] if channels_last(s) else _flat(s)
 
 
 FC = LayerRule(
-    "fc", "fully connected; flattens a volume before it, as the notes draw it",
-    (ArgSpec("units", "int", minimum=1, doc="output features"), ArgSpec("bias", "bool", True)),
-    lambda s, a: ((a["units"],), []),
-    params=lambda s, a: _flat(s) * a["units"] + (a["units"] if a["bias"] else 0),
+    "fc", "fully connected; flattens a volume before it, as the notes draw it; on a channels-last "
+    "volume (after permute(0, 2, 3, 1)) a linear per pixel, over its channels",
+    (ArgSpec("units", "int", minimum=1, doc="output features", torch="out_features"), ArgSpec("bias", "bool", True)),
+    _fc_shape,
+    params=lambda s, a: _fc_inputs(s) * a["units"] + (a["units"] if a["bias"] else 0),
     macs=lambda i, o, a: _flat(i) * a["units"],
     window=lambda s, a: (s[1] if len(s) == 3 else 1, 1),
     torch=_fc_torch, base_name="fc", flattens=True, aliases=("linear",), channels=lambda s, c, t: t["units"],
-    fresh_output=True, kernel=lambda s, a: (a["units"], _flat(s)),
+    fresh_output=True, kernel=lambda s, a: (a["units"], _fc_inputs(s)), channels_last=True,
     category="fc", label=lambda a: f"fc {a('units')}", listing=Listing("FC"),
     dims=lambda d, v, t: ())
 
@@ -446,14 +549,14 @@ def _dropout_shape(s: Shape, a: dict):
 DROPOUT = LayerRule(
     "dropout", "zeroes each element with probability p while training",
     (ArgSpec("p", "float", 0.5, minimum=0.0),), _dropout_shape,
-    torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", "p", 0.5),))),
-    base_name="dropout", category="dropout", pointwise=True,
+    torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", 0.5),))),
+    base_name="dropout", category="dropout", pointwise=True, channels_last=True,
     label=lambda a: f"dropout {a('p')}" if a("p")[:1].isdigit() else f"dropout p={a('p')}")
 
 
 def _bn_torch(s: Shape, v: dict, t: dict) -> Torch:
     return Torch("nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d", (t["in"],), _kw(v, t, (
-        ("eps", "eps", 1e-5), ("momentum", "momentum", 0.1), ("affine", "affine", True))))
+        ("eps", 1e-5), ("momentum", 0.1), ("affine", True))))
 
 
 BATCHNORM = LayerRule(
@@ -472,7 +575,7 @@ LRN = LayerRule(
      ArgSpec("beta", "float", 0.75), ArgSpec("k", "float", 1.0)),
     lambda s, a: (s, []),
     torch=lambda s, v, t: Torch("nn.LocalResponseNorm", (t["size"],), _kw(v, t, (
-        ("alpha", "alpha", 1e-4), ("beta", "beta", 0.75), ("k", "k", 1.0)))),
+        ("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)))),
     base_name="norm", aliases=("norm",),
     category="norm", pointwise=True, figure=lambda a: "LRN", listing=Listing("NORM", "Normalization layer"))
 
@@ -482,18 +585,19 @@ def _activation(kind: str, callee: str, doc: str, args: tuple[ArgSpec, ...] = ()
     return LayerRule(kind, doc, args, lambda s, a: (s, []),
                      torch=lambda s, v, t: Torch(callee, (), _kw(v, t, kw)), base_name=kind, aliases=aliases,
                      inplace=inplace, category="activation", pointwise=True,
-                     figure=(lambda a: figure) if figure else None)
+                     figure=(lambda a: figure) if figure else None, channels_last=kind != "softmax")
 
 
 RELU = _activation("relu", "nn.ReLU", "max(0, x)", inplace=True)
 LEAKY_RELU = _activation("leaky_relu", "nn.LeakyReLU", "max(slope*x, x)",
-                         (ArgSpec("slope", "float", 0.01),), (("slope", "negative_slope", 0.01),), figure="leaky relu")
+                         (ArgSpec("slope", "float", 0.01, torch="negative_slope"),), (("slope", 0.01),),
+                         figure="leaky relu")
 ELU = _activation("elu", "nn.ELU", "x if x > 0 else alpha*(exp(x) - 1)",
-                  (ArgSpec("alpha", "float", 1.0),), (("alpha", "alpha", 1.0),))
+                  (ArgSpec("alpha", "float", 1.0),), (("alpha", 1.0),))
 SIGMOID = _activation("sigmoid", "nn.Sigmoid", "1/(1 + exp(-x))")
 TANH = _activation("tanh", "nn.Tanh", "tanh(x)")
 SOFTMAX = _activation("softmax", "nn.Softmax", "exp(x_i)/sum_j exp(x_j) over channels",
-                      (ArgSpec("dim", "int", 1),), (("dim", "dim", None),))
+                      (ArgSpec("dim", "int", 1),), (("dim", None),))
 IDENTITY = _activation("identity", "nn.Identity", "x", figure="id")
 # MobileNet's and EfficientNet's activations, as torchvision uses them: in place after a
 # convolution and batch norm, not where their input is read again (a gate's scale).
@@ -536,6 +640,154 @@ MAXOUT = LayerRule(
     channels=lambda s, c, t: c // t["pieces"], category="activation")
 
 
+# -- ConvNeXt's and ShuffleNet's layers, and the norms over channels ---------------------
+
+class Source(Expr):
+    """Python source that the code generator prints as it is (`torch.ones(dim, 1, 1) * 1e-06`),
+    made from the expressions it reads."""
+
+    __slots__ = ()
+
+    def __init__(self, text: str, parts: tuple[Expr, ...]):
+        self.text = text
+        self.precedence = Prec.ATOM
+        self.names = frozenset().union(*(p.names for p in parts))
+
+
+GELU = _activation("gelu", "nn.GELU", "x * P(X <= x) for a standard normal X; approximate=\"tanh\" for its "
+                   "tanh approximation", (ArgSpec("approximate", "str", "none", choices=("none", "tanh")),),
+                   (("approximate", "none"),))
+MISH = _activation("mish", "nn.Mish", "x * tanh(softplus(x))")
+
+
+def _prelu_shape(s: Shape, a: dict):
+    if a["num_parameters"] not in (1, s[0]):
+        raise ShapeProblem(f"prelu with {a['num_parameters']} slopes needs one, or one per channel ({s[0]})",
+                           f"use num_parameters=1 or num_parameters={s[0]}")
+    return s, []
+
+
+PRELU = LayerRule(
+    "prelu", "max(0, x) + a * min(0, x) with a learned slope a: one, or one per channel",
+    (ArgSpec("num_parameters", "int", 1, minimum=1, doc="1, or the input channels for a slope per channel"),
+     ArgSpec("init", "float", 0.25, doc="the slopes' first value")),
+    _prelu_shape, params=lambda s, a: a["num_parameters"],
+    torch=lambda s, v, t: Torch("nn.PReLU", (), _kw(v, t, (("num_parameters", 1), ("init", 0.25)))),
+    base_name="prelu", kernel=lambda s, a: (a["num_parameters"],), category="activation", pointwise=True)
+
+
+def _layernorm_torch(s: Shape, v: dict, t: dict) -> Torch:
+    kws = _kw(v, t, (("eps", 1e-5), ("affine", True)))
+    if len(s) == 3 and not channels_last(s):  # over the channels of each pixel of an NCHW tensor
+        return Torch("LayerNorm2d", (t["in"],), kws, "LayerNorm2d")
+    return Torch("nn.LayerNorm", (t["in"],), kws)
+
+
+LAYERNORM = LayerRule(
+    "layernorm", "layer normalization over the channels of each pixel (ConvNeXt's LayerNorm2d; "
+    "nn.LayerNorm on a channels-last volume or a vector)",
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0),
+     ArgSpec("affine", "bool", True, doc="a learned scale and shift", torch="elementwise_affine")),
+    lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    torch=_layernorm_torch, base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None,
+    category="norm", pointwise=True, figure=lambda a: "ln", channels_last=True, fresh_output=True)
+
+
+def _groupnorm_shape(s: Shape, a: dict):
+    if s[0] % a["groups"]:
+        raise ShapeProblem(f"groupnorm of {a['groups']} groups needs channels divisible by it, got {s[0]}",
+                           "choose groups as a divisor of the channels")
+    return s, []
+
+
+GROUPNORM = LayerRule(
+    "groupnorm", "group normalization: the channels in `groups` groups, each normalized over its "
+    "channels and pixels",
+    (ArgSpec("groups", "int", minimum=1, doc="number of groups (divides the channels)"),
+     ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("affine", "bool", True)),
+    _groupnorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    torch=lambda s, v, t: Torch("nn.GroupNorm", (t["groups"], t["in"]), _kw(v, t, (("eps", 1e-5), ("affine", True)))),
+    base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None, category="norm", pointwise=True,
+    label=lambda a: f"groupnorm {a('groups')}", figure=lambda a: f"gn {a('groups')}", fresh_output=True)
+
+
+def _instancenorm_shape(s: Shape, a: dict):
+    _spatial(s, "instancenorm")
+    return s, []
+
+
+INSTANCENORM = LayerRule(
+    "instancenorm", "instance normalization: each channel of each image over its pixels",
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
+     ArgSpec("affine", "bool", False), ArgSpec("track_running_stats", "bool", False)),
+    _instancenorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
+    buffers=lambda s, a: 2 * s[0] if a["track_running_stats"] else 0,
+    torch=lambda s, v, t: Torch("nn.InstanceNorm2d", (t["in"],), _kw(v, t, (
+        ("eps", 1e-5), ("momentum", 0.1), ("affine", False), ("track_running_stats", False)))),
+    base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None, category="norm", pointwise=True,
+    figure=lambda a: "in", fresh_output=True)
+
+
+def _layer_scale_torch(s: Shape, v: dict, t: dict) -> Torch:
+    ones = Source(f"torch.ones({t['in'].text}, 1, 1)", (t["in"],))
+    return Torch("nn.Parameter", (Binary("*", ones, t["init"]),))
+
+
+LAYER_SCALE = LayerRule(
+    "layer_scale", "a learned scale per channel (ConvNeXt's layer scale): a parameter of shape Cx1x1, "
+    "first `init`, that multiplies its input",
+    (ArgSpec("init", "float", 1e-6, doc="the scales' first value"),),
+    lambda s, a: (_spatial(s, "layer_scale"), []), params=lambda s, a: s[0],
+    torch=_layer_scale_torch, base_name="layer_scale", kernel=lambda s, a: (s[0], 1, 1), category="norm",
+    pointwise=True, parameter=True, label=lambda a: f"layer_scale {a('init')}", figure=lambda a: "scale")
+
+_TO_LAST, _TO_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _permute_shape(s: Shape, a: dict):
+    order = tuple(a[f"d{i}"] for i in range(4))
+    if order == _TO_LAST and len(s) == 3 and not channels_last(s):
+        return ChannelsLast(s), []
+    if order == _TO_FIRST and channels_last(s):
+        return tuple(s), []
+    where = "channels last" if channels_last(s) else "a flat vector" if len(s) != 3 else "channels first"
+    wanted = "permute(0, 3, 1, 2)" if channels_last(s) else "permute(0, 2, 3, 1)"
+    raise ShapeProblem(f"permute{order} of a volume that is {where}",
+                       f"a permute moves channels last, permute(0, 2, 3, 1), or back, permute(0, 3, 1, 2); "
+                       f"here {wanted}" if len(s) == 3 else "permute a CxHxW volume")
+
+
+def _permute_torch(s: Shape, v: dict, t: dict) -> Torch:
+    parts = tuple(t[f"d{i}"] for i in range(4))
+    return Torch("Permute", (Source(f"[{', '.join(p.text for p in parts)}]", parts),), (), "Permute")
+
+
+PERMUTE = LayerRule(
+    "permute", "reorders the axes (batch, channels, height, width): permute(0, 2, 3, 1) moves channels last, "
+    "so that fc and layernorm act per pixel; permute(0, 3, 1, 2) moves them back",
+    tuple(ArgSpec(f"d{i}", "int", minimum=0, doc=f"the input axis that becomes axis {i}") for i in range(4)),
+    _permute_shape, torch=_permute_torch, base_name="permute", category="reshape", channels_last=True,
+    label=lambda a: f"permute {','.join(a(f'd{i}') for i in range(4))}",
+    figure=lambda a: "channels last" if a.value("d1") == 2 else "channels first")
+
+
+def _shuffle_shape(s: Shape, a: dict):
+    c = _spatial(s, "shuffle")[0]
+    if c % a["groups"]:
+        raise ShapeProblem(f"shuffle of {a['groups']} groups needs channels divisible by it, got {c}",
+                           "give the layer before it a multiple of groups as its width")
+    return s, []
+
+
+SHUFFLE = LayerRule(
+    "shuffle", "channel shuffle (ShuffleNet): the channels as `groups` groups, interleaved",
+    (ArgSpec("groups", "int", minimum=1, doc="number of groups (divides the channels)"),),
+    _shuffle_shape, torch=lambda s, v, t: Torch("nn.ChannelShuffle", (t["groups"],)),
+    base_name="shuffle", category="reshape", label=lambda a: f"shuffle {a('groups')}")
+
+CHANNEL_RULES = (GELU, MISH, PRELU, LAYERNORM, GROUPNORM, INSTANCENORM, LAYER_SCALE, PERMUTE, SHUFFLE)
+
+
 # -- upsampling --------------------------------------------------------------------------
 
 def _transposed_out(kind: str, size: int, a: dict, axis: str) -> int:
@@ -564,9 +816,8 @@ def _conv_transpose_shape(s: Shape, a: dict):
 
 
 def _conv_transpose_torch(s: Shape, v: dict, t: dict) -> Torch:
-    return Torch("nn.ConvTranspose2d", (t["in"], t["filters"]), (("kernel_size", t["size"]),) + _kw(v, t, (
-        ("stride", "stride", 1), ("pad", "padding", 0), ("output_padding", "output_padding", 0),
-        ("groups", "groups", 1), ("bias", "bias", True), ("dilation", "dilation", 1))))
+    return Torch("nn.ConvTranspose2d", (t["in"], t["filters"]), (("size", t["size"]),) + _kw(v, t, (
+        ("stride", 1), ("pad", 0), ("output_padding", 0), ("groups", 1), ("bias", True), ("dilation", 1))))
 
 
 def _conv_transpose_dims(d: Dims | None, t: dict) -> Dims | None:
@@ -579,10 +830,11 @@ def _conv_transpose_dims(d: Dims | None, t: dict) -> Dims | None:
 CONV_TRANSPOSE = LayerRule(
     "conv_transpose", "transposed convolution (PyTorch's ConvTranspose2d): the conv's arithmetic inverted, "
     "(W - 1)*S - 2P + F + output_padding",
-    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)"),
-     ArgSpec("size", "int", minimum=1, doc="filter size F"),
+    (ArgSpec("filters", "int", minimum=1, doc="number of filters K (output channels)", torch="out_channels"),
+     ArgSpec("size", "int", minimum=1, doc="filter size F", torch="kernel_size"),
      ArgSpec("stride", "int", 1, minimum=1, doc="stride S: the factor it enlarges by"),
-     ArgSpec("pad", "int", 0, minimum=0, doc="the padding P of the conv it inverts: trimmed from each side"),
+     ArgSpec("pad", "int", 0, minimum=0, doc="the padding P of the conv it inverts: trimmed from each side",
+             torch="padding"),
      ArgSpec("output_padding", "int", 0, minimum=0, doc="extra rows and columns on one side, < stride"),
      ArgSpec("dilation", "int", 1, minimum=1),
      ArgSpec("groups", "int", 1, minimum=1),
@@ -627,8 +879,8 @@ def _upsample_shape(s: Shape, a: dict):
 
 
 def _upsample_torch(s: Shape, v: dict, t: dict) -> Torch:
-    keywords = (("size", t["size"]),) if v.get("size") is not None else (("scale_factor", t["scale"]),)
-    keywords += _kw(v, t, (("mode", "mode", "nearest"),))
+    keywords = (("size", t["size"]),) if v.get("size") is not None else (("scale", t["scale"]),)
+    keywords += _kw(v, t, (("mode", "nearest"),))
     if v["mode"] == "bilinear":
         keywords += (("align_corners", t["align_corners"]),)
     return Torch("nn.Upsample", (), keywords)
@@ -653,7 +905,7 @@ def _upsample_label(a: Shown) -> str:
 UPSAMPLE = LayerRule(
     "upsample", "nearest or bilinear upsampling by a scale, to a size, or to the size of a named earlier "
     "element or of the input (like=input)",
-    (ArgSpec("scale", "float", None, doc="the factor HxW grow by"),
+    (ArgSpec("scale", "float", None, doc="the factor HxW grow by", torch="scale_factor"),
      ArgSpec("size", "int", None, minimum=1, doc="the output's height and width"),
      ArgSpec("like", "element", None, doc="a named earlier element, or input: take its height and width"),
      ArgSpec("mode", "str", "nearest", choices=("nearest", "bilinear")),
@@ -669,15 +921,10 @@ RULES: dict[str, LayerRule] = {}
 for _rule in (CONV, MAXPOOL, AVGPOOL, MINPOOL, ADAPTIVE_AVGPOOL, ADAPTIVE_MAXPOOL, GLOBAL_AVGPOOL,
               FC, FLATTEN, DROPOUT, BATCHNORM, LRN, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, SOFTMAX,
               MAXOUT, IDENTITY, RELU6, SILU, HARDSWISH, HARDSIGMOID, STOCHASTIC_DEPTH,
-              CONV_TRANSPOSE, UPSAMPLE):
+              CONV_TRANSPOSE, UPSAMPLE, *CHANNEL_RULES):
     RULES[_rule.kind] = _rule
     for _alias in _rule.aliases:
         RULES[_alias] = _rule
-
-# PyTorch's names for the arguments cnndsl names after the notes, theirs -> ours: the hint
-# for a PyTorch habit (`conv(32, 3, padding=1)` says `pad`, not "did you mean padding_mode").
-PYTORCH_NAMES = {"padding": "pad", "kernel_size": "size", "out_channels": "filters", "out_features": "units",
-                 "ceil_mode": "ceil", "negative_slope": "slope"}
 
 
 def shortcut_stride(in_shape: Shape, out_shape: Shape) -> int:

@@ -30,9 +30,10 @@ def _binop(op: str):
 
 
 class _Lower(Transformer_NonRecursive):
-    def __init__(self, source: SourceFile):
+    def __init__(self, source: SourceFile, parse_expr=None):
         super().__init__()
         self.source = source
+        self.parse_expr = parse_expr  # (text, line, column, span) -> the parse tree of `def _ = text`
         self.depth: dict[int, int] = {}
 
     # -- helpers --------------------------------------------------------------------
@@ -98,6 +99,51 @@ class _Lower(Transformer_NonRecursive):
 
     add, sub, mul = _binop("+"), _binop("-"), _binop("*")
     div, floordiv, mod = _binop("/"), _binop("//"), _binop("%")
+    pow, or_, and_ = _binop("**"), _binop("or"), _binop("and")
+
+    @v_args(meta=True)
+    def input_attr(self, meta, children):
+        return ast.InputAttr(str(children[0]), self.span(meta))
+
+    @v_args(meta=True)
+    def compare(self, meta, children):
+        left, op, right = children
+        return self.made(ast.BinOp(str(op), left, right, self.span(meta)), left, right)
+
+    @v_args(meta=True)
+    def not_(self, meta, children):
+        return self.made(ast.Not(children[0], self.span(meta)), children[0])
+
+    @v_args(meta=True)
+    def ifelse(self, meta, children):
+        then, test, orelse = children
+        return self.made(ast.IfElse(then, test, orelse, self.span(meta)), then, test, orelse)
+
+    @v_args(meta=True)
+    def index(self, meta, children):
+        base, at = children
+        return self.made(ast.Index(base, at, self.span(meta)), base, at)
+
+    @v_args(meta=True)
+    def fcall(self, meta, children):
+        name, args = children
+        args = args or ()
+        return self.made(ast.FuncCall(str(name), args, self.span(meta), self.tspan(name)),
+                         *(a.value for a in args))
+
+    def items(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def list(self, meta, children):
+        items = children[0] or ()
+        return self.made(ast.ListExpr(items, "list", self.span(meta)), *items)
+
+    @v_args(meta=True)
+    def tuple(self, meta, children):
+        first, rest = children
+        items = (first, *(rest or ()))
+        return self.made(ast.ListExpr(items, "tuple", self.span(meta)), *items)
 
     # -- chains -----------------------------------------------------------------------
     @v_args(meta=True)
@@ -129,12 +175,16 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def repeat(self, meta, children):
-        node, count = children
-        return self.made(ast.Repeat(node, count, self.span(meta)), node, count)
+        node, count, index = children
+        if index is None:
+            return self.made(ast.Repeat(node, count, self.span(meta)), node, count)
+        return self.made(ast.Repeat(node, count, self.span(meta), str(index), self.tspan(index)), node, count)
 
     @v_args(meta=True)
     def optional(self, meta, children):
         node, switch = children
+        if switch is not None and not isinstance(switch, Token):  # X?(condition)
+            return self.made(ast.Optional(node, self.span(meta), condition=switch), node, switch)
         return self.made(ast.Optional(node, self.span(meta), str(switch) if switch else None), node)
 
     @v_args(meta=True)
@@ -152,25 +202,33 @@ class _Lower(Transformer_NonRecursive):
         skips = tuple(str(s) for s in skips if s is not None)
         if body is None:
             return ast.Concat((), self.span(meta), skips)
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Concat(body.items, self.span(meta), skips), *body.items)
+
+    @v_args(meta=True)
+    def split(self, meta, children):
+        (body,) = children
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
+        return self.made(ast.Concat(body.items, self.span(meta), split=True), *body.items)
 
     @v_args(meta=True)
     def residual(self, meta, children):
         body, shortcut = children
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
 
     @v_args(meta=True)
     def gate(self, meta, children):
         body = children[0]
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
-            raise CompileError([Diagnostic.error(inputs[0].span, "'input' belongs in a network body", None)])
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Gate(body.items, self.span(meta)), *body.items)
 
     @v_args(meta=True)
@@ -184,8 +242,41 @@ class _Lower(Transformer_NonRecursive):
     def element(self, meta, children):
         if len(children) == 2:
             label, node = children
+            if isinstance(label, ast.Str):
+                return self.quoted(label, node, self.span(meta))
             return self.made(ast.Element(str(label), node, self.span(meta), self.tspan(label)), node)
         return self.made(ast.Element(None, children[0], self.span(meta)), children[0])
+
+    def quoted(self, label: ast.Str, node, span: Span) -> ast.Element:
+        """`"block1-0": X`, or `"denselayer{i + 1}": X` with its `{expr}` parts parsed."""
+        text, where = label.value, label.span
+        if "{" not in text and "}" not in text:
+            return self.made(ast.Element(text, node, span, where, quoted=True), node)
+        pieces: list = []
+        i = 0
+        while i < len(text):
+            opening, closing = text.find("{", i), text.find("}", i)
+            if opening < 0 and closing < 0:
+                pieces.append(text[i:])
+                break
+            end = text.find("}", opening) if opening >= 0 else -1
+            if opening < 0 or closing < opening or end < 0 or end == opening + 1:
+                raise CompileError([Diagnostic.error(where, "a label's {...} holds an expression: "
+                                                     "a '{' and a '}' around it", 'for example "denselayer{i + 1}"')])
+            pieces.append(text[i:opening])
+            pieces.append(self.expression(text[opening + 1:end], where.line, where.column + opening + 2, where))
+            i = end + 1
+        exprs = [p for p in pieces if not isinstance(p, str)]
+        return self.made(ast.Element(text, node, span, where, quoted=True,
+                                     template=tuple(p for p in pieces if p != "")), node, *exprs)
+
+    def expression(self, text: str, line: int, column: int, where: Span):
+        """An expression written inside a label, parsed where it stands in the file."""
+        if self.parse_expr is None:
+            raise CompileError([Diagnostic.error(where, "a label with {...} parts cannot be read here", None)])
+        tree = self.parse_expr(text, line, column, where)
+        definition = _Lower(self.source, self.parse_expr).transform(tree)
+        return definition.defs[0].body
 
     @v_args(meta=True)
     def chain(self, meta, children):
@@ -223,6 +314,14 @@ class _Lower(Transformer_NonRecursive):
         return tuple(children)
 
     @v_args(meta=True)
+    def def_def(self, meta, children):
+        name, params, body = children
+        return ast.DefDef(str(name), params, body, self.span(meta), self.tspan(name))
+
+    def def_params(self, children):
+        return children[0] or ()
+
+    @v_args(meta=True)
     def let_def(self, meta, children):
         name, chain = children
         return ast.LetDef(str(name), chain, self.span(meta))
@@ -230,8 +329,12 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def block_def(self, meta, children):
         name, params, body = children
-        inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
         if inputs:
+            if isinstance(inputs[0], ast.Outputs):
+                raise CompileError([Diagnostic.error(
+                    inputs[0].span, "a block has one output, the end of its chain",
+                    "move outputs(...) into the network")])
             raise CompileError([Diagnostic.error(
                 inputs[0].span, "a block takes its input from where it is used",
                 "move 'input' into the network")])
@@ -241,12 +344,31 @@ class _Lower(Transformer_NonRecursive):
     def network_def(self, meta, children):
         name, params, body = children
         inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
+        outputs = [c for c in body.items if isinstance(c, ast.Outputs)]
         chains = tuple(c for c in body.items if isinstance(c, ast.Chain))
         if len(inputs) > 1:
             raise CompileError([Diagnostic.error(inputs[1].span, "a second 'input' line",
                                                  "a network has one input; remove this line")])
+        if len(outputs) > 1:
+            raise CompileError([Diagnostic.error(outputs[1].span, "a second 'outputs' line",
+                                                 "name every output in one outputs(...)")])
         return ast.NetworkDef(str(name), params or (), inputs[0] if inputs else None, chains,
-                              self.span(meta), self.tspan(name))
+                              self.span(meta), self.tspan(name), outputs[0] if outputs else None)
+
+    @v_args(meta=True)
+    def outputs_decl(self, meta, children):
+        return ast.Outputs(tuple(children), self.span(meta))
+
+    @v_args(meta=True)
+    def output(self, meta, children):
+        key, element = children
+        return ast.Output(str(key), str(element if element is not None else key), self.span(meta))
+
+    @v_args(meta=True)
+    def variant_def(self, meta, children):
+        name, family, args = children
+        return ast.VariantDef(str(name), str(family), args or (), self.span(meta), self.tspan(name),
+                              self.tspan(family))
 
     @v_args(meta=True)
     def start(self, meta, children):
@@ -255,6 +377,8 @@ class _Lower(Transformer_NonRecursive):
             tuple(c for c in children if isinstance(c, ast.BlockDef)),
             tuple(c for c in children if isinstance(c, ast.NetworkDef)),
             self.span(meta),
+            defs=tuple(c for c in children if isinstance(c, ast.DefDef)),
+            variants=tuple(c for c in children if isinstance(c, ast.VariantDef)),
         )
 
 
@@ -264,9 +388,14 @@ class _Body:
         self.span = span
 
 
-def lower(tree: Tree, source: SourceFile) -> ast.Program:
+def _misplaced(node) -> str:
+    return f"'{'outputs' if isinstance(node, ast.Outputs) else 'input'}' belongs in a network body"
+
+
+def lower(tree: Tree, source: SourceFile, parse_expr=None) -> ast.Program:
+    """The program of a parse tree; `parse_expr` parses the `{expr}` parts of quoted labels."""
     try:
-        program = _Lower(source).transform(tree)
+        program = _Lower(source, parse_expr).transform(tree)
     except VisitError as exc:  # Lark wraps what a transformer method raises
         if isinstance(exc.orig_exc, CompileError):
             raise exc.orig_exc from None

@@ -15,7 +15,8 @@ import builtins
 import keyword
 
 # What a generated module defines or imports at its top level.
-HELPERS = frozenset({"MinPool2d", "Maxout", "StochasticDepth", "zero_pad_shortcut", "center_crop", "center_pad"})
+HELPERS = frozenset({"MinPool2d", "Maxout", "StochasticDepth", "zero_pad_shortcut", "center_crop", "center_pad",
+                     "LayerNorm2d", "Permute"})
 MODULE_LEVEL = frozenset({"torch", "nn", "OrderedDict", "annotations", "__all__"}) | HELPERS
 # The locals and parameters the generator writes in every class.
 LOCALS = frozenset({"self", "x", "identity", "in_channels"})

@@ -44,7 +44,9 @@ class _TooLong(_TooDeep):
 
 
 class _Continuation:
-    """Post-lexer: newlines inside `(...)` or after `->` do not end a line.
+    """Post-lexer: newlines inside the brackets of an expression (`(...)`, and a list's
+    `[...]` in an argument or a `def`) or after `->` do not end a line. The `[...]` of a
+    group in a chain keeps its newlines: each line inside continues the chain.
 
     (A newline before a leading `->` is dropped by the lexer itself: `_CONTINUE`.)
     """
@@ -52,24 +54,25 @@ class _Continuation:
     always_accept = ("_NL",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        parens = 0
-        depth = 0
+        opened: list[bool] = []  # per open bracket: whether it holds an expression
+        in_def = False  # inside a top-level `def`, every bracket holds an expression
         previous: str | None = None
         for count, token in enumerate(stream):
             if count >= MAX_TOKENS:
                 raise _TooLong(token)
             kind = token.type
-            if kind == "_NL" and (parens > 0 or previous in (None, "ARROW", "_NL")):
+            if kind == "_NL" and ((opened and opened[-1]) or previous in (None, "ARROW", "_NL")):
                 continue
+            if kind == "_NL" and not opened:
+                in_def = False
+            elif kind == "DEF" and not opened:
+                in_def = True
             if kind in _OPEN:
-                depth += 1
-                if depth > MAX_NESTING:
+                if len(opened) >= MAX_NESTING:
                     raise _TooDeep(token)
-                parens += kind == "LPAR"
-            elif kind in _CLOSE:
-                depth = max(0, depth - 1)
-                if kind == "RPAR":
-                    parens = max(0, parens - 1)
+                opened.append(kind == "LPAR" or in_def or (kind == "LSQB" and bool(opened) and opened[-1]))
+            elif kind in _CLOSE and opened:
+                opened.pop()
             previous = kind
             yield token
 
@@ -110,7 +113,26 @@ def parse(source: SourceFile) -> ast.Program:
         offset = source.text.index("\x00")
         raise CompileError([Diagnostic.error(
             source.span_at(offset), "NUL byte in source", "this looks like a binary file, not a .cnn spec")])
-    return lower(_parse_all(source), source)
+    return lower(_parse_all(source), source, _expression_parser(source))
+
+
+def _expression_parser(source: SourceFile):
+    """Parses the `{expr}` of a quoted label as the `def` `def _ = (expr)`, the text laid out
+    so that its tokens stand at their line and column in the file (for the spans)."""
+
+    def parse_expr(text: str, line: int, column: int, where: Span):
+        if line >= 2:
+            padded = "\n" * (line - 2) + "def _ = (\n" + " " * (column - 1) + text + "\n)\n"
+        else:
+            padded = "def _ = (" + text + ")\n"
+        try:
+            return parser().parse(padded)
+        except (_TooDeep, UnexpectedInput):
+            raise CompileError([Diagnostic.error(where, f"cannot read {{{text}}} in a label as an expression",
+                                                 'write an expression there, as in "denselayer{i + 1}"',
+                                                 "syntax")]) from None
+
+    return parse_expr
 
 
 def _parse_all(source: SourceFile):
@@ -311,8 +333,8 @@ _HUMAN = {
 }
 
 
-_KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate",
-                       "true", "false"})
+_KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "split", "residual", "shortcut", "side",
+                       "gate", "true", "false"})
 
 
 def _describe(kind: str) -> str:

@@ -1,16 +1,42 @@
 """Where the files that ship inside the package live: the grammar, the built-in specs
 and their training recipes. Read through `importlib.resources`, so that a wheel, an
 editable install and a source checkout all find the same files. This is the one place
-that knows these paths.
+that knows these paths, and the one that maps a built-in's name to its spec.
+
+A built-in is a spec file, `specs/NAME.cnn`, or a variant declared in one:
+`network resnet50 = ResNet(layers = [3, 4, 6, 3])` in `specs/resnet.cnn` makes
+`resnet50` a built-in, that file compiled with the network `resnet50` selected. A file
+that declares variants is a family, named by its stem (`resnet`: the family's network
+with its own defaults); the comment line right above a variant says what it is
+(`cnndsl list` shows it).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 PACKAGE = "cnndsl"
+
+# A variant declaration, as the built-ins write it: at the start of a line (the parser
+# reads the same lines; tests/test_families.py checks that both find the same names).
+_VARIANT = re.compile(r"^network[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*([A-Za-z_][A-Za-z0-9_]*)", re.M)
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """One built-in: its name, its spec file, the network it selects there (a variant's
+    name, a family's; None: the file's last), its family (the file's stem) and its
+    one-line account."""
+
+    name: str
+    path: Path
+    network: str | None
+    family: str
+    about: str
 
 
 def grammar_text() -> str:
@@ -23,8 +49,43 @@ def specs_dir() -> Path:
     return Path(str(resources.files(PACKAGE).joinpath("specs")))
 
 
-@lru_cache(maxsize=1)
-def builtins() -> dict[str, Path]:
-    """The built-in specs by name: every `specs/NAME.cnn`."""
-    return {p.stem: p for p in sorted(specs_dir().glob("*.cnn"))}
+def _title(line: str) -> str:
+    return line.lstrip("# ").strip() if line.startswith("#") else ""
 
+
+def _entries(path: Path) -> list[Builtin]:
+    """The file's own entry (in a family's file, the family's network with its defaults),
+    then one per variant, each described by the comment line above it."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    variants = list(_VARIANT.finditer(text))
+    family = variants[0].group(2) if variants else None
+    entries = [Builtin(path.stem, path, family, path.stem, _title(lines[0]) if lines else "")]
+    for match in variants:
+        line = text.count("\n", 0, match.start())  # 0-based line of the declaration
+        about = _title(lines[line - 1].strip()) if line > 0 else ""
+        entries.append(Builtin(match.group(1), path, match.group(1), path.stem, about))
+    return entries
+
+
+@lru_cache(maxsize=1)
+def catalog() -> dict[str, Builtin]:
+    """Every built-in by name: each spec file's stem, then the variants it declares."""
+    table: dict[str, Builtin] = {}
+    for path in sorted(specs_dir().glob("*.cnn")):
+        for entry in _entries(path):
+            table.setdefault(entry.name, entry)
+    return table
+
+
+def builtins() -> dict[str, Path]:
+    """The built-ins by name, each with the spec file that holds it (see `catalog`)."""
+    return {name: entry.path for name, entry in catalog().items()}
+
+
+def families() -> dict[str, list[Builtin]]:
+    """The built-ins grouped by spec file: a family's file first, then its variants."""
+    groups: dict[str, list[Builtin]] = {}
+    for entry in catalog().values():
+        groups.setdefault(entry.family, []).append(entry)
+    return groups

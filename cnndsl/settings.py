@@ -17,19 +17,44 @@ def parse_setting(text: str) -> tuple[str, object]:
     if not sep or not name.isidentifier():
         raise UsageError(f"--set {text!r} is not NAME=VALUE", "for example --set N=3")
     raw = raw.strip()
+    if raw.count("[") + raw.count("(") > 64:
+        raise UsageError(f"--set {name}: the list is nested too deep", "lists nest at most 64 deep")
+    return name, _value(raw)
+
+
+def _value(raw: str) -> object:
+    """One value: true/false, a number, a list `[6, 12, 24, 16]` (of values), else a string."""
+    if raw and raw[0] in "[(" and raw[-1] == {"[": "]", "(": ")"}[raw[0]]:
+        return tuple(_value(part) for part in _split(raw[1:-1]))
     lowered = raw.lower()
     if lowered in ("true", "on", "yes"):
-        return name, True
+        return True
     if lowered in ("false", "off", "no"):
-        return name, False
+        return False
     for kind in (int, float):
         try:
-            return name, kind(raw)
+            return kind(raw)
         except ValueError:
             pass
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         raw = raw[1:-1]
-    return name, raw
+    return raw
+
+
+def _split(inner: str) -> list[str]:
+    """The comma-separated parts of a list's inside, at its own bracket level."""
+    parts, depth, current = [], 0, ""
+    for ch in inner:
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += ch in "[("
+        depth -= ch in "])"
+        current += ch
+    if current.strip():
+        parts.append(current.strip())
+    return parts
 
 
 def parse_settings(values: tuple[str, ...] | list[str]) -> dict[str, object]:

@@ -34,6 +34,7 @@ class SourceFile:
     path: str
     text: str
     _line_starts: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    network: str | None = None  # the network a built-in's name selects (a variant); None: the file's last
 
     def __post_init__(self) -> None:
         starts = [0]
@@ -63,6 +64,15 @@ class SourceFile:
             elif paragraphs[-1]:
                 paragraphs.append([])
         return tuple(tuple(p) for p in paragraphs if p)
+
+    def comment_above(self, line: int) -> tuple[str, ...]:
+        """The comment lines right above `line` (1-based), without their `#`: what a
+        declaration says of itself (a variant's one-line account)."""
+        found: list[str] = []
+        while line > 1 and self.line_text(line - 1).lstrip().startswith("#"):
+            line -= 1
+            found.insert(0, self.line_text(line).strip()[1:].removeprefix(" ").rstrip())
+        return tuple(found)
 
     def span_at(self, offset: int, end: int | None = None) -> Span:
         line, col = self.position(offset)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 from . import ir
-from .layers import RULES, label
+from .layers import RULES, label, pair
 from .passes.shapes import fmt_shape
 from .traverse import Visitor
 
@@ -84,6 +84,11 @@ def describe(layer: ir.Layer) -> str:
     if layer.stats.flatten_before:
         text += f" (flattens {fmt_shape(layer.stats.in_shape)})"
     return text
+
+
+def _axes(rf) -> str:
+    """A receptive field as its column prints it: `7`, or `7x11` where the axes differ."""
+    return "x".join(map(str, rf)) if isinstance(rf, (tuple, list)) else str(rf)
 
 
 def human(n: float) -> str:
@@ -231,7 +236,7 @@ def _cells(line: Line, extra: tuple[str, ...]) -> tuple[str, ...]:
     more = {"input": fmt_shape(line.input), "kernel": "x".join(map(str, line.kernel)) if line.kernel else "-",
             "trainable": f"{line.trainable:,}", "frozen": f"{line.frozen:,}"}
     return (line.path, line.layer, fmt_shape(line.output), f"{line.params:,}", f"{line.activations:,}",
-            human(line.macs), str(line.rf)) + tuple(more[c] for c in extra)
+            human(line.macs), _axes(line.rf)) + tuple(more[c] for c in extra)
 
 
 def table(network: ir.Network, depth: int | None = None, columns=()) -> str:
@@ -251,14 +256,16 @@ def table(network: ir.Network, depth: int | None = None, columns=()) -> str:
     out = [fmt(header), rule] + [fmt(line) for line in cells[1:]] + [rule]
     stats = network.body.stats
     total = totals(network)
+    shown = ", ".join(f"{o.key} {fmt_shape(o.shape)}" for o in network.outputs)
     out += [
-        f"network {network.name}: input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}",
+        f"network {network.name}: input {fmt_shape(network.input)}, "
+        + (f"outputs {shown}" if shown else f"output {fmt_shape(stats.out_shape)}"),
         f"parameters: {stats.params:,}",
         f"trainable: {total.trainable:,}; frozen: {total.frozen:,} (batch norm's running statistics)",
         f"multiply-accumulates: {stats.macs:,} ({human(stats.macs)}) per image",
         f"activations: {total.activations:,} values, {total.activation_bytes / 2**20:.1f} MiB per image in "
         "float32 (forward only)",
-        f"receptive field of the output: {stats.rf}x{stats.rf} input pixels",
+        f"receptive field of the output: {stats.rf_text} input pixels",
     ]
     return "\n".join(out) + "\n"
 
@@ -268,6 +275,7 @@ def as_json(network: ir.Network, depth: int | None = None) -> str:
 
     return json.dumps({"network": network.name, "input": list(network.input),
                        "output": list(network.body.stats.out_shape), "depth": depth,
+                       "outputs": {key: list(shape) for key, shape in network.output_shapes.items()},
                        "rows": [line.as_dict() for line in lines(network, depth)],
                        "totals": totals(network).as_dict()}, indent=2) + "\n"
 
@@ -395,17 +403,20 @@ def _conv_lines(listing: _Listing, layer: ir.Layer, name, n: int):
     v, s = layer.values, layer.stats
     weights = s.params - (v["filters"] if v["bias"] else 0)
     cin = s.in_shape[0] // v["groups"]
-    return (f"{name.name}{n}: {v['filters']} {v['size']}x{v['size']} filters at stride {v['stride']}, "
-            f"pad {v['pad']}", weights,
-            _memory(f"{name.name}{v['size']}-{v['filters']}", s.out_shape)
-            + f" params: ({v['size']}*{v['size']}*{cin})*{v['filters']} = {weights:,}")
+    (kh, kw), size = pair(v["size"]), _axes(v["size"])
+    return (f"{name.name}{n}: {v['filters']} {kh}x{kw} filters at stride {_axes(v['stride'])}, "
+            f"pad {_axes(v['pad'])}", weights,
+            _memory(f"{name.name}{size}-{v['filters']}", s.out_shape)
+            + f" params: ({kh}*{kw}*{cin})*{v['filters']} = {weights:,}")
 
 
 def _pool_lines(listing: _Listing, layer: ir.Layer, name, n: int):
     v, out = layer.values, layer.stats.out_shape
     if "stride" in v:  # a sliding window; the adaptive and global pools have none
         stride = v["stride"] if v["stride"] is not None else v["size"]
-        what, label = f"{name.name}{n}: {v['size']}x{v['size']} filters at stride {stride}", f"POOL{v['size']}"
+        kh, kw = pair(v["size"])
+        what = f"{name.name}{n}: {kh}x{kw} filters at stride {_axes(stride)}"
+        label = f"POOL{_axes(v['size'])}"
     else:
         what, label = f"{name.name}{n}: to {out[1]}x{out[2]}", "POOL"
     return what, 0, _memory(label, out) + " params: 0"

@@ -15,7 +15,7 @@ as it declares them.
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import fields, is_dataclass
 from typing import Iterable, Iterator
 
 from . import ast
@@ -42,6 +42,18 @@ def children(node) -> list:
         elif value is not None and is_node(value):
             found.append(value)
     return found
+
+
+def evolve(node, /, **changes):
+    """`dataclasses.replace` for the tree's frozen dataclasses, a few times faster: a copy of
+    `node` with `changes`, made without running `__init__` (the node classes have no
+    `__post_init__` nor cached properties). The passes call it once per node per pass:
+    on a network of 20,000 layers that is most of dataclasses.replace's cost."""
+    new = object.__new__(type(node))
+    state = new.__dict__
+    state.update(node.__dict__)
+    state.update(changes)
+    return new
 
 
 def walk(node) -> Iterator:
@@ -123,7 +135,7 @@ class Transformer(Visitor):
                 new = self.visit(old, *args)
                 if new is not old:
                     changes[name] = new
-        return replace(node, **changes) if changes else node
+        return evolve(node, **changes) if changes else node
 
     def _sequence(self, items: tuple, args) -> tuple:
         out = []
@@ -141,7 +153,7 @@ class Transformer(Visitor):
 
 # -- the dump ---------------------------------------------------------------------------
 
-_HIDDEN = frozenset({"span", "name_span", "label_span", "input_span"})
+_HIDDEN = frozenset({"span", "name_span", "label_span", "input_span", "family_span"})
 
 
 def dump(node, indent: str = "  ") -> str:

@@ -135,9 +135,16 @@ def test_summary_table_for_vgg16():
 def test_list_names_every_builtin_first():
     result = run_cli("list")
     assert result.returncode == 0
-    names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert names == sorted(p.stem for p in (ROOT / "specs").glob("*.cnn"))
+    lines = result.stdout.splitlines()
+    names = [line.split()[0] for line in lines]
+    files = sorted(p.stem for p in (ROOT / "specs").glob("*.cnn"))
+    assert [name for name in names if name in files] == files  # the spec files in order, each at the margin
     assert {"lenet5", "vgg16"} <= set(names)
+    # A family's variants follow its file's line, indented.
+    family = names.index("cifar_resnet")
+    assert names[family + 1:family + 3] == ["resnet20", "resnet56"]
+    assert all(line.startswith("  ") for line in lines[family + 1:family + 3])
+    assert not lines[family].startswith(" ")
 
 
 def test_list_layers():

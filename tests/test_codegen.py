@@ -224,7 +224,7 @@ def test_block_comments_hold_for_every_use():
     """A block class is shared by uses of different sizes: its comments are in its own terms."""
     code = generate(compile_network(load("resnet50")))
     bottleneck = code[code.index("class Bottleneck"):code.index("class ResNet50")]
-    assert "x = self.conv1(x)  # planes x H x W" in bottleneck
+    assert "x = self.conv1(x)  # (int(planes * (base_width / 64)) * groups) x H x W" in bottleneck
     assert "# (planes * 4) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)" in bottleneck
     assert "56x56" not in bottleneck and "first use" not in bottleneck
     assert "Block `Bottleneck`: in_channels x H x W to" in bottleneck

@@ -477,6 +477,31 @@ def test_hover_and_inlay_hints_where_another_part_of_the_network_has_an_error(cl
     assert {h["position"]["line"]: h["label"] for h in hints} == {1: "[8x8x3]", 2: "[8x8x8]"}
 
 
+UNKNOWN = """\
+network Typo() {
+    input 3x8x8
+    c1: conv(8, 3, pad=1) -> relu
+    frob(3)
+    c3: conv(4, 1)
+    side(c1) fc(10)
+}
+"""
+
+
+def test_hover_and_inlay_hints_before_and_beside_an_unknown_layer_name(client: Client):
+    uri = open_doc(client, "unknown_lsp_test.cnn", UNKNOWN)
+    (diagnostic,) = client.diagnostics(uri)["diagnostics"]
+    assert diagnostic["range"]["start"]["line"] == 3 and "unknown layer or block 'frob'" in diagnostic["message"]
+    value = client.request("textDocument/hover", at(uri, 2, 10))["result"]["contents"]["value"]
+    assert "`c1`" in value and "output 8x8x8" in value and "224 parameters" in value
+    assert client.request("textDocument/hover", at(uri, 4, 10))["result"] is None  # it reads frob's output
+    value = client.request("textDocument/hover", at(uri, 5, 14))["result"]["contents"]["value"]
+    assert "output 10" in value  # the side output reads c1, whose shape is known
+    hints = client.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+        "start": {"line": 0, "character": 0}, "end": {"line": 7, "character": 0}}})["result"]
+    assert {h["position"]["line"]: h["label"] for h in hints} == {1: "[8x8x3]", 2: "[8x8x8]", 5: "[10]"}
+
+
 def test_three_independent_errors_are_three_diagnostics_at_their_lines(client: Client):
     uri = open_doc(client, "three_lsp_test.cnn", THREE)
     published = client.diagnostics(uri)["diagnostics"]

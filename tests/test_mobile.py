@@ -217,3 +217,77 @@ def test_the_readers_show_a_gate():
     messy = GATED.replace("gate { global_avgpool -> conv(16, 1) -> sigmoid }",
                           "gate {global_avgpool->conv(16,1)->  sigmoid}")
     assert fmt.format_text(messy) == fmt.format_text(GATED)
+
+
+# -- X?(condition) ---------------------------------------------------------------------
+
+CONDITIONAL = """\
+let Body = conv: [conv(out, 3, pad=1, bias=false) -> batchnorm]
+
+block Inverted(out, expand = false, skip = false, plain = true) {
+    expansion: [conv(out * 2, 1) -> relu6]?(expand)
+    residual { Body }?(skip)
+    Body?(plain)
+}
+
+network N() {
+    input 8x6x6
+    Inverted(8, skip=true, plain=false)
+    Inverted(16, expand=true)
+    relu?(false)
+    maxpool(2)?
+}
+"""
+
+
+def test_a_condition_keeps_or_drops_an_element_per_use_of_a_block():
+    text = CONDITIONAL
+    code = cnndsl.compile_source(text)
+    module = load_generated(code)
+    model = module.N().double().eval()
+    assert list(model.state_dict())[:2] == ["inverted1.conv.0.weight", "inverted1.conv.1.weight"]
+    assert "inverted2.expansion.0.weight" in model.state_dict()
+    assert "relu" not in dict(model.named_children())
+    assert "x = x + identity" in code  # the first use keeps its residual, the second has none
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    first = model.inverted1
+    assert torch.allclose(first(x), x + first.conv(x))
+    second = model.inverted2
+    assert torch.allclose(second(x), second.conv(second.expansion(x)))
+    assert "condition of '?( )' must be true or false, got 8" in _errors(
+        text.replace("?(expand)", "?(out)"))[0].message
+    assert dict(cnndsl.compile_spec(text).network.switches) == {"maxpool": True}  # a condition is no switch
+
+
+# -- a family's rules in the network's class -------------------------------------------
+
+FAMILY = """\
+def round_down(v, divisor) = max(divisor, int(v + divisor / 2) // divisor * divisor)
+def make_divisible(v, divisor = 8) = round_down(v, divisor) + (divisor if round_down(v, divisor) < 0.9 * v else 0)
+def widths = [16, 24]
+
+block Expand(out, t = 1) {
+    conv(make_divisible(out * t), 1) -> relu6
+    conv(out, 1)
+}
+
+network Family(width = 1.0, cfg = widths, num_classes = 10, k = 3) {
+    input 3x8x8
+    conv(make_divisible(cfg[1] * width), k, pad=k // 2)
+    Expand(make_divisible(cfg[0] * width), t=3)
+    global_avgpool -> fc(num_classes)
+}
+"""
+
+
+def test_a_familys_rules_are_numbers_in_the_network_and_parameters_in_a_block():
+    code = cnndsl.compile_source(FAMILY)
+    network = code[code.index("class Family"):]
+    assert "def __init__(self, num_classes: int = 10, k: int = 3) -> None:" in network
+    assert "nn.Conv2d(3, 24, kernel_size=k, padding=k // 2)" in network
+    assert "self.expand = Expand(24, 16, t=3)" in network
+    block = code[code.index("class Expand"):code.index("class Family")]
+    assert "int(out * t + 4.0) // 8 * 8" in block  # the block's own rule, in its parameters
+    assert load_generated(code).Family()(torch.randn(1, 3, 8, 8)).shape == (1, 10)
+    wider = cnndsl.compile_source(FAMILY, width=2.0)
+    assert "nn.Conv2d(3, 48, kernel_size=k, padding=k // 2)" in wider

@@ -18,8 +18,8 @@ def _errors(spec: str, **params) -> CompileError:
 
 
 def test_pipeline_is_functions_of_one_signature():
-    assert [step.__name__ for step in passes.PIPELINE] == ["parse", "resolve", "expand", "infer_shapes",
-                                                          "assign_names", "check_emittable"]
+    assert [step.__name__ for step in passes.PIPELINE] == ["parse", "derive_variants", "resolve", "expand",
+                                                          "infer_shapes", "assign_names", "check_emittable"]
     assert all(callable(step) for step in passes.PIPELINE)
 
 
@@ -77,8 +77,8 @@ network N() {
 }
 """)
     assert [d.message for d in error.diagnostics] == [
-        "unknown name 'q' in block B", "conv 'stride' must be a whole number, got true",
-        "maxpool 'pad' must be a whole number, got the string 'x'"]
+        "unknown name 'q' in block B", "conv 'stride' must be a whole number or a pair (height, width), got true",
+        "maxpool 'pad' must be a whole number or a pair (height, width), got the string 'x'"]
 
 
 def test_a_pass_called_alone_raises_its_errors():

@@ -51,7 +51,8 @@ def test_every_rule_has_a_known_category_and_pointwise_rules_keep_the_shape():
             assert rule.shape((8, 5, 5), args)[0] == (8, 5, 5), kind
     pointwise = {kind for kind, rule in RULES.items() if rule.pointwise and kind == rule.kind}
     assert pointwise == {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "identity", "batchnorm",
-                         "lrn", "dropout", "relu6", "silu", "hardswish", "hardsigmoid", "stochastic_depth"}
+                         "lrn", "dropout", "relu6", "silu", "hardswish", "hardsigmoid", "stochastic_depth",
+                         "gelu", "prelu", "mish", "layernorm", "groupnorm", "instancenorm", "layer_scale"}
 
 
 def test_the_summary_and_the_diagram_label_from_the_table():

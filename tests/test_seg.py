@@ -196,3 +196,118 @@ network H() {
     code = cnndsl.compile_source(spec)
     assert "input_size = x.shape[-2:]" in code
     assert module(spec, "H")(torch.randn(1, 3, 10, 14)).shape == (1, 2, 10, 14)
+
+
+def _double(cin: int, out: int) -> int:
+    return (9 * cin * out + out) + (9 * out * out + out)
+
+
+def _unet_params(cin: int = 1, classes: int = 2) -> int:
+    """The paper's U-Net counted by hand: DoubleConvs, 2x2 up-convolutions, the 1x1 head."""
+    widths = [64, 128, 256, 512, 1024]
+    total, previous = 0, cin
+    for width in widths:  # the contracting path and the bottleneck
+        total += _double(previous, width)
+        previous = width
+    for width in reversed(widths[:-1]):  # up-conv halves the channels, the skip doubles them
+        total += 4 * previous * width + width + _double(2 * width, width)
+        previous = width
+    return total + previous * classes + classes
+
+
+def test_unet_is_the_papers_572_to_388():
+    network = cnndsl.compile_spec("unet").network
+    assert network.input == (1, 572, 572) and network.body.stats.out_shape == (2, 388, 388)
+    outputs = {line.path: line.output for line in cnndsl.summary.lines(network, depth=1)}
+    # Figure 1's feature maps: 568, 280, 136, 64, 28 down; 56, 52 ... 392, 388 up
+    assert [outputs[f"enc{i}"][1] for i in (1, 2, 3, 4)] == [568, 280, 136, 64]
+    assert outputs["bottleneck"] == (1024, 28, 28)
+    assert [outputs[f"up{i}"][1:] for i in (4, 3, 2, 1)] == [(56, 56), (104, 104), (200, 200), (392, 392)]
+    assert [outputs[f"dec{i}"] for i in (4, 1)] == [(512, 52, 52), (64, 388, 388)]
+    assert network.body.stats.params == _unet_params() == 31_030_658
+    net = cnndsl.build("unet")
+    assert sum(p.numel() for p in net.parameters()) == 31_030_658
+
+
+def test_unet_forward_reads_like_the_figure():
+    code = cnndsl.compile_source((cnndsl.resources.specs_dir() / "unet.cnn").read_text())
+    forward = code[code.index("class UNet"):].split("def forward", 1)[1]
+    assert "x = torch.cat([center_crop(enc4, x), x], dim=1)  # 1024x56x56" in forward
+    levels = forward.split("\n\n")  # a level per paragraph: down to each skip, up from each up-conv
+    assert len(levels) == 9
+    assert levels[4].split() == ["x", "=", "self.pool4(x)", "#", "512x32x32", "x", "=", "self.bottleneck(x)",
+                                 "#", "1024x28x28"]
+    assert "cnndsl" not in code.split('"""', 2)[2]  # standalone: imports torch only
+
+
+def test_unet_runs_unpadded_and_padded():
+    small = cnndsl.build("unet", size=188).eval()  # the smallest tile: 188 -> 4
+    with torch.no_grad():
+        assert small(torch.randn(1, 1, 188, 188)).shape == (1, 2, 4, 4)
+    padded = cnndsl.build("unet", pad=1, size=48, in_channels=3, num_classes=5).eval()
+    assert sum(p.numel() for p in padded.parameters()) == _unet_params(3, 5)
+    with torch.no_grad():
+        assert padded(torch.randn(2, 3, 48, 48)).shape == (2, 5, 48, 48)
+        assert padded(torch.randn(1, 3, 40, 40)).shape == (1, 5, 32, 32)  # 40 -> 20 -> 10 -> 5 -> 2: cropped
+
+
+LOCALIZE = """\
+network Loc(classes = 10, aux = false) {
+    input 1x28x28
+    features: [conv(8, 3, pad=1) -> relu -> maxpool(2)]
+    fc(32) -> relu
+    scores: side fc(classes)
+    box: fc(4)
+    extra: side fc(3)?aux
+    outputs(scores, box, more=extra)
+}
+"""
+
+
+def test_named_outputs_are_checked_and_returned_as_a_dict():
+    network = compiled(LOCALIZE).network
+    assert network.output_shapes == {"scores": (10,), "box": (4,)}  # the optional one is off
+    on = compile_network(source_from_text(LOCALIZE, "seg.cnn"), {"aux": True}).network
+    assert on.output_shapes == {"scores": (10,), "box": (4,), "more": (3,)}
+    net = module(LOCALIZE, "Loc").eval()
+    x = torch.randn(3, 1, 28, 28)
+    result = net(x)
+    assert list(result) == ["scores", "box"] and result["scores"].shape == (3, 10) and result["box"].shape == (3, 4)
+    hidden = net.relu(net.fc(torch.flatten(net.features(x), 1)))
+    assert torch.equal(result["scores"], net.scores(hidden)) and torch.equal(result["box"], net.box(hidden))
+    assert torch.equal(net.train()(x)["box"], result["box"])  # the same dict while training
+    assert "outputs scores 10, box 4" in cnndsl.summarize(LOCALIZE)
+    assert cnndsl.build(LOCALIZE).cnndsl_outputs == {"scores": (10,), "box": (4,)}
+    built = cnndsl.build(LOCALIZE).eval()
+    scripted = torch.jit.script(built)  # a dict of tensors is TorchScript's too
+    assert torch.equal(scripted(x)["box"], built(x)["box"])
+
+
+def test_named_output_errors():
+    (unknown,) = errors(LOCALIZE.replace("outputs(scores, box, more=extra)", "outputs(scores, box, what=nothing)"))
+    assert (unknown.span.line, unknown.span.column) == (8, 26) and "'nothing'" in unknown.message
+    assert "features" in unknown.hint
+    (unlisted,) = errors(LOCALIZE.replace("outputs(scores, box, more=extra)", "outputs(box)"))
+    assert unlisted.span.line == 5 and "'scores'" in unlisted.message and "outputs(..., scores)" in unlisted.hint
+    (twice,) = errors(LOCALIZE.replace("outputs(scores, box, more=extra)", "outputs(scores, box, box=scores)"))
+    assert "'box' is named twice" in twice.message
+    (block,) = errors("block B() {\n    conv(3, 1)\n    outputs(a)\n}\nnetwork N() {\n    input 3x4x4\n    B\n}")
+    assert block.span.line == 3 and "network" in block.hint
+
+
+def test_named_outputs_in_the_diagram_and_onnx(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from cnndsl.pictures.draw import render
+    from cnndsl.tools.export import export_onnx
+
+    network = compile_network(source_from_text(LOCALIZE, "seg.cnn"), {"aux": True}).network
+    svg = tmp_path / "loc.svg"
+    render(network, str(svg), 1.0)
+    text = svg.read_text()
+    assert "extra → more" in text and "scores 10, box 4, more 3" in text
+    import onnx
+
+    names = export_onnx(cnndsl.build(LOCALIZE).eval(), (1, 28, 28), tmp_path / "loc.onnx")
+    assert names == ["scores", "box"]
+    assert [o.name for o in onnx.load(str(tmp_path / "loc.onnx")).graph.output] == ["scores", "box"]

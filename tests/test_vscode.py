@@ -22,11 +22,13 @@ from conftest import ROOT
 VSCODE = ROOT / "editors" / "vscode"
 RUNNER = VSCODE / "node_modules" / ".bin" / "vscode-tmgrammar-test"
 
-_KEYWORD_SCOPES = {"let": "storage.type.let.cnn", "block": "storage.type.block.cnn",
+_KEYWORD_SCOPES = {"let": "storage.type.let.cnn", "def": "storage.type.def.cnn", "block": "storage.type.block.cnn",
                    "network": "storage.type.network.cnn", "true": "constant.language.boolean.cnn",
-                   "false": "constant.language.boolean.cnn", "x": "keyword.operator.dimension.cnn"}
-_DEFINITION_SCOPES = {"let": "variable.other.constant.cnn", "block": "entity.name.type.block.cnn",
-                      "network": "entity.name.type.network.cnn"}
+                   "false": "constant.language.boolean.cnn", "x": "keyword.operator.dimension.cnn",
+                   **{w: "keyword.operator.logical.cnn" for w in ("and", "or", "not", "if", "else")},
+                   "for": "keyword.control.repeat.cnn"}
+_DEFINITION_SCOPES = {"let": "variable.other.constant.cnn", "def": "entity.name.function.def.cnn",
+                      "block": "entity.name.type.block.cnn", "network": "entity.name.type.network.cnn"}
 
 
 def expected_scope(tok, next_text: str) -> str | None:

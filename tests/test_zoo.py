@@ -17,6 +17,7 @@ import pytest
 
 import cnndsl
 from cnndsl.compiler import builtins, compile_network, load, source_from_text
+from cnndsl.resources import catalog
 from cnndsl.summary import rows
 
 from conftest import ROOT, run_cli
@@ -33,9 +34,14 @@ SEEDS = SHARED / "seeds"
 ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
        "vgg_a_lrn", "vgg_c", "googlenet",
-       "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-       "resnet20", "resnet56", "preact_resnet18"]
+       "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+       "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+       "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet",
+       "squeezenet", "squeezenet1_0", "squeezenet1_1",
+       "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+       "inception_v3"]
 VGG = [name for name in ZOO if name.startswith("vgg")]
+SEGMENTERS = {"unet"}
 
 # Reference entries that are a built-in with parameters set.
 VARIANTS = {"googlenet_aux": ("googlenet", {"aux_logits": True})}
@@ -53,11 +59,18 @@ SMALL = {
     "alexnet_paper": ({}, (1, 3, 227, 227)),
     "zfnet": ({}, (1, 3, 224, 224)),
     "googlenet": ({"size": 64}, (2, 3, 64, 64)),
+    "cifar_resnet": ({}, (2, 3, 32, 32)),
     "resnet20": ({}, (2, 3, 32, 32)),
     "resnet56": ({}, (2, 3, 32, 32)),
     "preact_resnet18": ({}, (2, 3, 32, 32)),
+    "unet": ({"pad": 1, "size": 32}, (2, 1, 32, 32)),
+    "inception_v3": ({"size": 75, "aux_logits": False}, (1, 3, 75, 75)),  # 75x75: torchvision's smallest
+    **{name: ({"size": 64}, (2, 3, 64, 64)) for name in ("squeezenet", "squeezenet1_0", "squeezenet1_1")},
+    **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
+                                                          "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},
-    **{f"resnet{d}": ({"size": 32}, (2, 3, 32, 32)) for d in (18, 34, 50, 101, 152)},
+    **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ZOO if name.startswith(("resnet", "resnext", "wide_"))
+       and name not in ("resnet20", "resnet56")},
 }
 
 
@@ -82,13 +95,21 @@ def test_builtin_compiles_without_a_warning(name):
     assert compiled.warnings == []
 
 
+def _title_line(name: str) -> str:
+    """A spec file's first line; a variant's: the line above its declaration."""
+    lines = (ROOT / "specs" / f"{catalog()[name].family}.cnn").read_text().splitlines()
+    if name == catalog()[name].family:
+        return lines[0]
+    return lines[next(i for i, line in enumerate(lines) if line.startswith(f"network {name} =")) - 1]
+
+
 def test_every_builtin_has_a_title_line_that_list_shows():
     result = run_cli("list")
     assert result.returncode == 0, result.stderr
     for name in ZOO:
-        first = (ROOT / "specs" / f"{name}.cnn").read_text().splitlines()[0]
+        first = _title_line(name)
         match = re.fullmatch(r"# (\S.*?): (\S.*)", first)
-        assert match, f"{name}: first line {first!r} is not '# Title: description'"
+        assert match, f"{name}: title line {first!r} is not '# Title: description'"
         line = next((line for line in result.stdout.splitlines() if line.split()[:1] == [name]), None)
         assert line is not None and line.split(None, 1)[1] == first[2:], (name, line)
 
@@ -96,7 +117,7 @@ def test_every_builtin_has_a_title_line_that_list_shows():
 def test_blocks_of_the_same_name_are_the_same_in_every_spec():
     """No import yet: each spec defines its blocks, and a block name means one thing."""
     seen: dict[str, tuple[str, str]] = {}
-    for name in ZOO:
+    for name in sorted({catalog()[name].family for name in ZOO}):
         text = (ROOT / "specs" / f"{name}.cnn").read_text()
         for match in re.finditer(r"^block (\w+)\(.*?^\}$", text, re.M | re.S):
             block, body = match.group(1), match.group(0)
@@ -116,8 +137,9 @@ def test_forward_pass_gives_the_expected_shape(name):
     model = meta_build(name, **params).to_empty(device="cpu").eval()
     with torch.no_grad():
         y = model(torch.zeros(shape))
-    assert tuple(y.shape) == (shape[0], 7)
-    assert compiled.network.body.stats.out_shape == (7,)
+    out = compiled.network.body.stats.out_shape
+    assert tuple(y.shape) == (shape[0], *out)
+    assert out == ((7, *shape[2:]) if name in SEGMENTERS else (7,))  # class scores, or a score per pixel
     assert tuple(shape[1:]) == compiled.network.input
 
 

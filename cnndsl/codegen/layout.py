@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import functools
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import ir
 from ..expr import Const, Expr, Name, Prec
 from ..layers import RULES
 from ..passes.shapes import dim_names, fmt_shape
+from ..traverse import evolve
 
 # Statements that stand apart from their neighbours, and those that open a stage of their own.
-APART = ("save", "project", "pad", "side")
+APART = ("save", "project", "pad", "side", "branch")
 OPENS = ("add", "mul")
 
 
@@ -34,6 +35,9 @@ def shape_text(channels: Expr, dims: tuple[Expr, ...] | None) -> str:
     if len(parts) == 1:
         return channels.text
     return " x ".join(p.text if p.precedence == Prec.ATOM else f"({p.text})" for p in parts)
+
+
+MAX_NOTE = 80  # characters of a shape comment (a bottleneck's width in its parameters, ResNeXt's, is 90)
 
 
 @dataclass
@@ -74,7 +78,8 @@ class ShapeNotes:
         if key == self.current:
             return ""
         self.current = key
-        return self.text(stats)
+        text = self.text(stats)
+        return text if len(text) <= MAX_NOTE else ""  # a shape longer than a line says nothing at a glance
 
 
 def block_input(node: ir.BlockInstance) -> ir.Stats:
@@ -94,6 +99,8 @@ def flattened(first: ir.Layer) -> ir.Stats:
 
 def staged(forward: list) -> list:
     """The statements with `blank` set where a new stage begins."""
+    if any(stmt.kind == "join" for stmt in forward):
+        return _levels(forward)
     out = []
     previous, previous_stage = None, None
     for stmt in forward:
@@ -101,10 +108,22 @@ def staged(forward: list) -> list:
         blank = previous is not None and (
             stmt.kind in APART or previous.kind in APART or stmt.kind in OPENS
             or (stage not in (None, ()) and previous_stage is not None and stage != previous_stage))
-        out.append(replace(stmt, blank=True) if blank else stmt)
+        out.append(evolve(stmt, blank=True) if blank else stmt)
         previous = stmt
         if stage is not None:
             previous_stage = stage
+    return out
+
+
+def _levels(forward: list) -> list:
+    """A network with skips (a U-Net) in its levels, as the paper's figure draws them: a level
+    going down ends where its output is kept for a skip; one going up starts at the statement
+    before the concat that reads a skip."""
+    out = []
+    for index, stmt in enumerate(forward):
+        joins = index + 1 < len(forward) and forward[index + 1].kind == "join"
+        blank = index > 0 and (forward[index - 1].kind == "keep" or joins)
+        out.append(evolve(stmt, blank=True) if blank else stmt)
     return out
 
 

@@ -9,12 +9,14 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .. import ir
 from ..errors import InternalError
-from ..expr import Expr
+from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
+from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..traverse import Visitor, children, walk
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
@@ -32,8 +34,10 @@ class Ctor:
     keyed: bool = False  # an OrderedDict Sequential
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
-    def without_comments(self) -> "Ctor":
-        return replace(self, children=tuple((k, c.without_comments(), "") for k, c, _ in self.children))
+    @cached_property
+    def code(self) -> tuple:
+        """What the construction prints but its comments: equal code, equal `code`."""
+        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -58,6 +62,8 @@ class Stmt:
     var: str = "identity"
     conditional: bool = False
     stage: object = None  # the spatial size it gives, where it changes the chain's
+    into: str = "x"  # the local a call or a cat assigns (a concat branch's own, `branch5x5`)
+    reads: str = "x"  # the local it reads
     blank: bool = False  # a blank line before it: a new stage
 
 
@@ -70,6 +76,7 @@ class ClassModel:
     forward: tuple[Stmt, ...]
     provenance: str
     sides: tuple[str, ...] = ()  # extra outputs, returned after x while training
+    outputs: tuple[tuple[str, str], ...] = ()  # named outputs: (key, local), returned as a dict
 
     @property
     def signature(self) -> list[str]:
@@ -77,11 +84,13 @@ class ClassModel:
         return [f"{name}: {annotation}" + (f" = {default}" if default is not None else "")
                 for name, annotation, default in self.params]
 
-    def code_only(self) -> "ClassModel":
-        """The class without its comments: what decides whether two uses share a class."""
-        return replace(self, doc=(), members=tuple(replace(m, ctor=m.ctor.without_comments())
-                                                   for m in self.members),
-                       forward=tuple(replace(s, comment="") for s in self.forward))
+    def code_only(self) -> tuple:
+        """The class but its name and comments, as a tuple built without copying the model:
+        what decides whether two uses share a class."""
+        return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
+                tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank, s.into, s.reads)
+                      for s in self.forward),
+                self.provenance, self.sides)
 
 
 @dataclass
@@ -110,6 +119,9 @@ def _split_args(text: str) -> list[str]:
 
 
 def _annotation(value) -> str:
+    if isinstance(value, tuple):
+        kinds = {_annotation(v) for v in value}
+        return f"tuple[{kinds.pop()}, ...]" if len(kinds) == 1 and not isinstance(value[0], tuple) else "tuple"
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
 
 
@@ -117,14 +129,48 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
-    torch = rule.torch(layer.stats.in_shape, layer.values, exprs)
+    torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
     if torch.helper:
         helpers.add(torch.helper)
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
     if rule.inplace and _fresh(previous, read_elsewhere):
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
+    for e in (*torch.positional, *(e for _, e in torch.keywords)):
+        helpers.update(imports(e))  # `import math` for math.ceil
     return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+
+
+_ARITHMETIC = (Const, Name, Unary, Binary)
+
+
+READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
+
+
+def readable(expr: Expr) -> bool:
+    """Whether a value reads as a hand-written class passes it on: numbers and parameters in
+    arithmetic (`planes * 4`, `num_classes`), or a short expression (`cfg[0] * w`). A family's
+    rule inlined (`_make_divisible` of a stage table's item) does not: the network's class
+    writes the number it gives."""
+    if len(expr.text) <= READABLE:
+        return True
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if type(node) not in _ARITHMETIC:
+            return False
+        stack.extend(node.children)
+    return True
+
+
+def as_written(node):
+    """A network-level layer or block use with each value that is not `readable` as its
+    number (the generated class is the variant the rules computed)."""
+    args = tuple((k, v if readable(v.expr) else ir.Value.constant(v.value)) for k, v in node.args)
+    stats = node.stats
+    if stats is not None and not readable(stats.in_channels):
+        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
+    return replace(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -149,6 +195,8 @@ class ScopeBuilder(Visitor):
         self.members: list[Member] = []
         self.forward: list[Stmt] = []
         self.sides: list[str] = []
+        self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
+        self.output_locals: dict[str, str] = {}  # element -> the local holding it at the return
         self.residual_depth = 0
         self.gate_depth = 0
         # forward()'s locals: x, a side output's value, a residual's saved input (identity,
@@ -157,18 +205,34 @@ class ScopeBuilder(Visitor):
         self.identities: list[str] = []
         self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
+        self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
-        then the kept outputs of the elements a concat or an upsample reads by name."""
-        self.side_locals = {id(node): self.locals.fresh(node.node.name)
-                            for node in walk(seq) if isinstance(node, ir.Side)}
+        then the kept outputs of the elements a concat, an upsample or the outputs read by name."""
+        sides = self.generator.sides if not self.in_block else []  # side outputs belong to the network
+        self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in sides}
         skips, sizes = scope_reads(seq)
-        self.kept = {name: self.locals.fresh(name) for name in skips}
+        self.kept = {name: self.locals.fresh(name) for name in self.outputs_kept(seq, skips, sides)}
+        self.output_locals.update({name: self.kept[name] for name in self.output_elements if name in self.kept})
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
         if "input" in self.sizes:
             self.forward.append(Stmt("size", var=self.sizes["input"]))
         self.run(seq)
+
+    def outputs_kept(self, seq: ir.Seq, skips: list[str], sides: list) -> list[str]:
+        """The members to keep in a local: the skips, and the named outputs that are members
+        (not side outputs) other than the one ending the chain, which returns as `x`."""
+        side_names = {node.node.name for node in sides}
+        chain = [item for item in ir.members(seq) if not isinstance(item, ir.Side)]
+        last = getattr(chain[-1], "name", None) if chain else None
+        kept = list(skips)
+        for name in sorted(self.output_elements - side_names):
+            if name == last:
+                self.output_locals[name] = "x"
+            elif name not in kept:
+                kept.append(name)
+        return kept
 
     def identity(self, depth: int, saved: list[str] | None = None, base: str = "identity") -> str:
         """The local that holds the input of the residual (or gate) nested `depth` deep."""
@@ -195,7 +259,9 @@ class ScopeBuilder(Visitor):
         self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
         flatten = bool(first is not None and first.stats.flatten_before)
         local = self.side_locals[id(node)]
-        stmt = Stmt("side", inner.name, fmt_shape(inner.stats.out_shape), var=local, conditional=flatten)
+        output = inner.name in self.output_elements  # a named output: computed in eval mode too
+        stmt = Stmt("branch" if output else "side", inner.name, fmt_shape(inner.stats.out_shape), var=local,
+                    conditional=flatten)
         if node.source is None:
             self.forward.append(stmt)
         else:  # computed right after the member it reads, after any side already there
@@ -203,10 +269,13 @@ class ScopeBuilder(Visitor):
                       None)
             if at is None:  # passes/emittable.py lets no such side through
                 raise InternalError(f"side({node.source}) reads a member the forward does not call")
-            while at + 1 < len(self.forward) and self.forward[at + 1].kind == "side":
+            while at + 1 < len(self.forward) and self.forward[at + 1].kind in ("side", "branch"):
                 at += 1
             self.forward.insert(at + 1, stmt)
-        self.sides.append(local)
+        if output:
+            self.output_locals[inner.name] = local
+        else:
+            self.sides.append(local)
 
     def member_call(self, node, previous=None) -> None:
         """A layer, a block instance or a named group: a member, called in forward."""
@@ -218,7 +287,10 @@ class ScopeBuilder(Visitor):
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
-        self.forward.append(self.step(stats=node.stats, kind="call", target=node.name))
+        parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name,
+                                      into=self.into, reads=self.reads))
+        self.reads = self.into
         self.keep(node.name)
 
     visit_Layer = visit_BlockInstance = member_call
@@ -245,26 +317,66 @@ class ScopeBuilder(Visitor):
         return Stmt(comment=self.notes.note(stats), stage=self.notes.stage(stats), **fields)
 
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
+        if node.split:
+            self.split(node)
+            return
         parts = []
         for name, fit in zip(node.skips, node.fits):
-            local = self.kept[name]
-            if fit:
-                self.generator.helpers.add(f"center_{fit}")
-            parts.append(f"center_{fit}({local}, x)" if fit else local)
+            # Cropped even where the sizes agree at the spec's input size: on another input
+            # a pooling that floors leaves the skip larger (a padded U-Net on 40x40).
+            helper = "center_pad" if fit == "pad" else "center_crop"
+            self.generator.helpers.add(helper)
+            parts.append(f"{helper}({self.kept[name]}, x)")
         if not node.branches:  # concat(enc4): the skips and the chain's value, on one line
             self.forward.append(self.step(node.stats, kind="join", parts=tuple(parts + ["x"])))
             return
         for branch in node.branches:
             if branch.name is None and not branch.items:
-                parts.append("x")
+                parts.append(self.reads)
+                continue
+            if flat_branch(branch):
+                parts.append(self.flat_branch(branch))
                 continue
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
                 raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
+            if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
+                parts.append("x")
+                continue
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            parts.append(f"self.{member.name}({'torch.flatten(x, 1)' if flat else 'x'})")
+            parts.append(f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})")
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
+        self.reads = self.into
+
+    def flat_branch(self, branch: ir.Seq) -> str:
+        """A branch whose members sit in the scope, called in turn on a local of its own, as
+        torchvision's Inception3 writes `branch5x5 = self.branch5x5_1(x)`; the local's name."""
+        members = ir.members(branch)  # named after its first member with weights (not a pool)
+        first = next((m for m in members if m.stats is not None and m.stats.params), members[0])
+        local = self.locals.fresh(_branch_local(getattr(first, "name", None) or "branch"))
+        saved = self.into, self.reads, self.notes
+        self.into, self.notes = local, self.notes.fork()
+        self.run(branch)
+        self.into, self.reads, self.notes = saved
+        return local
+
+    def split(self, node: ir.Concat) -> None:
+        """`x1, x2 = x.chunk(2, dim=1)`, then the branches, each on its share, concatenated; a
+        branch that is `identity` passes its share on, as ShuffleNetV2 writes `x1`."""
+        shares = tuple(self.locals.fresh(f"x{i + 1}", plain=True) for i in range(len(node.branches)))
+        self.forward.append(Stmt("chunk", parts=shares))
+        parts = []
+        for branch, share in zip(node.branches, shares):
+            member = branch if branch.name is not None else _single_leaf(branch)
+            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+                raise InternalError("a split branch that is a concat, residual or gate reached the code generator")
+            if isinstance(member, ir.Layer) and member.kind == "identity":
+                parts.append(share)
+                continue
+            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+            parts.append(f"self.{member.name}({share})")
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
     def visit_Residual(self, node: ir.Residual, previous=None) -> None:
@@ -283,7 +395,8 @@ class ScopeBuilder(Visitor):
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                layers = tuple((None, layer_ctor(layer, self.generator.helpers), start.note(layer.stats))
+                written = as_written if self.generator.in_network else (lambda layer: layer)
+                layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
                                            condition=None if constant else condition))
@@ -324,6 +437,13 @@ def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
     return skips, sizes
 
 
+def _branch_local(member: str) -> str:
+    """The local of a branch named after its first member, less a step number: `branch5x5_1`
+    gives `branch5x5`, `branch3x3dbl_1` `branch3x3dbl`."""
+    stem, _, step = member.rpartition("_")
+    return stem if stem and step[:1].isdigit() else member
+
+
 def _single_leaf(seq: ir.Seq):
     leaves = ir.members(seq)
     return leaves[0] if len(leaves) == 1 else None
@@ -344,12 +464,21 @@ class Generator:
         self.helpers: set[str] = set()
         self.keyed = False
         # block -> [(model, class name, its code_only())]
-        self.block_classes: dict[str, list[tuple[ClassModel, str, ClassModel]]] = {}
+        self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
         self.order: list[str] = []
+        self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.side_sources = frozenset(node.source for node in walk(network.body)
-                                      if isinstance(node, ir.Side) and node.source) | frozenset(
-            name for node in walk(network.body) if isinstance(node, ir.Concat) for name in node.skips)
+        self.sides: list[ir.Side] = []
+        read = set()
+        for node in walk(network.body):
+            if isinstance(node, ir.Side):
+                self.sides.append(node)
+                if node.source:
+                    read.add(node.source)
+            elif isinstance(node, ir.Concat):
+                read.update(node.skips)
+        self.side_sources = frozenset(read)
+        self.in_network = False  # building the network's class: its family rules become numbers
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -360,9 +489,10 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(node, self.helpers, previous, self.side_sources)
+            return layer_ctor(as_written(node) if self.in_network else node, self.helpers, previous,
+                              self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(node)
+            return self.instance_call(as_written(node) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
@@ -385,13 +515,27 @@ class Generator:
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
+        self.helpers.update(imports(node.stats.in_channels))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
+            self.helpers.update(imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+        """The class of a block use: one already made where a use with the same arguments and
+        input shape came before (the same body), or one built, shared with an earlier use of
+        the same code, else added as a variant."""
+        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        found = self.uses.get(key)
+        if found is None:
+            found = self.uses[key] = self.new_block_class(node)
+        return found
+
+    def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        in_network, self.in_network = self.in_network, False
         builder.start(node.body)
+        self.in_network = in_network
         used = _used_names(builder.members)
         info = self.network.blocks[node.block]
         params = [("in_channels", "int", None)]
@@ -401,11 +545,13 @@ class Generator:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
         model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
                            f"{self.network.source_path}:{info.span.line}")
-        code = model.code_only()
+        code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
-        for existing, class_name, existing_code in variants:
-            if existing_code == code:
-                return existing, class_name
+        for at, (existing, class_name, existing_code) in enumerate(variants):
+            if existing_code == code:  # the same code; an argument an int here, a pair there: either
+                merged = replace(existing, params=_either(existing.params, model.params))
+                variants[at] = (merged, class_name, existing_code)
+                return merged, class_name
         class_name = node.block if not variants else \
             self.class_names.fresh(node.block, start=len(variants) + 1, plain=False)
         # The docstring and stages are in the block's own terms: those of every use of the class.
@@ -418,29 +564,54 @@ class Generator:
     def module(self) -> ModuleModel:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
+        builder.output_elements = frozenset(o.element for o in network.outputs)
+        self.in_network = True
         builder.start(network.body)
+        self.in_network = False
         used = _used_names(builder.members)
         params = tuple((name, _annotation(value.value), ir.Value.constant(value.value).text)
                        for name, value in network.params if name in used)
         stats = network.body.stats
         compiled_with = ", ".join(f"{name}={ir.Value.constant(v.value).text}" for name, v in network.params)
         switches = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in network.switches)
-        doc = [*network.doc, f"Input {fmt_shape(network.input)}, output {fmt_shape(stats.out_shape)}; "
-               f"{stats.params:,} parameters, {stats.macs:,} multiply-accumulates."]
+        shown = ", ".join(f"{o.key} {fmt_shape(o.shape)}" for o in network.outputs)
+        doc = [*network.doc, f"Input {fmt_shape(network.input)}, "
+               + (f"outputs {shown}" if shown else f"output {fmt_shape(stats.out_shape)}")
+               + f"; {stats.params:,} parameters, {stats.macs:,} multiply-accumulates."]
         if compiled_with:
             doc.append(f"Compiled with {compiled_with}.")
         if switches:
             doc.append(f"Optional layers: {switches}.")
         if builder.sides:
             doc.append(f"While training, forward returns (x, {', '.join(builder.sides)}); in eval mode, x.")
+        if network.outputs:
+            doc.append(f"Forward returns a dict of {', '.join(repr(o.key) for o in network.outputs)}.")
+        outputs = tuple((o.key, builder.output_locals[o.element]) for o in network.outputs)
         net_class = ClassModel(network.name, wrap_doc(doc), params, tuple(builder.members),
                                tuple(staged(builder.forward)),
-                               f"{network.source_path}:{network.span.line}", tuple(builder.sides))
+                               f"{network.source_path}:{network.span.line}", tuple(builder.sides), outputs)
         classes = [model for variants in self.block_classes.values() for model, _, _ in variants]
         classes.sort(key=lambda m: self.order.index(m.name))
         title = f"{network.name}: generated by cnndsl from {network.source_path}."
         return ModuleModel(title, (), classes + [net_class], sorted(self.helpers), self.keyed,
                            [network.name])
+
+
+def _untyped(code: tuple) -> tuple:
+    """A class's `code_only()` without its parameters' annotations: two uses whose code differs
+    only there (`k: int` and `k: tuple[int, ...]`, BasicConv2d's kernel in Inception v3) share it."""
+    params, members, forward, *rest = code
+    forward = tuple(stmt[:5] + stmt[7:] for stmt in forward)  # less its stages: where the shape comments change
+    return (tuple((name, "", default) for name, _, default in params), members, forward, *rest)
+
+
+def _either(params, others) -> tuple:
+    """The parameters with each annotation the union of both uses' (`int | tuple[int, ...]`)."""
+    out = []
+    for (name, annotation, default), (_, other, _) in zip(params, others):
+        kinds = annotation.split(" | ")
+        out.append((name, " | ".join(kinds + [k for k in other.split(" | ") if k not in kinds]), default))
+    return tuple(out)
 
 
 def _used_names(members: list[Member]) -> set[str]:

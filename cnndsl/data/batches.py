@@ -127,11 +127,28 @@ class Preprocess:
                 x = random_crop(x, self.crop_padding, generator)
             if self.flip:
                 x = random_flip(x, generator)
+        return self._normalize(x)
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        images = x.dim() == 4
         view = (1, -1, 1, 1) if images else (1, -1)
         x = (x - self.mean.view(view)) / self.std.view(view)
         if self.channels_last and images:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def pair(self, x: torch.Tensor, y: torch.Tensor, task: str, augment: bool = False,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A dense task's batch: the images prepared as `__call__` does, the masks or boxes
+        cropped and flipped with them (`augment.augment_pair`)."""
+        from .augment import augment_pair
+
+        x = x.to(self.device, non_blocking=True).float()
+        if self.scale != 1.0:
+            x = x / self.scale
+        if augment and (self.crop_padding > 0 or self.flip):
+            x, y = augment_pair(x, y, task, self.crop_padding, self.flip, generator)
+        return self._normalize(x), y
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -14,6 +14,9 @@ import numpy as np
 from .errors import DataError
 
 SPLIT_SEED = 0  # the split is part of the dataset's definition, not of a run's randomness
+SEGMENTATION = "segmentation"  # targets: N x H x W class ids per pixel (uint8), IGNORE where unlabelled
+LOCALISATION = "localisation"  # targets: N x 5 float32 rows (class id, x0, y0, x1, y1), the box as fractions
+IGNORE = 255  # a mask's "no label here" (VOC's object borders)
 MAX_CLASSES = 100_000  # a label past this is a mistake (an id, a hash), not a class index
 
 
@@ -56,7 +59,8 @@ class ImageFiles:
 @dataclass
 class Split:
     """Inputs and targets. `x` is an array (N, C, H, W) or (N, F), or `ImageFiles`;
-    `y` is int64 class indices (N,) or float32 regression targets (N,) or (N, K)."""
+    `y` is int64 class indices (N,) or float32 regression targets (N,) or (N, K), or, for
+    the dense tasks, masks (N, H, W) or boxes (N, 5): see SEGMENTATION and LOCALISATION."""
 
     x: np.ndarray | ImageFiles
     y: np.ndarray
@@ -89,9 +93,12 @@ class Dataset:
     scale: float = 255.0  # what a pixel value is divided by before normalizing
     flip_ok: bool = True  # False for digits: a mirrored 2 is not a 2
     notes: list[str] = field(default_factory=list)  # what was done to fit the spec
+    kind: str | None = None  # SEGMENTATION or LOCALISATION; None: classification or regression
 
     @property
     def task(self) -> str:
+        if self.kind is not None:
+            return self.kind
         return "classification" if self.classes is not None else "regression"
 
     @property

@@ -10,12 +10,12 @@ spec whose input is a vector are flattened when the sizes agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import DataError
-from .dataset import Dataset, ImageFiles
+from .dataset import SEGMENTATION, Dataset, ImageFiles, Split
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -28,6 +28,7 @@ class FitRequest:
     resize: bool = False
     convert_channels: bool = False
     channel_param: str | None = None  # the spec parameter that sets the input channels
+    classes: int | None = None  # the class scores of a dense head (masks' and boxes' ids are checked against it)
 
     def channels_hint(self, have: int) -> str:
         fixes = [f"--set {self.channel_param}={have} to compile the spec for {have}-channel input"] \
@@ -95,12 +96,14 @@ def fit_dataset(dataset: Dataset, request: FitRequest, always: bool = False) -> 
 
     `always` fits without asking (the embedded digits)."""
     if always:
-        request = FitRequest(request.shape, resize=True, convert_channels=True,
-                             channel_param=request.channel_param)
+        request = replace(request, resize=True, convert_channels=True)
     have = dataset.sample_shape
     if isinstance(dataset.train.x, ImageFiles):  # the reader already planned its own fit
         return dataset
     want = tuple(request.shape)
+    if dataset.kind is not None and len(want) != 3:
+        raise DataError(f"{dataset.name} is {dataset.kind} data of images but the spec's input is a vector of "
+                        f"{want[0]}", "train it on a spec whose input is C x H x W")
     if len(want) == 1:
         if int(np.prod(have)) != want[0]:
             raise DataError(f"{dataset.name} samples have shape {'x'.join(map(str, have))} "
@@ -120,4 +123,19 @@ def fit_dataset(dataset: Dataset, request: FitRequest, always: bool = False) -> 
     if size_plan(have[1:], request, dataset.name):
         dataset.notes.append(f"resized {have[1]}x{have[2]} to {want[1]}x{want[2]}")
         dataset = dataset.map(lambda x: resize_images(x, want[1:]))
+        if dataset.kind == SEGMENTATION:
+            dataset = _resize_masks(dataset, want[1:])
     return dataset
+
+
+def _resize_masks(dataset: Dataset, size: tuple[int, int]) -> Dataset:
+    """Masks scaled with their images, by nearest neighbour so that class ids stay ids."""
+    import torch
+    import torch.nn.functional as F
+
+    def scaled(split: Split) -> Split:
+        masks = torch.from_numpy(np.ascontiguousarray(split.y))[:, None].float()
+        out = F.interpolate(masks, size=tuple(size), mode="nearest")[:, 0].to(torch.uint8).numpy()
+        return Split(split.x, out)
+
+    return replace(dataset, train=scaled(dataset.train), val=scaled(dataset.val), test=scaled(dataset.test))

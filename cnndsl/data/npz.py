@@ -5,7 +5,9 @@ Accepted keys: `x_train`, `y_train`, `x_test`, `y_test` and optionally `x_val`, 
 fixed test and validation splits are carved. Images may be N x H x W, N x H x W x C or
 N x C x H x W; uint8 images are pixels in 0..255, float images are used as they are.
 Integer targets are class labels (an optional `classes` array names them); float
-targets make a regression dataset. Inputs of shape N x F are feature vectors.
+targets make a regression dataset. Inputs of shape N x F are feature vectors. With
+`masks` (or `masks_train`, ...) the file is segmentation data (masks.py), with `boxes`
+localisation data (boxes.py).
 """
 
 from __future__ import annotations
@@ -84,10 +86,19 @@ def _given_splits(arrays: dict[str, np.ndarray], where: str) -> dict[str, Split]
 
 
 def dataset_from_arrays(arrays: dict[str, np.ndarray], name: str, val_fraction: float = 0.1,
-                        where: str | None = None) -> Dataset:
-    """A dataset from arrays named as in an .npz file (x_train, y_train, ... or x, y):
-    the .npz reader's and the Python API's (`cnndsl.fit(spec, {"x": ..., "y": ...})`)."""
+                        where: str | None = None, classes: int | None = None) -> Dataset:
+    """A dataset from arrays named as in an .npz file (x_train, y_train, ... or x, y; with
+    `masks` or `boxes` for segmentation or localisation): the .npz reader's and the Python
+    API's (`cnndsl.fit(spec, {"x": ..., "y": ...})`). `classes` is a dense head's class count."""
     where = where or name
+    if any(k in arrays for k in ("masks", "masks_train")):
+        from .masks import masks_from_arrays
+
+        return masks_from_arrays(arrays, name, val_fraction, where, classes, _inputs)
+    if "boxes" in arrays:
+        from .boxes import boxes_from_arrays
+
+        return boxes_from_arrays(arrays, name, val_fraction, where, classes, _inputs)
     parts = _given_splits(arrays, where)
     classification = parts["train"].y.dtype == np.int64
     if "test" not in parts:
@@ -107,5 +118,5 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], name: str, val_fraction: 
     return Dataset(name, parts["train"], parts["val"], parts["test"], classes, scale=scale)
 
 
-def load_npz_dataset(path: Path, val_fraction: float) -> Dataset:
-    return dataset_from_arrays(_read_arrays(path), path.stem, val_fraction, str(path))
+def load_npz_dataset(path: Path, val_fraction: float, classes: int | None = None) -> Dataset:
+    return dataset_from_arrays(_read_arrays(path), path.stem, val_fraction, str(path), classes)

@@ -1,8 +1,10 @@
 """`--data` to a `Dataset` fitted to the spec's input: the one entry point of the package.
 
-`digits` and `synthetic[:N]` are names; anything else is a path, and the format is
-recognised from what is there: an `.npz` file, a directory of MNIST IDX files, of
-CIFAR-10/100 python batches, or an image folder. torchvision's download roots work as
+`digits`, `synthetic[:N]`, `shapes` and `placed-digits` are names; anything else is a
+path, and the format is recognised from what is there: an `.npz` file (with `masks` or
+`boxes` for the dense tasks), a segmentation folder (images/ + masks/, or VOC's
+layout), a localisation folder (boxes.csv or boxes.json), a directory of MNIST IDX
+files, of CIFAR-10/100 python batches, or an image folder. torchvision's download roots work as
 they are: `root/MNIST/raw` (and FashionMNIST, KMNIST), `root/cifar-10-batches-py`
 (any `cifar*` folder one level down).
 """
@@ -17,8 +19,11 @@ from .dataset import Dataset
 from .fit import FitRequest, fit_dataset
 
 DATA_HELP = ("digits (the default: scikit-learn's bundled 8x8 handwritten digits), synthetic[:N] "
-             "(random data for throughput), or a path: an .npz file, a directory of MNIST/Fashion-MNIST "
-             "IDX files, CIFAR-10/100 python batches, or an image folder (one sub-folder per class)")
+             "(random data for throughput), shapes (segmentation: shapes on noise, with masks), placed-digits "
+             "(localisation: digits placed on a canvas, with boxes), or a path: an .npz file (x/y, or with "
+             "masks or boxes), a directory of MNIST/Fashion-MNIST IDX files, CIFAR-10/100 python batches, an "
+             "image folder (one sub-folder per class), images/ + masks/ folders (segmentation), or images "
+             "with boxes.csv or boxes.json (localisation)")
 
 
 # torchvision's download layouts: root/MNIST/raw/..., root/FashionMNIST/raw/..., root/cifar-10-batches-py/
@@ -37,6 +42,8 @@ def open_dataset(data: str, request: FitRequest, outputs: int, val_fraction: flo
         from .digits import load_digits_dataset
 
         return fit_dataset(load_digits_dataset(), request, always=True)
+    if data in EMBEDDED_DENSE:
+        return fit_dataset(_embedded_dense(data, request), request, always=True)
     if data == "synthetic" or data.startswith("synthetic:"):
         from .synthetic import DEFAULT_TRAIN_SIZE, load_synthetic_dataset
 
@@ -57,14 +64,42 @@ def open_dataset(data: str, request: FitRequest, outputs: int, val_fraction: flo
     return fit_dataset(_read(path, request, val_fraction, eager_limit_bytes), request)
 
 
+EMBEDDED_DENSE = ("shapes", "placed-digits")
+
+
+def _embedded_dense(name: str, request: FitRequest) -> Dataset:
+    """`shapes` or `placed-digits`, drawn at the spec's size (their colour fitted to it after)."""
+    if name == "shapes":
+        from .shapes import load_shapes_dataset
+
+        return load_shapes_dataset(tuple(request.shape))
+    from .placed import load_placed_digits
+
+    return load_placed_digits(tuple(request.shape))
+
+
+def _dense_folder(path: Path, request: FitRequest, val_fraction: float) -> Dataset | None:
+    from .boxes import box_table, load_box_folder
+    from .masks import load_mask_folder, mask_layout
+
+    if mask_layout(path) is not None:
+        return load_mask_folder(path, val_fraction, request)
+    if box_table(path) is not None:
+        return load_box_folder(path, val_fraction, request)
+    return None
+
+
 def _read(path: Path, request: FitRequest, val_fraction: float, eager_limit_bytes: int) -> Dataset:
     if path.is_file():
         if path.suffix == ".npz":
             from .npz import load_npz_dataset
 
-            return load_npz_dataset(path, val_fraction)
+            return load_npz_dataset(path, val_fraction, request.classes)
         raise DataError(f"{path}: a single file that is not an .npz archive",
                         "for MNIST or CIFAR give the directory that holds the files")
+    dense = _dense_folder(path, request, val_fraction)
+    if dense is not None:
+        return dense
     from .cifar import cifar_kind, load_cifar_dataset
     from .idx import find_idx_files, load_idx_dataset
 

@@ -11,12 +11,16 @@ reject is a diagnostic first.
   (not inside a named group or a concat branch) and read a member that forward calls.
 - A parameter (of the network or of a block it uses) is not named like a block class:
   inside `__init__` the parameter would hide the class it constructs.
+- A layer that is a learned tensor of its class (`layer_scale`, torchvision's
+  `features.1.0.layer_scale`) is a member of a block or the network, not of a named group:
+  an nn.Sequential holds modules only.
 """
 
 from __future__ import annotations
 
 from .. import ir
 from ..diagnostics import Diagnostic
+from ..layers import RULES
 from ..traverse import children, walk
 from .context import Context, alone, finish
 
@@ -29,7 +33,7 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     if network is not None:
         nodes = list(walk(network.body))  # one walk, read by both checks
         context.extend(_side_sources(network, nodes) + _concat_branches(nodes) + _parameters(network)
-                       + _reads(network, nodes))
+                       + _reads(network, nodes) + _tensor_members(nodes) + _outputs(network))
     return finish(network, context, own)
 
 
@@ -127,6 +131,25 @@ def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
     return list(errors.values())
 
 
+def _outputs(network: ir.Network) -> list[Diagnostic]:
+    """Each named output is a member the network's forward calls or one of its side outputs;
+    with named outputs, every side output is one of them."""
+    if not network.outputs:
+        return []
+    called = {node.name for node in _opened(network.body) if isinstance(node, _CALLED) and node.name}
+    sides = {node.node.name: node for node in _opened(network.body) if isinstance(node, ir.Side)}
+    errors = [Diagnostic.error(
+        output.span, f"output {output.key!r} reads {output.element!r}, inside a named group, a concat or a "
+        "block, whose output the generated forward never holds by itself",
+        "name a layer, block, group or side output of the network's own chain", "output")
+        for output in network.outputs if output.shape is not None and output.element not in called | set(sides)]
+    listed = {output.element for output in network.outputs}
+    errors += [Diagnostic.error(side.span, f"side output {name!r} is not among the network's outputs",
+                                f"add it to the outputs: outputs(..., {name})", "output")
+               for name, side in sides.items() if name not in listed]
+    return errors
+
+
 def _concat_branches(nodes: list) -> list[Diagnostic]:
     errors = []
     for node in nodes:
@@ -139,6 +162,21 @@ def _concat_branches(nodes: list) -> list[Diagnostic]:
                 errors.append(Diagnostic.error(
                     leaves[0].span, f"a concat branch is a {kind} by itself",
                     "move that branch into a block and use the block here", "concat"))
+    return errors
+
+
+def _tensor_members(nodes: list) -> list[Diagnostic]:
+    errors = []
+    for node in nodes:
+        if not (isinstance(node, ir.Seq) and node.name is not None):
+            continue
+        for item in ir.members(node):
+            if isinstance(item, ir.Layer) and RULES[item.kind].parameter:
+                errors.append(Diagnostic.error(
+                    item.span, f"{item.kind} is a learned tensor of its class, and the group {node.name!r} "
+                    "is an nn.Sequential, which holds modules only",
+                    f"put the {item.kind} after the group, in the block itself: "
+                    f"{node.name}: [...] -> {item.kind}(...)", "parameter"))
     return errors
 
 

@@ -14,19 +14,20 @@ name is the switch (`network N(POOL = false)`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import replace
 
 from .. import ast, ir
-from ..expr import BINARY, NONE, Binary, Const, Name, Unary
+from ..expr import NONE, Const, Name
 from ..diagnostics import Diagnostic
-from ..layers import PYTORCH_NAMES, REQUIRED, SHORTCUTS, LayerRule, lookup
+from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
 from ..traverse import Visitor, walk_elements
 from .context import Context, alone, finish
-from .resolve import suggest
+from .cost import ExpansionCost
+from .resolve import quoted_label_reason, suggest
+from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe
 
 MAX_LAYERS = 20_000
-MAX_VALUE = 1 << 40
 MAX_NESTING = 64
 # Elements visited while expanding: lets and blocks that use each other twice over double
 # the work at each level even where they add no layer (an optional switched off, `*0`).
@@ -40,13 +41,9 @@ class _Stop(Exception):
     """Stop expanding the network (a limit, no input line); its diagnostic is recorded."""
 
 
-@dataclass
-class _Scope:
-    values: dict[str, ir.Value]
-    owner: str  # "network Foo" or "block Bar", for messages
-
-
 def switch_name(element: ast.Element) -> str | None:
+    if isinstance(element.node, ast.Optional) and element.node.condition is not None:
+        return None  # X?(condition) is decided by its condition, not a switch
     if isinstance(element.node, ast.Optional) and element.node.switch:
         return element.node.switch
     if element.label is not None:
@@ -64,20 +61,21 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
     for element in walk_elements(chains):
-        if isinstance(element.node, ast.Optional):
+        if isinstance(element.node, ast.Optional) and element.node.condition is None:
             name = switch_name(element)
             if name is not None:
                 found.setdefault(name, element.span)
     return found
 
 
-class Expander(Visitor):
+class Expander(Evaluating, Visitor):
     """`evaluate(expr, scope)` gives a Value; `node(node, scope, label)` the IR nodes of a
     chain node (a let or a repetition gives several, an optional switched off none)."""
 
     def __init__(self, program: ast.Program, context: Context):
         self.program = program
         self.lets = {d.name: d for d in program.lets}
+        self.defs = {d.name: d for d in program.defs}
         self.blocks = {d.name: d for d in program.blocks}
         self.overrides = dict(context.params)
         self.context = context
@@ -85,8 +83,10 @@ class Expander(Visitor):
         self.layers = 0
         self.depth = 0  # elements being expanded, one inside the other
         self.steps = 0
+        self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
+        self.dropped: set[str | None] = set()  # labels of optional elements switched off
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
         self.context.error(span, message, hint, code)
@@ -100,60 +100,17 @@ class Expander(Visitor):
     def errors(self) -> list[Diagnostic]:
         return self.context.errors
 
-    # -- expressions -------------------------------------------------------------------
-    def evaluate(self, expr: ast.Expr, scope: _Scope) -> ir.Value:
-        return self.visit(expr, scope)
-
-    def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: _Scope) -> ir.Value:
-        return ir.Value.constant(expr.value)
-
-    visit_Num = visit_Str = visit_Bool = visit_literal
-
-    def visit_Var(self, expr: ast.Var, scope: _Scope) -> ir.Value:
-        if expr.name in scope.values:
-            return scope.values[expr.name]
-        if (expr.name, scope.owner) in self.unknown:  # said once, where it is first used
-            raise _Fail()
-        self.unknown.add((expr.name, scope.owner))
-        if expr.name in ("True", "False"):
-            raise self.fail(expr.span, f"unknown name {expr.name!r}", f"booleans are written {expr.name.lower()}")
-        guess = suggest(expr.name, scope.values)
-        known = ", ".join(sorted(scope.values)) or "none"
-        raise self.fail(expr.span, f"unknown name {expr.name!r} in {scope.owner}",
-                        f"did you mean {guess!r}?" if guess else f"the parameters here are: {known}",
-                        "unknown-name")
-
-    def visit_Neg(self, expr: ast.Neg, scope: _Scope) -> ir.Value:
-        inner = self.evaluate(expr.operand, scope)
-        self.number(inner, expr.span, "'-'")
-        if not inner.names:
-            return ir.Value.constant(-inner.value)
-        return ir.Value(-inner.value, Unary("-", inner.expr))
-
-    def visit_BinOp(self, expr: ast.BinOp, scope: _Scope) -> ir.Value:
-        left = self.evaluate(expr.left, scope)
-        right = self.evaluate(expr.right, scope)
-        self.number(left, expr.left.span, f"'{expr.op}'")
-        self.number(right, expr.right.span, f"'{expr.op}'")
-        a, b = left.value, right.value
-        if expr.op in ("/", "//", "%") and b == 0:
-            raise self.fail(expr.right.span, "division by zero", None)
-        result = BINARY[expr.op][1](a, b)
-        if abs(result) > MAX_VALUE:
-            raise self.fail(expr.span, f"value {result:.3g} is too large", f"values stay below {MAX_VALUE:,}")
-        if not left.names and not right.names:
-            return ir.Value.constant(result)
-        return ir.Value(result, Binary(expr.op, left.expr, right.expr))
-
-    def number(self, value: ir.Value, span: Span, what: str) -> None:
-        if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
-            raise self.fail(span, f"{what} needs numbers, got {_describe(value.value)}", None, "type")
+    def fail_quietly(self) -> _Fail:
+        """Stop the element without a new diagnostic (the problem is reported already)."""
+        return _Fail()
 
     # -- arguments ---------------------------------------------------------------------
     def bind(self, names: list[str], call: ast.Call | None, scope: _Scope, what: str,
-             span: Span, refs: frozenset[str] = frozenset()) -> dict[str, tuple[ir.Value, Span]]:
+             span: Span, refs: frozenset[str] = frozenset(),
+             torch_names: dict[str, str] | None = None) -> dict[str, tuple[ir.Value, Span]]:
         """The call's arguments by parameter name, evaluated; those in `refs` name an element
-        (`like=enc4`, `like=input`) and stay names, for the shape pass to look up."""
+        (`like=enc4`, `like=input`) and stay names, for the shape pass to look up;
+        `torch_names` (PyTorch's -> ours) gives the hint for a PyTorch habit."""
         bound: dict[str, tuple[ir.Value, Span]] = {}
         args = call.args if call else ()
         positional = [a for a in args if a.name is None]
@@ -172,7 +129,7 @@ class Expander(Visitor):
                 seen_keyword = True
                 name = arg.name
                 if name not in names:
-                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names),
+                    raise self.fail(arg.span, f"{what} has no parameter {name!r}", _unknown_hint(name, names, torch_names or {}),
                                     "unknown-parameter")
                 if name in bound:
                     raise self.fail(arg.span, f"{name!r} is given twice", "give each argument once")
@@ -188,7 +145,7 @@ class Expander(Visitor):
 
     def layer_args(self, rule: LayerRule, call: ast.Call | None, scope: _Scope, span: Span):
         refs = frozenset(a.name for a in rule.args if a.type == "element")
-        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs)
+        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs, rule.torch_names())
         out = []
         for spec in rule.args:
             if spec.name not in bound:
@@ -201,24 +158,15 @@ class Expander(Visitor):
                 continue
             value, arg_span = bound[spec.name]
             self.check_type(rule, spec, value, arg_span)
-            out.append((spec.name, value))
+            out.append((spec.name, _square(value) if spec.type == "pair" else value))
         return tuple(out)
 
     def check_type(self, rule: LayerRule, spec, value: ir.Value, span: Span) -> None:
-        v = value.value
-        if not _has_type(spec, v):
-            raise self.fail(span, f"{rule.kind} {spec.name!r} must be {_TYPE_WORDS[spec.type]}, "
-                            f"got {_describe(v)}", _type_hint(spec, v), "type")
-        if spec.choices and v not in spec.choices:
-            raise self.fail(span, f"{rule.kind} {spec.name!r} must be one of "
-                            f"{', '.join(repr(c) for c in spec.choices)}, got {v!r}",
-                            f"did you mean {suggest(v, spec.choices)!r}?" if suggest(v, spec.choices) else None,
-                            "type")
-        if spec.minimum is not None and v is not None and v < spec.minimum:
-            raise self.fail(span, f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}, got {v}",
-                            None, "range")
-        if isinstance(v, int) and not isinstance(v, bool) and v > (1 << 24):
-            raise self.fail(span, f"{rule.kind} {spec.name!r} of {v:,} is too large", None, "range")
+        if value.value is PENDING:
+            return  # it reads input.channels: checked by the shape pass, where the input is known
+        problem = arg_problem(rule, spec, value.value)
+        if problem:
+            raise self.fail(span, *problem)
 
     # -- chains ------------------------------------------------------------------------
     def chains(self, chains, scope: _Scope, first_in_network: bool = False) -> list[ir.Node]:
@@ -228,9 +176,7 @@ class Expander(Visitor):
                 node = element.node
                 self.steps += 1
                 if self.steps > MAX_STEPS:
-                    raise self.stop(element.span, f"expanding the network takes more than {MAX_STEPS:,} steps",
-                                    "lets or blocks that use each other twice over grow exponentially; "
-                                    "use a repetition *N instead", "limit")
+                    raise self.too_many_steps(element.span)
                 if isinstance(node, ast.Ref) and node.name == "INPUT":
                     if not (first_in_network and chain_index == 0 and index == 0):
                         self.context.error(node.span, "INPUT marks the start of a network's chain",
@@ -238,9 +184,14 @@ class Expander(Visitor):
                     continue
                 try:
                     items.extend(self.element(element, scope))
-                except _Fail:
-                    continue
+                except _Fail:  # reported: what follows it has an unknown input
+                    items.append(ir.Unknown(element.span))
         return items
+
+    def too_many_steps(self, span: Span) -> _Stop:
+        return self.stop(span, f"expanding the network takes more than {MAX_STEPS:,} steps",
+                         "lets or blocks that use each other twice over grow exponentially; "
+                         "use a repetition *N instead", "limit")
 
     def element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         # Blocks inside blocks inside groups: each level is a few frames here and in the
@@ -250,13 +201,39 @@ class Expander(Visitor):
             if self.depth > MAX_NESTING:
                 raise self.fail(element.span, f"blocks and groups nested more than {MAX_NESTING} deep",
                                 "flatten the spec: fewer blocks inside blocks", "limit")
+            if element.template is not None:
+                element = replace(element, label=self.label_text(element, scope), template=None)
             return self._element(element, scope)
         finally:
             self.depth -= 1
 
+    def label_text(self, element: ast.Element, scope: _Scope) -> str:
+        """The label `"denselayer{i + 1}"` with its expressions computed (whole numbers or strings)."""
+        parts = []
+        for piece in element.template or ():
+            if isinstance(piece, str):
+                parts.append(piece)
+                continue
+            value = self.evaluate(piece, scope)
+            if value.names or isinstance(value.value, bool) or not isinstance(value.value, (int, str)):
+                shown = "a value that changes with a parameter" if value.names else _describe(value.value)
+                raise self.fail(piece.span, f"a label's {{...}} must be a whole number or a string, got {shown}",
+                                "use the index of a repetition (X * n for i) or a def's value", "type")
+            parts.append(str(value.value))
+        text = "".join(parts)
+        reason = quoted_label_reason(text)
+        if reason:
+            raise self.fail(element.label_span or element.span, f"cannot name a layer {text!r}: {reason}", None)
+        return text
+
     def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
         label = element.label
+        if isinstance(node, ast.Optional) and node.condition is not None:
+            if not self.condition(node.condition, scope):
+                self.dropped.add(label)
+                return []
+            return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, ast.Optional):
             name = switch_name(element)
             if name is None:
@@ -264,6 +241,7 @@ class Expander(Visitor):
                                 "label it: extra: [conv(64, 3) -> relu]?")
             on = self.switch(name, element.span)
             if not on:
+                self.dropped.add(label)
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None:
@@ -279,6 +257,14 @@ class Expander(Visitor):
                 getattr(made[0], "name", None) in (None, label):
             return [_renamed(made[0], label)]
         return [ir.Seq(tuple(made), label, element.span)]
+
+    def condition(self, expr: ast.Expr, scope: _Scope) -> bool:
+        """The value of `X?(condition)`: true or false, from the enclosing parameters."""
+        value = self.evaluate(expr, scope).value
+        if not isinstance(value, bool):
+            raise self.fail(expr.span, f"the condition of '?( )' must be true or false, got {_describe(value)}",
+                            "compare something: X?(stride == 1), X?(expand != 1 and se)", "type")
+        return value
 
     def switch(self, name: str, span: Span) -> bool:
         value = self.overrides.get(name, True)
@@ -322,6 +308,8 @@ class Expander(Visitor):
         name = node.name
         call = node if isinstance(node, ast.Call) else None
         name_span = node.name_span if call else node.span
+        if (name in self.lets or name in self.blocks) and self.steps + self.cost.bound(name) > MAX_STEPS:
+            raise self.too_many_steps(node.span)  # known before expanding it (passes/cost.py)
         if name in self.lets:
             if call is not None:
                 raise self.fail(node.span, f"{name!r} is a let and takes no arguments",
@@ -334,7 +322,8 @@ class Expander(Visitor):
             raise self.fail(name_span, f"{name!r} is a residual shortcut, not a layer",
                             "use it after a residual body: residual { ... } shortcut projection")
         rule = lookup(name)
-        assert rule is not None  # resolve.py has checked every name
+        if rule is None:  # an unknown name: resolve.py has reported it
+            raise _Fail()
         args = self.layer_args(rule, call, scope, node.span)
         self.count(1, node.span)
         return [ir.Layer(rule.kind, args, label, node.span)]
@@ -350,11 +339,16 @@ class Expander(Visitor):
     def visit_Repeat(self, node: ast.Repeat, scope: _Scope, label: str | None) -> list[ir.Node]:
         count = self.evaluate(node.count, scope)
         n = count.value
+        if n is PENDING:
+            raise self.fail(node.count.span, "a repetition count cannot read the input's shape",
+                            "pass the count as a parameter of the block", "type")
         if isinstance(n, bool) or not isinstance(n, int):
             raise self.fail(node.count.span, f"a repetition count must be a whole number, got {_describe(n)}",
                             "use // for integer division", "type")
         if n < 0:
             raise self.fail(node.count.span, f"a repetition count cannot be negative ({n})", None, "range")
+        if node.index is not None:
+            return self.indexed(node, n, scope, label)
         before = self.layers
         once = self.node(node.node, scope, None) if n > 0 else []
         if once and self.layers == before:  # named groups left empty hold no layer but still cost
@@ -367,6 +361,17 @@ class Expander(Visitor):
         items = once * n
         return [ir.Seq(tuple(items), label, node.span)] if label else items
 
+    def indexed(self, node: ast.Repeat, n: int, scope: _Scope, label: str | None) -> list[ir.Node]:
+        """`X * n for i`: n copies of X, copy k expanded with i = k."""
+        if node.index in scope.values or node.index in self.defs:
+            raise self.fail(node.index_span or node.span, f"the index {node.index!r} hides a parameter or a def "
+                            "of that name", "name the index otherwise (i, j, k)")
+        items: list[ir.Node] = []
+        for k in range(n):
+            inner = _Scope({**scope.values, node.index: ir.Value.constant(k)}, scope.owner)
+            items.extend(self.node(node.node, inner, None))
+        return [ir.Seq(tuple(items), label, node.span)] if label else items
+
     def concat(self, node: ast.Concat, scope: _Scope) -> ir.Concat:
         branches = []
         for chain in node.branches:
@@ -374,17 +379,20 @@ class Expander(Visitor):
             name = None
             if len(elements) > 1 and elements[0].label is not None:
                 # In a concat, a label at the head of a branch line names the whole branch.
-                name = elements[0].label
+                name = self.label_text(elements[0], scope) if elements[0].template else elements[0].label
                 elements = (ast.Element(None, elements[0].node, elements[0].span),) + elements[1:]
             items = self.chains((ast.Chain(elements, chain.span),), scope)
             branches.append(ir.Seq(tuple(items), name, chain.span))
+        if node.split and len(branches) < 2:
+            raise self.fail(node.span, "a split needs at least two branches, one a line",
+                            "split { identity\n    conv(...) }: each branch reads its share of the channels")
         if not branches and not node.skips:
-            raise self.fail(node.span, "a concat needs at least one branch", None)
+            raise self.fail(node.span, f"a {'split' if node.split else 'concat'} needs at least one branch", None)
         if len(set(node.skips)) != len(node.skips):
             raise self.fail(node.span, "a concat names the same element twice",
                             "name each earlier element once: concat(enc3, enc4)")
         self.count(1, node.span)
-        return ir.Concat(tuple(branches), node.span, skips=node.skips)
+        return ir.Concat(tuple(branches), node.span, skips=node.skips, split=node.split)
 
     def residual(self, node: ast.Residual, scope: _Scope) -> ir.Residual:
         body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
@@ -394,6 +402,8 @@ class Expander(Visitor):
             return ir.Residual(body, ir.Shortcut("identity", None, node.span), node.span)
         target = shortcut.node
         if target.name not in SHORTCUTS:
+            if lookup(target.name) is None and target.name not in self.lets and target.name not in self.blocks:
+                raise _Fail()  # an unknown name: resolve.py has said so
             raise self.fail(target.span, f"unknown shortcut {target.name!r}",
                             "a shortcut is identity, projection (1x1 conv + batch norm where shapes differ; "
                             "projection(bn=false) for the conv alone) or pad (option A: subsample and zero-pad)")
@@ -447,13 +457,15 @@ class Expander(Visitor):
         """The network's IR; None when its parameters or input line are wrong (the chains
         would only fail again), or when a limit stops the expansion."""
         switches = switches_of(self.program)
+        before = len(self.errors)  # resolve's unknown layer names come before
         try:
             self.check_overrides(network, switches)
             values = self.parameters(network, switches)
             scope = _Scope(values, f"network {network.name}")
             dims = self.input_dims(network, scope)
-            if self.errors:
+            if len(self.errors) > before:
                 return None
+            self.input_values = dims
             items = self.chains(network.body, scope, first_in_network=True)
         except _Stop:
             return None
@@ -467,9 +479,24 @@ class Expander(Visitor):
             blocks=dict(self.block_infos),
             switches=tuple(sorted(self.switches.items())),
             source_path=self.context.source.path if self.context.source is not None else "",
-            doc=self.context.source.header_comment() if self.context.source is not None else (),
+            doc=_doc(network, self.context.source),
             input_span=network.input.span,
+            outputs=self.outputs(network),
         )
+
+    def outputs(self, network: ast.NetworkDef) -> tuple[ir.Output, ...]:
+        """The named outputs that are on: an optional element switched off gives none."""
+        if network.outputs is None:
+            return ()
+        seen: set[str] = set()
+        out = []
+        for item in network.outputs.items:
+            if item.key in seen:
+                self.context.error(item.span, f"output {item.key!r} is named twice", "give each output one key")
+            seen.add(item.key)
+            if item.element not in self.dropped:
+                out.append(ir.Output(item.key, item.element, item.span))
+        return tuple(out)
 
     def check_overrides(self, network: ast.NetworkDef, switches) -> None:
         """Every --set names a parameter or a switch of this network."""
@@ -510,7 +537,11 @@ class Expander(Visitor):
     def override(self, network: ast.NetworkDef, param: ast.Param):
         """The --set value of a parameter, or `_Fail` (reported) if it is out of range."""
         value = self.overrides[param.name]
-        value = value.value if isinstance(value, ir.Value) else value
+        value = _frozen(value.value if isinstance(value, ir.Value) else value)
+        if not _plain_value(value):
+            self.context.error(network.name_span, f"parameter {param.name!r} cannot be {value!r}",
+                               "give a number, true/false, a string or a list of them", "type")
+            return _Fail
         if isinstance(value, float) and not math.isfinite(value):  # --set N=nan, N=inf
             self.context.error(network.name_span, f"parameter {param.name!r} is {value}, not a finite number",
                                f"give {param.name} a finite value", "type")
@@ -523,6 +554,7 @@ class Expander(Visitor):
         return value
 
     def input_dims(self, network: ast.NetworkDef, scope: _Scope) -> list[ir.Value]:
+        before = len(self.errors)
         if network.input is None:
             raise self.stop(network.name_span, f"network {network.name} has no input line",
                             "add one as the first line of its body: input 3x32x32")
@@ -540,16 +572,43 @@ class Expander(Visitor):
                 self.context.error(dim.span, f"input dimension {value.value:,} is too large", None, "range")
                 continue
             dims.append(value)
-        if not self.errors and len(dims) not in (1, 3):
+        if len(self.errors) == before and len(dims) not in (1, 3):
             self.context.error(network.input.span, f"an input is CxHxW or a flat size, got {len(dims)} dimensions",
                                "write input 1x28x28 for a grey 28x28 image")
         return dims
 
 
-def _unknown_hint(name: str, names: list[str]) -> str:
-    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`),
-    else the nearest spelling, else the list."""
-    ours = PYTORCH_NAMES.get(name)
+def arg_problem(rule: LayerRule, spec, v) -> tuple[str, str | None, str] | None:
+    """What is wrong with `v` as the layer argument `spec` (message, hint, code), or None."""
+    if not _has_type(spec, v):
+        return (f"{rule.kind} {spec.name!r} must be {_TYPE_WORDS[spec.type]}, got {_describe(v)}",
+                _type_hint(spec, v), "type")
+    if spec.choices and v not in spec.choices:
+        guess = suggest(v, spec.choices)
+        return (f"{rule.kind} {spec.name!r} must be one of {', '.join(repr(c) for c in spec.choices)}, got {v!r}",
+                f"did you mean {guess!r}?" if guess else None, "type")
+    for axis, n in _axes(spec, v):
+        if spec.minimum is not None and n is not None and n < spec.minimum:
+            return f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}{axis}, got {n}", None, "range"
+        if isinstance(n, int) and not isinstance(n, bool) and n > (1 << 24):
+            return f"{rule.kind} {spec.name!r} of {n:,}{axis} is too large", None, "range"
+    return None
+
+
+def _doc(network: ast.NetworkDef, source) -> tuple[tuple[str, ...], ...]:
+    """The network's account of itself: the file's opening comment; a variant's own
+    comment (the lines above its declaration) in place of the file's first paragraph."""
+    if source is None:
+        return ()
+    header = source.header_comment()
+    own = source.comment_above(network.span.line) if network.variant is not None else ()
+    return (own, *header[1:]) if own else header
+
+
+def _unknown_hint(name: str, names: list[str], torch_names: dict[str, str]) -> str:
+    """For an unknown keyword: ours where it is PyTorch's name for one (`padding` is `pad`,
+    from the layer's ArgSpecs), else the nearest spelling, else the list."""
+    ours = torch_names.get(name)
     if ours in names:
         return f"cnndsl calls it {ours!r}; {name!r} is PyTorch's name for it"
     guess = suggest(name, names)
@@ -557,14 +616,36 @@ def _unknown_hint(name: str, names: list[str]) -> str:
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+               "pair": "a whole number or a pair (height, width)",
                "element": "the name of an earlier element"}
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _axes(spec, v) -> list:
+    """A value's numbers, each with the axis it is for in a message (` on the width axis`)."""
+    if spec.type == "pair" and isinstance(v, (tuple, list)):
+        return [(" on the height axis", v[0]), (" on the width axis", v[1])]
+    return [("", v)]
+
+
+def _square(value: ir.Value) -> ir.Value:
+    """A pair whose two axes agree is the one number (`(3, 3)` is `3`), as PyTorch prints it."""
+    v = value.value
+    if not isinstance(v, (tuple, list)) or v[0] != v[1]:
+        return value
+    height, width = axis_exprs(value.expr)
+    return ir.Value(v[0], height) if height == width else value
 
 
 def _has_type(spec, v) -> bool:
     if spec.default is None and v is None:
         return True
     return {
-        "int": isinstance(v, int) and not isinstance(v, bool),
+        "int": _whole(v),
+        "pair": _whole(v) or (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(_whole, v))),
         "float": isinstance(v, (int, float)) and not isinstance(v, bool),
         "bool": isinstance(v, bool),
         "str": isinstance(v, str),
@@ -573,7 +654,9 @@ def _has_type(spec, v) -> bool:
 
 
 def _type_hint(spec, v) -> str | None:
-    if spec.type == "int" and isinstance(v, float):
+    if spec.type == "pair" and isinstance(v, (tuple, list)):
+        return f"give two whole numbers, (height, width): {spec.name}=(3, 5)"
+    if spec.type in ("int", "pair") and isinstance(v, float):
         return "use // for integer division" if v == int(v) else "give a whole number"
     if spec.type == "bool":
         return "write true or false"
@@ -582,34 +665,34 @@ def _type_hint(spec, v) -> str | None:
     return None
 
 
-def _describe(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value)
+def _frozen(value):
+    """A list given from Python (`build(spec, cfg=[6, 12])`) as the tuple the language uses."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _plain_value(value) -> bool:
+    if isinstance(value, tuple):
+        return all(_plain_value(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def _renamed(node, name: str):
-    from dataclasses import replace
-
     return replace(node, name=name)
 
 
 def select_network(program: ast.Program, name: str | None, context: Context) -> ast.NetworkDef | None:
-    """The network to compile: the one named, else the file's last."""
+    """The network to compile: the one named (a variant by its own name), else the file's
+    last (variants included)."""
     if not program.networks:
         context.error(program.span, "no network in this file",
                       "add one: network Net(classes = 10) { input 3x32x32 ... }")
         return None
     if name is None:
-        return program.networks[-1]
+        return max(program.networks, key=lambda n: (n.name_span.line, n.name_span.column))
     for network in program.networks:
-        if network.name == name:
+        if name in (network.name, network.variant):
             return network
-    names = [n.name for n in program.networks]
+    names = [n.variant or n.name for n in program.networks]
     guess = suggest(name, names)
     context.error(program.span, f"no network named {name!r}",
                   f"did you mean {guess!r}?" if guess else f"this file has: {', '.join(names)}")
@@ -622,9 +705,11 @@ def expand(program: ast.Program, context: Context | None = None) -> ir.Network |
     context, own = alone(context)
     chosen = select_network(program, context.network, context)
     network = Expander(program, context).network(chosen) if chosen is not None else None
-    if context.errors:
-        context.stop()  # a layer left out would give shape errors that are not the user's
+    if network is None and context.errors:
+        context.stop()
+    # Otherwise an element that failed stands as an ir.Unknown, whose output is unknown: the
+    # shapes pass says nothing of what reads it, and infers the rest.
     return finish(network, context, own)
 
 
-__all__ = ["expand", "switches_of"]
+__all__ = ["arg_problem", "expand", "switches_of"]

@@ -12,13 +12,13 @@ with one name in a scope are an error.
 
 from __future__ import annotations
 
+import keyword
 import re
-from dataclasses import replace
 
 from .. import ir
 from ..diagnostics import Diagnostic
 from ..layers import RULES
-from ..traverse import Visitor
+from ..traverse import Visitor, evolve
 from .context import Context, alone, finish
 from .resolve import unsafe_name_reason
 
@@ -27,6 +27,28 @@ def block_attribute(block: str) -> str:
     """`BasicConv` -> `basic_conv`: the attribute of an unnamed block instance."""
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", block).lower()
     return snake if unsafe_name_reason(snake, "label") is None else f"{snake}_block"
+
+
+def flat_branch(branch: ir.Seq) -> bool:
+    """A concat branch of several members, each named, stateless (a pool) or itself a concat:
+    its members sit in the class scope and are called in turn, as torchvision's Inception3 has
+    `branch5x5_1` and `branch5x5_2`; an unnamed branch with an unnamed member that holds
+    weights is an nn.Sequential instead."""
+    members = ir.members(branch)
+    return branch.name is None and len(members) > 1 and any(_named(m) for m in members) and all(
+        _named(m) or _stateless(m) or (isinstance(m, ir.Concat) and not m.split and not m.skips)
+        for m in members)
+
+
+def _named(member) -> bool:
+    return isinstance(member, (ir.Layer, ir.BlockInstance, ir.Seq)) and member.name is not None
+
+
+def _stateless(member) -> bool:
+    if not isinstance(member, ir.Layer) or member.stats is None:
+        return False
+    rule = RULES[member.kind]
+    return member.stats.params == 0 and rule.buffers(member.stats.in_shape, member.values) == 0
 
 
 class _Namer:
@@ -42,6 +64,12 @@ class _Namer:
         self.user_names: set[str] = set()
 
     def user(self, name: str, span) -> str:
+        if self.counts is not None and (not name.isidentifier() or keyword.iskeyword(name)) and \
+                name not in self.taken:
+            self.errors.append(Diagnostic.error(
+                span, f"{name!r} cannot name a member of {self.owner}: a member is an attribute, and "
+                f"{name!r} is not a Python identifier", f'put it in a named group, whose keys can be anything: '
+                f'stage: ["{name}": ...]', "label"))
         if name in self.taken and self.counts is not None:
             first = self.taken[name]
             self.errors.append(Diagnostic.error(
@@ -88,16 +116,19 @@ class Naming(Visitor):
         return result
 
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
-        return replace(seq, items=tuple(self.visit(item, namer) for item in seq.items))
+        return evolve(seq, items=tuple(self.visit(item, namer) for item in seq.items))
+
+    def visit_Unknown(self, node: ir.Unknown, namer: _Namer) -> ir.Unknown:
+        return node  # an element that failed (its error is reported) has no attribute
 
     def visit_Layer(self, node: ir.Layer, namer: _Namer) -> ir.Layer:
         name = namer.user(node.name, node.span) if node.name else namer.auto(RULES[node.kind].base_name, node.span)
-        return replace(node, name=name)
+        return evolve(node, name=name)
 
     def visit_BlockInstance(self, node: ir.BlockInstance, namer: _Namer) -> ir.BlockInstance:
         name = namer.user(node.name, node.span) if node.name else namer.auto(block_attribute(node.block), node.span)
         body = self.class_scope(node.body, f"block {node.block}") if namer.counts is not None else node.body
-        return replace(node, name=name, body=body)
+        return evolve(node, name=name, body=body)
 
     def visit_Seq(self, node: ir.Seq, namer: _Namer) -> ir.Seq:
         if node.name is None:
@@ -118,10 +149,10 @@ class Naming(Visitor):
                 self.error(node.span, "a side output is one layer, one block or a named group",
                            "name the group (aux: side [...]); for a concat, residual or gate, make it a block")
             return node
-        return replace(node, node=self.visit(inner, namer))
+        return evolve(node, node=self.visit(inner, namer))
 
     def visit_Concat(self, node: ir.Concat, namer: _Namer) -> ir.Concat:
-        return replace(node, branches=tuple(self.branch(branch, namer) for branch in node.branches))
+        return evolve(node, branches=tuple(self.branch(branch, namer) for branch in node.branches))
 
     def branch(self, branch: ir.Seq, namer: _Namer) -> ir.Seq:
         """A concat branch: a named or a longer one is an nn.Sequential, a one-member
@@ -131,8 +162,8 @@ class Naming(Visitor):
                 self.error(branch.span, "a concat branch cannot hold a side output",
                            "read the side output before or after the concat")
             return branch
-        if branch.name is None and len(ir.members(branch)) == 1:
-            return replace(branch, items=(self.visit(ir.members(branch)[0], namer),))
+        if branch.name is None and (len(ir.members(branch)) == 1 or flat_branch(branch)):
+            return evolve(branch, items=tuple(self.visit(member, namer) for member in ir.members(branch)))
         if branch.name is not None:
             name = namer.user(branch.name, branch.span)
         else:
@@ -144,12 +175,12 @@ class Naming(Visitor):
         shortcut = node.shortcut
         if shortcut.kind == "projection":
             name = namer.user(shortcut.name, shortcut.span) if shortcut.name else namer.auto("downsample", shortcut.span)
-            layers = tuple(replace(layer, name=str(i)) for i, layer in enumerate(shortcut.layers))
-            shortcut = replace(shortcut, name=name, layers=layers)
-        return replace(node, body=body, shortcut=shortcut)
+            layers = tuple(evolve(layer, name=str(i)) for i, layer in enumerate(shortcut.layers))
+            shortcut = evolve(shortcut, name=name, layers=layers)
+        return evolve(node, body=body, shortcut=shortcut)
 
     def visit_Gate(self, node: ir.Gate, namer: _Namer) -> ir.Gate:
-        return replace(node, body=self._members(node.body, namer))  # in the enclosing scope, as a residual's
+        return evolve(node, body=self._members(node.body, namer))  # in the enclosing scope, as a residual's
 
     def sequential(self, seq: ir.Seq, name: str, outer: bool, owner: str) -> ir.Seq:
         """Number the members of an nn.Sequential as PyTorch does."""
@@ -165,19 +196,32 @@ class Naming(Visitor):
                 flat = ir.Stats(stats.in_shape, RULES["flatten"].shape(stats.in_shape, {})[0], 0, 0, stats.rf, stats.jump,
                                 RULES["flatten"].channels(stats.in_shape, stats.in_channels, {}), dims=())
                 items.append(ir.Layer("flatten", (), str(len(items)), leaf.span, flat))
-                leaf = replace(leaf, stats=replace(stats, flatten_before=False))
+                leaf = evolve(leaf, stats=evolve(stats, flatten_before=False))
             key = leaf.name if getattr(leaf, "name", None) else str(len(items))
             if key in taken:
                 self.error(leaf.span, f"{key!r} names two modules in {name!r}", None, "duplicate-name")
             taken.add(key)
             if isinstance(leaf, ir.BlockInstance):
-                leaf = replace(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}"))
+                leaf = evolve(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}"))
             elif isinstance(leaf, ir.Seq):  # a named group inside: a nested Sequential
                 leaf = self.sequential(leaf, key, False, owner)
             else:
-                leaf = replace(leaf, name=key)
+                leaf = evolve(leaf, name=key)
             items.append(leaf)
-        return replace(seq, items=tuple(items), name=name)
+        self.positions(items, name)
+        return evolve(seq, items=tuple(items), name=name)
+
+    def positions(self, items: list, name: str) -> None:
+        """An nn.Sequential whose keys are all numbers numbers its members itself: a quoted
+        number label ("0": ...) must be its member's place."""
+        keys = [str(item.name) for item in items]
+        if not all(k.isdigit() for k in keys):
+            return  # an OrderedDict: every key as written
+        for place, (key, item) in enumerate(zip(keys, items)):
+            if key != str(place):
+                self.error(item.span, f"{key!r} is member {place} of the group {name!r}, which PyTorch numbers "
+                           f"{place}", f'label it "{place}", or leave the label out', "duplicate-name")
+                return
 
 
 def assign_names(network: ir.Network | None, context: Context | None = None) -> ir.Network | None:
@@ -186,4 +230,4 @@ def assign_names(network: ir.Network | None, context: Context | None = None) -> 
     if network is None:
         return finish(None, context, own)
     body = Naming(context).class_scope(network.body, f"network {network.name}")
-    return finish(replace(network, body=body), context, own)
+    return finish(evolve(network, body=body), context, own)

@@ -15,8 +15,9 @@ import difflib
 import keyword
 
 from .. import ast, namespace
+from ..expr import FUNCTIONS
 from ..layers import RULES, SHORTCUTS, lookup
-from ..traverse import Visitor
+from ..traverse import Visitor, walk
 from .context import Context, alone, finish
 
 MAX_NAME = 64
@@ -47,6 +48,22 @@ def unsafe_name_reason(name: str, kind: str) -> str | None:
     return None
 
 
+def quoted_label_reason(name: str) -> str | None:
+    """Why a quoted label (any key: `"block1-0"`, `"if"`) cannot be a state_dict key, or None."""
+    if not name:
+        return "a label cannot be empty"
+    if len(name) > MAX_NAME:
+        return f"a name of {len(name)} characters is longer than {MAX_NAME}"
+    if "." in name:
+        return f"{name!r} holds a '.', which separates the parts of a state_dict key"
+    if any(not c.isprintable() or c in "\"'\\" for c in name) or not name.isascii():
+        return f"{name!r} holds a quote, a backslash or a character that is not printable ASCII"
+    if name in MODULE_ATTRIBUTES or name.startswith("_"):
+        return f"{name!r} is an attribute of torch.nn.Module" if name in MODULE_ATTRIBUTES \
+            else f"{name!r} starts with an underscore, which PyTorch treats as private"
+    return None
+
+
 def suggest(name: str, candidates) -> str | None:
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     if not close:
@@ -57,6 +74,7 @@ def suggest(name: str, candidates) -> str | None:
 def resolve(program: ast.Program, context: Context | None = None) -> ast.Program:
     """Check the program's names (see the module's docstring); the program is unchanged."""
     context, own = alone(context)
+    before = len(context.errors)
     definitions = _definitions(program, context)
     _signatures(program, context)
     names = _Names(definitions, context)
@@ -64,8 +82,11 @@ def resolve(program: ast.Program, context: Context | None = None) -> ast.Program
     for owner, chains in _bodies(program):
         uses[owner] = names.check(chains)
     _cycles(uses, definitions, context)
-    if context.errors:
-        context.stop()  # an unknown name would fail again, once per use, in every later pass
+    _defs(program, definitions, context)
+    if len(context.errors) - before > len(names.unknown):
+        context.stop()  # a cycle would expand forever, a name defined twice means two things
+    # An unknown layer name alone lets the pipeline go on: the expander makes each use an
+    # ir.Unknown (said once, here), so the shapes around it are still known.
     return finish(program, context, own)
 
 
@@ -78,7 +99,7 @@ def _definitions(program: ast.Program, context: Context) -> dict:
     """The lets and blocks by name; each name defined once, and not a layer's."""
     found: dict[str, ast.LetDef | ast.BlockDef] = {}
     defined_spans = {}
-    for definition in (*program.lets, *program.blocks, *program.networks):
+    for definition in (*program.defs, *program.lets, *program.blocks, *program.networks):
         if definition.name in defined_spans:
             context.error(definition.span, f"{definition.name!r} is defined twice",
                           f"the first definition is at line {defined_spans[definition.name].line}; rename one")
@@ -89,6 +110,9 @@ def _definitions(program: ast.Program, context: Context) -> dict:
             if definition.name in RULES:
                 context.error(definition.span, f"{definition.name!r} is the name of a built-in layer",
                               "choose another name (upper-case CONV or POOL are fine)")
+            elif definition.name in FUNCTIONS and isinstance(definition, ast.DefDef):
+                context.error(definition.name_span, f"{definition.name!r} is a built-in function",
+                              "choose another name for your def")
     return found
 
 
@@ -132,7 +156,12 @@ class _Names(Visitor):
         return self.uses
 
     def visit_Element(self, element: ast.Element) -> None:
-        if element.label is not None:
+        if element.quoted and element.template is None:
+            reason = quoted_label_reason(element.label)
+            if reason:
+                self.context.error(element.label_span or element.span, f"cannot name a layer {element.label!r}: "
+                                   f"{reason}", 'a quoted label is a state_dict key: "block1-0" or "denselayer1"')
+        elif element.label is not None and not element.quoted:
             self.label(element.label, element.label_span or element.span, "layer", "conv1 or features")
         # INPUT stands alone: an unlabelled element, not called, repeated, made optional or a side.
         if element.label is None and type(element.node) is ast.Ref:
@@ -159,7 +188,11 @@ class _Names(Visitor):
 
     def name(self, node: ast.Call | ast.Ref, plain: bool) -> None:
         name = node.name
-        if name in self.definitions:
+        if isinstance(self.definitions.get(name), ast.DefDef):
+            written = name + ("(...)" if self.definitions[name].params is not None else "")
+            self.context.error(node.span, f"{name!r} is a value (a def), not a layer or block",
+                               f"use it in an argument: conv({written}, 3)", "type")
+        elif name in self.definitions:
             self.uses.add(name)
         elif name == "INPUT" and not plain:
             self.context.error(node.span, "INPUT only marks the start of a network's chain",
@@ -176,7 +209,27 @@ class _Names(Visitor):
         return f"did you mean {guess!r}?" if guess else "see `cnndsl list --layers` for the layer kinds"
 
 
-def _cycles(uses: dict[str, set[str]], definitions: dict, context: Context) -> None:
+def _defs(program: ast.Program, definitions: dict, context: Context) -> None:
+    """A def's parameters are listed once, and no def reaches itself through the defs it
+    calls or reads (a value would need itself to be computed)."""
+    uses: dict[str, set[str]] = {}
+    for definition in program.defs:
+        params = [p.name for p in definition.params or ()]
+        for param in definition.params or ():
+            if params.count(param.name) > 1:
+                context.error(param.span, f"parameter {param.name!r} is listed twice", None)
+        hidden = set(params)
+        nodes = [definition.body, *(p.default for p in definition.params or () if p.default is not None)]
+        uses[definition.name] = {
+            n.name for root in nodes for n in walk(root)
+            if isinstance(n, (ast.Var, ast.FuncCall)) and n.name not in hidden
+            and isinstance(definitions.get(n.name), ast.DefDef)}
+    _cycles(uses, {d.name: d for d in program.defs}, context,
+            "a def cannot use itself, directly or through another def; write the values out, or use a list")
+
+
+def _cycles(uses: dict[str, set[str]], definitions: dict, context: Context,
+            hint: str = "a block or let cannot contain itself; repeat it with *N instead") -> None:
     """A block or let that reaches itself would expand forever."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     for root in sorted(definitions):
@@ -197,8 +250,7 @@ def _cycles(uses: dict[str, set[str]], definitions: dict, context: Context) -> N
                 cycle = path[path.index(child):] + [child]
                 definition = definitions[child]
                 context.error(getattr(definition, "name_span", definition.span),
-                              f"{child!r} uses itself: {' -> '.join(cycle)}",
-                              "a block or let cannot contain itself; repeat it with *N instead", "recursion")
+                              f"{child!r} uses itself: {' -> '.join(cycle)}", hint, "recursion")
                 state[child] = 2
             elif not state.get(child):
                 state[child] = 1

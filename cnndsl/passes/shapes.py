@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, shortcut_stride, size_problem, subsampled
-from ..traverse import Visitor
+from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
+from ..traverse import Visitor, evolve
 from .context import Context, alone, finish
+from .pending import PendingProblem, block_env, resolve_args, resolve_layer
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,15 @@ class Flow:
 
     shape: ir.Shape
     channels: Expr
-    rf: int = 1
-    jump: int = 1
+    rf: int | tuple[int, int] = 1  # (height, width) where the axes differ
+    jump: int | tuple[int, int] = 1
     dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
 
 
 def fmt_shape(shape: ir.Shape) -> str:
+    """`64x56x56`; a channels-last volume as it is held, `56x56x64`."""
+    if channels_last(shape):
+        shape = tuple(shape[1:]) + tuple(shape[:1])
     return "x".join(str(d) for d in shape)
 
 
@@ -40,12 +44,14 @@ class ShapeInference(Visitor):
     """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
     None is an unknown shape, after an error."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, env: dict | None = None) -> None:
         self.context = context
+        self.env: dict = env or {}  # the values of the enclosing parameters, for pending values
         # For side(name), like=name and concat(name): what each named element gave; `input`,
         # the input of the network or block.
         self.named_outputs: dict[str, Flow | None] = {}
         self.in_block = False
+        self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
@@ -59,7 +65,7 @@ class ShapeInference(Visitor):
             items.append(item)
             if getattr(item, "name", None):
                 self.named_outputs[item.name] = flow
-        return replace(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
+        return evolve(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
 
     def total(self, items, start: Flow | None, end: Flow | None) -> ir.Stats | None:
         if start is None or end is None or any(i.stats is None for i in items):
@@ -76,15 +82,25 @@ class ShapeInference(Visitor):
                 return node, flow
             read = self.named_outputs[node.source]
         inner, out = self.visit(node.node, read)
+        if getattr(inner, "name", None):
+            self.side_outputs[inner.name] = out
         if flow is None or out is None or inner.stats is None:
-            return replace(node, node=inner), flow
+            return evolve(node, node=inner), flow
         # Parameters count (they are in the state_dict); MACs do not: inference skips it.
         stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels,
                          dims=flow.dims)
-        return replace(node, node=inner, stats=stats), flow
+        return evolve(node, node=inner, stats=stats), flow
+
+    def visit_Unknown(self, node: ir.Unknown, flow: Flow | None) -> tuple[ir.Unknown, None]:
+        return node, None  # its error is reported; what reads its output stays silent
 
     def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
         if flow is None:
+            return layer, None
+        try:
+            layer = resolve_layer(layer, self.env)
+        except PendingProblem as problem:
+            self.error(layer.span, problem.message, problem.hint, problem.code)
             return layer, None
         rule = RULES[layer.kind]
         values = self.referenced(layer, rule)
@@ -92,14 +108,13 @@ class ShapeInference(Visitor):
             return layer, None
         exprs = {k: v.expr for k, v in layer.args}
         try:
-            out, notes = rule.shape(flow.shape, values)
+            out, notes = _shape(layer.kind, rule, flow.shape, values)
         except ShapeProblem as problem:
             self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
             return layer, None
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         extent, stride = rule.window(flow.shape, values)
-        stride_jump = max(1, flow.jump * stride // rule.upscale(flow.shape, values))
         channels = rule.channels(flow.shape, flow.channels, exprs)
         params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
         problem = size_problem(out, params, macs)
@@ -107,11 +122,25 @@ class ShapeInference(Visitor):
             self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
             return layer, None
         stats = ir.Stats(
-            flow.shape, out, params, macs,
-            flow.rf + (extent - 1) * flow.jump, stride_jump, channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3, in_channels=flow.channels,
-            dims=rule.dims(flow.dims, values, exprs))
-        return replace(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
+            in_channels=flow.channels,
+            dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
+        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
+        """The named outputs with their shapes; an unknown element is an error at its key."""
+        out = []
+        for output in network.outputs:
+            flows = self.side_outputs if output.element in self.side_outputs else self.named_outputs
+            if output.element not in flows or output.element == "input":
+                known = ", ".join(n for n in [*self.named_outputs, *self.side_outputs] if n != "input")
+                self.error(output.span, f"output {output.key!r} names no element {output.element!r} of "
+                           f"network {network.name}", f"name one of: {known}" if known else None, "output")
+                continue
+            flow = flows[output.element]
+            out.append(evolve(output, shape=flow.shape if flow is not None else None))
+        return tuple(out)
 
     def referenced(self, layer: ir.Layer, rule) -> dict | None:
         """The layer's values, each element argument (`like=enc4`) replaced by the shape of
@@ -136,34 +165,61 @@ class ShapeInference(Visitor):
     def visit_Concat(self, node: ir.Concat, flow: Flow | None) -> tuple[ir.Concat, Flow | None]:
         branches = []
         outs = []
+        read = self.share(node, flow) if node.split else flow
         for branch in node.branches:  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, flow)
+            branch, out = self.visit_Seq(branch, read)
             branches.append(branch)
             outs.append(out)
         if not node.branches:  # concat(enc4): the skips, then the chain's value
             outs.append(flow)
         if flow is None or any(o is None for o in outs):
-            return replace(node, branches=tuple(branches)), None
+            return evolve(node, branches=tuple(branches)), None
         first = outs[0].shape
-        for branch, out in zip(branches[1:], outs[1:]):
-            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:]:
-                listing = ", ".join(fmt_shape(o.shape) for o in outs)
-                self.error(branch.span, f"concat branches disagree on their size: {listing}",
-                           "every branch must keep the same HxW; check strides and padding")
-                return replace(node, branches=tuple(branches)), None
+        if not self.agree(node, branches, outs):
+            return evolve(node, branches=tuple(branches)), None
         skipped = self.skips(node, outs[0])
         if skipped is None:
-            return replace(node, branches=tuple(branches)), None
+            return evolve(node, branches=tuple(branches)), None
         flows, fits = skipped
         outs = flows + outs
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, max(o.rf for o in outs), max(o.jump for o in outs), outs[-1].dims)
+        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), outs[-1].dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
-        return replace(node, branches=tuple(branches), stats=stats, fits=fits), end
+        return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def agree(self, node: ir.Concat, branches: list, outs: list[Flow]) -> bool:
+        """Whether the branches give volumes of one HxW, channels first (an error where not)."""
+        first = outs[0].shape
+        for branch, out in zip(branches[1:], outs[1:]):
+            if len(out.shape) != 3 or len(first) != 3 or out.shape[1:] != first[1:] or \
+                    channels_last(out.shape) or channels_last(first):
+                listing = ", ".join(fmt_shape(o.shape) for o in outs)
+                self.error(branch.span, f"{'split' if node.split else 'concat'} branches disagree on their size: "
+                           f"{listing}", "every branch must keep the same HxW; check strides and padding")
+                return False
+        return True
+
+    def share(self, node: ir.Concat, flow: Flow | None) -> Flow | None:
+        """What each branch of a split reads: its equal share of the channels; None after an error."""
+        if flow is None:
+            return None
+        n, shape = len(node.branches), flow.shape
+        if len(shape) != 3 or channels_last(shape):
+            self.error(node.span, f"a split divides the channels of a CxHxW volume, but its input is "
+                       f"{fmt_shape(shape)}" + (" (channels last)" if channels_last(shape) else ""),
+                       "split a volume, channels first, before any fc or flatten", "split")
+            return None
+        if shape[0] % n:
+            self.error(node.span, f"a split of {shape[0]} channels into {n} branches cannot share them equally "
+                       f"(input {fmt_shape(shape)})",
+                       f"give the layer before it a multiple of {n} channels, or as many branches as divide "
+                       f"{shape[0]}", "split")
+            return None
+        return evolve(flow, shape=(shape[0] // n,) + tuple(shape[1:]), channels=binary("//", flow.channels, Const(n)))
 
     def skips(self, node: ir.Concat, target: Flow) -> tuple[list[Flow], tuple[str, ...]] | None:
         """The flows of a concat's skips (`concat(enc4)`) and how each is fitted to the
@@ -193,22 +249,22 @@ class ShapeInference(Visitor):
                            "skip")
                 return None
             fits.append("" if dh == dw == 0 else "crop" if dh >= 0 and dw >= 0 else "pad")
-            flows.append(replace(skip, dims=target.dims))
+            flows.append(evolve(skip, dims=target.dims))
         return flows, tuple(fits)
 
     def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
         body, out = self.visit_Seq(node.body, flow)
         if flow is None or out is None:
-            return replace(node, body=body), None
+            return evolve(node, body=body), None
         shortcut = self.shortcut(node, body, flow, out)
         if shortcut is None:
-            return replace(node, body=body), None
+            return evolve(node, body=body), None
         if body.stats is None:  # a side output in the body failed; the sum's shape is known
-            return replace(node, body=body, shortcut=shortcut), out
+            return evolve(node, body=body, shortcut=shortcut), out
         params = body.stats.params + shortcut.stats.params
         macs = body.stats.macs + shortcut.stats.macs
         stats = ir.Stats(flow.shape, out.shape, params, macs, out.rf, out.jump, out.channels, dims=out.dims)
-        return replace(node, body=body, shortcut=shortcut, stats=stats), out
+        return evolve(node, body=body, shortcut=shortcut, stats=stats), out
 
     def visit_Gate(self, node: ir.Gate, flow: Flow | None) -> tuple[ir.Gate, Flow | None]:
         """The input times the body's output: each size of the body's output is 1 (broadcast)
@@ -217,19 +273,19 @@ class ShapeInference(Visitor):
         # The product has the input's shape whatever the body gives: after an error in the
         # body, what follows the gate is still checked.
         if flow is None or out is None:
-            return replace(node, body=body), flow
+            return evolve(node, body=body), flow
         if not broadcasts(out.shape, flow.shape):
             self.error(node.span, f"gate multiplies its input {fmt_shape(flow.shape)} by its body's output "
                        f"{fmt_shape(out.shape)}, which does not broadcast over it",
                        f"each size of the body's output must be 1 or the input's; end the body with "
                        f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
-            return replace(node, body=body), flow
-        end = Flow(flow.shape, flow.channels, max(flow.rf, out.rf), flow.jump, flow.dims)
+            return evolve(node, body=body), flow
+        end = Flow(flow.shape, flow.channels, _widest((flow.rf, out.rf)), flow.jump, flow.dims)
         if body.stats is None:  # a side output in the body failed; the product's shape is known
-            return replace(node, body=body), end
+            return evolve(node, body=body), end
         stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
                          flow.channels, dims=flow.dims)
-        return replace(node, body=body, stats=stats), end
+        return evolve(node, body=body, stats=stats), end
 
     def shortcut(self, node: ir.Residual, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """The shortcut with its stats (and layers, for a projection); None after an error."""
@@ -238,12 +294,12 @@ class ShapeInference(Visitor):
             return self.zero_pad(shortcut, flow, out)
         if shortcut.kind != "identity":
             return self.projection(shortcut, body, flow, out)
-        if out.shape != flow.shape:
+        if out.shape != flow.shape or channels_last(out.shape) != channels_last(flow.shape):
             self.error(node.span, f"residual add of {fmt_shape(out.shape)} (the body) and "
                        f"{fmt_shape(flow.shape)} (the identity shortcut)",
                        "make the body keep its input's shape, or add `shortcut projection`")
             return None
-        return replace(shortcut, stats=ir.Stats(flow.shape, flow.shape))
+        return evolve(shortcut, stats=ir.Stats(flow.shape, flow.shape))
 
     def zero_pad(self, shortcut: ir.Shortcut, flow: Flow, out: Flow) -> ir.Shortcut | None:
         """Option A: take every stride-th pixel, add zero channels; no parameters."""
@@ -257,7 +313,7 @@ class ShapeInference(Visitor):
                        "use `shortcut projection` instead")
             return None
         applied = out.shape != flow.shape
-        return replace(shortcut, applied=applied, stats=ir.Stats(flow.shape, out.shape))
+        return evolve(shortcut, applied=applied, stats=ir.Stats(flow.shape, out.shape))
 
     def projection(self, shortcut: ir.Shortcut, body: ir.Seq, flow: Flow, out: Flow) -> ir.Shortcut | None:
         if len(flow.shape) != 3 or len(out.shape) != 3:
@@ -288,10 +344,24 @@ class ShapeInference(Visitor):
             condition = part if index == 0 else Binary("or", condition, part)
         params = sum(layer.stats.params for layer in layers) if needed else 0
         macs = conv.stats.macs if needed else 0
-        return replace(shortcut, layers=layers, condition=ir.Value(applies, condition), applied=needed,
+        return evolve(shortcut, layers=layers, condition=ir.Value(applies, condition), applied=needed,
                        stats=ir.Stats(flow.shape, out.shape, params, macs))
 
     def visit_BlockInstance(self, node: ir.BlockInstance, flow: Flow | None) -> tuple[ir.BlockInstance, Flow | None]:
+        if flow is None:
+            return node, None
+        try:
+            node = replace(node, args=resolve_args(node.args, self.env))
+        except PendingProblem as problem:
+            self.error(node.span, problem.message, problem.hint, problem.code)
+            return node, None
+        outer_env, self.env = self.env, block_env(node.args, flow.shape)
+        try:
+            return self.block_instance(node, flow)
+        finally:
+            self.env = outer_env
+
+    def block_instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow | None]:
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
@@ -301,7 +371,7 @@ class ShapeInference(Visitor):
         body, out = self.visit_Seq(node.body, inner)
         self.named_outputs, self.in_block = outside, in_block
         if out is None:
-            return replace(node, body=body), None
+            return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
@@ -312,16 +382,42 @@ class ShapeInference(Visitor):
             dims = tuple(d.substitute(mapping) for d in out.dims)
         end = Flow(out.shape, channels, out.rf, out.jump, dims)
         if body.stats is None:  # a side output inside failed; the block's output is known
-            return replace(node, body=body), end
+            return evolve(node, body=body), end
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels, dims=dims)
-        return replace(node, body=body, stats=stats), end
+        return evolve(node, body=body, stats=stats), end
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
         mapping = {name: value.expr for name, value in node.args}
         mapping["in_channels"] = flow.channels
         return mapping
+
+
+def _shape(kind: str, rule, shape: ir.Shape, values: dict):
+    """The rule's output shape and notes; a channels-last input only where the rule reads one."""
+    if channels_last(shape) and not rule.channels_last:
+        raise ShapeProblem(f"{kind} reads channels first, but its input is channels last "
+                           "(after permute(0, 2, 3, 1))", f"permute back with permute(0, 3, 1, 2) before the {kind}")
+    return rule.shape(shape, values)
+
+
+def _receptive(flow: Flow, extent, stride, upscale: int = 1) -> tuple:
+    """The receptive field and jump after a window of `extent` at `stride` (an upsampling
+    by `upscale` divides the jump), per axis: an int where both axes agree, (height, width)
+    where they differ."""
+    axes = [(rf + (e - 1) * jump, max(1, jump * s // upscale))
+            for rf, jump, e, s in zip(pair(flow.rf), pair(flow.jump), pair(extent), pair(stride))]
+    return tuple(_one(axis) for axis in zip(*axes))
+
+
+def _one(axes: tuple):
+    return axes[0] if axes[0] == axes[1] else tuple(axes)
+
+
+def _widest(values) -> object:
+    """The largest of several receptive fields (or jumps), per axis."""
+    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
 
 
 def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
@@ -395,13 +491,14 @@ def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
 def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Network:
     """The network with every node's stats; `stats=None` where a shape is unknown."""
     context, own = alone(context)
-    inference = ShapeInference(context)
+    inference = ShapeInference(context, {name: value.value for name, value in network.params})
     # The network's sizes are numbers (in out_shape); only a block's are expressions (of its H, W).
     start = Flow(network.input, network.input_channels.expr, dims=None)
     _input_order(network, context)
     inference.named_outputs["input"] = start
     body, _ = inference.visit_Seq(network.body, start)
-    return finish(replace(network, body=body), context, own)
+    outputs = inference.outputs(network)
+    return finish(evolve(network, body=body, outputs=outputs), context, own)
 
 
 def _input_order(network: ir.Network, context: Context) -> None:

@@ -85,6 +85,7 @@ class Builder(Visitor):
         self.legend = legend
         self.symbolic = symbolic  # inside a block's legend: arguments as the block writes them
         self.blocks: dict[str, ir.BlockInstance] = {}  # the first instance of each block, for the legend
+        self.output_keys = {} if symbolic else {o.element: o.key for o in network.outputs}
 
     def units(self, seq: ir.Seq) -> list[Unit]:
         result: list[Unit] = []
@@ -136,13 +137,13 @@ class Builder(Visitor):
     def visit_Layer(self, node: ir.Layer, unit: Unit, run: list[Unit]) -> Element:
         title = " · ".join(layer_label(n, self.symbolic) for n in [node, *unit.extras])
         return Box(title, self._sub(unit.out_shape, sum(u.params for u in run)), _style(node.kind),
-                   _names(run), len(run), unit.out_shape, node.kind, legend=self.legend)
+                   self._names(run), len(run), unit.out_shape, node.kind, legend=self.legend)
 
     def visit_BlockInstance(self, node: ir.BlockInstance, unit: Unit, run: list[Unit]) -> Element:
         title = block_call(node, self.network.blocks.get(node.block), self.symbolic)
         if unit.extras:
             title += " · " + " · ".join(layer_label(n, self.symbolic) for n in unit.extras)
-        return Box(title, self._sub(unit.out_shape, sum(u.params for u in run)), "block", _names(run), len(run),
+        return Box(title, self._sub(unit.out_shape, sum(u.params for u in run)), "block", self._names(run), len(run),
                    unit.out_shape, "block", legend=self.legend)
 
     def visit_Seq(self, node: ir.Seq, unit: Unit, run: list[Unit]) -> Element:
@@ -159,7 +160,7 @@ class Builder(Visitor):
             if column.items and isinstance(column.items[0], Box) and column.items[0].name == name:
                 column.items[0].name = ""
         shape = "" if self.symbolic else f"  {shape_text(node.stats.out_shape)}"
-        return Branches(columns, Node("C", "concat" + shape), names)
+        return Branches(columns, Node("C", ("split · concat" if node.split else "concat") + shape), names)
 
     def visit_Residual(self, node: ir.Residual, unit: Unit, run: list[Unit]) -> Element:
         body = self.column(self.units(node.body))
@@ -175,6 +176,12 @@ class Builder(Visitor):
 
     def generic_visit(self, node, *args) -> Element:
         raise TypeError(f"no drawing for {type(node).__name__}")
+
+    def _names(self, run: list[Unit]) -> str:
+        """The run's names, with the key of a named output it gives: `classifier → out`."""
+        names = _names(run)
+        key = self.output_keys.get(getattr(run[-1].node, "name", None)) if len(run) == 1 else None
+        return f"{names} → {key}" if key is not None and key != names else names
 
     def _sub(self, shape, params: int) -> str:
         if self.symbolic:

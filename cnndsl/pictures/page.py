@@ -76,8 +76,10 @@ def _caption(network: ir.Network, prims: list, right: float, caption_y: float) -
     lines = [
         (f"{stats.params:,} parameters  ·  {human(stats.macs)} multiply-accumulates per image",
          {"params": str(stats.params), "macs": str(stats.macs)}),
-        (f"input {shape_text(network.input)}  →  output {shape_text(stats.out_shape)}  ·  "
-         f"receptive field {stats.rf}×{stats.rf}", {}),
+        (f"input {shape_text(network.input)}  →  " + (", ".join(
+            f"{o.key} {shape_text(o.shape)}" for o in network.outputs) if network.outputs
+            else f"output {shape_text(stats.out_shape)}") + "  ·  "
+         f"receptive field {stats.rf_text.replace('x', '×')}", {}),
     ]
     for i, (text, data) in enumerate(lines):
         prims.append(Text(MARGIN, caption_y + 18 * i, text, 13 if i == 0 else 12, INK if i == 0 else MUTED,

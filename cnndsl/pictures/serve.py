@@ -170,9 +170,10 @@ class Predictor:
         if len(shape) != 3 or shape[0] not in (1, 3):
             raise CheckpointError(f"{meta['network']} takes {'x'.join(map(str, shape))} input; "
                                   "the drawing page needs a grey or RGB image model")
-        if meta["data"].get("task") != "classification":
+        if meta["data"].get("task") not in ("classification", "segmentation"):
             raise CheckpointError(f"{meta['network']} was trained for {meta['data'].get('task')}; "
-                                  "the drawing page shows class guesses")
+                                  "the drawing page shows class guesses, or a segmenter's mask")
+        self.segmenter = meta["data"]["task"] == "segmentation"
         self.shape = shape
         self.classes = [str(c) for c in meta["data"]["classes"]]
         self.digits = meta["data"].get("source") == "digits"
@@ -181,6 +182,7 @@ class Predictor:
 
     def info(self) -> dict:
         return {"network": self.loaded.meta["network"], "classes": self.classes, "input": list(self.shape),
+                "task": self.loaded.meta["data"]["task"],
                 "layers": [{"name": p.name, "label": p.label, "shape": list(p.shape)} for p in self.probes]}
 
     def predict(self, ink) -> dict:
@@ -200,15 +202,35 @@ class Predictor:
         with self.lock:
             x = preprocessor(self.loaded.meta, torch.device("cpu"))(x)
             out, maps = capture(self.loaded.model, x, [p.path for p in self.probes])
-        probabilities = out.softmax(1)[0]
-        order = probabilities.argsort(descending=True).tolist()
-        return {
+            mask = self._mask(x) if self.segmenter else None
+        answer = {
             "blank": bool(ink.max() <= 0.05),
             "input": {"height": small.shape[0], "width": small.shape[1],
                       "pixels": np.rint(small).clip(0, 255).astype(int).reshape(-1).tolist()},
-            "guesses": [{"class": self.classes[i], "probability": float(probabilities[i])} for i in order],
             "layers": [_layer_json(p, maps[p.path][0]) for p in self.probes],
         }
+        if mask is not None:
+            answer.update(mask)
+            return answer
+        probabilities = out.softmax(1)[0]
+        order = probabilities.argsort(descending=True).tolist()
+        answer["guesses"] = [{"class": self.classes[i], "probability": float(probabilities[i])} for i in order]
+        return answer
+
+    def _mask(self, x) -> dict:
+        """A segmenter's mask for the page (class ids, their VOC colours) and the classes' shares as guesses."""
+        import torch
+
+        from ..train.inference import dense_outputs
+        from .overlay import PALETTE, class_shares
+
+        _, main, _ = dense_outputs(self.loaded.model, self.loaded.meta, x)
+        ids = main[0].argmax(0).to(torch.uint8).numpy()
+        shares = class_shares(ids, self.classes)
+        return {"mask": {"height": int(ids.shape[0]), "width": int(ids.shape[1]), "ids": ids.reshape(-1).tolist(),
+                         "colours": PALETTE[:len(self.classes)].tolist()},
+                "guesses": [{"class": c, "probability": shares.get(c, 0.0)} for c in
+                            sorted(self.classes, key=lambda c: -shares.get(c, 0.0))]}
 
 
 def _layer_json(probe, t) -> dict:

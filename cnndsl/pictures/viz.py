@@ -90,6 +90,8 @@ def capture(model, x, paths: list[str]) -> tuple[object, dict]:
     finally:
         for handle in handles:
             handle.remove()
+    if isinstance(out, dict):  # named outputs: the main one (`out` of a segmenter, `scores` of a localiser)
+        out = out.get("out", out.get("scores", next(iter(out.values()))))
     out = out[0] if isinstance(out, (tuple, list)) else out
     return out.flatten(1), seen
 
@@ -201,7 +203,8 @@ def read_input(path: str, meta: dict):
 
 @click.group("viz")
 def viz_group() -> None:
-    """Pictures of a trained model: its first filters, its activation maps."""
+    """Pictures of a trained model: its first filters, its activation maps, its confusion
+    matrix, a segmenter's mask or a localiser's box over an image."""
 
 
 @viz_group.command("filters")
@@ -272,6 +275,48 @@ def confusion_command(checkpoint: str, output: str, data: str | None, split: str
     write_atomic(output, _encode(confusion_image(result["confusion"], result["classes"], cell)))
     click.echo(f"wrote {output}: {len(result['classes'])} classes, accuracy {100 * result['accuracy']:.2f}% "
                f"on {result['data']} {split}", err=True)
+
+
+@viz_group.command("overlay")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
+def overlay_command(checkpoint: str, image: str, output: str) -> None:
+    """A segmenter's mask blended over IMAGE, or a localiser's box drawn on it."""
+    from ..atomic import write_atomic
+
+    _png(output)
+    picture, said = overlay_picture(load(checkpoint), image)
+    write_atomic(output, _encode(picture))
+    click.echo(f"wrote {output}: {said}", err=True)
+
+
+def overlay_picture(loaded: Loaded, image: str):
+    """(the picture, what it shows in words) of a dense model's prediction for IMAGE."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..train.inference import dense_outputs, preprocessor
+    from .overlay import class_shares, draw_box, overlay
+
+    meta = loaded.meta
+    if meta["data"].get("task") not in ("segmentation", "localisation"):
+        raise CnndslError(f"{meta['network']} is a {meta['data'].get('task')} model: it predicts no mask or box",
+                          "`cnndsl viz activations` pictures a classifier")
+    x = preprocessor(meta, torch.device("cpu"))(torch.from_numpy(read_input(image, meta)[None]))
+    task, main, extra = dense_outputs(loaded.model, meta, x)
+    classes = meta["data"]["classes"]
+    with Image.open(image) as original:
+        original.load()
+        if task.task == "segmentation":
+            ids = main[0].argmax(0).to(torch.uint8).numpy()
+            shares = class_shares(ids, classes)
+            return overlay(original, ids), ", ".join(f"{n} {100 * v:.1f}%" for n, v in shares.items())
+        p = main[0].softmax(0)
+        box = (extra[0][0].clamp(0, 1) * torch.tensor([original.width, original.height] * 2)).tolist()
+        label = f"{classes[int(p.argmax())]} {100 * float(p.max()):.0f}%"
+        return draw_box(original, tuple(box), label), f"{label} at {', '.join(f'{v:.0f}' for v in box)}"
 
 
 def confusion_image(matrix: list[list[int]], classes: list[str], cell: int = 36):

@@ -13,11 +13,14 @@ import re
 from dataclasses import dataclass, field
 
 from .. import ir
+from ..expr import FUNCTIONS
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
 
-KEYWORDS = ("let", "block", "network", "input", "x", "concat", "residual", "shortcut", "side", "gate", "true",
-            "false")
+KEYWORDS = ("let", "block", "network", "input", "outputs", "x", "concat", "split", "residual", "shortcut", "side",
+            "gate", "true", "false")
+KEYWORDS += ("def", "if", "else", "and", "or", "not", "for")  # values and indexed repetition (issue 11)
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}
+_DEFINERS["def"] = "def"
 _TOKEN = re.compile(r"""
     (?P<comment>\#[^\n]*)
   | (?P<string>"[^"\\\n]*"?)
@@ -75,7 +78,7 @@ class Scan:
 
     def owner_at(self, line: int, column: int) -> Definition | None:
         for d in self.definitions:
-            if d.keyword != "let" and (d.line, d.column) <= (line, column) <= (d.end_line, d.end_column):
+            if d.keyword not in ("let", "def") and (d.line, d.column) <= (line, column) <= (d.end_line, d.end_column):
                 return d
         return None
 
@@ -130,6 +133,8 @@ def _definitions(code: list[Tok], definitions: list[Definition]) -> None:
         if found is not None:
             definitions.append(found)
             current = found if found.keyword != "let" else None
+        elif tok.text == "=" and depth == 0 and current is not None and current.keyword == "def":
+            current.body = (tok.line, tok.column)  # a def's parameters end at its `=`
         elif tok.kind == "op" and tok.text in ("{", "[", "("):
             if tok.text == "{" and depth == 0 and current is not None and current.body[0] == 10**9:
                 current.body = (tok.line, tok.column)
@@ -155,7 +160,8 @@ def _inside(d: Definition, tok: Tok) -> bool:
 
 def _roles(code: list[Tok], definitions: list[Definition]) -> None:
     known = {"block": {d.name for d in definitions if d.keyword == "block"},
-             "let": {d.name for d in definitions if d.keyword == "let"}}
+             "let": {d.name for d in definitions if d.keyword == "let"},
+             "def": {d.name for d in definitions if d.keyword == "def"}}
     owners = [(i, d) for i, d in enumerate(definitions) if d.keyword != "let"]
     calls: list[str | None] = []  # the name before each open parenthesis
     padded = [_NOTHING] + code + [_NOTHING]
@@ -202,7 +208,7 @@ def _using_role(tok: Tok, prev: Tok, nxt: Tok, owner: Definition | None, known: 
         return "label"
     if owner is not None and tok.text in owner.params:
         return "param"
-    for role in ("let", "block"):
+    for role in ("let", "block", "def"):
         if tok.text in known[role]:
             return role
     return "layer" if lookup(tok.text) is not None or tok.text in SHORTCUTS else "name"
@@ -315,6 +321,8 @@ def _argument_items(scan_: Scan, call: str | None, given: set) -> list[Item]:
 
 def _value_items(scan_: Scan, owner: Definition | None) -> list[Item]:
     items = [Item(name, "let", "let", "") for name in scan_.names("let")]
+    items += [Item(name, "let", "def", "") for name in scan_.names("def")]
+    items += [Item(name, "builtin", "built-in function", "", f"{name}($1)") for name in FUNCTIONS]
     if owner is not None:
         items += [Item(p, "param", f"parameter of {owner.name}") for p in owner.params]
     return items
@@ -374,10 +382,10 @@ def symbols(scan_: Scan) -> list[Definition]:
 def rename_targets(scan_: Scan, line: int, column: int) -> tuple[Tok, list[Tok]] | None:
     """The block, `let` or parameter under the cursor and every token that names it."""
     tok = scan_.at(line, column)
-    if tok is None or tok.kind != "name" or tok.role not in ("block", "let", "param"):
+    if tok is None or tok.kind != "name" or tok.role not in ("block", "let", "def", "param"):
         return None
     names = [t for t in scan_.tokens if t.kind == "name" and t.text == tok.text]
-    if tok.role in ("block", "let"):
+    if tok.role in ("block", "let", "def"):
         return tok, [t for t in names if t.role == tok.role]
     owner = scan_.definitions[tok.owner]
     same = [t for t in names if t.role == "param" and t.owner == tok.owner]
@@ -403,7 +411,7 @@ TOKEN_TYPES = ("keyword", "function", "class", "variable", "parameter", "propert
                "comment", "operator", "enumMember", "namespace")
 TOKEN_MODIFIERS = ("declaration", "defaultLibrary")
 _TYPE_OF_ROLE = {"keyword": "keyword", "layer": "function", "block": "class", "network": "namespace",
-                 "let": "variable", "param": "parameter", "label": "property", "kwarg": "parameter",
+                 "let": "variable", "def": "function", "param": "parameter", "label": "property", "kwarg": "parameter",
                  "switch": "enumMember"}
 
 

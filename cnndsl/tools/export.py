@@ -60,7 +60,10 @@ def export_onnx(model, input_shape: tuple[int, ...], path: str | Path, opset: in
     sample = torch.randn(2, *input_shape)  # a batch of 2, so that tracing keeps the axis general
     with torch.no_grad():
         result = model(sample)
-    outputs = ["output"] if isinstance(result, torch.Tensor) else [f"output{i}" for i in range(len(result))]
+    if isinstance(result, dict):  # named outputs (`out`, `aux`; `scores`, `box`) keep their names
+        outputs = list(result)
+    else:
+        outputs = ["output"] if isinstance(result, torch.Tensor) else [f"output{i}" for i in range(len(result))]
     batch = torch.export.Dim("batch")
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     with warnings.catch_warnings():

@@ -30,7 +30,7 @@ INDENT = "    "
 ARROW = "->"
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
-_ARITHMETIC = {"+", "-", "*", "/", "//", "%"}
+_ARITHMETIC = {"+", "-", "*", "/", "//", "%", "**"}
 # Where a continued chain's later lines start with `->`, the first line is padded by
 # this much so that the elements stand in one column (see `_aligned_groups`).
 _ARROW_PAD = " " * len(ARROW + " ")
@@ -106,6 +106,7 @@ class _Frame:
     stmt_level: int  # level of the line where the current statement in it began
     header: bool = False  # the parameter list of a definition: `network Foo(N = 2)`
     aligned: bool = False
+    expression: bool = False  # the file, within a `def`: its body is an expression
 
 
 @dataclass
@@ -212,6 +213,7 @@ def _layout(tokens, lines: list[_Line], aligned: set[int]) -> None:
             if len(stack) == 1:
                 line.item_start = True
                 item_first = line.start
+                top.expression = first == "def"
         parts: list[str] = []
         for i in range(line.start, line.end):
             text = str(tokens[i])
@@ -219,8 +221,10 @@ def _layout(tokens, lines: list[_Line], aligned: set[int]) -> None:
                 parts.append(_space(tokens, i, stack))
             parts.append(text)
             if text in _OPENERS:
-                header = (text == "(" and len(stack) == 1 and i == item_first + 2
-                          and _is_keyword(tokens[item_first]) and tokens[i - 1].type == "NAME")
+                # `network Foo(N = 2)`, and a variant's `network foo = Foo(N = 4)`, spaced alike
+                header = (text == "(" and len(stack) == 1 and i in (item_first + 2, item_first + 4)
+                          and _is_keyword(tokens[item_first]) and tokens[i - 1].type == "NAME"
+                          and (i == item_first + 2 or str(tokens[item_first]) == "network"))
                 stack.append(_Frame(text, i, line.level, line.level, header, i in aligned))
             elif text in _CLOSERS and len(stack) > 1:
                 stack.pop()
@@ -228,7 +232,7 @@ def _layout(tokens, lines: list[_Line], aligned: set[int]) -> None:
 
 
 def _in_parens(stack: list[_Frame]) -> bool:
-    return any(frame.opener == "(" for frame in stack)
+    return any(frame.opener == "(" or frame.expression for frame in stack)
 
 
 def _ends_value(token) -> bool:
@@ -239,12 +243,8 @@ def _ends_value(token) -> bool:
 def _space(tokens, i: int, stack: list[_Frame]) -> str:
     """The space between token i-1 and token i on one line."""
     prev, token = str(tokens[i - 1]), str(tokens[i])
-    if token in (",", ")", "]", ":", "?") or prev in ("(", "["):
+    if _tight(tokens, i, stack):
         return ""
-    if prev == "?" and tokens[i].type == "NAME":
-        return ""  # an explicit switch: POOL?pool
-    if token == "(" and tokens[i - 1].type == "NAME":
-        return ""  # a call, or a definition's parameter list
     if token == "(" and _is_keyword(tokens[i - 1]):
         # `side(aux)` reads as a call, `input (c * 2) x 32 x 32` as a value: as written.
         return "" if tokens[i - 1].end_pos == tokens[i].start_pos else " "
@@ -254,6 +254,19 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
     if token in _ARITHMETIC or prev in _ARITHMETIC:
         return _arithmetic_space(tokens, i, stack)
     return " "
+
+
+def _tight(tokens, i: int, stack: list[_Frame]) -> bool:
+    """Whether token i follows token i-1 with no space at all."""
+    prev, token = str(tokens[i - 1]), str(tokens[i])
+    if token in (",", ")", "]", ":", "?", ".") or prev in ("(", "[", "."):
+        return True  # `.`: input.channels
+    if prev == "?" and (tokens[i].type == "NAME" or token == "("):
+        return True  # an explicit switch, POOL?pool, or a condition, X?(stride == 1)
+    if token == "(" and tokens[i - 1].type == "NAME":
+        return True  # a call, or a definition's parameter list
+    # an index: cfg[i][1]
+    return token == "[" and (tokens[i - 1].type == "NAME" or prev in (")", "]")) and _in_parens(stack)
 
 
 def _arithmetic_space(tokens, i: int, stack: list[_Frame]) -> str:

@@ -17,6 +17,7 @@ from pygments.formatters import TerminalFormatter
 from pygments.lexer import RegexLexer, bygroups, words
 from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text, Whitespace
 
+from ..expr import FUNCTIONS
 from ..layers import RULES, SHORTCUTS
 from ..resources import grammar_text
 
@@ -53,6 +54,7 @@ class CnnLexer(RegexLexer):
             (r"\\[ \t\f]*\r?\n", Text),  # a line continuation
             (r"#.*$", Comment.Single),
             (rf"(let)(\s+)({_NAME})", bygroups(Keyword.Declaration, Whitespace, Name.Constant)),
+            (rf"(def)(\s+)({_NAME})", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (rf"(block|network)(\s+)({_NAME})", bygroups(Keyword.Declaration, Whitespace, Name.Class)),
             (rf"({_NAME})(\s*)(:)", bygroups(Name.Label, Whitespace, Punctuation)),
             (rf"({_NAME})(\s*)(=)(?!=)", bygroups(Name.Attribute, Whitespace, Operator)),
@@ -60,6 +62,7 @@ class CnnLexer(RegexLexer):
             (words(_grammar_keywords(), suffix=r"\b"), Keyword),
             (words(_CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(SHORTCUTS, suffix=r"\b"), Name.Builtin.Pseudo),
+            (words(tuple(FUNCTIONS), suffix=r"\b(?=\s*\()"), Name.Builtin),
             (words(_layer_words(), suffix=r"\b"), Name.Builtin),
             (r"\d+(x\d+)+\b", Number),  # a shape: 3x224x224
             (r"\d+\.\d*([eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+([eE][-+]?\d+)?", Number.Float),
@@ -68,7 +71,7 @@ class CnnLexer(RegexLexer):
             (r"\bx\b", Operator.Word),  # input in_channels x size x size
             (_NAME, Name),
             (r"->", Operator),
-            (r"//|[-+*/%?=]", Operator),
+            (r"\*\*|//|==|!=|<=|>=|[-+*/%?=<>]", Operator),
             (r"[()\[\]{},:]", Punctuation),
         ],
     }

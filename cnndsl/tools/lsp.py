@@ -69,14 +69,15 @@ def analyze(text: str, path: str) -> Analysis:
 
     try:
         analysis.program = parse(source)
-        if not analysis.program.networks:  # blocks and lets alone: compile_network resolves the rest
-            resolve(analysis.program)
+        if not analysis.program.networks and not analysis.program.variants:
+            resolve(analysis.program)  # blocks and lets alone: compile_network resolves the rest
     except CompileError as exc:  # the tree, where there is one, still serves go-to-definition
         analysis.diagnostics += exc.diagnostics
         return analysis
-    for network in analysis.program.networks:
+    names = [n.name for n in analysis.program.networks] + [v.name for v in analysis.program.variants]
+    for name in names:
         try:
-            compiled = _compile(analysis.program, source, network.name)
+            compiled = _compile(analysis.program, source, name)
         except CompileError as exc:
             analysis.diagnostics += exc.diagnostics
             tree = getattr(exc, "tree", None)  # the compiler's partial IR: unknown parts have stats None
@@ -150,14 +151,18 @@ class _Nodes(Visitor):
         self.shown: list[_Shown] = []
 
     def add(self, node, rank: int, kind: str, title: str, path: str, instance: str, span=None) -> None:
-        self.shown.append(_Shown(span or node.span, rank, kind, title, path, node.stats, instance))
+        if node.stats is not None:  # None: its output is not known (an error before it)
+            self.shown.append(_Shown(span or node.span, rank, kind, title, path, node.stats, instance))
 
-    def visit(self, node, prefix: str, instance: str):
-        if getattr(node, "stats", None) is not None:
-            super().visit(node, prefix, instance)
+    def visit_Unknown(self, node: ir.Unknown, prefix: str, instance: str) -> None:
+        pass  # an element that failed: nothing to show
+
+    # A composite whose output is not known may hold parts that are (a side output reading
+    # an earlier layer, the layers of a block before its error): each is shown where known.
 
     def visit_Layer(self, node: ir.Layer, prefix: str, instance: str) -> None:
-        self.add(node, 0, node.kind, describe(node), _join(prefix, node.name), instance)
+        if node.stats is not None:
+            self.add(node, 0, node.kind, describe(node), _join(prefix, node.name), instance)
 
     def visit_Seq(self, node: ir.Seq, prefix: str, instance: str) -> None:
         inner = _join(prefix, node.name)
@@ -172,7 +177,8 @@ class _Nodes(Visitor):
         self.generic_visit(node.body, path, path)
 
     def visit_Concat(self, node: ir.Concat, prefix: str, instance: str) -> None:
-        self.add(node, 2, "concat", "concat", prefix, instance)
+        kind = "split" if node.split else "concat"
+        self.add(node, 2, kind, kind, prefix, instance)
         self.generic_visit(node, prefix, instance)
 
     def visit_Residual(self, node: ir.Residual, prefix: str, instance: str) -> None:
@@ -214,7 +220,7 @@ def _size(source: SourceFile, span: Span) -> int:
 
 
 def _stat_line(stats: ir.Stats) -> str:
-    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf}x{stats.rf}"
+    return f"output {fmt_shape(stats.out_shape)} · {stats.params:,} parameters · receptive field {stats.rf_text}"
 
 
 def hover_text(analysis: Analysis, line: int, column: int) -> str | None:
@@ -325,19 +331,19 @@ def definition_span(analysis: Analysis, line: int, column: int) -> Span | None:
     word = _word_at(analysis.source, line, column)
     if program is None or word is None:
         return None
-    for definition in (*program.blocks, *program.networks):  # a parameter, in its own definition
+    for definition in (*program.defs, *program.blocks, *program.networks):  # a parameter, in its own definition
         if _contains(definition.span, line, column):
-            for param in definition.params:
+            for param in definition.params or ():
                 if param.name == word:
                     return Span(param.span.file, param.span.line, param.span.column,
                                 param.span.line, param.span.column + len(param.name))
-    for block in program.blocks:
-        if block.name == word:
-            return block.name_span
+    for named in (*program.blocks, *program.defs):
+        if named.name == word:
+            return named.name_span
     let = _let_named(program, word)
     if let is not None:
         return _name_span(analysis.source, let.span, "let", let.name)
-    for network in program.networks:
+    for network in (*program.networks, *program.variants):
         if network.name == word:
             return network.name_span
     return None
@@ -532,7 +538,8 @@ def _register_reading(server, state: _State, lsp) -> None:
 
 
 def _symbol(lsp, document, d):
-    kinds = {"network": lsp.SymbolKind.Module, "block": lsp.SymbolKind.Class, "let": lsp.SymbolKind.Variable}
+    kinds = {"network": lsp.SymbolKind.Module, "block": lsp.SymbolKind.Class, "let": lsp.SymbolKind.Variable,
+             "def": lsp.SymbolKind.Function}
     lines = document.lines
     end_line = min(d.end_line, len(lines))
     end_column = min(d.end_column, len(lines[end_line - 1].rstrip("\r\n")) + 1) if lines else 1

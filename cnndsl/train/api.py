@@ -102,7 +102,9 @@ def fit(spec, data="digits", *, out: str | Path | None = None, network: str | No
 def evaluate(checkpoint: str | Path, data=None, *, split: str = "test", device: str = "auto",
              batch_size: int = 256, resize: bool = False, convert_channels: bool = False) -> dict:
     """Score a checkpoint (or a run directory's best) on a split: loss, accuracy, top-5,
-    per-class accuracy and the confusion matrix, as `cnndsl eval --json` prints them."""
+    per-class accuracy and the confusion matrix, as `cnndsl eval --json` prints them; for a
+    segmenter mIoU, pixel accuracy and IoU per class, for a localiser box IoU and the share
+    of boxes above IoU 0.5."""
     from .inference import evaluate_checkpoint
 
     dataset = _as_dataset(data)
@@ -110,9 +112,11 @@ def evaluate(checkpoint: str | Path, data=None, *, split: str = "test", device: 
                                batch_size, resize, convert_channels)
 
 
-def predict(checkpoint: str | Path, images, *, top_k: int = 3, device: str = "auto") -> list[dict]:
-    """The top-k classes of each image file (or the outputs, for a regression model)."""
+def predict(checkpoint: str | Path, images, *, top_k: int = 3, device: str = "auto",
+            out: str | Path = "predictions") -> list[dict]:
+    """The top-k classes of each image file (or the outputs, for a regression model); a
+    segmenter's mask PNG or a localiser's drawn box for each, written into `out`."""
     from .inference import predict as predict_files
 
     images = [images] if isinstance(images, (str, Path)) else list(images)
-    return predict_files(str(checkpoint), [str(p) for p in images], top_k, device)
+    return predict_files(str(checkpoint), [str(p) for p in images], top_k, device, out)

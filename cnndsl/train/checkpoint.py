@@ -39,6 +39,8 @@ from .errors import CheckpointError
 FORMAT = "cnndsl-checkpoint"
 VERSION = 1
 LAST = "checkpoint.safetensors"
+TASKS = ("classification", "regression", "segmentation", "localisation")
+CLASS_TASKS = ("classification", "segmentation", "localisation")  # those with a name per class
 BEST = "best.safetensors"
 
 
@@ -247,11 +249,11 @@ def _numbers(values, n: int | None = None) -> bool:
 def _data_problem(data, outputs: int | None, channels: int) -> str | None:
     if not isinstance(data, dict):
         return "'data' must be a table"
-    if data.get("task", "regression") not in ("classification", "regression") or \
+    if data.get("task", "regression") not in TASKS or \
             not isinstance(data.get("source", ""), str):
-        return "'data.task' must be classification or regression, and 'data.source' text"
+        return "'data.task' must be one of " + ", ".join(TASKS) + ", and 'data.source' text"
     classes = data.get("classes")
-    if data.get("task") == "classification" and (not isinstance(classes, list) or len(classes) != outputs
+    if data.get("task") in CLASS_TASKS and (not isinstance(classes, list) or len(classes) != outputs
                                              or not all(isinstance(c, str) for c in classes)):
         return "'data.classes' must name one class per output"
     norm = data.get("normalize")

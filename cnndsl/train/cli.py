@@ -18,8 +18,10 @@ import click
 from ..options import NETWORK_OPTION, SET_OPTION
 from .recipe import FIELDS
 
-_DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N], or a path to an .npz "
-              "file or a directory of MNIST IDX files, CIFAR python batches, or class folders of images.")
+_DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N], shapes (segmentation), "
+              "placed-digits (localisation), or a path to an .npz file (with masks or boxes for those) or a "
+              "directory of MNIST IDX files, CIFAR python batches, class folders of images, images/ + masks/, "
+              "or images with boxes.csv / boxes.json.")
 
 
 def choose_wait_policy(environ) -> str | None:
@@ -126,7 +128,14 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
     result = train(options)
     if os.environ.get("RANK", "0") != "0":
         return
-    if result.get("test_accuracy") is not None:
+    if result.get("test_miou") is not None:
+        headline = (f"test mIoU {100 * result['test_miou']:.2f}%, pixel accuracy "
+                    f"{100 * result['test_pixel_accuracy']:.2f}% ({result['test_samples']} images)")
+    elif result.get("test_box_iou") is not None:
+        headline = (f"test box IoU {100 * result['test_box_iou']:.2f}%, IoU > 0.5 for "
+                    f"{100 * result['test_box_hits']:.2f}%, class accuracy {100 * result['test_accuracy']:.2f}% "
+                    f"({result['test_samples']} images)")
+    elif result.get("test_accuracy") is not None:
         headline = f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['test_samples']} images)"
     else:
         headline = f"test loss {result['test_loss']:.5g} ({result['test_samples']} samples)"
@@ -153,6 +162,8 @@ def eval_command(checkpoint, data, split, device, batch_size, resize, convert_ch
     result = evaluate_checkpoint(checkpoint, data, split, device, batch_size, resize, convert_channels)
     if as_json:
         click.echo(json.dumps(result, indent=2))
+    elif result.get("task") in ("segmentation", "localisation"):
+        click.echo(dense_text(result, split))
     elif "accuracy" in result:
         top5 = f", top-5 {100 * result['top5']:.2f}%" if "top5" in result else ""
         click.echo(f"{result['data']} {split}: accuracy {100 * result['accuracy']:.2f}% "
@@ -163,21 +174,47 @@ def eval_command(checkpoint, data, split, device, batch_size, resize, convert_ch
         click.echo(f"{result['data']} {split}: loss {result['loss']:.5g} ({result['samples']} samples)")
 
 
+def dense_text(result: dict, split: str) -> str:
+    """eval's lines for a segmenter (mIoU, pixel accuracy, IoU per class) or a localiser."""
+    head = f"{result['data']} {split}: "
+    if result["task"] == "localisation":
+        return (head + f"box IoU {100 * result['box_iou']:.2f}%, IoU > 0.5 for {100 * result['box_hits']:.2f}%, "
+                f"class accuracy {100 * result['accuracy']:.2f}% ({result['samples']} images), "
+                f"loss {result['loss']:.4f}")
+    lines = [head + f"mIoU {100 * result['miou']:.2f}%, pixel accuracy {100 * result['pixel_accuracy']:.2f}% "
+             f"({result['samples']} images), loss {result['loss']:.4f}"]
+    for name, iou in zip(result["classes"], result["iou"]):
+        lines.append(f"  {name:<16} IoU " + ("   -" if iou is None else f"{100 * iou:6.2f}%"))
+    return "\n".join(lines)
+
+
 @click.command("predict")
 @click.argument("checkpoint")
 @click.argument("images", nargs=-1, required=True)
 @click.option("-k", "--top-k", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def predict_command(checkpoint, images, top_k, device, as_json):
-    """Classify IMAGES with CHECKPOINT: the top-k classes with their probabilities."""
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="predictions", show_default=True,
+              help="Where a segmenter's masks (palette PNGs) and a localiser's drawn boxes go.")
+def predict_command(checkpoint, images, top_k, device, as_json, out_dir):
+    """Classify IMAGES with CHECKPOINT: the top-k classes with their probabilities.
+    A segmenter writes each image's mask, a localiser draws its box (into --out)."""
     from .inference import predict
 
-    results = predict(checkpoint, list(images), top_k, device)
+    results = predict(checkpoint, list(images), top_k, device, out_dir)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for r in results:
+        if "mask" in r:
+            shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in r["classes"].items())
+            click.echo(f"{r['image']}: mask {r['mask']} ({shares})")
+            continue
+        if "box" in r:
+            x0, y0, x1, y1 = r["box"]
+            click.echo(f"{r['image']}: {r['class']} ({100 * r['probability']:.1f}%) at x {x0:g}..{x1:g}, "
+                       f"y {y0:g}..{y1:g}; drawn in {r['drawn']}")
+            continue
         if "outputs" in r:
             click.echo(f"{r['image']}: " + ", ".join(f"{v:.5g}" for v in r["outputs"]))
             continue

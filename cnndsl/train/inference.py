@@ -23,6 +23,9 @@ from .loop import pick_device
 from .model import build_compiled, compile_stored
 from .optimization import make_loss
 from .recipe import from_dict
+from .tasks import DenseTask, dense_task, probe
+
+DENSE = ("segmentation", "localisation")
 
 
 def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
@@ -51,7 +54,7 @@ def preprocessor(meta: dict, device: torch.device) -> Preprocess:
 
 def require_task(meta: dict) -> None:
     """eval and predict read the outputs and the task, which rebuilding a model does not."""
-    if "outputs" not in meta or meta["data"].get("task") not in ("classification", "regression"):
+    if "outputs" not in meta or meta["data"].get("task") not in checkpoint.TASKS:
         raise CheckpointError(f"{meta['path']}: the checkpoint says neither its outputs nor its task",
                               "eval and predict need a checkpoint written by `cnndsl train`")
 
@@ -63,8 +66,10 @@ def _open_for(meta: dict, data, resize: bool, convert_channels: bool):
     from ..data.fit import fit_dataset
 
     shape = tuple(meta["input"])
+    dense = meta["data"]["task"] in DENSE
     request = FitRequest(shape, resize=resize or bool(meta["data"].get("resize", False)),
-                         convert_channels=convert_channels or bool(meta["data"].get("convert_channels", False)))
+                         convert_channels=convert_channels or bool(meta["data"].get("convert_channels", False)),
+                         classes=meta["outputs"] if dense else None)
     recipe = from_dict(meta.get("recipe", {}), meta["path"])
     if isinstance(data, Dataset):
         dataset = fit_dataset(data, request)
@@ -73,7 +78,7 @@ def _open_for(meta: dict, data, resize: bool, convert_channels: bool):
     if dataset.task != meta["data"]["task"]:
         raise DataError(f"{dataset.name} is a {dataset.task} dataset but the model was trained for "
                         f"{meta['data']['task']}")
-    if dataset.task == "classification" and len(dataset.classes) != meta["outputs"]:
+    if dataset.task in ("classification", *DENSE) and len(dataset.classes) != meta["outputs"]:
         raise DataError(f"{dataset.name} has {len(dataset.classes)} classes but the model outputs "
                         f"{meta['outputs']} scores")
     return dataset, recipe
@@ -107,6 +112,13 @@ def evaluate_checkpoint(path: str, data, split: str, device_name: str, batch_siz
     chosen = dataset.splits()[split]
     if len(chosen) == 0:
         raise DataError(f"{dataset.name} has no {split} split", "choose another with --split")
+    if dataset.task in DENSE:
+        task = task_of(model, meta, recipe)
+        scores = _dense_scores(model, task, Batches(chosen, device, resident=True), preprocessor(meta, device),
+                               batch_size)
+        return {"checkpoint": meta["path"], "network": meta["network"], "data": dataset.name, "split": split,
+                "task": dataset.task, "samples": scores.pop("count"), "classes": list(meta["data"]["classes"]),
+                **scores}
     classes = len(dataset.classes) if dataset.task == "classification" else None
     loss_sum, confusion, top5, count = _scores(model, Batches(chosen, device, resident=True),
                                                preprocessor(meta, device),
@@ -124,6 +136,23 @@ def evaluate_checkpoint(path: str, data, split: str, device_name: str, batch_siz
         if classes > 5:
             result["top5"] = top5 / count
     return result
+
+
+def task_of(model, meta: dict, recipe) -> DenseTask:
+    """The dense task of a checkpoint's model, its loss as it was trained."""
+    head = probe(model, tuple(meta["input"]))
+    task = dense_task(meta["data"]["task"], head, meta["network"], meta["data"].get("name", "the data"),
+                      tuple(meta["input"]))
+    task.loss_name, task.aux_weight, task.box_weight = recipe.loss, recipe.aux_weight, recipe.box_weight
+    return task
+
+
+def _dense_scores(model, task: DenseTask, batches, prepare, batch_size: int) -> dict:
+    meter = task.meter(batches.device)
+    with torch.no_grad():
+        for x, y in batches.iterate(epoch_order(len(batches), 0, 0, shuffle=False), batch_size):
+            task.update(meter, model(prepare(x)), y)
+    return meter.result(meter.sums.tolist())
 
 
 def confusion_text(result: dict) -> str:
@@ -163,10 +192,77 @@ def read_image(path: str, shape: tuple[int, ...], scale: float) -> np.ndarray:
     return array * (scale / 255.0)
 
 
-def predict(path: str, images: list[str], top_k: int, device_name: str) -> list[dict]:
+def _png_bytes(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _original(path: str):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
+def _mask_result(path: str, scores: torch.Tensor, classes: list[str], out_dir: Path) -> dict:
+    from ..atomic import write_atomic
+    from ..pictures.overlay import class_shares, mask_image
+
+    original = _original(path)
+    ids = scores.argmax(0).to(torch.uint8).cpu().numpy()
+    picture = mask_image(ids).resize(original.size, 0)  # 0: nearest, so the ids stay ids
+    target = out_dir / f"{Path(path).stem}.mask.png"
+    write_atomic(target, _png_bytes(picture))
+    return {"image": path, "mask": str(target), "classes": class_shares(np.asarray(picture), classes)}
+
+
+def _box_result(path: str, scores: torch.Tensor, box: torch.Tensor, classes: list[str], out_dir: Path) -> dict:
+    from ..atomic import write_atomic
+    from ..pictures.overlay import draw_box
+
+    original = _original(path)
+    probabilities = scores.float().softmax(0)
+    index = int(probabilities.argmax())
+    fractions = box.float().clamp(0, 1).tolist()
+    pixels = [round(v * (original.width if i % 2 == 0 else original.height), 1) for i, v in enumerate(fractions)]
+    target = out_dir / f"{Path(path).stem}.box.png"
+    label = f"{classes[index]} {100 * float(probabilities[index]):.0f}%"
+    write_atomic(target, _png_bytes(draw_box(original, tuple(pixels), label)))
+    return {"image": path, "class": classes[index], "index": index, "probability": float(probabilities[index]),
+            "box": pixels, "drawn": str(target)}
+
+
+def dense_outputs(model, meta: dict, batch: torch.Tensor) -> tuple[DenseTask, torch.Tensor, list[torch.Tensor]]:
+    """(the task, the main scores, [the box] or the aux scores) of a dense model on a prepared batch."""
+    task = task_of(model, meta, from_dict(meta.get("recipe", {}), meta["path"]))
+    with torch.no_grad():
+        main, extra = task.parts(model(batch))
+    return task, main, extra
+
+
+def predict_dense(model, meta: dict, batch: torch.Tensor, images: list[str], out_dir: Path) -> list[dict]:
+    """A mask (a palette PNG at each image's own size) or a box drawn on each image, in `out_dir`."""
+    task, main, extra = dense_outputs(model, meta, batch)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = list(meta["data"]["classes"])
+    if task.task == "segmentation":
+        return [_mask_result(p, main[i], classes, out_dir) for i, p in enumerate(images)]
+    return [_box_result(p, main[i], extra[0][i], classes, out_dir) for i, p in enumerate(images)]
+
+
+def predict(path: str, images: list[str], top_k: int, device_name: str, out_dir: str | Path = "predictions") -> \
+        list[dict]:
     device = pick_device(device_name)
     model, meta = load_model(path, device)
     require_task(meta)
+    if meta["data"]["task"] in DENSE:
+        norm = meta["data"]["normalize"]
+        raw = torch.from_numpy(np.stack([read_image(p, tuple(meta["input"]), norm["scale"]) for p in images]))
+        return predict_dense(model, meta, preprocessor(meta, device)(raw), images, Path(out_dir))
     norm = meta["data"]["normalize"]
     batch = torch.from_numpy(np.stack([read_image(p, tuple(meta["input"]), norm["scale"]) for p in images]))
     with torch.no_grad():

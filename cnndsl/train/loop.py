@@ -43,7 +43,8 @@ from .loggers import LOGGED, STEPS, TENSORBOARD_DIR, Loggers
 from .model import build_compiled, compile_stored
 from .optimization import Plateau, apply_freeze, lr_factor, make_loss, make_optimizer, make_schedule
 from .progress import Progress
-from .recipe import Recipe, build_recipe, from_dict, read_recipe_file, recipe_file_for
+from .recipe import Recipe, build_recipe, from_dict, read_recipe_file, read_recipe_settings, recipe_file_for
+from .tasks import DenseTask, dense_task, probe
 from .weights import load_state, read_weights
 
 METRICS = "metrics.jsonl"
@@ -113,6 +114,16 @@ def pick_device(name: str) -> torch.device:
 
 def spec_outputs(compiled) -> int:
     return int(np.prod(compiled.network.body.stats.out_shape))
+
+
+def check_dense_loss(task: DenseTask) -> None:
+    from .losses import SEGMENTATION_LOSSES
+
+    allowed = SEGMENTATION_LOSSES if task.task == "segmentation" else ("cross_entropy",)
+    if task.loss_name not in allowed:
+        raise TrainError(f"--loss {task.loss_name} does not apply to {task.task}",
+                         "use --loss " + " or ".join(allowed) + (" (the box always adds smooth L1)"
+                                                                 if task.task == "localisation" else ""))
 
 
 def class_count_error(dataset: Dataset, outputs: int, compiled) -> DataError:
@@ -278,8 +289,9 @@ class Run:
         file_values = read_recipe_file(recipe_file) if recipe_file else {}
         self.recipe = build_recipe(file_values, o.overrides)
         self.recipe_file = recipe_file
+        self.file_settings = read_recipe_settings(recipe_file) if recipe_file else {}
         data = o.data if isinstance(o.data, str) else "digits"
-        return Sources(o.spec, o.network, dict(o.params), data, o.resize, o.convert_channels)
+        return Sources(o.spec, o.network, {**self.file_settings, **o.params}, data, o.resize, o.convert_channels)
 
     def _compile(self, sources: Sources) -> None:
         from ..api import compile_spec
@@ -300,11 +312,14 @@ class Run:
         self.options.check()
         self._join()
         self.resumed_meta, self.resumed_tensors, self.recipe_file = None, None, None
+        self.file_settings = {}
         sources = self._resumed_sources() if self.options.resume else self._new_sources()
         checkpoint.remove_stale_temps(self.out, RUN_FILES)
         self._compile(sources)
         self._choose_threads()
         torch.manual_seed(self.recipe.seed)
+        self.built = build_compiled(self.compiled, self.params)  # before the data: its head decides the task
+        self.head = probe(self.built, self.input_shape)
         self._open_data(sources)
         self._setup_model()
         self._setup_batches()
@@ -314,8 +329,9 @@ class Run:
         channel_value = network.input_channels
         channel_param = channel_value.text if channel_value is not None and channel_value.text.isidentifier() \
             and channel_value.text in dict(network.params) else None
+        dense_classes = self.head.classes if self.head.kind in ("pixels", "boxes") else None
         request = FitRequest(self.input_shape, resize=sources.resize, convert_channels=sources.convert,
-                             channel_param=channel_param)
+                             channel_param=channel_param, classes=dense_classes)
         if self.options.dataset is not None:
             self.dataset = fit_dataset(self.options.dataset, request)
             self.data_source = f"<in-memory {self.dataset.name}>"
@@ -332,6 +348,9 @@ class Run:
 
     def _check_fit(self) -> None:
         ds = self.dataset
+        self.dense: DenseTask | None = None
+        if ds.kind is not None:
+            self._check_dense()
         if ds.task == "classification" and len(ds.classes) != self.outputs:
             raise class_count_error(ds, self.outputs, self.compiled)
         if ds.task == "regression":
@@ -341,6 +360,19 @@ class Run:
                                 f"{self.network_name} outputs {self.outputs}", "make the spec's last layer match")
         if len(ds.train) == 0:
             raise DataError(f"{ds.name}: the training split is empty")
+
+    def _check_dense(self) -> None:
+        """Masks or boxes: the model must predict them, for as many classes as the data has."""
+        ds, r = self.dataset, self.recipe
+        task = dense_task(ds.task, self.head, self.network_name, ds.name, self.input_shape)
+        task.loss_name, task.aux_weight, task.box_weight = r.loss, r.aux_weight, r.box_weight
+        task.label_smoothing = r.label_smoothing
+        check_dense_loss(task)
+        if len(ds.classes) < task.classes and ds.classes == [str(i) for i in range(len(ds.classes))]:
+            ds.classes = [str(i) for i in range(task.classes)]  # ids only (arrays): the head may score more
+        if len(ds.classes) != task.classes:
+            raise class_count_error(ds, task.classes, self.compiled)
+        self.dense, self.outputs = task, task.classes
 
     def _choose_threads(self) -> None:
         """CPU threads: `--threads`, else one for a small network and torch's default for
@@ -372,8 +404,7 @@ class Run:
 
     def _setup_model(self) -> None:
         r = self.recipe
-        torch.manual_seed(r.seed)
-        model = build_compiled(self.compiled, self.params)
+        model = self.built  # built right after seeding, as before the probe existed: the same weights
         self._initial_weights(model)
         self.frozen = apply_freeze(model, r)
         cuda = self.device.type == "cuda"
@@ -393,7 +424,7 @@ class Run:
             trained = torch.compile(trained)
         self.trained = trained
         self.optimizer = make_optimizer(model, r)
-        self.loss_fn = make_loss(r, self.dataset.task, self.outputs)
+        self.loss_fn = make_loss(r, self.dataset.task, self.outputs) if self.dense is None else None
 
     def _setup_precision(self, cuda: bool) -> None:
         r = self.recipe
@@ -552,6 +583,8 @@ class Run:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _loss(self, out, y):
+        if self.dense is not None:
+            return self.dense.loss(out, y)
         return combined_loss(out, y, self.loss_fn, self.recipe.aux_weight)
 
     def _train_step(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
@@ -574,8 +607,29 @@ class Run:
         self.schedule.step()
         return main.detach(), loss.detach()
 
+    def _prepare_pair(self, x, y):
+        return self.preprocess.pair(x, y, self.dense.task, augment=True, generator=self.generator)
+
+    def _evaluate_dense(self, split: str) -> dict:
+        """The dense task's loss and metrics over this split, summed over the ranks."""
+        batches, model = self.batches[split], self.model
+        was_training = model.training
+        model.eval()
+        meter = self.dense.meter(self.device)
+        order = epoch_order(len(batches), 0, 0, self.world.rank, self.world.size, shuffle=False)
+        with torch.no_grad():
+            for x, y in batches.iterate(order, max(self.rank_batch, 64)):
+                with self._autocast():
+                    self.dense.update(meter, model(self.preprocess(x)), y)
+        model.train(was_training)
+        result = meter.result(sum_all(self.world, meter.sums.tolist(), self.device))
+        result.setdefault("accuracy", None)
+        return {**result, "top5": None}
+
     def evaluate(self, split: str) -> dict:
         """Loss, accuracy and (past 5 classes) top-5 accuracy over this split, summed over the ranks."""
+        if self.dense is not None:
+            return self._evaluate_dense(split)
         batches = self.batches[split]
         model = self.model
         was_training = model.training
@@ -720,6 +774,8 @@ class Run:
         started = time.perf_counter()
         partial = partial or {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
         acc = Accumulator(self.device, ds.task == "classification")
+        prepare = self._prepare_pair if self.dense is not None else \
+            (lambda x, y: (self.preprocess(x, augment=True, generator=self.generator), y))
         order = epoch_order(len(ds.train), epoch, r.seed, w.rank, w.size)
         self.model.train()
         show.start_epoch(epoch + 1, r.epochs, self.steps_per_epoch, first)
@@ -727,7 +783,8 @@ class Run:
         last = self.steps_per_epoch - 1
         for i, (x, y) in enumerate(self.batches["train"].iterate(order, self.rank_batch, first), start=first):
             self.generator.manual_seed(((r.seed * 1_000_003 + epoch) * 1_000_003 + i) * 64 + w.rank)
-            main, loss = self._train_step(self.preprocess(x, augment=True, generator=self.generator), y)
+            x, y = prepare(x, y)
+            main, loss = self._train_step(x, y)
             acc.add(main, loss, y)
             if (i + 1) % check_every == 0 or i == last:
                 self._check_point(epoch, i, acc, partial, started, stop, show)
@@ -780,6 +837,8 @@ class Run:
                   "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
         if val["top5"] is not None:
             record["val_top5"] = val["top5"]
+        for name in self.dense.metrics if self.dense is not None else ():
+            record[f"val_{name}"] = val.get(name)
         record.update({"images_per_second": (seen - partial["seen"]) / max(train_seconds, 1e-9),
                        "seconds": time.perf_counter() - started + partial["seconds"],
                        "lr": self.optimizer.param_groups[-1]["lr"]})
@@ -788,6 +847,8 @@ class Run:
     @property
     def monitor(self) -> str:
         name = self.recipe.monitor
+        if name == "auto" and self.dense is not None:
+            name = self.dense.monitor
         if name == "auto":
             name = "val_accuracy" if self.dataset.task == "classification" else "val_loss"
         if name.startswith("val") and len(self.dataset.val) == 0:
@@ -817,6 +878,9 @@ class Run:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
         counts = f"{trainable:,} trainable parameters" + (f", {frozen:,} frozen" if frozen else "")
+        if self.file_settings:
+            shown = " ".join(f"{k}={v}" for k, v in self.file_settings.items() if k not in self.options.params)
+            counts += f"; --set {shown} from {self.recipe_file.name}" if shown else ""
         return (f"training {self.network_name} ({counts}) on {ds.name} (train/val/test {sizes}"
                 f"{'; ' + ', '.join(ds.notes) if ds.notes else ''}) on {where}: {r.optimizer} lr {r.lr:g}, "
                 f"{r.schedule} schedule, batch {r.batch_size}, {r.epochs} epochs, {self.precision}")
@@ -838,6 +902,11 @@ class Run:
                   if self.metrics else None,
                   "world_size": w.size, "rank_weight_digests": digests}
         result["last_test_loss"] = last["loss"]  # the final weights', for comparison
+        if self.dense is not None:
+            result = {**{f"test_{m}": test[m] for m in self.dense.metrics}, **result,
+                      **{f"last_test_{m}": last[m] for m in self.dense.metrics}}
+            if "iou" in test:
+                result["test_iou"] = dict(zip(self.dataset.classes, test["iou"]))
         if self.dataset.task == "classification":
             result = {"test_accuracy": test["accuracy"], **result, "last_test_accuracy": last["accuracy"]}
             if test["top5"] is not None:

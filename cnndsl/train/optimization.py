@@ -192,6 +192,9 @@ def make_loss(recipe: Recipe, task: str, outputs: int):
     if task == "regression" and recipe.loss in ("cross_entropy", "hinge"):
         raise TrainError(f"the data has real-valued targets but the loss is {recipe.loss}",
                          "pass --loss mse (or l1, smooth_l1) for regression")
+    if recipe.loss in ("dice", "cross_entropy_dice"):
+        raise TrainError(f"--loss {recipe.loss} is a segmentation loss, and the data is {task}",
+                         "train on masks for it, or pass --loss cross_entropy")
     if recipe.loss == "cross_entropy":
         return lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
     if recipe.loss == "hinge":

@@ -19,6 +19,10 @@ PLAIN_EVERY_SECONDS = 5.0
 PLAIN_WIDTH = 78
 
 
+DENSE_SHOWN = (("val_miou", "val_mIoU"), ("val_pixel_accuracy", "val_pixel_acc"), ("val_box_iou", "val_box_IoU"),
+               ("val_box_hits", "val_IoU>0.5"))
+
+
 def fmt_metric(record: dict) -> str:
     parts = [f"epoch {record['epoch']}/{record['epochs']}", f"train_loss {record['train_loss']:.4f}"]
     if record.get("train_accuracy") is not None:
@@ -29,6 +33,9 @@ def fmt_metric(record: dict) -> str:
         parts.append(f"val_acc {100 * record['val_accuracy']:.2f}%")
     if record.get("val_top5") is not None:
         parts.append(f"val_top5 {100 * record['val_top5']:.2f}%")
+    for name, shown in DENSE_SHOWN:
+        if record.get(name) is not None:
+            parts.append(f"{shown} {100 * record[name]:.2f}%")
     parts.append(f"{record['images_per_second']:,.0f} img/s")
     parts.append(f"{record['seconds']:.1f} s")
     return "  ".join(parts)

@@ -2,7 +2,8 @@
 
 Precedence, lowest first: the defaults below; the recipe file beside the spec
 (`specs/lenet5.train.toml` for `specs/lenet5.cnn`, or `--recipe FILE`); the options on
-the command line. The file is flat TOML whose keys are the field names below, read with
+the command line. The file's `[set]` table gives the spec's parameters for training
+(`size = 64` for `--set size=64`), beneath the command line's `--set`. The file is flat TOML whose keys are the field names below, read with
 `tomllib`. `cnndsl train --help` shows every field as an option with its default; the
 recipe a run used is stored in its checkpoints and `run.json`.
 
@@ -25,14 +26,18 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (the t
     import tomli as tomllib
 
 
+SETTINGS = "set"  # the recipe file's table of spec parameters
+
+
 def _f(default, help: str, choices: tuple | None = None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-LOSSES = ("cross_entropy", "hinge", "l1", "mse", "smooth_l1")
+LOSSES = ("cross_entropy", "hinge", "l1", "mse", "smooth_l1", "dice", "cross_entropy_dice")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
-MONITORS = ("auto", "val_accuracy", "val_loss", "val_top5", "train_accuracy", "train_loss")
+MONITORS = ("auto", "val_accuracy", "val_loss", "val_top5", "train_accuracy", "train_loss", "val_miou",
+            "val_pixel_accuracy", "val_box_iou", "val_box_hits")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 
@@ -49,9 +54,13 @@ class Recipe:
     beta2: float = _f(0.999, "Adam/AdamW second-moment decay.")
     weight_decay: float = _f(5e-4, "L2 weight decay (decoupled for AdamW); not applied to biases or norms.")
     loss: str = _f("cross_entropy", "Loss: softmax cross-entropy, multi-class hinge (SVM), or L1/MSE/smooth L1 "
-                   "(on one-hot targets when classifying).", LOSSES)
+                   "(on one-hot targets when classifying); segmentation: per-pixel cross-entropy (255 ignored), "
+                   "dice, or cross_entropy_dice, their sum.", LOSSES)
     label_smoothing: float = _f(0.0, "Label smoothing for cross-entropy.")
-    aux_weight: float = _f(0.3, "Weight of each auxiliary classifier's loss (GoogLeNet-style heads).")
+    aux_weight: float = _f(0.3, "Weight of each auxiliary classifier's loss (GoogLeNet-style heads, a "
+                           "segmenter's aux output).")
+    box_weight: float = _f(1.0, "Localisation: weight of the box's smooth L1 loss beside the class's "
+                           "cross-entropy.")
     schedule: str = _f("cosine", "Learning-rate schedule after warm-up.", SCHEDULES)
     warmup_epochs: float = _f(0.0, "Linear warm-up from lr/100 (onecycle: from lr/25; 0 there means 30% of "
                               "the run).")
@@ -70,7 +79,8 @@ class Recipe:
                              "has no validation split.")
     seed: int = _f(0, "Seed for initialization, data order and augmentation.")
     monitor: str = _f("auto", "The metric that picks the best epoch and drives --patience and the plateau "
-                      "schedule (auto: val_accuracy when classifying, else val_loss); losses are minimized, "
+                      "schedule (auto: val_accuracy when classifying, val_miou when segmenting, val_box_iou "
+                      "when localising, else val_loss); losses are minimized, "
                       "accuracies maximized.", MONITORS)
     patience: int = _f(0, "Early stopping: stop after this many epochs without the monitored metric "
                        "improving (0: never).")
@@ -121,7 +131,7 @@ def coerce(name: str, value, where: str):
 
 
 _AT_LEAST_ZERO = ("momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "clip_grad_norm",
-                  "aux_weight", "min_delta", "patience", "log_every")
+                  "aux_weight", "box_weight", "min_delta", "patience", "log_every")
 _UNIT = ("beta1", "beta2")  # [0, 1)
 _POSITIVE = ("step_gamma", "plateau_factor", "backbone_lr")
 
@@ -166,7 +176,9 @@ def recipe_file_for(spec: str) -> Path | None:
     from ..compiler import builtins
 
     path = builtins().get(spec) if "/" not in spec and not spec.endswith(".cnn") else None
-    if path is None:
+    if path is not None:  # a built-in's own recipe (a variant's: NAME.train.toml beside its family's file)
+        path = path.with_name(f"{spec}.cnn")
+    else:
         path = Path(spec)
         if "\n" in spec or not path.is_file():
             return None
@@ -174,7 +186,7 @@ def recipe_file_for(spec: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def read_recipe_file(path: Path) -> dict:
+def _read_table(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
             table = tomllib.load(handle)
@@ -182,8 +194,24 @@ def read_recipe_file(path: Path) -> dict:
         raise TrainError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise TrainError(f"cannot read recipe file {path}: {exc.strerror}") from None
-    table = table.get("train", table) if set(table) == {"train"} else table
-    return {name: coerce(name, value, str(path)) for name, value in table.items()}
+    return table.get("train", table) if set(table) == {"train"} else table
+
+
+def read_recipe_file(path: Path) -> dict:
+    """The recipe fields of a recipe file (its `[set]` table aside)."""
+    table = _read_table(path)
+    return {name: coerce(name, value, str(path)) for name, value in table.items() if name != SETTINGS}
+
+
+def read_recipe_settings(path: Path) -> dict:
+    """A recipe file's `[set]` table: the spec's parameters for training it (a built-in's
+    defaults may be sized for a paper, not a CPU), beneath the command line's `--set`."""
+    settings = _read_table(path).get(SETTINGS, {})
+    if not isinstance(settings, dict) or not all(
+            isinstance(k, str) and k.isidentifier() and isinstance(v, (int, float, str, bool))
+            for k, v in settings.items()):
+        raise TrainError(f"{path}: [{SETTINGS}] must map the spec's parameter names to numbers, text or booleans")
+    return settings
 
 
 def build_recipe(file_values: dict, overrides: dict, base: Recipe | None = None) -> Recipe:

@@ -15,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
+from cnndsl.expr import FUNCTIONS  # noqa: E402
 from cnndsl.layers import RULES, SHORTCUTS  # noqa: E402
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -36,6 +37,8 @@ def grammar() -> dict:
             "definition": {"patterns": [
                 {"match": rf"^\s*(let)\s+({NAME})",
                  "captures": {"1": {"name": "storage.type.let.cnn"}, "2": {"name": "variable.other.constant.cnn"}}},
+                {"match": rf"^\s*(def)\s+({NAME})",
+                 "captures": {"1": {"name": "storage.type.def.cnn"}, "2": {"name": "entity.name.function.def.cnn"}}},
                 {"match": rf"^\s*(block)\s+({NAME})",
                  "captures": {"1": {"name": "storage.type.block.cnn"}, "2": {"name": "entity.name.type.block.cnn"}}},
                 {"match": rf"^\s*(network)\s+({NAME})",
@@ -49,15 +52,20 @@ def grammar() -> dict:
                 {"name": "constant.numeric.cnn",
                  "match": r"(?<![A-Za-z_])(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)"},
                 {"name": "constant.language.boolean.cnn", "match": r"\b(?:true|false)\b"},
-                {"name": "keyword.control.cnn", "match": _words(("input", "concat", "residual", "shortcut", "side", "gate"))},
+                {"name": "keyword.control.cnn",
+                 "match": _words(("input", "outputs", "concat", "split", "residual", "shortcut", "side", "gate"))},
+                {"name": "keyword.operator.logical.cnn", "match": _words(("and", "or", "not", "if", "else"))},
+                {"name": "keyword.control.repeat.cnn", "match": _words(("for",))},
                 {"match": rf"\b({NAME})\s*(:)(?!:)",
                  "captures": {"1": {"name": "entity.name.label.cnn"}, "2": {"name": "punctuation.separator.label.cnn"}}},
                 {"match": rf"\b({NAME})\s*(=)(?!=)",
                  "captures": {"1": {"name": "variable.parameter.cnn"}, "2": {"name": "keyword.operator.assignment.cnn"}}},
                 {"name": "support.function.layer.cnn", "match": _words(set(RULES) | set(SHORTCUTS), "i")},  # RELU is relu
+                {"name": "support.function.builtin.cnn", "match": _words(FUNCTIONS) + r"(?=\s*\()"},
                 {"name": "entity.name.function.call.cnn", "match": rf"\b{NAME}(?=\s*\()"},
                 {"name": "keyword.operator.arrow.cnn", "match": "->"},
-                {"name": "keyword.operator.cnn", "match": r"//|[-+*/%?]"},
+                {"name": "keyword.operator.comparison.cnn", "match": r"==|!=|<=|>=|[<>]"},
+                {"name": "keyword.operator.cnn", "match": r"\*\*|//|[-+*/%?]"},
                 {"name": "keyword.operator.dimension.cnn", "match": r"\bx\b"},
                 {"name": "punctuation.separator.comma.cnn", "match": ","},
                 {"name": "punctuation.bracket.cnn", "match": r"[(){}\[\]]"},

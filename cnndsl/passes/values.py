@@ -1,0 +1,363 @@
+"""Values of expressions, for the expand pass: numbers, booleans, strings and lists
+(tuples), with operators, comparisons, `a if c else b`, indexing, the built-in functions
+of `expr.FUNCTIONS` and the user's top-level `def`s.
+
+Each result is an `ir.Value`: the number and the `cnndsl.expr` tree that computes it from
+the enclosing block's or network's parameters, so that the generated code can write it in
+those terms. A `def` is inlined: its body is evaluated with its parameters bound to the
+caller's values (whose trees are the caller's), so what it computes is written in the
+caller's parameters. Every misuse is a diagnostic at the expression that causes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import ast, ir
+from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
+from ..layers import lookup
+from ..source import Span
+from .resolve import suggest
+
+MAX_VALUE = 1 << 40
+MAX_DEF_DEPTH = 32  # defs calling defs; resolve.py refuses recursion, this is the backstop
+MAX_ITEMS = 4096
+
+_ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
+_ORDER = ("<", "<=", ">", ">=")
+
+
+class _Pending:
+    """The value of an expression that reads the shape of a block's input (`input.channels`):
+    unknown until the shape pass, which computes it from the expression."""
+
+    def __repr__(self) -> str:
+        return "a value of the input's shape"
+
+
+PENDING = _Pending()
+# the names input.channels, input.height and input.width stand for in a block
+INPUT_NAMES = {"channels": "in_channels", "height": "input_height", "width": "input_width"}
+
+
+class Scope:
+    """The names an expression can read: the enclosing parameters (or a def's)."""
+
+    def __init__(self, values: dict[str, ir.Value], owner: str):
+        self.values = values
+        self.owner = owner  # "network Foo", "block Bar" or "def f", for messages
+
+
+def describe(value) -> str:
+    if value is PENDING:
+        return "a value of the input's shape"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return f"the list [{', '.join(_item_text(v) for v in value)}]"
+    return repr(value)
+
+
+def _item_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return f"[{', '.join(_item_text(v) for v in value)}]"
+    return repr(value) if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pending(operands: tuple[ir.Value, ...], build) -> ir.Value | None:
+    """Where an operand reads the input's shape, the result does too: its tree, no value yet."""
+    if any(v.value is PENDING or (isinstance(v.value, tuple) and PENDING in v.value) for v in operands):
+        return ir.Value(PENDING, build())
+    return None
+
+
+def _made(result, operands: tuple[ir.Value, ...], build) -> ir.Value:
+    """A constant where no operand reads a name, else the value with its tree `build()`."""
+    if any(v.names for v in operands):
+        return ir.Value(result, build())
+    return ir.Value.constant(result)
+
+
+class Evaluating:
+    """The expression half of the Expander (a mixin): `visit_<Expr>(expr, scope)` gives a
+    Value. The Expander provides `fail`, `unknown` and `defs`."""
+
+    defs: dict[str, ast.DefDef]
+    def_depth: int = 0
+
+    def evaluate(self, expr: ast.Expr, scope: Scope) -> ir.Value:
+        return self.visit(expr, scope)  # type: ignore[attr-defined]
+
+    def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: Scope) -> ir.Value:
+        return ir.Value.constant(expr.value)
+
+    visit_Num = visit_Str = visit_Bool = visit_literal
+
+    def visit_Var(self, expr: ast.Var, scope: Scope) -> ir.Value:
+        if expr.name in scope.values:
+            return scope.values[expr.name]
+        definition = self.defs.get(expr.name)
+        if definition is not None:
+            if definition.params is not None:
+                raise self.fail(expr.span, f"{expr.name!r} is a function", f"call it: {expr.name}(...)", "type")
+            return self.call_def(definition, (), scope, expr.span)
+        if expr.name in FUNCTIONS:
+            raise self.fail(expr.span, f"{expr.name!r} is a built-in function", f"call it: {expr.name}(...)",
+                            "type")
+        return self.unknown_name(expr, scope)
+
+    def unknown_name(self, expr: ast.Var, scope: Scope) -> ir.Value:
+        if (expr.name, scope.owner) in self.unknown:  # said once, where it is first used
+            raise self.fail_quietly()
+        self.unknown.add((expr.name, scope.owner))
+        if expr.name in ("True", "False"):
+            raise self.fail(expr.span, f"unknown name {expr.name!r}", f"booleans are written {expr.name.lower()}")
+        constants = [name for name, d in self.defs.items() if d.params is None]
+        guess = suggest(expr.name, [*scope.values, *constants])
+        known = ", ".join(sorted(scope.values)) or "none"
+        raise self.fail(expr.span, f"unknown name {expr.name!r} in {scope.owner}",
+                        f"did you mean {guess!r}?" if guess else f"the parameters here are: {known}",
+                        "unknown-name")
+
+    def number(self, value: ir.Value, span: Span, what: str) -> None:
+        if not _number(value.value):
+            raise self.fail(span, f"{what} needs numbers, got {describe(value.value)}", None, "type")
+
+    def truth(self, value: ir.Value, span: Span, what: str) -> None:
+        if not isinstance(value.value, bool):
+            raise self.fail(span, f"{what} needs true or false, got {describe(value.value)}",
+                            "compare it: n > 0, or write true / false", "type")
+
+    def checked(self, result, span: Span) -> object:
+        if isinstance(result, complex):
+            raise self.fail(span, "a negative number to a fractional power has no real value", None, "range")
+        if _number(result) and not (math.isfinite(result) and abs(result) <= MAX_VALUE):
+            raise self.fail(span, f"value {result:.3g} is too large", f"values stay below {MAX_VALUE:,}", "range")
+        return result
+
+    def visit_InputAttr(self, expr: ast.InputAttr, scope: Scope) -> ir.Value:
+        if expr.attr not in INPUT_NAMES:
+            raise self.fail(expr.span, f"the input has no {expr.attr!r}", "it has channels, height and width", "type")
+        if scope.owner.startswith("block "):
+            return ir.Value(PENDING, Name(INPUT_NAMES[expr.attr]))
+        dims = getattr(self, "input_values", None)
+        if not scope.owner.startswith("network ") or not dims:
+            raise self.fail(expr.span, f"input.{expr.attr} is the shape of a block's or a network's input",
+                            "use it in a block's or a network's body; pass it to a def as an argument", "type")
+        if len(dims) != 3 and expr.attr != "channels":
+            raise self.fail(expr.span, f"the input is flat: it has no {expr.attr}", None, "type")
+        return dims[("channels", "height", "width").index(expr.attr)]
+
+    # -- operators ---------------------------------------------------------------------
+    def visit_Neg(self, expr: ast.Neg, scope: Scope) -> ir.Value:
+        inner = self.evaluate(expr.operand, scope)
+        pending = _pending((inner,), lambda: Unary("-", inner.expr))
+        if pending:
+            return pending
+        self.number(inner, expr.span, "'-'")
+        return _made(-inner.value, (inner,), lambda: Unary("-", inner.expr))
+
+    def visit_Not(self, expr: ast.Not, scope: Scope) -> ir.Value:
+        inner = self.evaluate(expr.operand, scope)
+        pending = _pending((inner,), lambda: Unary("not", inner.expr))
+        if pending:
+            return pending
+        self.truth(inner, expr.operand.span, "'not'")
+        return _made(not inner.value, (inner,), lambda: Unary("not", inner.expr))
+
+    def visit_BinOp(self, expr: ast.BinOp, scope: Scope) -> ir.Value:
+        if expr.op in ("and", "or"):
+            return self.logic(expr, scope)
+        left = self.evaluate(expr.left, scope)
+        right = self.evaluate(expr.right, scope)
+        pending = _pending((left, right), lambda: Binary(expr.op, left.expr, right.expr))
+        if pending:
+            return pending
+        if expr.op in _ARITHMETIC or expr.op in _ORDER:
+            self.number(left, expr.left.span, f"'{expr.op}'")
+            self.number(right, expr.right.span, f"'{expr.op}'")
+        result = self.checked(self.operate(expr, left.value, right.value), expr.span)
+        return _made(result, (left, right), lambda: Binary(expr.op, left.expr, right.expr))
+
+    def operate(self, expr: ast.BinOp, a, b):
+        if expr.op in ("/", "//", "%") and b == 0:
+            raise self.fail(expr.right.span, "division by zero", None)
+        if expr.op == "**":
+            if a == 0 and b < 0:
+                raise self.fail(expr.right.span, "zero to a negative power", None)
+            if _whole(a) and _whole(b) and abs(a) > 1 and b > 64:
+                raise self.fail(expr.span, f"{a} ** {b} is too large", f"values stay below {MAX_VALUE:,}", "range")
+        try:
+            return BINARY[expr.op][1](a, b)
+        except OverflowError:
+            raise self.fail(expr.span, "the value is too large", f"values stay below {MAX_VALUE:,}",
+                            "range") from None
+
+    def logic(self, expr: ast.BinOp, scope: Scope) -> ir.Value:
+        """`and`/`or` of true and false; the right side is not read where the left decides."""
+        left = self.evaluate(expr.left, scope)
+        if left.value is PENDING:
+            right = self.evaluate(expr.right, scope)
+            return ir.Value(PENDING, Binary(expr.op, left.expr, right.expr))
+        self.truth(left, expr.left.span, f"'{expr.op}'")
+        decides = left.value is (expr.op == "or")
+        if decides and not left.names:
+            return left
+        right = self.evaluate(expr.right, scope)
+        pending = _pending((right,), lambda: Binary(expr.op, left.expr, right.expr))
+        if pending:
+            return pending
+        self.truth(right, expr.right.span, f"'{expr.op}'")
+        if not left.names:
+            return right
+        result = BINARY[expr.op][1](left.value, right.value)
+        return _made(result, (left, right), lambda: Binary(expr.op, left.expr, right.expr))
+
+    def visit_IfElse(self, expr: ast.IfElse, scope: Scope) -> ir.Value:
+        test = self.evaluate(expr.test, scope)
+        if test.value is PENDING:
+            then, orelse = self.evaluate(expr.then, scope), self.evaluate(expr.orelse, scope)
+            return ir.Value(PENDING, cond(then.expr, test.expr, orelse.expr))
+        self.truth(test, expr.test.span, "the condition of 'if'")
+        if not test.names:  # only the branch taken is read: `xs[i] if i < len(xs) else 0`
+            return self.evaluate(expr.then if test.value else expr.orelse, scope)
+        then = self.evaluate(expr.then, scope)
+        orelse = self.evaluate(expr.orelse, scope)
+        return ir.Value(then.value if test.value else orelse.value, cond(then.expr, test.expr, orelse.expr))
+
+    # -- lists -------------------------------------------------------------------------
+    def visit_ListExpr(self, expr: ast.ListExpr, scope: Scope) -> ir.Value:
+        if len(expr.items) > MAX_ITEMS:
+            raise self.fail(expr.span, f"a list of more than {MAX_ITEMS:,} items", None, "limit")
+        parts = tuple(self.evaluate(item, scope) for item in expr.items)
+        pending = _pending(parts, lambda: items(tuple(p.expr for p in parts)))
+        if pending:
+            return pending
+        return _made(tuple(p.value for p in parts), parts, lambda: items(tuple(p.expr for p in parts)))
+
+    def visit_Index(self, expr: ast.Index, scope: Scope) -> ir.Value:
+        base = self.evaluate(expr.base, scope)
+        at = self.evaluate(expr.index, scope)
+        pending = _pending((base, at), lambda: index(base.expr, at.expr))
+        if pending:
+            return pending
+        if not isinstance(base.value, (tuple, str)):
+            raise self.fail(expr.base.span, f"only a list can be indexed, not {describe(base.value)}", None, "type")
+        if not _whole(at.value):
+            raise self.fail(expr.index.span, f"an index must be a whole number, got {describe(at.value)}",
+                            "use // for integer division", "type")
+        n = len(base.value)
+        if not -n <= at.value < n:
+            where = f"indices 0 to {n - 1}" if n else "it is empty"
+            raise self.fail(expr.index.span, f"index {at.value} is out of range for a list of {n} ({where})",
+                            None, "range")
+        return _made(base.value[at.value], (base, at), lambda: index(base.expr, at.expr))
+
+    # -- functions ---------------------------------------------------------------------
+    def visit_FuncCall(self, expr: ast.FuncCall, scope: Scope) -> ir.Value:
+        definition = self.defs.get(expr.name)
+        if definition is not None:
+            if definition.params is None:
+                raise self.fail(expr.name_span, f"{expr.name!r} is a value, not a function",
+                                f"write it without brackets: {expr.name}", "type")
+            return self.call_def(definition, expr.args, scope, expr.span)
+        if expr.name in FUNCTIONS:
+            return self.builtin(expr, scope)
+        return self.unknown_function(expr)
+
+    def unknown_function(self, expr: ast.FuncCall) -> ir.Value:
+        known = sorted({*FUNCTIONS, *(n for n, d in self.defs.items() if d.params is not None)})
+        guess = suggest(expr.name, known)
+        hint = f"did you mean {guess!r}?" if guess else \
+            f"the functions are: {', '.join(known)}; define one with def {expr.name}(x) = ..."
+        if expr.name in getattr(self, "blocks", {}) or lookup(expr.name) is not None:
+            hint = f"{expr.name!r} is a layer or block: it goes in a chain, not in a value"
+        raise self.fail(expr.name_span, f"unknown function {expr.name!r}", hint, "unknown-name")
+
+    def builtin(self, expr: ast.FuncCall, scope: Scope) -> ir.Value:
+        function = FUNCTIONS[expr.name]
+        if any(a.name is not None for a in expr.args):
+            keyword = next(a for a in expr.args if a.name is not None)
+            raise self.fail(keyword.span, f"{expr.name} takes no keyword arguments", None, "type")
+        if not function.least <= len(expr.args) <= function.most:
+            count = str(function.least) if function.least == function.most else \
+                f"{function.least} to {function.most}"
+            raise self.fail(expr.span, f"{expr.name} takes {count} argument(s), got {len(expr.args)}", None, "type")
+        args = tuple(self.evaluate(a.value, scope) for a in expr.args)
+        pending = _pending(args, lambda: call(expr.name, tuple(a.expr for a in args)))
+        if pending:
+            return pending
+        self.builtin_types(expr, args)
+        try:
+            result = function.function(*(a.value for a in args))
+        except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+            shown = ", ".join(describe(a.value) for a in args)
+            hint = "log needs a positive number (and a base other than 1)" if expr.name == "log" else None
+            raise self.fail(expr.span, f"{expr.name}({shown}) has no value", hint, "range") from None
+        result = self.checked(result, expr.span)
+        return _made(result, args, lambda: call(expr.name, tuple(a.expr for a in args)))
+
+    def builtin_types(self, expr: ast.FuncCall, args: tuple[ir.Value, ...]) -> None:
+        """The arguments' types: `len` and `sum` take a list, `min` and `max` a list or
+        numbers, the others numbers."""
+        name = expr.name
+        spans = [a.value.span for a in expr.args]
+        if name in ("len", "sum") or (name in ("min", "max") and len(args) == 1):
+            if not isinstance(args[0].value, tuple):
+                raise self.fail(spans[0], f"{name} of one argument needs a list, got {describe(args[0].value)}",
+                                None, "type")
+            if name != "len" and not args[0].value:
+                raise self.fail(spans[0], f"{name} of an empty list", None, "range")
+            if name != "len" and not all(_number(v) for v in args[0].value):
+                raise self.fail(spans[0], f"{name} needs a list of numbers", None, "type")
+            return
+        for value, span in zip(args, spans):
+            self.number(value, span, name)
+
+    def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
+        """The def's body with its parameters bound to the arguments (evaluated here) or
+        their defaults."""
+        names = [p.name for p in definition.params or ()]
+        what = f"function {definition.name}"
+        bound = self.bind(names, _Args(args), scope, what, span)  # type: ignore[attr-defined]
+        own = Scope({}, f"def {definition.name}")
+        values: dict[str, ir.Value] = {}
+        for param in definition.params or ():
+            if param.name in bound:
+                values[param.name] = bound[param.name][0]
+            elif param.default is not None:
+                values[param.name] = self.evaluate(param.default, own)
+            else:
+                raise self.fail(span, f"{what} needs its {param.name!r} argument",
+                                f"call it as {definition.name}({', '.join(names)})", "missing")
+        if self.def_depth >= MAX_DEF_DEPTH:
+            raise self.fail(span, f"functions call each other more than {MAX_DEF_DEPTH} deep", None, "limit")
+        self.def_depth += 1
+        try:
+            return self.evaluate(definition.body, Scope(values, f"def {definition.name}"))
+        finally:
+            self.def_depth -= 1
+
+
+class _Args:
+    """A def call's arguments, in the shape `Expander.bind` reads (a call's `args`)."""
+
+    def __init__(self, args: tuple[ast.Arg, ...]):
+        self.args = args
+
+
+__all__ = ["Evaluating", "INPUT_NAMES", "MAX_VALUE", "PENDING", "Scope", "describe"]
