@@ -222,6 +222,7 @@ class Shortcut:
     label: str | None
     node: Call | Ref
     span: Span
+    first: bool = False  # `residual shortcut proj: projection {...}`: its modules come before the body's
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,19 @@ class VariantDef:
 
 
 @dataclass(frozen=True)
+class ImportDef:
+    """`from resnet import Bottleneck` (a built-in, by name) or `from "blocks.cnn" import A, B`
+    (a file, relative to the importing one): `quoted` tells which."""
+
+    _fields = ()
+    module: str
+    quoted: bool
+    names: tuple[tuple[str, Span], ...]
+    span: Span
+    module_span: Span
+
+
+@dataclass(frozen=True)
 class Program:
     _fields = ("defs", "lets", "blocks", "networks", "variants")
     lets: tuple[LetDef, ...]
@@ -372,3 +386,4 @@ class Program:
     span: Span
     defs: tuple[DefDef, ...] = ()
     variants: tuple[VariantDef, ...] = ()
+    imports: tuple[ImportDef, ...] = ()

@@ -31,6 +31,8 @@ def _text(diagnostics: list, sources: dict) -> str:
 def _report(exc: CompileError, sources: dict, fmt: str = "text") -> None:
     from .report import to_json
 
+    # the files it imports: a diagnostic inside one shows that file's line
+    sources = {**getattr(getattr(exc, "context", None), "sources", {}), **sources}
     if fmt == "json":
         click.echo(to_json(exc.diagnostics))
     else:

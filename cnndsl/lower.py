@@ -7,6 +7,8 @@ keeps the (recursive) passes safe.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lark import Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import VisitError
 
@@ -224,6 +226,16 @@ class _Lower(Transformer_NonRecursive):
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
 
     @v_args(meta=True)
+    def residual_first(self, meta, children):
+        """`residual shortcut proj: projection { body }`: the shortcut's modules registered
+        first, as torchvision's RegNet registers `proj` before `f`."""
+        shortcut, body = children
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
+        return self.made(ast.Residual(body.items, replace(shortcut, first=True), self.span(meta)), *body.items)
+
+    @v_args(meta=True)
     def gate(self, meta, children):
         body = children[0]
         inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
@@ -379,7 +391,17 @@ class _Lower(Transformer_NonRecursive):
             self.span(meta),
             defs=tuple(c for c in children if isinstance(c, ast.DefDef)),
             variants=tuple(c for c in children if isinstance(c, ast.VariantDef)),
+            imports=tuple(c for c in children if isinstance(c, ast.ImportDef)),
         )
+
+    @v_args(meta=True)
+    def import_def(self, meta, children):
+        module, *names = children
+        if isinstance(module, ast.Str):
+            text, quoted, where = module.value, True, module.span
+        else:
+            text, quoted, where = str(module), False, self.tspan(module)
+        return ast.ImportDef(text, quoted, tuple((str(n), self.tspan(n)) for n in names), self.span(meta), where)
 
 
 class _Body:

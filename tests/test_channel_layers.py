@@ -245,3 +245,15 @@ def test_a_branch_of_named_members_sits_in_the_scope_as_inception_v3s():
     with torch.no_grad():
         assert torch.equal(model(x), want)
     assert compile_network(source_from_text(INCEPTION_E, "n.cnn")).network.body.stats.out_shape == (18, 7, 7)
+
+
+def test_the_highlighter_and_completion_know_the_new_words():
+    from pygments.token import Keyword, Name
+
+    from cnndsl.tools.highlight import CnnLexer
+    from cnndsl.tools import assist
+
+    kinds = {text: kind for kind, text in CnnLexer().get_tokens(UNIT)}
+    assert kinds["split"] in Keyword and kinds["shuffle"] is Name.Builtin and kinds["identity"] in Name.Builtin
+    assert "split" in assist.KEYWORDS
+    assert {"gelu", "layernorm", "groupnorm", "layer_scale", "permute", "shuffle"} <= set(RULES)

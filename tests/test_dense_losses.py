@@ -98,7 +98,7 @@ def test_the_task_comes_from_the_outputs_and_the_data():
     assert seg.kind == "pixels" and seg.aux and seg.layout == "dict"
     loc = head_of({"scores": torch.zeros(2, 10), "box": torch.zeros(2, 4)})
     assert (loc.kind, loc.classes) == ("boxes", 10)
-    assert head_of((torch.zeros(2, 5), torch.zeros(2, 4))).kind == "boxes"
+    assert head_of((torch.zeros(2, 5), torch.zeros(2, 4))).kind == "vector"  # (logits, aux): a classifier
     assert head_of(torch.zeros(2, 10, 1, 1)).kind == "vector"
     task = dense_task("localisation", head_of(torch.zeros(2, 14)), "Net", "d", (1, 8, 8))
     assert task.classes == 10

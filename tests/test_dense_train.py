@@ -172,3 +172,48 @@ def test_a_recipe_files_set_table_gives_the_specs_parameters_beneath_the_command
     (tmp_path / "seg.train.toml").write_text("[set]\nwidth = [1, 2]\n")
     with pytest.raises(TrainError, match=r"\[set\] must map"):
         cnndsl.fit(spec, "shapes", out=tmp_path / "b")
+
+
+SEG_AUX = """network SegAux(num_classes = 4) {
+    input 3 x 16 x 16
+    conv(8, 3, pad=1) -> relu
+    aux: side conv(num_classes, 1)
+    conv(8, 3, pad=1) -> relu
+    out: conv(num_classes, 1)
+    outputs(out, aux)
+}
+"""
+
+
+def test_an_aux_output_adds_its_weighted_loss(tmp_path):
+    import torch
+
+    from cnndsl.data import open_dataset
+    from cnndsl.data.fit import FitRequest
+    from cnndsl.train.inference import load_model, preprocessor
+    from cnndsl.train.losses import pixel_cross_entropy
+
+    history = cnndsl.fit(SEG_AUX, "shapes", out=tmp_path / "run", epochs=1, aux_weight=0.5, **FAST)
+    model, meta = load_model(history.out / "best.safetensors", torch.device("cpu"))
+    test = open_dataset("shapes", FitRequest((3, 16, 16), classes=4), 4).test
+    with torch.no_grad():
+        out = model(preprocessor(meta, torch.device("cpu"))(torch.from_numpy(test.x)))
+    y = torch.from_numpy(test.y)
+    by_hand = pixel_cross_entropy(out["out"], y) + 0.5 * pixel_cross_entropy(out["aux"], y)
+    assert history.result["test_loss"] == pytest.approx(float(by_hand), rel=1e-4)
+    assert float(pixel_cross_entropy(out["aux"], y)) > 0.1  # the aux term is not negligible
+
+
+def test_a_classifier_with_named_outputs_trains_on_out_plus_its_weighted_aux(tmp_path):
+    spec = """network CD(num_classes = 10) {
+    input 1 x 8 x 8
+    conv(8, 3, pad=1) -> relu
+    aux: side fc(num_classes)
+    out: fc(num_classes)
+    outputs(out, aux)
+}
+"""
+    history = cnndsl.fit(spec, "digits", out=tmp_path / "run", epochs=3, lr=0.01, **FAST)
+    assert history.result["task"] == "classification" and history.result["test_accuracy"] > 0.8
+    scored = cnndsl.evaluate(tmp_path / "run")
+    assert scored["accuracy"] == pytest.approx(history.result["test_accuracy"])

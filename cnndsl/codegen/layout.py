@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .. import ir
 from ..expr import Const, Expr, Name, Prec
-from ..layers import RULES
+from ..layers import RULES, channels_last
 from ..passes.shapes import dim_names, fmt_shape
 from ..traverse import evolve
 
@@ -26,10 +26,13 @@ OPENS = ("add", "mul")
 
 
 @functools.lru_cache(maxsize=4096)  # a block's shapes, once for all its uses
-def shape_text(channels: Expr, dims: tuple[Expr, ...] | None) -> str:
-    """`64x56x56` where every part is a number, else `(planes * 4) x H x W`."""
+def shape_text(channels: Expr, dims: tuple[Expr, ...] | None, last: bool = False) -> str:
+    """`64x56x56` where every part is a number, else `(planes * 4) x H x W`; channels `last`:
+    `H x W x (4 * dim)`, as the tensor is held after permute(0, 2, 3, 1)."""
     parts = tuple(Const(p.evaluate()) if not p.names else p
                   for p in (channels,) + (dims if dims is not None else (Name("?"), Name("?"))))
+    if last and len(parts) == 3:
+        parts = parts[1:] + parts[:1]
     if all(isinstance(p, Const) for p in parts):
         return "x".join(p.text for p in parts)
     if len(parts) == 1:
@@ -64,7 +67,8 @@ class ShapeNotes:
         return (stats.channels, stats.dims) if self.symbolic else tuple(stats.out_shape)
 
     def text(self, stats: ir.Stats) -> str:
-        return shape_text(stats.channels, stats.dims) if self.symbolic else fmt_shape(stats.out_shape)
+        return shape_text(stats.channels, stats.dims, channels_last(stats.out_shape)) if self.symbolic \
+            else fmt_shape(stats.out_shape)
 
     def stage(self, stats: ir.Stats) -> object:
         """The spatial size, which a new stage changes; () once flat."""

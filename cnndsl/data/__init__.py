@@ -3,7 +3,9 @@
 Every reader turns its format into the same thing, a `Dataset` of three `Split`s
 (train, validation, test) of images as N x C x H x W arrays (uint8 pixels, or float32
 for `.npz` files that hold floats) and integer class labels or float regression
-targets; `sources.open_dataset` picks the reader from `--data`. `fit` checks a dataset
+targets, or masks or boxes for segmentation and localisation (`masks.py`, `boxes.py`,
+the embedded `shapes.py` and `placed.py`); `sources.open_dataset` picks the reader from
+`--data`. `fit` checks a dataset
 against the spec's input and, when asked, resizes it or converts its channels.
 `batches` turns the splits into batches on the training device: small datasets live on
 the device as tensors and are augmented there; large ones stream through a DataLoader.

@@ -4,6 +4,7 @@ previous stage's tree and returns a new one, and reports what it finds to the co
 runs `PIPELINE` in one loop, until a pass stops it (its tree could not be read further).
 
     parse         source text to the syntax tree                    (SourceFile -> syntax tree)
+    link_imports  `from resnet import Bottleneck`: imported definitions added  (syntax tree)
     derive_variants  each `network a = B(...)` becomes the network it names  (syntax tree)
     resolve       names mean one thing and are safe to emit         (syntax tree)
     expand        values, lets, blocks, repetitions, optionals      (syntax tree -> IR)
@@ -21,6 +22,7 @@ from .. import parse as _parse
 from .context import Context
 from .emittable import check_emittable
 from .expand import expand
+from .imports import link_imports
 from .names import assign_names
 from .resolve import resolve
 from .shapes import infer_shapes
@@ -32,6 +34,6 @@ def parse(source, context: Context | None = None):
     return _parse.parse(source)
 
 
-PIPELINE = (parse, derive_variants, resolve, expand, infer_shapes, assign_names, check_emittable)
+PIPELINE = (parse, link_imports, derive_variants, resolve, expand, infer_shapes, assign_names, check_emittable)
 
-__all__ = ["PIPELINE", "Context", "assign_names", "check_emittable", "derive_variants", "expand", "infer_shapes", "parse", "resolve"]
+__all__ = ["PIPELINE", "Context", "assign_names", "link_imports", "check_emittable", "derive_variants", "expand", "infer_shapes", "parse", "resolve"]

@@ -25,6 +25,7 @@ class Context:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     stopped: bool = False  # a pass left a tree the next cannot read
     tree: object = None  # the tree after the last pass that ran (partial where there are errors)
+    sources: dict = field(default_factory=dict)  # imported files by path, for their diagnostics' lines
     _seen: set = field(default_factory=set, repr=False)
 
     def report(self, diagnostic: Diagnostic) -> None:

@@ -18,7 +18,7 @@ from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
 
 KEYWORDS = ("let", "block", "network", "input", "outputs", "x", "concat", "split", "residual", "shortcut", "side",
             "gate", "true", "false")
-KEYWORDS += ("def", "if", "else", "and", "or", "not", "for")  # values and indexed repetition (issue 11)
+KEYWORDS += ("def", "if", "else", "and", "or", "not", "for", "from", "import")  # issue 11: values, repetition, imports
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}
 _DEFINERS["def"] = "def"
 _TOKEN = re.compile(r"""

@@ -23,7 +23,7 @@ from .loop import pick_device
 from .model import build_compiled, compile_stored
 from .optimization import make_loss
 from .recipe import from_dict
-from .tasks import DenseTask, dense_task, probe
+from .tasks import DenseTask, dense_task, main_output, probe
 
 DENSE = ("segmentation", "localisation")
 
@@ -91,7 +91,7 @@ def _scores(model, batches, prepare, loss_fn, n: int, batch_size: int, classes: 
     with torch.no_grad():
         for x, y in batches.iterate(epoch_order(n, 0, 0, shuffle=False), batch_size):
             out = model(prepare(x))
-            out = (out[0] if isinstance(out, (tuple, list)) else out).flatten(1)
+            out = main_output(out).flatten(1)
             loss_sum += float(loss_fn(out, y)) * len(y)
             if classes:
                 pairs = (y * classes + out.argmax(1)).cpu()
@@ -267,7 +267,7 @@ def predict(path: str, images: list[str], top_k: int, device_name: str, out_dir:
     batch = torch.from_numpy(np.stack([read_image(p, tuple(meta["input"]), norm["scale"]) for p in images]))
     with torch.no_grad():
         out = model(preprocessor(meta, device)(batch))
-        out = (out[0] if isinstance(out, (tuple, list)) else out).flatten(1).float().cpu()
+        out = main_output(out).flatten(1).float().cpu()
     results = []
     if meta["data"]["task"] != "classification":
         return [{"image": p, "outputs": row.tolist()} for p, row in zip(images, out)]

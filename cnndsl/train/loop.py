@@ -116,6 +116,12 @@ def spec_outputs(compiled) -> int:
     return int(np.prod(compiled.network.body.stats.out_shape))
 
 
+DENSE_NEEDS = {"pixels": "a segmenter trains on masks: --data shapes, a folder of images/ and masks/, or an .npz "
+                         "with masks",
+               "boxes": "a localiser trains on boxes: --data placed-digits, images with boxes.csv or boxes.json, or "
+                        "an .npz with boxes"}
+
+
 def check_dense_loss(task: DenseTask) -> None:
     from .losses import SEGMENTATION_LOSSES
 
@@ -135,7 +141,11 @@ def class_count_error(dataset: Dataset, outputs: int, compiled) -> DataError:
 
 def combined_loss(out, y, loss_fn, aux_weight: float):
     """(main scores, loss) of a forward's output. A tuple is (logits, aux1, aux2, ...) from
-    auxiliary classifiers in training mode (GoogLeNet): main loss + aux_weight * each aux loss."""
+    auxiliary classifiers in training mode (GoogLeNet): main loss + aux_weight * each aux loss.
+    Named outputs (a dict) are the same: `out` (else the first) is the main one."""
+    if isinstance(out, dict):
+        main_key = "out" if "out" in out else next(iter(out))
+        out = [out[main_key]] + [v for k, v in out.items() if k != main_key and v is not None]
     if isinstance(out, (tuple, list)):
         main = out[0].flatten(1)
         loss = loss_fn(main, y)
@@ -351,6 +361,9 @@ class Run:
         self.dense: DenseTask | None = None
         if ds.kind is not None:
             self._check_dense()
+        elif self.head.kind in DENSE_NEEDS:
+            raise DataError(f"{ds.name} is {ds.task} data (a {'label' if ds.classes else 'value'} per image) but "
+                            f"{self.network_name} outputs {self.head.describe()}", DENSE_NEEDS[self.head.kind])
         if ds.task == "classification" and len(ds.classes) != self.outputs:
             raise class_count_error(ds, self.outputs, self.compiled)
         if ds.task == "regression":

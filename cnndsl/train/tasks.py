@@ -5,8 +5,8 @@ model's outputs, seen in one probing forward of a zero image, say what it can pr
 - a tensor N x C x H x W (H x W not 1 x 1), or a dict with `out` (and `aux`, as
   torchvision's segmentation models return), or a tuple whose first item is one of
   those: class scores per pixel, a segmenter;
-- a dict with `scores` and `box`, or a tuple (N x C scores, N x 4 box): a localiser; so
-  is a flat N x (C + 4) vector trained on boxes (its first C numbers are the scores, the
+- a dict with `scores` and `box`: a localiser; so is a flat N x (C + 4) vector trained on
+  boxes (its first C numbers are the scores, the
   last four the box);
 - anything else: the vector of classification and regression, handled by the loop as
   before.
@@ -65,12 +65,17 @@ def head_of(out) -> Head:
         first = out[0]
         if _pixels(first):
             return Head("tuple", "pixels", int(first.shape[1]), tuple(first.shape[2:]), len(out) > 1)
-        if len(out) == 2 and out[1].flatten(1).shape[1] == 4:
-            return Head("tuple", "boxes", int(first.flatten(1).shape[1]))
-        return Head("tuple", "vector", int(first.flatten(1).shape[1]))
+        return Head("tuple", "vector", int(first.flatten(1).shape[1]))  # (logits, aux, ...): a classifier
     if _pixels(out):
         return Head("tensor", "pixels", int(out.shape[1]), tuple(out.shape[2:]))
     return Head("tensor", "vector", int(out.flatten(1).shape[1]))
+
+
+def main_output(out) -> torch.Tensor:
+    """A classifier's scores from its output: the tensor, a tuple's first, a dict's `out` (else its first)."""
+    if isinstance(out, dict):
+        return out["out"] if "out" in out else next(iter(out.values()))
+    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def probe(model: torch.nn.Module, input_shape: tuple[int, ...]) -> Head:
@@ -111,9 +116,7 @@ class DenseTask:
     def parts(self, out) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Segmentation: (main scores, aux scores); localisation: (scores, [box])."""
         if self.head.kind == "boxes":
-            if isinstance(out, dict):
-                return out["scores"].flatten(1), [out["box"].flatten(1)]
-            return out[0].flatten(1), [out[1].flatten(1)]
+            return out["scores"].flatten(1), [out["box"].flatten(1)]
         if self.task == LOCALISATION:  # a flat vector: scores, then the box's four numbers
             flat = out.flatten(1)
             return flat[:, :-4], [flat[:, -4:]]

@@ -56,6 +56,7 @@ def grammar() -> dict:
                  "match": _words(("input", "outputs", "concat", "split", "residual", "shortcut", "side", "gate"))},
                 {"name": "keyword.operator.logical.cnn", "match": _words(("and", "or", "not", "if", "else"))},
                 {"name": "keyword.control.repeat.cnn", "match": _words(("for",))},
+                {"name": "keyword.control.cnn", "match": _words(("from", "import"))},
                 {"match": rf"\b({NAME})\s*(:)(?!:)",
                  "captures": {"1": {"name": "entity.name.label.cnn"}, "2": {"name": "punctuation.separator.label.cnn"}}},
                 {"match": rf"\b({NAME})\s*(=)(?!=)",
