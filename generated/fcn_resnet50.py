@@ -169,6 +169,7 @@ class FCN_resnet50(nn.Module):
         x = self.backbone(x)  # 2048x65x65
         x = self.classifier(x)  # 21x65x65
 
-        x = nn.functional.interpolate(x, size=input_size, mode='bilinear', align_corners=False)
-        # 21x520x520
+        x = nn.functional.interpolate(
+            x, size=input_size, mode='bilinear', align_corners=False
+        )  # 21x520x520
         return {"out": x}
