@@ -384,6 +384,7 @@ class ScopeBuilder(Visitor):
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))
         start = self.notes.fork()
+        members = len(self.members)  # where a shortcut written first goes
         self.run(node.body)
         self.residual_depth -= 1
         shortcut = node.shortcut
@@ -398,8 +399,9 @@ class ScopeBuilder(Visitor):
                 written = as_written if self.generator.in_network else (lambda layer: layer)
                 layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
-                self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
-                                           condition=None if constant else condition))
+                member = Member(shortcut.name, Ctor(children=layers, sequential=True),
+                                condition=None if constant else condition)
+                self.members.insert(members if shortcut.first else len(self.members), member)
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
         self.forward.append(self.step(node.stats, kind="add", var=var))
 

@@ -417,7 +417,8 @@ class Expander(Evaluating, Visitor):
                 raise self.fail(bound["bn"][1], f"projection 'bn' must be true or false, got {_describe(value)}",
                                 None, "type")
             bn = value
-        return ir.Residual(body, ir.Shortcut(target.name, shortcut.label, shortcut.span, bn=bn), node.span)
+        return ir.Residual(body, ir.Shortcut(target.name, shortcut.label, shortcut.span, bn=bn, first=shortcut.first),
+                           node.span)
 
     def instance(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope, span: Span,
                  label: str | None) -> ir.BlockInstance:
