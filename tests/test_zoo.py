@@ -43,7 +43,12 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
        "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
        "inception_v3", "convnext", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
-       "regnet", *(f"regnet_{kind}_{size}" for kind, sizes in (("y", REGNET_Y), ("x", REGNET_X)) for size in sizes)]
+       "regnet", *(f"regnet_{kind}_{size}" for kind, sizes in (("y", REGNET_Y), ("x", REGNET_X)) for size in sizes),
+       "mobilenetv2", "mobilenet_v2", "mobilenetv3", "mobilenet_v3_large", "mobilenet_v3_small",
+       "mnasnet", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+       "efficientnet", *(f"efficientnet_b{i}" for i in range(8)),
+       "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]
+MOBILE = [name for name in ZOO if name.startswith(("mobilenet", "mnasnet", "efficientnet"))]
 VGG = [name for name in ZOO if name.startswith("vgg")]
 SEGMENTERS = {"unet", "unet_padded", "fcn", "fcn_resnet50", "fcn_resnet101"}
 
@@ -81,6 +86,7 @@ SMALL = {
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ZOO if name.startswith("regnet")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ZOO if name.startswith(("resnet", "resnext", "wide_"))
        and name not in ("resnet20", "resnet56")},
+    **{name: ({"size": 32}, (1, 3, 32, 32)) for name in MOBILE},
 }
 
 
