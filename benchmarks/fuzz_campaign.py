@@ -18,6 +18,7 @@ The generators take a `random.Random`, so hypothesis drives them in the tests (t
     built             (fuzz_build.py) networks built and run forward in eval and train mode
                       and backward, against the checker; endless and non-UTF-8 inputs,
                       crafted checkpoint metadata, `serve` requests
+    --lsp N           (fuzz_lsp.py) hostile JSON-RPC messages to the language server
 
     .venv/bin/python benchmarks/fuzz_campaign.py --programs 20000 --built 5000   # a fixed count
 """
@@ -724,8 +725,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="run until this many inputs were tried (instead of --minutes)")
     parser.add_argument("--built", type=int, default=0,
                         help="with --programs: and until this many networks were built and run with backward")
+    parser.add_argument("--lsp", type=int, default=0, metavar="N",
+                        help="instead: N hostile JSON-RPC messages to `cnndsl lsp` (benchmarks/fuzz_lsp.py)")
     opts = parser.parse_args(argv)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
+    if opts.lsp:
+        import fuzz_lsp
+
+        lsp_result = fuzz_lsp.campaign(opts.lsp, opts.seed)
+        fuzz_lsp.report(lsp_result, opts.seed)
+        return 1 if lsp_result["failed_batches"] else 0
     if opts.engine == "atheris":
         run_atheris(opts.minutes, opts.seed)
         return 0

@@ -111,7 +111,7 @@ class ConvNeXt_base(nn.Module):
     stochastic_depth_prob=0.5, layer_scale=1e-06, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/convnext.cnn:50.
+    From specs/convnext.cnn:49.
     """
 
     def __init__(

@@ -111,7 +111,7 @@ class ConvNeXt_large(nn.Module):
     stochastic_depth_prob=0.5, layer_scale=1e-06, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/convnext.cnn:53.
+    From specs/convnext.cnn:52.
     """
 
     def __init__(

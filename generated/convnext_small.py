@@ -111,7 +111,7 @@ class ConvNeXt_small(nn.Module):
     stochastic_depth_prob=0.4, layer_scale=1e-06, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/convnext.cnn:47.
+    From specs/convnext.cnn:46.
     """
 
     def __init__(

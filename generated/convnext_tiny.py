@@ -111,7 +111,7 @@ class ConvNeXt_tiny(nn.Module):
     stochastic_depth_prob=0.1, layer_scale=1e-06, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/convnext.cnn:44.
+    From specs/convnext.cnn:43.
     """
 
     def __init__(

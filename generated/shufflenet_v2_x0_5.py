@@ -119,7 +119,7 @@ class Shufflenet_v2_x0_5(nn.Module):
     Compiled with stages_repeats=(4, 8, 4), stages_out_channels=(24, 48, 96, 192, 1024),
     num_classes=1000, in_channels=3, size=224.
 
-    From specs/shufflenet_v2.cnn:45.
+    From specs/shufflenet_v2.cnn:44.
     """
 
     def __init__(

@@ -119,7 +119,7 @@ class Shufflenet_v2_x1_5(nn.Module):
     Compiled with stages_repeats=(4, 8, 4), stages_out_channels=(24, 176, 352, 704,
     1024), num_classes=1000, in_channels=3, size=224.
 
-    From specs/shufflenet_v2.cnn:51.
+    From specs/shufflenet_v2.cnn:50.
     """
 
     def __init__(

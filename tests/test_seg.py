@@ -8,7 +8,7 @@ import pytest
 
 import cnndsl
 import cnndsl.summary
-from cnndsl.compiler import compile_network, source_from_text
+from cnndsl.compiler import compile_network, generate, source_from_text
 from cnndsl.diagnostics import CompileError
 
 torch = pytest.importorskip("torch")
@@ -202,9 +202,9 @@ def _double(cin: int, out: int) -> int:
     return (9 * cin * out + out) + (9 * out * out + out)
 
 
-def _unet_params(cin: int = 1, classes: int = 2) -> int:
+def _unet_params(cin: int = 1, classes: int = 2, base: int = 64) -> int:
     """The paper's U-Net counted by hand: DoubleConvs, 2x2 up-convolutions, the 1x1 head."""
-    widths = [64, 128, 256, 512, 1024]
+    widths = [base, base * 2, base * 4, base * 8, base * 16]
     total, previous = 0, cin
     for width in widths:  # the contracting path and the bottleneck
         total += _double(previous, width)
@@ -230,7 +230,7 @@ def test_unet_is_the_papers_572_to_388():
 
 
 def test_unet_forward_reads_like_the_figure():
-    code = cnndsl.compile_source((cnndsl.resources.specs_dir() / "unet.cnn").read_text())
+    code = generate(cnndsl.compile_spec("unet"))
     forward = code[code.index("class UNet"):].split("def forward", 1)[1]
     assert "x = torch.cat([center_crop(enc4, x), x], dim=1)  # 1024x56x56" in forward
     levels = forward.split("\n\n")  # a level per paragraph: down to each skip, up from each up-conv
@@ -311,3 +311,48 @@ def test_named_outputs_in_the_diagram_and_onnx(tmp_path):
     names = export_onnx(cnndsl.build(LOCALIZE).eval(), (1, 28, 28), tmp_path / "loc.onnx")
     assert names == ["scores", "box"]
     assert [o.name for o in onnx.load(str(tmp_path / "loc.onnx")).graph.output] == ["scores", "box"]
+
+
+def test_unet_padded_keeps_the_input_size_and_base_sets_the_width():
+    network = cnndsl.compile_spec("unet_padded").network
+    assert network.input == (3, 256, 256) and network.body.stats.out_shape == (2, 256, 256)
+    small = cnndsl.build("unet_padded", size=64, base=8, num_classes=4).eval()
+    assert sum(p.numel() for p in small.parameters()) == _unet_params(3, 4, base=8)
+    with torch.no_grad():
+        assert small(torch.randn(2, 3, 64, 64)).shape == (2, 4, 64, 64)
+
+
+def test_localizer_returns_scores_and_a_box_in_the_unit_square():
+    network = cnndsl.compile_spec("localizer").network
+    assert network.output_shapes == {"scores": (10,), "box": (4,)}
+    net = cnndsl.build("localizer").eval()
+    with torch.no_grad():
+        out = net(torch.randn(5, 1, 64, 64))
+    assert list(out) == ["scores", "box"] and out["scores"].shape == (5, 10) and out["box"].shape == (5, 4)
+    assert float(out["box"].min()) >= 0 and float(out["box"].max()) <= 1
+    assert sum(p.numel() for p in net.parameters()) == network.body.stats.params == 205_022
+
+
+# torchvision's weight tables (models/segmentation/fcn.py): their weights carry the
+# auxiliary FCNHead(1024, 21) on layer3, which the built-ins (aux_loss=False) leave out.
+PUBLISHED_WITH_AUX = {"fcn_resnet50": 35_322_218, "fcn_resnet101": 54_314_346}
+AUX_HEAD = (1024 * 256 * 9) + 2 * 256 + (256 * 21 + 21)  # 3x3 conv, batch norm, 1x1 conv
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_WITH_AUX))
+def test_fcn_parameter_counts_are_torchvisions(name):
+    network = cnndsl.compile_spec(name).network
+    assert network.body.stats.params + AUX_HEAD == PUBLISHED_WITH_AUX[name]
+    assert network.output_shapes == {"out": (21, 520, 520)}
+
+
+def test_fcn_backbone_trades_stride_for_dilation():
+    network = cnndsl.compile_spec("fcn_resnet50", size=64).network
+    lines = {line.path: line for line in cnndsl.summary.lines(network, depth=2)}
+    assert lines["backbone.layer2"].output == (512, 8, 8)
+    assert lines["backbone.layer3"].output == (1024, 8, 8) and lines["backbone.layer4"].output == (2048, 8, 8)
+    net = cnndsl.build("fcn_resnet50", size=64).eval()
+    assert [net.backbone.layer3[i].conv2.dilation for i in (0, 1)] == [(1, 1), (2, 2)]
+    assert [net.backbone.layer4[i].conv2.dilation for i in (0, 2)] == [(2, 2), (4, 4)]
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 72, 56))["out"].shape == (1, 21, 72, 56)  # upsampled to any input

@@ -131,3 +131,14 @@ def test_shell_completion_offers_builtin_names():
     assert "plain,resnet152" in offered and "plain,resnet18" in offered
     assert not any(o.startswith("plain,vgg") for o in offered)
     assert "file,res" in offered  # and file names, for a spec of one's own
+
+
+@pytest.mark.parametrize("command", ["check", "compile", "draw", "train", "export"])
+def test_every_command_that_takes_a_spec_completes_builtin_names(command):
+    env = {**os.environ, "_CNNDSL_COMPLETE": "bash_complete", "COMP_WORDS": f"cnndsl {command} res",
+           "COMP_CWORD": "2"}
+    result = subprocess.run([sys.executable, "-m", "cnndsl"], env=env, capture_output=True, text=True, cwd=ROOT,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    offered = result.stdout.split()
+    assert "plain,resnet50" in offered and "file,res" in offered, (command, offered[:5])

@@ -148,11 +148,14 @@ LONG = 64  # characters: longer arithmetic does not fit a line of the generated 
 READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
 
 
-def readable(expr: Expr) -> bool:
+def readable(expr: Expr, tables: frozenset = frozenset()) -> bool:
     """Whether a value reads as a hand-written class passes it on: numbers and parameters in
     arithmetic (`planes * 4`, `num_classes`), or a short expression (`cfg[0] * w`). A family's
     rule inlined (`_make_divisible` of a stage table's item) does not: the network's class
-    writes the number it gives."""
+    writes the number it gives, as it does for whatever reads one of `tables` (a list
+    parameter too long to write as a default: a family's stage table)."""
+    if expr.names & tables:
+        return False
     if len(expr.text) <= READABLE:
         return True
     if len(expr.text) > LONG:  # DenseNet's channels after three blocks and transitions: the number
@@ -166,12 +169,12 @@ def readable(expr: Expr) -> bool:
     return True
 
 
-def as_written(node):
+def as_written(node, tables: frozenset = frozenset()):
     """A network-level layer or block use with each value that is not `readable` as its
     number (the generated class is the variant the rules computed)."""
-    args = tuple((k, v if readable(v.expr) else ir.Value.constant(v.value)) for k, v in node.args)
+    args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
     stats = node.stats
-    if stats is not None and not readable(stats.in_channels):
+    if stats is not None and not readable(stats.in_channels, tables):
         stats = replace(stats, in_channels=Const(stats.in_shape[0]))
     return replace(node, args=args, stats=stats)
 
@@ -387,6 +390,7 @@ class ScopeBuilder(Visitor):
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))
         start = self.notes.fork()
+        members = len(self.members)  # where a shortcut written first goes
         self.run(node.body)
         self.residual_depth -= 1
         shortcut = node.shortcut
@@ -398,11 +402,13 @@ class ScopeBuilder(Visitor):
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                written = as_written if self.generator.in_network else (lambda layer: layer)
+                tables = self.generator.tables
+                written = (lambda layer: as_written(layer, tables)) if self.generator.in_network else (lambda layer: layer)
                 layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
-                self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
-                                           condition=None if constant else condition))
+                member = Member(shortcut.name, Ctor(children=layers, sequential=True),
+                                condition=None if constant else condition)
+                self.members.insert(members if shortcut.first else len(self.members), member)
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
         self.forward.append(self.step(node.stats, kind="add", var=var))
 
@@ -482,6 +488,8 @@ class Generator:
                 read.update(node.skips)
         self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
+        self.tables = frozenset(name for name, value in network.params if isinstance(value.value, tuple)
+                                and len(ir.Value.constant(value.value).text) > READABLE)
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -492,10 +500,10 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(as_written(node) if self.in_network else node, self.helpers, previous,
+            return layer_ctor(as_written(node, self.tables) if self.in_network else node, self.helpers, previous,
                               self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(as_written(node) if self.in_network else node)
+            return self.instance_call(as_written(node, self.tables) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)

@@ -52,6 +52,7 @@ class ShapeInference(Visitor):
         self.named_outputs: dict[str, Flow | None] = {}
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
+        self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
@@ -86,8 +87,10 @@ class ShapeInference(Visitor):
             self.side_outputs[inner.name] = out
         if flow is None or out is None or inner.stats is None:
             return evolve(node, node=inner), flow
-        # Parameters count (they are in the state_dict); MACs do not: inference skips it.
-        stats = ir.Stats(flow.shape, out.shape, inner.stats.params, 0, flow.rf, flow.jump, flow.channels,
+        # Parameters count (they are in the state_dict); MACs do not: inference skips it,
+        # unless it is a named output, computed in eval mode too.
+        macs = inner.stats.macs if getattr(inner, "name", None) in self.output_elements else 0
+        stats = ir.Stats(flow.shape, out.shape, inner.stats.params, macs, flow.rf, flow.jump, flow.channels,
                          dims=flow.dims)
         return evolve(node, node=inner, stats=stats), flow
 
@@ -496,6 +499,7 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     start = Flow(network.input, network.input_channels.expr, dims=None)
     _input_order(network, context)
     inference.named_outputs["input"] = start
+    inference.output_elements = frozenset(o.element for o in network.outputs)
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)

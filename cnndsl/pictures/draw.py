@@ -17,7 +17,7 @@ import click
 
 from .. import ir
 from ..errors import MissingExtra, UsageError
-from ..options import NETWORK_OPTION, SET_OPTION
+from ..options import NETWORK_OPTION, SET_OPTION, complete_spec
 from .build import block_call, block_signature, layer_label
 from .page import diagram
 from .primitives import Diagram
@@ -50,7 +50,7 @@ def render(network: ir.Network, path: str, scale: float = 2.0) -> Diagram:
 
 
 @click.command("draw")
-@click.argument("spec")
+@click.argument("spec", shell_complete=complete_spec)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The picture to write: FILE.svg or FILE.png.")
 @SET_OPTION

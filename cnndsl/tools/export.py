@@ -17,7 +17,7 @@ import click
 
 from ..atomic import STDOUT, write_atomic, write_target
 from ..errors import CnndslError, MissingExtra
-from ..options import NETWORK_OPTION, SET_OPTION
+from ..options import NETWORK_OPTION, SET_OPTION, complete_spec
 from ..settings import parse_settings
 
 # Protobuf's limit on one file: a larger model keeps its weights in FILE.data beside it.
@@ -100,7 +100,7 @@ def _save(program, path: str | Path, external: bool) -> None:
 
 
 @click.command("export")
-@click.argument("target", metavar="SPEC|CHECKPOINT")
+@click.argument("target", metavar="SPEC|CHECKPOINT", shell_complete=complete_spec)
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False), help="Write the ONNX model here.")
 @SET_OPTION
 @NETWORK_OPTION

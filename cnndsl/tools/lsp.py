@@ -121,7 +121,13 @@ def same_code(old: str, new: str) -> bool:
     edit inside a comment, or of trailing spaces): the compiler would say the same."""
     from .assist import code_tokens
 
+    if _over_limit(old) or _over_limit(new):  # the size decides, not the tokens (a long comment)
+        return False
     return len(old.split("\n")) == len(new.split("\n")) and code_tokens(old) == code_tokens(new)
+
+
+def _over_limit(text: str) -> bool:
+    return len(text) * 4 > MAX_SOURCE_BYTES and len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES
 
 
 def _known_anywhere(tree) -> bool:
@@ -429,11 +435,36 @@ def serve() -> None:
     from .. import __version__
 
     server = LanguageServer("cnndsl", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+    _quiet_client_errors()
     state = _State()
     _register_documents(server, state, lsp)
     _register_reading(server, state, lsp)
     _register_editing(server, state, lsp)
     _run_stdio(server)
+
+
+def _quiet_client_errors() -> None:
+    """pygls logs a traceback for each request it answers with an error the client caused
+    (parameters of the wrong type, a document not open): the editor's log would fill with
+    tracebacks that are no bug. Those records are left out; an internal error (a handler
+    that raised something else) keeps its traceback, for a bug report."""
+    import logging
+
+    from pygls.exceptions import JsonRpcException, JsonRpcInternalError
+
+    class ClientErrors(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            error = record.exc_info[1] if record.exc_info else None
+            if isinstance(error, JsonRpcException) and not isinstance(error, JsonRpcInternalError):
+                return False
+            return not record.getMessage().startswith("Unable to deserialize message")
+
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(ClientErrors())
+    logger = logging.getLogger("pygls")
+    logger.addHandler(handler)
+    logger.propagate = False
 
 
 def _to_range(lsp, document, line: int, column: int, end_line: int, end_column: int):
@@ -448,9 +479,22 @@ def _span_range(lsp, document, span: Span):
     return _to_range(lsp, document, span.line, span.column, span.end_line, span.end_column)
 
 
+def _open_document(server, uri: str):
+    """The document the client opened at `uri`. pygls would read any other from disk (a
+    missing file, a directory, a device); a request for one gets a JSON-RPC error instead."""
+    from urllib.parse import unquote
+
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    document = server.workspace.text_documents.get(unquote(uri))
+    if document is None:
+        raise JsonRpcInvalidParams(f"{uri!r} is not an open document: open it first (textDocument/didOpen)")
+    return document
+
+
 def _cursor(server, state: _State, uri: str, position):
     """The document, its analysis and the 1-based (line, column) of an LSP position."""
-    document = server.workspace.get_text_document(uri)
+    document = _open_document(server, uri)
     lines = document.lines
     if position.line >= len(lines):
         return document, state.analyses.get(uri), len(lines) + 1, 1
@@ -467,7 +511,7 @@ def _register_documents(server, state: _State, lsp) -> None:
                               code=d.code or None, data={"hint": d.hint, "message": d.message})
 
     def refresh(uri: str) -> None:
-        document = server.workspace.get_text_document(uri)
+        document = _open_document(server, uri)
         previous = state.analyses.get(uri)
         if previous is not None and previous.source.text == document.source:
             analysis = previous  # a save, or an edit undone: nothing to recompile
@@ -551,7 +595,7 @@ def _register_reading(server, state: _State, lsp) -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     def document_symbols(params: lsp.DocumentSymbolParams):
-        document = server.workspace.get_text_document(params.text_document.uri)
+        document = _open_document(server, params.text_document.uri)
         return [_symbol(lsp, document, d) for d in assist.scan(document.source).definitions]
 
     legend = lsp.SemanticTokensLegend(token_types=list(assist.TOKEN_TYPES),
@@ -559,7 +603,7 @@ def _register_reading(server, state: _State, lsp) -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, legend)
     def semantic_tokens(params: lsp.SemanticTokensParams):
-        document = server.workspace.get_text_document(params.text_document.uri)
+        document = _open_document(server, params.text_document.uri)
         return lsp.SemanticTokens(data=_encode_tokens(lsp, document, assist.semantic_tokens(assist.scan(document.source))))
 
     @server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT, lsp.InlayHintOptions(resolve_provider=False))
@@ -567,7 +611,7 @@ def _register_reading(server, state: _State, lsp) -> None:
         analysis = state.analyses.get(params.text_document.uri)
         if not state.inlay_hints or analysis is None:
             return []
-        document = server.workspace.get_text_document(params.text_document.uri)
+        document = _open_document(server, params.text_document.uri)
         first, last = params.range.start.line + 1, params.range.end.line + 1
         hints = []
         for line, label in inlay_hints(analysis):
@@ -646,7 +690,7 @@ def _register_editing(server, state: _State, lsp) -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
     def formatting(params: lsp.DocumentFormattingParams):
-        document = server.workspace.get_text_document(params.text_document.uri)
+        document = _open_document(server, params.text_document.uri)
         return _format_edits(lsp, document)
 
     _register_rename(server, state, lsp)
@@ -654,7 +698,7 @@ def _register_editing(server, state: _State, lsp) -> None:
     @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
                     lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
     def code_action(params: lsp.CodeActionParams):
-        document = server.workspace.get_text_document(params.text_document.uri)
+        document = _open_document(server, params.text_document.uri)
         return _quick_fixes(lsp, document, params)
 
 
@@ -804,17 +848,30 @@ def _handle(protocol, body: bytes) -> None:
     except ValueError as exc:
         _send_error(protocol, None, -32700, f"not JSON: {exc}")
         return
+    except RecursionError:  # json's C decoder has Python's recursion guard, near 1,000 levels
+        _send_error(protocol, None, -32700, "JSON nested too deeply")
+        return
     if not isinstance(raw, dict):
         _send_error(protocol, None, -32600, "a message must be a JSON object")
         return
+    request = "id" in raw and "method" in raw  # it gets an answer; a notification or a response does not
+    if raw.get("jsonrpc") != "2.0" or not ("method" in raw or "result" in raw or "error" in raw):
+        _send_error(protocol, _plain_id(raw.get("id")), -32600,
+                    'not a JSON-RPC 2.0 message: it needs "jsonrpc": "2.0" and a method, a result or an error')
+        return
     try:
         message = protocol.structure_message(raw)
-    except JsonRpcException as exc:
-        if "id" in raw and "method" in raw:  # a request: it gets an answer; a notification does not
+    except (JsonRpcException, RecursionError, TypeError, ValueError, KeyError):
+        if request:
             detail = "its parameters do not fit LSP's types (a position must be 0 to 2**31-1)"
-            _send_error(protocol, raw["id"], exc.code, f"{raw['method']}: {detail}")
+            _send_error(protocol, _plain_id(raw["id"]), -32602, f"{raw['method']}: {detail}")  # invalid params
         return
     protocol.handle_message(message)
+
+
+def _plain_id(value):
+    """A request id as JSON-RPC allows it (a string or a number), else null."""
+    return value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
 
 
 def _send_error(protocol, msg_id, code: int, message: str) -> None:

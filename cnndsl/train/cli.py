@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..options import NETWORK_OPTION, SET_OPTION
+from ..options import NETWORK_OPTION, SET_OPTION, complete_spec
 from .recipe import FIELDS
 
 _DATA_HELP = ("digits (default; scikit-learn's bundled 8x8 digits), synthetic[:N], shapes (segmentation), "
@@ -68,7 +68,7 @@ def recipe_options(command):
 
 
 @click.command("train", context_settings={"max_content_width": 110})
-@click.argument("spec", required=False)
+@click.argument("spec", required=False, shell_complete=complete_spec)
 @click.option("--data", default=None, help=_DATA_HELP + "  [default: digits]")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run directory for checkpoints, metrics.jsonl, result.json.  [default: runs/SPEC]")
