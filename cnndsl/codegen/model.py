@@ -312,11 +312,8 @@ class ScopeBuilder(Visitor):
     def interpolate(self, layer: ir.Layer) -> None:
         """`upsample(like=enc4)`: no member, a call of nn.functional.interpolate to that size."""
         values = layer.values
-        options = f", mode={values['mode']!r}" if values["mode"] != "nearest" else ""
-        if values["mode"] == "bilinear":
-            options += f", align_corners={values['align_corners']}"
         self.forward.append(self.step(stats=layer.stats, kind="interpolate", var=self.sizes[values["like"]],
-                                      parts=(options,)))
+                                      parts=(interpolate_options(values),)))
 
     def step(self, stats: ir.Stats, **fields) -> Stmt:
         """A statement with its shape comment, where the shape changes, and its stage."""
@@ -343,6 +340,7 @@ class ScopeBuilder(Visitor):
             if flat_branch(branch):
                 parts.append(self.flat_branch(branch))
                 continue
+            branch, resize = resized(branch)
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
                 raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
@@ -352,7 +350,13 @@ class ScopeBuilder(Visitor):
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            parts.append(f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})")
+            call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
+            if resize is not None:  # ASPP's pooling branch, back to the size it read
+                arguments = f"{call}, size={self.sizes[resize.values['like']]}{interpolate_options(resize.values)}"
+                call = f"nn.functional.interpolate({arguments})"
+                if len(call) + 13 > WRAP:  # in the cat's list, 12 columns in
+                    call = f"nn.functional.interpolate(\n{' ' * 16}{arguments}\n{' ' * 12})"
+            parts.append(call)
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
         self.reads = self.into
 
@@ -420,6 +424,24 @@ class ScopeBuilder(Visitor):
         self.run(node.body)
         self.gate_depth -= 1
         self.forward.append(self.step(node.stats, kind="mul", var=var))
+
+
+def interpolate_options(values: dict) -> str:
+    """`upsample(like=...)`'s keywords for nn.functional.interpolate after its size."""
+    options = f", mode={values['mode']!r}" if values["mode"] != "nearest" else ""
+    if values["mode"] == "bilinear":
+        options += f", align_corners={values['align_corners']}"
+    return options
+
+
+def resized(branch: ir.Seq) -> tuple[ir.Seq, ir.Layer | None]:
+    """A named concat branch that ends in `upsample(like=...)`: the branch without it, and
+    it (called on the branch's output in the cat); else the branch and None."""
+    items = branch.items
+    last = items[-1] if items else None
+    if branch.name is None or len(items) < 2 or not isinstance(last, ir.Layer) or last.values.get("like") is None:
+        return branch, None
+    return replace(branch, items=items[:-1]), last
 
 
 def scope_nodes(seq: ir.Seq):
