@@ -11,8 +11,8 @@ from torch import nn
 __all__ = ["RegNet_y_8gf"]
 
 
-class SqueezeExcitation(nn.Module):
-    """Block `SqueezeExcitation`: in_channels x H x W to in_channels x H x W.
+class SqueezeExcitationReLU(nn.Module):
+    """Block `SqueezeExcitationReLU`: in_channels x H x W to in_channels x H x W.
 
     From specs/regnet.cnn:29.
     """
@@ -81,7 +81,7 @@ class ResBottleneck(nn.Module):
                 nn.BatchNorm2d(out),
                 nn.ReLU(inplace=True),
             )),  # out x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-            ("se", SqueezeExcitation(out, int(round(se_ratio * in_channels)))),
+            ("se", SqueezeExcitationReLU(out, int(round(se_ratio * in_channels)))),
             ("c", nn.Sequential(
                 nn.Conv2d(out, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out),
