@@ -147,11 +147,14 @@ _ARITHMETIC = (Const, Name, Unary, Binary)
 READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
 
 
-def readable(expr: Expr) -> bool:
+def readable(expr: Expr, tables: frozenset = frozenset()) -> bool:
     """Whether a value reads as a hand-written class passes it on: numbers and parameters in
     arithmetic (`planes * 4`, `num_classes`), or a short expression (`cfg[0] * w`). A family's
     rule inlined (`_make_divisible` of a stage table's item) does not: the network's class
-    writes the number it gives."""
+    writes the number it gives, as it does for whatever reads one of `tables` (a list
+    parameter too long to write as a default: a family's stage table)."""
+    if expr.names & tables:
+        return False
     if len(expr.text) <= READABLE:
         return True
     stack = [expr]
@@ -163,12 +166,12 @@ def readable(expr: Expr) -> bool:
     return True
 
 
-def as_written(node):
+def as_written(node, tables: frozenset = frozenset()):
     """A network-level layer or block use with each value that is not `readable` as its
     number (the generated class is the variant the rules computed)."""
-    args = tuple((k, v if readable(v.expr) else ir.Value.constant(v.value)) for k, v in node.args)
+    args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
     stats = node.stats
-    if stats is not None and not readable(stats.in_channels):
+    if stats is not None and not readable(stats.in_channels, tables):
         stats = replace(stats, in_channels=Const(stats.in_shape[0]))
     return replace(node, args=args, stats=stats)
 
@@ -396,7 +399,8 @@ class ScopeBuilder(Visitor):
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                written = as_written if self.generator.in_network else (lambda layer: layer)
+                tables = self.generator.tables
+                written = (lambda layer: as_written(layer, tables)) if self.generator.in_network else (lambda layer: layer)
                 layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 member = Member(shortcut.name, Ctor(children=layers, sequential=True),
@@ -481,6 +485,8 @@ class Generator:
                 read.update(node.skips)
         self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
+        self.tables = frozenset(name for name, value in network.params if isinstance(value.value, tuple)
+                                and len(ir.Value.constant(value.value).text) > READABLE)
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -491,10 +497,10 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(as_written(node) if self.in_network else node, self.helpers, previous,
+            return layer_ctor(as_written(node, self.tables) if self.in_network else node, self.helpers, previous,
                               self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(as_written(node) if self.in_network else node)
+            return self.instance_call(as_written(node, self.tables) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)

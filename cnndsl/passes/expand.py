@@ -214,11 +214,13 @@ class Expander(Evaluating, Visitor):
             if isinstance(piece, str):
                 parts.append(piece)
                 continue
+            # A label is structure, as a repetition count is: a value that reads a parameter
+            # (a family's table) gives its number at each use, each use's class its own keys.
             value = self.evaluate(piece, scope)
-            if value.names or isinstance(value.value, bool) or not isinstance(value.value, (int, str)):
-                shown = "a value that changes with a parameter" if value.names else _describe(value.value)
-                raise self.fail(piece.span, f"a label's {{...}} must be a whole number or a string, got {shown}",
-                                "use the index of a repetition (X * n for i) or a def's value", "type")
+            if isinstance(value.value, bool) or not isinstance(value.value, (int, str)):
+                raise self.fail(piece.span, f"a label's {{...}} must be a whole number or a string, got "
+                                f"{_describe(value.value)}", "use the index of a repetition (X * n for i) or a "
+                                "def's value", "type")
             parts.append(str(value.value))
         text = "".join(parts)
         reason = quoted_label_reason(text)
