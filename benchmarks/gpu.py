@@ -11,8 +11,8 @@ Sections, each recorded as passed, failed (with the error's last lines) or skipp
 1. paths: `cnndsl train resnet20 --data synthetic` with bf16 autocast, fp16 with the
    GradScaler, channels_last on and off, `--compile`, and a single-node NCCL run through
    torchrun (a process group of one: CNNDSL_PROCESS_GROUP=1);
-2. models: the generated resnet50 against torchvision's (efficientnet_b0 has no cnndsl
-   spec yet: skipped), forward+backward in bf16 channels_last, eager and under
+2. models: the generated resnet50 and efficientnet_b0 against torchvision's (a model
+   cnndsl has no built-in of is skipped, saying so), forward+backward in bf16 channels_last, eager and under
    `torch.compile(fullgraph=True)`: milliseconds per step and the ratio;
 3. loop: `cnndsl train resnet50 --data synthetic` images per second against a
    hand-written torchvision loop with the same settings (batch, SGD, bf16,
@@ -43,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESNET50_GMACS = 4.1
 A100_ANCHOR = {"images_per_second": 2470, "peak_bf16_tflops": 312.0}
+MODELS = ("resnet50", "efficientnet_b0")  # cnndsl built-in = torchvision name
 PEAKS_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16, the vendors' figures
 
 
@@ -158,6 +159,35 @@ def model_ratio(spec: str, torchvision_name: str, cuda: bool, compiled: bool) ->
             "torchvision_ms": round(times["torchvision"], 3), "ratio": round(times["cnndsl"] / times["torchvision"], 4)}
 
 
+def has_builtin(name: str) -> bool:
+    """Whether cnndsl has a built-in of this name (efficientnet_b0 arrives with the mobile family)."""
+    import cnndsl
+    from cnndsl.errors import CnndslError
+
+    try:
+        cnndsl.check(name)
+    except (CnndslError, FileNotFoundError, ValueError):
+        return False
+    return True
+
+
+def model_checks(results: dict, cuda: bool, quick: bool) -> None:
+    """The generated models against torchvision's, eager and (on a GPU) compiled."""
+    for name in MODELS:
+        if not has_builtin(name):
+            for mode in ("eager", "compiled"):
+                results[f"model_{name}_{mode}"] = {"status": "skipped", "why": f"no {name} built-in in cnndsl yet"}
+            continue
+        if quick and not cuda:
+            results[f"model_{name}_eager"] = {"status": "skipped", "why": "--quick"}
+        else:
+            section(results, f"model_{name}_eager", model_ratio, name, name, cuda, False)
+        if cuda:
+            section(results, f"model_{name}_compiled", model_ratio, name, name, cuda, True)
+        else:
+            results[f"model_{name}_compiled"] = {"status": "pending", "why": "GPU only"}
+
+
 # ---------------------------------------------------------------- 3. the loop
 def hand_loop(batch: int, steps: int, cuda: bool) -> dict:
     """torchvision's resnet50, trained as one writes it by hand: the same settings as the run."""
@@ -267,15 +297,7 @@ def main() -> int:
     results = {"environment": environment(cuda)}
     print(f"environment: {json.dumps(results['environment'])}", flush=True)
     path_checks(results, cuda, args.quick, args.timeout)
-    if args.quick and not cuda:
-        results["model_resnet50_eager"] = {"status": "skipped", "why": "--quick"}
-    else:
-        section(results, "model_resnet50_eager", model_ratio, "resnet50", "resnet50", cuda, False)
-    if cuda:
-        section(results, "model_resnet50_compiled", model_ratio, "resnet50", "resnet50", cuda, True)
-    else:
-        results["model_resnet50_compiled"] = {"status": "pending", "why": "GPU only"}
-    results["model_efficientnet_b0"] = {"status": "skipped", "why": "no efficientnet_b0 spec in cnndsl yet"}
+    model_checks(results, cuda, args.quick)
     section(results, "loop_resnet50" if cuda else "loop_lenet5_cpu", loop_check, cuda, args.timeout)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "gpu" if cuda else "gpu_cpu_subset"

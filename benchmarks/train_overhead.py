@@ -11,7 +11,9 @@ drives, with the command's own choice of threads and OpenMP wait policy) and, fr
 end-of-epoch callback, one epoch of the hand loop: the two alternate epoch by epoch in
 the same process, threads and wait policy, so that the machine's load falls on both
 alike. The ratio is of training images per second (epoch time without validation;
-higher than 1.0 means cnndsl is faster), the median over the epoch pairs after the first.
+higher than 1.0 means cnndsl is faster), the median over the epoch pairs after the first;
+beside it the same ratio per CPU second of the process (on a machine other processes
+load, wall-clock rates follow the scheduler; CPU time, with one thread, hardly does).
 
 Threading variants, each its own process (OpenMP reads its wait policy once): `auto`
 is what `cnndsl train` chooses (threads from the network's size, the wait policy from
@@ -42,9 +44,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 CASES = {  # args: for --processes (whole runs); epochs: for the paired runs
     "lenet5": {"spec": "lenet5", "data": "digits", "args": ["--epochs", "4"], "epochs": 12},
-    "resnet20": {"spec": "resnet20", "data": "synthetic:1024", "args": ["--epochs", "2", "--batch-size", "128",
-                                                                       "--optimizer", "sgd", "--lr", "0.05"],
-                 "epochs": 4},
+    "resnet20": {"spec": "resnet20", "data": "synthetic:512", "args": ["--epochs", "2", "--batch-size", "128",
+                                                                      "--optimizer", "sgd", "--lr", "0.05"],
+                 "epochs": 6},
 }
 COMMON = ["--crop-padding", "0", "--flip", "off", "--no-progress", "--checkpoint-minutes", "0"]
 
@@ -153,31 +155,58 @@ def hand_loop(name: str, threads: int) -> dict:
     return {"images_per_second": statistics.mean(rates), "threads": torch.get_num_threads()}
 
 
+def cpu_clocked(run_class, marks: list) -> None:
+    """Note the process's CPU time where cnndsl's epochs start and where their training
+    ends (`Run._epoch`, `Run._epoch_record`: the interval its images/s is timed over), by
+    wrapping the two methods, once per epoch each, for CPU-time rates beside wall-time ones."""
+    epoch, record = run_class._epoch, run_class._epoch_record
+
+    def timed_epoch(self, *args):
+        marks.append(time.process_time())
+        return epoch(self, *args)
+
+    def timed_record(self, *args):
+        marks.append(time.process_time())
+        return record(self, *args)
+
+    run_class._epoch, run_class._epoch_record = timed_epoch, timed_record
+
+
 def paired(name: str, epochs: int, threads: int | None) -> dict:
-    """cnndsl's epochs and the hand loop's, alternating in this process (see the module's doc)."""
+    """cnndsl's epochs and the hand loop's, alternating in this process (see the module's doc).
+    Rates per wall second and per CPU second of this process (on a loaded machine the
+    first depend on the scheduler, the second much less)."""
     import torch
 
     import cnndsl
+    from cnndsl.train.loop import Run
 
     case = CASES[name]
     r = recipe_of(case)
     hand = HandLoop(name)
-    rates: list[float] = []
+    rates, cpu_rates, marks = [], [], []
+    cpu_clocked(Run, marks)
 
     class Alternate:
         def on_epoch_end(self, run, record):
+            started = time.process_time()
             rates.append(hand.epoch())
+            cpu_rates.append(len(hand.y) / (time.process_time() - started))
 
     fields = ("batch_size", "optimizer", "lr", "crop_padding", "flip")
     with tempfile.TemporaryDirectory() as tmp:
         history = cnndsl.fit(case["spec"], case["data"], out=Path(tmp) / "run", threads=threads,
-                             callbacks=[Alternate()], epochs=epochs,
-                             **{k: getattr(r, k) for k in fields})
+                             callbacks=[Alternate()], epochs=epochs, **{k: getattr(r, k) for k in fields})
     ours = [m["images_per_second"] for m in history.metrics]
+    seen = len(hand.y)  # the same training split, every epoch
+    ours_cpu = [seen / (end - start) for start, end in zip(marks[::2], marks[1::2])]
     ratios = [a / b for a, b in zip(ours[1:], rates[1:])]  # the first epoch of each warms up
+    cpu_ratios = [a / b for a, b in zip(ours_cpu[1:], cpu_rates[1:])]
     return {"threads": torch.get_num_threads(), "policy": os.environ.get("OMP_WAIT_POLICY"),
             "cnndsl": ours, "hand": rates, "ratios": ratios, "median_ratio": statistics.median(ratios),
-            "cnndsl_median": statistics.median(ours[1:]), "hand_median": statistics.median(rates[1:])}
+            "cnndsl_median": statistics.median(ours[1:]), "hand_median": statistics.median(rates[1:]),
+            "cnndsl_cpu": ours_cpu, "hand_cpu": cpu_rates, "cpu_ratios": cpu_ratios,
+            "median_cpu_ratio": statistics.median(cpu_ratios)}
 
 
 VARIANTS = ("auto", "1:default", "2:default", "2:PASSIVE", "2:ACTIVE")  # threads:OMP_WAIT_POLICY
@@ -212,8 +241,10 @@ def measure_paired(name: str, rounds: int, variants: list[str], epochs: int) -> 
             print(f"  {name} {variant:<10} round {i + 1}: cnndsl {row['cnndsl_median']:8,.0f} img/s, hand "
                   f"{row['hand_median']:8,.0f} img/s ({row['threads']} threads, OMP_WAIT_POLICY "
                   f"{row['policy'] or 'unset'}): {row['median_ratio']:.3f}x "
-                  f"[{', '.join(f'{x:.2f}' for x in row['ratios'])}] load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"[{', '.join(f'{x:.2f}' for x in row['ratios'])}]; per CPU second {row['median_cpu_ratio']:.3f}x "
+                  f"[{', '.join(f'{x:.2f}' for x in row['cpu_ratios'])}]; load {os.getloadavg()[0]:.1f}", flush=True)
     return {v: {"median_ratio": statistics.median(r["median_ratio"] for r in rs),
+                "median_cpu_ratio": statistics.median(r["median_cpu_ratio"] for r in rs),
                 "cnndsl_median": statistics.median(r["cnndsl_median"] for r in rs),
                 "hand_median": statistics.median(r["hand_median"] for r in rs), "rounds": rs}
             for v, rs in rows.items()}
@@ -287,7 +318,7 @@ def main() -> None:
     for name in args.cases:
         for variant, r in results[name].items():
             print(f"  {name:<9} {variant:<10} {r['median_ratio']:.3f}x   (cnndsl {r['cnndsl_median']:8,.0f} img/s, "
-                  f"hand {r['hand_median']:8,.0f} img/s)")
+                  f"hand {r['hand_median']:8,.0f} img/s);  per CPU second {r['median_cpu_ratio']:.3f}x")
     (RESULTS / "train_overhead.json").write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -222,6 +222,7 @@ class Shortcut:
     label: str | None
     node: Call | Ref
     span: Span
+    first: bool = False  # `residual shortcut proj: projection {...}`: its modules come before the body's
 
 
 @dataclass(frozen=True)

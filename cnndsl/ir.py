@@ -138,6 +138,7 @@ class Shortcut:
     applied: bool = False  # whether it applies in this instance
     bn: bool = True
     stats: Stats | None = None
+    first: bool = False  # its modules are registered before the body's (RegNet's proj before f)
 
 
 @dataclass(frozen=True)

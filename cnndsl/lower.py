@@ -7,6 +7,8 @@ keeps the (recursive) passes safe.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lark import Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import VisitError
 
@@ -222,6 +224,16 @@ class _Lower(Transformer_NonRecursive):
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
+
+    @v_args(meta=True)
+    def residual_first(self, meta, children):
+        """`residual shortcut proj: projection { body }`: the shortcut's modules registered
+        first, as torchvision's RegNet registers `proj` before `f`."""
+        shortcut, body = children
+        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
+        return self.made(ast.Residual(body.items, replace(shortcut, first=True), self.span(meta)), *body.items)
 
     @v_args(meta=True)
     def gate(self, meta, children):

@@ -217,3 +217,30 @@ def test_a_classifier_with_named_outputs_trains_on_out_plus_its_weighted_aux(tmp
     assert history.result["task"] == "classification" and history.result["test_accuracy"] > 0.8
     scored = cnndsl.evaluate(tmp_path / "run")
     assert scored["accuracy"] == pytest.approx(history.result["test_accuracy"])
+
+
+def test_the_built_in_unet_trains_on_shapes_with_its_recipe(tmp_path):
+    history = cnndsl.fit("unet", "shapes", out=tmp_path / "run", params={"size": 16, "base": 2}, epochs=1)
+    run = json.loads((history.out / "run.json").read_text())
+    assert run["params"] == {"size": 16, "pad": 1, "base": 2, "in_channels": 3, "num_classes": 4}
+    assert run["recipe"]["loss"] == "cross_entropy_dice" and run["recipe"]["optimizer"] == "adam"
+    assert history.result["task"] == "segmentation" and 0 <= history.result["test_miou"] <= 1
+
+
+def test_the_built_in_localizer_trains_on_placed_digits_with_its_recipe(tmp_path):
+    history = cnndsl.fit("localizer", "placed-digits", out=tmp_path / "run", epochs=1,
+                         params={"size": 24, "width": 4, "hidden": 16})
+    result = history.result
+    assert result["task"] == "localisation" and result["monitor"] == "val_box_iou"
+    assert 0 <= result["test_box_iou"] <= 1 and 0 <= result["test_box_hits"] <= 1
+    run = json.loads((history.out / "run.json").read_text())
+    assert run["recipe"]["optimizer"] == "adam" and run["recipe"]["batch_size"] == 32  # localizer.train.toml
+    (answer,) = cnndsl.predict(history.out, _digit_png(tmp_path), out=tmp_path / "drawn")
+    assert len(answer["box"]) == 4 and answer["class"] in [str(d) for d in range(10)]
+
+
+def _digit_png(tmp_path):
+    canvas = np.zeros((24, 24), np.uint8)
+    canvas[4:16, 6:14] = 255
+    Image.fromarray(canvas).save(tmp_path / "digit.png")
+    return tmp_path / "digit.png"

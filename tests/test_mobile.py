@@ -291,3 +291,26 @@ def test_a_familys_rules_are_numbers_in_the_network_and_parameters_in_a_block():
     assert load_generated(code).Family()(torch.randn(1, 3, 8, 8)).shape == (1, 10)
     wider = cnndsl.compile_source(FAMILY, width=2.0)
     assert "nn.Conv2d(3, 48, kernel_size=k, padding=k // 2)" in wider
+
+
+def test_a_label_may_read_a_parameter_each_use_giving_its_own_keys():
+    text = """\
+block Tail(expand = false) {
+    body: [
+        "0": [conv(8, 1) -> relu]?(expand)
+        "{1 if expand else 0}": [conv(8, 3, pad=1) -> batchnorm]
+    ]
+}
+
+network N(table = [1, 2, 3]) {
+    input 8x6x6
+    features: ["0": [conv(8, 1)] -> Tail() -> Tail(expand=true) -> "{len(table) + 0}": [relu]]
+}
+"""
+    model = load_generated(cnndsl.compile_source(text)).N()
+    assert list(model.state_dict())[:8] == [
+        "features.0.0.weight", "features.0.0.bias", "features.1.body.0.0.weight", "features.1.body.0.0.bias",
+        "features.1.body.0.1.weight", "features.1.body.0.1.bias", "features.1.body.0.1.running_mean",
+        "features.1.body.0.1.running_var"]
+    assert "features.2.body.1.0.weight" in model.state_dict()
+    assert "3" in dict(model.features.named_children())

@@ -99,6 +99,17 @@ def test_backbone_rate_and_a_torchvision_style_state_dict(tmp_path):
         fit(tmp_path / "bad2", epochs=1, freeze="nothing")
 
 
+def test_the_run_starts_by_saying_the_trainable_and_frozen_counts(tmp_path):
+    from cnndsl.train.loop import Run, RunOptions
+
+    run = Run(RunOptions(spec=TINY, out=tmp_path / "r", overrides={"freeze": "conv"}, threads=1))
+    run._setup()
+    frozen = sum(p.numel() for n, p in run.model.named_parameters() if n.startswith("conv."))
+    trainable = sum(p.numel() for n, p in run.model.named_parameters() if n.startswith("fc."))
+    assert frozen == 4 * 9 + 4 and trainable == 4 * 16 * 10 + 10
+    assert f"training Tiny ({trainable:,} trainable parameters, {frozen:,} frozen) on digits" in run._describe()
+
+
 # ---------------------------------------------------------------- stopping and keeping
 def test_early_stopping_stops_at_the_epoch_patience_says(tmp_path):
     # a rate so small that nothing changes: the monitored accuracy never improves after epoch 1

@@ -178,3 +178,34 @@ def test_what_compile_rejects_in_a_variant_check_rejects(tmp_path):
     analysis = analyze(text, "t.cnn")
     assert not analysis.compiled
     assert any("concat branch" in d.message and d.span.line == 4 for d in analysis.diagnostics)
+
+
+def test_a_shortcut_written_first_is_registered_first():
+    """`residual shortcut proj: projection { f: ... }`: torchvision's RegNet registers
+    `proj` before `f`, and so its state_dict lists proj first."""
+    text = ("block B(out) {\n    residual shortcut proj: projection {\n        f: [conv(out, 3, pad=1, bias=false)"
+            " -> batchnorm]\n    }\n    relu\n}\nnetwork N() {\n    input 3x8x8\n    B(8) -> B(8)\n}\n")
+    keys = list(cnndsl.build(text).state_dict())
+    assert keys[0] == "b1.proj.0.weight" and keys.index("b1.proj.1.weight") < keys.index("b1.f.0.weight")
+    later = list(cnndsl.build(text.replace("residual shortcut proj: projection {", "residual {")
+                              .replace("    }\n    relu", "    } shortcut proj: projection\n    relu")).state_dict())
+    assert later.index("b1.f.0.weight") < later.index("b1.proj.0.weight")
+    assert sorted(keys) == sorted(later)
+
+
+def test_regnet_widths_follow_the_quantized_rule():
+    """RegNetY-400MF: torchvision's BlockParams give widths [48, 104, 208, 440] and
+    depths [1, 3, 6, 6]; RegNetX-400MF's first width, 24, is made divisible by its group
+    width 16 (32), its last, 392, to 400."""
+    from cnndsl.summary import rows
+
+    def stages(name):
+        network = compile_network(load(name)).network
+        convs = [r for r in rows(network) if r.path.endswith(".f.c.0")]
+        found: dict[str, list] = {}
+        for row in convs:
+            found.setdefault(row.path.split(".")[1], []).append(row.layer.values["filters"])
+        return [v[0] for v in found.values()], [len(v) for v in found.values()]
+
+    assert stages("regnet_y_400mf") == ([48, 104, 208, 440], [1, 3, 6, 6])
+    assert stages("regnet_x_400mf") == ([32, 64, 160, 400], [1, 2, 7, 12])

@@ -144,16 +144,22 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
 _ARITHMETIC = (Const, Name, Unary, Binary)
 
 
+LONG = 64  # characters: longer arithmetic does not fit a line of the generated code
 READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
 
 
-def readable(expr: Expr) -> bool:
+def readable(expr: Expr, tables: frozenset = frozenset()) -> bool:
     """Whether a value reads as a hand-written class passes it on: numbers and parameters in
     arithmetic (`planes * 4`, `num_classes`), or a short expression (`cfg[0] * w`). A family's
     rule inlined (`_make_divisible` of a stage table's item) does not: the network's class
-    writes the number it gives."""
+    writes the number it gives, as it does for whatever reads one of `tables` (a list
+    parameter too long to write as a default: a family's stage table)."""
+    if expr.names & tables:
+        return False
     if len(expr.text) <= READABLE:
         return True
+    if len(expr.text) > LONG:  # DenseNet's channels after three blocks and transitions: the number
+        return False
     stack = [expr]
     while stack:
         node = stack.pop()
@@ -163,12 +169,12 @@ def readable(expr: Expr) -> bool:
     return True
 
 
-def as_written(node):
+def as_written(node, tables: frozenset = frozenset()):
     """A network-level layer or block use with each value that is not `readable` as its
     number (the generated class is the variant the rules computed)."""
-    args = tuple((k, v if readable(v.expr) else ir.Value.constant(v.value)) for k, v in node.args)
+    args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
     stats = node.stats
-    if stats is not None and not readable(stats.in_channels):
+    if stats is not None and not readable(stats.in_channels, tables):
         stats = replace(stats, in_channels=Const(stats.in_shape[0]))
     return replace(node, args=args, stats=stats)
 
@@ -306,11 +312,8 @@ class ScopeBuilder(Visitor):
     def interpolate(self, layer: ir.Layer) -> None:
         """`upsample(like=enc4)`: no member, a call of nn.functional.interpolate to that size."""
         values = layer.values
-        options = f", mode={values['mode']!r}" if values["mode"] != "nearest" else ""
-        if values["mode"] == "bilinear":
-            options += f", align_corners={values['align_corners']}"
         self.forward.append(self.step(stats=layer.stats, kind="interpolate", var=self.sizes[values["like"]],
-                                      parts=(options,)))
+                                      parts=(interpolate_options(values),)))
 
     def step(self, stats: ir.Stats, **fields) -> Stmt:
         """A statement with its shape comment, where the shape changes, and its stage."""
@@ -337,6 +340,7 @@ class ScopeBuilder(Visitor):
             if flat_branch(branch):
                 parts.append(self.flat_branch(branch))
                 continue
+            branch, resize = resized(branch)
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
                 raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
@@ -346,7 +350,13 @@ class ScopeBuilder(Visitor):
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            parts.append(f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})")
+            call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
+            if resize is not None:  # ASPP's pooling branch, back to the size it read
+                arguments = f"{call}, size={self.sizes[resize.values['like']]}{interpolate_options(resize.values)}"
+                call = f"nn.functional.interpolate({arguments})"
+                if len(call) + 13 > WRAP:  # in the cat's list, 12 columns in
+                    call = f"nn.functional.interpolate(\n{' ' * 16}{arguments}\n{' ' * 12})"
+            parts.append(call)
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
         self.reads = self.into
 
@@ -384,6 +394,7 @@ class ScopeBuilder(Visitor):
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))
         start = self.notes.fork()
+        members = len(self.members)  # where a shortcut written first goes
         self.run(node.body)
         self.residual_depth -= 1
         shortcut = node.shortcut
@@ -395,11 +406,13 @@ class ScopeBuilder(Visitor):
             constant = not condition.names
             applies = shortcut.applied
             if not constant or applies:
-                written = as_written if self.generator.in_network else (lambda layer: layer)
+                tables = self.generator.tables
+                written = (lambda layer: as_written(layer, tables)) if self.generator.in_network else (lambda layer: layer)
                 layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
-                self.members.append(Member(shortcut.name, Ctor(children=layers, sequential=True),
-                                           condition=None if constant else condition))
+                member = Member(shortcut.name, Ctor(children=layers, sequential=True),
+                                condition=None if constant else condition)
+                self.members.insert(members if shortcut.first else len(self.members), member)
                 self.forward.append(Stmt("project", shortcut.name, var=var, conditional=not constant))
         self.forward.append(self.step(node.stats, kind="add", var=var))
 
@@ -411,6 +424,24 @@ class ScopeBuilder(Visitor):
         self.run(node.body)
         self.gate_depth -= 1
         self.forward.append(self.step(node.stats, kind="mul", var=var))
+
+
+def interpolate_options(values: dict) -> str:
+    """`upsample(like=...)`'s keywords for nn.functional.interpolate after its size."""
+    options = f", mode={values['mode']!r}" if values["mode"] != "nearest" else ""
+    if values["mode"] == "bilinear":
+        options += f", align_corners={values['align_corners']}"
+    return options
+
+
+def resized(branch: ir.Seq) -> tuple[ir.Seq, ir.Layer | None]:
+    """A named concat branch that ends in `upsample(like=...)`: the branch without it, and
+    it (called on the branch's output in the cat); else the branch and None."""
+    items = branch.items
+    last = items[-1] if items else None
+    if branch.name is None or len(items) < 2 or not isinstance(last, ir.Layer) or last.values.get("like") is None:
+        return branch, None
+    return replace(branch, items=items[:-1]), last
 
 
 def scope_nodes(seq: ir.Seq):
@@ -479,6 +510,8 @@ class Generator:
                 read.update(node.skips)
         self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
+        self.tables = frozenset(name for name, value in network.params if isinstance(value.value, tuple)
+                                and len(ir.Value.constant(value.value).text) > READABLE)
         # Class names: the user's blocks and network keep theirs; a block's second class
         # (S2) is a fresh name, never a block's, a parameter's (an __init__ argument would
         # hide the class) or one the module defines itself.
@@ -489,10 +522,10 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(as_written(node) if self.in_network else node, self.helpers, previous,
+            return layer_ctor(as_written(node, self.tables) if self.in_network else node, self.helpers, previous,
                               self.side_sources)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(as_written(node) if self.in_network else node)
+            return self.instance_call(as_written(node, self.tables) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)

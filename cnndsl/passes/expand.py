@@ -86,6 +86,7 @@ class Expander(Evaluating, Visitor):
         self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
+        self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps): see block_body
         self.dropped: set[str | None] = set()  # labels of optional elements switched off
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
@@ -214,11 +215,13 @@ class Expander(Evaluating, Visitor):
             if isinstance(piece, str):
                 parts.append(piece)
                 continue
+            # A label is structure, as a repetition count is: a value that reads a parameter
+            # (a family's table) gives its number at each use, each use's class its own keys.
             value = self.evaluate(piece, scope)
-            if value.names or isinstance(value.value, bool) or not isinstance(value.value, (int, str)):
-                shown = "a value that changes with a parameter" if value.names else _describe(value.value)
-                raise self.fail(piece.span, f"a label's {{...}} must be a whole number or a string, got {shown}",
-                                "use the index of a repetition (X * n for i) or a def's value", "type")
+            if isinstance(value.value, bool) or not isinstance(value.value, (int, str)):
+                raise self.fail(piece.span, f"a label's {{...}} must be a whole number or a string, got "
+                                f"{_describe(value.value)}", "use the index of a repetition (X * n for i) or a "
+                                "def's value", "type")
             parts.append(str(value.value))
         text = "".join(parts)
         reason = quoted_label_reason(text)
@@ -417,7 +420,8 @@ class Expander(Evaluating, Visitor):
                 raise self.fail(bound["bn"][1], f"projection 'bn' must be true or false, got {_describe(value)}",
                                 None, "type")
             bn = value
-        return ir.Residual(body, ir.Shortcut(target.name, shortcut.label, shortcut.span, bn=bn), node.span)
+        return ir.Residual(body, ir.Shortcut(target.name, shortcut.label, shortcut.span, bn=bn, first=shortcut.first),
+                           node.span)
 
     def instance(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope, span: Span,
                  label: str | None) -> ir.BlockInstance:
@@ -437,9 +441,28 @@ class Expander(Evaluating, Visitor):
             values[param_name] = value
             inner[param_name] = ir.Value(value.value, Name(param_name))
         self.count(1, span)
+        return ir.BlockInstance(block.name, tuple(values.items()), self.block_body(block, inner), label, span)
+
+    def block_body(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> ir.Seq:
+        """The body of a block with these argument values. The same values give the same
+        (immutable) body: DenseNet's layers and ResNet's stages are expanded once, the
+        layers and steps they count counted at each use."""
+        try:
+            key = (block.name, tuple((n, type(v.value), v.value) for n, v in inner.items()))
+            hash(key)
+        except TypeError:
+            key = None
+        if key is not None and key in self.bodies:
+            body, layers, steps = self.bodies[key]
+            self.count(layers, block.span)
+            self.steps += steps
+            return body
+        before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
         items = self.chains(block.body, _Scope(inner, f"block {block.name}"))
         body = ir.Seq(tuple(items), None, block.span)
-        return ir.BlockInstance(block.name, tuple(values.items()), body, label, span)
+        if key is not None and len(self.errors) == before_errors:
+            self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps)
+        return body
 
     def block_info(self, block: ast.BlockDef) -> ir.BlockInfo:
         if block.name not in self.block_infos:

@@ -72,7 +72,7 @@ class CnnLexer(RegexLexer):
             (_NAME, Name),
             (r"->", Operator),
             (r"\*\*|//|==|!=|<=|>=|[-+*/%?=<>]", Operator),
-            (r"[()\[\]{},:]", Punctuation),
+            (r"[()\[\]{},:.]", Punctuation),  # `.` of input.channels
         ],
     }
 

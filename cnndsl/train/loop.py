@@ -18,6 +18,7 @@ makes the same steps as one that was never stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -89,9 +90,11 @@ class RunOptions:
                              f"minutes, not {minutes}")
 
 
+@functools.cache
 def cnndsl_version() -> str:
     """The installed package's version (read from its metadata: the package root, which
-    would give it too, imports this module's API lazily and must not be imported back)."""
+    would give it too, imports this module's API lazily and must not be imported back).
+    Read once: every checkpoint's metadata holds it, and the metadata read costs 2 ms."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
