@@ -356,3 +356,27 @@ def test_fcn_backbone_trades_stride_for_dilation():
     assert [net.backbone.layer4[i].conv2.dilation for i in (0, 2)] == [(2, 2), (4, 4)]
     with torch.no_grad():
         assert net(torch.randn(1, 3, 72, 56))["out"].shape == (1, 21, 72, 56)  # upsampled to any input
+
+
+PUBLISHED_WITH_AUX.update({"deeplabv3_resnet50": 42_004_074, "deeplabv3_resnet101": 60_996_202})  # deeplabv3.py
+
+
+@pytest.mark.parametrize("name", ["deeplabv3_resnet50", "deeplabv3_resnet101"])
+def test_deeplabv3_parameter_counts_are_torchvisions(name):
+    network = cnndsl.compile_spec(name).network
+    assert network.body.stats.params + AUX_HEAD == PUBLISHED_WITH_AUX[name]
+
+
+def test_deeplabv3_aspp_pools_the_image_and_upsamples_it_back():
+    net = cnndsl.build("deeplabv3_resnet50", size=64).eval()
+    assert sum(p.numel() for p in net.parameters()) == 39_638_869
+    aspp = net.aspp
+    x = torch.randn(1, 2048, 9, 7)
+    with torch.no_grad():
+        pooled = aspp.pooling(x)
+        assert pooled.shape == (1, 256, 1, 1)
+        expected = aspp.dropout(aspp.project(torch.cat([
+            aspp.conv1x1(x), aspp.rate12(x), aspp.rate24(x), aspp.rate36(x), pooled.expand(1, 256, 9, 7)], dim=1)))
+        assert torch.allclose(aspp(x), expected, atol=1e-6)  # bilinear from 1x1 is a constant map
+        assert net(torch.randn(1, 3, 72, 56))["out"].shape == (1, 21, 72, 56)
+    assert [aspp.rate12.conv.dilation, aspp.rate36.conv.dilation] == [(12, 12), (36, 36)]

@@ -39,7 +39,7 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
        "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
        "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet", "unet_padded", "localizer",
-       "fcn", "fcn_resnet50", "fcn_resnet101",
+       "fcn", "fcn_resnet50", "fcn_resnet101", "deeplabv3", "deeplabv3_resnet50", "deeplabv3_resnet101",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
        "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
        "inception_v3", "convnext", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
@@ -47,10 +47,12 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "mobilenetv2", "mobilenet_v2", "mobilenetv3", "mobilenet_v3_large", "mobilenet_v3_small",
        "mnasnet", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
        "efficientnet", *(f"efficientnet_b{i}" for i in range(8)),
-       "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]
+       "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
+       "densenet", "densenet121", "densenet161", "densenet169", "densenet201"]
 MOBILE = [name for name in ZOO if name.startswith(("mobilenet", "mnasnet", "efficientnet"))]
 VGG = [name for name in ZOO if name.startswith("vgg")]
-SEGMENTERS = {"unet", "unet_padded", "fcn", "fcn_resnet50", "fcn_resnet101"}
+SEGMENTERS = {"unet", "unet_padded", "fcn", "fcn_resnet50", "fcn_resnet101",
+              "deeplabv3", "deeplabv3_resnet50", "deeplabv3_resnet101"}
 
 # Reference entries that are a built-in with parameters set.
 VARIANTS = {"googlenet_aux": ("googlenet", {"aux_logits": True})}
@@ -76,10 +78,13 @@ SMALL = {
     "unet_padded": ({"size": 32, "base": 8}, (2, 3, 32, 32)),
     "localizer": ({}, (2, 1, 64, 64)),
     **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("fcn", "fcn_resnet50", "fcn_resnet101")},
+    **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("deeplabv3", "deeplabv3_resnet50", "deeplabv3_resnet101")},
     "inception_v3": ({"size": 75, "aux_logits": False}, (1, 3, 75, 75)),  # 75x75: torchvision's smallest
     **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("convnext", "convnext_tiny", "convnext_small", "convnext_base",
                                                           "convnext_large")},
     **{name: ({"size": 64}, (2, 3, 64, 64)) for name in ("squeezenet", "squeezenet1_0", "squeezenet1_1")},
+    **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("densenet", "densenet121", "densenet161", "densenet169",
+                                                          "densenet201")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                                                           "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in VGG},

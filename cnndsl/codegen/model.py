@@ -144,6 +144,7 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
 _ARITHMETIC = (Const, Name, Unary, Binary)
 
 
+LONG = 64  # characters: longer arithmetic does not fit a line of the generated code
 READABLE = 40  # characters: `cfg[len(cfg) - 1] if big else 4` reads; an inlined _make_divisible does not
 
 
@@ -157,6 +158,8 @@ def readable(expr: Expr, tables: frozenset = frozenset()) -> bool:
         return False
     if len(expr.text) <= READABLE:
         return True
+    if len(expr.text) > LONG:  # DenseNet's channels after three blocks and transitions: the number
+        return False
     stack = [expr]
     while stack:
         node = stack.pop()
@@ -309,11 +312,8 @@ class ScopeBuilder(Visitor):
     def interpolate(self, layer: ir.Layer) -> None:
         """`upsample(like=enc4)`: no member, a call of nn.functional.interpolate to that size."""
         values = layer.values
-        options = f", mode={values['mode']!r}" if values["mode"] != "nearest" else ""
-        if values["mode"] == "bilinear":
-            options += f", align_corners={values['align_corners']}"
         self.forward.append(self.step(stats=layer.stats, kind="interpolate", var=self.sizes[values["like"]],
-                                      parts=(options,)))
+                                      parts=(interpolate_options(values),)))
 
     def step(self, stats: ir.Stats, **fields) -> Stmt:
         """A statement with its shape comment, where the shape changes, and its stage."""
@@ -340,6 +340,7 @@ class ScopeBuilder(Visitor):
             if flat_branch(branch):
                 parts.append(self.flat_branch(branch))
                 continue
+            branch, resize = resized(branch)
             member = branch if branch.name is not None else _single_leaf(branch)
             if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
                 raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
@@ -349,7 +350,13 @@ class ScopeBuilder(Visitor):
             self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
             first = _first_leaf(member)
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            parts.append(f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})")
+            call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
+            if resize is not None:  # ASPP's pooling branch, back to the size it read
+                arguments = f"{call}, size={self.sizes[resize.values['like']]}{interpolate_options(resize.values)}"
+                call = f"nn.functional.interpolate({arguments})"
+                if len(call) + 13 > WRAP:  # in the cat's list, 12 columns in
+                    call = f"nn.functional.interpolate(\n{' ' * 16}{arguments}\n{' ' * 12})"
+            parts.append(call)
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
         self.reads = self.into
 
@@ -417,6 +424,24 @@ class ScopeBuilder(Visitor):
         self.run(node.body)
         self.gate_depth -= 1
         self.forward.append(self.step(node.stats, kind="mul", var=var))
+
+
+def interpolate_options(values: dict) -> str:
+    """`upsample(like=...)`'s keywords for nn.functional.interpolate after its size."""
+    options = f", mode={values['mode']!r}" if values["mode"] != "nearest" else ""
+    if values["mode"] == "bilinear":
+        options += f", align_corners={values['align_corners']}"
+    return options
+
+
+def resized(branch: ir.Seq) -> tuple[ir.Seq, ir.Layer | None]:
+    """A named concat branch that ends in `upsample(like=...)`: the branch without it, and
+    it (called on the branch's output in the cat); else the branch and None."""
+    items = branch.items
+    last = items[-1] if items else None
+    if branch.name is None or len(items) < 2 or not isinstance(last, ir.Layer) or last.values.get("like") is None:
+        return branch, None
+    return replace(branch, items=items[:-1]), last
 
 
 def scope_nodes(seq: ir.Seq):

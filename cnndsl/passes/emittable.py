@@ -101,13 +101,27 @@ def _in_scope(seq: ir.Seq):
             stack.extend(children(node))
 
 
+def _trailing_resizes(seq: ir.Seq) -> set[int]:
+    """The `upsample(like=...)` layers that end a named concat branch of this scope: the
+    generated cat resizes that branch's output (ASPP's pooling branch)."""
+    found = set()
+    for node in _in_scope(seq):
+        if isinstance(node, ir.Concat):
+            for branch in node.branches:
+                last = branch.items[-1] if branch.items else None
+                if branch.name and len(branch.items) > 1 and isinstance(last, ir.Layer) and \
+                        last.values.get("like") is not None:
+                    found.add(id(last))
+    return found
+
+
 def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
     """Each `concat(name)` and `upsample(like=name)` stands in a forward and reads a member of it."""
     errors: dict = {}
     scopes = [network.body] + [node.body for node in nodes if isinstance(node, ir.BlockInstance)]
     labels = {getattr(node, "name", None) for node in nodes}  # an unknown name the shape pass reported
     for seq in scopes:
-        opened = {id(node) for node in _opened(seq)}
+        opened = {id(node) for node in _opened(seq)} | _trailing_resizes(seq)
         called = {node.name for node in _opened(seq) if isinstance(node, _CALLED) and node.name} | {"input"}
         for node in _in_scope(seq):
             if isinstance(node, ir.Concat) and node.skips:

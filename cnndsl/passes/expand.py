@@ -86,6 +86,7 @@ class Expander(Evaluating, Visitor):
         self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
+        self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps): see block_body
         self.dropped: set[str | None] = set()  # labels of optional elements switched off
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
@@ -440,9 +441,28 @@ class Expander(Evaluating, Visitor):
             values[param_name] = value
             inner[param_name] = ir.Value(value.value, Name(param_name))
         self.count(1, span)
+        return ir.BlockInstance(block.name, tuple(values.items()), self.block_body(block, inner), label, span)
+
+    def block_body(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> ir.Seq:
+        """The body of a block with these argument values. The same values give the same
+        (immutable) body: DenseNet's layers and ResNet's stages are expanded once, the
+        layers and steps they count counted at each use."""
+        try:
+            key = (block.name, tuple((n, type(v.value), v.value) for n, v in inner.items()))
+            hash(key)
+        except TypeError:
+            key = None
+        if key is not None and key in self.bodies:
+            body, layers, steps = self.bodies[key]
+            self.count(layers, block.span)
+            self.steps += steps
+            return body
+        before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
         items = self.chains(block.body, _Scope(inner, f"block {block.name}"))
         body = ir.Seq(tuple(items), None, block.span)
-        return ir.BlockInstance(block.name, tuple(values.items()), body, label, span)
+        if key is not None and len(self.errors) == before_errors:
+            self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps)
+        return body
 
     def block_info(self, block: ast.BlockDef) -> ir.BlockInfo:
         if block.name not in self.block_infos:

@@ -189,7 +189,8 @@ class ShapeInference(Visitor):
         channels = outs[0].channels
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
-        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), outs[-1].dims)
+        dims = next((o.dims for o in reversed(outs) if o.dims is not None), None)  # a resized branch's: unknown
+        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
