@@ -75,7 +75,18 @@ class _Paths(Visitor):
             for layer in shortcut.layers:
                 self.rows.append(Row(_join(_join(prefix, shortcut.name), layer.name), layer))
 
-    # a concat's branches and a side output's node sit in the enclosing scope: generic_visit
+    def visit_Side(self, node: ir.Side, prefix: str) -> None:
+        """A side output's layers, in the enclosing scope; where they run while training only
+        (an auxiliary classifier), their multiply-accumulates are not the inference's, which
+        the totals count."""
+        start = len(self.rows)
+        self.generic_visit(node, prefix)
+        if node.stats is None or node.stats.macs:  # an output of inference too (outputs(...)): counted
+            return
+        self.rows[start:] = [Row(row.path, replace(row.layer, stats=replace(row.layer.stats, macs=0)))
+                             if row.layer.stats is not None else row for row in self.rows[start:]]
+
+    # a concat's branches sit in the enclosing scope: generic_visit
 
 
 def describe(layer: ir.Layer) -> str:

@@ -78,6 +78,23 @@ def test_a_document_over_the_size_limit_then_back_under_it_is_analysed_again(ser
     clean(server)  # reopens the document without the comment, and hovers
 
 
+@pytest.mark.parametrize("method", ["textDocument/semanticTokens/full", "textDocument/documentSymbol",
+                                    "textDocument/formatting", "textDocument/completion"])
+def test_token_features_on_a_document_over_the_size_limit_answer_at_once_and_change_nothing(server, method):
+    huge = fz.KNOWN + "#" + "x" * (3 << 20) + "\n"
+    send(server, {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+        "uri": fz.KNOWN_URI, "languageId": "cnn", "version": 1, "text": huge}}})
+    params = {"textDocument": {"uri": fz.KNOWN_URI}, "position": {"line": 2, "character": 4},
+              "options": {"tabSize": 4, "insertSpaces": True}}
+    reply = answer(server, server.request(method, params))
+    assert "error" not in reply, reply
+    if method == "textDocument/formatting":
+        assert not reply["result"]  # no edit replaces the document with the formatting of nothing
+    if method == "textDocument/semanticTokens/full":
+        assert reply["result"]["data"] == []
+    clean(server)
+
+
 def test_a_bounded_campaign_of_hostile_messages():
     result = fz.campaign(messages=150, seed=20261201)
     assert result["tried"] == 150 and result["failed_batches"] == 0, result["failures"][:2]

@@ -479,6 +479,14 @@ def _span_range(lsp, document, span: Span):
     return _to_range(lsp, document, span.line, span.column, span.end_line, span.end_column)
 
 
+def _text(document) -> str:
+    """The document's text for the token-level features (symbols, semantic tokens,
+    completion, rename, formatting); empty for one over the source size limit, whose one
+    diagnostic says so: a scan of megabytes would keep the server from answering."""
+    text = document.source
+    return "" if _over_limit(text) else text
+
+
 def _open_document(server, uri: str):
     """The document the client opened at `uri`. pygls would read any other from disk (a
     missing file, a directory, a device); a request for one gets a JSON-RPC error instead."""
@@ -596,7 +604,7 @@ def _register_reading(server, state: _State, lsp) -> None:
     @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     def document_symbols(params: lsp.DocumentSymbolParams):
         document = _open_document(server, params.text_document.uri)
-        return [_symbol(lsp, document, d) for d in assist.scan(document.source).definitions]
+        return [_symbol(lsp, document, d) for d in assist.scan(_text(document)).definitions]
 
     legend = lsp.SemanticTokensLegend(token_types=list(assist.TOKEN_TYPES),
                                       token_modifiers=list(assist.TOKEN_MODIFIERS))
@@ -604,7 +612,7 @@ def _register_reading(server, state: _State, lsp) -> None:
     @server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, legend)
     def semantic_tokens(params: lsp.SemanticTokensParams):
         document = _open_document(server, params.text_document.uri)
-        return lsp.SemanticTokens(data=_encode_tokens(lsp, document, assist.semantic_tokens(assist.scan(document.source))))
+        return lsp.SemanticTokens(data=_encode_tokens(lsp, document, assist.semantic_tokens(assist.scan(_text(document)))))
 
     @server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT, lsp.InlayHintOptions(resolve_provider=False))
     def inlay_hint(params: lsp.InlayHintParams):
@@ -670,7 +678,7 @@ def _register_editing(server, state: _State, lsp) -> None:
         document, _, line, column = _cursor(server, state, params.text_document.uri, params.position)
         from ..resources import builtins
 
-        items = assist.complete(assist.scan(document.source), document.source, line, column, list(builtins()))
+        items = assist.complete(assist.scan(_text(document)), _text(document), line, column, list(builtins()))
         return lsp.CompletionList(is_incomplete=False, items=[lsp.CompletionItem(
             label=i.label, kind=item_kinds[i.kind], detail=i.detail or None,
             documentation=i.documentation or None, insert_text=i.insert,
@@ -679,7 +687,7 @@ def _register_editing(server, state: _State, lsp) -> None:
     @server.feature(lsp.TEXT_DOCUMENT_SIGNATURE_HELP, lsp.SignatureHelpOptions(trigger_characters=["(", ","]))
     def signature_help(params: lsp.SignatureHelpParams):
         document, _, line, column = _cursor(server, state, params.text_document.uri, params.position)
-        found = assist.signature_help(assist.scan(document.source), line, column)
+        found = assist.signature_help(assist.scan(_text(document)), line, column)
         if found is None:
             return None
         parameters = [lsp.ParameterInformation(label=p, documentation=d or None)
@@ -706,6 +714,8 @@ def _format_edits(lsp, document):
     """The whole document, formatted by `cnndsl fmt`; nothing where it does not parse."""
     from .fmt import format_source
 
+    if _over_limit(document.source):
+        return None  # its diagnostic says it is over the size limit
     try:
         formatted = format_source(SourceFile(path_of(document.uri), document.source))
     except (CompileError, CnndslError):
@@ -724,7 +734,7 @@ def _register_rename(server, state: _State, lsp) -> None:
 
     def targets(params):
         document, _, line, column = _cursor(server, state, params.text_document.uri, params.position)
-        return document, assist.rename_targets(assist.scan(document.source), line, column)
+        return document, assist.rename_targets(assist.scan(_text(document)), line, column)
 
     @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
     def prepare_rename(params: lsp.PrepareRenameParams):
