@@ -171,12 +171,19 @@ ALLOWED_NODES = {
     ast.BoolOp, ast.Or, ast.And, ast.Subscript, ast.Slice,
     ast.BitOr,  # only in annotations: `stride: int | None = None`
     ast.AnnAssign,  # a side output declared before `if self.training:`, as TorchScript needs: `aux1: ... = None`
+    ast.Dict,  # named outputs: `return {'out': x, 'aux': aux}`
+    ast.IfExp, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Not, ast.Pow,  # a family's rules on its parameters
 }
-ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict"}
+ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict", "import math"}
+# Pure functions of numbers that a family's rules call on the class's parameters: int(round(w * 0.25))
+SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum"}
 FORBIDDEN_NAMES = {"exec", "eval", "open", "__import__", "getattr", "setattr", "delattr", "globals", "locals",
                    "vars", "compile", "input", "breakpoint", "print", "os", "sys", "subprocess", "builtins",
                    "__builtins__", "importlib", "pickle", "socket", "type", "object"}
-METHODS = {"__init__", "unflatten", "amax"}  # super().__init__(); the Maxout helper's tensor methods
+METHODS = {"__init__", "unflatten", "amax",  # super().__init__(); the Maxout helper's tensor methods
+           "chunk",  # split { ... }: x1, x2 = x.chunk(2, dim=1)
+           "permute",  # channels last and back (ConvNeXt)
+           "bernoulli_", "div_"}  # the StochasticDepth helper's noise
 
 
 def assert_only_the_network(code: str) -> None:
@@ -200,7 +207,8 @@ def assert_only_the_network(code: str) -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             assert node in tree.body, "an import inside a class or function"
         if isinstance(node, ast.ClassDef):
-            assert [ast.unparse(b) for b in node.bases] == ["nn.Module"] and not node.decorator_list
+            # nn.Module, or a torch.nn class refined (LayerNorm2d(nn.LayerNorm), as torchvision writes it)
+            assert len(node.bases) == 1 and ast.unparse(node.bases[0]).startswith("nn.") and not node.decorator_list
             assert not node.keywords
         if isinstance(node, ast.FunctionDef):
             assert not node.decorator_list
@@ -215,13 +223,13 @@ def assert_only_the_network(code: str) -> None:
 def _check_call(node: ast.Call, defined: set[str]) -> None:
     func = node.func
     if isinstance(func, ast.Name):
-        assert func.id in defined | {"super", "OrderedDict"}, f"call to {func.id}"
+        assert func.id in defined | {"super", "OrderedDict"} | SAFE_BUILTINS, f"call to {func.id}"
         return
     assert isinstance(func, ast.Attribute), ast.unparse(node)[:200]
     root = func
     while isinstance(root, ast.Attribute):
         root = root.value
-    if isinstance(root, ast.Name) and root.id in ("nn", "torch"):
+    if isinstance(root, ast.Name) and root.id in ("nn", "torch", "math"):
         return  # nn.Conv2d(...), torch.cat(...), nn.functional.pad(...)
     if isinstance(func.value, ast.Name) and func.value.id == "self":
         return  # self.conv1(x): a module registered in __init__
