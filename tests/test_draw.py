@@ -79,7 +79,9 @@ def test_resnet152_groups_its_fifty_bottlenecks_in_seven_boxes():
     # one legend draws the bottleneck once, symbolically, with its shortcut as an arc
     assert [r.get("data-block") for r in root.findall(".//s:rect[@class='legend']", NS)] == ["Bottleneck"]
     assert [b.get("data-label") for b in boxes(root, "Bottleneck")] == [
-        "conv 1×1, planes · bn · relu", "conv 3×3/stride, planes · bn · relu", "conv 1×1, planes·4 · bn", "relu"]
+        # the family's width rule (ResNeXt's groups, Wide ResNet's width), written symbolically
+        "conv 1×1, int(planes·(base_width / 64))·groups · bn · relu",
+        "conv 3×3/stride, int(planes·(base_width / 64))·groups · bn · relu", "conv 1×1, planes·4 · bn", "relu"]
     assert texts(root, "shortcut")[0] == "1×1 conv · bn if"
     assert len(boxes(root, None)) < 20  # legible: a handful of boxes, not 500 layers
 

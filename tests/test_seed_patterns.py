@@ -42,8 +42,9 @@ def summary_params(compiled) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def test_the_examples_are_the_five_seed_patterns():
-    assert sorted(p.name for p in EXAMPLES.glob("*.cnn")) == sorted(SEEDS)
+def test_the_examples_are_the_five_seed_patterns_and_the_notes_nonsquare_conv():
+    # nonsquare.cnn: seed 004's nn.Conv2d(16, 33, (3, 5), stride=(2, 1), padding=(4, 2)) (tests/test_per_axis.py)
+    assert sorted(p.name for p in EXAMPLES.glob("*.cnn")) == sorted([*SEEDS, "nonsquare.cnn"])
 
 
 @pytest.mark.parametrize("name", sorted(SEEDS))

@@ -117,8 +117,9 @@ def test_an_input_written_height_width_channels_is_warned_about():
 def _two_lines(text: str) -> list[int]:
     """The first and last line of a spec's body that end a call (`... maxpool(3, stride=2)`)."""
     lines = text.split("\n")
-    found = [i for i, line in enumerate(lines) if line.rstrip().endswith(")") and "(" in line
-             and not line.lstrip().startswith(("#", "network", "block", "let"))]
+    body = next(i for i, line in enumerate(lines) if line.startswith(("network", "block")))  # past the defs
+    found = [i for i, line in enumerate(lines) if i > body and line.rstrip().endswith(")") and "(" in line
+             and not line.lstrip().startswith(("#", "network", "block", "let", "def"))]
     return [found[0], found[-1]]
 
 
