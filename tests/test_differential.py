@@ -222,7 +222,8 @@ def measured(model: torch.nn.Module, input_shape: tuple[int, ...], batch: int = 
     with counter, torch.no_grad():
         y = model(x)
     params = sum(p.numel() for p in model.parameters())
-    return tuple(y.shape[1:]), params, counter.get_total_flops() // 2 // batch
+    shape = {k: tuple(v.shape[1:]) for k, v in y.items()} if isinstance(y, dict) else tuple(y.shape[1:])
+    return shape, params, counter.get_total_flops() // 2 // batch
 
 
 def disagreements(text: str, expected_shape: tuple[int, ...] | None = None, device: str = "cpu") -> list[str]:
@@ -233,8 +234,9 @@ def disagreements(text: str, expected_shape: tuple[int, ...] | None = None, devi
         model = cnndsl.build(text)
         shape, params, macs = measured(model, compiled.network.input, batch=1 if device == "meta" else 2)
     found = []
-    if shape != stats.out_shape:
-        found.append(f"output shape: checker {stats.out_shape}, PyTorch {shape}")
+    want = compiled.network.output_shapes if isinstance(shape, dict) else stats.out_shape  # named outputs: each
+    if shape != want:
+        found.append(f"output shape: checker {want}, PyTorch {shape}")
     if expected_shape is not None and stats.out_shape != expected_shape:
         found.append(f"output shape: checker {stats.out_shape}, PyTorch's formulas {expected_shape}")
     if params != stats.params:
