@@ -85,7 +85,7 @@ def run(rounds: int) -> list[tuple[float, bool]]:
     server.send({"method": "textDocument/didOpen", "params": {"textDocument": {
         "uri": uri, "languageId": "cnn", "version": 1, "text": text}}})
     server.wait(diagnostics_of(1))
-    line = next(i for i, t in enumerate(text.split("\n")) if "conv1: conv(planes, 1" in t)
+    line = next(i for i, t in enumerate(text.split("\n")) if "conv1: conv(width(planes, groups, base_width), 1" in t)  # the Bottleneck
     end = len(text.split("\n")[line])
     version, times = 1, []
     for _ in range(rounds):
@@ -113,7 +113,7 @@ def in_process(rounds: int) -> list[float]:
     from cnndsl.tools.lsp import analyze
 
     lines = (ROOT / "specs" / "resnet.cnn").read_text().split("\n")
-    line = next(i for i, t in enumerate(lines) if "conv1: conv(planes, 1" in t)
+    line = next(i for i, t in enumerate(lines) if "conv1: conv(width(planes, groups, base_width), 1" in t)  # the Bottleneck
     states = [lines[line] + TYPED[:n] for n in range(1, len(TYPED) + 1)]
     states += [lines[line] + TYPED[:n] for n in range(len(TYPED) - 1, -1, -1)]
     times = []
