@@ -8,6 +8,7 @@ once, in `cnndsl.options`.
 from __future__ import annotations
 
 from .errors import UsageError
+from .text import split_top_level
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -25,7 +26,7 @@ def parse_setting(text: str) -> tuple[str, object]:
 def _value(raw: str) -> object:
     """One value: true/false, a number, a list `[6, 12, 24, 16]` (of values), else a string."""
     if raw and raw[0] in "[(" and raw[-1] == {"[": "]", "(": ")"}[raw[0]]:
-        return tuple(_value(part) for part in _split(raw[1:-1]))
+        return tuple(_value(part) for part in split_top_level(raw[1:-1]))
     lowered = raw.lower()
     if lowered in ("true", "on", "yes"):
         return True
@@ -39,22 +40,6 @@ def _value(raw: str) -> object:
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         raw = raw[1:-1]
     return raw
-
-
-def _split(inner: str) -> list[str]:
-    """The comma-separated parts of a list's inside, at its own bracket level."""
-    parts, depth, current = [], 0, ""
-    for ch in inner:
-        if ch == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-            continue
-        depth += ch in "[("
-        depth -= ch in "])"
-        current += ch
-    if current.strip():
-        parts.append(current.strip())
-    return parts
 
 
 def parse_settings(values: tuple[str, ...] | list[str]) -> dict[str, object]:

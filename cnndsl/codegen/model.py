@@ -18,6 +18,7 @@ from ..layers import RULES
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
+from ..text import split_top_level
 from ..traverse import Visitor, children, walk
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 
@@ -43,7 +44,7 @@ class Ctor:
     def wrapped_args(self) -> tuple[str, list[str]] | None:
         """A long call split as callee and one argument a line."""
         callee, _, rest = self.text.partition("(")
-        return callee, _split_args(rest[:-1])
+        return callee, split_top_level(rest[:-1])
 
 
 @dataclass(frozen=True)
@@ -101,21 +102,6 @@ class ModuleModel:
     helpers: list[str]
     keyed_sequential: bool = False
     exports: list[str] = field(default_factory=list)
-
-
-def _split_args(text: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-            continue
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        current += ch
-    if current.strip():
-        parts.append(current.strip())
-    return parts
 
 
 def _annotation(value) -> str:
