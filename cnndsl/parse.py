@@ -4,6 +4,8 @@ The grammar lives in `cnndsl/grammar/cnn.lark`. A small post-lexer drops the new
 only continue a line (inside parentheses, after a trailing `->`, before a leading
 `->`) and refuses hostile nesting before the parser sees it. Lark's exceptions become
 `Diagnostic`s here and nowhere else; `lower.py` turns the parse tree into `ast` nodes.
+A well-formed file is read by `descent.py` instead, straight into the same `ast` nodes;
+anything it is not sure of (every file with a syntax error) comes here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Iterator
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from . import ast, syntax_errors
+from . import ast, descent, syntax_errors
 from .diagnostics import CompileError, Diagnostic
 from .resources import grammar_text
 from .source import SourceFile, Span
@@ -113,6 +115,9 @@ def parse(source: SourceFile) -> ast.Program:
         offset = source.text.index("\x00")
         raise CompileError([Diagnostic.error(
             source.span_at(offset), "NUL byte in source", "this looks like a binary file, not a .cnn spec")])
+    program = descent.read(source)  # the fast path, for a file it reads exactly as Lark would
+    if program is not None:
+        return program
     return lower(_parse_all(source), source, _expression_parser(source))
 
 
