@@ -14,15 +14,16 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
-
-from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from typing import TYPE_CHECKING, Iterator
 
 from . import ast, descent, syntax_errors
 from .diagnostics import CompileError, Diagnostic
 from .resources import grammar_text
 from .source import SourceFile, Span
+
+if TYPE_CHECKING:  # Lark is imported where a file takes its path: `cnndsl check` of a good file never does
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 MAX_NESTING = 48
 # Lark parses some 50,000 tokens a second: a cap keeps any file under the size limit to a
@@ -95,6 +96,8 @@ def _cache_file() -> str | bool:
 def parser() -> Lark:
     # Not strict: strict mode needs interegular, whose import costs every command; the
     # grammar has no conflict, which tests/test_grammar.py checks on every run.
+    from lark import Lark
+
     options = dict(parser="lalr", lexer="basic", strict=False, propagate_positions=True,
                    maybe_placeholders=True, postlex=_Continuation())
     text = grammar_text()
@@ -109,8 +112,6 @@ def parser() -> Lark:
 
 def parse(source: SourceFile) -> ast.Program:
     """Parse a whole file; raise `CompileError` with every syntax error, each located."""
-    from .lower import lower
-
     if "\x00" in source.text:
         offset = source.text.index("\x00")
         raise CompileError([Diagnostic.error(
@@ -118,6 +119,8 @@ def parse(source: SourceFile) -> ast.Program:
     program = descent.read(source)  # the fast path, for a file it reads exactly as Lark would
     if program is not None:
         return program
+    from .lower import lower
+
     return lower(_parse_all(source), source, _expression_parser(source))
 
 
@@ -126,6 +129,8 @@ def _expression_parser(source: SourceFile):
     so that its tokens stand at their line and column in the file (for the spans)."""
 
     def parse_expr(text: str, line: int, column: int, where: Span):
+        from lark.exceptions import UnexpectedInput
+
         if line >= 2:
             padded = "\n" * (line - 2) + "def _ = (\n" + " " * (column - 1) + text + "\n)\n"
         else:
@@ -145,6 +150,8 @@ def _parse_all(source: SourceFile):
     is blanked out (its line, or lines where brackets or a `->` continue it, or the whole
     definition where the error is in its header) and the parse starts again, so that one
     mistake is reported once and the next mistake is found where it is."""
+    from lark.exceptions import UnexpectedInput
+
     text = source.text
     found: list[Diagnostic] = []
     parsed = 0  # characters parsed so far: each new try reparses the file up to its next error
@@ -169,6 +176,8 @@ def _parse_all(source: SourceFile):
 def _error(source: SourceFile, text: str, exc: Exception) -> tuple[Diagnostic, tuple[int, int] | None]:
     """The diagnostic for one syntax error, and the region of `text` to blank before going on
     (None: nothing after it can be trusted)."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF
+
     if isinstance(exc, _TooLong):
         return Diagnostic.error(
             _token_span(source, exc.token), f"the spec has more than {MAX_TOKENS:,} tokens",
@@ -368,6 +377,8 @@ _CHARACTER_HINTS = {
 
 
 def _eof_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
+    from lark.exceptions import UnexpectedEOF
+
     where = source.span_at(max(0, len(source.text) - 1))
     if isinstance(exc, UnexpectedEOF):
         expected = sorted(_describe(e) for e in exc.expected)[:6]
