@@ -24,6 +24,7 @@ MAX_VALUE = 1 << 40
 MAX_DEF_DEPTH = 32  # defs calling defs; resolve.py refuses recursion, this is the backstop
 MAX_ITEMS = 4096
 
+_NUMBERS = (int, float)  # exactly: a bool is not a number here
 _ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
 _ORDER = ("<", "<=", ">", ">=")
 
@@ -190,6 +191,11 @@ class Evaluating:
             return self.logic(expr, scope)
         left = self.evaluate(expr.left, scope)
         right = self.evaluate(expr.right, scope)
+        if type(left.value) in _NUMBERS and type(right.value) in _NUMBERS:  # the common case, checked as below
+            result = self.checked(self.operate(expr, left.value, right.value), expr.span)
+            if left.expr.names or right.expr.names:
+                return ir.Value(result, Binary(expr.op, left.expr, right.expr))
+            return ir.Value.constant(result)
         pending = _pending((left, right), lambda: Binary(expr.op, left.expr, right.expr))
         if pending:
             return pending
