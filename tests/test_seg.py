@@ -333,17 +333,98 @@ def test_localizer_returns_scores_and_a_box_in_the_unit_square():
     assert sum(p.numel() for p in net.parameters()) == network.body.stats.params == 205_022
 
 
-# torchvision's weight tables (models/segmentation/fcn.py): their weights carry the
-# auxiliary FCNHead(1024, 21) on layer3, which the built-ins (aux_loss=False) leave out.
+TAP = """\
+network Tap(aux = true) {
+    input 3x16x16
+    g: [a: conv(8, 3, pad=1) -> relu -> inner: [conv(8, 1) -> relu] -> blk: B()]
+    head: conv(4, 1)
+    out: upsample(like=input, mode="bilinear")
+    s: side(g.a) [conv(2, 1) -> upsample(like=input, mode="bilinear")]?aux
+    t: side(g.inner.0) fc(3)
+    outputs(out, s, t)
+}
+"""
+TAP_BLOCK = "block B() {\n    conv: conv(8, 1)\n}\n"
+
+
+def test_a_side_reads_inside_a_named_group_by_its_path():
+    """`side(g.a)`, `side(g.inner.0)`: the member of a named group (an nn.Sequential, keys
+    unchanged) that a side output reads; the forward calls the group member by member."""
+    text = TAP_BLOCK + TAP
+    network = compiled(text).network
+    assert network.output_shapes == {"out": (4, 16, 16), "s": (2, 16, 16), "t": (3,)}
+    code = cnndsl.compile_source(text)
+    assert "x = self.g.a(x)" in code and "x = self.g.inner[0](x)" in code and "x = self.g[1](x)" in code
+    assert "s = nn.functional.interpolate(" in code
+    net = module(text, "Tap").eval()
+    assert [k for k in net.state_dict() if k.startswith("g.")][:2] == ["g.a.weight", "g.a.bias"]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        got = net(x)
+        a = net.g.a(x)
+        inner0 = net.g.inner[0](torch.relu(a))
+        expected_s = torch.nn.functional.interpolate(net.s(a), size=(16, 16), mode="bilinear")
+        assert torch.allclose(got["s"], expected_s, atol=1e-6)
+        assert torch.allclose(got["t"], net.t(torch.flatten(inner0, 1)), atol=1e-6)
+        assert torch.allclose(got["out"], net.head(net.g(x)), atol=1e-6)
+    off = compile_network(source_from_text(text, "seg.cnn"), {"aux": False}).network
+    assert off.output_shapes == {"out": (4, 16, 16), "t": (3,)}
+
+
+@pytest.mark.parametrize("source, line, column, message, hint", [
+    ("side(g.b) fc(3)", 7, 8, "the group 'g' has no member 'b'", "its members: a, 1, inner, blk"),
+    ("side(q.b) fc(3)", 7, 8, "reads an element that is not named earlier", "name the element"),
+    ("side(g.inner.7) fc(3)", 7, 8, "the group 'g.inner' has no member '7'", "its members: 0, 1"),
+    ("side(g.blk.conv) fc(3)", 7, 8, "reads inside 'g.blk', a use of block B", "side(g.blk)"),
+    ("side(g.a.b) fc(3)", 7, 8, "reads inside 'g.a', which is not a named group", "side(g.a)"),
+    ("side(a) fc(3)", 7, 8, "reads 'a' inside the group 'g'", "side(g.a)"),
+    ("side(g.4e5) fc(3)", 7, 14, "cannot read '.4e5' in a member's path", "backbone.layer3.0"),
+])
+def test_a_path_that_reads_no_member_is_an_error_at_the_side(source, line, column, message, hint):
+    text = TAP_BLOCK + "network N() {\n    input 3x16x16\n" \
+        "    g: [a: conv(8, 3, pad=1) -> relu -> inner: [conv(8, 1) -> relu] -> blk: B()]\n" \
+        f"    s: {source}\n    outputs(s)\n}}\n"
+    (error,) = errors(text)
+    assert (error.span.line, error.span.column) == (line, column)
+    assert message in error.message and hint in error.hint
+
+
+# torchvision's weight tables (models/segmentation/fcn.py, deeplabv3.py): their weights carry
+# the auxiliary FCNHead(1024, 21) on layer3: `--set aux_loss=true`.
 PUBLISHED_WITH_AUX = {"fcn_resnet50": 35_322_218, "fcn_resnet101": 54_314_346}
 AUX_HEAD = (1024 * 256 * 9) + 2 * 256 + (256 * 21 + 21)  # 3x3 conv, batch norm, 1x1 conv
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_WITH_AUX))
 def test_fcn_parameter_counts_are_torchvisions(name):
-    network = cnndsl.compile_spec(name).network
-    assert network.body.stats.params + AUX_HEAD == PUBLISHED_WITH_AUX[name]
-    assert network.output_shapes == {"out": (21, 520, 520)}
+    network = cnndsl.compile_spec(name, aux_loss=True).network
+    assert network.body.stats.params == PUBLISHED_WITH_AUX[name]
+    assert network.output_shapes == {"out": (21, 520, 520), "aux": (21, 520, 520)}
+    plain = cnndsl.compile_spec(name).network
+    assert plain.body.stats.params + AUX_HEAD == PUBLISHED_WITH_AUX[name]
+    assert plain.output_shapes == {"out": (21, 520, 520)}
+
+
+def test_fcn_aux_head_reads_layer3_with_torchvisions_keys():
+    """aux_loss=true: torchvision's `aux_classifier.N` keys after `classifier.N`, and the
+    function: the FCNHead on layer3's output, upsampled to the input (bilinear)."""
+    with torch.device("meta"):
+        meta = cnndsl.build("fcn_resnet50", aux_loss=True)
+    keys = [k for k in meta.state_dict() if not k.startswith("backbone.")]
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    assert keys == [f"{head}.{k}" for head in ("classifier", "aux_classifier") for k in (
+        "0.weight", *(f"1.{k}" for k in bn), "4.weight", "4.bias")]
+    net = cnndsl.build("fcn_resnet50", aux_loss=True, size=64).eval()
+    x = torch.randn(1, 3, 40, 48)
+    with torch.no_grad():
+        got = net(x)
+        b = net.backbone
+        c3 = b.layer3(b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))))
+        aux = torch.nn.functional.interpolate(net.aux_classifier(c3), size=(40, 48), mode="bilinear",
+                                              align_corners=False)
+        assert list(got) == ["out", "aux"] and torch.allclose(got["aux"], aux, atol=1e-5)
+        out = torch.nn.functional.interpolate(net.classifier(b.layer4(c3)), size=(40, 48), mode="bilinear")
+        assert torch.allclose(got["out"], out, atol=1e-5)
 
 
 def test_fcn_backbone_trades_stride_for_dilation():

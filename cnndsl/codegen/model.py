@@ -8,6 +8,7 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -198,6 +199,7 @@ class ScopeBuilder(Visitor):
         self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
         self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
+        self.tap_targets: dict[str, str] = {}  # a member of an opened group: its path -> its call
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
@@ -242,23 +244,45 @@ class ScopeBuilder(Visitor):
     def visit_Seq(self, node: ir.Seq, previous=None) -> None:
         if node.name is None:
             self.run(node)
+        elif not self.in_block and node.name in self.generator.opened:
+            self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
+            self.open_group(node, node.name, node.name)
+            self.keep(node.name)
         else:
             self.member_call(node, previous)
 
+    def open_group(self, node: ir.Seq, path: str, call: str) -> None:
+        """A named group that a side output reads inside (`side(backbone.layer3)`): still one
+        member, an nn.Sequential with its keys, but called member by member, as torchvision's
+        IntermediateLayerGetter runs its layers, so that the side reads the one it names."""
+        for place, item in enumerate(node.items):
+            key = str(item.name)
+            target = f"{call}.{key}" if key.isidentifier() and not keyword.iskeyword(key) else f"{call}[{place}]"
+            if isinstance(item, ir.Seq) and f"{path}.{key}" in self.generator.opened:
+                self.open_group(item, f"{path}.{key}", target)
+                continue
+            self.forward.append(self.step(stats=item.stats, kind="call", target=target, into=self.into,
+                                          reads=self.reads))
+            self.reads = self.into
+            self.tap_targets[f"{path}.{key}"] = target
+
     def visit_Side(self, node: ir.Side, previous=None) -> None:
-        inner = node.node
+        inner, resize = resized(node.node) if isinstance(node.node, ir.Seq) else (node.node, None)
         first = _first_leaf(inner)
         self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
         flatten = bool(first is not None and first.stats.flatten_before)
         local = self.side_locals[id(node)]
         output = inner.name in self.output_elements  # a named output: computed in eval mode too
-        stmt = Stmt("branch" if output else "side", inner.name, fmt_shape(inner.stats.out_shape), var=local,
-                    conditional=flatten)
+        parts = () if resize is None else \
+            (self.sizes[resize.values["like"]], interpolate_options(resize.values), fmt_shape(resize.stats.out_shape))
+        called = inner.items[-1].stats if resize is not None else inner.stats  # before the resize
+        stmt = Stmt("branch" if output else "side", inner.name, fmt_shape(called.out_shape), var=local,
+                    conditional=flatten, parts=parts)
         if node.source is None:
             self.forward.append(stmt)
         else:  # computed right after the member it reads, after any side already there
-            at = next((i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source),
-                      None)
+            target = self.tap_targets.get(node.source, node.source)
+            at = next((i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == target), None)
             if at is None:  # passes/emittable.py lets no such side through
                 raise InternalError(f"side({node.source}) reads a member the forward does not call")
             while at + 1 < len(self.forward) and self.forward[at + 1].kind in ("side", "branch"):
@@ -487,11 +511,14 @@ class Generator:
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
+        self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
         for node in walk(network.body):
             if isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
-                    read.add(node.source)
+                    parts = node.source.split(".")
+                    read.add(parts[-1])  # what a layer after it may not overwrite in place
+                    self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
             elif isinstance(node, ir.Concat):
                 read.update(node.skips)
         self.side_sources = frozenset(read)
