@@ -121,7 +121,7 @@ class FCN(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/fcn.cnn:16.
+    From specs/fcn.cnn:31.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:

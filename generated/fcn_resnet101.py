@@ -121,7 +121,7 @@ class FCN_resnet101(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/fcn.cnn:37.
+    From specs/fcn.cnn:44.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:

@@ -121,7 +121,7 @@ class FCN_resnet50(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/fcn.cnn:34.
+    From specs/fcn.cnn:41.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:

@@ -34,12 +34,13 @@ class Ctor:
     children: tuple[tuple[str | None, "Ctor", str], ...] = ()  # key (None: numbered), ctor, comment
     sequential: bool = False
     keyed: bool = False  # an OrderedDict Sequential
+    listed: bool = False  # an nn.ModuleList (a named concat's branches)
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
     @cached_property
     def code(self) -> tuple:
         """What the construction prints but its comments: equal code, equal `code`."""
-        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed
+        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed, self.listed
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -343,6 +344,9 @@ class ScopeBuilder(Visitor):
         if not node.branches:  # concat(enc4): the skips and the chain's value, on one line
             self.forward.append(self.step(node.stats, kind="join", parts=tuple(parts + ["x"])))
             return
+        if node.name is not None:
+            self.listed(node, parts)
+            return
         for branch in node.branches:
             if branch.name is None and not branch.items:
                 parts.append(self.reads)
@@ -362,13 +366,33 @@ class ScopeBuilder(Visitor):
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
             call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
             if resize is not None:  # ASPP's pooling branch, back to the size it read
-                arguments = f"{call}, size={self.sizes[resize.values['like']]}{interpolate_options(resize.values)}"
-                call = f"nn.functional.interpolate({arguments})"
-                if len(call) + 13 > WRAP:  # in the cat's list, 12 columns in
-                    call = f"nn.functional.interpolate(\n{' ' * 16}{arguments}\n{' ' * 12})"
+                call = self.resize_call(call, resize)
             parts.append(call)
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
         self.reads = self.into
+
+    def listed(self, node: ir.Concat, parts: list[str]) -> None:
+        """`convs: concat {...}`: the branches in one nn.ModuleList, each called by its place
+        in the cat (torchvision's ASPP, `self.convs[4]`, its pooling branch resized)."""
+        ctors = []
+        for place, branch in enumerate(node.branches):
+            branch, resize = resized(branch)
+            member = branch if len(branch.items) != 1 else branch.items[0]
+            ctors.append((None, self.generator.ctor(member, notes=self.notes.fork()), ""))
+            call = f"self.{node.name}[{place}]({self.reads})"
+            parts.append(call if resize is None else self.resize_call(call, resize))
+        names = frozenset().union(*(ctor.names for _, ctor, _ in ctors))
+        self.members.append(Member(node.name, Ctor(children=tuple(ctors), sequential=True, listed=True, names=names)))
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
+        self.reads = self.into
+
+    def resize_call(self, call: str, resize: ir.Layer) -> str:
+        """A branch's call in the cat, resized back to the size it names (ASPP's pooling)."""
+        arguments = f"{call}, size={self.sizes[resize.values['like']]}{interpolate_options(resize.values)}"
+        call = f"nn.functional.interpolate({arguments})"
+        if len(call) + 13 > WRAP:  # in the cat's list, 12 columns in
+            call = f"nn.functional.interpolate(\n{' ' * 16}{arguments}\n{' ' * 12})"
+        return call
 
     def flat_branch(self, branch: ir.Seq) -> str:
         """A branch whose members sit in the scope, called in turn on a local of its own, as
