@@ -524,12 +524,26 @@ class _Reader:
         self.take("side")
         source = None
         if self.skip("("):
-            source = self.take("NAME").text
+            source = self.tap()
             self.take(")")
         self.enter()
         node = self.primary()
         self.nesting -= 1
         return self.made(ast.Side(node, self.span(first), source), node)
+
+    def tap(self) -> str:
+        """`backbone.layer3`, `backbone.4` (`.4` lexes as a number): the path of a member."""
+        parts = [self.take("NAME").text]
+        while True:
+            if self.skip("."):
+                parts.append(self.take("NAME").text)
+            elif self.peek() == "FLOAT":
+                text = self.take("FLOAT").text
+                if not (text.startswith(".") and text[1:].isdigit()):
+                    raise _Decline
+                parts.append(text[1:])
+            else:
+                return ".".join(parts)
 
     def call_args(self) -> tuple:
         """`( [args] )`: the arguments, () where there are none."""

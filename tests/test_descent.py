@@ -70,7 +70,7 @@ def test_the_programs_in_the_tests_read_alike():
 
 PIECES = ["(", ")", "[", "]", "{", "}", ",", "->", "\n", " ", "*", "?", "=", ":", "x", "1", "(2)", "-", "input",
           "not ", " if ", " else ", "**", "#c\n", "\n->", '"a{i}"', ".", "1.5", "e", "shortcut", "residual", "side ",
-          "concat", "for i", '"', "//", "(3)", "x 2", "\n\n"]
+          "concat", "for i", '"', "//", "(3)", "x 2", "\n\n", "side(a.b) ", ".4", "side(a.4) "]
 
 
 def _mutant(rng: random.Random, text: str) -> str:
