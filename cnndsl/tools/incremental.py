@@ -259,7 +259,7 @@ class Checked:
     errors: list[Diagnostic]
     warnings: list[Diagnostic]
     tree: object  # ir.Network, or None
-    seconds: float
+    seconds: float  # the CPU time of its check (this thread's), which orders the next ones
 
 
 @dataclass
@@ -270,7 +270,7 @@ class Document:
     parser: Parser = None
     reach: Reach = field(default_factory=Reach)
     checked: dict[str, Checked] = field(default_factory=dict)  # by network or variant name
-    whole_seconds: float = 0.0  # how long the last parse of the whole file took
+    whole_seconds: float = 0.0  # the CPU time of the last parse of the whole file
 
     def __post_init__(self) -> None:
         self.parser = Parser(self.path)
@@ -336,7 +336,7 @@ class Update:
         return checked.seconds if checked is not None else 0.0
 
     def predicted(self) -> float:
-        """Seconds the next step is expected to take (its last time; 0 if never checked)."""
+        """CPU seconds the next step is expected to take (its last time; 0 if never checked)."""
         return self._seconds(self.pending[0]) if self.pending else 0.0
 
     def remaining(self) -> float:
@@ -346,7 +346,7 @@ class Update:
         """The whole file's parse, where a piece had a syntax error: its errors are the answer."""
         from ..parse import parse
 
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             self.program = parse(self.source)
         except CompileError as exc:
@@ -354,14 +354,14 @@ class Update:
         else:  # the pieces were cut wrong: go on as if they had parsed
             self.early = []
             self._checks()
-        self.document.whole_seconds = time.perf_counter() - start
+        self.document.whole_seconds = time.thread_time() - start
 
     def step(self) -> None:
         name = self.pending.pop(0)
         if name == WHOLE:
             self._whole()
             return
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             compiled = back_end(self.front, name, inherit=False)
         except CompileError as exc:
@@ -371,7 +371,7 @@ class Update:
         else:
             errors, warnings, tree = [], list(compiled.warnings), compiled.network
         self.document.checked[name] = Checked(self.keys[name], errors, warnings, tree,
-                                              time.perf_counter() - start)
+                                              time.thread_time() - start)
 
     def finish(self) -> None:
         while self.pending:

@@ -535,8 +535,12 @@ class _Checking:
         document = self.server.workspace.text_documents.get(uri)
         if document is None:
             return
-        if update.pending:
-            update.step()
+        try:
+            if update.pending:
+                update.step()
+        except BaseException:  # a fault of the compiler's (logged by the loop): the next edit starts afresh
+            del self.state.updates[uri]
+            raise
         if update.pending:
             asyncio.get_running_loop().call_soon(self.go_on, uri, update)
             return
