@@ -631,7 +631,7 @@ class Deeplabv3_mobilenet_v3_large(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/deeplabv3_mobilenet.cnn:31.
+    From specs/deeplabv3_mobilenet.cnn:32.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:
