@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..layers import RULES
-from ..passes.inits import has_tensor, module_events, module_text, needs_math, render
+from ..passes.inits import FANS, has_tensor, module_events, module_text, needs_math, render
 from ..traverse import walk
 
 WRAP = 92  # model.WRAP: the generated code's width
@@ -37,7 +37,7 @@ def init_lines(network: ir.Network, class_of) -> tuple[list[str], frozenset[str]
             layer = _module(network, step.path)
             for tensor, call in (("weight", step.weight), ("bias", step.bias)):
                 if call is not None and has_tensor(layer, tensor):
-                    out.call(call, module_text(step.path), tensor, indent)
+                    out.call(call, module_text(step.path), tensor, indent, RULES[layer.kind].kind)
     return out.lines, frozenset(out.names), out.math
 
 
@@ -51,12 +51,16 @@ class _Lines:
     def add(self, line: str) -> None:
         self.lines.append(line)
 
-    def call(self, call: ir.InitCall, module: str, tensor: str, indent: str) -> None:
+    def call(self, call: ir.InitCall, module: str, tensor: str, indent: str, kind: str) -> None:
         parts = [f"{module}.{tensor}"]
+        fans = []
         for key, value in call.args:
             text, names = render(value, module, self.params)
-            self.names |= names
+            self.names |= names - set(FANS)
+            fans += [name for name in FANS if name in names - self.params and name not in fans]
             parts.append(text if key is None else f"{key}={text}")
+        for fan in fans:  # fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            self.add(f"{indent}{fan} = {FANS[fan][kind].format(m=module)}")
         line = f"{indent}nn.init.{call.function}({', '.join(parts)})"
         if len(line) + 8 > WRAP:  # one argument a line, as the constructors wrap
             self.add(f"{indent}nn.init.{call.function}(")
@@ -77,10 +81,10 @@ class _Lines:
                 if call is None:
                     continue
                 if all(has_tensor(layer, tensor) for layer in layers):
-                    self.call(call, "m", tensor, indent + "        ")
+                    self.call(call, "m", tensor, indent + "        ", step.kinds[0])
                 else:  # some have none: a conv with bias=false, a norm with affine=false
                     self.add(f"{indent}        if m.{tensor} is not None:")
-                    self.call(call, "m", tensor, indent + "            ")
+                    self.call(call, "m", tensor, indent + "            ", step.kinds[0])
 
     def last_norms(self, step: ir.InitStep, indent: str, class_of) -> None:
         """The norm ending each residual body: in the network's own scope by its path, in a
@@ -104,7 +108,7 @@ class _Lines:
     def tensors(self, step: ir.InitStep, module: str, indent: str) -> None:
         for tensor, call in (("weight", step.weight), ("bias", step.bias)):
             if call is not None:
-                self.call(call, module, tensor, indent)
+                self.call(call, module, tensor, indent, "batchnorm")
 
 
 def _groups(steps) -> list[list[ir.InitStep]]:

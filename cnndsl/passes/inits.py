@@ -64,15 +64,20 @@ FUNCTIONS: dict[str, InitFunction] = {
 CHOICES = {"mode": ("fan_in", "fan_out"),
            "nonlinearity": ("linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")}
 # The tensors each kind's module has, and the attributes an argument may read (m.out_features).
-_CONV = ("in_channels", "out_channels", "groups", "kernel_size")
+_CONV = ("in_channels", "out_channels", "groups", "kernel_size", "fan_in", "fan_out")
 _NORM = ("num_features",)
 TENSORS = {"conv": ("weight", "bias"), "conv_transpose": ("weight", "bias"), "fc": ("weight", "bias"),
            "batchnorm": ("weight", "bias"), "groupnorm": ("weight", "bias"), "instancenorm": ("weight", "bias"),
            "layernorm": ("weight", "bias"), "prelu": ("weight",)}
-ATTRIBUTES = {"conv": _CONV, "conv_transpose": _CONV, "fc": ("in_features", "out_features"),
+ATTRIBUTES = {"conv": _CONV, "conv_transpose": _CONV[:-2], "fc": ("in_features", "out_features", "fan_in", "fan_out"),
               "batchnorm": _NORM, "instancenorm": _NORM, "groupnorm": ("num_groups", "num_channels"),
               "layernorm": (), "prelu": ("num_parameters",)}
 MATH = ("sqrt",) + tuple(EXPR_FUNCTIONS)
+# A fan an argument reads is a local computed first, as torchvision's RegNet writes it.
+FANS = {"fan_in": {"conv": "{m}.kernel_size[0] * {m}.kernel_size[1] * {m}.in_channels // {m}.groups",
+                   "fc": "{m}.in_features"},
+        "fan_out": {"conv": "{m}.kernel_size[0] * {m}.kernel_size[1] * {m}.out_channels",
+                    "fc": "{m}.out_features"}}
 
 
 def has_tensor(layer: ir.Layer, tensor: str) -> bool:
@@ -142,7 +147,8 @@ class _Checker:
         for path, group in kinds.items():
             layers = [layer for *_, found in group for layer in found]
             names = tuple(kind for _, kind, _, _ in group)
-            attributes = tuple(set.intersection(*(set(ATTRIBUTES[kind]) for kind in names)))
+            attributes = tuple(set.intersection(*(set(ATTRIBUTES[kind]) for kind in names)) - (
+                set(FANS) if len(names) > 1 else set()))  # a fan is computed as each kind has it
             calls = [self.call(value, tensor, layers, names, attributes, group[0][0]) if value is not None else None
                      for tensor, value in (("weight", weight), ("bias", bias))]
             steps.append(ir.InitStep(names, path, calls[0], calls[1], group[0][0].span, rule.condition))
@@ -383,7 +389,7 @@ def _render(expr, module, params, names, outer: int = 0, right: bool = False) ->
     if isinstance(expr, ast.Str):
         return repr(expr.value)
     if isinstance(expr, ast.Var):
-        if expr.name in params:
+        if expr.name in params or expr.name in FANS:
             names.add(expr.name)
             return expr.name
         return f"{module}.{expr.name}"
@@ -410,4 +416,4 @@ def needs_math(step: ir.InitStep) -> bool:
                for call in calls for _, value in call.args for n in walk(value))
 
 
-__all__ = ["CHOICES", "FUNCTIONS", "LAST_NORM", "check_inits", "has_tensor", "module_text", "needs_math", "render"]
+__all__ = ["CHOICES", "FANS", "FUNCTIONS", "LAST_NORM", "check_inits", "has_tensor", "module_text", "needs_math", "render"]
