@@ -149,11 +149,8 @@ class RegNet_x_800mf(nn.Module):
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.normal_(
-                    m.weight,
-                    mean=0.0,
-                    std=math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)),
-                )
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
