@@ -61,6 +61,7 @@ FUNCTIONS: dict[str, InitFunction] = {
     "zeros": InitFunction("zeros_", (), "every value 0"),
     "ones": InitFunction("ones_", (), "every value 1"),
 }
+FUNCTIONS_BY_TORCH = {f.torch: f for f in FUNCTIONS.values()}
 CHOICES = {"mode": ("fan_in", "fan_out"),
            "nonlinearity": ("linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")}
 # The tensors each kind's module has, and the attributes an argument may read (m.out_features).
