@@ -173,17 +173,20 @@ ALLOWED_NODES = {
     ast.AnnAssign,  # a side output declared before `if self.training:`, as TorchScript needs: `aux1: ... = None`
     ast.Dict,  # named outputs: `return {'out': x, 'aux': aux}`
     ast.IfExp, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Not, ast.Pow,  # a family's rules on its parameters
+    ast.For,  # init { ... }: `for m in self.modules():` only (checked below)
 }
 ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict", "import math"}
 # Pure functions of numbers that a family's rules call on the class's parameters: int(round(w * 0.25))
-SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum"}
+SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum",
+                 "isinstance"}  # init { ... }: `if isinstance(m, nn.Conv2d):`
 FORBIDDEN_NAMES = {"exec", "eval", "open", "__import__", "getattr", "setattr", "delattr", "globals", "locals",
                    "vars", "compile", "input", "breakpoint", "print", "os", "sys", "subprocess", "builtins",
                    "__builtins__", "importlib", "pickle", "socket", "type", "object"}
 METHODS = {"__init__", "unflatten", "amax",  # super().__init__(); the Maxout helper's tensor methods
            "chunk",  # split { ... }: x1, x2 = x.chunk(2, dim=1)
            "permute",  # channels last and back (ConvNeXt)
-           "bernoulli_", "div_"}  # the StochasticDepth helper's noise
+           "bernoulli_", "div_",  # the StochasticDepth helper's noise
+           "modules", "get_submodule"}  # init { ... }: the modules the rules set, a module by its key
 
 
 def assert_only_the_network(code: str) -> None:
@@ -212,6 +215,10 @@ def assert_only_the_network(code: str) -> None:
             assert not node.keywords
         if isinstance(node, ast.FunctionDef):
             assert not node.decorator_list
+        if isinstance(node, ast.For):  # the init's loop: over a module's modules(), nothing else
+            assert isinstance(node.target, ast.Name) and node.target.id == "m" and not node.orelse
+            assert isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Attribute) \
+                and node.iter.func.attr == "modules" and not node.iter.args, ast.unparse(node.iter)
         if isinstance(node, ast.Name):
             assert node.id not in FORBIDDEN_NAMES, node.id
         if isinstance(node, ast.Attribute):
