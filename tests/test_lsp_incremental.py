@@ -15,7 +15,7 @@ from cnndsl.compiler import back_end, compile_network, front_end
 from cnndsl.diagnostics import CompileError
 from cnndsl.parse import parse
 from cnndsl.source import SourceFile
-from cnndsl.tools.incremental import Document, Parser, pieces
+from cnndsl.tools.incremental import WHOLE, Document, Parser, pieces
 from cnndsl.tools.lsp import analyze, hover_text, inlay_hints
 
 from conftest import ROOT
@@ -132,6 +132,18 @@ def test_syntax_errors_and_a_file_without_networks():
                  "block B() {\n    nope\n}\n", "", RESNET.replace("resnet18 = ResNet", "resnet18 = ResNett")]:
         _, _, analysis = updated(document, text)
         assert same_analysis(analysis, analyze(text, "x.cnn")), text[:40]
+
+
+def test_a_syntax_error_answers_first_from_its_piece_then_from_the_whole_file():
+    document = Document("specs/resnet.cnn")
+    updated(document, RESNET)
+    text = RESNET.replace(CONV1, CONV1 + " -")
+    update = document.begin(text)
+    assert update.pending == [WHOLE]
+    quick = update.analysis(final=False)
+    final = update.analysis()
+    assert final.diagnostics == analyze(text, "specs/resnet.cnn").diagnostics
+    assert [d.span for d in quick.diagnostics] == [d.span for d in final.diagnostics]
 
 
 # -- over JSON-RPC ---------------------------------------------------------------------------

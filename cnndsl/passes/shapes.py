@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
 from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
-from ..traverse import Visitor, evolve
+from ..traverse import Visitor, evolve, walk
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
 
@@ -53,6 +53,12 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
+        # side(backbone.layer3): what each member of a named group gave, by its path; the
+        # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
+        self.taps: dict[str, Flow | None] = {}
+        self.groups: list[tuple[str, list[str]]] = []
+        self.tapped_blocks: dict[str, str] = {}
+        self.tapping = False  # only where some side reads inside a group
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
@@ -61,12 +67,33 @@ class ShapeInference(Visitor):
     def visit_Seq(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
         start = flow
         items = []
+        group = self.tapping and seq.name is not None
+        if group:  # a named group, an nn.Sequential: its members' keys as names.py gives them
+            outer = self.groups[-1][0] + "." if self.groups else ""
+            self.groups.append((outer + str(seq.name), []))
         for item in seq.items:
             item, flow = self.visit(item, flow)
             items.append(item)
             if getattr(item, "name", None):
                 self.named_outputs[item.name] = flow
+            if self.tapping and self.groups and not (isinstance(item, ir.Seq) and item.name is None):
+                self.tap(item, flow)
+        if group:
+            self.groups.pop()
         return evolve(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
+
+    def tap(self, item, flow: Flow | None) -> None:
+        """Keep what a member of the innermost open group gave, under its path (its label,
+        or its place as PyTorch numbers it, an inserted flatten counted)."""
+        path, keys = self.groups[-1]
+        stats = getattr(item, "stats", None)
+        if stats is not None and stats.flatten_before and keys:
+            keys.append(str(len(keys)))  # names.py puts an nn.Flatten before it
+        key = str(item.name) if getattr(item, "name", None) else str(len(keys))
+        keys.append(key)
+        self.taps[f"{path}.{key}"] = flow
+        if isinstance(item, ir.BlockInstance):
+            self.tapped_blocks[f"{path}.{key}"] = item.block
 
     def total(self, items, start: Flow | None, end: Flow | None) -> ir.Stats | None:
         if start is None or end is None or any(i.stats is None for i in items):
@@ -77,11 +104,13 @@ class ShapeInference(Visitor):
     def visit_Side(self, node: ir.Side, flow: Flow | None) -> tuple[ir.Side, Flow | None]:
         read = flow
         if node.source is not None:
-            if node.source not in self.named_outputs:
-                self.error(node.span, f"side({node.source}) reads an element that is not named "
-                           "earlier in this chain", "name the element it should read, before this line")
+            found = self.named_outputs if "." not in node.source else self.taps
+            if node.source not in found:
+                self.error(node.span, *self.unknown_tap(node.source))
+                if getattr(node.node, "name", None):  # its output is unknown, not missing
+                    self.side_outputs[node.node.name] = None
                 return node, flow
-            read = self.named_outputs[node.source]
+            read = found[node.source]
         inner, out = self.visit(node.node, read)
         if getattr(inner, "name", None):
             self.side_outputs[inner.name] = out
@@ -93,6 +122,26 @@ class ShapeInference(Visitor):
         stats = ir.Stats(flow.shape, out.shape, inner.stats.params, macs, flow.rf, flow.jump, flow.channels,
                          dims=flow.dims)
         return evolve(node, node=inner, stats=stats), flow
+
+    def unknown_tap(self, source: str) -> tuple[str, str]:
+        """What is wrong with `side(source)` that names nothing earlier: the message and hint."""
+        parts = source.split(".")
+        if len(parts) == 1 or parts[0] not in self.named_outputs:
+            return (f"side({source}) reads an element that is not named earlier in this chain",
+                    "name the element it should read, before this line")
+        for end in range(len(parts) - 1, 0, -1):
+            inside = ".".join(parts[:end])
+            if inside in self.tapped_blocks:
+                return (f"side({source}) reads inside {inside!r}, a use of block {self.tapped_blocks[inside]}, "
+                        "whose forward is its class's own", f"read the block's output: side({inside})")
+        group = ".".join(parts[:-1])
+        keys = [path.rpartition(".")[2] for path in self.taps if path.rpartition(".")[0] == group]
+        if not keys:
+            return (f"side({source}) reads inside {group!r}, which is not a named group of this network",
+                    f"read its output, side({group})" if group in self.taps else
+                    f"read a member of a named group (an nn.Sequential), or side({parts[0]}) itself")
+        return (f"side({source}): the group {group!r} has no member {parts[-1]!r}",
+                f"its members: {', '.join(keys)}")
 
     def visit_Unknown(self, node: ir.Unknown, flow: Flow | None) -> tuple[ir.Unknown, None]:
         return node, None  # its error is reported; what reads its output stays silent
@@ -369,11 +418,11 @@ class ShapeInference(Visitor):
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
-        outside, in_block = self.named_outputs, self.in_block
+        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
         self.named_outputs = {"input": inner}  # a block's member names are its own
-        self.in_block = True
+        self.in_block, self.groups = True, []
         body, out = self.visit_Seq(node.body, inner)
-        self.named_outputs, self.in_block = outside, in_block
+        self.named_outputs, self.in_block, self.groups = outside, in_block, groups
         if out is None:
             return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
@@ -501,6 +550,8 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
+    inference.tapping = any(isinstance(node, ir.Side) and node.source and "." in node.source
+                            for node in walk(network.body))
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)

@@ -34,6 +34,7 @@ from ..diagnostics import ERROR, CompileError, Diagnostic
 from ..source import MAX_SOURCE_BYTES, SourceFile, Span
 
 _START = re.compile(r"^(?:network|block|def|let|from)\b", re.M)
+WHOLE = "\x00whole file"  # the step that parses the whole file (no network has this name)
 MAX_PIECES_TEXT = 20_000  # the parser's token limit counts a whole file: longer texts are parsed whole
 
 
@@ -126,8 +127,10 @@ class Parser:
         self.path = path
         self.kept: dict[tuple[int, str], ast.Program] = {}
 
-    def parse(self, source: SourceFile) -> ast.Program:
-        """The program `parse.parse(source)` gives; raises its `CompileError`."""
+    def parse(self, source: SourceFile, whole: bool = True) -> ast.Program:
+        """The program `parse.parse(source)` gives; raises its `CompileError`. Where a piece
+        does not parse: with `whole`, the whole file is parsed (its syntax errors are the
+        answer); else `PieceError` says the piece's own, quickly."""
         from ..parse import parse
 
         if len(source.text) >= MAX_PIECES_TEXT or "\x00" in source.text:
@@ -138,12 +141,18 @@ class Parser:
             if program is None:
                 try:
                     program = parse(SourceFile(self.path, "\n" * (line - 1) + text))
-                except CompileError:
+                except CompileError as exc:
+                    if not whole:
+                        raise PieceError(exc.diagnostics) from None
                     return parse(source)  # the whole file's syntax errors, as `cnndsl check` says them
             kept[(line, text)] = program
             programs.append(program)
         self.kept = kept
         return merged(programs, source)
+
+
+class PieceError(CompileError):
+    """A piece's own syntax errors: what the whole file's parse is likely to say."""
 
 
 def merged(programs: list[ast.Program], source: SourceFile) -> ast.Program:
@@ -250,7 +259,7 @@ class Checked:
     errors: list[Diagnostic]
     warnings: list[Diagnostic]
     tree: object  # ir.Network, or None
-    seconds: float
+    seconds: float  # the CPU time of its check (this thread's), which orders the next ones
 
 
 @dataclass
@@ -261,6 +270,7 @@ class Document:
     parser: Parser = None
     reach: Reach = field(default_factory=Reach)
     checked: dict[str, Checked] = field(default_factory=dict)  # by network or variant name
+    whole_seconds: float = 0.0  # the CPU time of the last parse of the whole file
 
     def __post_init__(self) -> None:
         self.parser = Parser(self.path)
@@ -283,6 +293,7 @@ class Update:
         self.keys: dict[str, tuple] = {}
         self.pending: list[str] = []
         self.version = None  # the client's version of the text
+        self.cpu_start, self.cpu_first = 0.0, None  # the server's process time at the keystroke; ms to its first answer
         self._start()
 
     def _start(self) -> None:
@@ -292,10 +303,18 @@ class Update:
                                            None)]
             return
         try:
-            self.program = self.document.parser.parse(self.source)
+            self.program = self.document.parser.parse(self.source, whole=False)
+        except PieceError as exc:  # the piece's errors first; the whole file's parse is pending
+            self.early = list(exc.diagnostics)
+            self.pending = [WHOLE]
+            return
         except CompileError as exc:
             self.early = list(exc.diagnostics)
             return
+        self._checks()
+
+    def _checks(self) -> None:
+        """The front end, and the networks the edit reached, pending."""
         self.names = [n.name for n in self.program.networks] + [v.name for v in self.program.variants]
         self.front = front_end(self.source, {}, False, self.program)
         if self.front.stopped or not self.names:
@@ -304,24 +323,45 @@ class Update:
         self.keys = self.document.reach.keys(self.program, imported)
         checked = self.document.checked
         stale = [n for n in self.names if n not in checked or not same_key(checked[n].key, self.keys[n])]
-        self.pending = sorted(stale, key=lambda n: checked[n].seconds if n in checked else 0.0)
+        self.pending = sorted(stale, key=self._seconds)
 
     @property
     def done(self) -> bool:
         return not self.pending
 
+    def _seconds(self, name: str) -> float:
+        if name == WHOLE:
+            return self.document.whole_seconds
+        checked = self.document.checked.get(name)
+        return checked.seconds if checked is not None else 0.0
+
     def predicted(self) -> float:
-        """Seconds the next step is expected to take (its last time; 0 if never checked)."""
-        checked = self.document.checked
-        return checked[self.pending[0]].seconds if self.pending and self.pending[0] in checked else 0.0
+        """CPU seconds the next step is expected to take (its last time; 0 if never checked)."""
+        return self._seconds(self.pending[0]) if self.pending else 0.0
 
     def remaining(self) -> float:
-        checked = self.document.checked
-        return sum(checked[n].seconds for n in self.pending if n in checked)
+        return sum(self._seconds(n) for n in self.pending)
+
+    def _whole(self) -> None:
+        """The whole file's parse, where a piece had a syntax error: its errors are the answer."""
+        from ..parse import parse
+
+        start = time.thread_time()
+        try:
+            self.program = parse(self.source)
+        except CompileError as exc:
+            self.early = list(exc.diagnostics)
+        else:  # the pieces were cut wrong: go on as if they had parsed
+            self.early = []
+            self._checks()
+        self.document.whole_seconds = time.thread_time() - start
 
     def step(self) -> None:
         name = self.pending.pop(0)
-        start = time.perf_counter()
+        if name == WHOLE:
+            self._whole()
+            return
+        start = time.thread_time()
         try:
             compiled = back_end(self.front, name, inherit=False)
         except CompileError as exc:
@@ -331,7 +371,7 @@ class Update:
         else:
             errors, warnings, tree = [], list(compiled.warnings), compiled.network
         self.document.checked[name] = Checked(self.keys[name], errors, warnings, tree,
-                                              time.perf_counter() - start)
+                                              time.thread_time() - start)
 
     def finish(self) -> None:
         while self.pending:

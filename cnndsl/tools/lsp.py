@@ -90,7 +90,17 @@ def same_code(old: str, new: str) -> bool:
 
     if _over_limit(old) or _over_limit(new):  # the size decides, not the tokens (a long comment)
         return False
-    return len(old.split("\n")) == len(new.split("\n")) and code_tokens(old) == code_tokens(new)
+    old_lines, new_lines = old.split("\n"), new.split("\n")
+    if len(old_lines) != len(new_lines):
+        return False
+    changed = [i for i, (a, b) in enumerate(zip(old_lines, new_lines)) if a != b]
+    if not changed:
+        return True
+    first, last = changed[0], changed[-1] + 1  # tokens end at a line's end (a string too): the lines between decide
+    old_part, new_part = "\n".join(old_lines[first:last]), "\n".join(new_lines[first:last])
+    if '"' in old_part or '"' in new_part:
+        return code_tokens(old) == code_tokens(new)
+    return code_tokens(old_part) == code_tokens(new_part)
 
 
 def _over_limit(text: str) -> bool:
@@ -484,7 +494,7 @@ class _Checking:
     def __init__(self, server, state: _State, lsp, to_lsp) -> None:
         self.server, self.state, self.lsp, self.to_lsp = server, state, lsp, to_lsp
 
-    def publish(self, uri: str, document, version, analysis: Analysis, final: bool) -> None:
+    def publish(self, uri: str, document, version, analysis: Analysis, final: bool, update=None) -> None:
         if analysis.program is None:
             previous = self.state.analyses.get(uri)
             analysis.program = previous.program if previous is not None else None  # go-to-definition mid-edit
@@ -492,12 +502,16 @@ class _Checking:
         shown = [self.to_lsp(document, d) for d in analysis.diagnostics if d.span.file == analysis.source.path]
         self.server.text_document_publish_diagnostics(
             self.lsp.PublishDiagnosticsParams(uri=uri, version=version, diagnostics=shown))
+        cpu = [0.0, 0.0]  # CPU milliseconds of this version's work: to its first publish, to this one
+        if update is not None:
+            cpu[1] = (time.process_time() - update.cpu_start) * 1000
+            update.cpu_first = cpu[0] = cpu[1] if update.cpu_first is None else update.cpu_first
         if final and self.state.checked_notifications:  # the list just published is complete
-            self.server.protocol.notify("$/cnndsl/checked",
-                                        {"uri": uri, "version": version, "diagnostics": len(shown)})
+            self.server.protocol.notify("$/cnndsl/checked", {"uri": uri, "version": version,
+                                                             "diagnostics": len(shown), "cpu_ms": cpu})
 
     def refresh(self, uri: str) -> None:
-        started = time.perf_counter()
+        started, cpu_start = time.perf_counter(), time.process_time()
         document = _open_document(self.server, uri)
         previous = self.state.analyses.get(uri)
         if uri not in self.state.updates and previous is not None and _unchanged(previous, document.source):
@@ -508,15 +522,15 @@ class _Checking:
         if uri not in self.state.documents:
             self.state.documents[uri] = Document(path_of(uri))
         update = self.state.documents[uri].begin(document.source)
-        update.version = document.version
+        update.version, update.cpu_start, update.cpu_first = document.version, cpu_start, None
         while update.pending and time.perf_counter() - started + update.predicted() < QUICK_SECONDS:
             update.step()  # the quick networks the edit reached, before the first answer
         if update.remaining() <= QUICK_SECONDS or previous is None:
             self.state.updates.pop(uri, None)
-            self.publish(uri, document, update.version, update.analysis(), True)
+            self.publish(uri, document, update.version, update.analysis(), True, update)
             return
         self.state.updates[uri] = update
-        self.publish(uri, document, update.version, update.analysis(final=False, previous=previous), False)
+        self.publish(uri, document, update.version, update.analysis(final=False, previous=previous), False, update)
         asyncio.get_running_loop().call_soon(self.go_on, uri, update)
 
     def go_on(self, uri: str, update) -> None:
@@ -527,13 +541,17 @@ class _Checking:
         document = self.server.workspace.text_documents.get(uri)
         if document is None:
             return
-        if update.pending:
-            update.step()
+        try:
+            if update.pending:
+                update.step()
+        except BaseException:  # a fault of the compiler's (logged by the loop): the next edit starts afresh
+            del self.state.updates[uri]
+            raise
         if update.pending:
             asyncio.get_running_loop().call_soon(self.go_on, uri, update)
             return
         del self.state.updates[uri]
-        self.publish(uri, document, update.version, update.analysis(), True)
+        self.publish(uri, document, update.version, update.analysis(), True, update)
 
 
 def _register_documents(server, state: _State, lsp) -> None:
