@@ -207,6 +207,8 @@ FAMILIES = [
     ("mobilenet_v2", mobilenet), ("mobilenet_v3_small", mobilenet), ("mnasnet0_5", mnasnet),
     ("efficientnet_b0", efficientnet), ("regnet_y_400mf", regnet), ("convnext_tiny", convnext), ("squeezenet1_0", squeezenet),
     ("squeezenet1_1", squeezenet), ("fcn_resnet50", segmentation), ("deeplabv3_resnet50", segmentation),
+    ("deeplabv3_mobilenet_v3_large", lambda name, m: mobilenet(name, m) if name.startswith("backbone.")
+     else segmentation(name, m)),
     ("alexnet", defaults), ("shufflenet_v2_x0_5", defaults), ("lenet5", defaults),
 ]
 

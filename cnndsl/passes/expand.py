@@ -80,6 +80,8 @@ class Expander(Evaluating, Visitor):
         self.overrides = dict(context.params)
         self.context = context
         self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
+        self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
+        self.typed_lists: dict = {}
         self.layers = 0
         self.depth = 0  # elements being expanded, one inside the other
         self.steps = 0

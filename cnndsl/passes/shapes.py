@@ -53,6 +53,7 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
+        self.layer_facts: dict = {}  # (layer, input shape, channels, dims) -> `facts`, the layer kept in it
         # side(backbone.layer3): what each member of a named group gave, by its path; the
         # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
         self.taps: dict[str, Flow | None] = {}
@@ -149,36 +150,54 @@ class ShapeInference(Visitor):
     def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
         if flow is None:
             return layer, None
-        try:
-            layer = resolve_layer(layer, self.env)
-        except PendingProblem as problem:
-            self.error(layer.span, problem.message, problem.hint, problem.code)
-            return layer, None
-        rule = RULES[layer.kind]
-        values = self.referenced(layer, rule)
-        if values is None:
-            return layer, None
-        exprs = {k: v.expr for k, v in layer.args}
-        try:
-            out, notes = _shape(layer.kind, rule, flow.shape, values)
-        except ShapeProblem as problem:
-            self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
-            return layer, None
+        key = (id(layer), flow.shape, flow.channels, flow.dims)
+        facts = self.layer_facts.get(key)
+        if facts is None or facts[0] is not layer:
+            facts = self.facts(layer, flow)
+            if facts is None:
+                return layer, None
+            if facts[1]:  # a layer of a block used many times, at the same input, is worked out once
+                self.layer_facts[key] = facts
+        layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
+        stats = ir.Stats(
+            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
+            in_channels=flow.channels, dims=flow.dims if channels_last(flow.shape) else dims)
+        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def facts(self, layer: ir.Layer, flow: Flow) -> tuple | None:
+        """What a layer gives from its input, but for the receptive field: its output shape,
+        notes, window, channels, parameters, MACs and dims; None after an error. A layer
+        with a pending argument (its values read the block's input) comes back resolved,
+        a new layer: those are not kept (`visit_Layer`), nor those that name an element."""
+        try:
+            resolved = resolve_layer(layer, self.env)
+        except PendingProblem as problem:
+            self.error(layer.span, problem.message, problem.hint, problem.code)
+            return None
+        rule = RULES[resolved.kind]
+        values = self.referenced(resolved, rule)
+        if values is None:
+            return None
+        exprs = {k: v.expr for k, v in resolved.args}
+        try:
+            out, notes = _shape(resolved.kind, rule, flow.shape, values)
+        except ShapeProblem as problem:
+            self.error(resolved.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
+            return None
         extent, stride = rule.window(flow.shape, values)
         channels = rule.channels(flow.shape, flow.channels, exprs)
         params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
         problem = size_problem(out, params, macs)
         if problem:
-            self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
-            return layer, None
-        stats = ir.Stats(
-            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
-            in_channels=flow.channels,
-            dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
-        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+            self.error(resolved.span, f"{resolved.kind}: {problem.message}", problem.hint, "limit")
+            return None
+        # where `like=` reads an element, the facts hold for this place alone
+        keep = resolved is layer and not any(spec.type == "element" for spec in rule.args)
+        return (resolved, keep, rule, values, out, tuple(notes), extent, stride, channels, params, macs,
+                rule.dims(flow.dims, values, exprs))
 
     def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
         """The named outputs with their shapes; an unknown element is an error at its key."""
