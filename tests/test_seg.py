@@ -559,3 +559,32 @@ def test_a_named_concats_branches_are_numbered_modules(branch, message):
     (error,) = errors(NAMED_CONCAT.replace("conv(4, 3, pad=1)", branch))
     assert (error.span.line, error.span.column) == (5, 9)
     assert message in error.message and "nn.ModuleList" in error.message
+
+
+def test_deeplabv3_mobilenet_v3_large_is_torchvisions():
+    """torchvision's deeplabv3_mobilenet_v3_large: `backbone` is MobileNetV3-Large's features
+    0 to 16 (their keys, dilated=True: the last three blocks' depthwise convolutions at stride
+    1, dilation 2), the DeepLabHead on 960 channels, the aux FCNHead(40) on features 4; the
+    published count with the aux head."""
+    with torch.device("meta"):
+        features = [[k.replace("features.", "backbone.", 1), list(v.shape)]
+                    for k, v in cnndsl.build("mobilenet_v3_large").state_dict().items() if k.startswith("features.")]
+        seg = cnndsl.build("deeplabv3_mobilenet_v3_large", aux_loss=True)
+    assert _listing(seg) == features + deeplab_head_keys(960, aux_channels=40)
+    assert sum(p.numel() for p in seg.parameters()) == 11_029_328  # models/segmentation/deeplabv3.py
+    assert cnndsl.compile_spec("deeplabv3_mobilenet_v3_large").network.body.stats.params == 11_029_328 - (
+        40 * 10 * 9 + 2 * 10 + 10 * 21 + 21)
+    net = cnndsl.build("deeplabv3_mobilenet_v3_large", aux_loss=True, size=64).eval()
+    depthwise = [net.backbone[i].block[1][0] for i in (12, 13, 14, 15)]
+    assert [(c.stride, c.dilation) for c in depthwise] == [((1, 1), (1, 1)), ((1, 1), (2, 2)), ((1, 1), (2, 2)),
+                                                          ((1, 1), (2, 2))]
+    x = torch.randn(1, 3, 64, 48)
+    interpolate = torch.nn.functional.interpolate
+    with torch.no_grad():
+        got = net(x)
+        low = net.backbone[:5](x)
+        high = net.backbone[5:](low)
+        assert low.shape[-2:] == (8, 6) and high.shape[-2:] == (4, 3)  # strides 8 and 16
+        aux = interpolate(net.aux_classifier(low), size=(64, 48), mode="bilinear", align_corners=False)
+        out = interpolate(net.classifier(high), size=(64, 48), mode="bilinear", align_corners=False)
+        assert torch.allclose(got["aux"], aux, atol=1e-5) and torch.allclose(got["out"], out, atol=1e-5)
