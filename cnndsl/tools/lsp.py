@@ -392,12 +392,24 @@ class _State:
     updates: dict = field(default_factory=dict)  # uri -> incremental.Update whose networks are still being checked
     inlay_hints: bool = True  # the client's `initializationOptions.inlayHints` / `cnndsl.inlayHints`
     checked_notifications: bool = False  # `initializationOptions.checkedNotifications`: say when a version is done
+    warm: bool = False  # the syntax-error path is loaded (`_warm_up`)
 
 
 # The first answer to an edit comes once the networks it reached that fit in this time are
 # checked (with what the edit did not reach, and the file's syntax and names); where more
 # is left, the complete list follows as the rest are checked between messages.
 QUICK_SECONDS = 0.010
+
+
+def _warm_up() -> None:
+    """The first syntax error of a session would load Lark's tables and match the syntax
+    error examples (half a second): done once, before the user's first typo."""
+    from ..parse import parse
+
+    try:
+        parse(SourceFile("<warm-up>", "network N() {\n    input 3x8x8\n    conv(8, 3 -> relu\n}\n"))
+    except CompileError:
+        pass
 
 
 def _unchanged(previous: Analysis, text: str) -> bool:
@@ -506,6 +518,9 @@ class _Checking:
         if update is not None:
             cpu[1] = (time.process_time() - update.cpu_start) * 1000
             update.cpu_first = cpu[0] = cpu[1] if update.cpu_first is None else update.cpu_first
+        if final and not self.state.warm:  # after the first answer, while the user reads it
+            self.state.warm = True
+            asyncio.get_running_loop().call_later(0.05, _warm_up)
         if final and self.state.checked_notifications:  # the list just published is complete
             self.server.protocol.notify("$/cnndsl/checked", {"uri": uri, "version": version,
                                                              "diagnostics": len(shown), "cpu_ms": cpu})
@@ -552,6 +567,8 @@ class _Checking:
             return
         del self.state.updates[uri]
         self.publish(uri, document, update.version, update.analysis(), True, update)
+        if self.state.inlay_hints and _can_refresh(self.server):  # hints asked for in between were partial
+            self.server.protocol.send_request(self.lsp.WORKSPACE_INLAY_HINT_REFRESH, None)
 
 
 def _register_documents(server, state: _State, lsp) -> None:
