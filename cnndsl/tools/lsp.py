@@ -1,8 +1,10 @@
 """`cnndsl lsp`: a language server for `.cnn` files, a reader of the compiler's results.
 
 Editors talk to it over stdio (pygls). On every open, change (incremental) and save it
-runs the compiler on the buffer and publishes its diagnostics, errors and warnings
-alike, with the compiler's own messages and hints. Hover shows what the checked IR
+checks the buffer and publishes its diagnostics, errors and warnings alike, with the
+compiler's own messages and hints: what the edit did not change is kept
+(`incremental.py`), the quick part is answered at once and the rest follows between
+messages, and the complete list is `analyze`'s (every network compiled afresh). Hover shows what the checked IR
 knows of the layer (or block, group, network) under the cursor: its output shape,
 parameter count and receptive field, once per instance where a block is used more than
 once. Go-to-definition jumps to blocks, `let`s and parameters, from the syntax tree.
@@ -46,7 +48,8 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def analyze(text: str, path: str) -> Analysis:
-    """Parse the text and compile every network in it; collect all diagnostics."""
+    """Parse the text and compile every network in it; collect all diagnostics. (The
+    server's `incremental.Update` gives the same, keeping what an edit did not change.)"""
     source = SourceFile(path, text)
     analysis = Analysis(source)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
