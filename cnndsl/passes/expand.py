@@ -505,11 +505,26 @@ class Expander(Evaluating, Visitor):
             self.steps += steps
             return body
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
-        items = self.chains(block.body, _Scope(inner, f"block {block.name}"))
-        body = ir.Seq(tuple(items), None, block.span)
+        scope = _Scope(inner, f"block {block.name}")
+        items = self.chains(block.body, scope)
+        loop = self.body_loop(block, scope) if len(self.errors) == before_errors else None
+        body = ir.Seq(tuple(items), None, block.span, loop=loop)
         if key is not None and len(self.errors) == before_errors:
             self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps)
         return body
+
+    def body_loop(self, block: ast.BlockDef, scope: _Scope) -> ir.Loop | None:
+        """The Loop of a block whose body is one unlabelled `X * n for i` with a count that
+        reads its parameters (DenseNet's `concat { ... }*num_layers for i`), else None."""
+        if len(block.body) != 1 or len(block.body[0].elements) != 1:
+            return None
+        element = block.body[0].elements[0]
+        node = element.node
+        if not isinstance(node, ast.Repeat) or node.index is None or element.label is not None or \
+                element.template is not None:
+            return None
+        count = self.evaluate(node.count, scope)
+        return ir.Loop(node.index, count) if count.names else None
 
     def block_info(self, block: ast.BlockDef) -> ir.BlockInfo:
         if block.name not in self.block_infos:
@@ -552,7 +567,27 @@ class Expander(Evaluating, Visitor):
             doc=_doc(network, self.context.source),
             input_span=network.input.span,
             outputs=self.outputs(network),
+            init=self.init_rules(network, scope),
         )
+
+    def init_rules(self, network: ast.NetworkDef, scope) -> tuple[ir.InitRule, ...]:
+        """The `init { ... }` rules, each condition computed (true or false, in the parameters)."""
+        if network.init is None:
+            return ()
+        rules = []
+        for rule in network.init.rules:
+            condition = None
+            if rule.condition is not None:
+                try:
+                    condition = self.evaluate(rule.condition, scope)
+                except _Fail:
+                    continue
+                if not isinstance(condition.value, bool):
+                    self.context.error(rule.condition.span, "the condition of an init rule must be true or false, "
+                                       f"got {ir.Value.constant(condition.value).text}", "compare it: n > 0", "type")
+                    condition = None
+            rules.append(ir.InitRule(rule.targets, rule.args, rule.span, condition))
+        return tuple(rules)
 
     def outputs(self, network: ast.NetworkDef) -> tuple[ir.Output, ...]:
         """The named outputs that are on: an optional element switched off gives none."""
