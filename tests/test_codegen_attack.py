@@ -173,23 +173,36 @@ ALLOWED_NODES = {
     ast.AnnAssign,  # a side output declared before `if self.training:`, as TorchScript needs: `aux1: ... = None`
     ast.Dict,  # named outputs: `return {'out': x, 'aux': aux}`
     ast.IfExp, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Not, ast.Pow,  # a family's rules on its parameters
+    ast.For, ast.JoinedStr, ast.FormattedValue,  # a loop block: for i in range(n): self.add_module(f"layer{i + 1}", ...)
 }
 ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict", "import math"}
 # Pure functions of numbers that a family's rules call on the class's parameters: int(round(w * 0.25))
-SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum"}
+SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum", "range",
+                 "isinstance"}  # init { ... }: `if isinstance(m, nn.Conv2d):`
 FORBIDDEN_NAMES = {"exec", "eval", "open", "__import__", "getattr", "setattr", "delattr", "globals", "locals",
                    "vars", "compile", "input", "breakpoint", "print", "os", "sys", "subprocess", "builtins",
                    "__builtins__", "importlib", "pickle", "socket", "type", "object"}
 METHODS = {"__init__", "unflatten", "amax",  # super().__init__(); the Maxout helper's tensor methods
            "chunk",  # split { ... }: x1, x2 = x.chunk(2, dim=1)
            "permute",  # channels last and back (ConvNeXt)
-           "bernoulli_", "div_"}  # the StochasticDepth helper's noise
+           "bernoulli_", "div_",  # the StochasticDepth helper's noise
+           "modules", "get_submodule"}  # init { ... }: the modules the rules set, a module by its key
 
 
 def assert_only_the_network(code: str) -> None:
     """Raise AssertionError unless `code` can only define and run the network."""
     tree = ast.parse(code)
     defined = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    modules = set()  # the locals that a loop takes from the class's own modules: for layer in self.values()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.For):
+            loop = ast.unparse(node.iter)
+            init = loop.endswith(".modules()") and node.target.id == "m"  # init { ... }: for m in self.modules()
+            assert isinstance(node.target, ast.Name) and (loop == "self.values()" or loop.startswith("range(")
+                                                          or init), loop
+            assert not node.orelse
+            if loop == "self.values()":
+                modules.add(node.target.id)
     for index, statement in enumerate(tree.body):
         if isinstance(statement, (ast.Import, ast.ImportFrom)):
             assert ast.unparse(statement) in ALLOWED_IMPORTS, ast.unparse(statement)
@@ -217,7 +230,7 @@ def assert_only_the_network(code: str) -> None:
         if isinstance(node, ast.Attribute):
             assert not (node.attr.startswith("__") and node.attr != "__init__"), node.attr
         if isinstance(node, ast.Call):
-            _check_call(node, defined)
+            _check_call(node, defined | modules)
 
 
 def _check_call(node: ast.Call, defined: set[str]) -> None:
@@ -225,6 +238,8 @@ def _check_call(node: ast.Call, defined: set[str]) -> None:
     if isinstance(func, ast.Name):
         assert func.id in defined | {"super", "OrderedDict"} | SAFE_BUILTINS, f"call to {func.id}"
         return
+    if _registered(func):
+        return  # self.backbone.layer3(x), self.convs[0](x): a registered module's member, by name or place
     assert isinstance(func, ast.Attribute), ast.unparse(node)[:200]
     root = func
     while isinstance(root, ast.Attribute):
@@ -236,6 +251,17 @@ def _check_call(node: ast.Call, defined: set[str]) -> None:
     assert func.attr in METHODS, f"call to .{func.attr} on {ast.unparse(func.value)[:80]}"
 
 
+def _registered(func) -> bool:
+    """`self.a.b[4].c`: attributes and whole-number indices below self, two levels or more."""
+    depth = 0
+    while isinstance(func, (ast.Attribute, ast.Subscript)):
+        if isinstance(func, ast.Subscript) and not (isinstance(func.slice, ast.Constant)
+                                                    and type(func.slice.value) is int):
+            return False
+        func, depth = func.value, depth + 1
+    return depth >= 2 and isinstance(func, ast.Name) and func.id == "self"
+
+
 def accepted_corpus() -> dict[str, str]:
     """Generated code for every spec, 150 random valid networks (the differential tests'
     generator) and the random programs of the fuzz generator that compile."""
@@ -244,6 +270,7 @@ def accepted_corpus() -> dict[str, str]:
     corpus = {}
     for spec in SPECS:
         corpus[spec.stem] = cnndsl.compile_source(spec.read_text(encoding="utf-8"))
+    corpus["fcn, aux on"] = cnndsl.compile_source((ROOT / "specs/fcn.cnn").read_text(), aux_loss=True)
     corpus["googlenet, aux on"] = cnndsl.compile_source((ROOT / "specs/googlenet.cnn").read_text(), aux_logits=True)
     corpus["pattern, no pool"] = cnndsl.compile_source((ROOT / "specs/examples/pattern.cnn").read_text(),
                                                        N=3, M=2, POOL=False)
@@ -285,6 +312,7 @@ def test_accepted_code_runs_only_the_network(name):
     "class N(nn.Module):\n    def forward(self, x):\n        return (lambda: 1)()\n",
     "class N(nn.Module):\n    def forward(self, x):\n        return x.numpy().tofile('f')\n",
     "print('hi')\n",
+    "class N(nn.Module):\n    def forward(self, x):\n        for f in x.grad_fn:\n            f(x)\n",
     "class N(object):\n    pass\n",
     "@staticmethod\ndef f():\n    pass\n",
     "def f():\n    import os\n",

@@ -250,7 +250,8 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
         return "" if tokens[i - 1].end_pos == tokens[i].start_pos else " "
     if token == "=" or prev == "=":
         top = stack[-1]
-        return "" if top.opener == "(" and not top.header else " "
+        init_rule = top.opener == "{" and top.index > 0 and tokens[top.index - 1].type == "INIT"  # bias=zeros
+        return "" if (top.opener == "(" and not top.header) or init_rule else " "
     if token in _ARITHMETIC or prev in _ARITHMETIC:
         return _arithmetic_space(tokens, i, stack)
     return " "
@@ -261,6 +262,8 @@ def _tight(tokens, i: int, stack: list[_Frame]) -> bool:
     prev, token = str(tokens[i - 1]), str(tokens[i])
     if token in (",", ")", "]", ":", "?", ".") or prev in ("(", "[", "."):
         return True  # `.`: input.channels
+    if tokens[i].type == "FLOAT" and token.startswith(".") and tokens[i - 1].type in ("NAME", "FLOAT"):
+        return True  # a member's path, side(backbone.4): `.4` lexes as a number (nothing else reads so)
     if prev == "?" and (tokens[i].type == "NAME" or token == "("):
         return True  # an explicit switch, POOL?pool, or a condition, X?(stride == 1)
     if token == "(" and tokens[i - 1].type == "NAME":
