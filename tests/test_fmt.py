@@ -151,7 +151,6 @@ def _parses(path: Path) -> bool:
     return True
 
 
-@pytest.mark.parametrize("seed", range(6))
 @functools.lru_cache(maxsize=None)
 def _tree_and_layout(text: str):
     """The parse tree and the layout of an unchanged spec: the same for every seed, so
@@ -159,6 +158,7 @@ def _tree_and_layout(text: str):
     return parser().parse(text), format_text(text)
 
 
+@pytest.mark.parametrize("seed", range(6))
 def test_layout_does_not_depend_on_the_input_spacing(seed: int):
     rng = random.Random(seed)
     for text in [MESSY] + [p.read_text(encoding="utf-8") for p in ALL_SPECS if _parses(p)]:
