@@ -525,7 +525,27 @@ class Expander(Evaluating, Visitor):
             doc=_doc(network, self.context.source),
             input_span=network.input.span,
             outputs=self.outputs(network),
+            init=self.init_rules(network, scope),
         )
+
+    def init_rules(self, network: ast.NetworkDef, scope) -> tuple[ir.InitRule, ...]:
+        """The `init { ... }` rules, each condition computed (true or false, in the parameters)."""
+        if network.init is None:
+            return ()
+        rules = []
+        for rule in network.init.rules:
+            condition = None
+            if rule.condition is not None:
+                try:
+                    condition = self.evaluate(rule.condition, scope)
+                except _Fail:
+                    continue
+                if not isinstance(condition.value, bool):
+                    self.context.error(rule.condition.span, "the condition of an init rule must be true or false, "
+                                       f"got {ir.Value.constant(condition.value).text}", "compare it: n > 0", "type")
+                    condition = None
+            rules.append(ir.InitRule(rule.targets, rule.args, rule.span, condition))
+        return tuple(rules)
 
     def outputs(self, network: ast.NetworkDef) -> tuple[ir.Output, ...]:
         """The named outputs that are on: an optional element switched off gives none."""
