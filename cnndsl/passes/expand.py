@@ -238,7 +238,11 @@ class Expander(Evaluating, Visitor):
             if not self.condition(node.condition, scope):
                 self.dropped.add(label)
                 return []
-            return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
+            made = self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
+            if isinstance(node.node, ast.Residual) and len(made) == 1 and isinstance(made[0], ir.Residual):
+                # kept with its condition: the code generator writes one class for both cases
+                made = [replace(made[0], condition=self.evaluate(node.condition, scope))]
+            return made
         if isinstance(node, ast.Optional):
             name = switch_name(element)
             if name is None:
