@@ -213,6 +213,12 @@ def _stat_line(stats: ir.Stats) -> str:
 
 def hover_text(analysis: Analysis, line: int, column: int) -> str | None:
     """Markdown for the innermost node at 1-based (line, column), or None."""
+    from .assist import init_hover
+
+    for compiled in analysis.shown:  # a target of the network's init { ... }
+        found = init_hover(compiled.network, line, column, analysis.source.path)
+        if found is not None:
+            return found
     line, column = _past_label(analysis.source, line, column)
     candidates: list[tuple[str, _Shown]] = []
     for compiled in analysis.shown:
