@@ -18,6 +18,7 @@ import re
 
 from . import ast
 from .source import SourceFile, Span
+from .text import label_pieces
 
 MAX_DEPTH = 120  # lower.MAX_DEPTH: deeper trees are refused (by the Lark path)
 MAX_DIGITS = 18  # lower.MAX_DIGITS
@@ -422,19 +423,11 @@ class _Reader:
             return self.made(ast.Element(text, node, span, where, quoted=True), node)
         if where.line < 2:
             raise _Decline  # Lark's path places these parts' spans otherwise
-        pieces: list = []
-        i = 0
-        while i < len(text):
-            opening, closing = text.find("{", i), text.find("}", i)
-            if opening < 0 and closing < 0:
-                pieces.append(text[i:])
-                break
-            end = text.find("}", opening) if opening >= 0 else -1
-            if opening < 0 or closing < opening or end < 0 or end == opening + 1:
-                raise _Decline
-            pieces.append(text[i:opening])
-            pieces.append(self.label_expr(text[opening + 1:end], where.line, where.column + opening + 2))
-            i = end + 1
+        parts = label_pieces(text)
+        if parts is None:
+            raise _Decline
+        pieces = [p if isinstance(p, str) else self.label_expr(text[p[0]:p[1]], where.line, where.column + p[0] + 1)
+                  for p in parts]
         exprs = [p for p in pieces if not isinstance(p, str)]
         return self.made(ast.Element(text, node, span, where, quoted=True,
                                      template=tuple(p for p in pieces if p != "")), node, *exprs)
