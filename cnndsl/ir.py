@@ -254,7 +254,7 @@ class Network:
     doc: tuple[tuple[str, ...], ...] = ()  # the spec's header comment: paragraphs of lines
     input_span: Span | None = None  # the `input` line
     outputs: tuple[Output, ...] = ()  # several named outputs (forward returns a dict); () for one
-    structural: frozenset[str] = frozenset()  # parameters a count, a condition or a label read: fixed in its class
+    structural: tuple[str, ...] = ()  # parameters a count, a condition or a label read: fixed in its class
 
     @property
     def output_shapes(self) -> dict[str, Shape]:

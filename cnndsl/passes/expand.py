@@ -521,7 +521,7 @@ class Expander(Evaluating, Visitor):
             doc=_doc(network, self.context.source),
             input_span=network.input.span,
             outputs=self.outputs(network),
-            structural=frozenset(self.structure[0] & set(values)),
+            structural=tuple(sorted(self.structure[0] & set(values))),
         )
 
     def outputs(self, network: ast.NetworkDef) -> tuple[ir.Output, ...]:
