@@ -4,8 +4,13 @@ environment, beside that of `python -c "import torch"`, both measured in this ru
 
     .venv/bin/python benchmarks/compile_speed.py [--repeat N]
 
-Prints a table (wall and CPU milliseconds for every built-in, variants included) and
-ratios; writes the same to benchmarks/results/compile_speed.txt. Goals: check vgg16 and
+Every timed compile is a cold one: the compiler's in-process memos (`cold()`) are emptied
+before each repeat, so a figure is what compiling that built-in costs a process that has
+only loaded the parser and the template. Prints a table (wall and CPU milliseconds for
+every built-in, variants included, beside the figures of an earlier checkout: `--before`,
+by default benchmarks/results/compile_speed_before.json, made there with `--save FILE`),
+the slowest of each family, and ratios; writes the same to
+benchmarks/results/compile_speed.txt. Goals: check vgg16 and
 the slowest built-in under a tenth of importing torch; 150 layers under 20 ms (issue 2);
 every built-in's parse + check + generate under 25 ms in process (issue 11).
 """
@@ -13,6 +18,7 @@ every built-in's parse + check + generate under 25 ms in process (issue 11).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -37,6 +43,26 @@ network Deep150(classes = 10) {
 """
 
 
+# One-time set-up a long-lived process keeps: the LALR tables, the template, the catalog of
+# built-ins, the table of syntax-error examples. Every other memo is emptied by `cold()`.
+SET_UP = {"parser", "catalog", "_template", "_table", "_formatter", "_unguarded", "cnndsl_version"}
+
+
+def cold() -> None:
+    """Empty the compiler's in-process memos: every functools cache in cnndsl's modules but
+    the set-up's, and the shared tables of constants and substitutions."""
+    import cnndsl.expr
+    import cnndsl.ir
+
+    for name, module in list(sys.modules.items()):
+        if name == "cnndsl" or name.startswith("cnndsl."):
+            for attribute, value in list(vars(module).items()):
+                if hasattr(value, "cache_clear") and attribute not in SET_UP:
+                    value.cache_clear()
+    cnndsl.expr._SUBSTITUTED.clear()
+    cnndsl.ir._CONSTANTS.clear()
+
+
 def median_ms(fn, repeat: int) -> float:
     return median_both(fn, repeat)[0]
 
@@ -46,6 +72,7 @@ def median_both(fn, repeat: int) -> tuple[float, float]:
     loaded machine does not inflate much; the wall time is what a user waits."""
     walls, cpus = [], []
     for _ in range(repeat):
+        cold()
         start, cpu = time.perf_counter(), time.process_time()
         fn()
         walls.append((time.perf_counter() - start) * 1000)
@@ -97,41 +124,84 @@ def wall(cmd: list[str], cwd: Path) -> float:
 GOAL_MS = 25.0  # issue 11: any built-in, parse + check + generate, in process
 
 
+BEFORE = ROOT / "benchmarks" / "results" / "compile_speed_before.json"
+
+
 def main() -> None:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--repeat", type=int, default=7)
+    args.add_argument("--before", type=Path, default=BEFORE,
+                      help="a --save file of an earlier checkout: its figures are the 'before' column")
+    args.add_argument("--save", type=Path, help="write this run's CPU figures as JSON (a later run's --before)")
+    args.add_argument("--no-check", action="store_true", help="skip `cnndsl check` against `import torch`")
     opts = args.parse_args()
     parser()  # build (or load) the LALR tables once, as a long-lived process would
     load_now = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+    before = json.loads(opts.before.read_text()) if opts.before.exists() else {"cpu_ms": {}}
     lines = [f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
-             f"load average {load_now} at the start", "",
-             f"{'spec':<22}{'layers':>8}{'wall ms':>10}{'cpu ms':>10}   (parse+check+codegen, median of {opts.repeat})"]
-    timed = []
-    for name in builtins():  # every built-in: each spec file's network and each variant it declares
-        source = load(name)
-        layers = len(list(_layers(compile_network(source).network)))
-        wall_ms, cpu_ms = median_both(lambda: generate(compile_network(source)), opts.repeat)
-        timed.append((cpu_ms, name))
-        lines.append(f"{name:<22}{layers:>8}{wall_ms:>10.2f}{cpu_ms:>10.2f}")
+             f"load average {load_now} at the start"]
+    if before["cpu_ms"]:
+        lines.append(f"before: {before.get('commit', '?')}, load average {before.get('load', '?')} at its start")
+    lines += ["", f"{'spec':<22}{'layers':>8}{'wall ms':>10}{'cpu ms':>10}{'before':>10}{'ratio':>8}"
+              f"   (parse+check+codegen, cold, median of {opts.repeat})"]
+    timed = _built_ins(opts.repeat, before["cpu_ms"], lines)
+    lines += _families(timed, before["cpu_ms"])
     deep = source_from_text(DEEP, "deep150.cnn")
     deep_layers = len(list(_layers(compile_network(deep).network)))
     deep_ms = median_ms(lambda: generate(compile_network(deep)), opts.repeat)
     lines.append(f"{'deep150 (generated)':<22}{deep_layers:>8}{deep_ms:>10.2f}   goal < 20 ms: "
                  f"{'met' if deep_ms < 20 else 'NOT met'}")
-    slowest_ms, slowest = max(timed)
+    slowest, slowest_ms = max(timed.items(), key=lambda kv: kv[1])
     lines.append(f"slowest built-in: {slowest}, {slowest_ms:.1f} ms of CPU   goal < {GOAL_MS:.0f} ms: "
                  f"{'met' if slowest_ms < GOAL_MS else 'NOT met'}"
-                 f" ({sum(ms >= GOAL_MS for ms, _ in timed)} of {len(timed)} built-ins over it)")
+                 f" ({sum(ms >= GOAL_MS for ms in timed.values())} of {len(timed)} built-ins over it"
+                 + (f"; before: {sum(ms >= GOAL_MS for ms in before['cpu_ms'].values())})" if before["cpu_ms"] else ")"))
     lines.append("")
-    for spec, (check, torch) in check_vs_import_torch(opts.repeat, tuple(dict.fromkeys(("vgg16", slowest)))).items():
-        lines += [f"cnndsl check {spec}, installed wheel (wall, median of {opts.repeat}): {check * 1000:.0f} ms; "
-                  f"python -c 'import torch': {torch * 1000:.0f} ms; ratio {check / torch:.3f}   goal < 0.100: "
-                  f"{'met' if check / torch < 0.1 else 'NOT met'}"]
+    if not opts.no_check:
+        for spec, (check, torch) in check_vs_import_torch(opts.repeat, tuple(dict.fromkeys(("vgg16", slowest)))).items():
+            lines += [f"cnndsl check {spec}, installed wheel (wall, median of {opts.repeat}): {check * 1000:.0f} ms; "
+                      f"python -c 'import torch': {torch * 1000:.0f} ms; ratio {check / torch:.3f}   goal < 0.100: "
+                      f"{'met' if check / torch < 0.1 else 'NOT met'}"]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    out = ROOT / "benchmarks" / "results" / "compile_speed.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    if opts.save:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        opts.save.write_text(json.dumps({"commit": commit.stdout.strip(), "load": load_now, "cpu_ms": timed}, indent=1))
+    else:
+        out = ROOT / "benchmarks" / "results" / "compile_speed.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
+def _built_ins(repeat: int, before: dict, lines: list[str]) -> dict[str, float]:
+    """Every built-in (each spec file's network and each variant it declares) timed: a row
+    each in `lines`; the CPU milliseconds by name."""
+    timed = {}
+    for name in builtins():
+        source = load(name)
+        layers = len(list(_layers(compile_network(source).network)))
+        wall_ms, cpu_ms = median_both(lambda: generate(compile_network(source)), repeat)
+        timed[name] = cpu_ms
+        was = before.get(name)
+        lines.append(f"{name:<22}{layers:>8}{wall_ms:>10.2f}{cpu_ms:>10.2f}"
+                     + (f"{was:>10.2f}{cpu_ms / was:>8.2f}" if was else ""))
+    return timed
+
+
+def _families(timed: dict[str, float], before: dict) -> list[str]:
+    """Per family (spec file): its slowest built-in now, and before."""
+    from cnndsl.resources import catalog
+
+    families: dict[str, list[str]] = {}
+    for name, entry in catalog().items():
+        families.setdefault(entry.path.stem, []).append(name)
+    lines = ["", f"{'family (slowest member)':<40}{'cpu ms':>10}{'before':>10}{'ratio':>8}"]
+    for family, names in sorted(families.items()):
+        slowest = max(names, key=lambda n: timed[n])
+        was = max((before[n] for n in names if n in before), default=None)
+        lines.append(f"{family + ' (' + slowest + ')':<40}{timed[slowest]:>10.2f}"
+                     + (f"{was:>10.2f}{timed[slowest] / was:>8.2f}" if was else ""))
+    return lines + [""]
 
 
 def _layers(network):

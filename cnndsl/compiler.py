@@ -82,13 +82,48 @@ def compile_network(source: SourceFile, params: dict | None = None, strict: bool
         tree = run_passes(source, context)
     else:
         tree = run_passes(program, context, PIPELINE[1:])
+    return _compiled(tree, context)
+
+
+def _compiled(tree, context: Context) -> Compiled:
     if context.errors:
         raise context.failure()
-    if strict and context.warnings:
+    if context.strict and context.warnings:
         error = CompileError([w.as_error() for w in context.warnings])
         error.tree, error.context = tree, context
         raise error
-    return Compiled(tree, source, context.warnings)
+    return Compiled(tree, context.source, context.warnings)
+
+
+# The passes that do not depend on which network of the file is built: parse, link_imports,
+# derive_variants, resolve. `expand` and the passes after it build one network.
+FRONT = PIPELINE[:4]
+
+
+def front_end(source: SourceFile, params: dict | None = None, strict: bool = False, program=None) -> Context:
+    """The passes before `expand` (`FRONT`), which say the same for every network of a file:
+    run once for a file of many networks, then `back_end` for each. The context holds their
+    tree (`.tree`), diagnostics and imported files; `.stopped` where no network can be built."""
+    context = Context(source, dict(params or {}), strict, source.network)
+    if program is None:
+        run_passes(source, context, FRONT)
+    else:
+        run_passes(program, context, FRONT[1:])
+    return context
+
+
+def back_end(front: Context, network: str | None = None, inherit: bool = True) -> Compiled:
+    """One network from a `front_end`: `back_end(front_end(source, params, strict, program),
+    network)` is `compile_network(source, params, strict, network, program)`. With
+    `inherit=False` the front end's diagnostics are left out (a caller that builds every
+    network reports them once): only this network's own are raised, or returned as warnings."""
+    context = Context(front.source, dict(front.params), front.strict,
+                      network if network is not None else front.network, sources=dict(front.sources))
+    if inherit or front.stopped:  # a front end that stopped builds no network: its errors are the answer
+        context.extend(front.diagnostics)
+    context.tree, context.stopped = front.tree, front.stopped
+    tree = front.tree if front.stopped else run_passes(front.tree, context, PIPELINE[len(FRONT):])
+    return _compiled(tree, context)
 
 
 @contextmanager
@@ -133,4 +168,5 @@ def generate(compiled: Compiled) -> str:
         return generate_module(compiled.network)
 
 
-__all__ = ["Compiled", "ERROR", "WARNING", "builtins", "compile_network", "generate", "load", "run_passes"]
+__all__ = ["Compiled", "ERROR", "WARNING", "FRONT", "back_end", "builtins", "compile_network", "front_end",
+           "generate", "load", "run_passes"]

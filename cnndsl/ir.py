@@ -125,6 +125,7 @@ class Concat:
     skips: tuple[str, ...] = ()  # earlier elements' outputs, first: cropped or padded to the branches' HxW
     fits: tuple[str, ...] = ()  # for each skip, once shapes are known: "", "crop" or "pad"
     split: bool = False  # each branch reads its equal share of the channels (ShuffleNet's x.chunk)
+    name: str | None = None  # `convs: concat {...}`: the branches in one nn.ModuleList, numbered
 
 
 @dataclass(frozen=True)

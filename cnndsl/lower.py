@@ -190,6 +190,22 @@ class _Lower(Transformer_NonRecursive):
         return self.made(ast.Optional(node, self.span(meta), str(switch) if switch else None), node)
 
     @v_args(meta=True)
+    def tap(self, meta, children):
+        """`backbone.layer3`: the path of a member, each part a name or a number."""
+        parts = []
+        for child in children:
+            if isinstance(child, ast.Num):  # `.4`, lexed as a number: its text, as written
+                span = child.span
+                text = self.source.line_text(span.line)[span.column - 1:span.end_column - 1]
+                if not text[1:].isdigit():
+                    raise CompileError([Diagnostic.error(span, f"cannot read {text!r} in a member's path",
+                                                         "each part is a name or a number: backbone.layer3.0")])
+                parts.append(text[1:])
+            else:
+                parts.append(str(child))
+        return ".".join(parts)
+
+    @v_args(meta=True)
     def side(self, meta, children):
         source, node = children
         return self.made(ast.Side(node, self.span(meta), str(source) if source else None), node)

@@ -4,6 +4,8 @@ The grammar lives in `cnndsl/grammar/cnn.lark`. A small post-lexer drops the new
 only continue a line (inside parentheses, after a trailing `->`, before a leading
 `->`) and refuses hostile nesting before the parser sees it. Lark's exceptions become
 `Diagnostic`s here and nowhere else; `lower.py` turns the parse tree into `ast` nodes.
+A well-formed file is read by `descent.py` instead, straight into the same `ast` nodes;
+anything it is not sure of (every file with a syntax error) comes here.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
-from . import ast, syntax_errors
+from . import ast, descent, syntax_errors
 from .diagnostics import CompileError, Diagnostic
 from .resources import grammar_text
 from .source import SourceFile, Span
+
+if TYPE_CHECKING:  # Lark is imported where a file takes its path: `cnndsl check` of a good file never does
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 MAX_NESTING = 48
 # Lark parses some 50,000 tokens a second: a cap keeps any file under the size limit to a
@@ -93,6 +96,8 @@ def _cache_file() -> str | bool:
 def parser() -> Lark:
     # Not strict: strict mode needs interegular, whose import costs every command; the
     # grammar has no conflict, which tests/test_grammar.py checks on every run.
+    from lark import Lark
+
     options = dict(parser="lalr", lexer="basic", strict=False, propagate_positions=True,
                    maybe_placeholders=True, postlex=_Continuation())
     text = grammar_text()
@@ -107,12 +112,15 @@ def parser() -> Lark:
 
 def parse(source: SourceFile) -> ast.Program:
     """Parse a whole file; raise `CompileError` with every syntax error, each located."""
-    from .lower import lower
-
     if "\x00" in source.text:
         offset = source.text.index("\x00")
         raise CompileError([Diagnostic.error(
             source.span_at(offset), "NUL byte in source", "this looks like a binary file, not a .cnn spec")])
+    program = descent.read(source)  # the fast path, for a file it reads exactly as Lark would
+    if program is not None:
+        return program
+    from .lower import lower
+
     return lower(_parse_all(source), source, _expression_parser(source))
 
 
@@ -121,6 +129,8 @@ def _expression_parser(source: SourceFile):
     so that its tokens stand at their line and column in the file (for the spans)."""
 
     def parse_expr(text: str, line: int, column: int, where: Span):
+        from lark.exceptions import UnexpectedInput
+
         if line >= 2:
             padded = "\n" * (line - 2) + "def _ = (\n" + " " * (column - 1) + text + "\n)\n"
         else:
@@ -140,6 +150,8 @@ def _parse_all(source: SourceFile):
     is blanked out (its line, or lines where brackets or a `->` continue it, or the whole
     definition where the error is in its header) and the parse starts again, so that one
     mistake is reported once and the next mistake is found where it is."""
+    from lark.exceptions import UnexpectedInput
+
     text = source.text
     found: list[Diagnostic] = []
     parsed = 0  # characters parsed so far: each new try reparses the file up to its next error
@@ -164,6 +176,8 @@ def _parse_all(source: SourceFile):
 def _error(source: SourceFile, text: str, exc: Exception) -> tuple[Diagnostic, tuple[int, int] | None]:
     """The diagnostic for one syntax error, and the region of `text` to blank before going on
     (None: nothing after it can be trusted)."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF
+
     if isinstance(exc, _TooLong):
         return Diagnostic.error(
             _token_span(source, exc.token), f"the spec has more than {MAX_TOKENS:,} tokens",
@@ -363,6 +377,8 @@ _CHARACTER_HINTS = {
 
 
 def _eof_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
+    from lark.exceptions import UnexpectedEOF
+
     where = source.span_at(max(0, len(source.text) - 1))
     if isinstance(exc, UnexpectedEOF):
         expected = sorted(_describe(e) for e in exc.expected)[:6]

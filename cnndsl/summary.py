@@ -86,7 +86,15 @@ class _Paths(Visitor):
         self.rows[start:] = [Row(row.path, replace(row.layer, stats=replace(row.layer.stats, macs=0)))
                              if row.layer.stats is not None else row for row in self.rows[start:]]
 
-    # a concat's branches sit in the enclosing scope: generic_visit
+    def visit_Concat(self, node: ir.Concat, prefix: str) -> None:
+        """A concat's branches sit in the enclosing scope; a named one's in its nn.ModuleList."""
+        if node.name is None:
+            self.generic_visit(node, prefix)
+            return
+        inner = _join(prefix, node.name)
+        self.containers[inner] = ("concat", "group", node.stats)
+        for branch in node.branches:
+            self.visit(branch, inner)
 
 
 def describe(layer: ir.Layer) -> str:

@@ -92,72 +92,87 @@ class Bottleneck(nn.Module):
         return x
 
 
-class ConvBNReLU(nn.Module):
-    """Block `ConvBNReLU`: in_channels x H x W to
-    out x (H + 2 * (dilation * (size // 2)) - dilation * (size - 1)) x (W + 2 * (dilation
-    * (size // 2)) - dilation * (size - 1)).
+class ASPP(nn.Module):
+    """Block `ASPP`: in_channels x H x W to out x H x W.
 
-    From specs/deeplabv3.cnn:14.
+    From specs/deeplabv3.cnn:17.
     """
 
     def __init__(
         self,
         in_channels: int,
-        out: int,
-        size: int = 1,
-        dilation: int = 1,
+        rates: tuple[int, ...] = (12, 24, 36),
+        out: int = 256,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels,
-            out,
-            kernel_size=size,
-            padding=dilation * (size // 2),
-            dilation=dilation,
-            bias=False,
+        self.convs = nn.ModuleList([
+            nn.Sequential(
+                nn.Conv2d(in_channels, out, kernel_size=1, bias=False),  # out x H x W
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ),
+            nn.Sequential(
+                nn.Conv2d(
+                    in_channels,
+                    out,
+                    kernel_size=3,
+                    padding=rates[0],
+                    dilation=rates[0],
+                    bias=False,
+                ),  # out x H x W
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ),
+            nn.Sequential(
+                nn.Conv2d(
+                    in_channels,
+                    out,
+                    kernel_size=3,
+                    padding=rates[1],
+                    dilation=rates[1],
+                    bias=False,
+                ),  # out x H x W
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ),
+            nn.Sequential(
+                nn.Conv2d(
+                    in_channels,
+                    out,
+                    kernel_size=3,
+                    padding=rates[2],
+                    dilation=rates[2],
+                    bias=False,
+                ),  # out x H x W
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ),
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),  # in_channels x 1 x 1
+                nn.Conv2d(in_channels, out, kernel_size=1, bias=False),  # out x 1 x 1
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ),
+        ])
+        self.project = nn.Sequential(
+            nn.Conv2d(out * 5, out, kernel_size=1, bias=False),  # out x H x W
+            nn.BatchNorm2d(out),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
         )
-        self.bn = nn.BatchNorm2d(out)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        x = self.bn(x)
-        x = self.relu(x)
-        return x
-
-
-class ASPP(nn.Module):
-    """Block `ASPP`: in_channels x H x W to out x H x W.
-
-    From specs/deeplabv3.cnn:18.
-    """
-
-    def __init__(self, in_channels: int, out: int = 256) -> None:
-        super().__init__()
-        self.conv1x1 = ConvBNReLU(in_channels, out)
-        self.rate12 = ConvBNReLU(in_channels, out, size=3, dilation=12)
-        self.rate24 = ConvBNReLU(in_channels, out, size=3, dilation=24)
-        self.rate36 = ConvBNReLU(in_channels, out, size=3, dilation=36)
-        self.pooling = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),  # in_channels x 1 x 1
-            ConvBNReLU(in_channels, out),  # out x 1 x 1
-        )
-        self.project = ConvBNReLU(out * 5, out)
-        self.dropout = nn.Dropout()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         input_size = x.shape[-2:]
         x = torch.cat([
-            self.conv1x1(x),
-            self.rate12(x),
-            self.rate24(x),
-            self.rate36(x),
+            self.convs[0](x),
+            self.convs[1](x),
+            self.convs[2](x),
+            self.convs[3](x),
             nn.functional.interpolate(
-                self.pooling(x), size=input_size, mode='bilinear', align_corners=False
+                self.convs[4](x), size=input_size, mode='bilinear', align_corners=False
             ),
         ], dim=1)  # (out * 5) x H x W
         x = self.project(x)  # out x H x W
-        x = self.dropout(x)
         return x
 
 
@@ -166,25 +181,27 @@ class DeepLabV3(nn.Module):
     and an ASPP head; 39,638,869 parameters
 
     The backbone is FCN's: the zoo's ResNet with replace_stride_with_dilation = [false,
-    true, true] (its Bottleneck imported). The head is torchvision's DeepLabHead: atrous
-    spatial pyramid pooling (ASPP) of a 1x1 convolution, three 3x3 convolutions dilated
-    by
-    12, 24 and 36, and the image's average pooled to 1x1 and upsampled back, each to 256
-    channels with batch norm and ReLU, concatenated and projected to 256 (dropout 0.5);
-    then a 3x3 convolution, batch norm, ReLU and a 1x1 convolution to the classes,
-    upsampled
-    bilinearly to the input's size. Forward returns {"out": scores}. Without the
-    auxiliary
-    head (aux_loss=False); torchvision's weights carry one on layer3.
+    true, true] (its Bottleneck imported). The head is torchvision's DeepLabHead, with
+    its state_dict keys (classifier.0.convs.1.0.weight): atrous spatial pyramid pooling
+    (ASPP) of a 1x1 convolution, three 3x3 convolutions dilated by 12, 24 and 36, and the
+    map average pooled to 1x1 and upsampled back (bilinear), each to 256 channels with
+    batch norm and ReLU, concatenated and projected to 256 (dropout 0.5); then a 3x3
+    convolution, batch norm, ReLU and a 1x1 convolution to the classes, upsampled
+    bilinearly to the input's size. Forward returns {"out": scores}; `--set
+    aux_loss=true` adds the auxiliary FCNHead on layer3 that torchvision's weights carry
+    ({"out": ..., "aux": ...}).
 
     Input 3x520x520, outputs out 21x520x520; 39,638,869 parameters, 168,731,205,888
     multiply-accumulates.
 
-    Compiled with layers=(3, 4, 6, 3), num_classes=21, in_channels=3, size=520.
+    Compiled with layers=(3, 4, 6, 3), num_classes=21, aux_loss=False, in_channels=3,
+    size=520.
+
+    Optional layers: aux_loss=off.
 
     Forward returns a dict of 'out'.
 
-    From specs/deeplabv3.cnn:29.
+    From specs/deeplabv3.cnn:32.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:
@@ -226,8 +243,8 @@ class DeepLabV3(nn.Module):
                 Bottleneck(2048, 512, dilation=4),
             )),  # 2048x65x65
         ]))
-        self.aspp = ASPP(2048)
         self.classifier = nn.Sequential(
+            ASPP(2048),  # 256x65x65
             nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(256),
             nn.ReLU(inplace=True),
@@ -237,7 +254,6 @@ class DeepLabV3(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         input_size = x.shape[-2:]
         x = self.backbone(x)  # 2048x65x65
-        x = self.aspp(x)  # 256x65x65
         x = self.classifier(x)  # 21x65x65
 
         x = nn.functional.interpolate(

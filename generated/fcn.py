@@ -106,16 +106,22 @@ class FCN(nn.Module):
     of the channels, batch norm, ReLU, dropout 0.1 and a 1x1 convolution to the classes;
     the
     scores are upsampled bilinearly to the input's size. Forward returns {"out": scores}.
-    Without the auxiliary head (aux_loss=False, torchvision's default without weights).
+    `--set aux_loss=true` adds torchvision's auxiliary head: an FCNHead on the
+    output of layer3, read inside the backbone (`side(backbone.layer3)`, as
+    torchvision's IntermediateLayerGetter returns it), upsampled to the input too;
+    forward then returns {"out": ..., "aux": ...}.
 
     Input 3x520x520, outputs out 21x520x520; 32,957,013 parameters, 142,725,772,800
     multiply-accumulates.
 
-    Compiled with layers=(3, 4, 6, 3), num_classes=21, in_channels=3, size=520.
+    Compiled with layers=(3, 4, 6, 3), num_classes=21, aux_loss=False, in_channels=3,
+    size=520.
+
+    Optional layers: aux_loss=off.
 
     Forward returns a dict of 'out'.
 
-    From specs/fcn.cnn:13.
+    From specs/fcn.cnn:31.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:

@@ -93,8 +93,8 @@ class Bottleneck(nn.Module):
 
 
 class FCN_resnet101(nn.Module):
-    """FCN ResNet-101: layer3 of 23 bottlenecks; 51,949,141 parameters (torchvision's
-    weights add an aux head)
+    """FCN ResNet-101: layer3 of 23 bottlenecks; 51,949,141 parameters; with aux_loss=true,
+    54,314,346
 
     The backbone is the zoo's ResNet (its Bottleneck, imported) with
     replace_stride_with_dilation = [false, true, true]: layer3 and layer4 keep the stride
@@ -106,16 +106,22 @@ class FCN_resnet101(nn.Module):
     of the channels, batch norm, ReLU, dropout 0.1 and a 1x1 convolution to the classes;
     the
     scores are upsampled bilinearly to the input's size. Forward returns {"out": scores}.
-    Without the auxiliary head (aux_loss=False, torchvision's default without weights).
+    `--set aux_loss=true` adds torchvision's auxiliary head: an FCNHead on the
+    output of layer3, read inside the backbone (`side(backbone.layer3)`, as
+    torchvision's IntermediateLayerGetter returns it), upsampled to the input too;
+    forward then returns {"out": ..., "aux": ...}.
 
     Input 3x520x520, outputs out 21x520x520; 51,949,141 parameters, 222,746,867,200
     multiply-accumulates.
 
-    Compiled with layers=(3, 4, 23, 3), num_classes=21, in_channels=3, size=520.
+    Compiled with layers=(3, 4, 23, 3), num_classes=21, aux_loss=False, in_channels=3,
+    size=520.
+
+    Optional layers: aux_loss=off.
 
     Forward returns a dict of 'out'.
 
-    From specs/fcn.cnn:32.
+    From specs/fcn.cnn:44.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:

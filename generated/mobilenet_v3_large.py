@@ -542,7 +542,7 @@ class Mobilenet_v3_large(nn.Module):
     last_channel=1280, width_mult=1.0, dropout=0.2, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/mobilenetv3.cnn:77.
+    From specs/mobilenetv3.cnn:81.
     """
 
     def __init__(

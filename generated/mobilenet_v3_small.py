@@ -322,7 +322,7 @@ class Mobilenet_v3_small(nn.Module):
     last_channel=1024, width_mult=1.0, dropout=0.2, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/mobilenetv3.cnn:80.
+    From specs/mobilenetv3.cnn:84.
     """
 
     def __init__(

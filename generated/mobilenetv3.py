@@ -541,7 +541,7 @@ class MobileNetV3(nn.Module):
     last_channel=1280, width_mult=1.0, dropout=0.2, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/mobilenetv3.cnn:59.
+    From specs/mobilenetv3.cnn:72.
     """
 
     def __init__(

@@ -12,6 +12,7 @@ from cnndsl.parse import parse
 from cnndsl.passes.context import Context
 from cnndsl.passes.cost import ExpansionCost
 from cnndsl.passes.expand import MAX_STEPS, Expander, select_network
+from cnndsl.passes.imports import link_imports
 
 NET = "network N(sw = false) {\n    input 3x16x16\n    relu -> L%d\n}\n"
 
@@ -53,8 +54,9 @@ def test_what_may_expand_to_nothing_counts_nothing_inside():
 
 @pytest.mark.parametrize("name", sorted(builtins()))
 def test_the_bound_never_exceeds_the_steps_expanding_takes(name):
-    program = parse(load(name))
+    source = load(name)
     context = Context()
+    program = link_imports(parse(source), context, source)  # a family may import (deeplabv3_mobilenet: defs)
     expander = Expander(program, context)
     network = select_network(program, None, context)
     expander.network(network)

@@ -222,3 +222,10 @@ def test_ci_specs_are_formatted():
     result = run_cli("fmt", "--check", "specs")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"0 file(s) would be reformatted, {len(ALL_SPECS)} unchanged" in result.stderr
+
+
+def test_a_side_outputs_path_stays_tight():
+    """`side(backbone.4)`: `.4` lexes as a number, and stays against the name before it."""
+    text = "network N() {\n    input 3x8x8\n    g: [a: [conv(4, 1) -> relu]]\n    s: side(g.a.0) fc(2)\n" \
+        "    t: side(g.a.1)   fc(2)\n    outputs(s, t)\n}\n"
+    assert format_text(text) == text.replace(")   fc", ") fc")

@@ -333,17 +333,98 @@ def test_localizer_returns_scores_and_a_box_in_the_unit_square():
     assert sum(p.numel() for p in net.parameters()) == network.body.stats.params == 205_022
 
 
-# torchvision's weight tables (models/segmentation/fcn.py): their weights carry the
-# auxiliary FCNHead(1024, 21) on layer3, which the built-ins (aux_loss=False) leave out.
+TAP = """\
+network Tap(aux = true) {
+    input 3x16x16
+    g: [a: conv(8, 3, pad=1) -> relu -> inner: [conv(8, 1) -> relu] -> blk: B()]
+    head: conv(4, 1)
+    out: upsample(like=input, mode="bilinear")
+    s: side(g.a) [conv(2, 1) -> upsample(like=input, mode="bilinear")]?aux
+    t: side(g.inner.0) fc(3)
+    outputs(out, s, t)
+}
+"""
+TAP_BLOCK = "block B() {\n    conv: conv(8, 1)\n}\n"
+
+
+def test_a_side_reads_inside_a_named_group_by_its_path():
+    """`side(g.a)`, `side(g.inner.0)`: the member of a named group (an nn.Sequential, keys
+    unchanged) that a side output reads; the forward calls the group member by member."""
+    text = TAP_BLOCK + TAP
+    network = compiled(text).network
+    assert network.output_shapes == {"out": (4, 16, 16), "s": (2, 16, 16), "t": (3,)}
+    code = cnndsl.compile_source(text)
+    assert "x = self.g.a(x)" in code and "x = self.g.inner[0](x)" in code and "x = self.g[1](x)" in code
+    assert "s = nn.functional.interpolate(" in code
+    net = module(text, "Tap").eval()
+    assert [k for k in net.state_dict() if k.startswith("g.")][:2] == ["g.a.weight", "g.a.bias"]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        got = net(x)
+        a = net.g.a(x)
+        inner0 = net.g.inner[0](torch.relu(a))
+        expected_s = torch.nn.functional.interpolate(net.s(a), size=(16, 16), mode="bilinear")
+        assert torch.allclose(got["s"], expected_s, atol=1e-6)
+        assert torch.allclose(got["t"], net.t(torch.flatten(inner0, 1)), atol=1e-6)
+        assert torch.allclose(got["out"], net.head(net.g(x)), atol=1e-6)
+    off = compile_network(source_from_text(text, "seg.cnn"), {"aux": False}).network
+    assert off.output_shapes == {"out": (4, 16, 16), "t": (3,)}
+
+
+@pytest.mark.parametrize("source, line, column, message, hint", [
+    ("side(g.b) fc(3)", 7, 8, "the group 'g' has no member 'b'", "its members: a, 1, inner, blk"),
+    ("side(q.b) fc(3)", 7, 8, "reads an element that is not named earlier", "name the element"),
+    ("side(g.inner.7) fc(3)", 7, 8, "the group 'g.inner' has no member '7'", "its members: 0, 1"),
+    ("side(g.blk.conv) fc(3)", 7, 8, "reads inside 'g.blk', a use of block B", "side(g.blk)"),
+    ("side(g.a.b) fc(3)", 7, 8, "reads inside 'g.a', which is not a named group", "side(g.a)"),
+    ("side(a) fc(3)", 7, 8, "reads 'a' inside the group 'g'", "side(g.a)"),
+    ("side(g.4e5) fc(3)", 7, 14, "cannot read '.4e5' in a member's path", "backbone.layer3.0"),
+])
+def test_a_path_that_reads_no_member_is_an_error_at_the_side(source, line, column, message, hint):
+    text = TAP_BLOCK + "network N() {\n    input 3x16x16\n" \
+        "    g: [a: conv(8, 3, pad=1) -> relu -> inner: [conv(8, 1) -> relu] -> blk: B()]\n" \
+        f"    s: {source}\n    outputs(s)\n}}\n"
+    (error,) = errors(text)
+    assert (error.span.line, error.span.column) == (line, column)
+    assert message in error.message and hint in error.hint
+
+
+# torchvision's weight tables (models/segmentation/fcn.py, deeplabv3.py): their weights carry
+# the auxiliary FCNHead(1024, 21) on layer3: `--set aux_loss=true`.
 PUBLISHED_WITH_AUX = {"fcn_resnet50": 35_322_218, "fcn_resnet101": 54_314_346}
 AUX_HEAD = (1024 * 256 * 9) + 2 * 256 + (256 * 21 + 21)  # 3x3 conv, batch norm, 1x1 conv
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_WITH_AUX))
 def test_fcn_parameter_counts_are_torchvisions(name):
-    network = cnndsl.compile_spec(name).network
-    assert network.body.stats.params + AUX_HEAD == PUBLISHED_WITH_AUX[name]
-    assert network.output_shapes == {"out": (21, 520, 520)}
+    network = cnndsl.compile_spec(name, aux_loss=True).network
+    assert network.body.stats.params == PUBLISHED_WITH_AUX[name]
+    assert network.output_shapes == {"out": (21, 520, 520), "aux": (21, 520, 520)}
+    plain = cnndsl.compile_spec(name).network
+    assert plain.body.stats.params + AUX_HEAD == PUBLISHED_WITH_AUX[name]
+    assert plain.output_shapes == {"out": (21, 520, 520)}
+
+
+def test_fcn_aux_head_reads_layer3_with_torchvisions_keys():
+    """aux_loss=true: torchvision's `aux_classifier.N` keys after `classifier.N`, and the
+    function: the FCNHead on layer3's output, upsampled to the input (bilinear)."""
+    with torch.device("meta"):
+        meta = cnndsl.build("fcn_resnet50", aux_loss=True)
+    keys = [k for k in meta.state_dict() if not k.startswith("backbone.")]
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    assert keys == [f"{head}.{k}" for head in ("classifier", "aux_classifier") for k in (
+        "0.weight", *(f"1.{k}" for k in bn), "4.weight", "4.bias")]
+    net = cnndsl.build("fcn_resnet50", aux_loss=True, size=64).eval()
+    x = torch.randn(1, 3, 40, 48)
+    with torch.no_grad():
+        got = net(x)
+        b = net.backbone
+        c3 = b.layer3(b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))))
+        aux = torch.nn.functional.interpolate(net.aux_classifier(c3), size=(40, 48), mode="bilinear",
+                                              align_corners=False)
+        assert list(got) == ["out", "aux"] and torch.allclose(got["aux"], aux, atol=1e-5)
+        out = torch.nn.functional.interpolate(net.classifier(b.layer4(c3)), size=(40, 48), mode="bilinear")
+        assert torch.allclose(got["out"], out, atol=1e-5)
 
 
 def test_fcn_backbone_trades_stride_for_dilation():
@@ -363,20 +444,147 @@ PUBLISHED_WITH_AUX.update({"deeplabv3_resnet50": 42_004_074, "deeplabv3_resnet10
 
 @pytest.mark.parametrize("name", ["deeplabv3_resnet50", "deeplabv3_resnet101"])
 def test_deeplabv3_parameter_counts_are_torchvisions(name):
+    assert cnndsl.compile_spec(name, aux_loss=True).network.body.stats.params == PUBLISHED_WITH_AUX[name]
     network = cnndsl.compile_spec(name).network
     assert network.body.stats.params + AUX_HEAD == PUBLISHED_WITH_AUX[name]
 
 
-def test_deeplabv3_aspp_pools_the_image_and_upsamples_it_back():
-    net = cnndsl.build("deeplabv3_resnet50", size=64).eval()
-    assert sum(p.numel() for p in net.parameters()) == 39_638_869
-    aspp = net.aspp
-    x = torch.randn(1, 2048, 9, 7)
+def _bn(prefix: str, channels: int) -> list:
+    return [[f"{prefix}.{k}", [] if k == "num_batches_tracked" else [channels]]
+            for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+
+
+def deeplab_head_keys(in_channels: int, classes: int = 21, aux_channels: int | None = None) -> list:
+    """torchvision's DeepLabHead(in_channels, classes) state_dict, read off its source
+    (models/segmentation/deeplabv3.py): `classifier` is nn.Sequential(ASPP(in_channels,
+    [12, 24, 36]), Conv2d(256, 256, 3), BatchNorm2d, ReLU, Conv2d(256, classes, 1)); ASPP
+    holds `convs`, a ModuleList of Sequential(Conv2d 1x1, BN, ReLU), three ASPPConv
+    (Conv2d 3x3 dilated, BN, ReLU) and ASPPPooling (AdaptiveAvgPool2d, Conv2d 1x1, BN,
+    ReLU), then `project` (Conv2d(1280, 256, 1), BN, ReLU, Dropout). With aux, the
+    FCNHead(aux_channels, classes) as `aux_classifier`."""
+    keys = [["classifier.0.convs.0.0.weight", [256, in_channels, 1, 1]], *_bn("classifier.0.convs.0.1", 256)]
+    for i in (1, 2, 3):
+        keys += [[f"classifier.0.convs.{i}.0.weight", [256, in_channels, 3, 3]], *_bn(f"classifier.0.convs.{i}.1", 256)]
+    keys += [["classifier.0.convs.4.1.weight", [256, in_channels, 1, 1]], *_bn("classifier.0.convs.4.2", 256)]
+    keys += [["classifier.0.project.0.weight", [256, 1280, 1, 1]], *_bn("classifier.0.project.1", 256)]
+    keys += [["classifier.1.weight", [256, 256, 3, 3]], *_bn("classifier.2", 256),
+             ["classifier.4.weight", [classes, 256, 1, 1]], ["classifier.4.bias", [classes]]]
+    if aux_channels is not None:
+        inter = aux_channels // 4
+        keys += [["aux_classifier.0.weight", [inter, aux_channels, 3, 3]], *_bn("aux_classifier.1", inter),
+                 ["aux_classifier.4.weight", [classes, inter, 1, 1]], ["aux_classifier.4.bias", [classes]]]
+    return keys
+
+
+def _listing(model) -> list:
+    return [[key, list(value.shape)] for key, value in model.state_dict().items()]
+
+
+def test_deeplabv3_state_dict_is_torchvisions():
+    """The backbone's keys are fcn_resnet50's (the reference's, tests/test_families.py); the
+    head's and the aux head's are torchvision's DeepLabHead and FCNHead, in order."""
+    from test_families import REFERENCE
+
+    backbone = [row for row in REFERENCE["fcn_resnet50"]["state_dict"] if row[0].startswith("backbone.")]
+    with torch.device("meta"):
+        plain = cnndsl.build("deeplabv3_resnet50")
+        aux = cnndsl.build("deeplabv3_resnet50", aux_loss=True)
+    assert _listing(plain) == backbone + deeplab_head_keys(2048)
+    assert _listing(aux) == backbone + deeplab_head_keys(2048, aux_channels=1024)
+    assert sum(p.numel() for p in aux.parameters()) == PUBLISHED_WITH_AUX["deeplabv3_resnet50"]
+
+
+def test_deeplabv3_computes_torchvisions_head():
+    """DeepLabHead's function, written out from torchvision's forward: each ASPP branch on the
+    map, the pooling branch upsampled bilinearly (align_corners=False) to it, concatenated,
+    projected; the aux head on layer3; both upsampled to the input."""
+    net = cnndsl.build("deeplabv3_resnet50", size=64, aux_loss=True).eval()
+    x = torch.randn(1, 3, 72, 56)
+    interpolate = torch.nn.functional.interpolate
     with torch.no_grad():
-        pooled = aspp.pooling(x)
-        assert pooled.shape == (1, 256, 1, 1)
-        expected = aspp.dropout(aspp.project(torch.cat([
-            aspp.conv1x1(x), aspp.rate12(x), aspp.rate24(x), aspp.rate36(x), pooled.expand(1, 256, 9, 7)], dim=1)))
-        assert torch.allclose(aspp(x), expected, atol=1e-6)  # bilinear from 1x1 is a constant map
-        assert net(torch.randn(1, 3, 72, 56))["out"].shape == (1, 21, 72, 56)
-    assert [aspp.rate12.conv.dilation, aspp.rate36.conv.dilation] == [(12, 12), (36, 36)]
+        for module in net.modules():  # batch norm that does something
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+        got = net(x)
+        b = net.backbone
+        c3 = b.layer3(b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))))
+        c4 = b.layer4(c3)
+        aspp, rest = net.classifier[0], net.classifier[1:]
+        pooled = interpolate(aspp.convs[4](c4), size=c4.shape[-2:], mode="bilinear", align_corners=False)
+        joined = torch.cat([aspp.convs[i](c4) for i in range(4)] + [pooled], dim=1)
+        out = interpolate(rest(aspp.project(joined)), size=(72, 56), mode="bilinear", align_corners=False)
+        auxed = interpolate(net.aux_classifier(c3), size=(72, 56), mode="bilinear", align_corners=False)
+        assert torch.allclose(got["out"], out, atol=1e-5) and torch.allclose(got["aux"], auxed, atol=1e-5)
+        assert got["out"].shape == (1, 21, 72, 56) and c4.shape[-2:] == (9, 7)
+    assert [aspp.convs[1][0].dilation, aspp.convs[3][0].dilation] == [(12, 12), (36, 36)]
+    assert type(aspp.convs).__name__ == "ModuleList"
+
+
+NAMED_CONCAT = """\
+network N() {
+    input 3x16x16
+    convs: concat {
+        [conv(4, 1) -> relu]
+        conv(4, 3, pad=1)
+        [adaptive_avgpool(1) -> conv(4, 1) -> upsample(like=input, mode="bilinear")]
+    }
+    conv(2, 1)
+}
+"""
+
+
+def test_a_named_concat_holds_its_branches_in_a_module_list():
+    """`convs: concat {...}`: the branches are convs.0, convs.1, ... (an nn.ModuleList), each
+    called by its place in the cat; a branch ending in upsample(like=...) is resized there."""
+    network = compiled(NAMED_CONCAT).network
+    assert [line.output for line in cnndsl.summary.lines(network)][-1] == (2, 16, 16)
+    paths = [row.path for row in cnndsl.summary.rows(network)]
+    assert paths[:4] == ["convs.0.0", "convs.0.1", "convs.1", "convs.2.0"]
+    net = module(NAMED_CONCAT, "N").eval()
+    assert [k for k in net.state_dict()][:4] == ["convs.0.0.weight", "convs.0.0.bias", "convs.1.weight",
+                                                 "convs.1.bias"]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        pooled = net.convs[2](x).expand(2, 4, 16, 16)  # bilinear from 1x1: a constant map
+        expected = net.conv(torch.cat([net.convs[0](x), net.convs[1](x), pooled], dim=1))
+        assert torch.allclose(net(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("branch, message", [
+    ("one: conv(4, 1) -> relu", "cannot hold the label 'one'"),
+    ("identity", "cannot hold identity"),
+])
+def test_a_named_concats_branches_are_numbered_modules(branch, message):
+    (error,) = errors(NAMED_CONCAT.replace("conv(4, 3, pad=1)", branch))
+    assert (error.span.line, error.span.column) == (5, 9)
+    assert message in error.message and "nn.ModuleList" in error.message
+
+
+def test_deeplabv3_mobilenet_v3_large_is_torchvisions():
+    """torchvision's deeplabv3_mobilenet_v3_large: `backbone` is MobileNetV3-Large's features
+    0 to 16 (their keys, dilated=True: the last three blocks' depthwise convolutions at stride
+    1, dilation 2), the DeepLabHead on 960 channels, the aux FCNHead(40) on features 4; the
+    published count with the aux head."""
+    with torch.device("meta"):
+        features = [[k.replace("features.", "backbone.", 1), list(v.shape)]
+                    for k, v in cnndsl.build("mobilenet_v3_large").state_dict().items() if k.startswith("features.")]
+        seg = cnndsl.build("deeplabv3_mobilenet_v3_large", aux_loss=True)
+    assert _listing(seg) == features + deeplab_head_keys(960, aux_channels=40)
+    assert sum(p.numel() for p in seg.parameters()) == 11_029_328  # models/segmentation/deeplabv3.py
+    assert cnndsl.compile_spec("deeplabv3_mobilenet_v3_large").network.body.stats.params == 11_029_328 - (
+        40 * 10 * 9 + 2 * 10 + 10 * 21 + 21)
+    net = cnndsl.build("deeplabv3_mobilenet_v3_large", aux_loss=True, size=64).eval()
+    depthwise = [net.backbone[i].block[1][0] for i in (12, 13, 14, 15)]
+    assert [(c.stride, c.dilation) for c in depthwise] == [((1, 1), (1, 1)), ((1, 1), (2, 2)), ((1, 1), (2, 2)),
+                                                          ((1, 1), (2, 2))]
+    x = torch.randn(1, 3, 64, 48)
+    interpolate = torch.nn.functional.interpolate
+    with torch.no_grad():
+        got = net(x)
+        low = net.backbone[:5](x)
+        high = net.backbone[5:](low)
+        assert low.shape[-2:] == (8, 6) and high.shape[-2:] == (4, 3)  # strides 8 and 16
+        aux = interpolate(net.aux_classifier(low), size=(64, 48), mode="bilinear", align_corners=False)
+        out = interpolate(net.classifier(high), size=(64, 48), mode="bilinear", align_corners=False)
+        assert torch.allclose(got["aux"], aux, atol=1e-5) and torch.allclose(got["out"], out, atol=1e-5)

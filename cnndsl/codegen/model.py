@@ -8,6 +8,7 @@ own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic he
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -33,12 +34,13 @@ class Ctor:
     children: tuple[tuple[str | None, "Ctor", str], ...] = ()  # key (None: numbered), ctor, comment
     sequential: bool = False
     keyed: bool = False  # an OrderedDict Sequential
+    listed: bool = False  # an nn.ModuleList (a named concat's branches)
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
 
     @cached_property
     def code(self) -> tuple:
         """What the construction prints but its comments: equal code, equal `code`."""
-        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed
+        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed, self.listed
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -201,6 +203,7 @@ class ScopeBuilder(Visitor):
         self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
         self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
+        self.tap_targets: dict[str, str] = {}  # a member of an opened group: its path -> its call
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
@@ -245,23 +248,45 @@ class ScopeBuilder(Visitor):
     def visit_Seq(self, node: ir.Seq, previous=None) -> None:
         if node.name is None:
             self.run(node)
+        elif not self.in_block and node.name in self.generator.opened:
+            self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
+            self.open_group(node, node.name, node.name)
+            self.keep(node.name)
         else:
             self.member_call(node, previous)
 
+    def open_group(self, node: ir.Seq, path: str, call: str) -> None:
+        """A named group that a side output reads inside (`side(backbone.layer3)`): still one
+        member, an nn.Sequential with its keys, but called member by member, as torchvision's
+        IntermediateLayerGetter runs its layers, so that the side reads the one it names."""
+        for place, item in enumerate(node.items):
+            key = str(item.name)
+            target = f"{call}.{key}" if key.isidentifier() and not keyword.iskeyword(key) else f"{call}[{place}]"
+            if isinstance(item, ir.Seq) and f"{path}.{key}" in self.generator.opened:
+                self.open_group(item, f"{path}.{key}", target)
+                continue
+            self.forward.append(self.step(stats=item.stats, kind="call", target=target, into=self.into,
+                                          reads=self.reads))
+            self.reads = self.into
+            self.tap_targets[f"{path}.{key}"] = target
+
     def visit_Side(self, node: ir.Side, previous=None) -> None:
-        inner = node.node
+        inner, resize = resized(node.node) if isinstance(node.node, ir.Seq) else (node.node, None)
         first = _first_leaf(inner)
         self.members.append(Member(inner.name, self.generator.ctor(inner, notes=ShapeNotes(False))))
         flatten = bool(first is not None and first.stats.flatten_before)
         local = self.side_locals[id(node)]
         output = inner.name in self.output_elements  # a named output: computed in eval mode too
-        stmt = Stmt("branch" if output else "side", inner.name, fmt_shape(inner.stats.out_shape), var=local,
-                    conditional=flatten)
+        parts = () if resize is None else \
+            (self.sizes[resize.values["like"]], interpolate_options(resize.values), fmt_shape(resize.stats.out_shape))
+        called = inner.items[-1].stats if resize is not None else inner.stats  # before the resize
+        stmt = Stmt("branch" if output else "side", inner.name, fmt_shape(called.out_shape), var=local,
+                    conditional=flatten, parts=parts)
         if node.source is None:
             self.forward.append(stmt)
         else:  # computed right after the member it reads, after any side already there
-            at = next((i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == node.source),
-                      None)
+            target = self.tap_targets.get(node.source, node.source)
+            at = next((i for i, s in enumerate(self.forward) if s.kind == "call" and s.target == target), None)
             if at is None:  # passes/emittable.py lets no such side through
                 raise InternalError(f"side({node.source}) reads a member the forward does not call")
             while at + 1 < len(self.forward) and self.forward[at + 1].kind in ("side", "branch"):
@@ -322,6 +347,9 @@ class ScopeBuilder(Visitor):
         if not node.branches:  # concat(enc4): the skips and the chain's value, on one line
             self.forward.append(self.step(node.stats, kind="join", parts=tuple(parts + ["x"])))
             return
+        if node.name is not None:
+            self.listed(node, parts)
+            return
         for branch in node.branches:
             if branch.name is None and not branch.items:
                 parts.append(self.reads)
@@ -341,13 +369,33 @@ class ScopeBuilder(Visitor):
             flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
             call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
             if resize is not None:  # ASPP's pooling branch, back to the size it read
-                arguments = f"{call}, size={self.sizes[resize.values['like']]}{interpolate_options(resize.values)}"
-                call = f"nn.functional.interpolate({arguments})"
-                if len(call) + 13 > WRAP:  # in the cat's list, 12 columns in
-                    call = f"nn.functional.interpolate(\n{' ' * 16}{arguments}\n{' ' * 12})"
+                call = self.resize_call(call, resize)
             parts.append(call)
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
         self.reads = self.into
+
+    def listed(self, node: ir.Concat, parts: list[str]) -> None:
+        """`convs: concat {...}`: the branches in one nn.ModuleList, each called by its place
+        in the cat (torchvision's ASPP, `self.convs[4]`, its pooling branch resized)."""
+        ctors = []
+        for place, branch in enumerate(node.branches):
+            branch, resize = resized(branch)
+            member = branch if len(branch.items) != 1 else branch.items[0]
+            ctors.append((None, self.generator.ctor(member, notes=self.notes.fork()), ""))
+            call = f"self.{node.name}[{place}]({self.reads})"
+            parts.append(call if resize is None else self.resize_call(call, resize))
+        names = frozenset().union(*(ctor.names for _, ctor, _ in ctors))
+        self.members.append(Member(node.name, Ctor(children=tuple(ctors), sequential=True, listed=True, names=names)))
+        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
+        self.reads = self.into
+
+    def resize_call(self, call: str, resize: ir.Layer) -> str:
+        """A branch's call in the cat, resized back to the size it names (ASPP's pooling)."""
+        arguments = f"{call}, size={self.sizes[resize.values['like']]}{interpolate_options(resize.values)}"
+        call = f"nn.functional.interpolate({arguments})"
+        if len(call) + 13 > WRAP:  # in the cat's list, 12 columns in
+            call = f"nn.functional.interpolate(\n{' ' * 16}{arguments}\n{' ' * 12})"
+        return call
 
     def flat_branch(self, branch: ir.Seq) -> str:
         """A branch whose members sit in the scope, called in turn on a local of its own, as
@@ -490,11 +538,14 @@ class Generator:
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
+        self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
         for node in walk(network.body):
             if isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
-                    read.add(node.source)
+                    parts = node.source.split(".")
+                    read.add(parts[-1])  # what a layer after it may not overwrite in place
+                    self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
             elif isinstance(node, ir.Concat):
                 read.update(node.skips)
         self.side_sources = frozenset(read)

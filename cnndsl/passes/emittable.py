@@ -4,8 +4,8 @@ reject is a diagnostic first.
 
 - `side(name)` reads a member that the network's own forward calls: a layer, a block or
   a named group of the network's scope (a residual's or a gate's body is in that scope), not a
-  member inside a named group (an nn.Sequential), a concat branch or a block's class,
-  whose output the forward never holds alone.
+  member inside a concat branch or a block's class, whose output the forward never holds
+  alone; inside a named group (an nn.Sequential) it reads by its path, `side(backbone.layer3)`.
 - A concat branch is a layer, a block or a chain: not a concat, a residual or a gate by itself.
 - `concat(enc4)` and `upsample(like=enc4)` stand in the forward of a network or block
   (not inside a named group or a concat branch) and read a member that forward calls.
@@ -70,16 +70,37 @@ def _side_sources(network: ir.Network, nodes: list) -> list[Diagnostic]:
     where = None
     errors = []
     for node in nodes:
-        if not isinstance(node, ir.Side) or node.source is None or node.source in called:
+        if not isinstance(node, ir.Side) or node.source is None or node.source.split(".")[0] in called:
+            continue
+        if "." in node.source and node.stats is None:  # the shape pass said what the path misses
             continue
         where = where if where is not None else _enclosing(network)
-        inside = where.get(node.source, "a concat, a residual or a side output")
+        inside = where.get(node.source.split(".")[0], "a concat, a residual or a side output")
+        path = _group_paths(network.body).get(node.source)
         errors.append(Diagnostic.error(
             node.span, f"side({node.source}) reads {node.source!r} inside {inside}, whose output the "
             "generated forward never holds by itself",
+            f"read it by its path in the group: side({path})" if path else
             "read a layer, block or named group of the network itself (the group that holds it, say)",
             "side"))
     return errors
+
+
+def _group_paths(seq: ir.Seq, prefix: str = "") -> dict[str, str]:
+    """Each label inside the network's named groups (nn.Sequentials, not blocks): its path,
+    `backbone.layer3`, the outermost first."""
+    paths: dict[str, str] = {}
+    members = _scope_members(seq) if not prefix else ir.members(seq)
+    for item in members:
+        if isinstance(item, ir.Seq) and item.name is not None:
+            path = f"{prefix}{item.name}"
+            for name, inner in _group_paths(item, path + ".").items():
+                paths.setdefault(name, inner)
+            if prefix:
+                paths.setdefault(str(item.name), path)
+        elif prefix and getattr(item, "name", None):
+            paths.setdefault(str(item.name), f"{prefix}{item.name}")
+    return paths
 
 
 def _opened(seq: ir.Seq):
@@ -106,6 +127,11 @@ def _trailing_resizes(seq: ir.Seq) -> set[int]:
     generated cat resizes that branch's output (ASPP's pooling branch)."""
     found = set()
     for node in _in_scope(seq):
+        if isinstance(node, ir.Side) and isinstance(node.node, ir.Seq) and node.node.items:
+            last = node.node.items[-1]  # the aux head's, to the input's size
+            if node.node.name and len(node.node.items) > 1 and isinstance(last, ir.Layer) and \
+                    last.values.get("like") is not None:
+                found.add(id(last))
         if isinstance(node, ir.Concat):
             for branch in node.branches:
                 last = branch.items[-1] if branch.items else None

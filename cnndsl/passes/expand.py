@@ -80,6 +80,8 @@ class Expander(Evaluating, Visitor):
         self.overrides = dict(context.params)
         self.context = context
         self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
+        self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
+        self.typed_lists: dict = {}
         self.layers = 0
         self.depth = 0  # elements being expanded, one inside the other
         self.steps = 0
@@ -255,13 +257,16 @@ class Expander(Evaluating, Visitor):
                 self.dropped.add(label)
                 return []
             return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
-        if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None:
+        listed = isinstance(node, ast.Concat) and not node.split  # `convs: concat {...}`: a ModuleList
+        if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None and not listed:
             raise self.fail(element.label_span or element.span,
                             f"a {type(node).__name__.lower()} cannot be named here",
                             "its parts take names of their own; to name the whole, make it a block")
         made = self.node(node, scope, label)
         if label is None:
             return made
+        if listed:
+            return [replace(made[0], name=label)]
         if len(made) == 1 and isinstance(made[0], ir.Side):
             return made
         if len(made) == 1 and isinstance(made[0], (ir.Layer, ir.BlockInstance, ir.Seq)) and \

@@ -14,6 +14,7 @@ file); the program that comes out has no imports left to follow.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 from .. import ast, resources
@@ -173,8 +174,6 @@ class Linker:
         return self.linked[key]
 
     def read(self, imp: ast.ImportDef, path: Path) -> ast.Program | None:
-        from ..parse import parse
-
         try:
             source = read_source(path)
             source = SourceFile(_display(path), source.text)
@@ -184,12 +183,21 @@ class Linker:
             return None
         self.sources[source.path] = source
         try:
-            program = derive_variants(parse(source))
+            program = _parsed(source.path, source.text)
         except CompileError as exc:
             self.context.extend(exc.diagnostics)
             self.context.error(imp.module_span, f"{_module_text(imp)} has errors (above)", None, "import")
             return None
         return program
+
+
+@lru_cache(maxsize=32)
+def _parsed(path: str, text: str) -> ast.Program:
+    """An imported file's program, by its text: a language server links the same imports
+    at every keystroke (the syntax tree is immutable; a file that fails is not kept)."""
+    from ..parse import parse
+
+    return derive_variants(parse(SourceFile(path, text)))
 
 
 def getattr_all(kind: str, brought: dict) -> list:

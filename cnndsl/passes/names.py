@@ -152,7 +152,32 @@ class Naming(Visitor):
         return evolve(node, node=self.visit(inner, namer))
 
     def visit_Concat(self, node: ir.Concat, namer: _Namer) -> ir.Concat:
+        if node.name is not None:
+            name = namer.user(node.name, node.span)
+            if namer.counts is None:
+                return node
+            return evolve(node, name=name, branches=tuple(
+                self.listed_branch(branch, str(place), name, namer) for place, branch in enumerate(node.branches)))
         return evolve(node, branches=tuple(self.branch(branch, namer) for branch in node.branches))
+
+    def listed_branch(self, branch: ir.Seq, key: str, owner: str, namer: _Namer) -> ir.Seq:
+        """A branch of a named concat: member `key` of its nn.ModuleList, one layer or block, or an
+        nn.Sequential of the branch (torchvision's ASPP: `convs.0.0.weight`)."""
+        leaves = ir.members(branch)
+        bad = next((leaf for leaf in leaves if isinstance(leaf, (ir.Concat, ir.Residual, ir.Gate, ir.Side))
+                    or (isinstance(leaf, ir.Layer) and leaf.kind == "identity")), None)
+        if branch.name is not None or bad is not None:
+            what = f"the label {branch.name!r}" if bad is None else \
+                ("identity" if isinstance(bad, ir.Layer) else f"a {type(bad).__name__.lower()}")
+            self.error(branch.span, f"a branch of the concat {owner!r} (an nn.ModuleList, numbered) cannot hold {what}",
+                       "leave the branch unlabelled; a concat, residual or gate goes into a block", "label")
+            return branch
+        if len(leaves) == 1 and isinstance(leaves[0], ir.Layer):
+            return evolve(branch, items=(evolve(leaves[0], name=key),))
+        if len(leaves) == 1 and isinstance(leaves[0], ir.BlockInstance):
+            leaf = leaves[0]
+            return evolve(branch, items=(evolve(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}")),))
+        return self.sequential(evolve(branch, name=None), key, False, namer.owner)
 
     def branch(self, branch: ir.Seq, namer: _Namer) -> ir.Seq:
         """A concat branch: a named or a longer one is an nn.Sequential, a one-member

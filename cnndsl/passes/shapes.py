@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
 from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
-from ..traverse import Visitor, evolve
+from ..traverse import Visitor, evolve, walk
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
 
@@ -53,6 +53,13 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
+        self.layer_facts: dict = {}  # (layer, input shape, channels, dims) -> `facts`, the layer kept in it
+        # side(backbone.layer3): what each member of a named group gave, by its path; the
+        # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
+        self.taps: dict[str, Flow | None] = {}
+        self.groups: list[tuple[str, list[str]]] = []
+        self.tapped_blocks: dict[str, str] = {}
+        self.tapping = False  # only where some side reads inside a group
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
@@ -61,12 +68,33 @@ class ShapeInference(Visitor):
     def visit_Seq(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
         start = flow
         items = []
+        group = self.tapping and seq.name is not None
+        if group:  # a named group, an nn.Sequential: its members' keys as names.py gives them
+            outer = self.groups[-1][0] + "." if self.groups else ""
+            self.groups.append((outer + str(seq.name), []))
         for item in seq.items:
             item, flow = self.visit(item, flow)
             items.append(item)
             if getattr(item, "name", None):
                 self.named_outputs[item.name] = flow
+            if self.tapping and self.groups and not (isinstance(item, ir.Seq) and item.name is None):
+                self.tap(item, flow)
+        if group:
+            self.groups.pop()
         return evolve(seq, items=tuple(items), stats=self.total(items, start, flow)), flow
+
+    def tap(self, item, flow: Flow | None) -> None:
+        """Keep what a member of the innermost open group gave, under its path (its label,
+        or its place as PyTorch numbers it, an inserted flatten counted)."""
+        path, keys = self.groups[-1]
+        stats = getattr(item, "stats", None)
+        if stats is not None and stats.flatten_before and keys:
+            keys.append(str(len(keys)))  # names.py puts an nn.Flatten before it
+        key = str(item.name) if getattr(item, "name", None) else str(len(keys))
+        keys.append(key)
+        self.taps[f"{path}.{key}"] = flow
+        if isinstance(item, ir.BlockInstance):
+            self.tapped_blocks[f"{path}.{key}"] = item.block
 
     def total(self, items, start: Flow | None, end: Flow | None) -> ir.Stats | None:
         if start is None or end is None or any(i.stats is None for i in items):
@@ -77,11 +105,13 @@ class ShapeInference(Visitor):
     def visit_Side(self, node: ir.Side, flow: Flow | None) -> tuple[ir.Side, Flow | None]:
         read = flow
         if node.source is not None:
-            if node.source not in self.named_outputs:
-                self.error(node.span, f"side({node.source}) reads an element that is not named "
-                           "earlier in this chain", "name the element it should read, before this line")
+            found = self.named_outputs if "." not in node.source else self.taps
+            if node.source not in found:
+                self.error(node.span, *self.unknown_tap(node.source))
+                if getattr(node.node, "name", None):  # its output is unknown, not missing
+                    self.side_outputs[node.node.name] = None
                 return node, flow
-            read = self.named_outputs[node.source]
+            read = found[node.source]
         inner, out = self.visit(node.node, read)
         if getattr(inner, "name", None):
             self.side_outputs[inner.name] = out
@@ -94,42 +124,80 @@ class ShapeInference(Visitor):
                          dims=flow.dims)
         return evolve(node, node=inner, stats=stats), flow
 
+    def unknown_tap(self, source: str) -> tuple[str, str]:
+        """What is wrong with `side(source)` that names nothing earlier: the message and hint."""
+        parts = source.split(".")
+        if len(parts) == 1 or parts[0] not in self.named_outputs:
+            return (f"side({source}) reads an element that is not named earlier in this chain",
+                    "name the element it should read, before this line")
+        for end in range(len(parts) - 1, 0, -1):
+            inside = ".".join(parts[:end])
+            if inside in self.tapped_blocks:
+                return (f"side({source}) reads inside {inside!r}, a use of block {self.tapped_blocks[inside]}, "
+                        "whose forward is its class's own", f"read the block's output: side({inside})")
+        group = ".".join(parts[:-1])
+        keys = [path.rpartition(".")[2] for path in self.taps if path.rpartition(".")[0] == group]
+        if not keys:
+            return (f"side({source}) reads inside {group!r}, which is not a named group of this network",
+                    f"read its output, side({group})" if group in self.taps else
+                    f"read a member of a named group (an nn.Sequential), or side({parts[0]}) itself")
+        return (f"side({source}): the group {group!r} has no member {parts[-1]!r}",
+                f"its members: {', '.join(keys)}")
+
     def visit_Unknown(self, node: ir.Unknown, flow: Flow | None) -> tuple[ir.Unknown, None]:
         return node, None  # its error is reported; what reads its output stays silent
 
     def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
         if flow is None:
             return layer, None
-        try:
-            layer = resolve_layer(layer, self.env)
-        except PendingProblem as problem:
-            self.error(layer.span, problem.message, problem.hint, problem.code)
-            return layer, None
-        rule = RULES[layer.kind]
-        values = self.referenced(layer, rule)
-        if values is None:
-            return layer, None
-        exprs = {k: v.expr for k, v in layer.args}
-        try:
-            out, notes = _shape(layer.kind, rule, flow.shape, values)
-        except ShapeProblem as problem:
-            self.error(layer.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
-            return layer, None
+        key = (id(layer), flow.shape, flow.channels, flow.dims)
+        facts = self.layer_facts.get(key)
+        if facts is None or facts[0] is not layer:
+            facts = self.facts(layer, flow)
+            if facts is None:
+                return layer, None
+            if facts[1]:  # a layer of a block used many times, at the same input, is worked out once
+                self.layer_facts[key] = facts
+        layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
+        stats = ir.Stats(
+            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
+            in_channels=flow.channels, dims=flow.dims if channels_last(flow.shape) else dims)
+        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def facts(self, layer: ir.Layer, flow: Flow) -> tuple | None:
+        """What a layer gives from its input, but for the receptive field: its output shape,
+        notes, window, channels, parameters, MACs and dims; None after an error. A layer
+        with a pending argument (its values read the block's input) comes back resolved,
+        a new layer: those are not kept (`visit_Layer`), nor those that name an element."""
+        try:
+            resolved = resolve_layer(layer, self.env)
+        except PendingProblem as problem:
+            self.error(layer.span, problem.message, problem.hint, problem.code)
+            return None
+        rule = RULES[resolved.kind]
+        values = self.referenced(resolved, rule)
+        if values is None:
+            return None
+        exprs = {k: v.expr for k, v in resolved.args}
+        try:
+            out, notes = _shape(resolved.kind, rule, flow.shape, values)
+        except ShapeProblem as problem:
+            self.error(resolved.span, f"{problem.message} (input {fmt_shape(flow.shape)})", problem.hint)
+            return None
         extent, stride = rule.window(flow.shape, values)
         channels = rule.channels(flow.shape, flow.channels, exprs)
         params, macs = rule.params(flow.shape, values), rule.macs(flow.shape, out, values)
         problem = size_problem(out, params, macs)
         if problem:
-            self.error(layer.span, f"{layer.kind}: {problem.message}", problem.hint, "limit")
-            return layer, None
-        stats = ir.Stats(
-            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
-            in_channels=flow.channels,
-            dims=flow.dims if channels_last(flow.shape) else rule.dims(flow.dims, values, exprs))
-        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+            self.error(resolved.span, f"{resolved.kind}: {problem.message}", problem.hint, "limit")
+            return None
+        # where `like=` reads an element, the facts hold for this place alone
+        keep = resolved is layer and not any(spec.type == "element" for spec in rule.args)
+        return (resolved, keep, rule, values, out, tuple(notes), extent, stride, channels, params, macs,
+                rule.dims(flow.dims, values, exprs))
 
     def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
         """The named outputs with their shapes; an unknown element is an error at its key."""
@@ -369,11 +437,11 @@ class ShapeInference(Visitor):
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
-        outside, in_block = self.named_outputs, self.in_block
+        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
         self.named_outputs = {"input": inner}  # a block's member names are its own
-        self.in_block = True
+        self.in_block, self.groups = True, []
         body, out = self.visit_Seq(node.body, inner)
-        self.named_outputs, self.in_block = outside, in_block
+        self.named_outputs, self.in_block, self.groups = outside, in_block, groups
         if out is None:
             return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
@@ -501,6 +569,8 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
+    inference.tapping = any(isinstance(node, ir.Side) and node.source and "." in node.source
+                            for node in walk(network.body))
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)

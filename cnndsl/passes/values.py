@@ -6,7 +6,8 @@ Each result is an `ir.Value`: the number and the `cnndsl.expr` tree that compute
 the enclosing block's or network's parameters, so that the generated code can write it in
 those terms. A `def` is inlined: its body is evaluated with its parameters bound to the
 caller's values (whose trees are the caller's), so what it computes is written in the
-caller's parameters. Every misuse is a diagnostic at the expression that causes it.
+caller's parameters. Each def is evaluated once per distinct argument list in one expansion
+(`Evaluating.def_values`). Every misuse is a diagnostic at the expression that causes it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ MAX_VALUE = 1 << 40
 MAX_DEF_DEPTH = 32  # defs calling defs; resolve.py refuses recursion, this is the backstop
 MAX_ITEMS = 4096
 
+_NUMBERS = (int, float)  # exactly: a bool is not a number here
 _ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
 _ORDER = ("<", "<=", ">", ">=")
 
@@ -98,6 +100,11 @@ class Evaluating:
 
     defs: dict[str, ast.DefDef]
     def_depth: int = 0
+    # A def is a pure function of its arguments' values and trees: (def, arguments) -> its
+    # Value, for one expansion (EfficientNet calls blocks_before(...) with equal arguments
+    # for every block of a stage)
+    def_values: dict
+    typed_lists: dict  # id of a list value -> (the list, its key)
 
     def evaluate(self, expr: ast.Expr, scope: Scope) -> ir.Value:
         return self.visit(expr, scope)  # type: ignore[attr-defined]
@@ -184,6 +191,11 @@ class Evaluating:
             return self.logic(expr, scope)
         left = self.evaluate(expr.left, scope)
         right = self.evaluate(expr.right, scope)
+        if type(left.value) in _NUMBERS and type(right.value) in _NUMBERS:  # the common case, checked as below
+            result = self.checked(self.operate(expr, left.value, right.value), expr.span)
+            if left.expr.names or right.expr.names:
+                return ir.Value(result, Binary(expr.op, left.expr, right.expr))
+            return ir.Value.constant(result)
         pending = _pending((left, right), lambda: Binary(expr.op, left.expr, right.expr))
         if pending:
             return pending
@@ -344,13 +356,29 @@ class Evaluating:
             else:
                 raise self.fail(span, f"{what} needs its {param.name!r} argument",
                                 f"call it as {definition.name}({', '.join(names)})", "missing")
+        key = (definition.name, tuple((name, self.typed(v.value), type(v.expr), v.expr.text)
+                                      for name, v in values.items()))
+        found = self.def_values.get(key)
+        if found is not None:
+            return found
         if self.def_depth >= MAX_DEF_DEPTH:
             raise self.fail(span, f"functions call each other more than {MAX_DEF_DEPTH} deep", None, "limit")
         self.def_depth += 1
         try:
-            return self.evaluate(definition.body, Scope(values, f"def {definition.name}"))
+            found = self.def_values[key] = self.evaluate(definition.body, Scope(values, f"def {definition.name}"))
         finally:
             self.def_depth -= 1
+        return found
+
+    def typed(self, value):
+        """A value as a memo's key: 1, 1.0 and true are equal in Python but not here. A
+        list's key is made once (the list is kept, so that its id stays its own)."""
+        if not isinstance(value, tuple):
+            return type(value), value
+        found = self.typed_lists.get(id(value))
+        if found is None:
+            found = self.typed_lists[id(value)] = (value, tuple(self.typed(v) for v in value))
+        return found[1]
 
 
 class _Args:

@@ -204,7 +204,8 @@ def _sides_in_place(items: tuple) -> list:
     chain = [i for i in items if not (isinstance(i, ir.Side) and i.source)]
     for side in (i for i in items if isinstance(i, ir.Side) and i.source):
         names = [getattr(i, "name", None) for i in chain]
-        chain.insert(names.index(side.source) + 1 if side.source in names else len(chain), side)
+        source = side.source.split(".")[0]  # side(backbone.layer3): after the group it reads inside
+        chain.insert(names.index(source) + 1 if source in names else len(chain), side)
     return chain
 
 

@@ -20,7 +20,9 @@ the server reads on from the next header.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlparse
 
@@ -35,26 +37,12 @@ from ..passes import link_imports, resolve
 from ..passes.shapes import fmt_shape
 from ..source import MAX_SOURCE_BYTES, SourceFile, Span
 from ..summary import describe
+from .incremental import Analysis, Document
+from .incremental import at_imports as _at_imports, known_anywhere as _known_anywhere, unique as _unique
 from ..traverse import Visitor
 
 MAX_INSTANCES_SHOWN = 8
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-@dataclass
-class Analysis:
-    """What the compiler said about one version of a document."""
-
-    source: SourceFile
-    program: ast.Program | None = None
-    compiled: list[Compiled] = field(default_factory=list)  # one per network that compiles
-    partial: list[Compiled] = field(default_factory=list)  # networks with errors: their shapes so far
-
-    @property
-    def shown(self) -> list[Compiled]:
-        """What hover and inlay hints read: the networks that compile, and the partial ones."""
-        return self.compiled + self.partial
-    diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
 def analyze(text: str, path: str) -> Analysis:
@@ -90,27 +78,6 @@ def analyze(text: str, path: str) -> Analysis:
     return analysis
 
 
-def _at_imports(program: ast.Program | None, source: SourceFile, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """A diagnostic inside an imported file, shown at the import that brings the file in
-    (the editor shows this document's diagnostics): `in blocks.cnn:3:5: ...`."""
-    if program is None or not program.imports:
-        return diagnostics
-    from ..passes.imports import display_path
-
-    files = {}
-    for imp in program.imports:
-        files.setdefault(display_path(imp, source.path), imp)
-    out = []
-    for d in diagnostics:
-        imp = files.get(d.span.file) if d.span.file != source.path else None
-        if imp is None:
-            out.append(d)
-            continue
-        where = f"{d.span.file}:{d.span.line}:{d.span.column}"
-        out.append(Diagnostic(d.severity, imp.module_span, f"in {where}: {d.message}", d.hint, d.code))
-    return out
-
-
 def _compile(program: ast.Program, source: SourceFile, name: str) -> Compiled:
     """`compiler.compile_network` from the tree already parsed (one parse per keystroke)."""
     return compile_network(source, {}, network=name, program=program)
@@ -123,30 +90,21 @@ def same_code(old: str, new: str) -> bool:
 
     if _over_limit(old) or _over_limit(new):  # the size decides, not the tokens (a long comment)
         return False
-    return len(old.split("\n")) == len(new.split("\n")) and code_tokens(old) == code_tokens(new)
+    old_lines, new_lines = old.split("\n"), new.split("\n")
+    if len(old_lines) != len(new_lines):
+        return False
+    changed = [i for i, (a, b) in enumerate(zip(old_lines, new_lines)) if a != b]
+    if not changed:
+        return True
+    first, last = changed[0], changed[-1] + 1  # tokens end at a line's end (a string too): the lines between decide
+    old_part, new_part = "\n".join(old_lines[first:last]), "\n".join(new_lines[first:last])
+    if '"' in old_part or '"' in new_part:
+        return code_tokens(old) == code_tokens(new)
+    return code_tokens(old_part) == code_tokens(new_part)
 
 
 def _over_limit(text: str) -> bool:
     return len(text) * 4 > MAX_SOURCE_BYTES and len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES
-
-
-def _known_anywhere(tree) -> bool:
-    from ..traverse import walk
-
-    return isinstance(tree, ir.Network) and any(
-        isinstance(node, ir.Layer) and node.stats is not None for node in walk(tree.body))
-
-
-def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """A block's problem is found once per network that uses it: say it once."""
-    seen: set = set()
-    kept = []
-    for d in diagnostics:
-        key = (d.severity, d.span, d.message)
-        if key not in seen:
-            seen.add(key)
-            kept.append(d)
-    return kept
 
 
 # -- hover --------------------------------------------------------------------------
@@ -423,8 +381,21 @@ def path_of(uri: str) -> str:
 
 @dataclass
 class _State:
-    analyses: dict = field(default_factory=dict)  # uri -> Analysis
+    analyses: dict = field(default_factory=dict)  # uri -> Analysis (the last published)
+    documents: dict = field(default_factory=dict)  # uri -> incremental.Document: what is kept between versions
+    updates: dict = field(default_factory=dict)  # uri -> incremental.Update whose networks are still being checked
     inlay_hints: bool = True  # the client's `initializationOptions.inlayHints` / `cnndsl.inlayHints`
+    checked_notifications: bool = False  # `initializationOptions.checkedNotifications`: say when a version is done
+
+
+# The first answer to an edit comes once the networks it reached that fit in this time are
+# checked (with what the edit did not reach, and the file's syntax and names); where more
+# is left, the complete list follows as the rest are checked between messages.
+QUICK_SECONDS = 0.010
+
+
+def _unchanged(previous: Analysis, text: str) -> bool:
+    return previous.source.text == text or same_code(previous.source.text, text)
 
 
 def serve() -> None:
@@ -510,6 +481,73 @@ def _cursor(server, state: _State, uri: str, position):
     return document, state.analyses.get(uri), at.line + 1, min(at.character, len(lines[at.line])) + 1
 
 
+class _Checking:
+    """Diagnostics for each version of a document: the quick part at once, the rest
+    between messages (`incremental.Update`), each published as it comes."""
+
+    def __init__(self, server, state: _State, lsp, to_lsp) -> None:
+        self.server, self.state, self.lsp, self.to_lsp = server, state, lsp, to_lsp
+
+    def publish(self, uri: str, document, version, analysis: Analysis, final: bool, update=None) -> None:
+        if analysis.program is None:
+            previous = self.state.analyses.get(uri)
+            analysis.program = previous.program if previous is not None else None  # go-to-definition mid-edit
+        self.state.analyses[uri] = analysis
+        shown = [self.to_lsp(document, d) for d in analysis.diagnostics if d.span.file == analysis.source.path]
+        self.server.text_document_publish_diagnostics(
+            self.lsp.PublishDiagnosticsParams(uri=uri, version=version, diagnostics=shown))
+        cpu = [0.0, 0.0]  # CPU milliseconds of this version's work: to its first publish, to this one
+        if update is not None:
+            cpu[1] = (time.process_time() - update.cpu_start) * 1000
+            update.cpu_first = cpu[0] = cpu[1] if update.cpu_first is None else update.cpu_first
+        if final and self.state.checked_notifications:  # the list just published is complete
+            self.server.protocol.notify("$/cnndsl/checked", {"uri": uri, "version": version,
+                                                             "diagnostics": len(shown), "cpu_ms": cpu})
+
+    def refresh(self, uri: str) -> None:
+        started, cpu_start = time.perf_counter(), time.process_time()
+        document = _open_document(self.server, uri)
+        previous = self.state.analyses.get(uri)
+        if uri not in self.state.updates and previous is not None and _unchanged(previous, document.source):
+            # a save, an edit undone, or only comments or spaces between tokens: every result stands
+            analysis = replace(previous, source=SourceFile(previous.source.path, document.source))
+            self.publish(uri, document, document.version, analysis, True)
+            return
+        if uri not in self.state.documents:
+            self.state.documents[uri] = Document(path_of(uri))
+        update = self.state.documents[uri].begin(document.source)
+        update.version, update.cpu_start, update.cpu_first = document.version, cpu_start, None
+        while update.pending and time.perf_counter() - started + update.predicted() < QUICK_SECONDS:
+            update.step()  # the quick networks the edit reached, before the first answer
+        if update.remaining() <= QUICK_SECONDS or previous is None:
+            self.state.updates.pop(uri, None)
+            self.publish(uri, document, update.version, update.analysis(), True, update)
+            return
+        self.state.updates[uri] = update
+        self.publish(uri, document, update.version, update.analysis(final=False, previous=previous), False, update)
+        asyncio.get_running_loop().call_soon(self.go_on, uri, update)
+
+    def go_on(self, uri: str, update) -> None:
+        """One more network of a pending update, between messages: a newer keystroke's
+        update takes its place (what was checked stays kept)."""
+        if self.state.updates.get(uri) is not update:
+            return
+        document = self.server.workspace.text_documents.get(uri)
+        if document is None:
+            return
+        try:
+            if update.pending:
+                update.step()
+        except BaseException:  # a fault of the compiler's (logged by the loop): the next edit starts afresh
+            del self.state.updates[uri]
+            raise
+        if update.pending:
+            asyncio.get_running_loop().call_soon(self.go_on, uri, update)
+            return
+        del self.state.updates[uri]
+        self.publish(uri, document, update.version, update.analysis(), True, update)
+
+
 def _register_documents(server, state: _State, lsp) -> None:
     severity = {ERROR: lsp.DiagnosticSeverity.Error}
 
@@ -518,28 +556,16 @@ def _register_documents(server, state: _State, lsp) -> None:
                               severity=severity.get(d.severity, lsp.DiagnosticSeverity.Warning),
                               code=d.code or None, data={"hint": d.hint, "message": d.message})
 
-    def refresh(uri: str) -> None:
-        document = _open_document(server, uri)
-        previous = state.analyses.get(uri)
-        if previous is not None and previous.source.text == document.source:
-            analysis = previous  # a save, or an edit undone: nothing to recompile
-        elif previous is not None and same_code(previous.source.text, document.source):
-            # only comments or spaces between tokens changed: every span and result stands
-            analysis = replace(previous, source=SourceFile(previous.source.path, document.source))
-        else:
-            analysis = analyze(document.source, path_of(uri))
-            if analysis.program is None and previous is not None:
-                analysis.program = previous.program  # go-to-definition still works mid-edit
-        state.analyses[uri] = analysis
-        server.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-            uri=uri, version=document.version,
-            diagnostics=[to_lsp(document, d) for d in analysis.diagnostics if d.span.file == analysis.source.path]))
+    checking = _Checking(server, state, lsp, to_lsp)
+    refresh = checking.refresh
 
     @server.feature(lsp.INITIALIZE)
     def initialize(params: lsp.InitializeParams) -> None:
         options = params.initialization_options
         if isinstance(options, dict) and isinstance(options.get("inlayHints"), bool):
             state.inlay_hints = options["inlayHints"]
+        if isinstance(options, dict) and options.get("checkedNotifications") is True:
+            state.checked_notifications = True
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def configuration(params: lsp.DidChangeConfigurationParams) -> None:
@@ -564,7 +590,8 @@ def _register_documents(server, state: _State, lsp) -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: lsp.DidCloseTextDocumentParams) -> None:
-        state.analyses.pop(params.text_document.uri, None)
+        for kept in (state.analyses, state.documents, state.updates):
+            kept.pop(params.text_document.uri, None)
         server.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 

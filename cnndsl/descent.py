@@ -1,0 +1,754 @@
+"""The parser's fast path: a recursive-descent reader of well-formed files.
+
+`parse.py` asks `read(source)` first. It reads the grammar of `grammar/cnn.lark` with the
+same lexer rules, the same post-lexer (`parse._Continuation`: which newlines continue a
+line) and the same spans as Lark's LALR parser with `lower.py`, straight into `ast`
+nodes, some five times faster: no parse tree is built and walked again. It reads only
+what it is sure of. At anything else (a syntax error, a limit, a number too large, a
+misplaced `input`, a backslash or a carriage return, any construct whose span Lark would
+place otherwise) it returns None, and `parse.py` parses the file with Lark, which gives
+the diagnostics. So the grammar file stays the definition of the language and the one
+source of every syntax error; `tests/test_descent.py` checks that both read every spec
+alike, node for node and span for span.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import ast
+from .source import SourceFile, Span
+
+MAX_DEPTH = 120  # lower.MAX_DEPTH: deeper trees are refused (by the Lark path)
+MAX_DIGITS = 18  # lower.MAX_DIGITS
+MAX_TOKENS = 20_000  # parse.MAX_TOKENS
+MAX_NESTING = 48  # parse.MAX_NESTING
+
+# Lark's basic lexer tries the terminals in this order (priority, then width): the first
+# that matches wins. A NAME equal to a keyword is that keyword.
+_TOKEN = re.compile(r"""
+ (?P<CONT>(?:\n[\t \f]*(?:\#[^\n]*(?![^\n]))?)+(?=->))
+|(?P<SHAPE>\d+(?:x\d+)+)
+|(?P<FLOAT>\d+[eE][-+]?\d+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
+|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+|(?P<INT>\d+)
+|(?P<STRING>"[^"\\\n]*")
+|(?P<COMMENT>\#[^\n]*)
+|(?P<NL>(?:\n[\t \f]*(?:\#[^\n]*)?)+)
+|(?P<WS>[\t \f]+)
+|(?P<COMPARE>==|!=|<=|>=|<|>)
+|(?P<PUNCT>->|//|\*\*|[,=(){}:*?\[\]+\-/%.])
+""", re.VERBOSE)
+_KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outputs", "x", "input", "for",
+                       "concat", "split", "residual", "gate", "side", "shortcut", "if", "else", "or", "and",
+                       "not", "true", "false"})
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = frozenset(_OPEN.values())
+_SKIP = frozenset({"CONT", "COMMENT", "WS"})
+
+
+class _Decline(Exception):
+    """Not read here: Lark reads the file (and reports what is wrong with it)."""
+
+
+class _Token:
+    __slots__ = ("kind", "text", "pos", "line", "column", "end_line", "end_column")
+
+    def __init__(self, kind, text, pos, line, column, end_line, end_column):
+        self.kind, self.text, self.pos = kind, text, pos
+        self.line, self.column, self.end_line, self.end_column = line, column, end_line, end_column
+
+
+def _lex(text: str, line: int = 1, column: int = 1, opened: list | None = None) -> list[_Token]:
+    """The tokens the parser sees: Lark's lexer, then the post-lexer's newline rule."""
+    tokens: list[_Token] = []
+    newlines = _Newlines([] if opened is None else opened)
+    pos, count = 0, 0
+    line_start = 1 - column  # the offset where the current line starts (columns are 1-based)
+    match, end = _TOKEN.match, len(text)
+    while pos < end:
+        found = match(text, pos)
+        if found is None:
+            raise _Decline
+        kind, value = found.lastgroup, found.group()
+        start, pos = pos, found.end()
+        start_line, start_column = line, start - line_start + 1
+        if kind in ("NL", "CONT"):
+            line += value.count("\n")
+            line_start = start + value.rindex("\n") + 1
+        if kind in _SKIP:
+            continue
+        count += 1
+        if count >= MAX_TOKENS:
+            raise _Decline
+        if kind == "NAME" and value in _KEYWORDS or kind == "PUNCT":
+            kind = value
+        if newlines.keep(kind):
+            tokens.append(_Token(kind, value, start, start_line, start_column, line, pos - line_start + 1))
+    return tokens
+
+
+class _Newlines:
+    """`parse._Continuation`: a newline inside the brackets of an expression, or after
+    `->` or another newline, does not end a line; brackets nest at most MAX_NESTING deep."""
+
+    def __init__(self, opened: list):
+        self.opened = opened  # per open bracket: whether it holds an expression
+        self.in_def = False  # inside a top-level `def`, every bracket holds an expression
+        self.previous: str | None = None
+
+    def keep(self, kind: str) -> bool:
+        opened = self.opened
+        if kind == "NL":
+            if (opened and opened[-1]) or self.previous in (None, "->", "NL"):
+                return False
+            if not opened:
+                self.in_def = False
+        elif kind == "def" and not opened:
+            self.in_def = True
+        if kind in _OPEN:
+            if len(opened) >= MAX_NESTING:
+                raise _Decline
+            opened.append(kind == "(" or self.in_def or (kind == "[" and bool(opened) and opened[-1]))
+        elif kind in _CLOSE and opened:
+            opened.pop()
+        self.previous = kind
+        return True
+
+
+class _Reader:
+    """One file's tokens to its `ast.Program`. Each method reads one rule of the grammar
+    from `self.at` on; a node's span runs from the first to the last token of its rule."""
+
+    def __init__(self, source: SourceFile, tokens: list[_Token]):
+        self.source, self.path = source, source.path
+        end = tokens[-1] if tokens else None
+        eof = _Token("EOF", "", len(source.text), 0, 0, 0, 0) if end is None else \
+            _Token("EOF", "", end.pos + len(end.text), end.end_line, end.end_column, end.end_line, end.end_column)
+        self.tokens = tokens + [eof] * 3  # the look-ahead may look past the end
+        self.at = 0
+        self.depth: dict[int, int] = {}
+        self.nesting = 0  # rules being read, one inside the other (right recursion)
+
+    # -- helpers --------------------------------------------------------------------
+    def peek(self, ahead: int = 0) -> str:
+        return self.tokens[self.at + ahead].kind
+
+    def take(self, kind: str) -> _Token:
+        token = self.tokens[self.at]
+        if token.kind != kind:
+            raise _Decline
+        self.at += 1
+        return token
+
+    def skip(self, kind: str) -> bool:
+        if self.tokens[self.at].kind == kind:
+            self.at += 1
+            return True
+        return False
+
+    def span(self, first: int) -> Span:
+        a, b = self.tokens[first], self.tokens[self.at - 1]
+        return Span(self.path, a.line, a.column, b.end_line, b.end_column)
+
+    def tspan(self, token: _Token) -> Span:
+        return Span(self.path, token.line, token.column, token.end_line, token.end_column)
+
+    def made(self, node, *children):
+        depth = 1 + max((self.depth.get(id(c), 0) for c in children if c is not None), default=0)
+        if depth > MAX_DEPTH:
+            raise _Decline
+        self.depth[id(node)] = depth
+        return node
+
+    def enter(self) -> None:
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise _Decline
+
+    # -- definitions ------------------------------------------------------------------
+    def program(self) -> ast.Program:
+        items: list = []
+        while True:
+            items.append(self.item())
+            if not self.skip("NL") or self.peek() == "EOF":
+                break
+        span = self.span(0)  # to the last token, the newline after the last item included
+        self.take("EOF")
+
+        def of(kind):
+            return tuple(i for i in items if isinstance(i, kind))
+
+        return ast.Program(of(ast.LetDef), of(ast.BlockDef), of(ast.NetworkDef), span, defs=of(ast.DefDef),
+                           variants=of(ast.VariantDef), imports=of(ast.ImportDef))
+
+    def item(self):
+        kind = self.peek()
+        if kind == "network":
+            return self.variant_def() if self.peek(2) == "=" else self.network_def()
+        reader = {"let": self.let_def, "def": self.def_def, "block": self.block_def, "from": self.import_def}.get(kind)
+        if reader is None:
+            raise _Decline
+        return reader()
+
+    def import_def(self) -> ast.ImportDef:
+        first = self.at
+        self.take("from")
+        module = self.tokens[self.at]
+        if module.kind not in ("NAME", "STRING"):
+            raise _Decline
+        self.at += 1
+        self.take("import")
+        names = [self.take("NAME")]
+        while self.skip(","):
+            names.append(self.take("NAME"))
+        quoted = module.kind == "STRING"
+        return ast.ImportDef(module.text[1:-1] if quoted else module.text, quoted,
+                             tuple((n.text, self.tspan(n)) for n in names), self.span(first), self.tspan(module))
+
+    def let_def(self) -> ast.LetDef:
+        first = self.at
+        self.take("let")
+        name = self.take("NAME")
+        self.take("=")
+        chain = self.chain()
+        return ast.LetDef(name.text, chain, self.span(first))
+
+    def def_def(self) -> ast.DefDef:
+        first = self.at
+        self.take("def")
+        name = self.take("NAME")
+        params = None
+        if self.skip("("):
+            params = self.params(")") or ()
+            self.take(")")
+        self.take("=")
+        body = self.expr()
+        return ast.DefDef(name.text, params, body, self.span(first), self.tspan(name))
+
+    def params(self, closer: str) -> tuple | None:
+        """`[params]` before `closer`: None where there are none."""
+        if self.peek() == closer:
+            return None
+        params = [self.param()]
+        while self.skip(","):
+            if self.peek() == closer:
+                break
+            params.append(self.param())
+        return tuple(params)
+
+    def param(self) -> ast.Param:
+        first = self.at
+        name = self.take("NAME")
+        default = self.expr() if self.skip("=") else None
+        return ast.Param(name.text, default, self.span(first))
+
+    def header(self, keyword: str):
+        first = self.at
+        self.take(keyword)
+        name = self.take("NAME")
+        self.take("(")
+        params = self.params(")")
+        self.take(")")
+        return first, name, params or (), self.body()
+
+    def block_def(self) -> ast.BlockDef:
+        first, name, params, items = self.header("block")
+        if any(isinstance(c, (ast.InputDecl, ast.Outputs)) for c in items):
+            raise _Decline
+        return ast.BlockDef(name.text, params, items, self.span(first), self.tspan(name))
+
+    def network_def(self) -> ast.NetworkDef:
+        first, name, params, items = self.header("network")
+        inputs = [c for c in items if isinstance(c, ast.InputDecl)]
+        outputs = [c for c in items if isinstance(c, ast.Outputs)]
+        if len(inputs) > 1 or len(outputs) > 1:
+            raise _Decline
+        chains = tuple(c for c in items if isinstance(c, ast.Chain))
+        return ast.NetworkDef(name.text, params, inputs[0] if inputs else None, chains, self.span(first),
+                              self.tspan(name), outputs[0] if outputs else None)
+
+    def variant_def(self) -> ast.VariantDef:
+        first = self.at
+        self.take("network")
+        name = self.take("NAME")
+        self.take("=")
+        family = self.take("NAME")
+        args = self.call_args()
+        return ast.VariantDef(name.text, family.text, args, self.span(first), self.tspan(name), self.tspan(family))
+
+    # -- bodies -------------------------------------------------------------------------
+    def body(self) -> tuple:
+        """`{ statements }`: the statements (input lines, outputs lines and chains)."""
+        self.take("{")
+        self.skip("NL")
+        items: list = []
+        while not self.skip("}"):
+            items.append(self.statement())
+            if not self.skip("NL") and self.peek() != "}":
+                raise _Decline
+        return tuple(items)
+
+    def inner_body(self) -> tuple:
+        """A body inside a chain, which may hold neither an input line nor outputs."""
+        items = self.body()
+        if any(isinstance(c, (ast.InputDecl, ast.Outputs)) for c in items):
+            raise _Decline
+        return items
+
+    def statement(self):
+        kind = self.peek()
+        if kind == "input":
+            return self.input_decl()
+        if kind == "outputs":
+            return self.outputs_decl()
+        return self.chain()
+
+    def input_decl(self) -> ast.InputDecl:
+        first = self.at
+        self.take("input")
+        if self.peek() == "SHAPE":
+            dims = self.shape(self.take("SHAPE"))
+        else:
+            dims = [self.dim()]
+            while self.skip("x"):
+                dims.append(self.dim())
+        return ast.InputDecl(tuple(dims), self.span(first))
+
+    def shape(self, token: _Token) -> list:
+        dims, offset = [], 0
+        for part in token.text.split("x"):
+            if len(part) > MAX_DIGITS:
+                raise _Decline
+            start = token.pos + offset
+            dims.append(ast.Num(int(part), self.source.span_at(start, start + len(part))))
+            offset += len(part) + 1
+        return dims
+
+    def dim(self):
+        kind = self.peek()
+        if kind == "INT":
+            return self.number()
+        if kind == "NAME":
+            token = self.take("NAME")
+            return ast.Var(token.text, self.tspan(token))
+        return self.bracketed()
+
+    def outputs_decl(self) -> ast.Outputs:
+        first = self.at
+        self.take("outputs")
+        self.take("(")
+        items = [self.output()]
+        while self.skip(","):
+            if self.peek() == ")":
+                break
+            items.append(self.output())
+        self.take(")")
+        return ast.Outputs(tuple(items), self.span(first))
+
+    def output(self) -> ast.Output:
+        first = self.at
+        key = self.take("NAME")
+        element = self.take("NAME") if self.skip("=") else key
+        return ast.Output(key.text, element.text, self.span(first))
+
+    # -- chains -----------------------------------------------------------------------
+    def chain(self) -> ast.Chain:
+        first = self.at
+        elements = [self.element()]
+        while self.skip("->"):
+            elements.append(self.element())
+        return self.made(ast.Chain(tuple(elements), self.span(first)), *elements)
+
+    def element(self) -> ast.Element:
+        first = self.at
+        if self.peek(1) == ":" and self.peek() in ("NAME", "STRING"):
+            label = self.tokens[self.at]
+            self.at += 2
+            node = self.postfix()
+            if label.kind == "STRING":
+                return self.quoted(label, node, self.span(first))
+            return self.made(ast.Element(label.text, node, self.span(first), self.tspan(label)), node)
+        node = self.postfix()
+        return self.made(ast.Element(None, node, self.span(first)), node)
+
+    def quoted(self, label: _Token, node, span: Span) -> ast.Element:
+        """`"block1-0": X`, or `"denselayer{i + 1}": X` with its `{expr}` parts read."""
+        text, where = label.text[1:-1], self.tspan(label)
+        if "{" not in text and "}" not in text:
+            return self.made(ast.Element(text, node, span, where, quoted=True), node)
+        if where.line < 2:
+            raise _Decline  # Lark's path places these parts' spans otherwise
+        pieces: list = []
+        i = 0
+        while i < len(text):
+            opening, closing = text.find("{", i), text.find("}", i)
+            if opening < 0 and closing < 0:
+                pieces.append(text[i:])
+                break
+            end = text.find("}", opening) if opening >= 0 else -1
+            if opening < 0 or closing < opening or end < 0 or end == opening + 1:
+                raise _Decline
+            pieces.append(text[i:opening])
+            pieces.append(self.label_expr(text[opening + 1:end], where.line, where.column + opening + 2))
+            i = end + 1
+        exprs = [p for p in pieces if not isinstance(p, str)]
+        return self.made(ast.Element(text, node, span, where, quoted=True,
+                                     template=tuple(p for p in pieces if p != "")), node, *exprs)
+
+    def label_expr(self, text: str, line: int, column: int):
+        """The `{expr}` of a label, read where it stands in the file, as inside brackets
+        (Lark's path reads it apart: its depth does not count toward the label's)."""
+        reader = _Reader(self.source, _lex(text, line, column, [True]))
+        value = reader.expr()
+        reader.take("EOF")
+        return value
+
+    def postfix(self):
+        """A primary, then any `*count [for i]` and `?` / `?name` / `?(condition)`."""
+        first = self.at
+        node = self.primary()
+        while True:
+            if self.skip("*"):
+                count = self.count()
+                if self.skip("for"):
+                    index = self.take("NAME")
+                    node = self.made(ast.Repeat(node, count, self.span(first), index.text, self.tspan(index)),
+                                     node, count)
+                else:
+                    node = self.made(ast.Repeat(node, count, self.span(first)), node, count)
+            elif self.skip("?"):
+                node = self.optional(node, first)
+            else:
+                return node
+
+    def optional(self, node, first: int):
+        if self.peek() == "NAME":
+            switch = self.take("NAME")
+            return self.made(ast.Optional(node, self.span(first), switch.text), node)
+        if self.skip("("):
+            condition = self.expr()
+            self.take(")")
+            return self.made(ast.Optional(node, self.span(first), condition=condition), node, condition)
+        return self.made(ast.Optional(node, self.span(first), None), node)
+
+    def count(self):
+        kind = self.peek()
+        if kind == "INT":
+            return self.number()
+        if kind == "NAME":
+            return self.fcall() if self.peek(1) == "(" else self.var()
+        return self.bracketed()
+
+    def primary(self):
+        kind = self.peek()
+        if kind == "NAME":
+            return self.call_or_ref()
+        reader = {"[": self.group, "concat": self.concat, "split": self.split, "residual": self.residual,
+                  "gate": self.gate, "side": self.side}.get(kind)
+        if reader is None:
+            raise _Decline
+        return reader()
+
+    def call_or_ref(self):
+        first = self.at
+        name = self.take("NAME")
+        if self.peek() != "(":
+            return ast.Ref(name.text, self.span(first))
+        args = self.call_args()
+        return self.made(ast.Call(name.text, args, self.span(first), self.tspan(name)), *(a.value for a in args))
+
+    def group(self) -> ast.Group:
+        first = self.at
+        self.take("[")
+        self.skip("NL")
+        chains = [self.chain()]
+        while self.skip("NL"):
+            if self.peek() == "]":
+                break
+            chains.append(self.chain())
+        self.take("]")
+        return self.made(ast.Group(tuple(chains), self.span(first)), *chains)
+
+    def concat(self) -> ast.Concat:
+        first = self.at
+        self.take("concat")
+        skips: list[str] = []
+        if self.skip("("):
+            skips.append(self.take("NAME").text)
+            while self.skip(","):
+                skips.append(self.take("NAME").text)
+            self.take(")")
+        if self.peek() != "{":
+            return ast.Concat((), self.span(first), tuple(skips))
+        items = self.inner_body()
+        return self.made(ast.Concat(items, self.span(first), tuple(skips)), *items)
+
+    def split(self) -> ast.Concat:
+        first = self.at
+        self.take("split")
+        items = self.inner_body()
+        return self.made(ast.Concat(items, self.span(first), split=True), *items)
+
+    def residual(self) -> ast.Residual:
+        first = self.at
+        self.take("residual")
+        if self.peek() == "shortcut":
+            shortcut = self.shortcut(first=True)
+            items = self.inner_body()
+        else:
+            items = self.inner_body()
+            shortcut = self.shortcut() if self.peek() == "shortcut" else None
+        return self.made(ast.Residual(items, shortcut, self.span(first)), *items)
+
+    def shortcut(self, first: bool = False) -> ast.Shortcut:
+        start = self.at
+        self.take("shortcut")
+        label = None
+        if self.peek() == "NAME" and self.peek(1) == ":":
+            label = self.take("NAME").text
+            self.at += 1
+        if self.peek() != "NAME":
+            raise _Decline
+        node = self.call_or_ref()
+        return ast.Shortcut(label, node, self.span(start), first)
+
+    def gate(self) -> ast.Gate:
+        first = self.at
+        self.take("gate")
+        items = self.inner_body()
+        return self.made(ast.Gate(items, self.span(first)), *items)
+
+    def side(self) -> ast.Side:
+        first = self.at
+        self.take("side")
+        source = None
+        if self.skip("("):
+            source = self.tap()
+            self.take(")")
+        self.enter()
+        node = self.primary()
+        self.nesting -= 1
+        return self.made(ast.Side(node, self.span(first), source), node)
+
+    def tap(self) -> str:
+        """`backbone.layer3`, `backbone.4` (`.4` lexes as a number): the path of a member."""
+        parts = [self.take("NAME").text]
+        while True:
+            if self.skip("."):
+                parts.append(self.take("NAME").text)
+            elif self.peek() == "FLOAT":
+                text = self.take("FLOAT").text
+                if not (text.startswith(".") and text[1:].isdigit()):
+                    raise _Decline
+                parts.append(text[1:])
+            else:
+                return ".".join(parts)
+
+    def call_args(self) -> tuple:
+        """`( [args] )`: the arguments, () where there are none."""
+        self.take("(")
+        args: list = []
+        while self.peek() != ")":
+            args.append(self.arg())
+            if not self.skip(","):
+                break
+        self.take(")")
+        return tuple(args)
+
+    def arg(self) -> ast.Arg:
+        first = self.at
+        if self.peek() == "NAME" and self.peek(1) == "=":
+            name = self.take("NAME").text
+            self.at += 1
+        else:
+            name = None
+        value = self.expr()
+        return ast.Arg(name, value, self.span(first))
+
+    # -- expressions ------------------------------------------------------------------
+    def expr(self):
+        """`a if c else b`, right-associative, over `or`."""
+        first = self.at
+        then = self.binary(0)
+        if not self.skip("if"):
+            return then
+        test = self.binary(0)
+        self.take("else")
+        self.enter()
+        orelse = self.expr()
+        self.nesting -= 1
+        return self.made(ast.IfElse(then, test, orelse, self.span(first)), then, test, orelse)
+
+    def binary(self, level: int):
+        """The left-associative operators from `or` (level 0) to `*` (level 4); `not` and
+        the comparison (one, not chained) in between."""
+        if level == 2:
+            return self.negation()
+        if level == 3:
+            return self.comparison()
+        first = self.at
+        left = self.binary(level + 1) if level < 4 else self.unary()
+        ops = _LEVELS[level]
+        while self.peek() in ops:
+            op = self.tokens[self.at].text
+            self.at += 1
+            right = self.binary(level + 1) if level < 4 else self.unary()
+            left = self.made(ast.BinOp(op, left, right, self.span(first)), left, right)
+        return left
+
+    def negation(self):
+        first = self.at
+        if not self.skip("not"):
+            return self.binary(3)
+        self.enter()
+        operand = self.negation()
+        self.nesting -= 1
+        return self.made(ast.Not(operand, self.span(first)), operand)
+
+    def comparison(self):
+        first = self.at
+        left = self.sum()
+        if self.peek() != "COMPARE":
+            return left
+        op = self.take("COMPARE").text
+        right = self.sum()
+        if self.peek() == "COMPARE":
+            raise _Decline
+        return self.made(ast.BinOp(op, left, right, self.span(first)), left, right)
+
+    def sum(self):
+        first = self.at
+        left = self.binary(4)
+        while self.peek() in ("+", "-"):
+            op = self.tokens[self.at].text
+            self.at += 1
+            right = self.binary(4)
+            left = self.made(ast.BinOp(op, left, right, self.span(first)), left, right)
+        return left
+
+    def unary(self):
+        first = self.at
+        if self.skip("-"):
+            self.enter()
+            operand = self.unary()
+            self.nesting -= 1
+            return self.made(ast.Neg(operand, self.span(first)), operand)
+        base = self.postfix_expr()
+        if not self.skip("**"):
+            return base
+        self.enter()
+        power = self.unary()
+        self.nesting -= 1
+        return self.made(ast.BinOp("**", base, power, self.span(first)), base, power)
+
+    def postfix_expr(self):
+        first = self.at
+        node = self.fcall() if self.peek() == "NAME" and self.peek(1) == "(" else self.atom()
+        while self.skip("["):
+            at = self.expr()
+            self.take("]")
+            node = self.made(ast.Index(node, at, self.span(first)), node, at)
+        return node
+
+    def fcall(self) -> ast.FuncCall:
+        first = self.at
+        name = self.take("NAME")
+        args = self.call_args()
+        return self.made(ast.FuncCall(name.text, args, self.span(first), self.tspan(name)), *(a.value for a in args))
+
+    def var(self) -> ast.Var:
+        token = self.take("NAME")
+        return ast.Var(token.text, self.tspan(token))
+
+    def number(self) -> ast.Num:
+        token = self.take("INT")
+        if len(token.text) > MAX_DIGITS:
+            raise _Decline
+        return ast.Num(int(token.text), self.tspan(token))
+
+    def atom(self):
+        token = self.tokens[self.at]
+        kind = token.kind
+        if kind == "NAME":
+            return self.var()
+        if kind == "INT":
+            return self.number()
+        if kind == "FLOAT":
+            value = float(token.text)
+            if len(token.text) > 40 or value in (float("inf"), float("-inf")):
+                raise _Decline
+            self.at += 1
+            return ast.Num(value, self.tspan(token))
+        if kind == "STRING":
+            self.at += 1
+            return ast.Str(token.text[1:-1], self.tspan(token))
+        if kind in ("true", "false"):
+            self.at += 1
+            return ast.Bool(kind == "true", self.tspan(token))
+        if kind == "input":
+            return self.input_ref()
+        if kind == "[":
+            return self.list_expr()
+        if kind == "(":
+            return self.bracketed(tuples=True)
+        raise _Decline
+
+    def input_ref(self):
+        first = self.at
+        self.take("input")
+        if not self.skip("."):
+            return ast.Var("input", self.span(first))
+        attr = self.take("NAME")
+        return ast.InputAttr(attr.text, self.span(first))
+
+    def list_expr(self) -> ast.ListExpr:
+        first = self.at
+        self.take("[")
+        items = self.items("]")
+        self.take("]")
+        return self.made(ast.ListExpr(items, "list", self.span(first)), *items)
+
+    def items(self, closer: str) -> tuple:
+        values: list = []
+        while self.peek() != closer:
+            values.append(self.expr())
+            if not self.skip(","):
+                break
+        return tuple(values)
+
+    def bracketed(self, tuples: bool = False):
+        """`( expr )`, or with `tuples` also `(a, b)`. A bare literal in brackets is left to
+        Lark's path: Lark places its parent's span at the literal, not the bracket."""
+        first = self.at
+        self.take("(")
+        value = self.expr()
+        if tuples and self.skip(","):
+            rest = self.items(")")
+            self.take(")")
+            items = (value, *rest)
+            return self.made(ast.ListExpr(items, "tuple", self.span(first)), *items)
+        self.take(")")
+        if isinstance(value, (ast.Num, ast.Str)) and self.at - first == 3:
+            raise _Decline
+        return value
+
+
+_LEVELS = ({"or"}, {"and"}, None, None, {"*", "/", "//", "%"})  # the operators of each level of `binary`
+
+
+def read(source: SourceFile) -> ast.Program | None:
+    """The program of a well-formed file, or None: Lark's path reads it instead."""
+    text = source.text
+    if "\\" in text or "\r" in text or not text.strip():
+        return None
+    try:
+        tokens = _lex(text)
+        if not tokens:
+            return None
+        return _Reader(source, tokens).program()
+    except (_Decline, RecursionError):
+        return None
+
+
+__all__ = ["read"]
