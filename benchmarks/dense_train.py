@@ -4,9 +4,12 @@
 Runs the real commands (fresh processes: the seconds include starting Python and
 importing torch) with the recipes beside the built-ins (cnndsl/specs/unet.train.toml,
 localizer.train.toml, whose [set] tables size the networks for a CPU), and prints each
-run's test metrics and wall-clock seconds beside the machine's load average: the two
-cores are shared, and other processes on them slow a run down (its metrics do not change:
-a run is deterministic for its seed and thread count). The stated figures are the
+run's test metrics, wall-clock seconds and CPU seconds (user + sys of the training
+process) beside the machine's load average: the two cores are shared, and other
+processes on them slow a run down (its metrics do not change: a run is deterministic for
+its seed and thread count). The CPU seconds do not depend on the load much, so they say
+what an idle 2-core machine would take: a run on 2 threads takes between CPU / 2 (both
+cores busy all along) and CPU (one) of wall, plus start-up. The stated figures are the
 targets below; the README quotes a measured run.
 
     .venv/bin/python benchmarks/dense_train.py              # both, seed 0
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -41,9 +45,12 @@ def run_once(name: str, seed: int, extra: list[str]) -> dict:
         command = [sys.executable, "-m", "cnndsl", "train", *args, "--out", str(out), "--seed", str(seed),
                    "--no-progress", *extra]
         load_before = os.getloadavg()[0]
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
         if done.returncode != 0:
             sys.exit(f"{name}: cnndsl train failed ({done.returncode}):\n{done.stderr}")
         result = json.loads((out / "result.json").read_text())
@@ -51,7 +58,8 @@ def run_once(name: str, seed: int, extra: list[str]) -> dict:
                                        "test_accuracy") if result.get(k) is not None}
     met = all(result.get(k, 0) >= v for k, v in targets.items())  # the seconds depend on the load: printed
     return {"run": name, "command": "cnndsl train " + " ".join(args + extra), "seed": seed, **measured,
-            "wall_seconds": seconds, "training_seconds": result["seconds"], "epochs": result["epochs_run"],
+            "wall_seconds": seconds, "cpu_seconds": cpu, "training_seconds": result["seconds"],
+            "epochs": result["epochs_run"],
             "load_before": load_before, "load_after": os.getloadavg()[0], "targets": targets, "met": met}
 
 
@@ -69,11 +77,13 @@ def main() -> None:
         runs.append(run)
         shown = ", ".join(f"{k.removeprefix('test_')} {100 * v:.2f}%" for k, v in run.items()
                           if k.startswith("test_"))
+        cpu = run["cpu_seconds"]
         print(f"{run['command']}: {shown}; {run['wall_seconds']:.1f} s wall ({run['training_seconds']:.1f} s in "
-              f"{run['epochs']} epochs), load {run['load_before']:.2f} -> {run['load_after']:.2f}; targets "
-              f"{', '.join(f'{k} >= {v:.2f}' for k, v in run['targets'].items())}: "
-              f"{'met' if run['met'] else 'MISSED'} (and < {TARGET_SECONDS:.0f} s wall on an idle machine: "
-              f"{'yes' if run['wall_seconds'] < TARGET_SECONDS else 'not at this load'})", flush=True)
+              f"{run['epochs']} epochs), {cpu:.1f} s CPU (user + sys), load {run['load_before']:.2f} -> "
+              f"{run['load_after']:.2f}; targets {', '.join(f'{k} >= {v:.2f}' for k, v in run['targets'].items())}: "
+              f"{'met' if run['met'] else 'MISSED'}; on an idle 2-core machine {cpu / 2:.0f}-{cpu:.0f} s wall "
+              f"(CPU / 2 to CPU; target < {TARGET_SECONDS:.0f} s: "
+              f"{'yes' if cpu < TARGET_SECONDS else 'at best' if cpu / 2 < TARGET_SECONDS else 'no'})", flush=True)
     if args.json:
         print(json.dumps(runs, indent=2))
     sys.exit(0 if all(r["met"] for r in runs) else 1)

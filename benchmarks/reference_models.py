@@ -117,3 +117,223 @@ class ResNet18(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = torch.flatten(self.avgpool(x), 1)
         return self.fc(x)
+
+
+# -- the mobile and modern families: MobileNetV2, EfficientNet-B0, ConvNeXt-T ----------------------
+
+def _divisible(value: float, divisor: int = 8) -> int:
+    """torchvision's _make_divisible: the nearest multiple of divisor, at least divisor, never
+    more than 10% below value."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class ConvNormAct(nn.Sequential):
+    """A convolution, a norm and an optional activation: keys 0, 1 (and 2), as torchvision's
+    Conv2dNormActivation numbers them."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+                 act: type[nn.Module] | None = nn.ReLU6, norm: nn.Module | None = None) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            norm if norm is not None else nn.BatchNorm2d(cout),
+        ]
+        if act is not None:
+            layers.append(act(inplace=True))
+        super().__init__(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: expand (unless t is 1), depthwise, linear projection; the input
+    added back where the shape stays."""
+
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvNormAct(inp, hidden, kernel=1))
+        layers += [ConvNormAct(hidden, hidden, stride=stride, groups=hidden),
+                   nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_res_connect:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+MOBILENET_V2_TABLE = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                      (6, 160, 3, 2), (6, 320, 1, 1)]  # t, c, n, s
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's mobilenet_v2 (width 1.0), written out."""
+
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+        super().__init__()
+        channels = _divisible(32 * width_mult)
+        last = _divisible(1280 * max(1.0, width_mult))
+        layers: list[nn.Module] = [ConvNormAct(3, channels, stride=2)]
+        for t, c, n, s in MOBILENET_V2_TABLE:
+            out = _divisible(c * width_mult)
+            for i in range(n):
+                layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
+                channels = out
+        layers.append(ConvNormAct(channels, last, kernel=1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(last, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class StochasticDepth(nn.Module):
+    """Drops a sample's whole residual branch with probability p while training (torchvision.ops')."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask.div_(keep) if keep > 0.0 else x * mask
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.activation = nn.SiLU(inplace=True)
+        self.scale_activation = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return scale * x
+
+
+class MBConv(nn.Module):
+    """EfficientNet's block: expand, depthwise kxk, squeeze-and-excitation, project."""
+
+    def __init__(self, cin: int, expand: int, kernel: int, stride: int, cout: int, sd_prob: float) -> None:
+        super().__init__()
+        hidden = _divisible(cin * expand)
+        self.use_res_connect = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if hidden != cin:
+            layers.append(ConvNormAct(cin, hidden, kernel=1, act=nn.SiLU))
+        layers += [ConvNormAct(hidden, hidden, kernel, stride, groups=hidden, act=nn.SiLU),
+                   SqueezeExcitation(hidden, max(1, cin // 4)),
+                   ConvNormAct(hidden, cout, kernel=1, act=None)]
+        self.block = nn.Sequential(*layers)
+        self.stochastic_depth = StochasticDepth(sd_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        if self.use_res_connect:
+            out = self.stochastic_depth(out) + x
+        return out
+
+
+EFFICIENTNET_B0_TABLE = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+                         (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+# expand ratio, kernel, stride, input channels, output channels, layers
+
+
+class EfficientNetB0(nn.Module):
+    """torchvision's efficientnet_b0, written out."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2, stochastic_depth_prob: float = 0.2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [ConvNormAct(3, 32, stride=2, act=nn.SiLU)]
+        total = sum(row[5] for row in EFFICIENTNET_B0_TABLE)
+        index = 0
+        for expand, kernel, stride, cin, cout, n in EFFICIENTNET_B0_TABLE:
+            stage = []
+            for i in range(n):
+                stage.append(MBConv(cin if i == 0 else cout, expand, kernel, stride if i == 0 else 1, cout,
+                                    stochastic_depth_prob * index / total))
+                index += 1
+            layers.append(nn.Sequential(*stage))
+        layers.append(ConvNormAct(320, 1280, kernel=1, act=nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of an NCHW tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class Permute(nn.Module):
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class CNBlock(nn.Module):
+    """ConvNeXt's block: depthwise 7x7, then per pixel a layer norm and a 4x inverted MLP,
+    scaled per channel, dropped by stochastic depth, added to the input."""
+
+    def __init__(self, dim: int, layer_scale: float, sd_prob: float) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim),
+            Permute([0, 2, 3, 1]),
+            nn.LayerNorm(dim, eps=1e-6),
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            Permute([0, 3, 1, 2]),
+        )
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
+        self.stochastic_depth = StochasticDepth(sd_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.stochastic_depth(self.layer_scale * self.block(x))
+
+
+class ConvNeXtTiny(nn.Module):
+    """torchvision's convnext_tiny, written out."""
+
+    def __init__(self, num_classes: int = 1000, dims: tuple = (96, 192, 384, 768), depths: tuple = (3, 3, 9, 3),
+                 stochastic_depth_prob: float = 0.1, layer_scale: float = 1e-6) -> None:
+        super().__init__()
+        stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=4, stride=4), LayerNorm2d(dims[0], eps=1e-6))
+        layers: list[nn.Module] = [stem]
+        total, index = sum(depths), 0
+        for s, (dim, depth) in enumerate(zip(dims, depths)):
+            blocks = []
+            for _ in range(depth):
+                blocks.append(CNBlock(dim, layer_scale, stochastic_depth_prob * index / (total - 1.0)))
+                index += 1
+            layers.append(nn.Sequential(*blocks))
+            if s + 1 < len(dims):
+                layers.append(nn.Sequential(LayerNorm2d(dim, eps=1e-6),
+                                            nn.Conv2d(dim, dims[s + 1], kernel_size=2, stride=2)))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(LayerNorm2d(dims[-1], eps=1e-6), nn.Flatten(1),
+                                        nn.Linear(dims[-1], num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.avgpool(self.features(x)))

@@ -8,7 +8,8 @@ Prints a table and writes it, with the machine it ran on, to benchmarks/results/
 1. Compile latency of every built-in, by stage (parse; check = resolve, expand, shapes,
    names; generate), and the wall time of `cnndsl check vgg16` over `python -c "import torch"`.
 2. Generated module vs an independent hand-written PyTorch module (benchmarks/
-   reference_models.py) for LeNet-5, VGG-11 and ResNet-18, forward and forward+backward
+   reference_models.py) for LeNet-5, VGG-11, ResNet-18, MobileNetV2, EfficientNet-B0 and
+   ConvNeXt-T (benchmarks/family_ratios.py runs these three alone), forward and forward+backward
    on the CPU with 2 threads: the ratio generated/reference (goal 1.00 or below, within
    noise). The two are first checked to compute the same function (same state_dict, same
    output).
@@ -91,24 +92,56 @@ def speed_cases(quick: bool):
          (3, 32, 32), 16 if not quick else 4),
         ("ResNet-18 (64x64, 10 classes)", "resnet18", {"size": 64, "num_classes": 10}, ref.ResNet18(num_classes=10),
          (3, 64, 64), 16 if not quick else 4),
+        *family_cases(quick),
     ]
 
 
-def speed_ratios(quick: bool, block_seconds: float, rounds: int) -> list[dict]:
+def family_cases(quick: bool, size: int = 64, batch: int = 4):
+    """The mobile and modern families at a small input with 10 classes: torchvision's layers,
+    at a size that two shared cores time in minutes."""
+    import reference_models as ref
+
+    batch = batch if not quick else 2
+    shape = (3, size, size)
+    params = {"size": size, "num_classes": 10}
+    return [
+        (f"MobileNetV2 ({size}x{size}, 10 classes)", "mobilenet_v2", params, ref.MobileNetV2(num_classes=10),
+         shape, batch),
+        (f"EfficientNet-B0 ({size}x{size}, 10 classes)", "efficientnet_b0", params,
+         ref.EfficientNetB0(num_classes=10), shape, batch),
+        (f"ConvNeXt-T ({size}x{size}, 10 classes)", "convnext_tiny", params, ref.ConvNeXtTiny(num_classes=10),
+         shape, batch),
+    ]
+
+
+def same_function(label: str, generated, reference, x) -> float:
+    """Loads the generated module's state_dict into the reference, after checking that the two
+    list the same keys with the same shapes in the same order; returns the largest difference
+    of their outputs in eval mode (it must be float noise)."""
+    import torch
+
+    mine, theirs = generated.state_dict(), reference.state_dict()
+    assert [(k, tuple(v.shape)) for k, v in mine.items()] == [(k, tuple(v.shape)) for k, v in theirs.items()], \
+        f"{label}: the generated and hand-written state_dicts differ in their keys or shapes"
+    reference.load_state_dict(mine)
+    generated.eval(), reference.eval()
+    with torch.no_grad():
+        difference = (generated(x) - reference(x)).abs().max().item()
+    assert difference < 1e-4, f"{label}: generated and reference differ by {difference}"
+    return difference
+
+
+def speed_ratios(quick: bool, block_seconds: float, rounds: int, cases=None) -> list[dict]:
     import torch
     from torch.utils import benchmark
 
     import cnndsl
 
     rows = []
-    for label, spec, params, reference, shape, batch in speed_cases(quick):
+    for label, spec, params, reference, shape, batch in (speed_cases(quick) if cases is None else cases):
         generated = cnndsl.build(spec, **params)
-        reference.load_state_dict(generated.state_dict())  # same names and shapes, or this raises
         x = torch.randn((batch,) + shape)
-        generated.eval(), reference.eval()
-        with torch.no_grad():
-            difference = (generated(x) - reference(x)).abs().max().item()
-        assert difference < 1e-4, f"{label}: generated and reference differ by {difference}"
+        difference = same_function(label, generated, reference, x)
         row = {"network": label, "batch": batch, "max_output_difference": difference,
                "params": sum(p.numel() for p in generated.parameters())}
         for mode in ("forward", "forward+backward"):
@@ -169,6 +202,25 @@ def differential(networks: int, seed: int = 1) -> dict:
 
 # -- report ------------------------------------------------------------------------------------
 
+def speed_table(rows: list[dict], threads: int) -> list[str]:
+    """The generated-vs-hand-written section of the report: a markdown table, one row a network."""
+    out = ["## Generated module vs hand-written PyTorch (CPU, "
+           f"{threads} threads; ratio = generated / reference, goal <= 1.00 within noise)", "",
+           "Times are the minimum over alternating blocks; the ratio in brackets is the median of the "
+           "ratios of neighbouring blocks.", "",
+           "| network | batch | forward gen ms | forward ref ms | ratio | fwd+bwd gen ms | fwd+bwd ref ms | ratio |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        f, b = row["forward"], row["forward+backward"]
+        out.append(f"| {row['network']} | {row['batch']} | {f['generated_ms']:.2f} | {f['reference_ms']:.2f} | "
+                   f"**{f['ratio']:.3f}** ({f['median_paired_ratio']:.3f}) | {b['generated_ms']:.2f} | "
+                   f"{b['reference_ms']:.2f} | **{b['ratio']:.3f}** ({b['median_paired_ratio']:.3f}) |")
+    out += ["", "Before timing, each reference loads the generated module's state_dict (same keys and shapes, "
+            "in the same order) and both give the same output (max difference: "
+            + ", ".join(f"{r['max_output_difference']:.1e}" for r in rows) + ").", ""]
+    return out
+
+
 def report(result: dict) -> str:
     m = result["machine"]
     out = [f"# cnndsl benchmarks", "",
@@ -182,20 +234,7 @@ def report(result: dict) -> str:
     w = result["wall"]
     out += ["", f"`cnndsl check vgg16`: {w['check_s'] * 1000:.0f} ms wall; `python -c \"import torch\"`: "
                 f"{w['torch_s'] * 1000:.0f} ms; ratio **{w['ratio']:.3f}** (goal < 0.100).", ""]
-    out += ["## Generated module vs hand-written PyTorch (CPU, "
-            f"{m['threads']} threads; ratio = generated / reference, goal <= 1.00 within noise)", "",
-            "Times are the minimum over alternating blocks; the ratio in brackets is the median of the "
-            "ratios of neighbouring blocks.", "",
-            "| network | batch | forward gen ms | forward ref ms | ratio | fwd+bwd gen ms | fwd+bwd ref ms | ratio |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in result["speed"]:
-        f, b = row["forward"], row["forward+backward"]
-        out.append(f"| {row['network']} | {row['batch']} | {f['generated_ms']:.2f} | {f['reference_ms']:.2f} | "
-                   f"**{f['ratio']:.3f}** ({f['median_paired_ratio']:.3f}) | {b['generated_ms']:.2f} | {b['reference_ms']:.2f} | "
-                   f"**{b['ratio']:.3f}** ({b['median_paired_ratio']:.3f}) |")
-    out += ["", "Before timing, each reference loads the generated module's state_dict (same keys and shapes) "
-            "and both give the same output (max difference: "
-            + ", ".join(f"{r['max_output_difference']:.1e}" for r in result["speed"]) + ").", ""]
+    out += speed_table(result["speed"], m["threads"])
     d = result["differential"]
     out += ["## Differential testing at scale", "",
             f"{d['tried']:,} random valid networks (seed {d['seed']}): **{d['disagreed']} disagreed** with PyTorch on "

@@ -105,6 +105,16 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Loop:
+    """A block whose whole body is one repetition `X * n for i`: its index and count (an
+    expression of the block's parameters), so that the code generator can write the loop
+    that a hand-written class has (DenseNet's dense block) where the copies allow it."""
+
+    index: str
+    count: Value
+
+
+@dataclass(frozen=True)
 class Seq:
     """A chain. Named: an `nn.Sequential`; unnamed: its items join the enclosing chain."""
 
@@ -114,6 +124,7 @@ class Seq:
     name: str | None
     span: Span
     stats: Stats | None = None
+    loop: Loop | None = None  # a block's body that is one repetition (see Loop)
 
 
 @dataclass(frozen=True)

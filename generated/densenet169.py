@@ -47,66 +47,28 @@ class DenseLayer(nn.Module):
         return x
 
 
-class DenseBlock(nn.Module):
-    """Block `DenseBlock`: in_channels x H x W to (in_channels + growth_rate * 6) x H x W.
+class DenseBlock(nn.ModuleDict):
+    """Block `DenseBlock`: in_channels x H x W to
+    (in_channels + growth_rate * num_layers) x H x W.
 
     From specs/densenet.cnn:15.
     """
 
-    def __init__(self, in_channels: int, growth_rate: int, bn_size: int = 4) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_layers: int,
+        growth_rate: int,
+        bn_size: int = 4,
+    ) -> None:
         super().__init__()
-        self.denselayer1 = DenseLayer(in_channels, growth_rate, bn_size=bn_size)
-        self.denselayer2 = DenseLayer(
-            in_channels + growth_rate,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer3 = DenseLayer(
-            in_channels + growth_rate * 2,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer4 = DenseLayer(
-            in_channels + growth_rate * 3,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer5 = DenseLayer(
-            in_channels + growth_rate * 4,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer6 = DenseLayer(
-            in_channels + growth_rate * 5,
-            growth_rate,
-            bn_size=bn_size,
-        )
+        for i in range(num_layers):
+            layer = DenseLayer(in_channels + growth_rate * i, growth_rate, bn_size=bn_size)
+            self.add_module(f"denselayer{i + 1}", layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([
-            x,
-            self.denselayer1(x),
-        ], dim=1)  # (in_channels + growth_rate) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer2(x),
-        ], dim=1)  # (in_channels + growth_rate * 2) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer3(x),
-        ], dim=1)  # (in_channels + growth_rate * 3) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer4(x),
-        ], dim=1)  # (in_channels + growth_rate * 4) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer5(x),
-        ], dim=1)  # (in_channels + growth_rate * 5) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer6(x),
-        ], dim=1)  # (in_channels + growth_rate * 6) x H x W
+        for layer in self.values():
+            x = torch.cat([x, layer(x)], dim=1)
         return x
 
 
@@ -130,420 +92,6 @@ class Transition(nn.Module):
         x = self.conv(x)  # (in_channels // 2) x H x W
 
         x = self.pool(x)  # (in_channels // 2) x ((H - 2) // 2 + 1) x ((W - 2) // 2 + 1)
-        return x
-
-
-class DenseBlock2(nn.Module):
-    """Block `DenseBlock`: in_channels x H x W to (in_channels + growth_rate * 12) x H x W.
-
-    From specs/densenet.cnn:15.
-    """
-
-    def __init__(self, in_channels: int, growth_rate: int, bn_size: int = 4) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer(in_channels, growth_rate, bn_size=bn_size)
-        self.denselayer2 = DenseLayer(
-            in_channels + growth_rate,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer3 = DenseLayer(
-            in_channels + growth_rate * 2,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer4 = DenseLayer(
-            in_channels + growth_rate * 3,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer5 = DenseLayer(
-            in_channels + growth_rate * 4,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer6 = DenseLayer(
-            in_channels + growth_rate * 5,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer7 = DenseLayer(
-            in_channels + growth_rate * 6,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer8 = DenseLayer(
-            in_channels + growth_rate * 7,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer9 = DenseLayer(
-            in_channels + growth_rate * 8,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer10 = DenseLayer(
-            in_channels + growth_rate * 9,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer11 = DenseLayer(
-            in_channels + growth_rate * 10,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer12 = DenseLayer(
-            in_channels + growth_rate * 11,
-            growth_rate,
-            bn_size=bn_size,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([
-            x,
-            self.denselayer1(x),
-        ], dim=1)  # (in_channels + growth_rate) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer2(x),
-        ], dim=1)  # (in_channels + growth_rate * 2) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer3(x),
-        ], dim=1)  # (in_channels + growth_rate * 3) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer4(x),
-        ], dim=1)  # (in_channels + growth_rate * 4) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer5(x),
-        ], dim=1)  # (in_channels + growth_rate * 5) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer6(x),
-        ], dim=1)  # (in_channels + growth_rate * 6) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer7(x),
-        ], dim=1)  # (in_channels + growth_rate * 7) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer8(x),
-        ], dim=1)  # (in_channels + growth_rate * 8) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer9(x),
-        ], dim=1)  # (in_channels + growth_rate * 9) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer10(x),
-        ], dim=1)  # (in_channels + growth_rate * 10) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer11(x),
-        ], dim=1)  # (in_channels + growth_rate * 11) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer12(x),
-        ], dim=1)  # (in_channels + growth_rate * 12) x H x W
-        return x
-
-
-class DenseBlock3(nn.Module):
-    """Block `DenseBlock`: in_channels x H x W to (in_channels + growth_rate * 32) x H x W.
-
-    From specs/densenet.cnn:15.
-    """
-
-    def __init__(self, in_channels: int, growth_rate: int, bn_size: int = 4) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer(in_channels, growth_rate, bn_size=bn_size)
-        self.denselayer2 = DenseLayer(
-            in_channels + growth_rate,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer3 = DenseLayer(
-            in_channels + growth_rate * 2,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer4 = DenseLayer(
-            in_channels + growth_rate * 3,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer5 = DenseLayer(
-            in_channels + growth_rate * 4,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer6 = DenseLayer(
-            in_channels + growth_rate * 5,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer7 = DenseLayer(
-            in_channels + growth_rate * 6,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer8 = DenseLayer(
-            in_channels + growth_rate * 7,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer9 = DenseLayer(
-            in_channels + growth_rate * 8,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer10 = DenseLayer(
-            in_channels + growth_rate * 9,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer11 = DenseLayer(
-            in_channels + growth_rate * 10,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer12 = DenseLayer(
-            in_channels + growth_rate * 11,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer13 = DenseLayer(
-            in_channels + growth_rate * 12,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer14 = DenseLayer(
-            in_channels + growth_rate * 13,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer15 = DenseLayer(
-            in_channels + growth_rate * 14,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer16 = DenseLayer(
-            in_channels + growth_rate * 15,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer17 = DenseLayer(
-            in_channels + growth_rate * 16,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer18 = DenseLayer(
-            in_channels + growth_rate * 17,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer19 = DenseLayer(
-            in_channels + growth_rate * 18,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer20 = DenseLayer(
-            in_channels + growth_rate * 19,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer21 = DenseLayer(
-            in_channels + growth_rate * 20,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer22 = DenseLayer(
-            in_channels + growth_rate * 21,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer23 = DenseLayer(
-            in_channels + growth_rate * 22,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer24 = DenseLayer(
-            in_channels + growth_rate * 23,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer25 = DenseLayer(
-            in_channels + growth_rate * 24,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer26 = DenseLayer(
-            in_channels + growth_rate * 25,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer27 = DenseLayer(
-            in_channels + growth_rate * 26,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer28 = DenseLayer(
-            in_channels + growth_rate * 27,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer29 = DenseLayer(
-            in_channels + growth_rate * 28,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer30 = DenseLayer(
-            in_channels + growth_rate * 29,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer31 = DenseLayer(
-            in_channels + growth_rate * 30,
-            growth_rate,
-            bn_size=bn_size,
-        )
-        self.denselayer32 = DenseLayer(
-            in_channels + growth_rate * 31,
-            growth_rate,
-            bn_size=bn_size,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([
-            x,
-            self.denselayer1(x),
-        ], dim=1)  # (in_channels + growth_rate) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer2(x),
-        ], dim=1)  # (in_channels + growth_rate * 2) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer3(x),
-        ], dim=1)  # (in_channels + growth_rate * 3) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer4(x),
-        ], dim=1)  # (in_channels + growth_rate * 4) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer5(x),
-        ], dim=1)  # (in_channels + growth_rate * 5) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer6(x),
-        ], dim=1)  # (in_channels + growth_rate * 6) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer7(x),
-        ], dim=1)  # (in_channels + growth_rate * 7) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer8(x),
-        ], dim=1)  # (in_channels + growth_rate * 8) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer9(x),
-        ], dim=1)  # (in_channels + growth_rate * 9) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer10(x),
-        ], dim=1)  # (in_channels + growth_rate * 10) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer11(x),
-        ], dim=1)  # (in_channels + growth_rate * 11) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer12(x),
-        ], dim=1)  # (in_channels + growth_rate * 12) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer13(x),
-        ], dim=1)  # (in_channels + growth_rate * 13) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer14(x),
-        ], dim=1)  # (in_channels + growth_rate * 14) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer15(x),
-        ], dim=1)  # (in_channels + growth_rate * 15) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer16(x),
-        ], dim=1)  # (in_channels + growth_rate * 16) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer17(x),
-        ], dim=1)  # (in_channels + growth_rate * 17) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer18(x),
-        ], dim=1)  # (in_channels + growth_rate * 18) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer19(x),
-        ], dim=1)  # (in_channels + growth_rate * 19) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer20(x),
-        ], dim=1)  # (in_channels + growth_rate * 20) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer21(x),
-        ], dim=1)  # (in_channels + growth_rate * 21) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer22(x),
-        ], dim=1)  # (in_channels + growth_rate * 22) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer23(x),
-        ], dim=1)  # (in_channels + growth_rate * 23) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer24(x),
-        ], dim=1)  # (in_channels + growth_rate * 24) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer25(x),
-        ], dim=1)  # (in_channels + growth_rate * 25) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer26(x),
-        ], dim=1)  # (in_channels + growth_rate * 26) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer27(x),
-        ], dim=1)  # (in_channels + growth_rate * 27) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer28(x),
-        ], dim=1)  # (in_channels + growth_rate * 28) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer29(x),
-        ], dim=1)  # (in_channels + growth_rate * 29) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer30(x),
-        ], dim=1)  # (in_channels + growth_rate * 30) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer31(x),
-        ], dim=1)  # (in_channels + growth_rate * 31) x H x W
-        x = torch.cat([
-            x,
-            self.denselayer32(x),
-        ], dim=1)  # (in_channels + growth_rate * 32) x H x W
         return x
 
 
@@ -588,20 +136,22 @@ class DenseNet169(nn.Module):
             ("norm0", nn.BatchNorm2d(num_init_features)),
             ("relu0", nn.ReLU(inplace=True)),
             ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),  # 64x56x56
-            ("denseblock1", DenseBlock(num_init_features, growth_rate, bn_size=bn_size)),
+            ("denseblock1", DenseBlock(num_init_features, 6, growth_rate, bn_size=bn_size)),
             # 256x56x56
             ("transition1", Transition(num_init_features + growth_rate * 6)),  # 128x28x28
-            ("denseblock2", DenseBlock2(
+            ("denseblock2", DenseBlock(
                 (num_init_features + growth_rate * 6) // 2,
+                12,
                 growth_rate,
                 bn_size=bn_size,
             )),  # 512x28x28
             ("transition2", Transition(
                 (num_init_features + growth_rate * 6) // 2 + growth_rate * 12,
             )),  # 256x14x14
-            ("denseblock3", DenseBlock3(256, growth_rate, bn_size=bn_size)),  # 1280x14x14
+            ("denseblock3", DenseBlock(256, 32, growth_rate, bn_size=bn_size)),
+            # 1280x14x14
             ("transition3", Transition(1280)),  # 640x7x7
-            ("denseblock4", DenseBlock3(640, growth_rate, bn_size=bn_size)),  # 1664x7x7
+            ("denseblock4", DenseBlock(640, 32, growth_rate, bn_size=bn_size)),  # 1664x7x7
             ("norm5", nn.BatchNorm2d(1664)),
         ]))
         self.relu = nn.ReLU()

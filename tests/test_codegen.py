@@ -415,3 +415,69 @@ def test_inplace_relus_compute_the_same_values_and_gradients_as_plain_ones():
     assert all(torch.allclose(a, b, **close) for a, b in zip(p1, p2))
     # Where the input is read elsewhere, or its producer's backward reads it, the ReLU is plain.
     assert "self.relu = nn.ReLU()" in code or "nn.ReLU()," in code or "= nn.ReLU()\n" in code
+
+
+DENSE_SPEC = """\
+block Layer(growth) {
+    norm: batchnorm -> relu -> conv: conv(growth, 3, pad=1, bias=false)
+}
+
+block Dense(layers, growth) {
+    concat {
+        identity
+        "layer{i + 1}": Layer(growth)
+    }*layers for i
+}
+
+block Chain(n, width) {
+    ["unit{2 * i}": Layer(width)]*n for i
+}
+
+network Net(growth = 4) {
+    input 3x8x8
+    stem: conv(8, 3, pad=1)
+    a: Dense(3, growth) -> b: Dense(5, growth) -> c: Chain(2, 6)
+    pool: global_avgpool
+    head: fc(10)
+}
+"""
+
+
+def test_a_block_that_is_one_repetition_is_a_loop_as_torchvision_writes_it():
+    code = code_of(DENSE_SPEC)
+    classes = [n.name for n in pyast.parse(code).body if isinstance(n, pyast.ClassDef)]
+    assert classes == ["Layer", "Dense", "Chain", "Net"]  # one Dense for 3 and 5 layers: no Dense2
+    assert "class Dense(nn.ModuleDict):" in code
+    assert "        for i in range(layers):\n            layer = Layer(in_channels + growth * i, growth)\n" \
+           '            self.add_module(f"layer{i + 1}", layer)\n' in code
+    assert "        for layer in self.values():\n            x = torch.cat([x, layer(x)], dim=1)\n" in code
+    assert 'self.add_module(f"unit{i * 2}", layer)' in code and "            x = layer(x)\n" in code
+    assert "in_channels x H x W to (in_channels + growth * layers) x H x W" in code
+    assert "self.a = Dense(8, 3, growth)" in code and "self.b = Dense(8 + growth * 3, 5, growth)" in code
+    module = load_generated(code)
+    model = module.Net()
+    assert [k for k in model.state_dict() if k.startswith("b.") and k.endswith("conv.weight")] == \
+        [f"b.layer{i}.conv.weight" for i in range(1, 6)]
+    assert [k.split(".")[1] for k in model.state_dict() if k.startswith("c.") and k.endswith("conv.weight")] == \
+        ["unit0", "unit2"]
+    x = torch.randn(2, 3, 8, 8)
+    assert tuple(model(x).shape) == (2, 10)
+    assert tuple(model.b(torch.randn(1, 20, 4, 4)).shape) == (1, 40, 4, 4)
+    built = cnndsl.build(DENSE_SPEC).eval()  # a real module's source, which TorchScript reads
+    assert torch.allclose(torch.jit.script(built)(x), built(x))
+
+
+def test_a_repetition_whose_copies_are_not_one_pattern_is_unrolled():
+    spec = DENSE_SPEC.replace('"layer{i + 1}": Layer(growth)', '"layer{i + 1}": Layer(growth * (i + 1) * (i + 1))')
+    code = code_of(spec)
+    assert "range(layers)" not in code and "self.layer3 = Layer(" in code  # growth * 9: not affine in i
+    assert "class Chain(nn.ModuleDict):" in code  # the other block keeps its loop
+    module = load_generated(code)
+    assert tuple(module.Net()(torch.randn(1, 3, 8, 8)).shape) == (1, 10)
+
+
+def test_a_loop_index_named_like_the_generated_code_stays_safe():
+    spec = DENSE_SPEC.replace("}*layers for i", "}*layers for nn").replace('"layer{i + 1}"', '"layer{nn + 1}"')
+    code = code_of(spec)
+    assert "for nn in" not in code and "for nn2 in range(layers):" in code  # nn is torch's
+    assert tuple(load_generated(code).Net()(torch.randn(1, 3, 8, 8)).shape) == (1, 10)

@@ -174,10 +174,11 @@ ALLOWED_NODES = {
     ast.Dict,  # named outputs: `return {'out': x, 'aux': aux}`
     ast.IfExp, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Not, ast.Pow,  # a family's rules on its parameters
     ast.Raise,  # a parameter that decides the layers refuses another value: raise ValueError("w: compile ...")
+    ast.For, ast.JoinedStr, ast.FormattedValue,  # a loop block: for i in range(n): self.add_module(f"layer{i + 1}", ...)
 }
 ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict", "import math"}
 # Pure functions of numbers that a family's rules call on the class's parameters: int(round(w * 0.25))
-SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum"}
+SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum", "range"}
 FORBIDDEN_NAMES = {"exec", "eval", "open", "__import__", "getattr", "setattr", "delattr", "globals", "locals",
                    "vars", "compile", "input", "breakpoint", "print", "os", "sys", "subprocess", "builtins",
                    "__builtins__", "importlib", "pickle", "socket", "type", "object"}
@@ -191,6 +192,14 @@ def assert_only_the_network(code: str) -> None:
     """Raise AssertionError unless `code` can only define and run the network."""
     tree = ast.parse(code)
     defined = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    modules = set()  # the locals that a loop takes from the class's own modules: for layer in self.values()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.For):
+            loop = ast.unparse(node.iter)
+            assert isinstance(node.target, ast.Name) and (loop == "self.values()" or loop.startswith("range(")), loop
+            assert not node.orelse
+            if loop == "self.values()":
+                modules.add(node.target.id)
     for index, statement in enumerate(tree.body):
         if isinstance(statement, (ast.Import, ast.ImportFrom)):
             assert ast.unparse(statement) in ALLOWED_IMPORTS, ast.unparse(statement)
@@ -222,7 +231,7 @@ def assert_only_the_network(code: str) -> None:
         if isinstance(node, ast.Attribute):
             assert not (node.attr.startswith("__") and node.attr != "__init__"), node.attr
         if isinstance(node, ast.Call):
-            _check_call(node, defined)
+            _check_call(node, defined | modules)
 
 
 def _check_call(node: ast.Call, defined: set[str]) -> None:
@@ -304,6 +313,7 @@ def test_accepted_code_runs_only_the_network(name):
     "class N(nn.Module):\n    def forward(self, x):\n        return (lambda: 1)()\n",
     "class N(nn.Module):\n    def forward(self, x):\n        return x.numpy().tofile('f')\n",
     "print('hi')\n",
+    "class N(nn.Module):\n    def forward(self, x):\n        for f in x.grad_fn:\n            f(x)\n",
     "class N(object):\n    pass\n",
     "@staticmethod\ndef f():\n    pass\n",
     "def f():\n    import os\n",

@@ -229,3 +229,4 @@ def test_a_side_outputs_path_stays_tight():
     text = "network N() {\n    input 3x8x8\n    g: [a: [conv(4, 1) -> relu]]\n    s: side(g.a.0) fc(2)\n" \
         "    t: side(g.a.1)   fc(2)\n    outputs(s, t)\n}\n"
     assert format_text(text) == text.replace(")   fc", ") fc")
+    assert format_text(text.replace("g.a.0", "g .a .0")) == text.replace(")   fc", ") fc")

@@ -24,7 +24,9 @@ def assert_only_the_network(code: str) -> None:
     no call but torch's, nn's, its own classes' and its modules' (tests/test_codegen_attack.py
     proves this for a large corpus; here for the quoted keys)."""
     tree = pyast.parse(code)
-    defined = {n.name for n in tree.body if isinstance(n, pyast.ClassDef)} | {"super", "OrderedDict"}
+    defined = {n.name for n in tree.body if isinstance(n, pyast.ClassDef)} | {"super", "OrderedDict", "range"}
+    defined |= {n.target.id for n in pyast.walk(tree)  # a loop block's modules: for layer in self.values()
+                if isinstance(n, pyast.For) and pyast.unparse(n.iter) == "self.values()"}
     for node in pyast.walk(tree):
         assert not isinstance(node, (pyast.Lambda, pyast.Global, pyast.Delete, pyast.With, pyast.Try))
         if isinstance(node, pyast.Name):
@@ -91,7 +93,8 @@ def test_densenet_shaped_keys_from_an_index_and_interpolated_labels():
     assert found["features.denseblock2.denselayer3.conv2.weight"] == (4, 16, 3, 3)
     assert found["features.transition2.conv.weight"] == (10, 20, 1, 1)
     assert "features.denseblock2.denselayer4.conv1.weight" not in found
-    assert "x = torch.cat([\n            x,\n            self.denselayer1(x),\n" in code  # no nn.Identity
+    # a dense block is a loop, as torchvision's _DenseBlock; the identity branch is x, no nn.Identity
+    assert 'self.add_module(f"denselayer{i + 1}", layer)' in code and "x = torch.cat([x, layer(x)], dim=1)" in code
     assert "nn.Identity" not in code
     assert "nn.Conv2d(in_channels, in_channels // 2, kernel_size=1, bias=False)" in code
     assert tuple(model(torch.zeros(1, 3, 16, 16)).shape) == (1, 10, 4, 4)

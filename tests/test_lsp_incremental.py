@@ -210,3 +210,28 @@ def test_over_stdio_a_burst_of_keystrokes_ends_with_the_complete_list():
         assert "'rel'" in final[0]["message"]
     finally:
         client.close()
+
+
+def test_over_stdio_a_split_answer_asks_the_client_to_fetch_inlay_hints_again():
+    """Hints asked for between the first answer and the complete one are partial: the
+    server asks a client that can refresh them to do so once the list is complete."""
+    client = Client()
+    client.request("initialize", {"processId": None, "rootUri": ROOT.as_uri(), "initializationOptions": {
+        "checkedNotifications": True}, "capabilities": {"workspace": {"inlayHint": {"refreshSupport": True}}}})
+    client.notify("initialized", {})
+    try:
+        uri = open_doc(client, "refresh_lsp_test.cnn", RESNET)
+        checked(client, uri, 1)
+        change(client, uri, 2, CONV1, CONV1.replace("), 1,", "), 3,"), RESNET)
+        first = client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+        # split: the 8 networks that use the Bottleneck take far over the first answer's 10 ms
+        assert first["params"]["version"] == 2 and first["params"]["diagnostics"] == []
+        assert len(checked(client, uri, 2)) == 1
+        refresh = client.wait(lambda m: m.get("method") == "workspace/inlayHint/refresh")
+        client.send({"id": refresh["id"], "result": None})
+        hints = client.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+            "start": {"line": 0, "character": 0}, "end": {"line": 200, "character": 0}}})["result"]
+        assert len(hints) == len(inlay_hints(analyze(RESNET.replace(CONV1, CONV1.replace("), 1,", "), 3,")),
+                                                     str(ROOT / "specs" / "refresh_lsp_test.cnn"))))
+    finally:
+        client.close()

@@ -588,3 +588,23 @@ def test_deeplabv3_mobilenet_v3_large_is_torchvisions():
         aux = interpolate(net.aux_classifier(low), size=(64, 48), mode="bilinear", align_corners=False)
         out = interpolate(net.classifier(high), size=(64, 48), mode="bilinear", align_corners=False)
         assert torch.allclose(got["aux"], aux, atol=1e-5) and torch.allclose(got["out"], out, atol=1e-5)
+
+
+def test_a_side_inside_a_group_in_the_diagram_and_onnx(tmp_path):
+    """The side outputs read inside `g` are drawn after the group, listed as outputs, and
+    named in ONNX by their keys."""
+    from cnndsl.pictures.draw import render
+
+    text = TAP_BLOCK + TAP
+    render(compiled(text).network, str(tmp_path / "tap.svg"), 1.0)
+    svg = (tmp_path / "tap.svg").read_text()
+    assert "out 4×16×16, s 2×16×16, t 3" in svg
+    assert svg.index(">g<") < svg.index(">side<") < svg.index(">head<")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    from cnndsl.tools.export import export_onnx
+
+    assert export_onnx(cnndsl.build(text).eval(), (3, 16, 16), tmp_path / "tap.onnx") == ["out", "s", "t"]
+    assert [o.name for o in onnx.load(str(tmp_path / "tap.onnx")).graph.output] == ["out", "s", "t"]

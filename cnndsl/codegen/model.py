@@ -22,6 +22,7 @@ from ..passes.shapes import fmt_shape
 from ..text import split_top_level
 from ..traverse import Visitor, children, walk
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
+from .loops import LoopModel, loop_model
 
 WRAP = 92
 
@@ -83,6 +84,12 @@ class ClassModel:
     # Parameters that decide the structure (a count, a condition) and that values read too:
     # (name, the compiled value's text); the constructor refuses another value.
     fixed: tuple[tuple[str, str], ...] = ()
+    loop: LoopModel | None = None  # a block whose body is one repetition, as a loop (members empty)
+
+    @property
+    def base(self) -> str:
+        """The class it subclasses: an nn.ModuleDict for a loop, as torchvision's _DenseBlock."""
+        return "nn.ModuleDict" if self.loop is not None else "nn.Module"
 
     @property
     def signature(self) -> list[str]:
@@ -96,7 +103,7 @@ class ClassModel:
         return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
                 tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank, s.into, s.reads)
                       for s in self.forward),
-                self.provenance, self.sides)
+                self.provenance, self.sides, self.loop.code if self.loop is not None else None)
 
 
 @dataclass
@@ -584,7 +591,9 @@ class Generator:
         model, class_name = self.block_class(node)
         given = dict(node.args)
         defaults = dict(self.network.blocks[node.block].params)
-        passed = [(name, given[name]) for name, _, _ in model.params[1:]]
+        counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
+        passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
+                  for name, _, _ in model.params[1:]]
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
@@ -605,19 +614,21 @@ class Generator:
         return found
 
     def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+        info = self.network.blocks[node.block]
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         in_network, self.in_network = self.in_network, False
-        builder.start(node.body)
+        loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
+        if loop is None:
+            builder.start(node.body)
         self.in_network = in_network
-        used = _used_names(builder.members)
-        info = self.network.blocks[node.block]
+        used = loop.names if loop is not None else _used_names(builder.members)
         params = [("in_channels", "int", None)]
         values = dict(node.args)
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
         model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
-                           f"{info.span.file or self.network.source_path}:{info.span.line}")
+                           f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop)
         code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
         for at, (existing, class_name, existing_code) in enumerate(variants):
@@ -628,6 +639,8 @@ class Generator:
         class_name = node.block if not variants else \
             self.class_names.fresh(node.block, start=len(variants) + 1, plain=False)
         # The docstring and stages are in the block's own terms: those of every use of the class.
+        if loop is not None and loop.out_channels is not None:  # the doc of every use: the count's name
+            node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
                         forward=tuple(staged(builder.forward)))
         variants.append((model, class_name, code))

@@ -475,15 +475,32 @@ class Expander(Evaluating, Visitor):
             self.steps += steps
             return body, decided
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
+        scope = _Scope(inner, f"block {block.name}")
         self.structure.append(set())
         try:
-            items = self.chains(block.body, _Scope(inner, f"block {block.name}"))
+            items = self.chains(block.body, scope)
         finally:
             decided = frozenset(self.structure.pop())
-        body = ir.Seq(tuple(items), None, block.span)
+        loop = self.body_loop(block, scope) if len(self.errors) == before_errors else None
+        if loop is not None:  # the class loops over its count: a parameter of the class, not its structure
+            decided -= loop.count.names
+        body = ir.Seq(tuple(items), None, block.span, loop=loop)
         if key is not None and len(self.errors) == before_errors:
             self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps, decided)
         return body, decided
+
+    def body_loop(self, block: ast.BlockDef, scope: _Scope) -> ir.Loop | None:
+        """The Loop of a block whose body is one unlabelled `X * n for i` with a count that
+        reads its parameters (DenseNet's `concat { ... }*num_layers for i`), else None."""
+        if len(block.body) != 1 or len(block.body[0].elements) != 1:
+            return None
+        element = block.body[0].elements[0]
+        node = element.node
+        if not isinstance(node, ast.Repeat) or node.index is None or element.label is not None or \
+                element.template is not None:
+            return None
+        count = self.evaluate(node.count, scope)
+        return ir.Loop(node.index, count) if count.names else None
 
     def block_info(self, block: ast.BlockDef) -> ir.BlockInfo:
         if block.name not in self.block_infos:

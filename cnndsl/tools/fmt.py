@@ -261,8 +261,8 @@ def _tight(tokens, i: int, stack: list[_Frame]) -> bool:
     prev, token = str(tokens[i - 1]), str(tokens[i])
     if token in (",", ")", "]", ":", "?", ".") or prev in ("(", "[", "."):
         return True  # `.`: input.channels
-    if tokens[i].type == "FLOAT" and token.startswith(".") and tokens[i - 1].end_pos == tokens[i].start_pos:
-        return True  # a member's path, side(backbone.4): `.4` lexes as a number
+    if tokens[i].type == "FLOAT" and token.startswith(".") and tokens[i - 1].type in ("NAME", "FLOAT"):
+        return True  # a member's path, side(backbone.4): `.4` lexes as a number (nothing else reads so)
     if prev == "?" and (tokens[i].type == "NAME" or token == "("):
         return True  # an explicit switch, POOL?pool, or a condition, X?(stride == 1)
     if token == "(" and tokens[i - 1].type == "NAME":

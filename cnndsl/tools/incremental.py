@@ -3,11 +3,13 @@ computed again, and the answer is the one `lsp.analyze` (every network of the fi
 compiled afresh, which is `cnndsl check --network N` for each N) would give.
 
 - **Parse, per top-level definition.** The text is cut before each line that starts a
-  definition at column 0 (`network`, `block`, `def`, `let`, `from`); each piece is parsed
-  alone, laid out at its own line, and kept by its text and line: an edit inside one
-  block parses that block again. Where a piece does not parse alone (an unclosed bracket
-  runs into the next one), or the file is long enough to meet the parser's token limit,
-  the whole file is parsed, so syntax errors are the parser's own.
+  definition at column 0 (`network`, `block`, `def`, `let`, `from`), with the comment and
+  blank lines just above it; each piece is parsed alone, laid out at its own line, and
+  kept by its text and line: an edit inside one block parses that block again. Where a
+  piece does not parse alone (a typo, or an unclosed bracket that runs into the next
+  piece), its own errors are the quick answer and the whole file's parse gives the
+  complete one (`WHOLE`), so syntax errors are the parser's own; a file long enough to
+  meet the parser's token limit is parsed whole.
 - **The front end once.** `compiler.front_end` (imports, variants, names: what is the same
   for every network) runs once per version, not once per network.
 - **Each network's check, kept by what it reads.** A network's result is kept under the

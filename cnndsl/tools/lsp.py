@@ -546,6 +546,8 @@ class _Checking:
             return
         del self.state.updates[uri]
         self.publish(uri, document, update.version, update.analysis(), True, update)
+        if self.state.inlay_hints and _can_refresh(self.server):  # hints asked for in between were partial
+            self.server.protocol.send_request(self.lsp.WORKSPACE_INLAY_HINT_REFRESH, None)
 
 
 def _register_documents(server, state: _State, lsp) -> None:
