@@ -338,6 +338,40 @@ class Outputs:
 
 
 @dataclass(frozen=True)
+class InitTarget:
+    """What an init rule sets: the layers of a kind (`conv`), `last_norm` (the last norm of
+    each residual body), the module at a label path (`"classifier.1"`), or the layers of a
+    kind inside one (`"backbone" conv`)."""
+
+    _fields = ()
+    kind: str | None  # None: the module at `path` itself
+    path: str | None  # a quoted label path, "AuxLogits.fc"; None: the whole network
+    span: Span
+
+
+@dataclass(frozen=True)
+class InitRule:
+    """`conv, fc: kaiming_normal(mode="fan_out"), bias=zeros`, or `last_norm?(zero_init): zeros`:
+    the weight's init (the positional argument, or `weight=`) and the bias's. The arguments
+    are read by passes/inits.py, not by the other passes: they are the module's (`m.out_features`)."""
+
+    _fields = ()
+    targets: tuple[InitTarget, ...]
+    args: tuple[Arg, ...]
+    span: Span
+    condition: Expr | None = None  # `?(cond)`: an expression of the network's parameters
+
+
+@dataclass(frozen=True)
+class Init:
+    """A network's `init { rules }` section, one rule a line; later rules win."""
+
+    _fields = ()
+    rules: tuple[InitRule, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class NetworkDef:
     _fields = ("params", "input", "body")
     name: str
@@ -348,6 +382,7 @@ class NetworkDef:
     name_span: Span
     outputs: Outputs | None = None  # several named outputs: forward returns a dict
     variant: str | None = None  # the name of the variant declaration this network is (passes/variants.py)
+    init: Init | None = None  # its weight initialisation (passes/inits.py)
 
 
 @dataclass(frozen=True)

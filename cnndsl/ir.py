@@ -252,6 +252,44 @@ class Output:
 
 
 @dataclass(frozen=True)
+class InitRule:
+    """A rule of the network's `init { ... }` as written (ast.InitTarget targets, ast.Arg
+    arguments: they name the module's attributes, `out_features`, so they stay syntax),
+    its condition computed in the network's parameters. passes/inits.py checks it."""
+
+    _fields = ()
+    targets: tuple
+    args: tuple
+    span: Span
+    condition: Value | None = None
+
+
+@dataclass(frozen=True)
+class InitCall:
+    """`nn.init.<function>(tensor, *args)`: each argument (keyword or None, ast expression)."""
+
+    function: str  # nn.init's name: "kaiming_normal_"
+    args: tuple[tuple[str | None, object], ...]
+
+
+@dataclass(frozen=True)
+class InitStep:
+    """One checked init rule's target, as the code generator writes it: the layers of `kinds`
+    among the modules of `path` (() the network), the module at `path` (kinds empty), or
+    the last norms of residual bodies (`norms`: (owner block instance or None, path from
+    it), each)."""
+
+    kinds: tuple[str, ...]
+    path: tuple[str, ...]
+    weight: InitCall | None
+    bias: InitCall | None
+    span: Span
+    condition: Value | None = None
+    norms: tuple = ()
+    last_norm: bool = False
+
+
+@dataclass(frozen=True)
 class Network:
     _fields = ("body",)
     name: str
@@ -267,6 +305,8 @@ class Network:
     input_span: Span | None = None  # the `input` line
     outputs: tuple[Output, ...] = ()  # several named outputs (forward returns a dict); () for one
     structural: tuple[str, ...] = ()  # parameters a count, a condition or a label read: fixed in its class
+    init: tuple[InitRule, ...] = ()  # the `init { ... }` rules, as expanded
+    init_steps: tuple[InitStep, ...] = ()  # the rules checked against the named IR (passes/inits.py)
 
     @property
     def output_shapes(self) -> dict[str, Shape]:

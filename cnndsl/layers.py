@@ -472,24 +472,35 @@ MINPOOL = _pool_rule("minpool", "MinPool2d", "min pooling over FxF windows (the 
                      (), (), "MIN POOL", helper="MinPool2d")
 
 
+def _adaptive_window(s: Shape, a: dict):
+    """The receptive window of one output of an adaptive pool, per axis: ceil(in / out) wide,
+    floor(in / out) apart (a number where both axes agree)."""
+    if len(s) != 3:
+        return 1, 1
+    sizes = tuple(zip(s[1:], pair(a["size"])))
+    extent = tuple(-(-d // o) for d, o in sizes)
+    stride = tuple(max(1, d // o) for d, o in sizes)
+    return (extent[0] if extent[0] == extent[1] else extent), (stride[0] if stride[0] == stride[1] else stride)
+
+
 def _adaptive(kind: str, callee: str, doc: str, listing: str) -> LayerRule:
     def shape(s: Shape, a: dict):
         c, h, w = _spatial(s, kind)
+        oh, ow = pair(a["size"])
         notes = []
-        if a["size"] > min(h, w):
-            notes.append(Note(f"{kind} to {a['size']}x{a['size']} enlarges a {h}x{w} input",
+        if oh > h or ow > w:
+            notes.append(Note(f"{kind} to {oh}x{ow} enlarges a {h}x{w} input",
                               "pool to a size no larger than the input", "upsample"))
-        return (c, a["size"], a["size"]), notes
+        return (c, oh, ow), notes
 
-    return LayerRule(kind, doc, (ArgSpec("size", "int", minimum=1, doc="output size"),), shape,
-                     window=lambda s, a: (-(-s[1] // a["size"]) if len(s) == 3 else 1,
-                                          max(1, s[1] // a["size"]) if len(s) == 3 else 1),
+    return LayerRule(kind, doc, (ArgSpec("size", "pair", minimum=1, doc="output size, or (height, width)"),),
+                     shape, window=_adaptive_window,
                      torch=lambda s, v, t: Torch(callee, (t["size"],)),
                      base_name="pool", fresh_output=True, category="pool",
-                     label=lambda a: f"{kind} {a('size')}x{a('size')}",
-                     figure=lambda a: f"{kind.replace('_', ' ')} → {a('size')}×{a('size')}",
+                     label=lambda a: f"{kind} {a.square('size')}",
+                     figure=lambda a: f"{kind.replace('_', ' ')} → {a.square('size', '×')}",
                      listing=Listing(listing),
-                     dims=lambda d, v, t: (t["size"], t["size"]))
+                     dims=lambda d, v, t: axis_exprs(t["size"], v["size"]))
 
 
 ADAPTIVE_AVGPOOL = _adaptive("adaptive_avgpool", "nn.AdaptiveAvgPool2d", "average pooling to a fixed output size",

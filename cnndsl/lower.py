@@ -220,7 +220,7 @@ class _Lower(Transformer_NonRecursive):
         skips = tuple(str(s) for s in skips if s is not None)
         if body is None:
             return ast.Concat((), self.span(meta), skips)
-        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Concat(body.items, self.span(meta), skips), *body.items)
@@ -228,7 +228,7 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def split(self, meta, children):
         (body,) = children
-        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Concat(body.items, self.span(meta), split=True), *body.items)
@@ -236,7 +236,7 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def residual(self, meta, children):
         body, shortcut = children
-        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Residual(body.items, shortcut, self.span(meta)), *body.items)
@@ -246,7 +246,7 @@ class _Lower(Transformer_NonRecursive):
         """`residual shortcut proj: projection { body }`: the shortcut's modules registered
         first, as torchvision's RegNet registers `proj` before `f`."""
         shortcut, body = children
-        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Residual(body.items, replace(shortcut, first=True), self.span(meta)), *body.items)
@@ -254,7 +254,7 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def gate(self, meta, children):
         body = children[0]
-        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
         return self.made(ast.Gate(body.items, self.span(meta)), *body.items)
@@ -357,12 +357,16 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def block_def(self, meta, children):
         name, params, body = children
-        inputs = [c for c in body.items if isinstance(c, (ast.InputDecl, ast.Outputs))]
+        inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             if isinstance(inputs[0], ast.Outputs):
                 raise CompileError([Diagnostic.error(
                     inputs[0].span, "a block has one output, the end of its chain",
                     "move outputs(...) into the network")])
+            if isinstance(inputs[0], ast.Init):
+                raise CompileError([Diagnostic.error(
+                    inputs[0].span, "a block's weights are initialised by the network that uses it",
+                    "move 'init { ... }' into the network; \"label\" conv: ... sets the layers inside one element")])
             raise CompileError([Diagnostic.error(
                 inputs[0].span, "a block takes its input from where it is used",
                 "move 'input' into the network")])
@@ -374,6 +378,10 @@ class _Lower(Transformer_NonRecursive):
         inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
         outputs = [c for c in body.items if isinstance(c, ast.Outputs)]
         chains = tuple(c for c in body.items if isinstance(c, ast.Chain))
+        inits = [c for c in body.items if isinstance(c, ast.Init)]
+        if len(inits) > 1:
+            raise CompileError([Diagnostic.error(inits[1].span, "a second 'init' section",
+                                                 "write every rule in one init { ... }")])
         if len(inputs) > 1:
             raise CompileError([Diagnostic.error(inputs[1].span, "a second 'input' line",
                                                  "a network has one input; remove this line")])
@@ -381,7 +389,24 @@ class _Lower(Transformer_NonRecursive):
             raise CompileError([Diagnostic.error(outputs[1].span, "a second 'outputs' line",
                                                  "name every output in one outputs(...)")])
         return ast.NetworkDef(str(name), params or (), inputs[0] if inputs else None, chains,
-                              self.span(meta), self.tspan(name), outputs[0] if outputs else None)
+                              self.span(meta), self.tspan(name), outputs[0] if outputs else None,
+                              init=inits[0] if inits else None)
+
+    @v_args(meta=True)
+    def init_decl(self, meta, children):
+        return ast.Init(tuple(c for c in children if isinstance(c, ast.InitRule)), self.span(meta))
+
+    @v_args(meta=True)
+    def init_rule(self, meta, children):
+        *targets, condition, args = children
+        return ast.InitRule(tuple(targets), args or (), self.span(meta), condition)
+
+    @v_args(meta=True)
+    def init_target(self, meta, children):
+        first, kind = (*children, None)[:2]
+        if isinstance(first, ast.Str):
+            return ast.InitTarget(str(kind) if kind is not None else None, first.value, self.span(meta))
+        return ast.InitTarget(str(first), None, self.span(meta))
 
     @v_args(meta=True)
     def outputs_decl(self, meta, children):
@@ -426,8 +451,12 @@ class _Body:
         self.span = span
 
 
+_NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
+
+
 def _misplaced(node) -> str:
-    return f"'{'outputs' if isinstance(node, ast.Outputs) else 'input'}' belongs in a network body"
+    word = {ast.Outputs: "outputs", ast.Init: "init"}.get(type(node), "input")
+    return f"'{word}' belongs in a network body"
 
 
 def lower(tree: Tree, source: SourceFile, parse_expr=None) -> ast.Program:

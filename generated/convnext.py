@@ -259,6 +259,11 @@ class ConvNeXt(nn.Module):
             nn.Linear(dims[3], num_classes),  # 1000
         )
 
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 768x7x7
 

@@ -111,7 +111,7 @@ class ConvNeXt_large(nn.Module):
     stochastic_depth_prob=0.5, layer_scale=1e-06, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/convnext.cnn:52.
+    From specs/convnext.cnn:55.
     """
 
     def __init__(
@@ -367,6 +367,11 @@ class ConvNeXt_large(nn.Module):
             nn.Flatten(),  # 1536
             nn.Linear(dims[3], num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 1536x7x7

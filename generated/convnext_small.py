@@ -111,7 +111,7 @@ class ConvNeXt_small(nn.Module):
     stochastic_depth_prob=0.4, layer_scale=1e-06, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/convnext.cnn:46.
+    From specs/convnext.cnn:49.
     """
 
     def __init__(
@@ -367,6 +367,11 @@ class ConvNeXt_small(nn.Module):
             nn.Flatten(),  # 768
             nn.Linear(dims[3], num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 768x7x7

@@ -672,6 +672,15 @@ class DeepLabV3MobileNet(nn.Module):
             nn.Conv2d(256, num_classes, kernel_size=1),  # 21x33x33
         )
 
+        for m in self.backbone.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         input_size = x.shape[-2:]
         x = self.backbone(x)  # 960x33x33

@@ -631,7 +631,7 @@ class Deeplabv3_mobilenet_v3_large(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/deeplabv3_mobilenet.cnn:32.
+    From specs/deeplabv3_mobilenet.cnn:36.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:
@@ -671,6 +671,15 @@ class Deeplabv3_mobilenet_v3_large(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(256, num_classes, kernel_size=1),  # 21x33x33
         )
+
+        for m in self.backbone.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         input_size = x.shape[-2:]

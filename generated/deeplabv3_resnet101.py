@@ -201,7 +201,7 @@ class DeepLabV3_resnet101(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/deeplabv3.cnn:45.
+    From specs/deeplabv3.cnn:49.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:
@@ -267,6 +267,13 @@ class DeepLabV3_resnet101(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(256, num_classes, kernel_size=1),  # 21x65x65
         )
+
+        for m in self.backbone.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         input_size = x.shape[-2:]

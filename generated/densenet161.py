@@ -112,7 +112,7 @@ class DenseNet161(nn.Module):
     Compiled with growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96,
     bn_size=4, num_classes=1000, in_channels=3, size=224.
 
-    From specs/densenet.cnn:43.
+    From specs/densenet.cnn:48.
     """
 
     def __init__(
@@ -157,6 +157,15 @@ class DenseNet161(nn.Module):
         self.relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(2208, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.bias, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 2208x7x7

@@ -3,6 +3,8 @@
 Do not edit; edit the spec and compile again.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -375,6 +377,22 @@ class EfficientNet(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(1280, num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.uniform_(
+                    m.weight,
+                    -1.0 / math.sqrt(m.out_features),
+                    1.0 / math.sqrt(m.out_features),
+                )
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 1280x7x7

@@ -3,6 +3,8 @@
 Do not edit; edit the spec and compile again.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -289,7 +291,7 @@ class EfficientNet_b2(nn.Module):
     320, 1, False)), last_channel=0, dropout=0.3, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=1e-05, norm_momentum=0.1, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:125.
+    From specs/efficientnet.cnn:130.
     """
 
     def __init__(
@@ -524,6 +526,22 @@ class EfficientNet_b2(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(1408, num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.uniform_(
+                    m.weight,
+                    -1.0 / math.sqrt(m.out_features),
+                    1.0 / math.sqrt(m.out_features),
+                )
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 1408x7x7

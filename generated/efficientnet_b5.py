@@ -3,6 +3,8 @@
 Do not edit; edit the spec and compile again.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -291,7 +293,7 @@ class EfficientNet_b5(nn.Module):
     320, 1, False)), last_channel=0, dropout=0.4, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=0.001, norm_momentum=0.01, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:134.
+    From specs/efficientnet.cnn:139.
     """
 
     def __init__(
@@ -702,6 +704,22 @@ class EfficientNet_b5(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(2048, num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.uniform_(
+                    m.weight,
+                    -1.0 / math.sqrt(m.out_features),
+                    1.0 / math.sqrt(m.out_features),
+                )
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 2048x7x7

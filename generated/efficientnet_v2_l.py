@@ -3,6 +3,8 @@
 Do not edit; edit the spec and compile again.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -330,7 +332,7 @@ class EfficientNet_v2_l(nn.Module):
     384, 640, 7, False)), last_channel=1280, dropout=0.4, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=0.001, norm_momentum=0.1, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:152.
+    From specs/efficientnet.cnn:157.
     """
 
     def __init__(
@@ -1162,6 +1164,22 @@ class EfficientNet_v2_l(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(1280, num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.uniform_(
+                    m.weight,
+                    -1.0 / math.sqrt(m.out_features),
+                    1.0 / math.sqrt(m.out_features),
+                )
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 1280x7x7

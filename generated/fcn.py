@@ -171,6 +171,13 @@ class FCN(nn.Module):
             nn.Conv2d(512, num_classes, kernel_size=1),  # 21x65x65
         )
 
+        for m in self.backbone.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         input_size = x.shape[-2:]
         x = self.backbone(x)  # 2048x65x65

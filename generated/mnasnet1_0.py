@@ -117,7 +117,7 @@ class MNASNet1_0(nn.Module):
     Compiled with alpha=1.0, num_classes=1000, dropout=0.2,
     momentum=0.00029999999999996696, in_channels=3, size=224.
 
-    From specs/mnasnet.cnn:61.
+    From specs/mnasnet.cnn:66.
     """
 
     def __init__(
@@ -176,6 +176,16 @@ class MNASNet1_0(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(1280, num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.kaiming_uniform_(m.weight, mode='fan_out', nonlinearity='sigmoid')
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(x)  # 1280x7x7

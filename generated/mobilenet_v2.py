@@ -170,7 +170,7 @@ class Mobilenet_v2(nn.Module):
     Compiled with num_classes=1000, width_mult=1.0, round_nearest=8, dropout=0.2,
     in_channels=3, size=224.
 
-    From specs/mobilenetv2.cnn:67.
+    From specs/mobilenetv2.cnn:72.
     """
 
     def __init__(
@@ -216,6 +216,16 @@ class Mobilenet_v2(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(1280, num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 1280x7x7

@@ -542,7 +542,7 @@ class Mobilenet_v3_large(nn.Module):
     last_channel=1280, width_mult=1.0, dropout=0.2, num_classes=1000, in_channels=3,
     size=224.
 
-    From specs/mobilenetv3.cnn:81.
+    From specs/mobilenetv3.cnn:86.
     """
 
     def __init__(
@@ -588,6 +588,18 @@ class Mobilenet_v3_large(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(1280, num_classes),  # 1000
         )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 960x7x7

@@ -3,6 +3,7 @@
 Do not edit; edit the spec and compile again.
 """
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -94,7 +95,7 @@ class RegNet_x_16gf(nn.Module):
     Compiled with depth=22, w_0=216, w_a=55.59, w_m=2.1, group_width=128, se_ratio=0,
     stem_width=32, num_classes=1000, in_channels=3, size=224.
 
-    From specs/regnet.cnn:98.
+    From specs/regnet.cnn:103.
     """
 
     def __init__(
@@ -154,6 +155,17 @@ class RegNet_x_16gf(nn.Module):
         ]))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2048, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, mean=0.0, std=0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # 32x112x112

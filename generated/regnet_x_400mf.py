@@ -3,6 +3,7 @@
 Do not edit; edit the spec and compile again.
 """
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -93,7 +94,7 @@ class RegNet_x_400mf(nn.Module):
     Compiled with depth=22, w_0=24, w_a=24.48, w_m=2.54, group_width=16, se_ratio=0,
     stem_width=32, num_classes=1000, in_channels=3, size=224.
 
-    From specs/regnet.cnn:83.
+    From specs/regnet.cnn:88.
     """
 
     def __init__(
@@ -150,6 +151,17 @@ class RegNet_x_400mf(nn.Module):
         ]))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(400, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, mean=0.0, std=0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # 32x112x112

@@ -110,10 +110,10 @@ class Resnext101_64x4d(nn.Module):
     multiply-accumulates.
 
     Compiled with layers=(3, 4, 23, 3), bottleneck=True, groups=64, width_per_group=4,
-    replace_stride_with_dilation=(False, False, False), num_classes=1000, in_channels=3,
-    size=224.
+    replace_stride_with_dilation=(False, False, False), num_classes=1000,
+    zero_init_residual=False, in_channels=3, size=224.
 
-    From specs/resnet.cnn:91.
+    From specs/resnet.cnn:97.
     """
 
     def __init__(
@@ -121,6 +121,7 @@ class Resnext101_64x4d(nn.Module):
         groups: int = 64,
         width_per_group: int = 4,
         num_classes: int = 1000,
+        zero_init_residual: bool = False,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -181,6 +182,17 @@ class Resnext101_64x4d(nn.Module):
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2048, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.constant_(m.bn3.weight, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)  # 64x112x112

@@ -93,6 +93,12 @@ class SqueezeNet(nn.Module):
         )
         self.flatten = nn.Flatten()
 
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight)
+                nn.init.constant_(m.bias, 0)
+        nn.init.normal_(self.classifier[1].weight, mean=0.0, std=0.01)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 512x13x13
 

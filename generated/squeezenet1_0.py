@@ -53,7 +53,7 @@ class SqueezeNet1_0(nn.Module):
 
     Compiled with version='1_0', num_classes=1000, dropout=0.5, in_channels=3, size=224.
 
-    From specs/squeezenet.cnn:41.
+    From specs/squeezenet.cnn:45.
     """
 
     def __init__(
@@ -93,6 +93,12 @@ class SqueezeNet1_0(nn.Module):
             nn.AdaptiveAvgPool2d(1),  # 1000x1x1
         )
         self.flatten = nn.Flatten()
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight)
+                nn.init.constant_(m.bias, 0)
+        nn.init.normal_(self.classifier[1].weight, mean=0.0, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # 512x13x13

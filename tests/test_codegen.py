@@ -481,3 +481,21 @@ def test_a_loop_index_named_like_the_generated_code_stays_safe():
     code = code_of(spec)
     assert "for nn in" not in code and "for nn2 in range(layers):" in code  # nn is torch's
     assert tuple(load_generated(code).Net()(torch.randn(1, 3, 8, 8)).shape) == (1, 10)
+
+
+def test_adaptive_pools_take_a_height_and_a_width():
+    spec = "network N() {\n    input 3x32x20\n    conv(8, 3, pad=1) -> adaptive_avgpool((7, 5)) -> adaptive_maxpool((3, 1))" \
+           " -> fc(10)\n}\n"
+    code = code_of(spec)
+    assert "nn.AdaptiveAvgPool2d((7, 5))" in code and "nn.AdaptiveMaxPool2d((3, 1))" in code
+    assert "x = self.pool1(x)  # 8x7x5" in code and "x = self.pool2(x)  # 8x3x1" in code
+    compiled = compile_network(source_from_text(spec), {})
+    assert compiled.network.body.stats.out_shape == (10,)
+    model = load_generated(code).N()
+    assert tuple(model.pool1(torch.randn(1, 8, 32, 20)).shape) == (1, 8, 7, 5)
+    assert tuple(model(torch.randn(2, 3, 32, 20)).shape) == (2, 10)
+    assert "adaptive_avgpool 7x5" in cnndsl.summarize(spec)
+    with pytest.raises(cnndsl.CompileError, match="at least 1 on the height axis"):
+        code_of("network N() {\n    input 3x8x8\n    adaptive_maxpool((0, 2))\n}\n")
+    warned = compile_network(source_from_text("network N() {\n    input 3x4x4\n    adaptive_avgpool((7, 2))\n}\n"), {})
+    assert [w.message for w in warned.warnings] == ["adaptive_avgpool to 7x2 enlarges a 4x4 input"]

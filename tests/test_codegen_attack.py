@@ -178,14 +178,16 @@ ALLOWED_NODES = {
 }
 ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict", "import math"}
 # Pure functions of numbers that a family's rules call on the class's parameters: int(round(w * 0.25))
-SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum", "range"}
+SAFE_BUILTINS = {"int", "float", "round", "min", "max", "abs", "len", "sum", "range",
+                 "isinstance"}  # init { ... }: `if isinstance(m, nn.Conv2d):`
 FORBIDDEN_NAMES = {"exec", "eval", "open", "__import__", "getattr", "setattr", "delattr", "globals", "locals",
                    "vars", "compile", "input", "breakpoint", "print", "os", "sys", "subprocess", "builtins",
                    "__builtins__", "importlib", "pickle", "socket", "type", "object"}
 METHODS = {"__init__", "unflatten", "amax",  # super().__init__(); the Maxout helper's tensor methods
            "chunk",  # split { ... }: x1, x2 = x.chunk(2, dim=1)
            "permute",  # channels last and back (ConvNeXt)
-           "bernoulli_", "div_"}  # the StochasticDepth helper's noise
+           "bernoulli_", "div_",  # the StochasticDepth helper's noise
+           "modules", "get_submodule"}  # init { ... }: the modules the rules set, a module by its key
 
 
 def assert_only_the_network(code: str) -> None:
@@ -196,7 +198,9 @@ def assert_only_the_network(code: str) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.For):
             loop = ast.unparse(node.iter)
-            assert isinstance(node.target, ast.Name) and (loop == "self.values()" or loop.startswith("range(")), loop
+            init = loop.endswith(".modules()") and node.target.id == "m"  # init { ... }: for m in self.modules()
+            assert isinstance(node.target, ast.Name) and (loop == "self.values()" or loop.startswith("range(")
+                                                          or init), loop
             assert not node.orelse
             if loop == "self.values()":
                 modules.add(node.target.id)

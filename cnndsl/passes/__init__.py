@@ -10,6 +10,7 @@ runs `PIPELINE` in one loop, until a pass stops it (its tree could not be read f
     expand        values, lets, blocks, repetitions, optionals      (syntax tree -> IR)
     infer_shapes  shapes, parameters, MACs, receptive fields        (IR -> IR; stats None where unknown)
     assign_names  attribute names and Sequential indices            (IR -> IR)
+    check_inits   the `init { ... }` rules against the named IR      (IR -> IR: init_steps)
     check_emittable  what the code generator needs of the named IR  (IR, unchanged)
 
 Each pass may also be called alone, as `resolve(program)`: it then raises `CompileError`
@@ -23,6 +24,7 @@ from .context import Context
 from .emittable import check_emittable
 from .expand import expand
 from .imports import link_imports
+from .inits import check_inits
 from .names import assign_names
 from .resolve import resolve
 from .shapes import infer_shapes
@@ -34,6 +36,6 @@ def parse(source, context: Context | None = None):
     return _parse.parse(source)
 
 
-PIPELINE = (parse, link_imports, derive_variants, resolve, expand, infer_shapes, assign_names, check_emittable)
+PIPELINE = (parse, link_imports, derive_variants, resolve, expand, infer_shapes, assign_names, check_inits, check_emittable)
 
-__all__ = ["PIPELINE", "Context", "assign_names", "link_imports", "check_emittable", "derive_variants", "expand", "infer_shapes", "parse", "resolve"]
+__all__ = ["PIPELINE", "Context", "assign_names", "check_inits", "link_imports", "check_emittable", "derive_variants", "expand", "infer_shapes", "parse", "resolve"]

@@ -21,7 +21,7 @@ from ..expr import NONE, Const, Name
 from ..diagnostics import Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
-from ..traverse import Visitor, walk_elements
+from ..traverse import Visitor, walk, walk_elements
 from .context import Context, alone, finish
 from .cost import ExpansionCost
 from .resolve import quoted_label_reason, suggest
@@ -82,6 +82,8 @@ class Expander(Evaluating, Visitor):
         self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
         self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
         self.typed_lists: dict = {}
+        self.let_nodes: dict = {}  # (let, the values it reads, ...) -> its nodes and counts: see let_items
+        self.let_names: dict[str, frozenset[str]] = {}  # let -> the names it reads
         self.layers = 0
         self.depth = 0  # elements being expanded, one inside the other
         self.steps = 0
@@ -330,8 +332,7 @@ class Expander(Evaluating, Visitor):
             if call is not None:
                 raise self.fail(node.span, f"{name!r} is a let and takes no arguments",
                                 f"to give it parameters, make it a block: block {name}(...) {{ ... }}")
-            items = self.chains((self.lets[name].chain,), scope)
-            return items
+            return self.let_items(name, scope)
         if name in self.blocks:
             return [self.instance(self.blocks[name], call, scope, node.span, label)]
         if name in SHORTCUTS and lookup(name) is None:
@@ -345,6 +346,47 @@ class Expander(Evaluating, Visitor):
         return [ir.Layer(rule.kind, args, label, node.span)]
 
     visit_Ref = visit_Call
+
+    def let_items(self, name: str, scope: _Scope) -> list[ir.Node]:
+        """A let's IR nodes, in this scope. A let reads only some of the enclosing
+        parameters (`let_reads`): equal values of those give the same (immutable) nodes, so
+        a let used by every block of a stage is expanded once, its layers, steps and
+        dropped optionals counted at each use."""
+        key = (name, scope.owner, self.depth, tuple((n, self.typed(v.value), type(v.expr), v.expr.text)
+                                                    for n, v in scope.values.items() if n in self.let_reads(name)))
+        found = self.let_nodes.get(key)
+        if found is not None:
+            items, layers, steps, dropped = found
+            self.count(layers, self.lets[name].span)
+            self.steps += steps
+            if self.steps > MAX_STEPS:
+                raise self.too_many_steps(self.lets[name].span)
+            self.dropped |= dropped
+            return list(items)
+        before = (self.layers, self.steps, len(self.errors), set(self.dropped))
+        items = self.chains((self.lets[name].chain,), scope)
+        if len(self.errors) == before[2]:
+            self.let_nodes[key] = (tuple(items), self.layers - before[0], self.steps - before[1],
+                                   frozenset(self.dropped - before[3]))
+        return items
+
+    def let_reads(self, name: str, seen: frozenset = frozenset()) -> frozenset[str]:
+        """Every name a let's expressions read, through the lets it uses (a block's body is
+        read in the block's own scope: only the arguments of its call count)."""
+        if name in self.let_names:
+            return self.let_names[name]
+        names: set[str] = set()
+        for node in walk(self.lets[name].chain):
+            if isinstance(node, ast.Var):
+                names.add(node.name)
+            elif isinstance(node, ast.Element) and node.template:
+                for piece in node.template:
+                    if not isinstance(piece, str):
+                        names.update(n.name for n in walk(piece) if isinstance(n, ast.Var))
+            elif isinstance(node, (ast.Call, ast.Ref)) and node.name in self.lets and node.name not in seen:
+                names |= self.let_reads(node.name, seen | {name})
+        self.let_names[name] = frozenset(names)
+        return self.let_names[name]
 
     def count(self, n: int, span: Span) -> None:
         self.layers += n
@@ -544,7 +586,27 @@ class Expander(Evaluating, Visitor):
             input_span=network.input.span,
             outputs=self.outputs(network),
             structural=tuple(sorted(self.structure[0] & set(values))),
+            init=self.init_rules(network, scope),
         )
+
+    def init_rules(self, network: ast.NetworkDef, scope) -> tuple[ir.InitRule, ...]:
+        """The `init { ... }` rules, each condition computed (true or false, in the parameters)."""
+        if network.init is None:
+            return ()
+        rules = []
+        for rule in network.init.rules:
+            condition = None
+            if rule.condition is not None:
+                try:
+                    condition = self.evaluate(rule.condition, scope)
+                except _Fail:
+                    continue
+                if not isinstance(condition.value, bool):
+                    self.context.error(rule.condition.span, "the condition of an init rule must be true or false, "
+                                       f"got {ir.Value.constant(condition.value).text}", "compare it: n > 0", "type")
+                    condition = None
+            rules.append(ir.InitRule(rule.targets, rule.args, rule.span, condition))
+        return tuple(rules)
 
     def outputs(self, network: ast.NetworkDef) -> tuple[ir.Output, ...]:
         """The named outputs that are on: an optional element switched off gives none."""

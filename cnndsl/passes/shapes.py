@@ -54,6 +54,7 @@ class ShapeInference(Visitor):
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
         self.layer_facts: dict = {}  # (layer, input shape, channels, dims) -> `facts`, the layer kept in it
+        self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
         # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
         self.taps: dict[str, Flow | None] = {}
@@ -166,6 +167,17 @@ class ShapeInference(Visitor):
             flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
             in_channels=flow.channels, dims=flow.dims if channels_last(flow.shape) else dims)
         return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def made(self, make, *key) -> ir.Layer:
+        """A projection's conv or batch norm, one object for equal arguments (a shortcut of a
+        block used many times), so that its facts are worked out once (`visit_Layer`)."""
+        try:
+            found = self.projections.get((make, *key))
+        except TypeError:  # an unhashable argument: a layer of its own
+            return make(*key)
+        if found is None:
+            found = self.projections[(make, *key)] = make(*key)
+        return found
 
     def facts(self, layer: ir.Layer, flow: Flow) -> tuple | None:
         """What a layer gives from its input, but for the receptive field: its output shape,
@@ -402,14 +414,15 @@ class ShapeInference(Visitor):
             self.error(shortcut.span, "cannot tell from the parameters where the projection applies",
                        "make the body's stride a single layer's stride argument")
             return None
-        conv, mid = self.visit_Layer(_projection_conv(out, stride_value, shortcut.span), flow)
+        conv, mid = self.visit_Layer(self.made(_projection_conv, out.shape[0], out.channels, stride_value,
+                                               shortcut.span), flow)
         if mid is None:
             return None
         if needed and mid.shape != out.shape:
             self.error(shortcut.span, f"the projection gives {fmt_shape(mid.shape)} but the body gives "
                        f"{fmt_shape(out.shape)}", "the body must shrink HxW by a whole stride")
             return None
-        bn, _ = self.visit_Layer(_projection_bn(shortcut.span), mid)
+        bn, _ = self.visit_Layer(self.made(_projection_bn, shortcut.span), mid)
         layers = (conv, bn) if shortcut.bn else (conv,)
         condition = TRUE
         for index, part in enumerate(parts):
@@ -507,9 +520,9 @@ def _projection_tests(stride_value: ir.Value, flow: Flow, out: Flow) -> list[Exp
     return parts
 
 
-def _projection_conv(out: Flow, stride_value: ir.Value, span) -> ir.Layer:
+def _projection_conv(filters: int, channels: Expr, stride_value: ir.Value, span) -> ir.Layer:
     return ir.Layer("conv", (
-        ("filters", ir.Value(out.shape[0], out.channels)), ("size", ir.Value.constant(1)),
+        ("filters", ir.Value(filters, channels)), ("size", ir.Value.constant(1)),
         ("stride", stride_value), ("pad", ir.Value.constant(0)), ("dilation", ir.Value.constant(1)),
         ("groups", ir.Value.constant(1)), ("bias", ir.Value.constant(False)),
         ("padding_mode", ir.Value.constant("zeros")),

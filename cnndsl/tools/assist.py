@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from .. import ir
 from ..expr import FUNCTIONS
 from ..layers import REQUIRED, RULES, SHORTCUTS, ArgSpec, lookup
+from ..passes import inits
 
 KEYWORDS = ("let", "block", "network", "input", "outputs", "x", "concat", "split", "residual", "shortcut", "side",
             "gate", "true", "false")
 KEYWORDS += ("def", "if", "else", "and", "or", "not", "for", "from", "import")  # issue 11: values, repetition, imports
+KEYWORDS += ("init",)  # a network's weight initialisation
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}
 _DEFINERS["def"] = "def"
 _TOKEN = re.compile(r"""
@@ -292,6 +294,8 @@ def complete(scan_: Scan, text: str, line: int, column: int, builtin_names=()) -
         return [Item(name, "builtin", "built-in spec") for name in builtin_names]
     opened = _open_call(scan_, line, column)
     owner = scan_.owner_at(line, column)
+    if in_init(text, line, column):
+        return _init_items(opened[0] if opened is not None else None)
     if opened is not None:
         call, args = opened
         if call == "side":
@@ -308,6 +312,56 @@ def complete(scan_: Scan, text: str, line: int, column: int, builtin_names=()) -
     items += _value_items(scan_, owner)
     items += [Item(word, "keyword") for word in KEYWORDS]
     return items
+
+
+def in_init(text: str, line: int, column: int) -> bool:
+    """Whether (line, column) is inside a network's `init { ... }` section."""
+    lines = text.split("\n")[:line]
+    if not lines:
+        return False
+    lines[-1] = lines[-1][: column - 1]
+    before = re.sub(r"#[^\n]*|\"[^\"\n]*\"", "", "\n".join(lines))
+    opened = None
+    for match in re.finditer(r"\binit\s*\{|[{}]", before):
+        if match.group() not in ("{", "}"):
+            opened = 1
+        elif opened is not None:
+            opened += 1 if match.group() == "{" else -1
+            opened = opened or None
+    return opened is not None
+
+
+def _init_items(call: str | None) -> list[Item]:
+    """In an init section: an init function's arguments, or the kinds, `last_norm` and the functions."""
+    function = inits.FUNCTIONS.get(call or "")
+    if function is not None:
+        return [Item(f"{name}=", "argument", f"{name}={show(default) if default is not inits.REQUIRED else ''}",
+                     f"nn.init.{function.torch}'s {name}", f"{name}=$1") for name, default in function.params]
+    items = [Item(kind, "layer", f"every {kind} layer", "an init rule's target: " + RULES[kind].doc)
+             for kind in sorted(inits.TENSORS)]
+    items.append(Item(inits.LAST_NORM, "layer", "the last norm of each residual body",
+                      "last_norm?(zero_init_residual): zeros starts each residual as the identity"))
+    items += [Item(name, "builtin", f"nn.init.{f.torch}", f.doc, f"{name}($1)" if f.params else name)
+              for name, f in inits.FUNCTIONS.items()]
+    items.append(Item("bias=", "argument", "the bias's init", "conv: kaiming_normal(), bias=zeros", "bias=$1"))
+    return items
+
+
+def init_hover(network: ir.Network, line: int, column: int, path: str) -> str | None:
+    """Markdown for an init rule's target at (line, column): what it sets, and with what."""
+    for step in network.init_steps:
+        span = step.span
+        if span.file != path or not (span.line == line and span.column <= column <= span.end_column):
+            continue
+        what = ("the last norm of each residual body" if step.last_norm else
+                f"every {', '.join(step.kinds)} layer" + (f" in `{'.'.join(step.path)}`" if step.path else "")
+                if step.kinds else f"`{'.'.join(step.path)}`")
+        lines = [f"**init** {what}", ""]
+        for tensor, call in (("weight", step.weight), ("bias", step.bias)):
+            if call is not None:
+                lines.append(f"- {tensor}: `nn.init.{call.function}` ({inits.FUNCTIONS_BY_TORCH[call.function].doc})")
+        return "\n".join(lines)
+    return None
 
 
 def _argument_items(scan_: Scan, call: str | None, given: set) -> list[Item]:

@@ -250,7 +250,8 @@ def _space(tokens, i: int, stack: list[_Frame]) -> str:
         return "" if tokens[i - 1].end_pos == tokens[i].start_pos else " "
     if token == "=" or prev == "=":
         top = stack[-1]
-        return "" if top.opener == "(" and not top.header else " "
+        init_rule = top.opener == "{" and top.index > 0 and tokens[top.index - 1].type == "INIT"  # bias=zeros
+        return "" if (top.opener == "(" and not top.header) or init_rule else " "
     if token in _ARITHMETIC or prev in _ARITHMETIC:
         return _arithmetic_space(tokens, i, stack)
     return " "

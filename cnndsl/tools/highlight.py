@@ -19,6 +19,7 @@ from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation
 
 from ..expr import FUNCTIONS
 from ..layers import RULES, SHORTCUTS
+from ..passes.inits import FUNCTIONS as INIT_FUNCTIONS, LAST_NORM
 from ..resources import grammar_text
 
 _CONSTANTS = ("true", "false")
@@ -63,6 +64,7 @@ class CnnLexer(RegexLexer):
             (words(_CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(SHORTCUTS, suffix=r"\b"), Name.Builtin.Pseudo),
             (words(tuple(FUNCTIONS), suffix=r"\b(?=\s*\()"), Name.Builtin),
+            (words((*INIT_FUNCTIONS, LAST_NORM, "sqrt"), suffix=r"\b"), Name.Builtin),  # init { conv: zeros }
             (words(_layer_words(), suffix=r"\b"), Name.Builtin),
             (r"\d+(x\d+)+\b", Number),  # a shape: 3x224x224
             (r"\d+\.\d*([eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+([eE][-+]?\d+)?", Number.Float),

@@ -1,8 +1,10 @@
 """`cnndsl lsp`: a language server for `.cnn` files, a reader of the compiler's results.
 
 Editors talk to it over stdio (pygls). On every open, change (incremental) and save it
-runs the compiler on the buffer and publishes its diagnostics, errors and warnings
-alike, with the compiler's own messages and hints. Hover shows what the checked IR
+checks the buffer and publishes its diagnostics, errors and warnings alike, with the
+compiler's own messages and hints: what the edit did not change is kept
+(`incremental.py`), the quick part is answered at once and the rest follows between
+messages, and the complete list is `analyze`'s (every network compiled afresh). Hover shows what the checked IR
 knows of the layer (or block, group, network) under the cursor: its output shape,
 parameter count and receptive field, once per instance where a block is used more than
 once. Go-to-definition jumps to blocks, `let`s and parameters, from the syntax tree.
@@ -46,7 +48,8 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def analyze(text: str, path: str) -> Analysis:
-    """Parse the text and compile every network in it; collect all diagnostics."""
+    """Parse the text and compile every network in it; collect all diagnostics. (The
+    server's `incremental.Update` gives the same, keeping what an edit did not change.)"""
     source = SourceFile(path, text)
     analysis = Analysis(source)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
@@ -210,6 +213,12 @@ def _stat_line(stats: ir.Stats) -> str:
 
 def hover_text(analysis: Analysis, line: int, column: int) -> str | None:
     """Markdown for the innermost node at 1-based (line, column), or None."""
+    from .assist import init_hover
+
+    for compiled in analysis.shown:  # a target of the network's init { ... }
+        found = init_hover(compiled.network, line, column, analysis.source.path)
+        if found is not None:
+            return found
     line, column = _past_label(analysis.source, line, column)
     candidates: list[tuple[str, _Shown]] = []
     for compiled in analysis.shown:
@@ -386,12 +395,24 @@ class _State:
     updates: dict = field(default_factory=dict)  # uri -> incremental.Update whose networks are still being checked
     inlay_hints: bool = True  # the client's `initializationOptions.inlayHints` / `cnndsl.inlayHints`
     checked_notifications: bool = False  # `initializationOptions.checkedNotifications`: say when a version is done
+    warm: bool = False  # the syntax-error path is loaded (`_warm_up`)
 
 
 # The first answer to an edit comes once the networks it reached that fit in this time are
 # checked (with what the edit did not reach, and the file's syntax and names); where more
 # is left, the complete list follows as the rest are checked between messages.
 QUICK_SECONDS = 0.010
+
+
+def _warm_up() -> None:
+    """The first syntax error of a session would load Lark's tables and match the syntax
+    error examples (half a second): done once, before the user's first typo."""
+    from ..parse import parse
+
+    try:
+        parse(SourceFile("<warm-up>", "network N() {\n    input 3x8x8\n    conv(8, 3 -> relu\n}\n"))
+    except CompileError:
+        pass
 
 
 def _unchanged(previous: Analysis, text: str) -> bool:
@@ -500,6 +521,9 @@ class _Checking:
         if update is not None:
             cpu[1] = (time.process_time() - update.cpu_start) * 1000
             update.cpu_first = cpu[0] = cpu[1] if update.cpu_first is None else update.cpu_first
+        if final and not self.state.warm:  # after the first answer, while the user reads it
+            self.state.warm = True
+            asyncio.get_running_loop().call_later(0.05, _warm_up)
         if final and self.state.checked_notifications:  # the list just published is complete
             self.server.protocol.notify("$/cnndsl/checked", {"uri": uri, "version": version,
                                                              "diagnostics": len(shown), "cpu_ms": cpu})

@@ -17,6 +17,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from cnndsl.expr import FUNCTIONS  # noqa: E402
 from cnndsl.layers import RULES, SHORTCUTS  # noqa: E402
+from cnndsl.passes.inits import FUNCTIONS as INIT_FUNCTIONS, LAST_NORM  # noqa: E402
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -53,7 +54,8 @@ def grammar() -> dict:
                  "match": r"(?<![A-Za-z_])(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)"},
                 {"name": "constant.language.boolean.cnn", "match": r"\b(?:true|false)\b"},
                 {"name": "keyword.control.cnn",
-                 "match": _words(("input", "outputs", "concat", "split", "residual", "shortcut", "side", "gate"))},
+                 "match": _words(("input", "outputs", "concat", "split", "residual", "shortcut", "side", "gate",
+                                  "init"))},
                 {"name": "keyword.operator.logical.cnn", "match": _words(("and", "or", "not", "if", "else"))},
                 {"name": "keyword.control.repeat.cnn", "match": _words(("for",))},
                 {"name": "keyword.control.cnn", "match": _words(("from", "import"))},
@@ -63,6 +65,7 @@ def grammar() -> dict:
                  "captures": {"1": {"name": "variable.parameter.cnn"}, "2": {"name": "keyword.operator.assignment.cnn"}}},
                 {"name": "support.function.layer.cnn", "match": _words(set(RULES) | set(SHORTCUTS), "i")},  # RELU is relu
                 {"name": "support.function.builtin.cnn", "match": _words(FUNCTIONS) + r"(?=\s*\()"},
+                {"name": "support.function.init.cnn", "match": _words((*INIT_FUNCTIONS, LAST_NORM, "sqrt"))},
                 {"name": "entity.name.function.call.cnn", "match": rf"\b{NAME}(?=\s*\()"},
                 {"name": "keyword.operator.arrow.cnn", "match": "->"},
                 {"name": "keyword.operator.comparison.cnn", "match": r"==|!=|<=|>=|[<>]"},
