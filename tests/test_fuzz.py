@@ -33,6 +33,18 @@ from conftest import run_cli  # noqa: E402
 SPECS = fc.spec_texts()
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The fuzzed networks are tiny: a second thread only spins (ten times slower on a shared
+    machine), as in the campaign. The setting is restored for the tests after these."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @functools.lru_cache(maxsize=1)
 def baseline_rss() -> int:
     """The peak RSS when this file's first test runs: earlier test files in the same
@@ -363,3 +375,20 @@ def test_a_shard_is_written_once_and_read_back_on_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(fc, "run_random", lambda *a: pytest.fail("a finished shard ran again"))
     assert fc.run_shard(3, 0, programs=6, built=2) == first
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_syntax_error_after_comments_full_of_carriage_returns_is_quick():
+    """Found by the counted campaign (seed 1202010): fcn.cnn indented with tabs and its comment
+    lines ending in `\\r\\r\\r\\n` took 5 s of CPU (27 s under a profiler) in the syntax-error
+    recovery: the regular expression for "a `->` comes next" backtracked exponentially, its
+    comment and blank alternatives both matching `\\r`."""
+    import time
+
+    data = (ROOT / "tests" / "data" / "fuzz_cr_comments.cnn").read_bytes()
+    start = time.process_time()
+    ends_well(data)
+    assert time.process_time() - start < 1.0
+    text = "# a\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\n" * 3 + NET % "relu ->\n    # c\r\r\r\r\r\r\r\r\r\r\r\r\n    ]"
+    start = time.process_time()
+    diagnostic_of(text)
+    assert time.process_time() - start < 1.0
