@@ -18,6 +18,7 @@ import re
 
 from . import ast
 from .source import SourceFile, Span
+from .text import label_pieces
 
 MAX_DEPTH = 120  # lower.MAX_DEPTH: deeper trees are refused (by the Lark path)
 MAX_DIGITS = 18  # lower.MAX_DIGITS
@@ -41,10 +42,11 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outputs", "x", "input", "for",
                        "concat", "split", "residual", "gate", "side", "shortcut", "if", "else", "or", "and",
-                       "not", "true", "false"})
+                       "not", "true", "false", "init"})
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
 _SKIP = frozenset({"CONT", "COMMENT", "WS"})
+_NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
 
 class _Decline(Exception):
@@ -254,7 +256,7 @@ class _Reader:
 
     def block_def(self) -> ast.BlockDef:
         first, name, params, items = self.header("block")
-        if any(isinstance(c, (ast.InputDecl, ast.Outputs)) for c in items):
+        if any(isinstance(c, _NETWORK_ONLY) for c in items):
             raise _Decline
         return ast.BlockDef(name.text, params, items, self.span(first), self.tspan(name))
 
@@ -262,11 +264,12 @@ class _Reader:
         first, name, params, items = self.header("network")
         inputs = [c for c in items if isinstance(c, ast.InputDecl)]
         outputs = [c for c in items if isinstance(c, ast.Outputs)]
-        if len(inputs) > 1 or len(outputs) > 1:
+        inits = [c for c in items if isinstance(c, ast.Init)]
+        if len(inputs) > 1 or len(outputs) > 1 or len(inits) > 1:
             raise _Decline
         chains = tuple(c for c in items if isinstance(c, ast.Chain))
         return ast.NetworkDef(name.text, params, inputs[0] if inputs else None, chains, self.span(first),
-                              self.tspan(name), outputs[0] if outputs else None)
+                              self.tspan(name), outputs[0] if outputs else None, init=inits[0] if inits else None)
 
     def variant_def(self) -> ast.VariantDef:
         first = self.at
@@ -292,7 +295,7 @@ class _Reader:
     def inner_body(self) -> tuple:
         """A body inside a chain, which may hold neither an input line nor outputs."""
         items = self.body()
-        if any(isinstance(c, (ast.InputDecl, ast.Outputs)) for c in items):
+        if any(isinstance(c, _NETWORK_ONLY) for c in items):
             raise _Decline
         return items
 
@@ -302,7 +305,48 @@ class _Reader:
             return self.input_decl()
         if kind == "outputs":
             return self.outputs_decl()
+        if kind == "init":
+            return self.init_decl()
         return self.chain()
+
+    def init_decl(self) -> ast.Init:
+        """`init { rules }`: a network's weight initialisation, one rule a line."""
+        first = self.at
+        self.take("init")
+        self.take("{")
+        self.skip("NL")
+        rules: list = []
+        while not self.skip("}"):
+            rules.append(self.init_rule())
+            if not self.skip("NL") and self.peek() != "}":
+                raise _Decline
+        return ast.Init(tuple(rules), self.span(first))
+
+    def init_rule(self) -> ast.InitRule:
+        first = self.at
+        targets = [self.init_target()]
+        while self.skip(","):
+            targets.append(self.init_target())
+        condition = None
+        if self.skip("?"):
+            self.take("(")
+            condition = self.expr()
+            self.take(")")
+        self.take(":")
+        args = [self.arg()]
+        while self.skip(","):
+            if self.peek() in ("NL", "}"):
+                break
+            args.append(self.arg())
+        return ast.InitRule(tuple(targets), tuple(args), self.span(first), condition)
+
+    def init_target(self) -> ast.InitTarget:
+        first = self.at
+        if self.peek() == "NAME":
+            return ast.InitTarget(self.take("NAME").text, None, self.span(first))
+        path = self.take("STRING").text[1:-1]
+        kind = self.take("NAME").text if self.peek() == "NAME" else None
+        return ast.InitTarget(kind, path, self.span(first))
 
     def input_decl(self) -> ast.InputDecl:
         first = self.at
@@ -379,19 +423,11 @@ class _Reader:
             return self.made(ast.Element(text, node, span, where, quoted=True), node)
         if where.line < 2:
             raise _Decline  # Lark's path places these parts' spans otherwise
-        pieces: list = []
-        i = 0
-        while i < len(text):
-            opening, closing = text.find("{", i), text.find("}", i)
-            if opening < 0 and closing < 0:
-                pieces.append(text[i:])
-                break
-            end = text.find("}", opening) if opening >= 0 else -1
-            if opening < 0 or closing < opening or end < 0 or end == opening + 1:
-                raise _Decline
-            pieces.append(text[i:opening])
-            pieces.append(self.label_expr(text[opening + 1:end], where.line, where.column + opening + 2))
-            i = end + 1
+        parts = label_pieces(text)
+        if parts is None:
+            raise _Decline
+        pieces = [p if isinstance(p, str) else self.label_expr(text[p[0]:p[1]], where.line, where.column + p[0] + 1)
+                  for p in parts]
         exprs = [p for p in pieces if not isinstance(p, str)]
         return self.made(ast.Element(text, node, span, where, quoted=True,
                                      template=tuple(p for p in pieces if p != "")), node, *exprs)
@@ -558,9 +594,9 @@ class _Reader:
 
     def arg(self) -> ast.Arg:
         first = self.at
-        if self.peek() == "NAME" and self.peek(1) == "=":
-            name = self.take("NAME").text
-            self.at += 1
+        if self.peek() in ("NAME", "init") and self.peek(1) == "=":
+            name = self.tokens[self.at].text
+            self.at += 2
         else:
             name = None
         value = self.expr()

@@ -160,6 +160,7 @@ class Residual:
     shortcut: Shortcut
     span: Span
     stats: Stats | None = None
+    condition: Value | None = None  # `residual { ... }?(condition)`: when it is on, in the block's parameters
 
 
 @dataclass(frozen=True)

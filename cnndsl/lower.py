@@ -15,6 +15,7 @@ from lark.exceptions import VisitError
 from . import ast
 from .diagnostics import CompileError, Diagnostic
 from .source import SourceFile, Span
+from .text import label_pieces
 
 MAX_DEPTH = 120
 MAX_DIGITS = 18
@@ -280,20 +281,12 @@ class _Lower(Transformer_NonRecursive):
         text, where = label.value, label.span
         if "{" not in text and "}" not in text:
             return self.made(ast.Element(text, node, span, where, quoted=True), node)
-        pieces: list = []
-        i = 0
-        while i < len(text):
-            opening, closing = text.find("{", i), text.find("}", i)
-            if opening < 0 and closing < 0:
-                pieces.append(text[i:])
-                break
-            end = text.find("}", opening) if opening >= 0 else -1
-            if opening < 0 or closing < opening or end < 0 or end == opening + 1:
-                raise CompileError([Diagnostic.error(where, "a label's {...} holds an expression: "
-                                                     "a '{' and a '}' around it", 'for example "denselayer{i + 1}"')])
-            pieces.append(text[i:opening])
-            pieces.append(self.expression(text[opening + 1:end], where.line, where.column + opening + 2, where))
-            i = end + 1
+        parts = label_pieces(text)
+        if parts is None:
+            raise CompileError([Diagnostic.error(where, "a label's {...} holds an expression: "
+                                                 "a '{' and a '}' around it", 'for example "denselayer{i + 1}"')])
+        pieces = [p if isinstance(p, str) else self.expression(text[p[0]:p[1]], where.line, where.column + p[0] + 1,
+                                                                where) for p in parts]
         exprs = [p for p in pieces if not isinstance(p, str)]
         return self.made(ast.Element(text, node, span, where, quoted=True,
                                      template=tuple(p for p in pieces if p != "")), node, *exprs)

@@ -1,4 +1,5 @@
-"""Text helpers shared by the command line's value parser and the code generator."""
+"""Text helpers shared by the command line's value parser, the code generator and the two
+readers of a source file (lower.py after Lark, and descent.py's fast path)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,23 @@ def split_top_level(text: str) -> list[str]:
     if current.strip():
         parts.append(current.strip())
     return parts
+
+
+def label_pieces(text: str) -> list[str | tuple[int, int]] | None:
+    """An interpolated label's parts: its literal strings, and the (start, end) offsets in
+    `text` of each `{expr}`'s expression. `"denselayer{i + 1}"` (without its quotes) gives
+    ["denselayer", (11, 16)]. None where a brace is unmatched or a `{}` is empty."""
+    pieces: list[str | tuple[int, int]] = []
+    i = 0
+    while i < len(text):
+        opening, closing = text.find("{", i), text.find("}", i)
+        if opening < 0 and closing < 0:
+            pieces.append(text[i:])
+            break
+        end = text.find("}", opening) if opening >= 0 else -1
+        if opening < 0 or closing < opening or end < 0 or end == opening + 1:
+            return None
+        pieces.append(text[i:opening])
+        pieces.append((opening + 1, end))
+        i = end + 1
+    return pieces

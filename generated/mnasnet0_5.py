@@ -28,50 +28,7 @@ class _InvertedResidual(nn.Module):
         bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, in_ch * expansion_factor, kernel_size=1, bias=False),
-            # (in_ch * expansion_factor) x H x W
-            nn.BatchNorm2d(in_ch * expansion_factor, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(
-                in_ch * expansion_factor,
-                in_ch * expansion_factor,
-                kernel_size=kernel_size,
-                stride=stride,
-                padding=kernel_size // 2,
-                groups=in_ch * expansion_factor,
-                bias=False,
-            ),
-            nn.BatchNorm2d(in_ch * expansion_factor, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(in_ch * expansion_factor, out_ch, kernel_size=1, bias=False),
-            nn.BatchNorm2d(out_ch, momentum=bn_momentum),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(x)
-        return x
-
-
-class _InvertedResidual2(nn.Module):
-    """Block `_InvertedResidual`: in_channels x H x W to
-    out_ch x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 *
-    (kernel_size // 2) - kernel_size) // stride + 1).
-
-    From specs/mnasnet.cnn:31.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        in_ch: int,
-        out_ch: int,
-        kernel_size: int,
-        stride: int,
-        expansion_factor: int,
-        bn_momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
+        self.use_res_connect = in_ch == out_ch and stride == 1
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, in_ch * expansion_factor, kernel_size=1, bias=False),
             # (in_ch * expansion_factor) x H x W
@@ -97,7 +54,8 @@ class _InvertedResidual2(nn.Module):
 
         x = self.layers(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = x + identity
         return x
 
 
@@ -140,28 +98,28 @@ class MNASNet0_5(nn.Module):
             nn.BatchNorm2d(8, momentum=momentum),
             nn.Sequential(
                 _InvertedResidual(8, 8, 16, 3, 2, 3, bn_momentum=momentum),  # 16x56x56
-                _InvertedResidual2(16, 16, 16, 3, 1, 3, bn_momentum=momentum),
-                _InvertedResidual2(16, 16, 16, 3, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(16, 16, 16, 3, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(16, 16, 16, 3, 1, 3, bn_momentum=momentum),
             ),  # 16x56x56
             nn.Sequential(
                 _InvertedResidual(16, 16, 24, 5, 2, 3, bn_momentum=momentum),  # 24x28x28
-                _InvertedResidual2(24, 24, 24, 5, 1, 3, bn_momentum=momentum),
-                _InvertedResidual2(24, 24, 24, 5, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(24, 24, 24, 5, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(24, 24, 24, 5, 1, 3, bn_momentum=momentum),
             ),  # 24x28x28
             nn.Sequential(
                 _InvertedResidual(24, 24, 40, 5, 2, 6, bn_momentum=momentum),  # 40x14x14
-                _InvertedResidual2(40, 40, 40, 5, 1, 6, bn_momentum=momentum),
-                _InvertedResidual2(40, 40, 40, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(40, 40, 40, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(40, 40, 40, 5, 1, 6, bn_momentum=momentum),
             ),  # 40x14x14
             nn.Sequential(
                 _InvertedResidual(40, 40, 48, 3, 1, 6, bn_momentum=momentum),  # 48x14x14
-                _InvertedResidual2(48, 48, 48, 3, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(48, 48, 48, 3, 1, 6, bn_momentum=momentum),
             ),  # 48x14x14
             nn.Sequential(
                 _InvertedResidual(48, 48, 96, 5, 2, 6, bn_momentum=momentum),  # 96x7x7
-                _InvertedResidual2(96, 96, 96, 5, 1, 6, bn_momentum=momentum),
-                _InvertedResidual2(96, 96, 96, 5, 1, 6, bn_momentum=momentum),
-                _InvertedResidual2(96, 96, 96, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(96, 96, 96, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(96, 96, 96, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(96, 96, 96, 5, 1, 6, bn_momentum=momentum),
             ),  # 96x7x7
             nn.Sequential(
                 _InvertedResidual(96, 96, 160, 3, 1, 6, bn_momentum=momentum),  # 160x7x7

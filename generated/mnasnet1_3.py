@@ -28,50 +28,7 @@ class _InvertedResidual(nn.Module):
         bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, in_ch * expansion_factor, kernel_size=1, bias=False),
-            # (in_ch * expansion_factor) x H x W
-            nn.BatchNorm2d(in_ch * expansion_factor, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(
-                in_ch * expansion_factor,
-                in_ch * expansion_factor,
-                kernel_size=kernel_size,
-                stride=stride,
-                padding=kernel_size // 2,
-                groups=in_ch * expansion_factor,
-                bias=False,
-            ),
-            nn.BatchNorm2d(in_ch * expansion_factor, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(in_ch * expansion_factor, out_ch, kernel_size=1, bias=False),
-            nn.BatchNorm2d(out_ch, momentum=bn_momentum),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(x)
-        return x
-
-
-class _InvertedResidual2(nn.Module):
-    """Block `_InvertedResidual`: in_channels x H x W to
-    out_ch x ((H + 2 * (kernel_size // 2) - kernel_size) // stride + 1) x ((W + 2 *
-    (kernel_size // 2) - kernel_size) // stride + 1).
-
-    From specs/mnasnet.cnn:31.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        in_ch: int,
-        out_ch: int,
-        kernel_size: int,
-        stride: int,
-        expansion_factor: int,
-        bn_momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
+        self.use_res_connect = in_ch == out_ch and stride == 1
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, in_ch * expansion_factor, kernel_size=1, bias=False),
             # (in_ch * expansion_factor) x H x W
@@ -97,7 +54,8 @@ class _InvertedResidual2(nn.Module):
 
         x = self.layers(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = x + identity
         return x
 
 
@@ -140,29 +98,29 @@ class MNASNet1_3(nn.Module):
             nn.BatchNorm2d(24, momentum=momentum),
             nn.Sequential(
                 _InvertedResidual(24, 24, 32, 3, 2, 3, bn_momentum=momentum),  # 32x56x56
-                _InvertedResidual2(32, 32, 32, 3, 1, 3, bn_momentum=momentum),
-                _InvertedResidual2(32, 32, 32, 3, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(32, 32, 32, 3, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(32, 32, 32, 3, 1, 3, bn_momentum=momentum),
             ),  # 32x56x56
             nn.Sequential(
                 _InvertedResidual(32, 32, 56, 5, 2, 3, bn_momentum=momentum),  # 56x28x28
-                _InvertedResidual2(56, 56, 56, 5, 1, 3, bn_momentum=momentum),
-                _InvertedResidual2(56, 56, 56, 5, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(56, 56, 56, 5, 1, 3, bn_momentum=momentum),
+                _InvertedResidual(56, 56, 56, 5, 1, 3, bn_momentum=momentum),
             ),  # 56x28x28
             nn.Sequential(
                 _InvertedResidual(56, 56, 104, 5, 2, 6, bn_momentum=momentum),  # 104x14x14
-                _InvertedResidual2(104, 104, 104, 5, 1, 6, bn_momentum=momentum),
-                _InvertedResidual2(104, 104, 104, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(104, 104, 104, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(104, 104, 104, 5, 1, 6, bn_momentum=momentum),
             ),  # 104x14x14
             nn.Sequential(
                 _InvertedResidual(104, 104, 128, 3, 1, 6, bn_momentum=momentum),
                 # 128x14x14
-                _InvertedResidual2(128, 128, 128, 3, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(128, 128, 128, 3, 1, 6, bn_momentum=momentum),
             ),  # 128x14x14
             nn.Sequential(
                 _InvertedResidual(128, 128, 248, 5, 2, 6, bn_momentum=momentum),  # 248x7x7
-                _InvertedResidual2(248, 248, 248, 5, 1, 6, bn_momentum=momentum),
-                _InvertedResidual2(248, 248, 248, 5, 1, 6, bn_momentum=momentum),
-                _InvertedResidual2(248, 248, 248, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(248, 248, 248, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(248, 248, 248, 5, 1, 6, bn_momentum=momentum),
+                _InvertedResidual(248, 248, 248, 5, 1, 6, bn_momentum=momentum),
             ),  # 248x7x7
             nn.Sequential(
                 _InvertedResidual(248, 248, 416, 3, 1, 6, bn_momentum=momentum),  # 416x7x7

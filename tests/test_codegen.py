@@ -499,3 +499,38 @@ def test_adaptive_pools_take_a_height_and_a_width():
         code_of("network N() {\n    input 3x8x8\n    adaptive_maxpool((0, 2))\n}\n")
     warned = compile_network(source_from_text("network N() {\n    input 3x4x4\n    adaptive_avgpool((7, 2))\n}\n"), {})
     assert [w.message for w in warned.warnings] == ["adaptive_avgpool to 7x2 enlarges a 4x4 input"]
+
+
+TOGGLE_SPEC = """\
+let Body = conv: [conv(inp * 2, 1, bias=false) -> batchnorm -> relu -> conv(out, 3, stride=stride, pad=1, bias=false)
+    -> batchnorm]
+
+block Inverted(inp, out, stride) {
+    residual { Body }?(stride == 1 and inp == out)
+    Body?(stride != 1 or inp != out)
+}
+
+network Net() {
+    input 3x16x16
+    features: [Inverted(3, 8, 2) -> Inverted(8, 8, 1) -> Inverted(8, 16, 1)]
+}
+"""
+
+
+def test_uses_that_differ_only_by_the_residuals_condition_share_one_class():
+    code = code_of(TOGGLE_SPEC)
+    classes = [n.name for n in pyast.parse(code).body if isinstance(n, pyast.ClassDef)]
+    assert classes == ["Inverted", "Net"]  # no Inverted2
+    assert "        self.use_res_connect = stride == 1 and inp == out\n" in code
+    assert "        if self.use_res_connect:\n            x = x + identity" in code
+    module = load_generated(code)
+    model = module.Net().eval()
+    assert [m.use_res_connect for m in model.features] == [False, True, False]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():  # the residual only where the condition holds: the second block adds its input
+        a = model.features[0](x)
+        assert torch.allclose(model.features[1](a), model.features[1].conv(a) + a)
+        b = model.features[1](a)
+        assert torch.allclose(model.features[2](b), model.features[2].conv(b))
+    built = cnndsl.build(TOGGLE_SPEC).eval()
+    assert torch.allclose(torch.jit.script(built)(x), built(x))

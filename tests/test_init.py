@@ -383,3 +383,44 @@ def test_init_belongs_to_a_network():
         cnndsl.compile_source("network N() {\n    input 3x8x8\n    conv(8, 3)\n    init {\n        conv: zeros\n"
                               "    }\n    init {\n        conv: ones\n    }\n}\n")
     assert caught.value.diagnostics[0].message == "a second 'init' section"
+
+
+def test_fmt_keeps_an_init_section_and_is_a_fixed_point():
+    from cnndsl.tools.fmt import format_text
+
+    messy = SPEC % """
+        conv ,fc :kaiming_normal( mode = "fan_out" ),bias = zeros
+           "classifier.2"  : uniform(-1/sqrt(in_features),1/sqrt(in_features))
+        last_norm ?( zero_init ) : zeros"""
+    out = format_text(messy)
+    assert """    init {
+        conv, fc: kaiming_normal(mode="fan_out"), bias=zeros
+        "classifier.2": uniform(-1 / sqrt(in_features), 1 / sqrt(in_features))
+        last_norm?(zero_init): zeros
+    }""" in out
+    assert format_text(out) == out
+    def code(text):  # less the provenance lines (fmt drops the spec's leading blank line)
+        return [line for line in cnndsl.compile_source(text).splitlines() if "<string>:" not in line]
+
+    assert code(out) == code(messy)
+
+
+def test_the_language_server_completes_and_hovers_an_init_rule():
+    from cnndsl.tools import assist, lsp
+
+    text = SPEC % """
+        conv: kaiming_normal(mode="fan_out"), bias=zeros
+        "layer1" batchnorm: ones"""
+    lines = text.split("\n")
+    row = next(i for i, line in enumerate(lines, 1) if "kaiming_normal(" in line)
+    hover = lsp.hover_text(lsp.analyze(text, "n.cnn"), row, 10)
+    assert hover.startswith("**init** every conv layer") and "nn.init.kaiming_normal_" in hover
+    row2 = row + 1
+    assert "in `layer1`" in lsp.hover_text(lsp.analyze(text, "n.cnn"), row2, 10)
+    scan = assist.scan(text)
+    labels = [item.label for item in assist.complete(scan, text, row, 9)]
+    assert {"conv", "batchnorm", "last_norm", "kaiming_normal", "trunc_normal", "bias="} <= set(labels)
+    inside = [item.label for item in assist.complete(scan, text, row, lines[row - 1].index("mode") + 1)]
+    assert inside == ["a=", "mode=", "nonlinearity="]
+    outside = [item.label for item in assist.complete(scan, text, 13, 5)]
+    assert "kaiming_normal" not in outside and "init" in outside

@@ -11,14 +11,25 @@ Otherwise (or with a single copy, where the step cannot be seen) the block is un
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from .. import ir
 from ..expr import Const, Expr, Name, binary
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
 
-_KEY = re.compile(r"([A-Za-z0-9_-]*?)(0|[1-9][0-9]*)")  # a name: a prefix and its number
+_PREFIX = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_DIGITS = "0123456789"
+
+
+def _numbered(name: str) -> tuple[str, int] | None:
+    """A label as a prefix and its number (`denselayer12` -> ("denselayer", 12); a leading
+    zero stays in the prefix), or None where it does not end in a number."""
+    tail = name[len(name.rstrip(_DIGITS)):]
+    if not tail:
+        return None
+    number = tail.lstrip("0") or "0"
+    prefix = name[:len(name) - len(number)]
+    return (prefix, int(number)) if set(prefix) <= _PREFIX else None
 
 
 @dataclass(frozen=True)
@@ -56,15 +67,15 @@ def _copy(item) -> tuple[ir.BlockInstance, bool] | None:
 
 def _key(names: list[str], index: str) -> str | None:
     """The f-string that gives each copy's name, `f"denselayer{i + 1}"`, or None."""
-    parts = [_KEY.fullmatch(name) for name in names]
-    if any(p is None for p in parts) or len({p.group(1) for p in parts}) != 1:
+    parts = [_numbered(name) for name in names]
+    if any(p is None for p in parts) or len({p[0] for p in parts}) != 1:
         return None
-    numbers = [int(p.group(2)) for p in parts]
+    numbers = [p[1] for p in parts]
     step = numbers[1] - numbers[0]
     if step == 0 or any(n != numbers[0] + step * k for k, n in enumerate(numbers)):
         return None
     number = binary("+", binary("*", Name(index), Const(step)), Const(numbers[0]))
-    return f'f"{parts[0].group(1)}{{{number.text}}}"'
+    return f'f"{parts[0][0]}{{{number.text}}}"'
 
 
 def _affine(exprs: list[Expr], index: str) -> Expr | None:

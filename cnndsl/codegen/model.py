@@ -24,6 +24,7 @@ from ..traverse import Visitor, children, walk
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 from .loops import LoopModel, loop_model
+from .toggles import holds, merged
 
 WRAP = 92
 
@@ -87,6 +88,8 @@ class ClassModel:
     fixed: tuple[tuple[str, str], ...] = ()
     init: tuple[str, ...] = ()  # the weight initialisation ending __init__ (codegen/init.py), a line each
     loop: LoopModel | None = None  # a block whose body is one repetition, as a loop (members empty)
+    toggle: Expr | None = None  # the condition of the residual around the whole block, `?(stride == 1)`
+    flags: tuple[tuple[str, str], ...] = ()  # attributes set in __init__: use_res_connect = stride == 1
 
     @property
     def base(self) -> str:
@@ -105,7 +108,7 @@ class ClassModel:
         return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
                 tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank, s.into, s.reads)
                       for s in self.forward),
-                self.provenance, self.sides, self.loop.code if self.loop is not None else None)
+                self.provenance, self.sides, self.loop.code if self.loop is not None else None, self.flags)
 
 
 @dataclass
@@ -212,6 +215,7 @@ class ScopeBuilder(Visitor):
         self.gated: list[str] = []
         self.side_locals: dict[int, str] = {}
         self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
+        self.toggles: list[Expr] = []  # the conditions of the block's outermost residuals
         self.tap_targets: dict[str, str] = {}  # a member of an opened group: its path -> its call
 
     def start(self, seq: ir.Seq) -> None:
@@ -436,6 +440,8 @@ class ScopeBuilder(Visitor):
         self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts)))
 
     def visit_Residual(self, node: ir.Residual, previous=None) -> None:
+        if self.in_block and self.residual_depth == 0 and node.condition is not None:
+            self.toggles.append(node.condition.expr)
         var = self.identity(self.residual_depth)
         self.residual_depth += 1
         self.forward.append(Stmt("save", var=var))
@@ -544,6 +550,8 @@ class Generator:
         self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
         self.order: list[str] = []
         self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
+        self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
+        self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
@@ -629,15 +637,15 @@ class Generator:
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
+        toggle = builder.toggles[0] if len(builder.toggles) == 1 else None
         model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
-                           f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop)
+                           f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
+                           toggle=toggle)
         code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
-        for at, (existing, class_name, existing_code) in enumerate(variants):
-            if existing_code == code:  # the same code; an argument an int here, a pair there: either
-                merged = replace(existing, params=_either(existing.params, model.params))
-                variants[at] = (merged, class_name, existing_code)
-                return merged, class_name
+        found = self.variant(node, model, code, variants)
+        if found is not None:
+            return found
         class_name = node.block if not variants else \
             self.class_names.fresh(node.block, start=len(variants) + 1, plain=False)
         # The docstring and stages are in the block's own terms: those of every use of the class.
@@ -646,8 +654,37 @@ class Generator:
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
                         forward=tuple(staged(builder.forward)))
         variants.append((model, class_name, code))
+        self.first_uses[class_name] = node
         self.order.append(class_name)
         return model, class_name
+
+    def variant(self, node: ir.BlockInstance, model: ClassModel, code: tuple, variants: list):
+        """An existing class for this use: one of the same code, or one that differs from it
+        only by a residual's condition (`toggles.py`), merged into one; None: a class of its own."""
+        for at, (existing, class_name, existing_code) in enumerate(variants):
+            toggled = self.toggled.get(class_name)  # (condition, {code: whether it holds there})
+            if toggled is not None:
+                want = toggled[1].get(code)
+                if want is not None and holds(toggled[0], node) is want:
+                    return existing, class_name
+                continue
+            if existing_code == code:  # the same code; an argument an int here, a pair there: either
+                either = replace(existing, params=_either(existing.params, model.params))
+                variants[at] = (either, class_name, existing_code)
+                return either, class_name
+            first = self.first_uses[class_name]
+            for plain, residual, plain_use, residual_use in ((existing, model, first, node),
+                                                              (model, existing, node, first)):
+                both = merged(plain, residual)
+                if both is None or holds(residual.toggle, plain_use) is not False or \
+                        holds(residual.toggle, residual_use) is not True:
+                    continue
+                both = replace(both, name=class_name, doc=existing.doc, forward=tuple(staged(list(both.forward))))
+                codes = {_untyped(plain.code_only()): False, _untyped(residual.code_only()): True}
+                self.toggled[class_name] = (residual.toggle, codes)
+                variants[at] = (both, class_name, existing_code)
+                return both, class_name
+        return None
 
     def module(self) -> ModuleModel:
         network = self.network

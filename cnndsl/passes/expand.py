@@ -244,21 +244,8 @@ class Expander(Evaluating, Visitor):
     def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
         label = element.label
-        if isinstance(node, ast.Optional) and node.condition is not None:
-            if not self.condition(node.condition, scope):
-                self.dropped.add(label)
-                return []
-            return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
         if isinstance(node, ast.Optional):
-            name = switch_name(element)
-            if name is None:
-                raise self.fail(node.span, "an optional group needs a name to make its switch",
-                                "label it: extra: [conv(64, 3) -> relu]?")
-            on = self.switch(name, element.span)
-            if not on:
-                self.dropped.add(label)
-                return []
-            return self.element(ast.Element(label, node.node, element.span, element.label_span), scope)
+            return self._optional(element, node, scope)
         listed = isinstance(node, ast.Concat) and not node.split  # `convs: concat {...}`: a ModuleList
         if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None and not listed:
             raise self.fail(element.label_span or element.span,
@@ -269,12 +256,29 @@ class Expander(Evaluating, Visitor):
             return made
         if listed:
             return [replace(made[0], name=label)]
-        if len(made) == 1 and isinstance(made[0], ir.Side):
+        return _labelled(made, label, element.span)
+
+    def _optional(self, element: ast.Element, node: ast.Optional, scope: _Scope) -> list[ir.Node]:
+        """`X?(condition)` (kept or dropped by its value) and `name: X?` (a switch)."""
+        label = element.label
+        inner = ast.Element(label, node.node, element.span, element.label_span)
+        if node.condition is not None:
+            if not self.condition(node.condition, scope):
+                self.dropped.add(label)
+                return []
+            made = self.element(inner, scope)
+            if isinstance(node.node, ast.Residual) and len(made) == 1 and isinstance(made[0], ir.Residual):
+                # kept with its condition: the code generator writes one class for both cases
+                made = [replace(made[0], condition=self.evaluate(node.condition, scope))]
             return made
-        if len(made) == 1 and isinstance(made[0], (ir.Layer, ir.BlockInstance, ir.Seq)) and \
-                getattr(made[0], "name", None) in (None, label):
-            return [_renamed(made[0], label)]
-        return [ir.Seq(tuple(made), label, element.span)]
+        name = switch_name(element)
+        if name is None:
+            raise self.fail(node.span, "an optional group needs a name to make its switch",
+                            "label it: extra: [conv(64, 3) -> relu]?")
+        if not self.switch(name, element.span):
+            self.dropped.add(label)
+            return []
+        return self.element(inner, scope)
 
     def condition(self, expr: ast.Expr, scope: _Scope) -> bool:
         """The value of `X?(condition)`: true or false, from the enclosing parameters."""
@@ -799,6 +803,17 @@ def _plain_value(value) -> bool:
         return all(_plain_value(v) for v in value)
     return value is None or isinstance(value, (bool, int, float, str))
 
+
+
+def _labelled(made: list[ir.Node], label: str, span: Span) -> list[ir.Node]:
+    """The nodes of a labelled element: a single layer, block use or chain takes the label;
+    a side output keeps its own; anything else is wrapped in a chain of that name."""
+    if len(made) == 1 and isinstance(made[0], ir.Side):
+        return made
+    if len(made) == 1 and isinstance(made[0], (ir.Layer, ir.BlockInstance, ir.Seq)) and \
+            getattr(made[0], "name", None) in (None, label):
+        return [_renamed(made[0], label)]
+    return [ir.Seq(tuple(made), label, span)]
 
 def _renamed(node, name: str):
     return replace(node, name=name)

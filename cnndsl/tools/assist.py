@@ -200,10 +200,10 @@ def _defining_role(tok: Tok, prev: Tok, nxt: Tok, owner: Definition | None) -> s
 
 
 def _using_role(tok: Tok, prev: Tok, nxt: Tok, owner: Definition | None, known: dict) -> str:
+    if nxt.text == "=" and tok.call is not None:
+        return "kwarg"  # prelu(init=0.25): the keyword `init` names an argument there
     if tok.text in KEYWORDS:
         return "keyword"
-    if nxt.text == "=" and tok.call is not None:
-        return "kwarg"
     if prev.text == "?":
         return "switch"
     if tok.call == "side" or nxt.text == ":":
