@@ -38,9 +38,13 @@ FUZZ_MINUTES ?= 5
 FUZZ_ENGINE ?= random
 FUZZ_PROGRAMS ?= 0
 FUZZ_BUILT ?= 0
+# A counted campaign runs as FUZZ_SHARDS resumable shards (benchmarks/results/fuzz_shards/), each on its own seed:
+# stopped, the same command resumes at the first shard not done on this commit.
+FUZZ_SHARDS ?= 20
+FUZZ_SEED ?= 0
 fuzz: $(VENV)/.installed
-	$(PY) benchmarks/fuzz_campaign.py --minutes $(FUZZ_MINUTES) --engine $(FUZZ_ENGINE) \
-		--programs $(FUZZ_PROGRAMS) --built $(FUZZ_BUILT)
+	$(PY) benchmarks/fuzz_campaign.py --minutes $(FUZZ_MINUTES) --engine $(FUZZ_ENGINE) --seed $(FUZZ_SEED) \
+		--programs $(FUZZ_PROGRAMS) --built $(FUZZ_BUILT) --shards $(FUZZ_SHARDS)
 
 generated: $(VENV)/.installed
 	for n in $$($(PY) -c "from cnndsl.resources import catalog; print(*catalog())"); do \

@@ -30,6 +30,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fuzz_reach import ReachSteps
+
 # -- names -------------------------------------------------------------------------------------
 
 def _module_attributes() -> tuple[str, ...]:
@@ -52,6 +54,11 @@ _GENERATED = ("identity", "identity2", "identity3", "identity4", "x", "self", "t
 _BLOCK_NAMES = ("S", "S2", "S3", "B", "B2", "B3", "Stage", "Stage2", "SetSubmodule", "Train", "Eval", "Forward",
                 "Conv2d", "Sequential", "Module", "Tensor", "Maxout", "MinPool2d", "OrderedDict", "Identity",
                 "ReLU", "Linear", "N", "Net", "Self", "X", "Torch", "Nn", "Block", "Basic")
+# The classes of the constructs added since issue 15 was filed (fuzz_reach.py draws them).
+REACH_CLASSES = frozenset({"gate", "gate, spatial", "split", "shuffle", "per-axis tuples", "upsample", "upsample(like=)",
+                           "conv_transpose", "concat skip", "concat skip with branches", "outputs(...)",
+                           "def and lists", "list parameter", "conditional", "X * n for i", "interpolated labels",
+                           "quoted labels", "block reading input.channels"})
 NAME_POOLS = {"nn.Module attribute": _MODULE_ATTRIBUTES, "builtin": _BUILTINS, "keyword": _KEYWORDS,
               "generated name": _GENERATED}
 
@@ -72,7 +79,7 @@ def conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-class NetGen:
+class NetGen(ReachSteps):
     """One random network as text, with the shapes it should have."""
 
     def __init__(self, rng: random.Random):
@@ -86,6 +93,11 @@ class NetGen:
         self.inner_labels: list[str] = []  # labels inside named groups, concat branches, blocks
         self.params: dict[str, int] = {}
         self.block_default = 4
+        self.members: dict[str, tuple] = {}  # the network chain's labelled elements: their output shapes
+        self.side_names: list[str] = []
+        self.defs: list[str] = []
+        self.list_params: dict[str, str] = {}
+        self.input_shape: tuple = ()
 
     # names
     def fresh(self, prefix: str = "l") -> str:
@@ -212,6 +224,7 @@ class NetGen:
         rng = self.rng
         self.classes.add("side output")
         name = self.label()
+        self.side_names.append(name)
         head = rng.choice(("fc(3)", "fc(4)", "fc(2)"))
         if self.top_labels and rng.random() < 0.5:
             self.classes.add("side output reading an earlier layer")
@@ -285,7 +298,7 @@ class NetGen:
         if len(shape) != 3:
             return None
         self.classes.add("block variants")
-        if not self.blocks:
+        if not self.block_names:
             name = rng.choice(("S", "B", "Stage") + (_BLOCK_NAMES if rng.random() < 0.4 else ()))
             other = rng.choice((f"{name}2", f"{name}3", "Other"))
             if name == other:
@@ -294,7 +307,7 @@ class NetGen:
             param = rng.choice(("n", "w", "planes")) if rng.random() < 0.8 else rng.choice(
                 _GENERATED + _BLOCK_NAMES + _BUILTINS[:5])
             default = self.block_default = rng.choice((4, 8))
-            self.blocks = [
+            self.blocks += [
                 f"block {name}({param} = 1, f = {default}) {{\n    conv(f, 3, pad=1)*{param}\n}}\n",
                 f"block {other}() {{\n    conv(4, 1)\n}}\n",
             ]
@@ -318,6 +331,10 @@ class NetGen:
         return self.block_default
 
     def step(self, shape, depth: int = 0):
+        if len(shape) == 3 and self.rng.random() < 0.35:  # the constructs added since issue 15 was filed
+            made = self.reach_step(shape)
+            if made:
+                return made
         rng = self.rng
         roll = rng.random()
         if len(shape) == 1:
@@ -333,6 +350,7 @@ class NetGen:
             if rng.random() < 0.3 and "->" not in text:
                 label = self.label()
                 self.top_labels.append(label)
+                self.members[label] = out
                 text = f"{label}: {text}"
             return text, out
         if roll < 0.45:
@@ -342,7 +360,9 @@ class NetGen:
         if roll < 0.7:
             return self.side(shape), shape
         if roll < 0.78:
-            return self.group(shape)
+            text, out = self.group(shape)
+            self.members[text.split(":")[0]] = out
+            return text, out
         if roll < 0.92:
             made = self.block_use(shape)
             if made:
@@ -358,17 +378,22 @@ class NetGen:
         c = rng.choice((1, 2, 3, 4))
         h = rng.randint(3, 12)
         w = rng.randint(3, 12) if rng.random() < 0.5 else h
-        shape = (c, h, w)
+        shape = self.input_shape = (c, h, w)
         lines = []
         for _ in range(rng.randint(1, 6)):
             text, shape = self.step(shape)
             lines.append(text)
-        if len(shape) == 3 or rng.random() < 0.5:
+        final = self.label()
+        outputs = self.outputs_line(final)
+        if outputs:
+            lines += [f"{final}: fc({rng.choice((2, 5, 10))})", outputs]
+        elif len(shape) == 3 or rng.random() < 0.5:
             lines.append(f"fc({rng.choice((2, 5, 10))})")
         if rng.random() < 0.15 and self.params:  # a network parameter named like a block or builtin
             self.classes.add("parameter named like a class")
-        params = ", ".join(f"{k} = {v}" for k, v in self.params.items())
-        head = "".join(self.blocks)
+        params = ", ".join([f"{k} = {v}" for k, v in self.params.items()] +
+                           [f"{k} = {v}" for k, v in self.list_params.items()])
+        head = "".join(self.defs) + "".join(self.blocks)
         net = rng.choice(("N", "Net", "Tiny")) if rng.random() < 0.9 else rng.choice(_BLOCK_NAMES)
         body = "\n    ".join(lines)
         return f"{head}network {net}({params}) {{\n    input {c}x{h}x{w}\n    {body}\n}}\n"
@@ -384,13 +409,10 @@ def built_network(rng: random.Random) -> tuple[str, set[str], dict[str, int]]:
 
 def run_network(text: str, params: dict[str, int] | None = None, backward: bool = True) -> str:
     """'diagnostic' for a clean CompileError; 'built' for a module that ran forward in eval
-    and train mode and backward and agreed with the checker; raises FuzzFailure otherwise."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
+    and train mode and backward and agreed with the checker on every output's shape (the
+    named outputs' and the side outputs'), parameters and MACs; raises FuzzFailure otherwise."""
     import cnndsl
     from cnndsl import CompileError
-    from cnndsl.api import load_generated
     from cnndsl.compiler import compile_network, generate, source_from_text
     from cnndsl.report import render
     from fuzz_campaign import FuzzFailure
@@ -403,15 +425,59 @@ def run_network(text: str, params: dict[str, int] | None = None, backward: bool 
         return "diagnostic"
     except Exception as exc:
         raise FuzzFailure(f"check raised {type(exc).__name__}: {exc}") from exc
-    net = compiled.network
-    stats = net.body.stats
     try:
         code = generate(compiled)
     except Exception as exc:
         raise FuzzFailure(f"check passed but compile raised {type(exc).__name__}: {exc}") from exc
+    cls = _run_module(compiled.network, code, backward)
+    for name, value in (params or {}).items():  # the generated class, given other values
+        _same_with(text, cls, name, value * 2)
+    del cnndsl
+    return "built"
+
+
+def _expected(net) -> tuple[dict | None, tuple, list[tuple]]:
+    """What the checker says the forward returns: the named outputs' shapes (None: one
+    output), the chain's shape, and each side output's shape in order (train mode)."""
+    from cnndsl import ir
+    from cnndsl.traverse import walk
+
+    named = {key: tuple(shape) for key, shape in net.output_shapes.items()} if net.outputs else None
+    sides = [tuple(node.stats.out_shape) for node in walk(net.body) if isinstance(node, ir.Side)]
+    return named, tuple(net.body.stats.out_shape), sides
+
+
+def _outputs_agree(mode: str, got, net) -> list:
+    """The tensors the forward returned, once their shapes agree with the checker's."""
+    import torch
+    from fuzz_campaign import FuzzFailure
+
+    named, main, sides = _expected(net)
+    if named is not None:
+        if not isinstance(got, dict) or list(got) != list(named):
+            raise FuzzFailure(f"{mode} output {type(got).__name__} {list(got) if isinstance(got, dict) else ''}, "
+                              f"checker the outputs {list(named)}")
+        tensors, want = list(got.values()), list(named.values())
+    else:
+        tensors = list(got) if isinstance(got, tuple) else [got]
+        want = [main] + (sides if mode == "train" else [])
+    shapes = [tuple(t.shape[1:]) if isinstance(t, torch.Tensor) else type(t).__name__ for t in tensors]
+    if shapes != want:
+        raise FuzzFailure(f"{mode} outputs {shapes}, checker {want}")
+    return tensors
+
+
+def _run_module(net, code: str, backward: bool):
+    """Build the generated class; eval forward (MACs counted), train forward and backward."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cnndsl.api import load_generated
+    from fuzz_campaign import FuzzFailure
+
+    stats = net.body.stats
     try:
-        module = load_generated(code, "fuzz_generated")
-        cls = getattr(module, net.name)
+        cls = getattr(load_generated(code, "fuzz_generated"), net.name)
         torch.manual_seed(0)
         model = cls()
         x = torch.randn(2, *net.input)
@@ -420,13 +486,9 @@ def run_network(text: str, params: dict[str, int] | None = None, backward: bool 
         with torch.no_grad(), counter:
             y = model(x)
         macs = counter.get_total_flops() // 2 // 2
-        if not isinstance(y, torch.Tensor) or tuple(y.shape[1:]) != tuple(stats.out_shape):
-            raise FuzzFailure(f"eval output {getattr(y, 'shape', type(y))}, checker {stats.out_shape}")
+        _outputs_agree("eval", y, net)
         model.train()
-        out = model(x.clone().requires_grad_())
-        outputs = out if isinstance(out, tuple) else (out,)
-        if tuple(outputs[0].shape[1:]) != tuple(stats.out_shape):
-            raise FuzzFailure(f"train output {tuple(outputs[0].shape)}, checker {stats.out_shape}")
+        outputs = _outputs_agree("train", model(x.clone().requires_grad_()), net)
         if backward:
             sum(o.float().square().mean() for o in outputs).backward()
     except FuzzFailure:
@@ -438,32 +500,47 @@ def run_network(text: str, params: dict[str, int] | None = None, backward: bool 
         raise FuzzFailure(f"parameters: checker {stats.params:,}, PyTorch {params_count:,}")
     if macs != stats.macs:
         raise FuzzFailure(f"MACs: checker {stats.macs:,}, PyTorch {macs:,}")
-    for name, value in (params or {}).items():  # the generated class, given other values
-        _same_with(text, cls, name, value * 2)
-    del cnndsl
-    return "built"
+    return cls
 
 
 def _same_with(text: str, cls, name: str, value: int) -> None:
-    """`cls(name=value)` from the default source is the module `build(name=value)` makes."""
+    """`cls(name=value)` from the default source is the module `build(name=value)` makes:
+    the same state_dict keys and shapes and, given the same weights, the same eval output.
+    A class whose parameter decides its layers (a count, a condition) either does not take
+    it (only the structure reads it) or refuses another value (a ValueError naming it)."""
+    import inspect
+
     import torch
 
     import cnndsl
     from cnndsl import CompileError
     from fuzz_campaign import FuzzFailure
 
+    if name not in inspect.signature(cls).parameters:
+        return
     try:
         want = cnndsl.build(text, **{name: value})
     except CompileError:
         return
-    got = cls(**{name: value})
-    shapes = [tuple(p.shape) for p in got.parameters()]
-    if shapes != [tuple(p.shape) for p in want.parameters()]:
+    try:
+        got = cls(**{name: value})
+    except ValueError as exc:
+        if str(exc).startswith(f"{name}: compile the spec with --set {name}="):
+            return
+        raise FuzzFailure(f"the generated class with {name}={value}: ValueError: {exc}") from exc
+    shapes = {k: tuple(v.shape) for k, v in got.state_dict().items()}
+    if shapes != {k: tuple(v.shape) for k, v in want.state_dict().items()}:
         raise FuzzFailure(f"the generated class with {name}={value} differs from build({name}={value})")
+    want.load_state_dict(got.state_dict())
     x = torch.randn(2, *want.cnndsl_input)
     got.eval()
+    want.eval()
     with torch.no_grad():
-        got(x)
+        a, b = got(x), want(x)
+    a, b = (list(a.values()), list(b.values())) if isinstance(a, dict) else ([a], [b])
+    if not all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a, b)):
+        raise FuzzFailure(f"the generated class with {name}={value} computes another function than "
+                          f"build({name}={value})")
 
 
 # -- the other readers: files, checkpoints, serve -------------------------------------------------

@@ -21,12 +21,25 @@ The generators take a `random.Random`, so hypothesis drives them in the tests (t
     --lsp N           (fuzz_lsp.py) hostile JSON-RPC messages to the language server
 
     .venv/bin/python benchmarks/fuzz_campaign.py --programs 20000 --built 5000   # a fixed count
+
+A counted campaign in resumable shards (`make fuzz FUZZ_PROGRAMS=20000 FUZZ_BUILT=5000`):
+
+    nice -n 15 .venv/bin/python benchmarks/fuzz_campaign.py --programs 20000 --built 5000 --shards 20 --seed 1
+
+Shard k runs on seed `seed * 1000 + k` and writes its summary (inputs, built, failures by
+family and class, seed, commit, wall and CPU time, load) atomically to
+benchmarks/results/fuzz_shards/; run again, the command skips the shards done on this
+commit. `--shard k` runs one shard (a worker of several); `--aggregate FILES` sums shard
+summaries, refusing shards of different or dirty commits and repeated seeds. Everything runs
+in this one process: compiles through the API, networks built from their generated source
+with `exec`, torch on one thread (the networks are a few channels of at most 24x24).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import re
@@ -573,10 +586,10 @@ def _one_input(rng: random.Random, texts: list[str]) -> tuple[str, str | bytes, 
     return family, hostile(rng), {}
 
 
-def _save_failure(data: str | bytes, params: dict, message: str, index: int) -> Path:
+def _save_failure(data: str | bytes, params: dict, message: str, index: int, seed: int | None = None) -> Path:
     out = ROOT / "benchmarks" / "results" / "fuzz_failures"
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"failure-{index:04d}.cnn"
+    path = out / (f"failure-{index:04d}.cnn" if seed is None else f"failure-seed{seed}-{index:04d}.cnn")
     path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
     path.with_suffix(".txt").write_text(f"{message}\nparams: {params!r}\n")
     return path
@@ -606,7 +619,13 @@ def run_random(minutes: float, seed: int, programs: int = 0, built: int = 0) -> 
     by_class: dict[str, list[int]] = {}
     failures = []
     if programs and built or not programs:  # torch and a first model, loaded before the baseline is taken:
+        import torch
+
         import fuzz_build  # the memory oracle is for the compiler's growth, not for torch's import
+
+        # One thread: the networks are tiny, and a second thread's spin-waits on a shared,
+        # loaded machine made each forward and backward ten times slower.
+        torch.set_num_threads(1)
 
         fuzz_build.run_network("network W() {\n    input 3x8x8\n    conv(4, 3, pad=1) -> relu\n    fc(2)\n}\n")
     baseline = peak_rss_bytes()
@@ -646,7 +665,7 @@ def run_random(minutes: float, seed: int, programs: int = 0, built: int = 0) -> 
         counts[1] += 1
         for name in classes or {family}:
             by_class[name][1] += 1
-        path = _save_failure(data, params, message, failed)
+        path = _save_failure(data, params, message, failed, seed if programs else None)
         failures.append(f"{path.relative_to(ROOT)}: {message}")
         print(f"FAIL {path.relative_to(ROOT)}: {message}", file=sys.stderr)
     return {"engine": "random", "seed": seed, "minutes": round(minutes, 2) if not programs else None,
@@ -654,6 +673,93 @@ def run_random(minutes: float, seed: int, programs: int = 0, built: int = 0) -> 
             "by_family": {k: dict(zip(("tried", "failed", "compiled"), v)) for k, v in by_family.items()},
             "by_class": {k: dict(zip(("tried", "failed", "ok"), v)) for k, v in sorted(by_class.items())},
             "failures": failures}
+
+
+# -- shards: a long campaign as resumable pieces, each on its own seed ----------------------
+
+SHARDS = ROOT / "benchmarks" / "results" / "fuzz_shards"
+
+
+def commit() -> str:
+    """The commit the campaign runs on, `+dirty` where tracked files differ from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short=7", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    return seed * 1000 + shard
+
+
+def shard_path(seed: int, shard: int) -> Path:
+    return SHARDS / f"seed{seed}-shard{shard:03d}.json"
+
+
+def run_shard(seed: int, shard: int, programs: int, built: int) -> dict:
+    """One shard: `programs` inputs (`built` of them networks built and run with backward) on
+    its own seed; its summary written atomically. A shard already done on this commit with
+    these counts is read back, not run again: a stopped campaign resumes where it was."""
+    from cnndsl.atomic import write_atomic
+
+    path, here = shard_path(seed, shard), commit()
+    if path.exists():
+        done = json.loads(path.read_text())
+        if (done.get("commit"), done.get("programs"), done.get("built_wanted")) == (here, programs, built):
+            return done
+    wall, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
+    result = run_random(0, shard_seed(seed, shard), programs, built)
+    result.update(commit=here, shard=shard, campaign_seed=seed, programs=programs, built_wanted=built,
+                  wall_seconds=round(time.perf_counter() - wall, 1), cpu_seconds=round(time.process_time() - cpu, 1),
+                  load_start=round(load, 2), load_end=round(os.getloadavg()[0], 2),
+                  finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    SHARDS.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def aggregate(results: list[dict]) -> dict:
+    """The shards summed, refusing a sum that would not be one campaign: every shard on the
+    same commit (and a clean tree), each on a seed of its own."""
+    commits = {r.get("commit") for r in results}
+    if len(commits) != 1 or any("dirty" in str(c) for c in commits):
+        raise SystemExit(f"the shards are not of one clean commit: {sorted(map(str, commits))}")
+    seeds = [r["seed"] for r in results]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"two shards ran the same seed: {sorted(seeds)}")
+    total = {"engine": "random", "seed": sorted({r.get("campaign_seed") for r in results}), "minutes": None,
+             "commit": commits.pop(), "shards": len(results), "seeds": sorted(seeds), "by_family": {}, "by_class": {},
+             "failures": [f for r in results for f in r["failures"]]}
+    for key in ("tried", "failed", "compiled", "built", "wall_seconds", "cpu_seconds"):
+        total[key] = round(sum(r[key] for r in results), 1) if "seconds" in key else sum(r[key] for r in results)
+    for part in ("by_family", "by_class"):
+        for r in results:
+            for name, counts in r[part].items():
+                into = total[part].setdefault(name, dict.fromkeys(counts, 0))
+                for k, v in counts.items():
+                    into[k] += v
+    total["by_class"] = dict(sorted(total["by_class"].items()))
+    total["load"] = [min(r["load_start"] for r in results), max(r["load_end"] for r in results)]
+    total["first_finished"], total["last_finished"] = min(r["finished"] for r in results), max(r["finished"] for r in
+                                                                                              results)
+    return total
+
+
+def run_shards(seed: int, programs: int, built: int, shards: int, only: int | None) -> dict | None:
+    """The campaign as `shards` pieces (or the one piece `only`, for a worker of several);
+    once every shard of the seed is done, their sum."""
+    per_programs, per_built = -(-programs // shards), -(-built // shards)
+    for shard in ([only] if only is not None else range(shards)):
+        result = run_shard(seed, shard, per_programs, per_built)
+        print(f"  shard {shard}: {result['tried']:,} tried, {result['built']:,} built, {result['failed']} failed "
+              f"({result['wall_seconds']} s wall, {result['cpu_seconds']} s CPU)", file=sys.stderr, flush=True)
+    paths = [shard_path(seed, k) for k in range(shards)]
+    if not all(p.exists() for p in paths):
+        return None
+    return aggregate([json.loads(p.read_text()) for p in paths])
 
 
 def run_atheris(minutes: float, seed: int) -> None:
@@ -698,6 +804,11 @@ def _write_report(result: dict, quiet: bool = False) -> None:
              f"{result['tried']:,} inputs tried, {result['failed']} failed, {result['compiled']:,} compiled or "
              f"ran cleanly ({result.get('built', 0):,} networks built and run with backward), "
              f"the rest ended in a diagnostic"]
+    if result.get("shards"):
+        lines.append(f"  commit {result['commit']}, {result['shards']} shards (seeds {result['seeds'][0]} to "
+                     f"{result['seeds'][-1]}), {result['wall_seconds']:,} s wall and {result['cpu_seconds']:,} s CPU "
+                     f"summed over the shards, load average {result['load'][0]} to {result['load'][1]}, "
+                     f"finished {result['first_finished']} to {result['last_finished']}")
     for family, counts in result.get("by_family", {}).items():
         lines.append(f"  {family:<10} {counts['tried']:>8,} tried {counts['failed']:>4} failed "
                      f"{counts['compiled']:>8,} compiled")
@@ -725,6 +836,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="run until this many inputs were tried (instead of --minutes)")
     parser.add_argument("--built", type=int, default=0,
                         help="with --programs: and until this many networks were built and run with backward")
+    parser.add_argument("--shards", type=int, default=0,
+                        help="with --programs: run as this many resumable shards, each on its own seed, "
+                             "summaries in benchmarks/results/fuzz_shards/")
+    parser.add_argument("--shard", type=int, default=None, help="with --shards: run only this shard (a worker)")
+    parser.add_argument("--aggregate", nargs="+", type=Path, metavar="JSON",
+                        help="instead: sum these shard summaries (one commit, distinct seeds) and report")
     parser.add_argument("--lsp", type=int, default=0, metavar="N",
                         help="instead: N hostile JSON-RPC messages to `cnndsl lsp` (benchmarks/fuzz_lsp.py)")
     opts = parser.parse_args(argv)
@@ -738,7 +855,14 @@ def main(argv: list[str] | None = None) -> int:
     if opts.engine == "atheris":
         run_atheris(opts.minutes, opts.seed)
         return 0
-    result = run_random(opts.minutes, opts.seed, opts.programs, opts.built)
+    if opts.aggregate:
+        result = aggregate([json.loads(p.read_text()) for p in opts.aggregate])
+    elif opts.shards and opts.programs:
+        result = run_shards(opts.seed, opts.programs, opts.built, opts.shards, opts.shard)
+        if result is None:
+            return 0  # a worker's shard is done; the others are not yet
+    else:
+        result = run_random(opts.minutes, opts.seed, opts.programs, opts.built)
     _write_report(result)
     return 1 if result["failed"] else 0
 

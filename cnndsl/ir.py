@@ -305,6 +305,7 @@ class Network:
     doc: tuple[tuple[str, ...], ...] = ()  # the spec's header comment: paragraphs of lines
     input_span: Span | None = None  # the `input` line
     outputs: tuple[Output, ...] = ()  # several named outputs (forward returns a dict); () for one
+    structural: tuple[str, ...] = ()  # parameters a count, a condition or a label read: fixed in its class
     init: tuple[InitRule, ...] = ()  # the `init { ... }` rules, as expanded
     init_steps: tuple[InitStep, ...] = ()  # the rules checked against the named IR (passes/inits.py)
 

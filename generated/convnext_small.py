@@ -122,6 +122,8 @@ class ConvNeXt_small(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
+        if dims != (96, 192, 384, 768):  # it decides which layers there are
+            raise ValueError("dims: compile the spec with --set dims=...")
         self.features = nn.Sequential(
             nn.Sequential(
                 nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4),  # 96x56x56

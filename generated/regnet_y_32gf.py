@@ -135,6 +135,8 @@ class RegNet_y_32gf(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
+        if se_ratio != 0.25:  # it decides which layers there are
+            raise ValueError("se_ratio: compile the spec with --set se_ratio=...")
         self.stem = nn.Sequential(
             nn.Conv2d(
                 in_channels,

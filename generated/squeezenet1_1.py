@@ -64,6 +64,8 @@ class SqueezeNet1_1(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
+        if version != '1_1':  # it decides which layers there are
+            raise ValueError("version: compile the spec with --set version=...")
         self.features = nn.Sequential(
             nn.Conv2d(
                 in_channels,

@@ -173,6 +173,7 @@ ALLOWED_NODES = {
     ast.AnnAssign,  # a side output declared before `if self.training:`, as TorchScript needs: `aux1: ... = None`
     ast.Dict,  # named outputs: `return {'out': x, 'aux': aux}`
     ast.IfExp, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Not, ast.Pow,  # a family's rules on its parameters
+    ast.Raise,  # a parameter that decides the layers refuses another value: raise ValueError("w: compile ...")
     ast.For, ast.JoinedStr, ast.FormattedValue,  # a loop block: for i in range(n): self.add_module(f"layer{i + 1}", ...)
 }
 ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict", "import math"}
@@ -225,6 +226,10 @@ def assert_only_the_network(code: str) -> None:
             assert not node.keywords
         if isinstance(node, ast.FunctionDef):
             assert not node.decorator_list
+        if isinstance(node, ast.Raise):
+            exc = node.exc
+            assert isinstance(exc, ast.Call) and ast.unparse(exc.func) == "ValueError" and not exc.keywords and \
+                node.cause is None and [type(a) for a in exc.args] == [ast.Constant], ast.unparse(node)[:200]
         if isinstance(node, ast.Name):
             assert node.id not in FORBIDDEN_NAMES, node.id
         if isinstance(node, ast.Attribute):
@@ -236,7 +241,7 @@ def assert_only_the_network(code: str) -> None:
 def _check_call(node: ast.Call, defined: set[str]) -> None:
     func = node.func
     if isinstance(func, ast.Name):
-        assert func.id in defined | {"super", "OrderedDict"} | SAFE_BUILTINS, f"call to {func.id}"
+        assert func.id in defined | {"super", "OrderedDict", "ValueError"} | SAFE_BUILTINS, f"call to {func.id}"
         return
     if _registered(func):
         return  # self.backbone.layer3(x), self.convs[0](x): a registered module's member, by name or place

@@ -12,6 +12,7 @@ print a traceback. `make fuzz` runs the same generators for longer.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import sys
 from pathlib import Path
@@ -30,6 +31,18 @@ import fuzz_campaign as fc  # noqa: E402
 from conftest import run_cli  # noqa: E402
 
 SPECS = fc.spec_texts()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The fuzzed networks are tiny: a second thread only spins (ten times slower on a shared
+    machine), as in the campaign. The setting is restored for the tests after these."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=1)
@@ -279,3 +292,103 @@ def test_the_oracle_catches_a_module_that_check_calls_well_formed_but_fails(monk
         patch.setattr(model, "_first_leaf", lambda node: None)
         with pytest.raises(fc.FuzzFailure, match="module failed"):
             fb.run_network(text)
+
+
+def test_the_generator_reaches_the_newer_constructs():
+    """The constructs added since issue 15 was filed are drawn, and most of their networks build."""
+    classes, built = set(), 0
+    for seed in range(150):
+        text, found, params = fb.built_network(random.Random(seed))
+        classes |= found
+        built += fb.run_network(text, params, backward=False) == "built" if found & fb.REACH_CLASSES else 0
+    assert built >= 40, built
+    assert fb.REACH_CLASSES <= classes, sorted(fb.REACH_CLASSES - classes)
+
+
+# -- found by the campaign of the newer constructs ---------------------------------------------------
+
+STRUCTURAL = ("block B(n = 1, f = 4) {\n    conv(f, 3, pad=1)*n\n}\n"
+              "network N(w = 4) {\n    input 2x7x7\n    batchnorm?(w > 4)\n    conv(8 if w > 4 else 4, 1)\n"
+              "    B(w, f=w)\n    fc(5)\n}\n")
+
+
+def test_a_parameter_that_decides_the_layers_is_refused_by_the_generated_class():
+    """`w` is read by a condition and a count (through a block) and by values: the generated
+    class took `w=8` and silently built the layers of w=4 (no batch norm, four convs, not eight)."""
+    import cnndsl
+    from cnndsl.api import load_generated
+
+    code = ends_well(STRUCTURAL).code
+    cls = load_generated(code, "structural").N
+    assert sum(p.numel() for p in cls().parameters()) == sum(p.numel() for p in cnndsl.build(STRUCTURAL).parameters())
+    with pytest.raises(ValueError, match="w: compile the spec with --set w="):
+        cls(w=8)
+    assert fb.run_network(STRUCTURAL, {"w": 4}) == "built"
+    assert any(isinstance(m, __import__("torch").nn.BatchNorm2d) for m in cnndsl.build(STRUCTURAL, w=8).modules())
+
+
+def test_a_parameter_only_the_structure_reads_is_not_the_classes():
+    code = ends_well(NET.replace("N()", "N(n = 2, k = 4)") % "conv(k, 1)*n -> relu?(n > 1)").code
+    assert "def __init__(self, k: int = 4)" in code and "!=" not in code
+
+
+def test_squeezenet_refuses_the_other_version():
+    """Its generated SqueezeNet1_0 took version="1_1" and built 1_0's pools with 1_1's stem."""
+    from cnndsl import compile_spec
+    from cnndsl.api import load_generated
+    from cnndsl.compiler import generate
+
+    module = load_generated(generate(compile_spec("squeezenet1_0")), "squeezenet1_0")
+    assert sum(p.numel() for p in module.SqueezeNet1_0().parameters()) == 1_248_424
+    with pytest.raises(ValueError, match="version: compile the spec with --set version="):
+        module.SqueezeNet1_0(version="1_1")
+
+
+# -- the campaign's shards ----------------------------------------------------------------------------
+
+def shard(seed: int, commit: str = "abc1234", failed: int = 0) -> dict:
+    return {"commit": commit, "seed": seed, "campaign_seed": 1, "tried": 10, "failed": failed, "compiled": 6,
+            "built": 3, "wall_seconds": 2.0, "cpu_seconds": 1.0, "load_start": 1.0, "load_end": 2.0,
+            "finished": f"2026-12-01T16:0{seed % 10}:00Z", "failures": ["f"] * failed,
+            "by_family": {"built": {"tried": 5, "failed": failed, "compiled": 3}},
+            "by_class": {"gate": {"tried": 2, "failed": 0, "ok": 1}}}
+
+
+def test_the_aggregate_sums_shards_of_one_commit_and_distinct_seeds():
+    total = fc.aggregate([shard(1000), shard(1001, failed=1)])
+    assert (total["tried"], total["built"], total["failed"], total["shards"]) == (20, 6, 1, 2)
+    assert total["by_class"]["gate"] == {"tried": 4, "failed": 0, "ok": 2}
+    assert total["by_family"]["built"]["failed"] == 1 and total["cpu_seconds"] == 2.0
+    with pytest.raises(SystemExit, match="one clean commit"):
+        fc.aggregate([shard(1000), shard(1001, commit="def5678")])
+    with pytest.raises(SystemExit, match="one clean commit"):
+        fc.aggregate([shard(1000, commit="abc1234+dirty")])
+    with pytest.raises(SystemExit, match="same seed"):
+        fc.aggregate([shard(1000), shard(1000)])
+
+
+def test_a_shard_is_written_once_and_read_back_on_resume(tmp_path, monkeypatch):
+    monkeypatch.setattr(fc, "SHARDS", tmp_path)
+    first = fc.run_shard(3, 0, programs=6, built=2)
+    assert first["tried"] >= 6 and first["built"] >= 2 and first["failed"] == 0
+    assert json.loads(fc.shard_path(3, 0).read_text())["seed"] == fc.shard_seed(3, 0)
+    monkeypatch.setattr(fc, "run_random", lambda *a: pytest.fail("a finished shard ran again"))
+    assert fc.run_shard(3, 0, programs=6, built=2) == first
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_syntax_error_after_comments_full_of_carriage_returns_is_quick():
+    """Found by the counted campaign (seed 1202010): fcn.cnn indented with tabs and its comment
+    lines ending in `\\r\\r\\r\\n` took 5 s of CPU (27 s under a profiler) in the syntax-error
+    recovery: the regular expression for "a `->` comes next" backtracked exponentially, its
+    comment and blank alternatives both matching `\\r`."""
+    import time
+
+    data = (ROOT / "tests" / "data" / "fuzz_cr_comments.cnn").read_bytes()
+    start = time.process_time()
+    ends_well(data)
+    assert time.process_time() - start < 1.0
+    text = "# a\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\n" * 3 + NET % "relu ->\n    # c\r\r\r\r\r\r\r\r\r\r\r\r\n    ]"
+    start = time.process_time()
+    diagnostic_of(text)
+    assert time.process_time() - start < 1.0

@@ -92,6 +92,14 @@ class Expander(Evaluating, Visitor):
         self.block_infos: dict[str, ir.BlockInfo] = {}
         self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps): see block_body
         self.dropped: set[str | None] = set()  # labels of optional elements switched off
+        # The parameters a count, a condition or a label read, one set a scope being expanded
+        # (innermost last): they decide the structure, which the generated class fixes.
+        self.structure: list[set[str]] = [set()]
+
+    def decides(self, value: ir.Value) -> ir.Value:
+        """`value`, noted as deciding the structure (a count, a condition, a label's part)."""
+        self.structure[-1].update(value.names)
+        return value
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
         self.context.error(span, message, hint, code)
@@ -221,7 +229,7 @@ class Expander(Evaluating, Visitor):
                 continue
             # A label is structure, as a repetition count is: a value that reads a parameter
             # (a family's table) gives its number at each use, each use's class its own keys.
-            value = self.evaluate(piece, scope)
+            value = self.decides(self.evaluate(piece, scope))
             if isinstance(value.value, bool) or not isinstance(value.value, (int, str)):
                 raise self.fail(piece.span, f"a label's {{...}} must be a whole number or a string, got "
                                 f"{_describe(value.value)}", "use the index of a repetition (X * n for i) or a "
@@ -274,7 +282,7 @@ class Expander(Evaluating, Visitor):
 
     def condition(self, expr: ast.Expr, scope: _Scope) -> bool:
         """The value of `X?(condition)`: true or false, from the enclosing parameters."""
-        value = self.evaluate(expr, scope).value
+        value = self.decides(self.evaluate(expr, scope)).value
         if not isinstance(value, bool):
             raise self.fail(expr.span, f"the condition of '?( )' must be true or false, got {_describe(value)}",
                             "compare something: X?(stride == 1), X?(expand != 1 and se)", "type")
@@ -391,7 +399,7 @@ class Expander(Evaluating, Visitor):
                             "check the repetition counts", "limit")
 
     def visit_Repeat(self, node: ast.Repeat, scope: _Scope, label: str | None) -> list[ir.Node]:
-        count = self.evaluate(node.count, scope)
+        count = self.decides(self.evaluate(node.count, scope))
         n = count.value
         if n is PENDING:
             raise self.fail(node.count.span, "a repetition count cannot read the input's shape",
@@ -492,30 +500,40 @@ class Expander(Evaluating, Visitor):
             values[param_name] = value
             inner[param_name] = ir.Value(value.value, Name(param_name))
         self.count(1, span)
-        return ir.BlockInstance(block.name, tuple(values.items()), self.block_body(block, inner), label, span)
+        body, decided = self.block_body(block, inner)
+        for param_name in decided & values.keys():  # what decides the block's structure decides the caller's
+            self.decides(values[param_name])
+        return ir.BlockInstance(block.name, tuple(values.items()), body, label, span)
 
-    def block_body(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> ir.Seq:
-        """The body of a block with these argument values. The same values give the same
-        (immutable) body: DenseNet's layers and ResNet's stages are expanded once, the
-        layers and steps they count counted at each use."""
+    def block_body(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> tuple[ir.Seq, frozenset[str]]:
+        """The body of a block with these argument values, and the block's parameters that
+        decided its structure. The same values give the same (immutable) body: DenseNet's
+        layers and ResNet's stages are expanded once, the layers and steps they count
+        counted at each use."""
         try:
             key = (block.name, tuple((n, type(v.value), v.value) for n, v in inner.items()))
             hash(key)
         except TypeError:
             key = None
         if key is not None and key in self.bodies:
-            body, layers, steps = self.bodies[key]
+            body, layers, steps, decided = self.bodies[key]
             self.count(layers, block.span)
             self.steps += steps
-            return body
+            return body, decided
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
         scope = _Scope(inner, f"block {block.name}")
-        items = self.chains(block.body, scope)
+        self.structure.append(set())
+        try:
+            items = self.chains(block.body, scope)
+        finally:
+            decided = frozenset(self.structure.pop())
         loop = self.body_loop(block, scope) if len(self.errors) == before_errors else None
+        if loop is not None:  # the class loops over its count: a parameter of the class, not its structure
+            decided -= loop.count.names
         body = ir.Seq(tuple(items), None, block.span, loop=loop)
         if key is not None and len(self.errors) == before_errors:
-            self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps)
-        return body
+            self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps, decided)
+        return body, decided
 
     def body_loop(self, block: ast.BlockDef, scope: _Scope) -> ir.Loop | None:
         """The Loop of a block whose body is one unlabelled `X * n for i` with a count that
@@ -571,6 +589,7 @@ class Expander(Evaluating, Visitor):
             doc=_doc(network, self.context.source),
             input_span=network.input.span,
             outputs=self.outputs(network),
+            structural=tuple(sorted(self.structure[0] & set(values))),
             init=self.init_rules(network, scope),
         )
 
