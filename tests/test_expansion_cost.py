@@ -62,3 +62,15 @@ def test_the_bound_never_exceeds_the_steps_expanding_takes(name):
     expander.network(network)
     assert not context.errors
     assert 0 < expander.cost.of_chains(network.body) <= expander.steps
+
+
+@pytest.mark.parametrize("base", ["INPUT", "relu", "conv(4, 3, pad=1)"])
+def test_a_chain_of_a_thousand_lets_is_a_diagnostic_not_a_recursion_error(base):
+    """The fuzz campaign (seed 1203002): `let L1 = L0` ... `let L999 = L998`. Finding the
+    names a let reads walked the chain recursively and met Python's recursion limit; the
+    expansion's own depth limit is the answer, at the use that goes too deep."""
+    text = "\n".join([f"let L0 = {base}"] + [f"let L{i} = L{i - 1}" for i in range(1, 1000)]) + "\n" + NET % 999
+    with pytest.raises(CompileError) as caught:
+        compile_network(source_from_text(text, "chain.cnn"))
+    assert "nested more than" in str(caught.value)
+    assert all(d.span.line >= 1 for d in caught.value.diagnostics)

@@ -374,12 +374,31 @@ class Expander(Evaluating, Visitor):
                                    frozenset(self.dropped - before[3]))
         return items
 
-    def let_reads(self, name: str, seen: frozenset = frozenset()) -> frozenset[str]:
+    def let_reads(self, name: str) -> frozenset[str]:
         """Every name a let's expressions read, through the lets it uses (a block's body is
-        read in the block's own scope: only the arguments of its call count)."""
-        if name in self.let_names:
-            return self.let_names[name]
+        read in the block's own scope: only the arguments of its call count). Post-order over
+        the lets it reaches, iteratively: a chain of a thousand lets is deeper than Python's
+        recursion limit (the expansion itself stops such a chain at MAX_DEPTH, with an error)."""
+        stack, opened = [(name, False)], set()
+        direct: dict[str, tuple[set[str], list[str]]] = {}
+        while stack:
+            current, closing = stack.pop()
+            if closing:
+                names, uses = direct[current]
+                for use in uses:  # one still open is a cycle (resolve.py reports it): it adds nothing
+                    names |= self.let_names.get(use, frozenset())
+                self.let_names[current] = frozenset(names)
+            elif current not in self.let_names and current not in opened:
+                opened.add(current)
+                direct[current] = self._let_reads_itself(current)
+                stack.append((current, True))
+                stack.extend((use, False) for use in direct[current][1])
+        return self.let_names[name]
+
+    def _let_reads_itself(self, name: str) -> tuple[set[str], list[str]]:
+        """The names a let's own expressions read, and the lets its chain names."""
         names: set[str] = set()
+        uses: list[str] = []
         for node in walk(self.lets[name].chain):
             if isinstance(node, ast.Var):
                 names.add(node.name)
@@ -387,10 +406,9 @@ class Expander(Evaluating, Visitor):
                 for piece in node.template:
                     if not isinstance(piece, str):
                         names.update(n.name for n in walk(piece) if isinstance(n, ast.Var))
-            elif isinstance(node, (ast.Call, ast.Ref)) and node.name in self.lets and node.name not in seen:
-                names |= self.let_reads(node.name, seen | {name})
-        self.let_names[name] = frozenset(names)
-        return self.let_names[name]
+            elif isinstance(node, (ast.Call, ast.Ref)) and node.name in self.lets:
+                uses.append(node.name)
+        return names, uses
 
     def count(self, n: int, span: Span) -> None:
         self.layers += n
