@@ -439,8 +439,10 @@ def _chained_definitions(rng: random.Random) -> str:
 
 
 def _huge_repetition(rng: random.Random) -> str:
+    from cnndsl.passes.expand import MAX_LAYERS
+
     n = rng.choice(("1000000", "99999999999", "1099511627775", "(2*2*2*2*2*2*2*2*2*2*2*2*2*2*2*2*2*2*2*2)",
-                    "N", "20001", "20000", "19999"))
+                    "N", "20001", "20000", "19999", str(MAX_LAYERS + 1), str(MAX_LAYERS), str(MAX_LAYERS - 1)))
     inner = rng.choice(("relu", "[relu -> relu]", "y: [relu?sw]", "[y: [relu?sw]]", "concat { relu?sw }",
                         "residual { relu?sw }", "[relu*1000]", "side relu"))
     nest = rng.choice((1, 1, 2, 4))

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from cnndsl import CompileError
 from cnndsl.compiler import compile_network, generate, source_from_text
+from cnndsl.passes.expand import MAX_LAYERS
 from cnndsl.summary import rows
 
 torch = pytest.importorskip("torch")
@@ -308,7 +309,7 @@ def compile_error(text: str) -> CompileError:
 def test_huge_repetition_count():
     error = compile_error("network N() {\n    input 8x8x8\n    conv(8, 3, pad=1)*1000000000\n}\n")
     (d,) = error.diagnostics
-    assert "more than 20,000 layers" in d.message and (d.span.line, d.span.column) == (3, 5)
+    assert f"more than {MAX_LAYERS:,} layers" in d.message and (d.span.line, d.span.column) == (3, 5)
 
 
 def test_huge_nested_repetition():
