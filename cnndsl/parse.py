@@ -231,25 +231,36 @@ def _skip(text: str, i: int) -> int:
     return end + (text[end:end + 1] == '"')
 
 
-def _next_arrow(text: str, i: int) -> bool:
-    """Whether a `->` comes next from i, past blanks and comments: a scan in one pass (the
-    regular expression it replaces backtracked exponentially over a comment's `\r`s)."""
-    while i < len(text):
-        if text[i] in " \t\f\r\n":
-            i += 1
-        elif text[i] == "#":
-            i = text.find("\n", i)
-            if i < 0:
-                return False
-        else:
-            return text.startswith("->", i)
-    return False
+class _Arrows:
+    """Whether a `->` comes next from a line start, past blanks and comments. The answer
+    from one line start holds for every line start before the next character that counts,
+    so a run of blank lines (a blanked statement is one) is scanned once, not once a line:
+    linear where a scan per line break was quadratic."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.until, self.value = -1, False  # the last scan: where it stopped, and its answer
+
+    def next(self, i: int) -> bool:
+        if i <= self.until:
+            return self.value
+        text = self.text
+        while i < len(text) and (text[i] in " \t\f\r\n" or text[i] == "#"):
+            if text[i] == "#":
+                i = text.find("\n", i)
+                if i < 0:
+                    i = len(text)
+                    break
+            else:
+                i += 1
+        self.until, self.value = i, text.startswith("->", i)
+        return self.value
 
 
-def _continues(text: str, newline: int) -> bool:
+def _continues(text: str, newline: int, arrows: _Arrows) -> bool:
     """A line break that does not end the statement: a `->` ends the line or starts the next."""
     line = text[text.rfind("\n", 0, newline) + 1:newline]
-    return line.split("#")[0].rstrip().endswith("->") or _next_arrow(text, newline + 1)
+    return line.split("#")[0].rstrip().endswith("->") or arrows.next(newline + 1)
 
 
 def _close(stack: list, ch: str) -> None:
@@ -265,7 +276,7 @@ def _scan(text: str, until: int) -> tuple[list[tuple[str, int]], int]:
     holds `until` starts."""
     stack: list[tuple[str, int]] = []
     starts: list[int] = []  # the statement start outside each open `{`
-    start, i = 0, 0
+    start, i, arrows = 0, 0, _Arrows(text)
     while i < until:
         ch = text[i]
         if ch in '"#':
@@ -280,7 +291,7 @@ def _scan(text: str, until: int) -> tuple[list[tuple[str, int]], int]:
             if ch == "}" and starts and any(c == "{" for c, _ in stack):
                 start = starts.pop()
             _close(stack, ch)
-        elif ch == "\n" and not (stack and stack[-1][0] == "(") and not _continues(text, i):
+        elif ch == "\n" and not (stack and stack[-1][0] == "(") and not _continues(text, i, arrows):
             start = i + 1  # a line of a body, or of a `[...]` group (its lines are chains)
         i += 1
     return stack, start
@@ -311,6 +322,7 @@ def _track(inner: list[str], ch: str) -> bool:
 
 
 def _statement_end(text: str, i: int, inner: list[str]) -> int:
+    arrows = _Arrows(text)
     while i < len(text):
         ch = text[i]
         if ch in '"#':
@@ -319,7 +331,7 @@ def _statement_end(text: str, i: int, inner: list[str]) -> int:
         if ch in _PAIRS and _PAIRS[ch] not in inner:
             return i  # it closes the body around the statement
         _track(inner, ch)
-        if ch == "\n" and not inner and not _continues(text, i):
+        if ch == "\n" and not inner and not _continues(text, i, arrows):
             return i
         i += 1
     return len(text)

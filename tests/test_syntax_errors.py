@@ -160,3 +160,35 @@ def test_recovery_from_many_errors_in_a_large_file_is_bounded(monkeypatch):
     assert len(caught.value.diagnostics) >= 5
     assert all(d.span.line >= 1 for d in caught.value.diagnostics)
     assert sum(read) < 160_000, f"{len(read)} reparses read {sum(read):,} characters"
+
+
+def test_recovery_scans_each_run_of_blank_lines_once(monkeypatch):
+    """The fuzz campaign's seed 1205002 (a mutated vgg13_bn spec with nine errors): after each
+    error the statement is blanked, and "does a `->` come next" was asked at every line break
+    of the blanked run, each time scanning to its end: quadratic, 2.7 s of CPU. One scan
+    answers for every line start before the next character that counts, so each recovery
+    scan reads each character of the file at most once."""
+    from pathlib import Path
+
+    import cnndsl.parse as parse_module
+
+    path = Path(__file__).parent / "data" / "fuzz_blanked_runs.cnn"
+    text = path.read_text()
+    scans: list = []  # every _Arrows, kept alive, with the characters its scans read
+    original = parse_module._Arrows.next
+
+    def counting(self, i):
+        before = self.until
+        answer = original(self, i)
+        if i > before:  # a scan ran, from i to self.until
+            if not hasattr(self, "read"):
+                self.read = 0
+                scans.append(self)
+            self.read += self.until - i + 1
+        return answer
+
+    monkeypatch.setattr(parse_module._Arrows, "next", counting)
+    with pytest.raises(CompileError) as caught:
+        parse(source_from_text(text, str(path)))
+    assert len(caught.value.diagnostics) >= 5
+    assert scans and max(a.read for a in scans) <= len(text) + 1
