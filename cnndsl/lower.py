@@ -296,8 +296,7 @@ class _Lower(Transformer_NonRecursive):
         if self.parse_expr is None:
             raise CompileError([Diagnostic.error(where, "a label with {...} parts cannot be read here", None)])
         tree = self.parse_expr(text, line, column, where)
-        definition = _Lower(self.source, self.parse_expr).transform(tree)
-        return definition.defs[0].body
+        return lower(tree, self.source, self.parse_expr).defs[0].body  # its errors unwrapped, as the file's
 
     @v_args(meta=True)
     def chain(self, meta, children):

@@ -179,3 +179,15 @@ def test_generated_modules_with_quoted_keys_are_only_the_network():
     code = generate(compiled(DENSE))
     pyast.parse(code)
     assert_only_the_network(code)
+
+
+@pytest.mark.parametrize("tail", ["", "\n# a comment makes Lark, not the fast path, read the file \\\n"])
+def test_an_error_inside_a_labels_expression_is_a_diagnostic_at_its_place(tail):
+    """The fuzz campaign (seed 1205019): a number too large inside `"transition{i + 1000...}"`
+    escaped as Lark's VisitError, the label's own transform wrapping the CompileError."""
+    text = ("network N() {\n    input 3x8x8\n    [\"t{i + 100000000000000000000000000001}\": relu]*2 for i\n}\n"
+            + tail)
+    with pytest.raises(CompileError) as caught:
+        compile_network(source_from_text(text, "label.cnn"))
+    (d,) = caught.value.diagnostics
+    assert "number too large" in d.message and (d.span.line, d.span.column) == (3, 13)
