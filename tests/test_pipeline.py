@@ -19,7 +19,8 @@ def _errors(spec: str, **params) -> CompileError:
 
 def test_pipeline_is_functions_of_one_signature():
     assert [step.__name__ for step in passes.PIPELINE] == ["parse", "link_imports", "derive_variants", "resolve",
-                                                          "expand", "infer_shapes", "assign_names", "check_emittable"]
+                                                          "expand", "infer_shapes", "assign_names", "check_inits",
+                                                          "check_emittable"]
     assert all(callable(step) for step in passes.PIPELINE)
 
 

@@ -364,3 +364,18 @@ def test_long_but_legal_network_compiles():
     text = "network N() {\n    input 8x8x8\n    [conv(8, 3, pad=1) -> relu]*500\n}\n"
     compiled = compile_network(source_from_text(text, "long.cnn"))
     assert compiled.network.body.stats.params == 500 * (8 * 8 * 9 + 8)
+
+
+def test_a_strided_projection_on_a_1x1_map_applies_as_its_parameters_say():
+    """Found by test_static_shapes_equal_runtime_shapes: a residual whose body has stride 2 on
+    a 1x1 map changes no shape, but its parameters say the projection applies, and the
+    generated code builds it (stride != 1). The checker refused it ("cannot tell from the
+    parameters where the projection applies"); it now follows the parameters, counting the
+    projection's parameters as the module has them."""
+    text = ("network N() {\n    input 1x6x6\n    adaptive_avgpool(1)\n    residual {\n"
+            "        conv(1, 3, stride=2, pad=1) -> batchnorm -> relu\n        conv(1, 3, pad=1)\n"
+            "    } shortcut projection\n}\n")
+    compiled = compile_network(source_from_text(text, "tiny.cnn"))
+    module = getattr(load_generated(generate(compiled)), "N")()
+    assert sum(p.numel() for p in module.parameters()) == compiled.network.body.stats.params == 25
+    assert tuple(module(torch.zeros(2, 1, 6, 6)).shape[1:]) == compiled.network.body.stats.out_shape == (1, 1, 1)

@@ -410,10 +410,14 @@ class ShapeInference(Visitor):
         needed = out.shape != flow.shape
         parts = _projection_tests(stride_value, flow, out)
         applies = (stride_value.value != 1) or (flow.shape[0] != out.shape[0])
-        if parts and applies != needed:
+        if parts and needed and not applies:
             self.error(shortcut.span, "cannot tell from the parameters where the projection applies",
                        "make the body's stride a single layer's stride argument")
             return None
+        if parts:
+            # the parameters decide, as the generated code does: a stride of 2 on a 1x1 map
+            # changes no shape, and the projection still applies (checked below)
+            needed = applies
         conv, mid = self.visit_Layer(self.made(_projection_conv, out.shape[0], out.channels, stride_value,
                                                shortcut.span), flow)
         if mid is None:

@@ -51,7 +51,9 @@ def grammar() -> dict:
                 {"name": "string.quoted.double.cnn", "match": r'"[^"\\\n]*"'},
                 {"name": "constant.numeric.shape.cnn", "match": r"\b\d+(?:x\d+)+\b"},
                 {"name": "constant.numeric.cnn",
-                 "match": r"(?<![A-Za-z_])(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)"},
+                 # `.4` is a number wherever it stands (after a name too: `side(backbone.4)`, as the
+                 # lexer reads it); digits after a letter are part of the name (`conv1`)
+                 "match": r"\.\d+(?:[eE][-+]?\d+)?|(?<![A-Za-z_])(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)"},
                 {"name": "constant.language.boolean.cnn", "match": r"\b(?:true|false)\b"},
                 {"name": "keyword.control.cnn",
                  "match": _words(("input", "outputs", "concat", "split", "residual", "shortcut", "side", "gate",
