@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .. import ir
+from ..diagnostics import ERROR
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
-from ..traverse import Visitor, evolve, walk
+from ..layers import RULES, ShapeProblem, channels_last, shortcut_stride, size_problem, subsampled
+from ..traverse import Visitor, children, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
+from .receptive import Chains, Rebase, receptive, widest
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,24 @@ class ShapeInference(Visitor):
         self.groups: list[tuple[str, list[str]]] = []
         self.tapped_blocks: dict[str, str] = {}
         self.tapping = False  # only where some side reads inside a group
+        # A block body inferred once for each input (see `block_body`): (its expanded body, the
+        # input shape, the arguments) -> (the inferred body, its output, the receptive field and jump
+        # it was inferred at); and each inferred layer's window, for `Rebase`.
+        self.bodies: dict = {}
+        self.windows: dict = {}
+        self.chains = Chains()
+        self.reusing = False  # whether a named group's inference may be reused: nothing reads an element
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
 
     # -- nodes -------------------------------------------------------------------------
     def visit_Seq(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
+        if self.reusing and seq.name is not None and flow is not None:  # a named group: see `reused`
+            return self.reused(seq, flow, self.chain)
+        return self.chain(seq, flow)
+
+    def chain(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
         start = flow
         items = []
         group = self.tapping and seq.name is not None
@@ -162,11 +176,14 @@ class ShapeInference(Visitor):
         layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
+        window = extent, stride, rule.upscale(flow.shape, values)
         stats = ir.Stats(
-            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flow.shape, out, params, macs, *receptive(flow.rf, flow.jump, *window), channels,
             flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
             in_channels=flow.channels, dims=flow.dims if channels_last(flow.shape) else dims)
-        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+        layer = evolve(layer, stats=stats)
+        self.windows[id(layer)] = window  # for `Rebase`, while the layer lives
+        return layer, Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def made(self, make, *key) -> ir.Layer:
         """A projection's conv or batch norm, one object for equal arguments (a shortcut of a
@@ -270,7 +287,7 @@ class ShapeInference(Visitor):
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
         dims = next((o.dims for o in reversed(outs) if o.dims is not None), None)  # a resized branch's: unknown
-        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), dims)
+        end = Flow(shape, channels, widest(o.rf for o in outs), widest(o.jump for o in outs), dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
@@ -364,7 +381,7 @@ class ShapeInference(Visitor):
                        f"each size of the body's output must be 1 or the input's; end the body with "
                        f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
             return evolve(node, body=body), flow
-        end = Flow(flow.shape, flow.channels, _widest((flow.rf, out.rf)), flow.jump, flow.dims)
+        end = Flow(flow.shape, flow.channels, widest((flow.rf, out.rf)), flow.jump, flow.dims)
         if body.stats is None:  # a side output in the body failed; the product's shape is known
             return evolve(node, body=body), end
         stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
@@ -454,11 +471,7 @@ class ShapeInference(Visitor):
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
-        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
-        self.named_outputs = {"input": inner}  # a block's member names are its own
-        self.in_block, self.groups = True, []
-        body, out = self.visit_Seq(node.body, inner)
-        self.named_outputs, self.in_block, self.groups = outside, in_block, groups
+        body, out = self.block_body(node, inner)
         if out is None:
             return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
@@ -476,6 +489,55 @@ class ShapeInference(Visitor):
                          in_channels=flow.channels, dims=dims)
         return evolve(node, body=body, stats=stats), end
 
+    def block_body(self, node: ir.BlockInstance, inner: Flow) -> tuple[ir.Seq, Flow | None]:
+        """The block's body inferred from `inner` (see `reused`), in the block's own names."""
+        if self.tapping:  # the taps of its groups are kept by path: inferred at each use
+            return self.own_names(node.body, inner)
+        return self.reused(node.body, inner, self.own_names)
+
+    def own_names(self, body: ir.Seq, inner: Flow) -> tuple[ir.Seq, Flow | None]:
+        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
+        self.named_outputs = {"input": inner}  # a block's member names are its own
+        self.in_block, self.groups = True, []
+        try:
+            return self.chain(body, inner)
+        finally:
+            self.named_outputs, self.in_block, self.groups = outside, in_block, groups
+
+    def reused(self, seq: ir.Seq, flow: Flow, infer) -> tuple[ir.Seq, Flow | None]:
+        """`infer(seq, flow)`, worked out once for each expanded chain (one object for a block's
+        body with one set of arguments, or a `let` with one set of values), input and, where
+        the chain reads its input's shape, enclosing values: a later use gets the tree of the
+        first rebased to its own receptive field (`receptive.Rebase`). Only a tree without
+        errors and of the kinds `Rebase` knows is kept."""
+        pending, rebasable = self.chains.facts(seq)
+        if not rebasable:
+            return infer(seq, flow)
+        key = (id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None)
+        found = self.bodies.get(key)
+        if found is not None:
+            body, out, rf, jump = found
+            if (rf, jump) == (flow.rf, flow.jump):
+                return body, out
+            body, rf, jump = Rebase(self.windows).seq(body, flow.rf, flow.jump)
+            return body, evolve(out, rf=rf, jump=jump)
+        reported = len(self.context.diagnostics)
+        body, out = infer(seq, flow)
+        if out is not None and body.stats is not None and \
+                all(d.severity != ERROR for d in self.context.diagnostics[reported:]):
+            self.bodies[key] = (body, out, flow.rf, flow.jump)
+        return body, out
+
+    def env_key(self):
+        """The enclosing values, for a chain with a value computed from them; a new object,
+        never equal, where one is not hashable (a list)."""
+        key = tuple((name, type(value), value) for name, value in self.env.items())
+        try:
+            hash(key)
+        except TypeError:
+            return object()
+        return key
+
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
         mapping = {name: value.expr for name, value in node.args}
@@ -491,22 +553,30 @@ def _shape(kind: str, rule, shape: ir.Shape, values: dict):
     return rule.shape(shape, values)
 
 
-def _receptive(flow: Flow, extent, stride, upscale: int = 1) -> tuple:
-    """The receptive field and jump after a window of `extent` at `stride` (an upsampling
-    by `upscale` divides the jump), per axis: an int where both axes agree, (height, width)
-    where they differ."""
-    axes = [(rf + (e - 1) * jump, max(1, jump * s // upscale))
-            for rf, jump, e, s in zip(pair(flow.rf), pair(flow.jump), pair(extent), pair(stride))]
-    return tuple(_one(axis) for axis in zip(*axes))
+def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
+    """The sources of the side outputs that read an earlier element, and whether a layer
+    (`like=`) or a concat (`concat(enc4)`) reads one: one walk, each shared chain once."""
+    sources, reads, seen = [], False, set()
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ir.Layer:
+            reads = reads or any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
+            continue
+        if kind is ir.Seq:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+        elif kind is ir.Side and node.source is not None:
+            sources.append(node.source)
+        elif kind is ir.Concat and node.skips:
+            reads = True
+        stack.extend(children(node))
+    return sources, reads
 
 
-def _one(axes: tuple):
-    return axes[0] if axes[0] == axes[1] else tuple(axes)
-
-
-def _widest(values) -> object:
-    """The largest of several receptive fields (or jumps), per axis."""
-    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
+_ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 
 
 def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
@@ -586,8 +656,9 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
-    inference.tapping = any(isinstance(node, ir.Side) and node.source and "." in node.source
-                            for node in walk(network.body))
+    sources, reads = _element_reads(network.body)
+    inference.tapping = any("." in source for source in sources)
+    inference.reusing = not (sources or reads or network.outputs)
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)
