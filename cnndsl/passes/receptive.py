@@ -83,9 +83,10 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
             pending = pending or any(value.value is PENDING for _, value in node.args)
             if kind is ir.BlockInstance:
                 bodies.append(node.body)  # its values are computed in its own arguments
+                rebasable = rebasable and not node.reads
             continue
-        if kind is ir.Side or kind is ir.Unknown or (kind is ir.Concat and node.skips):
-            rebasable = False
+        if kind is ir.Side or kind is ir.Unknown or (kind is ir.Concat and (node.skips or any(node.sources))):
+            rebasable = False  # what it reads of an earlier element has that element's receptive field
         stack.extend(children(node))
     return nested, bodies, pending, rebasable
 

@@ -21,7 +21,8 @@ from ..layers import RULES, ShapeProblem, channels_last, shortcut_stride, size_p
 from ..traverse import Visitor, children, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
-from .receptive import Chains, Rebase, receptive, widest
+from .receptive import Chains, Rebase, receptive
+from .receptive import widest as _widest
 
 
 @dataclass(frozen=True)
@@ -266,10 +267,13 @@ class ShapeInference(Visitor):
         branches = []
         outs = []
         read = self.share(node, flow) if node.split else flow
-        for branch in node.branches:  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, read)
+        sources = node.sources or (None,) * len(node.branches)
+        for branch, source in zip(node.branches, sources):  # each branch is checked, whatever the others give
+            branch, out = self.visit_Seq(branch, read if source is None else self.source(node, source, read))
             branches.append(branch)
             outs.append(out)
+        if node.op != "cat":
+            return self.combine(node, branches, outs, flow)
         if not node.branches:  # concat(enc4): the skips, then the chain's value
             outs.append(flow)
         if flow is None or any(o is None for o in outs):
@@ -287,10 +291,57 @@ class ShapeInference(Visitor):
         for o in outs[1:]:
             channels = binary("+", channels, o.channels)
         dims = next((o.dims for o in reversed(outs) if o.dims is not None), None)  # a resized branch's: unknown
-        end = Flow(shape, channels, widest(o.rf for o in outs), widest(o.jump for o in outs), dims)
+        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def source(self, node: ir.Concat, source: str, flow: Flow | None) -> Flow | None:
+        """What a branch `from(source)` reads: the named earlier element (or a block's
+        `reads` input, or a member of a named group by its path); None after an error."""
+        found = self.taps if "." in source else self.named_outputs
+        if source not in found or source == "input":
+            what = f"{'an add' if node.op == 'add' else 'a ' + node.op} branch from({source})"
+            if source == "input":
+                self.error(node.span, f"{what} reads the input: every branch does that already",
+                           "leave out from(input)", "skip")
+                return None
+            message, hint = self.unknown_tap(source) if "." in source else (
+                f"{what} names no element before it in this {'block' if self.in_block else 'network'}",
+                f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
+            self.error(node.span, message.replace(f"side({source})", f"from({source})"), hint, "skip")
+            return None
+        return found[source] if flow is not None else None
+
+    def combine(self, node: ir.Concat, branches: list, outs: list, flow: Flow | None):
+        """`add { ... }` / `mul { ... }`: the branches' outputs summed or multiplied. Each size
+        of each output is 1 or the largest of them (PyTorch's broadcast over a volume), so
+        the result has the largest sizes."""
+        if flow is None or any(o is None for o in outs):
+            return evolve(node, branches=tuple(branches)), None
+        shapes = [o.shape for o in outs]
+        widest = _broadcast(shapes)
+        if widest is None:
+            self.not_broadcast(node, branches, shapes)
+            return evolve(node, branches=tuple(branches)), None
+        full = next((o for o in outs if o.shape == widest), outs[0])
+        end = Flow(widest, full.channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), full.dims)
+        return evolve(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
+
+    def not_broadcast(self, node: ir.Concat, branches: list, shapes: list) -> None:
+        """The error of an add or mul whose branches' outputs do not broadcast, at the first
+        branch that does not fit the others, with what to change."""
+        same_rank = len({len(x) for x in shapes}) == 1
+        widest = tuple(max(sizes) for sizes in zip(*shapes)) if same_rank else None
+        bad = next((b for b, x in zip(branches, shapes) if widest is None or not broadcasts(x, widest)),
+                   branches[-1])
+        listing = f" {'+' if node.op == 'add' else '*'} ".join(fmt_shape(x) for x in shapes)
+        channels = sorted({x[0] for x in shapes if len(x) == 3 and x[0] != 1})
+        hint = (f"end every branch with the same channels (they end with {', '.join(map(str, channels))})"
+                if len(channels) > 1 else "each size must be 1 or the others': upsample(like=...) the "
+                "smaller branch to the other's height and width")
+        self.error(bad.span, f"{'an add' if node.op == 'add' else 'a mul'} of {listing}: the branches' "
+                   "outputs do not broadcast", hint, "shape")
 
     def agree(self, node: ir.Concat, branches: list, outs: list[Flow]) -> bool:
         """Whether the branches give volumes of one HxW, channels first (an error where not)."""
@@ -381,7 +432,7 @@ class ShapeInference(Visitor):
                        f"each size of the body's output must be 1 or the input's; end the body with "
                        f"{flow.shape[0]} channels (conv({flow.shape[0]}, 1)) after a global_avgpool")
             return evolve(node, body=body), flow
-        end = Flow(flow.shape, flow.channels, widest((flow.rf, out.rf)), flow.jump, flow.dims)
+        end = Flow(flow.shape, flow.channels, _widest((flow.rf, out.rf)), flow.jump, flow.dims)
         if body.stats is None:  # a side output in the body failed; the product's shape is known
             return evolve(node, body=body), end
         stats = ir.Stats(flow.shape, flow.shape, body.stats.params, body.stats.macs, end.rf, end.jump,
@@ -471,12 +522,17 @@ class ShapeInference(Visitor):
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
-        body, out = self.block_body(node, inner)
+        read = self.block_reads(node)
+        if read is None:
+            return node, None
+        body, out = self.block_body(node, inner, read)
         if out is None:
             return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
+        mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
+        node = replace(node, read_channels=tuple(given.channels for given in read)) if read else node
         channels = out.channels.substitute(mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
@@ -489,15 +545,21 @@ class ShapeInference(Visitor):
                          in_channels=flow.channels, dims=dims)
         return evolve(node, body=body, stats=stats), end
 
-    def block_body(self, node: ir.BlockInstance, inner: Flow) -> tuple[ir.Seq, Flow | None]:
-        """The block's body inferred from `inner` (see `reused`), in the block's own names."""
-        if self.tapping:  # the taps of its groups are kept by path: inferred at each use
-            return self.own_names(node.body, inner)
-        return self.reused(node.body, inner, self.own_names)
+    def block_body(self, node: ir.BlockInstance, inner: Flow, read: list[Flow]) -> tuple[ir.Seq, Flow | None]:
+        """The block's body inferred from `inner` and its `reads` (see `reused`), in the block's
+        own names."""
+        def infer(body: ir.Seq, flow: Flow) -> tuple[ir.Seq, Flow | None]:
+            return self.own_names(body, flow, node.reads, read)
 
-    def own_names(self, body: ir.Seq, inner: Flow) -> tuple[ir.Seq, Flow | None]:
+        if self.tapping or node.reads:  # taps are kept by path; reads bring receptive fields of their own
+            return infer(node.body, inner)
+        return self.reused(node.body, inner, infer)
+
+    def own_names(self, body: ir.Seq, inner: Flow, reads, read: list[Flow]) -> tuple[ir.Seq, Flow | None]:
         outside, in_block, groups = self.named_outputs, self.in_block, self.groups
         self.named_outputs = {"input": inner}  # a block's member names are its own
+        for (name, _), given in zip(reads, read):  # `reads(low)`: its other inputs, channels its own
+            self.named_outputs[name] = Flow(given.shape, Name(f"{name}_channels"), given.rf, given.jump, None)
         self.in_block, self.groups = True, []
         try:
             return self.chain(body, inner)
@@ -538,6 +600,23 @@ class ShapeInference(Visitor):
             return object()
         return key
 
+    def block_reads(self, node: ir.BlockInstance) -> list[Flow] | None:
+        """What the use's `reads(...)` give the block: each element's (or group member's)
+        output; None after an error."""
+        flows = []
+        for name, source in node.reads:
+            found = self.taps if "." in source else self.named_outputs
+            if source not in found or source == "input":
+                message, hint = self.unknown_tap(source) if "." in source and source != "input" else (
+                    f"reads({source}) names no element before it in this {'block' if self.in_block else 'network'}",
+                    f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
+                self.error(node.span, message.replace(f"side({source})", f"reads({source})"), hint, "reads")
+                return None
+            if found[source] is None:
+                return None
+            flows.append(found[source])
+        return flows
+
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
         mapping = {name: value.expr for name, value in node.args}
@@ -554,9 +633,10 @@ def _shape(kind: str, rule, shape: ir.Shape, values: dict):
 
 
 def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
-    """The sources of the side outputs that read an earlier element, and whether a layer
-    (`like=`) or a concat (`concat(enc4)`) reads one: one walk, each shared chain once."""
-    sources, reads, seen = [], False, set()
+    """What the network's elements read of earlier ones, in one walk (each shared chain once):
+    the sources of its side outputs, block `reads` and branches `from(...)`; and whether any
+    of them does, or a layer (`like=`) or a concat (`concat(enc4)`)."""
+    paths, reads, seen = [], False, set()
     stack = [body]
     while stack:
         node = stack.pop()
@@ -568,15 +648,27 @@ def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
             if id(node) in seen:
                 continue
             seen.add(id(node))
-        elif kind is ir.Side and node.source is not None:
-            sources.append(node.source)
-        elif kind is ir.Concat and node.skips:
-            reads = True
+        elif kind is ir.Side and node.source:
+            paths.append(node.source)
+        elif kind is ir.BlockInstance:
+            paths.extend(source for _, source in node.reads)
+        elif kind is ir.Concat:
+            paths.extend(source for source in node.sources if source)
+            reads = reads or bool(node.skips)
         stack.extend(children(node))
-    return sources, reads
+    return paths, reads or bool(paths)
 
 
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
+
+
+def _broadcast(shapes: list) -> ir.Shape | None:
+    """The shape that volumes of these shapes broadcast to (each size 1 or the largest), or
+    None where they do not (or one is channels last, or flat beside a volume)."""
+    if len({len(x) for x in shapes}) != 1 or any(channels_last(x) for x in shapes):
+        return None
+    widest = tuple(max(sizes) for sizes in zip(*shapes))
+    return widest if all(broadcasts(x, widest) for x in shapes) else None
 
 
 def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
@@ -656,9 +748,9 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
-    sources, reads = _element_reads(network.body)
-    inference.tapping = any("." in source for source in sources)
-    inference.reusing = not (sources or reads or network.outputs)
+    paths, reads = _element_reads(network.body)
+    inference.tapping = any("." in path for path in paths)
+    inference.reusing = not (paths or reads or network.outputs)
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)
