@@ -47,6 +47,7 @@ class _Lines:
         self.lines: list[str] = []
         self.names: set[str] = set()
         self.math = False
+        self.indexes: dict[int, _LayerIndex] = {}  # id(root) -> its layers, walked once
 
     def add(self, line: str) -> None:
         self.lines.append(line)
@@ -71,16 +72,19 @@ class _Lines:
     def loop(self, network: ir.Network, group, indent: str) -> None:
         """`for m in self.modules():` and one `if isinstance(m, ...)` branch a rule."""
         root = _module(network, group[0].path) if group[0].path else network.body
+        index = self.indexes.get(id(root))
+        if index is None:
+            index = self.indexes[id(root)] = _LayerIndex(root)
         self.add(f"{indent}for m in {module_text(group[0].path)}.modules():")
         for at, step in enumerate(group):
-            layers = [n for n in walk(root) if isinstance(n, ir.Layer) and RULES[n.kind].kind in step.kinds]
-            classes = list(dict.fromkeys(_callee(layer) for layer in layers))
+            facts = index.facts(step.kinds)  # (callee, its tensors) of each distinct layer
+            classes = list(dict.fromkeys(callee for callee, _ in facts))
             test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
             self.add(f"{indent}    {'if' if at == 0 else 'elif'} isinstance(m, {test}):")
             for tensor, call in (("weight", step.weight), ("bias", step.bias)):
                 if call is None:
                     continue
-                if all(has_tensor(layer, tensor) for layer in layers):
+                if all(tensor in tensors for _, tensors in facts):
                     self.call(call, "m", tensor, indent + "        ", step.kinds[0])
                 else:  # some have none: a conv with bias=false, a norm with affine=false
                     self.add(f"{indent}        if m.{tensor} is not None:")
@@ -135,6 +139,32 @@ def _module(network: ir.Network, path: tuple[str, ...]):
         if at == path:
             return node
     raise KeyError(path)
+
+
+class _LayerIndex:
+    """The layers under one root, walked once for every rule of an init loop: by their
+    rule's kind, in walk order, each distinct construction once (the same kind, input and
+    arguments: the same callee and tensors), with its callee and the tensors it has."""
+
+    def __init__(self, root):
+        self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
+        at = 0
+        for node in walk(root):
+            if type(node) is ir.Layer:
+                self.order.setdefault(RULES[node.kind].kind, {}).setdefault(_construction(node), (at, node))
+                at += 1
+
+    def facts(self, kinds) -> list[tuple[str, frozenset[str]]]:
+        firsts = sorted(first for kind in kinds for first in self.order.get(kind, {}).values())
+        return [(_callee(layer), frozenset(t for t in ("weight", "bias") if has_tensor(layer, t)))
+                for _, layer in firsts]
+
+
+def _construction(layer: ir.Layer) -> tuple:
+    """What `LayerRule.construction` reads of a layer, as a key: equal keys, equal constructions."""
+    stats = layer.stats
+    return (layer.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text,
+            tuple((k, type(v.value), repr(v.value), v.expr.text) for k, v in layer.args))
 
 
 def _callee(layer: ir.Layer) -> str:

@@ -129,19 +129,32 @@ def _annotation(value) -> str:
 
 
 def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
+    inplace = RULES[layer.kind].inplace and _fresh(previous, read_elsewhere)
+    ctor, needs = _layer_ctor(layer, inplace)
+    helpers.update(needs)
+    return ctor
+
+
+def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
+    """A layer's construction and the helpers and imports it needs."""
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
     torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
-    if torch.helper:
-        helpers.add(torch.helper)
+    needs = {torch.helper} if torch.helper else set()
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
-    if rule.inplace and _fresh(previous, read_elsewhere):
+    if inplace:
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
-        helpers.update(imports(e))  # `import math` for math.ceil
-    return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+        needs.update(expr_imports(e))  # `import math` for math.ceil
+    return Ctor(f"{torch.callee}({', '.join(args)})", names=names), frozenset(needs)
+
+
+def expr_imports(expr: Expr) -> frozenset[str]:
+    """`expr.imports`: the modules a value's source needs; none where it calls no function
+    (a call's source, and so every source holding one, has a bracket)."""
+    return imports(expr) if "(" in expr.text else frozenset()
 
 
 _ARITHMETIC = (Const, Name, Unary, Binary)
@@ -502,8 +515,10 @@ def scope_nodes(seq: ir.Seq):
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, ir.BlockInstance):
-            stack.extend(reversed(children(node)))
+        if type(node) is not ir.Layer and not isinstance(node, ir.BlockInstance):  # a layer has none
+            below = children(node)
+            below.reverse()
+            stack.extend(below)
 
 
 def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
@@ -514,9 +529,10 @@ def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
     for node in scope_nodes(seq):
         if isinstance(node, ir.Concat):
             skips.extend(name for name in node.skips if name not in skips)
-        elif isinstance(node, ir.Layer) and node.values.get("like") is not None and \
-                node.values["like"] not in sizes:
-            sizes.append(node.values["like"])
+        elif type(node) is ir.Layer:
+            like = next((v.value for k, v in node.args if k == "like"), None)
+            if like is not None and like not in sizes:
+                sizes.append(like)
     return skips, sizes
 
 
@@ -552,6 +568,7 @@ class Generator:
         self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
         self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
+        self.layer_ctors: dict[tuple, tuple] = {}  # block_layer's: key -> (arguments, ctor, helpers)
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
@@ -579,8 +596,9 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(as_written(node, self.tables) if self.in_network else node, self.helpers, previous,
-                              self.side_sources)
+            if self.in_network:
+                return layer_ctor(as_written(node, self.tables), self.helpers, previous, self.side_sources)
+            return self.block_layer(node, previous)
         if isinstance(node, ir.BlockInstance):
             return self.instance_call(as_written(node, self.tables) if self.in_network else node)
         assert isinstance(node, ir.Seq)
@@ -597,6 +615,19 @@ class Generator:
         names = frozenset().union(*(child.names for _, child, _ in children))
         return Ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
 
+    def block_layer(self, node: ir.Layer, previous=None) -> Ctor:
+        """A layer of a block's class, made once for the layers of every use that construct
+        alike: those sharing the arguments (the expansion shares them between the uses of a
+        block), the input and whether they may work in place."""
+        stats = node.stats
+        inplace = RULES[node.kind].inplace and _fresh(previous, self.side_sources)
+        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels, inplace)
+        found = self.layer_ctors.get(key)
+        if found is None:  # the entry holds the arguments, so their id is not reused while it lives
+            found = self.layer_ctors[key] = (node.args, *_layer_ctor(node, inplace))
+        self.helpers.update(found[2])
+        return found[1]
+
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
@@ -607,10 +638,10 @@ class Generator:
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=(node.stats.in_channels.text,))
         names = set(node.stats.in_channels.names)
-        self.helpers.update(imports(node.stats.in_channels))
+        self.helpers.update(expr_imports(node.stats.in_channels))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
-            self.helpers.update(imports(value.expr))
+            self.helpers.update(expr_imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
