@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import ir
 from ..layers import RULES
 from ..passes.inits import FANS, has_tensor, module_events, module_text, needs_math, render
-from ..traverse import walk
+from ..traverse import children
 
 WRAP = 92  # model.WRAP: the generated code's width
 
@@ -148,11 +148,23 @@ class _LayerIndex:
 
     def __init__(self, root):
         self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
+        arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, their key): the expansion shares them
+        stack = [root]
         at = 0
-        for node in walk(root):
-            if type(node) is ir.Layer:
-                self.order.setdefault(RULES[node.kind].kind, {}).setdefault(_construction(node), (at, node))
-                at += 1
+        while stack:  # traverse.walk's order; a layer has no children
+            node = stack.pop()
+            if type(node) is not ir.Layer:
+                below = children(node)
+                below.reverse()
+                stack.extend(below)
+                continue
+            args = arguments.get(id(node.args))
+            if args is None:
+                args = arguments[id(node.args)] = (node.args, _arguments(node.args))
+            stats = node.stats
+            key = (node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text, args[1])
+            self.order.setdefault(RULES[node.kind].kind, {}).setdefault(key, (at, node))
+            at += 1
 
     def facts(self, kinds) -> list[tuple[str, frozenset[str]]]:
         firsts = sorted(first for kind in kinds for first in self.order.get(kind, {}).values())
@@ -160,11 +172,10 @@ class _LayerIndex:
                 for _, layer in firsts]
 
 
-def _construction(layer: ir.Layer) -> tuple:
-    """What `LayerRule.construction` reads of a layer, as a key: equal keys, equal constructions."""
-    stats = layer.stats
-    return (layer.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text,
-            tuple((k, type(v.value), repr(v.value), v.expr.text) for k, v in layer.args))
+def _arguments(args) -> tuple:
+    """A layer's arguments as a key: equal keys, equal values and sources (`LayerRule.construction`
+    reads both), with the input (shape and channels) beside them."""
+    return tuple((k, type(v.value), repr(v.value), v.expr.text) for k, v in args)
 
 
 def _callee(layer: ir.Layer) -> str:
