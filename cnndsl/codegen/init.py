@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import ir
 from ..layers import RULES
 from ..passes.inits import FANS, has_tensor, module_events, module_text, needs_math, render
-from ..traverse import children
+from .nodes import nodes
 
 WRAP = 92  # model.WRAP: the generated code's width
 
@@ -149,14 +149,9 @@ class _LayerIndex:
     def __init__(self, root):
         self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
         arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, their key): the expansion shares them
-        stack = [root]
         at = 0
-        while stack:  # traverse.walk's order; a layer has no children
-            node = stack.pop()
+        for node in nodes(root):
             if type(node) is not ir.Layer:
-                below = children(node)
-                below.reverse()
-                stack.extend(below)
                 continue
             args = arguments.get(id(node.args))
             if args is None:

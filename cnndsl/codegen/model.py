@@ -20,10 +20,12 @@ from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
-from ..traverse import Visitor, children, walk
+from ..traverse import Visitor, children
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 from .loops import LoopModel, loop_model
+from .nodes import nodes
+from .reuse import same_use
 from .toggles import holds, merged
 
 WRAP = 92
@@ -208,7 +210,9 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
 
 class ScopeBuilder(Visitor):
     """Members and forward statements of one class, visiting the IR in order:
-    `visit(node, previous)`, where `previous` is the element before it in its chain."""
+    `visit(node, previous)`, where `previous` is the element before it in its chain.
+    A block's scope is built once for the uses whose bodies read alike (`reuse.same_use`):
+    whatever it reads of a use's IR, reuse.py must compare."""
 
     def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
@@ -558,6 +562,10 @@ def _first_leaf(node):
 
 
 class Generator:
+    # Whether a use whose body reads as the last built use's gets that use's members and
+    # forward (`block_scope`); off, every use is built (what tests/test_codegen_reuse.py compares).
+    reuse_scopes = True
+
     def __init__(self, network: ir.Network):
         self.network = network
         self.helpers: set[str] = set()
@@ -569,11 +577,12 @@ class Generator:
         self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
         self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
         self.layer_ctors: dict[tuple, tuple] = {}  # block_layer's: key -> (arguments, ctor, helpers)
+        self.scopes: dict[str, tuple] = {}  # block -> (its last use built, that use's block_scope)
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
         self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
-        for node in walk(network.body):
+        for node in nodes(network.body):
             if isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
@@ -656,20 +665,18 @@ class Generator:
 
     def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         info = self.network.blocks[node.block]
-        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         in_network, self.in_network = self.in_network, False
         loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
-        if loop is None:
-            builder.start(node.body)
+        members, forward, toggles = self.block_scope(node) if loop is None else ((), (), ())
         self.in_network = in_network
-        used = loop.names if loop is not None else _used_names(builder.members)
+        used = loop.names if loop is not None else _used_names(members)
         params = [("in_channels", "int", None)]
         values = dict(node.args)
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        toggle = builder.toggles[0] if len(builder.toggles) == 1 else None
-        model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
+        toggle = toggles[0] if len(toggles) == 1 else None
+        model = ClassModel(node.block, (), tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
                            toggle=toggle)
         code = _untyped(model.code_only())
@@ -683,11 +690,23 @@ class Generator:
         if loop is not None and loop.out_channels is not None:  # the doc of every use: the count's name
             node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
-                        forward=tuple(staged(builder.forward)))
+                        forward=tuple(staged(list(forward))))
         variants.append((model, class_name, code))
         self.first_uses[class_name] = node
         self.order.append(class_name)
         return model, class_name
+
+    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
+        """The members, forward statements and residual conditions of a block use's class:
+        those of the block's last use built where this one reads the same (`reuse.same_use`)."""
+        last = self.scopes.get(node.block)
+        if last is not None and self.reuse_scopes and same_use(self, last[0], node):
+            return last[1]
+        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        builder.start(node.body)
+        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
+        self.scopes[node.block] = (node, scope)
+        return scope
 
     def variant(self, node: ir.BlockInstance, model: ClassModel, code: tuple, variants: list):
         """An existing class for this use: one of the same code, or one that differs from it
@@ -700,7 +719,10 @@ class Generator:
                     return existing, class_name
                 continue
             if existing_code == code:  # the same code; an argument an int here, a pair there: either
-                either = replace(existing, params=_either(existing.params, model.params))
+                params = _either(existing.params, model.params)
+                if params == existing.params:
+                    return existing, class_name
+                either = replace(existing, params=params)
                 variants[at] = (either, class_name, existing_code)
                 return either, class_name
             first = self.first_uses[class_name]
@@ -769,6 +791,8 @@ def _untyped(code: tuple) -> tuple:
 
 def _either(params, others) -> tuple:
     """The parameters with each annotation the union of both uses' (`int | tuple[int, ...]`)."""
+    if all(mine[1] == theirs[1] for mine, theirs in zip(params, others)):
+        return params
     out = []
     for (name, annotation, default), (_, other, _) in zip(params, others):
         kinds = annotation.split(" | ")
