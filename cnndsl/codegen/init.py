@@ -14,11 +14,14 @@ from .nodes import nodes
 WRAP = 92  # model.WRAP: the generated code's width
 
 
-def init_lines(network: ir.Network, class_of) -> tuple[list[str], frozenset[str], bool]:
+def init_lines(network: ir.Network, class_of, layers: list | None = None) -> tuple[list[str], frozenset[str], bool]:
     """The lines (indented from `__init__`'s body), the network parameters they read and
-    whether they call math.sqrt. `class_of(instance)` names the generated class of a block instance."""
+    whether they call math.sqrt. `class_of(instance)` names the generated class of a block
+    instance; `layers`, where given, are the network's layers in walk order."""
     params = {name for name, _ in network.params}
     out = _Lines(params)
+    if layers is not None:
+        out.indexes[id(network.body)] = _LayerIndex(layers)
     out.math = any(needs_math(step) for step in network.init_steps)
     for group in _groups(network.init_steps):
         step = group[0]
@@ -74,7 +77,7 @@ class _Lines:
         root = _module(network, group[0].path) if group[0].path else network.body
         index = self.indexes.get(id(root))
         if index is None:
-            index = self.indexes[id(root)] = _LayerIndex(root)
+            index = self.indexes[id(root)] = _LayerIndex([n for n in nodes(root) if type(n) is ir.Layer])
         self.add(f"{indent}for m in {module_text(group[0].path)}.modules():")
         for at, step in enumerate(group):
             facts = index.facts(step.kinds)  # (callee, its tensors) of each distinct layer
@@ -142,24 +145,20 @@ def _module(network: ir.Network, path: tuple[str, ...]):
 
 
 class _LayerIndex:
-    """The layers under one root, walked once for every rule of an init loop: by their
-    rule's kind, in walk order, each distinct construction once (the same kind, input and
-    arguments: the same callee and tensors), with its callee and the tensors it has."""
+    """The layers under one root (in walk order), for every rule of an init loop: by their
+    rule's kind, each distinct construction once (the same kind, input and arguments: the
+    same callee and tensors), with its callee and the tensors it has."""
 
-    def __init__(self, root):
+    def __init__(self, layers: list[ir.Layer]):
         self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
         arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, their key): the expansion shares them
-        at = 0
-        for node in nodes(root):
-            if type(node) is not ir.Layer:
-                continue
+        for at, node in enumerate(layers):
             args = arguments.get(id(node.args))
             if args is None:
                 args = arguments[id(node.args)] = (node.args, _arguments(node.args))
             stats = node.stats
             key = (node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text, args[1])
             self.order.setdefault(RULES[node.kind].kind, {}).setdefault(key, (at, node))
-            at += 1
 
     def facts(self, kinds) -> list[tuple[str, frozenset[str]]]:
         firsts = sorted(first for kind in kinds for first in self.order.get(kind, {}).values())

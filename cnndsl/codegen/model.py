@@ -153,6 +153,12 @@ def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
     return Ctor(f"{torch.callee}({', '.join(args)})", names=names), frozenset(needs)
 
 
+def _in_place(ctor: Ctor) -> Ctor:
+    """The construction with `inplace=True` after its arguments, as `_layer_ctor` writes it."""
+    text = ctor.text  # `nn.ReLU()`: no argument before it
+    return replace(ctor, text=text[:-1] + ("" if text.endswith("()") else ", ") + "inplace=True)")
+
+
 def expr_imports(expr: Expr) -> frozenset[str]:
     """`expr.imports`: the modules a value's source needs; none where it calls no function
     (a call's source, and so every source holding one, has a bracket)."""
@@ -576,14 +582,17 @@ class Generator:
         self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
         self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
-        self.layer_ctors: dict[tuple, tuple] = {}  # block_layer's: key -> (arguments, ctor, helpers)
+        self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
         self.scopes: dict[str, tuple] = {}  # block -> (its last use built, that use's block_scope)
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
         self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
+        self.layers: list[ir.Layer] = []  # every layer of the network, in walk order (for init.py)
         for node in nodes(network.body):
-            if isinstance(node, ir.Side):
+            if type(node) is ir.Layer:
+                self.layers.append(node)
+            elif isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
                     parts = node.source.split(".")
@@ -627,15 +636,18 @@ class Generator:
     def block_layer(self, node: ir.Layer, previous=None) -> Ctor:
         """A layer of a block's class, made once for the layers of every use that construct
         alike: those sharing the arguments (the expansion shares them between the uses of a
-        block), the input and whether they may work in place."""
+        block) and the input; then with `inplace=True` where it may work in place."""
         stats = node.stats
-        inplace = RULES[node.kind].inplace and _fresh(previous, self.side_sources)
-        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels, inplace)
+        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels)
         found = self.layer_ctors.get(key)
         if found is None:  # the entry holds the arguments, so their id is not reused while it lives
-            found = self.layer_ctors[key] = (node.args, *_layer_ctor(node, inplace))
+            found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None]
         self.helpers.update(found[2])
-        return found[1]
+        if not (RULES[node.kind].inplace and _fresh(previous, self.side_sources)):
+            return found[1]
+        if found[3] is None:
+            found[3] = _in_place(found[1])
+        return found[3]
 
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
@@ -747,7 +759,7 @@ class Generator:
         builder.start(network.body)
         self.in_network = False
         used = _used_names(builder.members)
-        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1])
+        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1], self.layers)
         used |= init_names
         if init_math:
             self.helpers.add("math")

@@ -61,22 +61,28 @@ def _fields_of(kind: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def same_use(generator, built: ir.BlockInstance, use: ir.BlockInstance) -> bool:
     """Whether `use` gives the members and forward that `built`, a use of the same block,
-    gave: see the module's docstring."""
+    gave: see the module's docstring. The structure first; then the block uses inside, in
+    the order the build calls them, and the constructors."""
     if built.block != use.block or [k for k, _ in built.args] != [k for k, _ in use.args] or \
             len(built.stats.in_shape) != len(use.stats.in_shape):
         return False
+    layers: list = []
+    calls: list = []
     pairs = [(built.body, use.body)]
-    while pairs:  # the build's order: a block use inside is called where the build calls it
+    while pairs:
         a, b = pairs.pop()
-        below = _same_node(generator, a, b)
+        below = _same_node(a, b, layers, calls)
         if below is None:
             return False
         pairs.extend(reversed(below))
-    return True
+    return all(same_call(generator, a, b) for a, b in calls) and \
+        all(same_constructor(generator, a, b) for a, b in layers)
 
 
-def _same_node(generator, a, b) -> list | None:
-    """The pairs of children to compare next, or None where the two differ here."""
+def _same_node(a, b, layers: list, calls: list) -> list | None:
+    """The pairs of children to compare next, or None where the two differ here; the layers
+    whose constructors and the block uses whose calls are left to compare go to `layers`
+    and `calls`."""
     if a is b:
         return []
     kind = type(a)
@@ -85,13 +91,23 @@ def _same_node(generator, a, b) -> list | None:
     if not hasattr(kind, "_fields"):
         return [] if a == b else None
     children, rest = _fields_of(kind)
-    if read_stats(getattr(a, "stats", None)) != read_stats(getattr(b, "stats", None)) or \
+    stats = getattr(a, "stats", None), getattr(b, "stats", None)
+    if (stats[0] is not stats[1] and read_stats(stats[0]) != read_stats(stats[1])) or \
             any(getattr(a, name) != getattr(b, name) for name in rest):
         return None
-    if kind is ir.Layer and not same_layer(generator, a, b):
-        return None
-    if kind is ir.BlockInstance and not same_call(generator, a, b):
-        return None
+    if kind is ir.Layer:
+        same = same_arguments(a, b)
+        if same is None:
+            layers.append((a, b))
+        elif not same:
+            return None
+    elif kind is ir.BlockInstance:
+        calls.append((a, b))
+    return _child_pairs(a, b, children)
+
+
+def _child_pairs(a, b, children: tuple[str, ...]) -> list | None:
+    """The children of two nodes of one class, paired; None where their numbers differ."""
     pairs = []
     for name in children:
         x, y = getattr(a, name), getattr(b, name)
@@ -107,9 +123,10 @@ def _same_node(generator, a, b) -> list | None:
     return pairs
 
 
-def same_layer(generator, a: ir.Layer, b: ir.Layer) -> bool:
-    """The same arguments as the class reads them: their names, those the forward reads
-    itself, and the constructor (the other fields and the stats are compared by the caller)."""
+def same_arguments(a: ir.Layer, b: ir.Layer) -> bool | None:
+    """Whether two layers' arguments read alike in the class (the other fields and the
+    stats are compared by the caller): True where they construct alike for certain, False
+    where their names or those the forward reads differ, None: compare the constructors."""
     if a.args is b.args and type(a.stats.in_shape) is type(b.stats.in_shape) and a.stats.in_shape == b.stats.in_shape:
         return True
     if [k for k, _ in a.args] != [k for k, _ in b.args]:
@@ -117,6 +134,10 @@ def same_layer(generator, a: ir.Layer, b: ir.Layer) -> bool:
     for (key, x), (_, y) in zip(a.args, b.args):
         if key in _FORWARD_ARGS and x != y:
             return False
+    return None
+
+
+def same_constructor(generator, a: ir.Layer, b: ir.Layer) -> bool:
     first, second = generator.block_layer(a), generator.block_layer(b)
     return first.code == second.code and first.names == second.names
 
