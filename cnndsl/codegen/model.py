@@ -92,6 +92,7 @@ class ClassModel:
     loop: LoopModel | None = None  # a block whose body is one repetition, as a loop (members empty)
     toggle: Expr | None = None  # the condition of the residual around the whole block, `?(stride == 1)`
     flags: tuple[tuple[str, str], ...] = ()  # attributes set in __init__: use_res_connect = stride == 1
+    inputs: tuple[str, ...] = ()  # a block's `reads(low)`: forward's tensors after x
 
     @property
     def base(self) -> str:
@@ -110,7 +111,8 @@ class ClassModel:
         return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
                 tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank, s.into, s.reads)
                       for s in self.forward),
-                self.provenance, self.sides, self.loop.code if self.loop is not None else None, self.flags)
+                self.provenance, self.sides, self.loop.code if self.loop is not None else None, self.flags,
+                self.inputs)
 
 
 @dataclass
@@ -240,6 +242,7 @@ class ScopeBuilder(Visitor):
         self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
         self.toggles: list[Expr] = []  # the conditions of the block's outermost residuals
         self.tap_targets: dict[str, str] = {}  # a member of an opened group: its path -> its call
+        self.inputs: tuple[str, ...] = ()  # a block's reads(...): its forward's other tensors
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
@@ -247,11 +250,19 @@ class ScopeBuilder(Visitor):
         sides = self.generator.sides if not self.in_block else []  # side outputs belong to the network
         self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in sides}
         skips, sizes = scope_reads(seq)
-        self.kept = {name: self.locals.fresh(name) for name in self.outputs_kept(seq, skips, sides)}
+        given = {name: self.locals.take(name) for name in self.inputs}  # a block's reads(low): forward's own
+        # what a block's reads(low) is given, kept under the block's name for it: `low = x`
+        given.update((source, self.locals.fresh(name)) for node in scope_nodes(seq)
+                     if isinstance(node, ir.BlockInstance) for name, source in node.reads if source not in given)
+        self.kept = {name: given.get(name) or self.locals.fresh(_local_base(name))
+                     for name in self.outputs_kept(seq, skips, sides)}
         self.output_locals.update({name: self.kept[name] for name in self.output_elements if name in self.kept})
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
         if "input" in self.sizes:
             self.forward.append(Stmt("size", var=self.sizes["input"]))
+        for name in self.inputs:
+            if name in self.sizes:
+                self.forward.append(Stmt("size", var=self.sizes[name], reads=name))
         self.run(seq)
 
     def outputs_kept(self, seq: ir.Seq, skips: list[str], sides: list) -> list[str]:
@@ -305,6 +316,8 @@ class ScopeBuilder(Visitor):
                                           reads=self.reads))
             self.reads = self.into
             self.tap_targets[f"{path}.{key}"] = target
+            if f"{path}.{key}" in self.kept:  # read later by a block's reads(...) or a from(...)
+                self.forward.append(Stmt("keep", var=self.kept[f"{path}.{key}"]))
 
     def visit_Side(self, node: ir.Side, previous=None) -> None:
         inner, resize = resized(node.node) if isinstance(node.node, ir.Seq) else (node.node, None)
@@ -344,8 +357,11 @@ class ScopeBuilder(Visitor):
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
         parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        reads = self.reads
+        if isinstance(node, ir.BlockInstance) and node.reads:  # x = self.classifier(x, low)
+            reads = ", ".join([reads] + [self.kept[source] for _, source in node.reads])
         self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name,
-                                      into=self.into, reads=self.reads))
+                                      into=self.into, reads=reads))
         self.reads = self.into
         self.keep(node.name)
 
@@ -386,29 +402,34 @@ class ScopeBuilder(Visitor):
         if node.name is not None:
             self.listed(node, parts)
             return
-        for branch in node.branches:
-            if branch.name is None and not branch.items:
-                parts.append(self.reads)
-                continue
-            if flat_branch(branch):
-                parts.append(self.flat_branch(branch))
-                continue
-            branch, resize = resized(branch)
-            member = branch if branch.name is not None else _single_leaf(branch)
-            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
-                raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
-            if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
-                parts.append("x")
-                continue
-            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
-            first = _first_leaf(member)
-            flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
-            if resize is not None:  # ASPP's pooling branch, back to the size it read
-                call = self.resize_call(call, resize)
-            parts.append(call)
-        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
+        reads = self.reads
+        for branch, source in zip(node.branches, node.sources or (None,) * len(node.branches)):
+            self.reads = reads if source is None else self.kept[source]  # from(low): the branch reads low
+            parts.append(self.branch_part(branch))
+        self.reads = reads
+        kind, sign = ("cat", "") if node.op == "cat" else ("combine", " + " if node.op == "add" else " * ")
+        self.forward.append(self.step(node.stats, kind=kind, parts=tuple(parts), into=self.into, var=sign))
         self.reads = self.into
+
+    def branch_part(self, branch: ir.Seq) -> str:
+        """What one branch of a concat, add or mul gives, as the cat's (or sum's) list writes it."""
+        if branch.name is None and not branch.items:
+            return self.reads
+        if flat_branch(branch):
+            return self.flat_branch(branch)
+        branch, resize = resized(branch)
+        member = branch if branch.name is not None else _single_leaf(branch)
+        if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+            raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
+        if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
+            return "x"
+        self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+        first = _first_leaf(member)
+        flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
+        call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
+        if resize is not None:  # ASPP's pooling branch, back to the size it read
+            call = self.resize_call(call, resize)
+        return call
 
     def listed(self, node: ir.Concat, parts: list[str]) -> None:
         """`convs: concat {...}`: the branches in one nn.ModuleList, each called by its place
@@ -539,11 +560,19 @@ def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
     for node in scope_nodes(seq):
         if isinstance(node, ir.Concat):
             skips.extend(name for name in node.skips if name not in skips)
+            skips.extend(name for name in node.sources if name is not None and name not in skips)
+        elif isinstance(node, ir.BlockInstance):
+            skips.extend(source for _, source in node.reads if source not in skips)
         elif type(node) is ir.Layer:
             like = next((v.value for k, v in node.args if k == "like"), None)
             if like is not None and like not in sizes:
                 sizes.append(like)
     return skips, sizes
+
+
+def _local_base(name: str) -> str:
+    """The local that keeps an element's output: its name, or a path's `backbone_4`."""
+    return name if "." not in name else name.replace(".", "_")
 
 
 def _branch_local(member: str) -> str:
@@ -600,6 +629,11 @@ class Generator:
                     self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
             elif isinstance(node, ir.Concat):
                 read.update(node.skips)
+            paths = [s for s in getattr(node, "sources", ()) if s] + [s for _, s in getattr(node, "reads", ())]
+            for path in paths:
+                parts = path.split(".")
+                read.add(parts[-1])
+                self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
         self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
         self.tables = frozenset(name for name, value in network.params if isinstance(value.value, tuple)
@@ -655,11 +689,13 @@ class Generator:
         defaults = dict(self.network.blocks[node.block].params)
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
         passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
-                  for name, _, _ in model.params[1:]]
+                  for name, _, _ in model.params[1 + len(model.inputs):]]
+        leading = (node.stats.in_channels, *node.read_channels)  # LRASPPHead(960, 40, ...)
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
-                            leading=(node.stats.in_channels.text,))
-        names = set(node.stats.in_channels.names)
-        self.helpers.update(expr_imports(node.stats.in_channels))
+                            leading=tuple(e.text for e in leading))
+        names = set().union(*(e.names for e in leading))
+        for e in leading:
+            self.helpers.update(expr_imports(e))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
             self.helpers.update(expr_imports(value.expr))
@@ -669,7 +705,8 @@ class Generator:
         """The class of a block use: one already made where a use with the same arguments and
         input shape came before (the same body), or one built, shared with an earlier use of
         the same code, else added as a variant."""
-        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args),
+               tuple(e.text for e in node.read_channels))
         found = self.uses.get(key)
         if found is None:
             found = self.uses[key] = self.new_block_class(node)
@@ -682,7 +719,7 @@ class Generator:
         members, forward, toggles = self.block_scope(node) if loop is None else ((), (), ())
         self.in_network = in_network
         used = loop.names if loop is not None else _used_names(members)
-        params = [("in_channels", "int", None)]
+        params = [("in_channels", "int", None)] + [(f"{name}_channels", "int", None) for name in info.reads]
         values = dict(node.args)
         for name, default in info.params:
             if name in used:
@@ -690,7 +727,7 @@ class Generator:
         toggle = toggles[0] if len(toggles) == 1 else None
         model = ClassModel(node.block, (), tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
-                           toggle=toggle)
+                           toggle=toggle, inputs=info.reads)
         code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
         found = self.variant(node, model, code, variants)
@@ -715,6 +752,7 @@ class Generator:
         if last is not None and self.reuse_scopes and same_use(self, last[0], node):
             return last[1]
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        builder.inputs = self.network.blocks[node.block].reads
         builder.start(node.body)
         scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
         self.scopes[node.block] = (node, scope)

@@ -249,10 +249,13 @@ class ShapeInference(Visitor):
         branches = []
         outs = []
         read = self.share(node, flow) if node.split else flow
-        for branch in node.branches:  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, read)
+        sources = node.sources or (None,) * len(node.branches)
+        for branch, source in zip(node.branches, sources):  # each branch is checked, whatever the others give
+            branch, out = self.visit_Seq(branch, read if source is None else self.source(node, source, read))
             branches.append(branch)
             outs.append(out)
+        if node.op != "cat":
+            return self.combine(node, branches, outs, flow)
         if not node.branches:  # concat(enc4): the skips, then the chain's value
             outs.append(flow)
         if flow is None or any(o is None for o in outs):
@@ -274,6 +277,53 @@ class ShapeInference(Visitor):
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def source(self, node: ir.Concat, source: str, flow: Flow | None) -> Flow | None:
+        """What a branch `from(source)` reads: the named earlier element (or a block's
+        `reads` input, or a member of a named group by its path); None after an error."""
+        found = self.taps if "." in source else self.named_outputs
+        if source not in found or source == "input":
+            what = f"{'an add' if node.op == 'add' else 'a ' + node.op} branch from({source})"
+            if source == "input":
+                self.error(node.span, f"{what} reads the input: every branch does that already",
+                           "leave out from(input)", "skip")
+                return None
+            message, hint = self.unknown_tap(source) if "." in source else (
+                f"{what} names no element before it in this {'block' if self.in_block else 'network'}",
+                f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
+            self.error(node.span, message.replace(f"side({source})", f"from({source})"), hint, "skip")
+            return None
+        return found[source] if flow is not None else None
+
+    def combine(self, node: ir.Concat, branches: list, outs: list, flow: Flow | None):
+        """`add { ... }` / `mul { ... }`: the branches' outputs summed or multiplied. Each size
+        of each output is 1 or the largest of them (PyTorch's broadcast over a volume), so
+        the result has the largest sizes."""
+        if flow is None or any(o is None for o in outs):
+            return evolve(node, branches=tuple(branches)), None
+        shapes = [o.shape for o in outs]
+        widest = _broadcast(shapes)
+        if widest is None:
+            self.not_broadcast(node, branches, shapes)
+            return evolve(node, branches=tuple(branches)), None
+        full = next((o for o in outs if o.shape == widest), outs[0])
+        end = Flow(widest, full.channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), full.dims)
+        return evolve(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
+
+    def not_broadcast(self, node: ir.Concat, branches: list, shapes: list) -> None:
+        """The error of an add or mul whose branches' outputs do not broadcast, at the first
+        branch that does not fit the others, with what to change."""
+        same_rank = len({len(x) for x in shapes}) == 1
+        widest = tuple(max(sizes) for sizes in zip(*shapes)) if same_rank else None
+        bad = next((b for b, x in zip(branches, shapes) if widest is None or not broadcasts(x, widest)),
+                   branches[-1])
+        listing = f" {'+' if node.op == 'add' else '*'} ".join(fmt_shape(x) for x in shapes)
+        channels = sorted({x[0] for x in shapes if len(x) == 3 and x[0] != 1})
+        hint = (f"end every branch with the same channels (they end with {', '.join(map(str, channels))})"
+                if len(channels) > 1 else "each size must be 1 or the others': upsample(like=...) the "
+                "smaller branch to the other's height and width")
+        self.error(bad.span, f"{'an add' if node.op == 'add' else 'a mul'} of {listing}: the branches' "
+                   "outputs do not broadcast", hint, "shape")
 
     def agree(self, node: ir.Concat, branches: list, outs: list[Flow]) -> bool:
         """Whether the branches give volumes of one HxW, channels first (an error where not)."""
@@ -454,8 +504,13 @@ class ShapeInference(Visitor):
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
+        read = self.block_reads(node)
+        if read is None:
+            return node, None
         outside, in_block, groups = self.named_outputs, self.in_block, self.groups
         self.named_outputs = {"input": inner}  # a block's member names are its own
+        for (name, _), given in zip(node.reads, read):  # `reads(low)`: its other inputs, channels its own
+            self.named_outputs[name] = Flow(given.shape, Name(f"{name}_channels"), given.rf, given.jump, None)
         self.in_block, self.groups = True, []
         body, out = self.visit_Seq(node.body, inner)
         self.named_outputs, self.in_block, self.groups = outside, in_block, groups
@@ -464,6 +519,8 @@ class ShapeInference(Visitor):
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
+        mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
+        node = replace(node, read_channels=tuple(given.channels for given in read)) if read else node
         channels = out.channels.substitute(mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
@@ -475,6 +532,23 @@ class ShapeInference(Visitor):
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels, dims=dims)
         return evolve(node, body=body, stats=stats), end
+
+    def block_reads(self, node: ir.BlockInstance) -> list[Flow] | None:
+        """What the use's `reads(...)` give the block: each element's (or group member's)
+        output; None after an error."""
+        flows = []
+        for name, source in node.reads:
+            found = self.taps if "." in source else self.named_outputs
+            if source not in found or source == "input":
+                message, hint = self.unknown_tap(source) if "." in source and source != "input" else (
+                    f"reads({source}) names no element before it in this {'block' if self.in_block else 'network'}",
+                    f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
+                self.error(node.span, message.replace(f"side({source})", f"reads({source})"), hint, "reads")
+                return None
+            if found[source] is None:
+                return None
+            flows.append(found[source])
+        return flows
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
@@ -507,6 +581,15 @@ def _one(axes: tuple):
 def _widest(values) -> object:
     """The largest of several receptive fields (or jumps), per axis."""
     return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
+
+
+def _broadcast(shapes: list) -> ir.Shape | None:
+    """The shape that volumes of these shapes broadcast to (each size 1 or the largest), or
+    None where they do not (or one is channels last, or flat beside a volume)."""
+    if len({len(x) for x in shapes}) != 1 or any(channels_last(x) for x in shapes):
+        return None
+    widest = tuple(max(sizes) for sizes in zip(*shapes))
+    return widest if all(broadcasts(x, widest) for x in shapes) else None
 
 
 def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
@@ -587,6 +670,8 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
     inference.tapping = any(isinstance(node, ir.Side) and node.source and "." in node.source
+                            or isinstance(node, ir.BlockInstance) and any("." in r for _, r in node.reads)
+                            or isinstance(node, ir.Concat) and any("." in r for r in node.sources if r)
                             for node in walk(network.body))
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
