@@ -96,3 +96,32 @@ network N() {
 
 def test_the_switch_is_on():
     assert codegen_model.Generator.reuse_scopes is True
+
+
+def test_heads_with_two_inputs_read_as_each_use_reads():
+    """A block's reads(low) and from(low): two uses differing in their width and the tensor
+    they read share a class only where the code is the same."""
+    with_reuse, without = code("""
+block Head(num_classes, inter = 8) reads(low) {
+    mul {
+        cbr: [conv(inter, 1, bias=false) -> batchnorm -> relu]
+        scale: [adaptive_avgpool(1) -> conv(inter, 1, bias=false) -> sigmoid]
+    }
+    upsample(like=low, mode="bilinear")
+    add {
+        from(low) low_classifier: conv(num_classes, 1)
+        high_classifier: conv(num_classes, 1)
+    }
+}
+
+network N(num_classes = 3) {
+    input 3x32x32
+    backbone: [conv(4, 3, stride=2, pad=1) -> batchnorm -> relu -> conv(6, 3, stride=2, pad=1) -> relu]
+    one: Head(num_classes) reads(backbone.2)
+    two: Head(num_classes, inter=4) reads(backbone.0)
+    out: upsample(like=input, mode="bilinear")
+    outputs(out)
+}
+""")
+    assert with_reuse == without
+    assert "class Head(nn.Module)" in with_reuse
