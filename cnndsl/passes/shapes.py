@@ -47,6 +47,8 @@ class ShapeInference(Visitor):
     """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
     None is an unknown shape, after an error."""
 
+    REUSE = True  # whether `reused` keeps inferred chains (tests/test_shapes_reuse.py compares both ways)
+
     def __init__(self, context: Context, env: dict | None = None) -> None:
         self.context = context
         self.env: dict = env or {}  # the values of the enclosing parameters, for pending values
@@ -595,7 +597,7 @@ class ShapeInference(Visitor):
         first rebased to its own receptive field (`receptive.Rebase`). Only a tree without
         errors and of the kinds `Rebase` knows is kept."""
         pending, rebasable = self.chains.facts(seq)
-        if not rebasable:
+        if not rebasable or not self.REUSE:
             return infer(seq, flow)
         key = (id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None)
         found = self.bodies.get(key)
