@@ -20,7 +20,7 @@ from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
-from ..traverse import Visitor, children
+from ..traverse import Visitor, children, evolve
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 from .loops import LoopModel, loop_model
@@ -202,8 +202,10 @@ def as_written(node, tables: frozenset = frozenset()):
     args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
     stats = node.stats
     if stats is not None and not readable(stats.in_channels, tables):
-        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
-    return replace(node, args=args, stats=stats)
+        stats = evolve(stats, in_channels=Const(stats.in_shape[0]))
+    if stats is node.stats and all(new is old for (_, new), (_, old) in zip(args, node.args)):
+        return node  # every value reads as written
+    return evolve(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -623,7 +625,8 @@ class Generator:
         for node in nodes(network.body):
             if type(node) is ir.Layer:
                 self.layers.append(node)
-            elif isinstance(node, ir.Side):
+                continue
+            if isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
                     parts = node.source.split(".")

@@ -75,12 +75,33 @@ def same_use(generator, built: ir.BlockInstance, use: ir.BlockInstance) -> bool:
     pairs = [(built.body, use.body)]
     while pairs:
         a, b = pairs.pop()
+        if _PLAIN_LAYER and type(a) is ir.Layer and type(b) is ir.Layer:  # the commonest node, without children
+            if a is not b and not _same_layer(a, b, layers):
+                return False
+            continue
         below = _same_node(a, b, layers, calls)
         if below is None:
             return False
         pairs.extend(reversed(below))
     return all(same_call(generator, a, b) for a, b in calls) and \
         all(same_constructor(generator, a, b) for a, b in layers)
+
+
+# A layer's fields as `_same_layer` compares them (else the generic comparison does).
+_PLAIN_LAYER = {f.name for f in fields(ir.Layer)} == {"kind", "args", "name", "span", "stats"} and not ir.Layer._fields
+
+
+def _same_layer(a: ir.Layer, b: ir.Layer, layers: list) -> bool:
+    """`_same_node` for two layers."""
+    if a.kind != b.kind or a.name != b.name:
+        return False
+    if a.stats is not b.stats and read_stats(a.stats) != read_stats(b.stats):
+        return False
+    same = same_arguments(a, b)
+    if same is None:
+        layers.append((a, b))
+        return True
+    return same
 
 
 def _same_node(a, b, layers: list, calls: list) -> list | None:
