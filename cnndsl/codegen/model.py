@@ -20,13 +20,16 @@ from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
-from ..traverse import Visitor, children, walk
+from ..traverse import Visitor, children, evolve
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 from .loops import LoopModel, loop_model
+from .nodes import nodes
+from .reuse import same_use
 from .toggles import holds, merged
 
 WRAP = 92
+REUSE_TRIES = 2  # earlier uses of a block whose scope a new use may reuse (a stage's first use, its others)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class ClassModel:
     loop: LoopModel | None = None  # a block whose body is one repetition, as a loop (members empty)
     toggle: Expr | None = None  # the condition of the residual around the whole block, `?(stride == 1)`
     flags: tuple[tuple[str, str], ...] = ()  # attributes set in __init__: use_res_connect = stride == 1
+    inputs: tuple[str, ...] = ()  # a block's `reads(low)`: forward's tensors after x
 
     @property
     def base(self) -> str:
@@ -108,7 +112,8 @@ class ClassModel:
         return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
                 tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank, s.into, s.reads)
                       for s in self.forward),
-                self.provenance, self.sides, self.loop.code if self.loop is not None else None, self.flags)
+                self.provenance, self.sides, self.loop.code if self.loop is not None else None, self.flags,
+                self.inputs)
 
 
 @dataclass
@@ -129,19 +134,38 @@ def _annotation(value) -> str:
 
 
 def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
+    inplace = RULES[layer.kind].inplace and _fresh(previous, read_elsewhere)
+    ctor, needs = _layer_ctor(layer, inplace)
+    helpers.update(needs)
+    return ctor
+
+
+def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
+    """A layer's construction and the helpers and imports it needs."""
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
     torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
-    if torch.helper:
-        helpers.add(torch.helper)
+    needs = {torch.helper} if torch.helper else set()
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
-    if rule.inplace and _fresh(previous, read_elsewhere):
+    if inplace:
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
-        helpers.update(imports(e))  # `import math` for math.ceil
-    return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+        needs.update(expr_imports(e))  # `import math` for math.ceil
+    return Ctor(f"{torch.callee}({', '.join(args)})", names=names), frozenset(needs)
+
+
+def _in_place(ctor: Ctor) -> Ctor:
+    """The construction with `inplace=True` after its arguments, as `_layer_ctor` writes it."""
+    text = ctor.text  # `nn.ReLU()`: no argument before it
+    return replace(ctor, text=text[:-1] + ("" if text.endswith("()") else ", ") + "inplace=True)")
+
+
+def expr_imports(expr: Expr) -> frozenset[str]:
+    """`expr.imports`: the modules a value's source needs; none where it calls no function
+    (a call's source, and so every source holding one, has a bracket)."""
+    return imports(expr) if "(" in expr.text else frozenset()
 
 
 _ARITHMETIC = (Const, Name, Unary, Binary)
@@ -178,8 +202,10 @@ def as_written(node, tables: frozenset = frozenset()):
     args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
     stats = node.stats
     if stats is not None and not readable(stats.in_channels, tables):
-        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
-    return replace(node, args=args, stats=stats)
+        stats = evolve(stats, in_channels=Const(stats.in_shape[0]))
+    if stats is node.stats and all(new is old for (_, new), (_, old) in zip(args, node.args)):
+        return node  # every value reads as written
+    return evolve(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -195,7 +221,9 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
 
 class ScopeBuilder(Visitor):
     """Members and forward statements of one class, visiting the IR in order:
-    `visit(node, previous)`, where `previous` is the element before it in its chain."""
+    `visit(node, previous)`, where `previous` is the element before it in its chain.
+    A block's scope is built once for the uses whose bodies read alike (`reuse.same_use`):
+    whatever it reads of a use's IR, reuse.py must compare."""
 
     def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
@@ -217,6 +245,7 @@ class ScopeBuilder(Visitor):
         self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
         self.toggles: list[Expr] = []  # the conditions of the block's outermost residuals
         self.tap_targets: dict[str, str] = {}  # a member of an opened group: its path -> its call
+        self.inputs: tuple[str, ...] = ()  # a block's reads(...): its forward's other tensors
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
@@ -224,11 +253,19 @@ class ScopeBuilder(Visitor):
         sides = self.generator.sides if not self.in_block else []  # side outputs belong to the network
         self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in sides}
         skips, sizes = scope_reads(seq)
-        self.kept = {name: self.locals.fresh(name) for name in self.outputs_kept(seq, skips, sides)}
+        given = {name: self.locals.take(name) for name in self.inputs}  # a block's reads(low): forward's own
+        # what a block's reads(low) is given, kept under the block's name for it: `low = x`
+        given.update((source, self.locals.fresh(name)) for node in scope_nodes(seq)
+                     if isinstance(node, ir.BlockInstance) for name, source in node.reads if source not in given)
+        self.kept = {name: given.get(name) or self.locals.fresh(_local_base(name))
+                     for name in self.outputs_kept(seq, skips, sides)}
         self.output_locals.update({name: self.kept[name] for name in self.output_elements if name in self.kept})
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
         if "input" in self.sizes:
             self.forward.append(Stmt("size", var=self.sizes["input"]))
+        for name in self.inputs:
+            if name in self.sizes:
+                self.forward.append(Stmt("size", var=self.sizes[name], reads=name))
         self.run(seq)
 
     def outputs_kept(self, seq: ir.Seq, skips: list[str], sides: list) -> list[str]:
@@ -282,6 +319,8 @@ class ScopeBuilder(Visitor):
                                           reads=self.reads))
             self.reads = self.into
             self.tap_targets[f"{path}.{key}"] = target
+            if f"{path}.{key}" in self.kept:  # read later by a block's reads(...) or a from(...)
+                self.forward.append(Stmt("keep", var=self.kept[f"{path}.{key}"]))
 
     def visit_Side(self, node: ir.Side, previous=None) -> None:
         inner, resize = resized(node.node) if isinstance(node.node, ir.Seq) else (node.node, None)
@@ -321,8 +360,11 @@ class ScopeBuilder(Visitor):
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
         parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        reads = self.reads
+        if isinstance(node, ir.BlockInstance) and node.reads:  # x = self.classifier(x, low)
+            reads = ", ".join([reads] + [self.kept[source] for _, source in node.reads])
         self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name,
-                                      into=self.into, reads=self.reads))
+                                      into=self.into, reads=reads))
         self.reads = self.into
         self.keep(node.name)
 
@@ -363,29 +405,34 @@ class ScopeBuilder(Visitor):
         if node.name is not None:
             self.listed(node, parts)
             return
-        for branch in node.branches:
-            if branch.name is None and not branch.items:
-                parts.append(self.reads)
-                continue
-            if flat_branch(branch):
-                parts.append(self.flat_branch(branch))
-                continue
-            branch, resize = resized(branch)
-            member = branch if branch.name is not None else _single_leaf(branch)
-            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
-                raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
-            if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
-                parts.append("x")
-                continue
-            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
-            first = _first_leaf(member)
-            flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
-            if resize is not None:  # ASPP's pooling branch, back to the size it read
-                call = self.resize_call(call, resize)
-            parts.append(call)
-        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
+        reads = self.reads
+        for branch, source in zip(node.branches, node.sources or (None,) * len(node.branches)):
+            self.reads = reads if source is None else self.kept[source]  # from(low): the branch reads low
+            parts.append(self.branch_part(branch))
+        self.reads = reads
+        kind, sign = ("cat", "") if node.op == "cat" else ("combine", " + " if node.op == "add" else " * ")
+        self.forward.append(self.step(node.stats, kind=kind, parts=tuple(parts), into=self.into, var=sign))
         self.reads = self.into
+
+    def branch_part(self, branch: ir.Seq) -> str:
+        """What one branch of a concat, add or mul gives, as the cat's (or sum's) list writes it."""
+        if branch.name is None and not branch.items:
+            return self.reads
+        if flat_branch(branch):
+            return self.flat_branch(branch)
+        branch, resize = resized(branch)
+        member = branch if branch.name is not None else _single_leaf(branch)
+        if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+            raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
+        if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
+            return "x"
+        self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+        first = _first_leaf(member)
+        flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
+        call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
+        if resize is not None:  # ASPP's pooling branch, back to the size it read
+            call = self.resize_call(call, resize)
+        return call
 
     def listed(self, node: ir.Concat, parts: list[str]) -> None:
         """`convs: concat {...}`: the branches in one nn.ModuleList, each called by its place
@@ -502,8 +549,10 @@ def scope_nodes(seq: ir.Seq):
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, ir.BlockInstance):
-            stack.extend(reversed(children(node)))
+        if type(node) is not ir.Layer and not isinstance(node, ir.BlockInstance):  # a layer has none
+            below = children(node)
+            below.reverse()
+            stack.extend(below)
 
 
 def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
@@ -514,10 +563,19 @@ def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
     for node in scope_nodes(seq):
         if isinstance(node, ir.Concat):
             skips.extend(name for name in node.skips if name not in skips)
-        elif isinstance(node, ir.Layer) and node.values.get("like") is not None and \
-                node.values["like"] not in sizes:
-            sizes.append(node.values["like"])
+            skips.extend(name for name in node.sources if name is not None and name not in skips)
+        elif isinstance(node, ir.BlockInstance):
+            skips.extend(source for _, source in node.reads if source not in skips)
+        elif type(node) is ir.Layer:
+            like = next((v.value for k, v in node.args if k == "like"), None)
+            if like is not None and like not in sizes:
+                sizes.append(like)
     return skips, sizes
+
+
+def _local_base(name: str) -> str:
+    """The local that keeps an element's output: its name, or a path's `backbone_4`."""
+    return name if "." not in name else name.replace(".", "_")
 
 
 def _branch_local(member: str) -> str:
@@ -542,6 +600,10 @@ def _first_leaf(node):
 
 
 class Generator:
+    # Whether a use whose body reads as the last built use's gets that use's members and
+    # forward (`block_scope`); off, every use is built (what tests/test_codegen_reuse.py compares).
+    reuse_scopes = True
+
     def __init__(self, network: ir.Network):
         self.network = network
         self.helpers: set[str] = set()
@@ -552,11 +614,18 @@ class Generator:
         self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
         self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
+        self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
+        self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.scopes: dict[str, list] = {}  # block -> [(a use built, its block_scope)], in order
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
         self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
-        for node in walk(network.body):
+        self.layers: list[ir.Layer] = []  # every layer of the network, in walk order (for init.py)
+        for node in nodes(network.body):
+            if type(node) is ir.Layer:
+                self.layers.append(node)
+                continue
             if isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
@@ -565,6 +634,11 @@ class Generator:
                     self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
             elif isinstance(node, ir.Concat):
                 read.update(node.skips)
+            paths = [s for s in getattr(node, "sources", ()) if s] + [s for _, s in getattr(node, "reads", ())]
+            for path in paths:
+                parts = path.split(".")
+                read.add(parts[-1])
+                self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
         self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
         self.tables = frozenset(name for name, value in network.params if isinstance(value.value, tuple)
@@ -579,8 +653,9 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(as_written(node, self.tables) if self.in_network else node, self.helpers, previous,
-                              self.side_sources)
+            if self.in_network:
+                return layer_ctor(as_written(node, self.tables), self.helpers, previous, self.side_sources)
+            return self.block_layer(node, previous)
         if isinstance(node, ir.BlockInstance):
             return self.instance_call(as_written(node, self.tables) if self.in_network else node)
         assert isinstance(node, ir.Seq)
@@ -597,27 +672,53 @@ class Generator:
         names = frozenset().union(*(child.names for _, child, _ in children))
         return Ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
 
+    def block_layer(self, node: ir.Layer, previous=None) -> Ctor:
+        """A layer of a block's class, made once for the layers of every use that construct
+        alike: those sharing the arguments (the expansion shares them between the uses of a
+        block) and the input; then with `inplace=True` where it may work in place."""
+        stats = node.stats
+        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels)
+        found = self.layer_ctors.get(key)
+        if found is None:  # the entry holds the arguments, so their id is not reused while it lives
+            found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None]
+        self.helpers.update(found[2])
+        if not (RULES[node.kind].inplace and _fresh(previous, self.side_sources)):
+            return found[1]
+        if found[3] is None:
+            found[3] = _in_place(found[1])
+        return found[3]
+
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
+        """The call constructing a block use's class: made once a use (reuse.py asks again)."""
+        found = self.calls.get(id(node))
+        if found is None:  # the entry holds the use, so its id is not reused while it lives
+            found = self.calls[id(node)] = (node, self.new_call(node))
+        return found[1]
+
+    def new_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
         defaults = dict(self.network.blocks[node.block].params)
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
         passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
-                  for name, _, _ in model.params[1:]]
+                  for name, _, _ in model.params[1 + len(model.inputs):]]
+        leading = (node.stats.in_channels, *node.read_channels)  # LRASPPHead(960, 40, ...)
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
-                            leading=(node.stats.in_channels.text,))
-        names = set(node.stats.in_channels.names)
-        self.helpers.update(imports(node.stats.in_channels))
+                            leading=tuple(e.text for e in leading))
+        names = set().union(*(e.names for e in leading))
+        for e in leading:
+            self.helpers.update(expr_imports(e))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
-            self.helpers.update(imports(value.expr))
+            self.helpers.update(expr_imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         """The class of a block use: one already made where a use with the same arguments and
         input shape came before (the same body), or one built, shared with an earlier use of
         the same code, else added as a variant."""
-        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args),
+               tuple(e.text for e in node.read_channels))
         found = self.uses.get(key)
         if found is None:
             found = self.uses[key] = self.new_block_class(node)
@@ -625,22 +726,20 @@ class Generator:
 
     def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         info = self.network.blocks[node.block]
-        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         in_network, self.in_network = self.in_network, False
         loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
-        if loop is None:
-            builder.start(node.body)
+        members, forward, toggles = self.block_scope(node) if loop is None else ((), (), ())
         self.in_network = in_network
-        used = loop.names if loop is not None else _used_names(builder.members)
-        params = [("in_channels", "int", None)]
+        used = loop.names if loop is not None else _used_names(members)
+        params = [("in_channels", "int", None)] + [(f"{name}_channels", "int", None) for name in info.reads]
         values = dict(node.args)
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        toggle = builder.toggles[0] if len(builder.toggles) == 1 else None
-        model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
+        toggle = toggles[0] if len(toggles) == 1 else None
+        model = ClassModel(node.block, (), tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
-                           toggle=toggle)
+                           toggle=toggle, inputs=info.reads)
         code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
         found = self.variant(node, model, code, variants)
@@ -652,11 +751,26 @@ class Generator:
         if loop is not None and loop.out_channels is not None:  # the doc of every use: the count's name
             node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
-                        forward=tuple(staged(builder.forward)))
+                        forward=tuple(staged(list(forward))))
         variants.append((model, class_name, code))
         self.first_uses[class_name] = node
         self.order.append(class_name)
         return model, class_name
+
+    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
+        """The members, forward statements and residual conditions of a block use's class:
+        those of one of the block's last uses built where this one reads the same (`reuse.same_use`)."""
+        built = self.scopes.setdefault(node.block, [])
+        if self.reuse_scopes:
+            for use, scope in built[-REUSE_TRIES:][::-1]:  # the latest first
+                if same_use(self, use, node):
+                    return scope
+        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        builder.inputs = self.network.blocks[node.block].reads
+        builder.start(node.body)
+        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
+        built.append((node, scope))
+        return scope
 
     def variant(self, node: ir.BlockInstance, model: ClassModel, code: tuple, variants: list):
         """An existing class for this use: one of the same code, or one that differs from it
@@ -669,7 +783,10 @@ class Generator:
                     return existing, class_name
                 continue
             if existing_code == code:  # the same code; an argument an int here, a pair there: either
-                either = replace(existing, params=_either(existing.params, model.params))
+                params = _either(existing.params, model.params)
+                if params == existing.params:
+                    return existing, class_name
+                either = replace(existing, params=params)
                 variants[at] = (either, class_name, existing_code)
                 return either, class_name
             first = self.first_uses[class_name]
@@ -694,7 +811,7 @@ class Generator:
         builder.start(network.body)
         self.in_network = False
         used = _used_names(builder.members)
-        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1])
+        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1], self.layers)
         used |= init_names
         if init_math:
             self.helpers.add("math")
@@ -738,6 +855,8 @@ def _untyped(code: tuple) -> tuple:
 
 def _either(params, others) -> tuple:
     """The parameters with each annotation the union of both uses' (`int | tuple[int, ...]`)."""
+    if all(mine[1] == theirs[1] for mine, theirs in zip(params, others)):
+        return params
     out = []
     for (name, annotation, default), (_, other, _) in zip(params, others):
         kinds = annotation.split(" | ")
