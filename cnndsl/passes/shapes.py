@@ -36,6 +36,9 @@ class Flow:
     dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
 
 
+_new = object.__new__
+
+
 def fmt_shape(shape: ir.Shape) -> str:
     """`64x56x56`; a channels-last volume as it is held, `56x56x64`."""
     if channels_last(shape):
@@ -178,13 +181,17 @@ class ShapeInference(Visitor):
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         window = extent, stride, rule.upscale(flow.shape, values)
-        stats = ir.Stats(
-            flow.shape, out, params, macs, *receptive(flow.rf, flow.jump, *window), channels,
-            flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
-            in_channels=flow.channels, dims=flow.dims if channels_last(flow.shape) else dims)
+        rf, jump = receptive(flow.rf, flow.jump, *window)
+        last = channels_last(flow.shape)
+        stats = _new(ir.Stats)  # ir.Stats(...) without the frozen __init__: once per layer per use
+        stats.__dict__.update(in_shape=flow.shape, out_shape=out, params=params, macs=macs, rf=rf, jump=jump,
+                              channels=channels, flatten_before=rule.flattens and len(flow.shape) == 3 and not last,
+                              in_channels=flow.channels, dims=flow.dims if last else dims)
         layer = evolve(layer, stats=stats)
         self.windows[id(layer)] = window  # for `Rebase`, while the layer lives
-        return layer, Flow(out, channels, stats.rf, stats.jump, stats.dims)
+        after = _new(Flow)
+        after.__dict__.update(shape=out, channels=channels, rf=rf, jump=jump, dims=stats.dims)
+        return layer, after
 
     def alike(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
         """The layer's `facts`, worked out once for each kind, arguments and input: a layer of a
