@@ -216,3 +216,17 @@ def test_the_language_server_hovers_and_completes_the_new_constructs():
     text = HEAD.replace("        high_classifier: conv(num_classes, 1)\n", "        \n")
     labels = [item.label for item in assist.complete(assist.scan(text), text, 9, 9)]
     assert {"add", "mul", "reads", "from"} <= set(labels)
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("block J() reads(low) {\n    g: [conv(4, 1) -> relu]\n    add {\n        from(g.0) conv(4, 1)\n"
+     "        from(low) conv(4, 1)\n    }\n}\nnetwork N() {\n    input 3x8x8\n    stem: conv(4, 1)\n"
+     "    J() reads(stem)\n}\n", 3, "from(g.0) reads 'g.0', inside a group that the generated forward calls"),
+    ("block J() reads(low) {\n    add {\n        from(low) conv(4, 1)\n        conv(4, 1)\n    }\n}\n"
+     "network N() {\n    input 3x8x8\n    stem: conv(4, 1)\n    s: [conv(4, 1) -> J() reads(stem)]\n}\n",
+     10, "J(...) reads(stem) stands inside a named group or a concat branch"),
+])
+def test_what_the_generated_forward_cannot_hold_is_refused_at_check(text, line, message):
+    found = errors(text)
+    assert any(e.span.line == line and message in e.message and e.hint for e in found), \
+        [(e.span.line, e.message) for e in found]

@@ -144,17 +144,23 @@ def _trailing_resizes(seq: ir.Seq) -> set[int]:
 def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
     """Each `concat(name)` and `upsample(like=name)` stands in a forward and reads a member of it."""
     errors: dict = {}
-    scopes = [network.body] + [node.body for node in nodes if isinstance(node, ir.BlockInstance)]
+    scopes = [(network.body, ())] + [(node.body, tuple(name for name, _ in node.reads))
+                                     for node in nodes if isinstance(node, ir.BlockInstance)]
     labels = {getattr(node, "name", None) for node in nodes}  # an unknown name the shape pass reported
-    for seq in scopes:
+    for seq, inputs in scopes:
         opened = {id(node) for node in _opened(seq)} | _trailing_resizes(seq)
         called = {node.name for node in _opened(seq) if isinstance(node, _CALLED) and node.name} | {"input"}
+        called |= set(inputs)  # a block's reads(low)
         for node in _in_scope(seq):
-            if isinstance(node, ir.Concat) and node.skips:
-                what, names = f"concat({', '.join(node.skips)})", node.skips
-            elif isinstance(node, ir.Layer) and node.values.get("like") is not None:
-                what, names = f"{node.kind}(like={node.values['like']})", (node.values["like"],)
-            else:
+            what, names = _read_names(node)
+            if not names:
+                continue
+            paths = [name for name in names if "." in name]
+            if paths and node.stats is not None and (seq is not network.body or paths[0].split(".")[0] not in called):
+                errors.setdefault(node.span, Diagnostic.error(
+                    node.span, f"{what} reads {paths[0]!r}, inside a group that the generated forward calls "
+                    "as one nn.Sequential", "read a member of a named group of the network itself by its path, "
+                    "or label the member in this chain and read it by name", "skip"))
                 continue
             if id(node) not in opened:
                 errors.setdefault(node.span, Diagnostic.error(
@@ -169,6 +175,21 @@ def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
                         "output the generated forward never holds by itself",
                         "name an element of this chain itself (the group that holds it, say)", "skip"))
     return list(errors.values())
+
+
+def _read_names(node) -> tuple[str, tuple[str, ...]]:
+    """What a node reads by name (a concat's skips and its branches' from(...), an upsample's
+    like=, a block use's reads(...)), and how the diagnostics write it."""
+    if isinstance(node, ir.Concat) and (node.skips or any(node.sources)):
+        sources = tuple(source for source in node.sources if source)
+        what = f"concat({', '.join(node.skips)})" if node.skips else f"from({sources[0]})"
+        return what, node.skips + sources
+    if isinstance(node, ir.Layer) and node.values.get("like") is not None:
+        return f"{node.kind}(like={node.values['like']})", (node.values["like"],)
+    if isinstance(node, ir.BlockInstance) and node.reads:
+        sources = tuple(source for _, source in node.reads)
+        return f"{node.block}(...) reads({', '.join(sources)})", sources
+    return "", ()
 
 
 def _outputs(network: ir.Network) -> list[Diagnostic]:
