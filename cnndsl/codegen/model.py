@@ -20,10 +20,12 @@ from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
-from ..traverse import Visitor, children, walk
+from ..traverse import Visitor, children
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 from .loops import LoopModel, loop_model
+from .nodes import nodes
+from .reuse import same_use
 from .toggles import holds, merged
 
 WRAP = 92
@@ -131,19 +133,38 @@ def _annotation(value) -> str:
 
 
 def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
+    inplace = RULES[layer.kind].inplace and _fresh(previous, read_elsewhere)
+    ctor, needs = _layer_ctor(layer, inplace)
+    helpers.update(needs)
+    return ctor
+
+
+def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
+    """A layer's construction and the helpers and imports it needs."""
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
     torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
-    if torch.helper:
-        helpers.add(torch.helper)
+    needs = {torch.helper} if torch.helper else set()
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
-    if rule.inplace and _fresh(previous, read_elsewhere):
+    if inplace:
         args.append("inplace=True")
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
-        helpers.update(imports(e))  # `import math` for math.ceil
-    return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+        needs.update(expr_imports(e))  # `import math` for math.ceil
+    return Ctor(f"{torch.callee}({', '.join(args)})", names=names), frozenset(needs)
+
+
+def _in_place(ctor: Ctor) -> Ctor:
+    """The construction with `inplace=True` after its arguments, as `_layer_ctor` writes it."""
+    text = ctor.text  # `nn.ReLU()`: no argument before it
+    return replace(ctor, text=text[:-1] + ("" if text.endswith("()") else ", ") + "inplace=True)")
+
+
+def expr_imports(expr: Expr) -> frozenset[str]:
+    """`expr.imports`: the modules a value's source needs; none where it calls no function
+    (a call's source, and so every source holding one, has a bracket)."""
+    return imports(expr) if "(" in expr.text else frozenset()
 
 
 _ARITHMETIC = (Const, Name, Unary, Binary)
@@ -197,7 +218,9 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
 
 class ScopeBuilder(Visitor):
     """Members and forward statements of one class, visiting the IR in order:
-    `visit(node, previous)`, where `previous` is the element before it in its chain."""
+    `visit(node, previous)`, where `previous` is the element before it in its chain.
+    A block's scope is built once for the uses whose bodies read alike (`reuse.same_use`):
+    whatever it reads of a use's IR, reuse.py must compare."""
 
     def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
@@ -523,8 +546,10 @@ def scope_nodes(seq: ir.Seq):
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, ir.BlockInstance):
-            stack.extend(reversed(children(node)))
+        if type(node) is not ir.Layer and not isinstance(node, ir.BlockInstance):  # a layer has none
+            below = children(node)
+            below.reverse()
+            stack.extend(below)
 
 
 def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
@@ -538,9 +563,10 @@ def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
             skips.extend(name for name in node.sources if name is not None and name not in skips)
         elif isinstance(node, ir.BlockInstance):
             skips.extend(source for _, source in node.reads if source not in skips)
-        elif isinstance(node, ir.Layer) and node.values.get("like") is not None and \
-                node.values["like"] not in sizes:
-            sizes.append(node.values["like"])
+        elif type(node) is ir.Layer:
+            like = next((v.value for k, v in node.args if k == "like"), None)
+            if like is not None and like not in sizes:
+                sizes.append(like)
     return skips, sizes
 
 
@@ -571,6 +597,10 @@ def _first_leaf(node):
 
 
 class Generator:
+    # Whether a use whose body reads as the last built use's gets that use's members and
+    # forward (`block_scope`); off, every use is built (what tests/test_codegen_reuse.py compares).
+    reuse_scopes = True
+
     def __init__(self, network: ir.Network):
         self.network = network
         self.helpers: set[str] = set()
@@ -581,12 +611,17 @@ class Generator:
         self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
         self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
         self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
+        self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
+        self.scopes: dict[str, tuple] = {}  # block -> (its last use built, that use's block_scope)
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
         self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
-        for node in walk(network.body):
-            if isinstance(node, ir.Side):
+        self.layers: list[ir.Layer] = []  # every layer of the network, in walk order (for init.py)
+        for node in nodes(network.body):
+            if type(node) is ir.Layer:
+                self.layers.append(node)
+            elif isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
                     parts = node.source.split(".")
@@ -613,8 +648,9 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(as_written(node, self.tables) if self.in_network else node, self.helpers, previous,
-                              self.side_sources)
+            if self.in_network:
+                return layer_ctor(as_written(node, self.tables), self.helpers, previous, self.side_sources)
+            return self.block_layer(node, previous)
         if isinstance(node, ir.BlockInstance):
             return self.instance_call(as_written(node, self.tables) if self.in_network else node)
         assert isinstance(node, ir.Seq)
@@ -631,6 +667,22 @@ class Generator:
         names = frozenset().union(*(child.names for _, child, _ in children))
         return Ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
 
+    def block_layer(self, node: ir.Layer, previous=None) -> Ctor:
+        """A layer of a block's class, made once for the layers of every use that construct
+        alike: those sharing the arguments (the expansion shares them between the uses of a
+        block) and the input; then with `inplace=True` where it may work in place."""
+        stats = node.stats
+        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels)
+        found = self.layer_ctors.get(key)
+        if found is None:  # the entry holds the arguments, so their id is not reused while it lives
+            found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None]
+        self.helpers.update(found[2])
+        if not (RULES[node.kind].inplace and _fresh(previous, self.side_sources)):
+            return found[1]
+        if found[3] is None:
+            found[3] = _in_place(found[1])
+        return found[3]
+
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
@@ -643,10 +695,10 @@ class Generator:
                             leading=tuple(e.text for e in leading))
         names = set().union(*(e.names for e in leading))
         for e in leading:
-            self.helpers.update(imports(e))
+            self.helpers.update(expr_imports(e))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
-            self.helpers.update(imports(value.expr))
+            self.helpers.update(expr_imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
@@ -662,21 +714,18 @@ class Generator:
 
     def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         info = self.network.blocks[node.block]
-        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
-        builder.inputs = info.reads
         in_network, self.in_network = self.in_network, False
         loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
-        if loop is None:
-            builder.start(node.body)
+        members, forward, toggles = self.block_scope(node) if loop is None else ((), (), ())
         self.in_network = in_network
-        used = loop.names if loop is not None else _used_names(builder.members)
+        used = loop.names if loop is not None else _used_names(members)
         params = [("in_channels", "int", None)] + [(f"{name}_channels", "int", None) for name in info.reads]
         values = dict(node.args)
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        toggle = builder.toggles[0] if len(builder.toggles) == 1 else None
-        model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
+        toggle = toggles[0] if len(toggles) == 1 else None
+        model = ClassModel(node.block, (), tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
                            toggle=toggle, inputs=info.reads)
         code = _untyped(model.code_only())
@@ -690,11 +739,24 @@ class Generator:
         if loop is not None and loop.out_channels is not None:  # the doc of every use: the count's name
             node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
-                        forward=tuple(staged(builder.forward)))
+                        forward=tuple(staged(list(forward))))
         variants.append((model, class_name, code))
         self.first_uses[class_name] = node
         self.order.append(class_name)
         return model, class_name
+
+    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
+        """The members, forward statements and residual conditions of a block use's class:
+        those of the block's last use built where this one reads the same (`reuse.same_use`)."""
+        last = self.scopes.get(node.block)
+        if last is not None and self.reuse_scopes and same_use(self, last[0], node):
+            return last[1]
+        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        builder.inputs = self.network.blocks[node.block].reads
+        builder.start(node.body)
+        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
+        self.scopes[node.block] = (node, scope)
+        return scope
 
     def variant(self, node: ir.BlockInstance, model: ClassModel, code: tuple, variants: list):
         """An existing class for this use: one of the same code, or one that differs from it
@@ -707,7 +769,10 @@ class Generator:
                     return existing, class_name
                 continue
             if existing_code == code:  # the same code; an argument an int here, a pair there: either
-                either = replace(existing, params=_either(existing.params, model.params))
+                params = _either(existing.params, model.params)
+                if params == existing.params:
+                    return existing, class_name
+                either = replace(existing, params=params)
                 variants[at] = (either, class_name, existing_code)
                 return either, class_name
             first = self.first_uses[class_name]
@@ -732,7 +797,7 @@ class Generator:
         builder.start(network.body)
         self.in_network = False
         used = _used_names(builder.members)
-        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1])
+        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1], self.layers)
         used |= init_names
         if init_math:
             self.helpers.add("math")
@@ -776,6 +841,8 @@ def _untyped(code: tuple) -> tuple:
 
 def _either(params, others) -> tuple:
     """The parameters with each annotation the union of both uses' (`int | tuple[int, ...]`)."""
+    if all(mine[1] == theirs[1] for mine, theirs in zip(params, others)):
+        return params
     out = []
     for (name, annotation, default), (_, other, _) in zip(params, others):
         kinds = annotation.split(" | ")
