@@ -155,10 +155,10 @@ def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
             what, names = _read_names(node)
             if not names:
                 continue
-            paths = [name for name in names if "." in name]
-            if paths and node.stats is not None and (seq is not network.body or paths[0].split(".")[0] not in called):
+            unheld = _unheld_path(node, names, called if seq is network.body else set())
+            if unheld is not None:
                 errors.setdefault(node.span, Diagnostic.error(
-                    node.span, f"{what} reads {paths[0]!r}, inside a group that the generated forward calls "
+                    node.span, f"{what} reads {unheld!r}, inside a group that the generated forward calls "
                     "as one nn.Sequential", "read a member of a named group of the network itself by its path, "
                     "or label the member in this chain and read it by name", "skip"))
                 continue
@@ -175,6 +175,14 @@ def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
                         "output the generated forward never holds by itself",
                         "name an element of this chain itself (the group that holds it, say)", "skip"))
     return list(errors.values())
+
+
+def _unheld_path(node, names: tuple[str, ...], called: set) -> str | None:
+    """The first group member's path (`backbone.4`) among what a node reads whose group the
+    forward does not call member by member (one of the network's own chain, `called`)."""
+    if node.stats is None:  # the shape pass said what is wrong
+        return None
+    return next((name for name in names if "." in name and name.split(".")[0] not in called), None)
 
 
 def _read_names(node) -> tuple[str, tuple[str, ...]]:
