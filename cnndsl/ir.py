@@ -198,7 +198,7 @@ class BlockInstance:
     span: Span
     stats: Stats | None = None
     reads: tuple[tuple[str, str], ...] = ()  # `reads(backbone.4)`: (the block's input name, the element or path)
-    read_channels: tuple[Expr, ...] = ()  # once shapes are known: each read's channels, in the caller's terms
+    read_channels: tuple[Value, ...] = ()  # once shapes are known: each read's channels, in the caller's terms
 
 
 @dataclass(frozen=True)

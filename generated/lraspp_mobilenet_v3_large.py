@@ -592,17 +592,11 @@ class LRASPP_mobilenet_v3_large(nn.Module):
 
     def __init__(
         self,
-        setting: tuple = ((16, 3, 16, 16, False, 'RE', 1, 1), (16, 3, 64, 24, False, 'RE', 2, 1), (24, 3, 72, 24, False, 'RE', 1, 1), (24, 5, 72, 40, True, 'RE', 2, 1), (40, 5, 120, 40, True, 'RE', 1, 1), (40, 5, 120, 40, True, 'RE', 1, 1), (40, 3, 240, 80, False, 'HS', 2, 1), (80, 3, 200, 80, False, 'HS', 1, 1), (80, 3, 184, 80, False, 'HS', 1, 1), (80, 3, 184, 80, False, 'HS', 1, 1), (80, 3, 480, 112, True, 'HS', 1, 1), (112, 3, 672, 112, True, 'HS', 1, 1), (112, 5, 672, 160, True, 'HS', 2, 2), (160, 5, 960, 160, True, 'HS', 1, 2), (160, 5, 960, 160, True, 'HS', 1, 2)),
-        width_mult: float = 1.0,
         num_classes: int = 21,
         inter_channels: int = 128,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if setting != ((16, 3, 16, 16, False, 'RE', 1, 1), (16, 3, 64, 24, False, 'RE', 2, 1), (24, 3, 72, 24, False, 'RE', 1, 1), (24, 5, 72, 40, True, 'RE', 2, 1), (40, 5, 120, 40, True, 'RE', 1, 1), (40, 5, 120, 40, True, 'RE', 1, 1), (40, 3, 240, 80, False, 'HS', 2, 1), (80, 3, 200, 80, False, 'HS', 1, 1), (80, 3, 184, 80, False, 'HS', 1, 1), (80, 3, 184, 80, False, 'HS', 1, 1), (80, 3, 480, 112, True, 'HS', 1, 1), (112, 3, 672, 112, True, 'HS', 1, 1), (112, 5, 672, 160, True, 'HS', 2, 2), (160, 5, 960, 160, True, 'HS', 1, 2), (160, 5, 960, 160, True, 'HS', 1, 2)):  # it decides which layers there are
-            raise ValueError("setting: compile the spec with --set setting=...")
-        if width_mult != 1.0:  # it decides which layers there are
-            raise ValueError("width_mult: compile the spec with --set width_mult=...")
         self.backbone = nn.Sequential(
             nn.Sequential(
                 nn.Conv2d(in_channels, 16, kernel_size=3, stride=2, padding=1, bias=False),
@@ -631,12 +625,7 @@ class LRASPP_mobilenet_v3_large(nn.Module):
                 nn.Hardswish(inplace=True),
             ),  # 960x33x33
         )
-        self.classifier = LRASPPHead(
-            960,
-            max(8, int(setting[3][3] * width_mult + 4.0) // 8 * 8) + (8 if max(8, int(setting[3][3] * width_mult + 4.0) // 8 * 8) < 0.9 * (setting[3][3] * width_mult) else 0),
-            num_classes,
-            inter_channels=inter_channels,
-        )
+        self.classifier = LRASPPHead(960, 40, num_classes, inter_channels=inter_channels)
 
         for m in self.backbone.modules():
             if isinstance(m, nn.Conv2d):

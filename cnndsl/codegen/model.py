@@ -202,6 +202,9 @@ def as_written(node, tables: frozenset = frozenset()):
     stats = node.stats
     if stats is not None and not readable(stats.in_channels, tables):
         stats = replace(stats, in_channels=Const(stats.in_shape[0]))
+    if getattr(node, "read_channels", ()):  # a block use's reads(...): their channels, as its in_channels
+        node = replace(node, read_channels=tuple(v if readable(v.expr, tables) else ir.Value.constant(v.value)
+                                                 for v in node.read_channels))
     return replace(node, args=args, stats=stats)
 
 
@@ -690,7 +693,7 @@ class Generator:
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
         passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
                   for name, _, _ in model.params[1 + len(model.inputs):]]
-        leading = (node.stats.in_channels, *node.read_channels)  # LRASPPHead(960, 40, ...)
+        leading = (node.stats.in_channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=tuple(e.text for e in leading))
         names = set().union(*(e.names for e in leading))
@@ -706,7 +709,7 @@ class Generator:
         input shape came before (the same body), or one built, shared with an earlier use of
         the same code, else added as a variant."""
         key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args),
-               tuple(e.text for e in node.read_channels))
+               tuple(v.text for v in node.read_channels))
         found = self.uses.get(key)
         if found is None:
             found = self.uses[key] = self.new_block_class(node)

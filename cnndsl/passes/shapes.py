@@ -519,7 +519,8 @@ class ShapeInference(Visitor):
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
         mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
-        node = replace(node, read_channels=tuple(given.channels for given in read)) if read else node
+        node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read)) \
+            if read else node
         channels = out.channels.substitute(mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
