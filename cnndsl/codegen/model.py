@@ -20,7 +20,7 @@ from ..namespace import HELPERS, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
-from ..traverse import Visitor, children
+from ..traverse import Visitor, children, evolve
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 from .loops import LoopModel, loop_model
@@ -29,6 +29,7 @@ from .reuse import same_use
 from .toggles import holds, merged
 
 WRAP = 92
+REUSE_TRIES = 2  # earlier uses of a block whose scope a new use may reuse (a stage's first use, its others)
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,15 @@ def as_written(node, tables: frozenset = frozenset()):
     args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
     stats = node.stats
     if stats is not None and not readable(stats.in_channels, tables):
-        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
-    if getattr(node, "read_channels", ()):  # a block use's reads(...): their channels, as its in_channels
-        node = replace(node, read_channels=tuple(v if readable(v.expr, tables) else ir.Value.constant(v.value)
-                                                 for v in node.read_channels))
-    return replace(node, args=args, stats=stats)
+        stats = evolve(stats, in_channels=Const(stats.in_shape[0]))
+    reads = getattr(node, "read_channels", ())  # a block use's reads(...): their channels, as its in_channels
+    read_channels = tuple(v if readable(v.expr, tables) else ir.Value.constant(v.value) for v in reads)
+    if stats is node.stats and all(new is old for (_, new), (_, old) in zip(args, node.args)) and \
+            all(new is old for new, old in zip(read_channels, reads)):
+        return node  # every value reads as written
+    if reads:
+        return evolve(node, args=args, stats=stats, read_channels=read_channels)
+    return evolve(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -615,7 +620,8 @@ class Generator:
         self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
         self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
         self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
-        self.scopes: dict[str, tuple] = {}  # block -> (its last use built, that use's block_scope)
+        self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.scopes: dict[str, list] = {}  # block -> [(a use built, its block_scope)], in order
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
@@ -624,7 +630,8 @@ class Generator:
         for node in nodes(network.body):
             if type(node) is ir.Layer:
                 self.layers.append(node)
-            elif isinstance(node, ir.Side):
+                continue
+            if isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
                     parts = node.source.split(".")
@@ -687,6 +694,13 @@ class Generator:
         return found[3]
 
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
+        """The call constructing a block use's class: made once a use (reuse.py asks again)."""
+        found = self.calls.get(id(node))
+        if found is None:  # the entry holds the use, so its id is not reused while it lives
+            found = self.calls[id(node)] = (node, self.new_call(node))
+        return found[1]
+
+    def new_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
         defaults = dict(self.network.blocks[node.block].params)
@@ -750,15 +764,17 @@ class Generator:
 
     def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
         """The members, forward statements and residual conditions of a block use's class:
-        those of the block's last use built where this one reads the same (`reuse.same_use`)."""
-        last = self.scopes.get(node.block)
-        if last is not None and self.reuse_scopes and same_use(self, last[0], node):
-            return last[1]
+        those of one of the block's last uses built where this one reads the same (`reuse.same_use`)."""
+        built = self.scopes.setdefault(node.block, [])
+        if self.reuse_scopes:
+            for use, scope in built[-REUSE_TRIES:][::-1]:  # the latest first
+                if same_use(self, use, node):
+                    return scope
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.inputs = self.network.blocks[node.block].reads
         builder.start(node.body)
         scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
-        self.scopes[node.block] = (node, scope)
+        built.append((node, scope))
         return scope
 
     def variant(self, node: ir.BlockInstance, model: ClassModel, code: tuple, variants: list):

@@ -15,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .. import ir
+from ..diagnostics import ERROR
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
-from ..traverse import Visitor, evolve, walk
+from ..layers import RULES, ShapeProblem, channels_last, shortcut_stride, size_problem, subsampled
+from ..traverse import Visitor, children, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
+from .receptive import Chains, Rebase, receptive
+from .receptive import widest as _widest
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class ShapeInference(Visitor):
     """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
     None is an unknown shape, after an error."""
 
+    REUSE = True  # whether `reused` keeps inferred chains (tests/test_shapes_reuse.py compares both ways)
+
     def __init__(self, context: Context, env: dict | None = None) -> None:
         self.context = context
         self.env: dict = env or {}  # the values of the enclosing parameters, for pending values
@@ -53,7 +58,7 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
-        self.layer_facts: dict = {}  # (layer, input shape, channels, dims) -> `facts`, the layer kept in it
+        self.layer_facts: dict = {}  # (layer or its kind and arguments, input shape, channels, dims) -> `facts`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
         # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
@@ -61,12 +66,24 @@ class ShapeInference(Visitor):
         self.groups: list[tuple[str, list[str]]] = []
         self.tapped_blocks: dict[str, str] = {}
         self.tapping = False  # only where some side reads inside a group
+        # A block body inferred once for each input (see `block_body`): (its expanded body, the
+        # input shape, the arguments) -> (the inferred body, its output, the receptive field and jump
+        # it was inferred at); and each inferred layer's window, for `Rebase`.
+        self.bodies: dict = {}
+        self.windows: dict = {}
+        self.chains = Chains()
+        self.reusing = False  # whether a named group's inference may be reused: nothing reads an element
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
 
     # -- nodes -------------------------------------------------------------------------
     def visit_Seq(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
+        if self.reusing and seq.name is not None and flow is not None:  # a named group: see `reused`
+            return self.reused(seq, flow, self.chain)
+        return self.chain(seq, flow)
+
+    def chain(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
         start = flow
         items = []
         group = self.tapping and seq.name is not None
@@ -154,19 +171,42 @@ class ShapeInference(Visitor):
         key = (id(layer), flow.shape, flow.channels, flow.dims)
         facts = self.layer_facts.get(key)
         if facts is None or facts[0] is not layer:
-            facts = self.facts(layer, flow)
+            facts = self.alike(layer, flow, key)
             if facts is None:
                 return layer, None
-            if facts[1]:  # a layer of a block used many times, at the same input, is worked out once
-                self.layer_facts[key] = facts
         layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
+        window = extent, stride, rule.upscale(flow.shape, values)
         stats = ir.Stats(
-            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flow.shape, out, params, macs, *receptive(flow.rf, flow.jump, *window), channels,
             flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
             in_channels=flow.channels, dims=flow.dims if channels_last(flow.shape) else dims)
-        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+        layer = evolve(layer, stats=stats)
+        self.windows[id(layer)] = window  # for `Rebase`, while the layer lives
+        return layer, Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def alike(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
+        """The layer's `facts`, worked out once for each kind, arguments and input: a layer of a
+        block used many times at the same input is one object, and layers of other uses (the
+        same block with another argument elsewhere: DenseNet's layers after the first conv,
+        EfficientNet's blocks that differ in their stochastic depth) are equal. Kept under
+        the layer (`key`) too, where it needs no working out."""
+        try:
+            same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args), key[1:])
+            found = self.layer_facts.get(same)
+        except TypeError:  # an unhashable argument (a list)
+            same = found = None
+        if found is not None:
+            facts = (layer,) + found[1:]
+        else:
+            facts = self.facts(layer, flow)
+            if facts is None or not facts[1]:  # an error, or facts that hold for this place alone
+                return facts
+            if same is not None:
+                self.layer_facts[same] = facts
+        self.layer_facts[key] = facts
+        return facts
 
     def made(self, make, *key) -> ir.Layer:
         """A projection's conv or batch norm, one object for equal arguments (a shortcut of a
@@ -489,7 +529,9 @@ class ShapeInference(Visitor):
         if flow is None:
             return node, None
         try:
-            node = replace(node, args=resolve_args(node.args, self.env))
+            args = resolve_args(node.args, self.env)
+            if any(a is not b for (_, a), (_, b) in zip(args, node.args)):
+                node = evolve(node, args=args)
         except PendingProblem as problem:
             self.error(node.span, problem.message, problem.hint, problem.code)
             return node, None
@@ -506,13 +548,7 @@ class ShapeInference(Visitor):
         read = self.block_reads(node)
         if read is None:
             return node, None
-        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
-        self.named_outputs = {"input": inner}  # a block's member names are its own
-        for (name, _), given in zip(node.reads, read):  # `reads(low)`: its other inputs, channels its own
-            self.named_outputs[name] = Flow(given.shape, Name(f"{name}_channels"), given.rf, given.jump, None)
-        self.in_block, self.groups = True, []
-        body, out = self.visit_Seq(node.body, inner)
-        self.named_outputs, self.in_block, self.groups = outside, in_block, groups
+        body, out = self.block_body(node, inner, read)
         if out is None:
             return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
@@ -532,6 +568,61 @@ class ShapeInference(Visitor):
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels, dims=dims)
         return evolve(node, body=body, stats=stats), end
+
+    def block_body(self, node: ir.BlockInstance, inner: Flow, read: list[Flow]) -> tuple[ir.Seq, Flow | None]:
+        """The block's body inferred from `inner` and its `reads` (see `reused`), in the block's
+        own names."""
+        def infer(body: ir.Seq, flow: Flow) -> tuple[ir.Seq, Flow | None]:
+            return self.own_names(body, flow, node.reads, read)
+
+        if self.tapping or node.reads:  # taps are kept by path; reads bring receptive fields of their own
+            return infer(node.body, inner)
+        return self.reused(node.body, inner, infer)
+
+    def own_names(self, body: ir.Seq, inner: Flow, reads, read: list[Flow]) -> tuple[ir.Seq, Flow | None]:
+        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
+        self.named_outputs = {"input": inner}  # a block's member names are its own
+        for (name, _), given in zip(reads, read):  # `reads(low)`: its other inputs, channels its own
+            self.named_outputs[name] = Flow(given.shape, Name(f"{name}_channels"), given.rf, given.jump, None)
+        self.in_block, self.groups = True, []
+        try:
+            return self.chain(body, inner)
+        finally:
+            self.named_outputs, self.in_block, self.groups = outside, in_block, groups
+
+    def reused(self, seq: ir.Seq, flow: Flow, infer) -> tuple[ir.Seq, Flow | None]:
+        """`infer(seq, flow)`, worked out once for each expanded chain (one object for a block's
+        body with one set of arguments, or a `let` with one set of values), input and, where
+        the chain reads its input's shape, enclosing values: a later use gets the tree of the
+        first rebased to its own receptive field (`receptive.Rebase`). Only a tree without
+        errors and of the kinds `Rebase` knows is kept."""
+        pending, rebasable = self.chains.facts(seq)
+        if not rebasable or not self.REUSE:
+            return infer(seq, flow)
+        key = (id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None)
+        found = self.bodies.get(key)
+        if found is not None:
+            body, out, rf, jump = found
+            if (rf, jump) == (flow.rf, flow.jump):
+                return body, out
+            body, rf, jump = Rebase(self.windows).seq(body, flow.rf, flow.jump)
+            return body, evolve(out, rf=rf, jump=jump)
+        reported = len(self.context.diagnostics)
+        body, out = infer(seq, flow)
+        if out is not None and body.stats is not None and \
+                all(d.severity != ERROR for d in self.context.diagnostics[reported:]):
+            self.bodies[key] = (body, out, flow.rf, flow.jump)
+        return body, out
+
+    def env_key(self):
+        """The enclosing values, for a chain with a value computed from them; a new object,
+        never equal, where one is not hashable (a list)."""
+        key = tuple((name, type(value), value) for name, value in self.env.items())
+        try:
+            hash(key)
+        except TypeError:
+            return object()
+        return key
 
     def block_reads(self, node: ir.BlockInstance) -> list[Flow] | None:
         """What the use's `reads(...)` give the block: each element's (or group member's)
@@ -565,22 +656,34 @@ def _shape(kind: str, rule, shape: ir.Shape, values: dict):
     return rule.shape(shape, values)
 
 
-def _receptive(flow: Flow, extent, stride, upscale: int = 1) -> tuple:
-    """The receptive field and jump after a window of `extent` at `stride` (an upsampling
-    by `upscale` divides the jump), per axis: an int where both axes agree, (height, width)
-    where they differ."""
-    axes = [(rf + (e - 1) * jump, max(1, jump * s // upscale))
-            for rf, jump, e, s in zip(pair(flow.rf), pair(flow.jump), pair(extent), pair(stride))]
-    return tuple(_one(axis) for axis in zip(*axes))
+def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
+    """What the network's elements read of earlier ones, in one walk (each shared chain once):
+    the sources of its side outputs, block `reads` and branches `from(...)`; and whether any
+    of them does, or a layer (`like=`) or a concat (`concat(enc4)`)."""
+    paths, reads, seen = [], False, set()
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ir.Layer:
+            reads = reads or any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
+            continue
+        if kind is ir.Seq:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+        elif kind is ir.Side and node.source:
+            paths.append(node.source)
+        elif kind is ir.BlockInstance:
+            paths.extend(source for _, source in node.reads)
+        elif kind is ir.Concat:
+            paths.extend(source for source in node.sources if source)
+            reads = reads or bool(node.skips)
+        stack.extend(children(node))
+    return paths, reads or bool(paths)
 
 
-def _one(axes: tuple):
-    return axes[0] if axes[0] == axes[1] else tuple(axes)
-
-
-def _widest(values) -> object:
-    """The largest of several receptive fields (or jumps), per axis."""
-    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
+_ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 
 
 def _broadcast(shapes: list) -> ir.Shape | None:
@@ -669,10 +772,9 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
-    inference.tapping = any(isinstance(node, ir.Side) and node.source and "." in node.source
-                            or isinstance(node, ir.BlockInstance) and any("." in r for _, r in node.reads)
-                            or isinstance(node, ir.Concat) and any("." in r for r in node.sources if r)
-                            for node in walk(network.body))
+    paths, reads = _element_reads(network.body)
+    inference.tapping = any("." in path for path in paths)
+    inference.reusing = not (paths or reads or network.outputs)
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)

@@ -1,0 +1,43 @@
+"""The template's two commonest pieces, in Python (the template calls them as it called its
+macros): a line with its shape comment, and a member's construction, nested Sequentials
+and one argument a line past the width included. Jinja's macros cost more per call than
+the rest of the template together."""
+
+from __future__ import annotations
+
+WRAP = 92  # model.WRAP: the generated code's width
+
+
+def commented(line: str, comment: str, indent: str, col: int = 0) -> str:
+    """A line and its shape comment; on a line of its own below where it would pass the
+    width, and left out where even that line would (a block's shape in long terms of its
+    parameters)."""
+    if not comment:
+        return line
+    if len(indent) + 2 + len(comment) > WRAP:
+        return line
+    if col + len(line.split("\n")[-1]) + 4 + len(comment) > WRAP:
+        return f"{line}\n{indent}# {comment}"
+    return f"{line}  # {comment}"
+
+
+def ctor(c, indent: str, lead: int = 0, tail: int = 0) -> str:
+    """A construction (a `model.Ctor`) at `indent`: `lead` is what stands before the call on
+    its line, past the indent; `tail` what after."""
+    if c.sequential:
+        out = ["nn.ModuleList([" if c.listed else "nn.Sequential(", "OrderedDict([" if c.keyed else "", "\n"]
+        inner = indent + "    "
+        for key, child, comment in c.children:
+            if c.keyed:
+                opening = f'("{key}", '
+                line = f"{inner}{opening}{ctor(child, inner, len(opening), 2)}),"
+            else:
+                line = f"{inner}{ctor(child, inner, 0, 1)},"
+            out.append(commented(line, comment, inner))
+            out.append("\n")
+        out.append(f"{indent}{'])' if c.keyed or c.listed else ''}{'' if c.listed else ')'}")
+        return "".join(out)
+    if len(indent) + lead + len(c.text) + tail > WRAP:
+        callee, args = c.wrapped_args
+        return f"{callee}(\n" + "".join(f"{indent}    {arg},\n" for arg in args) + f"{indent})"
+    return c.text
