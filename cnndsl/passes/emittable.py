@@ -40,7 +40,8 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
 
 def _found(body: ir.Seq) -> tuple[list, list, list, bool]:
     """One walk: the side outputs, the concats and the named groups, in order, and whether
-    anything reads an earlier element (`concat(enc4)`, `upsample(like=enc4)`), which
+    anything reads an earlier element (`concat(enc4)`, `upsample(like=enc4)`, `from(low)`,
+    `reads(backbone.4)`), which
     `_reads` then checks."""
     sides, concats, groups, reads = [], [], [], False
     for node in walk(body):
@@ -54,7 +55,9 @@ def _found(body: ir.Seq) -> tuple[list, list, list, bool]:
             sides.append(node)
         elif kind is ir.Concat:
             concats.append(node)
-            reads = reads or bool(node.skips)
+            reads = reads or bool(node.skips) or bool(node.sources)  # concat(enc4), from(low)
+        elif kind is ir.BlockInstance:
+            reads = reads or bool(node.reads)  # Head() reads(backbone.4)
     return sides, concats, groups, reads
 
 
