@@ -1,9 +1,12 @@
 """The view model: what the templates print, computed from the checked IR alone.
 
 A network becomes a class; each block a class whose constructor takes `in_channels`
-and the block parameters that its layers use; where two uses of a block need
-different code (a repetition count that differs, say), the second gets a class of its
-own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic here.
+and the block parameters that its layers use. Uses of a block whose code differs by what
+its arguments' conditions keep share the class, which decides from its arguments
+(`toggles.py`: an expansion appended where it changes the channels, an activation picked,
+the residual's sum under `self.use_res_connect`); where two uses need code that does not
+merge (a repetition count that differs, say), the second gets a class of its own
+(`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from .. import ir
 from ..errors import InternalError
 from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
-from ..namespace import HELPERS, MODULE_LEVEL, Namer
+from ..namespace import HELPERS, MODULE_ATTRIBUTES, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
@@ -24,7 +27,7 @@ from ..traverse import Visitor, children, walk
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
 from .loops import LoopModel, loop_model
-from .toggles import holds, merged
+from . import toggles
 
 WRAP = 92
 
@@ -39,11 +42,23 @@ class Ctor:
     keyed: bool = False  # an OrderedDict Sequential
     listed: bool = False  # an nn.ModuleList (a named concat's branches)
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
+    callee: str = ""  # a call's callee and arguments (keyword or None, value), as codegen/toggles.py merges them
+    args: tuple = ()
+    condition: Expr | None = None  # a Sequential's child built only where this holds (codegen/toggles.py)
+    when: Expr | None = None  # the `?(condition)` that kept the element in this use
+    choice: tuple = ()  # (condition, a, b): `a if condition else b`, the text
 
     @cached_property
     def code(self) -> tuple:
         """What the construction prints but its comments: equal code, equal `code`."""
-        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed, self.listed
+        return (self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed, self.listed,
+                self.condition.text if self.condition is not None else None)
+
+    @property
+    def appended(self) -> bool:
+        """A Sequential with children built only where their condition holds: a list of
+        layers, appended to as torchvision's MobileNetV2 builds it, then nn.Sequential(*layers)."""
+        return self.sequential and any(c.condition is not None for _, c, _ in self.children)
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -57,6 +72,8 @@ class Member:
     name: str
     ctor: Ctor
     condition: Expr | None = None  # build only when this holds, else None
+    stateless: bool = False  # a layer without parameters or buffers (stochastic depth, an activation)
+    layers: str = ""  # the local list its Sequential is built from, where `ctor.appended`
 
 
 @dataclass(frozen=True)
@@ -136,12 +153,17 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     if torch.helper:
         helpers.add(torch.helper)
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
+    parts = tuple((None, e) for e in torch.positional) + tuple(torch.keywords)
     if rule.inplace and _fresh(previous, read_elsewhere):
         args.append("inplace=True")
+        parts += (("inplace", _TRUE),)
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
         helpers.update(imports(e))  # `import math` for math.ceil
-    return Ctor(f"{torch.callee}({', '.join(args)})", names=names)
+    return Ctor(f"{torch.callee}({', '.join(args)})", names=names, callee=torch.callee, args=parts)
+
+
+_TRUE = Const(True)
 
 
 _ARITHMETIC = (Const, Name, Unary, Binary)
@@ -319,7 +341,9 @@ class ScopeBuilder(Visitor):
         if first is not None and first.stats.flatten_before:
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
-        self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
+        stateless = isinstance(node, ir.Layer) and node.stats.params == 0 and RULES[node.kind].category != "norm"
+        self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork()),
+                                   stateless=stateless))
         parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
         self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name,
                                       into=self.into, reads=self.reads))
@@ -546,12 +570,13 @@ class Generator:
         self.network = network
         self.helpers: set[str] = set()
         self.keyed = False
-        # block -> [(model, class name, its code_only())]
-        self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
+        self.block_classes: dict[str, list[toggles.Shared]] = {}  # block -> its classes
         self.order: list[str] = []
-        self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
-        self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
-        self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
+        self.uses: dict[tuple, toggles.Shared] = {}  # a use's key -> its class
+        self.finished: dict[int, tuple] = {}  # a shared class -> (its uses, its model then)
+        # Blocks whose last norms the init names by their place in the class (m.block[2][1]).
+        self.placed_norms = frozenset(owner.block for step in network.init_steps if step.last_norm
+                                      for owner, _ in step.norms if owner is not None)
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
@@ -591,7 +616,10 @@ class Generator:
         for item in node.items:
             inner = notes.fork()
             comment = notes.note(item.stats)
-            children.append((item.name if keyed else None, self.ctor(item, previous, inner), comment))
+            child = self.ctor(item, previous, inner)
+            if getattr(item, "condition", None) is not None:  # kept by `?(condition)`: codegen/toggles.py
+                child = replace(child, when=item.condition.expr)
+            children.append((item.name if keyed else None, child, comment))
             previous = item
         self.keyed |= keyed
         names = frozenset().union(*(child.names for _, child, _ in children))
@@ -614,16 +642,45 @@ class Generator:
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
-        """The class of a block use: one already made where a use with the same arguments and
-        input shape came before (the same body), or one built, shared with an earlier use of
-        the same code, else added as a variant."""
+        """The class of a block use: the one of an earlier use with the same arguments and
+        input shape (the same body), else one built, shared with an earlier use where its code
+        is the same or merges (codegen/toggles.py), else a class of its own."""
         key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
-        found = self.uses.get(key)
-        if found is None:
-            found = self.uses[key] = self.new_block_class(node)
-        return found
+        shared = self.uses.get(key)
+        if shared is None:
+            shared = self.uses[key] = self.new_block_class(node)
+        return self.final(shared), shared.name
 
-    def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+    def final(self, shared: toggles.Shared) -> ClassModel:
+        """The class of every use the shared class has taken so far."""
+        made = self.finished.get(id(shared))
+        if made is not None and made[0] == len(shared.envs):
+            return made[1]
+        info = self.network.blocks[shared.first_use.block]
+        if shared.merged:
+            used = toggles.used_names(shared)
+            names = [name for name, _ in info.params if name in used]
+        else:
+            names = [name for name, _, _ in shared.first.params[1:]]
+        defaults = dict(info.params)
+        params = [("in_channels", "int", None)]
+        for name in names:
+            kinds = []
+            for env in shared.envs:
+                for kind in _annotation(env[name]).split(" | "):
+                    if kind not in kinds:
+                        kinds.append(kind)
+            default = defaults[name]
+            params.append((name, " | ".join(kinds), default.text if default is not None else None))
+        taken = Namer(taken={name for name, _, _ in params} | {m.name for m in shared.members},
+                      reserved=MODULE_ATTRIBUTES)
+        model = toggles.finish(shared, tuple(params), lambda: taken.fresh("layers"))
+        if shared.merged:
+            model = replace(model, forward=tuple(staged(list(model.forward))))
+        self.finished[id(shared)] = (len(shared.envs), model)
+        return model
+
+    def new_block_class(self, node: ir.BlockInstance) -> toggles.Shared:
         info = self.network.blocks[node.block]
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         in_network, self.in_network = self.in_network, False
@@ -643,9 +700,9 @@ class Generator:
                            toggle=toggle)
         code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
-        found = self.variant(node, model, code, variants)
-        if found is not None:
-            return found
+        for shared in variants:
+            if toggles.join(shared, model, code, node, node.block in self.placed_norms):
+                return shared
         class_name = node.block if not variants else \
             self.class_names.fresh(node.block, start=len(variants) + 1, plain=False)
         # The docstring and stages are in the block's own terms: those of every use of the class.
@@ -653,43 +710,52 @@ class Generator:
             node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
                         forward=tuple(staged(builder.forward)))
-        variants.append((model, class_name, code))
-        self.first_uses[class_name] = node
+        shared = toggles.start(model, code, node)
+        shared.name, shared.first_use = class_name, node
+        variants.append(shared)
         self.order.append(class_name)
-        return model, class_name
+        return shared
 
-    def variant(self, node: ir.BlockInstance, model: ClassModel, code: tuple, variants: list):
-        """An existing class for this use: one of the same code, or one that differs from it
-        only by a residual's condition (`toggles.py`), merged into one; None: a class of its own."""
-        for at, (existing, class_name, existing_code) in enumerate(variants):
-            toggled = self.toggled.get(class_name)  # (condition, {code: whether it holds there})
-            if toggled is not None:
-                want = toggled[1].get(code)
-                if want is not None and holds(toggled[0], node) is want:
-                    return existing, class_name
-                continue
-            if existing_code == code:  # the same code; an argument an int here, a pair there: either
-                either = replace(existing, params=_either(existing.params, model.params))
-                variants[at] = (either, class_name, existing_code)
-                return either, class_name
-            first = self.first_uses[class_name]
-            for plain, residual, plain_use, residual_use in ((existing, model, first, node),
-                                                              (model, existing, node, first)):
-                both = merged(plain, residual)
-                if both is None or holds(residual.toggle, plain_use) is not False or \
-                        holds(residual.toggle, residual_use) is not True:
+    def plan(self, body: ir.Seq) -> None:
+        """Every block use's class, the blocks used inside others first: a class takes the
+        parameters of all its uses (codegen/toggles.py), so its calls are written after. The
+        classes stand in the order of their first uses, each after the blocks it uses."""
+        uses: dict[str, dict[tuple, ir.BlockInstance]] = {}
+        inside: dict[str, set[str]] = {}
+        after: list[tuple] = []  # the uses' keys, each after those inside it
+
+        def collect(seq: ir.Seq, owner: str | None) -> None:
+            for node in scope_nodes(seq):
+                if not isinstance(node, ir.BlockInstance):
                     continue
-                both = replace(both, name=class_name, doc=existing.doc, forward=tuple(staged(list(both.forward))))
-                codes = {_untyped(plain.code_only()): False, _untyped(residual.code_only()): True}
-                self.toggled[class_name] = (residual.toggle, codes)
-                variants[at] = (both, class_name, existing_code)
-                return both, class_name
-        return None
+                if owner is not None:
+                    inside.setdefault(owner, set()).add(node.block)
+                key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+                if key not in uses.setdefault(node.block, {}):
+                    uses[node.block][key] = node
+                    collect(node.body, node.block)
+                    after.append(key)
+
+        collect(body, None)
+        done: set[str] = set()
+
+        def visit(block: str) -> None:
+            if block not in done:
+                done.add(block)
+                for inner in sorted(inside.get(block, ())):
+                    visit(inner)
+                for node in uses[block].values():
+                    self.block_class(node)
+
+        for block in uses:
+            visit(block)
+        self.order = list(dict.fromkeys(self.uses[key].name for key in after))
 
     def module(self) -> ModuleModel:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
         builder.output_elements = frozenset(o.element for o in network.outputs)
+        self.plan(network.body)
         self.in_network = True
         builder.start(network.body)
         self.in_network = False
@@ -721,7 +787,7 @@ class Generator:
                                tuple(staged(builder.forward)),
                                f"{network.source_path}:{network.span.line}", tuple(builder.sides), outputs,
                                fixed=fixed, init=tuple(init))
-        classes = [model for variants in self.block_classes.values() for model, _, _ in variants]
+        classes = [self.final(shared) for variants in self.block_classes.values() for shared in variants]
         classes.sort(key=lambda m: self.order.index(m.name))
         title = f"{network.name}: generated by cnndsl from {network.source_path}."
         return ModuleModel(title, (), classes + [net_class], sorted(self.helpers), self.keyed,
