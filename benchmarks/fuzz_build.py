@@ -91,6 +91,7 @@ class NetGen(ReachSteps):
         self.block_names: list[str] = []
         self.top_labels: list[str] = []  # labels callable in the network's own scope, in order
         self.inner_labels: list[str] = []  # labels inside named groups, concat branches, blocks
+        self.group_of: dict[str, str] = {}  # a named group's member label: the group's label
         self.params: dict[str, int] = {}
         self.block_default = 4
         self.members: dict[str, tuple] = {}  # the network chain's labelled elements: their output shapes
@@ -229,7 +230,11 @@ class NetGen(ReachSteps):
         if self.top_labels and rng.random() < 0.5:
             self.classes.add("side output reading an earlier layer")
             return f"{name}: side({rng.choice(self.top_labels)}) {head}"
-        if self.inner_labels and rng.random() < 0.3:
+        if self.group_of and rng.random() < 0.4:  # the path a side reads a group's member by
+            self.classes.add("side output reading into a group by its path")
+            inner = rng.choice(sorted(self.group_of))
+            return f"{name}: side({self.group_of[inner]}.{inner}) {head}"
+        if self.inner_labels and rng.random() < 0.3:  # by its bare name: refused, with a hint
             self.classes.add("side output reading into a group")
             return f"{name}: side({rng.choice(self.inner_labels)}) {head}"
         return f"{name}: side {head}"
@@ -261,16 +266,26 @@ class NetGen(ReachSteps):
                 branches.append("maxpool(3, stride=1, pad=1)")
                 f = c
             elif roll < 0.9 and depth < 2:
-                self.classes.add("concat branch that is a concat or residual")
-                inner = rng.choice((f"concat {{\n{self.ind(depth + 2)}conv({f}, 1)\n{self.ind(depth + 1)}}}",
-                                    f"residual {{\n{self.ind(depth + 2)}conv({c}, 3, pad=1)\n{self.ind(depth + 1)}}}"))
-                branches.append(inner)
-                f = f if inner.startswith("concat") else c
+                nested = rng.random() < 0.5
+                if rng.random() < 0.5:  # written in place: refused, with the hint to make it a block
+                    self.classes.add("concat branch that is a concat or residual")
+                    branches.append(self.nested_branch(nested, f, c, depth + 1))
+                else:  # the hint taken: a block holding it, used as the branch
+                    self.classes.add("concat branch that is a block holding a concat or residual")
+                    name = self.fresh("Branch")
+                    self.blocks.append(f"block {name}() {{\n    {self.nested_branch(nested, f, c, 0)}\n}}\n")
+                    branches.append(f"{name}()")
+                f = f if nested else c
             else:
                 branches.append("identity")
                 f = c
             channels += f
         return self.block_text("concat", branches, depth), (channels, h, w)
+
+    def nested_branch(self, nested: bool, f: int, c: int, depth: int) -> str:
+        """A concat of one 1x1 conv (`nested`) or a residual around a 3x3 conv, indented for `depth`."""
+        inner = f"conv({f}, 1)" if nested else f"conv({c}, 3, pad=1)"
+        return f"{'concat' if nested else 'residual'} {{\n{self.ind(depth + 1)}{inner}\n{self.ind(depth)}}}"
 
     def block_text(self, keyword_: str, lines: list[str], depth: int) -> str:
         body = "".join(f"{self.ind(depth + 1)}{line}\n" for line in lines)
@@ -287,6 +302,7 @@ class NetGen(ReachSteps):
         name = self.label()
         inner = self.fresh("c") if rng.random() < 0.6 else self.label()
         self.inner_labels.append(inner)
+        self.group_of[inner] = name
         if len(shape) == 1:
             return f"{name}: [{inner}: fc(4) -> relu]", (4,)
         text, out = self.conv(*shape)

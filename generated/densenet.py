@@ -103,7 +103,7 @@ class DenseNet(nn.Module):
     output is concatenated to its input, so a block of n layers adds n * growth_rate
     channels. Between blocks a transition halves the channels (1x1 conv) and the size
     (2x2 average pooling). The variants differ in the growth rate, the layers per block
-    (block_config) and the stem's width. densenet121 has 7,978,856 parameters.
+    (block_config) and the stem's width.
 
     Input 3x224x224, output 1000; 7,978,856 parameters, 2,834,161,664
     multiply-accumulates.

@@ -277,6 +277,21 @@ def test_the_network_generator_reaches_every_class_and_mostly_builds():
         assert wanted in classes, wanted
 
 
+@pytest.mark.parametrize("wanted", ["side output reading into a group by its path",
+                                    "concat branch that is a block holding a concat or residual"])
+def test_the_generator_writes_the_accepted_forms_of_what_it_also_writes_refused(wanted):
+    """A side reading a group's member by its path, and a nested concat or residual moved into a
+    block (the refusals' hints, taken): drawn, and built, not only refused."""
+    drawn = []
+    for seed in range(600):
+        text, found, params = fb.built_network(random.Random(seed))
+        if wanted in found and len(drawn) < 8:
+            drawn.append((text, params))
+    assert len(drawn) == 8
+    outcomes = [fb.run_network(text, params, backward=False) for text, params in drawn]
+    assert outcomes.count("built") >= 3, outcomes
+
+
 @pytest.mark.parametrize("kind", sorted(fb.READERS))
 def test_the_other_readers_edges(kind):
     outcomes = {fb.READERS[kind](random.Random(seed)) for seed in range(12)}
