@@ -645,11 +645,15 @@ class Generator:
         """The class of a block use: the one of an earlier use with the same arguments and
         input shape (the same body), else one built, shared with an earlier use where its code
         is the same or merges (codegen/toggles.py), else a class of its own."""
+        shared = self.shared(node)
+        return self.final(shared), shared.name
+
+    def shared(self, node: ir.BlockInstance) -> toggles.Shared:
         key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
         shared = self.uses.get(key)
         if shared is None:
             shared = self.uses[key] = self.new_block_class(node)
-        return self.final(shared), shared.name
+        return shared
 
     def final(self, shared: toggles.Shared) -> ClassModel:
         """The class of every use the shared class has taken so far."""
@@ -745,7 +749,7 @@ class Generator:
                 for inner in sorted(inside.get(block, ())):
                     visit(inner)
                 for node in uses[block].values():
-                    self.block_class(node)
+                    self.shared(node)
 
         for block in uses:
             visit(block)

@@ -36,21 +36,32 @@ from ..namespace import MODULE_ATTRIBUTES, Namer
 _FAILURES = (ExprError, TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, AttributeError)
 
 
-def use_env(node: ir.BlockInstance) -> dict:
-    """A use's arguments by name, and its input channels as the class's `in_channels`."""
-    env = {name: value.value for name, value in node.args}
+class Env(dict):
+    """A use's arguments by name, and its input channels as the class's `in_channels`; the
+    conditions worked out at it so far (a class of 70 uses checks each at every use)."""
+
+    __slots__ = ("known",)
+
+
+def use_env(node: ir.BlockInstance) -> Env:
+    env = Env((name, value.value) for name, value in node.args)
     env["in_channels"] = node.stats.in_shape[0]
+    env.known = {}
     return env
 
 
 def holds(condition: Expr, node) -> bool | None:
     """The condition's value for a use (a BlockInstance, or its `use_env`); None where it reads anything else."""
-    env = node if isinstance(node, dict) else use_env(node)
+    env = node if isinstance(node, Env) else use_env(node)
+    known = env.known.get(condition, _FAILED)
+    if known is not _FAILED:
+        return known
     try:
         value = condition.evaluate(env)
     except _FAILURES:
-        return None
-    return value if isinstance(value, bool) else None
+        value = None
+    known = env.known[condition] = value if isinstance(value, bool) else None
+    return known
 
 
 def _value(expr: Expr, env: dict):
@@ -137,11 +148,9 @@ def join(shared: Shared, model, code: tuple, node: ir.BlockInstance, same_member
     if model.loop is not None or shared.first.loop is not None:
         return False
     summed = is_summed(model)
-    toggle = shared.toggle if shared.toggle is not None else (model.toggle if summed else None)
-    if toggle is not None:  # the residual's condition holds exactly at the uses that add their input back
-        if holds(toggle, env) is not summed or \
-                any(holds(toggle, e) is not r for e, r in zip(shared.envs, shared.residual)):
-            return False
+    toggle = _toggle(shared, model, summed, env)
+    if toggle is _FAILED:
+        return False
     members = _members(shared, model, summed, env)
     if members is None or same_members and [m.ctor.code for m in members[0]] != \
             [m.ctor.code for m in shared.members + model.members[len(shared.members):]]:
@@ -156,6 +165,18 @@ def join(shared: Shared, model, code: tuple, node: ir.BlockInstance, same_member
     shared.residual.append(summed)
     shared.merged = True
     return True
+
+
+def _toggle(shared: Shared, model, summed: bool, env: dict):
+    """The residual's condition of the class with the use (None: no use has the residual),
+    where it holds exactly at the uses that add their input back; else _FAILED."""
+    toggle = shared.toggle if shared.toggle is not None else (model.toggle if summed else None)
+    if toggle is None:
+        return None
+    if holds(toggle, env) is not summed or shared.toggle is None and \
+            any(holds(toggle, e) is not r for e, r in zip(shared.envs, shared.residual)):
+        return _FAILED
+    return toggle
 
 
 def _members(shared: Shared, model, summed: bool, env: dict) -> tuple | None:
