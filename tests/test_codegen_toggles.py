@@ -154,3 +154,45 @@ def test_the_shared_class_scripts(net_code):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(torch.jit.script(built)(x), built(x))
+
+
+WIDE = """\
+let Body = body: [
+    conv(out, 1, stride=stride)?(k == 1)
+    conv(out, 3, stride=stride, pad=1)?(k == 3)
+    batchnorm
+    conv(out * 2, 1)?(wide)
+    relu
+]
+
+block B(inp, out, k, stride, wide) {
+    residual { Body -> extra: conv(out * (2 if wide else 1), 1) }?(stride == 1 and inp == out * (2 if wide else 1))
+    Body?(stride != 1 or inp != out * (2 if wide else 1))
+}
+
+network M() {
+    input 4x8x8
+    features: [B(4, 8, 1, 2, false) -> B(8, 16, 3, 1, true) -> B(32, 32, 1, 1, false)]
+}
+"""
+
+
+def test_what_differs_between_the_uses_is_written_as_it_holds_at_each():
+    code = cnndsl.compile_source(WIDE)
+    classes = [n.name for n in ast.parse(code).body if isinstance(n, ast.ClassDef)]
+    # the residual's own convolution has weights: the uses without it do not build it, so the
+    # residual's use keeps a class of its own
+    assert classes == ["B", "B2", "M"]
+    shared = code[code.index("class B("):code.index("class B2(")]
+    # the outputs differ (out or out * 2 channels): the docstring and forward say no one shape
+    assert '"""Block `B`: in_channels x H x W to the output of the layers its arguments keep.' in shared
+    assert "        x = self.body(x)\n        return x\n" in shared
+    assert "            nn.Conv2d(in_channels, out, kernel_size=1, stride=stride)\n            if k == 1\n" \
+        "            else nn.Conv2d(in_channels, out, kernel_size=3, stride=stride, padding=1)\n" in shared
+    assert max(len(line) for line in code.splitlines()) <= 92
+    model = load_generated(code).M().eval()
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        assert model(x).shape == (2, 32, 4, 4)
+    assert [type(m).__name__ for m in model.features] == ["B", "B", "B2"]
+    assert [len(m.body) for m in model.features] == [3, 4, 3]

@@ -23,9 +23,9 @@ from ..namespace import HELPERS, MODULE_ATTRIBUTES, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
-from ..traverse import Visitor, children, walk
+from ..traverse import Visitor, children, evolve, walk
 from .init import init_lines
-from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
+from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, staged, wrap_doc
 from .loops import LoopModel, loop_model
 from . import toggles
 
@@ -680,7 +680,12 @@ class Generator:
                       reserved=MODULE_ATTRIBUTES)
         model = toggles.finish(shared, tuple(params), lambda: taken.fresh("layers"))
         if shared.merged:
-            model = replace(model, forward=tuple(staged(list(model.forward))))
+            model = replace(model, forward=tuple(staged([evolve(s, blank=False) for s in model.forward])))
+        if not shared.doc:  # the uses' outputs differ: the layers their arguments keep decide
+            start = block_input(shared.first_use)
+            model = replace(model, doc=wrap_doc((f"Block `{shared.first_use.block}`: "
+                                                 f"{shape_text(start.channels, start.dims)} to the output of "
+                                                 "the layers its arguments keep.",)))
         self.finished[id(shared)] = (len(shared.envs), model)
         return model
 
@@ -699,7 +704,8 @@ class Generator:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
         toggle = builder.toggles[0] if len(builder.toggles) == 1 else None
-        model = ClassModel(node.block, (), tuple(params), tuple(builder.members), tuple(builder.forward),
+        doc = wrap_doc(block_doc(node.block, node)) if loop is None and self.block_classes.get(node.block) else ()
+        model = ClassModel(node.block, doc, tuple(params), tuple(builder.members), tuple(builder.forward),
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
                            toggle=toggle)
         code = _untyped(model.code_only())

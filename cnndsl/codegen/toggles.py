@@ -98,6 +98,7 @@ class Shared:
     name: str = ""  # the class's name
     first_use: object = None  # the use it was made for
     extras: int = 0  # with uses of both forms: the last members, only the residual's (stochastic depth)
+    doc: bool = True  # whether the first use's docstring (its output's shape) holds at every use
 
 
 def is_summed(model) -> bool:
@@ -156,15 +157,30 @@ def join(shared: Shared, model, code: tuple, node: ir.BlockInstance, same_member
             [m.ctor.code for m in shared.members + model.members[len(shared.members):]]:
         return False
     shared.members, shared.extras = members
-    if summed and shared.summed is None:
-        shared.summed = model.forward
-    if not summed and shared.plain is None:
-        shared.plain = model.forward
+    _forms(shared, model.forward, summed)
+    if shared.first.doc != model.doc:
+        shared.doc = False
     shared.toggle = toggle
     shared.envs.append(env)
     shared.residual.append(summed)
     shared.merged = True
     return True
+
+
+def _forms(shared: Shared, forward: tuple, summed: bool) -> None:
+    """The class's forward of each form with the use's, each shape comment kept where every
+    use writes it (the body's statements of the two forms compared too)."""
+    if summed:
+        shared.summed = forward if shared.summed is None else agreed_forward(shared.summed, forward)
+        body = forward[1:]
+    else:
+        shared.plain = forward if shared.plain is None else agreed_forward(shared.plain, forward)
+        body = forward
+    if shared.plain is not None and shared.summed is not None:
+        core = shared.summed[1:]
+        plain = agreed_forward(shared.plain, body if summed else core)
+        shared.plain = plain
+        shared.summed = shared.summed[:1] + agreed_forward(core, plain)
 
 
 def _toggle(shared: Shared, model, summed: bool, env: dict):
@@ -252,13 +268,13 @@ class Unifier:
             if a.keyed and [k for k, _, _ in a.children] != [k for k, _, _ in b.children]:
                 return None
             children = []
-            for (key, x, comment), (_, y, _) in zip(a.children, b.children):
+            for (key, x, comment), (_, y, theirs) in zip(a.children, b.children):
                 merged = self.ctor(x, y, where)
                 if merged is None:
                     merged = self.choice(x, y, where)
                 if merged is None:
                     return None
-                children.append((key, merged, comment))
+                children.append((key, merged, _agreed(comment, theirs)))
             return _sequential(a, tuple(children))
         return self.call(a, b, where)
 
@@ -352,7 +368,7 @@ class Unifier:
             merged, score = self.choice(x, b[1], present), 1
         if merged is None:
             return None
-        condition = x.condition
+        condition, comment = x.condition, _agreed(comment, b[2])
         if condition is not None and not holds(condition, self.env):
             when = b[1].when
             if when is None or not holds(when, self.env) or \
@@ -360,6 +376,18 @@ class Unifier:
                 return None
             condition = when
         return score, (key, replace(merged, condition=condition), comment)
+
+
+def _agreed(mine: str, theirs: str) -> str:
+    """A shape comment that holds at every use: the one both write, else none."""
+    return mine if mine == theirs else ""
+
+
+def agreed_forward(mine: tuple, theirs: tuple) -> tuple:
+    """`mine`'s statements with the shape comments that `theirs`, the same statements of
+    another use, do not write left out."""
+    return tuple(s if s.comment == t.comment else replace(s, comment="") for s, t in zip(mine, theirs)) + \
+        mine[len(theirs):]
 
 
 def _sequential(a, children: tuple):
