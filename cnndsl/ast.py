@@ -141,6 +141,7 @@ class Call:
     args: tuple[Arg, ...]
     span: Span
     name_span: Span
+    reads: tuple[str, ...] = ()  # `Head(21) reads(backbone.4)`: a block's other inputs, by name or path
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,8 @@ class Concat:
     span: Span
     skips: tuple[str, ...] = ()
     split: bool = False  # `split { ... }`: the channels divided equally among the branches
+    op: str = "cat"  # "add" (`add { ... }`: the branches summed) or "mul" (multiplied, broadcast)
+    sources: tuple[str | None, ...] = ()  # per branch, `from(name)`: what it reads (None: the input)
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,7 @@ class BlockDef:
     body: tuple[Chain, ...]
     span: Span
     name_span: Span
+    reads: tuple[str, ...] = ()  # `block Head(...) reads(low)`: inputs besides the chain's value
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outputs", "x", "input", "for",
                        "concat", "split", "residual", "gate", "side", "shortcut", "if", "else", "or", "and",
-                       "not", "true", "false", "init"})
+                       "not", "true", "false", "init", "add", "mul", "reads"})
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
 _SKIP = frozenset({"CONT", "COMMENT", "WS"})
@@ -252,16 +252,19 @@ class _Reader:
         self.take("(")
         params = self.params(")")
         self.take(")")
-        return first, name, params or (), self.body()
+        reads = self.reads() if keyword == "block" and self.peek() == "reads" else ()
+        if any("." in r for r in reads) or len(set(reads)) != len(reads):
+            raise _Decline  # Lark's path says what is wrong
+        return first, name, params or (), self.body(), reads
 
     def block_def(self) -> ast.BlockDef:
-        first, name, params, items = self.header("block")
+        first, name, params, items, reads = self.header("block")
         if any(isinstance(c, _NETWORK_ONLY) for c in items):
             raise _Decline
-        return ast.BlockDef(name.text, params, items, self.span(first), self.tspan(name))
+        return ast.BlockDef(name.text, params, items, self.span(first), self.tspan(name), reads)
 
     def network_def(self) -> ast.NetworkDef:
-        first, name, params, items = self.header("network")
+        first, name, params, items, _ = self.header("network")
         inputs = [c for c in items if isinstance(c, ast.InputDecl)]
         outputs = [c for c in items if isinstance(c, ast.Outputs)]
         inits = [c for c in items if isinstance(c, ast.Init)]
@@ -281,26 +284,35 @@ class _Reader:
         return ast.VariantDef(name.text, family.text, args, self.span(first), self.tspan(name), self.tspan(family))
 
     # -- bodies -------------------------------------------------------------------------
-    def body(self) -> tuple:
-        """`{ statements }`: the statements (input lines, outputs lines and chains)."""
+    def body(self, branches: bool = False) -> tuple:
+        """`{ statements }`: the statements (input lines, outputs lines and chains; with
+        `branches`, a concat's lines, `from(name) chain` as (name, chain))."""
         self.take("{")
         self.skip("NL")
         items: list = []
         while not self.skip("}"):
-            items.append(self.statement())
+            items.append(self.statement(branches))
             if not self.skip("NL") and self.peek() != "}":
                 raise _Decline
         return tuple(items)
 
-    def inner_body(self) -> tuple:
+    def inner_body(self, branches: bool = False) -> tuple:
         """A body inside a chain, which may hold neither an input line nor outputs."""
-        items = self.body()
+        items = self.body(branches)
         if any(isinstance(c, _NETWORK_ONLY) for c in items):
             raise _Decline
         return items
 
-    def statement(self):
+    def statement(self, branches: bool = False):
         kind = self.peek()
+        if kind == "from":
+            if not branches:  # Lark reports the misplaced from(...)
+                raise _Decline
+            self.at += 1
+            self.take("(")
+            source = self.tap()
+            self.take(")")
+            return source, self.chain()
         if kind == "input":
             return self.input_decl()
         if kind == "outputs":
@@ -481,7 +493,7 @@ class _Reader:
         if kind == "NAME":
             return self.call_or_ref()
         reader = {"[": self.group, "concat": self.concat, "split": self.split, "residual": self.residual,
-                  "gate": self.gate, "side": self.side}.get(kind)
+                  "gate": self.gate, "side": self.side, "add": self.merge, "mul": self.merge}.get(kind)
         if reader is None:
             raise _Decline
         return reader()
@@ -492,7 +504,19 @@ class _Reader:
         if self.peek() != "(":
             return ast.Ref(name.text, self.span(first))
         args = self.call_args()
-        return self.made(ast.Call(name.text, args, self.span(first), self.tspan(name)), *(a.value for a in args))
+        reads = self.reads() if self.peek() == "reads" else ()
+        return self.made(ast.Call(name.text, args, self.span(first), self.tspan(name), reads),
+                         *(a.value for a in args))
+
+    def reads(self) -> tuple[str, ...]:
+        """`reads(low)`, `reads(backbone.4)`: a block's other inputs."""
+        self.take("reads")
+        self.take("(")
+        taps = [self.tap()]
+        while self.skip(","):
+            taps.append(self.tap())
+        self.take(")")
+        return tuple(taps)
 
     def group(self) -> ast.Group:
         first = self.at
@@ -517,8 +541,24 @@ class _Reader:
             self.take(")")
         if self.peek() != "{":
             return ast.Concat((), self.span(first), tuple(skips))
-        items = self.inner_body()
-        return self.made(ast.Concat(items, self.span(first), tuple(skips)), *items)
+        items, sources = self.branches()
+        return self.made(ast.Concat(items, self.span(first), tuple(skips), sources=sources), *items)
+
+    def merge(self) -> ast.Concat:
+        """`add { ... }` or `mul { ... }`: the branches summed or multiplied."""
+        first = self.at
+        op = self.tokens[self.at].kind
+        self.at += 1
+        items, sources = self.branches()
+        return self.made(ast.Concat(items, self.span(first), op=op, sources=sources), *items)
+
+    def branches(self) -> tuple[tuple, tuple]:
+        """A body of branches, each line a chain or `from(name) chain`: the chains and, where
+        some line has one, each line's source."""
+        items = self.inner_body(branches=True)
+        chains = tuple(c[1] if isinstance(c, tuple) else c for c in items)
+        sources = tuple(c[0] if isinstance(c, tuple) else None for c in items)
+        return chains, sources if any(x is not None for x in sources) else ()
 
     def split(self) -> ast.Concat:
         first = self.at

@@ -139,6 +139,8 @@ class Concat:
     fits: tuple[str, ...] = ()  # for each skip, once shapes are known: "", "crop" or "pad"
     split: bool = False  # each branch reads its equal share of the channels (ShuffleNet's x.chunk)
     name: str | None = None  # `convs: concat {...}`: the branches in one nn.ModuleList, numbered
+    op: str = "cat"  # "add": the branches summed; "mul": multiplied, each size 1 or the largest
+    sources: tuple[str | None, ...] = ()  # per branch, `from(name)`: the element it reads (None: the input)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,8 @@ class BlockInstance:
     span: Span
     stats: Stats | None = None
     condition: Value | None = None  # kept by `X?(condition)`: it, in the enclosing block's parameters
+    reads: tuple[tuple[str, str], ...] = ()  # `reads(backbone.4)`: (the block's input name, the element or path)
+    read_channels: tuple[Expr, ...] = ()  # once shapes are known: each read's channels, in the caller's terms
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,7 @@ class BlockInfo:
     name: str
     params: tuple[tuple[str, Value], ...]  # name and default (None: required)
     span: Span
+    reads: tuple[str, ...] = ()  # `reads(low)`: the block's inputs besides its chain's value
 
 
 def call_args(args, defaults: dict, changed):

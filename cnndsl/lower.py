@@ -163,10 +163,18 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def call(self, meta, children):
-        name, args = children
+        name, args, reads = children
         args = args or ()
-        return self.made(ast.Call(str(name), args, self.span(meta), self.tspan(name)),
+        return self.made(ast.Call(str(name), args, self.span(meta), self.tspan(name), reads or ()),
                          *(a.value for a in args))
+
+    def reads(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def from_chain(self, meta, children):
+        source, chain = children
+        return _From(source, chain, self.span(meta))
 
     @v_args(meta=True)
     def ref(self, meta, children):
@@ -215,6 +223,13 @@ class _Lower(Transformer_NonRecursive):
     def body(self, meta, children):
         return _Body(tuple(children), self.span(meta))
 
+    def plain(self, body) -> "_Body":
+        """A body whose lines may not start with `from(...)` (only a concat's, add's or mul's branches may)."""
+        found = next((c for c in body.items if isinstance(c, _From)), None)
+        if found is not None:
+            raise CompileError([Diagnostic.error(found.span, _FROM_MESSAGE, _FROM_HINT)])
+        return body
+
     @v_args(meta=True)
     def concat(self, meta, children):
         *skips, body = children
@@ -224,11 +239,28 @@ class _Lower(Transformer_NonRecursive):
         inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
-        return self.made(ast.Concat(body.items, self.span(meta), skips), *body.items)
+        branches, sources = _branches(body.items)
+        return self.made(ast.Concat(branches, self.span(meta), skips, sources=sources), *branches)
+
+    @v_args(meta=True)
+    def add_merge(self, meta, children):
+        return self.merge(meta, children[0], "add")
+
+    @v_args(meta=True)
+    def mul_merge(self, meta, children):
+        return self.merge(meta, children[0], "mul")
+
+    def merge(self, meta, body, op: str) -> ast.Concat:
+        """`add { ... }`, `mul { ... }`: the branches' outputs summed or multiplied."""
+        inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
+        if inputs:
+            raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
+        branches, sources = _branches(body.items)
+        return self.made(ast.Concat(branches, self.span(meta), op=op, sources=sources), *branches)
 
     @v_args(meta=True)
     def split(self, meta, children):
-        (body,) = children
+        body = self.plain(children[0])
         inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
@@ -237,6 +269,7 @@ class _Lower(Transformer_NonRecursive):
     @v_args(meta=True)
     def residual(self, meta, children):
         body, shortcut = children
+        body = self.plain(body)
         inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
@@ -247,6 +280,7 @@ class _Lower(Transformer_NonRecursive):
         """`residual shortcut proj: projection { body }`: the shortcut's modules registered
         first, as torchvision's RegNet registers `proj` before `f`."""
         shortcut, body = children
+        body = self.plain(body)
         inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
@@ -254,7 +288,7 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def gate(self, meta, children):
-        body = children[0]
+        body = self.plain(children[0])
         inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             raise CompileError([Diagnostic.error(inputs[0].span, _misplaced(inputs[0]), None)])
@@ -348,7 +382,16 @@ class _Lower(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def block_def(self, meta, children):
-        name, params, body = children
+        name, params, reads, body = children
+        body = self.plain(body)
+        bad = next((r for r in reads or () if "." in r), None)
+        if bad is not None:
+            raise CompileError([Diagnostic.error(self.span(meta), f"reads({bad}): a block names its other inputs, "
+                                                 "each by one name", "write reads(low); the use says what it is: "
+                                                 "Head() reads(backbone.4)")])
+        if len(set(reads or ())) != len(reads or ()):
+            raise CompileError([Diagnostic.error(self.span(meta), "reads(...) names an input twice",
+                                                 "give each input its own name")])
         inputs = [c for c in body.items if isinstance(c, _NETWORK_ONLY)]
         if inputs:
             if isinstance(inputs[0], ast.Outputs):
@@ -362,11 +405,12 @@ class _Lower(Transformer_NonRecursive):
             raise CompileError([Diagnostic.error(
                 inputs[0].span, "a block takes its input from where it is used",
                 "move 'input' into the network")])
-        return ast.BlockDef(str(name), params or (), body.items, self.span(meta), self.tspan(name))
+        return ast.BlockDef(str(name), params or (), body.items, self.span(meta), self.tspan(name), reads or ())
 
     @v_args(meta=True)
     def network_def(self, meta, children):
         name, params, body = children
+        body = self.plain(body)
         inputs = [c for c in body.items if isinstance(c, ast.InputDecl)]
         outputs = [c for c in body.items if isinstance(c, ast.Outputs)]
         chains = tuple(c for c in body.items if isinstance(c, ast.Chain))
@@ -441,6 +485,25 @@ class _Body:
     def __init__(self, items, span):
         self.items = items
         self.span = span
+
+
+class _From:
+    """`from(name) chain`, a line of a body: a branch that reads `name`."""
+
+    def __init__(self, source: str, chain, span: Span):
+        self.source, self.chain, self.span = source, chain, span
+
+
+_FROM_MESSAGE = "from(...) starts a branch of a concat, an add or a mul"
+_FROM_HINT = "put the line in add { ... }, mul { ... } or concat { ... }, one branch a line"
+
+
+def _branches(items) -> tuple[tuple, tuple]:
+    """A concat's, add's or mul's lines: the branches, and what each reads (() where every
+    branch reads the input they share)."""
+    branches = tuple(c.chain if isinstance(c, _From) else c for c in items)
+    sources = tuple(c.source if isinstance(c, _From) else None for c in items)
+    return branches, sources if any(s is not None for s in sources) else ()
 
 
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone

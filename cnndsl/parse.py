@@ -372,7 +372,7 @@ _HUMAN = {
 
 
 _KEYWORDS = frozenset({"let", "block", "network", "input", "x", "concat", "split", "residual", "shortcut", "side",
-                       "gate", "true", "false"})
+                       "gate", "true", "false", "add", "mul", "reads"})
 
 
 def _describe(kind: str) -> str:

@@ -188,7 +188,8 @@ def _head(node) -> str:
         if f.name in node._fields or f.name in _HIDDEN:
             continue
         value = getattr(node, f.name)
-        if value is None or value == () or value == {} or value == "" or value is False and f.default is False:
+        if value is None or value == () or value == {} or value == "" or value is False and f.default is False \
+                or isinstance(value, str) and value == f.default:  # a concat's op="cat"
             continue
         parts.append(f"{f.name}={_plain(value)}")
     span = getattr(node, "span", None)

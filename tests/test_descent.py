@@ -71,7 +71,8 @@ def test_the_programs_in_the_tests_read_alike():
 PIECES = ["(", ")", "[", "]", "{", "}", ",", "->", "\n", " ", "*", "?", "=", ":", "x", "1", "(2)", "-", "input",
           "not ", " if ", " else ", "**", "#c\n", "\n->", '"a{i}"', ".", "1.5", "e", "shortcut", "residual", "side ",
           "concat", "for i", '"', "//", "(3)", "x 2", "\n\n", "side(a.b) ", ".4", "side(a.4) ",
-          "init {\n conv: zeros\n}\n", "init", "init=", '"x" conv', "?(true)"]
+          "init {\n conv: zeros\n}\n", "init", "init=", '"x" conv', "?(true)",
+          "add {\n", "mul {", "from(a) ", "from(a.4) ", " reads(a.4)", " reads(low)", "reads"]
 
 
 def _mutant(rng: random.Random, text: str) -> str:

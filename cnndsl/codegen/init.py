@@ -9,16 +9,19 @@ from __future__ import annotations
 from .. import ir
 from ..layers import RULES
 from ..passes.inits import FANS, has_tensor, module_events, module_text, needs_math, render
-from ..traverse import walk
+from .nodes import nodes
 
 WRAP = 92  # model.WRAP: the generated code's width
 
 
-def init_lines(network: ir.Network, class_of) -> tuple[list[str], frozenset[str], bool]:
+def init_lines(network: ir.Network, class_of, layers: list | None = None) -> tuple[list[str], frozenset[str], bool]:
     """The lines (indented from `__init__`'s body), the network parameters they read and
-    whether they call math.sqrt. `class_of(instance)` names the generated class of a block instance."""
+    whether they call math.sqrt. `class_of(instance)` names the generated class of a block
+    instance; `layers`, where given, are the network's layers in walk order."""
     params = {name for name, _ in network.params}
     out = _Lines(params)
+    if layers is not None:
+        out.indexes[id(network.body)] = _LayerIndex(layers)
     out.math = any(needs_math(step) for step in network.init_steps)
     for group in _groups(network.init_steps):
         step = group[0]
@@ -47,6 +50,7 @@ class _Lines:
         self.lines: list[str] = []
         self.names: set[str] = set()
         self.math = False
+        self.indexes: dict[int, _LayerIndex] = {}  # id(root) -> its layers, walked once
 
     def add(self, line: str) -> None:
         self.lines.append(line)
@@ -71,16 +75,19 @@ class _Lines:
     def loop(self, network: ir.Network, group, indent: str) -> None:
         """`for m in self.modules():` and one `if isinstance(m, ...)` branch a rule."""
         root = _module(network, group[0].path) if group[0].path else network.body
+        index = self.indexes.get(id(root))
+        if index is None:
+            index = self.indexes[id(root)] = _LayerIndex([n for n in nodes(root) if type(n) is ir.Layer])
         self.add(f"{indent}for m in {module_text(group[0].path)}.modules():")
         for at, step in enumerate(group):
-            layers = [n for n in walk(root) if isinstance(n, ir.Layer) and RULES[n.kind].kind in step.kinds]
-            classes = list(dict.fromkeys(_callee(layer) for layer in layers))
+            facts = index.facts(step.kinds)  # (callee, its tensors) of each distinct layer
+            classes = list(dict.fromkeys(callee for callee, _ in facts))
             test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
             self.add(f"{indent}    {'if' if at == 0 else 'elif'} isinstance(m, {test}):")
             for tensor, call in (("weight", step.weight), ("bias", step.bias)):
                 if call is None:
                     continue
-                if all(has_tensor(layer, tensor) for layer in layers):
+                if all(tensor in tensors for _, tensors in facts):
                     self.call(call, "m", tensor, indent + "        ", step.kinds[0])
                 else:  # some have none: a conv with bias=false, a norm with affine=false
                     self.add(f"{indent}        if m.{tensor} is not None:")
@@ -135,6 +142,34 @@ def _module(network: ir.Network, path: tuple[str, ...]):
         if at == path:
             return node
     raise KeyError(path)
+
+
+class _LayerIndex:
+    """The layers under one root (in walk order), for every rule of an init loop: by their
+    rule's kind, each distinct construction once (the same kind, input and arguments: the
+    same callee and tensors), with its callee and the tensors it has."""
+
+    def __init__(self, layers: list[ir.Layer]):
+        self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
+        arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, their key): the expansion shares them
+        for at, node in enumerate(layers):
+            args = arguments.get(id(node.args))
+            if args is None:
+                args = arguments[id(node.args)] = (node.args, _arguments(node.args))
+            stats = node.stats
+            key = (node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text, args[1])
+            self.order.setdefault(RULES[node.kind].kind, {}).setdefault(key, (at, node))
+
+    def facts(self, kinds) -> list[tuple[str, frozenset[str]]]:
+        firsts = sorted(first for kind in kinds for first in self.order.get(kind, {}).values())
+        return [(_callee(layer), frozenset(t for t in ("weight", "bias") if has_tensor(layer, t)))
+                for _, layer in firsts]
+
+
+def _arguments(args) -> tuple:
+    """A layer's arguments as a key: equal keys, equal values and sources (`LayerRule.construction`
+    reads both), with the input (shape and channels) beside them."""
+    return tuple((k, type(v.value), repr(v.value), v.expr.text) for k, v in args)
 
 
 def _callee(layer: ir.Layer) -> str:

@@ -23,11 +23,13 @@ from ..namespace import HELPERS, MODULE_ATTRIBUTES, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
-from ..traverse import Visitor, children, evolve, walk
+from ..traverse import Visitor, children, evolve
 from .init import init_lines
 from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, staged, wrap_doc
 from .loops import LoopModel, loop_model
 from . import toggles
+from .nodes import nodes
+from .reuse import same_use
 
 WRAP = 92
 
@@ -107,6 +109,7 @@ class ClassModel:
     loop: LoopModel | None = None  # a block whose body is one repetition, as a loop (members empty)
     toggle: Expr | None = None  # the condition of the residual around the whole block, `?(stride == 1)`
     flags: tuple[tuple[str, str], ...] = ()  # attributes set in __init__: use_res_connect = stride == 1
+    inputs: tuple[str, ...] = ()  # a block's `reads(low)`: forward's tensors after x
 
     @property
     def base(self) -> str:
@@ -125,7 +128,8 @@ class ClassModel:
         return (self.params, tuple((m.name, m.ctor.code, m.condition) for m in self.members),
                 tuple((s.kind, s.target, s.parts, s.var, s.conditional, s.stage, s.blank, s.into, s.reads)
                       for s in self.forward),
-                self.provenance, self.sides, self.loop.code if self.loop is not None else None, self.flags)
+                self.provenance, self.sides, self.loop.code if self.loop is not None else None, self.flags,
+                self.inputs)
 
 
 @dataclass
@@ -146,24 +150,45 @@ def _annotation(value) -> str:
 
 
 def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
+    inplace = RULES[layer.kind].inplace and _fresh(previous, read_elsewhere)
+    ctor, needs = _layer_ctor(layer, inplace)
+    helpers.update(needs)
+    return ctor
+
+
+def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
+    """A layer's construction and the helpers and imports it needs."""
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
     torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
-    if torch.helper:
-        helpers.add(torch.helper)
+    needs = {torch.helper} if torch.helper else set()
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
     parts = tuple((None, e) for e in torch.positional) + tuple(torch.keywords)
-    if rule.inplace and _fresh(previous, read_elsewhere):
+    if inplace:
         args.append("inplace=True")
         parts += (("inplace", _TRUE),)
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
-        helpers.update(imports(e))  # `import math` for math.ceil
-    return Ctor(f"{torch.callee}({', '.join(args)})", names=names, callee=torch.callee, args=parts)
+        needs.update(expr_imports(e))  # `import math` for math.ceil
+    ctor = Ctor(f"{torch.callee}({', '.join(args)})", names=names, callee=torch.callee, args=parts)
+    return ctor, frozenset(needs)
 
 
 _TRUE = Const(True)
+
+
+def _in_place(ctor: Ctor) -> Ctor:
+    """The construction with `inplace=True` after its arguments, as `_layer_ctor` writes it."""
+    text = ctor.text  # `nn.ReLU()`: no argument before it
+    return replace(ctor, text=text[:-1] + ("" if text.endswith("()") else ", ") + "inplace=True)",
+                   args=ctor.args + (("inplace", _TRUE),))
+
+
+def expr_imports(expr: Expr) -> frozenset[str]:
+    """`expr.imports`: the modules a value's source needs; none where it calls no function
+    (a call's source, and so every source holding one, has a bracket)."""
+    return imports(expr) if "(" in expr.text else frozenset()
 
 
 _ARITHMETIC = (Const, Name, Unary, Binary)
@@ -217,7 +242,9 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
 
 class ScopeBuilder(Visitor):
     """Members and forward statements of one class, visiting the IR in order:
-    `visit(node, previous)`, where `previous` is the element before it in its chain."""
+    `visit(node, previous)`, where `previous` is the element before it in its chain.
+    A block's scope is built once for the uses whose bodies read alike (`reuse.same_use`):
+    whatever it reads of a use's IR, reuse.py must compare."""
 
     def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
@@ -239,6 +266,7 @@ class ScopeBuilder(Visitor):
         self.into = self.reads = "x"  # what the next call assigns and reads: x, or a concat branch's local
         self.toggles: list[Expr] = []  # the conditions of the block's outermost residuals
         self.tap_targets: dict[str, str] = {}  # a member of an opened group: its path -> its call
+        self.inputs: tuple[str, ...] = ()  # a block's reads(...): its forward's other tensors
 
     def start(self, seq: ir.Seq) -> None:
         """The class's forward locals, named before any statement: every side output's first,
@@ -246,11 +274,19 @@ class ScopeBuilder(Visitor):
         sides = self.generator.sides if not self.in_block else []  # side outputs belong to the network
         self.side_locals = {id(node): self.locals.fresh(node.node.name) for node in sides}
         skips, sizes = scope_reads(seq)
-        self.kept = {name: self.locals.fresh(name) for name in self.outputs_kept(seq, skips, sides)}
+        given = {name: self.locals.take(name) for name in self.inputs}  # a block's reads(low): forward's own
+        # what a block's reads(low) is given, kept under the block's name for it: `low = x`
+        given.update((source, self.locals.fresh(name)) for node in scope_nodes(seq)
+                     if isinstance(node, ir.BlockInstance) for name, source in node.reads if source not in given)
+        self.kept = {name: given.get(name) or self.locals.fresh(_local_base(name))
+                     for name in self.outputs_kept(seq, skips, sides)}
         self.output_locals.update({name: self.kept[name] for name in self.output_elements if name in self.kept})
         self.sizes = {name: self.locals.fresh(f"{name}_size") for name in sizes}
         if "input" in self.sizes:
             self.forward.append(Stmt("size", var=self.sizes["input"]))
+        for name in self.inputs:
+            if name in self.sizes:
+                self.forward.append(Stmt("size", var=self.sizes[name], reads=name))
         self.run(seq)
 
     def outputs_kept(self, seq: ir.Seq, skips: list[str], sides: list) -> list[str]:
@@ -304,6 +340,8 @@ class ScopeBuilder(Visitor):
                                           reads=self.reads))
             self.reads = self.into
             self.tap_targets[f"{path}.{key}"] = target
+            if f"{path}.{key}" in self.kept:  # read later by a block's reads(...) or a from(...)
+                self.forward.append(Stmt("keep", var=self.kept[f"{path}.{key}"]))
 
     def visit_Side(self, node: ir.Side, previous=None) -> None:
         inner, resize = resized(node.node) if isinstance(node.node, ir.Seq) else (node.node, None)
@@ -345,8 +383,11 @@ class ScopeBuilder(Visitor):
         self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork()),
                                    stateless=stateless))
         parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
+        reads = self.reads
+        if isinstance(node, ir.BlockInstance) and node.reads:  # x = self.classifier(x, low)
+            reads = ", ".join([reads] + [self.kept[source] for _, source in node.reads])
         self.forward.append(self.step(stats=node.stats, kind="scale" if parameter else "call", target=node.name,
-                                      into=self.into, reads=self.reads))
+                                      into=self.into, reads=reads))
         self.reads = self.into
         self.keep(node.name)
 
@@ -387,29 +428,34 @@ class ScopeBuilder(Visitor):
         if node.name is not None:
             self.listed(node, parts)
             return
-        for branch in node.branches:
-            if branch.name is None and not branch.items:
-                parts.append(self.reads)
-                continue
-            if flat_branch(branch):
-                parts.append(self.flat_branch(branch))
-                continue
-            branch, resize = resized(branch)
-            member = branch if branch.name is not None else _single_leaf(branch)
-            if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
-                raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
-            if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
-                parts.append("x")
-                continue
-            self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
-            first = _first_leaf(member)
-            flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
-            call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
-            if resize is not None:  # ASPP's pooling branch, back to the size it read
-                call = self.resize_call(call, resize)
-            parts.append(call)
-        self.forward.append(self.step(node.stats, kind="cat", parts=tuple(parts), into=self.into))
+        reads = self.reads
+        for branch, source in zip(node.branches, node.sources or (None,) * len(node.branches)):
+            self.reads = reads if source is None else self.kept[source]  # from(low): the branch reads low
+            parts.append(self.branch_part(branch))
+        self.reads = reads
+        kind, sign = ("cat", "") if node.op == "cat" else ("combine", " + " if node.op == "add" else " * ")
+        self.forward.append(self.step(node.stats, kind=kind, parts=tuple(parts), into=self.into, var=sign))
         self.reads = self.into
+
+    def branch_part(self, branch: ir.Seq) -> str:
+        """What one branch of a concat, add or mul gives, as the cat's (or sum's) list writes it."""
+        if branch.name is None and not branch.items:
+            return self.reads
+        if flat_branch(branch):
+            return self.flat_branch(branch)
+        branch, resize = resized(branch)
+        member = branch if branch.name is not None else _single_leaf(branch)
+        if member is None or isinstance(member, (ir.Concat, ir.Residual, ir.Gate)):  # passes/emittable.py
+            raise InternalError("a concat branch that is a concat, residual or gate reached the code generator")
+        if isinstance(member, ir.Layer) and member.kind == "identity":  # DenseNet's torch.cat([x, ...])
+            return "x"
+        self.members.append(Member(member.name, self.generator.ctor(member, notes=self.notes.fork())))
+        first = _first_leaf(member)
+        flat = first is not None and first.stats.flatten_before  # an fc on a volume: flatten first
+        call = f"self.{member.name}({f'torch.flatten({self.reads}, 1)' if flat else self.reads})"
+        if resize is not None:  # ASPP's pooling branch, back to the size it read
+            call = self.resize_call(call, resize)
+        return call
 
     def listed(self, node: ir.Concat, parts: list[str]) -> None:
         """`convs: concat {...}`: the branches in one nn.ModuleList, each called by its place
@@ -526,8 +572,10 @@ def scope_nodes(seq: ir.Seq):
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, ir.BlockInstance):
-            stack.extend(reversed(children(node)))
+        if type(node) is not ir.Layer and not isinstance(node, ir.BlockInstance):  # a layer has none
+            below = children(node)
+            below.reverse()
+            stack.extend(below)
 
 
 def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
@@ -538,10 +586,19 @@ def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
     for node in scope_nodes(seq):
         if isinstance(node, ir.Concat):
             skips.extend(name for name in node.skips if name not in skips)
-        elif isinstance(node, ir.Layer) and node.values.get("like") is not None and \
-                node.values["like"] not in sizes:
-            sizes.append(node.values["like"])
+            skips.extend(name for name in node.sources if name is not None and name not in skips)
+        elif isinstance(node, ir.BlockInstance):
+            skips.extend(source for _, source in node.reads if source not in skips)
+        elif type(node) is ir.Layer:
+            like = next((v.value for k, v in node.args if k == "like"), None)
+            if like is not None and like not in sizes:
+                sizes.append(like)
     return skips, sizes
+
+
+def _local_base(name: str) -> str:
+    """The local that keeps an element's output: its name, or a path's `backbone_4`."""
+    return name if "." not in name else name.replace(".", "_")
 
 
 def _branch_local(member: str) -> str:
@@ -566,6 +623,10 @@ def _first_leaf(node):
 
 
 class Generator:
+    # Whether a use whose body reads as the last built use's gets that use's members and
+    # forward (`block_scope`); off, every use is built (what tests/test_codegen_reuse.py compares).
+    reuse_scopes = True
+
     def __init__(self, network: ir.Network):
         self.network = network
         self.helpers: set[str] = set()
@@ -577,12 +638,17 @@ class Generator:
         # Blocks whose last norms the init names by their place in the class (m.block[2][1]).
         self.placed_norms = frozenset(owner.block for step in network.init_steps if step.last_norm
                                       for owner, _ in step.norms if owner is not None)
+        self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
+        self.scopes: dict[str, tuple] = {}  # block -> (its last use built, that use's block_scope)
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
         self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
-        for node in walk(network.body):
-            if isinstance(node, ir.Side):
+        self.layers: list[ir.Layer] = []  # every layer of the network, in walk order (for init.py)
+        for node in nodes(network.body):
+            if type(node) is ir.Layer:
+                self.layers.append(node)
+            elif isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
                     parts = node.source.split(".")
@@ -590,6 +656,11 @@ class Generator:
                     self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
             elif isinstance(node, ir.Concat):
                 read.update(node.skips)
+            paths = [s for s in getattr(node, "sources", ()) if s] + [s for _, s in getattr(node, "reads", ())]
+            for path in paths:
+                parts = path.split(".")
+                read.add(parts[-1])
+                self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
         self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
         self.tables = frozenset(name for name, value in network.params if isinstance(value.value, tuple)
@@ -604,8 +675,9 @@ class Generator:
     def ctor(self, node, previous=None, notes: ShapeNotes | None = None) -> Ctor:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
-            return layer_ctor(as_written(node, self.tables) if self.in_network else node, self.helpers, previous,
-                              self.side_sources)
+            if self.in_network:
+                return layer_ctor(as_written(node, self.tables), self.helpers, previous, self.side_sources)
+            return self.block_layer(node, previous)
         if isinstance(node, ir.BlockInstance):
             return self.instance_call(as_written(node, self.tables) if self.in_network else node)
         assert isinstance(node, ir.Seq)
@@ -625,20 +697,38 @@ class Generator:
         names = frozenset().union(*(child.names for _, child, _ in children))
         return Ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
 
+    def block_layer(self, node: ir.Layer, previous=None) -> Ctor:
+        """A layer of a block's class, made once for the layers of every use that construct
+        alike: those sharing the arguments (the expansion shares them between the uses of a
+        block) and the input; then with `inplace=True` where it may work in place."""
+        stats = node.stats
+        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels)
+        found = self.layer_ctors.get(key)
+        if found is None:  # the entry holds the arguments, so their id is not reused while it lives
+            found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None]
+        self.helpers.update(found[2])
+        if not (RULES[node.kind].inplace and _fresh(previous, self.side_sources)):
+            return found[1]
+        if found[3] is None:
+            found[3] = _in_place(found[1])
+        return found[3]
+
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
         defaults = dict(self.network.blocks[node.block].params)
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
         passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
-                  for name, _, _ in model.params[1:]]
+                  for name, _, _ in model.params[1 + len(model.inputs):]]
+        leading = (node.stats.in_channels, *node.read_channels)  # LRASPPHead(960, 40, ...)
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
-                            leading=(node.stats.in_channels.text,))
-        names = set(node.stats.in_channels.names)
-        self.helpers.update(imports(node.stats.in_channels))
+                            leading=tuple(e.text for e in leading))
+        names = set().union(*(e.names for e in leading))
+        for e in leading:
+            self.helpers.update(expr_imports(e))
         for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
             names |= value.names
-            self.helpers.update(imports(value.expr))
+            self.helpers.update(expr_imports(value.expr))
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
@@ -649,7 +739,7 @@ class Generator:
         return self.final(shared), shared.name
 
     def shared(self, node: ir.BlockInstance) -> toggles.Shared:
-        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+        key = _use_key(node)
         shared = self.uses.get(key)
         if shared is None:
             shared = self.uses[key] = self.new_block_class(node)
@@ -661,13 +751,14 @@ class Generator:
         if made is not None and made[0] == len(shared.envs):
             return made[1]
         info = self.network.blocks[shared.first_use.block]
+        given = 1 + len(info.reads)  # in_channels, and a reads(...)'s channels: low_channels
         if shared.merged:
             used = toggles.used_names(shared)
             names = [name for name, _ in info.params if name in used]
         else:
-            names = [name for name, _, _ in shared.first.params[1:]]
+            names = [name for name, _, _ in shared.first.params[given:]]
         defaults = dict(info.params)
-        params = [("in_channels", "int", None)]
+        params = list(shared.first.params[:given])
         for name in names:
             kinds = []
             for env in shared.envs:
@@ -691,23 +782,21 @@ class Generator:
 
     def new_block_class(self, node: ir.BlockInstance) -> toggles.Shared:
         info = self.network.blocks[node.block]
-        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         in_network, self.in_network = self.in_network, False
         loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
-        if loop is None:
-            builder.start(node.body)
+        members, forward, conditions = self.block_scope(node) if loop is None else ((), (), ())
         self.in_network = in_network
-        used = loop.names if loop is not None else _used_names(builder.members)
-        params = [("in_channels", "int", None)]
+        used = loop.names if loop is not None else _used_names(members)
+        params = [("in_channels", "int", None)] + [(f"{name}_channels", "int", None) for name in info.reads]
         values = dict(node.args)
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        toggle = builder.toggles[0] if len(builder.toggles) == 1 else None
+        toggle = conditions[0] if len(conditions) == 1 else None
         doc = wrap_doc(block_doc(node.block, node)) if loop is None and self.block_classes.get(node.block) else ()
-        model = ClassModel(node.block, doc, tuple(params), tuple(builder.members), tuple(builder.forward),
+        model = ClassModel(node.block, doc, tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
-                           toggle=toggle)
+                           toggle=toggle, inputs=info.reads)
         code = _untyped(model.code_only())
         variants = self.block_classes.setdefault(node.block, [])
         for shared in variants:
@@ -719,12 +808,25 @@ class Generator:
         if loop is not None and loop.out_channels is not None:  # the doc of every use: the count's name
             node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
         model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
-                        forward=tuple(staged(builder.forward)))
+                        forward=tuple(staged(list(forward))))
         shared = toggles.start(model, code, node)
         shared.name, shared.first_use = class_name, node
         variants.append(shared)
         self.order.append(class_name)
         return shared
+
+    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
+        """The members, forward statements and residual conditions of a block use's class:
+        those of the block's last use built where this one reads the same (`reuse.same_use`)."""
+        last = self.scopes.get(node.block)
+        if last is not None and self.reuse_scopes and same_use(self, last[0], node):
+            return last[1]
+        builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
+        builder.inputs = self.network.blocks[node.block].reads
+        builder.start(node.body)
+        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
+        self.scopes[node.block] = (node, scope)
+        return scope
 
     def plan(self, body: ir.Seq) -> None:
         """Every block use's class, the blocks used inside others first: a class takes the
@@ -740,7 +842,7 @@ class Generator:
                     continue
                 if owner is not None:
                     inside.setdefault(owner, set()).add(node.block)
-                key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args))
+                key = _use_key(node)
                 if key not in uses.setdefault(node.block, {}):
                     uses[node.block][key] = node
                     collect(node.body, node.block)
@@ -770,7 +872,7 @@ class Generator:
         builder.start(network.body)
         self.in_network = False
         used = _used_names(builder.members)
-        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1])
+        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1], self.layers)
         used |= init_names
         if init_math:
             self.helpers.add("math")
@@ -804,21 +906,18 @@ class Generator:
                            [network.name])
 
 
+def _use_key(node: ir.BlockInstance) -> tuple:
+    """What makes two uses of a block the same: its arguments, input shape and reads' channels."""
+    return (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args),
+            tuple(e.text for e in node.read_channels))
+
+
 def _untyped(code: tuple) -> tuple:
     """A class's `code_only()` without its parameters' annotations: two uses whose code differs
     only there (`k: int` and `k: tuple[int, ...]`, BasicConv2d's kernel in Inception v3) share it."""
     params, members, forward, *rest = code
     forward = tuple(stmt[:5] + stmt[7:] for stmt in forward)  # less its stages: where the shape comments change
     return (tuple((name, "", default) for name, _, default in params), members, forward, *rest)
-
-
-def _either(params, others) -> tuple:
-    """The parameters with each annotation the union of both uses' (`int | tuple[int, ...]`)."""
-    out = []
-    for (name, annotation, default), (_, other, _) in zip(params, others):
-        kinds = annotation.split(" | ")
-        out.append((name, " | ".join(kinds + [k for k in other.split(" | ") if k not in kinds]), default))
-    return tuple(out)
 
 
 def _used_names(members: list[Member]) -> set[str]:

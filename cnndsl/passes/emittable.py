@@ -31,10 +31,34 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     """The network unchanged; every problem found goes to the context."""
     context, own = alone(context)
     if network is not None:
-        nodes = list(walk(network.body))  # one walk, read by both checks
-        context.extend(_side_sources(network, nodes) + _concat_branches(nodes) + _parameters(network)
-                       + _reads(network, nodes) + _tensor_members(nodes) + _outputs(network))
+        sides, concats, groups, reads = _found(network.body)
+        context.extend(_side_sources(network, sides) + _concat_branches(concats) + _parameters(network)
+                       + (_reads(network, list(walk(network.body))) if reads else [])
+                       + _tensor_members(groups) + _outputs(network))
     return finish(network, context, own)
+
+
+def _found(body: ir.Seq) -> tuple[list, list, list, bool]:
+    """One walk: the side outputs, the concats and the named groups, in order, and whether
+    anything reads an earlier element (`concat(enc4)`, `upsample(like=enc4)`), which
+    `_reads` then checks."""
+    sides, concats, groups, reads = [], [], [], False
+    for node in walk(body):
+        kind = type(node)
+        if kind is ir.Layer:
+            reads = reads or (node.kind in _READERS and node.values.get("like") is not None)
+        elif kind is ir.Seq:
+            if node.name is not None:
+                groups.append(node)
+        elif kind is ir.Side:
+            sides.append(node)
+        elif kind is ir.Concat:
+            concats.append(node)
+            reads = reads or bool(node.skips)
+    return sides, concats, groups, reads
+
+
+_READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.name == "like" for spec in rule.args))
 
 
 def _scope_members(seq: ir.Seq):
@@ -65,12 +89,14 @@ def _enclosing(network: ir.Network) -> dict[str, str]:
     return where
 
 
-def _side_sources(network: ir.Network, nodes: list) -> list[Diagnostic]:
+def _side_sources(network: ir.Network, sides: list) -> list[Diagnostic]:
+    if all(node.source is None for node in sides):
+        return []
     called = {member.name for member in _scope_members(network.body)}
     where = None
     errors = []
-    for node in nodes:
-        if not isinstance(node, ir.Side) or node.source is None or node.source.split(".")[0] in called:
+    for node in sides:
+        if node.source is None or node.source.split(".")[0] in called:
             continue
         if "." in node.source and node.stats is None:  # the shape pass said what the path misses
             continue
@@ -190,11 +216,9 @@ def _outputs(network: ir.Network) -> list[Diagnostic]:
     return errors
 
 
-def _concat_branches(nodes: list) -> list[Diagnostic]:
+def _concat_branches(concats: list) -> list[Diagnostic]:
     errors = []
-    for node in nodes:
-        if not isinstance(node, ir.Concat):
-            continue
+    for node in concats:
         for branch in node.branches:
             leaves = ir.members(branch)
             if branch.name is None and len(leaves) == 1 and isinstance(leaves[0], (ir.Concat, ir.Residual, ir.Gate)):
@@ -205,11 +229,9 @@ def _concat_branches(nodes: list) -> list[Diagnostic]:
     return errors
 
 
-def _tensor_members(nodes: list) -> list[Diagnostic]:
+def _tensor_members(groups: list) -> list[Diagnostic]:
     errors = []
-    for node in nodes:
-        if not (isinstance(node, ir.Seq) and node.name is not None):
-            continue
+    for node in groups:
         for item in ir.members(node):
             if isinstance(item, ir.Layer) and RULES[item.kind].parameter:
                 errors.append(Diagnostic.error(

@@ -249,10 +249,11 @@ class Expander(Evaluating, Visitor):
         label = element.label
         if isinstance(node, ast.Optional):
             return self._optional(element, node, scope)
-        listed = isinstance(node, ast.Concat) and not node.split  # `convs: concat {...}`: a ModuleList
+        listed = isinstance(node, ast.Concat) and not node.split and node.op == "cat"  # a ModuleList
         if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None and not listed:
+            kind = node.op if isinstance(node, ast.Concat) and node.op != "cat" else type(node).__name__.lower()
             raise self.fail(element.label_span or element.span,
-                            f"a {type(node).__name__.lower()} cannot be named here",
+                            f"a{'n' if kind == 'add' else ''} {kind} cannot be named here",
                             "its parts take names of their own; to name the whole, make it a block")
         made = self.node(node, scope, label)
         if label is None:
@@ -349,6 +350,9 @@ class Expander(Evaluating, Visitor):
         rule = lookup(name)
         if rule is None:  # an unknown name: resolve.py has reported it
             raise _Fail()
+        if call is not None and call.reads:
+            raise self.fail(node.span, f"{name} is a layer: it reads its chain's value alone",
+                            "reads(...) gives a block the inputs its own reads(...) names", "reads")
         args = self.layer_args(rule, call, scope, node.span)
         self.count(1, node.span)
         return [ir.Layer(rule.kind, args, label, node.span)]
@@ -470,13 +474,18 @@ class Expander(Evaluating, Visitor):
         if node.split and len(branches) < 2:
             raise self.fail(node.span, "a split needs at least two branches, one a line",
                             "split { identity\n    conv(...) }: each branch reads its share of the channels")
+        if node.op != "cat" and len(branches) < 2:
+            raise self.fail(node.span, f"a{'n' if node.op == 'add' else ''} {node.op} needs at least two branches, "
+                            "one a line", f"{node.op} {{ a\n    b }}: each branch reads the input, or "
+                            "from(name) an earlier element")
         if not branches and not node.skips:
             raise self.fail(node.span, f"a {'split' if node.split else 'concat'} needs at least one branch", None)
         if len(set(node.skips)) != len(node.skips):
             raise self.fail(node.span, "a concat names the same element twice",
                             "name each earlier element once: concat(enc3, enc4)")
         self.count(1, node.span)
-        return ir.Concat(tuple(branches), node.span, skips=node.skips, split=node.split)
+        return ir.Concat(tuple(branches), node.span, skips=node.skips, split=node.split, op=node.op,
+                         sources=node.sources)
 
     def residual(self, node: ast.Residual, scope: _Scope) -> ir.Residual:
         body = ir.Seq(tuple(self.chains(node.body, scope)), None, node.span)
@@ -525,7 +534,19 @@ class Expander(Evaluating, Visitor):
         body, decided = self.block_body(block, inner)
         for param_name in decided & values.keys():  # what decides the block's structure decides the caller's
             self.decides(values[param_name])
-        return ir.BlockInstance(block.name, tuple(values.items()), body, label, span)
+        return ir.BlockInstance(block.name, tuple(values.items()), body, label, span,
+                                reads=self.block_reads(block, call, span))
+
+    def block_reads(self, block: ast.BlockDef, call: ast.Call | None, span: Span) -> tuple[tuple[str, str], ...]:
+        """`Head(21) reads(backbone.4)`: each of the block's `reads(...)` inputs and what the use gives it."""
+        given = call.reads if call is not None else ()
+        if len(given) != len(block.reads):
+            wanted = f"reads({', '.join(block.reads)})" if block.reads else "no reads(...)"
+            raise self.fail(span, f"block {block.name} takes {wanted}, but this use gives "
+                            f"{len(given)} element(s) to read",
+                            f"write {block.name}(...) reads({', '.join('...' for _ in block.reads)})"
+                            if block.reads else "remove the reads(...)", "reads")
+        return tuple(zip(block.reads, given))
 
     def block_body(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> tuple[ir.Seq, frozenset[str]]:
         """The body of a block with these argument values, and the block's parameters that
@@ -578,7 +599,7 @@ class Expander(Evaluating, Visitor):
                 if param.default is not None:
                     default = self.evaluate(param.default, _Scope({}, f"the defaults of block {block.name}"))
                 params.append((param.name, default))
-            self.block_infos[block.name] = ir.BlockInfo(block.name, tuple(params), block.span)
+            self.block_infos[block.name] = ir.BlockInfo(block.name, tuple(params), block.span, block.reads)
         return self.block_infos[block.name]
 
     # -- the network -------------------------------------------------------------------

@@ -93,8 +93,15 @@ def has_tensor(layer: ir.Layer, tensor: str) -> bool:
 
 
 def canonical(kind: str) -> str:
-    rule = lookup(kind)
-    return rule.kind if rule is not None else kind
+    try:
+        return _CANONICAL[kind]
+    except KeyError:
+        rule = lookup(kind)
+        found = _CANONICAL[kind] = rule.kind if rule is not None else kind
+        return found
+
+
+_CANONICAL: dict[str, str] = {}  # a layer kind or alias -> the table's kind
 
 
 def module_events(node, path=(), owner=None, rel=()):
@@ -122,14 +129,30 @@ class _Checker:
     def __init__(self, tree: ir.Network, context: Context):
         self.tree = tree
         self.context = context
-        self.modules = {}
-        self.residuals = []
-        for path, node, owner, rel in module_events(tree.body):
-            if path == "residual":
-                self.residuals.append((node, owner, rel))
-            else:
-                self.modules[path] = node
+        self._events: tuple[dict, list] | None = None  # see `modules`
+        self._kinds: dict[str, list[ir.Layer]] | None = None  # see `of_kind`
         self.params = {name for name, _ in tree.params}
+
+    @property
+    def modules(self) -> dict:
+        """Each named module by its path (`module_events`), worked out where a rule needs it."""
+        return self.events()[0]
+
+    @property
+    def residuals(self) -> list:
+        """(residual, owner block instance or None, path from it) of each residual, in order."""
+        return self.events()[1]
+
+    def events(self) -> tuple[dict, list]:
+        if self._events is None:
+            modules, residuals = {}, []
+            for path, node, owner, rel in module_events(self.tree.body):
+                if path == "residual":
+                    residuals.append((node, owner, rel))
+                else:
+                    modules[path] = node
+            self._events = modules, residuals
+        return self._events
 
     def error(self, span, message, hint=None, code="init"):
         self.context.error(span, message, hint, code)
@@ -148,8 +171,8 @@ class _Checker:
         for path, group in kinds.items():
             layers = [layer for *_, found in group for layer in found]
             names = tuple(kind for _, kind, _, _ in group)
-            attributes = tuple(set.intersection(*(set(ATTRIBUTES[kind]) for kind in names)) - (
-                set(FANS) if len(names) > 1 else set()))  # a fan is computed as each kind has it
+            attributes = tuple(a for a in ATTRIBUTES[names[0]] if all(a in ATTRIBUTES[kind] for kind in names)
+                               and not (len(names) > 1 and a in FANS))  # a fan is computed as each kind has it
             calls = [self.call(value, tensor, layers, names, attributes, group[0][0]) if value is not None else None
                      for tensor, value in (("weight", weight), ("bias", bias))]
             steps.append(ir.InitStep(names, path, calls[0], calls[1], group[0][0].span, rule.condition))
@@ -234,8 +257,15 @@ class _Checker:
         return kind
 
     def of_kind(self, kind: str, path) -> list[ir.Layer]:
-        root = self.modules[path] if path else self.tree.body
-        return [n for n in walk(root) if isinstance(n, ir.Layer) and canonical(n.kind) == kind]
+        """The layers of `kind` under the module at `path` (the network for ()), in order."""
+        if path:
+            return [n for n in walk(self.modules[path]) if type(n) is ir.Layer and canonical(n.kind) == kind]
+        if self._kinds is None:  # the network's layers by kind, in one walk for every rule
+            self._kinds = {}
+            for node in walk(self.tree.body):
+                if type(node) is ir.Layer:
+                    self._kinds.setdefault(canonical(node.kind), []).append(node)
+        return self._kinds.get(kind, [])
 
     def last_norm(self, target, rule, weight, bias) -> ir.InitStep | None:
         norms, seen = [], set()

@@ -12,6 +12,7 @@ with one name in a scope are an error.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 
@@ -23,6 +24,7 @@ from .context import Context, alone, finish
 from .resolve import unsafe_name_reason
 
 
+@functools.lru_cache(maxsize=1024)
 def block_attribute(block: str) -> str:
     """`BasicConv` -> `basic_conv`: the attribute of an unnamed block instance."""
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", block).lower()
@@ -116,19 +118,28 @@ class Naming(Visitor):
         return result
 
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
-        return evolve(seq, items=tuple(self.visit(item, namer) for item in seq.items))
+        """The chain with its members named (the chain itself where none changes; while
+        counting, nothing is built)."""
+        visit = self.visit
+        if namer.counts is None:
+            for item in seq.items:
+                visit(item, namer)
+            return seq
+        items = tuple(visit(item, namer) for item in seq.items)
+        return seq if all(a is b for a, b in zip(items, seq.items)) else evolve(seq, items=items)
 
     def visit_Unknown(self, node: ir.Unknown, namer: _Namer) -> ir.Unknown:
         return node  # an element that failed (its error is reported) has no attribute
 
     def visit_Layer(self, node: ir.Layer, namer: _Namer) -> ir.Layer:
         name = namer.user(node.name, node.span) if node.name else namer.auto(RULES[node.kind].base_name, node.span)
-        return evolve(node, name=name)
+        return node if name == node.name or namer.counts is None else evolve(node, name=name)
 
     def visit_BlockInstance(self, node: ir.BlockInstance, namer: _Namer) -> ir.BlockInstance:
         name = namer.user(node.name, node.span) if node.name else namer.auto(block_attribute(node.block), node.span)
-        body = self.class_scope(node.body, f"block {node.block}") if namer.counts is not None else node.body
-        return evolve(node, name=name, body=body)
+        if namer.counts is None:
+            return node
+        return evolve(node, name=name, body=self.class_scope(node.body, f"block {node.block}"))
 
     def visit_Seq(self, node: ir.Seq, namer: _Namer) -> ir.Seq:
         if node.name is None:
@@ -200,12 +211,17 @@ class Naming(Visitor):
         shortcut = node.shortcut
         if shortcut.kind == "projection":
             name = namer.user(shortcut.name, shortcut.span) if shortcut.name else namer.auto("downsample", shortcut.span)
+            if namer.counts is None:
+                return node
             layers = tuple(evolve(layer, name=str(i)) for i, layer in enumerate(shortcut.layers))
             shortcut = evolve(shortcut, name=name, layers=layers)
+        if body is node.body and shortcut is node.shortcut:
+            return node
         return evolve(node, body=body, shortcut=shortcut)
 
     def visit_Gate(self, node: ir.Gate, namer: _Namer) -> ir.Gate:
-        return evolve(node, body=self._members(node.body, namer))  # in the enclosing scope, as a residual's
+        body = self._members(node.body, namer)  # in the enclosing scope, as a residual's
+        return node if body is node.body else evolve(node, body=body)
 
     def sequential(self, seq: ir.Seq, name: str, outer: bool, owner: str) -> ir.Seq:
         """Number the members of an nn.Sequential as PyTorch does."""

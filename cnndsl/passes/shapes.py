@@ -15,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .. import ir
+from ..diagnostics import ERROR
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, channels_last, pair, shortcut_stride, size_problem, subsampled
-from ..traverse import Visitor, evolve, walk
+from ..layers import RULES, ShapeProblem, channels_last, shortcut_stride, size_problem, subsampled
+from ..traverse import Visitor, children, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
+from .receptive import Chains, Rebase, receptive
+from .receptive import widest as _widest
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,24 @@ class ShapeInference(Visitor):
         self.groups: list[tuple[str, list[str]]] = []
         self.tapped_blocks: dict[str, str] = {}
         self.tapping = False  # only where some side reads inside a group
+        # A block body inferred once for each input (see `block_body`): (its expanded body, the
+        # input shape, the arguments) -> (the inferred body, its output, the receptive field and jump
+        # it was inferred at); and each inferred layer's window, for `Rebase`.
+        self.bodies: dict = {}
+        self.windows: dict = {}
+        self.chains = Chains()
+        self.reusing = False  # whether a named group's inference may be reused: nothing reads an element
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
         self.context.error(span, message, hint, code)
 
     # -- nodes -------------------------------------------------------------------------
     def visit_Seq(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
+        if self.reusing and seq.name is not None and flow is not None:  # a named group: see `reused`
+            return self.reused(seq, flow, self.chain)
+        return self.chain(seq, flow)
+
+    def chain(self, seq: ir.Seq, flow: Flow | None) -> tuple[ir.Seq, Flow | None]:
         start = flow
         items = []
         group = self.tapping and seq.name is not None
@@ -162,11 +177,14 @@ class ShapeInference(Visitor):
         layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
+        window = extent, stride, rule.upscale(flow.shape, values)
         stats = ir.Stats(
-            flow.shape, out, params, macs, *_receptive(flow, extent, stride, rule.upscale(flow.shape, values)), channels,
+            flow.shape, out, params, macs, *receptive(flow.rf, flow.jump, *window), channels,
             flatten_before=rule.flattens and len(flow.shape) == 3 and not channels_last(flow.shape),
             in_channels=flow.channels, dims=flow.dims if channels_last(flow.shape) else dims)
-        return evolve(layer, stats=stats), Flow(out, channels, stats.rf, stats.jump, stats.dims)
+        layer = evolve(layer, stats=stats)
+        self.windows[id(layer)] = window  # for `Rebase`, while the layer lives
+        return layer, Flow(out, channels, stats.rf, stats.jump, stats.dims)
 
     def made(self, make, *key) -> ir.Layer:
         """A projection's conv or batch norm, one object for equal arguments (a shortcut of a
@@ -249,10 +267,13 @@ class ShapeInference(Visitor):
         branches = []
         outs = []
         read = self.share(node, flow) if node.split else flow
-        for branch in node.branches:  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, read)
+        sources = node.sources or (None,) * len(node.branches)
+        for branch, source in zip(node.branches, sources):  # each branch is checked, whatever the others give
+            branch, out = self.visit_Seq(branch, read if source is None else self.source(node, source, read))
             branches.append(branch)
             outs.append(out)
+        if node.op != "cat":
+            return self.combine(node, branches, outs, flow)
         if not node.branches:  # concat(enc4): the skips, then the chain's value
             outs.append(flow)
         if flow is None or any(o is None for o in outs):
@@ -274,6 +295,53 @@ class ShapeInference(Visitor):
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def source(self, node: ir.Concat, source: str, flow: Flow | None) -> Flow | None:
+        """What a branch `from(source)` reads: the named earlier element (or a block's
+        `reads` input, or a member of a named group by its path); None after an error."""
+        found = self.taps if "." in source else self.named_outputs
+        if source not in found or source == "input":
+            what = f"{'an add' if node.op == 'add' else 'a ' + node.op} branch from({source})"
+            if source == "input":
+                self.error(node.span, f"{what} reads the input: every branch does that already",
+                           "leave out from(input)", "skip")
+                return None
+            message, hint = self.unknown_tap(source) if "." in source else (
+                f"{what} names no element before it in this {'block' if self.in_block else 'network'}",
+                f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
+            self.error(node.span, message.replace(f"side({source})", f"from({source})"), hint, "skip")
+            return None
+        return found[source] if flow is not None else None
+
+    def combine(self, node: ir.Concat, branches: list, outs: list, flow: Flow | None):
+        """`add { ... }` / `mul { ... }`: the branches' outputs summed or multiplied. Each size
+        of each output is 1 or the largest of them (PyTorch's broadcast over a volume), so
+        the result has the largest sizes."""
+        if flow is None or any(o is None for o in outs):
+            return evolve(node, branches=tuple(branches)), None
+        shapes = [o.shape for o in outs]
+        widest = _broadcast(shapes)
+        if widest is None:
+            self.not_broadcast(node, branches, shapes)
+            return evolve(node, branches=tuple(branches)), None
+        full = next((o for o in outs if o.shape == widest), outs[0])
+        end = Flow(widest, full.channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), full.dims)
+        return evolve(node, branches=tuple(branches), stats=self.total(branches, flow, end)), end
+
+    def not_broadcast(self, node: ir.Concat, branches: list, shapes: list) -> None:
+        """The error of an add or mul whose branches' outputs do not broadcast, at the first
+        branch that does not fit the others, with what to change."""
+        same_rank = len({len(x) for x in shapes}) == 1
+        widest = tuple(max(sizes) for sizes in zip(*shapes)) if same_rank else None
+        bad = next((b for b, x in zip(branches, shapes) if widest is None or not broadcasts(x, widest)),
+                   branches[-1])
+        listing = f" {'+' if node.op == 'add' else '*'} ".join(fmt_shape(x) for x in shapes)
+        channels = sorted({x[0] for x in shapes if len(x) == 3 and x[0] != 1})
+        hint = (f"end every branch with the same channels (they end with {', '.join(map(str, channels))})"
+                if len(channels) > 1 else "each size must be 1 or the others': upsample(like=...) the "
+                "smaller branch to the other's height and width")
+        self.error(bad.span, f"{'an add' if node.op == 'add' else 'a mul'} of {listing}: the branches' "
+                   "outputs do not broadcast", hint, "shape")
 
     def agree(self, node: ir.Concat, branches: list, outs: list[Flow]) -> bool:
         """Whether the branches give volumes of one HxW, channels first (an error where not)."""
@@ -454,16 +522,17 @@ class ShapeInference(Visitor):
         height, width = dim_names(node)
         inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
-        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
-        self.named_outputs = {"input": inner}  # a block's member names are its own
-        self.in_block, self.groups = True, []
-        body, out = self.visit_Seq(node.body, inner)
-        self.named_outputs, self.in_block, self.groups = outside, in_block, groups
+        read = self.block_reads(node)
+        if read is None:
+            return node, None
+        body, out = self.block_body(node, inner, read)
         if out is None:
             return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
+        mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
+        node = replace(node, read_channels=tuple(given.channels for given in read)) if read else node
         channels = out.channels.substitute(mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
@@ -475,6 +544,78 @@ class ShapeInference(Visitor):
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
                          in_channels=flow.channels, dims=dims)
         return evolve(node, body=body, stats=stats), end
+
+    def block_body(self, node: ir.BlockInstance, inner: Flow, read: list[Flow]) -> tuple[ir.Seq, Flow | None]:
+        """The block's body inferred from `inner` and its `reads` (see `reused`), in the block's
+        own names."""
+        def infer(body: ir.Seq, flow: Flow) -> tuple[ir.Seq, Flow | None]:
+            return self.own_names(body, flow, node.reads, read)
+
+        if self.tapping or node.reads:  # taps are kept by path; reads bring receptive fields of their own
+            return infer(node.body, inner)
+        return self.reused(node.body, inner, infer)
+
+    def own_names(self, body: ir.Seq, inner: Flow, reads, read: list[Flow]) -> tuple[ir.Seq, Flow | None]:
+        outside, in_block, groups = self.named_outputs, self.in_block, self.groups
+        self.named_outputs = {"input": inner}  # a block's member names are its own
+        for (name, _), given in zip(reads, read):  # `reads(low)`: its other inputs, channels its own
+            self.named_outputs[name] = Flow(given.shape, Name(f"{name}_channels"), given.rf, given.jump, None)
+        self.in_block, self.groups = True, []
+        try:
+            return self.chain(body, inner)
+        finally:
+            self.named_outputs, self.in_block, self.groups = outside, in_block, groups
+
+    def reused(self, seq: ir.Seq, flow: Flow, infer) -> tuple[ir.Seq, Flow | None]:
+        """`infer(seq, flow)`, worked out once for each expanded chain (one object for a block's
+        body with one set of arguments, or a `let` with one set of values), input and, where
+        the chain reads its input's shape, enclosing values: a later use gets the tree of the
+        first rebased to its own receptive field (`receptive.Rebase`). Only a tree without
+        errors and of the kinds `Rebase` knows is kept."""
+        pending, rebasable = self.chains.facts(seq)
+        if not rebasable:
+            return infer(seq, flow)
+        key = (id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None)
+        found = self.bodies.get(key)
+        if found is not None:
+            body, out, rf, jump = found
+            if (rf, jump) == (flow.rf, flow.jump):
+                return body, out
+            body, rf, jump = Rebase(self.windows).seq(body, flow.rf, flow.jump)
+            return body, evolve(out, rf=rf, jump=jump)
+        reported = len(self.context.diagnostics)
+        body, out = infer(seq, flow)
+        if out is not None and body.stats is not None and \
+                all(d.severity != ERROR for d in self.context.diagnostics[reported:]):
+            self.bodies[key] = (body, out, flow.rf, flow.jump)
+        return body, out
+
+    def env_key(self):
+        """The enclosing values, for a chain with a value computed from them; a new object,
+        never equal, where one is not hashable (a list)."""
+        key = tuple((name, type(value), value) for name, value in self.env.items())
+        try:
+            hash(key)
+        except TypeError:
+            return object()
+        return key
+
+    def block_reads(self, node: ir.BlockInstance) -> list[Flow] | None:
+        """What the use's `reads(...)` give the block: each element's (or group member's)
+        output; None after an error."""
+        flows = []
+        for name, source in node.reads:
+            found = self.taps if "." in source else self.named_outputs
+            if source not in found or source == "input":
+                message, hint = self.unknown_tap(source) if "." in source and source != "input" else (
+                    f"reads({source}) names no element before it in this {'block' if self.in_block else 'network'}",
+                    f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
+                self.error(node.span, message.replace(f"side({source})", f"reads({source})"), hint, "reads")
+                return None
+            if found[source] is None:
+                return None
+            flows.append(found[source])
+        return flows
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
@@ -491,22 +632,43 @@ def _shape(kind: str, rule, shape: ir.Shape, values: dict):
     return rule.shape(shape, values)
 
 
-def _receptive(flow: Flow, extent, stride, upscale: int = 1) -> tuple:
-    """The receptive field and jump after a window of `extent` at `stride` (an upsampling
-    by `upscale` divides the jump), per axis: an int where both axes agree, (height, width)
-    where they differ."""
-    axes = [(rf + (e - 1) * jump, max(1, jump * s // upscale))
-            for rf, jump, e, s in zip(pair(flow.rf), pair(flow.jump), pair(extent), pair(stride))]
-    return tuple(_one(axis) for axis in zip(*axes))
+def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
+    """What the network's elements read of earlier ones, in one walk (each shared chain once):
+    the sources of its side outputs, block `reads` and branches `from(...)`; and whether any
+    of them does, or a layer (`like=`) or a concat (`concat(enc4)`)."""
+    paths, reads, seen = [], False, set()
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ir.Layer:
+            reads = reads or any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
+            continue
+        if kind is ir.Seq:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+        elif kind is ir.Side and node.source:
+            paths.append(node.source)
+        elif kind is ir.BlockInstance:
+            paths.extend(source for _, source in node.reads)
+        elif kind is ir.Concat:
+            paths.extend(source for source in node.sources if source)
+            reads = reads or bool(node.skips)
+        stack.extend(children(node))
+    return paths, reads or bool(paths)
 
 
-def _one(axes: tuple):
-    return axes[0] if axes[0] == axes[1] else tuple(axes)
+_ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 
 
-def _widest(values) -> object:
-    """The largest of several receptive fields (or jumps), per axis."""
-    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
+def _broadcast(shapes: list) -> ir.Shape | None:
+    """The shape that volumes of these shapes broadcast to (each size 1 or the largest), or
+    None where they do not (or one is channels last, or flat beside a volume)."""
+    if len({len(x) for x in shapes}) != 1 or any(channels_last(x) for x in shapes):
+        return None
+    widest = tuple(max(sizes) for sizes in zip(*shapes))
+    return widest if all(broadcasts(x, widest) for x in shapes) else None
 
 
 def broadcasts(scale: ir.Shape, shape: ir.Shape) -> bool:
@@ -586,8 +748,9 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
-    inference.tapping = any(isinstance(node, ir.Side) and node.source and "." in node.source
-                            for node in walk(network.body))
+    paths, reads = _element_reads(network.body)
+    inference.tapping = any("." in path for path in paths)
+    inference.reusing = not (paths or reads or network.outputs)
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)

@@ -141,6 +141,8 @@ class Builder(Visitor):
 
     def visit_BlockInstance(self, node: ir.BlockInstance, unit: Unit, run: list[Unit]) -> Element:
         title = block_call(node, self.network.blocks.get(node.block), self.symbolic)
+        if node.reads:  # LRASPPHead(21) · reads backbone.4
+            title += " · reads " + ", ".join(source for _, source in node.reads)
         if unit.extras:
             title += " · " + " · ".join(layer_label(n, self.symbolic) for n in unit.extras)
         return Box(title, self._sub(unit.out_shape, sum(u.params for u in run)), "block", self._names(run), len(run),
@@ -155,12 +157,17 @@ class Builder(Visitor):
         if not node.branches:  # concat(enc4): the skip beside the chain's value
             skips.append(Column([]))
         columns = skips + [self.column(self.units(b)) for b in node.branches]
+        for column, source in zip(columns[len(skips):], node.sources):  # from(low): what the branch reads
+            if source is not None:
+                column.items.insert(0, Box(f"from {source}", "", "other", kind="skip"))
         names = [""] * len(skips) + [_branch_name(b) for b in node.branches]
         for column, name in zip(columns, names):  # the branch's name is written above it
             if column.items and isinstance(column.items[0], Box) and column.items[0].name == name:
                 column.items[0].name = ""
         shape = "" if self.symbolic else f"  {shape_text(node.stats.out_shape)}"
-        return Branches(columns, Node("C", ("split · concat" if node.split else "concat") + shape), names)
+        sign, word = {"add": ("+", "add"), "mul": ("×", "mul")}.get(node.op, ("C", "split · concat" if node.split
+                                                                           else "concat"))
+        return Branches(columns, Node(sign, word + shape), names)
 
     def visit_Residual(self, node: ir.Residual, unit: Unit, run: list[Unit]) -> Element:
         body = self.column(self.units(node.body))

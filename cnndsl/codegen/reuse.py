@@ -1,0 +1,149 @@
+"""Whether two uses of a block give the same class body, found without building the second.
+
+Uses of one block that differ by an argument the class takes as a parameter (EfficientNet's
+stochastic depth rate, a GoogLeNet BasicConv2d's width, a DenseNet layer's input channels)
+each have an IR of their own, so `Generator.block_class` meets each as a new use. Building
+the class's members and forward for every use is most of the code generator's time; this
+module compares a use's body with the body of the block's last use built, node by node,
+on everything that building reads, and where all of it is equal the members and forward
+built for that use are the ones this use would get:
+
+- every field of every node exactly (names, kinds, conditions, skips, flags, the loop),
+  but for spans (read by no generated line), stats, a layer's arguments and a block use's;
+- of the stats, only what the generated class reads (`read_stats`);
+- of a layer's arguments, their names, the arguments that the forward reads itself
+  (`upsample(like=...)`), and the constructor that `LayerRule.construction` gives;
+- of a block use inside, its call (`Generator.instance_call`), which makes its class, in
+  the order the build would make them; its body belongs to that class, not to this one.
+
+Anything else (a node kind this module does not know, a field that differs) is compared
+exactly; a difference only means the use is built as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from .. import ir
+
+_FORWARD_ARGS = ("like", "mode", "align_corners")  # layer arguments the forward reads (interpolate)
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # a class -> (children, other fields)
+
+
+def read_stats(stats: ir.Stats | None) -> tuple | None:
+    """What a block's class reads of a node's stats: the shape comments' symbolic channels
+    and dims and whether the tensor is channels last (layout.ShapeNotes), the input's rank
+    (layout.block_input), a flatten's input (layout.flattened), whether it holds weights
+    (a flat concat branch's local is named after its first member that does), the input
+    channels (a block use's call). Layers' constructors are compared by `same_layer`."""
+    if stats is None:
+        return None
+    return (stats.channels, stats.dims, type(stats.out_shape), len(stats.out_shape), len(stats.in_shape),
+            stats.in_channels, stats.flatten_before, stats.in_shape if stats.flatten_before else None,
+            bool(stats.params))
+
+
+# Fields compared otherwise: a layer's arguments by its constructor (`same_layer`), a block
+# use's arguments and body by its call (`same_call`).
+_OWN = {ir.Layer: ("args",), ir.BlockInstance: ("args", "body")}
+
+
+def _fields_of(kind: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A node class's children to compare pairwise, and its other fields to compare exactly."""
+    found = _FIELDS.get(kind)
+    if found is None:
+        own = ("span", "stats") + _OWN.get(kind, ())
+        children = tuple(name for name in kind._fields if name not in own)
+        rest = tuple(f.name for f in fields(kind) if f.name not in children and f.name not in own)
+        found = _FIELDS[kind] = (children, rest)
+    return found
+
+
+def same_use(generator, built: ir.BlockInstance, use: ir.BlockInstance) -> bool:
+    """Whether `use` gives the members and forward that `built`, a use of the same block,
+    gave: see the module's docstring. The structure first; then the block uses inside, in
+    the order the build calls them, and the constructors."""
+    if built.block != use.block or [k for k, _ in built.args] != [k for k, _ in use.args] or \
+            len(built.stats.in_shape) != len(use.stats.in_shape):
+        return False
+    layers: list = []
+    calls: list = []
+    pairs = [(built.body, use.body)]
+    while pairs:
+        a, b = pairs.pop()
+        below = _same_node(a, b, layers, calls)
+        if below is None:
+            return False
+        pairs.extend(reversed(below))
+    return all(same_call(generator, a, b) for a, b in calls) and \
+        all(same_constructor(generator, a, b) for a, b in layers)
+
+
+def _same_node(a, b, layers: list, calls: list) -> list | None:
+    """The pairs of children to compare next, or None where the two differ here; the layers
+    whose constructors and the block uses whose calls are left to compare go to `layers`
+    and `calls`."""
+    if a is b:
+        return []
+    kind = type(a)
+    if type(b) is not kind:
+        return None
+    if not hasattr(kind, "_fields"):
+        return [] if a == b else None
+    children, rest = _fields_of(kind)
+    stats = getattr(a, "stats", None), getattr(b, "stats", None)
+    if (stats[0] is not stats[1] and read_stats(stats[0]) != read_stats(stats[1])) or \
+            any(getattr(a, name) != getattr(b, name) for name in rest):
+        return None
+    if kind is ir.Layer:
+        same = same_arguments(a, b)
+        if same is None:
+            layers.append((a, b))
+        elif not same:
+            return None
+    elif kind is ir.BlockInstance:
+        calls.append((a, b))
+    return _child_pairs(a, b, children)
+
+
+def _child_pairs(a, b, children: tuple[str, ...]) -> list | None:
+    """The children of two nodes of one class, paired; None where their numbers differ."""
+    pairs = []
+    for name in children:
+        x, y = getattr(a, name), getattr(b, name)
+        if type(x) is tuple:
+            if type(y) is not tuple or len(x) != len(y):
+                return None
+            pairs.extend(zip(x, y))
+        elif x is None or y is None:
+            if x is not y:
+                return None
+        else:
+            pairs.append((x, y))
+    return pairs
+
+
+def same_arguments(a: ir.Layer, b: ir.Layer) -> bool | None:
+    """Whether two layers' arguments read alike in the class (the other fields and the
+    stats are compared by the caller): True where they construct alike for certain, False
+    where their names or those the forward reads differ, None: compare the constructors."""
+    if a.args is b.args and type(a.stats.in_shape) is type(b.stats.in_shape) and a.stats.in_shape == b.stats.in_shape:
+        return True
+    if [k for k, _ in a.args] != [k for k, _ in b.args]:
+        return False
+    for (key, x), (_, y) in zip(a.args, b.args):
+        if key in _FORWARD_ARGS and x != y:
+            return False
+    return None
+
+
+def same_constructor(generator, a: ir.Layer, b: ir.Layer) -> bool:
+    first, second = generator.block_layer(a), generator.block_layer(b)
+    return first.code == second.code and first.names == second.names
+
+
+def same_call(generator, a: ir.BlockInstance, b: ir.BlockInstance) -> bool:
+    """The same call of a block use inside: its class and arguments as the call passes them.
+    Calling it makes its class where the build would."""
+    first, second = generator.instance_call(a), generator.instance_call(b)
+    return first.code == second.code and first.names == second.names

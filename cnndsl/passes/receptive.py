@@ -1,0 +1,157 @@
+"""Receptive fields for the shape pass, and the reuse of a block body's inferred shapes.
+
+A block used many times with the same arguments at the same input shape (ResNet-152's 36
+Bottlenecks of layer3, EfficientNet's MBConvs) has one expanded body (`passes/expand.py`
+shares it), and everything the shape pass works out for it is the same at each use but
+the receptive field and the jump, which grow along the network. So the pass infers such a
+body once (`ShapeInference.block_body`) and, at each later use, `rebase` gives the same
+tree with every node's receptive field and jump recomputed from that use's: the window
+of each layer (`windows`, kept when the layer was inferred) through the same arithmetic
+(`receptive`, `widest`) as the first inference.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..layers import pair
+from ..traverse import children, evolve
+from .values import PENDING
+
+
+def receptive(rf, jump, extent, stride, upscale: int = 1) -> tuple:
+    """The receptive field and jump after a window of `extent` at `stride` (an upsampling
+    by `upscale` divides the jump), per axis: an int where both axes agree, (height, width)
+    where they differ."""
+    if type(rf) is int and type(jump) is int and type(extent) is int and type(stride) is int:
+        return rf + (extent - 1) * jump, max(1, jump * stride // upscale)
+    axes = [(r + (e - 1) * j, max(1, j * s // upscale))
+            for r, j, e, s in zip(pair(rf), pair(jump), pair(extent), pair(stride))]
+    return tuple(_one(axis) for axis in zip(*axes))
+
+
+def _one(axes: tuple):
+    return axes[0] if axes[0] == axes[1] else tuple(axes)
+
+
+def widest(values) -> object:
+    """The largest of several receptive fields (or jumps), per axis."""
+    return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
+
+
+class Chains:
+    """What the shape pass needs to know of an expanded chain before it reuses its inference:
+    `facts(seq)` is (whether a layer or block call of it, not inside the blocks it uses,
+    has a pending value: one computed from the enclosing values; whether `Rebase` can give
+    its inferred tree at another receptive field: no side output, no concat of earlier
+    elements, no element that failed to expand). Worked out once for each chain object."""
+
+    def __init__(self) -> None:
+        self.known: dict = {}  # id(chain) -> (chain, pending, rebasable): the chain kept alive with its id
+
+    def facts(self, root: ir.Seq) -> tuple[bool, bool]:
+        known = self.known
+        if id(root) not in known:
+            scans = {}
+            stack = [root]
+            while stack:  # post-order over the chains under root: each after those it holds
+                seq = stack[-1]
+                if id(seq) not in scans:
+                    scans[id(seq)] = _scan(seq)
+                    stack.extend(s for s in scans[id(seq)][0] + scans[id(seq)][1] if id(s) not in known)
+                    continue
+                stack.pop()
+                if id(seq) in known:
+                    continue
+                nested, bodies, pending, rebasable = scans[id(seq)]
+                known[id(seq)] = (seq, pending or any(known[id(s)][1] for s in nested),
+                                  rebasable and all(known[id(s)][2] for s in nested + bodies))
+        return known[id(root)][1:]
+
+
+def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
+    """A chain's own part of `Chains.facts`: the chains it holds, the bodies of the blocks it
+    uses, whether its own layers and calls have a pending value, whether its own nodes rebase."""
+    nested, bodies, pending, rebasable = [], [], False, True
+    stack = list(seq.items)
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ir.Seq:
+            nested.append(node)
+            continue
+        if kind is ir.Layer or kind is ir.BlockInstance:
+            pending = pending or any(value.value is PENDING for _, value in node.args)
+            if kind is ir.BlockInstance:
+                bodies.append(node.body)  # its values are computed in its own arguments
+                rebasable = rebasable and not node.reads
+            continue
+        if kind is ir.Side or kind is ir.Unknown or (kind is ir.Concat and (node.skips or any(node.sources))):
+            rebasable = False  # what it reads of an earlier element has that element's receptive field
+        stack.extend(children(node))
+    return nested, bodies, pending, rebasable
+
+
+class Rebase:
+    """`node(n, rf, jump)`: an inferred node (of a `replayable` body) with the receptive
+    field and jump that it has where its input has `rf` and `jump`; and its output's."""
+
+    def __init__(self, windows: dict) -> None:
+        self.windows = windows  # id(inferred layer) -> (extent, stride, upscale)
+        self.rules = {ir.Layer: self.layer, ir.Seq: self.seq, ir.Residual: self.residual, ir.Gate: self.gate,
+                      ir.Concat: self.concat, ir.BlockInstance: self.block}
+
+    def node(self, node, rf, jump):
+        return self.rules[type(node)](node, rf, jump)
+
+    def layer(self, node: ir.Layer, rf, jump):
+        window = self.windows[id(node)]
+        rf, jump = receptive(rf, jump, *window)
+        node = evolve(node, stats=evolve(node.stats, rf=rf, jump=jump))
+        self.windows[id(node)] = window  # a body that holds this one may be rebased in turn
+        return node, rf, jump
+
+    def seq(self, node: ir.Seq, rf, jump):
+        items = []
+        rules = self.rules
+        for item in node.items:
+            item, rf, jump = rules[type(item)](item, rf, jump)
+            items.append(item)
+        return evolve(node, items=tuple(items), stats=evolve(node.stats, rf=rf, jump=jump)), rf, jump
+
+    def residual(self, node: ir.Residual, rf, jump):
+        body, out_rf, out_jump = self.seq(node.body, rf, jump)
+        shortcut = node.shortcut
+        if shortcut.layers:  # a projection: its conv reads the residual's input, its norm the conv's output
+            layers = []
+            at = (rf, jump)
+            for layer in shortcut.layers:
+                layer, *at = self.layer(layer, *at)
+                layers.append(layer)
+            shortcut = evolve(shortcut, layers=tuple(layers))
+        stats = evolve(node.stats, rf=out_rf, jump=out_jump)
+        return evolve(node, body=body, shortcut=shortcut, stats=stats), out_rf, out_jump
+
+    def gate(self, node: ir.Gate, rf, jump):
+        body, out_rf, _ = self.seq(node.body, rf, jump)
+        end_rf = widest((rf, out_rf))
+        return evolve(node, body=body, stats=evolve(node.stats, rf=end_rf, jump=jump)), end_rf, jump
+
+    def concat(self, node: ir.Concat, rf, jump):
+        branches, rfs, jumps = [], [], []
+        for branch in node.branches:  # each reads the concat's input (a split's share: the same field)
+            branch, out_rf, out_jump = self.seq(branch, rf, jump)
+            branches.append(branch)
+            rfs.append(out_rf)
+            jumps.append(out_jump)
+        if not branches:
+            rfs, jumps = [rf], [jump]
+        end_rf, end_jump = widest(rfs), widest(jumps)
+        stats = evolve(node.stats, rf=end_rf, jump=end_jump)
+        return evolve(node, branches=tuple(branches), stats=stats), end_rf, end_jump
+
+    def block(self, node: ir.BlockInstance, rf, jump):
+        body, rf, jump = self.seq(node.body, rf, jump)
+        return evolve(node, body=body, stats=evolve(node.stats, rf=rf, jump=jump)), rf, jump
+
+
+__all__ = ["Chains", "Rebase", "receptive", "widest"]
