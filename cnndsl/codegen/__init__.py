@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .. import ir
+from . import lines
 from .model import WRAP, Generator
 
 
@@ -25,6 +26,7 @@ def _template():
         undefined=jinja2.StrictUndefined,
     )
     env.filters["docstring"] = docstring_text
+    env.globals.update(commented=lines.commented, ctor=lines.ctor, append=lines.append)
     return env.get_template("module.py.j2")
 
 

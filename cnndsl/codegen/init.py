@@ -151,11 +151,13 @@ class _LayerIndex:
 
     def __init__(self, layers: list[ir.Layer]):
         self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
-        arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, their key): the expansion shares them
+        arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, id of their key): the expansion shares them
+        keys: dict[tuple, tuple] = {}  # each distinct key of arguments, once
         for at, node in enumerate(layers):
             args = arguments.get(id(node.args))
             if args is None:
-                args = arguments[id(node.args)] = (node.args, _arguments(node.args))
+                key = _arguments(node.args)
+                args = arguments[id(node.args)] = (node.args, id(keys.setdefault(key, key)))
             stats = node.stats
             key = (node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text, args[1])
             self.order.setdefault(RULES[node.kind].kind, {}).setdefault(key, (at, node))

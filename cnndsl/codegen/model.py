@@ -32,6 +32,7 @@ from .nodes import nodes
 from .reuse import same_use
 
 WRAP = 92
+REUSE_TRIES = 2  # earlier uses of a block whose scope a new use may reuse (a stage's first use, its others)
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,10 @@ def as_written(node, tables: frozenset = frozenset()):
     args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
     stats = node.stats
     if stats is not None and not readable(stats.in_channels, tables):
-        stats = replace(stats, in_channels=Const(stats.in_shape[0]))
-    return replace(node, args=args, stats=stats)
+        stats = evolve(stats, in_channels=Const(stats.in_shape[0]))
+    if stats is node.stats and all(new is old for (_, new), (_, old) in zip(args, node.args)):
+        return node  # every value reads as written
+    return evolve(node, args=args, stats=stats)
 
 
 def _fresh(previous, read_elsewhere: frozenset) -> bool:
@@ -638,7 +641,8 @@ class Generator:
         # Blocks whose last norms the init names by their place in the class (m.block[2][1]).
         self.placed_norms = _placed_norms(network)
         self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
-        self.scopes: dict[str, tuple] = {}  # block -> (its last use built, that use's block_scope)
+        self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.scopes: dict[str, list] = {}  # block -> [(a use built, its block_scope)], in order
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
@@ -647,7 +651,8 @@ class Generator:
         for node in nodes(network.body):
             if type(node) is ir.Layer:
                 self.layers.append(node)
-            elif isinstance(node, ir.Side):
+                continue
+            if isinstance(node, ir.Side):
                 self.sides.append(node)
                 if node.source:
                     parts = node.source.split(".")
@@ -713,6 +718,13 @@ class Generator:
         return found[3]
 
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
+        """The call constructing a block use's class: made once a use (reuse.py asks again)."""
+        found = self.calls.get(id(node))
+        if found is None:  # the entry holds the use, so its id is not reused while it lives
+            found = self.calls[id(node)] = (node, self.new_call(node))
+        return found[1]
+
+    def new_call(self, node: ir.BlockInstance) -> Ctor:
         model, class_name = self.block_class(node)
         given = dict(node.args)
         defaults = dict(self.network.blocks[node.block].params)
@@ -737,8 +749,8 @@ class Generator:
         shared = self.shared(node)
         return self.final(shared), shared.name
 
-    def shared(self, node: ir.BlockInstance) -> toggles.Shared:
-        key = _use_key(node)
+    def shared(self, node: ir.BlockInstance, key: tuple | None = None) -> toggles.Shared:
+        key = key or _use_key(node)
         shared = self.uses.get(key)
         if shared is None:
             shared = self.uses[key] = self.new_block_class(node)
@@ -792,7 +804,7 @@ class Generator:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
         toggle = conditions[0] if len(conditions) == 1 else None
-        doc = wrap_doc(block_doc(node.block, node)) if loop is None and self.block_classes.get(node.block) else ()
+        doc = block_doc(node.block, node) if loop is None else ()  # unwrapped: what toggles.join compares
         model = ClassModel(node.block, doc, tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
                            toggle=toggle, inputs=info.reads)
@@ -806,9 +818,8 @@ class Generator:
         # The docstring and stages are in the block's own terms: those of every use of the class.
         if loop is not None and loop.out_channels is not None:  # the doc of every use: the count's name
             node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
-        model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
-                        forward=tuple(staged(list(forward))))
-        shared = toggles.start(model, code, node)
+        shared = toggles.start(replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
+                                       forward=tuple(staged(list(forward)))), code, node, doc)
         shared.name, shared.first_use = class_name, node
         variants.append(shared)
         self.order.append(class_name)
@@ -816,15 +827,17 @@ class Generator:
 
     def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
         """The members, forward statements and residual conditions of a block use's class:
-        those of the block's last use built where this one reads the same (`reuse.same_use`)."""
-        last = self.scopes.get(node.block)
-        if last is not None and self.reuse_scopes and same_use(self, last[0], node):
-            return last[1]
+        those of one of the block's last uses built where this one reads the same (`reuse.same_use`)."""
+        built = self.scopes.setdefault(node.block, [])
+        if self.reuse_scopes:
+            for use, scope in built[-REUSE_TRIES:][::-1]:  # the latest first
+                if same_use(self, use, node):
+                    return scope
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.inputs = self.network.blocks[node.block].reads
         builder.start(node.body)
         scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
-        self.scopes[node.block] = (node, scope)
+        built.append((node, scope))
         return scope
 
     def plan(self, body: ir.Seq) -> None:
@@ -855,8 +868,8 @@ class Generator:
                 done.add(block)
                 for inner in sorted(inside.get(block, ())):
                     visit(inner)
-                for node in uses[block].values():
-                    self.shared(node)
+                for key, node in uses[block].items():
+                    self.shared(node, key)
 
         for block in uses:
             visit(block)

@@ -23,11 +23,15 @@ exactly; a difference only means the use is built as before.
 from __future__ import annotations
 
 from dataclasses import fields
+from operator import attrgetter
 
 from .. import ir
 
 _FORWARD_ARGS = ("like", "mode", "align_corners")  # layer arguments the forward reads (interpolate)
-_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # a class -> (children, other fields)
+_FIELDS: dict[type, tuple] = {}  # a class -> (its children, a getter of its other fields)
+
+
+_STATS = attrgetter("channels", "dims", "in_channels", "flatten_before")
 
 
 def read_stats(stats: ir.Stats | None) -> tuple | None:
@@ -35,12 +39,11 @@ def read_stats(stats: ir.Stats | None) -> tuple | None:
     and dims and whether the tensor is channels last (layout.ShapeNotes), the input's rank
     (layout.block_input), a flatten's input (layout.flattened), whether it holds weights
     (a flat concat branch's local is named after its first member that does), the input
-    channels (a block use's call). Layers' constructors are compared by `same_layer`."""
+    channels (a block use's call). Layers' constructors are compared by `same_constructor`."""
     if stats is None:
         return None
-    return (stats.channels, stats.dims, type(stats.out_shape), len(stats.out_shape), len(stats.in_shape),
-            stats.in_channels, stats.flatten_before, stats.in_shape if stats.flatten_before else None,
-            bool(stats.params))
+    return (_STATS(stats), type(stats.out_shape), len(stats.out_shape), len(stats.in_shape),
+            stats.in_shape if stats.flatten_before else None, bool(stats.params))
 
 
 # Fields compared otherwise: a layer's arguments by its constructor (`same_layer`), a block
@@ -48,14 +51,15 @@ def read_stats(stats: ir.Stats | None) -> tuple | None:
 _OWN = {ir.Layer: ("args",), ir.BlockInstance: ("args", "body")}
 
 
-def _fields_of(kind: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A node class's children to compare pairwise, and its other fields to compare exactly."""
+def _fields_of(kind: type) -> tuple[tuple[str, ...], object]:
+    """A node class's children to compare pairwise, and a getter of its other fields, to
+    compare exactly."""
     found = _FIELDS.get(kind)
     if found is None:
         own = ("span", "stats") + _OWN.get(kind, ())
         children = tuple(name for name in kind._fields if name not in own)
         rest = tuple(f.name for f in fields(kind) if f.name not in children and f.name not in own)
-        found = _FIELDS[kind] = (children, rest)
+        found = _FIELDS[kind] = (children, attrgetter(*rest) if rest else (lambda node: None))
     return found
 
 
@@ -71,12 +75,33 @@ def same_use(generator, built: ir.BlockInstance, use: ir.BlockInstance) -> bool:
     pairs = [(built.body, use.body)]
     while pairs:
         a, b = pairs.pop()
+        if _PLAIN_LAYER and type(a) is ir.Layer and type(b) is ir.Layer:  # the commonest node, without children
+            if a is not b and not _same_layer(a, b, layers):
+                return False
+            continue
         below = _same_node(a, b, layers, calls)
         if below is None:
             return False
         pairs.extend(reversed(below))
     return all(same_call(generator, a, b) for a, b in calls) and \
         all(same_constructor(generator, a, b) for a, b in layers)
+
+
+# A layer's fields as `_same_layer` compares them (else the generic comparison does).
+_PLAIN_LAYER = {f.name for f in fields(ir.Layer)} == {"kind", "args", "name", "span", "stats"} and not ir.Layer._fields
+
+
+def _same_layer(a: ir.Layer, b: ir.Layer, layers: list) -> bool:
+    """`_same_node` for two layers."""
+    if a.kind != b.kind or a.name != b.name:
+        return False
+    if a.stats is not b.stats and read_stats(a.stats) != read_stats(b.stats):
+        return False
+    same = same_arguments(a, b)
+    if same is None:
+        layers.append((a, b))
+        return True
+    return same
 
 
 def _same_node(a, b, layers: list, calls: list) -> list | None:
@@ -92,8 +117,7 @@ def _same_node(a, b, layers: list, calls: list) -> list | None:
         return [] if a == b else None
     children, rest = _fields_of(kind)
     stats = getattr(a, "stats", None), getattr(b, "stats", None)
-    if (stats[0] is not stats[1] and read_stats(stats[0]) != read_stats(stats[1])) or \
-            any(getattr(a, name) != getattr(b, name) for name in rest):
+    if rest(a) != rest(b) or (stats[0] is not stats[1] and read_stats(stats[0]) != read_stats(stats[1])):
         return None
     if kind is ir.Layer:
         same = same_arguments(a, b)

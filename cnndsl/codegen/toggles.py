@@ -99,6 +99,7 @@ class Shared:
     first_use: object = None  # the use it was made for
     extras: int = 0  # with uses of both forms: the last members, only the residual's (stochastic depth)
     doc: bool = True  # whether the first use's docstring (its output's shape) holds at every use
+    first_doc: tuple = ()  # the first use's, unwrapped
 
 
 def is_summed(model) -> bool:
@@ -108,10 +109,11 @@ def is_summed(model) -> bool:
         forward[-1].kind == "add" and not forward[-1].conditional
 
 
-def start(model, code: tuple, node: ir.BlockInstance) -> Shared:
+def start(model, code: tuple, node: ir.BlockInstance, doc: tuple) -> Shared:
+    """The class of a first use, whose docstring's paragraphs (unwrapped) are `doc`."""
     summed = is_summed(model)
     return Shared(model, code, model.members, None if summed else model.forward, model.forward if summed else None,
-                  [use_env(node)], [summed], model.toggle if summed else None)
+                  [use_env(node)], [summed], model.toggle if summed else None, first_doc=doc)
 
 
 def _steps(forward) -> list[tuple]:
@@ -152,13 +154,14 @@ def join(shared: Shared, model, code: tuple, node: ir.BlockInstance, same_member
     toggle = _toggle(shared, model, summed, env)
     if toggle is _FAILED:
         return False
-    members = _members(shared, model, summed, env)
+    members = _fitting(shared, model, summed, env) if shared.merged else None
+    members = members or _members(shared, model, summed, env)
     if members is None or same_members and [m.ctor.code for m in members[0]] != \
             [m.ctor.code for m in shared.members + model.members[len(shared.members):]]:
         return False
     shared.members, shared.extras = members
     _forms(shared, model.forward, summed)
-    if shared.first.doc != model.doc:
+    if shared.first_doc != model.doc:
         shared.doc = False
     shared.toggle = toggle
     shared.envs.append(env)
@@ -213,6 +216,48 @@ def _members(shared: Shared, model, summed: bool, env: dict) -> tuple | None:
             return None
         out.append(replace(a, ctor=ctor))
     return tuple(out) + tuple(extras), len(extras)
+
+
+def _fitting(shared: Shared, model, summed: bool, env: dict):
+    """The class's members unchanged, where the use is what they build at its arguments
+    (shape comments and all): most uses of a shared class, checked without merging; else None."""
+    if (shared.summed if summed else shared.plain) is None:
+        return None
+    split = _split(shared, model, summed)
+    if split is None:
+        return None
+    mine, theirs, extras = split
+    if len(mine) != len(theirs) or not all(a.name == b.name and a.condition == b.condition and
+                                           _fits(a.ctor, b.ctor, env) for a, b in zip(mine, theirs)):
+        return None
+    return shared.members, len(extras)
+
+
+def _fits(a, b, env: dict) -> bool:
+    """Whether the class's construction `a` builds the use's `b` at the use's arguments."""
+    if a.code[:-1] == b.code[:-1]:
+        return True
+    if a.choice:
+        side = holds(a.choice[0], env)
+        return side is not None and _fits(a.choice[1] if side else a.choice[2], b, env)
+    if a.sequential:
+        return b.sequential and a.keyed == b.keyed and a.listed == b.listed and _children_fit(a, b, env)
+    if not a.callee or a.callee != b.callee or [k for k, _ in a.args] != [k for k, _ in b.args]:
+        return False
+    return all(x.text == y.text or _same(x, env, _value(y, env)) for (_, x), (_, y) in zip(a.args, b.args))
+
+
+def _children_fit(a, b, env: dict) -> bool:
+    """Whether the children `a` builds at the use's arguments are `b`'s, comments and all."""
+    built = []
+    for child in a.children:
+        present = True if child[1].condition is None else holds(child[1].condition, env)
+        if present is None:
+            return False
+        if present:
+            built.append(child)
+    return len(built) == len(b.children) and all(
+        x[0] == y[0] and x[2] == y[2] and _fits(x[1], y[1], env) for x, y in zip(built, b.children))
 
 
 def _split(shared: Shared, model, summed: bool):
