@@ -21,7 +21,7 @@ from ..expr import NONE, Const, Name
 from ..diagnostics import Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..source import Span
-from ..traverse import Visitor, walk, walk_elements
+from ..traverse import Visitor, children, walk
 from .context import Context, alone, finish
 from .cost import ExpansionCost
 from .resolve import quoted_label_reason, suggest
@@ -63,12 +63,30 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     chains = [d.chain for d in program.lets]
     for definition in (*program.blocks, *program.networks):
         chains.extend(definition.body)
-    for element in walk_elements(chains):
+    for element in _chain_elements(chains):
         if isinstance(element.node, ast.Optional) and element.node.condition is None:
             name = switch_name(element)
             if name is not None:
                 found.setdefault(name, element.span)
     return found
+
+
+# What holds no element: an argument and the expressions (a call's, a repetition's count)
+_NO_ELEMENTS = (ast.Arg, ast.Num, ast.Str, ast.Bool, ast.Var, ast.BinOp, ast.Neg, ast.Not, ast.IfElse, ast.Index,
+                ast.FuncCall, ast.ListExpr, ast.InputAttr)
+
+
+def _chain_elements(chains):
+    """`walk_elements(chains)`, in the same order, without going into expressions."""
+    stack = list(reversed(chains))
+    while stack:
+        node = stack.pop()
+        if type(node) is ast.Element:
+            yield node
+        below = [c for c in children(node) if not isinstance(c, _NO_ELEMENTS)]
+        if below:
+            below.reverse()
+            stack.extend(below)
 
 
 class Expander(Evaluating, Visitor):
