@@ -47,6 +47,8 @@ class ShapeInference(Visitor):
     """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
     None is an unknown shape, after an error."""
 
+    REUSE = True  # whether `reused` keeps inferred chains (tests/test_shapes_reuse.py compares both ways)
+
     def __init__(self, context: Context, env: dict | None = None) -> None:
         self.context = context
         self.env: dict = env or {}  # the values of the enclosing parameters, for pending values
@@ -56,7 +58,7 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
-        self.layer_facts: dict = {}  # (layer, input shape, channels, dims) -> `facts`, the layer kept in it
+        self.layer_facts: dict = {}  # (layer or its kind and arguments, input shape, channels, dims) -> `facts`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
         # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
@@ -169,11 +171,9 @@ class ShapeInference(Visitor):
         key = (id(layer), flow.shape, flow.channels, flow.dims)
         facts = self.layer_facts.get(key)
         if facts is None or facts[0] is not layer:
-            facts = self.facts(layer, flow)
+            facts = self.alike(layer, flow, key)
             if facts is None:
                 return layer, None
-            if facts[1]:  # a layer of a block used many times, at the same input, is worked out once
-                self.layer_facts[key] = facts
         layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
@@ -185,6 +185,28 @@ class ShapeInference(Visitor):
         layer = evolve(layer, stats=stats)
         self.windows[id(layer)] = window  # for `Rebase`, while the layer lives
         return layer, Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def alike(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
+        """The layer's `facts`, worked out once for each kind, arguments and input: a layer of a
+        block used many times at the same input is one object, and layers of other uses (the
+        same block with another argument elsewhere: DenseNet's layers after the first conv,
+        EfficientNet's blocks that differ in their stochastic depth) are equal. Kept under
+        the layer (`key`) too, where it needs no working out."""
+        try:
+            same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args), key[1:])
+            found = self.layer_facts.get(same)
+        except TypeError:  # an unhashable argument (a list)
+            same = found = None
+        if found is not None:
+            facts = (layer,) + found[1:]
+        else:
+            facts = self.facts(layer, flow)
+            if facts is None or not facts[1]:  # an error, or facts that hold for this place alone
+                return facts
+            if same is not None:
+                self.layer_facts[same] = facts
+        self.layer_facts[key] = facts
+        return facts
 
     def made(self, make, *key) -> ir.Layer:
         """A projection's conv or batch norm, one object for equal arguments (a shortcut of a
@@ -508,7 +530,9 @@ class ShapeInference(Visitor):
         if flow is None:
             return node, None
         try:
-            node = replace(node, args=resolve_args(node.args, self.env))
+            args = resolve_args(node.args, self.env)
+            if any(a is not b for (_, a), (_, b) in zip(args, node.args)):
+                node = evolve(node, args=args)
         except PendingProblem as problem:
             self.error(node.span, problem.message, problem.hint, problem.code)
             return node, None
@@ -573,7 +597,7 @@ class ShapeInference(Visitor):
         first rebased to its own receptive field (`receptive.Rebase`). Only a tree without
         errors and of the kinds `Rebase` knows is kept."""
         pending, rebasable = self.chains.facts(seq)
-        if not rebasable:
+        if not rebasable or not self.REUSE:
             return infer(seq, flow)
         key = (id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None)
         found = self.bodies.get(key)
