@@ -46,6 +46,7 @@ _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outp
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
 _SKIP = frozenset({"CONT", "COMMENT", "WS"})
+_NEWLINE_RULE = frozenset({"NL", "def", *_OPEN, *_CLOSE})  # the tokens _Newlines.keep does more with
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
 
@@ -85,8 +86,12 @@ def _lex(text: str, line: int = 1, column: int = 1, opened: list | None = None) 
             raise _Decline
         if kind == "NAME" and value in _KEYWORDS or kind == "PUNCT":
             kind = value
-        if newlines.keep(kind):
-            tokens.append(_Token(kind, value, start, start_line, start_column, line, pos - line_start + 1))
+        if kind in _NEWLINE_RULE:
+            if not newlines.keep(kind):
+                continue
+        else:  # what _Newlines.keep does with any other token
+            newlines.previous = kind
+        tokens.append(_Token(kind, value, start, start_line, start_column, line, pos - line_start + 1))
     return tokens
 
 
@@ -646,6 +651,9 @@ class _Reader:
     def expr(self):
         """`a if c else b`, right-associative, over `or`."""
         first = self.at
+        tokens = self.tokens
+        if tokens[first + 1].kind in _AFTER_ATOM and tokens[first].kind in _ATOMS:
+            return self.atom()  # a name or a literal alone (`64`, `planes`): what the rules below give
         then = self.binary(0)
         if not self.skip("if"):
             return then
@@ -810,6 +818,9 @@ class _Reader:
         return value
 
 
+# A lone atom: one of these tokens followed by one that no rule of an expression continues with
+_ATOMS = frozenset({"NAME", "INT", "FLOAT", "STRING", "true", "false"})
+_AFTER_ATOM = frozenset({",", ")", "]", "NL", "}", "->", "EOF"})
 _LEVELS = ({"or"}, {"and"}, None, None, {"*", "/", "//", "%"})  # the operators of each level of `binary`
 
 

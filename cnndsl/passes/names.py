@@ -246,10 +246,12 @@ class Naming(Visitor):
                 leaf = evolve(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}"))
             elif isinstance(leaf, ir.Seq):  # a named group inside: a nested Sequential
                 leaf = self.sequential(leaf, key, False, owner)
-            else:
+            elif leaf.name != key:
                 leaf = evolve(leaf, name=key)
             items.append(leaf)
         self.positions(items, name)
+        if seq.name == name and len(items) == len(seq.items) and all(a is b for a, b in zip(items, seq.items)):
+            return seq  # every member keeps its label
         return evolve(seq, items=tuple(items), name=name)
 
     def positions(self, items: list, name: str) -> None:

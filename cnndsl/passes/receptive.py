@@ -106,17 +106,17 @@ class Rebase:
     def layer(self, node: ir.Layer, rf, jump):
         window = self.windows[id(node)]
         rf, jump = receptive(rf, jump, *window)
-        node = evolve(node, stats=evolve(node.stats, rf=rf, jump=jump))
+        node = _copy(node, "stats", _restat(node.stats, rf, jump))
         self.windows[id(node)] = window  # a body that holds this one may be rebased in turn
         return node, rf, jump
 
     def seq(self, node: ir.Seq, rf, jump):
         items = []
-        rules = self.rules
+        rules, layer = self.rules, self.layer
         for item in node.items:
-            item, rf, jump = rules[type(item)](item, rf, jump)
+            item, rf, jump = layer(item, rf, jump) if type(item) is ir.Layer else rules[type(item)](item, rf, jump)
             items.append(item)
-        return evolve(node, items=tuple(items), stats=evolve(node.stats, rf=rf, jump=jump)), rf, jump
+        return evolve(node, items=tuple(items), stats=_restat(node.stats, rf, jump)), rf, jump
 
     def residual(self, node: ir.Residual, rf, jump):
         body, out_rf, out_jump = self.seq(node.body, rf, jump)
@@ -128,13 +128,13 @@ class Rebase:
                 layer, *at = self.layer(layer, *at)
                 layers.append(layer)
             shortcut = evolve(shortcut, layers=tuple(layers))
-        stats = evolve(node.stats, rf=out_rf, jump=out_jump)
+        stats = _restat(node.stats, out_rf, out_jump)
         return evolve(node, body=body, shortcut=shortcut, stats=stats), out_rf, out_jump
 
     def gate(self, node: ir.Gate, rf, jump):
         body, out_rf, _ = self.seq(node.body, rf, jump)
         end_rf = widest((rf, out_rf))
-        return evolve(node, body=body, stats=evolve(node.stats, rf=end_rf, jump=jump)), end_rf, jump
+        return evolve(node, body=body, stats=_restat(node.stats, end_rf, jump)), end_rf, jump
 
     def concat(self, node: ir.Concat, rf, jump):
         branches, rfs, jumps = [], [], []
@@ -146,12 +146,33 @@ class Rebase:
         if not branches:
             rfs, jumps = [rf], [jump]
         end_rf, end_jump = widest(rfs), widest(jumps)
-        stats = evolve(node.stats, rf=end_rf, jump=end_jump)
+        stats = _restat(node.stats, end_rf, end_jump)
         return evolve(node, branches=tuple(branches), stats=stats), end_rf, end_jump
 
     def block(self, node: ir.BlockInstance, rf, jump):
         body, rf, jump = self.seq(node.body, rf, jump)
-        return evolve(node, body=body, stats=evolve(node.stats, rf=rf, jump=jump)), rf, jump
+        return evolve(node, body=body, stats=_restat(node.stats, rf, jump)), rf, jump
+
+
+_new = object.__new__
+
+
+def _restat(stats: ir.Stats, rf, jump) -> ir.Stats:
+    """`stats` with another receptive field and jump (`traverse.evolve`, for the one case)."""
+    new = _new(ir.Stats)
+    state = new.__dict__
+    state.update(stats.__dict__)
+    state["rf"] = rf
+    state["jump"] = jump
+    return new
+
+
+def _copy(node, name: str, value):
+    new = _new(type(node))
+    state = new.__dict__
+    state.update(node.__dict__)
+    state[name] = value
+    return new
 
 
 __all__ = ["Chains", "Rebase", "receptive", "widest"]

@@ -47,6 +47,8 @@ class ShapeInference(Visitor):
     """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
     None is an unknown shape, after an error."""
 
+    REUSE = True  # whether `reused` keeps inferred chains (tests/test_shapes_reuse.py compares both ways)
+
     def __init__(self, context: Context, env: dict | None = None) -> None:
         self.context = context
         self.env: dict = env or {}  # the values of the enclosing parameters, for pending values
@@ -56,7 +58,7 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
-        self.layer_facts: dict = {}  # (layer, input shape, channels, dims) -> `facts`, the layer kept in it
+        self.layer_facts: dict = {}  # (layer or its kind and arguments, input shape, channels, dims) -> `facts`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
         # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
@@ -169,11 +171,9 @@ class ShapeInference(Visitor):
         key = (id(layer), flow.shape, flow.channels, flow.dims)
         facts = self.layer_facts.get(key)
         if facts is None or facts[0] is not layer:
-            facts = self.facts(layer, flow)
+            facts = self.alike(layer, flow, key)
             if facts is None:
                 return layer, None
-            if facts[1]:  # a layer of a block used many times, at the same input, is worked out once
-                self.layer_facts[key] = facts
         layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
@@ -185,6 +185,28 @@ class ShapeInference(Visitor):
         layer = evolve(layer, stats=stats)
         self.windows[id(layer)] = window  # for `Rebase`, while the layer lives
         return layer, Flow(out, channels, stats.rf, stats.jump, stats.dims)
+
+    def alike(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
+        """The layer's `facts`, worked out once for each kind, arguments and input: a layer of a
+        block used many times at the same input is one object, and layers of other uses (the
+        same block with another argument elsewhere: DenseNet's layers after the first conv,
+        EfficientNet's blocks that differ in their stochastic depth) are equal. Kept under
+        the layer (`key`) too, where it needs no working out."""
+        try:
+            same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args), key[1:])
+            found = self.layer_facts.get(same)
+        except TypeError:  # an unhashable argument (a list)
+            same = found = None
+        if found is not None:
+            facts = (layer,) + found[1:]
+        else:
+            facts = self.facts(layer, flow)
+            if facts is None or not facts[1]:  # an error, or facts that hold for this place alone
+                return facts
+            if same is not None:
+                self.layer_facts[same] = facts
+        self.layer_facts[key] = facts
+        return facts
 
     def made(self, make, *key) -> ir.Layer:
         """A projection's conv or batch norm, one object for equal arguments (a shortcut of a
@@ -269,7 +291,8 @@ class ShapeInference(Visitor):
         read = self.share(node, flow) if node.split else flow
         sources = node.sources or (None,) * len(node.branches)
         for branch, source in zip(node.branches, sources):  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, read if source is None else self.source(node, source, read))
+            branch, out = self.visit_Seq(branch, read if source is None else self.source(node, source, read,
+                                                                                         branch.span))
             branches.append(branch)
             outs.append(out)
         if node.op != "cat":
@@ -296,20 +319,20 @@ class ShapeInference(Visitor):
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
 
-    def source(self, node: ir.Concat, source: str, flow: Flow | None) -> Flow | None:
+    def source(self, node: ir.Concat, source: str, flow: Flow | None, span) -> Flow | None:
         """What a branch `from(source)` reads: the named earlier element (or a block's
         `reads` input, or a member of a named group by its path); None after an error."""
         found = self.taps if "." in source else self.named_outputs
         if source not in found or source == "input":
             what = f"{'an add' if node.op == 'add' else 'a ' + node.op} branch from({source})"
             if source == "input":
-                self.error(node.span, f"{what} reads the input: every branch does that already",
+                self.error(span, f"{what} reads the input: every branch does that already",
                            "leave out from(input)", "skip")
                 return None
             message, hint = self.unknown_tap(source) if "." in source else (
                 f"{what} names no element before it in this {'block' if self.in_block else 'network'}",
                 f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
-            self.error(node.span, message.replace(f"side({source})", f"from({source})"), hint, "skip")
+            self.error(span, message.replace(f"side({source})", f"from({source})"), hint, "skip")
             return None
         return found[source] if flow is not None else None
 
@@ -331,10 +354,8 @@ class ShapeInference(Visitor):
     def not_broadcast(self, node: ir.Concat, branches: list, shapes: list) -> None:
         """The error of an add or mul whose branches' outputs do not broadcast, at the first
         branch that does not fit the others, with what to change."""
-        same_rank = len({len(x) for x in shapes}) == 1
-        widest = tuple(max(sizes) for sizes in zip(*shapes)) if same_rank else None
-        bad = next((b for b, x in zip(branches, shapes) if widest is None or not broadcasts(x, widest)),
-                   branches[-1])
+        bad = next((b for b, x in zip(branches[1:], shapes[1:]) if _broadcast([shapes[0], x]) is None),
+                   branches[-1])  # the first that does not fit the first
         listing = f" {'+' if node.op == 'add' else '*'} ".join(fmt_shape(x) for x in shapes)
         channels = sorted({x[0] for x in shapes if len(x) == 3 and x[0] != 1})
         hint = (f"end every branch with the same channels (they end with {', '.join(map(str, channels))})"
@@ -508,7 +529,9 @@ class ShapeInference(Visitor):
         if flow is None:
             return node, None
         try:
-            node = replace(node, args=resolve_args(node.args, self.env))
+            args = resolve_args(node.args, self.env)
+            if any(a is not b for (_, a), (_, b) in zip(args, node.args)):
+                node = evolve(node, args=args)
         except PendingProblem as problem:
             self.error(node.span, problem.message, problem.hint, problem.code)
             return node, None
@@ -532,7 +555,8 @@ class ShapeInference(Visitor):
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
         mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
-        node = replace(node, read_channels=tuple(given.channels for given in read)) if read else node
+        node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read)) \
+            if read else node
         channels = out.channels.substitute(mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
@@ -573,7 +597,7 @@ class ShapeInference(Visitor):
         first rebased to its own receptive field (`receptive.Rebase`). Only a tree without
         errors and of the kinds `Rebase` knows is kept."""
         pending, rebasable = self.chains.facts(seq)
-        if not rebasable:
+        if not rebasable or not self.REUSE:
             return infer(seq, flow)
         key = (id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None)
         found = self.bodies.get(key)

@@ -18,6 +18,7 @@ from .. import ast, ir
 from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
 from ..layers import lookup
 from ..source import Span
+from ..traverse import children
 from .resolve import suggest
 
 MAX_VALUE = 1 << 40
@@ -27,6 +28,18 @@ MAX_ITEMS = 4096
 _NUMBERS = (int, float)  # exactly: a bool is not a number here
 _ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
 _ORDER = ("<", "<=", ">", ">=")
+_PLAIN = frozenset(("+", "-", "*", "<", "<=", ">", ">=", "==", "!="))
+_new = object.__new__
+
+
+def _value(value, expr) -> ir.Value:
+    """`ir.Value(value, expr)`, made without the frozen dataclass's `__init__` (a third of
+    the cost of an evaluation step): its fields set once, as `traverse.evolve` does."""
+    made = _new(ir.Value)
+    state = made.__dict__
+    state["value"] = value
+    state["expr"] = expr
+    return made
 
 
 class _Pending:
@@ -82,15 +95,18 @@ def _whole(value) -> bool:
 
 def _pending(operands: tuple[ir.Value, ...], build) -> ir.Value | None:
     """Where an operand reads the input's shape, the result does too: its tree, no value yet."""
-    if any(v.value is PENDING or (isinstance(v.value, tuple) and PENDING in v.value) for v in operands):
-        return ir.Value(PENDING, build())
+    for operand in operands:  # a loop, not any(): this runs at every step of an evaluation
+        v = operand.value
+        if v is PENDING or (type(v) is tuple and PENDING in v):
+            return ir.Value(PENDING, build())
     return None
 
 
 def _made(result, operands: tuple[ir.Value, ...], build) -> ir.Value:
     """A constant where no operand reads a name, else the value with its tree `build()`."""
-    if any(v.names for v in operands):
-        return ir.Value(result, build())
+    for operand in operands:
+        if operand.expr.names:
+            return _value(result, build())
     return ir.Value.constant(result)
 
 
@@ -107,7 +123,16 @@ class Evaluating:
     typed_lists: dict  # id of a list value -> (the list, its key)
 
     def evaluate(self, expr: ast.Expr, scope: Scope) -> ir.Value:
-        return self.visit(expr, scope)  # type: ignore[attr-defined]
+        kind = type(expr)
+        if kind is ast.Var:  # the most common expression, read here without a visit
+            found = scope.values.get(expr.name)
+            return found if found is not None else self.visit_Var(expr, scope)
+        if kind in _LITERALS:
+            return ir.Value.constant(expr.value)
+        method = self._dispatch.get(kind)  # type: ignore[attr-defined]
+        if method is None:
+            return self.visit(expr, scope)  # type: ignore[attr-defined]
+        return method(self, expr, scope)
 
     def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: Scope) -> ir.Value:
         return ir.Value.constant(expr.value)
@@ -191,10 +216,16 @@ class Evaluating:
             return self.logic(expr, scope)
         left = self.evaluate(expr.left, scope)
         right = self.evaluate(expr.right, scope)
-        if type(left.value) in _NUMBERS and type(right.value) in _NUMBERS:  # the common case, checked as below
-            result = self.checked(self.operate(expr, left.value, right.value), expr.span)
+        a, b = left.value, right.value
+        if type(a) in _NUMBERS and type(b) in _NUMBERS:  # the common case, checked as below
+            if expr.op in _PLAIN:  # no zero divisor, no power: only the result's size to check
+                result = BINARY[expr.op][1](a, b)
+                if type(result) is not bool and not -MAX_VALUE <= result <= MAX_VALUE:
+                    self.checked(result, expr.span)
+            else:
+                result = self.checked(self.operate(expr, a, b), expr.span)
             if left.expr.names or right.expr.names:
-                return ir.Value(result, Binary(expr.op, left.expr, right.expr))
+                return _value(result, Binary(expr.op, left.expr, right.expr))
             return ir.Value.constant(result)
         pending = _pending((left, right), lambda: Binary(expr.op, left.expr, right.expr))
         if pending:
@@ -379,6 +410,38 @@ class Evaluating:
         if found is None:
             found = self.typed_lists[id(value)] = (value, tuple(self.typed(v) for v in value))
         return found[1]
+
+
+_LITERALS = (ast.Num, ast.Str, ast.Bool)
+
+
+def _shapes(root: ast.Expr, shapes: dict, ids: dict) -> tuple:
+    """The memo keys of `root` and of every expression under it, into `shapes` (id ->
+    (a number for its structure, equal for two expressions written alike whatever their
+    spans; the names it reads, sorted; whether it reads the input's shape; the node itself,
+    kept so that its id stays its own))."""
+    order, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in shapes:
+            order.append(node)
+            stack.extend(children(node))
+    for node in reversed(order):  # children before parents
+        below = [shapes[id(c)] for c in children(node)]
+        kind = type(node)
+        names = frozenset().union(*(b[4] for b in below))
+        if kind is ast.Var:
+            names = frozenset((node.name,))
+        own = getattr(node, "value", None) if kind in _LITERALS else \
+            getattr(node, "op", None) or getattr(node, "name", None) or getattr(node, "kind", None) or \
+            getattr(node, "attr", None)
+        structure = (kind, type(own), own, *(b[0] for b in below))
+        reads_input = kind is ast.InputAttr or any(b[2] for b in below)
+        shapes[id(node)] = (ids.setdefault(structure, len(ids)), tuple(sorted(names)), reads_input, node, names)
+    return shapes[id(root)]
+
+
+_LITERALS = (ast.Num, ast.Str, ast.Bool)
 
 
 class _Args:

@@ -1,0 +1,69 @@
+"""The shape pass infers a block body or named group once for each input and rebases the
+tree to each later use's receptive field (passes/receptive.py). The result must be the
+tree that inferring every use afresh gives: stats, receptive fields and jumps of every
+node, and the same diagnostics."""
+
+import pytest
+
+from cnndsl.compiler import PIPELINE, Context, load, source_from_text
+from cnndsl.passes import shapes
+from cnndsl.traverse import dump
+
+NAMES = ["resnet50", "resnet152", "efficientnet_b0", "efficientnet_v2_s", "densenet121", "googlenet", "inception_v3",
+         "mobilenet_v3_large", "regnet_y_400mf", "convnext_tiny", "shufflenet_v2_x1_0", "deeplabv3_resnet50",
+         "squeezenet1_0"]
+
+
+def _expanded(source):
+    context = Context(source, {}, False, source.network)
+    tree = source
+    for step in PIPELINE[:PIPELINE.index(shapes.infer_shapes)]:
+        tree = step(tree, context)
+    return tree, context
+
+
+def _both(source, monkeypatch):
+    tree, context = _expanded(source)
+    before = list(context.diagnostics)
+    reused = shapes.infer_shapes(tree, context)
+    kept = context.diagnostics[len(before):]
+    monkeypatch.setattr(shapes.ShapeInference, "REUSE", False)
+    tree, context = _expanded(source)
+    fresh = shapes.infer_shapes(tree, context)
+    return (dump(reused), kept), (dump(fresh), context.diagnostics[len(before):])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reused_inference_is_the_fresh_one(name, monkeypatch):
+    reused, fresh = _both(load(name), monkeypatch)
+    assert reused == fresh
+
+
+def test_the_reused_body_takes_each_use_s_receptive_field(monkeypatch):
+    source = source_from_text("""
+block B(c) {
+  residual { conv(c, 3, pad=1) -> relu -> conv(c, 3, pad=1) }
+}
+network N() {
+  input 3x32x32
+  conv(8, 3, pad=1) -> B(8) * 3 -> [maxpool(2) -> B(8)] -> bad: B(8) -> global_avgpool -> fc(10)
+}
+""")
+    (reused, _), (fresh, _) = _both(source, monkeypatch)
+    assert reused == fresh
+    assert "rf=5 " in reused and "rf=9 " in reused and "rf=13 " in reused  # three uses at one shape, each its own
+
+
+def test_an_error_in_a_reused_body_is_reported_at_each_kind_of_use(monkeypatch):
+    source = source_from_text("""
+block B(c) {
+  conv(c, 5) -> relu
+}
+network N() {
+  input 3x6x6
+  B(4) -> B(4) -> B(4) -> fc(10)
+}
+""")
+    (reused, errors), (fresh, fresh_errors) = _both(source, monkeypatch)
+    assert reused == fresh
+    assert errors == fresh_errors and any(d.severity == "error" for d in errors)
