@@ -647,6 +647,7 @@ class Generator:
         self.placed_norms = _placed_norms(network)
         self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, list] = {}  # block -> [(a use built, its block_scope)], in order
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
@@ -800,9 +801,10 @@ class Generator:
         info = self.network.blocks[node.block]
         in_network, self.in_network = self.in_network, False
         loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
-        members, forward, conditions = self.block_scope(node) if loop is None else ((), (), ())
+        scope = self.block_scope(node) if loop is None else ((), (), (), frozenset())
+        members, forward, conditions, used = scope
         self.in_network = in_network
-        used = loop.names if loop is not None else _used_names(members)
+        used = loop.names if loop is not None else used
         params = [("in_channels", "int", None)] + [(f"{name}_channels", "int", None) for name in info.reads]
         values = dict(node.args)
         for name, default in info.params:
@@ -813,7 +815,7 @@ class Generator:
         model = ClassModel(node.block, doc, tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
                            toggle=toggle, inputs=info.reads)
-        code = _untyped(model.code_only())
+        code = self.class_code(model, scope if loop is None else None)
         variants = self.block_classes.setdefault(node.block, [])
         for shared in variants:
             if toggles.join(shared, model, code, node, node.block in self.placed_norms):
@@ -830,9 +832,20 @@ class Generator:
         self.order.append(class_name)
         return shared
 
-    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
-        """The members, forward statements and residual conditions of a block use's class:
-        those of one of the block's last uses built where this one reads the same (`reuse.same_use`)."""
+    def class_code(self, model: ClassModel, scope: tuple | None) -> tuple:
+        """`_untyped(model.code_only())`, once for the uses of one block scope: they share it
+        (it leaves out the annotations, which may differ)."""
+        code = self.scope_codes.get(id(scope)) if scope is not None else None
+        if code is None:
+            code = _untyped(model.code_only())
+            if scope is not None:
+                self.scope_codes[id(scope)] = code
+        return code
+
+    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple, set]:
+        """The members, forward statements, residual conditions and read parameters of a block
+        use's class: those of one of the block's last uses built where this one reads the same
+        (`reuse.same_use`)."""
         built = self.scopes.setdefault(node.block, [])
         if self.reuse_scopes:
             for use, scope in built[-REUSE_TRIES:][::-1]:  # the latest first
@@ -841,7 +854,7 @@ class Generator:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.inputs = self.network.blocks[node.block].reads
         builder.start(node.body)
-        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
+        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles), _used_names(builder.members))
         built.append((node, scope))
         return scope
 
