@@ -46,6 +46,9 @@ _MODULE_ATTRIBUTES = _module_attributes()
 _BUILTINS = tuple(n for n in dir(builtins) if not n.startswith("_"))[::7] + (
     "print", "len", "super", "object", "type", "id", "input", "range", "sum", "max", "min", "list")
 _KEYWORDS = tuple(keyword.kwlist) + tuple(keyword.softkwlist)
+# The language's own keywords, the newest first (a label named so is refused or quoted, never a crash).
+_DSL_KEYWORDS = ("add", "mul", "reads", "from", "import", "init", "gate", "split", "side", "shortcut", "outputs",
+                 "def", "let", "concat", "residual", "block", "network", "input")
 _GENERATED = ("identity", "identity2", "identity3", "identity4", "x", "self", "torch", "nn", "conv", "conv1",
               "conv2", "conv3", "bn", "bn1", "relu", "relu1", "fc", "fc1", "downsample", "downsample1",
               "downsample2", "branch", "branch1", "branch2", "in_channels", "OrderedDict", "Maxout",
@@ -60,7 +63,7 @@ REACH_CLASSES = frozenset({"gate", "gate, spatial", "split", "shuffle", "per-axi
                            "def and lists", "list parameter", "conditional", "X * n for i", "interpolated labels",
                            "quoted labels", "block reading input.channels"})
 NAME_POOLS = {"nn.Module attribute": _MODULE_ATTRIBUTES, "builtin": _BUILTINS, "keyword": _KEYWORDS,
-              "generated name": _GENERATED}
+              "generated name": _GENERATED, "language keyword": _DSL_KEYWORDS}
 
 
 @dataclass

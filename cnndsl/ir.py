@@ -95,6 +95,7 @@ class Layer:
     name: str | None
     span: Span
     stats: Stats | None = None
+    condition: Value | None = None  # kept by `X?(condition)`: it, in the enclosing block's parameters
 
     def arg(self, name: str):
         return dict(self.args)[name].value
@@ -125,6 +126,7 @@ class Seq:
     span: Span
     stats: Stats | None = None
     loop: Loop | None = None  # a block's body that is one repetition (see Loop)
+    condition: Value | None = None  # kept by `X?(condition)`: it, in the enclosing block's parameters
 
 
 @dataclass(frozen=True)
@@ -197,8 +199,9 @@ class BlockInstance:
     name: str | None
     span: Span
     stats: Stats | None = None
+    condition: Value | None = None  # kept by `X?(condition)`: it, in the enclosing block's parameters
     reads: tuple[tuple[str, str], ...] = ()  # `reads(backbone.4)`: (the block's input name, the element or path)
-    read_channels: tuple[Expr, ...] = ()  # once shapes are known: each read's channels, in the caller's terms
+    read_channels: tuple[Value, ...] = ()  # once shapes are known: each read's channels, in the caller's terms
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ EXAMPLES: tuple[Example, ...] = (
         _body("residual { relu } shortcut"),)),
     Example("an input line is `input CxHxW` (input 3x32x32) or a flat size (input 784)", (
         _body("input"),)),
+    Example("'add' and 'mul' are reserved words (add {{ ... }} sums branches, mul {{ ... }} multiplies "
+            "them): choose another name", (_body("add: conv(4, 1)"), _body("mul: conv(4, 1)"),
+                                          _body("relu -> add"), _body("relu -> mul"))),
 )
 
 

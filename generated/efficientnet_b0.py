@@ -76,116 +76,23 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
                     expanded,
@@ -198,22 +105,26 @@ class MBConv3(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -258,23 +169,32 @@ class EfficientNet_b0(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv(32, 32, 32, 16, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(32, 32, 32, 16, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 16x112x112
             ),  # 16x112x112
             nn.Sequential(
-                MBConv2(16, 16, 96, 24, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                MBConv(16, 16, 96, 24, 3, 2, 0.0125, eps=norm_eps, momentum=norm_momentum),
                 # 24x56x56
-                MBConv3(24, 24, 144, 24, 3, 1, 0.025, eps=norm_eps, momentum=norm_momentum),
+                MBConv(24, 24, 144, 24, 3, 1, 0.025, eps=norm_eps, momentum=norm_momentum),
             ),  # 24x56x56
             nn.Sequential(
-                MBConv2(24, 24, 144, 40, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 40x28x28
-                MBConv3(40, 40, 240, 40, 5, 1, 0.05, eps=norm_eps, momentum=norm_momentum),
+                MBConv(
+                    24,
+                    24,
+                    144,
+                    40,
+                    5,
+                    2,
+                    0.037500000000000006,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 40x28x28
+                MBConv(40, 40, 240, 40, 5, 1, 0.05, eps=norm_eps, momentum=norm_momentum),
             ),  # 40x28x28
             nn.Sequential(
-                MBConv2(40, 40, 240, 80, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                MBConv(40, 40, 240, 80, 3, 2, 0.0625, eps=norm_eps, momentum=norm_momentum),
                 # 80x14x14
-                MBConv3(
+                MBConv(
                     80,
                     80,
                     480,
@@ -285,7 +205,7 @@ class EfficientNet_b0(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv3(
+                MBConv(
                     80,
                     80,
                     480,
@@ -298,9 +218,9 @@ class EfficientNet_b0(nn.Module):
                 ),
             ),  # 80x14x14
             nn.Sequential(
-                MBConv2(80, 80, 480, 112, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(80, 80, 480, 112, 5, 1, 0.1, eps=norm_eps, momentum=norm_momentum),
                 # 112x14x14
-                MBConv3(
+                MBConv(
                     112,
                     112,
                     672,
@@ -311,7 +231,7 @@ class EfficientNet_b0(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv3(
+                MBConv(
                     112,
                     112,
                     672,
@@ -324,9 +244,18 @@ class EfficientNet_b0(nn.Module):
                 ),
             ),  # 112x14x14
             nn.Sequential(
-                MBConv2(112, 112, 672, 192, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 192x7x7
-                MBConv3(
+                MBConv(
+                    112,
+                    112,
+                    672,
+                    192,
+                    5,
+                    2,
+                    0.1375,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 192x7x7
+                MBConv(
                     192,
                     192,
                     1152,
@@ -337,7 +266,7 @@ class EfficientNet_b0(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv3(
+                MBConv(
                     192,
                     192,
                     1152,
@@ -348,7 +277,7 @@ class EfficientNet_b0(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv3(
+                MBConv(
                     192,
                     192,
                     1152,
@@ -361,8 +290,17 @@ class EfficientNet_b0(nn.Module):
                 ),
             ),  # 192x7x7
             nn.Sequential(
-                MBConv2(192, 192, 1152, 320, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 320x7x7
+                MBConv(
+                    192,
+                    192,
+                    1152,
+                    320,
+                    3,
+                    1,
+                    0.1875,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 320x7x7
             ),  # 320x7x7
             nn.Sequential(
                 nn.Conv2d(320, 1280, kernel_size=1, bias=False),  # 1280x7x7

@@ -76,61 +76,26 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=stride,
@@ -140,133 +105,26 @@ class MBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv4(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -311,9 +169,9 @@ class EfficientNet_b1(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv(32, 32, 32, 16, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(32, 32, 32, 16, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 16x112x112
-                MBConv2(
+                MBConv(
                     16,
                     16,
                     16,
@@ -326,9 +184,18 @@ class EfficientNet_b1(nn.Module):
                 ),
             ),  # 16x112x112
             nn.Sequential(
-                MBConv3(16, 16, 96, 24, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 24x56x56
-                MBConv4(
+                MBConv(
+                    16,
+                    16,
+                    96,
+                    24,
+                    3,
+                    2,
+                    0.017391304347826087,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 24x56x56
+                MBConv(
                     24,
                     24,
                     144,
@@ -339,7 +206,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     24,
                     24,
                     144,
@@ -352,9 +219,18 @@ class EfficientNet_b1(nn.Module):
                 ),
             ),  # 24x56x56
             nn.Sequential(
-                MBConv3(24, 24, 144, 40, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 40x28x28
-                MBConv4(
+                MBConv(
+                    24,
+                    24,
+                    144,
+                    40,
+                    5,
+                    2,
+                    0.043478260869565216,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 40x28x28
+                MBConv(
                     40,
                     40,
                     240,
@@ -365,7 +241,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -378,9 +254,18 @@ class EfficientNet_b1(nn.Module):
                 ),
             ),  # 40x28x28
             nn.Sequential(
-                MBConv3(40, 40, 240, 80, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 80x14x14
-                MBConv4(
+                MBConv(
+                    40,
+                    40,
+                    240,
+                    80,
+                    3,
+                    2,
+                    0.06956521739130435,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 80x14x14
+                MBConv(
                     80,
                     80,
                     480,
@@ -391,7 +276,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -402,7 +287,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -415,9 +300,18 @@ class EfficientNet_b1(nn.Module):
                 ),
             ),  # 80x14x14
             nn.Sequential(
-                MBConv3(80, 80, 480, 112, 5, 1, eps=norm_eps, momentum=norm_momentum),
-                # 112x14x14
-                MBConv4(
+                MBConv(
+                    80,
+                    80,
+                    480,
+                    112,
+                    5,
+                    1,
+                    0.10434782608695654,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 112x14x14
+                MBConv(
                     112,
                     112,
                     672,
@@ -428,7 +322,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     112,
                     112,
                     672,
@@ -439,7 +333,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     112,
                     112,
                     672,
@@ -452,9 +346,18 @@ class EfficientNet_b1(nn.Module):
                 ),
             ),  # 112x14x14
             nn.Sequential(
-                MBConv3(112, 112, 672, 192, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 192x7x7
-                MBConv4(
+                MBConv(
+                    112,
+                    112,
+                    672,
+                    192,
+                    5,
+                    2,
+                    0.1391304347826087,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 192x7x7
+                MBConv(
                     192,
                     192,
                     1152,
@@ -465,7 +368,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     192,
                     192,
                     1152,
@@ -476,7 +379,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     192,
                     192,
                     1152,
@@ -487,7 +390,7 @@ class EfficientNet_b1(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     192,
                     192,
                     1152,
@@ -500,9 +403,18 @@ class EfficientNet_b1(nn.Module):
                 ),
             ),  # 192x7x7
             nn.Sequential(
-                MBConv3(192, 192, 1152, 320, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 320x7x7
-                MBConv4(
+                MBConv(
+                    192,
+                    192,
+                    1152,
+                    320,
+                    3,
+                    1,
+                    0.1826086956521739,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 320x7x7
+                MBConv(
                     320,
                     320,
                     1920,

@@ -76,61 +76,26 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=stride,
@@ -140,133 +105,26 @@ class MBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv4(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -311,9 +169,9 @@ class EfficientNet_b2(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv(32, 32, 32, 16, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(32, 32, 32, 16, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 16x112x112
-                MBConv2(
+                MBConv(
                     16,
                     16,
                     16,
@@ -326,9 +184,18 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 16x112x112
             nn.Sequential(
-                MBConv3(16, 16, 96, 24, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 24x56x56
-                MBConv4(
+                MBConv(
+                    16,
+                    16,
+                    96,
+                    24,
+                    3,
+                    2,
+                    0.017391304347826087,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 24x56x56
+                MBConv(
                     24,
                     24,
                     144,
@@ -339,7 +206,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     24,
                     24,
                     144,
@@ -352,9 +219,18 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 24x56x56
             nn.Sequential(
-                MBConv3(24, 24, 144, 48, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 48x28x28
-                MBConv4(
+                MBConv(
+                    24,
+                    24,
+                    144,
+                    48,
+                    5,
+                    2,
+                    0.043478260869565216,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 48x28x28
+                MBConv(
                     48,
                     48,
                     288,
@@ -365,7 +241,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     48,
                     48,
                     288,
@@ -378,9 +254,18 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 48x28x28
             nn.Sequential(
-                MBConv3(48, 48, 288, 88, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 88x14x14
-                MBConv4(
+                MBConv(
+                    48,
+                    48,
+                    288,
+                    88,
+                    3,
+                    2,
+                    0.06956521739130435,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 88x14x14
+                MBConv(
                     88,
                     88,
                     528,
@@ -391,7 +276,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     88,
                     88,
                     528,
@@ -402,7 +287,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     88,
                     88,
                     528,
@@ -415,9 +300,18 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 88x14x14
             nn.Sequential(
-                MBConv3(88, 88, 528, 120, 5, 1, eps=norm_eps, momentum=norm_momentum),
-                # 120x14x14
-                MBConv4(
+                MBConv(
+                    88,
+                    88,
+                    528,
+                    120,
+                    5,
+                    1,
+                    0.10434782608695654,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 120x14x14
+                MBConv(
                     120,
                     120,
                     720,
@@ -428,7 +322,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     120,
                     120,
                     720,
@@ -439,7 +333,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     120,
                     120,
                     720,
@@ -452,9 +346,18 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 120x14x14
             nn.Sequential(
-                MBConv3(120, 120, 720, 208, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 208x7x7
-                MBConv4(
+                MBConv(
+                    120,
+                    120,
+                    720,
+                    208,
+                    5,
+                    2,
+                    0.1391304347826087,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 208x7x7
+                MBConv(
                     208,
                     208,
                     1248,
@@ -465,7 +368,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     208,
                     208,
                     1248,
@@ -476,7 +379,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     208,
                     208,
                     1248,
@@ -487,7 +390,7 @@ class EfficientNet_b2(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     208,
                     208,
                     1248,
@@ -500,9 +403,18 @@ class EfficientNet_b2(nn.Module):
                 ),
             ),  # 208x7x7
             nn.Sequential(
-                MBConv3(208, 208, 1248, 352, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 352x7x7
-                MBConv4(
+                MBConv(
+                    208,
+                    208,
+                    1248,
+                    352,
+                    3,
+                    1,
+                    0.1826086956521739,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 352x7x7
+                MBConv(
                     352,
                     352,
                     2112,

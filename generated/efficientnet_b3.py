@@ -76,61 +76,26 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=stride,
@@ -140,133 +105,26 @@ class MBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv4(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -312,9 +170,9 @@ class EfficientNet_b3(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 40x112x112
             nn.Sequential(
-                MBConv(40, 40, 40, 24, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(40, 40, 40, 24, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 24x112x112
-                MBConv2(
+                MBConv(
                     24,
                     24,
                     24,
@@ -327,9 +185,18 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 24x112x112
             nn.Sequential(
-                MBConv3(24, 24, 144, 32, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 32x56x56
-                MBConv4(
+                MBConv(
+                    24,
+                    24,
+                    144,
+                    32,
+                    3,
+                    2,
+                    0.015384615384615385,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 32x56x56
+                MBConv(
                     32,
                     32,
                     192,
@@ -340,7 +207,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     32,
                     32,
                     192,
@@ -353,9 +220,18 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 32x56x56
             nn.Sequential(
-                MBConv3(32, 32, 192, 48, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 48x28x28
-                MBConv4(
+                MBConv(
+                    32,
+                    32,
+                    192,
+                    48,
+                    5,
+                    2,
+                    0.038461538461538464,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 48x28x28
+                MBConv(
                     48,
                     48,
                     288,
@@ -366,7 +242,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     48,
                     48,
                     288,
@@ -379,9 +255,18 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 48x28x28
             nn.Sequential(
-                MBConv3(48, 48, 288, 96, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 96x14x14
-                MBConv4(
+                MBConv(
+                    48,
+                    48,
+                    288,
+                    96,
+                    3,
+                    2,
+                    0.06153846153846154,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 96x14x14
+                MBConv(
                     96,
                     96,
                     576,
@@ -392,7 +277,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     96,
                     96,
                     576,
@@ -403,7 +288,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     96,
                     96,
                     576,
@@ -414,7 +299,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     96,
                     96,
                     576,
@@ -427,9 +312,9 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 96x14x14
             nn.Sequential(
-                MBConv3(96, 96, 576, 136, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(96, 96, 576, 136, 5, 1, 0.1, eps=norm_eps, momentum=norm_momentum),
                 # 136x14x14
-                MBConv4(
+                MBConv(
                     136,
                     136,
                     816,
@@ -440,7 +325,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     136,
                     136,
                     816,
@@ -451,7 +336,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     136,
                     136,
                     816,
@@ -462,7 +347,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     136,
                     136,
                     816,
@@ -475,9 +360,18 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 136x14x14
             nn.Sequential(
-                MBConv3(136, 136, 816, 232, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 232x7x7
-                MBConv4(
+                MBConv(
+                    136,
+                    136,
+                    816,
+                    232,
+                    5,
+                    2,
+                    0.13846153846153847,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 232x7x7
+                MBConv(
                     232,
                     232,
                     1392,
@@ -488,7 +382,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     232,
                     232,
                     1392,
@@ -499,7 +393,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     232,
                     232,
                     1392,
@@ -510,7 +404,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     232,
                     232,
                     1392,
@@ -521,7 +415,7 @@ class EfficientNet_b3(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     232,
                     232,
                     1392,
@@ -534,9 +428,18 @@ class EfficientNet_b3(nn.Module):
                 ),
             ),  # 232x7x7
             nn.Sequential(
-                MBConv3(232, 232, 1392, 384, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 384x7x7
-                MBConv4(
+                MBConv(
+                    232,
+                    232,
+                    1392,
+                    384,
+                    3,
+                    1,
+                    0.18461538461538465,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 384x7x7
+                MBConv(
                     384,
                     384,
                     2304,

@@ -76,61 +76,26 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=stride,
@@ -140,133 +105,26 @@ class MBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv4(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -312,24 +170,14 @@ class EfficientNet_b4(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 48x112x112
             nn.Sequential(
-                MBConv(48, 48, 48, 24, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(48, 48, 48, 24, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 24x112x112
-                MBConv2(
-                    24,
-                    24,
-                    24,
-                    24,
-                    3,
-                    1,
-                    0.00625,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
+                MBConv(24, 24, 24, 24, 3, 1, 0.00625, eps=norm_eps, momentum=norm_momentum),
             ),  # 24x112x112
             nn.Sequential(
-                MBConv3(24, 24, 144, 32, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                MBConv(24, 24, 144, 32, 3, 2, 0.0125, eps=norm_eps, momentum=norm_momentum),
                 # 32x56x56
-                MBConv4(
+                MBConv(
                     32,
                     32,
                     192,
@@ -340,8 +188,8 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(32, 32, 192, 32, 3, 1, 0.025, eps=norm_eps, momentum=norm_momentum),
-                MBConv4(
+                MBConv(32, 32, 192, 32, 3, 1, 0.025, eps=norm_eps, momentum=norm_momentum),
+                MBConv(
                     32,
                     32,
                     192,
@@ -354,9 +202,18 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 32x56x56
             nn.Sequential(
-                MBConv3(32, 32, 192, 56, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 56x28x28
-                MBConv4(
+                MBConv(
+                    32,
+                    32,
+                    192,
+                    56,
+                    5,
+                    2,
+                    0.037500000000000006,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 56x28x28
+                MBConv(
                     56,
                     56,
                     336,
@@ -367,8 +224,8 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(56, 56, 336, 56, 5, 1, 0.05, eps=norm_eps, momentum=norm_momentum),
-                MBConv4(
+                MBConv(56, 56, 336, 56, 5, 1, 0.05, eps=norm_eps, momentum=norm_momentum),
+                MBConv(
                     56,
                     56,
                     336,
@@ -381,9 +238,18 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 56x28x28
             nn.Sequential(
-                MBConv3(56, 56, 336, 112, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 112x14x14
-                MBConv4(
+                MBConv(
+                    56,
+                    56,
+                    336,
+                    112,
+                    3,
+                    2,
+                    0.0625,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 112x14x14
+                MBConv(
                     112,
                     112,
                     672,
@@ -394,7 +260,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     112,
                     112,
                     672,
@@ -405,7 +271,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     112,
                     112,
                     672,
@@ -416,7 +282,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     112,
                     112,
                     672,
@@ -427,7 +293,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     112,
                     112,
                     672,
@@ -440,9 +306,9 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 112x14x14
             nn.Sequential(
-                MBConv3(112, 112, 672, 160, 5, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(112, 112, 672, 160, 5, 1, 0.1, eps=norm_eps, momentum=norm_momentum),
                 # 160x14x14
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -453,7 +319,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -464,7 +330,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -475,7 +341,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -486,7 +352,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -499,9 +365,18 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv3(160, 160, 960, 272, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 272x7x7
-                MBConv4(
+                MBConv(
+                    160,
+                    160,
+                    960,
+                    272,
+                    5,
+                    2,
+                    0.1375,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 272x7x7
+                MBConv(
                     272,
                     272,
                     1632,
@@ -512,7 +387,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     272,
                     272,
                     1632,
@@ -523,7 +398,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     272,
                     272,
                     1632,
@@ -534,7 +409,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     272,
                     272,
                     1632,
@@ -545,7 +420,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     272,
                     272,
                     1632,
@@ -556,7 +431,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     272,
                     272,
                     1632,
@@ -567,7 +442,7 @@ class EfficientNet_b4(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     272,
                     272,
                     1632,
@@ -580,9 +455,18 @@ class EfficientNet_b4(nn.Module):
                 ),
             ),  # 272x7x7
             nn.Sequential(
-                MBConv3(272, 272, 1632, 448, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 448x7x7
-                MBConv4(
+                MBConv(
+                    272,
+                    272,
+                    1632,
+                    448,
+                    3,
+                    1,
+                    0.1875,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 448x7x7
+                MBConv(
                     448,
                     448,
                     2688,

@@ -76,61 +76,26 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=stride,
@@ -140,133 +105,26 @@ class MBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv4(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -313,9 +171,9 @@ class EfficientNet_b5(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 48x112x112
             nn.Sequential(
-                MBConv(48, 48, 48, 24, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(48, 48, 48, 24, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 24x112x112
-                MBConv2(
+                MBConv(
                     24,
                     24,
                     24,
@@ -326,7 +184,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     24,
                     24,
                     24,
@@ -339,9 +197,18 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 24x112x112
             nn.Sequential(
-                MBConv3(24, 24, 144, 40, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 40x56x56
-                MBConv4(
+                MBConv(
+                    24,
+                    24,
+                    144,
+                    40,
+                    3,
+                    2,
+                    0.015384615384615387,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 40x56x56
+                MBConv(
                     40,
                     40,
                     240,
@@ -352,7 +219,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -363,7 +230,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -374,7 +241,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -387,9 +254,18 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 40x56x56
             nn.Sequential(
-                MBConv3(40, 40, 240, 64, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 64x28x28
-                MBConv4(
+                MBConv(
+                    40,
+                    40,
+                    240,
+                    64,
+                    5,
+                    2,
+                    0.041025641025641026,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 64x28x28
+                MBConv(
                     64,
                     64,
                     384,
@@ -400,7 +276,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     64,
                     64,
                     384,
@@ -411,7 +287,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     64,
                     64,
                     384,
@@ -422,7 +298,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     64,
                     64,
                     384,
@@ -435,9 +311,18 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 64x28x28
             nn.Sequential(
-                MBConv3(64, 64, 384, 128, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 128x14x14
-                MBConv4(
+                MBConv(
+                    64,
+                    64,
+                    384,
+                    128,
+                    3,
+                    2,
+                    0.06666666666666667,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 128x14x14
+                MBConv(
                     128,
                     128,
                     768,
@@ -448,7 +333,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     128,
                     128,
                     768,
@@ -459,7 +344,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     128,
                     128,
                     768,
@@ -470,7 +355,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     128,
                     128,
                     768,
@@ -481,7 +366,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     128,
                     128,
                     768,
@@ -492,7 +377,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     128,
                     128,
                     768,
@@ -505,9 +390,18 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 128x14x14
             nn.Sequential(
-                MBConv3(128, 128, 768, 176, 5, 1, eps=norm_eps, momentum=norm_momentum),
-                # 176x14x14
-                MBConv4(
+                MBConv(
+                    128,
+                    128,
+                    768,
+                    176,
+                    5,
+                    1,
+                    0.10256410256410256,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 176x14x14
+                MBConv(
                     176,
                     176,
                     1056,
@@ -518,7 +412,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -529,7 +423,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -540,7 +434,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -551,7 +445,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -562,7 +456,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -575,9 +469,18 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 176x14x14
             nn.Sequential(
-                MBConv3(176, 176, 1056, 304, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 304x7x7
-                MBConv4(
+                MBConv(
+                    176,
+                    176,
+                    1056,
+                    304,
+                    5,
+                    2,
+                    0.13846153846153847,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 304x7x7
+                MBConv(
                     304,
                     304,
                     1824,
@@ -588,7 +491,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -599,7 +502,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -610,7 +513,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -621,7 +524,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -632,7 +535,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -643,7 +546,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -654,7 +557,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -667,9 +570,18 @@ class EfficientNet_b5(nn.Module):
                 ),
             ),  # 304x7x7
             nn.Sequential(
-                MBConv3(304, 304, 1824, 512, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 512x7x7
-                MBConv4(
+                MBConv(
+                    304,
+                    304,
+                    1824,
+                    512,
+                    3,
+                    1,
+                    0.18461538461538463,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 512x7x7
+                MBConv(
                     512,
                     512,
                     3072,
@@ -680,7 +592,7 @@ class EfficientNet_b5(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     512,
                     512,
                     3072,

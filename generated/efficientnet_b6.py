@@ -76,61 +76,26 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=stride,
@@ -140,133 +105,26 @@ class MBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv4(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -313,9 +171,9 @@ class EfficientNet_b6(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 56x112x112
             nn.Sequential(
-                MBConv(56, 56, 56, 32, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(56, 56, 56, 32, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 32x112x112
-                MBConv2(
+                MBConv(
                     32,
                     32,
                     32,
@@ -326,7 +184,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     32,
                     32,
                     32,
@@ -339,9 +197,18 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv3(32, 32, 192, 40, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 40x56x56
-                MBConv4(
+                MBConv(
+                    32,
+                    32,
+                    192,
+                    40,
+                    3,
+                    2,
+                    0.013333333333333336,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 40x56x56
+                MBConv(
                     40,
                     40,
                     240,
@@ -352,7 +219,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -363,7 +230,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -374,7 +241,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -385,7 +252,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     40,
                     40,
                     240,
@@ -398,9 +265,9 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 40x56x56
             nn.Sequential(
-                MBConv3(40, 40, 240, 72, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                MBConv(40, 40, 240, 72, 5, 2, 0.04, eps=norm_eps, momentum=norm_momentum),
                 # 72x28x28
-                MBConv4(
+                MBConv(
                     72,
                     72,
                     432,
@@ -411,7 +278,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     72,
                     72,
                     432,
@@ -422,7 +289,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     72,
                     72,
                     432,
@@ -433,7 +300,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     72,
                     72,
                     432,
@@ -444,7 +311,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     72,
                     72,
                     432,
@@ -457,9 +324,18 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 72x28x28
             nn.Sequential(
-                MBConv3(72, 72, 432, 144, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 144x14x14
-                MBConv4(
+                MBConv(
+                    72,
+                    72,
+                    432,
+                    144,
+                    3,
+                    2,
+                    0.06666666666666667,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 144x14x14
+                MBConv(
                     144,
                     144,
                     864,
@@ -470,7 +346,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     144,
                     144,
                     864,
@@ -481,7 +357,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     144,
                     144,
                     864,
@@ -492,7 +368,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     144,
                     144,
                     864,
@@ -503,7 +379,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     144,
                     144,
                     864,
@@ -514,7 +390,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     144,
                     144,
                     864,
@@ -525,7 +401,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     144,
                     144,
                     864,
@@ -538,9 +414,18 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 144x14x14
             nn.Sequential(
-                MBConv3(144, 144, 864, 200, 5, 1, eps=norm_eps, momentum=norm_momentum),
-                # 200x14x14
-                MBConv4(
+                MBConv(
+                    144,
+                    144,
+                    864,
+                    200,
+                    5,
+                    1,
+                    0.10222222222222223,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 200x14x14
+                MBConv(
                     200,
                     200,
                     1200,
@@ -551,7 +436,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     200,
                     200,
                     1200,
@@ -562,7 +447,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     200,
                     200,
                     1200,
@@ -573,7 +458,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     200,
                     200,
                     1200,
@@ -584,7 +469,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     200,
                     200,
                     1200,
@@ -595,7 +480,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     200,
                     200,
                     1200,
@@ -606,7 +491,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     200,
                     200,
                     1200,
@@ -619,9 +504,18 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 200x14x14
             nn.Sequential(
-                MBConv3(200, 200, 1200, 344, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 344x7x7
-                MBConv4(
+                MBConv(
+                    200,
+                    200,
+                    1200,
+                    344,
+                    5,
+                    2,
+                    0.13777777777777778,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 344x7x7
+                MBConv(
                     344,
                     344,
                     2064,
@@ -632,7 +526,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -643,7 +537,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -654,7 +548,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -665,7 +559,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -676,7 +570,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -687,7 +581,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -698,7 +592,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -709,7 +603,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -720,7 +614,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     344,
                     344,
                     2064,
@@ -733,9 +627,18 @@ class EfficientNet_b6(nn.Module):
                 ),
             ),  # 344x7x7
             nn.Sequential(
-                MBConv3(344, 344, 2064, 576, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 576x7x7
-                MBConv4(
+                MBConv(
+                    344,
+                    344,
+                    2064,
+                    576,
+                    3,
+                    1,
+                    0.18666666666666668,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 576x7x7
+                MBConv(
                     576,
                     576,
                     3456,
@@ -746,7 +649,7 @@ class EfficientNet_b6(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     576,
                     576,
                     3456,

@@ -76,61 +76,26 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
+                    nn.SiLU(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=stride,
@@ -140,133 +105,26 @@ class MBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
+            )
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, inp // 4)))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
-        return x
-
-
-class MBConv3(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv4(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -313,9 +171,9 @@ class EfficientNet_b7(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 64x112x112
             nn.Sequential(
-                MBConv(64, 64, 64, 32, 3, 1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(64, 64, 64, 32, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 # 32x112x112
-                MBConv2(
+                MBConv(
                     32,
                     32,
                     32,
@@ -326,7 +184,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     32,
                     32,
                     32,
@@ -337,7 +195,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     32,
                     32,
                     32,
@@ -350,9 +208,18 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 32x112x112
             nn.Sequential(
-                MBConv3(32, 32, 192, 48, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 48x56x56
-                MBConv4(
+                MBConv(
+                    32,
+                    32,
+                    192,
+                    48,
+                    3,
+                    2,
+                    0.014545454545454545,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 48x56x56
+                MBConv(
                     48,
                     48,
                     288,
@@ -363,7 +230,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     48,
                     48,
                     288,
@@ -374,7 +241,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     48,
                     48,
                     288,
@@ -385,7 +252,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     48,
                     48,
                     288,
@@ -396,7 +263,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     48,
                     48,
                     288,
@@ -407,7 +274,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     48,
                     48,
                     288,
@@ -420,9 +287,9 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 48x56x56
             nn.Sequential(
-                MBConv3(48, 48, 288, 80, 5, 2, eps=norm_eps, momentum=norm_momentum),
+                MBConv(48, 48, 288, 80, 5, 2, 0.04, eps=norm_eps, momentum=norm_momentum),
                 # 80x28x28
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -433,7 +300,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -444,7 +311,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -455,7 +322,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -466,7 +333,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -477,7 +344,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     80,
                     80,
                     480,
@@ -490,9 +357,18 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 80x28x28
             nn.Sequential(
-                MBConv3(80, 80, 480, 160, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 160x14x14
-                MBConv4(
+                MBConv(
+                    80,
+                    80,
+                    480,
+                    160,
+                    3,
+                    2,
+                    0.06545454545454546,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 160x14x14
+                MBConv(
                     160,
                     160,
                     960,
@@ -503,7 +379,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -514,7 +390,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -525,7 +401,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -536,7 +412,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -547,7 +423,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -558,7 +434,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -569,7 +445,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -580,7 +456,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     160,
                     160,
                     960,
@@ -593,9 +469,18 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv3(160, 160, 960, 224, 5, 1, eps=norm_eps, momentum=norm_momentum),
-                # 224x14x14
-                MBConv4(
+                MBConv(
+                    160,
+                    160,
+                    960,
+                    224,
+                    5,
+                    1,
+                    0.10181818181818182,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 224x14x14
+                MBConv(
                     224,
                     224,
                     1344,
@@ -606,7 +491,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -617,7 +502,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -628,7 +513,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -639,7 +524,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -650,7 +535,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -661,7 +546,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -672,7 +557,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -683,7 +568,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -696,9 +581,18 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 224x14x14
             nn.Sequential(
-                MBConv3(224, 224, 1344, 384, 5, 2, eps=norm_eps, momentum=norm_momentum),
-                # 384x7x7
-                MBConv4(
+                MBConv(
+                    224,
+                    224,
+                    1344,
+                    384,
+                    5,
+                    2,
+                    0.13818181818181818,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 384x7x7
+                MBConv(
                     384,
                     384,
                     2304,
@@ -709,7 +603,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -720,7 +614,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -731,7 +625,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -742,7 +636,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -753,7 +647,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -764,7 +658,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -775,7 +669,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -786,7 +680,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -797,7 +691,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -808,7 +702,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -819,7 +713,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -832,9 +726,18 @@ class EfficientNet_b7(nn.Module):
                 ),
             ),  # 384x7x7
             nn.Sequential(
-                MBConv3(384, 384, 2304, 640, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 640x7x7
-                MBConv4(
+                MBConv(
+                    384,
+                    384,
+                    2304,
+                    640,
+                    3,
+                    1,
+                    0.18545454545454548,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 640x7x7
+                MBConv(
                     640,
                     640,
                     3840,
@@ -845,7 +748,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     640,
                     640,
                     3840,
@@ -856,7 +759,7 @@ class EfficientNet_b7(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv4(
+                MBConv(
                     640,
                     640,
                     3840,

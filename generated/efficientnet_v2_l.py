@@ -44,6 +44,8 @@ class FusedMBConv(nn.Module):
     def __init__(
         self,
         in_channels: int,
+        inp: int,
+        expanded: int,
         out: int,
         kernel: int,
         stride: int,
@@ -52,52 +54,9 @@ class FusedMBConv(nn.Module):
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    out,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
-        return x
-
-
-class FusedMBConv2(nn.Module):
-    """Block `FusedMBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:73.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
                     in_channels,
@@ -109,65 +68,26 @@ class FusedMBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class FusedMBConv3(nn.Module):
-    """Block `FusedMBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:73.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(expanded, out, kernel_size=1, bias=False),
+                    nn.BatchNorm2d(out, eps=eps, momentum=momentum),
+                )
+            )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -214,63 +134,12 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
+        self.use_res_connect = stride == 1 and inp == out
         self.block = nn.Sequential(
             nn.Sequential(
                 nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
@@ -303,9 +172,10 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -352,8 +222,20 @@ class EfficientNet_v2_l(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 32x112x112
             nn.Sequential(
-                FusedMBConv(32, 32, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 FusedMBConv(
+                    32,
+                    32,
+                    32,
+                    32,
+                    3,
+                    1,
+                    0.0,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),
+                FusedMBConv(
+                    32,
+                    32,
                     32,
                     32,
                     3,
@@ -365,6 +247,8 @@ class EfficientNet_v2_l(nn.Module):
                 FusedMBConv(
                     32,
                     32,
+                    32,
+                    32,
                     3,
                     1,
                     0.005063291139240506,
@@ -372,6 +256,8 @@ class EfficientNet_v2_l(nn.Module):
                     momentum=norm_momentum,
                 ),
                 FusedMBConv(
+                    32,
+                    32,
                     32,
                     32,
                     3,
@@ -382,9 +268,19 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),
             nn.Sequential(
-                FusedMBConv2(32, 128, 64, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 64x56x56
-                FusedMBConv3(
+                FusedMBConv(
+                    32,
+                    32,
+                    128,
+                    64,
+                    3,
+                    2,
+                    0.010126582278481013,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 64x56x56
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -394,7 +290,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -404,7 +301,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -414,7 +312,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -424,7 +323,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -434,7 +334,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -446,9 +347,19 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 64x56x56
             nn.Sequential(
-                FusedMBConv2(64, 256, 96, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 96x28x28
-                FusedMBConv3(
+                FusedMBConv(
+                    64,
+                    64,
+                    256,
+                    96,
+                    3,
+                    2,
+                    0.027848101265822787,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 96x28x28
+                FusedMBConv(
+                    96,
                     96,
                     384,
                     96,
@@ -458,7 +369,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    96,
                     96,
                     384,
                     96,
@@ -468,7 +380,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    96,
                     96,
                     384,
                     96,
@@ -478,7 +391,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    96,
                     96,
                     384,
                     96,
@@ -488,7 +402,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    96,
                     96,
                     384,
                     96,
@@ -498,7 +413,8 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    96,
                     96,
                     384,
                     96,
@@ -510,9 +426,18 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 96x28x28
             nn.Sequential(
-                MBConv(96, 96, 384, 192, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 192x14x14
-                MBConv2(
+                MBConv(
+                    96,
+                    96,
+                    384,
+                    192,
+                    3,
+                    2,
+                    0.04556962025316456,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 192x14x14
+                MBConv(
                     192,
                     192,
                     768,
@@ -523,7 +448,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -534,7 +459,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -545,7 +470,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -556,7 +481,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -567,7 +492,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -578,7 +503,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -589,7 +514,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -600,7 +525,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     192,
                     192,
                     768,
@@ -613,9 +538,18 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 192x14x14
             nn.Sequential(
-                MBConv(192, 192, 1152, 224, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 224x14x14
-                MBConv2(
+                MBConv(
+                    192,
+                    192,
+                    1152,
+                    224,
+                    3,
+                    1,
+                    0.07088607594936709,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 224x14x14
+                MBConv(
                     224,
                     224,
                     1344,
@@ -626,7 +560,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -637,7 +571,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -648,7 +582,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -659,7 +593,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -670,7 +604,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -681,7 +615,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -692,7 +626,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -703,7 +637,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -714,7 +648,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -725,7 +659,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -736,7 +670,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -747,7 +681,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -758,7 +692,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -769,7 +703,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -780,7 +714,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -791,7 +725,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -802,7 +736,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     224,
                     224,
                     1344,
@@ -815,9 +749,18 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 224x14x14
             nn.Sequential(
-                MBConv(224, 224, 1344, 384, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 384x7x7
-                MBConv2(
+                MBConv(
+                    224,
+                    224,
+                    1344,
+                    384,
+                    3,
+                    2,
+                    0.11898734177215191,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 384x7x7
+                MBConv(
                     384,
                     384,
                     2304,
@@ -828,7 +771,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -839,7 +782,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -850,7 +793,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -861,7 +804,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -872,7 +815,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -883,7 +826,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -894,7 +837,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -905,7 +848,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -916,7 +859,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -927,7 +870,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -938,7 +881,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -949,7 +892,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -960,7 +903,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -971,7 +914,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -982,7 +925,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -993,7 +936,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1004,7 +947,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1015,7 +958,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1026,7 +969,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1037,7 +980,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1048,7 +991,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1059,7 +1002,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1070,7 +1013,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     384,
                     384,
                     2304,
@@ -1083,9 +1026,18 @@ class EfficientNet_v2_l(nn.Module):
                 ),
             ),  # 384x7x7
             nn.Sequential(
-                MBConv(384, 384, 2304, 640, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 640x7x7
-                MBConv2(
+                MBConv(
+                    384,
+                    384,
+                    2304,
+                    640,
+                    3,
+                    1,
+                    0.18227848101265823,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 640x7x7
+                MBConv(
                     640,
                     640,
                     3840,
@@ -1096,7 +1048,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     640,
                     640,
                     3840,
@@ -1107,7 +1059,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     640,
                     640,
                     3840,
@@ -1118,7 +1070,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     640,
                     640,
                     3840,
@@ -1129,7 +1081,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     640,
                     640,
                     3840,
@@ -1140,7 +1092,7 @@ class EfficientNet_v2_l(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     640,
                     640,
                     3840,

@@ -44,6 +44,8 @@ class FusedMBConv(nn.Module):
     def __init__(
         self,
         in_channels: int,
+        inp: int,
+        expanded: int,
         out: int,
         kernel: int,
         stride: int,
@@ -52,52 +54,9 @@ class FusedMBConv(nn.Module):
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    out,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
-        return x
-
-
-class FusedMBConv2(nn.Module):
-    """Block `FusedMBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:73.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
                     in_channels,
@@ -109,65 +68,26 @@ class FusedMBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class FusedMBConv3(nn.Module):
-    """Block `FusedMBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:73.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(expanded, out, kernel_size=1, bias=False),
+                    nn.BatchNorm2d(out, eps=eps, momentum=momentum),
+                )
+            )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -214,63 +134,12 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
+        self.use_res_connect = stride == 1 and inp == out
         self.block = nn.Sequential(
             nn.Sequential(
                 nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
@@ -303,9 +172,10 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -352,8 +222,20 @@ class EfficientNet_v2_m(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 24x112x112
             nn.Sequential(
-                FusedMBConv(24, 24, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
                 FusedMBConv(
+                    24,
+                    24,
+                    24,
+                    24,
+                    3,
+                    1,
+                    0.0,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),
+                FusedMBConv(
+                    24,
+                    24,
                     24,
                     24,
                     3,
@@ -365,6 +247,8 @@ class EfficientNet_v2_m(nn.Module):
                 FusedMBConv(
                     24,
                     24,
+                    24,
+                    24,
                     3,
                     1,
                     0.007017543859649123,
@@ -373,9 +257,19 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),
             nn.Sequential(
-                FusedMBConv2(24, 96, 48, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 48x56x56
-                FusedMBConv3(
+                FusedMBConv(
+                    24,
+                    24,
+                    96,
+                    48,
+                    3,
+                    2,
+                    0.010526315789473686,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 48x56x56
+                FusedMBConv(
+                    48,
                     48,
                     192,
                     48,
@@ -385,7 +279,8 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    48,
                     48,
                     192,
                     48,
@@ -395,7 +290,8 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    48,
                     48,
                     192,
                     48,
@@ -405,7 +301,8 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    48,
                     48,
                     192,
                     48,
@@ -417,9 +314,19 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 48x56x56
             nn.Sequential(
-                FusedMBConv2(48, 192, 80, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 80x28x28
-                FusedMBConv3(
+                FusedMBConv(
+                    48,
+                    48,
+                    192,
+                    80,
+                    3,
+                    2,
+                    0.028070175438596492,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 80x28x28
+                FusedMBConv(
+                    80,
                     80,
                     320,
                     80,
@@ -429,7 +336,8 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    80,
                     80,
                     320,
                     80,
@@ -439,7 +347,8 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    80,
                     80,
                     320,
                     80,
@@ -449,7 +358,8 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(
+                FusedMBConv(
+                    80,
                     80,
                     320,
                     80,
@@ -461,9 +371,18 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 80x28x28
             nn.Sequential(
-                MBConv(80, 80, 320, 160, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 160x14x14
-                MBConv2(
+                MBConv(
+                    80,
+                    80,
+                    320,
+                    160,
+                    3,
+                    2,
+                    0.0456140350877193,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 160x14x14
+                MBConv(
                     160,
                     160,
                     640,
@@ -474,7 +393,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     640,
@@ -485,7 +404,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     640,
@@ -496,7 +415,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     640,
@@ -507,7 +426,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     640,
@@ -518,7 +437,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     640,
@@ -531,9 +450,18 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv(160, 160, 960, 176, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 176x14x14
-                MBConv2(
+                MBConv(
+                    160,
+                    160,
+                    960,
+                    176,
+                    3,
+                    1,
+                    0.07017543859649122,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 176x14x14
+                MBConv(
                     176,
                     176,
                     1056,
@@ -544,7 +472,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -555,7 +483,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -566,7 +494,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -577,7 +505,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -588,7 +516,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -599,7 +527,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -610,7 +538,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -621,7 +549,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -632,7 +560,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -643,7 +571,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -654,7 +582,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -665,7 +593,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     176,
                     176,
                     1056,
@@ -678,9 +606,18 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 176x14x14
             nn.Sequential(
-                MBConv(176, 176, 1056, 304, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 304x7x7
-                MBConv2(
+                MBConv(
+                    176,
+                    176,
+                    1056,
+                    304,
+                    3,
+                    2,
+                    0.1192982456140351,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 304x7x7
+                MBConv(
                     304,
                     304,
                     1824,
@@ -691,7 +628,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -702,7 +639,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -713,7 +650,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -724,7 +661,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -735,7 +672,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -746,7 +683,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -757,7 +694,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -768,7 +705,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -779,7 +716,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -790,7 +727,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -801,7 +738,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -812,7 +749,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -823,7 +760,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -834,7 +771,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -845,7 +782,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -856,7 +793,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     304,
                     304,
                     1824,
@@ -869,9 +806,18 @@ class EfficientNet_v2_m(nn.Module):
                 ),
             ),  # 304x7x7
             nn.Sequential(
-                MBConv(304, 304, 1824, 512, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 512x7x7
-                MBConv2(
+                MBConv(
+                    304,
+                    304,
+                    1824,
+                    512,
+                    3,
+                    1,
+                    0.1824561403508772,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 512x7x7
+                MBConv(
                     512,
                     512,
                     3072,
@@ -882,7 +828,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     512,
                     512,
                     3072,
@@ -893,7 +839,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     512,
                     512,
                     3072,
@@ -904,7 +850,7 @@ class EfficientNet_v2_m(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     512,
                     512,
                     3072,

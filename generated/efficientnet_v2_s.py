@@ -44,6 +44,8 @@ class FusedMBConv(nn.Module):
     def __init__(
         self,
         in_channels: int,
+        inp: int,
+        expanded: int,
         out: int,
         kernel: int,
         stride: int,
@@ -52,52 +54,9 @@ class FusedMBConv(nn.Module):
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    out,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-        )
-        self.stochastic_depth = StochasticDepth(sd_prob, 'row')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-        x = self.stochastic_depth(x)
-
-        x = x + identity
-        return x
-
-
-class FusedMBConv2(nn.Module):
-    """Block `FusedMBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:73.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
                     in_channels,
@@ -109,65 +68,26 @@ class FusedMBConv2(nn.Module):
                 ),
                 nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
                 nn.SiLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
+            )
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class FusedMBConv3(nn.Module):
-    """Block `FusedMBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:73.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
-        sd_prob: float,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(expanded, out, kernel_size=1, bias=False),
+                    nn.BatchNorm2d(out, eps=eps, momentum=momentum),
+                )
+            )
+        self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, 'row')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -214,63 +134,12 @@ class MBConv(nn.Module):
         out: int,
         kernel: int,
         stride: int,
-        eps: float = 1e-05,
-        momentum: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=stride,
-                    padding=(kernel - 1) // 2,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=eps, momentum=momentum),
-                nn.SiLU(inplace=True),
-            ),
-            SqueezeExcitation(expanded, max(1, inp // 4)),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=eps, momentum=momentum),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class MBConv2(nn.Module):
-    """Block `MBConv`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2) - kernel) // stride + 1) x ((W + 2 * ((kernel -
-    1) // 2) - kernel) // stride + 1).
-
-    From specs/efficientnet.cnn:68.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        expanded: int,
-        out: int,
-        kernel: int,
-        stride: int,
         sd_prob: float,
         eps: float = 1e-05,
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
+        self.use_res_connect = stride == 1 and inp == out
         self.block = nn.Sequential(
             nn.Sequential(
                 nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
@@ -303,9 +172,10 @@ class MBConv2(nn.Module):
         identity = x
 
         x = self.block(x)
-        x = self.stochastic_depth(x)
 
-        x = x + identity
+        if self.use_res_connect:
+            x = self.stochastic_depth(x)
+            x = x + identity
         return x
 
 
@@ -352,13 +222,43 @@ class EfficientNet_v2_s(nn.Module):
                 nn.SiLU(inplace=True),
             ),  # 24x112x112
             nn.Sequential(
-                FusedMBConv(24, 24, 3, 1, 0.0, eps=norm_eps, momentum=norm_momentum),
-                FusedMBConv(24, 24, 3, 1, 0.005, eps=norm_eps, momentum=norm_momentum),
+                FusedMBConv(
+                    24,
+                    24,
+                    24,
+                    24,
+                    3,
+                    1,
+                    0.0,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),
+                FusedMBConv(
+                    24,
+                    24,
+                    24,
+                    24,
+                    3,
+                    1,
+                    0.005,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),
             ),
             nn.Sequential(
-                FusedMBConv2(24, 96, 48, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 48x56x56
-                FusedMBConv3(
+                FusedMBConv(
+                    24,
+                    24,
+                    96,
+                    48,
+                    3,
+                    2,
+                    0.01,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 48x56x56
+                FusedMBConv(
+                    48,
                     48,
                     192,
                     48,
@@ -368,8 +268,19 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(48, 192, 48, 3, 1, 0.02, eps=norm_eps, momentum=norm_momentum),
-                FusedMBConv3(
+                FusedMBConv(
+                    48,
+                    48,
+                    192,
+                    48,
+                    3,
+                    1,
+                    0.02,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),
+                FusedMBConv(
+                    48,
                     48,
                     192,
                     48,
@@ -381,9 +292,19 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 48x56x56
             nn.Sequential(
-                FusedMBConv2(48, 192, 64, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 64x28x28
-                FusedMBConv3(
+                FusedMBConv(
+                    48,
+                    48,
+                    192,
+                    64,
+                    3,
+                    2,
+                    0.030000000000000006,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 64x28x28
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -393,8 +314,19 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                FusedMBConv3(64, 256, 64, 3, 1, 0.04, eps=norm_eps, momentum=norm_momentum),
-                FusedMBConv3(
+                FusedMBConv(
+                    64,
+                    64,
+                    256,
+                    64,
+                    3,
+                    1,
+                    0.04,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),
+                FusedMBConv(
+                    64,
                     64,
                     256,
                     64,
@@ -406,9 +338,9 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 64x28x28
             nn.Sequential(
-                MBConv(64, 64, 256, 128, 3, 2, eps=norm_eps, momentum=norm_momentum),
+                MBConv(64, 64, 256, 128, 3, 2, 0.05, eps=norm_eps, momentum=norm_momentum),
                 # 128x14x14
-                MBConv2(
+                MBConv(
                     128,
                     128,
                     512,
@@ -419,7 +351,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     128,
                     128,
                     512,
@@ -430,7 +362,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     128,
                     128,
                     512,
@@ -441,7 +373,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     128,
                     128,
                     512,
@@ -452,7 +384,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     128,
                     128,
                     512,
@@ -465,9 +397,18 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 128x14x14
             nn.Sequential(
-                MBConv(128, 128, 768, 160, 3, 1, eps=norm_eps, momentum=norm_momentum),
-                # 160x14x14
-                MBConv2(
+                MBConv(
+                    128,
+                    128,
+                    768,
+                    160,
+                    3,
+                    1,
+                    0.08,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 160x14x14
+                MBConv(
                     160,
                     160,
                     960,
@@ -478,7 +419,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     960,
@@ -489,7 +430,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     960,
@@ -500,18 +441,8 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
-                    160,
-                    160,
-                    960,
-                    160,
-                    3,
-                    1,
-                    0.1,
-                    eps=norm_eps,
-                    momentum=norm_momentum,
-                ),
-                MBConv2(
+                MBConv(160, 160, 960, 160, 3, 1, 0.1, eps=norm_eps, momentum=norm_momentum),
+                MBConv(
                     160,
                     160,
                     960,
@@ -522,7 +453,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     960,
@@ -533,7 +464,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     960,
@@ -544,7 +475,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     160,
                     160,
                     960,
@@ -557,9 +488,18 @@ class EfficientNet_v2_s(nn.Module):
                 ),
             ),  # 160x14x14
             nn.Sequential(
-                MBConv(160, 160, 960, 256, 3, 2, eps=norm_eps, momentum=norm_momentum),
-                # 256x7x7
-                MBConv2(
+                MBConv(
+                    160,
+                    160,
+                    960,
+                    256,
+                    3,
+                    2,
+                    0.125,
+                    eps=norm_eps,
+                    momentum=norm_momentum,
+                ),  # 256x7x7
+                MBConv(
                     256,
                     256,
                     1536,
@@ -570,7 +510,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -581,7 +521,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -592,7 +532,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -603,7 +543,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -614,7 +554,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -625,7 +565,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -636,7 +576,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -647,7 +587,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -658,7 +598,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -669,7 +609,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -680,7 +620,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -691,7 +631,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,
@@ -702,7 +642,7 @@ class EfficientNet_v2_s(nn.Module):
                     eps=norm_eps,
                     momentum=norm_momentum,
                 ),
-                MBConv2(
+                MBConv(
                     256,
                     256,
                     1536,

@@ -25,58 +25,22 @@ class InvertedResidual(nn.Module):
         expand_ratio: int,
     ) -> None:
         super().__init__()
-        self.conv = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    int(round(inp * expand_ratio)),
-                    kernel_size=3,
-                    stride=stride,
-                    padding=1,
-                    groups=int(round(inp * expand_ratio)),
-                    bias=False,
-                ),
-                nn.BatchNorm2d(int(round(inp * expand_ratio))),
-                nn.ReLU6(inplace=True),
-            ),
-            nn.Conv2d(int(round(inp * expand_ratio)), oup, kernel_size=1, bias=False),
-            # oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-            nn.BatchNorm2d(oup),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)  # oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-        return x
-
-
-class InvertedResidual2(nn.Module):
-    """Block `InvertedResidual`: in_channels x H x W to
-    oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1).
-
-    From specs/mobilenetv2.cnn:32.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        inp: int,
-        oup: int,
-        stride: int,
-        expand_ratio: int,
-    ) -> None:
-        super().__init__()
         self.use_res_connect = stride == 1 and inp == oup
-        self.conv = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    int(round(inp * expand_ratio)),
-                    kernel_size=1,
-                    bias=False,
-                ),  # (int(round(inp * expand_ratio))) x H x W
-                nn.BatchNorm2d(int(round(inp * expand_ratio))),
-                nn.ReLU6(inplace=True),
-            ),  # (int(round(inp * expand_ratio))) x H x W
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(
+                        in_channels,
+                        int(round(inp * expand_ratio)),
+                        kernel_size=1,
+                        bias=False,
+                    ),  # (int(round(inp * expand_ratio))) x H x W
+                    nn.BatchNorm2d(int(round(inp * expand_ratio))),
+                    nn.ReLU6(inplace=True),
+                )
+            )  # (int(round(inp * expand_ratio))) x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
                     int(round(inp * expand_ratio)),
@@ -89,11 +53,13 @@ class InvertedResidual2(nn.Module):
                 ),
                 nn.BatchNorm2d(int(round(inp * expand_ratio))),
                 nn.ReLU6(inplace=True),
-            ),
-            nn.Conv2d(int(round(inp * expand_ratio)), oup, kernel_size=1, bias=False),
-            # oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-            nn.BatchNorm2d(oup),
+            )
         )
+        layers.append(
+            nn.Conv2d(int(round(inp * expand_ratio)), oup, kernel_size=1, bias=False)
+        )  # oup x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
+        layers.append(nn.BatchNorm2d(oup))
+        self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -140,22 +106,22 @@ class Mobilenet_v2(nn.Module):
                 nn.ReLU6(inplace=True),
             ),  # 32x112x112
             InvertedResidual(32, 32, 16, 1, 1),  # 16x112x112
-            InvertedResidual2(16, 16, 24, 2, 6),  # 24x56x56
-            InvertedResidual2(24, 24, 24, 1, 6),
-            InvertedResidual2(24, 24, 32, 2, 6),  # 32x28x28
-            InvertedResidual2(32, 32, 32, 1, 6),
-            InvertedResidual2(32, 32, 32, 1, 6),
-            InvertedResidual2(32, 32, 64, 2, 6),  # 64x14x14
-            InvertedResidual2(64, 64, 64, 1, 6),
-            InvertedResidual2(64, 64, 64, 1, 6),
-            InvertedResidual2(64, 64, 64, 1, 6),
-            InvertedResidual2(64, 64, 96, 1, 6),  # 96x14x14
-            InvertedResidual2(96, 96, 96, 1, 6),
-            InvertedResidual2(96, 96, 96, 1, 6),
-            InvertedResidual2(96, 96, 160, 2, 6),  # 160x7x7
-            InvertedResidual2(160, 160, 160, 1, 6),
-            InvertedResidual2(160, 160, 160, 1, 6),
-            InvertedResidual2(160, 160, 320, 1, 6),  # 320x7x7
+            InvertedResidual(16, 16, 24, 2, 6),  # 24x56x56
+            InvertedResidual(24, 24, 24, 1, 6),
+            InvertedResidual(24, 24, 32, 2, 6),  # 32x28x28
+            InvertedResidual(32, 32, 32, 1, 6),
+            InvertedResidual(32, 32, 32, 1, 6),
+            InvertedResidual(32, 32, 64, 2, 6),  # 64x14x14
+            InvertedResidual(64, 64, 64, 1, 6),
+            InvertedResidual(64, 64, 64, 1, 6),
+            InvertedResidual(64, 64, 64, 1, 6),
+            InvertedResidual(64, 64, 96, 1, 6),  # 96x14x14
+            InvertedResidual(96, 96, 96, 1, 6),
+            InvertedResidual(96, 96, 96, 1, 6),
+            InvertedResidual(96, 96, 160, 2, 6),  # 160x7x7
+            InvertedResidual(160, 160, 160, 1, 6),
+            InvertedResidual(160, 160, 160, 1, 6),
+            InvertedResidual(160, 160, 320, 1, 6),  # 320x7x7
             nn.Sequential(
                 nn.Conv2d(320, 1280, kernel_size=1, bias=False),  # 1280x7x7
                 nn.BatchNorm2d(1280),

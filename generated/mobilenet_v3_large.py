@@ -21,17 +21,32 @@ class InvertedResidualV3(nn.Module):
     def __init__(
         self,
         in_channels: int,
+        inp: int,
         kernel: int,
         expanded: int,
         out: int,
+        use_se: bool,
+        act: str,
         stride: int,
         dilation: int,
+        squeeze: int = 8,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
+                    nn.ReLU(inplace=True) if act == 'RE' else nn.Hardswish(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
-                    in_channels,
+                    expanded,
                     expanded,
                     kernel_size=kernel,
                     stride=1 if dilation > 1 else stride,
@@ -41,126 +56,26 @@ class InvertedResidualV3(nn.Module):
                     bias=False,
                 ),
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
+                nn.ReLU(inplace=True) if act == 'RE' else nn.Hardswish(inplace=True),
+            )
+        )
+        if use_se:
+            layers.append(SElayer(expanded, squeeze))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
+            )
         )
+        self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
 
-        x = x + identity
-        return x
-
-
-class InvertedResidualV32(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class InvertedResidualV33(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = x + identity
         return x
 
 
@@ -188,332 +103,6 @@ class SElayer(nn.Module):
         x = self.scale_activation(x)
 
         x = gated * x  # in_channels x H x W
-        return x
-
-
-class InvertedResidualV34(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-        squeeze: int = 8,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
-            SElayer(expanded, squeeze),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class InvertedResidualV35(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-        squeeze: int = 8,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
-            SElayer(expanded, squeeze),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-
-        x = x + identity
-        return x
-
-
-class InvertedResidualV36(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class InvertedResidualV37(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-
-        x = x + identity
-        return x
-
-
-class InvertedResidualV38(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-        squeeze: int = 8,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),
-            SElayer(expanded, squeeze),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class InvertedResidualV39(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-        squeeze: int = 8,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),
-            SElayer(expanded, squeeze),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-
-        x = x + identity
         return x
 
 
@@ -559,21 +148,25 @@ class Mobilenet_v3_large(nn.Module):
                 nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),  # 16x112x112
-            InvertedResidualV3(16, 3, 16, 16, 1, 1),
-            InvertedResidualV32(16, 3, 64, 24, 2, 1),  # 24x56x56
-            InvertedResidualV33(24, 3, 72, 24, 1, 1),
-            InvertedResidualV34(24, 5, 72, 40, 2, 1, squeeze=24),  # 40x28x28
-            InvertedResidualV35(40, 5, 120, 40, 1, 1, squeeze=32),
-            InvertedResidualV35(40, 5, 120, 40, 1, 1, squeeze=32),
-            InvertedResidualV36(40, 3, 240, 80, 2, 1),  # 80x14x14
-            InvertedResidualV37(80, 3, 200, 80, 1, 1),
-            InvertedResidualV37(80, 3, 184, 80, 1, 1),
-            InvertedResidualV37(80, 3, 184, 80, 1, 1),
-            InvertedResidualV38(80, 3, 480, 112, 1, 1, squeeze=120),  # 112x14x14
-            InvertedResidualV39(112, 3, 672, 112, 1, 1, squeeze=168),
-            InvertedResidualV38(112, 5, 672, 160, 2, 1, squeeze=168),  # 160x7x7
-            InvertedResidualV39(160, 5, 960, 160, 1, 1, squeeze=240),
-            InvertedResidualV39(160, 5, 960, 160, 1, 1, squeeze=240),
+            InvertedResidualV3(16, 16, 3, 16, 16, False, 'RE', 1, 1),
+            InvertedResidualV3(16, 16, 3, 64, 24, False, 'RE', 2, 1, squeeze=16),
+            # 24x56x56
+            InvertedResidualV3(24, 24, 3, 72, 24, False, 'RE', 1, 1, squeeze=24),
+            InvertedResidualV3(24, 24, 5, 72, 40, True, 'RE', 2, 1, squeeze=24),  # 40x28x28
+            InvertedResidualV3(40, 40, 5, 120, 40, True, 'RE', 1, 1, squeeze=32),
+            InvertedResidualV3(40, 40, 5, 120, 40, True, 'RE', 1, 1, squeeze=32),
+            InvertedResidualV3(40, 40, 3, 240, 80, False, 'HS', 2, 1, squeeze=64),
+            # 80x14x14
+            InvertedResidualV3(80, 80, 3, 200, 80, False, 'HS', 1, 1, squeeze=48),
+            InvertedResidualV3(80, 80, 3, 184, 80, False, 'HS', 1, 1, squeeze=48),
+            InvertedResidualV3(80, 80, 3, 184, 80, False, 'HS', 1, 1, squeeze=48),
+            InvertedResidualV3(80, 80, 3, 480, 112, True, 'HS', 1, 1, squeeze=120),
+            # 112x14x14
+            InvertedResidualV3(112, 112, 3, 672, 112, True, 'HS', 1, 1, squeeze=168),
+            InvertedResidualV3(112, 112, 5, 672, 160, True, 'HS', 2, 1, squeeze=168),
+            # 160x7x7
+            InvertedResidualV3(160, 160, 5, 960, 160, True, 'HS', 1, 1, squeeze=240),
+            InvertedResidualV3(160, 160, 5, 960, 160, True, 'HS', 1, 1, squeeze=240),
             nn.Sequential(
                 nn.Conv2d(160, 960, kernel_size=1, bias=False),  # 960x7x7
                 nn.BatchNorm2d(960, eps=0.001, momentum=0.01),

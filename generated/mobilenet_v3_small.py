@@ -48,67 +48,29 @@ class InvertedResidualV3(nn.Module):
     def __init__(
         self,
         in_channels: int,
+        inp: int,
         kernel: int,
         expanded: int,
         out: int,
+        use_se: bool,
+        act: str,
         stride: int,
         dilation: int,
         squeeze: int = 8,
     ) -> None:
         super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
-            SElayer(expanded, squeeze),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class InvertedResidualV32(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),  # expanded x H x W
+        self.use_res_connect = stride == 1 and inp == out
+        layers: list[nn.Module] = []
+        if expanded != inp:
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
+                    # expanded x H x W
+                    nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
+                    nn.ReLU(inplace=True) if act == 'RE' else nn.Hardswish(inplace=True),
+                )
+            )  # expanded x H x W
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(
                     expanded,
@@ -121,181 +83,26 @@ class InvertedResidualV32(nn.Module):
                     bias=False,
                 ),
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
+                nn.ReLU(inplace=True) if act == 'RE' else nn.Hardswish(inplace=True),
+            )
+        )
+        if use_se:
+            layers.append(SElayer(expanded, squeeze))
+        layers.append(
             nn.Sequential(
                 nn.Conv2d(expanded, out, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
+            )
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class InvertedResidualV33(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.ReLU(inplace=True),
-            ),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
+        self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
 
         x = self.block(x)
 
-        x = x + identity
-        return x
-
-
-class InvertedResidualV34(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-        squeeze: int = 8,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),
-            SElayer(expanded, squeeze),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block(x)
-        return x
-
-
-class InvertedResidualV35(nn.Module):
-    """Block `InvertedResidualV3`: in_channels x H x W to
-    out x ((H + 2 * ((kernel - 1) // 2 * dilation) - dilation * (kernel - 1) - 1) // (1
-    if dilation > 1 else stride) + 1) x ((W + 2 * ((kernel - 1) // 2 * dilation) -
-    dilation * (kernel - 1) - 1) // (1 if dilation > 1 else stride) + 1).
-
-    From specs/mobilenetv3.cnn:54.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel: int,
-        expanded: int,
-        out: int,
-        stride: int,
-        dilation: int,
-        squeeze: int = 8,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(in_channels, expanded, kernel_size=1, bias=False),
-                # expanded x H x W
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),  # expanded x H x W
-            nn.Sequential(
-                nn.Conv2d(
-                    expanded,
-                    expanded,
-                    kernel_size=kernel,
-                    stride=1 if dilation > 1 else stride,
-                    padding=(kernel - 1) // 2 * dilation,
-                    dilation=dilation,
-                    groups=expanded,
-                    bias=False,
-                ),
-                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
-                nn.Hardswish(inplace=True),
-            ),
-            SElayer(expanded, squeeze),
-            nn.Sequential(
-                nn.Conv2d(expanded, out, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-
-        x = self.block(x)
-
-        x = x + identity
+        if self.use_res_connect:
+            x = x + identity
         return x
 
 
@@ -339,17 +146,19 @@ class Mobilenet_v3_small(nn.Module):
                 nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
                 nn.Hardswish(inplace=True),
             ),  # 16x112x112
-            InvertedResidualV3(16, 3, 16, 16, 2, 1),  # 16x56x56
-            InvertedResidualV32(16, 3, 72, 24, 2, 1),  # 24x28x28
-            InvertedResidualV33(24, 3, 88, 24, 1, 1),
-            InvertedResidualV34(24, 5, 96, 40, 2, 1, squeeze=24),  # 40x14x14
-            InvertedResidualV35(40, 5, 240, 40, 1, 1, squeeze=64),
-            InvertedResidualV35(40, 5, 240, 40, 1, 1, squeeze=64),
-            InvertedResidualV34(40, 5, 120, 48, 1, 1, squeeze=32),  # 48x14x14
-            InvertedResidualV35(48, 5, 144, 48, 1, 1, squeeze=40),
-            InvertedResidualV34(48, 5, 288, 96, 2, 1, squeeze=72),  # 96x7x7
-            InvertedResidualV35(96, 5, 576, 96, 1, 1, squeeze=144),
-            InvertedResidualV35(96, 5, 576, 96, 1, 1, squeeze=144),
+            InvertedResidualV3(16, 16, 3, 16, 16, True, 'RE', 2, 1),  # 16x56x56
+            InvertedResidualV3(16, 16, 3, 72, 24, False, 'RE', 2, 1, squeeze=24),
+            # 24x28x28
+            InvertedResidualV3(24, 24, 3, 88, 24, False, 'RE', 1, 1, squeeze=24),
+            InvertedResidualV3(24, 24, 5, 96, 40, True, 'HS', 2, 1, squeeze=24),  # 40x14x14
+            InvertedResidualV3(40, 40, 5, 240, 40, True, 'HS', 1, 1, squeeze=64),
+            InvertedResidualV3(40, 40, 5, 240, 40, True, 'HS', 1, 1, squeeze=64),
+            InvertedResidualV3(40, 40, 5, 120, 48, True, 'HS', 1, 1, squeeze=32),
+            # 48x14x14
+            InvertedResidualV3(48, 48, 5, 144, 48, True, 'HS', 1, 1, squeeze=40),
+            InvertedResidualV3(48, 48, 5, 288, 96, True, 'HS', 2, 1, squeeze=72),  # 96x7x7
+            InvertedResidualV3(96, 96, 5, 576, 96, True, 'HS', 1, 1, squeeze=144),
+            InvertedResidualV3(96, 96, 5, 576, 96, True, 'HS', 1, 1, squeeze=144),
             nn.Sequential(
                 nn.Conv2d(96, 576, kernel_size=1, bias=False),  # 576x7x7
                 nn.BatchNorm2d(576, eps=0.001, momentum=0.01),

@@ -175,6 +175,7 @@ ALLOWED_NODES = {
     ast.IfExp, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Not, ast.Pow,  # a family's rules on its parameters
     ast.Raise,  # a parameter that decides the layers refuses another value: raise ValueError("w: compile ...")
     ast.For, ast.JoinedStr, ast.FormattedValue,  # a loop block: for i in range(n): self.add_module(f"layer{i + 1}", ...)
+    ast.Starred,  # a Sequential of the layers a block's arguments keep: nn.Sequential(*layers)
 }
 ALLOWED_IMPORTS = {"import torch", "from torch import nn", "from collections import OrderedDict", "import math"}
 # Pure functions of numbers that a family's rules call on the class's parameters: int(round(w * 0.25))
@@ -253,6 +254,8 @@ def _check_call(node: ast.Call, defined: set[str]) -> None:
         return  # nn.Conv2d(...), torch.cat(...), nn.functional.pad(...)
     if isinstance(func.value, ast.Name) and func.value.id == "self":
         return  # self.conv1(x): a module registered in __init__
+    if isinstance(func.value, ast.Name) and func.attr == "append":
+        return  # layers.append(nn.Conv2d(...)): a local list of the layers a block's arguments keep
     assert func.attr in METHODS, f"call to .{func.attr} on {ast.unparse(func.value)[:80]}"
 
 

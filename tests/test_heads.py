@@ -143,14 +143,14 @@ network B() {
 ])
 def test_branches_that_do_not_broadcast_are_an_error_at_the_branch(out, message, hint):
     (error,) = errors(BROADCAST.replace("OUT", out))
-    assert (error.span.line, error.span.column) == ((7, 9) if out == "4" else (6, 20))
+    assert (error.span.line, error.span.column) == (7, 9)  # the branch that does not fit the first
     assert error.message == message and hint in error.hint
 
 
 @pytest.mark.parametrize("text, line, column, message", [
-    (BROADCAST.replace("from(stem)", "from(stme)").replace("OUT", "4"), 5, 5,
+    (BROADCAST.replace("from(stem)", "from(stme)").replace("OUT", "4"), 6, 20,
      "an add branch from(stme) names no element before it in this network"),
-    (BROADCAST.replace("from(stem)", "from(stem.0)").replace("OUT", "4"), 5, 5,
+    (BROADCAST.replace("from(stem)", "from(stem.0)").replace("OUT", "4"), 6, 22,
      "from(stem.0) reads inside 'stem', which is not a named group of this network"),
     (BROADCAST.replace("add {", "mul {").replace("        conv(OUT, 1)\n", ""), 5, 5,
      "a mul needs at least two branches, one a line"),
@@ -200,3 +200,33 @@ def test_the_fast_reader_reads_the_new_syntax_as_lark_does():
         assert fast == lower(parsing._parse_all(source), source, parsing._expression_parser(source))
     misplaced = SourceFile("heads.cnn", BROADCAST.replace("    add {", "    from(stem) relu\n    add {"))
     assert descent.read(misplaced) is None  # Lark's path gives the error
+
+
+def test_the_language_server_hovers_and_completes_the_new_constructs():
+    from cnndsl.tools import assist
+    from cnndsl.tools.lsp import analyze, hover_text
+
+    analysis = analyze(HEAD, "heads.cnn")
+    assert hover_text(analysis, 2, 5).startswith("**mul** `classifier`") and "output 8x8x8" in hover_text(
+        analysis, 2, 5)
+    assert hover_text(analysis, 7, 5).startswith("**add** `classifier`") and "output 3x16x16" in hover_text(
+        analysis, 7, 5)
+    assert hover_text(analysis, 8, 20).startswith("**conv 1x1/1 3** `classifier.low_classifier`")
+    assert hover_text(analysis, 16, 17).startswith("**block Head** `classifier`")
+    text = HEAD.replace("        high_classifier: conv(num_classes, 1)\n", "        \n")
+    labels = [item.label for item in assist.complete(assist.scan(text), text, 9, 9)]
+    assert {"add", "mul", "reads", "from"} <= set(labels)
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("block J() reads(low) {\n    g: [conv(4, 1) -> relu]\n    add {\n        from(g.0) conv(4, 1)\n"
+     "        from(low) conv(4, 1)\n    }\n}\nnetwork N() {\n    input 3x8x8\n    stem: conv(4, 1)\n"
+     "    J() reads(stem)\n}\n", 3, "from(g.0) reads 'g.0', inside a group that the generated forward calls"),
+    ("block J() reads(low) {\n    add {\n        from(low) conv(4, 1)\n        conv(4, 1)\n    }\n}\n"
+     "network N() {\n    input 3x8x8\n    stem: conv(4, 1)\n    s: [conv(4, 1) -> J() reads(stem)]\n}\n",
+     10, "J(...) reads(stem) stands inside a named group or a concat branch"),
+])
+def test_what_the_generated_forward_cannot_hold_is_refused_at_check(text, line, message):
+    found = errors(text)
+    assert any(e.span.line == line and message in e.message and e.hint for e in found), \
+        [(e.span.line, e.message) for e in found]

@@ -209,6 +209,8 @@ FAMILIES = [
     ("squeezenet1_1", squeezenet), ("fcn_resnet50", segmentation), ("deeplabv3_resnet50", segmentation),
     ("deeplabv3_mobilenet_v3_large", lambda name, m: mobilenet(name, m) if name.startswith("backbone.")
      else segmentation(name, m)),
+    ("lraspp_mobilenet_v3_large", lambda name, m: mobilenet(name, m) if name.startswith("backbone.")
+     else segmentation(name, m)),
     ("alexnet", defaults), ("shufflenet_v2_x0_5", defaults), ("lenet5", defaults),
 ]
 

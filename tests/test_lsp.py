@@ -89,9 +89,11 @@ class Client:
         while True:
             try:
                 message = self.messages.get(timeout=timeout)
-            except Empty:
+            except Empty:  # stop the server first: reading the stderr of a live, silent one would block
+                self.process.kill()
+                self.process.wait(timeout=10)
                 raise AssertionError("no answer from the server; stderr: "
-                                     + self.process.stderr.read1(10000).decode(errors="replace")) from None
+                                     + self.process.stderr.read(10000).decode(errors="replace")) from None
             if match(message):
                 return message
 

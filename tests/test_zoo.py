@@ -40,7 +40,7 @@ ZOO = ["lenet5", "alexnet", "alexnet_paper", "zfnet",
        "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
        "cifar_resnet", "resnet20", "resnet56", "preact_resnet18", "unet", "unet_padded", "localizer",
        "fcn", "fcn_resnet50", "fcn_resnet101", "deeplabv3", "deeplabv3_resnet50", "deeplabv3_resnet101",
-       "deeplabv3_mobilenet", "deeplabv3_mobilenet_v3_large",
+       "deeplabv3_mobilenet", "deeplabv3_mobilenet_v3_large", "lraspp", "lraspp_mobilenet_v3_large",
        "squeezenet", "squeezenet1_0", "squeezenet1_1",
        "shufflenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
        "inception_v3", "convnext", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
@@ -54,7 +54,7 @@ MOBILE = [name for name in ZOO if name.startswith(("mobilenet", "mnasnet", "effi
 VGG = [name for name in ZOO if name.startswith("vgg")]
 SEGMENTERS = {"unet", "unet_padded", "fcn", "fcn_resnet50", "fcn_resnet101",
               "deeplabv3", "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet",
-              "deeplabv3_mobilenet_v3_large"}
+              "deeplabv3_mobilenet_v3_large", "lraspp", "lraspp_mobilenet_v3_large"}
 
 # Reference entries that are a built-in with parameters set.
 VARIANTS = {"googlenet_aux": ("googlenet", {"aux_logits": True})}
@@ -81,7 +81,8 @@ SMALL = {
     "localizer": ({}, (2, 1, 64, 64)),
     **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("fcn", "fcn_resnet50", "fcn_resnet101")},
     **{name: ({"size": 32}, (2, 3, 32, 32)) for name in ("deeplabv3", "deeplabv3_resnet50", "deeplabv3_resnet101",
-                                                          "deeplabv3_mobilenet", "deeplabv3_mobilenet_v3_large")},
+                                                          "deeplabv3_mobilenet", "deeplabv3_mobilenet_v3_large",
+                                                          "lraspp", "lraspp_mobilenet_v3_large")},
     "inception_v3": ({"size": 75, "aux_logits": False}, (1, 3, 75, 75)),  # 75x75: torchvision's smallest
     **{name: ({"size": 32}, (1, 3, 32, 32)) for name in ("convnext", "convnext_tiny", "convnext_small", "convnext_base",
                                                           "convnext_large")},

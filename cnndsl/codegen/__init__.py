@@ -26,7 +26,7 @@ def _template():
         undefined=jinja2.StrictUndefined,
     )
     env.filters["docstring"] = docstring_text
-    env.globals.update(commented=lines.commented, ctor=lines.ctor)
+    env.globals.update(commented=lines.commented, ctor=lines.ctor, append=lines.append)
     return env.get_template("module.py.j2")
 
 

@@ -37,7 +37,24 @@ def ctor(c, indent: str, lead: int = 0, tail: int = 0) -> str:
             out.append("\n")
         out.append(f"{indent}{'])' if c.keyed or c.listed else ''}{'' if c.listed else ')'}")
         return "".join(out)
+    if c.choice and len(indent) + lead + len(c.text) + tail > WRAP:
+        return f"(\n{choice(c, indent + '    ')}\n{indent})"
     if len(indent) + lead + len(c.text) + tail > WRAP:
         callee, args = c.wrapped_args
         return f"{callee}(\n" + "".join(f"{indent}    {arg},\n" for arg in args) + f"{indent})"
     return c.text
+
+
+def choice(c, indent: str) -> str:
+    """A choice `a if condition else b` (codegen/toggles.py) over three lines, as black writes a long one."""
+    condition, a, b = c.choice
+    return f"{indent}{ctor(a, indent)}\n{indent}if {condition.text}\n{indent}else {ctor(b, indent, 5)}"
+
+
+def append(layers: str, child, comment: str, indent: str) -> str:
+    """`layers.append(child)` of a Sequential built from a list (codegen/toggles.py), on one
+    line where it fits."""
+    if not child.sequential and len(indent) + len(layers) + len(child.text) + 9 <= WRAP:
+        return commented(f"{layers}.append({child.text})", comment, indent, len(indent))
+    inner = choice(child, indent + "    ") if child.choice else f"{indent}    {ctor(child, indent + '    ')}"
+    return f"{layers}.append(\n{inner}\n" + commented(f"{indent})", comment, indent)

@@ -11,11 +11,12 @@ Otherwise (or with a single copy, where the step cannot be seen) the block is un
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import ir
 from ..expr import Const, Expr, Name, binary
 from ..namespace import HELPERS, MODULE_LEVEL, Namer
+from ..traverse import evolve
 
 _PREFIX = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _DIGITS = "0123456789"
@@ -105,14 +106,14 @@ def _symbolic(uses: list[ir.BlockInstance], index: str) -> ir.BlockInstance | No
         if expr is None or any(use.args[at][0] != name for use in uses):
             return None
         args.append((name, value if expr is value.expr else ir.Value(value.value, expr)))
-    return replace(uses[0], args=tuple(args), stats=replace(uses[0].stats, in_channels=channels))
+    return evolve(uses[0], args=tuple(args), stats=evolve(uses[0].stats, in_channels=channels))
 
 
 def _at(use: ir.BlockInstance, index: str, k: int) -> ir.BlockInstance:
     """The symbolic use with the index set to k."""
     mapping = {index: Const(k)}
     args = tuple((name, ir.Value(value.value, value.expr.substitute(mapping))) for name, value in use.args)
-    return replace(use, args=args, stats=replace(use.stats, in_channels=use.stats.in_channels.substitute(mapping)))
+    return evolve(use, args=args, stats=evolve(use.stats, in_channels=use.stats.in_channels.substitute(mapping)))
 
 
 def loop_model(generator, node: ir.BlockInstance, params: set[str]) -> LoopModel | None:

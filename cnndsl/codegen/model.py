@@ -1,9 +1,12 @@
 """The view model: what the templates print, computed from the checked IR alone.
 
 A network becomes a class; each block a class whose constructor takes `in_channels`
-and the block parameters that its layers use; where two uses of a block need
-different code (a repetition count that differs, say), the second gets a class of its
-own (`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic here.
+and the block parameters that its layers use. Uses of a block whose code differs by what
+its arguments' conditions keep share the class, which decides from its arguments
+(`toggles.py`: an expansion appended where it changes the channels, an activation picked,
+the residual's sum under `self.use_res_connect`); where two uses need code that does not
+merge (a repetition count that differs, say), the second gets a class of its own
+(`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic here.
 """
 
 from __future__ import annotations
@@ -16,17 +19,17 @@ from .. import ir
 from ..errors import InternalError
 from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
-from ..namespace import HELPERS, MODULE_LEVEL, Namer
+from ..namespace import HELPERS, MODULE_ATTRIBUTES, MODULE_LEVEL, Namer
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level
 from ..traverse import Visitor, children, evolve
 from .init import init_lines
-from .layout import ShapeNotes, block_doc, flattened, staged, wrap_doc
+from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, staged, wrap_doc
 from .loops import LoopModel, loop_model
+from . import toggles
 from .nodes import nodes
 from .reuse import same_use
-from .toggles import holds, merged
 
 WRAP = 92
 REUSE_TRIES = 2  # earlier uses of a block whose scope a new use may reuse (a stage's first use, its others)
@@ -42,11 +45,23 @@ class Ctor:
     keyed: bool = False  # an OrderedDict Sequential
     listed: bool = False  # an nn.ModuleList (a named concat's branches)
     names: frozenset[str] = frozenset()  # the parameters it reads, children's included
+    callee: str = ""  # a call's callee and arguments (keyword or None, value), as codegen/toggles.py merges them
+    args: tuple = ()
+    condition: Expr | None = None  # a Sequential's child built only where this holds (codegen/toggles.py)
+    when: Expr | None = None  # the `?(condition)` that kept the element in this use
+    choice: tuple = ()  # (condition, a, b): `a if condition else b`, the text
 
     @cached_property
     def code(self) -> tuple:
         """What the construction prints but its comments: equal code, equal `code`."""
-        return self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed, self.listed
+        return (self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed, self.listed,
+                self.condition.text if self.condition is not None else None)
+
+    @property
+    def appended(self) -> bool:
+        """A Sequential with children built only where their condition holds: a list of
+        layers, appended to as torchvision's MobileNetV2 builds it, then nn.Sequential(*layers)."""
+        return self.sequential and any(c.condition is not None for _, c, _ in self.children)
 
     @property
     def wrapped_args(self) -> tuple[str, list[str]] | None:
@@ -60,6 +75,8 @@ class Member:
     name: str
     ctor: Ctor
     condition: Expr | None = None  # build only when this holds, else None
+    stateless: bool = False  # a layer without parameters or buffers (stochastic depth, an activation)
+    layers: str = ""  # the local list its Sequential is built from, where `ctor.appended`
 
 
 @dataclass(frozen=True)
@@ -148,18 +165,25 @@ def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
     torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
     needs = {torch.helper} if torch.helper else set()
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
+    parts = tuple((None, e) for e in torch.positional) + tuple(torch.keywords)
     if inplace:
         args.append("inplace=True")
+        parts += (("inplace", _TRUE),)
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
         needs.update(expr_imports(e))  # `import math` for math.ceil
-    return Ctor(f"{torch.callee}({', '.join(args)})", names=names), frozenset(needs)
+    ctor = Ctor(f"{torch.callee}({', '.join(args)})", names=names, callee=torch.callee, args=parts)
+    return ctor, frozenset(needs)
+
+
+_TRUE = Const(True)
 
 
 def _in_place(ctor: Ctor) -> Ctor:
     """The construction with `inplace=True` after its arguments, as `_layer_ctor` writes it."""
     text = ctor.text  # `nn.ReLU()`: no argument before it
-    return replace(ctor, text=text[:-1] + ("" if text.endswith("()") else ", ") + "inplace=True)")
+    return replace(ctor, text=text[:-1] + ("" if text.endswith("()") else ", ") + "inplace=True)",
+                   args=ctor.args + (("inplace", _TRUE),))
 
 
 def expr_imports(expr: Expr) -> frozenset[str]:
@@ -203,8 +227,13 @@ def as_written(node, tables: frozenset = frozenset()):
     stats = node.stats
     if stats is not None and not readable(stats.in_channels, tables):
         stats = evolve(stats, in_channels=Const(stats.in_shape[0]))
-    if stats is node.stats and all(new is old for (_, new), (_, old) in zip(args, node.args)):
+    reads = getattr(node, "read_channels", ())  # a block use's reads(...): their channels, as its in_channels
+    read_channels = tuple(v if readable(v.expr, tables) else ir.Value.constant(v.value) for v in reads)
+    if stats is node.stats and all(new is old for (_, new), (_, old) in zip(args, node.args)) and \
+            all(new is old for new, old in zip(read_channels, reads)):
         return node  # every value reads as written
+    if reads:
+        return evolve(node, args=args, stats=stats, read_channels=read_channels)
     return evolve(node, args=args, stats=stats)
 
 
@@ -358,7 +387,9 @@ class ScopeBuilder(Visitor):
         if first is not None and first.stats.flatten_before:
             flat = flattened(first)
             self.forward.append(Stmt("flatten", comment=self.notes.note(flat), stage=self.notes.stage(flat)))
-        self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork())))
+        stateless = isinstance(node, ir.Layer) and node.stats.params == 0 and RULES[node.kind].category != "norm"
+        self.members.append(Member(node.name, self.generator.ctor(node, previous, self.notes.fork()),
+                                   stateless=stateless))
         parameter = isinstance(node, ir.Layer) and RULES[node.kind].parameter  # x = self.layer_scale * x
         reads = self.reads
         if isinstance(node, ir.BlockInstance) and node.reads:  # x = self.classifier(x, low)
@@ -608,14 +639,15 @@ class Generator:
         self.network = network
         self.helpers: set[str] = set()
         self.keyed = False
-        # block -> [(model, class name, its code_only())]
-        self.block_classes: dict[str, list[tuple[ClassModel, str, tuple]]] = {}
+        self.block_classes: dict[str, list[toggles.Shared]] = {}  # block -> its classes
         self.order: list[str] = []
-        self.uses: dict[tuple, tuple[ClassModel, str]] = {}  # a use's key -> its class
-        self.first_uses: dict[str, ir.BlockInstance] = {}  # a class -> the use it was made for
-        self.toggled: dict[str, tuple] = {}  # a class merged by toggles.py -> (condition, {code: holds})
+        self.uses: dict[tuple, toggles.Shared] = {}  # a use's key -> its class
+        self.finished: dict[int, tuple] = {}  # a shared class -> (its uses, its model then)
+        # Blocks whose last norms the init names by their place in the class (m.block[2][1]).
+        self.placed_norms = _placed_norms(network)
         self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, list] = {}  # block -> [(a use built, its block_scope)], in order
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
@@ -666,7 +698,10 @@ class Generator:
         for item in node.items:
             inner = notes.fork()
             comment = notes.note(item.stats)
-            children.append((item.name if keyed else None, self.ctor(item, previous, inner), comment))
+            child = self.ctor(item, previous, inner)
+            if getattr(item, "condition", None) is not None:  # kept by `?(condition)`: codegen/toggles.py
+                child = replace(child, when=item.condition.expr)
+            children.append((item.name if keyed else None, child, comment))
             previous = item
         self.keyed |= keyed
         names = frozenset().union(*(child.names for _, child, _ in children))
@@ -702,7 +737,7 @@ class Generator:
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
         passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
                   for name, _, _ in model.params[1 + len(model.inputs):]]
-        leading = (node.stats.in_channels, *node.read_channels)  # LRASPPHead(960, 40, ...)
+        leading = (node.stats.in_channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
         text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
                             leading=tuple(e.text for e in leading))
         names = set().union(*(e.names for e in leading))
@@ -714,52 +749,103 @@ class Generator:
         return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
-        """The class of a block use: one already made where a use with the same arguments and
-        input shape came before (the same body), or one built, shared with an earlier use of
-        the same code, else added as a variant."""
-        key = (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args),
-               tuple(e.text for e in node.read_channels))
-        found = self.uses.get(key)
-        if found is None:
-            found = self.uses[key] = self.new_block_class(node)
-        return found
+        """The class of a block use: the one of an earlier use with the same arguments and
+        input shape (the same body), else one built, shared with an earlier use where its code
+        is the same or merges (codegen/toggles.py), else a class of its own."""
+        shared = self.shared(node)
+        return self.final(shared), shared.name
 
-    def new_block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
+    def shared(self, node: ir.BlockInstance, key: tuple | None = None) -> toggles.Shared:
+        key = key or _use_key(node)
+        shared = self.uses.get(key)
+        if shared is None:
+            shared = self.uses[key] = self.new_block_class(node)
+        return shared
+
+    def final(self, shared: toggles.Shared) -> ClassModel:
+        """The class of every use the shared class has taken so far."""
+        made = self.finished.get(id(shared))
+        if made is not None and made[0] == len(shared.envs):
+            return made[1]
+        info = self.network.blocks[shared.first_use.block]
+        given = 1 + len(info.reads)  # in_channels, and a reads(...)'s channels: low_channels
+        if shared.merged:
+            used = toggles.used_names(shared)
+            names = [name for name, _ in info.params if name in used]
+        else:
+            names = [name for name, _, _ in shared.first.params[given:]]
+        defaults = dict(info.params)
+        params = list(shared.first.params[:given])
+        for name in names:
+            kinds = []
+            for env in shared.envs:
+                for kind in _annotation(env[name]).split(" | "):
+                    if kind not in kinds:
+                        kinds.append(kind)
+            default = defaults[name]
+            params.append((name, " | ".join(kinds), default.text if default is not None else None))
+        taken = Namer(taken={name for name, _, _ in params} | {m.name for m in shared.members},
+                      reserved=MODULE_ATTRIBUTES)
+        model = toggles.finish(shared, tuple(params), lambda: taken.fresh("layers"))
+        if shared.merged:
+            model = replace(model, forward=tuple(staged([evolve(s, blank=False) for s in model.forward])))
+        if not shared.doc:  # the uses' outputs differ: the layers their arguments keep decide
+            start = block_input(shared.first_use)
+            model = replace(model, doc=wrap_doc((f"Block `{shared.first_use.block}`: "
+                                                 f"{shape_text(start.channels, start.dims)} to the output of "
+                                                 "the layers its arguments keep.",)))
+        self.finished[id(shared)] = (len(shared.envs), model)
+        return model
+
+    def new_block_class(self, node: ir.BlockInstance) -> toggles.Shared:
         info = self.network.blocks[node.block]
         in_network, self.in_network = self.in_network, False
         loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
-        members, forward, toggles = self.block_scope(node) if loop is None else ((), (), ())
+        scope = self.block_scope(node) if loop is None else ((), (), (), frozenset())
+        members, forward, conditions, used = scope
         self.in_network = in_network
-        used = loop.names if loop is not None else _used_names(members)
+        used = loop.names if loop is not None else used
         params = [("in_channels", "int", None)] + [(f"{name}_channels", "int", None) for name in info.reads]
         values = dict(node.args)
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        toggle = toggles[0] if len(toggles) == 1 else None
-        model = ClassModel(node.block, (), tuple(params), members, forward,
+        toggle = conditions[0] if len(conditions) == 1 else None
+        doc = block_doc(node.block, node) if loop is None else ()  # unwrapped: what toggles.join compares
+        model = ClassModel(node.block, doc, tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
                            toggle=toggle, inputs=info.reads)
-        code = _untyped(model.code_only())
+        code = self.class_code(model, scope if loop is None else None)
         variants = self.block_classes.setdefault(node.block, [])
-        found = self.variant(node, model, code, variants)
-        if found is not None:
-            return found
+        for shared in variants:
+            if toggles.join(shared, model, code, node, node.block in self.placed_norms):
+                return shared
         class_name = node.block if not variants else \
             self.class_names.fresh(node.block, start=len(variants) + 1, plain=False)
         # The docstring and stages are in the block's own terms: those of every use of the class.
         if loop is not None and loop.out_channels is not None:  # the doc of every use: the count's name
             node = replace(node, body=replace(node.body, stats=replace(node.body.stats, channels=loop.out_channels)))
-        model = replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
-                        forward=tuple(staged(list(forward))))
-        variants.append((model, class_name, code))
-        self.first_uses[class_name] = node
+        shared = toggles.start(replace(model, name=class_name, doc=wrap_doc(block_doc(node.block, node)),
+                                       forward=tuple(staged(list(forward)))), code, node, doc)
+        shared.name, shared.first_use = class_name, node
+        variants.append(shared)
         self.order.append(class_name)
-        return model, class_name
+        return shared
 
-    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple]:
-        """The members, forward statements and residual conditions of a block use's class:
-        those of one of the block's last uses built where this one reads the same (`reuse.same_use`)."""
+    def class_code(self, model: ClassModel, scope: tuple | None) -> tuple:
+        """`_untyped(model.code_only())`, once for the uses of one block scope: they share it
+        (it leaves out the annotations, which may differ)."""
+        code = self.scope_codes.get(id(scope)) if scope is not None else None
+        if code is None:
+            code = _untyped(model.code_only())
+            if scope is not None:
+                self.scope_codes[id(scope)] = code
+        return code
+
+    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple, set]:
+        """The members, forward statements, residual conditions and read parameters of a block
+        use's class: those of one of the block's last uses built where this one reads the same
+        (`reuse.same_use`)."""
         built = self.scopes.setdefault(node.block, [])
         if self.reuse_scopes:
             for use, scope in built[-REUSE_TRIES:][::-1]:  # the latest first
@@ -768,45 +854,50 @@ class Generator:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.inputs = self.network.blocks[node.block].reads
         builder.start(node.body)
-        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles))
+        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles), _used_names(builder.members))
         built.append((node, scope))
         return scope
 
-    def variant(self, node: ir.BlockInstance, model: ClassModel, code: tuple, variants: list):
-        """An existing class for this use: one of the same code, or one that differs from it
-        only by a residual's condition (`toggles.py`), merged into one; None: a class of its own."""
-        for at, (existing, class_name, existing_code) in enumerate(variants):
-            toggled = self.toggled.get(class_name)  # (condition, {code: whether it holds there})
-            if toggled is not None:
-                want = toggled[1].get(code)
-                if want is not None and holds(toggled[0], node) is want:
-                    return existing, class_name
-                continue
-            if existing_code == code:  # the same code; an argument an int here, a pair there: either
-                params = _either(existing.params, model.params)
-                if params == existing.params:
-                    return existing, class_name
-                either = replace(existing, params=params)
-                variants[at] = (either, class_name, existing_code)
-                return either, class_name
-            first = self.first_uses[class_name]
-            for plain, residual, plain_use, residual_use in ((existing, model, first, node),
-                                                              (model, existing, node, first)):
-                both = merged(plain, residual)
-                if both is None or holds(residual.toggle, plain_use) is not False or \
-                        holds(residual.toggle, residual_use) is not True:
+    def plan(self, body: ir.Seq) -> None:
+        """Every block use's class, the blocks used inside others first: a class takes the
+        parameters of all its uses (codegen/toggles.py), so its calls are written after. The
+        classes stand in the order of their first uses, each after the blocks it uses."""
+        uses: dict[str, dict[tuple, ir.BlockInstance]] = {}
+        inside: dict[str, set[str]] = {}
+        after: list[tuple] = []  # the uses' keys, each after those inside it
+
+        def collect(seq: ir.Seq, owner: str | None) -> None:
+            for node in scope_nodes(seq):
+                if not isinstance(node, ir.BlockInstance):
                     continue
-                both = replace(both, name=class_name, doc=existing.doc, forward=tuple(staged(list(both.forward))))
-                codes = {_untyped(plain.code_only()): False, _untyped(residual.code_only()): True}
-                self.toggled[class_name] = (residual.toggle, codes)
-                variants[at] = (both, class_name, existing_code)
-                return both, class_name
-        return None
+                if owner is not None:
+                    inside.setdefault(owner, set()).add(node.block)
+                key = _use_key(node)
+                if key not in uses.setdefault(node.block, {}):
+                    uses[node.block][key] = node
+                    collect(node.body, node.block)
+                    after.append(key)
+
+        collect(body, None)
+        done: set[str] = set()
+
+        def visit(block: str) -> None:
+            if block not in done:
+                done.add(block)
+                for inner in sorted(inside.get(block, ())):
+                    visit(inner)
+                for key, node in uses[block].items():
+                    self.shared(node, key)
+
+        for block in uses:
+            visit(block)
+        self.order = list(dict.fromkeys(self.uses[key].name for key in after))
 
     def module(self) -> ModuleModel:
         network = self.network
         builder = ScopeBuilder(self, ShapeNotes.network(network))
         builder.output_elements = frozenset(o.element for o in network.outputs)
+        self.plan(network.body)
         self.in_network = True
         builder.start(network.body)
         self.in_network = False
@@ -838,11 +929,23 @@ class Generator:
                                tuple(staged(builder.forward)),
                                f"{network.source_path}:{network.span.line}", tuple(builder.sides), outputs,
                                fixed=fixed, init=tuple(init))
-        classes = [model for variants in self.block_classes.values() for model, _, _ in variants]
+        classes = [self.final(shared) for variants in self.block_classes.values() for shared in variants]
         classes.sort(key=lambda m: self.order.index(m.name))
         title = f"{network.name}: generated by cnndsl from {network.source_path}."
         return ModuleModel(title, (), classes + [net_class], sorted(self.helpers), self.keyed,
                            [network.name])
+
+
+def _placed_norms(network: ir.Network) -> frozenset[str]:
+    """The blocks whose last norms the network's init names by their place in the class."""
+    return frozenset(owner.block for step in network.init_steps if step.last_norm
+                     for owner, _ in step.norms if owner is not None)
+
+
+def _use_key(node: ir.BlockInstance) -> tuple:
+    """What makes two uses of a block the same: its arguments, input shape and reads' channels."""
+    return (node.block, node.stats.in_shape, tuple((k, type(v.value), v.value) for k, v in node.args),
+            tuple(e.text for e in node.read_channels))
 
 
 def _untyped(code: tuple) -> tuple:
@@ -851,17 +954,6 @@ def _untyped(code: tuple) -> tuple:
     params, members, forward, *rest = code
     forward = tuple(stmt[:5] + stmt[7:] for stmt in forward)  # less its stages: where the shape comments change
     return (tuple((name, "", default) for name, _, default in params), members, forward, *rest)
-
-
-def _either(params, others) -> tuple:
-    """The parameters with each annotation the union of both uses' (`int | tuple[int, ...]`)."""
-    if all(mine[1] == theirs[1] for mine, theirs in zip(params, others)):
-        return params
-    out = []
-    for (name, annotation, default), (_, other, _) in zip(params, others):
-        kinds = annotation.split(" | ")
-        out.append((name, " | ".join(kinds + [k for k in other.split(" | ") if k not in kinds]), default))
-    return tuple(out)
 
 
 def _used_names(members: list[Member]) -> set[str]:

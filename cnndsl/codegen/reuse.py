@@ -10,7 +10,7 @@ built for that use are the ones this use would get:
 
 - every field of every node exactly (names, kinds, conditions, skips, flags, the loop),
   but for spans (read by no generated line), stats, a layer's arguments and a block use's;
-- of the stats, only what the generated class reads (`read_stats`);
+- of the stats, only what the generated class reads (`same_stats`);
 - of a layer's arguments, their names, the arguments that the forward reads itself
   (`upsample(like=...)`), and the constructor that `LayerRule.construction` gives;
 - of a block use inside, its call (`Generator.instance_call`), which makes its class, in
@@ -31,19 +31,26 @@ _FORWARD_ARGS = ("like", "mode", "align_corners")  # layer arguments the forward
 _FIELDS: dict[type, tuple] = {}  # a class -> (its children, a getter of its other fields)
 
 
-_STATS = attrgetter("channels", "dims", "in_channels", "flatten_before")
+def same_stats(a: ir.Stats | None, b: ir.Stats | None) -> bool:
+    """Whether two nodes' stats read alike in a block's class: the shape comments' symbolic
+    channels and dims and whether the tensor is channels last (layout.ShapeNotes), the
+    input's rank (layout.block_input), a flatten's input (layout.flattened), whether it
+    holds weights (a flat concat branch's local is named after its first member that
+    does), the input channels (a block use's call). Layers' constructors are compared by
+    `same_constructor`."""
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    return _same_expr(a.channels, b.channels) and _same_expr(a.in_channels, b.in_channels) and \
+        (a.dims is b.dims or a.dims == b.dims) and a.flatten_before == b.flatten_before and \
+        type(a.out_shape) is type(b.out_shape) and len(a.out_shape) == len(b.out_shape) and \
+        len(a.in_shape) == len(b.in_shape) and (not a.flatten_before or a.in_shape == b.in_shape) and \
+        bool(a.params) == bool(b.params)
 
 
-def read_stats(stats: ir.Stats | None) -> tuple | None:
-    """What a block's class reads of a node's stats: the shape comments' symbolic channels
-    and dims and whether the tensor is channels last (layout.ShapeNotes), the input's rank
-    (layout.block_input), a flatten's input (layout.flattened), whether it holds weights
-    (a flat concat branch's local is named after its first member that does), the input
-    channels (a block use's call). Layers' constructors are compared by `same_constructor`."""
-    if stats is None:
-        return None
-    return (_STATS(stats), type(stats.out_shape), len(stats.out_shape), len(stats.in_shape),
-            stats.in_shape if stats.flatten_before else None, bool(stats.params))
+def _same_expr(a, b) -> bool:
+    return a is b or a == b
 
 
 # Fields compared otherwise: a layer's arguments by its constructor (`same_layer`), a block
@@ -95,7 +102,7 @@ def _same_layer(a: ir.Layer, b: ir.Layer, layers: list) -> bool:
     """`_same_node` for two layers."""
     if a.kind != b.kind or a.name != b.name:
         return False
-    if a.stats is not b.stats and read_stats(a.stats) != read_stats(b.stats):
+    if not same_stats(a.stats, b.stats):
         return False
     same = same_arguments(a, b)
     if same is None:
@@ -117,7 +124,7 @@ def _same_node(a, b, layers: list, calls: list) -> list | None:
         return [] if a == b else None
     children, rest = _fields_of(kind)
     stats = getattr(a, "stats", None), getattr(b, "stats", None)
-    if rest(a) != rest(b) or (stats[0] is not stats[1] and read_stats(stats[0]) != read_stats(stats[1])):
+    if rest(a) != rest(b) or not same_stats(*stats):
         return None
     if kind is ir.Layer:
         same = same_arguments(a, b)

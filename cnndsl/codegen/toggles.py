@@ -1,53 +1,502 @@
-"""One class for the uses of a block that differ only by a residual's condition.
+"""One class for the uses of a block that differ by conditions on its arguments.
 
-MobileNetV2's, MNASNet's and MobileNetV3's blocks add their input back where the shape
-stays: `residual { Body }?(stride == 1 and inp == oup)` beside `Body?(stride != 1 or inp != oup)`.
-Where a use with the residual and one without give the same members and the same forward
-but for the saved input and the sum, they share one class that keeps the condition, as
-torchvision writes it: `self.use_res_connect = stride == 1 and inp == oup` in __init__ and
-`if self.use_res_connect: x = x + identity` in forward.
+A block's body decides its structure from its arguments: `X?(expanded != inp)` keeps an
+expansion or leaves it out, `relu?(act == "RE") -> hardswish?(act == "HS")` picks an
+activation, `residual { Body }?(stride == 1 and inp == out)` adds the input back or not.
+Each use is expanded with its own arguments, so each gives a class of its own code. As
+torchvision writes MobileNetV2's, MobileNetV3's and EfficientNet's blocks, the uses share
+one class whose constructor decides from its arguments (`Shared` collects them):
+
+- an element that some uses have and others not is appended where its condition holds:
+  `layers: list[nn.Module] = []`, `if expanded != inp: layers.append(...)`, then
+  `self.block = nn.Sequential(*layers)`, whose numbering is each use's own;
+- two layers that stand at the same place in different uses, each kept by its own
+  condition, are one choice: `nn.ReLU(inplace=True) if act == "RE" else nn.Hardswish()`;
+- a residual's condition becomes `self.use_res_connect = stride == 1 and inp == out`, and
+  forward adds the input (after the parameter-free layers only the residual has, such as
+  EfficientNet's stochastic depth, built always as torchvision builds it) where it holds;
+- an argument written differently in two uses (`in_channels` where a depthwise convolution
+  comes first, `expanded` after an expansion) is written the way that gives every use's
+  value.
+
+Every merge is checked against each use's arguments: each condition holds exactly where
+its element is, each value written is the use's own. What fails to check keeps a class of
+its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from .. import ir
 from ..expr import Expr, ExprError
 from ..namespace import MODULE_ATTRIBUTES, Namer
 
+_FAILURES = (ExprError, TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, AttributeError)
 
-def holds(condition: Expr, node: ir.BlockInstance) -> bool | None:
-    """The condition's value for this use's arguments; None where it reads anything else."""
+
+class Env(dict):
+    """A use's arguments by name, and its input channels as the class's `in_channels`; the
+    conditions worked out at it so far (a class of 70 uses checks each at every use)."""
+
+    __slots__ = ("known",)
+
+
+def use_env(node: ir.BlockInstance) -> Env:
+    env = Env((name, value.value) for name, value in node.args)
+    env["in_channels"] = node.stats.in_shape[0]
+    env.known = {}
+    return env
+
+
+def holds(condition: Expr, node) -> bool | None:
+    """The condition's value for a use (a BlockInstance, or its `use_env`); None where it reads anything else."""
+    env = node if isinstance(node, Env) else use_env(node)
+    known = env.known.get(condition, _FAILED)
+    if known is not _FAILED:
+        return known
     try:
-        value = condition.evaluate({name: value.value for name, value in node.args})
-    except (ExprError, TypeError, ValueError, ZeroDivisionError, IndexError, KeyError):
-        return None
-    return value if isinstance(value, bool) else None
+        value = condition.evaluate(env)
+    except _FAILURES:
+        value = None
+    known = env.known[condition] = value if isinstance(value, bool) else None
+    return known
+
+
+def _value(expr: Expr, env: dict):
+    try:
+        value = expr.evaluate(env)
+    except _FAILURES:
+        return _FAILED
+    return (type(value), value)
+
+
+_FAILED = object()
+
+
+def _same(expr: Expr, env: dict, want) -> bool:
+    return want is not _FAILED and _value(expr, env) == want
+
+
+@dataclass
+class Shared:
+    """A block's class and the uses it serves: the first use's model (its name, doc and
+    provenance), the members merged over the uses, and the forward of a use without the
+    residual (`plain`) and of one with it (`summed`: save, the body, the residual's own
+    layers, the sum)."""
+
+    first: object  # the ClassModel of the first use
+    code: tuple  # the first use's code: an equal use shares the class unchanged
+    members: tuple
+    plain: tuple | None
+    summed: tuple | None
+    envs: list = field(default_factory=list)  # each use's `use_env`
+    residual: list = field(default_factory=list)  # for each use: whether it adds its input back
+    toggle: Expr | None = None
+    merged: bool = False  # a use of other code joined
+    name: str = ""  # the class's name
+    first_use: object = None  # the use it was made for
+    extras: int = 0  # with uses of both forms: the last members, only the residual's (stochastic depth)
+    doc: bool = True  # whether the first use's docstring (its output's shape) holds at every use
+    first_doc: tuple = ()  # the first use's, unwrapped
+
+
+def is_summed(model) -> bool:
+    """Whether a use's forward is `residual { ... }?(condition)` around the whole block."""
+    forward = model.forward
+    return model.toggle is not None and len(forward) >= 2 and forward[0].kind == "save" and \
+        forward[-1].kind == "add" and not forward[-1].conditional
+
+
+def start(model, code: tuple, node: ir.BlockInstance, doc: tuple) -> Shared:
+    """The class of a first use, whose docstring's paragraphs (unwrapped) are `doc`."""
+    summed = is_summed(model)
+    return Shared(model, code, model.members, None if summed else model.forward, model.forward if summed else None,
+                  [use_env(node)], [summed], model.toggle if summed else None, first_doc=doc)
 
 
 def _steps(forward) -> list[tuple]:
     return [(s.kind, s.target, s.parts, s.var, s.conditional, s.into, s.reads) for s in forward]
 
 
-def merged(plain, residual):
-    """The class of both uses (the residual's, its sum under the flag), or None where they
-    differ in more than the residual: parameters, members or the statements between."""
-    if residual.toggle is None or plain.toggle is not None or residual.loop or plain.loop:
+def _extras(plain: tuple, plain_members: tuple, summed: tuple, summed_members: tuple) -> tuple | None:
+    """The members only the residual's uses have, called after the body before the sum
+    (parameter-free: built always, as torchvision builds its stochastic depth); None where
+    the two forwards differ in more."""
+    core = summed[1:-1]
+    count = len(plain)
+    if len(core) < count or _steps(core[:count]) != _steps(plain):
         return None
-    if [(n, d) for n, _, d in plain.params] != [(n, d) for n, _, d in residual.params]:
+    names = [m.name for m in summed_members]
+    if names[:len(plain_members)] != [m.name for m in plain_members]:
         return None
-    if not residual.toggle.names <= {name for name, _, _ in residual.params}:
-        return None  # a parameter the class would have to take only for the condition
-    if [(m.name, m.ctor.code, m.condition) for m in plain.members] != \
-            [(m.name, m.ctor.code, m.condition) for m in residual.members]:
+    extras = summed_members[len(plain_members):]
+    tail = core[count:]
+    if [s.target for s in tail] != [m.name for m in extras] or any(s.kind != "call" for s in tail) or \
+            not all(m.stateless for m in extras):
         return None
-    forward = residual.forward
-    if len(forward) < 2 or forward[0].kind != "save" or forward[-1].kind != "add" or \
-            _steps(forward[1:-1]) != _steps(plain.forward):
+    return extras
+
+
+def join(shared: Shared, model, code: tuple, node: ir.BlockInstance, same_members: bool = False) -> bool:
+    """Whether the use joins the class: its code the class's, or merged into it; with
+    `same_members`, only where the members stay as they are (a block whose last norms the
+    network's init names by their place, which an element kept in some uses would move)."""
+    env = use_env(node)
+    if not shared.merged and code == shared.code:
+        shared.envs.append(env)
+        shared.residual.append(shared.residual[0])
+        return True
+    if model.loop is not None or shared.first.loop is not None:
+        return False
+    summed = is_summed(model)
+    toggle = _toggle(shared, model, summed, env)
+    if toggle is _FAILED:
+        return False
+    members = _fitting(shared, model, summed, env) if shared.merged else None
+    members = members or _members(shared, model, summed, env)
+    if members is None or same_members and [m.ctor.code for m in members[0]] != \
+            [m.ctor.code for m in shared.members + model.members[len(shared.members):]]:
+        return False
+    shared.members, shared.extras = members
+    _forms(shared, model.forward, summed)
+    if shared.first_doc != model.doc:
+        shared.doc = False
+    shared.toggle = toggle
+    shared.envs.append(env)
+    shared.residual.append(summed)
+    shared.merged = True
+    return True
+
+
+def _forms(shared: Shared, forward: tuple, summed: bool) -> None:
+    """The class's forward of each form with the use's, each shape comment kept where every
+    use writes it (the body's statements of the two forms compared too)."""
+    if summed:
+        shared.summed = forward if shared.summed is None else agreed_forward(shared.summed, forward)
+        body = forward[1:]
+    else:
+        shared.plain = forward if shared.plain is None else agreed_forward(shared.plain, forward)
+        body = forward
+    if shared.plain is not None and shared.summed is not None:
+        core = shared.summed[1:]
+        plain = agreed_forward(shared.plain, body if summed else core)
+        shared.plain = plain
+        shared.summed = shared.summed[:1] + agreed_forward(core, plain)
+
+
+def _toggle(shared: Shared, model, summed: bool, env: dict):
+    """The residual's condition of the class with the use (None: no use has the residual),
+    where it holds exactly at the uses that add their input back; else _FAILED."""
+    toggle = shared.toggle if shared.toggle is not None else (model.toggle if summed else None)
+    if toggle is None:
         return None
-    namer = Namer(taken={m.name for m in residual.members} | {name for name, _, _ in residual.params},
+    if holds(toggle, env) is not summed or shared.toggle is None and \
+            any(holds(toggle, e) is not r for e, r in zip(shared.envs, shared.residual)):
+        return _FAILED
+    return toggle
+
+
+def _members(shared: Shared, model, summed: bool, env: dict) -> tuple | None:
+    """The class's members merged with the use's, and how many of them only the residual's
+    uses have (at the end, called before the sum); None where they do not merge."""
+    split = _split(shared, model, summed)
+    if split is None:
+        return None
+    mine, theirs, extras = split
+    if [m.name for m in mine] != [m.name for m in theirs]:
+        return None
+    out = []
+    for a, b in zip(mine, theirs):
+        if a.condition != b.condition or a.stateless != b.stateless:
+            return None
+        ctor = Unifier(shared.envs, env).member(a.ctor, b.ctor)
+        if ctor is None:
+            return None
+        out.append(replace(a, ctor=ctor))
+    return tuple(out) + tuple(extras), len(extras)
+
+
+def _fitting(shared: Shared, model, summed: bool, env: dict):
+    """The class's members unchanged, where the use is what they build at its arguments
+    (shape comments and all): most uses of a shared class, checked without merging; else None."""
+    if (shared.summed if summed else shared.plain) is None:
+        return None
+    split = _split(shared, model, summed)
+    if split is None:
+        return None
+    mine, theirs, extras = split
+    if len(mine) != len(theirs) or not all(a.name == b.name and a.condition == b.condition and
+                                           _fits(a.ctor, b.ctor, env) for a, b in zip(mine, theirs)):
+        return None
+    return shared.members, len(extras)
+
+
+def _fits(a, b, env: dict) -> bool:
+    """Whether the class's construction `a` builds the use's `b` at the use's arguments."""
+    if a.code[:-1] == b.code[:-1]:
+        return True
+    if a.choice:
+        side = holds(a.choice[0], env)
+        return side is not None and _fits(a.choice[1] if side else a.choice[2], b, env)
+    if a.sequential:
+        return b.sequential and a.keyed == b.keyed and a.listed == b.listed and _children_fit(a, b, env)
+    if not a.callee or a.callee != b.callee or [k for k, _ in a.args] != [k for k, _ in b.args]:
+        return False
+    return all(x.text == y.text or _same(x, env, _value(y, env)) for (_, x), (_, y) in zip(a.args, b.args))
+
+
+def _children_fit(a, b, env: dict) -> bool:
+    """Whether the children `a` builds at the use's arguments are `b`'s, comments and all."""
+    built = []
+    for child in a.children:
+        present = True if child[1].condition is None else holds(child[1].condition, env)
+        if present is None:
+            return False
+        if present:
+            built.append(child)
+    return len(built) == len(b.children) and all(
+        x[0] == y[0] and x[2] == y[2] and _fits(x[1], y[1], env) for x, y in zip(built, b.children))
+
+
+def _split(shared: Shared, model, summed: bool):
+    """The class's members and the use's that the body has in both forms, and the members
+    only the residual's uses have; None where the forwards differ in more than the residual."""
+    mine, theirs = shared.members, model.members
+    if summed and shared.summed is None:  # the first use with the residual: its own layers after the body
+        extras = _extras(shared.plain, mine, model.forward, theirs)
+        return None if extras is None else (mine, theirs[:len(theirs) - len(extras)], extras)
+    if not summed and shared.plain is None:  # the first use without it
+        extras = _extras(model.forward, theirs, shared.summed, mine)
+        return None if extras is None else (mine[:len(mine) - len(extras)], theirs, extras)
+    if _steps(shared.summed if summed else shared.plain) != _steps(model.forward):
+        return None
+    count = shared.extras if shared.plain is not None and shared.summed is not None else 0
+    if not count:
+        return mine, theirs, ()
+    extras = mine[len(mine) - count:]
+    if summed:
+        if [m.ctor.code for m in theirs[len(theirs) - count:]] != [m.ctor.code for m in extras]:
+            return None
+        theirs = theirs[:len(theirs) - count]
+    return mine[:len(mine) - count], theirs, extras
+
+
+class Unifier:
+    """Two constructions merged: `a`, the class's (right at the uses `where`), and `b`, one
+    use's (at `env`), into one right at all of them, or None."""
+
+    def __init__(self, where: list, env: dict):
+        self.where = where
+        self.env = env
+
+    def member(self, a, b):
+        if a.code[:-1] == b.code[:-1]:
+            return a
+        if a.sequential and b.sequential and not a.keyed and not a.listed and a.keyed == b.keyed and \
+                a.listed == b.listed:
+            children = self.aligned(a.children, b.children, self.where)
+            return None if children is None else _sequential(a, children)
+        return self.ctor(a, b, self.where)
+
+    def ctor(self, a, b, where: list):
+        """`a` and `b` at the same place: one construction for both, or None."""
+        if a.code[:-1] == b.code[:-1]:  # the same but where the class builds it
+            return a
+        if a.choice:
+            return self.chosen(a, b, where)
+        if a.sequential or b.sequential:
+            if not (a.sequential and b.sequential) or a.keyed != b.keyed or a.listed != b.listed or \
+                    len(a.children) != len(b.children):
+                return None
+            if a.keyed and [k for k, _, _ in a.children] != [k for k, _, _ in b.children]:
+                return None
+            children = []
+            for (key, x, comment), (_, y, theirs) in zip(a.children, b.children):
+                merged = self.ctor(x, y, where)
+                if merged is None:
+                    merged = self.choice(x, y, where)
+                if merged is None:
+                    return None
+                children.append((key, merged, _agreed(comment, theirs)))
+            return _sequential(a, tuple(children))
+        return self.call(a, b, where)
+
+    def call(self, a, b, where: list):
+        """Two calls of one constructor whose arguments are written differently: each the way
+        that gives both its values."""
+        if not a.callee or a.callee != b.callee or [k for k, _ in a.args] != [k for k, _ in b.args]:
+            return None
+        args = []
+        for (key, x), (_, y) in zip(a.args, b.args):
+            if x.text == y.text:
+                args.append((key, x))
+            elif _same(x, self.env, _value(y, self.env)):
+                args.append((key, x))
+            elif all(_same(y, e, _value(x, e)) for e in where):
+                args.append((key, y))
+            else:
+                return None
+        return _call(a, tuple(args))
+
+    def choice(self, a, b, where: list):
+        """Two constructions at one place, each kept by its own condition: `a if c else b`."""
+        if a.when is None or b.when is None or a.choice or b.choice or a.sequential or b.sequential:
+            return None  # a choice is one line: two calls
+        if holds(a.when, self.env) is not False or any(holds(a.when, e) is not True for e in where):
+            return None
+        return _choice(a.when, a, b)
+
+    def chosen(self, a, b, where: list):
+        """A choice `x if c else y` and a use's construction: merged into the side c picks."""
+        condition, x, y = a.choice
+        side = holds(condition, self.env)
+        if side is None:
+            return None
+        these = [e for e in where if holds(condition, e) is side]
+        merged = Unifier(these, self.env).ctor(x if side else y, b, these)
+        if merged is None:
+            return None
+        return _choice(condition, merged, y) if side else _choice(condition, x, merged)
+
+    def aligned(self, mine: tuple, theirs: tuple, where: list):
+        """A numbered Sequential's children: the class's and the use's, each pair at one place
+        merged, each child only one side has built where its condition holds. The alignment
+        that merges the most (a choice counts half); None where none checks."""
+        env = self.env
+
+        @lru_cache(maxsize=None)
+        def best(i: int, j: int):
+            if i == len(mine) and j == len(theirs):
+                return 0, ()
+            options = []
+            if i < len(mine) and j < len(theirs):
+                pair = self.pair(mine[i], theirs[j], where)
+                if pair is not None:
+                    rest = best(i + 1, j + 1)
+                    if rest is not None:
+                        options.append((rest[0] + pair[0], (pair[1],) + rest[1]))
+            if i < len(mine):
+                key, child, comment = mine[i]
+                condition = self.absent_here(child, where)
+                rest = best(i + 1, j) if condition is not None else None
+                if rest is not None:
+                    options.append((rest[0], ((key, replace(child, condition=condition), comment),) + rest[1]))
+            if j < len(theirs):
+                key, child, comment = theirs[j]
+                rest = best(i, j + 1) if child.when is not None and \
+                    all(holds(child.when, e) is False for e in where) and holds(child.when, env) else None
+                if rest is not None:
+                    options.append((rest[0], ((key, replace(child, condition=child.when), comment),) + rest[1]))
+            return max(options, key=lambda option: option[0]) if options else None
+
+        found = best(0, 0)
+        return None if found is None else found[1]
+
+    def absent_here(self, child, where: list):
+        """The condition under which the class builds `child`, which this use lacks: its own,
+        or the one that kept it, false here and true at the class's uses."""
+        if child.condition is not None:
+            return child.condition if holds(child.condition, self.env) is False else None
+        when = child.when
+        if when is not None and holds(when, self.env) is False and all(holds(when, e) is True for e in where):
+            return when
+        return None
+
+    def pair(self, a: tuple, b: tuple, where: list):
+        """Children at one place: (2, merged) for one construction, (1, merged) for a choice."""
+        key, x, comment = a
+        present = where if x.condition is None else [e for e in where if holds(x.condition, e)]
+        merged, score = self.ctor(x, b[1], present), 2
+        if merged is None:
+            merged, score = self.choice(x, b[1], present), 1
+        if merged is None:
+            return None
+        condition, comment = x.condition, _agreed(comment, b[2])
+        if condition is not None and not holds(condition, self.env):
+            when = b[1].when
+            if when is None or not holds(when, self.env) or \
+                    any(holds(when, e) is not holds(condition, e) for e in where):
+                return None
+            condition = when
+        return score, (key, replace(merged, condition=condition), comment)
+
+
+def _agreed(mine: str, theirs: str) -> str:
+    """A shape comment that holds at every use: the one both write, else none."""
+    return mine if mine == theirs else ""
+
+
+def agreed_forward(mine: tuple, theirs: tuple) -> tuple:
+    """`mine`'s statements with the shape comments that `theirs`, the same statements of
+    another use, do not write left out."""
+    return tuple(s if s.comment == t.comment else replace(s, comment="") for s, t in zip(mine, theirs)) + \
+        mine[len(theirs):]
+
+
+def _sequential(a, children: tuple):
+    names = frozenset().union(*(child.names | _condition_names(child) for _, child, _ in children))
+    return replace(a, children=children, names=names)
+
+
+def _condition_names(ctor) -> frozenset:
+    names = ctor.condition.names if ctor.condition is not None else frozenset()
+    if ctor.choice:
+        names = names | ctor.choice[0].names
+    return names
+
+
+def _call(a, args: tuple):
+    parts = [e.text if key is None else f"{key}={e.text}" for key, e in args]
+    names = frozenset().union(*(e.names for _, e in args))
+    return replace(a, text=f"{a.callee}({', '.join(parts)})", args=args, names=names)
+
+
+def _choice(condition: Expr, a, b):
+    text = f"{a.text} if {condition.text} else {b.text}"
+    return replace(a, text=text, callee="", args=(), choice=(condition, replace(a, condition=None),
+                                                             replace(b, condition=None)),
+                   names=a.names | b.names | condition.names, when=None)
+
+
+def flag_name(model) -> str:
+    namer = Namer(taken={m.name for m in model.members} | {name for name, _, _ in model.params},
                   reserved=MODULE_ATTRIBUTES)
-    flag = namer.fresh("use_res_connect")
-    return replace(residual, forward=forward[:-1] + (replace(forward[-1], conditional=True, target=flag),),
-                   flags=((flag, residual.toggle.text),))
+    return namer.fresh("use_res_connect")
+
+
+def finish(shared: Shared, params: tuple, layers_namer) -> object:
+    """The class of every use: the first use's model with the merged members, parameters
+    (`params`, from the block's own, the class's annotations) and forward; `layers_namer`
+    gives the local of each Sequential built from a list."""
+    first = shared.first
+    if not shared.merged:
+        return replace(first, params=params)
+    members = tuple(replace(m, layers=layers_namer()) if m.ctor.appended else m for m in shared.members)
+    flags = ()
+    if shared.plain is not None and shared.summed is None:
+        forward = shared.plain
+    elif shared.plain is None:
+        forward = shared.summed
+    else:
+        flag = flag_name(replace(first, members=members, params=params))
+        summed, count = shared.summed, shared.extras
+        add = summed[-1]
+        extras = tuple(s.target for s in summed[len(summed) - 1 - count:-1])
+        forward = summed[:len(summed) - 1 - count] + (replace(add, conditional=True, target=flag, parts=extras),)
+        flags = ((flag, shared.toggle.text),)
+    return replace(first, params=params, members=members, forward=forward, flags=flags, toggle=shared.toggle)
+
+
+def used_names(shared: Shared) -> frozenset:
+    """The parameters the merged class reads: its members' and conditions', the residual's
+    condition where it is a flag."""
+    names = set()
+    for member in shared.members:
+        names |= member.ctor.names
+        if member.condition is not None:
+            names |= member.condition.names
+    if shared.merged and shared.plain is not None and shared.summed is not None:
+        names |= shared.toggle.names
+    return frozenset(names)

@@ -40,7 +40,8 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
 
 def _found(body: ir.Seq) -> tuple[list, list, list, bool]:
     """One walk: the side outputs, the concats and the named groups, in order, and whether
-    anything reads an earlier element (`concat(enc4)`, `upsample(like=enc4)`), which
+    anything reads an earlier element (`concat(enc4)`, `upsample(like=enc4)`, `from(low)`,
+    `reads(backbone.4)`), which
     `_reads` then checks."""
     sides, concats, groups, reads = [], [], [], False
     for node in walk(body):
@@ -54,7 +55,9 @@ def _found(body: ir.Seq) -> tuple[list, list, list, bool]:
             sides.append(node)
         elif kind is ir.Concat:
             concats.append(node)
-            reads = reads or bool(node.skips)
+            reads = reads or bool(node.skips) or bool(node.sources)  # concat(enc4), from(low)
+        elif kind is ir.BlockInstance:
+            reads = reads or bool(node.reads)  # Head() reads(backbone.4)
     return sides, concats, groups, reads
 
 
@@ -170,17 +173,23 @@ def _trailing_resizes(seq: ir.Seq) -> set[int]:
 def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
     """Each `concat(name)` and `upsample(like=name)` stands in a forward and reads a member of it."""
     errors: dict = {}
-    scopes = [network.body] + [node.body for node in nodes if isinstance(node, ir.BlockInstance)]
+    scopes = [(network.body, ())] + [(node.body, tuple(name for name, _ in node.reads))
+                                     for node in nodes if isinstance(node, ir.BlockInstance)]
     labels = {getattr(node, "name", None) for node in nodes}  # an unknown name the shape pass reported
-    for seq in scopes:
+    for seq, inputs in scopes:
         opened = {id(node) for node in _opened(seq)} | _trailing_resizes(seq)
         called = {node.name for node in _opened(seq) if isinstance(node, _CALLED) and node.name} | {"input"}
+        called |= set(inputs)  # a block's reads(low)
         for node in _in_scope(seq):
-            if isinstance(node, ir.Concat) and node.skips:
-                what, names = f"concat({', '.join(node.skips)})", node.skips
-            elif isinstance(node, ir.Layer) and node.values.get("like") is not None:
-                what, names = f"{node.kind}(like={node.values['like']})", (node.values["like"],)
-            else:
+            what, names = _read_names(node)
+            if not names:
+                continue
+            unheld = _unheld_path(node, names, called if seq is network.body else set())
+            if unheld is not None:
+                errors.setdefault(node.span, Diagnostic.error(
+                    node.span, f"{what} reads {unheld!r}, inside a group that the generated forward calls "
+                    "as one nn.Sequential", "read a member of a named group of the network itself by its path, "
+                    "or label the member in this chain and read it by name", "skip"))
                 continue
             if id(node) not in opened:
                 errors.setdefault(node.span, Diagnostic.error(
@@ -195,6 +204,29 @@ def _reads(network: ir.Network, nodes: list) -> list[Diagnostic]:
                         "output the generated forward never holds by itself",
                         "name an element of this chain itself (the group that holds it, say)", "skip"))
     return list(errors.values())
+
+
+def _unheld_path(node, names: tuple[str, ...], called: set) -> str | None:
+    """The first group member's path (`backbone.4`) among what a node reads whose group the
+    forward does not call member by member (one of the network's own chain, `called`)."""
+    if node.stats is None:  # the shape pass said what is wrong
+        return None
+    return next((name for name in names if "." in name and name.split(".")[0] not in called), None)
+
+
+def _read_names(node) -> tuple[str, tuple[str, ...]]:
+    """What a node reads by name (a concat's skips and its branches' from(...), an upsample's
+    like=, a block use's reads(...)), and how the diagnostics write it."""
+    if isinstance(node, ir.Concat) and (node.skips or any(node.sources)):
+        sources = tuple(source for source in node.sources if source)
+        what = f"concat({', '.join(node.skips)})" if node.skips else f"from({sources[0]})"
+        return what, node.skips + sources
+    if isinstance(node, ir.Layer) and node.values.get("like") is not None:
+        return f"{node.kind}(like={node.values['like']})", (node.values["like"],)
+    if isinstance(node, ir.BlockInstance) and node.reads:
+        sources = tuple(source for _, source in node.reads)
+        return f"{node.block}(...) reads({', '.join(sources)})", sources
+    return "", ()
 
 
 def _outputs(network: ir.Network) -> list[Diagnostic]:

@@ -285,14 +285,14 @@ class Expander(Evaluating, Visitor):
         label = element.label
         inner = ast.Element(label, node.node, element.span, element.label_span)
         if node.condition is not None:
-            if not self.condition(node.condition, scope):
+            condition = self.condition(node.condition, scope)
+            if not condition.value:
                 self.dropped.add(label)
                 return []
             made = self.element(inner, scope)
-            if isinstance(node.node, ast.Residual) and len(made) == 1 and isinstance(made[0], ir.Residual):
-                # kept with its condition: the code generator writes one class for both cases
-                made = [replace(made[0], condition=self.evaluate(node.condition, scope))]
-            return made
+            # kept with its condition: the code generator writes one class for the uses where it
+            # holds and those where it does not (codegen/toggles.py)
+            return [replace(item, condition=condition) if isinstance(item, _CONDITIONAL) else item for item in made]
         name = switch_name(element)
         if name is None:
             raise self.fail(node.span, "an optional group needs a name to make its switch",
@@ -302,13 +302,14 @@ class Expander(Evaluating, Visitor):
             return []
         return self.element(inner, scope)
 
-    def condition(self, expr: ast.Expr, scope: _Scope) -> bool:
-        """The value of `X?(condition)`: true or false, from the enclosing parameters."""
-        value = self.decides(self.evaluate(expr, scope)).value
+    def condition(self, expr: ast.Expr, scope: _Scope) -> ir.Value:
+        """`X?(condition)`'s condition, true or false, from the enclosing parameters."""
+        condition = self.decides(self.evaluate(expr, scope))
+        value = condition.value
         if not isinstance(value, bool):
             raise self.fail(expr.span, f"the condition of '?( )' must be true or false, got {_describe(value)}",
                             "compare something: X?(stride == 1), X?(expand != 1 and se)", "type")
-        return value
+        return condition
 
     def switch(self, name: str, span: Span) -> bool:
         value = self.overrides.get(name, True)
@@ -863,6 +864,9 @@ def _plain_value(value) -> bool:
         return all(_plain_value(v) for v in value)
     return value is None or isinstance(value, (bool, int, float, str))
 
+
+
+_CONDITIONAL = (ir.Residual, ir.Layer, ir.Seq, ir.BlockInstance)
 
 
 def _labelled(made: list[ir.Node], label: str, span: Span) -> list[ir.Node]:

@@ -8,6 +8,8 @@ class; the height and width become the numbers of this instance (a class per siz
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import ir
 from ..expr import Const, ExprError
 from ..layers import RULES
@@ -68,7 +70,7 @@ def resolve_layer(layer: ir.Layer, env: dict[str, object]) -> ir.Layer:
             if problem:
                 raise PendingProblem(*problem)
         args.append((name, value))
-    return ir.Layer(layer.kind, tuple(args), layer.name, layer.span, layer.stats)
+    return replace(layer, args=tuple(args))
 
 
 __all__ = ["PendingProblem", "block_env", "is_pending", "resolve_args", "resolve_layer"]

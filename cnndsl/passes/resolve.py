@@ -40,7 +40,7 @@ def unsafe_name_reason(name: str, kind: str) -> str | None:
         return f"{name!r} is a dunder name"
     if name in GENERATED_NAMES and not (kind == "network parameter" and name == "in_channels"):
         return f"{name!r} is used by the generated code itself"
-    if hasattr(builtins, name):
+    if name in vars(builtins):  # hasattr, without the AttributeError it raises and drops for most names
         return f"{name!r} would shadow Python's built-in {name}"
     if kind == "label" and (name in MODULE_ATTRIBUTES or name.startswith("_")):
         return f"{name!r} is an attribute of torch.nn.Module" if name in MODULE_ATTRIBUTES \

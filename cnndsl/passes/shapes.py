@@ -298,7 +298,8 @@ class ShapeInference(Visitor):
         read = self.share(node, flow) if node.split else flow
         sources = node.sources or (None,) * len(node.branches)
         for branch, source in zip(node.branches, sources):  # each branch is checked, whatever the others give
-            branch, out = self.visit_Seq(branch, read if source is None else self.source(node, source, read))
+            branch, out = self.visit_Seq(branch, read if source is None else self.source(node, source, read,
+                                                                                         branch.span))
             branches.append(branch)
             outs.append(out)
         if node.op != "cat":
@@ -325,20 +326,20 @@ class ShapeInference(Visitor):
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
 
-    def source(self, node: ir.Concat, source: str, flow: Flow | None) -> Flow | None:
+    def source(self, node: ir.Concat, source: str, flow: Flow | None, span) -> Flow | None:
         """What a branch `from(source)` reads: the named earlier element (or a block's
         `reads` input, or a member of a named group by its path); None after an error."""
         found = self.taps if "." in source else self.named_outputs
         if source not in found or source == "input":
             what = f"{'an add' if node.op == 'add' else 'a ' + node.op} branch from({source})"
             if source == "input":
-                self.error(node.span, f"{what} reads the input: every branch does that already",
+                self.error(span, f"{what} reads the input: every branch does that already",
                            "leave out from(input)", "skip")
                 return None
             message, hint = self.unknown_tap(source) if "." in source else (
                 f"{what} names no element before it in this {'block' if self.in_block else 'network'}",
                 f"name one of: {', '.join(n for n in self.named_outputs if n != 'input')}")
-            self.error(node.span, message.replace(f"side({source})", f"from({source})"), hint, "skip")
+            self.error(span, message.replace(f"side({source})", f"from({source})"), hint, "skip")
             return None
         return found[source] if flow is not None else None
 
@@ -360,10 +361,8 @@ class ShapeInference(Visitor):
     def not_broadcast(self, node: ir.Concat, branches: list, shapes: list) -> None:
         """The error of an add or mul whose branches' outputs do not broadcast, at the first
         branch that does not fit the others, with what to change."""
-        same_rank = len({len(x) for x in shapes}) == 1
-        widest = tuple(max(sizes) for sizes in zip(*shapes)) if same_rank else None
-        bad = next((b for b, x in zip(branches, shapes) if widest is None or not broadcasts(x, widest)),
-                   branches[-1])
+        bad = next((b for b, x in zip(branches[1:], shapes[1:]) if _broadcast([shapes[0], x]) is None),
+                   branches[-1])  # the first that does not fit the first
         listing = f" {'+' if node.op == 'add' else '*'} ".join(fmt_shape(x) for x in shapes)
         channels = sorted({x[0] for x in shapes if len(x) == 3 and x[0] != 1})
         hint = (f"end every branch with the same channels (they end with {', '.join(map(str, channels))})"
@@ -563,7 +562,8 @@ class ShapeInference(Visitor):
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
         mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
-        node = replace(node, read_channels=tuple(given.channels for given in read)) if read else node
+        node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read)) \
+            if read else node
         channels = out.channels.substitute(mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:

@@ -374,21 +374,9 @@ class Evaluating:
     def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
         """The def's body with its parameters bound to the arguments (evaluated here) or
         their defaults."""
-        names = [p.name for p in definition.params or ()]
-        what = f"function {definition.name}"
-        bound = self.bind(names, _Args(args), scope, what, span)  # type: ignore[attr-defined]
-        own = Scope({}, f"def {definition.name}")
-        values: dict[str, ir.Value] = {}
-        for param in definition.params or ():
-            if param.name in bound:
-                values[param.name] = bound[param.name][0]
-            elif param.default is not None:
-                values[param.name] = self.evaluate(param.default, own)
-            else:
-                raise self.fail(span, f"{what} needs its {param.name!r} argument",
-                                f"call it as {definition.name}({', '.join(names)})", "missing")
-        key = (definition.name, tuple((name, self.typed(v.value), type(v.expr), v.expr.text)
-                                      for name, v in values.items()))
+        values = self.def_arguments(definition, args, scope, span)
+        typed = self.typed
+        key = (definition.name, tuple([(name, typed(v.value), type(v.expr), v.expr.text) for name, v in values.items()]))
         found = self.def_values.get(key)
         if found is not None:
             return found
@@ -400,6 +388,29 @@ class Evaluating:
         finally:
             self.def_depth -= 1
         return found
+
+    def def_arguments(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope,
+                      span: Span) -> dict[str, ir.Value]:
+        """A def's parameters bound to a call's arguments (evaluated here) or their defaults."""
+        params = definition.params or ()
+        if len(args) <= len(params) and all(a.name is None for a in args):  # positional: nothing to check
+            bound = {p.name: (self.evaluate(a.value, scope),) for p, a in zip(params, args)}
+        else:
+            bound = self.bind([p.name for p in params], _Args(args), scope,  # type: ignore[attr-defined]
+                              f"function {definition.name}", span)
+        if len(bound) == len(params):
+            return {name: v[0] for name, v in bound.items()}
+        own = Scope({}, f"def {definition.name}")
+        values: dict[str, ir.Value] = {}
+        for param in params:
+            if param.name in bound:
+                values[param.name] = bound[param.name][0]
+            elif param.default is not None:
+                values[param.name] = self.evaluate(param.default, own)
+            else:
+                raise self.fail(span, f"function {definition.name} needs its {param.name!r} argument",
+                                f"call it as {definition.name}({', '.join(p.name for p in params)})", "missing")
+        return values
 
     def typed(self, value):
         """A value as a memo's key: 1, 1.0 and true are equal in Python but not here. A

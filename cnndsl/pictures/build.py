@@ -157,13 +157,13 @@ class Builder(Visitor):
         if not node.branches:  # concat(enc4): the skip beside the chain's value
             skips.append(Column([]))
         columns = skips + [self.column(self.units(b)) for b in node.branches]
-        for column, source in zip(columns[len(skips):], node.sources):  # from(low): what the branch reads
-            if source is not None:
-                column.items.insert(0, Box(f"from {source}", "", "other", kind="skip"))
         names = [""] * len(skips) + [_branch_name(b) for b in node.branches]
         for column, name in zip(columns, names):  # the branch's name is written above it
             if column.items and isinstance(column.items[0], Box) and column.items[0].name == name:
                 column.items[0].name = ""
+        for column, source in zip(columns[len(skips):], node.sources):  # from(low): what the branch reads
+            if source is not None:
+                column.items.insert(0, Box(f"from {source}", "", "other", kind="skip"))
         shape = "" if self.symbolic else f"  {shape_text(node.stats.out_shape)}"
         sign, word = {"add": ("+", "add"), "mul": ("×", "mul")}.get(node.op, ("C", "split · concat" if node.split
                                                                            else "concat"))

@@ -21,6 +21,7 @@ KEYWORDS = ("let", "block", "network", "input", "outputs", "x", "concat", "split
             "gate", "true", "false")
 KEYWORDS += ("def", "if", "else", "and", "or", "not", "for", "from", "import")  # issue 11: values, repetition, imports
 KEYWORDS += ("init",)  # a network's weight initialisation
+KEYWORDS += ("add", "mul", "reads")  # heads with two inputs: add { ... }, mul { ... }, reads(low)
 _DEFINERS = {"let": "let", "block": "block", "network": "network"}
 _DEFINERS["def"] = "def"
 _TOKEN = re.compile(r"""

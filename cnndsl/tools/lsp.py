@@ -165,7 +165,7 @@ class _Nodes(Visitor):
         self.generic_visit(node.body, path, path)
 
     def visit_Concat(self, node: ir.Concat, prefix: str, instance: str) -> None:
-        kind = "split" if node.split else "concat"
+        kind = "split" if node.split else "concat" if node.op == "cat" else node.op  # add { ... }, mul { ... }
         self.add(node, 2, kind, kind, prefix, instance)
         self.generic_visit(node, prefix, instance)
 

@@ -57,7 +57,7 @@ def grammar() -> dict:
                 {"name": "constant.language.boolean.cnn", "match": r"\b(?:true|false)\b"},
                 {"name": "keyword.control.cnn",
                  "match": _words(("input", "outputs", "concat", "split", "residual", "shortcut", "side", "gate",
-                                  "init"))},
+                                  "init", "add", "mul", "reads"))},
                 {"name": "keyword.operator.logical.cnn", "match": _words(("and", "or", "not", "if", "else"))},
                 {"name": "keyword.control.repeat.cnn", "match": _words(("for",))},
                 {"name": "keyword.control.cnn", "match": _words(("from", "import"))},
