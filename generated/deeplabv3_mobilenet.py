@@ -220,7 +220,7 @@ class DeepLabV3MobileNet(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/deeplabv3_mobilenet.cnn:21.
+    From specs/deeplabv3_mobilenet.cnn:15.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:

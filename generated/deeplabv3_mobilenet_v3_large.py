@@ -220,7 +220,7 @@ class Deeplabv3_mobilenet_v3_large(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/deeplabv3_mobilenet.cnn:36.
+    From specs/deeplabv3_mobilenet.cnn:30.
     """
 
     def __init__(self, num_classes: int = 21, in_channels: int = 3) -> None:

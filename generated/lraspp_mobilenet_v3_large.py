@@ -109,7 +109,7 @@ class SElayer(nn.Module):
 class LRASPPHead(nn.Module):
     """Block `LRASPPHead`: in_channels x H x W to num_classes x ? x ?.
 
-    From specs/lraspp.cnn:20.
+    From specs/lraspp.cnn:19.
     """
 
     def __init__(
@@ -150,7 +150,7 @@ class LRASPP_mobilenet_v3_large(nn.Module):
     parameters
 
     The backbone is the zoo's MobileNetV3 feature extractor (its `Features`, imported)
-    with torchvision's `dilated=True` table (imported from deeplabv3_mobilenet.cnn):
+    with torchvision's `dilated=True` table (`large_dilated`, imported with it):
     features 0 to 16 as `backbone` (backbone.0.0.weight ... backbone.16.1.running_var).
     torchvision's IntermediateLayerGetter returns two of them: "low", features 4 (the
     last block before the third stride: output stride 8, 40 channels), and "high",
@@ -176,7 +176,7 @@ class LRASPP_mobilenet_v3_large(nn.Module):
 
     Forward returns a dict of 'out'.
 
-    From specs/lraspp.cnn:45.
+    From specs/lraspp.cnn:44.
     """
 
     def __init__(
