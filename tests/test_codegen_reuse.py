@@ -101,27 +101,12 @@ def test_the_switch_is_on():
 def test_heads_with_two_inputs_read_as_each_use_reads():
     """A block's reads(low) and from(low): two uses differing in their width and the tensor
     they read share a class only where the code is the same."""
-    with_reuse, without = code("""
-block Head(num_classes, inter = 8) reads(low) {
-    mul {
-        cbr: [conv(inter, 1, bias=false) -> batchnorm -> relu]
-        scale: [adaptive_avgpool(1) -> conv(inter, 1, bias=false) -> sigmoid]
-    }
-    upsample(like=low, mode="bilinear")
-    add {
-        from(low) low_classifier: conv(num_classes, 1)
-        high_classifier: conv(num_classes, 1)
-    }
-}
+    from test_heads import HEAD  # the LR-ASPP-like head of tests/test_heads.py, used twice here
 
-network N(num_classes = 3) {
-    input 3x32x32
-    backbone: [conv(4, 3, stride=2, pad=1) -> batchnorm -> relu -> conv(6, 3, stride=2, pad=1) -> relu]
-    one: Head(num_classes) reads(backbone.2)
-    two: Head(num_classes, inter=4) reads(backbone.0)
-    out: upsample(like=input, mode="bilinear")
-    outputs(out)
-}
-""")
+    twice = "    one: Head(num_classes) reads(backbone.2)\n    two: Head(num_classes, inter=4) reads(backbone.0)\n"
+    spec = HEAD.replace("    classifier: Head(num_classes) reads(backbone.2)\n", twice)
+    assert twice in spec
+    with_reuse, without = code(spec)
+
     assert with_reuse == without
     assert "class Head(nn.Module)" in with_reuse
