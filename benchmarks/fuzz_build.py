@@ -61,7 +61,8 @@ _BLOCK_NAMES = ("S", "S2", "S3", "B", "B2", "B3", "Stage", "Stage2", "SetSubmodu
 REACH_CLASSES = frozenset({"gate", "gate, spatial", "split", "shuffle", "per-axis tuples", "upsample", "upsample(like=)",
                            "conv_transpose", "concat skip", "concat skip with branches", "outputs(...)",
                            "def and lists", "list parameter", "conditional", "X * n for i", "interpolated labels",
-                           "quoted labels", "block reading input.channels"})
+                           "quoted labels", "block reading input.channels", "add", "from(name) branch",
+                           "mul, broadcast", "block reads(...)"})
 NAME_POOLS = {"nn.Module attribute": _MODULE_ATTRIBUTES, "builtin": _BUILTINS, "keyword": _KEYWORDS,
               "generated name": _GENERATED, "language keyword": _DSL_KEYWORDS}
 

@@ -1,7 +1,9 @@
 """The network generator's steps for the constructs the language gained after issue 15 was
 filed: gate, split, shuffle, per-axis tuples, upsample (scale, size, like=), conv_transpose,
 concat skips, named outputs (`outputs(...)`), defs, list parameters and conditionals,
-`X * n for i` and quoted and interpolated labels.
+`X * n for i`, quoted and interpolated labels, and heads with two inputs (`add { ... }`,
+`mul { ... }`, `from(name)` at a branch's head, a block's `reads(low)` and its use's
+`reads(name)`).
 
 `ReachSteps` is a mixin of `fuzz_build.NetGen`: it reads the generator's `rng`, `classes`,
 `label()`, `members` (the network chain's labelled elements and their shapes) and adds
@@ -31,7 +33,8 @@ class ReachSteps:
     def reach_step(self, shape):
         rng = self.rng
         kind = rng.choice(("gate", "split", "shuffle", "tuple conv", "tuple pool", "upsample", "conv_transpose",
-                           "skip", "def", "condition", "indexed repetition", "quoted labels", "se block"))
+                           "skip", "def", "condition", "indexed repetition", "quoted labels", "se block",
+                           "add", "mul", "reads head"))
         return getattr(self, "reach_" + kind.replace(" ", "_"))(shape)
 
     def labelled(self, text: str, out, chance: float = 0.4):
@@ -236,6 +239,56 @@ class ReachSteps:
                                "        fc1: conv(max(1, input.channels // r), 1) -> relu\n"
                                "        fc2: conv(input.channels, 1) -> hardsigmoid\n    }\n}\n")
         return self.labelled(self.rng.choice(("SE()", "SE(1)", "SE(r=4)")), shape)
+
+    def reach_add(self, shape):
+        """`add { ... }` of branches that end with the same channels; a branch may read an
+        earlier member of the same height and width with `from(name)`."""
+        rng = self.rng
+        c, h, w = shape
+        self.classes.add("add")
+        f = rng.choice((c, 2, 4))
+        branches = [f"conv({f}, 1)" if f != c or rng.random() < 0.5 else rng.choice(("identity", "relu", "batchnorm"))
+                    for _ in range(rng.choice((2, 2, 3)))]
+        if rng.random() < 0.3:  # a branch's own label: a member of the enclosing scope
+            branches[-1] = f"{self.label()}: {branches[-1]}"
+        earlier, before = [n for n, s in self.members.items() if len(s) == 3], ""
+        if rng.random() < 0.7:
+            self.classes.add("from(name) branch")
+            if not earlier:  # a member to read: the add's input, named
+                before, _ = self.labelled("relu -> ", shape, chance=1)
+                earlier = [before.partition(":")[0]]
+            name = rng.choice(earlier)
+            resized = "" if self.members[name][1:] == (h, w) else f"upsample(size={pair(h, w)}) -> "
+            branches[0] = f"from({name}) {resized}conv({f}, 1)"
+        body = "\n        ".join(branches)
+        return f"{before}add {{\n        {body}\n    }}", (f, h, w)  # an add takes no label (as concat)
+
+    def reach_mul(self, shape):
+        """`mul { ... }`: a per-channel scale broadcast over height and width, as LR-ASPP's."""
+        rng = self.rng
+        c, h, w = shape
+        self.classes.add("mul, broadcast")
+        f = rng.choice((c, 4))
+        scale = rng.choice(("sigmoid", "hardsigmoid"))
+        body = f"[conv({f}, 1) -> relu]\n        [adaptive_avgpool(1) -> conv({f}, 1) -> {scale}]"
+        return f"mul {{\n        {body}\n    }}", (f, h, w)
+
+    def reach_reads_head(self, shape):
+        """A block with a second input, `block H(k) reads(low)`, used as `H(k) reads(name)`: the
+        chain's value upsampled to `low`'s size and added to a conv of `low`."""
+        rng = self.rng
+        c, h, w = shape
+        lows = [n for n, s in self.members.items() if len(s) == 3 and s[1] <= MAX_SIDE and s[2] <= MAX_SIDE]
+        if not lows:
+            return None
+        self.classes.add("block reads(...)")
+        if not any(b.startswith("block Head(") for b in self.blocks):
+            self.blocks.append("block Head(k = 2) reads(low) {\n    upsample(like=low)\n    add {\n"
+                               "        from(low) low_conv: conv(k, 1)\n        high_conv: conv(k, 1)\n    }\n}\n")
+        low = rng.choice(lows)
+        k = rng.choice((2, 3))
+        _, lh, lw = self.members[low]
+        return self.labelled(f"Head({k}) reads({low})", (k, lh, lw))
 
     def outputs_line(self, final: str) -> str | None:
         """`outputs(...)` naming the chain's end, an earlier member and every side output."""

@@ -312,12 +312,26 @@ def test_the_oracle_catches_a_module_that_check_calls_well_formed_but_fails(monk
 def test_the_generator_reaches_the_newer_constructs():
     """The constructs added since issue 15 was filed are drawn, and most of their networks build."""
     classes, built = set(), 0
-    for seed in range(150):
+    for seed in range(240):
         text, found, params = fb.built_network(random.Random(seed))
         classes |= found
         built += fb.run_network(text, params, backward=False) == "built" if found & fb.REACH_CLASSES else 0
     assert built >= 40, built
     assert fb.REACH_CLASSES <= classes, sorted(fb.REACH_CLASSES - classes)
+
+
+@pytest.mark.parametrize("wanted", ["add", "from(name) branch", "mul, broadcast", "block reads(...)"])
+def test_the_generator_draws_heads_with_two_inputs_and_they_build(wanted):
+    """`add`/`mul` heads, a branch's `from(name)` and a block's `reads(...)` (issue 12) are drawn,
+    and networks holding them build and run forward and backward, as check said."""
+    drawn = []
+    for seed in range(400):
+        text, found, params = fb.built_network(random.Random(seed))
+        if wanted in found and len(drawn) < 6:
+            drawn.append((text, params))
+    assert len(drawn) == 6
+    outcomes = [fb.run_network(text, params) for text, params in drawn]
+    assert outcomes.count("built") >= 2, outcomes
 
 
 # -- found by the campaign of the newer constructs ---------------------------------------------------
