@@ -29,10 +29,9 @@ from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, s
 from .loops import LoopModel, loop_model
 from . import toggles
 from .nodes import nodes
-from .reuse import same_use
+from .reuse import use_key
 
 WRAP = 92
-REUSE_TRIES = 2  # earlier uses of a block whose scope a new use may reuse (a stage's first use, its others)
 
 
 @dataclass(frozen=True)
@@ -251,7 +250,7 @@ def _fresh(previous, read_elsewhere: frozenset) -> bool:
 class ScopeBuilder(Visitor):
     """Members and forward statements of one class, visiting the IR in order:
     `visit(node, previous)`, where `previous` is the element before it in its chain.
-    A block's scope is built once for the uses whose bodies read alike (`reuse.same_use`):
+    A block's scope is built once for the uses whose bodies read alike (`reuse.use_key`):
     whatever it reads of a use's IR, reuse.py must compare."""
 
     def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
@@ -648,7 +647,7 @@ class Generator:
         self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
-        self.scopes: dict[str, list] = {}  # block -> [(a use built, its block_scope)], in order
+        self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
         # Members whose output a side(name) reads besides the chain (sides live in the network).
         self.sides: list[ir.Side] = []
         read = set()
@@ -844,18 +843,21 @@ class Generator:
 
     def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple, set]:
         """The members, forward statements, residual conditions and read parameters of a block
-        use's class: those of one of the block's last uses built where this one reads the same
-        (`reuse.same_use`)."""
-        built = self.scopes.setdefault(node.block, [])
-        if self.reuse_scopes:
-            for use, scope in built[-REUSE_TRIES:][::-1]:  # the latest first
-                if same_use(self, use, node):
-                    return scope
+        use's class: those of an earlier use built where this one reads the same (equal
+        `reuse.use_key`s)."""
+        built = self.scopes.setdefault(node.block, {})
+        key = use_key(self, node) if self.reuse_scopes else None
+        try:
+            found = built.get(key)
+        except TypeError:  # a field that does not hash: built
+            key = found = None
+        if found is not None:
+            return found
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.inputs = self.network.blocks[node.block].reads
         builder.start(node.body)
         scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles), _used_names(builder.members))
-        built.append((node, scope))
+        built[key if key is not None else len(built)] = scope  # held: class_code keys by its id
         return scope
 
     def plan(self, body: ir.Seq) -> None:

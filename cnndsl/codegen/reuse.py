@@ -178,3 +178,57 @@ def same_call(generator, a: ir.BlockInstance, b: ir.BlockInstance) -> bool:
     Calling it makes its class where the build would."""
     first, second = generator.instance_call(a), generator.instance_call(b)
     return first.code == second.code and first.names == second.names
+
+
+def stats_key(s: ir.Stats | None) -> tuple | None:
+    """What `same_stats` compares, as a value: equal keys, stats that read alike."""
+    if s is None:
+        return None
+    return (s.channels, s.in_channels, s.dims, s.flatten_before, type(s.out_shape), len(s.out_shape),
+            len(s.in_shape), s.in_shape if s.flatten_before else None, bool(s.params))
+
+
+def use_key(generator, use: ir.BlockInstance) -> tuple:
+    """What `same_use` compares of one use, as a hashable value, computed once a use: two
+    uses with equal keys give the same members and forward, so a block's built scopes are
+    found by a dict lookup (`Generator.block_scope` builds a use whose key does not hash)."""
+    head = [use.block, tuple(k for k, _ in use.args), len(use.stats.in_shape)]
+    calls: list = []
+    stack = [use.body]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if not hasattr(kind, "_fields"):
+            head.append((kind, node))
+            continue
+        children, rest = _fields_of(kind)
+        head.append((kind, rest(node), stats_key(getattr(node, "stats", None))))
+        if kind is ir.Layer:
+            ctor = generator.block_layer(node)
+            head.append((tuple(k for k, _ in node.args), tuple((k, v) for k, v in node.args if k in _FORWARD_ARGS),
+                         ctor.code, ctor.names))
+        elif kind is ir.BlockInstance:
+            calls.append(node)
+        below = _children_of(node, children, head)
+        below.reverse()
+        stack.extend(below)
+    for node in calls:  # in the order the build calls them, as `same_use` does
+        call = generator.instance_call(node)
+        head.append((call.code, call.names))
+    return tuple(head)
+
+
+def _children_of(node, children: tuple[str, ...], head: list) -> list:
+    """A node's children in order, their shape (a tuple's length, an absent child) noted in `head`."""
+    below = []
+    for name in children:
+        value = getattr(node, name)
+        if type(value) is tuple:
+            head.append(len(value))
+            below.extend(value)
+        elif value is None:
+            head.append(None)
+        else:
+            head.append("child")
+            below.append(value)
+    return below
