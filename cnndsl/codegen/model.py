@@ -251,7 +251,7 @@ class ScopeBuilder(Visitor):
     """Members and forward statements of one class, visiting the IR in order:
     `visit(node, previous)`, where `previous` is the element before it in its chain.
     A block's scope is built once for the uses whose bodies read alike (`reuse.use_key`):
-    whatever it reads of a use's IR, reuse.py must compare."""
+    whatever it reads of a use's IR, reuse.py must key."""
 
     def __init__(self, generator: "Generator", notes: ShapeNotes, in_block: bool = False):
         self.generator = generator
