@@ -393,7 +393,10 @@ class Evaluating:
                       span: Span) -> dict[str, ir.Value]:
         """A def's parameters bound to a call's arguments (evaluated here) or their defaults."""
         params = definition.params or ()
-        if len(args) <= len(params) and all(a.name is None for a in args):  # positional: nothing to check
+        if len(args) == len(params) and all(a.name is None for a in args):  # every one, in order: the common call
+            evaluate = self.evaluate
+            return {p.name: evaluate(a.value, scope) for p, a in zip(params, args)}
+        if len(args) < len(params) and all(a.name is None for a in args):  # positional: nothing to check
             bound = {p.name: (self.evaluate(a.value, scope),) for p, a in zip(params, args)}
         else:
             bound = self.bind([p.name for p in params], _Args(args), scope,  # type: ignore[attr-defined]
