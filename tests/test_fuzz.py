@@ -282,14 +282,19 @@ def test_the_network_generator_reaches_every_class_and_mostly_builds():
 def test_the_generator_writes_the_accepted_forms_of_what_it_also_writes_refused(wanted):
     """A side reading a group's member by its path, and a nested concat or residual moved into a
     block (the refusals' hints, taken): drawn, and built, not only refused."""
-    drawn = []
-    for seed in range(1500):
-        text, found, params = fb.built_network(random.Random(seed))
-        if wanted in found and len(drawn) < 8:
-            drawn.append((text, params))
-    assert len(drawn) == 8
-    outcomes = [fb.run_network(text, params, backward=False) for text, params in drawn]
+    outcomes = _drawn_and_run(wanted, 8, seeds=1500, backward=False)
     assert outcomes.count("built") >= 3, outcomes
+
+
+def _drawn_and_run(wanted: str, count: int, seeds: int, backward: bool) -> list[str]:
+    """The outcomes of the first `count` networks of seeds 0..seeds-1 that draw class `wanted`."""
+    drawn = []
+    for seed in range(seeds):
+        text, found, params = fb.built_network(random.Random(seed))
+        if wanted in found and len(drawn) < count:
+            drawn.append((text, params))
+    assert len(drawn) == count
+    return [fb.run_network(text, params, backward=backward) for text, params in drawn]
 
 
 @pytest.mark.parametrize("kind", sorted(fb.READERS))
@@ -324,13 +329,7 @@ def test_the_generator_reaches_the_newer_constructs():
 def test_the_generator_draws_heads_with_two_inputs_and_they_build(wanted):
     """`add`/`mul` heads, a branch's `from(name)` and a block's `reads(...)` (issue 12) are drawn,
     and networks holding them build and run forward and backward, as check said."""
-    drawn = []
-    for seed in range(400):
-        text, found, params = fb.built_network(random.Random(seed))
-        if wanted in found and len(drawn) < 6:
-            drawn.append((text, params))
-    assert len(drawn) == 6
-    outcomes = [fb.run_network(text, params) for text, params in drawn]
+    outcomes = _drawn_and_run(wanted, 6, seeds=400, backward=True)
     assert outcomes.count("built") >= 2, outcomes
 
 
