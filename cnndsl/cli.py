@@ -209,8 +209,11 @@ def list_command(layers: bool) -> None:
             args = ", ".join(a.name if a.default is REQUIRED else f"{a.name}={_show(a.default)}" for a in rule.args)
             click.echo(f"{kind}({args})  {rule.doc}")
         return
-    from .resources import families
+    from .resources import families, specs_dir
 
+    if not families():
+        raise CnndslError(f"no built-in specs in {specs_dir()}: this cnndsl is installed without its data files",
+                          "reinstall it from its wheel (pip install --force-reinstall cnndsl)")
     for entries in families().values():  # a family's file, then its variants, indented
         for entry in entries:
             name = entry.name if entry.name == entry.family else f"  {entry.name}"

@@ -13,7 +13,10 @@ with its own defaults); the comment line right above a variant says what it is
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -45,8 +48,35 @@ def grammar_text() -> str:
 
 
 def specs_dir() -> Path:
-    """The folder of built-in specs, `cnndsl/specs/` (examples in `specs/examples/`)."""
-    return Path(str(resources.files(PACKAGE).joinpath("specs")))
+    """The folder of built-in specs, `cnndsl/specs/` (examples in `specs/examples/`). Where
+    the package is imported from a zip (the wheel itself on `sys.path`, a zipapp), the
+    specs are copied once a process into a temporary folder of real files (`_unpacked`):
+    every reader of a spec, its imports included, reads files."""
+    specs = resources.files(PACKAGE).joinpath("specs")
+    folder = Path(str(specs))
+    return folder if folder.is_dir() else _unpacked(specs)
+
+
+_UNPACKED: list[Path] = []  # the process's copy of a zipped package's specs, made once
+
+
+def _unpacked(specs) -> Path:
+    if not _UNPACKED:
+        folder = Path(tempfile.mkdtemp(prefix="cnndsl-specs-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _copy_tree(specs, folder)
+        _UNPACKED.append(folder)
+    return _UNPACKED[0]
+
+
+def _copy_tree(source, target: Path) -> None:
+    """Copy a `Traversable` folder (inside a zip) to the real folder `target`."""
+    for entry in source.iterdir():
+        if entry.is_dir():
+            (target / entry.name).mkdir()
+            _copy_tree(entry, target / entry.name)
+        else:
+            (target / entry.name).write_bytes(entry.read_bytes())
 
 
 def _title(line: str) -> str:

@@ -147,6 +147,23 @@ def test_list_names_every_builtin_first():
     assert not lines[family].startswith(" ")
 
 
+def test_list_without_its_specs_says_the_install_is_incomplete(monkeypatch, capsys, tmp_path):
+    import cnndsl.cli
+    import cnndsl.resources
+
+    monkeypatch.setattr(cnndsl.resources, "specs_dir", lambda: tmp_path / "specs")
+    monkeypatch.setattr(sys, "argv", ["cnndsl", "list"])
+    cnndsl.resources.catalog.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as done:
+            cnndsl.cli.main()
+    finally:
+        cnndsl.resources.catalog.cache_clear()
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert f"no built-in specs in {tmp_path / 'specs'}" in err and "reinstall" in err
+
+
 def test_list_layers():
     result = run_cli("list", "--layers")
     assert result.returncode == 0

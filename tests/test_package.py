@@ -165,6 +165,30 @@ def test_without_torch_every_built_in_checks_compiles_summarises_formats_and_dra
     assert f"0 file(s) would be reformatted, {len(BUILTINS)} unchanged" in done.stdout + done.stderr
 
 
+def test_the_wheel_imported_as_a_zip_lists_and_compiles_the_built_ins(bare, dist, tmp_path):
+    """The wheel itself on PYTHONPATH (zipimport, no files on disk): `list` shows every built-in,
+    and one that imports from another spec file compiles to the golden; the specs' copy goes
+    with the process."""
+    from cnndsl.resources import catalog
+
+    venv, home = bare
+    run(["python", "-m", "pip", "uninstall", "-q", "-y", "cnndsl"], cwd=tmp_path, env=venv_env(venv, home))
+    try:
+        env = {**venv_env(venv, home), "PYTHONPATH": str(wheel_of(dist)), "TMPDIR": str(tmp_path)}
+        where = run(["python", "-c", "import cnndsl; print(cnndsl.__file__)"], cwd=tmp_path, env=env)
+        assert ".whl" in where.stdout, where.stdout + where.stderr
+        listed = run(["python", "-m", "cnndsl", "list"], cwd=tmp_path, env=env)
+        names = [line.split()[0] for line in listed.stdout.splitlines()]
+        assert sorted(names) == sorted(catalog()) and set(BUILTINS) <= set(names), listed.stdout + listed.stderr
+        made = run(["python", "-m", "cnndsl", "compile", "lraspp_mobilenet_v3_large"], cwd=tmp_path, env=env)
+        assert made.stdout == (ROOT / "generated" / "lraspp_mobilenet_v3_large.py").read_text(), made.stderr
+        assert not list(tmp_path.glob("cnndsl-specs-*"))
+    finally:
+        reinstalled = run(["python", "-m", "pip", "install", "-q", "--no-compile", "--no-deps", str(wheel_of(dist))],
+                          cwd=tmp_path, env=venv_env(venv, home))
+        assert reinstalled.returncode == 0, reinstalled.stderr
+
+
 def test_without_torch_the_language_server_and_the_lexer_work(bare, tmp_path):
     from test_lsp import BAD, Client
 
