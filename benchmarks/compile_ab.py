@@ -9,6 +9,12 @@ Each round runs, in a fresh process per tree and in turn, a cold parse + check +
 of each built-in (the compiler's memos emptied by compile_speed.cold) seven times and keeps
 the minimum CPU time; the table holds each tree's best round. Writes the table to
 benchmarks/results/compile_ab.txt as well.
+
+With `--specs DIR`, each NAME is read from DIR/NAME.cnn by both trees: the same text, so the
+ratio is the compiler's alone, apart from how the built-ins are written (issue 10's bar is
+about the compiler; issue 11 then rewrote the built-ins as one spec per family).
+
+    .venv/bin/python benchmarks/compile_ab.py --specs /tmp/base979/specs /tmp/base979 resnet18
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from cnndsl.compiler import compile_network, generate, load
 from cnndsl.parse import parser
 parser()
 for name in sys.argv[2:]:
-    if name not in __import__("cnndsl.compiler").compiler.builtins():
+    if not name.endswith(".cnn") and name not in __import__("cnndsl.compiler").compiler.builtins():
         print(name, "nan")
         continue
     source = load(name)
@@ -48,10 +54,12 @@ for name in sys.argv[2:]:
 """
 
 
-def one_round(tree: Path, names: list[str]) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", ONE_TREE, str(tree), *names], check=True,
+def one_round(tree: Path, names: list[str], specs: Path | None = None) -> dict[str, float]:
+    given = [str(specs / f"{name}.cnn") for name in names] if specs else names
+    done = subprocess.run([sys.executable, "-c", ONE_TREE, str(tree), *given], check=True,
                           capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    return {name: float(ms) for name, ms in (line.split() for line in done.stdout.splitlines())}
+    figures = [float(line.split()[-1]) for line in done.stdout.splitlines()]
+    return dict(zip(names, figures, strict=True))
 
 
 def main() -> None:
@@ -59,15 +67,19 @@ def main() -> None:
     args.add_argument("other", type=Path)
     args.add_argument("names", nargs="*", default=list(NAMES))
     args.add_argument("--rounds", type=int, default=3)
+    args.add_argument("--specs", type=Path, help="read each NAME from SPECS/NAME.cnn in both trees")
     opts = args.parse_args()
     best: dict[Path, dict[str, float]] = {opts.other: {}, ROOT: {}}
     for _ in range(opts.rounds):
         for tree in best:
-            for name, ms in one_round(tree, opts.names).items():
+            for name, ms in one_round(tree, opts.names, opts.specs).items():
                 best[tree][name] = min(best[tree].get(name, float("inf")), ms)
     load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
     lines = [f"cold parse+check+generate, CPU ms, best of {opts.rounds} alternating rounds of min-of-7; "
-             f"load average {load} at the end", f"{'built-in':<32}{opts.other.name:>12}{'this':>10}{'ratio':>8}"]
+             f"load average {load} at the end"]
+    if opts.specs:
+        lines.append(f"both trees compile the files of {opts.specs}")
+    lines += [f"{'built-in':<32}{opts.other.name:>12}{'this':>10}{'ratio':>8}"]
     for name in opts.names:
         was, now = best[opts.other][name], best[ROOT][name]
         lines.append(f"{name:<32}{was:>12.1f}{now:>10.1f}{now / was:>8.2f}")

@@ -1,4 +1,4 @@
-"""The syntax tree: what the user wrote, as frozen dataclasses with a `Span` each.
+"""The syntax tree: what the user wrote, as frozen records (`node.py`) with a `Span` each.
 
 `lower.py` builds it from Lark's parse tree; the passes read it and never change it.
 Each class names its children in `_fields`, in source order, as CPython's `ast` does:
@@ -7,43 +7,43 @@ Each class names its children in `_fields`, in source order, as CPython's `ast` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Union
 
+from .node import node
 from .source import Span
 
 
 # -- expressions ---------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@node
 class Num:
     _fields = ()
     value: int | float
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Str:
     _fields = ()
     value: str
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Bool:
     _fields = ()
     value: bool
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Var:
     _fields = ()
     name: str
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class BinOp:
     _fields = ("left", "right")
     op: str  # one of + - * / // % **, == != < <= > >=, and or
@@ -52,21 +52,21 @@ class BinOp:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Neg:
     _fields = ("operand",)
     operand: "Expr"
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Not:
     _fields = ("operand",)
     operand: "Expr"
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class IfElse:
     """`then if test else orelse`, as Python writes it."""
 
@@ -77,7 +77,7 @@ class IfElse:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Index:
     """`base[index]`: `cfg[i]`, `cfg[i][1]`."""
 
@@ -87,7 +87,7 @@ class Index:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class FuncCall:
     """A function in an expression: a built-in (`max(8, c)`) or a `def`."""
 
@@ -98,7 +98,7 @@ class FuncCall:
     name_span: Span
 
 
-@dataclass(frozen=True)
+@node
 class ListExpr:
     """`[6, 12, 24, 16]` (kind "list") or `(3, 5)` (kind "tuple"); both are tuples as values."""
 
@@ -108,7 +108,7 @@ class ListExpr:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class InputAttr:
     """`input.channels`, `input.height`, `input.width`: the shape of the enclosing block's
     input (in a network: the network's input)."""
@@ -123,7 +123,7 @@ Expr = Union[Num, Str, Bool, Var, BinOp, Neg, Not, IfElse, Index, FuncCall, List
 
 # -- chains ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@node
 class Arg:
     _fields = ("value",)
     name: str | None  # None for a positional argument
@@ -131,7 +131,7 @@ class Arg:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Call:
     """`conv(64, 3, pad=1)` or `Bottleneck(128, stride=2)`."""
 
@@ -144,7 +144,7 @@ class Call:
     reads: tuple[str, ...] = ()  # `Head(21) reads(backbone.4)`: a block's other inputs, by name or path
 
 
-@dataclass(frozen=True)
+@node
 class Ref:
     """A bare name: `relu`, `POOL`, `INPUT`, `projection`."""
 
@@ -154,7 +154,7 @@ class Ref:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Group:
     """`[a -> b]`: one element; each line inside continues the chain."""
 
@@ -164,7 +164,7 @@ class Group:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Repeat:
     """`X * n`, or `X * n for i`: copy k (0 to n-1) sees i = k in its arguments and labels."""
 
@@ -176,7 +176,7 @@ class Repeat:
     index_span: Span | None = None
 
 
-@dataclass(frozen=True)
+@node
 class Optional:
     """`X?` (its switch is named after X), `X?switch`, or `X?(condition)`: kept where the
     condition, an expression of the enclosing parameters, is true (not a switch)."""
@@ -189,7 +189,7 @@ class Optional:
     condition: "Expr | None" = None
 
 
-@dataclass(frozen=True)
+@node
 class Side:
     """`side X`: X reads the chain's value and gives an extra output (an auxiliary
     classifier); the chain goes on with the value X read. `side(name) X` reads the
@@ -202,7 +202,7 @@ class Side:
     source: str | None = None
 
 
-@dataclass(frozen=True)
+@node
 class Concat:
     """Parallel branches joined on channels; each line of the body is a branch.
     `concat(enc4)`: the outputs of the named earlier elements first (a U-Net's skips,
@@ -219,7 +219,7 @@ class Concat:
     sources: tuple[str | None, ...] = ()  # per branch, `from(name)`: what it reads (None: the input)
 
 
-@dataclass(frozen=True)
+@node
 class Shortcut:
     _fields = ("node",)
     label: str | None
@@ -228,7 +228,7 @@ class Shortcut:
     first: bool = False  # `residual shortcut proj: projection {...}`: its modules come before the body's
 
 
-@dataclass(frozen=True)
+@node
 class Residual:
     """`y = body(x) + shortcut(x)`; the lines of the body form one chain."""
 
@@ -239,7 +239,7 @@ class Residual:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Gate:
     """`y = x * body(x)`, the body's output broadcast over the input (squeeze-and-excitation);
     the lines of the body form one chain."""
@@ -250,7 +250,7 @@ class Gate:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class InputDecl:
     _fields = ("dims",)
     dims: tuple[Expr, ...]
@@ -260,7 +260,7 @@ class InputDecl:
 Node = Union[Call, Ref, Group, Repeat, Optional, Concat, Residual, Gate, Side]
 
 
-@dataclass(frozen=True)
+@node
 class Element:
     """`label: node`. A quoted label (`"block1-0": ...`) may be any key; one with `{expr}`
     parts (`"denselayer{i + 1}"`) has them in `template`: its text pieces and expressions,
@@ -275,7 +275,7 @@ class Element:
     template: tuple | None = None  # (str | Expr, ...), for a label with {expr} parts
 
 
-@dataclass(frozen=True)
+@node
 class Chain:
     _fields = ("elements",)
     elements: tuple[Element, ...]
@@ -284,7 +284,7 @@ class Chain:
 
 # -- definitions ----------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@node
 class Param:
     _fields = ("default",)
     name: str
@@ -292,7 +292,7 @@ class Param:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class LetDef:
     _fields = ("chain",)
     name: str
@@ -300,7 +300,7 @@ class LetDef:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class DefDef:
     """`def name(params) = expr` (a function) or `def name = expr` (a constant, params None)."""
 
@@ -312,7 +312,7 @@ class DefDef:
     name_span: Span
 
 
-@dataclass(frozen=True)
+@node
 class BlockDef:
     _fields = ("params", "body")
     name: str
@@ -323,7 +323,7 @@ class BlockDef:
     reads: tuple[str, ...] = ()  # `block Head(...) reads(low)`: inputs besides the chain's value
 
 
-@dataclass(frozen=True)
+@node
 class Output:
     """`out=classifier` in `outputs(...)`: the key the forward's dict gives the output of
     the element (a member or a side output); `box` alone is `box=box`."""
@@ -334,14 +334,14 @@ class Output:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Outputs:
     _fields = ("items",)
     items: tuple[Output, ...]
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class InitTarget:
     """What an init rule sets: the layers of a kind (`conv`), `last_norm` (the last norm of
     each residual body), the module at a label path (`"classifier.1"`), or the layers of a
@@ -353,7 +353,7 @@ class InitTarget:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class InitRule:
     """`conv, fc: kaiming_normal(mode="fan_out"), bias=zeros`, or `last_norm?(zero_init): zeros`:
     the weight's init (the positional argument, or `weight=`) and the bias's. The arguments
@@ -366,7 +366,7 @@ class InitRule:
     condition: Expr | None = None  # `?(cond)`: an expression of the network's parameters
 
 
-@dataclass(frozen=True)
+@node
 class Init:
     """A network's `init { rules }` section, one rule a line; later rules win."""
 
@@ -375,7 +375,7 @@ class Init:
     span: Span
 
 
-@dataclass(frozen=True)
+@node
 class NetworkDef:
     _fields = ("params", "input", "body")
     name: str
@@ -389,7 +389,7 @@ class NetworkDef:
     init: Init | None = None  # its weight initialisation (passes/inits.py)
 
 
-@dataclass(frozen=True)
+@node
 class VariantDef:
     """`network resnet50 = ResNet(layers = [3, 4, 6, 3])`: the network `family` with these
     arguments as its parameters' defaults, under a name of its own."""
@@ -403,7 +403,7 @@ class VariantDef:
     family_span: Span
 
 
-@dataclass(frozen=True)
+@node
 class ImportDef:
     """`from resnet import Bottleneck` (a built-in, by name) or `from "blocks.cnn" import A, B`
     (a file, relative to the importing one): `quoted` tells which."""
@@ -416,7 +416,7 @@ class ImportDef:
     module_span: Span
 
 
-@dataclass(frozen=True)
+@node
 class Program:
     _fields = ("defs", "lets", "blocks", "networks", "variants")
     lets: tuple[LetDef, ...]

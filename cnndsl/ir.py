@@ -11,10 +11,11 @@ children in `_fields`, in order, for `cnndsl.traverse`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Union
 
 from .expr import Const, Expr
+from .node import node
 from .source import Span
 
 Shape = tuple[int, ...]
@@ -22,7 +23,7 @@ Shape = tuple[int, ...]
 _CONSTANTS: dict = {}  # (type, value) -> its Value: constants are immutable and shared
 
 
-@dataclass(frozen=True)
+@node
 class Value:
     value: object
     expr: Expr  # how the value is computed from the enclosing parameters
@@ -60,7 +61,7 @@ class Value:
         return self.expr.names
 
 
-@dataclass(frozen=True)
+@node
 class Stats:
     """What `passes/shapes.py` adds to each node."""
 
@@ -87,7 +88,7 @@ class Stats:
                 f"channels={self.channels.text!r} in_channels={self.in_channels.text!r}{extra}]")
 
 
-@dataclass(frozen=True)
+@node
 class Layer:
     _fields = ()
     kind: str
@@ -105,7 +106,7 @@ class Layer:
         return {k: v.value for k, v in self.args}
 
 
-@dataclass(frozen=True)
+@node
 class Loop:
     """A block whose whole body is one repetition `X * n for i`: its index and count (an
     expression of the block's parameters), so that the code generator can write the loop
@@ -115,7 +116,7 @@ class Loop:
     count: Value
 
 
-@dataclass(frozen=True)
+@node
 class Seq:
     """A chain. Named: an `nn.Sequential`; unnamed: its items join the enclosing chain."""
 
@@ -129,7 +130,7 @@ class Seq:
     condition: Value | None = None  # kept by `X?(condition)`: it, in the enclosing block's parameters
 
 
-@dataclass(frozen=True)
+@node
 class Concat:
     _fields = ("branches",)
     branches: tuple[Seq, ...]
@@ -143,7 +144,7 @@ class Concat:
     sources: tuple[str | None, ...] = ()  # per branch, `from(name)`: the element it reads (None: the input)
 
 
-@dataclass(frozen=True)
+@node
 class Shortcut:
     _fields = ("layers",)
     kind: str  # "identity", "projection" (1x1 conv, + batch norm if bn) or "pad" (He et al.'s option A)
@@ -157,7 +158,7 @@ class Shortcut:
     first: bool = False  # its modules are registered before the body's (RegNet's proj before f)
 
 
-@dataclass(frozen=True)
+@node
 class Residual:
     _fields = ("body", "shortcut")
     body: Seq
@@ -167,7 +168,7 @@ class Residual:
     condition: Value | None = None  # `residual { ... }?(condition)`: when it is on, in the block's parameters
 
 
-@dataclass(frozen=True)
+@node
 class Gate:
     """`x * body(x)`: the body's output (a per-channel scale, say) broadcast over the input."""
 
@@ -178,7 +179,7 @@ class Gate:
     stats: Stats | None = None
 
 
-@dataclass(frozen=True)
+@node
 class Side:
     """An extra output read off the chain (an auxiliary classifier); the chain goes on."""
 
@@ -190,7 +191,7 @@ class Side:
     source: str | None = None  # the earlier member whose output it reads; None: the chain here
 
 
-@dataclass(frozen=True)
+@node
 class BlockInstance:
     _fields = ("body",)
     block: str
@@ -204,7 +205,7 @@ class BlockInstance:
     read_channels: tuple[Value, ...] = ()  # once shapes are known: each read's channels, in the caller's terms
 
 
-@dataclass(frozen=True)
+@node
 class Unknown:
     """An element the expander could not make (an unknown layer name, a bad argument; its
     error is reported): it stands where the element was, with an unknown output, so that
@@ -219,7 +220,7 @@ class Unknown:
 Node = Union[Layer, Seq, Concat, Residual, Gate, BlockInstance, Side, Unknown]
 
 
-@dataclass(frozen=True)
+@node
 class BlockInfo:
     _fields = ()
     name: str
@@ -248,7 +249,7 @@ def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[s
     return f"{callee}({', '.join(parts)})"
 
 
-@dataclass(frozen=True)
+@node
 class Output:
     """A named output: `outputs(out=classifier)` gives the forward's dict the key `out`
     for the output of the member or side output `classifier`."""
@@ -260,7 +261,7 @@ class Output:
     shape: Shape | None = None  # once shapes are known
 
 
-@dataclass(frozen=True)
+@node
 class InitRule:
     """A rule of the network's `init { ... }` as written (ast.InitTarget targets, ast.Arg
     arguments: they name the module's attributes, `out_features`, so they stay syntax),
@@ -273,7 +274,7 @@ class InitRule:
     condition: Value | None = None
 
 
-@dataclass(frozen=True)
+@node
 class InitCall:
     """`nn.init.<function>(tensor, *args)`: each argument (keyword or None, ast expression)."""
 
@@ -281,7 +282,7 @@ class InitCall:
     args: tuple[tuple[str | None, object], ...]
 
 
-@dataclass(frozen=True)
+@node
 class InitStep:
     """One checked init rule's target, as the code generator writes it: the layers of `kinds`
     among the modules of `path` (() the network), the module at `path` (kinds empty), or
@@ -298,7 +299,7 @@ class InitStep:
     last_norm: bool = False
 
 
-@dataclass(frozen=True)
+@node
 class Network:
     _fields = ("body",)
     name: str

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Iterable
 
 from .expr import Binary, Const, Expr, Prec, index
+from .node import node
 Shape = tuple[int, ...]
 Dims = tuple[Expr, ...]
 REQUIRED = object()
 
 
-@dataclass(frozen=True)
+@node
 class ArgSpec:
     name: str
     type: str  # "int", "float", "bool", "str"; "pair": an int for both axes or (height, width)
@@ -73,7 +74,7 @@ class ShapeProblem(Exception):
         self.hint = hint
 
 
-@dataclass(frozen=True)
+@node
 class Note:
     """A warning a rule attaches to a shape that it could compute."""
 
@@ -82,7 +83,7 @@ class Note:
     code: str
 
 
-@dataclass(frozen=True)
+@node
 class Torch:
     """How the code generator constructs the layer: `callee(*positional, **keywords)`."""
 
@@ -135,7 +136,7 @@ def _axes_shown(value, symbolic: bool) -> tuple[str, str] | None:
     return tuple(map(str, value.value))
 
 
-@dataclass(frozen=True)
+@node
 class Listing:
     """How the notes' listing (`cnndsl summary --style cs231n`) names a layer: `CONV`, `MAX POOL`."""
 
@@ -143,7 +144,7 @@ class Listing:
     caption: str = ""  # the listing's words after the name where nothing is computed
 
 
-@dataclass(frozen=True)
+@node
 class LayerRule:
     kind: str
     doc: str

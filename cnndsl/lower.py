@@ -7,13 +7,12 @@ keeps the (recursive) passes safe.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lark import Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import VisitError
 
 from . import ast
 from .diagnostics import CompileError, Diagnostic
+from .node import replace
 from .source import SourceFile, Span
 from .text import label_pieces
 

@@ -13,10 +13,7 @@ with its own defaults); the comment line right above a variant says what it is
 
 from __future__ import annotations
 
-import atexit
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -61,6 +58,10 @@ _UNPACKED: list[Path] = []  # the process's copy of a zipped package's specs, ma
 
 
 def _unpacked(specs) -> Path:
+    import atexit  # here, not at the top: most processes never need a copy
+    import shutil
+    import tempfile
+
     if not _UNPACKED:
         folder = Path(tempfile.mkdtemp(prefix="cnndsl-specs-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)

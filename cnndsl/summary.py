@@ -9,11 +9,12 @@ Every number comes from the IR, which took it from `layers.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterator
 
 from . import ir
 from .layers import RULES, label, pair
+from .node import replace
 from .passes.shapes import fmt_shape
 from .traverse import Visitor
 

@@ -19,6 +19,7 @@ from dataclasses import fields, is_dataclass
 from typing import Iterable, Iterator
 
 from . import ast
+from .node import field_names, is_node_class
 
 
 _NODE_TYPES: dict[type, bool] = {}  # a class -> whether its instances are tree nodes
@@ -28,7 +29,7 @@ def is_node(value) -> bool:
     kind = type(value)
     known = _NODE_TYPES.get(kind)
     if known is None:
-        known = _NODE_TYPES[kind] = hasattr(kind, "_fields") and is_dataclass(kind)
+        known = _NODE_TYPES[kind] = hasattr(kind, "_fields") and is_node_class(kind)
     return known
 
 
@@ -45,7 +46,7 @@ def children(node) -> list:
 
 
 def evolve(node, /, **changes):
-    """`dataclasses.replace` for the tree's frozen dataclasses, a few times faster: a copy of
+    """`dataclasses.replace` for the tree's frozen records (`node.py`), a few times faster: a copy of
     `node` with `changes`, made without running `__init__` (the node classes have no
     `__post_init__` nor cached properties). The passes call it once per node per pass:
     on a network of 20,000 layers that is most of dataclasses.replace's cost."""
@@ -184,14 +185,15 @@ def _dump(node, depth: int, indent: str, lines: list[str], lead: str) -> None:
 
 def _head(node) -> str:
     parts = []
-    for f in fields(node):
-        if f.name in node._fields or f.name in _HIDDEN:
+    defaults = type(node).__node_defaults__
+    for name in field_names(node):
+        if name in node._fields or name in _HIDDEN:
             continue
-        value = getattr(node, f.name)
-        if value is None or value == () or value == {} or value == "" or value is False and f.default is False \
-                or isinstance(value, str) and value == f.default:  # a concat's op="cat"
+        value, default = getattr(node, name), defaults.get(name)
+        if value is None or value == () or value == {} or value == "" or value is False and default is False \
+                or isinstance(value, str) and value == default:  # a concat's op="cat"
             continue
-        parts.append(f"{f.name}={_plain(value)}")
+        parts.append(f"{name}={_plain(value)}")
     span = getattr(node, "span", None)
     where = f" @{span.line}" if span is not None and hasattr(span, "line") else ""
     return f"{type(node).__name__}{where}" + (f" {' '.join(parts)}" if parts else "")
@@ -201,11 +203,12 @@ def _plain(value) -> str:
     text = getattr(value, "dump_text", None)  # a value class may say how it reads
     if text is not None and not isinstance(value, type):
         return text()
-    if is_dataclass(value) and not isinstance(value, type):
+    record = not isinstance(value, type) and (is_node_class(type(value)) or is_dataclass(value))
+    if record:
         if is_node(value):
             return _head(value)
-        inner = ", ".join(f"{f.name}={_plain(getattr(value, f.name))}" for f in fields(value)
-                          if f.name not in _HIDDEN)
+        names = field_names(value) if is_node_class(type(value)) else [f.name for f in fields(value)]
+        inner = ", ".join(f"{name}={_plain(getattr(value, name))}" for name in names if name not in _HIDDEN)
         return f"{type(value).__name__}({inner})"
     if isinstance(value, tuple):
         if len(value) == 2 and isinstance(value[0], str):

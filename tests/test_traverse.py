@@ -1,9 +1,8 @@
 """cnndsl.traverse: one walk of the syntax tree and the IR, from the node classes' `_fields`."""
 
-from dataclasses import fields
-
 from cnndsl import ast, ir, traverse
 from cnndsl.compiler import compile_network, load, source_from_text
+from cnndsl.node import field_names
 from cnndsl.parse import parse
 
 SPEC = """
@@ -33,7 +32,7 @@ def test_every_node_class_declares_its_children_among_its_fields():
     for module in (ast, ir):
         for value in vars(module).values():
             if isinstance(value, type) and hasattr(value, "_fields") and value.__module__ == module.__name__:
-                names = {f.name for f in fields(value)}
+                names = set(field_names(value))
                 assert set(value._fields) <= names, value
 
 

@@ -12,7 +12,7 @@ merge (a repetition count that differs, say), the second gets a class of its own
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from .. import ir
@@ -20,6 +20,7 @@ from ..errors import InternalError
 from ..expr import Binary, Const, Expr, Name, Unary, imports
 from ..layers import RULES
 from ..namespace import HELPERS, MODULE_ATTRIBUTES, MODULE_LEVEL, Namer
+from ..node import replace
 from ..passes.names import flat_branch
 from ..passes.shapes import fmt_shape
 from ..text import split_top_level

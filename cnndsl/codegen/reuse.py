@@ -22,10 +22,10 @@ differs only means the use is built as before.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from operator import attrgetter
 
 from .. import ir
+from ..node import field_names
 
 _FORWARD_ARGS = ("like", "mode", "align_corners")  # layer arguments the forward reads (interpolate)
 _FIELDS: dict[type, tuple] = {}  # a class -> (its children, a getter of its other fields)
@@ -43,7 +43,7 @@ def _fields_of(kind: type) -> tuple[tuple[str, ...], object]:
     if found is None:
         own = ("span", "stats") + _OWN.get(kind, ())
         children = tuple(name for name in kind._fields if name not in own)
-        rest = tuple(f.name for f in fields(kind) if f.name not in children and f.name not in own)
+        rest = tuple(name for name in field_names(kind) if name not in children and name not in own)
         found = _FIELDS[kind] = (children, attrgetter(*rest) if rest else (lambda node: None))
     return found
 

@@ -14,12 +14,12 @@ name is the switch (`network N(POOL = false)`).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from .. import ast, ir
 from ..expr import NONE, Const, Name
 from ..diagnostics import Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
+from ..node import replace
 from ..source import Span
 from ..traverse import Visitor, children, walk
 from .context import Context, alone, finish

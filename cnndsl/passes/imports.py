@@ -13,12 +13,12 @@ file); the program that comes out has no imports left to follow.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 from .. import ast, resources
 from ..diagnostics import CompileError
+from ..node import replace
 from ..source import SourceError, SourceFile, Span, read_source
 from ..traverse import walk
 from .context import Context, alone, finish

@@ -23,11 +23,12 @@ what `codegen/init.py` writes as torchvision does (a loop over `self.modules()`)
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import ast, ir
 from ..expr import FUNCTIONS as EXPR_FUNCTIONS
 from ..layers import lookup
+from ..node import replace
 from ..traverse import children, walk
 from .context import Context, alone, finish
 from .resolve import suggest

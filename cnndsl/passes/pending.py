@@ -8,11 +8,10 @@ class; the height and width become the numbers of this instance (a class per siz
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .. import ir
 from ..expr import Const, ExprError
 from ..layers import RULES
+from ..node import replace
 from .expand import arg_problem
 from .values import INPUT_NAMES, PENDING
 

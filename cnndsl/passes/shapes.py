@@ -12,12 +12,13 @@ are known.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import ir
 from ..diagnostics import ERROR
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
 from ..layers import RULES, ShapeProblem, channels_last, shortcut_stride, size_problem, subsampled
+from ..node import replace
 from ..traverse import Visitor, children, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer

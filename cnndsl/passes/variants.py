@@ -12,9 +12,8 @@ point there; the network itself, for hover and the generated docstring, is the d
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .. import ast
+from ..node import replace
 from .context import Context, alone, finish
 from .resolve import suggest
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 import click
@@ -34,6 +34,7 @@ from ..errors import CnndslError, MissingExtra
 from .. import ast, ir
 from ..compiler import Compiled, compile_network
 from ..diagnostics import ERROR, CompileError, Diagnostic
+from ..node import replace
 from ..report import editor_message
 from ..passes import link_imports, resolve
 from ..passes.shapes import fmt_shape
