@@ -22,25 +22,31 @@ from . import ast
 from .node import field_names, is_node_class
 
 
-_NODE_TYPES: dict[type, bool] = {}  # a class -> whether its instances are tree nodes
+class _Kinds(dict):
+    """A class -> whether its instances are tree nodes (a `@node` class with `_fields`),
+    worked out at the first instance of each class: `_NODE_TYPES[type(value)]`."""
+
+    def __missing__(self, kind: type) -> bool:
+        known = self[kind] = hasattr(kind, "_fields") and is_node_class(kind)
+        return known
+
+
+_NODE_TYPES = _Kinds()
 
 
 def is_node(value) -> bool:
-    kind = type(value)
-    known = _NODE_TYPES.get(kind)
-    if known is None:
-        known = _NODE_TYPES[kind] = hasattr(kind, "_fields") and is_node_class(kind)
-    return known
+    return _NODE_TYPES[type(value)]
 
 
 def children(node) -> list:
     """The child nodes of `node`, in the order its class declares them."""
     found = []
+    state, kinds = node.__dict__, _NODE_TYPES
     for name in node._fields:
-        value = getattr(node, name)
+        value = state[name]
         if type(value) is tuple:
-            found.extend(item for item in value if is_node(item))
-        elif value is not None and is_node(value):
+            found += [item for item in value if kinds[type(item)]]
+        elif value is not None and kinds[type(value)]:
             found.append(value)
     return found
 

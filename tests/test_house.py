@@ -4,7 +4,9 @@
 - the compiler never `eval`s (values are `cnndsl.expr` trees, evaluated by walking them),
   and the modules that build, fold and emit those values use no regular expressions
   (the generated text is never scanned; parse and names read the user's source with them).
-  `api`, which runs the generated module for `build`, is not part of the compiler.
+  `api`, which runs the generated module for `build`, is not part of the compiler; nor is
+  `node`, which compiles the records' `__init__`s from their field names as `dataclasses`
+  does (never a value, never the user's text).
 
 The import graph's acyclicity has its own test (tests/test_imports.py).
 """
