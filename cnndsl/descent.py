@@ -26,8 +26,10 @@ MAX_TOKENS = 20_000  # parse.MAX_TOKENS
 MAX_NESTING = 48  # parse.MAX_NESTING
 
 # Lark's basic lexer tries the terminals in this order (priority, then width): the first
-# that matches wins. A NAME equal to a keyword is that keyword.
-_TOKEN = re.compile(r"""
+# that matches wins. A NAME equal to a keyword is that keyword. The blanks between tokens
+# (Lark's ignored WS) are taken as the start of the next token's match; END takes those
+# at the end of the text.
+_TOKEN = re.compile(r"""[\t \f]*(?:
  (?P<CONT>(?:\n[\t \f]*(?:\#[^\n]*(?![^\n]))?)+(?=->))
 |(?P<SHAPE>\d+(?:x\d+)+)
 |(?P<FLOAT>\d+[eE][-+]?\d+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
@@ -36,16 +38,16 @@ _TOKEN = re.compile(r"""
 |(?P<STRING>"[^"\\\n]*")
 |(?P<COMMENT>\#[^\n]*)
 |(?P<NL>(?:\n[\t \f]*(?:\#[^\n]*)?)+)
-|(?P<WS>[\t \f]+)
 |(?P<COMPARE>==|!=|<=|>=|<|>)
 |(?P<PUNCT>->|//|\*\*|[,=(){}:*?\[\]+\-/%.])
-""", re.VERBOSE)
+|(?P<END>\Z)
+)""", re.VERBOSE)
 _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outputs", "x", "input", "for",
                        "concat", "split", "residual", "gate", "side", "shortcut", "if", "else", "or", "and",
                        "not", "true", "false", "init", "add", "mul", "reads"})
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
-_SKIP = frozenset({"CONT", "COMMENT", "WS"})
+_SKIP = frozenset({"CONT", "COMMENT", "END"})
 _NEWLINE_RULE = frozenset({"NL", "def", *_OPEN, *_CLOSE})  # the tokens _Newlines.keep does more with
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
@@ -73,8 +75,10 @@ def _lex(text: str, line: int = 1, column: int = 1, opened: list | None = None) 
         found = match(text, pos)
         if found is None:
             raise _Decline
-        kind, value = found.lastgroup, found.group()
-        start, pos = pos, found.end()
+        kind = found.lastgroup
+        value = found.group(kind)
+        pos = found.end()
+        start = pos - len(value)
         start_line, start_column = line, start - line_start + 1
         if kind in ("NL", "CONT"):
             line += value.count("\n")

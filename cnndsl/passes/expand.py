@@ -61,8 +61,9 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
     """Every switch the program declares with `?`, found syntactically."""
     found: dict[str, Span] = {}
     chains = [d.chain for d in program.lets]
-    for definition in (*program.blocks, *program.networks):
-        chains.extend(definition.body)
+    bodies = {id(d.body): d.body for d in (*program.blocks, *program.networks)}  # variants share the family's
+    for body in bodies.values():
+        chains.extend(body)
     for element in _chain_elements(chains):
         if isinstance(element.node, ast.Optional) and element.node.condition is None:
             name = switch_name(element)

@@ -79,8 +79,11 @@ def resolve(program: ast.Program, context: Context | None = None) -> ast.Program
     _signatures(program, context)
     names = _Names(definitions, context)
     uses: dict[str, set[str]] = {}
+    checked: dict[int, set[str]] = {}  # a body's id -> its uses: a family's variants share its body
     for owner, chains in _bodies(program):
-        uses[owner] = names.check(chains)
+        if id(chains) not in checked:
+            checked[id(chains)] = names.check(chains)
+        uses[owner] = checked[id(chains)]
     _cycles(uses, definitions, context)
     _defs(program, definitions, context)
     if len(context.errors) - before > len(names.unknown):
