@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import Callable
 
 from .diagnostics import ERROR, Diagnostic
+from .node import field_names
 from .source import SourceFile
 
 Highlight = Callable[[str], str]
@@ -54,7 +55,8 @@ def _excerpt(d: Diagnostic, text: str, tone: str, color: bool, highlight: Highli
 
 def as_dict(d: Diagnostic) -> dict:
     """One diagnostic as `--format json` writes it: the fields, with the span's inlined."""
-    return {**{k: v for k, v in asdict(d).items() if k != "span"}, **asdict(d.span)}
+    span = {name: getattr(d.span, name) for name in field_names(d.span)}
+    return {**{k: v for k, v in asdict(d).items() if k != "span"}, **span}
 
 
 def to_json(diagnostics: list[Diagnostic]) -> str:

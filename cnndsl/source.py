@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .node import node
+
 MAX_SOURCE_BYTES = 1 << 20  # 1 MiB: a spec larger than this is hostile or a mistake
 
 
-@dataclass(frozen=True)
+@node  # a frozen record (node.py): every node of the tree has one, made cheaply
 class Span:
     """A range of a source file: 1-based line and column, end exclusive."""
 
@@ -37,10 +39,11 @@ class SourceFile:
     network: str | None = None  # the network a built-in's name selects (a variant); None: the file's last
 
     def __post_init__(self) -> None:
-        starts = [0]
-        for i, ch in enumerate(self.text):
-            if ch == "\n":
-                starts.append(i + 1)
+        starts, find = [0], self.text.find
+        at = find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = find("\n", at + 1)
         object.__setattr__(self, "_line_starts", tuple(starts))
 
     def line_text(self, line: int) -> str:
