@@ -79,11 +79,11 @@ def resolve(program: ast.Program, context: Context | None = None) -> ast.Program
     _signatures(program, context)
     names = _Names(definitions, context)
     uses: dict[str, set[str]] = {}
-    checked: dict[int, set[str]] = {}  # a body's id -> its uses: a family's variants share its body
+    checked: dict[int, tuple] = {}  # a body's id -> (the body, kept alive; its uses): variants share the family's
     for owner, chains in _bodies(program):
         if id(chains) not in checked:
-            checked[id(chains)] = names.check(chains)
-        uses[owner] = checked[id(chains)]
+            checked[id(chains)] = (chains, names.check(chains))
+        uses[owner] = checked[id(chains)][1]
     _cycles(uses, definitions, context)
     _defs(program, definitions, context)
     if len(context.errors) - before > len(names.unknown):
