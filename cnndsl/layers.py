@@ -38,6 +38,10 @@ class ArgSpec:
     # PyTorch's name for it where it differs (`padding` for pad): the keyword the generated
     # constructor passes, and the hint for a PyTorch habit (`conv(32, 3, padding=1)`).
     torch: str = ""
+    # The value changes neither the output's shape nor the parameters nor the MACs (the shape
+    # rule may still check it): a dropout's p, a norm's eps. Uses of a block that differ only
+    # in parameters read here share one expanded body (passes/expand.py, `leaf_params`).
+    shapeless: bool = False
 
 
 # Bounds on what a spec may ask of PyTorch, per image and per layer: beyond them a build or
@@ -560,7 +564,7 @@ def _dropout_shape(s: Shape, a: dict):
 
 DROPOUT = LayerRule(
     "dropout", "zeroes each element with probability p while training",
-    (ArgSpec("p", "float", 0.5, minimum=0.0),), _dropout_shape,
+    (ArgSpec("p", "float", 0.5, minimum=0.0, shapeless=True),), _dropout_shape,
     torch=lambda s, v, t: Torch("nn.Dropout", (), _kw(v, t, (("p", 0.5),))),
     base_name="dropout", category="dropout", pointwise=True, channels_last=True,
     label=lambda a: f"dropout {a('p')}" if a("p")[:1].isdigit() else f"dropout p={a('p')}")
@@ -573,8 +577,8 @@ def _bn_torch(s: Shape, v: dict, t: dict) -> Torch:
 
 BATCHNORM = LayerRule(
     "batchnorm", "batch normalization over channels (or features, after an fc)",
-    (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
-     ArgSpec("affine", "bool", True)),
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0, shapeless=True),
+     ArgSpec("momentum", "float", 0.1, minimum=0.0, shapeless=True), ArgSpec("affine", "bool", True)),
     lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
     buffers=lambda s, a: 2 * s[0],  # running mean and variance (and a step count PyTorch keeps besides)
     torch=_bn_torch, base_name="bn", aliases=("bn",), fresh_output=True,
@@ -629,7 +633,7 @@ STOCHASTIC_DEPTH = LayerRule(
     "stochastic_depth", "drops the whole input of a sample (mode \"row\") or of the batch (\"batch\") with "
     "probability p while training, scaling the rest by 1/(1 - p); the identity in eval mode "
     "(torchvision.ops.StochasticDepth)",
-    (ArgSpec("p", "float", minimum=0.0, doc="drop probability"),
+    (ArgSpec("p", "float", minimum=0.0, doc="drop probability", shapeless=True),
      ArgSpec("mode", "str", "row", choices=("row", "batch"), doc="drop per sample (row) or per batch")),
     _stochastic_depth_shape,
     torch=lambda s, v, t: Torch("StochasticDepth", (t["p"], t["mode"]), (), "StochasticDepth"),
@@ -698,7 +702,7 @@ def _layernorm_torch(s: Shape, v: dict, t: dict) -> Torch:
 LAYERNORM = LayerRule(
     "layernorm", "layer normalization over the channels of each pixel (ConvNeXt's LayerNorm2d; "
     "nn.LayerNorm on a channels-last volume or a vector)",
-    (ArgSpec("eps", "float", 1e-5, minimum=0.0),
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0, shapeless=True),
      ArgSpec("affine", "bool", True, doc="a learned scale and shift", torch="elementwise_affine")),
     lambda s, a: (s, []), params=lambda s, a: 2 * s[0] if a["affine"] else 0,
     torch=_layernorm_torch, base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None,
@@ -716,7 +720,7 @@ GROUPNORM = LayerRule(
     "groupnorm", "group normalization: the channels in `groups` groups, each normalized over its "
     "channels and pixels",
     (ArgSpec("groups", "int", minimum=1, doc="number of groups (divides the channels)"),
-     ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("affine", "bool", True)),
+     ArgSpec("eps", "float", 1e-5, minimum=0.0, shapeless=True), ArgSpec("affine", "bool", True)),
     _groupnorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
     torch=lambda s, v, t: Torch("nn.GroupNorm", (t["groups"], t["in"]), _kw(v, t, (("eps", 1e-5), ("affine", True)))),
     base_name="norm", kernel=lambda s, a: (s[0],) if a["affine"] else None, category="norm", pointwise=True,
@@ -730,7 +734,8 @@ def _instancenorm_shape(s: Shape, a: dict):
 
 INSTANCENORM = LayerRule(
     "instancenorm", "instance normalization: each channel of each image over its pixels",
-    (ArgSpec("eps", "float", 1e-5, minimum=0.0), ArgSpec("momentum", "float", 0.1, minimum=0.0),
+    (ArgSpec("eps", "float", 1e-5, minimum=0.0, shapeless=True),
+     ArgSpec("momentum", "float", 0.1, minimum=0.0, shapeless=True),
      ArgSpec("affine", "bool", False), ArgSpec("track_running_stats", "bool", False)),
     _instancenorm_shape, params=lambda s, a: 2 * s[0] if a["affine"] else 0,
     buffers=lambda s, a: 2 * s[0] if a["track_running_stats"] else 0,
@@ -748,7 +753,7 @@ def _layer_scale_torch(s: Shape, v: dict, t: dict) -> Torch:
 LAYER_SCALE = LayerRule(
     "layer_scale", "a learned scale per channel (ConvNeXt's layer scale): a parameter of shape Cx1x1, "
     "first `init`, that multiplies its input",
-    (ArgSpec("init", "float", 1e-6, doc="the scales' first value"),),
+    (ArgSpec("init", "float", 1e-6, doc="the scales' first value", shapeless=True),),
     lambda s, a: (_spatial(s, "layer_scale"), []), params=lambda s, a: s[0],
     torch=_layer_scale_torch, base_name="layer_scale", kernel=lambda s, a: (s[0], 1, 1), category="norm",
     pointwise=True, parameter=True, label=lambda a: f"layer_scale {a('init')}", figure=lambda a: "scale")

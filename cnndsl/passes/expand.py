@@ -24,6 +24,7 @@ from ..source import Span
 from ..traverse import Visitor, children, walk
 from .context import Context, alone, finish
 from .cost import ExpansionCost
+from .leaves import leaf_params, same_value, with_leaves
 from .resolve import quoted_label_reason, suggest
 from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe
 
@@ -112,7 +113,8 @@ class Expander(Evaluating, Visitor):
         self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
-        self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps): see block_body
+        self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps, ...): see block_body
+        self.block_leaves: dict[str, dict] = {}  # block -> its leaf parameters (passes/leaves.py)
         self.dropped: set[str | None] = set()  # labels of optional elements switched off
         # The parameters a count, a condition or a label read, one set a scope being expanded
         # (innermost last): they decide the structure, which the generated class fixes.
@@ -571,17 +573,23 @@ class Expander(Evaluating, Visitor):
         """The body of a block with these argument values, and the block's parameters that
         decided its structure. The same values give the same (immutable) body: DenseNet's
         layers and ResNet's stages are expanded once, the layers and steps they count
-        counted at each use."""
+        counted at each use. Uses that differ only in leaf parameters (passes/leaves.py:
+        EfficientNet's stochastic depth) share it too, each with its own values put in."""
+        leaves = self.leaves_of(block, inner)
         try:
-            key = (block.name, tuple((n, type(v.value), v.value) for n, v in inner.items()))
+            key = (block.name, tuple((n, type(v.value), v.value) for n, v in inner.items() if n not in leaves))
             hash(key)
         except TypeError:
             key = None
-        if key is not None and key in self.bodies:
-            body, layers, steps, decided = self.bodies[key]
-            self.count(layers, block.span)
-            self.steps += steps
-            return body, decided
+        found = self.bodies.get(key) if key is not None else None
+        if found is not None:
+            body, layers, steps, decided, made_with = found
+            changed = {n: inner[n] for n in leaves if not same_value(inner[n], made_with[n])}
+            if not changed or self.leaves_fit(leaves, changed):
+                self.count(layers, block.span)
+                self.steps += steps
+                return (with_leaves(body, changed) if changed else body), decided
+            key = None  # a leaf value its layer refuses: expanded, to say so where it is
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
         scope = _Scope(inner, f"block {block.name}")
         self.structure.append(set())
@@ -594,8 +602,21 @@ class Expander(Evaluating, Visitor):
             decided -= loop.count.names
         body = ir.Seq(tuple(items), None, block.span, loop=loop)
         if key is not None and len(self.errors) == before_errors:
-            self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps, decided)
+            self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps, decided,
+                                {n: inner[n] for n in leaves})
         return body, decided
+
+    def leaves_of(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> dict:
+        """The block's leaf parameters (passes/leaves.py) whose values here are plain: a use
+        that differs from an earlier one only in those gets its body."""
+        leaves = self.block_leaves.get(block.name)
+        if leaves is None:
+            leaves = self.block_leaves[block.name] = leaf_params(block, self.lets, self.blocks)
+        return {n: uses for n, uses in leaves.items() if type(inner[n].value) in (int, float, bool, str)}
+
+    def leaves_fit(self, leaves: dict, changed: dict[str, ir.Value]) -> bool:
+        """Whether each changed leaf value is one the layers that read it take (`arg_problem`)."""
+        return not any(arg_problem(rule, spec, changed[n].value) for n in changed for rule, spec in leaves[n])
 
     def body_loop(self, block: ast.BlockDef, scope: _Scope) -> ir.Loop | None:
         """The Loop of a block whose body is one unlabelled `X * n for i` with a count that

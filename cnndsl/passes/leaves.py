@@ -1,0 +1,110 @@
+"""A block's leaf parameters: those its body reads only as shapeless layer arguments
+(`ArgSpec.shapeless`: a dropout's p, a norm's eps, a stochastic depth's probability).
+
+EfficientNet's 55 MBConv uses differ in their stochastic depth alone where a stage repeats
+a block, and ConvNeXt's in theirs and their layer scale: expanding each use's body anew
+was a quarter of compiling them. `Expander.block_body` expands a block once for each value
+of its other parameters and gives a later use the body of an earlier one with its own leaf
+values put in (`with_leaves`): the shape pass still checks each value (a p above 1), and
+every reader (the summary's `stochastic_depth 0.0125`, the code generator) sees each use's
+own.
+
+A parameter is a leaf where every name in the body that reads it (the lets it uses
+included) is a whole argument of a built-in layer whose spec is shapeless; one read
+anywhere else (an expression, a condition, a count, a label, a block's or a def's
+argument) or a repetition index of its name keeps it out.
+"""
+
+from __future__ import annotations
+
+from .. import ast, ir
+from ..expr import Name
+from ..layers import LayerRule, lookup
+from ..traverse import Transformer, children, evolve, walk
+
+
+def leaf_params(block: ast.BlockDef, lets: dict, blocks: dict) -> dict[str, tuple[tuple[LayerRule, object], ...]]:
+    """The block's leaf parameters, each with the (rule, arg spec) pairs that read it."""
+    reads = _Reads({p.name for p in block.params}, lets, blocks)
+    stack: list = list(block.body)
+    while stack:
+        stack.extend(reads.node(stack.pop()))
+    return {name: tuple(uses) for name, uses in reads.found.items() if uses and name not in reads.other}
+
+
+class _Reads:
+    """The names a body reads: `found`, each parameter's reads as a shapeless layer argument;
+    `other`, every name read anywhere else."""
+
+    def __init__(self, params: set[str], lets: dict, blocks: dict):
+        self.params, self.lets, self.blocks = params, lets, blocks
+        self.found: dict[str, list] = {name: [] for name in params}
+        self.other: set[str] = set()
+        self.seen: set[str] = set()  # the lets read so far
+
+    def node(self, node) -> list:
+        """Note what `node` reads by itself; the nodes to read below it."""
+        kind = type(node)
+        if kind is ast.Var:
+            self.other.add(node.name)
+            return []
+        below = []
+        if kind is ast.Element and node.template:
+            for piece in node.template:
+                if not isinstance(piece, str):
+                    self.other.update(_names(piece))
+        elif kind is ast.Repeat and node.index is not None:
+            self.other.add(node.index)
+        elif kind in (ast.Call, ast.Ref) and node.name in self.lets and node.name not in self.seen:
+            self.seen.add(node.name)  # a let reads the names of where it is used
+            below.append(self.lets[node.name].chain)
+        if kind is ast.Call and node.name not in self.lets and node.name not in self.blocks:
+            rule = lookup(node.name)
+            if rule is not None:
+                self.layer(node, rule)
+                return below
+        return below + children(node)
+
+    def layer(self, call: ast.Call, rule: LayerRule) -> None:
+        for position, arg in enumerate(call.args):
+            spec = rule.arg(arg.name) if arg.name is not None else \
+                (rule.args[position] if position < len(rule.args) else None)
+            value = arg.value
+            if type(value) is ast.Var and value.name in self.params and spec is not None and spec.shapeless:
+                self.found[value.name].append((rule, spec))
+            else:
+                self.other.update(_names(value))
+
+
+def _names(expr) -> frozenset[str]:
+    return frozenset(n.name for n in walk(expr) if type(n) is ast.Var)
+
+
+def same_value(a: ir.Value, b: ir.Value) -> bool:
+    return type(a.value) is type(b.value) and a.value == b.value
+
+
+def with_leaves(body: ir.Seq, changed: dict[str, ir.Value]) -> ir.Seq:
+    """`body` with each layer argument that is a changed leaf parameter (its expression the
+    parameter's name) given the new value; the rest of the tree shared."""
+    return _Leaves(changed).visit(body)
+
+
+class _Leaves(Transformer):
+    def __init__(self, changed: dict[str, ir.Value]):
+        self.changed = changed
+
+    def visit_Layer(self, layer: ir.Layer) -> ir.Layer:
+        args = None
+        for position, (name, value) in enumerate(layer.args):
+            expr = value.expr
+            if type(expr) is Name and expr.name in self.changed:
+                args = args or list(layer.args)
+                args[position] = (name, self.changed[expr.name])
+        return layer if args is None else evolve(layer, args=tuple(args))
+
+    def visit_BlockInstance(self, node: ir.BlockInstance) -> ir.BlockInstance:
+        return node  # a leaf parameter is never a block's argument
+
+
+__all__ = ["leaf_params", "same_value", "with_leaves"]
