@@ -686,7 +686,7 @@ def _prelu_shape(s: Shape, a: dict):
 PRELU = LayerRule(
     "prelu", "max(0, x) + a * min(0, x) with a learned slope a: one, or one per channel",
     (ArgSpec("num_parameters", "int", 1, minimum=1, doc="1, or the input channels for a slope per channel"),
-     ArgSpec("init", "float", 0.25, doc="the slopes' first value")),
+     ArgSpec("init", "float", 0.25, doc="the slopes' first value", shapeless=True)),
     _prelu_shape, params=lambda s, a: a["num_parameters"],
     torch=lambda s, v, t: Torch("nn.PReLU", (), _kw(v, t, (("num_parameters", 1), ("init", 0.25)))),
     base_name="prelu", kernel=lambda s, a: (a["num_parameters"],), category="activation", pointwise=True)
