@@ -142,6 +142,7 @@ class Concat:
     name: str | None = None  # `convs: concat {...}`: the branches in one nn.ModuleList, numbered
     op: str = "cat"  # "add": the branches summed; "mul": multiplied, each size 1 or the largest
     sources: tuple[str | None, ...] = ()  # per branch, `from(name)`: the element it reads (None: the input)
+    condition: Value | None = None  # kept by `X?(condition)`: it, in the enclosing block's parameters
 
 
 @node

@@ -10,33 +10,41 @@ __all__ = ["ShuffleNetV2"]
 
 
 class ShuffleUnit(nn.Module):
-    """Block `ShuffleUnit`: in_channels x H x W to
-    (oup // 2 * 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1).
+    """Block `ShuffleUnit`: in_channels x H x W to the output of the layers its arguments
+    keep.
 
     From specs/shufflenet_v2.cnn:15.
     """
 
     def __init__(self, in_channels: int, inp: int, oup: int, stride: int = 1) -> None:
         super().__init__()
-        self.branch1 = nn.Sequential(
-            nn.Conv2d(
-                in_channels,
-                inp,
-                kernel_size=3,
-                stride=stride,
-                padding=1,
-                groups=inp,
-                bias=False,
-            ),  # inp x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-            nn.BatchNorm2d(inp),
-            nn.Conv2d(inp, oup // 2, kernel_size=1, bias=False),
-            # (oup // 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-            nn.BatchNorm2d(oup // 2),
-            nn.ReLU(inplace=True),
-        )
+        self.stride = stride
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(
+                    in_channels,
+                    inp,
+                    kernel_size=3,
+                    stride=stride,
+                    padding=1,
+                    groups=inp,
+                    bias=False,
+                ),  # inp x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
+                nn.BatchNorm2d(inp),
+                nn.Conv2d(inp, oup // 2, kernel_size=1, bias=False),
+                # (oup // 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
+                nn.BatchNorm2d(oup // 2),
+                nn.ReLU(inplace=True),
+            )
+        else:
+            self.branch1 = nn.Sequential()
         self.branch2 = nn.Sequential(
-            nn.Conv2d(in_channels, oup // 2, kernel_size=1, bias=False),
-            # (oup // 2) x H x W
+            nn.Conv2d(
+                in_channels if stride > 1 else in_channels // 2,
+                oup // 2,
+                kernel_size=1,
+                bias=False,
+            ),  # (oup // 2) x H x W
             nn.BatchNorm2d(oup // 2),
             nn.ReLU(inplace=True),
             nn.Conv2d(
@@ -56,50 +64,17 @@ class ShuffleUnit(nn.Module):
         self.shuffle = nn.ChannelShuffle(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([
-            self.branch1(x),
-            self.branch2(x),
-        ], dim=1)  # (oup // 2 * 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-        x = self.shuffle(x)
-        return x
-
-
-class ShuffleUnit2(nn.Module):
-    """Block `ShuffleUnit`: in_channels x H x W to
-    (in_channels // 2 + oup // 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1).
-
-    From specs/shufflenet_v2.cnn:15.
-    """
-
-    def __init__(self, in_channels: int, oup: int, stride: int = 1) -> None:
-        super().__init__()
-        self.branch2 = nn.Sequential(
-            nn.Conv2d(in_channels // 2, oup // 2, kernel_size=1, bias=False),
-            # (oup // 2) x H x W
-            nn.BatchNorm2d(oup // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(
-                oup // 2,
-                oup // 2,
-                kernel_size=3,
-                stride=stride,
-                padding=1,
-                groups=oup // 2,
-                bias=False,
-            ),  # (oup // 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
-            nn.BatchNorm2d(oup // 2),
-            nn.Conv2d(oup // 2, oup // 2, kernel_size=1, bias=False),
-            nn.BatchNorm2d(oup // 2),
-            nn.ReLU(inplace=True),
-        )
-        self.shuffle = nn.ChannelShuffle(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.chunk(2, dim=1)
-        x = torch.cat([
-            x1,
-            self.branch2(x2),
-        ], dim=1)
+        if self.stride > 1:
+            x = torch.cat([
+                self.branch1(x),
+                self.branch2(x),
+            ], dim=1)  # (oup // 2 * 2) x ((H - 1) // stride + 1) x ((W - 1) // stride + 1)
+        else:
+            x1, x2 = x.chunk(2, dim=1)
+            x = torch.cat([
+                x1,
+                self.branch2(x2),
+            ], dim=1)
         x = self.shuffle(x)
         return x
 
@@ -149,27 +124,39 @@ class ShuffleNetV2(nn.Module):
                 stages_out_channels[1],
                 stride=2,
             ),  # 116x28x28
-            ShuffleUnit2(stages_out_channels[1] // 2 * 2, stages_out_channels[1]),
-            ShuffleUnit2(116, stages_out_channels[1]),
-            ShuffleUnit2(116, stages_out_channels[1]),
+            ShuffleUnit(
+                stages_out_channels[1] // 2 * 2,
+                stages_out_channels[1],
+                stages_out_channels[1],
+            ),
+            ShuffleUnit(116, stages_out_channels[1], stages_out_channels[1]),
+            ShuffleUnit(116, stages_out_channels[1], stages_out_channels[1]),
         )
         self.stage3 = nn.Sequential(
             ShuffleUnit(116, stages_out_channels[1], stages_out_channels[2], stride=2),
             # 232x14x14
-            ShuffleUnit2(stages_out_channels[2] // 2 * 2, stages_out_channels[2]),
-            ShuffleUnit2(232, stages_out_channels[2]),
-            ShuffleUnit2(232, stages_out_channels[2]),
-            ShuffleUnit2(232, stages_out_channels[2]),
-            ShuffleUnit2(232, stages_out_channels[2]),
-            ShuffleUnit2(232, stages_out_channels[2]),
-            ShuffleUnit2(232, stages_out_channels[2]),
+            ShuffleUnit(
+                stages_out_channels[2] // 2 * 2,
+                stages_out_channels[2],
+                stages_out_channels[2],
+            ),
+            ShuffleUnit(232, stages_out_channels[2], stages_out_channels[2]),
+            ShuffleUnit(232, stages_out_channels[2], stages_out_channels[2]),
+            ShuffleUnit(232, stages_out_channels[2], stages_out_channels[2]),
+            ShuffleUnit(232, stages_out_channels[2], stages_out_channels[2]),
+            ShuffleUnit(232, stages_out_channels[2], stages_out_channels[2]),
+            ShuffleUnit(232, stages_out_channels[2], stages_out_channels[2]),
         )
         self.stage4 = nn.Sequential(
             ShuffleUnit(232, stages_out_channels[2], stages_out_channels[3], stride=2),
             # 464x7x7
-            ShuffleUnit2(stages_out_channels[3] // 2 * 2, stages_out_channels[3]),
-            ShuffleUnit2(464, stages_out_channels[3]),
-            ShuffleUnit2(464, stages_out_channels[3]),
+            ShuffleUnit(
+                stages_out_channels[3] // 2 * 2,
+                stages_out_channels[3],
+                stages_out_channels[3],
+            ),
+            ShuffleUnit(464, stages_out_channels[3], stages_out_channels[3]),
+            ShuffleUnit(464, stages_out_channels[3], stages_out_channels[3]),
         )
         self.conv5 = nn.Sequential(
             nn.Conv2d(464, stages_out_channels[4], kernel_size=1, bias=False),  # 1024x7x7

@@ -4,9 +4,10 @@ A network becomes a class; each block a class whose constructor takes `in_channe
 and the block parameters that its layers use. Uses of a block whose code differs by what
 its arguments' conditions keep share the class, which decides from its arguments
 (`toggles.py`: an expansion appended where it changes the channels, an activation picked,
-the residual's sum under `self.use_res_connect`); where two uses need code that does not
-merge (a repetition count that differs, say), the second gets a class of its own
-(`Stage2`). Layer constructors come from `layers.py`; no shape arithmetic here.
+the residual's sum under `self.use_res_connect`, ShuffleNetV2's two forwards under
+`if self.stride > 1:`); where two uses need code that does not merge (a repetition count
+that differs, say), the second gets a class of its own (`Stage2`). Layer constructors
+come from `layers.py`; no shape arithmetic here.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class Member:
     condition: Expr | None = None  # build only when this holds, else None
     stateless: bool = False  # a layer without parameters or buffers (stochastic depth, an activation)
     layers: str = ""  # the local list its Sequential is built from, where `ctor.appended`
+    # Built only where `condition` holds, else an empty nn.Sequential (no keys, called by no
+    # statement there): a member of one side of a forked forward (codegen/toggles.py).
+    empty: bool = False
+    when: Expr | None = None  # the `?(condition)` that kept the concat it was made in, called there alone
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ class Stmt:
     into: str = "x"  # the local a call or a cat assigns (a concat branch's own, `branch5x5`)
     reads: str = "x"  # the local it reads
     blank: bool = False  # a blank line before it: a new stage
+    when: Expr | None = None  # the `?(condition)` that kept the element (a concat) it belongs to, in a block
+    fork: int = 0  # in a forked forward (codegen/toggles.py): 1 where the class's `fork` holds, 2 where not
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ class ClassModel:
     toggle: Expr | None = None  # the condition of the residual around the whole block, `?(stride == 1)`
     flags: tuple[tuple[str, str], ...] = ()  # attributes set in __init__: use_res_connect = stride == 1
     inputs: tuple[str, ...] = ()  # a block's `reads(low)`: forward's tensors after x
+    fork: str = ""  # the condition, on the flags, of a forked forward's `if` (codegen/toggles.py)
 
     @property
     def base(self) -> str:
@@ -420,6 +428,14 @@ class ScopeBuilder(Visitor):
         return Stmt(comment=self.notes.note(stats), stage=self.notes.stage(stats), **fields)
 
     def visit_Concat(self, node: ir.Concat, previous=None) -> None:
+        start, made = len(self.forward), len(self.members)
+        self.concat(node)
+        if self.in_block and node.condition is not None:  # kept by `?(condition)`: codegen/toggles.py
+            when = node.condition.expr  # its statements, and its members, which only they call
+            self.forward[start:] = [s if s.when is not None else replace(s, when=when) for s in self.forward[start:]]
+            self.members[made:] = [m if m.when is not None else replace(m, when=when) for m in self.members[made:]]
+
+    def concat(self, node: ir.Concat) -> None:
         if node.split:
             self.split(node)
             return
@@ -787,8 +803,9 @@ class Generator:
         taken = Namer(taken={name for name, _, _ in params} | {m.name for m in shared.members},
                       reserved=MODULE_ATTRIBUTES)
         model = toggles.finish(shared, tuple(params), lambda: taken.fresh("layers"))
-        if shared.merged:
-            model = replace(model, forward=tuple(staged([evolve(s, blank=False) for s in model.forward])))
+        if shared.merged:  # no blank line inside a forked forward's `if` or `else` (codegen/toggles.py)
+            model = replace(model, forward=tuple(evolve(s, blank=False) if s.fork else s for s in
+                                                 staged([evolve(s, blank=False) for s in model.forward])))
         if not shared.doc:  # the uses' outputs differ: the layers their arguments keep decide
             start = block_input(shared.first_use)
             model = replace(model, doc=wrap_doc((f"Block `{shared.first_use.block}`: "

@@ -17,7 +17,15 @@ one class whose constructor decides from its arguments (`Shared` collects them):
   EfficientNet's stochastic depth, built always as torchvision builds it) where it holds;
 - an argument written differently in two uses (`in_channels` where a depthwise convolution
   comes first, `expanded` after an expansion) is written the way that gives every use's
-  value.
+  value;
+- two forwards that differ in one run of statements, each made by an element (a concat)
+  that its own condition keeps, as ShuffleNetV2's unit concatenates both branches where
+  `stride > 1` and splits the channels where `stride == 1`, fork: the condition's
+  parameters kept as attributes (`self.stride = stride`), forward's `if self.stride > 1:`
+  one run, `else:` the other; a member only one run calls is built where its condition
+  holds, else an empty nn.Sequential (no keys, as torchvision's `branch1`), and an argument
+  that differs between the two sides is written as a choice on the same condition
+  (`in_channels if stride > 1 else in_channels // 2`).
 
 Every merge is checked against each use's arguments: each condition holds exactly where
 its element is, each value written is the use's own. What fails to check keeps a class of
@@ -30,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .. import ir
-from ..expr import Expr, ExprError
+from ..expr import Expr, ExprError, Name, cond
 from ..namespace import MODULE_ATTRIBUTES, Namer
 
 _FAILURES = (ExprError, TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, AttributeError)
@@ -100,6 +108,7 @@ class Shared:
     extras: int = 0  # with uses of both forms: the last members, only the residual's (stochastic depth)
     doc: bool = True  # whether the first use's docstring (its output's shape) holds at every use
     first_doc: tuple = ()  # the first use's, unwrapped
+    fork: Expr | None = None  # a forked forward's condition: its statements of `fork` 1 where it holds, 2 where not
 
 
 def is_summed(model) -> bool:
@@ -151,6 +160,9 @@ def join(shared: Shared, model, code: tuple, node: ir.BlockInstance, same_member
     if model.loop is not None or shared.first.loop is not None:
         return False
     summed = is_summed(model)
+    if shared.fork is not None or not summed and shared.summed is None and shared.toggle is None and \
+            shared.plain is not None and _steps(shared.plain) != _steps(model.forward):
+        return _join_fork(shared, model, env, same_members)
     toggle = _toggle(shared, model, summed, env)
     if toggle is _FAILED:
         return False
@@ -283,13 +295,165 @@ def _split(shared: Shared, model, summed: bool):
     return mine[:len(mine) - count], theirs, extras
 
 
+# The statements a forked forward's side may hold: each prints indented under `if`/`else`.
+_ARM_KINDS = frozenset({"call", "cat", "chunk", "combine", "scale", "flatten", "join"})
+
+
+def _join_fork(shared: Shared, model, env: Env, same_members: bool) -> bool:
+    """A use joining a class whose forward is forked, or that forks it: the class's forward
+    and the use's differ in one run of statements each, made by an element that its own
+    condition keeps, true at the uses on its side, false at the others' (`_arms`). The use
+    is the class's forward at its side of the condition, member by member merged; else it
+    keeps a class of its own."""
+    if is_summed(model) or model.toggle is not None or shared.summed is not None or shared.toggle is not None or \
+            same_members:
+        return False
+    if shared.fork is None:
+        arms = _arms(shared.plain, model.forward, shared.envs, env)
+        if arms is None:
+            return False
+        condition, forward = arms
+    else:
+        condition, forward = shared.fork, shared.plain
+    side = holds(condition, env)
+    if side is None:
+        return False
+    arm = 1 if side else 2
+    picked = [i for i, s in enumerate(forward) if s.fork in (0, arm)]
+    if _steps([forward[i] for i in picked]) != _steps(model.forward):
+        return False
+    members = _fork_members(shared, model, env, condition, forward)
+    if members is None or not _attributes_free(condition, members):
+        return False
+    forward = list(forward)
+    for i, theirs in zip(picked, model.forward):  # each shape comment kept where every use writes it
+        if forward[i].comment != theirs.comment:
+            forward[i] = replace(forward[i], comment="")
+    if shared.first_doc != model.doc:
+        shared.doc = False
+    shared.members, shared.extras, shared.plain, shared.fork = members, 0, tuple(forward), condition
+    shared.envs.append(env)
+    shared.residual.append(False)
+    shared.merged = True
+    return True
+
+
+def _arms(forward: tuple, theirs: tuple, where: list, env: Env):
+    """The class's forward and a use's that differ in one run of statements each, every one of
+    a run made by the element its condition kept (`Stmt.when`), the class's run's condition
+    true at the class's uses and false at this one's, the use's the other way round: (the
+    class's run's condition, the forward with the class's run as side 1 and the use's as side
+    2); else None."""
+    a, b = _steps(forward), _steps(theirs)
+    shorter = min(len(a), len(b))
+    head = 0
+    while head < shorter and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < shorter - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    mine, yours = forward[head:len(forward) - tail], theirs[head:len(theirs) - tail]
+    for run, here, there in ((mine, where, [env]), (yours, [env], where)):
+        when = run[0].when if run else None
+        if when is None or any(s.when != when or s.kind not in _ARM_KINDS or s.fork for s in run):
+            return None
+        if any(holds(when, e) is not True for e in here) or any(holds(when, e) is not False for e in there):
+            return None
+    return mine[0].when, forward[:head] + tuple(replace(s, fork=1) for s in mine) + \
+        tuple(replace(s, fork=2) for s in yours) + forward[len(forward) - tail:]
+
+
+def _fork_members(shared: Shared, model, env: Env, condition: Expr, forward: tuple):
+    """The class's members with the use's merged, those of one side only built where its
+    condition holds (an empty nn.Sequential where not); None where they do not merge."""
+    if shared.fork is None:
+        return _forked_members(shared, model, env, condition, forward)
+    present = [m for m in shared.members if not m.empty or holds(m.condition, env)]
+    if [m.name for m in present] != [m.name for m in model.members]:
+        return None
+    merged = {}
+    for a, b in zip(present, model.members):
+        member = _joined_member(shared, a, b, env, condition)
+        if member is None:
+            return None
+        merged[a.name] = member
+    return tuple(merged.get(m.name, m) for m in shared.members)
+
+
+def _joined_member(shared: Shared, a, b, env: Env, condition: Expr):
+    """A member of a forked class (`a`) and the use's of that name merged, or None: one of a
+    side only stays one that the use's side's element made."""
+    if a.empty and (b.condition is not None or b.when != a.condition) or \
+            not a.empty and a.condition != b.condition or a.stateless != b.stateless:
+        return None
+    where = shared.envs if not a.empty else [e for e in shared.envs if holds(a.condition, e)]
+    ctor = Unifier(where, env, condition).member(a.ctor, b.ctor)
+    if ctor is None or a.empty and ctor.appended:
+        return None
+    return replace(a, ctor=ctor)
+
+
+def _forked_members(shared: Shared, model, env: Env, condition: Expr, forward: tuple):
+    """Forking: the members of the class's side and of the use's, in the order of both. A
+    member of one side only must be one its side's element made (called by that side's
+    statements alone, `Member.when`)."""
+    merged = _interleaved(shared.members, model.members)
+    if merged is None:
+        return None
+    sides = {1: forward_condition(forward, 1), 2: forward_condition(forward, 2)}
+    out = []
+    for side, a, b in merged:
+        if side:
+            if a.when != sides[side] or a.condition is not None or a.empty or a.ctor.appended:
+                return None
+            out.append(replace(a, condition=sides[side], empty=True))
+            continue
+        ctor = Unifier(shared.envs, env, condition).member(a.ctor, b.ctor)
+        if ctor is None or a.condition != b.condition or a.stateless != b.stateless:
+            return None
+        out.append(replace(a, ctor=ctor))
+    return tuple(out)
+
+
+def _interleaved(mine: tuple, theirs: tuple) -> list | None:
+    """Two member lists in one order: (0, a, b) for a name both have, (1, a, None) for one of
+    `mine` alone, (2, b, None) for one of `theirs` alone; None where the names both have
+    stand in different orders."""
+    names, others = {m.name for m in theirs}, {m.name for m in mine}
+    if [m.name for m in mine if m.name in names] != [m.name for m in theirs if m.name in others]:
+        return None
+    merged, later = [], list(theirs)
+    for member in mine:
+        if member.name in names:
+            while later[0].name != member.name:
+                merged.append((2, later.pop(0), None))
+            merged.append((0, member, later.pop(0)))
+        else:
+            merged.append((1, member, None))
+    merged.extend((2, member, None) for member in later)
+    return merged
+
+
+def forward_condition(forward: tuple, side: int) -> Expr:
+    """The condition that kept the run of statements of one side of a forked forward."""
+    return next(s.when for s in forward if s.fork == side)
+
+
+def _attributes_free(condition: Expr, members: tuple) -> bool:
+    """Whether the parameters a forked forward's condition reads may be kept as attributes of
+    the class's own names (`self.stride`): none a member's, nor nn.Module's."""
+    taken = {m.name for m in members} | MODULE_ATTRIBUTES | {"use_res_connect"}
+    return all(name.isidentifier() and name not in taken for name in condition.names)
+
+
 class Unifier:
     """Two constructions merged: `a`, the class's (right at the uses `where`), and `b`, one
     use's (at `env`), into one right at all of them, or None."""
 
-    def __init__(self, where: list, env: dict):
+    def __init__(self, where: list, env: dict, fork: Expr | None = None):
         self.where = where
         self.env = env
+        self.fork = fork  # a forked forward's condition: an argument may be chosen by it
 
     def member(self, a, b):
         if a.code[:-1] == b.code[:-1]:
@@ -337,8 +501,22 @@ class Unifier:
             elif all(_same(y, e, _value(x, e)) for e in where):
                 args.append((key, y))
             else:
-                return None
+                side = self.side(where)
+                if side is None:
+                    return None
+                args.append((key, cond(x, self.fork, y) if side else cond(y, self.fork, x)))
         return _call(a, tuple(args))
+
+    def side(self, where: list) -> bool | None:
+        """Where the class's uses (`where`) and this use lie on the two sides of the forked
+        forward's condition: whether it holds at the class's; else None."""
+        if self.fork is None or not where:
+            return None
+        here = holds(self.fork, self.env)
+        if here is None or any(holds(self.fork, e) is here for e in where) or \
+                any(holds(self.fork, e) is None for e in where):
+            return None
+        return not here
 
     def choice(self, a, b, where: list):
         """Two constructions at one place, each kept by its own condition: `a if c else b`."""
@@ -475,6 +653,11 @@ def finish(shared: Shared, params: tuple, layers_namer) -> object:
         return replace(first, params=params)
     members = tuple(replace(m, layers=layers_namer()) if m.ctor.appended else m for m in shared.members)
     flags = ()
+    if shared.fork is not None:  # `self.stride = stride`, forward's `if self.stride > 1:`
+        names = sorted(shared.fork.names)
+        kept = shared.fork.substitute({name: Name(f"self.{name}") for name in names})
+        return replace(first, params=params, members=members, forward=shared.plain,
+                       flags=tuple((name, name) for name in names), fork=kept.text)
     if shared.plain is not None and shared.summed is None:
         forward = shared.plain
     elif shared.plain is None:
@@ -499,4 +682,6 @@ def used_names(shared: Shared) -> frozenset:
             names |= member.condition.names
     if shared.merged and shared.plain is not None and shared.summed is not None:
         names |= shared.toggle.names
+    if shared.fork is not None:
+        names |= shared.fork.names
     return frozenset(names)

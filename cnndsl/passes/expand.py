@@ -888,7 +888,7 @@ def _plain_value(value) -> bool:
 
 
 
-_CONDITIONAL = (ir.Residual, ir.Layer, ir.Seq, ir.BlockInstance)
+_CONDITIONAL = (ir.Residual, ir.Layer, ir.Seq, ir.BlockInstance, ir.Concat)
 
 
 def _labelled(made: list[ir.Node], label: str, span: Span) -> list[ir.Node]:
