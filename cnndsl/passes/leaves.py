@@ -2,8 +2,8 @@
 (`ArgSpec.shapeless`: a dropout's p, a norm's eps, a stochastic depth's probability).
 
 EfficientNet's 55 MBConv uses differ in their stochastic depth alone where a stage repeats
-a block, and ConvNeXt's in theirs and their layer scale: expanding each use's body anew
-was a quarter of compiling them. `Expander.block_body` expands a block once for each value
+a block, and ConvNeXt's in theirs and their layer scale, so each use's body was expanded
+anew (efficientnet_b7: 63 bodies, 22 now). `Expander.block_body` expands a block once for each value
 of its other parameters and gives a later use the body of an earlier one with its own leaf
 values put in (`with_leaves`): the shape pass still checks each value (a p above 1), and
 every reader (the summary's `stochastic_depth 0.0125`, the code generator) sees each use's
