@@ -3,11 +3,11 @@
 
 EfficientNet's 55 MBConv uses differ in their stochastic depth alone where a stage repeats
 a block, and ConvNeXt's in theirs and their layer scale, so each use's body was expanded
-anew (efficientnet_b7: 63 bodies, 22 now). `Expander.block_body` expands a block once for each value
-of its other parameters and gives a later use the body of an earlier one with its own leaf
-values put in (`with_leaves`): the shape pass still checks each value (a p above 1), and
-every reader (the summary's `stochastic_depth 0.0125`, the code generator) sees each use's
-own.
+anew (efficientnet_b7: 63 bodies, 22 now). `Expander.block_body` expands a block once for
+each value of its other parameters and gives a later use the body of an earlier one with
+its own leaf values put in (`with_leaves`): the shape pass still checks each value (a p
+above 1), and every reader (the summary's `stochastic_depth 0.0125`, the code generator)
+sees each use's own.
 
 A parameter is a leaf where every name in the body that reads it (the lets it uses
 included) is a whole argument of a built-in layer whose spec is shapeless; one read
