@@ -25,7 +25,7 @@ from ..traverse import Visitor, children, walk
 from .context import Context, alone, finish
 from .cost import ExpansionCost
 from .leaves import leaf_params, same_value, with_leaves
-from .resolve import quoted_label_reason, suggest
+from .resolve import bodies, quoted_label_reason, suggest
 from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe
 
 # Layers (and joins that hold none) after expansion: 10,000 is some 15 times the deepest
@@ -61,10 +61,7 @@ def switch_name(element: ast.Element) -> str | None:
 def switches_of(program: ast.Program) -> dict[str, Span]:
     """Every switch the program declares with `?`, found syntactically."""
     found: dict[str, Span] = {}
-    chains = [d.chain for d in program.lets]
-    bodies = {id(d.body): d.body for d in (*program.blocks, *program.networks)}  # variants share the family's
-    for body in bodies.values():
-        chains.extend(body)
+    chains = [chain for _, body in bodies(program) for chain in body]
     for element in _chain_elements(chains):
         if isinstance(element.node, ast.Optional) and element.node.condition is None:
             name = switch_name(element)

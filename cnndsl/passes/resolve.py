@@ -79,11 +79,9 @@ def resolve(program: ast.Program, context: Context | None = None) -> ast.Program
     _signatures(program, context)
     names = _Names(definitions, context)
     uses: dict[str, set[str]] = {}
-    checked: dict[int, tuple] = {}  # a body's id -> (the body, kept alive; its uses): variants share the family's
-    for owner, chains in _bodies(program):
-        if id(chains) not in checked:
-            checked[id(chains)] = (chains, names.check(chains))
-        uses[owner] = checked[id(chains)][1]
+    for owners, chains in bodies(program):
+        used = names.check(chains)
+        uses.update((owner, used) for owner in owners)
     _cycles(uses, definitions, context)
     _defs(program, definitions, context)
     if len(context.errors) - before > len(names.unknown):
@@ -93,9 +91,14 @@ def resolve(program: ast.Program, context: Context | None = None) -> ast.Program
     return finish(program, context, own)
 
 
-def _bodies(program: ast.Program):
-    yield from ((d.name, (d.chain,)) for d in program.lets)
-    yield from ((d.name, d.body) for d in (*program.blocks, *program.networks))
+def bodies(program: ast.Program) -> list[tuple[list[str], tuple]]:
+    """Each body of the program once (a let's chain, a block's or a network's body), with the
+    names of the definitions it is the body of: a family's variants share the family's."""
+    found: dict[int, tuple[list[str], tuple]] = {}  # by id: the bodies are the program's, alive
+    for name, body in [*((d.name, (d.chain,)) for d in program.lets),
+                       *((d.name, d.body) for d in (*program.blocks, *program.networks))]:
+        found.setdefault(id(body), ([], body))[0].append(name)
+    return list(found.values())
 
 
 def _definitions(program: ast.Program, context: Context) -> dict:
