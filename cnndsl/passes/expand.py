@@ -609,7 +609,7 @@ class Expander(Evaluating, Visitor):
         leaves = self.block_leaves.get(block.name)
         if leaves is None:
             leaves = self.block_leaves[block.name] = leaf_params(block, self.lets, self.blocks)
-        return {n: uses for n, uses in leaves.items() if type(inner[n].value) in (int, float, bool, str)}
+        return {n: uses for n, uses in leaves.items() if _plain_value(inner[n].value)}
 
     def leaves_fit(self, leaves: dict, changed: dict[str, ir.Value]) -> bool:
         """Whether each changed leaf value is one the layers that read it take (`arg_problem`)."""
@@ -882,7 +882,6 @@ def _plain_value(value) -> bool:
     if isinstance(value, tuple):
         return all(_plain_value(v) for v in value)
     return value is None or isinstance(value, (bool, int, float, str))
-
 
 
 _CONDITIONAL = (ir.Residual, ir.Layer, ir.Seq, ir.BlockInstance, ir.Concat)
