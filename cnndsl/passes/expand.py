@@ -102,6 +102,7 @@ class Expander(Evaluating, Visitor):
         self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
         self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
         self.typed_lists: dict = {}
+        self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.call_site
         self.let_nodes: dict = {}  # (let, the values it reads, ...) -> its nodes and counts: see let_items
         self.let_names: dict[str, frozenset[str]] = {}  # let -> the names it reads
         self.layers = 0
@@ -112,6 +113,7 @@ class Expander(Evaluating, Visitor):
         self.block_infos: dict[str, ir.BlockInfo] = {}
         self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps, ...): see block_body
         self.block_leaves: dict[str, dict] = {}  # block -> its leaf parameters (passes/leaves.py)
+        self.leaf_reads: dict = {}  # what the shared bodies' sub-trees read (leaves.with_leaves)
         self.dropped: set[str | None] = set()  # labels of optional elements switched off
         # The parameters a count, a condition or a label read, one set a scope being expanded
         # (innermost last): they decide the structure, which the generated class fixes.
@@ -585,7 +587,7 @@ class Expander(Evaluating, Visitor):
             if not changed or self.leaves_fit(leaves, changed):
                 self.count(layers, block.span)
                 self.steps += steps
-                return (with_leaves(body, changed) if changed else body), decided
+                return (with_leaves(body, changed, self.leaf_reads) if changed else body), decided
             key = None  # a leaf value its layer refuses: expanded, to say so where it is
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
         scope = _Scope(inner, f"block {block.name}")

@@ -84,15 +84,42 @@ def same_value(a: ir.Value, b: ir.Value) -> bool:
     return type(a.value) is type(b.value) and a.value == b.value
 
 
-def with_leaves(body: ir.Seq, changed: dict[str, ir.Value]) -> ir.Seq:
+def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], reads: dict | None = None) -> ir.Seq:
     """`body` with each layer argument that is a changed leaf parameter (its expression the
-    parameter's name) given the new value; the rest of the tree shared."""
-    return _Leaves(changed).visit(body)
+    parameter's name) given the new value; the rest of the tree shared. `reads`: a memo of
+    what each sub-tree reads (`_Leaves.reads`), kept by the caller for the bodies it patches
+    again and again (EfficientNet's MBConv, once per block of a stage)."""
+    return _Leaves(changed, {} if reads is None else reads).visit(body)
 
 
 class _Leaves(Transformer):
-    def __init__(self, changed: dict[str, ir.Value]):
+    """Rebuilds only the spine down to the layers that read a changed leaf: a sub-tree whose
+    layers read none of them is the same object (MBConv's expansion, depthwise and SE)."""
+
+    def __init__(self, changed: dict[str, ir.Value], reads: dict):
         self.changed = changed
+        self.reads = reads  # id of a node -> (the node, kept so that its id stays its own; the names read)
+
+    def visit(self, node, *args):
+        if self.read(node).isdisjoint(self.changed):
+            return node
+        return super().visit(node, *args)
+
+    def read(self, node) -> frozenset[str]:
+        """The parameter names that layers under `node` take as a whole argument; a block
+        use's body is in its own block's names, so it reads none."""
+        found = self.reads.get(id(node))
+        if found is not None and found[0] is node:
+            return found[1]
+        kind = type(node)
+        if kind is ir.Layer:
+            names = frozenset(v.expr.name for _, v in node.args if type(v.expr) is Name)
+        elif kind is ir.BlockInstance:
+            names = frozenset()
+        else:
+            names = frozenset().union(*map(self.read, children(node)))
+        self.reads[id(node)] = (node, names)
+        return names
 
     def visit_Layer(self, layer: ir.Layer) -> ir.Layer:
         args = None
@@ -102,9 +129,6 @@ class _Leaves(Transformer):
                 args = args or list(layer.args)
                 args[position] = (name, self.changed[expr.name])
         return layer if args is None else evolve(layer, args=tuple(args))
-
-    def visit_BlockInstance(self, node: ir.BlockInstance) -> ir.BlockInstance:
-        return node  # a leaf parameter is never a block's argument
 
 
 __all__ = ["leaf_params", "same_value", "with_leaves"]

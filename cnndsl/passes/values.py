@@ -18,7 +18,7 @@ from .. import ast, ir
 from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
 from ..layers import lookup
 from ..source import Span
-from ..traverse import children
+from ..traverse import walk
 from .resolve import suggest
 
 MAX_VALUE = 1 << 40
@@ -121,6 +121,9 @@ class Evaluating:
     # for every block of a stage)
     def_values: dict
     typed_lists: dict  # id of a list value -> (the list, its key)
+    site_names: dict  # id of a def call in the source -> the names its arguments read (False: the input's shape)
+    site_exprs: list
+    site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
 
     def evaluate(self, expr: ast.Expr, scope: Scope) -> ir.Value:
         kind = type(expr)
@@ -317,7 +320,7 @@ class Evaluating:
             if definition.params is None:
                 raise self.fail(expr.name_span, f"{expr.name!r} is a value, not a function",
                                 f"write it without brackets: {expr.name}", "type")
-            return self.call_def(definition, expr.args, scope, expr.span)
+            return self.call_site(expr, definition, scope)
         if expr.name in FUNCTIONS:
             return self.builtin(expr, scope)
         return self.unknown_function(expr)
@@ -370,6 +373,30 @@ class Evaluating:
             return
         for value, span in zip(args, spans):
             self.number(value, span, name)
+
+    def call_site(self, expr: ast.FuncCall, definition: ast.DefDef, scope: Scope) -> ir.Value:
+        """`call_def` of a call in the source, remembered by the call and the very value
+        objects its arguments read: met again with the same objects, it has the same Value,
+        without evaluating its arguments and keying them for `call_def`'s memo. EfficientNet's
+        stage rules, `make_divisible(setting[k][4] * width_mult)`, are met once per block of
+        a stage with the same table, index and multiplier. A call that reads the input's
+        shape is not kept: `input.channels` is each use's own."""
+        names = self.site_names.get(id(expr))
+        if names is None:
+            found = [n for n in walk(expr) if type(n) in (ast.Var, ast.InputAttr)]
+            names = False if any(type(n) is ast.InputAttr for n in found) else tuple(sorted({n.name for n in found}))
+            self.site_names[id(expr)] = names
+            self.site_exprs.append(expr)  # kept, so that its id stays its own
+        if names is False:
+            return self.call_def(definition, expr.args, scope, expr.span)
+        read = tuple([scope.values.get(n) for n in names])
+        key = (id(expr), *map(id, read))
+        found = self.site_values.get(key)
+        if found is not None:
+            return found[0]
+        value = self.call_def(definition, expr.args, scope, expr.span)
+        self.site_values[key] = (value, read)  # the values kept, so that their ids stay theirs
+        return value
 
     def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
         """The def's body with its parameters bound to the arguments (evaluated here) or
@@ -427,32 +454,6 @@ class Evaluating:
 
 
 _LITERALS = (ast.Num, ast.Str, ast.Bool)
-
-
-def _shapes(root: ast.Expr, shapes: dict, ids: dict) -> tuple:
-    """The memo keys of `root` and of every expression under it, into `shapes` (id ->
-    (a number for its structure, equal for two expressions written alike whatever their
-    spans; the names it reads, sorted; whether it reads the input's shape; the node itself,
-    kept so that its id stays its own))."""
-    order, stack = [], [root]
-    while stack:
-        node = stack.pop()
-        if id(node) not in shapes:
-            order.append(node)
-            stack.extend(children(node))
-    for node in reversed(order):  # children before parents
-        below = [shapes[id(c)] for c in children(node)]
-        kind = type(node)
-        names = frozenset().union(*(b[4] for b in below))
-        if kind is ast.Var:
-            names = frozenset((node.name,))
-        own = getattr(node, "value", None) if kind in _LITERALS else \
-            getattr(node, "op", None) or getattr(node, "name", None) or getattr(node, "kind", None) or \
-            getattr(node, "attr", None)
-        structure = (kind, type(own), own, *(b[0] for b in below))
-        reads_input = kind is ast.InputAttr or any(b[2] for b in below)
-        shapes[id(node)] = (ids.setdefault(structure, len(ids)), tuple(sorted(names)), reads_input, node, names)
-    return shapes[id(root)]
 
 
 _LITERALS = (ast.Num, ast.Str, ast.Bool)
