@@ -150,7 +150,7 @@ class EfficientNet(nn.Module):
     320, 1, False)), last_channel=0, dropout=0.2, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=1e-05, norm_momentum=0.1, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:104.
+    From specs/efficientnet.cnn:107.
     """
 
     def __init__(

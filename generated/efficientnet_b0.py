@@ -149,7 +149,7 @@ class EfficientNet_b0(nn.Module):
     320, 1, False)), last_channel=0, dropout=0.2, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=1e-05, norm_momentum=0.1, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:124.
+    From specs/efficientnet.cnn:127.
     """
 
     def __init__(

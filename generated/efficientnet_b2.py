@@ -149,7 +149,7 @@ class EfficientNet_b2(nn.Module):
     320, 1, False)), last_channel=0, dropout=0.3, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=1e-05, norm_momentum=0.1, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:130.
+    From specs/efficientnet.cnn:133.
     """
 
     def __init__(

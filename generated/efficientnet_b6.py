@@ -151,7 +151,7 @@ class EfficientNet_b6(nn.Module):
     320, 1, False)), last_channel=0, dropout=0.5, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=0.001, norm_momentum=0.01, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:143.
+    From specs/efficientnet.cnn:146.
     """
 
     def __init__(

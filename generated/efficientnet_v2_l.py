@@ -202,7 +202,7 @@ class EfficientNet_v2_l(nn.Module):
     384, 640, 7, False)), last_channel=1280, dropout=0.4, stochastic_depth_prob=0.2,
     num_classes=1000, norm_eps=0.001, norm_momentum=0.1, in_channels=3, size=224.
 
-    From specs/efficientnet.cnn:157.
+    From specs/efficientnet.cnn:160.
     """
 
     def __init__(
