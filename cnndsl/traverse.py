@@ -16,6 +16,7 @@ as it declares them.
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
+from itertools import compress
 from typing import Iterable, Iterator
 
 from . import ast
@@ -34,19 +35,24 @@ class _Kinds(dict):
 _NODE_TYPES = _Kinds()
 
 
+_is_node_type = _NODE_TYPES.__getitem__  # runs `__missing__` for a class not met yet, as `[]` does
+
+
 def is_node(value) -> bool:
     return _NODE_TYPES[type(value)]
 
 
 def children(node) -> list:
-    """The child nodes of `node`, in the order its class declares them."""
+    """The child nodes of `node`, in the order its class declares them. A tuple field is
+    filtered by `compress` over its items' kinds: no bytecode per item, where every pass
+    walks every node of the tree."""
     found = []
-    state, kinds = node.__dict__, _NODE_TYPES
+    state = node.__dict__
     for name in node._fields:
         value = state[name]
         if type(value) is tuple:
-            found += [item for item in value if kinds[type(item)]]
-        elif value is not None and kinds[type(value)]:
+            found += compress(value, map(_is_node_type, map(type, value)))
+        elif value is not None and _is_node_type(type(value)):
             found.append(value)
     return found
 
@@ -71,8 +77,8 @@ def walk(node) -> Iterator:
     while stack:
         current = pop()
         yield current
-        below = children(current)
-        if below:
+        if current._fields:  # half the IR's nodes are layers, which have no children
+            below = children(current)
             below.reverse()
             push(below)
 
