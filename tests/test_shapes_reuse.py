@@ -5,9 +5,10 @@ node, and the same diagnostics."""
 
 import pytest
 
+from cnndsl import ir
 from cnndsl.compiler import PIPELINE, Context, load, source_from_text
 from cnndsl.passes import shapes
-from cnndsl.traverse import dump
+from cnndsl.traverse import dump, walk
 
 NAMES = ["resnet50", "resnet152", "efficientnet_b0", "efficientnet_v2_s", "densenet121", "googlenet", "inception_v3",
          "mobilenet_v3_large", "regnet_y_400mf", "convnext_tiny", "shufflenet_v2_x1_0", "deeplabv3_resnet50",
@@ -67,3 +68,38 @@ network N() {
     (reused, errors), (fresh, fresh_errors) = _both(source, monkeypatch)
     assert reused == fresh
     assert errors == fresh_errors and any(d.severity == "error" for d in errors)
+
+
+LEAVES = """
+block B(c, p) {
+  residual { conv(c, 3, pad=1) -> batchnorm -> relu -> stochastic_depth(p) }
+}
+network N() {
+  input 3x16x16
+  conv(8, 3, pad=1) -> B(8, 0.1) -> B(8, 0.2) -> B(8, %s) -> global_avgpool -> fc(10)
+}
+"""
+
+
+def test_a_use_that_differs_in_a_leaf_alone_gets_the_earlier_use_s_shapes_and_its_own_value(monkeypatch):
+    source = source_from_text(LEAVES % "0.3")
+    tree, context = _expanded(source)
+    assert len(context.leaf_copies) == 2  # the uses at 0.2 and 0.3 are copies of the one at 0.1
+    shared = []
+    releafed = shapes.ShapeInference.releafed
+    monkeypatch.setattr(shapes.ShapeInference, "releafed", lambda *args: shared.append(releafed(*args)) or shared[-1])
+    inferred = shapes.infer_shapes(tree, context)
+    assert len(shared) == 2 and None not in shared  # both took the first use's shapes
+    (reused, _), (fresh, _) = _both(source, monkeypatch)
+    assert reused == fresh
+    assert "rf=5 " in reused and "rf=7 " in reused and "rf=9 " in reused  # each use's own field
+    probabilities = [layer.arg("p") for layer in walk(inferred) if isinstance(layer, ir.Layer)
+                     and layer.kind == "stochastic_depth"]
+    assert probabilities == [0.1, 0.2, 0.3]
+
+
+def test_a_leaf_value_the_shape_rule_refuses_is_reported_at_its_use(monkeypatch):
+    (reused, errors), (fresh, fresh_errors) = _both(source_from_text(LEAVES % "1.5"), monkeypatch)
+    assert reused == fresh and errors == fresh_errors
+    assert [d.message for d in errors if d.severity == "error"] == [
+        "stochastic depth probability 1.5 is above 1 (input 8x16x16)"]

@@ -26,6 +26,10 @@ class Context:
     stopped: bool = False  # a pass left a tree the next cannot read
     tree: object = None  # the tree after the last pass that ran (partial where there are errors)
     sources: dict = field(default_factory=dict)  # imported files by path, for their diagnostics' lines
+    # What expand tells the shape pass of its tree: id(a block body made from an earlier use's
+    # by putting in this use's leaf values, passes/leaves.py) -> (that body, the one it was
+    # made from, the values put in), so that its shapes are the earlier body's (`shapes.reused`)
+    leaf_copies: dict = field(default_factory=dict, repr=False)
     _seen: set = field(default_factory=set, repr=False)
 
     def report(self, diagnostic: Diagnostic) -> None:

@@ -587,7 +587,10 @@ class Expander(Evaluating, Visitor):
             if not changed or self.leaves_fit(leaves, changed):
                 self.count(layers, block.span)
                 self.steps += steps
-                return (with_leaves(body, changed, self.leaf_reads) if changed else body), decided
+                copy = with_leaves(body, changed, self.leaf_reads) if changed else body
+                if copy is not body:  # the shape pass infers it as `body` (Context.leaf_copies)
+                    self.context.leaf_copies[id(copy)] = (copy, body, changed)
+                return copy, decided
             key = None  # a leaf value its layer refuses: expanded, to say so where it is
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
         scope = _Scope(inner, f"block {block.name}")

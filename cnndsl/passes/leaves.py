@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .. import ast, ir
 from ..expr import Name
-from ..layers import LayerRule, lookup
+from ..layers import RULES, LayerRule, lookup
 from ..traverse import Transformer, children, evolve, walk
 
 
@@ -92,6 +92,24 @@ def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], reads: dict | None =
     return _Leaves(changed, {} if reads is None else reads).visit(body)
 
 
+def leaf_args(layer: ir.Layer, changed: dict[str, ir.Value]) -> tuple | None:
+    """The layer's arguments with each that is a changed leaf parameter given the new value;
+    None where none is (for `with_leaves`, and the shape pass's reuse of an inferred body).
+    A leaf is read only as a shapeless argument: the other kinds' layers are not looked into."""
+    if layer.kind not in _LEAF_KINDS:
+        return None
+    args = None
+    for position, (name, value) in enumerate(layer.args):
+        expr = value.expr
+        if type(expr) is Name and expr.name in changed:
+            args = args or list(layer.args)
+            args[position] = (name, changed[expr.name])
+    return None if args is None else tuple(args)
+
+
+_LEAF_KINDS = frozenset(kind for kind, rule in RULES.items() if any(spec.shapeless for spec in rule.args))
+
+
 class _Leaves(Transformer):
     """Rebuilds only the spine down to the layers that read a changed leaf: a sub-tree whose
     layers read none of them is the same object (MBConv's expansion, depthwise and SE)."""
@@ -122,13 +140,8 @@ class _Leaves(Transformer):
         return names
 
     def visit_Layer(self, layer: ir.Layer) -> ir.Layer:
-        args = None
-        for position, (name, value) in enumerate(layer.args):
-            expr = value.expr
-            if type(expr) is Name and expr.name in self.changed:
-                args = args or list(layer.args)
-                args[position] = (name, self.changed[expr.name])
-        return layer if args is None else evolve(layer, args=tuple(args))
+        args = leaf_args(layer, self.changed)
+        return layer if args is None else evolve(layer, args=args)
 
 
-__all__ = ["leaf_params", "same_value", "with_leaves"]
+__all__ = ["leaf_args", "leaf_params", "same_value", "with_leaves"]

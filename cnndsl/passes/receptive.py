@@ -15,6 +15,7 @@ from __future__ import annotations
 from .. import ir
 from ..layers import pair
 from ..traverse import children, evolve
+from .leaves import leaf_args
 from .values import PENDING
 
 
@@ -93,10 +94,15 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
 
 class Rebase:
     """`node(n, rf, jump)`: an inferred node (of a `replayable` body) with the receptive
-    field and jump that it has where its input has `rf` and `jump`; and its output's."""
+    field and jump that it has where its input has `rf` and `jump`; and its output's.
+    With `leaves` (a block body's leaf values, `passes/leaves.py`), the body's layers (not
+    those of the blocks it uses) take them too, as `with_leaves` gives them, and `releafed`
+    lists those that did, for the shape pass to check."""
 
-    def __init__(self, windows: dict) -> None:
+    def __init__(self, windows: dict, leaves: dict | None = None) -> None:
         self.windows = windows  # id(inferred layer) -> (extent, stride, upscale)
+        self.leaves = leaves
+        self.releafed: list[ir.Layer] = []
         self.rules = {ir.Layer: self.layer, ir.Seq: self.seq, ir.Residual: self.residual, ir.Gate: self.gate,
                       ir.Concat: self.concat, ir.BlockInstance: self.block}
 
@@ -105,8 +111,15 @@ class Rebase:
 
     def layer(self, node: ir.Layer, rf, jump):
         window = self.windows[id(node)]
-        rf, jump = receptive(rf, jump, *window)
-        node = _copy(node, "stats", _restat(node.stats, rf, jump))
+        if window != _POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
+            rf, jump = receptive(rf, jump, *window)
+        stats = _restat(node.stats, rf, jump)
+        args = leaf_args(node, self.leaves) if self.leaves else None
+        if args is None:
+            node = _copy(node, "stats", stats)
+        else:
+            node = evolve(node, stats=stats, args=args)
+            self.releafed.append(node)
         self.windows[id(node)] = window  # a body that holds this one may be rebased in turn
         return node, rf, jump
 
@@ -150,11 +163,14 @@ class Rebase:
         return evolve(node, branches=tuple(branches), stats=stats), end_rf, end_jump
 
     def block(self, node: ir.BlockInstance, rf, jump):
+        leaves, self.leaves = self.leaves, None  # a leaf parameter is never a block's argument
         body, rf, jump = self.seq(node.body, rf, jump)
+        self.leaves = leaves
         return evolve(node, body=body, stats=_restat(node.stats, rf, jump)), rf, jump
 
 
 _new = object.__new__
+_POINT = (1, 1, 1)  # a window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given
 
 
 def _restat(stats: ir.Stats, rf, jump) -> ir.Stats:

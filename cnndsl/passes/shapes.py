@@ -602,12 +602,19 @@ class ShapeInference(Visitor):
         """`infer(seq, flow)`, worked out once for each expanded chain (one object for a block's
         body with one set of arguments, or a `let` with one set of values), input and, where
         the chain reads its input's shape, enclosing values: a later use gets the tree of the
-        first rebased to its own receptive field (`receptive.Rebase`). Only a tree without
-        errors and of the kinds `Rebase` knows is kept."""
-        pending, rebasable = self.chains.facts(seq)
-        if not rebasable or not self.REUSE:
+        first rebased to its own receptive field (`receptive.Rebase`), and a block body made
+        from an earlier one by putting in other leaf values, the earlier one's (`releafed`).
+        Only a tree without errors and of the kinds `Rebase` knows is kept."""
+        if not self.REUSE:
             return infer(seq, flow)
-        key = (id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None)
+        made = self.context.leaf_copies.get(id(seq))
+        found = self.releafed(made[1], made[2], flow) if made is not None else None
+        if found is not None:
+            return found
+        pending, rebasable = self.chains.facts(seq)
+        if not rebasable:
+            return infer(seq, flow)
+        key = self.body_key(seq, flow, pending)
         found = self.bodies.get(key)
         if found is not None:
             body, out, rf, jump = found
@@ -621,6 +628,26 @@ class ShapeInference(Visitor):
                 all(d.severity != ERROR for d in self.context.diagnostics[reported:]):
             self.bodies[key] = (body, out, flow.rf, flow.jump)
         return body, out
+
+    def body_key(self, seq: ir.Seq, flow: Flow, pending: bool) -> tuple:
+        return id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None
+
+    def releafed(self, origin: ir.Seq, leaves: dict, flow: Flow) -> tuple[ir.Seq, Flow] | None:
+        """The tree of a block body that expand made from `origin` by putting in other leaf
+        values (`Context.leaf_copies`): `origin`'s, where it is kept for this input, rebased
+        to this use's receptive field with the values put in; a leaf value changes no shape
+        (`ArgSpec.shapeless`). None where `origin`'s is not kept, or where a layer's shape
+        rule refuses or notes its new value (a stochastic depth's p above 1): that body is
+        inferred afresh, to say so."""
+        pending, rebasable = self.chains.facts(origin)
+        found = self.bodies.get(self.body_key(origin, flow, pending)) if rebasable else None
+        if found is None:
+            return None
+        rebase = Rebase(self.windows, leaves)
+        body, rf, jump = rebase.seq(found[0], flow.rf, flow.jump)
+        if not all(map(_fits, rebase.releafed)):
+            return None
+        return body, evolve(found[1], rf=rf, jump=jump)
 
     def env_key(self):
         """The enclosing values, for a chain with a value computed from them; a new object,
@@ -662,6 +689,19 @@ def _shape(kind: str, rule, shape: ir.Shape, values: dict):
         raise ShapeProblem(f"{kind} reads channels first, but its input is channels last "
                            "(after permute(0, 2, 3, 1))", f"permute back with permute(0, 3, 1, 2) before the {kind}")
     return rule.shape(shape, values)
+
+
+def _fits(layer: ir.Layer) -> bool:
+    """Whether an inferred layer given another leaf value (`ShapeInference.releafed`) still
+    gives its output shape, with no note; a rule that reads an element is not asked."""
+    rule = RULES[layer.kind]
+    if any(spec.type == "element" for spec in rule.args):
+        return False
+    try:
+        out, notes = _shape(layer.kind, rule, layer.stats.in_shape, layer.values)
+    except ShapeProblem:
+        return False
+    return out == layer.stats.out_shape and not notes
 
 
 def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
