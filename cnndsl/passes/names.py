@@ -258,8 +258,10 @@ class Naming(Visitor):
         """An nn.Sequential whose keys are all numbers numbers its members itself: a quoted
         number label ("0": ...) must be its member's place."""
         keys = [str(item.name) for item in items]
-        if not all(k.isdigit() for k in keys):
+        if not all(map(str.isdigit, keys)):
             return  # an OrderedDict: every key as written
+        if keys == list(map(str, range(len(keys)))):
+            return  # each at its place (a Sequential of a block's stages, of a stage's blocks)
         for place, (key, item) in enumerate(zip(keys, items)):
             if key != str(place):
                 self.error(item.span, f"{key!r} is member {place} of the group {name!r}, which PyTorch numbers "
