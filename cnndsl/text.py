@@ -5,19 +5,38 @@ from __future__ import annotations
 
 
 def split_top_level(text: str) -> list[str]:
-    """The comma-separated parts of `text` at its own bracket level: `a, f(b, c), [d, e]` gives three."""
-    parts, depth, current = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
+    """The comma-separated parts of `text` at its own bracket level: `a, f(b, c), [d, e]` gives
+    three. A comma splits where the text before it opens as many brackets as it closes, so
+    the pieces of str.split are rejoined where it does not: brackets are counted a piece at a
+    time, not a character (the code generator splits every long call it wraps)."""
+    pieces = text.split(",")
+    if not _BRACKETS.intersection(text):  # every comma splits
+        parts = [piece.strip() for piece in pieces]
+        if not parts[-1]:
+            parts.pop()
+        return parts
+    parts = []
+    current = pieces[0]
+    depth = _depth(current)
+    for piece in pieces[1:]:
+        if depth == 0:
             parts.append(current.strip())
-            current = ""
-            continue
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        current += ch
+            current = piece
+        else:
+            current += "," + piece
+        depth += _depth(piece)
     if current.strip():
         parts.append(current.strip())
     return parts
+
+
+_BRACKETS = frozenset("()[]{}")
+
+
+def _depth(text: str) -> int:
+    """The brackets `text` opens less those it closes."""
+    return (text.count("(") + text.count("[") + text.count("{")
+            - text.count(")") - text.count("]") - text.count("}"))
 
 
 def label_pieces(text: str) -> list[str | tuple[int, int]] | None:
