@@ -22,12 +22,12 @@ differs only means the use is built as before.
 
 from __future__ import annotations
 
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from .. import ir
 from ..node import field_names
 
-_FORWARD_ARGS = ("like", "mode", "align_corners")  # layer arguments the forward reads (interpolate)
+_FORWARD_ARGS = frozenset(("like", "mode", "align_corners"))  # layer arguments the forward reads (interpolate)
 _FIELDS: dict[type, tuple] = {}  # a class -> (its children, a getter of its other fields)
 
 
@@ -63,31 +63,45 @@ def stats_key(s: ir.Stats | None) -> tuple | None:
 def use_key(generator, use: ir.BlockInstance) -> tuple:
     """What building a use's class body reads of it, as a value (the module's docstring): two
     uses with equal keys give the same members and forward, so a block's built scopes are
-    found by a dict lookup (`Generator.block_scope` builds a use whose key does not hash)."""
-    head = [use.block, tuple(k for k, _ in use.args), len(use.stats.in_shape)]
+    found by a dict lookup (`Generator.block_scope` builds a use whose key does not hash).
+    Layers and chains, most of a body, are keyed each in one record, without the generic
+    look at their fields (a layer has no children, a chain's are its items)."""
+    head = [use.block, tuple(map(_first, use.args)), len(use.stats.in_shape)]
+    append = head.append
     calls: list = []
     stack = [use.body]
+    pop, push = stack.pop, stack.extend
     while stack:
-        node = stack.pop()
+        node = pop()
         kind = type(node)
-        if not hasattr(kind, "_fields"):
-            head.append((kind, node))
-            continue
-        children, rest = _fields_of(kind)
-        head.append((kind, rest(node), stats_key(getattr(node, "stats", None))))
         if kind is ir.Layer:
             ctor = generator.block_layer(node)
-            head.append((tuple(k for k, _ in node.args), tuple((k, v) for k, v in node.args if k in _FORWARD_ARGS),
-                         ctor.code, ctor.names))
-        elif kind is ir.BlockInstance:
-            calls.append(node)
-        below = _children_of(node, children, head)
-        below.reverse()
-        stack.extend(below)
+            names = tuple(map(_first, node.args))
+            read = () if _FORWARD_ARGS.isdisjoint(names) else \
+                tuple((k, v) for k, v in node.args if k in _FORWARD_ARGS)
+            append((kind, _LAYER_REST(node), stats_key(node.stats), names, read, ctor.code, ctor.names))
+        elif kind is ir.Seq:
+            append((kind, _SEQ_REST(node), stats_key(node.stats), len(node.items)))
+            push(node.items[::-1])
+        elif not hasattr(kind, "_fields"):
+            append((kind, node))
+        else:
+            children, rest = _fields_of(kind)
+            append((kind, rest(node), stats_key(getattr(node, "stats", None))))
+            if kind is ir.BlockInstance:
+                calls.append(node)
+            below = _children_of(node, children, head)
+            below.reverse()
+            push(below)
     for node in calls:  # in the order the build calls them
         call = generator.instance_call(node)
-        head.append((call.code, call.names))
+        append((call.code, call.names))
     return tuple(head)
+
+
+_first = itemgetter(0)  # an argument's name
+_LAYER_REST = _fields_of(ir.Layer)[1]  # a layer's fields: it has no children (`_fields`)
+_SEQ_REST = _fields_of(ir.Seq)[1]  # a chain's fields but its items, its one child field
 
 
 def _children_of(node, children: tuple[str, ...], head: list) -> list:
