@@ -58,6 +58,12 @@ class Ctor:
         return (self.text, tuple((k, c.code) for k, c, _ in self.children), self.sequential, self.keyed, self.listed,
                 self.condition.text if self.condition is not None else None)
 
+    def kept(self, when: Expr) -> "Ctor":
+        """`replace(self, when=when)` by `traverse.evolve`, without dataclasses.replace's look at
+        each field (for every `?(condition)` layer of a block: EfficientNet's expansions); a
+        cached `code` comes along, right as `when` is no part of it."""
+        return evolve(self, when=when)
+
     @property
     def appended(self) -> bool:
         """A Sequential with children built only where their condition holds: a list of
@@ -155,7 +161,10 @@ def _annotation(value) -> str:
     if isinstance(value, tuple):
         kinds = {_annotation(v) for v in value}
         return f"tuple[{kinds.pop()}, ...]" if len(kinds) == 1 and not isinstance(value[0], tuple) else "tuple"
-    return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "int")
+    return _ANNOTATIONS.get(type(value), "int")
+
+
+_ANNOTATIONS = {bool: "bool", int: "int", float: "float", str: "str"}  # a parameter's type, as its annotation
 
 
 def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
@@ -292,8 +301,8 @@ class ScopeBuilder(Visitor):
         skips, sizes = scope_reads(seq)
         given = {name: self.locals.take(name) for name in self.inputs}  # a block's reads(low): forward's own
         # what a block's reads(low) is given, kept under the block's name for it: `low = x`
-        given.update((source, self.locals.fresh(name)) for node in scope_nodes(seq)
-                     if isinstance(node, ir.BlockInstance) for name, source in node.reads if source not in given)
+        given.update((source, self.locals.fresh(name)) for node in scope_uses(seq)
+                     for name, source in node.reads if source not in given)
         self.kept = {name: given.get(name) or self.locals.fresh(_local_base(name))
                      for name in self.outputs_kept(seq, skips, sides)}
         self.output_locals.update({name: self.kept[name] for name in self.output_elements if name in self.kept})
@@ -596,10 +605,35 @@ def scope_nodes(seq: ir.Seq):
     while stack:
         node = stack.pop()
         yield node
-        if type(node) is not ir.Layer and not isinstance(node, ir.BlockInstance):  # a layer has none
+        kind = type(node)
+        if kind is ir.Seq:  # its items, every one a node (as codegen/nodes.py reads them)
+            stack.extend(node.items[::-1])
+        elif kind is not ir.Layer and not isinstance(node, ir.BlockInstance):  # a layer has none
             below = children(node)
             below.reverse()
             stack.extend(below)
+
+
+def scope_uses(seq: ir.Seq) -> list[ir.BlockInstance]:
+    """The block uses among `scope_nodes(seq)`, in their order, in a list made without
+    yielding each layer (the plan looks for the uses in the body of every distinct use)."""
+    found = []
+    stack = [seq]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        kind = type(node)
+        if kind is ir.Layer:
+            continue
+        if kind is ir.Seq:
+            push(node.items[::-1])
+        elif isinstance(node, ir.BlockInstance):
+            found.append(node)
+        else:
+            below = children(node)
+            below.reverse()
+            push(below)
+    return found
 
 
 def scope_reads(seq: ir.Seq) -> tuple[list[str], list[str]]:
@@ -716,7 +750,7 @@ class Generator:
             comment = notes.note(item.stats)
             child = self.ctor(item, previous, inner)
             if getattr(item, "condition", None) is not None:  # kept by `?(condition)`: codegen/toggles.py
-                child = replace(child, when=item.condition.expr)
+                child = child.kept(item.condition.expr)
             children.append((item.name if keyed else None, child, comment))
             previous = item
         self.keyed |= keyed
@@ -887,9 +921,7 @@ class Generator:
         after: list[tuple] = []  # the uses' keys, each after those inside it
 
         def collect(seq: ir.Seq, owner: str | None) -> None:
-            for node in scope_nodes(seq):
-                if not isinstance(node, ir.BlockInstance):
-                    continue
+            for node in scope_uses(seq):
                 if owner is not None:
                     inside.setdefault(owner, set()).add(node.block)
                 key = _use_key(node)
