@@ -53,11 +53,19 @@ def stats_key(s: ir.Stats | None) -> tuple | None:
     and dims and whether the tensor is channels last (layout.ShapeNotes), the input's rank
     (layout.block_input), a flatten's input (layout.flattened), whether it holds weights (a
     flat concat branch's local is named after its first member that does), the input
-    channels (a block use's call). Layers' constructors are keyed by `use_key`."""
+    channels (a block use's call). Layers' constructors are keyed by `use_key`. Each value
+    as its kind and text, which is what `Expr.__eq__` compares: the key of a use then hashes
+    and compares without a call of Expr's `__hash__` and `__eq__` for each value in it."""
     if s is None:
         return None
-    return (s.channels, s.in_channels, s.dims, s.flatten_before, type(s.out_shape), len(s.out_shape),
-            len(s.in_shape), s.in_shape if s.flatten_before else None, bool(s.params))
+    channels, inner, dims = s.channels, s.in_channels, s.dims
+    return (type(channels), channels.text, type(inner), inner.text,
+            None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims))), s.flatten_before,
+            type(s.out_shape), len(s.out_shape), len(s.in_shape), s.in_shape if s.flatten_before else None,
+            bool(s.params))
+
+
+_text = attrgetter("text")
 
 
 def use_key(generator, use: ir.BlockInstance) -> tuple:
