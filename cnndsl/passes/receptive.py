@@ -12,6 +12,8 @@ of each layer (`windows`, kept when the layer was inferred) through the same ari
 
 from __future__ import annotations
 
+from operator import attrgetter, itemgetter
+
 from .. import ir
 from ..layers import pair
 from ..traverse import children, evolve
@@ -50,23 +52,19 @@ class Chains:
         self.known: dict = {}  # id(chain) -> (chain, pending, rebasable): the chain kept alive with its id
 
     def facts(self, root: ir.Seq) -> tuple[bool, bool]:
-        known = self.known
-        if id(root) not in known:
-            scans = {}
-            stack = [root]
-            while stack:  # post-order over the chains under root: each after those it holds
-                seq = stack[-1]
-                if id(seq) not in scans:
-                    scans[id(seq)] = _scan(seq)
-                    stack.extend(s for s in scans[id(seq)][0] + scans[id(seq)][1] if id(s) not in known)
-                    continue
-                stack.pop()
-                if id(seq) in known:
-                    continue
-                nested, bodies, pending, rebasable = scans[id(seq)]
-                known[id(seq)] = (seq, pending or any(known[id(s)][1] for s in nested),
-                                  rebasable and all(known[id(s)][2] for s in nested + bodies))
-        return known[id(root)][1:]
+        """Recursive over the chains under `root`: no deeper than the shape pass's own visit."""
+        found = self.known.get(id(root))
+        if found is not None:
+            return found[1], found[2]
+        nested, bodies, pending, rebasable = _scan(root)
+        for seq in nested:
+            inner_pending, inner_rebasable = self.facts(seq)
+            pending = pending or inner_pending
+            rebasable = rebasable and inner_rebasable
+        for body in bodies:
+            rebasable = self.facts(body)[1] and rebasable
+        self.known[id(root)] = (root, pending, rebasable)
+        return pending, rebasable
 
 
 def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
@@ -74,22 +72,33 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
     uses, whether its own layers and calls have a pending value, whether its own nodes rebase."""
     nested, bodies, pending, rebasable = [], [], False, True
     stack = list(seq.items)
+    pop, push = stack.pop, stack.extend
     while stack:
-        node = stack.pop()
+        node = pop()
         kind = type(node)
-        if kind is ir.Seq:
+        if kind is ir.Layer:
+            pending = pending or _pending(node.args)
+        elif kind is ir.Seq:
             nested.append(node)
-            continue
-        if kind is ir.Layer or kind is ir.BlockInstance:
-            pending = pending or any(value.value is PENDING for _, value in node.args)
-            if kind is ir.BlockInstance:
-                bodies.append(node.body)  # its values are computed in its own arguments
-                rebasable = rebasable and not node.reads
-            continue
-        if kind is ir.Side or kind is ir.Unknown or (kind is ir.Concat and (node.skips or any(node.sources))):
-            rebasable = False  # what it reads of an earlier element has that element's receptive field
-        stack.extend(children(node))
+        elif kind is ir.BlockInstance:
+            pending = pending or _pending(node.args)
+            bodies.append(node.body)  # its values are computed in its own arguments
+            rebasable = rebasable and not node.reads
+        else:
+            if kind is ir.Side or kind is ir.Unknown or (kind is ir.Concat and (node.skips or any(node.sources))):
+                rebasable = False  # what it reads of an earlier element has that element's receptive field
+            push(children(node))
     return nested, bodies, pending, rebasable
+
+
+def _pending(args: tuple) -> bool:
+    """Whether a layer's or call's (name, value) arguments hold a pending value: `PENDING in`
+    the values, which `==` cannot mistake (a number, a string, a tuple is never equal to it),
+    without a bytecode per argument."""
+    return PENDING in map(_VALUE, map(_SECOND, args))
+
+
+_SECOND, _VALUE = itemgetter(1), attrgetter("value")
 
 
 class Rebase:
@@ -113,23 +122,35 @@ class Rebase:
         window = self.windows[id(node)]
         if window != _POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
             rf, jump = receptive(rf, jump, *window)
-        stats = _restat(node.stats, rf, jump)
+        return self.moved(node, window, rf, jump), rf, jump
+
+    def moved(self, node: ir.Layer, window: tuple, rf, jump) -> ir.Layer:
+        """The layer with the field and jump it has after its `window`."""
+        stats = _new(ir.Stats)
+        stats.__dict__.update(node.stats.__dict__, rf=rf, jump=jump)
         args = leaf_args(node, self.leaves) if self.leaves else None
+        new = _new(ir.Layer)
         if args is None:
-            node = _copy(node, "stats", stats)
+            new.__dict__.update(node.__dict__, stats=stats)
         else:
-            node = evolve(node, stats=stats, args=args)
-            self.releafed.append(node)
-        self.windows[id(node)] = window  # a body that holds this one may be rebased in turn
-        return node, rf, jump
+            new.__dict__.update(node.__dict__, stats=stats, args=args)
+            self.releafed.append(new)
+        self.windows[id(new)] = window  # a body that holds this one may be rebased in turn
+        return new
 
     def seq(self, node: ir.Seq, rf, jump):
         items = []
-        rules, layer = self.rules, self.layer
+        rules, windows, moved = self.rules, self.windows, self.moved
         for item in node.items:
-            item, rf, jump = layer(item, rf, jump) if type(item) is ir.Layer else rules[type(item)](item, rf, jump)
-            items.append(item)
-        return evolve(node, items=tuple(items), stats=_restat(node.stats, rf, jump)), rf, jump
+            if type(item) is ir.Layer:  # `layer`, without its call: most of a body's items
+                window = windows[id(item)]
+                if window != _POINT:
+                    rf, jump = receptive(rf, jump, *window)
+                items.append(moved(item, window, rf, jump))
+            else:
+                item, rf, jump = rules[type(item)](item, rf, jump)
+                items.append(item)
+        return _moved(node, rf, jump, items=tuple(items)), rf, jump
 
     def residual(self, node: ir.Residual, rf, jump):
         body, out_rf, out_jump = self.seq(node.body, rf, jump)
@@ -141,13 +162,12 @@ class Rebase:
                 layer, *at = self.layer(layer, *at)
                 layers.append(layer)
             shortcut = evolve(shortcut, layers=tuple(layers))
-        stats = _restat(node.stats, out_rf, out_jump)
-        return evolve(node, body=body, shortcut=shortcut, stats=stats), out_rf, out_jump
+        return _moved(node, out_rf, out_jump, body=body, shortcut=shortcut), out_rf, out_jump
 
     def gate(self, node: ir.Gate, rf, jump):
         body, out_rf, _ = self.seq(node.body, rf, jump)
         end_rf = widest((rf, out_rf))
-        return evolve(node, body=body, stats=_restat(node.stats, end_rf, jump)), end_rf, jump
+        return _moved(node, end_rf, jump, body=body), end_rf, jump
 
     def concat(self, node: ir.Concat, rf, jump):
         branches, rfs, jumps = [], [], []
@@ -159,35 +179,26 @@ class Rebase:
         if not branches:
             rfs, jumps = [rf], [jump]
         end_rf, end_jump = widest(rfs), widest(jumps)
-        stats = _restat(node.stats, end_rf, end_jump)
-        return evolve(node, branches=tuple(branches), stats=stats), end_rf, end_jump
+        return _moved(node, end_rf, end_jump, branches=tuple(branches)), end_rf, end_jump
 
     def block(self, node: ir.BlockInstance, rf, jump):
         leaves, self.leaves = self.leaves, None  # a leaf parameter is never a block's argument
         body, rf, jump = self.seq(node.body, rf, jump)
         self.leaves = leaves
-        return evolve(node, body=body, stats=_restat(node.stats, rf, jump)), rf, jump
+        return _moved(node, rf, jump, body=body), rf, jump
 
 
 _new = object.__new__
 _POINT = (1, 1, 1)  # a window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given
 
 
-def _restat(stats: ir.Stats, rf, jump) -> ir.Stats:
-    """`stats` with another receptive field and jump (`traverse.evolve`, for the one case)."""
-    new = _new(ir.Stats)
-    state = new.__dict__
-    state.update(stats.__dict__)
-    state["rf"] = rf
-    state["jump"] = jump
-    return new
-
-
-def _copy(node, name: str, value):
+def _moved(node, rf, jump, **changes):
+    """A copy of `node` with `changes` and its stats at another receptive field and jump
+    (`traverse.evolve` twice, for the one case)."""
+    stats = _new(ir.Stats)
+    stats.__dict__.update(node.stats.__dict__, rf=rf, jump=jump)
     new = _new(type(node))
-    state = new.__dict__
-    state.update(node.__dict__)
-    state[name] = value
+    new.__dict__.update(node.__dict__, stats=stats, **changes)
     return new
 
 
