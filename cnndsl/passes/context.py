@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..diagnostics import ERROR, WARNING, CompileError, Diagnostic
 from ..source import SourceFile
+from ..traverse import walk
 
 
 @dataclass
@@ -31,6 +32,15 @@ class Context:
     # made from, the values put in), so that its shapes are the earlier body's (`shapes.reused`)
     leaf_copies: dict = field(default_factory=dict, repr=False)
     _seen: set = field(default_factory=set, repr=False)
+    _walked: dict = field(default_factory=dict, repr=False)  # see `nodes`
+
+    def nodes(self, root) -> list:
+        """`list(walk(root))`, walked once for each tree in this compile: the last passes
+        (check_inits, check_emittable) each read the whole of one network body."""
+        found = self._walked.get(id(root))
+        if found is None or found[0] is not root:
+            found = self._walked[id(root)] = (root, list(walk(root)))  # the root kept, so its id stays its own
+        return found[1]
 
     def report(self, diagnostic: Diagnostic) -> None:
         if diagnostic not in self._seen:

@@ -18,10 +18,13 @@ reject is a diagnostic first.
 
 from __future__ import annotations
 
+from itertools import compress, repeat
+from operator import attrgetter, is_not
+
 from .. import ir
 from ..diagnostics import Diagnostic
 from ..layers import RULES
-from ..traverse import children, walk
+from ..traverse import children, of_type, walk
 from .context import Context, alone, finish
 
 _CALLED = (ir.Layer, ir.BlockInstance, ir.Seq)
@@ -31,37 +34,33 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     """The network unchanged; every problem found goes to the context."""
     context, own = alone(context)
     if network is not None:
-        sides, concats, groups, reads = _found(network.body)
+        nodes = context.nodes(network.body)
+        sides, concats, groups, reads, tensors = _found(nodes)
         context.extend(_side_sources(network, sides) + _concat_branches(concats) + _parameters(network)
-                       + (_reads(network, list(walk(network.body))) if reads else [])
-                       + _tensor_members(groups) + _outputs(network))
+                       + (_reads(network, nodes) if reads else [])
+                       + (_tensor_members(groups) if tensors else []) + _outputs(network))
     return finish(network, context, own)
 
 
-def _found(body: ir.Seq) -> tuple[list, list, list, bool]:
-    """One walk: the side outputs, the concats and the named groups, in order, and whether
-    anything reads an earlier element (`concat(enc4)`, `upsample(like=enc4)`, `from(low)`,
-    `reads(backbone.4)`), which
-    `_reads` then checks."""
-    sides, concats, groups, reads = [], [], [], False
-    for node in walk(body):
-        kind = type(node)
-        if kind is ir.Layer:
-            reads = reads or (node.kind in _READERS and node.values.get("like") is not None)
-        elif kind is ir.Seq:
-            if node.name is not None:
-                groups.append(node)
-        elif kind is ir.Side:
-            sides.append(node)
-        elif kind is ir.Concat:
-            concats.append(node)
-            reads = reads or bool(node.skips) or bool(node.sources)  # concat(enc4), from(low)
-        elif kind is ir.BlockInstance:
-            reads = reads or bool(node.reads)  # Head() reads(backbone.4)
-    return sides, concats, groups, reads
+def _found(nodes: list) -> tuple[list, list, list, bool, bool]:
+    """Of the body's nodes (`Context.nodes`): the side outputs, the concats and the named
+    groups, in order; whether anything reads an earlier element (`concat(enc4)`,
+    `upsample(like=enc4)`, `from(low)`, `reads(backbone.4)`), which `_reads` then checks;
+    whether any layer is a learned tensor, which `_tensor_members` checks."""
+    kinds = list(map(type, nodes))
+    layers, sides, concats, seqs, calls = (of_type(nodes, kind, kinds) for kind in _FOUND)
+    groups = list(compress(seqs, map(is_not, map(_NAME, seqs), repeat(None))))
+    reads = (not _READERS.isdisjoint(map(_KIND, layers))
+             and any(layer.kind in _READERS and layer.values.get("like") is not None for layer in layers)) \
+        or any(node.skips or node.sources for node in concats) \
+        or any(node.reads for node in calls)  # concat(enc4), from(low); Head() reads(backbone.4)
+    return sides, concats, groups, reads, not _TENSORS.isdisjoint(map(_KIND, layers))
 
 
+_FOUND = (ir.Layer, ir.Side, ir.Concat, ir.Seq, ir.BlockInstance)
+_NAME, _KIND = attrgetter("name"), attrgetter("kind")
 _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.name == "like" for spec in rule.args))
+_TENSORS = frozenset(kind for kind, rule in RULES.items() if rule.parameter)
 
 
 def _scope_members(seq: ir.Seq):

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import keyword
 from dataclasses import dataclass
+from itertools import compress
+from operator import attrgetter
 
 from .. import ast, ir
 from ..expr import FUNCTIONS as EXPR_FUNCTIONS
 from ..layers import lookup
 from ..node import replace
-from ..traverse import children, walk
+from ..traverse import children, of_type, walk
 from .context import Context, alone, finish
 from .resolve import suggest
 
@@ -103,6 +105,7 @@ def canonical(kind: str) -> str:
 
 
 _CANONICAL: dict[str, str] = {}  # a layer kind or alias -> the table's kind
+_KIND = attrgetter("kind")
 
 
 def module_events(node, path=(), owner=None, rel=()):
@@ -131,7 +134,7 @@ class _Checker:
         self.tree = tree
         self.context = context
         self._events: tuple[dict, list] | None = None  # see `modules`
-        self._kinds: dict[str, list[ir.Layer]] | None = None  # see `of_kind`
+        self._kinds: tuple[list[ir.Layer], list[str]] | None = None  # see `of_kind`
         self.params = {name for name, _ in tree.params}
 
     @property
@@ -261,12 +264,12 @@ class _Checker:
         """The layers of `kind` under the module at `path` (the network for ()), in order."""
         if path:
             return [n for n in walk(self.modules[path]) if type(n) is ir.Layer and canonical(n.kind) == kind]
-        if self._kinds is None:  # the network's layers by kind, in one walk for every rule
-            self._kinds = {}
-            for node in walk(self.tree.body):
-                if type(node) is ir.Layer:
-                    self._kinds.setdefault(canonical(node.kind), []).append(node)
-        return self._kinds.get(kind, [])
+        if self._kinds is None:  # the network's layers and their kinds, once for every rule
+            layers = of_type(self.context.nodes(self.tree.body), ir.Layer)
+            self._kinds = layers, list(map(_KIND, layers))
+        layers, kinds = self._kinds
+        named = {name for name in set(kinds) if canonical(name) == kind}  # the kind and its aliases
+        return list(compress(layers, map(named.__contains__, kinds)))
 
     def last_norm(self, target, rule, weight, bias) -> ir.InitStep | None:
         norms, seen = [], set()
