@@ -15,6 +15,8 @@ alike, node for node and span for span.
 from __future__ import annotations
 
 import re
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter
 
 from . import ast
 from .source import SourceFile, Span
@@ -47,8 +49,11 @@ _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outp
                        "not", "true", "false", "init", "add", "mul", "reads"})
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
-_SKIP = frozenset({"CONT", "COMMENT", "END"})
-_NEWLINE_RULE = frozenset({"NL", "def", *_OPEN, *_CLOSE})  # the tokens _Newlines.keep does more with
+_SEEN = frozenset(_TOKEN.groupindex) - {"CONT", "COMMENT", "END"}  # the rest are blanks to Lark
+_GROUP = attrgetter("lastgroup")
+_PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # what PUNCT matches
+_KIND = {text: text for text in (*_KEYWORDS, *_PUNCT)}  # the tokens whose kind is their text
+_NEWLINE_RULE = frozenset({"NL", "def", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
 
@@ -56,75 +61,69 @@ class _Decline(Exception):
     """Not read here: Lark reads the file (and reports what is wrong with it)."""
 
 
-class _Token:
-    __slots__ = ("kind", "text", "pos", "line", "column", "end_line", "end_column")
+class _Token(tuple):
+    """A token, as a tuple made in C (`_lex` makes them all by `map`); its fields by name."""
 
-    def __init__(self, kind, text, pos, line, column, end_line, end_column):
-        self.kind, self.text, self.pos = kind, text, pos
-        self.line, self.column, self.end_line, self.end_column = line, column, end_line, end_column
-
-
-def _lex(text: str, line: int = 1, column: int = 1, opened: list | None = None) -> list[_Token]:
-    """The tokens the parser sees: Lark's lexer, then the post-lexer's newline rule."""
-    tokens: list[_Token] = []
-    newlines = _Newlines([] if opened is None else opened)
-    pos, count = 0, 0
-    line_start = 1 - column  # the offset where the current line starts (columns are 1-based)
-    match, end = _TOKEN.match, len(text)
-    while pos < end:
-        found = match(text, pos)
-        if found is None:
-            raise _Decline
-        kind = found.lastgroup
-        value = found.group(kind)
-        pos = found.end()
-        start = pos - len(value)
-        start_line, start_column = line, start - line_start + 1
-        if kind in ("NL", "CONT"):
-            line += value.count("\n")
-            line_start = start + value.rindex("\n") + 1
-        if kind in _SKIP:
-            continue
-        count += 1
-        if count >= MAX_TOKENS:
-            raise _Decline
-        if kind == "NAME" and value in _KEYWORDS or kind == "PUNCT":
-            kind = value
-        if kind in _NEWLINE_RULE:
-            if not newlines.keep(kind):
-                continue
-        else:  # what _Newlines.keep does with any other token
-            newlines.previous = kind
-        tokens.append(_Token(kind, value, start, start_line, start_column, line, pos - line_start + 1))
-    return tokens
+    __slots__ = ()
+    kind = property(itemgetter(0))
+    text = property(itemgetter(1))
+    pos = property(itemgetter(2))  # its offset in the file
+    line = property(itemgetter(3))
+    column = property(itemgetter(4))
+    end_line = property(itemgetter(5))
+    end_column = property(itemgetter(6))
 
 
-class _Newlines:
+def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: list | None = None) -> list[_Token]:
+    """The tokens the parser sees in `source.text[start:end]`: Lark's lexer, then the
+    post-lexer's newline rule. One `finditer` matches them all; each token's text, kind
+    and place are then read off the matches by `map`, in C."""
+    end = len(source.text) if end is None else end
+    found = list(_TOKEN.finditer(source.text, start, end))
+    if sum(map(len, map(re.Match.group, found))) != end - start:
+        raise _Decline  # finditer passed over a character that begins no token
+    groups = list(map(_GROUP, found))
+    seen = list(map(_SEEN.__contains__, groups))
+    found, groups = list(compress(found, seen)), list(compress(groups, seen))
+    if len(found) >= MAX_TOKENS:
+        raise _Decline
+    texts = list(map(re.Match.group, found, groups))
+    kinds = list(map(_KIND.get, texts, groups))  # a keyword's or a punctuation mark's kind is its text
+    starts = list(map(re.Match.start, found, groups))
+    lines, columns = source.places(starts)
+    end_lines, end_columns = source.places(list(map(re.Match.end, found)))
+    tokens = list(map(_Token, zip(kinds, texts, starts, lines, columns, end_lines, end_columns)))
+    kept = _newlines(kinds, [] if opened is None else opened)
+    return tokens if kept is None else list(compress(tokens, kept))
+
+
+def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
     """`parse._Continuation`: a newline inside the brackets of an expression, or after
-    `->` or another newline, does not end a line; brackets nest at most MAX_NESTING deep."""
-
-    def __init__(self, opened: list):
-        self.opened = opened  # per open bracket: whether it holds an expression
-        self.in_def = False  # inside a top-level `def`, every bracket holds an expression
-        self.previous: str | None = None
-
-    def keep(self, kind: str) -> bool:
-        opened = self.opened
+    `->` or another newline, does not end a line; brackets nest at most MAX_NESTING deep.
+    Which tokens stay: None where all do. `opened` holds, per open bracket, whether it
+    holds an expression. The lexer never yields two newlines in a row, and a newline
+    after one dropped is dropped too, so the token before a newline is the one kept
+    before it, unless it is a newline (the file's first token has none)."""
+    kept = None
+    in_def = False  # inside a top-level `def`, every bracket holds an expression
+    for at in compress(range(len(kinds)), map(_NEWLINE_RULE.__contains__, kinds)):
+        kind = kinds[at]
         if kind == "NL":
-            if (opened and opened[-1]) or self.previous in (None, "->", "NL"):
-                return False
-            if not opened:
-                self.in_def = False
-        elif kind == "def" and not opened:
-            self.in_def = True
-        if kind in _OPEN:
+            if (opened and opened[-1]) or at == 0 or kinds[at - 1] in ("->", "NL"):
+                kept = kept or [True] * len(kinds)
+                kept[at] = False
+            elif not opened:
+                in_def = False
+        elif kind in _OPEN:
             if len(opened) >= MAX_NESTING:
                 raise _Decline
-            opened.append(kind == "(" or self.in_def or (kind == "[" and bool(opened) and opened[-1]))
-        elif kind in _CLOSE and opened:
+            opened.append(kind == "(" or in_def or (kind == "[" and bool(opened) and opened[-1]))
+        elif kind == "def":
+            if not opened:
+                in_def = True
+        elif opened:
             opened.pop()
-        self.previous = kind
-        return True
+    return kept
 
 
 class _Reader:
@@ -134,9 +133,10 @@ class _Reader:
     def __init__(self, source: SourceFile, tokens: list[_Token]):
         self.source, self.path = source, source.path
         end = tokens[-1] if tokens else None
-        eof = _Token("EOF", "", len(source.text), 0, 0, 0, 0) if end is None else \
-            _Token("EOF", "", end.pos + len(end.text), end.end_line, end.end_column, end.end_line, end.end_column)
+        eof = _Token(("EOF", "", len(source.text), 0, 0, 0, 0) if end is None else
+                     ("EOF", "", end.pos + len(end.text), end.end_line, end.end_column, end.end_line, end.end_column))
         self.tokens = tokens + [eof] * 3  # the look-ahead may look past the end
+        self.kinds = [*map(itemgetter(0), self.tokens)]
         self.at = 0
         self.depth: dict[int, int] = {}
         self.nesting = 0  # rules being read, one inside the other (right recursion)
@@ -447,16 +447,16 @@ class _Reader:
         parts = label_pieces(text)
         if parts is None:
             raise _Decline
-        pieces = [p if isinstance(p, str) else self.label_expr(text[p[0]:p[1]], where.line, where.column + p[0] + 1)
-                  for p in parts]
+        start = label.pos + 1
+        pieces = [p if isinstance(p, str) else self.label_expr(start + p[0], start + p[1]) for p in parts]
         exprs = [p for p in pieces if not isinstance(p, str)]
         return self.made(ast.Element(text, node, span, where, quoted=True,
                                      template=tuple(p for p in pieces if p != "")), node, *exprs)
 
-    def label_expr(self, text: str, line: int, column: int):
-        """The `{expr}` of a label, read where it stands in the file, as inside brackets
-        (Lark's path reads it apart: its depth does not count toward the label's)."""
-        reader = _Reader(self.source, _lex(text, line, column, [True]))
+    def label_expr(self, start: int, end: int):
+        """The `{expr}` of a label, `text[start:end]`, read where it stands in the file, as
+        inside brackets (Lark's path reads it apart: its depth does not count toward the label's)."""
+        reader = _Reader(self.source, _lex(self.source, start, end, [True]))
         value = reader.expr()
         reader.take("EOF")
         return value
@@ -834,7 +834,7 @@ def read(source: SourceFile) -> ast.Program | None:
     if "\\" in text or "\r" in text or not text.strip():
         return None
     try:
-        tokens = _lex(text)
+        tokens = _lex(source)
         if not tokens:
             return None
         return _Reader(source, tokens).program()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import bisect
 import os
+from functools import partial
+from itertools import repeat
+from operator import sub
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +89,14 @@ class SourceFile:
         offset = max(0, min(offset, len(self.text)))
         index = bisect.bisect_right(self._line_starts, offset) - 1
         return index + 1, offset - self._line_starts[index] + 1
+
+    def places(self, offsets: list[int]) -> tuple[list[int], list[int]]:
+        """The lines and the columns of many offsets in the text, as `position` gives each,
+        found in C (by `map`)."""
+        starts = self._line_starts
+        lines = list(map(partial(bisect.bisect_right, starts), offsets))
+        origins = (0, *map(sub, starts, repeat(1)))  # origins[line]: the offset just before its column 1
+        return lines, list(map(sub, offsets, map(origins.__getitem__, lines)))
 
     @property
     def whole(self) -> Span:
