@@ -52,6 +52,7 @@ _CLOSE = frozenset(_OPEN.values())
 _SEEN = frozenset(_TOKEN.groupindex) - {"CONT", "COMMENT", "END"}  # the rest are blanks to Lark
 _GROUP = attrgetter("lastgroup")
 _PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # what PUNCT matches
+_ZEROS = repeat(0)
 _KIND = {text: text for text in (*_KEYWORDS, *_PUNCT)}  # the tokens whose kind is their text
 _NEWLINE_RULE = frozenset({"NL", "def", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
@@ -68,10 +69,9 @@ class _Token(tuple):
     kind = property(itemgetter(0))
     text = property(itemgetter(1))
     pos = property(itemgetter(2))  # its offset in the file
-    line = property(itemgetter(3))
-    column = property(itemgetter(4))
-    end_line = property(itemgetter(5))
-    end_column = property(itemgetter(6))
+    # then its span's fields: the file, line, column, end_line, end_column
+    end_line = property(itemgetter(6))
+    end_column = property(itemgetter(7))
 
 
 def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: list | None = None) -> list[_Token]:
@@ -92,7 +92,7 @@ def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: lis
     starts = list(map(re.Match.start, found, groups))
     lines, columns = source.places(starts)
     end_lines, end_columns = source.places(list(map(re.Match.end, found)))
-    tokens = list(map(_Token, zip(kinds, texts, starts, lines, columns, end_lines, end_columns)))
+    tokens = list(map(_Token, zip(kinds, texts, starts, repeat(source.path), lines, columns, end_lines, end_columns)))
     kept = _newlines(kinds, [] if opened is None else opened)
     return tokens if kept is None else list(compress(tokens, kept))
 
@@ -133,43 +133,48 @@ class _Reader:
     def __init__(self, source: SourceFile, tokens: list[_Token]):
         self.source, self.path = source, source.path
         end = tokens[-1] if tokens else None
-        eof = _Token(("EOF", "", len(source.text), 0, 0, 0, 0) if end is None else
-                     ("EOF", "", end.pos + len(end.text), end.end_line, end.end_column, end.end_line, end.end_column))
-        self.tokens = tokens + [eof] * 3  # the look-ahead may look past the end
-        self.kinds = [*map(itemgetter(0), self.tokens)]
+        eof = _Token(("EOF", "", len(source.text), self.path, 0, 0, 0, 0) if end is None else
+                     ("EOF", "", end.pos + len(end.text), self.path, *end[6:], *end[6:]))
+        self.tokens = tokens = tokens + [eof] * 3  # the look-ahead may look past the end
+        self.kinds = list(map(itemgetter(0), tokens))
+        self.heads = list(map(itemgetter(3, 4, 5), tokens))  # where each token's span starts
+        self.tails = list(map(itemgetter(6, 7), tokens))  # and ends
         self.at = 0
         self.depth: dict[int, int] = {}
         self.nesting = 0  # rules being read, one inside the other (right recursion)
 
     # -- helpers --------------------------------------------------------------------
     def peek(self, ahead: int = 0) -> str:
-        return self.tokens[self.at + ahead].kind
+        return self.kinds[self.at + ahead]
 
     def take(self, kind: str) -> _Token:
-        token = self.tokens[self.at]
-        if token.kind != kind:
+        at = self.at
+        if self.kinds[at] != kind:
             raise _Decline
-        self.at += 1
-        return token
+        self.at = at + 1
+        return self.tokens[at]
 
     def skip(self, kind: str) -> bool:
-        if self.tokens[self.at].kind == kind:
+        if self.kinds[self.at] == kind:
             self.at += 1
             return True
         return False
 
     def span(self, first: int) -> Span:
-        a, b = self.tokens[first], self.tokens[self.at - 1]
-        return Span(self.path, a.line, a.column, b.end_line, b.end_column)
+        return Span(*self.heads[first], *self.tails[self.at - 1])
 
-    def tspan(self, token: _Token) -> Span:
-        return Span(self.path, token.line, token.column, token.end_line, token.end_column)
+    @staticmethod
+    def tspan(token: _Token) -> Span:
+        return Span(*token[3:])
 
     def made(self, node, *children):
-        depth = 1 + max((self.depth.get(id(c), 0) for c in children if c is not None), default=0)
-        if depth > MAX_DEPTH:
+        """`node`, its depth (1 + its deepest child's; a child not made here, or None,
+        counts 0) noted: deeper than MAX_DEPTH declines."""
+        depth = self.depth
+        deepest = 1 + max(map(depth.get, map(id, children), _ZEROS), default=0)
+        if deepest > MAX_DEPTH:
             raise _Decline
-        self.depth[id(node)] = depth
+        depth[id(node)] = deepest
         return node
 
     def enter(self) -> None:
