@@ -673,52 +673,30 @@ class _Reader:
         self.nesting -= 1
         return self.made(ast.IfElse(then, test, orelse, self.span(first)), then, test, orelse)
 
-    def binary(self, level: int):
-        """The left-associative operators from `or` (level 0) to `*` (level 4); `not` and
-        the comparison (one, not chained) in between."""
-        if level == 2:
-            return self.negation()
-        if level == 3:
-            return self.comparison()
+    def binary(self, least: int = 0):
+        """The operators that bind at least as tightly as level `least`: `or` (0), `and`
+        (1), `not` (2, a prefix), a comparison (3: one, not chained), `+ -` (4), `* / // %`
+        (5); read by precedence climbing, the binary ones left-associative."""
         first = self.at
-        left = self.binary(level + 1) if level < 4 else self.unary()
-        ops = _LEVELS[level]
-        while self.peek() in ops:
+        kinds = self.kinds
+        if kinds[first] == "not" and least <= 2:
+            self.at += 1
+            self.enter()
+            operand = self.binary(2)
+            self.nesting -= 1
+            left = self.made(ast.Not(operand, self.span(first)), operand)
+        else:
+            left = self.unary()
+        while True:
+            level = _LEVEL.get(kinds[self.at], -1)
+            if level < least:
+                return left
             op = self.tokens[self.at].text
             self.at += 1
-            right = self.binary(level + 1) if level < 4 else self.unary()
+            right = self.binary(level + 1)
+            if level == 3 and kinds[self.at] == "COMPARE":
+                raise _Decline
             left = self.made(ast.BinOp(op, left, right, self.span(first)), left, right)
-        return left
-
-    def negation(self):
-        first = self.at
-        if not self.skip("not"):
-            return self.binary(3)
-        self.enter()
-        operand = self.negation()
-        self.nesting -= 1
-        return self.made(ast.Not(operand, self.span(first)), operand)
-
-    def comparison(self):
-        first = self.at
-        left = self.sum()
-        if self.peek() != "COMPARE":
-            return left
-        op = self.take("COMPARE").text
-        right = self.sum()
-        if self.peek() == "COMPARE":
-            raise _Decline
-        return self.made(ast.BinOp(op, left, right, self.span(first)), left, right)
-
-    def sum(self):
-        first = self.at
-        left = self.binary(4)
-        while self.peek() in ("+", "-"):
-            op = self.tokens[self.at].text
-            self.at += 1
-            right = self.binary(4)
-            left = self.made(ast.BinOp(op, left, right, self.span(first)), left, right)
-        return left
 
     def unary(self):
         first = self.at
@@ -830,7 +808,7 @@ class _Reader:
 # A lone atom: one of these tokens followed by one that no rule of an expression continues with
 _ATOMS = frozenset({"NAME", "INT", "FLOAT", "STRING", "true", "false"})
 _AFTER_ATOM = frozenset({",", ")", "]", "NL", "}", "->", "EOF"})
-_LEVELS = ({"or"}, {"and"}, None, None, {"*", "/", "//", "%"})  # the operators of each level of `binary`
+_LEVEL = {"or": 0, "and": 1, "COMPARE": 3, "+": 4, "-": 4, "*": 5, "/": 5, "//": 5, "%": 5}  # see `binary`
 
 
 def read(source: SourceFile) -> ast.Program | None:
