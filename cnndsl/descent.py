@@ -53,6 +53,7 @@ _SEEN = frozenset(_TOKEN.groupindex) - {"CONT", "COMMENT", "END"}  # the rest ar
 _GROUP = attrgetter("lastgroup")
 _PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # what PUNCT matches
 _ZEROS = repeat(0)
+_VALUE = attrgetter("value")  # an argument's value
 _KIND = {text: text for text in (*_KEYWORDS, *_PUNCT)}  # the tokens whose kind is their text
 _NEWLINE_RULE = frozenset({"NL", "def", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
@@ -396,12 +397,8 @@ class _Reader:
         return dims
 
     def dim(self):
-        kind = self.peek()
-        if kind == "INT":
-            return self.number()
-        if kind == "NAME":
-            token = self.take("NAME")
-            return ast.Var(token.text, self.tspan(token))
+        if self.peek() in ("INT", "NAME"):
+            return self.atom()
         return self.bracketed()
 
     def outputs_decl(self) -> ast.Outputs:
@@ -496,10 +493,10 @@ class _Reader:
 
     def count(self):
         kind = self.peek()
-        if kind == "INT":
-            return self.number()
-        if kind == "NAME":
-            return self.fcall() if self.peek(1) == "(" else self.var()
+        if kind == "NAME" and self.peek(1) == "(":
+            return self.fcall()
+        if kind in ("INT", "NAME"):
+            return self.atom()
         return self.bracketed()
 
     def primary(self):
@@ -520,7 +517,7 @@ class _Reader:
         args = self.call_args()
         reads = self.reads() if self.peek() == "reads" else ()
         return self.made(ast.Call(name.text, args, self.span(first), self.tspan(name), reads),
-                         *(a.value for a in args))
+                         *map(_VALUE, args))
 
     def reads(self) -> tuple[str, ...]:
         """`reads(low)`, `reads(backbone.4)`: a block's other inputs."""
@@ -639,18 +636,21 @@ class _Reader:
         """`( [args] )`: the arguments, () where there are none."""
         self.take("(")
         args: list = []
-        while self.peek() != ")":
+        kinds = self.kinds
+        while kinds[self.at] != ")":
             args.append(self.arg())
-            if not self.skip(","):
+            if kinds[self.at] != ",":
                 break
+            self.at += 1
         self.take(")")
         return tuple(args)
 
     def arg(self) -> ast.Arg:
         first = self.at
-        if self.peek() in ("NAME", "init") and self.peek(1) == "=":
-            name = self.tokens[self.at].text
-            self.at += 2
+        kinds = self.kinds
+        if kinds[first + 1] == "=" and kinds[first] in ("NAME", "init"):
+            name = self.tokens[first].text
+            self.at = first + 2
         else:
             name = None
         value = self.expr()
@@ -660,12 +660,13 @@ class _Reader:
     def expr(self):
         """`a if c else b`, right-associative, over `or`."""
         first = self.at
-        tokens = self.tokens
-        if tokens[first + 1].kind in _AFTER_ATOM and tokens[first].kind in _ATOMS:
+        kinds = self.kinds
+        if kinds[first + 1] in _AFTER_ATOM and kinds[first] in _ATOMS:
             return self.atom()  # a name or a literal alone (`64`, `planes`): what the rules below give
         then = self.binary(0)
-        if not self.skip("if"):
+        if kinds[self.at] != "if":
             return then
+        self.at += 1
         test = self.binary(0)
         self.take("else")
         self.enter()
@@ -700,14 +701,17 @@ class _Reader:
 
     def unary(self):
         first = self.at
-        if self.skip("-"):
+        kinds = self.kinds
+        if kinds[first] == "-":
+            self.at += 1
             self.enter()
             operand = self.unary()
             self.nesting -= 1
             return self.made(ast.Neg(operand, self.span(first)), operand)
         base = self.postfix_expr()
-        if not self.skip("**"):
+        if kinds[self.at] != "**":
             return base
+        self.at += 1
         self.enter()
         power = self.unary()
         self.nesting -= 1
@@ -715,8 +719,10 @@ class _Reader:
 
     def postfix_expr(self):
         first = self.at
-        node = self.fcall() if self.peek() == "NAME" and self.peek(1) == "(" else self.atom()
-        while self.skip("["):
+        kinds = self.kinds
+        node = self.fcall() if kinds[first] == "NAME" and kinds[first + 1] == "(" else self.atom()
+        while kinds[self.at] == "[":
+            self.at += 1
             at = self.expr()
             self.take("]")
             node = self.made(ast.Index(node, at, self.span(first)), node, at)
@@ -726,25 +732,20 @@ class _Reader:
         first = self.at
         name = self.take("NAME")
         args = self.call_args()
-        return self.made(ast.FuncCall(name.text, args, self.span(first), self.tspan(name)), *(a.value for a in args))
-
-    def var(self) -> ast.Var:
-        token = self.take("NAME")
-        return ast.Var(token.text, self.tspan(token))
-
-    def number(self) -> ast.Num:
-        token = self.take("INT")
-        if len(token.text) > MAX_DIGITS:
-            raise _Decline
-        return ast.Num(int(token.text), self.tspan(token))
+        return self.made(ast.FuncCall(name.text, args, self.span(first), self.tspan(name)), *map(_VALUE, args))
 
     def atom(self):
+        """A name, a literal, `input` or `input.attr`, a list, a bracketed expression or a tuple."""
         token = self.tokens[self.at]
         kind = token.kind
         if kind == "NAME":
-            return self.var()
+            self.at += 1
+            return ast.Var(token.text, Span(*token[3:]))
         if kind == "INT":
-            return self.number()
+            if len(token.text) > MAX_DIGITS:
+                raise _Decline
+            self.at += 1
+            return ast.Num(int(token.text), Span(*token[3:]))
         if kind == "FLOAT":
             value = float(token.text)
             if len(token.text) > 40 or value in (float("inf"), float("-inf")):
