@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import keyword
 import re
+from itertools import repeat
+from operator import attrgetter, is_
 
 from .. import ir
 from ..diagnostics import Diagnostic
@@ -66,18 +68,17 @@ class _Namer:
         self.user_names: set[str] = set()
 
     def user(self, name: str, span) -> str:
-        if self.counts is not None and (not name.isidentifier() or keyword.iskeyword(name)) and \
-                name not in self.taken:
-            self.errors.append(Diagnostic.error(
-                span, f"{name!r} cannot name a member of {self.owner}: a member is an attribute, and "
-                f"{name!r} is not a Python identifier", f'put it in a named group, whose keys can be anything: '
-                f'stage: ["{name}": ...]', "label"))
-        if name in self.taken and self.counts is not None:
+        if self.counts is not None and name in self.taken:
             first = self.taken[name]
             self.errors.append(Diagnostic.error(
                 span, f"{name!r} names two modules in {self.owner}",
                 f"the other is at line {first.line}; inside a repetition, name the repetition "
                 f"instead (stage: [...]*2) so that its copies are numbered", "duplicate-name"))
+        elif self.counts is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+            self.errors.append(Diagnostic.error(
+                span, f"{name!r} cannot name a member of {self.owner}: a member is an attribute, and "
+                f"{name!r} is not a Python identifier", f'put it in a named group, whose keys can be anything: '
+                f'stage: ["{name}": ...]', "label"))
         self.taken.setdefault(name, span)
         self.user_names.add(name)
         return name
@@ -120,13 +121,8 @@ class Naming(Visitor):
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
         """The chain with its members named (the chain itself where none changes; while
         counting, nothing is built)."""
-        visit = self.visit
-        if namer.counts is None:
-            for item in seq.items:
-                visit(item, namer)
-            return seq
-        items = tuple(visit(item, namer) for item in seq.items)
-        return seq if all(a is b for a, b in zip(items, seq.items)) else evolve(seq, items=items)
+        items = tuple(map(self.visit, seq.items, repeat(namer)))
+        return seq if namer.counts is None or all(map(is_, items, seq.items)) else evolve(seq, items=items)
 
     def visit_Unknown(self, node: ir.Unknown, namer: _Namer) -> ir.Unknown:
         return node  # an element that failed (its error is reported) has no attribute
@@ -227,37 +223,36 @@ class Naming(Visitor):
         """Number the members of an nn.Sequential as PyTorch does."""
         items = []
         taken: set[str] = set()
-        for leaf in ir.members(seq):
-            if isinstance(leaf, (ir.Concat, ir.Residual, ir.Gate, ir.Side)):
+        for leaf in _members_of(seq):
+            kind = type(leaf)
+            if kind in _NOT_MODULES:
                 self.error(leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
-                           f"{type(leaf).__name__.lower()}", "move it into a block, and use the block here")
+                           f"{kind.__name__.lower()}", "move it into a block, and use the block here")
                 continue
             stats = leaf.stats
             if stats is not None and stats.flatten_before and (items or not outer):
-                flat = ir.Stats(stats.in_shape, RULES["flatten"].shape(stats.in_shape, {})[0], 0, 0, stats.rf, stats.jump,
-                                RULES["flatten"].channels(stats.in_shape, stats.in_channels, {}), dims=())
-                items.append(ir.Layer("flatten", (), str(len(items)), leaf.span, flat))
+                items.append(_flatten(stats, str(len(items)), leaf.span))
                 leaf = evolve(leaf, stats=evolve(stats, flatten_before=False))
-            key = leaf.name if getattr(leaf, "name", None) else str(len(items))
+            key = leaf.name or str(len(items))
             if key in taken:
                 self.error(leaf.span, f"{key!r} names two modules in {name!r}", None, "duplicate-name")
             taken.add(key)
-            if isinstance(leaf, ir.BlockInstance):
+            if kind is ir.BlockInstance:
                 leaf = evolve(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}"))
-            elif isinstance(leaf, ir.Seq):  # a named group inside: a nested Sequential
+            elif kind is ir.Seq:  # a named group inside: a nested Sequential
                 leaf = self.sequential(leaf, key, False, owner)
             elif leaf.name != key:
                 leaf = evolve(leaf, name=key)
             items.append(leaf)
         self.positions(items, name)
-        if seq.name == name and len(items) == len(seq.items) and all(a is b for a, b in zip(items, seq.items)):
+        if seq.name == name and len(items) == len(seq.items) and all(map(is_, items, seq.items)):
             return seq  # every member keeps its label
         return evolve(seq, items=tuple(items), name=name)
 
     def positions(self, items: list, name: str) -> None:
         """An nn.Sequential whose keys are all numbers numbers its members itself: a quoted
         number label ("0": ...) must be its member's place."""
-        keys = [str(item.name) for item in items]
+        keys = list(map(str, map(_NAME, items)))
         if not all(map(str.isdigit, keys)):
             return  # an OrderedDict: every key as written
         if keys == list(map(str, range(len(keys)))):
@@ -267,6 +262,22 @@ class Naming(Visitor):
                 self.error(item.span, f"{key!r} is member {place} of the group {name!r}, which PyTorch numbers "
                            f"{place}", f'label it "{place}", or leave the label out', "duplicate-name")
                 return
+
+
+_NOT_MODULES = frozenset({ir.Concat, ir.Residual, ir.Gate, ir.Side})  # what an nn.Sequential cannot hold
+_NAME = attrgetter("name")
+
+
+def _members_of(seq: ir.Seq) -> list:
+    """`ir.members(seq)`, without a look at each item where the chain holds no group."""
+    return ir.members(seq) if ir.Seq in map(type, seq.items) else list(seq.items)
+
+
+def _flatten(stats: ir.Stats, key: str, span) -> ir.Layer:
+    """The nn.Flatten that a Sequential holds before a member that flattens its input (`stats`)."""
+    flat = ir.Stats(stats.in_shape, RULES["flatten"].shape(stats.in_shape, {})[0], 0, 0, stats.rf, stats.jump,
+                    RULES["flatten"].channels(stats.in_shape, stats.in_channels, {}), dims=())
+    return ir.Layer("flatten", (), key, span, flat)
 
 
 def assign_names(network: ir.Network | None, context: Context | None = None) -> ir.Network | None:
