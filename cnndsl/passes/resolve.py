@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import functools
+import itertools
 import keyword
 
 from .. import ast, namespace
 from ..expr import FUNCTIONS
 from ..layers import RULES, SHORTCUTS, lookup
-from ..traverse import Visitor, walk
+from ..traverse import Visitor, of_type, walk
 from .context import Context, alone, finish
 
 MAX_NAME = 64
@@ -28,6 +30,7 @@ GENERATED_NAMES = namespace.GENERATED_NAMES
 MODULE_ATTRIBUTES = namespace.MODULE_ATTRIBUTES
 
 
+@functools.lru_cache(maxsize=4096)  # a family's variants repeat its parameters; the namer asks again
 def unsafe_name_reason(name: str, kind: str) -> str | None:
     """Why `name` cannot appear in generated Python as a `kind`, or None if it can."""
     if not name.isidentifier() or not name.isascii():
@@ -225,11 +228,11 @@ def _defs(program: ast.Program, definitions: dict, context: Context) -> None:
             if params.count(param.name) > 1:
                 context.error(param.span, f"parameter {param.name!r} is listed twice", None)
         hidden = set(params)
-        nodes = [definition.body, *(p.default for p in definition.params or () if p.default is not None)]
+        roots = [definition.body, *(p.default for p in definition.params or () if p.default is not None)]
+        nodes = list(itertools.chain.from_iterable(map(walk, roots)))
         uses[definition.name] = {
-            n.name for root in nodes for n in walk(root)
-            if isinstance(n, (ast.Var, ast.FuncCall)) and n.name not in hidden
-            and isinstance(definitions.get(n.name), ast.DefDef)}
+            n.name for n in (*of_type(nodes, ast.Var), *of_type(nodes, ast.FuncCall))
+            if n.name not in hidden and isinstance(definitions.get(n.name), ast.DefDef)}
     _cycles(uses, {d.name: d for d in program.defs}, context,
             "a def cannot use itself, directly or through another def; write the values out, or use a list")
 
