@@ -98,7 +98,7 @@ def _pending(args: tuple) -> bool:
     return PENDING in map(_VALUE, map(_SECOND, args))
 
 
-_SECOND, _VALUE = itemgetter(1), attrgetter("value")
+_SECOND, _VALUE, _EXPR, _TEXT = itemgetter(1), attrgetter("value"), attrgetter("expr"), attrgetter("text")
 
 
 class Rebase:
@@ -128,7 +128,10 @@ class Rebase:
         """The layer with the field and jump it has after its `window`."""
         stats = _new(ir.Stats)
         stats.__dict__.update(node.stats.__dict__, rf=rf, jump=jump)
-        args = leaf_args(node, self.leaves) if self.leaves else None
+        leaves = self.leaves
+        # a leaf is a whole argument, whose text is its name: the other layers are not looked into
+        args = leaf_args(node, leaves) if leaves and not leaves.keys().isdisjoint(
+            map(_TEXT, map(_EXPR, map(_SECOND, node.args)))) else None
         new = _new(ir.Layer)
         if args is None:
             new.__dict__.update(node.__dict__, stats=stats)

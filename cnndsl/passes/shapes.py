@@ -13,6 +13,7 @@ are known.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 from .. import ir
 from ..diagnostics import ERROR
@@ -710,27 +711,31 @@ def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
     of them does, or a layer (`like=`) or a concat (`concat(enc4)`)."""
     paths, reads, seen = [], False, set()
     stack = [body]
+    pop, push = stack.pop, stack.extend
     while stack:
-        node = stack.pop()
+        node = pop()
         kind = type(node)
         if kind is ir.Layer:
-            reads = reads or any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
+            if not reads and not _ELEMENT_ARGS.isdisjoint(map(_FIRST, node.args)):  # an argument's name, in C
+                reads = any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
             continue
         if kind is ir.Seq:
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-        elif kind is ir.Side and node.source:
+            if id(node) not in seen:
+                seen.add(id(node))
+                push(node.items)
+            continue
+        if kind is ir.Side and node.source:
             paths.append(node.source)
         elif kind is ir.BlockInstance:
             paths.extend(source for _, source in node.reads)
         elif kind is ir.Concat:
             paths.extend(source for source in node.sources if source)
             reads = reads or bool(node.skips)
-        stack.extend(children(node))
+        push(children(node))
     return paths, reads or bool(paths)
 
 
+_FIRST = itemgetter(0)
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 
 
