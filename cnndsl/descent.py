@@ -15,7 +15,7 @@ alike, node for node and span for span.
 from __future__ import annotations
 
 import re
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from operator import attrgetter, itemgetter
 
 from . import ast
@@ -26,6 +26,9 @@ MAX_DEPTH = 120  # lower.MAX_DEPTH: deeper trees are refused (by the Lark path)
 MAX_DIGITS = 18  # lower.MAX_DIGITS
 MAX_TOKENS = 20_000  # parse.MAX_TOKENS
 MAX_NESTING = 48  # parse.MAX_NESTING
+# A comment, then a continuation, is the longest run of matches that are blanks to Lark:
+# this many matches hold MAX_TOKENS tokens at least.
+_MAX_MATCHES = 3 * MAX_TOKENS + 2
 
 # Lark's basic lexer tries the terminals in this order (priority, then width): the first
 # that matches wins. A NAME equal to a keyword is that keyword. The blanks between tokens
@@ -80,7 +83,9 @@ def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: lis
     post-lexer's newline rule. One `finditer` matches them all; each token's text, kind
     and place are then read off the matches by `map`, in C."""
     end = len(source.text) if end is None else end
-    found = list(_TOKEN.finditer(source.text, start, end))
+    found = list(islice(_TOKEN.finditer(source.text, start, end), _MAX_MATCHES))
+    if len(found) == _MAX_MATCHES:
+        raise _Decline  # MAX_TOKENS tokens at least
     if sum(map(len, map(re.Match.group, found))) != end - start:
         raise _Decline  # finditer passed over a character that begins no token
     groups = list(map(_GROUP, found))
@@ -99,16 +104,15 @@ def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: lis
 
 
 def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
-    """`parse._Continuation`: a newline inside the brackets of an expression, or after
-    `->` or another newline, does not end a line; brackets nest at most MAX_NESTING deep.
-    Which tokens stay: None where all do. `opened` holds, per open bracket, whether it
-    holds an expression. The lexer never yields two newlines in a row, and a newline
-    after one dropped is dropped too, so the token before a newline is the one kept
-    before it, unless it is a newline (the file's first token has none)."""
+    """`parse._Continuation`, on the tokens' kinds: a newline inside the brackets of an
+    expression, first, or after `->` or another newline, does not end a line; brackets
+    nest at most MAX_NESTING deep. `opened` holds, per open bracket, whether it holds an
+    expression. Which tokens stay: None where all do. Only newlines are dropped, and the
+    lexer never yields two in a row (were it to, the second would be dropped either way),
+    so the token kept before a newline is the one before it."""
     kept = None
     in_def = False  # inside a top-level `def`, every bracket holds an expression
-    for at in compress(range(len(kinds)), map(_NEWLINE_RULE.__contains__, kinds)):
-        kind = kinds[at]
+    for at, kind in compress(enumerate(kinds), map(_NEWLINE_RULE.__contains__, kinds)):
         if kind == "NL":
             if (opened and opened[-1]) or at == 0 or kinds[at - 1] in ("->", "NL"):
                 kept = kept or [True] * len(kinds)

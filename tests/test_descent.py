@@ -117,3 +117,10 @@ def test_hostile_depth_is_left_to_lark(text):
     assert descent.read(source_from_text(text, "h.cnn")) is None
     with pytest.raises(CnndslError):
         parse(source_from_text(text, "h.cnn"))
+
+
+def test_too_many_tokens_are_left_to_lark():
+    many = "def f = [" + "a, " * descent.MAX_TOKENS + "]\n"
+    assert descent.read(source_from_text(many, "t.cnn")) is None
+    huge = "def f = [" + "a, " * 300_000 + "]\n"  # its tokens are not all lexed before declining
+    assert descent.read(source_from_text(huge, "t.cnn")) is None
