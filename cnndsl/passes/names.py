@@ -121,8 +121,21 @@ class Naming(Visitor):
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
         """The chain with its members named (the chain itself where none changes; while
         counting, nothing is built)."""
+        if namer.counts is None:
+            self.count(seq, namer)
+            return seq
         items = tuple(map(self.visit, seq.items, repeat(namer)))
-        return seq if namer.counts is None or all(map(is_, items, seq.items)) else evolve(seq, items=items)
+        return seq if all(map(is_, items, seq.items)) else evolve(seq, items=items)
+
+    def count(self, seq: ir.Seq, counter: _Namer) -> None:
+        """The counting visit of a chain's members; a labelled layer's label noted here, where
+        `visit_Layer` would do no more."""
+        visit, labels = self.visit, counter.user_names
+        for item in seq.items:
+            if type(item) is ir.Layer and item.name:
+                labels.add(item.name)
+            else:
+                visit(item, counter)
 
     def visit_Unknown(self, node: ir.Unknown, namer: _Namer) -> ir.Unknown:
         return node  # an element that failed (its error is reported) has no attribute
@@ -223,7 +236,8 @@ class Naming(Visitor):
         """Number the members of an nn.Sequential as PyTorch does."""
         items = []
         taken: set[str] = set()
-        for leaf in _members_of(seq):
+        leaves = _members_of(seq)
+        for leaf in leaves:
             kind = type(leaf)
             if kind in _NOT_MODULES:
                 self.error(leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
@@ -244,7 +258,8 @@ class Naming(Visitor):
             elif leaf.name != key:
                 leaf = evolve(leaf, name=key)
             items.append(leaf)
-        self.positions(items, name)
+        if any(map(_NAME, leaves)):  # members numbered here are each at its place
+            self.positions(items, name)
         if seq.name == name and len(items) == len(seq.items) and all(map(is_, items, seq.items)):
             return seq  # every member keeps its label
         return evolve(seq, items=tuple(items), name=name)
