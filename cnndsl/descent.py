@@ -67,15 +67,13 @@ class _Decline(Exception):
 
 
 class _Token(tuple):
-    """A token, as a tuple made in C (`_lex` makes them all by `map`); its fields by name."""
+    """A token: its kind, text and offset in the file, then its span's fields (file, line,
+    column, end_line, end_column); a tuple made in C (`_lex` makes them all by `map`)."""
 
     __slots__ = ()
     kind = property(itemgetter(0))
     text = property(itemgetter(1))
-    pos = property(itemgetter(2))  # its offset in the file
-    # then its span's fields: the file, line, column, end_line, end_column
-    end_line = property(itemgetter(6))
-    end_column = property(itemgetter(7))
+    pos = property(itemgetter(2))
 
 
 def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: list | None = None) -> list[_Token]:
@@ -126,7 +124,7 @@ def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
         elif kind == "def":
             if not opened:
                 in_def = True
-        elif opened:
+        elif opened:  # a closing bracket
             opened.pop()
     return kept
 
