@@ -76,11 +76,11 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
     while stack:
         node = pop()
         kind = type(node)
-        if kind is ir.Layer:
+        if kind is _LAYER:
             pending = pending or _pending(node.args)
-        elif kind is ir.Seq:
+        elif kind is _SEQ:
             nested.append(node)
-        elif kind is ir.BlockInstance:
+        elif kind is _CALL:
             pending = pending or _pending(node.args)
             bodies.append(node.body)  # its values are computed in its own arguments
             rebasable = rebasable and not node.reads
@@ -98,6 +98,7 @@ def _pending(args: tuple) -> bool:
     return PENDING in map(_VALUE, map(_SECOND, args))
 
 
+_SEQ, _LAYER, _CALL = ir.Seq, ir.Layer, ir.BlockInstance
 _SECOND, _VALUE, _EXPR, _TEXT = itemgetter(1), attrgetter("value"), attrgetter("expr"), attrgetter("text")
 
 
@@ -145,7 +146,7 @@ class Rebase:
         items = []
         rules, windows, moved = self.rules, self.windows, self.moved
         for item in node.items:
-            if type(item) is ir.Layer:  # `layer`, without its call: most of a body's items
+            if type(item) is _LAYER:  # `layer`, without its call: most of a body's items
                 window = windows[id(item)]
                 if window != _POINT:
                     rf, jump = receptive(rf, jump, *window)

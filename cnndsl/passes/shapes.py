@@ -711,31 +711,33 @@ def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
     of them does, or a layer (`like=`) or a concat (`concat(enc4)`)."""
     paths, reads, seen = [], False, set()
     stack = [body]
-    pop, push = stack.pop, stack.extend
+    pop, push, append = stack.pop, stack.extend, stack.append
     while stack:
         node = pop()
         kind = type(node)
-        if kind is ir.Layer:
-            if not reads and not _ELEMENT_ARGS.isdisjoint(map(_FIRST, node.args)):  # an argument's name, in C
-                reads = any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
-            continue
-        if kind is ir.Seq:
+        if kind is _SEQ:
             if id(node) not in seen:
                 seen.add(id(node))
                 push(node.items)
-            continue
-        if kind is ir.Side and node.source:
-            paths.append(node.source)
-        elif kind is ir.BlockInstance:
-            paths.extend(source for _, source in node.reads)
-        elif kind is ir.Concat:
-            paths.extend(source for source in node.sources if source)
-            reads = reads or bool(node.skips)
-        push(children(node))
+        elif kind is _LAYER:
+            if not reads and not _ELEMENT_ARGS.isdisjoint(map(_FIRST, node.args)):  # an argument's name, in C
+                reads = any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
+        elif kind is _CALL:
+            if node.reads:
+                paths.extend(source for _, source in node.reads)
+            append(node.body)  # its one child
+        else:
+            if kind is ir.Side and node.source:
+                paths.append(node.source)
+            elif kind is ir.Concat:
+                paths.extend(source for source in node.sources if source)
+                reads = reads or bool(node.skips)
+            push(children(node))
     return paths, reads or bool(paths)
 
 
 _FIRST = itemgetter(0)
+_SEQ, _LAYER, _CALL = ir.Seq, ir.Layer, ir.BlockInstance
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 
 
