@@ -785,10 +785,12 @@ class _Reader:
 
     def items(self, closer: str) -> tuple:
         values: list = []
-        while self.peek() != closer:
+        kinds = self.kinds
+        while kinds[self.at] != closer:
             values.append(self.expr())
-            if not self.skip(","):
+            if kinds[self.at] != ",":
                 break
+            self.at += 1
         return tuple(values)
 
     def bracketed(self, tuples: bool = False):
