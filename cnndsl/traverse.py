@@ -129,12 +129,11 @@ class Visitor:
         cls._dispatch = {}
 
     def visit(self, node, *args):
-        kind = type(node)
         try:
-            method = self._dispatch[kind]
+            method = self._dispatch[type(node)]
         except KeyError:
-            method = getattr(type(self), f"visit_{kind.__name__}", None) or type(self).generic_visit
-            self._dispatch[kind] = method
+            method = getattr(type(self), f"visit_{type(node).__name__}", None) or type(self).generic_visit
+            self._dispatch[type(node)] = method
         return method(self, node, *args)
 
     def generic_visit(self, node, *args):

@@ -251,9 +251,14 @@ class Naming(Visitor):
             if key in taken:
                 self.error(leaf.span, f"{key!r} names two modules in {name!r}", None, "duplicate-name")
             taken.add(key)
-            if kind is ir.BlockInstance:
+            if kind is _LAYER:
+                if leaf.name != key:
+                    named = _new(kind)  # `evolve(leaf, name=key)`, for the commonest member
+                    named.__dict__.update(leaf.__dict__, name=key)
+                    leaf = named
+            elif kind is _CALL:
                 leaf = evolve(leaf, name=key, body=self.class_scope(leaf.body, f"block {leaf.block}"))
-            elif kind is ir.Seq:  # a named group inside: a nested Sequential
+            elif kind is _SEQ:  # a named group inside: a nested Sequential
                 leaf = self.sequential(leaf, key, False, owner)
             elif leaf.name != key:
                 leaf = evolve(leaf, name=key)
@@ -281,6 +286,7 @@ class Naming(Visitor):
 
 _NOT_MODULES = frozenset({ir.Concat, ir.Residual, ir.Gate, ir.Side})  # what an nn.Sequential cannot hold
 _NAME = attrgetter("name")
+_LAYER, _CALL, _SEQ, _new = ir.Layer, ir.BlockInstance, ir.Seq, object.__new__
 
 
 def _members_of(seq: ir.Seq) -> list:
