@@ -77,11 +77,11 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
         node = pop()
         kind = type(node)
         if kind is _LAYER:
-            pending = pending or _pending(node.args)
+            pending = pending or has_pending(node.args)
         elif kind is _SEQ:
             nested.append(node)
         elif kind is _CALL:
-            pending = pending or _pending(node.args)
+            pending = pending or has_pending(node.args)
             bodies.append(node.body)  # its values are computed in its own arguments
             rebasable = rebasable and not node.reads
         else:
@@ -91,7 +91,7 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
     return nested, bodies, pending, rebasable
 
 
-def _pending(args: tuple) -> bool:
+def has_pending(args: tuple) -> bool:
     """Whether a layer's or call's (name, value) arguments hold a pending value: `PENDING in`
     the values, which `==` cannot mistake (a number, a string, a tuple is never equal to it),
     without a bytecode per argument."""
@@ -206,4 +206,4 @@ def _moved(node, rf, jump, **changes):
     return new
 
 
-__all__ = ["Chains", "Rebase", "receptive", "widest"]
+__all__ = ["Chains", "Rebase", "has_pending", "receptive", "widest"]

@@ -23,7 +23,7 @@ from ..node import replace
 from ..traverse import Visitor, children, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
-from .receptive import Chains, Rebase, receptive
+from .receptive import Chains, Rebase, has_pending, receptive
 from .receptive import widest as _widest
 
 
@@ -234,7 +234,7 @@ class ShapeInference(Visitor):
         with a pending argument (its values read the block's input) comes back resolved,
         a new layer: those are not kept (`visit_Layer`), nor those that name an element."""
         try:
-            resolved = resolve_layer(layer, self.env)
+            resolved = resolve_layer(layer, self.env) if has_pending(layer.args) else layer
         except PendingProblem as problem:
             self.error(layer.span, problem.message, problem.hint, problem.code)
             return None
@@ -256,7 +256,7 @@ class ShapeInference(Visitor):
             self.error(resolved.span, f"{resolved.kind}: {problem.message}", problem.hint, "limit")
             return None
         # where `like=` reads an element, the facts hold for this place alone
-        keep = resolved is layer and not any(spec.type == "element" for spec in rule.args)
+        keep = resolved is layer and resolved.kind not in _READERS
         return (resolved, keep, rule, values, out, tuple(notes), extent, stride, channels, params, macs,
                 rule.dims(flow.dims, values, exprs))
 
@@ -278,6 +278,8 @@ class ShapeInference(Visitor):
         """The layer's values, each element argument (`like=enc4`) replaced by the shape of
         the element it names; None after an error."""
         values = layer.values
+        if layer.kind not in _READERS:
+            return values
         for spec in rule.args:
             name = values.get(spec.name) if spec.type == "element" else None
             if name is None:
@@ -538,9 +540,8 @@ class ShapeInference(Visitor):
         if flow is None:
             return node, None
         try:
-            args = resolve_args(node.args, self.env)
-            if any(a is not b for (_, a), (_, b) in zip(args, node.args)):
-                node = evolve(node, args=args)
+            if has_pending(node.args):
+                node = evolve(node, args=resolve_args(node.args, self.env))
         except PendingProblem as problem:
             self.error(node.span, problem.message, problem.hint, problem.code)
             return node, None
@@ -696,7 +697,7 @@ def _fits(layer: ir.Layer) -> bool:
     """Whether an inferred layer given another leaf value (`ShapeInference.releafed`) still
     gives its output shape, with no note; a rule that reads an element is not asked."""
     rule = RULES[layer.kind]
-    if any(spec.type == "element" for spec in rule.args):
+    if layer.kind in _READERS:
         return False
     try:
         out, notes = _shape(layer.kind, rule, layer.stats.in_shape, layer.values)
@@ -739,6 +740,7 @@ def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
 _FIRST = itemgetter(0)
 _SEQ, _LAYER, _CALL = ir.Seq, ir.Layer, ir.BlockInstance
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
+_READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
 
 
 def _broadcast(shapes: list) -> ir.Shape | None:
@@ -811,7 +813,7 @@ def _stride_of(body: ir.Seq) -> ir.Value | None:
 def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
     """The names a block's comments give its input's height and width: H and W, unless
     the block has parameters of those names."""
-    taken = {name for name, _ in node.args}
+    taken = set(map(_FIRST, node.args))
     height, width = "H", "W"
     while height in taken or width in taken:
         height, width = height + "_in", width + "_in"
