@@ -178,6 +178,17 @@ class _Names(Visitor):
         else:
             self.visit(element.node)
 
+    def visit_Chain(self, chain: ast.Chain) -> None:
+        for element in chain.elements:
+            self.visit_Element(element)
+
+    def visit_Repeat(self, node: ast.Repeat | ast.Optional) -> None:
+        """A repetition or an optional: its count or condition is an expression, which
+        names no layer, block or let."""
+        self.visit(node.node)
+
+    visit_Optional = visit_Repeat
+
     def visit_Residual(self, node: ast.Residual) -> None:
         if node.shortcut is not None and node.shortcut.label is not None:  # a module attribute too
             self.label(node.shortcut.label, node.shortcut.span, "shortcut", "downsample")
