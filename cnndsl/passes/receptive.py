@@ -84,6 +84,11 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
             pending = pending or has_pending(node.args)
             bodies.append(node.body)  # its values are computed in its own arguments
             rebasable = rebasable and not node.reads
+        elif kind is _RESIDUAL:  # its children, without a `children` call: the body and the shortcut's layers
+            nested.append(node.body)
+            push(node.shortcut.layers)
+        elif kind is _GATE:
+            nested.append(node.body)
         else:
             if kind is ir.Side or kind is ir.Unknown or (kind is ir.Concat and (node.skips or any(node.sources))):
                 rebasable = False  # what it reads of an earlier element has that element's receptive field
@@ -98,7 +103,7 @@ def has_pending(args: tuple) -> bool:
     return PENDING in map(_VALUE, map(_SECOND, args))
 
 
-_SEQ, _LAYER, _CALL = ir.Seq, ir.Layer, ir.BlockInstance
+_SEQ, _LAYER, _CALL, _RESIDUAL, _GATE = ir.Seq, ir.Layer, ir.BlockInstance, ir.Residual, ir.Gate
 _SECOND, _VALUE, _EXPR, _TEXT = itemgetter(1), attrgetter("value"), attrgetter("expr"), attrgetter("text")
 
 

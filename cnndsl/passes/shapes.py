@@ -727,6 +727,9 @@ def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
             if node.reads:
                 paths.extend(source for _, source in node.reads)
             append(node.body)  # its one child
+        elif kind is ir.Residual:  # its children, without a `children` call
+            append(node.body)
+            push(node.shortcut.layers)
         else:
             if kind is ir.Side and node.source:
                 paths.append(node.source)
