@@ -117,6 +117,7 @@ class Rebase:
     def __init__(self, windows: dict, leaves: dict | None = None) -> None:
         self.windows = windows  # id(inferred layer) -> (extent, stride, upscale)
         self.leaves = leaves
+        self.leaf_names = frozenset(leaves or ())
         self.releafed: list[ir.Layer] = []
         self.rules = {ir.Layer: self.layer, ir.Seq: self.seq, ir.Residual: self.residual, ir.Gate: self.gate,
                       ir.Concat: self.concat, ir.BlockInstance: self.block}
@@ -126,7 +127,7 @@ class Rebase:
 
     def layer(self, node: ir.Layer, rf, jump):
         window = self.windows[id(node)]
-        if window != _POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
+        if window != POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
             rf, jump = receptive(rf, jump, *window)
         return self.moved(node, window, rf, jump), rf, jump
 
@@ -136,7 +137,7 @@ class Rebase:
         stats.__dict__.update(node.stats.__dict__, rf=rf, jump=jump)
         leaves = self.leaves
         # a leaf is a whole argument, whose text is its name: the other layers are not looked into
-        args = leaf_args(node, leaves) if leaves and not leaves.keys().isdisjoint(
+        args = leaf_args(node, leaves) if leaves and not self.leaf_names.isdisjoint(
             map(_TEXT, map(_EXPR, map(_SECOND, node.args)))) else None
         new = _new(ir.Layer)
         if args is None:
@@ -153,7 +154,7 @@ class Rebase:
         for item in node.items:
             if type(item) is _LAYER:  # `layer`, without its call: most of a body's items
                 window = windows[id(item)]
-                if window != _POINT:
+                if window != POINT:
                     rf, jump = receptive(rf, jump, *window)
                 items.append(moved(item, window, rf, jump))
             else:
@@ -198,7 +199,7 @@ class Rebase:
 
 
 _new = object.__new__
-_POINT = (1, 1, 1)  # a window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given
+POINT = (1, 1, 1)  # a window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given
 
 
 def _moved(node, rf, jump, **changes):
@@ -211,4 +212,4 @@ def _moved(node, rf, jump, **changes):
     return new
 
 
-__all__ = ["Chains", "Rebase", "has_pending", "receptive", "widest"]
+__all__ = ["POINT", "Chains", "Rebase", "has_pending", "receptive", "widest"]

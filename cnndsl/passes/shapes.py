@@ -13,7 +13,7 @@ are known.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 from .. import ir
 from ..diagnostics import ERROR
@@ -23,7 +23,7 @@ from ..node import replace
 from ..traverse import Visitor, children, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
-from .receptive import Chains, Rebase, has_pending, receptive
+from .receptive import POINT, Chains, Rebase, has_pending, receptive
 from .receptive import widest as _widest
 
 
@@ -183,7 +183,7 @@ class ShapeInference(Visitor):
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         window = extent, stride, rule.upscale(flow.shape, values)
-        rf, jump = receptive(flow.rf, flow.jump, *window)
+        rf, jump = receptive(flow.rf, flow.jump, *window) if window != POINT else (flow.rf, flow.jump)
         last = channels_last(flow.shape)
         stats = _new(ir.Stats)  # ir.Stats(...) without the frozen __init__: once per layer per use
         stats.__dict__.update(in_shape=flow.shape, out_shape=out, params=params, macs=macs, rf=rf, jump=jump,
@@ -680,7 +680,7 @@ class ShapeInference(Visitor):
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
-        mapping = {name: value.expr for name, value in node.args}
+        mapping = dict(zip(map(_FIRST, node.args), map(_EXPR, map(_SECOND, node.args))))  # name -> value.expr
         mapping["in_channels"] = flow.channels
         return mapping
 
@@ -740,7 +740,7 @@ def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
     return paths, reads or bool(paths)
 
 
-_FIRST = itemgetter(0)
+_FIRST, _SECOND, _EXPR = itemgetter(0), itemgetter(1), attrgetter("expr")
 _SEQ, _LAYER, _CALL = ir.Seq, ir.Layer, ir.BlockInstance
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
