@@ -229,19 +229,29 @@ class Binary(Expr):
     __slots__ = ("op", "left", "right", "children")
 
     def __init__(self, op: str, left: Expr, right: Expr):
-        if op not in BINARY:
-            raise ValueError(f"unknown binary operator {op!r}")
+        try:
+            self.precedence, left_least, right_least = _LAYOUT[op]
+        except KeyError:
+            raise ValueError(f"unknown binary operator {op!r}") from None
         self.op, self.left, self.right, self.children = op, left, right, (left, right)
-        prec = self.precedence = BINARY[op][0]
-        if prec == Prec.POWER:
-            left_bare, right_bare = left.precedence > prec, right.precedence >= Prec.UNARY
-        else:
-            left_bare = left.precedence > prec or (left.precedence == prec and prec != Prec.COMPARE)
-            right_bare = right.precedence > prec
-        ltext = left.text if left_bare else f"({left.text})"
-        rtext = right.text if right_bare else f"({right.text})"
+        ltext = left.text if left.precedence >= left_least else f"({left.text})"
+        rtext = right.text if right.precedence >= right_least else f"({right.text})"
         self.text = f"{ltext} {op} {rtext}"
         self.names = left.names | right.names if right.names else left.names
+
+
+def _layout(prec: Prec) -> tuple[Prec, int, int]:
+    """An operator's precedence and the least precedence of a left and of a right operand
+    written without brackets (see `Binary`)."""
+    if prec == Prec.POWER:
+        return prec, prec + 1, Prec.UNARY
+    if prec == Prec.COMPARE:
+        return prec, prec + 1, prec + 1
+    return prec, prec, prec + 1
+
+
+# operator -> its precedence, and the least precedence of each operand left bare
+_LAYOUT = {op: _layout(prec) for op, (prec, _) in BINARY.items()}
 
 
 class Call(Expr):

@@ -298,6 +298,12 @@ class Evaluating:
     def visit_Index(self, expr: ast.Index, scope: Scope) -> ir.Value:
         base = self.evaluate(expr.base, scope)
         at = self.evaluate(expr.index, scope)
+        listed, i = base.value, at.value
+        if type(listed) is tuple and type(i) is int and -len(listed) <= i < len(listed) and PENDING not in listed:
+            # the common case, a table's row or item, checked as below
+            if base.expr.names or at.expr.names:
+                return _value(listed[i], index(base.expr, at.expr))
+            return ir.Value.constant(listed[i])
         pending = _pending((base, at), lambda: index(base.expr, at.expr))
         if pending:
             return pending
@@ -403,7 +409,9 @@ class Evaluating:
         their defaults."""
         values = self.def_arguments(definition, args, scope, span)
         typed = self.typed
-        key = (definition.name, tuple([(name, typed(v.value), type(v.expr), v.expr.text) for name, v in values.items()]))
+        # the value's type and the value (a list's key by typed), its tree's kind and text
+        key = (definition.name, tuple([(name, type(v.value), typed(v.value) if type(v.value) is tuple else v.value,
+                                        type(v.expr), v.expr.text) for name, v in values.items()]))
         found = self.def_values.get(key)
         if found is not None:
             return found
