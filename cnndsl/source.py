@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
 from operator import sub
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .node import node
 
 MAX_SOURCE_BYTES = 1 << 20  # 1 MiB: a spec larger than this is hostile or a mistake
+_NEWLINE = re.compile("\n")
 
 
 @node  # a frozen record (node.py): every node of the tree has one, made cheaply
@@ -42,12 +44,8 @@ class SourceFile:
     network: str | None = None  # the network a built-in's name selects (a variant); None: the file's last
 
     def __post_init__(self) -> None:
-        starts, find = [0], self.text.find
-        at = find("\n")
-        while at >= 0:
-            starts.append(at + 1)
-            at = find("\n", at + 1)
-        object.__setattr__(self, "_line_starts", tuple(starts))
+        starts = (0, *map(re.Match.end, _NEWLINE.finditer(self.text)))  # each line's first offset
+        object.__setattr__(self, "_line_starts", starts)
 
     def line_text(self, line: int) -> str:
         if not 1 <= line <= len(self._line_starts):
