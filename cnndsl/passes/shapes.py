@@ -41,6 +41,16 @@ class Flow:
 _new = object.__new__
 
 
+def _flow(shape: ir.Shape, channels: Expr, rf, jump, dims) -> Flow:
+    """`Flow(...)` without the frozen dataclass's `__init__`, for the flows made at each block use."""
+    flow = _new(Flow)
+    flow.__dict__.update(shape=shape, channels=channels, rf=rf, jump=jump, dims=dims)
+    return flow
+
+
+_IN_CHANNELS = Name("in_channels")  # a block's input channels, in its own names
+
+
 def fmt_shape(shape: ir.Shape) -> str:
     """`64x56x56`; a channels-last volume as it is held, `56x56x64`."""
     if channels_last(shape):
@@ -553,8 +563,8 @@ class ShapeInference(Visitor):
 
     def block_instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow | None]:
         height, width = dim_names(node)
-        inner = None if flow is None else Flow(flow.shape, Name("in_channels"), flow.rf, flow.jump,
-                                               (Name(height), Name(width)) if len(flow.shape) == 3 else ())
+        inner = None if flow is None else _flow(flow.shape, _IN_CHANNELS, flow.rf, flow.jump,
+                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
         read = self.block_reads(node)
         if read is None:
             return node, None
@@ -572,7 +582,7 @@ class ShapeInference(Visitor):
         if out.dims is not None and flow.dims is not None:
             mapping.update(zip((height, width), flow.dims))
             dims = tuple(d.substitute(mapping) for d in out.dims)
-        end = Flow(out.shape, channels, out.rf, out.jump, dims)
+        end = _flow(out.shape, channels, out.rf, out.jump, dims)
         if body.stats is None:  # a side output inside failed; the block's output is known
             return evolve(node, body=body), end
         stats = ir.Stats(flow.shape, out.shape, body.stats.params, body.stats.macs, out.rf, out.jump, channels,
