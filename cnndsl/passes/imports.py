@@ -20,7 +20,7 @@ from .. import ast, resources
 from ..diagnostics import CompileError
 from ..node import replace
 from ..source import SourceError, SourceFile, Span, read_source
-from ..traverse import walk
+from ..traverse import of_type, walk
 from .context import Context, alone, finish
 from .resolve import suggest
 from .variants import derive_variants
@@ -77,16 +77,17 @@ def definitions(program: ast.Program) -> dict[str, object]:
 def _references(definition) -> set[str]:
     """The names a definition uses: layers, lets and blocks in its chains, functions and
     values in its expressions (those in its labels' {...} too); not its own parameters."""
-    names: set[str] = set()
     own = {p.name for p in getattr(definition, "params", None) or ()}
-    for node in walk(definition):
-        if isinstance(node, (ast.Call, ast.Ref, ast.FuncCall, ast.Var)):
-            names.add(node.name)
-        if isinstance(node, ast.Element) and node.template:
-            for piece in node.template:
-                if not isinstance(piece, str):
-                    names.update(n.name for n in walk(piece) if isinstance(n, (ast.Var, ast.FuncCall)))
-    return {n for n in names if n not in own} | {n.name for n in walk(definition) if isinstance(n, ast.FuncCall)}
+    nodes = list(walk(definition))  # walked once, its nodes picked by class in C
+    kinds = list(map(type, nodes))
+    calls = of_type(nodes, ast.FuncCall, kinds)
+    names = {n.name for kind in (ast.Call, ast.Ref, ast.Var) for n in of_type(nodes, kind, kinds)}
+    names.update(n.name for n in calls)
+    for element in of_type(nodes, ast.Element, kinds):
+        for piece in element.template or ():
+            if not isinstance(piece, str):
+                names.update(n.name for n in walk(piece) if isinstance(n, (ast.Var, ast.FuncCall)))
+    return {n for n in names if n not in own} | {n.name for n in calls}
 
 
 def closure(program: ast.Program, name: str) -> list:
