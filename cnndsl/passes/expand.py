@@ -101,6 +101,7 @@ class Expander(Evaluating, Visitor):
         self.context = context
         self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
         self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
+        self.def_objects: dict = {}
         self.typed_lists: dict = {}
         self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.call_site
         self.let_nodes: dict = {}  # (let, the values it reads, ...) -> its nodes and counts: see let_items

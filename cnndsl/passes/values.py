@@ -13,6 +13,8 @@ caller's parameters. Each def is evaluated once per distinct argument list in on
 from __future__ import annotations
 
 import math
+from itertools import repeat
+from operator import attrgetter
 
 from .. import ast, ir
 from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
@@ -30,6 +32,7 @@ _ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
 _ORDER = ("<", "<=", ">", ">=")
 _PLAIN = frozenset(("+", "-", "*", "<", "<=", ">", ">=", "==", "!="))
 _new = object.__new__
+_name, _value_of = attrgetter("name"), attrgetter("value")  # of a parameter or an argument
 
 
 def _value(value, expr) -> ir.Value:
@@ -120,19 +123,15 @@ class Evaluating:
     # Value, for one expansion (EfficientNet calls blocks_before(...) with equal arguments
     # for every block of a stage)
     def_values: dict
+    def_objects: dict  # (def, parameter names, ids of argument values) -> (its Value, those values)
     typed_lists: dict  # id of a list value -> (the list, its key)
     site_names: dict  # id of a def call in the source -> the names its arguments read (False: the input's shape)
     site_exprs: list
     site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
 
     def evaluate(self, expr: ast.Expr, scope: Scope) -> ir.Value:
-        kind = type(expr)
-        if kind is ast.Var:  # the most common expression, read here without a visit
-            found = scope.values.get(expr.name)
-            return found if found is not None else self.visit_Var(expr, scope)
-        if kind in _LITERALS:
-            return ir.Value.constant(expr.value)
-        method = self._dispatch.get(kind)  # type: ignore[attr-defined]
+        # the visit's table read here: the kind's method once it has been visited
+        method = self._dispatch.get(type(expr))  # type: ignore[attr-defined]
         if method is None:
             return self.visit(expr, scope)  # type: ignore[attr-defined]
         return method(self, expr, scope)
@@ -143,8 +142,10 @@ class Evaluating:
     visit_Num = visit_Str = visit_Bool = visit_literal
 
     def visit_Var(self, expr: ast.Var, scope: Scope) -> ir.Value:
-        if expr.name in scope.values:
+        try:  # a parameter: the most common expression
             return scope.values[expr.name]
+        except KeyError:
+            pass
         definition = self.defs.get(expr.name)
         if definition is not None:
             if definition.params is not None:
@@ -395,7 +396,7 @@ class Evaluating:
             self.site_exprs.append(expr)  # kept, so that its id stays its own
         if names is False:
             return self.call_def(definition, expr.args, scope, expr.span)
-        read = tuple([scope.values.get(n) for n in names])
+        read = tuple(map(scope.values.get, names))
         key = (id(expr), *map(id, read))
         found = self.site_values.get(key)
         if found is not None:
@@ -406,8 +407,18 @@ class Evaluating:
 
     def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
         """The def's body with its parameters bound to the arguments (evaluated here) or
-        their defaults."""
+        their defaults: met again with the very same argument objects, its Value without
+        keying them by content for `def_value`'s memo."""
         values = self.def_arguments(definition, args, scope, span)
+        same = (definition.name, *values, *map(id, values.values()))  # the very argument objects met before
+        kept = self.def_objects.get(same)
+        if kept is not None:
+            return kept[0]
+        found = self.def_objects[same] = (self.def_value(definition, values, span), tuple(values.values()))
+        return found[0]  # the arguments kept with it, so that their ids stay theirs
+
+    def def_value(self, definition: ast.DefDef, values: dict[str, ir.Value], span: Span) -> ir.Value:
+        """The def's body with its parameters bound to `values`, once per distinct list."""
         typed = self.typed
         # the value's type and the value (a list's key by typed), its tree's kind and text
         key = (definition.name, tuple([(name, type(v.value), typed(v.value) if type(v.value) is tuple else v.value,
@@ -428,10 +439,10 @@ class Evaluating:
                       span: Span) -> dict[str, ir.Value]:
         """A def's parameters bound to a call's arguments (evaluated here) or their defaults."""
         params = definition.params or ()
-        if len(args) == len(params) and all(a.name is None for a in args):  # every one, in order: the common call
-            evaluate = self.evaluate
-            return {p.name: evaluate(a.value, scope) for p, a in zip(params, args)}
-        if len(args) < len(params) and all(a.name is None for a in args):  # positional: nothing to check
+        positional = not any(map(_name, args))  # no keyword (in C: this runs at every call)
+        if len(args) == len(params) and positional:  # every one, in order: the common call
+            return dict(zip(map(_name, params), map(self.evaluate, map(_value_of, args), repeat(scope))))
+        if len(args) < len(params) and positional:  # positional: nothing to check
             bound = {p.name: (self.evaluate(a.value, scope),) for p, a in zip(params, args)}
         else:
             bound = self.bind([p.name for p in params], _Args(args), scope,  # type: ignore[attr-defined]
@@ -459,12 +470,6 @@ class Evaluating:
         if found is None:
             found = self.typed_lists[id(value)] = (value, tuple(self.typed(v) for v in value))
         return found[1]
-
-
-_LITERALS = (ast.Num, ast.Str, ast.Bool)
-
-
-_LITERALS = (ast.Num, ast.Str, ast.Bool)
 
 
 class _Args:
