@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from itertools import repeat
 from operator import attrgetter
+from typing import get_args
 
 from .. import ast, ir
 from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
@@ -30,7 +31,8 @@ MAX_ITEMS = 4096
 _NUMBERS = (int, float)  # exactly: a bool is not a number here
 _ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
 _ORDER = ("<", "<=", ">", ">=")
-_PLAIN = frozenset(("+", "-", "*", "<", "<=", ">", ">=", "==", "!="))
+# the operators with no zero divisor and no power -> their Python functions
+_PLAIN = {op: BINARY[op][1] for op in ("+", "-", "*", "<", "<=", ">", ">=", "==", "!=")}
 _new = object.__new__
 _name, _value_of = attrgetter("name"), attrgetter("value")  # of a parameter or an argument
 
@@ -129,12 +131,15 @@ class Evaluating:
     site_exprs: list
     site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # each kind of expression's visit put in the class's table (traverse.Visitor's) at
+        # once, so that `evaluate`, run at every step, reads it without a miss to handle
+        cls._dispatch.update({kind: getattr(cls, f"visit_{kind.__name__}")  # type: ignore[attr-defined]
+                              for kind in get_args(ast.Expr)})
+
     def evaluate(self, expr: ast.Expr, scope: Scope) -> ir.Value:
-        # the visit's table read here: the kind's method once it has been visited
-        method = self._dispatch.get(type(expr))  # type: ignore[attr-defined]
-        if method is None:
-            return self.visit(expr, scope)  # type: ignore[attr-defined]
-        return method(self, expr, scope)
+        return self._dispatch[type(expr)](self, expr, scope)  # type: ignore[attr-defined]
 
     def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: Scope) -> ir.Value:
         return ir.Value.constant(expr.value)
@@ -222,9 +227,10 @@ class Evaluating:
         right = self.evaluate(expr.right, scope)
         a, b = left.value, right.value
         if type(a) in _NUMBERS and type(b) in _NUMBERS:  # the common case, checked as below
-            if expr.op in _PLAIN:  # no zero divisor, no power: only the result's size to check
-                result = BINARY[expr.op][1](a, b)
-                if type(result) is not bool and not -MAX_VALUE <= result <= MAX_VALUE:
+            plain = _PLAIN.get(expr.op)
+            if plain is not None:  # no zero divisor, no power: only the result's size to check
+                result = plain(a, b)
+                if not -MAX_VALUE <= result <= MAX_VALUE:  # (a comparison's true or false is within)
                     self.checked(result, expr.span)
             else:
                 result = self.checked(self.operate(expr, a, b), expr.span)
