@@ -307,7 +307,7 @@ class Expander(Evaluating, Visitor):
 
     def condition(self, expr: ast.Expr, scope: _Scope) -> ir.Value:
         """`X?(condition)`'s condition, true or false, from the enclosing parameters."""
-        condition = self.decides(self.evaluate(expr, scope))
+        condition = self.decides(self.remembered(expr, scope))  # EfficientNet's, each stage's for its blocks
         value = condition.value
         if not isinstance(value, bool):
             raise self.fail(expr.span, f"the condition of '?( )' must be true or false, got {_describe(value)}",

@@ -388,12 +388,19 @@ class Evaluating:
             self.number(value, span, name)
 
     def call_site(self, expr: ast.FuncCall, definition: ast.DefDef, scope: Scope) -> ir.Value:
-        """`call_def` of a call in the source, remembered by the call and the very value
-        objects its arguments read: met again with the same objects, it has the same Value,
-        without evaluating its arguments and keying them for `call_def`'s memo. EfficientNet's
-        stage rules, `make_divisible(setting[k][4] * width_mult)`, are met once per block of
-        a stage with the same table, index and multiplier. A call that reads the input's
-        shape is not kept: `input.channels` is each use's own."""
+        """`call_def` of a call in the source, `remembered`: EfficientNet's stage rules,
+        `make_divisible(setting[k][4] * width_mult)`, are met once per block of a stage with
+        the same table, index and multiplier."""
+        return self.remembered(expr, scope, lambda: self.call_def(definition, expr.args, scope, expr.span))
+
+    def remembered(self, expr: ast.Expr, scope: Scope, compute=None) -> ir.Value:
+        """The value of `expr` (`compute()`, or its evaluation), remembered by the expression and
+        the very value objects its names read: met again with the same objects, it has the same
+        Value, without evaluating it (a def's arguments, keyed for `call_def`'s memo). A
+        parameter or a literal is read directly; an expression that reads the input's shape is
+        not kept: `input.channels` is each use's own."""
+        if type(expr) in _DIRECT:
+            return self.evaluate(expr, scope)
         names = self.site_names.get(id(expr))
         if names is None:
             found = [n for n in walk(expr) if type(n) in (ast.Var, ast.InputAttr)]
@@ -401,13 +408,13 @@ class Evaluating:
             self.site_names[id(expr)] = names
             self.site_exprs.append(expr)  # kept, so that its id stays its own
         if names is False:
-            return self.call_def(definition, expr.args, scope, expr.span)
+            return compute() if compute else self.evaluate(expr, scope)
         read = tuple(map(scope.values.get, names))
         key = (id(expr), *map(id, read))
         found = self.site_values.get(key)
         if found is not None:
             return found[0]
-        value = self.call_def(definition, expr.args, scope, expr.span)
+        value = compute() if compute else self.evaluate(expr, scope)
         self.site_values[key] = (value, read)  # the values kept, so that their ids stay theirs
         return value
 
@@ -476,6 +483,9 @@ class Evaluating:
         if found is None:
             found = self.typed_lists[id(value)] = (value, tuple(self.typed(v) for v in value))
         return found[1]
+
+
+_DIRECT = (ast.Var, ast.Num, ast.Str, ast.Bool)  # read without a memo
 
 
 class _Args:
