@@ -102,6 +102,7 @@ class Expander(Evaluating, Visitor):
         self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
         self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
         self.def_objects: dict = {}
+        self.rule_names: dict = {}  # layer kind -> its argument names: see layer_args
         self.typed_lists: dict = {}
         self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.call_site
         self.let_nodes: dict = {}  # (let, the values it reads, ...) -> its nodes and counts: see let_items
@@ -181,8 +182,12 @@ class Expander(Evaluating, Visitor):
         return ir.Value(arg.value.name, Const(arg.value.name))
 
     def layer_args(self, rule: LayerRule, call: ast.Call | None, scope: _Scope, span: Span):
-        refs = frozenset(a.name for a in rule.args if a.type == "element")
-        bound = self.bind([a.name for a in rule.args], call, scope, rule.kind, span, refs, rule.torch_names())
+        names = self.rule_names.get(rule.kind)
+        if names is None:  # a layer kind's argument names, references and PyTorch's names, once per expansion
+            names = self.rule_names[rule.kind] = ([a.name for a in rule.args],
+                                                  frozenset(a.name for a in rule.args if a.type == "element"),
+                                                  rule.torch_names())
+        bound = self.bind(names[0], call, scope, rule.kind, span, names[1], names[2])
         out = []
         for spec in rule.args:
             if spec.name not in bound:
