@@ -14,6 +14,7 @@ name is the switch (`network N(POOL = false)`).
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 from .. import ast, ir
 from ..expr import NONE, Const, Name
@@ -27,6 +28,8 @@ from .cost import ExpansionCost
 from .leaves import leaf_params, same_value, with_leaves
 from .resolve import bodies, quoted_label_reason, suggest
 from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe
+
+_keyword = attrgetter("name")  # an argument's keyword, None for a positional one
 
 # Layers (and joins that hold none) after expansion: 10,000 is some 15 times the deepest
 # torchvision model (DenseNet-201, EfficientNet-V2-L), and keeps the worst input that check
@@ -149,8 +152,11 @@ class Expander(Evaluating, Visitor):
         """The call's arguments by parameter name, evaluated; those in `refs` name an element
         (`like=enc4`, `like=input`) and stay names, for the shape pass to look up;
         `torch_names` (PyTorch's -> ours) gives the hint for a PyTorch habit."""
-        bound: dict[str, tuple[ir.Value, Span]] = {}
         args = call.args if call else ()
+        if len(args) <= len(names) and not any(map(_keyword, args)):  # in order, none too many: the common call
+            return {name: (self.reference(arg, what) if name in refs else self.evaluate(arg.value, scope),
+                           arg.value.span) for name, arg in zip(names, args)}
+        bound: dict[str, tuple[ir.Value, Span]] = {}
         positional = [a for a in args if a.name is None]
         if len(positional) > len(names):
             extra = positional[len(names)]
