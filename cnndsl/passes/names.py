@@ -236,8 +236,8 @@ class Naming(Visitor):
         """Number the members of an nn.Sequential as PyTorch does."""
         items = []
         taken: set[str] = set()
-        leaves = _members_of(seq)
-        for leaf in leaves:
+        labelled = False  # whether a member has a label of its own
+        for leaf in _members_of(seq):
             kind = type(leaf)
             if kind in _NOT_MODULES:
                 self.error(leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
@@ -247,7 +247,11 @@ class Naming(Visitor):
             if stats is not None and stats.flatten_before and (items or not outer):
                 items.append(_flatten(stats, str(len(items)), leaf.span))
                 leaf = evolve(leaf, stats=evolve(stats, flatten_before=False))
-            key = leaf.name or str(len(items))
+            key = leaf.name
+            if key:
+                labelled = True
+            else:
+                key = str(len(items))
             if key in taken:
                 self.error(leaf.span, f"{key!r} names two modules in {name!r}", None, "duplicate-name")
             taken.add(key)
@@ -263,7 +267,7 @@ class Naming(Visitor):
             elif leaf.name != key:
                 leaf = evolve(leaf, name=key)
             items.append(leaf)
-        if any(map(_NAME, leaves)):  # members numbered here are each at its place
+        if labelled:  # members numbered here are each at its place
             self.positions(items, name)
         if seq.name == name and len(items) == len(seq.items) and all(map(is_, items, seq.items)):
             return seq  # every member keeps its label
