@@ -1,6 +1,9 @@
 """Where the files that ship inside the package live: the grammar, the built-in specs
-and their training recipes. Read through `importlib.resources`, so that a wheel, an
-editable install and a source checkout all find the same files. This is the one place
+and their training recipes. Read beside this module where the package is a folder of
+files (a wheel installed, an editable install, a source checkout), and through
+`importlib.resources` otherwise (imported from a zip), so that every install finds the
+same files; `importlib.resources` is imported only then, since it costs a command's start
+some 10 ms. This is the one place
 that knows these paths, and the one that maps a built-in's name to its spec.
 
 A built-in is a spec file, `specs/NAME.cnn`, or a variant declared in one:
@@ -16,7 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 PACKAGE = "cnndsl"
@@ -39,9 +41,22 @@ class Builtin:
     about: str
 
 
+_HERE = Path(__file__).parent  # the package's folder, where it is one
+
+
+def _package():
+    """The package's folder as a `Traversable`: a `Path` where the package is a folder of
+    files, `importlib.resources`' reader of the zip otherwise."""
+    if _HERE.is_dir():
+        return _HERE
+    from importlib import resources  # here, not at the top: a zip import alone needs it
+
+    return resources.files(PACKAGE)
+
+
 def grammar_text() -> str:
     """The text of `cnndsl/grammar/cnn.lark`."""
-    return resources.files(PACKAGE).joinpath("grammar", "cnn.lark").read_text(encoding="utf-8")
+    return _package().joinpath("grammar", "cnn.lark").read_text(encoding="utf-8")
 
 
 def specs_dir() -> Path:
@@ -49,7 +64,7 @@ def specs_dir() -> Path:
     the package is imported from a zip (the wheel itself on `sys.path`, a zipapp), the
     specs are copied once a process into a temporary folder of real files (`_unpacked`):
     every reader of a spec, its imports included, reads files."""
-    specs = resources.files(PACKAGE).joinpath("specs")
+    specs = _package().joinpath("specs")
     folder = Path(str(specs))
     return folder if folder.is_dir() else _unpacked(specs)
 
