@@ -788,15 +788,15 @@ class Generator:
         passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
                   for name, _, _ in model.params[1 + len(model.inputs):]]
         leading = (node.stats.in_channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
-        text = ir.call_text(class_name, passed, defaults, show=lambda v: v.text, changed=_changed,
-                            leading=tuple(e.text for e in leading))
+        parts = [e.text for e in leading]  # ir.call_text's layout, from one walk of the arguments
         names = set().union(*(e.names for e in leading))
         for e in leading:
             self.helpers.update(expr_imports(e))
-        for _name, value, _by_name in ir.call_args(passed, defaults, _changed):
+        for name, value, by_name in ir.call_args(passed, defaults, _changed):
+            parts.append(f"{name}={value.text}" if by_name else value.text)
             names |= value.names
             self.helpers.update(expr_imports(value.expr))
-        return Ctor(text, names=frozenset(names))
+        return Ctor(f"{class_name}({', '.join(parts)})", names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         """The class of a block use: the one of an earlier use with the same arguments and
