@@ -242,11 +242,15 @@ def call_args(args, defaults: dict, changed):
             yield name, value, True
 
 
-def call_text(callee: str, args, defaults: dict, show, changed, leading: tuple[str, ...] = ()) -> str:
+def call_text(callee: str, args, defaults: dict, show, changed) -> str:
     """A block call as the generated code and the diagram write it: `Bottleneck(64, 128, stride=2)`:
-    `leading` arguments first, then `call_args`, each shown as `show(value)`."""
-    parts = list(leading) + [f"{name}={show(value)}" if by_name else show(value)
-                             for name, value, by_name in call_args(args, defaults, changed)]
+    `call_args`, each shown as `show(value)`."""
+    return format_call(callee, call_args(args, defaults, changed), show)
+
+
+def format_call(callee: str, passed, show, leading: tuple[str, ...] = ()) -> str:
+    """`call_text` of the arguments `call_args` gave (`passed`): `leading` texts first."""
+    parts = list(leading) + [f"{name}={show(value)}" if by_name else show(value) for name, value, by_name in passed]
     return f"{callee}({', '.join(parts)})"
 
 

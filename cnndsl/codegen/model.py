@@ -15,6 +15,7 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 
 from .. import ir
 from ..errors import InternalError
@@ -194,6 +195,7 @@ def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
 
 
 _TRUE = Const(True)
+_TEXT = attrgetter("text")  # a value as the generated code writes it
 
 
 def _in_place(ctor: Ctor) -> Ctor:
@@ -788,15 +790,15 @@ class Generator:
         passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
                   for name, _, _ in model.params[1 + len(model.inputs):]]
         leading = (node.stats.in_channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
-        parts = [e.text for e in leading]  # ir.call_text's layout, from one walk of the arguments
         names = set().union(*(e.names for e in leading))
         for e in leading:
             self.helpers.update(expr_imports(e))
-        for name, value, by_name in ir.call_args(passed, defaults, _changed):
-            parts.append(f"{name}={value.text}" if by_name else value.text)
+        shown = list(ir.call_args(passed, defaults, _changed))  # one walk, for the text and the names
+        for _name, value, _by_name in shown:
             names |= value.names
             self.helpers.update(expr_imports(value.expr))
-        return Ctor(f"{class_name}({', '.join(parts)})", names=frozenset(names))
+        text = ir.format_call(class_name, shown, _TEXT, tuple(e.text for e in leading))
+        return Ctor(text, names=frozenset(names))
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         """The class of a block use: the one of an earlier use with the same arguments and
