@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import ir
 from ..layers import RULES
 from ..passes.inits import FANS, has_tensor, module_events, module_text, needs_math, render
-from .nodes import nodes
+from .nodes import by_kind
 
 WRAP = 92  # model.WRAP: the generated code's width
 
@@ -77,7 +77,7 @@ class _Lines:
         root = _module(network, group[0].path) if group[0].path else network.body
         index = self.indexes.get(id(root))
         if index is None:
-            index = self.indexes[id(root)] = _LayerIndex([n for n in nodes(root) if type(n) is ir.Layer])
+            index = self.indexes[id(root)] = _LayerIndex(by_kind(root)[ir.Layer])
         self.add(f"{indent}for m in {module_text(group[0].path)}.modules():")
         for at, step in enumerate(group):
             facts = index.facts(step.kinds)  # (callee, its tensors) of each distinct layer

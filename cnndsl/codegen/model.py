@@ -31,7 +31,7 @@ from .init import init_lines
 from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, staged, wrap_doc
 from .loops import LoopModel, loop_model
 from . import toggles
-from .nodes import nodes
+from .nodes import by_kind
 from .reuse import use_key
 
 WRAP = 92
@@ -701,28 +701,22 @@ class Generator:
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
+        found = by_kind(network.body)
+        self.layers: list[ir.Layer] = found[ir.Layer]  # every layer of the network, in walk order (for init.py)
         # Members whose output a side(name) reads besides the chain (sides live in the network).
-        self.sides: list[ir.Side] = []
+        self.sides: list[ir.Side] = found[ir.Side]
         read = set()
+        for concat in found[ir.Concat]:
+            read.update(concat.skips)
+        # The paths read by name elsewhere than the chain: a side's, a branch's from(...), a use's reads(...).
+        paths = [side.source for side in self.sides if side.source]
+        paths += [source for concat in found[ir.Concat] for source in concat.sources if source]
+        paths += [source for use in found[ir.BlockInstance] for _, source in use.reads]
         self.opened: set[str] = set()  # the named groups a side output reads inside: `backbone`
-        self.layers: list[ir.Layer] = []  # every layer of the network, in walk order (for init.py)
-        for node in nodes(network.body):
-            if type(node) is ir.Layer:
-                self.layers.append(node)
-                continue
-            if isinstance(node, ir.Side):
-                self.sides.append(node)
-                if node.source:
-                    parts = node.source.split(".")
-                    read.add(parts[-1])  # what a layer after it may not overwrite in place
-                    self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
-            elif isinstance(node, ir.Concat):
-                read.update(node.skips)
-            paths = [s for s in getattr(node, "sources", ()) if s] + [s for _, s in getattr(node, "reads", ())]
-            for path in paths:
-                parts = path.split(".")
-                read.add(parts[-1])
-                self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
+        for path in paths:
+            parts = path.split(".")
+            read.add(parts[-1])  # what a layer after it may not overwrite in place
+            self.opened.update(".".join(parts[:end]) for end in range(1, len(parts)))
         self.side_sources = frozenset(read)
         self.in_network = False  # building the network's class: its family rules become numbers
         self.tables = frozenset(name for name, value in network.params if isinstance(value.value, tuple)

@@ -1,32 +1,39 @@
 """`traverse.walk` for the checked IR, quicker where the code generator walks a whole
 network (the network's side outputs and skips, the layers an init loop picks): the same
 nodes in the same order, reading the children of the commonest nodes (layers, which have
-none, chains and block uses) without the generic look at each field."""
+none, chains and block uses) without the generic look at each field, and handed over
+sorted by class."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections import defaultdict
 
 from .. import ir
 from ..traverse import children
 
 
-def nodes(root) -> Iterator:
-    """`root` and every node under it, depth first, parents first, as `traverse.walk`."""
+def by_kind(root) -> dict[type, list]:
+    """`root` and every node under it by their class, each class's in walk order (depth
+    first, parents first, as `traverse.walk`): one walk, with no generator step per node,
+    for a reader of a few kinds (`Generator`: the layers, side outputs, concats and block
+    uses; an init loop: the layers under its module)."""
+    found: defaultdict[type, list] = defaultdict(list)
     stack = [root]
     pop, push, append = stack.pop, stack.extend, stack.append
+    layer, seq, use = ir.Layer, ir.Seq, ir.BlockInstance
     while stack:
         node = pop()
-        yield node
         kind = type(node)
-        if kind is ir.Layer:
+        found[kind].append(node)
+        if kind is layer:
             continue
-        if kind is ir.Seq:  # its items, every one a node
+        if kind is seq:
             push(node.items[::-1])
-        elif kind is ir.BlockInstance:
+        elif kind is use:
             append(node.body)
         else:
             below = children(node)
             if below:
                 below.reverse()
                 push(below)
+    return found
