@@ -21,13 +21,14 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/cnndsl train lenet5 --data digits --out runs/lenet5
 
-# The tests run on every core (pytest-xdist: a test file stays on one worker, and
-# tests/conftest.py gives each worker's PyTorch its share of the threads). Only the tests
-# need a browser: the drawing page's test drives Debian's chromium (never `playwright
-# install`), installed here where apt-get can (as root); the test says how otherwise.
+# The tests run on every core (pytest-xdist: a test file stays on one worker, the slowest
+# files are handed out first, and tests/conftest.py gives each worker's PyTorch its share of
+# the threads). Only the tests need a browser: the drawing page's test drives Debian's
+# chromium (never `playwright install`), installed here where apt-get can (as root); the
+# test says how otherwise.
 test: $(VENV)/.installed
 	@[ -x /usr/bin/chromium ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) || true; }
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 # The benchmark suite (a few minutes on 2 cores): tables, JSON and plots in benchmarks/results/.
 bench: $(VENV)/.installed

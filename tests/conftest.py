@@ -12,6 +12,20 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.env
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
+# The files that take most of the suite's time, slowest first (pytest --durations=0 on 2
+# cores). pytest-xdist hands whole files to the workers in collection order (`--dist loadfile
+# --no-loadscope-reorder`, the Makefile's), so these start first and the short files fill in
+# behind them; a long file handed out last would keep one core busy while the other waits.
+SLOWEST_FIRST = ("test_families.py", "test_package.py", "test_modules.py", "test_train.py", "test_zoo.py",
+                 "test_checkpoint_robustness.py", "test_fuzz.py", "test_dense_train.py", "test_export.py",
+                 "test_cli.py", "test_gpu_benchmark.py", "test_train_reproducers.py", "test_train_features.py",
+                 "test_codegen.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
 
 @pytest.fixture
 def root() -> Path:

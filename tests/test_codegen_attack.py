@@ -18,6 +18,7 @@ run anything but the network.
 from __future__ import annotations
 
 import ast
+import functools
 import random
 import sys
 from pathlib import Path
@@ -270,44 +271,56 @@ def _registered(func) -> bool:
     return depth >= 2 and isinstance(func, ast.Name) and func.id == "self"
 
 
-def accepted_corpus() -> dict[str, str]:
+EXTRAS = ("fcn, aux on", "googlenet, aux on", "pattern, no pool", "keyed group")
+RANDOM_NETWORKS = 150
+RANDOM_PROGRAMS = 300
+
+
+@functools.cache
+def corpus() -> dict[str, str]:
     """Generated code for every spec, 150 random valid networks (the differential tests'
-    generator) and the random programs of the fuzz generator that compile."""
+    generator) and the random programs of the fuzz generator that compile: made once, by the
+    first test that reads it (not at collection, which every worker of the suite repeats)."""
     from test_differential import random_network
 
-    corpus = {}
+    found = {}
     for spec in SPECS:
-        corpus[spec.stem] = cnndsl.compile_source(spec.read_text(encoding="utf-8"))
-    corpus["fcn, aux on"] = cnndsl.compile_source((ROOT / "specs/fcn.cnn").read_text(), aux_loss=True)
-    corpus["googlenet, aux on"] = cnndsl.compile_source((ROOT / "specs/googlenet.cnn").read_text(), aux_logits=True)
-    corpus["pattern, no pool"] = cnndsl.compile_source((ROOT / "specs/examples/pattern.cnn").read_text(),
-                                                       N=3, M=2, POOL=False)
-    corpus["keyed group"] = cnndsl.compile_source(
+        found[spec.stem] = cnndsl.compile_source(spec.read_text(encoding="utf-8"))
+    found["fcn, aux on"] = cnndsl.compile_source((ROOT / "specs/fcn.cnn").read_text(), aux_loss=True)
+    found["googlenet, aux on"] = cnndsl.compile_source((ROOT / "specs/googlenet.cnn").read_text(), aux_logits=True)
+    found["pattern, no pool"] = cnndsl.compile_source((ROOT / "specs/examples/pattern.cnn").read_text(),
+                                                      N=3, M=2, POOL=False)
+    found["keyed group"] = cnndsl.compile_source(
         "network N() {\n    input 3x8x8\n    features: [c1: conv(4, 3) -> r1: relu] -> minpool(2) -> maxout\n}\n")
     rng = random.Random(2024)
-    for index in range(150):
-        corpus[f"random network {index}"] = cnndsl.compile_source(random_network(rng)[0])
-    for index in range(300):
+    for index in range(RANDOM_NETWORKS):
+        found[f"random network {index}"] = cnndsl.compile_source(random_network(rng)[0])
+    for index in range(RANDOM_PROGRAMS):
         try:
-            corpus[f"random program {index}"] = cnndsl.compile_source(fc.grammar_program(rng), **fc.settings(rng))
+            found[f"random program {index}"] = cnndsl.compile_source(fc.grammar_program(rng), **fc.settings(rng))
         except CompileError:
             pass
-    return corpus
-
-
-CORPUS = accepted_corpus()
+    return found
 
 
 def test_the_corpus_is_large_and_varied():
-    assert len(CORPUS) >= len(SPECS) + 3 + 150 + 5
-    text = "\n".join(CORPUS.values())
+    assert len(corpus()) >= len(SPECS) + len(EXTRAS) + RANDOM_NETWORKS + 5
+    text = "\n".join(corpus().values())
     for construct in ("OrderedDict", "torch.cat", "zero_pad_shortcut", "MinPool2d", "Maxout", "if self.training"):
         assert construct in text, construct
 
 
-@pytest.mark.parametrize("name", sorted(CORPUS))
+@pytest.mark.parametrize("name", [spec.stem for spec in SPECS] + list(EXTRAS) +
+                         [f"random network {index}" for index in range(RANDOM_NETWORKS)])
 def test_accepted_code_runs_only_the_network(name):
-    assert_only_the_network(CORPUS[name])
+    assert_only_the_network(corpus()[name])
+
+
+def test_the_random_programs_that_compile_run_only_the_network():
+    programs = [name for name in corpus() if name.startswith("random program ")]
+    assert len(programs) >= 5
+    for name in programs:
+        assert_only_the_network(corpus()[name])
 
 
 @pytest.mark.parametrize("evil", [
@@ -359,7 +372,7 @@ sys.addaudithook(_hook)  # cannot be removed; it does nothing while _AUDIT["on"]
 def test_building_and_running_accepted_attacks_raises_no_audit_event():
     import torch
 
-    codes = [code for name, code in CORPUS.items() if name.startswith("random")][::4]
+    codes = [code for name, code in corpus().items() if name.startswith("random")][::4]
     attacks = []
     for value in ['"""; import os; """', "'''\nimport os\n'''"]:
         try:
@@ -367,7 +380,7 @@ def test_building_and_running_accepted_attacks_raises_no_audit_event():
                                                  tag=value))
         except CompileError:
             pass
-    warm = load_generated(CORPUS["lenet5"], "cnndsl_warm")
+    warm = load_generated(corpus()["lenet5"], "cnndsl_warm")
     warm.LeNet5()(torch.zeros(1, 1, 32, 32))  # torch's own lazy imports happen here, not below
     ran = 0
     _AUDIT["events"].clear()
