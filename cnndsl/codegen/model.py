@@ -32,7 +32,7 @@ from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, s
 from .loops import LoopModel, loop_model
 from . import toggles
 from .nodes import by_kind
-from .reuse import use_key
+from .reuse import layer_key, use_key
 
 WRAP = 92
 
@@ -697,7 +697,8 @@ class Generator:
         self.finished: dict[int, tuple] = {}  # a shared class -> (its uses, its model then)
         # Blocks whose last norms the init names by their place in the class (m.block[2][1]).
         self.placed_norms = _placed_norms(network)
-        self.layer_ctors: dict[tuple, list] = {}  # block_layer's: key -> [arguments, ctor, helpers, in place]
+        self.layer_ctors: dict[tuple, list] = {}  # layer_entry's: key -> [arguments, ctor, helpers, in place, reuse key]
+        self.use_keys: dict[int, tuple] = {}  # id(a block use of the network's tree) -> its _use_key, for shared()
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
@@ -757,17 +758,31 @@ class Generator:
         """A layer of a block's class, made once for the layers of every use that construct
         alike: those sharing the arguments (the expansion shares them between the uses of a
         block) and the input; then with `inplace=True` where it may work in place."""
-        stats = node.stats
-        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels)
-        found = self.layer_ctors.get(key)
-        if found is None:  # the entry holds the arguments, so their id is not reused while it lives
-            found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None]
-        self.helpers.update(found[2])
+        found = self.layer_entry(node)
         if not (RULES[node.kind].inplace and _fresh(previous, self.side_sources)):
             return found[1]
         if found[3] is None:
             found[3] = _in_place(found[1])
         return found[3]
+
+    def layer_key(self, node: ir.Layer) -> tuple:
+        """`reuse.layer_key` of a block's layer, made once for the layers that construct alike
+        (`block_layer`): it reads nothing else of the layer than they share."""
+        found = self.layer_entry(node)
+        if found[4] is None:
+            found[4] = layer_key(node, found[1])
+        return found[4]
+
+    def layer_entry(self, node: ir.Layer) -> list:
+        """The entry of `block_layer` and `layer_key`: [arguments, ctor, helpers, ctor in place,
+        reuse key], filled as asked; the helpers its construction needs are added."""
+        stats = node.stats
+        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels)
+        found = self.layer_ctors.get(key)
+        if found is None:  # the entry holds the arguments, so their id is not reused while it lives
+            found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None, None]
+        self.helpers.update(found[2])
+        return found
 
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
         """The call constructing a block use's class: made once a use (reuse.py asks again)."""
@@ -801,8 +816,8 @@ class Generator:
         shared = self.shared(node)
         return self.final(shared), shared.name
 
-    def shared(self, node: ir.BlockInstance, key: tuple | None = None) -> toggles.Shared:
-        key = key or _use_key(node)
+    def shared(self, node: ir.BlockInstance) -> toggles.Shared:
+        key = self.use_keys.get(id(node)) or _use_key(node)  # a use of the tree: its key from the plan
         shared = self.uses.get(key)
         if shared is None:
             shared = self.uses[key] = self.new_block_class(node)
@@ -920,7 +935,7 @@ class Generator:
             for node in scope_uses(seq):
                 if owner is not None:
                     inside.setdefault(owner, set()).add(node.block)
-                key = _use_key(node)
+                key = self.use_keys[id(node)] = _use_key(node)
                 if key not in uses.setdefault(node.block, {}):
                     uses[node.block][key] = node
                     collect(node.body, node.block)
@@ -935,7 +950,7 @@ class Generator:
                 for inner in sorted(inside.get(block, ())):
                     visit(inner)
                 for key, node in uses[block].items():
-                    self.shared(node, key)
+                    self.shared(node)
 
         for block in uses:
             visit(block)

@@ -83,11 +83,7 @@ def use_key(generator, use: ir.BlockInstance) -> tuple:
         node = pop()
         kind = type(node)
         if kind is ir.Layer:
-            ctor = generator.block_layer(node)
-            names = tuple(map(_first, node.args))
-            read = () if _FORWARD_ARGS.isdisjoint(names) else \
-                tuple((k, v) for k, v in node.args if k in _FORWARD_ARGS)
-            append((kind, _LAYER_REST(node), stats_key(node.stats), names, read, ctor.code, ctor.names))
+            append((kind, _LAYER_REST(node), stats_key(node.stats), generator.layer_key(node)))
         elif kind is ir.Seq:
             append((kind, _SEQ_REST(node), stats_key(node.stats), len(node.items)))
             push(node.items[::-1])
@@ -105,6 +101,16 @@ def use_key(generator, use: ir.BlockInstance) -> tuple:
         call = generator.instance_call(node)
         append((call.code, call.names))
     return tuple(head)
+
+
+def layer_key(layer: ir.Layer, ctor) -> tuple:
+    """What a use's key reads of a layer but its fields and stats: its kind, its arguments'
+    names, those the forward reads itself (`upsample(like=...)`) and its constructor `ctor`
+    (`Generator.block_layer`'s), which the layers sharing its arguments and input share
+    (`Generator.layer_key` makes it once for them)."""
+    names = tuple(map(_first, layer.args))
+    read = () if _FORWARD_ARGS.isdisjoint(names) else tuple((k, v) for k, v in layer.args if k in _FORWARD_ARGS)
+    return layer.kind, names, read, ctor.code, ctor.names
 
 
 _first = itemgetter(0)  # an argument's name
