@@ -27,7 +27,7 @@ from .context import Context, alone, finish
 from .cost import ExpansionCost
 from .leaves import leaf_params, same_value, with_leaves
 from .resolve import bodies, quoted_label_reason, suggest
-from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe
+from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe, fresh_value
 
 _keyword = attrgetter("name")  # an argument's keyword, None for a positional one
 
@@ -116,6 +116,7 @@ class Expander(Evaluating, Visitor):
         self.cost = ExpansionCost(self.lets, self.blocks, MAX_STEPS)
         self.switches: dict[str, bool] = {}
         self.block_infos: dict[str, ir.BlockInfo] = {}
+        self.block_names: dict[str, dict[str, Name]] = {}  # block -> its parameters' trees: see param_names
         self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps, ...): see block_body
         self.block_leaves: dict[str, dict] = {}  # block -> its leaf parameters (passes/leaves.py)
         self.leaf_reads: dict = {}  # what the shared bodies' sub-trees read (leaves.with_leaves)
@@ -548,8 +549,8 @@ class Expander(Evaluating, Visitor):
     def instance(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope, span: Span,
                  label: str | None) -> ir.BlockInstance:
         info = self.block_info(block)
-        names = [p.name for p in block.params]
-        bound = self.bind(names, call, scope, f"block {block.name}", span)
+        names = self.param_names(block)
+        bound = self.bind(list(names), call, scope, f"block {block.name}", span)
         values: dict[str, ir.Value] = {}
         inner: dict[str, ir.Value] = {}
         for param_name, default in info.params:
@@ -561,13 +562,20 @@ class Expander(Evaluating, Visitor):
                 raise self.fail(span, f"block {block.name} needs its {param_name!r} argument",
                                 f"call it as {block.name}({', '.join(names)})", "missing")
             values[param_name] = value
-            inner[param_name] = ir.Value(value.value, Name(param_name))
+            inner[param_name] = fresh_value(value.value, names[param_name])
         self.count(1, span)
         body, decided = self.block_body(block, inner)
         for param_name in decided & values.keys():  # what decides the block's structure decides the caller's
             self.decides(values[param_name])
         return ir.BlockInstance(block.name, tuple(values.items()), body, label, span,
                                 reads=self.block_reads(block, call, span))
+
+    def param_names(self, block: ast.BlockDef) -> dict[str, Name]:
+        """A block's parameters, each with the tree its body reads it by, made once per expansion."""
+        found = self.block_names.get(block.name)
+        if found is None:
+            found = self.block_names[block.name] = {p.name: Name(p.name) for p in block.params}
+        return found
 
     def block_reads(self, block: ast.BlockDef, call: ast.Call | None, span: Span) -> tuple[tuple[str, str], ...]:
         """`Head(21) reads(backbone.4)`: each of the block's `reads(...)` inputs and what the use gives it."""

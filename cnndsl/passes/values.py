@@ -37,7 +37,7 @@ _new = object.__new__
 _name, _value_of = attrgetter("name"), attrgetter("value")  # of a parameter or an argument
 
 
-def _value(value, expr) -> ir.Value:
+def fresh_value(value, expr) -> ir.Value:
     """`ir.Value(value, expr)`, made without the frozen dataclass's `__init__` (a third of
     the cost of an evaluation step): its fields set once, as `traverse.evolve` does."""
     made = _new(ir.Value)
@@ -111,7 +111,7 @@ def _made(result, operands: tuple[ir.Value, ...], build) -> ir.Value:
     """A constant where no operand reads a name, else the value with its tree `build()`."""
     for operand in operands:
         if operand.expr.names:
-            return _value(result, build())
+            return fresh_value(result, build())
     return ir.Value.constant(result)
 
 
@@ -223,8 +223,9 @@ class Evaluating:
     def visit_BinOp(self, expr: ast.BinOp, scope: Scope) -> ir.Value:
         if expr.op in ("and", "or"):
             return self.logic(expr, scope)
-        left = self.evaluate(expr.left, scope)
-        right = self.evaluate(expr.right, scope)
+        visit = self._dispatch  # type: ignore[attr-defined]  # `evaluate`, without its frame: the hottest step
+        left = visit[type(expr.left)](self, expr.left, scope)
+        right = visit[type(expr.right)](self, expr.right, scope)
         a, b = left.value, right.value
         if type(a) in _NUMBERS and type(b) in _NUMBERS:  # the common case, checked as below
             plain = _PLAIN.get(expr.op)
@@ -235,7 +236,7 @@ class Evaluating:
             else:
                 result = self.checked(self.operate(expr, a, b), expr.span)
             if left.expr.names or right.expr.names:
-                return _value(result, Binary(expr.op, left.expr, right.expr))
+                return fresh_value(result, Binary(expr.op, left.expr, right.expr))
             return ir.Value.constant(result)
         pending = _pending((left, right), lambda: Binary(expr.op, left.expr, right.expr))
         if pending:
@@ -303,13 +304,14 @@ class Evaluating:
         return _made(tuple(p.value for p in parts), parts, lambda: items(tuple(p.expr for p in parts)))
 
     def visit_Index(self, expr: ast.Index, scope: Scope) -> ir.Value:
-        base = self.evaluate(expr.base, scope)
-        at = self.evaluate(expr.index, scope)
+        visit = self._dispatch  # type: ignore[attr-defined]  # `evaluate`, without its frame
+        base = visit[type(expr.base)](self, expr.base, scope)
+        at = visit[type(expr.index)](self, expr.index, scope)
         listed, i = base.value, at.value
         if type(listed) is tuple and type(i) is int and -len(listed) <= i < len(listed) and PENDING not in listed:
             # the common case, a table's row or item, checked as below
             if base.expr.names or at.expr.names:
-                return _value(listed[i], index(base.expr, at.expr))
+                return fresh_value(listed[i], index(base.expr, at.expr))
             return ir.Value.constant(listed[i])
         pending = _pending((base, at), lambda: index(base.expr, at.expr))
         if pending:
@@ -391,11 +393,11 @@ class Evaluating:
         """`call_def` of a call in the source, `remembered`: EfficientNet's stage rules,
         `make_divisible(setting[k][4] * width_mult)`, are met once per block of a stage with
         the same table, index and multiplier."""
-        return self.remembered(expr, scope, lambda: self.call_def(definition, expr.args, scope, expr.span))
+        return self.remembered(expr, scope, definition)
 
-    def remembered(self, expr: ast.Expr, scope: Scope, compute=None) -> ir.Value:
-        """The value of `expr` (`compute()`, or its evaluation), remembered by the expression and
-        the very value objects its names read: met again with the same objects, it has the same
+    def remembered(self, expr: ast.Expr, scope: Scope, definition: ast.DefDef | None = None) -> ir.Value:
+        """The value of `expr` (the call of `definition` it is, or its evaluation), remembered
+        by the expression and the very value objects its names read: met again with the same objects, it has the same
         Value, without evaluating it (a def's arguments, keyed for `call_def`'s memo). A
         parameter or a literal is read directly; an expression that reads the input's shape is
         not kept: `input.channels` is each use's own."""
@@ -408,15 +410,22 @@ class Evaluating:
             self.site_names[id(expr)] = names
             self.site_exprs.append(expr)  # kept, so that its id stays its own
         if names is False:
-            return compute() if compute else self.evaluate(expr, scope)
+            return self.computed(expr, scope, definition)
         read = tuple(map(scope.values.get, names))
         key = (id(expr), *map(id, read))
         found = self.site_values.get(key)
         if found is not None:
             return found[0]
-        value = compute() if compute else self.evaluate(expr, scope)
+        value = self.computed(expr, scope, definition)
         self.site_values[key] = (value, read)  # the values kept, so that their ids stay theirs
         return value
+
+    def computed(self, expr: ast.Expr, scope: Scope, definition: ast.DefDef | None) -> ir.Value:
+        """`remembered`'s value when not met before: the def's call (a call site; no lambda
+        made at each call), else the expression's evaluation."""
+        if definition is not None:
+            return self.call_def(definition, expr.args, scope, expr.span)  # type: ignore[attr-defined]
+        return self.evaluate(expr, scope)
 
     def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
         """The def's body with its parameters bound to the arguments (evaluated here) or
@@ -495,4 +504,4 @@ class _Args:
         self.args = args
 
 
-__all__ = ["Evaluating", "INPUT_NAMES", "MAX_VALUE", "PENDING", "Scope", "describe"]
+__all__ = ["Evaluating", "INPUT_NAMES", "MAX_VALUE", "PENDING", "Scope", "describe", "fresh_value"]
