@@ -282,13 +282,14 @@ class Evaluating:
         return _made(result, (left, right), lambda: Binary(expr.op, left.expr, right.expr))
 
     def visit_IfElse(self, expr: ast.IfElse, scope: Scope) -> ir.Value:
-        test = self.evaluate(expr.test, scope)
+        test = self._dispatch[type(expr.test)](self, expr.test, scope)  # type: ignore[attr-defined]  # `evaluate`
         if test.value is PENDING:
             then, orelse = self.evaluate(expr.then, scope), self.evaluate(expr.orelse, scope)
             return ir.Value(PENDING, cond(then.expr, test.expr, orelse.expr))
         self.truth(test, expr.test.span, "the condition of 'if'")
         if not test.names:  # only the branch taken is read: `xs[i] if i < len(xs) else 0`
-            return self.evaluate(expr.then if test.value else expr.orelse, scope)
+            taken = expr.then if test.value else expr.orelse
+            return self._dispatch[type(taken)](self, taken, scope)  # type: ignore[attr-defined]
         then = self.evaluate(expr.then, scope)
         orelse = self.evaluate(expr.orelse, scope)
         return ir.Value(then.value if test.value else orelse.value, cond(then.expr, test.expr, orelse.expr))
@@ -411,11 +412,12 @@ class Evaluating:
             self.site_exprs.append(expr)  # kept, so that its id stays its own
         if names is False:
             return self.computed(expr, scope, definition)
-        read = tuple(map(scope.values.get, names))
-        key = (id(expr), *map(id, read))
+        get = scope.values.get
+        key = (id(expr), *map(id, map(get, names)))
         found = self.site_values.get(key)
         if found is not None:
             return found[0]
+        read = tuple(map(get, names))
         value = self.computed(expr, scope, definition)
         self.site_values[key] = (value, read)  # the values kept, so that their ids stay theirs
         return value
