@@ -21,7 +21,7 @@ from itertools import compress, repeat
 from operator import is_
 from typing import Iterable, Iterator
 
-from . import ast
+from . import ast, ir
 from .node import field_names, is_node_class
 
 
@@ -70,6 +70,7 @@ def evolve(node, /, **changes):
 
 
 _new = object.__new__
+_IR_SEQ = ir.Seq
 
 
 def walk(node) -> Iterator:
@@ -82,6 +83,9 @@ def walk(node) -> Iterator:
         yield current
         names = current._fields
         if names:  # half the IR's nodes are layers, which have no children; `children`, inlined, last first
+            if type(current) is _IR_SEQ:  # a third are chains, whose items are all nodes: no filter
+                push(current.items[::-1])
+                continue
             state = current.__dict__
             for name in reversed(names):
                 value = state[name]
