@@ -14,14 +14,16 @@ from .nodes import by_kind
 WRAP = 92  # model.WRAP: the generated code's width
 
 
-def init_lines(network: ir.Network, class_of, layers: list | None = None) -> tuple[list[str], frozenset[str], bool]:
+def init_lines(network: ir.Network, class_of, layers: list | None = None,
+               made=lambda layer: None) -> tuple[list[str], frozenset[str], bool]:
     """The lines (indented from `__init__`'s body), the network parameters they read and
     whether they call math.sqrt. `class_of(instance)` names the generated class of a block
-    instance; `layers`, where given, are the network's layers in walk order."""
+    instance; `layers`, where given, are the network's layers in walk order; `made(layer)`,
+    the callee of a layer's construction where the caller has made it already, else None."""
     params = {name for name, _ in network.params}
-    out = _Lines(params)
+    out = _Lines(params, made)
     if layers is not None:
-        out.indexes[id(network.body)] = _LayerIndex(layers)
+        out.indexes[id(network.body)] = _LayerIndex(layers, made)
     out.math = any(needs_math(step) for step in network.init_steps)
     for group in _groups(network.init_steps):
         step = group[0]
@@ -45,8 +47,9 @@ def init_lines(network: ir.Network, class_of, layers: list | None = None) -> tup
 
 
 class _Lines:
-    def __init__(self, params):
+    def __init__(self, params, made):
         self.params = params
+        self.made = made  # init_lines's: a layer's callee, where made already
         self.lines: list[str] = []
         self.names: set[str] = set()
         self.math = False
@@ -77,7 +80,7 @@ class _Lines:
         root = _module(network, group[0].path) if group[0].path else network.body
         index = self.indexes.get(id(root))
         if index is None:
-            index = self.indexes[id(root)] = _LayerIndex(by_kind(root)[ir.Layer])
+            index = self.indexes[id(root)] = _LayerIndex(by_kind(root)[ir.Layer], self.made)
         self.add(f"{indent}for m in {module_text(group[0].path)}.modules():")
         for at, step in enumerate(group):
             facts = index.facts(step.kinds)  # (callee, its tensors) of each distinct layer
@@ -147,12 +150,15 @@ def _module(network: ir.Network, path: tuple[str, ...]):
 class _LayerIndex:
     """The layers under one root (in walk order), for every rule of an init loop: by their
     rule's kind, each distinct construction once (the same kind, input and arguments: the
-    same callee and tensors), with its callee and the tensors it has."""
+    same callee and tensors), with its callee (`made(layer)`'s where made: init_lines) and
+    the tensors it has."""
 
-    def __init__(self, layers: list[ir.Layer]):
+    def __init__(self, layers: list[ir.Layer], made):
+        self.made = made
         self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
         arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, id of their key): the expansion shares them
         keys: dict[tuple, tuple] = {}  # each distinct key of arguments, once
+        firsts: dict[tuple, tuple[int, ir.Layer]] = {}  # construction -> (at, first layer); it holds the kind
         for at, node in enumerate(layers):
             args = arguments.get(id(node.args))
             if args is None:
@@ -160,11 +166,14 @@ class _LayerIndex:
                 args = arguments[id(node.args)] = (node.args, id(keys.setdefault(key, key)))
             stats = node.stats
             key = (node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text, args[1])
-            self.order.setdefault(RULES[node.kind].kind, {}).setdefault(key, (at, node))
+            if key not in firsts:
+                firsts[key] = (at, node)
+        for key, first in firsts.items():  # by their rule's kind: each distinct construction, not each layer
+            self.order.setdefault(RULES[key[0]].kind, {})[key] = first
 
     def facts(self, kinds) -> list[tuple[str, frozenset[str]]]:
         firsts = sorted(first for kind in kinds for first in self.order.get(kind, {}).values())
-        return [(_callee(layer), frozenset(t for t in ("weight", "bias") if has_tensor(layer, t)))
+        return [(self.made(layer) or _callee(layer), frozenset(t for t in ("weight", "bias") if has_tensor(layer, t)))
                 for _, layer in firsts]
 
 

@@ -776,13 +776,18 @@ class Generator:
     def layer_entry(self, node: ir.Layer) -> list:
         """The entry of `block_layer` and `layer_key`: [arguments, ctor, helpers, ctor in place,
         reuse key], filled as asked; the helpers its construction needs are added."""
-        stats = node.stats
-        key = (id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels)
+        key = _entry_key(node)
         found = self.layer_ctors.get(key)
         if found is None:  # the entry holds the arguments, so their id is not reused while it lives
             found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None, None]
         self.helpers.update(found[2])
         return found
+
+    def made_callee(self, node: ir.Layer) -> str | None:
+        """The callee of a layer's construction where `layer_entry` has made it (a block's
+        layer that a class or a use's key read), else None: for the network's init loops."""
+        found = self.layer_ctors.get(_entry_key(node))
+        return found[1].callee if found is not None else None
 
     def instance_call(self, node: ir.BlockInstance) -> Ctor:
         """The call constructing a block use's class: made once a use (reuse.py asks again)."""
@@ -965,7 +970,8 @@ class Generator:
         builder.start(network.body)
         self.in_network = False
         used = _used_names(builder.members)
-        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1], self.layers)
+        init, init_names, init_math = init_lines(network, lambda instance: self.block_class(instance)[1], self.layers,
+                                                 self.made_callee)
         used |= init_names
         if init_math:
             self.helpers.add("math")
@@ -1003,6 +1009,12 @@ def _placed_norms(network: ir.Network) -> frozenset[str]:
     """The blocks whose last norms the network's init names by their place in the class."""
     return frozenset(owner.block for step in network.init_steps if step.last_norm
                      for owner, _ in step.norms if owner is not None)
+
+
+def _entry_key(node: ir.Layer) -> tuple:
+    """`Generator.layer_entry`'s key: the layers sharing their arguments (by identity) and input."""
+    stats = node.stats
+    return id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels
 
 
 def _use_key(node: ir.BlockInstance) -> tuple:
