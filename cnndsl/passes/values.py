@@ -21,7 +21,6 @@ from .. import ast, ir
 from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
 from ..layers import lookup
 from ..source import Span
-from ..traverse import walk
 from .resolve import suggest
 
 MAX_VALUE = 1 << 40
@@ -406,9 +405,7 @@ class Evaluating:
             return self.evaluate(expr, scope)
         names = self.site_names.get(id(expr))
         if names is None:
-            found = [n for n in walk(expr) if type(n) in (ast.Var, ast.InputAttr)]
-            names = False if any(type(n) is ast.InputAttr for n in found) else tuple(sorted({n.name for n in found}))
-            self.site_names[id(expr)] = names
+            names = self.site_names[id(expr)] = names_read(expr)
             self.site_exprs.append(expr)  # kept, so that its id stays its own
         if names is False:
             return self.computed(expr, scope, definition)
@@ -497,6 +494,34 @@ class Evaluating:
 
 
 _DIRECT = (ast.Var, ast.Num, ast.Str, ast.Bool)  # read without a memo
+# each kind of expression with operands -> them (a def call's or a list's: by `names_read`)
+_OPERANDS = {ast.BinOp: attrgetter("left", "right"), ast.IfElse: attrgetter("then", "test", "orelse"),
+             ast.Index: attrgetter("base", "index")}
+
+
+def names_read(expr: ast.Expr) -> tuple[str, ...] | bool:
+    """The names `expr` reads, sorted; False where it reads the input's shape. A walk of
+    the expression's own fields, not `traverse.walk`'s generator of every node."""
+    names: set[str] = set()
+    stack = [expr]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        current = pop()
+        kind = type(current)
+        below = _OPERANDS.get(kind)
+        if below is not None:
+            push(below(current))
+        elif kind is ast.Var:
+            names.add(current.name)
+        elif kind is ast.FuncCall:
+            push(map(_value_of, current.args))
+        elif kind is ast.ListExpr:
+            push(current.items)
+        elif kind is ast.Neg or kind is ast.Not:
+            stack.append(current.operand)
+        elif kind is ast.InputAttr:
+            return False
+    return tuple(sorted(names))
 
 
 class _Args:
