@@ -40,21 +40,39 @@ def run_cli(*args: str, input: str | None = None):
                           input=input, cwd=ROOT, timeout=300)
 
 
-def run_cli_in_process(*args: str):
+# The commands that import torch: `run_cli_in_process` imports it before running one, so that
+# what the command sets in torch for the process (threads, the global seed) can be put back.
+TORCH_COMMANDS = frozenset({"train", "eval", "predict", "export", "viz"})
+
+
+def run_cli_in_process(*args: str, cwd: Path = ROOT):
     """Run `cnndsl.cli.main` (the `cnndsl` command's entry point, its error handling and exit
-    codes included) in this process, from the repository root: what `run_cli` gives, without
-    a new interpreter's start and imports. For the tests that ask what the command prints; the
-    ones about the process itself (no torch imported, the installed script) keep `run_cli`."""
+    codes included) in this process, from `cwd` (the repository root unless given): what
+    `run_cli` gives, without a new interpreter's start and imports. For the tests that ask
+    what the command prints or writes; the ones about the process itself (no torch imported,
+    the installed script, a kill, signals, torchrun, a fresh interpreter) keep `run_cli`.
+
+    What a command sets for its whole process is put back afterwards, so that it cannot
+    leak into the later tests of this pytest worker: the environment (`train` may set
+    OMP_WAIT_POLICY), sys.argv (set to the command's, which `train` records in run.json),
+    the cwd, and torch's thread count, global RNG and default dtype (`train` sets the
+    threads and seeds the global generator). Signal handlers are the training loop's own
+    to restore (`StopRequest`)."""
     import contextlib
     import io
     import subprocess
 
     from cnndsl.cli import main
 
+    torch = None
+    if args and args[0] in TORCH_COMMANDS:
+        import torch
+    saved_torch = (torch.get_num_threads(), torch.random.get_rng_state(), torch.get_default_dtype()) if torch else None
     out, err = io.StringIO(), io.StringIO()
-    previous = os.getcwd()
+    previous, environ, argv = os.getcwd(), dict(os.environ), sys.argv
     try:
-        os.chdir(ROOT)
+        os.chdir(cwd)
+        sys.argv = [str(ROOT / "cnndsl" / "__main__.py"), *args]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 main(list(args))
@@ -63,4 +81,11 @@ def run_cli_in_process(*args: str):
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         os.chdir(previous)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+        if saved_torch:
+            torch.set_num_threads(saved_torch[0])
+            torch.random.set_rng_state(saved_torch[1])
+            torch.set_default_dtype(saved_torch[2])
     return subprocess.CompletedProcess(["cnndsl", *args], code, out.getvalue(), err.getvalue())

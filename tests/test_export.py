@@ -14,7 +14,7 @@ import torch
 import cnndsl
 from cnndsl.tools.export import export_onnx
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 
 # The less common layers: reflect padding, min pooling, LRN, a ceil-mode pool, maxout.
 ODD = """\
@@ -66,19 +66,19 @@ def test_export_a_checkpoint_from_the_command_line(tmp_path: Path):
                      "normalize": {"mean": [0.5] * 3, "std": [0.25] * 3, "scale": 1.0}}}
     checkpoint.save(ckpt, model.state_dict(), meta)
     out = tmp_path / "odd.onnx"
-    result = run_cli("export", str(ckpt), "--onnx", str(out))
+    result = run_cli_in_process("export", str(ckpt), "--onnx", str(out))
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stderr and "Odd" in result.stderr
     assert_same_function(out, model, (3, 20, 20))
 
 
 def test_export_errors_are_messages_not_tracebacks(tmp_path: Path):
-    missing = run_cli("export", "no_such_model", "--onnx", str(tmp_path / "x.onnx"))
+    missing = run_cli_in_process("export", "no_such_model", "--onnx", str(tmp_path / "x.onnx"))
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "no file and no built-in named 'no_such_model'" in missing.stderr
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(b"\x00\x01")
-    result = run_cli("export", str(damaged), "--onnx", str(tmp_path / "y.onnx"))
+    result = run_cli_in_process("export", str(damaged), "--onnx", str(tmp_path / "y.onnx"))
     assert result.returncode == 1 and "Traceback" not in result.stderr and "damaged" in result.stderr
     assert not (tmp_path / "y.onnx").exists()
 
@@ -115,13 +115,13 @@ def test_export_goes_through_the_atomic_writer(tmp_path: Path):
     target.chmod(0o640)
     link = tmp_path / "link.onnx"
     link.symlink_to(target)
-    result = run_cli("export", "lenet5", "--onnx", str(link))
+    result = run_cli_in_process("export", "lenet5", "--onnx", str(link))
     assert result.returncode == 0, result.stderr
     assert link.is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o640
     onnx.checker.check_model(str(target))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.onnx", "real.onnx"]
     fifo = tmp_path / "pipe.onnx"
     os.mkfifo(fifo)
-    result = run_cli("export", "lenet5", "--onnx", str(fifo))
+    result = run_cli_in_process("export", "lenet5", "--onnx", str(fifo))
     assert result.returncode == 2 and "FIFO" in result.stderr and "Traceback" not in result.stderr
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import run_cli
+from conftest import run_cli_in_process
 from picture_checkpoint import lenet_checkpoint
 from PIL import Image
 
@@ -41,7 +41,7 @@ def test_probes_fold_the_activation_into_the_layer_before():
 
 def test_viz_filters_draws_lenets_six_filters(tmp_path):
     out = tmp_path / "filters.png"
-    done = run_cli("viz", "filters", str(lenet_checkpoint()), "-o", str(out))
+    done = run_cli_in_process("viz", "filters", str(lenet_checkpoint()), "-o", str(out))
     assert done.returncode == 0, done.stderr
     image = np.asarray(Image.open(out).convert("L"))
     side = 5 * 9  # 5x5 filters at 48 pixels a cell: 9 pixels a weight
@@ -59,7 +59,7 @@ def test_viz_activations_one_row_per_convolution(tmp_path):
     digit = tmp_path / "digit.png"
     Image.fromarray((load_digits().images[0] * 255 / 16).astype(np.uint8)).save(digit)
     out = tmp_path / "act.png"
-    done = run_cli("viz", "activations", str(lenet_checkpoint()), str(digit), "-o", str(out))
+    done = run_cli_in_process("viz", "activations", str(lenet_checkpoint()), str(digit), "-o", str(out))
     assert done.returncode == 0, done.stderr
     image = np.asarray(Image.open(out).convert("RGB"))
     assert image.shape[0] == LABEL + 8 + ROW_HEIGHT * 4  # the input and three convolutions
@@ -69,11 +69,11 @@ def test_viz_activations_one_row_per_convolution(tmp_path):
 
 
 def test_viz_errors_are_messages(tmp_path):
-    done = run_cli("viz", "filters", str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "f.png"))
+    done = run_cli_in_process("viz", "filters", str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "f.png"))
     assert done.returncode == 2 and "does not exist" in done.stderr
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
-    done = run_cli("viz", "filters", str(bad), "-o", str(tmp_path / "f.png"))
+    done = run_cli_in_process("viz", "filters", str(bad), "-o", str(tmp_path / "f.png"))
     assert done.returncode == 1 and "Traceback" not in done.stderr and "checkpoint" in done.stderr
-    done = run_cli("viz", "filters", str(bad), "-o", str(tmp_path / "f.svg"))
+    done = run_cli_in_process("viz", "filters", str(bad), "-o", str(tmp_path / "f.svg"))
     assert done.returncode == 2 and ".png" in done.stderr
