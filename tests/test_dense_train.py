@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import cnndsl
-from conftest import run_cli
+from conftest import run_cli_in_process
 
 SEGMENTER = """network TinySeg(num_classes = 4) {
     input 3 x 16 x 16
@@ -94,7 +94,8 @@ def test_the_cli_names_what_does_not_fit(tmp_path):
     spec.write_text(SEGMENTER)
     classifier = tmp_path / "cls.cnn"
     classifier.write_text("network C() {\n    input 3 x 16 x 16\n    conv(4, 3) -> relu -> fc(4)\n}\n")
-    done = run_cli("train", str(classifier), "--data", "shapes", "--out", str(tmp_path / "r1"), "--epochs", "1")
+    done = run_cli_in_process("train", str(classifier), "--data", "shapes", "--out", str(tmp_path / "r1"),
+                              "--epochs", "1")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "segmentation data" in done.stderr and "per pixel" in done.stderr
     root = tmp_path / "pairs"
@@ -103,11 +104,11 @@ def test_the_cli_names_what_does_not_fit(tmp_path):
     for i in range(4):
         Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "images" / f"{i}.png")
         Image.fromarray(np.full((16, 16), 9 if i == 2 else 1, np.uint8)).save(root / "masks" / f"{i}.png")
-    done = run_cli("train", str(spec), "--data", str(root), "--out", str(tmp_path / "r2"), "--epochs", "1")
+    done = run_cli_in_process("train", str(spec), "--data", str(root), "--out", str(tmp_path / "r2"), "--epochs", "1")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "2.png" in done.stderr and "class id 9" in done.stderr and "hint:" in done.stderr
-    done = run_cli("train", str(spec), "--data", "shapes", "--out", str(tmp_path / "r3"), "--epochs", "1",
-                   "--loss", "hinge")
+    done = run_cli_in_process("train", str(spec), "--data", "shapes", "--out", str(tmp_path / "r3"), "--epochs", "1",
+                              "--loss", "hinge")
     assert done.returncode == 1 and "does not apply to segmentation" in done.stderr
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli_in_process
 
 TINY = "network Tiny(num_classes = 10) {\n    input 1x8x8\n    conv(4, 3, pad=1) -> relu -> maxpool(2) -> fc(num_classes)\n}\n"
 
@@ -123,9 +123,9 @@ def test_checkpoint_minutes_must_be_zero_or_positive(tmp_path, minutes):
 
 
 def test_the_command_reports_a_negative_momentum_and_nan_minutes(tmp_path):
-    err = user_error(run_cli("train", "lenet5", "--momentum", "-1", "--out", str(tmp_path / "a")))
+    err = user_error(run_cli_in_process("train", "lenet5", "--momentum", "-1", "--out", str(tmp_path / "a")))
     assert "momentum must not be negative" in err
-    err = user_error(run_cli("train", "lenet5", "--checkpoint-minutes", "nan", "--out", str(tmp_path / "b")))
+    err = user_error(run_cli_in_process("train", "lenet5", "--checkpoint-minutes", "nan", "--out", str(tmp_path / "b")))
     assert "--checkpoint-minutes" in err
 
 
@@ -175,8 +175,8 @@ def test_a_crafted_checkpoint_through_eval_and_resume_is_a_user_error(tmp_path):
     meta["params"] = {"network": "Other"}
     run = tmp_path / "run"
     checkpoint.save(run / checkpoint.LAST, _weights(), {**meta, "progress": {}, "optimizer": {}, "scheduler": {}})
-    assert "'params'" in user_error(run_cli("eval", str(run / checkpoint.LAST)))
-    assert "'params'" in user_error(run_cli("train", "--resume", "--out", str(run)))
+    assert "'params'" in user_error(run_cli_in_process("eval", str(run / checkpoint.LAST)))
+    assert "'params'" in user_error(run_cli_in_process("train", "--resume", "--out", str(run)))
 
 
 def test_a_spec_path_stored_in_a_checkpoint_is_never_read(tmp_path):
@@ -195,7 +195,7 @@ def test_a_spec_path_stored_in_a_checkpoint_is_never_read(tmp_path):
     with pytest.raises(CompileError) as caught:
         load_model(path, torch.device("cpu"))
     assert "SECRET-MARKER" not in str(caught.value) and "SECRET-MARKER" not in repr(caught.value.diagnostics)
-    done = run_cli("eval", str(path))
+    done = run_cli_in_process("eval", str(path))
     assert done.returncode == 1 and "SECRET-MARKER" not in done.stderr + done.stdout
 
 
@@ -232,8 +232,8 @@ def test_a_checkpoint_writer_killed_mid_write_leaves_no_temporary_file(tmp_path)
 def test_resume_removes_temporary_files_a_killed_run_left(tmp_path):
     (tmp_path / "tiny.cnn").write_text(TINY)
     run = tmp_path / "run"
-    done = run_cli("train", str(tmp_path / "tiny.cnn"), "--out", str(run), "--epochs", "1", "--no-progress",
-                   "--optimizer", "adam", "--lr", "0.01", "--val-fraction", "0.5")
+    done = run_cli_in_process("train", str(tmp_path / "tiny.cnn"), "--out", str(run), "--epochs", "1", "--no-progress",
+                              "--optimizer", "adam", "--lr", "0.01", "--val-fraction", "0.5")
     assert done.returncode == 0, done.stderr
     stale = [run / ".checkpoint.safetensors.k1ll3d.tmp", run / ".best.safetensors.12345.tmp",
              run / ".metrics.jsonl.abc123.tmp", run / ".best-epoch2.safetensors.99.tmp"]
@@ -242,7 +242,7 @@ def test_resume_removes_temporary_files_a_killed_run_left(tmp_path):
     for path in stale:
         path.write_bytes(b"\0" * 4096)
     (run / "result.json").unlink()
-    done = run_cli("train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress")
+    done = run_cli_in_process("train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert not any(p.exists() for p in stale)
     assert [p.name for p in run.glob(".*.tmp")] == [kept.name]
