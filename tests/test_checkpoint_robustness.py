@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_SOURCE = ROOT / "cnndsl" / "train" / "checkpoint.py"
@@ -40,6 +41,15 @@ def cnndsl(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedPr
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def cnndsl_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`cnndsl` run in this process, for the calls that only check what it prints (a
+    command's start costs seconds of torch import); the training runs, compared bit for
+    bit with the killed ones, keep the subprocess and its fixed hash seed."""
+    result = run_cli_in_process(*args, cwd=cwd)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result
 
 
@@ -79,7 +89,7 @@ def test_a_crafted_pickle_is_refused_and_never_run(tmp_path, name):
     _RunsCode.marker = str(marker)
     evil = tmp_path / name
     evil.write_bytes(pickle.dumps({"state_dict": _RunsCode()}))
-    result = cnndsl("eval", str(evil), cwd=tmp_path)
+    result = cnndsl_in_process("eval", str(evil), cwd=tmp_path)
     assert result.returncode not in (0, 70), result.stderr
     assert "error" in result.stderr.lower() and len(result.stderr) < 2000
     assert not marker.exists(), "the pickle was unpickled"
@@ -87,7 +97,7 @@ def test_a_crafted_pickle_is_refused_and_never_run(tmp_path, name):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.safetensors").write_bytes(evil.read_bytes())
-    result = cnndsl("eval", str(run), cwd=tmp_path)
+    result = cnndsl_in_process("eval", str(run), cwd=tmp_path)
     assert result.returncode not in (0, 70) and not marker.exists()
 
 
@@ -130,7 +140,7 @@ def test_truncated_and_corrupted_checkpoints_get_a_clear_error(reference_run, tm
                 f"{what}: unclear error: {message}"
             if what.startswith(("truncated to 9 ", "byte", "a huge")) and through_cli < 3:
                 through_cli += 1
-                result = cnndsl("eval", str(path), cwd=tmp_path)
+                result = cnndsl_in_process("eval", str(path), cwd=tmp_path)
                 assert result.returncode not in (0, 70) and "damaged.safetensors" in result.stderr, result.stderr
             continue
         # The tensors and the metadata each carry a checksum: no damage may load.

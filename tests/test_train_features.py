@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import cnndsl
-from conftest import ROOT
+from conftest import ROOT, run_cli_in_process
 
 TINY = "network Tiny(num_classes = 10) {\n    input 1x8x8\n    conv(4, 3, pad=1) -> relu -> maxpool(2) -> fc(num_classes)\n}\n"
 FAST = {"optimizer": "adam", "lr": 0.01, "batch_size": 64, "threads": 1}
@@ -185,14 +185,12 @@ def test_top5_per_class_accuracy_and_the_confusion_matrix(tmp_path):
     assert np.trace(confusion) == scored["correct"]
     assert scored["per_class_accuracy"] == pytest.approx(list(np.diag(confusion) / confusion.sum(1)))
     assert scored["accuracy"] == pytest.approx(history.result["test_accuracy"])
-    text = subprocess.run([sys.executable, "-m", "cnndsl", "eval", str(history.out)], capture_output=True,
-                          text=True, cwd=ROOT)
+    text = run_cli_in_process("eval", str(history.out))
     assert text.returncode == 0 and "true \\ predicted" in text.stdout
     row = next(line for line in text.stdout.splitlines() if line.startswith("3 "))
     assert [int(v) for v in row.split()[2:]] == list(confusion[3])
     png = tmp_path / "confusion.png"
-    done = subprocess.run([sys.executable, "-m", "cnndsl", "viz", "confusion", str(history.out), "-o", str(png)],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = run_cli_in_process("viz", "confusion", str(history.out), "-o", str(png))
     assert done.returncode == 0, done.stderr
     assert png.read_bytes().startswith(b"\x89PNG")
 
