@@ -14,6 +14,7 @@ name is the switch (`network N(POOL = false)`).
 from __future__ import annotations
 
 import math
+from itertools import compress
 from operator import attrgetter
 
 from .. import ast, ir
@@ -22,7 +23,7 @@ from ..diagnostics import Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..node import replace
 from ..source import Span
-from ..traverse import Visitor, children, walk
+from ..traverse import Visitor, children, of_type, walk
 from .context import Context, alone, finish
 from .cost import ExpansionCost
 from .leaves import leaf_params, same_value, with_leaves
@@ -76,6 +77,7 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
 # What holds no element: an argument and the expressions (a call's, a repetition's count)
 _NO_ELEMENTS = (ast.Arg, ast.Num, ast.Str, ast.Bool, ast.Var, ast.BinOp, ast.Neg, ast.Not, ast.IfElse, ast.Index,
                 ast.FuncCall, ast.ListExpr, ast.InputAttr)
+_USES = frozenset((ast.Call, ast.Ref))  # the nodes of a chain that may name a let
 
 
 def _chain_elements(chains):
@@ -438,17 +440,14 @@ class Expander(Evaluating, Visitor):
 
     def _let_reads_itself(self, name: str) -> tuple[set[str], list[str]]:
         """The names a let's own expressions read, and the lets its chain names."""
-        names: set[str] = set()
-        uses: list[str] = []
-        for node in walk(self.lets[name].chain):
-            if isinstance(node, ast.Var):
-                names.add(node.name)
-            elif isinstance(node, ast.Element) and node.template:
-                for piece in node.template:
-                    if not isinstance(piece, str):
-                        names.update(n.name for n in walk(piece) if isinstance(n, ast.Var))
-            elif isinstance(node, (ast.Call, ast.Ref)) and node.name in self.lets:
-                uses.append(node.name)
+        nodes = list(walk(self.lets[name].chain))  # its nodes picked by class in C, not one by one
+        kinds = list(map(type, nodes))
+        names = {node.name for node in of_type(nodes, ast.Var, kinds)}
+        for element in of_type(nodes, ast.Element, kinds):
+            for piece in element.template or ():
+                if not isinstance(piece, str):
+                    names.update(n.name for n in walk(piece) if type(n) is ast.Var)
+        uses = [node.name for node in compress(nodes, map(_USES.__contains__, kinds)) if node.name in self.lets]
         return names, uses
 
     def count(self, n: int, span: Span) -> None:
