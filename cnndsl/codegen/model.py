@@ -32,7 +32,7 @@ from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, s
 from .loops import LoopModel, loop_model
 from . import toggles
 from .nodes import by_kind
-from .reuse import layer_key, use_key
+from .reuse import body_key, layer_key, use_key
 
 WRAP = 92
 
@@ -699,6 +699,7 @@ class Generator:
         self.placed_norms = _placed_norms(network)
         self.layer_ctors: dict[tuple, list] = {}  # layer_entry's: key -> [arguments, ctor, helpers, in place, reuse key]
         self.use_keys: dict[int, tuple] = {}  # id(a block use of the network's tree) -> its _use_key, for shared()
+        self.bodies: dict[int, tuple] = {}  # id(a use the plan walked) -> its reuse.body_key, for block_scope
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
@@ -914,7 +915,7 @@ class Generator:
         use's class: those of an earlier use built where this one reads the same (equal
         `reuse.use_key`s)."""
         built = self.scopes.setdefault(node.block, {})
-        key = use_key(self, node) if self.reuse_scopes else None
+        key = use_key(self, node, self.bodies.get(id(node))) if self.reuse_scopes else None
         try:
             found = built.get(key)
         except TypeError:  # a field that does not hash: built
@@ -936,17 +937,17 @@ class Generator:
         inside: dict[str, set[str]] = {}
         after: list[tuple] = []  # the uses' keys, each after those inside it
 
-        def collect(seq: ir.Seq, owner: str | None) -> None:
-            for node in scope_uses(seq):
+        def collect(found: list[ir.BlockInstance], owner: str | None) -> None:
+            for node in found:
                 if owner is not None:
                     inside.setdefault(owner, set()).add(node.block)
                 key = self.use_keys[id(node)] = _use_key(node)
                 if key not in uses.setdefault(node.block, {}):
                     uses[node.block][key] = node
-                    collect(node.body, node.block)
+                    collect(self.uses_inside(node), node.block)
                     after.append(key)
 
-        collect(body, None)
+        collect(scope_uses(body), None)
         done: set[str] = set()
 
         def visit(block: str) -> None:
@@ -960,6 +961,14 @@ class Generator:
         for block in uses:
             visit(block)
         self.order = list(dict.fromkeys(self.uses[key].name for key in after))
+
+    def uses_inside(self, node: ir.BlockInstance) -> list[ir.BlockInstance]:
+        """`scope_uses(node.body)`: for a body `block_scope` builds (it has no loop), found by
+        the walk of its `reuse.body_key`, kept for block_scope's `use_key`."""
+        if node.body.loop is not None:
+            return scope_uses(node.body)
+        body = self.bodies[id(node)] = body_key(self, node)
+        return body[1]
 
     def module(self) -> ModuleModel:
         network = self.network

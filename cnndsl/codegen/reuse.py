@@ -58,20 +58,28 @@ def stats_key(s: ir.Stats | None) -> tuple | None:
     and compares without a call of Expr's `__hash__` and `__eq__` for each value in it."""
     if s is None:
         return None
-    channels, inner, dims = s.channels, s.in_channels, s.dims
+    channels, inner, dims, flatten, out_shape, in_shape, params = _STATS_READ(s)
     return (type(channels), channels.text, type(inner), inner.text,
-            None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims))), s.flatten_before,
-            type(s.out_shape), len(s.out_shape), len(s.in_shape), s.in_shape if s.flatten_before else None,
-            bool(s.params))
+            None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims))), flatten,
+            type(out_shape), len(out_shape), len(in_shape), in_shape if flatten else None, bool(params))
 
 
 _text = attrgetter("text")
+_STATS_READ = attrgetter("channels", "in_channels", "dims", "flatten_before", "out_shape", "in_shape", "params")
 
 
-def use_key(generator, use: ir.BlockInstance) -> tuple:
+def use_key(generator, use: ir.BlockInstance, body: tuple | None = None) -> tuple:
     """What building a use's class body reads of it, as a value (the module's docstring): two
     uses with equal keys give the same members and forward, so a block's built scopes are
     found by a dict lookup (`Generator.block_scope` builds a use whose key does not hash).
+    `body` is the use's `body_key` where the caller has it (the plan walked the body)."""
+    head, calls = body if body is not None else body_key(generator, use)
+    return head + tuple((call.code, call.names) for call in map(generator.instance_call, calls))
+
+
+def body_key(generator, use: ir.BlockInstance) -> tuple[tuple, list]:
+    """`use_key` but the calls of the block uses inside, and those uses, in the order the
+    build calls them (`model.scope_uses(use.body)`, which the plan takes from this walk).
     Layers and chains, most of a body, are keyed each in one record, without the generic
     look at their fields (a layer has no children, a chain's are its items)."""
     head = [use.block, tuple(map(_first, use.args)), len(use.stats.in_shape)]
@@ -97,10 +105,7 @@ def use_key(generator, use: ir.BlockInstance) -> tuple:
             below = _children_of(node, children, head)
             below.reverse()
             push(below)
-    for node in calls:  # in the order the build calls them
-        call = generator.instance_call(node)
-        append((call.code, call.names))
-    return tuple(head)
+    return tuple(head), calls
 
 
 def layer_key(layer: ir.Layer, ctor) -> tuple:
