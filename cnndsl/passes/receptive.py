@@ -108,8 +108,8 @@ _SECOND, _VALUE, _EXPR, _TEXT = itemgetter(1), attrgetter("value"), attrgetter("
 
 
 class Rebase:
-    """`node(n, rf, jump)`: an inferred node (of a `replayable` body) with the receptive
-    field and jump that it has where its input has `rf` and `jump`; and its output's.
+    """`seq(chain, rf, jump)`: an inferred chain (of a `replayable` body) with the receptive
+    field and jump that each node has where its input has `rf` and `jump`; and its output's.
     With `leaves` (a block body's leaf values, `passes/leaves.py`), the body's layers (not
     those of the blocks it uses) take them too, as `with_leaves` gives them, and `releafed`
     lists those that did, for the shape pass to check."""
@@ -119,59 +119,47 @@ class Rebase:
         self.leaves = leaves
         self.leaf_names = frozenset(leaves or ())
         self.releafed: list[ir.Layer] = []
-        self.rules = {ir.Layer: self.layer, ir.Seq: self.seq, ir.Residual: self.residual, ir.Gate: self.gate,
+        self.rules = {ir.Seq: self.seq, ir.Residual: self.residual, ir.Gate: self.gate,
                       ir.Concat: self.concat, ir.BlockInstance: self.block}
 
-    def node(self, node, rf, jump):
-        return self.rules[type(node)](node, rf, jump)
-
-    def layer(self, node: ir.Layer, rf, jump):
-        window = self.windows[id(node)]
-        if window != POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
-            rf, jump = receptive(rf, jump, *window)
-        return self.moved(node, window, rf, jump), rf, jump
-
-    def moved(self, node: ir.Layer, window: tuple, rf, jump) -> ir.Layer:
-        """The layer with the field and jump it has after its `window`."""
-        stats = _new(ir.Stats)
-        stats.__dict__.update(node.stats.__dict__, rf=rf, jump=jump)
-        leaves = self.leaves
-        # a leaf is a whole argument, whose text is its name: the other layers are not looked into
-        args = leaf_args(node, leaves) if leaves and not self.leaf_names.isdisjoint(
-            map(_TEXT, map(_EXPR, map(_SECOND, node.args)))) else None
-        new = _new(ir.Layer)
-        if args is None:
-            new.__dict__.update(node.__dict__, stats=stats)
-        else:
-            new.__dict__.update(node.__dict__, stats=stats, args=args)
-            self.releafed.append(new)
-        self.windows[id(new)] = window  # a body that holds this one may be rebased in turn
-        return new
-
     def seq(self, node: ir.Seq, rf, jump):
+        items, rf, jump = self.items(node.items, rf, jump)
+        return _moved(node, rf, jump, items=items), rf, jump
+
+    def items(self, nodes: tuple, rf, jump) -> tuple[tuple, object, object]:
+        """`nodes` one after another from `rf` and `jump` (a chain's items, a shortcut's
+        layers), and the field and jump after the last. A layer, most of a body's items, is
+        copied here, without a call: with the field and jump it has after its window."""
         items = []
-        rules, windows, moved = self.rules, self.windows, self.moved
-        for item in node.items:
-            if type(item) is _LAYER:  # `layer`, without its call: most of a body's items
-                window = windows[id(item)]
-                if window != POINT:
-                    rf, jump = receptive(rf, jump, *window)
-                items.append(moved(item, window, rf, jump))
-            else:
+        rules, windows, leaves, leaf_names = self.rules, self.windows, self.leaves, self.leaf_names
+        for item in nodes:
+            if type(item) is not _LAYER:
                 item, rf, jump = rules[type(item)](item, rf, jump)
                 items.append(item)
-        return _moved(node, rf, jump, items=tuple(items)), rf, jump
+                continue
+            window = windows[id(item)]
+            if window != POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
+                rf, jump = receptive(rf, jump, *window)
+            stats = _new(_STATS)
+            stats.__dict__.update(item.stats.__dict__, rf=rf, jump=jump)
+            new = _new(_LAYER)
+            # a leaf is a whole argument, whose text is its name: the other layers are not looked into
+            args = leaf_args(item, leaves) if leaves and not leaf_names.isdisjoint(
+                map(_TEXT, map(_EXPR, map(_SECOND, item.args)))) else None
+            if args is None:
+                new.__dict__.update(item.__dict__, stats=stats)
+            else:
+                new.__dict__.update(item.__dict__, stats=stats, args=args)
+                self.releafed.append(new)
+            windows[id(new)] = window  # a body that holds this one may be rebased in turn
+            items.append(new)
+        return tuple(items), rf, jump
 
     def residual(self, node: ir.Residual, rf, jump):
         body, out_rf, out_jump = self.seq(node.body, rf, jump)
         shortcut = node.shortcut
         if shortcut.layers:  # a projection: its conv reads the residual's input, its norm the conv's output
-            layers = []
-            at = (rf, jump)
-            for layer in shortcut.layers:
-                layer, *at = self.layer(layer, *at)
-                layers.append(layer)
-            shortcut = evolve(shortcut, layers=tuple(layers))
+            shortcut = evolve(shortcut, layers=self.items(shortcut.layers, rf, jump)[0])
         return _moved(node, out_rf, out_jump, body=body, shortcut=shortcut), out_rf, out_jump
 
     def gate(self, node: ir.Gate, rf, jump):
@@ -198,14 +186,14 @@ class Rebase:
         return _moved(node, rf, jump, body=body), rf, jump
 
 
-_new = object.__new__
+_new, _STATS = object.__new__, ir.Stats
 POINT = (1, 1, 1)  # a window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given
 
 
 def _moved(node, rf, jump, **changes):
     """A copy of `node` with `changes` and its stats at another receptive field and jump
     (`traverse.evolve` twice, for the one case)."""
-    stats = _new(ir.Stats)
+    stats = _new(_STATS)
     stats.__dict__.update(node.stats.__dict__, rf=rf, jump=jump)
     new = _new(type(node))
     new.__dict__.update(node.__dict__, stats=stats, **changes)
