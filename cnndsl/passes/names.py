@@ -234,10 +234,13 @@ class Naming(Visitor):
 
     def sequential(self, seq: ir.Seq, name: str, outer: bool, owner: str) -> ir.Seq:
         """Number the members of an nn.Sequential as PyTorch does."""
+        members = _members_of(seq)
+        if _numbered_only(members, outer):
+            return self.numbered(seq, members, name)
         items = []
         taken: set[str] = set()
         labelled = False  # whether a member has a label of its own
-        for leaf in _members_of(seq):
+        for leaf in members:
             kind = type(leaf)
             if kind in _NOT_MODULES:
                 self.error(leaf.span, f"the group {name!r} is an nn.Sequential and cannot hold a "
@@ -273,6 +276,19 @@ class Naming(Visitor):
             return seq  # every member keeps its label
         return evolve(seq, items=tuple(items), name=name)
 
+    def numbered(self, seq: ir.Seq, members: list, name: str) -> ir.Seq:
+        """`sequential` for members that `_numbered_only` passes: each is named its place,
+        which no two share, and no flatten goes between them."""
+        items = []
+        for place, leaf in enumerate(members):
+            if type(leaf) is _LAYER:
+                named = _new(_LAYER)  # `evolve(leaf, name=key)`
+                named.__dict__.update(leaf.__dict__, name=str(place))
+                items.append(named)
+            else:
+                items.append(evolve(leaf, name=str(place), body=self.class_scope(leaf.body, f"block {leaf.block}")))
+        return evolve(seq, items=tuple(items), name=name)
+
     def positions(self, items: list, name: str) -> None:
         """An nn.Sequential whose keys are all numbers numbers its members itself: a quoted
         number label ("0": ...) must be its member's place."""
@@ -289,13 +305,24 @@ class Naming(Visitor):
 
 
 _NOT_MODULES = frozenset({ir.Concat, ir.Residual, ir.Gate, ir.Side})  # what an nn.Sequential cannot hold
-_NAME = attrgetter("name")
+_NAME, _STATS, _FLATTEN = attrgetter("name"), attrgetter("stats"), attrgetter("flatten_before")
+_PLAIN = frozenset({ir.Layer, ir.BlockInstance})  # the members `Naming.numbered` names
 _LAYER, _CALL, _SEQ, _new = ir.Layer, ir.BlockInstance, ir.Seq, object.__new__
 
 
 def _members_of(seq: ir.Seq) -> list:
     """`ir.members(seq)`, without a look at each item where the chain holds no group."""
     return ir.members(seq) if ir.Seq in map(type, seq.items) else list(seq.items)
+
+
+def _numbered_only(members: list, outer: bool) -> bool:
+    """Whether an nn.Sequential's members are all unlabelled layers and block calls, with
+    stats and no flatten before one but the first of the network's own (as `sequential`
+    puts one in): numbered in order, with nothing to check (`Naming.numbered`)."""
+    if not members or not _PLAIN.issuperset(map(type, members)) or any(map(_NAME, members)):
+        return False
+    stats = list(map(_STATS, members))
+    return None not in stats and True not in map(_FLATTEN, stats[1:] if outer else stats)
 
 
 def _flatten(stats: ir.Stats, key: str, span) -> ir.Layer:
