@@ -111,22 +111,31 @@ _KIND = attrgetter("kind")
 def module_events(node, path=(), owner=None, rel=()):
     """(path, module, owner block instance or None, path from the owner) of each named
     module under `node` (the network's body, a named group or a block instance), in order,
-    and ("residual", node, owner, rel) for each residual on the way."""
-    stack = list(reversed(children(node)))
+    and ("residual", node, owner, rel) for each residual on the way. One walk, without a
+    generator per named group: entering one pushes the enclosing (path, owner, rel) under
+    its children, to be taken back when the walk comes to it."""
+    stack = children(node)[::-1]
+    pop, push, append = stack.pop, stack.extend, stack.append
     while stack:
-        item = stack.pop()
-        if isinstance(item, ir.Residual):
+        item = pop()
+        kind = type(item)
+        if kind is tuple:  # the end of a named group's or block instance's children
+            path, owner, rel = item
+        elif kind is _RESIDUAL:
             yield "residual", item, owner, rel
-        named = isinstance(item, (ir.Layer, ir.BlockInstance)) or (isinstance(item, ir.Seq) and item.name)
-        if named and item.name is not None:
+            push(children(item)[::-1])
+        elif (kind is _LAYER or kind is _CALL or (kind is _SEQ and item.name)) and item.name is not None:
             at, inner = path + (item.name,), rel + (item.name,)
             yield at, item, owner, inner
-            if isinstance(item, ir.BlockInstance):
-                yield from module_events(item, at, item, ())
-            elif isinstance(item, ir.Seq):
-                yield from module_events(item, at, owner, inner)
-        elif not isinstance(item, (ir.Layer, ir.Shortcut)):
-            stack.extend(reversed(children(item)))
+            if kind is not _LAYER:
+                append((path, owner, rel))
+                push(children(item)[::-1])
+                path, owner, rel = (at, item, ()) if kind is _CALL else (at, owner, inner)
+        elif kind is not _LAYER and kind is not _SHORTCUT:
+            push(children(item)[::-1])
+
+
+_LAYER, _CALL, _SEQ, _RESIDUAL, _SHORTCUT = ir.Layer, ir.BlockInstance, ir.Seq, ir.Residual, ir.Shortcut
 
 
 class _Checker:
