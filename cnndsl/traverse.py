@@ -70,7 +70,7 @@ def evolve(node, /, **changes):
 
 
 _new = object.__new__
-_IR_SEQ = ir.Seq
+_IR_SEQ, _LAYERS_ONLY = ir.Seq, frozenset({ir.Layer})
 
 
 def walk(node) -> Iterator:
@@ -84,7 +84,11 @@ def walk(node) -> Iterator:
         names = current._fields
         if names:  # half the IR's nodes are layers, which have no children; `children`, inlined, last first
             if type(current) is _IR_SEQ:  # a third are chains, whose items are all nodes: no filter
-                push(current.items[::-1])
+                items = current.items
+                if _LAYERS_ONLY.issuperset(map(type, items)):  # layers, childless: in order, without the stack
+                    yield from items
+                else:
+                    push(items[::-1])
                 continue
             state = current.__dict__
             for name in reversed(names):
