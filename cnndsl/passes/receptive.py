@@ -15,7 +15,7 @@ from __future__ import annotations
 from operator import attrgetter, itemgetter
 
 from .. import ir
-from ..layers import pair
+from ..layers import RULES, pair
 from ..traverse import children, evolve
 from .leaves import leaf_args
 from .values import PENDING
@@ -46,31 +46,44 @@ class Chains:
     `facts(seq)` is (whether a layer or block call of it, not inside the blocks it uses,
     has a pending value: one computed from the enclosing values; whether `Rebase` can give
     its inferred tree at another receptive field: no side output, no concat of earlier
-    elements, no element that failed to expand). Worked out once for each chain object."""
+    elements, no element that failed to expand). `reads(seq)` is (whether it or a block it
+    uses reads an earlier element: a side output's source, a block's `reads`, a branch's
+    `from(...)`, a layer's `like=`, a concat's `concat(enc4)`; whether one of those is a
+    member of a group, `side(stage.conv)`). Worked out once for each chain object."""
 
     def __init__(self) -> None:
-        self.known: dict = {}  # id(chain) -> (chain, pending, rebasable): the chain kept alive with its id
+        self.known: dict = {}  # id(chain) -> (chain, pending, rebasable, reads, taps): the chain kept alive with its id
 
     def facts(self, root: ir.Seq) -> tuple[bool, bool]:
+        return self.all(root)[1:3]
+
+    def reads(self, root: ir.Seq) -> tuple[bool, bool]:
+        return self.all(root)[3:]
+
+    def all(self, root: ir.Seq) -> tuple:
         """Recursive over the chains under `root`: no deeper than the shape pass's own visit."""
         found = self.known.get(id(root))
         if found is not None:
-            return found[1], found[2]
-        nested, bodies, pending, rebasable = _scan(root)
+            return found
+        nested, bodies, pending, rebasable, reads, taps = _scan(root)
         for seq in nested:
-            inner_pending, inner_rebasable = self.facts(seq)
+            _, inner_pending, inner_rebasable, inner_reads, inner_taps = self.all(seq)
             pending = pending or inner_pending
             rebasable = rebasable and inner_rebasable
-        for body in bodies:
-            rebasable = self.facts(body)[1] and rebasable
-        self.known[id(root)] = (root, pending, rebasable)
-        return pending, rebasable
+            reads, taps = reads or inner_reads, taps or inner_taps
+        for body in bodies:  # its values are computed in its own arguments: its pending ones are its own
+            _, _, inner_rebasable, inner_reads, inner_taps = self.all(body)
+            rebasable = rebasable and inner_rebasable
+            reads, taps = reads or inner_reads, taps or inner_taps
+        found = self.known[id(root)] = (root, pending, rebasable, reads, taps)
+        return found
 
 
-def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
-    """A chain's own part of `Chains.facts`: the chains it holds, the bodies of the blocks it
-    uses, whether its own layers and calls have a pending value, whether its own nodes rebase."""
-    nested, bodies, pending, rebasable = [], [], False, True
+def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool, bool, bool]:
+    """A chain's own part of `Chains.all`: the chains it holds, the bodies of the blocks it
+    uses, whether its own layers and calls have a pending value, whether its own nodes
+    rebase, whether they read an earlier element, and whether one it names is a group's member."""
+    nested, bodies, pending, rebasable, reads, paths = [], [], False, True, False, []
     stack = list(seq.items)
     pop, push = stack.pop, stack.extend
     while stack:
@@ -78,22 +91,45 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool]:
         kind = type(node)
         if kind is _LAYER:
             pending = pending or has_pending(node.args)
+            if not reads and not _ELEMENT_ARGS.isdisjoint(map(_FIRST, node.args)):  # an argument's name, in C
+                reads = any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
         elif kind is _SEQ:
             nested.append(node)
         elif kind is _CALL:
             pending = pending or has_pending(node.args)
-            bodies.append(node.body)  # its values are computed in its own arguments
-            rebasable = rebasable and not node.reads
+            bodies.append(node.body)
+            if node.reads:
+                rebasable = False
+                paths.extend(source for _, source in node.reads)
         elif kind is _RESIDUAL:  # its children, without a `children` call: the body and the shortcut's layers
             nested.append(node.body)
             push(node.shortcut.layers)
         elif kind is _GATE:
             nested.append(node.body)
         else:
-            if kind is ir.Side or kind is ir.Unknown or (kind is ir.Concat and (node.skips or any(node.sources))):
-                rebasable = False  # what it reads of an earlier element has that element's receptive field
+            if kind in _EARLIER:
+                unmoved, by_place = _reads_earlier(node, kind, paths)
+                rebasable, reads = rebasable and not unmoved, reads or by_place
             push(children(node))
-    return nested, bodies, pending, rebasable
+    return nested, bodies, pending, rebasable, reads or bool(paths), any("." in path for path in paths)
+
+
+def _reads_earlier(node, kind: type, paths: list) -> tuple[bool, bool]:
+    """Of a side output, a concat or an element that failed to expand: whether `Rebase`
+    cannot move it (what it reads of an earlier element has that element's receptive
+    field), and whether it reads one by its place (a concat's skips, `concat(enc4)`); the
+    earlier elements it reads by name go to `paths`."""
+    if kind is ir.Side:
+        if node.source:
+            paths.append(node.source)
+        return True, False
+    if kind is ir.Concat:
+        paths.extend(source for source in node.sources if source)
+        return bool(node.skips or any(node.sources)), bool(node.skips)
+    return True, False  # an element that failed to expand
+
+
+_EARLIER = frozenset({ir.Side, ir.Concat, ir.Unknown})
 
 
 def has_pending(args: tuple) -> bool:
@@ -103,8 +139,9 @@ def has_pending(args: tuple) -> bool:
     return PENDING in map(_VALUE, map(_SECOND, args))
 
 
+_ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 _SEQ, _LAYER, _CALL, _RESIDUAL, _GATE = ir.Seq, ir.Layer, ir.BlockInstance, ir.Residual, ir.Gate
-_SECOND, _VALUE, _EXPR, _TEXT = itemgetter(1), attrgetter("value"), attrgetter("expr"), attrgetter("text")
+_FIRST, _SECOND, _VALUE, _EXPR, _TEXT = itemgetter(0), itemgetter(1), attrgetter("value"), attrgetter("expr"), attrgetter("text")
 
 
 class Rebase:

@@ -20,7 +20,7 @@ from ..diagnostics import ERROR
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
 from ..layers import RULES, ShapeProblem, channels_last, shortcut_stride, size_problem, subsampled
 from ..node import replace
-from ..traverse import Visitor, children, evolve
+from ..traverse import Visitor, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
 from .receptive import POINT, Chains, Rebase, has_pending, receptive
@@ -716,43 +716,7 @@ def _fits(layer: ir.Layer) -> bool:
     return out == layer.stats.out_shape and not notes
 
 
-def _element_reads(body: ir.Seq) -> tuple[list[str], bool]:
-    """What the network's elements read of earlier ones, in one walk (each shared chain once):
-    the sources of its side outputs, block `reads` and branches `from(...)`; and whether any
-    of them does, or a layer (`like=`) or a concat (`concat(enc4)`)."""
-    paths, reads, seen = [], False, set()
-    stack = [body]
-    pop, push, append = stack.pop, stack.extend, stack.append
-    while stack:
-        node = pop()
-        kind = type(node)
-        if kind is _SEQ:
-            if id(node) not in seen:
-                seen.add(id(node))
-                push(node.items)
-        elif kind is _LAYER:
-            if not reads and not _ELEMENT_ARGS.isdisjoint(map(_FIRST, node.args)):  # an argument's name, in C
-                reads = any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
-        elif kind is _CALL:
-            if node.reads:
-                paths.extend(source for _, source in node.reads)
-            append(node.body)  # its one child
-        elif kind is ir.Residual:  # its children, without a `children` call
-            append(node.body)
-            push(node.shortcut.layers)
-        else:
-            if kind is ir.Side and node.source:
-                paths.append(node.source)
-            elif kind is ir.Concat:
-                paths.extend(source for source in node.sources if source)
-                reads = reads or bool(node.skips)
-            push(children(node))
-    return paths, reads or bool(paths)
-
-
 _FIRST, _SECOND, _EXPR = itemgetter(0), itemgetter(1), attrgetter("expr")
-_SEQ, _LAYER, _CALL = ir.Seq, ir.Layer, ir.BlockInstance
-_ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
 
 
@@ -842,9 +806,8 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     _input_order(network, context)
     inference.named_outputs["input"] = start
     inference.output_elements = frozenset(o.element for o in network.outputs)
-    paths, reads = _element_reads(network.body)
-    inference.tapping = any("." in path for path in paths)
-    inference.reusing = not (paths or reads or network.outputs)
+    reads, inference.tapping = inference.chains.reads(network.body)
+    inference.reusing = not (reads or network.outputs)
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
     return finish(evolve(network, body=body, outputs=outputs), context, own)
