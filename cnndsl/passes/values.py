@@ -494,6 +494,7 @@ class Evaluating:
 
 
 _DIRECT = (ast.Var, ast.Num, ast.Str, ast.Bool)  # read without a memo
+_LITERALS = frozenset((ast.Num, ast.Str, ast.Bool))
 # each kind of expression with operands -> them (a def call's or a list's: by `names_read`)
 _OPERANDS = {ast.BinOp: attrgetter("left", "right"), ast.IfElse: attrgetter("then", "test", "orelse"),
              ast.Index: attrgetter("base", "index")}
@@ -521,6 +522,8 @@ def names_read(expr: ast.Expr) -> tuple[str, ...] | bool:
             stack.append(current.operand)
         elif kind is ast.InputAttr:
             return False
+        elif kind not in _LITERALS:  # a new kind of expression: its names would go unread
+            raise TypeError(f"names_read does not know {kind.__name__}")
     return tuple(sorted(names))
 
 
