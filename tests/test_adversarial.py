@@ -91,6 +91,17 @@ def test_a_side_reading_into_a_named_group_is_an_error_in_check():
     correct_module(text.replace("side(c1)", "side(feat)"))
 
 
+def test_a_side_reading_into_a_group_by_a_name_a_later_member_also_has_is_an_error_in_check():
+    """Found by the fuzz campaign (seed 1225001): the residual's layers are named conv1, conv2
+    after the side, so `conv2` was taken for a member the forward calls; compile then failed."""
+    text = ("network N() {\n    input 4x11x9\n    l2: [conv2: conv(4, 3, pad=1) -> relu]\n"
+            "    l3: side(conv2) fc(4)\n    residual {\n        conv(4, 3, pad=1) -> relu\n"
+            "        conv(4, 3, pad=1) -> relu\n    }\n    fc(5)\n}\n")
+    error = rejected(text, "conv2", "l2", "side(l2.conv2)")
+    assert error.diagnostics[0].span.line == 4
+    correct_module(text.replace("side(conv2)", "side(l2.conv2)"))
+
+
 def test_a_side_reading_into_a_concat_branch_or_a_block_is_an_error_in_check():
     rejected("network N() {\n    input 3x8x8\n    concat {\n        b1: conv(4, 1)\n        conv(4, 1)\n    }\n"
              "    aux: side(b1) fc(10)\n    fc(10)\n}\n", "b1")

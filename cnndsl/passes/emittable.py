@@ -73,6 +73,25 @@ def _scope_members(seq: ir.Seq):
             yield item
 
 
+def _called_before(seq: ir.Seq) -> dict[int, frozenset[str]]:
+    """Each side output of the network's own scope (by id): the names of the members the
+    forward calls before it, in `_scope_members`' order."""
+    called: set[str] = set()
+    before: dict[int, frozenset[str]] = {}
+    stack = [iter(ir.members(seq))]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, (ir.Residual, ir.Gate)):
+            stack.append(iter(ir.members(item.body)))
+        elif type(item) is ir.Side:
+            before[id(item)] = frozenset(called)
+        elif isinstance(item, _CALLED) and item.name is not None:
+            called.add(item.name)
+    return before
+
+
 def _enclosing(network: ir.Network) -> dict[str, str]:
     """Each label inside a container the forward does not open: what that container is."""
     where: dict[str, str] = {}
@@ -95,10 +114,13 @@ def _side_sources(network: ir.Network, sides: list) -> list[Diagnostic]:
     if all(node.source is None for node in sides):
         return []
     called = {member.name for member in _scope_members(network.body)}
+    before = _called_before(network.body)
     where = None
     errors = []
     for node in sides:
-        if node.source is None or node.source.split(".")[0] in called:
+        # a side of the network's own scope reads a member called before it: a label inside a
+        # group can be spelt like a later member's own name (a residual's `conv2`)
+        if node.source is None or node.source.split(".")[0] in before.get(id(node), called):
             continue
         if "." in node.source and node.stats is None:  # the shape pass said what the path misses
             continue
