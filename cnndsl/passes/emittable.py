@@ -63,29 +63,30 @@ _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.name == "l
 _TENSORS = frozenset(kind for kind, rule in RULES.items() if rule.parameter)
 
 
-def _scope_members(seq: ir.Seq):
-    """The members the network's forward calls by name, in order (residual bodies are in
-    the scope; named groups, concat branches and block bodies are not)."""
+def _scope_items(seq: ir.Seq):
+    """The items of the network's forward scope, in order: residual and gate bodies are in
+    it, named groups, concat branches and block bodies are not."""
     for item in ir.members(seq):
         if isinstance(item, (ir.Residual, ir.Gate)):
-            yield from _scope_members(item.body)
-        elif isinstance(item, _CALLED) and item.name is not None:
+            yield from _scope_items(item.body)
+        else:
+            yield item
+
+
+def _scope_members(seq: ir.Seq):
+    """The members the network's forward calls by name, in order."""
+    for item in _scope_items(seq):
+        if isinstance(item, _CALLED) and item.name is not None:
             yield item
 
 
 def _called_before(seq: ir.Seq) -> dict[int, frozenset[str]]:
     """Each side output of the network's own scope (by id): the names of the members the
-    forward calls before it, in `_scope_members`' order."""
+    forward calls before it."""
     called: set[str] = set()
     before: dict[int, frozenset[str]] = {}
-    stack = [iter(ir.members(seq))]
-    while stack:
-        item = next(stack[-1], None)
-        if item is None:
-            stack.pop()
-        elif isinstance(item, (ir.Residual, ir.Gate)):
-            stack.append(iter(ir.members(item.body)))
-        elif type(item) is ir.Side:
+    for item in _scope_items(seq):
+        if type(item) is ir.Side:
             before[id(item)] = frozenset(called)
         elif isinstance(item, _CALLED) and item.name is not None:
             called.add(item.name)
