@@ -15,8 +15,8 @@ alike, node for node and span for span.
 from __future__ import annotations
 
 import re
-from itertools import compress, islice, repeat
-from operator import attrgetter, itemgetter
+from itertools import accumulate, compress, islice, repeat
+from operator import attrgetter, sub
 
 from . import ast
 from .source import SourceFile, Span
@@ -33,32 +33,37 @@ _MAX_MATCHES = 3 * MAX_TOKENS + 2
 # Lark's basic lexer tries the terminals in this order (priority, then width): the first
 # that matches wins. A NAME equal to a keyword is that keyword. The blanks between tokens
 # (Lark's ignored WS) are taken as the start of the next token's match; END takes those
-# at the end of the text.
-_TOKEN = re.compile(r"""[\t \f]*(?:
- (?P<CONT>(?:\n[\t \f]*(?:\#[^\n]*(?![^\n]))?)+(?=->))
+# at the end of the text. The alternatives are tried in another order, the commonest
+# first, which picks the same terminal: NAME and PUNCT begin with characters no other
+# begins with, once PUNCT leaves `==` to COMPARE and `.5` to FLOAT. BAD takes a character
+# that begins no token, so that the matches cover the text.
+_TOKEN = re.compile(r"""[\t \f]*+(?:
+ (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+|(?P<PUNCT>->|//|\*\*|[,(){}:*?\[\]+\-/%]|=(?!=)|\.(?!\d))
+|(?P<CONT>(?:\n[\t \f]*(?:\#[^\n]*(?![^\n]))?)+(?=->))
 |(?P<SHAPE>\d+(?:x\d+)+)
 |(?P<FLOAT>\d+[eE][-+]?\d+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
-|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
 |(?P<INT>\d+)
 |(?P<STRING>"[^"\\\n]*")
 |(?P<COMMENT>\#[^\n]*)
 |(?P<NL>(?:\n[\t \f]*(?:\#[^\n]*)?)+)
 |(?P<COMPARE>==|!=|<=|>=|<|>)
-|(?P<PUNCT>->|//|\*\*|[,=(){}:*?\[\]+\-/%.])
 |(?P<END>\Z)
+|(?P<BAD>[\s\S])
 )""", re.VERBOSE)
 _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outputs", "x", "input", "for",
                        "concat", "split", "residual", "gate", "side", "shortcut", "if", "else", "or", "and",
                        "not", "true", "false", "init", "add", "mul", "reads"})
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
-_SEEN = frozenset(_TOKEN.groupindex) - {"CONT", "COMMENT", "END"}  # the rest are blanks to Lark
+# The rest are blanks to Lark. A CONT is kept, for its line breaks, until `_newlines` drops it.
+_SEEN = frozenset(_TOKEN.groupindex) - {"COMMENT", "END", "BAD"}
 _GROUP = attrgetter("lastgroup")
 _PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # what PUNCT matches
 _ZEROS = repeat(0)
 _VALUE = attrgetter("value")  # an argument's value
 _KIND = {text: text for text in (*_KEYWORDS, *_PUNCT)}  # the tokens whose kind is their text
-_NEWLINE_RULE = frozenset({"NL", "def", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
+_NEWLINE_RULE = frozenset({"NL", "CONT", "def", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
 
@@ -66,48 +71,58 @@ class _Decline(Exception):
     """Not read here: Lark reads the file (and reports what is wrong with it)."""
 
 
-class _Token(tuple):
-    """A token: its kind, text and offset in the file, then its span's fields (file, line,
-    column, end_line, end_column); a tuple made in C (`_lex` makes them all by `map`)."""
+class _Tokens:
+    """A file's tokens, as lists side by side: each token's kind, its text, and where its
+    span starts (file, line, column) and ends (end_line, end_column). Lists made in C
+    (`_lex` makes them all by `map`), indexed by the token's number."""
 
-    __slots__ = ()
-    kind = property(itemgetter(0))
-    text = property(itemgetter(1))
-    pos = property(itemgetter(2))
+    __slots__ = ("kinds", "texts", "heads", "tails")
+
+    def __init__(self, kinds: list[str], texts: list[str], heads: list[tuple], tails: list[tuple]):
+        self.kinds, self.texts, self.heads, self.tails = kinds, texts, heads, tails
 
 
-def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: list | None = None) -> list[_Token]:
+def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: list | None = None) -> _Tokens:
     """The tokens the parser sees in `source.text[start:end]`: Lark's lexer, then the
     post-lexer's newline rule. One `finditer` matches them all; each token's text, kind
-    and place are then read off the matches by `map`, in C."""
-    end = len(source.text) if end is None else end
-    found = list(islice(_TOKEN.finditer(source.text, start, end), _MAX_MATCHES))
+    and place are then read off the matches by `map`, in C. A token's line is the first
+    line plus the line breaks in the tokens before it (only NL and CONT hold any), its
+    column its offset less that of its line's start."""
+    text = source.text
+    end = len(text) if end is None else end
+    found = list(islice(_TOKEN.finditer(text, start, end), _MAX_MATCHES))
     if len(found) == _MAX_MATCHES:
         raise _Decline  # MAX_TOKENS tokens at least
-    if sum(map(len, map(re.Match.group, found))) != end - start:
-        raise _Decline  # finditer passed over a character that begins no token
     groups = list(map(_GROUP, found))
+    if "BAD" in groups:
+        raise _Decline  # a character that begins no token
     seen = list(map(_SEEN.__contains__, groups))
     found, groups = list(compress(found, seen)), list(compress(groups, seen))
-    if len(found) >= MAX_TOKENS:
+    if len(found) - groups.count("CONT") >= MAX_TOKENS:
         raise _Decline
     texts = list(map(re.Match.group, found, groups))
     kinds = list(map(_KIND.get, texts, groups))  # a keyword's or a punctuation mark's kind is its text
-    starts = list(map(re.Match.start, found, groups))
-    lines, columns = source.places(starts)
-    end_lines, end_columns = source.places(list(map(re.Match.end, found)))
-    tokens = list(map(_Token, zip(kinds, texts, starts, repeat(source.path), lines, columns, end_lines, end_columns)))
+    lines = list(accumulate(map(str.count, texts, repeat("\n")), initial=source.position(start)[0] if start else 1))
+    origins = source.origins  # origins[line]: the offset just before its column 1
+    columns = map(sub, map(re.Match.start, found, groups), map(origins.__getitem__, lines))
+    heads = list(zip(repeat(source.path), lines, columns))
+    end_lines = islice(lines, 1, None)  # a token ends on the line the next one starts on
+    end_columns = map(sub, map(re.Match.end, found), map(origins.__getitem__, islice(lines, 1, None)))
+    tails = list(zip(end_lines, end_columns))
     kept = _newlines(kinds, [] if opened is None else opened)
-    return tokens if kept is None else list(compress(tokens, kept))
+    if kept is None:
+        return _Tokens(kinds, texts, heads, tails)
+    return _Tokens(*(list(compress(column, kept)) for column in (kinds, texts, heads, tails)))
 
 
 def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
     """`parse._Continuation`, on the tokens' kinds: a newline inside the brackets of an
     expression, first, or after `->` or another newline, does not end a line; brackets
     nest at most MAX_NESTING deep. `opened` holds, per open bracket, whether it holds an
-    expression. Which tokens stay: None where all do. Only newlines are dropped, and the
-    lexer never yields two in a row (were it to, the second would be dropped either way),
-    so the token kept before a newline is the one before it."""
+    expression. Which tokens stay: None where all do. Newlines and continuations (blanks
+    to Lark) are dropped. The lexer never yields two newlines in a row (were it to, the
+    second would be dropped either way), nor a newline after a continuation (one comes
+    before `->`), so the token kept before a newline is the one before it."""
     kept = None
     in_def = False  # inside a top-level `def`, every bracket holds an expression
     for at, kind in compress(enumerate(kinds), map(_NEWLINE_RULE.__contains__, kinds)):
@@ -124,6 +139,9 @@ def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
         elif kind == "def":
             if not opened:
                 in_def = True
+        elif kind == "CONT":
+            kept = kept or [True] * len(kinds)
+            kept[at] = False
         elif opened:  # a closing bracket
             opened.pop()
     return kept
@@ -133,15 +151,15 @@ class _Reader:
     """One file's tokens to its `ast.Program`. Each method reads one rule of the grammar
     from `self.at` on; a node's span runs from the first to the last token of its rule."""
 
-    def __init__(self, source: SourceFile, tokens: list[_Token]):
+    def __init__(self, source: SourceFile, tokens: _Tokens):
         self.source, self.path = source, source.path
-        end = tokens[-1] if tokens else None
-        eof = _Token(("EOF", "", len(source.text), self.path, 0, 0, 0, 0) if end is None else
-                     ("EOF", "", end.pos + len(end.text), self.path, *end[6:], *end[6:]))
-        self.tokens = tokens = tokens + [eof] * 3  # the look-ahead may look past the end
-        self.kinds = list(map(itemgetter(0), tokens))
-        self.heads = list(map(itemgetter(3, 4, 5), tokens))  # where each token's span starts
-        self.tails = list(map(itemgetter(6, 7), tokens))  # and ends
+        kinds, texts, heads, tails = tokens.kinds, tokens.texts, tokens.heads, tokens.tails
+        ends = (source.path, *tails[-1]) if tails else (source.path, 0, 0)  # where the end of the file is
+        # the look-ahead may look past the end
+        self.kinds = [*kinds, *["EOF"] * 3]
+        self.texts = [*texts, *[""] * 3]
+        self.heads = [*heads, *[ends] * 3]  # where each token's span starts
+        self.tails = [*tails, *[ends[1:]] * 3]  # and ends
         self.at = 0
         self.depth: dict[int, int] = {}
         self.nesting = 0  # rules being read, one inside the other (right recursion)
@@ -150,12 +168,17 @@ class _Reader:
     def peek(self, ahead: int = 0) -> str:
         return self.kinds[self.at + ahead]
 
-    def take(self, kind: str) -> _Token:
+    def take(self, kind: str) -> int:
+        """The next token, which must be a `kind`: its number."""
         at = self.at
         if self.kinds[at] != kind:
             raise _Decline
         self.at = at + 1
-        return self.tokens[at]
+        return at
+
+    def word(self, kind: str) -> str:
+        """The next token, which must be a `kind`: its text."""
+        return self.texts[self.take(kind)]
 
     def skip(self, kind: str) -> bool:
         if self.kinds[self.at] == kind:
@@ -166,9 +189,13 @@ class _Reader:
     def span(self, first: int) -> Span:
         return Span(*self.heads[first], *self.tails[self.at - 1])
 
-    @staticmethod
-    def tspan(token: _Token) -> Span:
-        return Span(*token[3:])
+    def tspan(self, token: int) -> Span:
+        return Span(*self.heads[token], *self.tails[token])
+
+    def offset(self, token: int) -> int:
+        """Where a token starts in the file."""
+        _, line, column = self.heads[token]
+        return self.source.origins[line] + column
 
     def made(self, node, *children):
         """`node`, its depth (1 + its deepest child's; a child not made here, or None,
@@ -213,17 +240,19 @@ class _Reader:
     def import_def(self) -> ast.ImportDef:
         first = self.at
         self.take("from")
-        module = self.tokens[self.at]
-        if module.kind not in ("NAME", "STRING"):
+        module = self.at
+        if self.kinds[module] not in ("NAME", "STRING"):
             raise _Decline
         self.at += 1
         self.take("import")
         names = [self.take("NAME")]
         while self.skip(","):
             names.append(self.take("NAME"))
-        quoted = module.kind == "STRING"
-        return ast.ImportDef(module.text[1:-1] if quoted else module.text, quoted,
-                             tuple((n.text, self.tspan(n)) for n in names), self.span(first), self.tspan(module))
+        quoted = self.kinds[module] == "STRING"
+        text = self.texts[module]
+        return ast.ImportDef(text[1:-1] if quoted else text, quoted,
+                             tuple((self.texts[n], self.tspan(n)) for n in names), self.span(first),
+                             self.tspan(module))
 
     def let_def(self) -> ast.LetDef:
         first = self.at
@@ -231,7 +260,7 @@ class _Reader:
         name = self.take("NAME")
         self.take("=")
         chain = self.chain()
-        return ast.LetDef(name.text, chain, self.span(first))
+        return ast.LetDef(self.texts[name], chain, self.span(first))
 
     def def_def(self) -> ast.DefDef:
         first = self.at
@@ -243,7 +272,7 @@ class _Reader:
             self.take(")")
         self.take("=")
         body = self.expr()
-        return ast.DefDef(name.text, params, body, self.span(first), self.tspan(name))
+        return ast.DefDef(self.texts[name], params, body, self.span(first), self.tspan(name))
 
     def params(self, closer: str) -> tuple | None:
         """`[params]` before `closer`: None where there are none."""
@@ -258,9 +287,9 @@ class _Reader:
 
     def param(self) -> ast.Param:
         first = self.at
-        name = self.take("NAME")
+        name = self.word("NAME")
         default = self.expr() if self.skip("=") else None
-        return ast.Param(name.text, default, self.span(first))
+        return ast.Param(name, default, self.span(first))
 
     def header(self, keyword: str):
         first = self.at
@@ -278,7 +307,7 @@ class _Reader:
         first, name, params, items, reads = self.header("block")
         if any(isinstance(c, _NETWORK_ONLY) for c in items):
             raise _Decline
-        return ast.BlockDef(name.text, params, items, self.span(first), self.tspan(name), reads)
+        return ast.BlockDef(self.texts[name], params, items, self.span(first), self.tspan(name), reads)
 
     def network_def(self) -> ast.NetworkDef:
         first, name, params, items, _ = self.header("network")
@@ -288,7 +317,7 @@ class _Reader:
         if len(inputs) > 1 or len(outputs) > 1 or len(inits) > 1:
             raise _Decline
         chains = tuple(c for c in items if isinstance(c, ast.Chain))
-        return ast.NetworkDef(name.text, params, inputs[0] if inputs else None, chains, self.span(first),
+        return ast.NetworkDef(self.texts[name], params, inputs[0] if inputs else None, chains, self.span(first),
                               self.tspan(name), outputs[0] if outputs else None, init=inits[0] if inits else None)
 
     def variant_def(self) -> ast.VariantDef:
@@ -298,7 +327,7 @@ class _Reader:
         self.take("=")
         family = self.take("NAME")
         args = self.call_args()
-        return ast.VariantDef(name.text, family.text, args, self.span(first), self.tspan(name), self.tspan(family))
+        return ast.VariantDef(self.texts[name], self.texts[family], args, self.span(first), self.tspan(name), self.tspan(family))
 
     # -- bodies -------------------------------------------------------------------------
     def body(self, branches: bool = False) -> tuple:
@@ -372,9 +401,9 @@ class _Reader:
     def init_target(self) -> ast.InitTarget:
         first = self.at
         if self.peek() == "NAME":
-            return ast.InitTarget(self.take("NAME").text, None, self.span(first))
-        path = self.take("STRING").text[1:-1]
-        kind = self.take("NAME").text if self.peek() == "NAME" else None
+            return ast.InitTarget(self.word("NAME"), None, self.span(first))
+        path = self.word("STRING")[1:-1]
+        kind = self.word("NAME") if self.peek() == "NAME" else None
         return ast.InitTarget(kind, path, self.span(first))
 
     def input_decl(self) -> ast.InputDecl:
@@ -388,12 +417,12 @@ class _Reader:
                 dims.append(self.dim())
         return ast.InputDecl(tuple(dims), self.span(first))
 
-    def shape(self, token: _Token) -> list:
-        dims, offset = [], 0
-        for part in token.text.split("x"):
+    def shape(self, token: int) -> list:
+        dims, offset = [], self.offset(token)
+        for part in self.texts[token].split("x"):
             if len(part) > MAX_DIGITS:
                 raise _Decline
-            start = token.pos + offset
+            start = offset
             dims.append(ast.Num(int(part), self.source.span_at(start, start + len(part))))
             offset += len(part) + 1
         return dims
@@ -417,9 +446,9 @@ class _Reader:
 
     def output(self) -> ast.Output:
         first = self.at
-        key = self.take("NAME")
-        element = self.take("NAME") if self.skip("=") else key
-        return ast.Output(key.text, element.text, self.span(first))
+        key = self.word("NAME")
+        element = self.word("NAME") if self.skip("=") else key
+        return ast.Output(key, element, self.span(first))
 
     # -- chains -----------------------------------------------------------------------
     def chain(self) -> ast.Chain:
@@ -432,18 +461,18 @@ class _Reader:
     def element(self) -> ast.Element:
         first = self.at
         if self.peek(1) == ":" and self.peek() in ("NAME", "STRING"):
-            label = self.tokens[self.at]
+            label = self.at
             self.at += 2
             node = self.postfix()
-            if label.kind == "STRING":
+            if self.kinds[label] == "STRING":
                 return self.quoted(label, node, self.span(first))
-            return self.made(ast.Element(label.text, node, self.span(first), self.tspan(label)), node)
+            return self.made(ast.Element(self.texts[label], node, self.span(first), self.tspan(label)), node)
         node = self.postfix()
         return self.made(ast.Element(None, node, self.span(first)), node)
 
-    def quoted(self, label: _Token, node, span: Span) -> ast.Element:
+    def quoted(self, label: int, node, span: Span) -> ast.Element:
         """`"block1-0": X`, or `"denselayer{i + 1}": X` with its `{expr}` parts read."""
-        text, where = label.text[1:-1], self.tspan(label)
+        text, where = self.texts[label][1:-1], self.tspan(label)
         if "{" not in text and "}" not in text:
             return self.made(ast.Element(text, node, span, where, quoted=True), node)
         if where.line < 2:
@@ -451,7 +480,7 @@ class _Reader:
         parts = label_pieces(text)
         if parts is None:
             raise _Decline
-        start = label.pos + 1
+        start = self.offset(label) + 1
         pieces = [p if isinstance(p, str) else self.label_expr(start + p[0], start + p[1]) for p in parts]
         exprs = [p for p in pieces if not isinstance(p, str)]
         return self.made(ast.Element(text, node, span, where, quoted=True,
@@ -474,7 +503,7 @@ class _Reader:
                 count = self.count()
                 if self.skip("for"):
                     index = self.take("NAME")
-                    node = self.made(ast.Repeat(node, count, self.span(first), index.text, self.tspan(index)),
+                    node = self.made(ast.Repeat(node, count, self.span(first), self.texts[index], self.tspan(index)),
                                      node, count)
                 else:
                     node = self.made(ast.Repeat(node, count, self.span(first)), node, count)
@@ -485,8 +514,8 @@ class _Reader:
 
     def optional(self, node, first: int):
         if self.peek() == "NAME":
-            switch = self.take("NAME")
-            return self.made(ast.Optional(node, self.span(first), switch.text), node)
+            switch = self.word("NAME")
+            return self.made(ast.Optional(node, self.span(first), switch), node)
         if self.skip("("):
             condition = self.expr()
             self.take(")")
@@ -515,10 +544,10 @@ class _Reader:
         first = self.at
         name = self.take("NAME")
         if self.peek() != "(":
-            return ast.Ref(name.text, self.span(first))
+            return ast.Ref(self.texts[name], self.span(first))
         args = self.call_args()
         reads = self.reads() if self.peek() == "reads" else ()
-        return self.made(ast.Call(name.text, args, self.span(first), self.tspan(name), reads),
+        return self.made(ast.Call(self.texts[name], args, self.span(first), self.tspan(name), reads),
                          *map(_VALUE, args))
 
     def reads(self) -> tuple[str, ...]:
@@ -548,9 +577,9 @@ class _Reader:
         self.take("concat")
         skips: list[str] = []
         if self.skip("("):
-            skips.append(self.take("NAME").text)
+            skips.append(self.word("NAME"))
             while self.skip(","):
-                skips.append(self.take("NAME").text)
+                skips.append(self.word("NAME"))
             self.take(")")
         if self.peek() != "{":
             return ast.Concat((), self.span(first), tuple(skips))
@@ -560,7 +589,7 @@ class _Reader:
     def merge(self) -> ast.Concat:
         """`add { ... }` or `mul { ... }`: the branches summed or multiplied."""
         first = self.at
-        op = self.tokens[self.at].kind
+        op = self.kinds[self.at]
         self.at += 1
         items, sources = self.branches()
         return self.made(ast.Concat(items, self.span(first), op=op, sources=sources), *items)
@@ -595,7 +624,7 @@ class _Reader:
         self.take("shortcut")
         label = None
         if self.peek() == "NAME" and self.peek(1) == ":":
-            label = self.take("NAME").text
+            label = self.word("NAME")
             self.at += 1
         if self.peek() != "NAME":
             raise _Decline
@@ -622,12 +651,12 @@ class _Reader:
 
     def tap(self) -> str:
         """`backbone.layer3`, `backbone.4` (`.4` lexes as a number): the path of a member."""
-        parts = [self.take("NAME").text]
+        parts = [self.word("NAME")]
         while True:
             if self.skip("."):
-                parts.append(self.take("NAME").text)
+                parts.append(self.word("NAME"))
             elif self.peek() == "FLOAT":
-                text = self.take("FLOAT").text
+                text = self.word("FLOAT")
                 if not (text.startswith(".") and text[1:].isdigit()):
                     raise _Decline
                 parts.append(text[1:])
@@ -651,7 +680,7 @@ class _Reader:
         first = self.at
         kinds = self.kinds
         if kinds[first + 1] == "=" and kinds[first] in ("NAME", "init"):
-            name = self.tokens[first].text
+            name = self.texts[first]
             self.at = first + 2
         else:
             name = None
@@ -694,7 +723,7 @@ class _Reader:
             level = _LEVEL.get(kinds[self.at], -1)
             if level < least:
                 return left
-            op = self.tokens[self.at].text
+            op = self.texts[self.at]
             self.at += 1
             right = self.binary(level + 1)
             if level == 3 and kinds[self.at] == "COMPARE":
@@ -734,32 +763,34 @@ class _Reader:
         first = self.at
         name = self.take("NAME")
         args = self.call_args()
-        return self.made(ast.FuncCall(name.text, args, self.span(first), self.tspan(name)), *map(_VALUE, args))
+        return self.made(ast.FuncCall(self.texts[name], args, self.span(first), self.tspan(name)), *map(_VALUE, args))
 
     def atom(self):
         """A name, a literal, `input` or `input.attr`, a list, a bracketed expression or a tuple."""
-        token = self.tokens[self.at]
-        kind = token.kind
+        at = self.at
+        kind = self.kinds[at]
         if kind == "NAME":
-            self.at += 1
-            return ast.Var(token.text, Span(*token[3:]))
+            self.at = at + 1
+            return ast.Var(self.texts[at], Span(*self.heads[at], *self.tails[at]))
         if kind == "INT":
-            if len(token.text) > MAX_DIGITS:
+            text = self.texts[at]
+            if len(text) > MAX_DIGITS:
                 raise _Decline
-            self.at += 1
-            return ast.Num(int(token.text), Span(*token[3:]))
+            self.at = at + 1
+            return ast.Num(int(text), Span(*self.heads[at], *self.tails[at]))
         if kind == "FLOAT":
-            value = float(token.text)
-            if len(token.text) > 40 or value in (float("inf"), float("-inf")):
+            text = self.texts[at]
+            value = float(text)
+            if len(text) > 40 or value in (float("inf"), float("-inf")):
                 raise _Decline
-            self.at += 1
-            return ast.Num(value, self.tspan(token))
+            self.at = at + 1
+            return ast.Num(value, self.tspan(at))
         if kind == "STRING":
-            self.at += 1
-            return ast.Str(token.text[1:-1], self.tspan(token))
+            self.at = at + 1
+            return ast.Str(self.texts[at][1:-1], self.tspan(at))
         if kind in ("true", "false"):
-            self.at += 1
-            return ast.Bool(kind == "true", self.tspan(token))
+            self.at = at + 1
+            return ast.Bool(kind == "true", self.tspan(at))
         if kind == "input":
             return self.input_ref()
         if kind == "[":
@@ -773,8 +804,8 @@ class _Reader:
         self.take("input")
         if not self.skip("."):
             return ast.Var("input", self.span(first))
-        attr = self.take("NAME")
-        return ast.InputAttr(attr.text, self.span(first))
+        attr = self.word("NAME")
+        return ast.InputAttr(attr, self.span(first))
 
     def list_expr(self) -> ast.ListExpr:
         first = self.at
@@ -823,7 +854,7 @@ def read(source: SourceFile) -> ast.Program | None:
         return None
     try:
         tokens = _lex(source)
-        if not tokens:
+        if not tokens.kinds:
             return None
         return _Reader(source, tokens).program()
     except (_Decline, RecursionError):

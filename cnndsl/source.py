@@ -11,7 +11,7 @@ import bisect
 import os
 import re
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property
 from itertools import repeat
 from operator import sub
 from pathlib import Path
@@ -88,13 +88,12 @@ class SourceFile:
         index = bisect.bisect_right(self._line_starts, offset) - 1
         return index + 1, offset - self._line_starts[index] + 1
 
-    def places(self, offsets: list[int]) -> tuple[list[int], list[int]]:
-        """The lines and the columns of many offsets in the text, as `position` gives each,
-        found in C (by `map`)."""
-        starts = self._line_starts
-        lines = list(map(partial(bisect.bisect_right, starts), offsets))
-        origins = (0, *map(sub, starts, repeat(1)))  # origins[line]: the offset just before its column 1
-        return lines, list(map(sub, offsets, map(origins.__getitem__, lines)))
+    @cached_property
+    def origins(self) -> tuple[int, ...]:
+        """origins[line]: the offset just before the line's column 1 (`origins[0]` is 0), so
+        that an offset on that line is at column `offset - origins[line]`: the parser places
+        every token by it, in C (`map`)."""
+        return (0, *map(sub, self._line_starts, repeat(1)))
 
     @property
     def whole(self) -> Span:
