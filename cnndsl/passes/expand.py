@@ -109,7 +109,9 @@ class Expander(Evaluating, Visitor):
         self.def_objects: dict = {}
         self.rule_names: dict = {}  # layer kind -> its argument names: see layer_args
         self.typed_lists: dict = {}
-        self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.call_site
+        self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.remembered
+        self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
+        self.compiled_exprs: list = []
         self.let_nodes: dict = {}  # (let, the values it reads, ...) -> its nodes and counts: see let_items
         self.let_names: dict[str, frozenset[str]] = {}  # let -> the names it reads
         self.layers = 0
@@ -949,7 +951,11 @@ def expand(program: ast.Program, context: Context | None = None) -> ir.Network |
     there is none to build (the context says why)."""
     context, own = alone(context)
     chosen = select_network(program, context.network, context)
-    network = Expander(program, context).network(chosen) if chosen is not None else None
+    network = None
+    if chosen is not None:
+        expander = Expander(program, context)
+        network = expander.network(chosen)
+        expander.compiled.clear()  # its closures hold the expander: no cycle keeps its memos alive
     if network is None and context.errors:
         context.stop()
     # Otherwise an element that failed stands as an ir.Unknown, whose output is unknown: the

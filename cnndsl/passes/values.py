@@ -13,6 +13,7 @@ caller's parameters. Each def is evaluated once per distinct argument list in on
 from __future__ import annotations
 
 import math
+from functools import partial
 from itertools import repeat
 from operator import attrgetter
 from typing import get_args
@@ -28,11 +29,14 @@ MAX_DEF_DEPTH = 32  # defs calling defs; resolve.py refuses recursion, this is t
 MAX_ITEMS = 4096
 
 _NUMBERS = (int, float)  # exactly: a bool is not a number here
+_NUMBER_TYPES = frozenset(_NUMBERS)
 _ARITHMETIC = ("+", "-", "*", "/", "//", "%", "**")
 _ORDER = ("<", "<=", ">", ">=")
-# the operators with no zero divisor and no power -> their Python functions
-_PLAIN = {op: BINARY[op][1] for op in ("+", "-", "*", "<", "<=", ">", ">=", "==", "!=")}
+# the operators but a power -> their Python functions, for two numbers (a divisor not zero)
+_FAST = {op: BINARY[op][1] for op in ("+", "-", "*", "/", "//", "%", "<", "<=", ">", ">=", "==", "!=")}
+_DIVIDING = frozenset(("/", "//", "%"))
 _new = object.__new__
+_constant = ir.Value.constant
 _name, _value_of = attrgetter("name"), attrgetter("value")  # of a parameter or an argument
 
 
@@ -115,8 +119,8 @@ def _made(result, operands: tuple[ir.Value, ...], build) -> ir.Value:
 
 
 class Evaluating:
-    """The expression half of the Expander (a mixin): `visit_<Expr>(expr, scope)` gives a
-    Value. The Expander provides `fail`, `unknown` and `defs`."""
+    """The expression half of the Expander (a mixin): `evaluate(expr, scope)` gives a Value.
+    The Expander provides `fail`, `unknown` and `defs`."""
 
     defs: dict[str, ast.DefDef]
     def_depth: int = 0
@@ -129,27 +133,45 @@ class Evaluating:
     site_names: dict  # id of a def call in the source -> the names its arguments read (False: the input's shape)
     site_exprs: list
     site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        # each kind of expression's visit put in the class's table (traverse.Visitor's) at
-        # once, so that `evaluate`, run at every step, reads it without a miss to handle
-        cls._dispatch.update({kind: getattr(cls, f"visit_{kind.__name__}")  # type: ignore[attr-defined]
-                              for kind in get_args(ast.Expr)})
+    compiled: dict  # id of an expression -> its closure (`compile`)
+    compiled_exprs: list
 
     def evaluate(self, expr: ast.Expr, scope: Scope) -> ir.Value:
-        return self._dispatch[type(expr)](self, expr, scope)  # type: ignore[attr-defined]
+        return (self.compiled.get(id(expr)) or self.compile(expr))(scope)
 
-    def visit_literal(self, expr: ast.Num | ast.Str | ast.Bool, scope: Scope) -> ir.Value:
-        return ir.Value.constant(expr.value)
+    def compile(self, expr: ast.Expr):
+        """`expr` as a closure, scope -> its Value, made once per expansion (the 79 blocks of
+        efficientnet_v2_l evaluate the same argument expressions): the kind of each node, its
+        operator, a def's parameters and a call's arity are read here once, not at every
+        evaluation. Each closure takes the common case (numbers, a table's row, a taken branch)
+        directly and hands anything else, with the operands it computed, to the method that
+        checks it and says what is wrong (`binary`, `chosen`, `item_of`, `applied`)."""
+        made = self.compiled[id(expr)] = _COMPILERS[type(expr)](self, expr)
+        self.compiled_exprs.append(expr)  # kept, so that its id stays its own
+        return made
 
-    visit_Num = visit_Str = visit_Bool = visit_literal
+    def closure(self, expr: ast.Expr):
+        """`expr`'s closure (`evaluate` without the call), for a closure to call its operands'."""
+        return self.compiled.get(id(expr)) or self.compile(expr)
 
-    def visit_Var(self, expr: ast.Var, scope: Scope) -> ir.Value:
-        try:  # a parameter: the most common expression
-            return scope.values[expr.name]
-        except KeyError:
-            pass
+    def compile_literal(self, expr: ast.Num | ast.Str | ast.Bool):
+        value = _constant(expr.value)
+        return lambda scope: value
+
+    def compile_Var(self, expr: ast.Var):
+        name, other = expr.name, self.other_name
+
+        def run(scope: Scope) -> ir.Value:
+            value = scope.values.get(name)  # a parameter: the most common expression
+            return value if value is not None else other(expr, scope)
+        return run
+
+    def compile_visit(self, expr: ast.Expr):
+        """The kinds without a common case of their own: their visit, each time."""
+        return partial(getattr(self, f"visit_{type(expr).__name__}"), expr)
+
+    def other_name(self, expr: ast.Var, scope: Scope) -> ir.Value:
+        """A name that is not a parameter here: a def without parameters, else an error."""
         definition = self.defs.get(expr.name)
         if definition is not None:
             if definition.params is not None:
@@ -219,24 +241,30 @@ class Evaluating:
         self.truth(inner, expr.operand.span, "'not'")
         return _made(not inner.value, (inner,), lambda: Unary("not", inner.expr))
 
-    def visit_BinOp(self, expr: ast.BinOp, scope: Scope) -> ir.Value:
-        if expr.op in ("and", "or"):
-            return self.logic(expr, scope)
-        visit = self._dispatch  # type: ignore[attr-defined]  # `evaluate`, without its frame: the hottest step
-        left = visit[type(expr.left)](self, expr.left, scope)
-        right = visit[type(expr.right)](self, expr.right, scope)
-        a, b = left.value, right.value
-        if type(a) in _NUMBERS and type(b) in _NUMBERS:  # the common case, checked as below
-            plain = _PLAIN.get(expr.op)
-            if plain is not None:  # no zero divisor, no power: only the result's size to check
-                result = plain(a, b)
-                if not -MAX_VALUE <= result <= MAX_VALUE:  # (a comparison's true or false is within)
-                    self.checked(result, expr.span)
-            else:
-                result = self.checked(self.operate(expr, a, b), expr.span)
-            if left.expr.names or right.expr.names:
-                return fresh_value(result, Binary(expr.op, left.expr, right.expr))
-            return ir.Value.constant(result)
+    def compile_BinOp(self, expr: ast.BinOp):
+        """Two numbers by an operator of `_FAST` whose result is in range: its Value here."""
+        op = expr.op
+        if op in ("and", "or"):
+            return partial(self.logic, expr)
+        left_run, right_run, binary = self.closure(expr.left), self.closure(expr.right), self.binary
+        function, divides = _FAST.get(op), op in _DIVIDING
+        if function is None:  # a power: its checks, each time
+            return lambda scope: binary(expr, left_run(scope), right_run(scope))
+
+        def run(scope: Scope) -> ir.Value:
+            left, right = left_run(scope), right_run(scope)
+            a, b = left.value, right.value
+            if type(a) in _NUMBERS and type(b) in _NUMBERS and (b or not divides):
+                result = function(a, b)
+                if -MAX_VALUE <= result <= MAX_VALUE:  # (a comparison's true or false is within)
+                    if left.expr.names or right.expr.names:
+                        return fresh_value(result, Binary(op, left.expr, right.expr))
+                    return _constant(result)
+            return binary(expr, left, right)
+        return run
+
+    def binary(self, expr: ast.BinOp, left: ir.Value, right: ir.Value) -> ir.Value:
+        """`left op right` checked: the input's shape, the operands' types, a zero divisor, the range."""
         pending = _pending((left, right), lambda: Binary(expr.op, left.expr, right.expr))
         if pending:
             return pending
@@ -280,15 +308,25 @@ class Evaluating:
         result = BINARY[expr.op][1](left.value, right.value)
         return _made(result, (left, right), lambda: Binary(expr.op, left.expr, right.expr))
 
-    def visit_IfElse(self, expr: ast.IfElse, scope: Scope) -> ir.Value:
-        test = self._dispatch[type(expr.test)](self, expr.test, scope)  # type: ignore[attr-defined]  # `evaluate`
+    def compile_IfElse(self, expr: ast.IfElse):
+        """A condition of constants: only the branch taken is read (`xs[i] if i < len(xs) else 0`)."""
+        test_run, then_run, orelse_run = self.closure(expr.test), self.closure(expr.then), self.closure(expr.orelse)
+        chosen = self.chosen
+
+        def run(scope: Scope) -> ir.Value:
+            test = test_run(scope)
+            if type(test.value) is bool and not test.expr.names:
+                return then_run(scope) if test.value else orelse_run(scope)
+            return chosen(expr, test, scope)
+        return run
+
+    def chosen(self, expr: ast.IfElse, test: ir.Value, scope: Scope) -> ir.Value:
+        """`a if c else b` where `c` reads a parameter (both branches, in its tree) or is not
+        true or false."""
         if test.value is PENDING:
             then, orelse = self.evaluate(expr.then, scope), self.evaluate(expr.orelse, scope)
             return ir.Value(PENDING, cond(then.expr, test.expr, orelse.expr))
         self.truth(test, expr.test.span, "the condition of 'if'")
-        if not test.names:  # only the branch taken is read: `xs[i] if i < len(xs) else 0`
-            taken = expr.then if test.value else expr.orelse
-            return self._dispatch[type(taken)](self, taken, scope)  # type: ignore[attr-defined]
         then = self.evaluate(expr.then, scope)
         orelse = self.evaluate(expr.orelse, scope)
         return ir.Value(then.value if test.value else orelse.value, cond(then.expr, test.expr, orelse.expr))
@@ -303,16 +341,22 @@ class Evaluating:
             return pending
         return _made(tuple(p.value for p in parts), parts, lambda: items(tuple(p.expr for p in parts)))
 
-    def visit_Index(self, expr: ast.Index, scope: Scope) -> ir.Value:
-        visit = self._dispatch  # type: ignore[attr-defined]  # `evaluate`, without its frame
-        base = visit[type(expr.base)](self, expr.base, scope)
-        at = visit[type(expr.index)](self, expr.index, scope)
-        listed, i = base.value, at.value
-        if type(listed) is tuple and type(i) is int and -len(listed) <= i < len(listed) and PENDING not in listed:
-            # the common case, a table's row or item, checked as below
-            if base.expr.names or at.expr.names:
-                return fresh_value(listed[i], index(base.expr, at.expr))
-            return ir.Value.constant(listed[i])
+    def compile_Index(self, expr: ast.Index):
+        """A list's item by a whole number within it (a table's row): its Value here."""
+        base_run, at_run, item_of = self.closure(expr.base), self.closure(expr.index), self.item_of
+
+        def run(scope: Scope) -> ir.Value:
+            base, at = base_run(scope), at_run(scope)
+            listed, i = base.value, at.value
+            if type(listed) is tuple and type(i) is int and -len(listed) <= i < len(listed) and PENDING not in listed:
+                if base.expr.names or at.expr.names:
+                    return fresh_value(listed[i], index(base.expr, at.expr))
+                return _constant(listed[i])
+            return item_of(expr, base, at)
+        return run
+
+    def item_of(self, expr: ast.Index, base: ir.Value, at: ir.Value) -> ir.Value:
+        """`base[at]` checked: the input's shape, a list, a whole number, within the list."""
         pending = _pending((base, at), lambda: index(base.expr, at.expr))
         if pending:
             return pending
@@ -330,12 +374,11 @@ class Evaluating:
 
     # -- functions ---------------------------------------------------------------------
     def visit_FuncCall(self, expr: ast.FuncCall, scope: Scope) -> ir.Value:
-        definition = self.defs.get(expr.name)
-        if definition is not None:
-            if definition.params is None:
-                raise self.fail(expr.name_span, f"{expr.name!r} is a value, not a function",
-                                f"write it without brackets: {expr.name}", "type")
-            return self.call_site(expr, definition, scope)
+        """A call `compile_FuncCall` makes no closure for: a def without parameters, a built-in
+        given a keyword or too few or many arguments, an unknown function."""
+        if expr.name in self.defs:
+            raise self.fail(expr.name_span, f"{expr.name!r} is a value, not a function",
+                            f"write it without brackets: {expr.name}", "type")
         if expr.name in FUNCTIONS:
             return self.builtin(expr, scope)
         return self.unknown_function(expr)
@@ -349,6 +392,39 @@ class Evaluating:
             hint = f"{expr.name!r} is a layer or block: it goes in a chain, not in a value"
         raise self.fail(expr.name_span, f"unknown function {expr.name!r}", hint, "unknown-name")
 
+    def compile_FuncCall(self, expr: ast.FuncCall):
+        """A def's call (`compile_site`), or a built-in's with its arity right (`compile_builtin`);
+        anything else, its visit (which says what is wrong)."""
+        definition = self.defs.get(expr.name)
+        if definition is not None and definition.params is not None:
+            return self.compile_site(expr, definition)
+        function = FUNCTIONS.get(expr.name) if definition is None else None
+        if function is None or any(map(_name, expr.args)) or not function.least <= len(expr.args) <= function.most:
+            return partial(self.visit_FuncCall, expr)
+        return self.compile_builtin(expr, function)
+
+    def compile_builtin(self, expr: ast.FuncCall, function):
+        """A built-in of numbers with a result in range (`max(8, c)`, `int(v)`): its Value here."""
+        runs, applied, name = [self.closure(a.value) for a in expr.args], self.applied, expr.name
+        of_numbers = name not in ("len", "sum") and not (name in ("min", "max") and len(runs) == 1)
+        compute = function.function
+
+        def run(scope: Scope) -> ir.Value:
+            args = tuple([each(scope) for each in runs])
+            values = [a.value for a in args]
+            if of_numbers and _NUMBER_TYPES.issuperset(map(type, values)):
+                try:
+                    result = compute(*values)
+                except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+                    return applied(expr, args)  # says so
+                if type(result) in _NUMBERS and -MAX_VALUE <= result <= MAX_VALUE:
+                    for arg in args:
+                        if arg.expr.names:
+                            return fresh_value(result, call(name, tuple([a.expr for a in args])))
+                    return _constant(result)
+            return applied(expr, args)
+        return run
+
     def builtin(self, expr: ast.FuncCall, scope: Scope) -> ir.Value:
         function = FUNCTIONS[expr.name]
         if any(a.name is not None for a in expr.args):
@@ -358,7 +434,11 @@ class Evaluating:
             count = str(function.least) if function.least == function.most else \
                 f"{function.least} to {function.most}"
             raise self.fail(expr.span, f"{expr.name} takes {count} argument(s), got {len(expr.args)}", None, "type")
-        args = tuple(self.evaluate(a.value, scope) for a in expr.args)
+        return self.applied(expr, tuple(self.evaluate(a.value, scope) for a in expr.args))
+
+    def applied(self, expr: ast.FuncCall, args: tuple[ir.Value, ...]) -> ir.Value:
+        """The built-in of these arguments, checked: the input's shape, their types, the result."""
+        function = FUNCTIONS[expr.name]
         pending = _pending(args, lambda: call(expr.name, tuple(a.expr for a in args)))
         if pending:
             return pending
@@ -389,18 +469,39 @@ class Evaluating:
         for value, span in zip(args, spans):
             self.number(value, span, name)
 
-    def call_site(self, expr: ast.FuncCall, definition: ast.DefDef, scope: Scope) -> ir.Value:
-        """`call_def` of a call in the source, `remembered`: EfficientNet's stage rules,
+    def compile_site(self, expr: ast.FuncCall, definition: ast.DefDef):
+        """A def's call, remembered as `remembered` does (EfficientNet's stage rules,
         `make_divisible(setting[k][4] * width_mult)`, are met once per block of a stage with
-        the same table, index and multiplier."""
-        return self.remembered(expr, scope, definition)
+        the same table, index and multiplier); a call that gives every parameter in order
+        binds them without `def_arguments`' checks."""
+        names, args, span, def_call = names_read(expr), expr.args, expr.span, self.def_call
+        if len(args) == len(definition.params) and not any(map(_name, args)):
+            params, runs = tuple(map(_name, definition.params)), [self.closure(a.value) for a in args]
 
-    def remembered(self, expr: ast.Expr, scope: Scope, definition: ast.DefDef | None = None) -> ir.Value:
-        """The value of `expr` (the call of `definition` it is, or its evaluation), remembered
-        by the expression and the very value objects its names read: met again with the same objects, it has the same
-        Value, without evaluating it (a def's arguments, keyed for `call_def`'s memo). A
-        parameter or a literal is read directly; an expression that reads the input's shape is
-        not kept: `input.channels` is each use's own."""
+            def arguments(scope: Scope) -> dict[str, ir.Value]:
+                return dict(zip(params, [each(scope) for each in runs]))
+        else:
+            arguments = partial(self.def_arguments, definition, args, span=span)
+        if names is False:  # it reads the input's shape: each use's own
+            return lambda scope: def_call(definition, arguments(scope), span)
+        site, site_values = id(expr), self.site_values
+
+        def run(scope: Scope) -> ir.Value:
+            get = scope.values.get
+            key = (site, *map(id, map(get, names)))
+            found = site_values.get(key)
+            if found is not None:
+                return found[0]
+            value = def_call(definition, arguments(scope), span)
+            site_values[key] = (value, tuple(map(get, names)))  # the values kept, so that their ids stay theirs
+            return value
+        return run
+
+    def remembered(self, expr: ast.Expr, scope: Scope) -> ir.Value:
+        """The value of `expr`, remembered by the expression and the very value objects its
+        names read: met again with the same objects, it has the same Value, without
+        evaluating it. A parameter or a literal is read directly; an expression that reads
+        the input's shape is not kept: `input.channels` is each use's own."""
         if type(expr) in _DIRECT:
             return self.evaluate(expr, scope)
         names = self.site_names.get(id(expr))
@@ -408,29 +509,24 @@ class Evaluating:
             names = self.site_names[id(expr)] = names_read(expr)
             self.site_exprs.append(expr)  # kept, so that its id stays its own
         if names is False:
-            return self.computed(expr, scope, definition)
+            return self.evaluate(expr, scope)
         get = scope.values.get
         key = (id(expr), *map(id, map(get, names)))
         found = self.site_values.get(key)
         if found is not None:
             return found[0]
         read = tuple(map(get, names))
-        value = self.computed(expr, scope, definition)
+        value = self.evaluate(expr, scope)
         self.site_values[key] = (value, read)  # the values kept, so that their ids stay theirs
         return value
 
-    def computed(self, expr: ast.Expr, scope: Scope, definition: ast.DefDef | None) -> ir.Value:
-        """`remembered`'s value when not met before: the def's call (a call site; no lambda
-        made at each call), else the expression's evaluation."""
-        if definition is not None:
-            return self.call_def(definition, expr.args, scope, expr.span)  # type: ignore[attr-defined]
-        return self.evaluate(expr, scope)
-
     def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
-        """The def's body with its parameters bound to the arguments (evaluated here) or
-        their defaults: met again with the very same argument objects, its Value without
-        keying them by content for `def_value`'s memo."""
-        values = self.def_arguments(definition, args, scope, span)
+        """The def's body with its parameters bound to the arguments (evaluated here) or their defaults."""
+        return self.def_call(definition, self.def_arguments(definition, args, scope, span), span)
+
+    def def_call(self, definition: ast.DefDef, values: dict[str, ir.Value], span: Span) -> ir.Value:
+        """The def's body with its parameters bound to `values`: met again with the very same
+        argument objects, its Value without keying them by content for `def_value`'s memo."""
         same = (definition.name, *values, *map(id, values.values()))  # the very argument objects met before
         kept = self.def_objects.get(same)
         if kept is not None:
@@ -494,6 +590,14 @@ class Evaluating:
 
 
 _DIRECT = (ast.Var, ast.Num, ast.Str, ast.Bool)  # read without a memo
+# each kind of expression -> how `Evaluating.compile` makes its closure
+_COMPILERS = {ast.Num: Evaluating.compile_literal, ast.Str: Evaluating.compile_literal,
+              ast.Bool: Evaluating.compile_literal, ast.Var: Evaluating.compile_Var,
+              ast.BinOp: Evaluating.compile_BinOp, ast.IfElse: Evaluating.compile_IfElse,
+              ast.Index: Evaluating.compile_Index, ast.FuncCall: Evaluating.compile_FuncCall,
+              ast.Neg: Evaluating.compile_visit, ast.Not: Evaluating.compile_visit,
+              ast.ListExpr: Evaluating.compile_visit, ast.InputAttr: Evaluating.compile_visit}
+assert _COMPILERS.keys() == set(get_args(ast.Expr)), "a kind of expression without its closure"
 _LITERALS = frozenset((ast.Num, ast.Str, ast.Bool))
 # each kind of expression with operands -> them (a def call's or a list's: by `names_read`)
 _OPERANDS = {ast.BinOp: attrgetter("left", "right"), ast.IfElse: attrgetter("then", "test", "orelse"),
