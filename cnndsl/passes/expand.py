@@ -549,27 +549,39 @@ class Expander(Evaluating, Visitor):
 
     def instance(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope, span: Span,
                  label: str | None) -> ir.BlockInstance:
-        info = self.block_info(block)
-        names = self.param_names(block)
-        bound = self.bind(list(names), call, scope, f"block {block.name}", span)
-        values: dict[str, ir.Value] = {}
-        inner: dict[str, ir.Value] = {}
-        for param_name, default in info.params:
-            if param_name in bound:
-                value = bound[param_name][0]
-            elif default is not None:
-                value = default
-            else:
-                raise self.fail(span, f"block {block.name} needs its {param_name!r} argument",
-                                f"call it as {block.name}({', '.join(names)})", "missing")
-            values[param_name] = value
-            inner[param_name] = fresh_value(value.value, names[param_name])
+        values = self.block_args(block, call, scope, span)
         self.count(1, span)
-        body, decided = self.block_body(block, inner)
+        body, decided = self.block_body(block, values)
         for param_name in decided & values.keys():  # what decides the block's structure decides the caller's
             self.decides(values[param_name])
         return ir.BlockInstance(block.name, tuple(values.items()), body, label, span,
                                 reads=self.block_reads(block, call, span))
+
+    def block_args(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope,
+                   span: Span) -> dict[str, ir.Value]:
+        """A block use's argument values by parameter, in the block's order, its defaults where
+        none is given. Arguments given in order (EfficientNet's 79 MBConv uses) are evaluated
+        without `bind`'s checks, which only an argument by keyword or one too many needs."""
+        info = self.block_info(block)
+        names = [name for name, _ in info.params]
+        args = call.args if call else ()
+        if len(args) <= len(names) and not any(map(_keyword, args)):
+            given = dict(zip(names, [self.evaluate(arg.value, scope) for arg in args]))
+            if len(given) == len(names):
+                return given
+        else:
+            given = {name: bound[0] for name, bound in
+                     self.bind(names, call, scope, f"block {block.name}", span).items()}
+        values: dict[str, ir.Value] = {}
+        for param_name, default in info.params:
+            if param_name in given:
+                values[param_name] = given[param_name]
+            elif default is not None:
+                values[param_name] = default
+            else:
+                raise self.fail(span, f"block {block.name} needs its {param_name!r} argument",
+                                f"call it as {block.name}({', '.join(names)})", "missing")
+        return values
 
     def param_names(self, block: ast.BlockDef) -> dict[str, Name]:
         """A block's parameters, each with the tree its body reads it by, made once per expansion."""
@@ -589,22 +601,25 @@ class Expander(Evaluating, Visitor):
                             if block.reads else "remove the reads(...)", "reads")
         return tuple(zip(block.reads, given))
 
-    def block_body(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> tuple[ir.Seq, frozenset[str]]:
+    def block_body(self, block: ast.BlockDef, values: dict[str, ir.Value]) -> tuple[ir.Seq, frozenset[str]]:
         """The body of a block with these argument values, and the block's parameters that
         decided its structure. The same values give the same (immutable) body: DenseNet's
         layers and ResNet's stages are expanded once, the layers and steps they count
         counted at each use. Uses that differ only in leaf parameters (passes/leaves.py:
         EfficientNet's stochastic depth) share it too, each with its own values put in."""
-        leaves = self.leaves_of(block, inner)
+        leaves = self.leaves_of(block, values)
         try:
-            key = (block.name, tuple((n, type(v.value), v.value) for n, v in inner.items() if n not in leaves))
+            key = (block.name, tuple([(n, type(v.value), v.value) for n, v in values.items() if n not in leaves]))
             hash(key)
         except TypeError:
             key = None
         found = self.bodies.get(key) if key is not None else None
         if found is not None:
             body, layers, steps, decided, made_with = found
-            changed = {n: inner[n] for n in leaves if not same_value(inner[n], made_with[n])}
+            names = self.param_names(block)
+            # each leaf whose value differs, as the body reads it: by its parameter's name
+            changed = {n: fresh_value(values[n].value, names[n]) for n in leaves
+                       if not same_value(values[n], made_with[n])}
             if not changed or self.leaves_fit(leaves, changed):
                 self.count(layers, block.span)
                 self.steps += steps
@@ -614,7 +629,8 @@ class Expander(Evaluating, Visitor):
                 return copy, decided
             key = None  # a leaf value its layer refuses: expanded, to say so where it is
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
-        scope = _Scope(inner, f"block {block.name}")
+        names = self.param_names(block)
+        scope = _Scope({n: fresh_value(v.value, names[n]) for n, v in values.items()}, f"block {block.name}")
         self.structure.append(set())
         try:
             items = self.chains(block.body, scope)
@@ -626,16 +642,16 @@ class Expander(Evaluating, Visitor):
         body = ir.Seq(tuple(items), None, block.span, loop=loop)
         if key is not None and len(self.errors) == before_errors:
             self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps, decided,
-                                {n: inner[n] for n in leaves})
+                                {n: values[n] for n in leaves})
         return body, decided
 
-    def leaves_of(self, block: ast.BlockDef, inner: dict[str, ir.Value]) -> dict:
+    def leaves_of(self, block: ast.BlockDef, values: dict[str, ir.Value]) -> dict:
         """The block's leaf parameters (passes/leaves.py) whose values here are plain: a use
         that differs from an earlier one only in those gets its body."""
         leaves = self.block_leaves.get(block.name)
         if leaves is None:
             leaves = self.block_leaves[block.name] = leaf_params(block, self.lets, self.blocks)
-        return {n: uses for n, uses in leaves.items() if _plain_value(inner[n].value)}
+        return {n: uses for n, uses in leaves.items() if _plain_value(values[n].value)}
 
     def leaves_fit(self, leaves: dict, changed: dict[str, ir.Value]) -> bool:
         """Whether each changed leaf value is one the layers that read it take (`arg_problem`)."""

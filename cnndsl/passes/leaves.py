@@ -17,10 +17,12 @@ argument) or a repetition index of its name keeps it out.
 
 from __future__ import annotations
 
+from operator import is_not
+
 from .. import ast, ir
 from ..expr import Name
 from ..layers import RULES, LayerRule, lookup
-from ..traverse import Transformer, children, evolve, walk
+from ..traverse import children, evolve, is_node, walk
 
 
 def leaf_params(block: ast.BlockDef, lets: dict, blocks: dict) -> dict[str, tuple[tuple[LayerRule, object], ...]]:
@@ -110,18 +112,35 @@ def leaf_args(layer: ir.Layer, changed: dict[str, ir.Value]) -> tuple | None:
 _LEAF_KINDS = frozenset(kind for kind, rule in RULES.items() if any(spec.shapeless for spec in rule.args))
 
 
-class _Leaves(Transformer):
+class _Leaves:
     """Rebuilds only the spine down to the layers that read a changed leaf: a sub-tree whose
-    layers read none of them is the same object (MBConv's expansion, depthwise and SE)."""
+    layers read none of them is the same object (MBConv's expansion, depthwise and SE). The
+    IR's fields are read directly (`traverse.children`' order), not by a Transformer's visit
+    of each child: a body is patched once per use of its block (efficientnet_v2_l: 66)."""
 
     def __init__(self, changed: dict[str, ir.Value], reads: dict):
         self.changed = changed
         self.reads = reads  # id of a node -> (the node, kept so that its id stays its own; the names read)
 
-    def visit(self, node, *args):
+    def visit(self, node):
         if self.read(node).isdisjoint(self.changed):
             return node
-        return super().visit(node, *args)
+        if type(node) is ir.Layer:
+            args = leaf_args(node, self.changed)
+            return node if args is None else evolve(node, args=args)
+        changes = {}
+        state = node.__dict__
+        for name in node._fields:
+            old = state[name]
+            if type(old) is tuple:
+                new = tuple([self.visit(item) if is_node(item) else item for item in old])
+                if any(map(is_not, new, old)):
+                    changes[name] = new
+            elif old is not None and is_node(old):
+                new = self.visit(old)
+                if new is not old:
+                    changes[name] = new
+        return evolve(node, **changes) if changes else node
 
     def read(self, node) -> frozenset[str]:
         """The parameter names that layers under `node` take as a whole argument; a block
@@ -138,10 +157,6 @@ class _Leaves(Transformer):
             names = frozenset().union(*map(self.read, children(node)))
         self.reads[id(node)] = (node, names)
         return names
-
-    def visit_Layer(self, layer: ir.Layer) -> ir.Layer:
-        args = leaf_args(layer, self.changed)
-        return layer if args is None else evolve(layer, args=args)
 
 
 __all__ = ["leaf_args", "leaf_params", "same_value", "with_leaves"]
