@@ -28,7 +28,8 @@ from .context import Context, alone, finish
 from .cost import ExpansionCost
 from .leaves import leaf_params, same_value, with_leaves
 from .resolve import bodies, quoted_label_reason, suggest
-from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe, fresh_value
+from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe, fresh_value, \
+    names_and_shape
 
 _keyword = attrgetter("name")  # an argument's keyword, None for a positional one
 
@@ -111,6 +112,10 @@ class Expander(Evaluating, Visitor):
         self.typed_lists: dict = {}
         self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.remembered
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
+        self.inner_values: dict = {}  # (parameter, value) -> its Value in a block's body: see inner_value
+        self.layer_reads: dict = {}  # id of a layer's call -> the names its arguments read: see layer
+        self.layer_nodes: list = []
+        self.layers_made: dict = {}  # (id of the call, its label, ids of those names' values) -> (its Layer, the values)
         self.compiled_exprs: list = []
         self.let_nodes: dict = {}  # (let, the values it reads, ...) -> its nodes and counts: see let_items
         self.let_names: dict[str, frozenset[str]] = {}  # let -> the names it reads
@@ -194,20 +199,20 @@ class Expander(Evaluating, Visitor):
 
     def layer_args(self, rule: LayerRule, call: ast.Call | None, scope: _Scope, span: Span):
         names = self.rule_names.get(rule.kind)
-        if names is None:  # a layer kind's argument names, references and PyTorch's names, once per expansion
-            names = self.rule_names[rule.kind] = ([a.name for a in rule.args],
-                                                  frozenset(a.name for a in rule.args if a.type == "element"),
-                                                  rule.torch_names())
+        if names is None:  # a layer kind's argument names, references, PyTorch's names and defaults, once per expansion
+            names = self.rule_names[rule.kind] = (
+                [a.name for a in rule.args], frozenset(a.name for a in rule.args if a.type == "element"),
+                rule.torch_names(), [None if a.default is REQUIRED else ir.Value(None, NONE) if a.default is None
+                                     else ir.Value.constant(a.default) for a in rule.args])
         bound = self.bind(names[0], call, scope, rule.kind, span, names[1], names[2])
         out = []
-        for spec in rule.args:
+        for spec, default in zip(rule.args, names[3]):
             if spec.name not in bound:
-                if spec.default is REQUIRED:
+                if default is None:
                     example = {"conv": "conv(64, 3)", "fc": "fc(10)"}.get(rule.kind, f"{rule.kind}(...)")
                     raise self.fail(span, f"{rule.kind} needs its {spec.name!r} argument"
                                     + (f" ({spec.doc})" if spec.doc else ""), f"for example {example}", "missing")
-                value = ir.Value(None, NONE) if spec.default is None else ir.Value.constant(spec.default)
-                out.append((spec.name, value))
+                out.append((spec.name, default))
                 continue
             value, arg_span = bound[spec.name]
             self.check_type(rule, spec, value, arg_span)
@@ -390,11 +395,35 @@ class Expander(Evaluating, Visitor):
         if call is not None and call.reads:
             raise self.fail(node.span, f"{name} is a layer: it reads its chain's value alone",
                             "reads(...) gives a block the inputs its own reads(...) names", "reads")
-        args = self.layer_args(rule, call, scope, node.span)
-        self.count(1, node.span)
-        return [ir.Layer(rule.kind, args, label, node.span)]
+        return [self.layer(rule, node, call, scope, label)]
 
     visit_Ref = visit_Call
+
+    def layer(self, rule: LayerRule, node: ast.Call | ast.Ref, call: ast.Call | None, scope: _Scope,
+              label: str | None) -> ir.Layer:
+        """A layer's IR node, remembered by its call, its label and the very values its
+        arguments read (as `Evaluating.remembered`): a block's bodies that agree on those share
+        it (EfficientNet's batch norms in every MBConv, its projection within a stage). An
+        argument that reads the input's shape makes each use its own."""
+        names = self.layer_reads.get(id(node))
+        if names is None:
+            read = [names_and_shape(arg.value) for arg in call.args] if call is not None else []
+            names = None if any(shape for _, shape in read) else \
+                tuple(sorted(set().union(*(found for found, _ in read))))
+            self.layer_reads[id(node)] = names
+            self.layer_nodes.append(node)  # kept, so that its id stays its own
+        if names is None:
+            made = ir.Layer(rule.kind, self.layer_args(rule, call, scope, node.span), label, node.span)
+        else:
+            get = scope.values.get
+            key = (id(node), label, *map(id, map(get, names)))
+            found = self.layers_made.get(key)
+            if found is None:
+                made = ir.Layer(rule.kind, self.layer_args(rule, call, scope, node.span), label, node.span)
+                found = self.layers_made[key] = (made, tuple(map(get, names)))  # the values kept: their ids stay theirs
+            made = found[0]
+        self.count(1, node.span)
+        return made
 
     def let_items(self, name: str, scope: _Scope) -> list[ir.Node]:
         """A let's IR nodes, in this scope. A let reads only some of the enclosing
@@ -629,8 +658,7 @@ class Expander(Evaluating, Visitor):
                 return copy, decided
             key = None  # a leaf value its layer refuses: expanded, to say so where it is
         before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
-        names = self.param_names(block)
-        scope = _Scope({n: fresh_value(v.value, names[n]) for n, v in values.items()}, f"block {block.name}")
+        scope = _Scope({n: self.inner_value(n, v.value) for n, v in values.items()}, f"block {block.name}")
         self.structure.append(set())
         try:
             items = self.chains(block.body, scope)
@@ -644,6 +672,19 @@ class Expander(Evaluating, Visitor):
             self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps, decided,
                                 {n: values[n] for n in leaves})
         return body, decided
+
+    def inner_value(self, name: str, value) -> ir.Value:
+        """A block parameter's value as its body reads it (by its name), one object for each
+        name and value in an expansion: the memos keyed by the very values read (`layer`,
+        `remembered`) meet it again in the block's other bodies."""
+        key = (name, _exact(value))
+        try:
+            found = self.inner_values.get(key)
+        except TypeError:  # a value no key holds: its own
+            return fresh_value(value, Name(name))
+        if found is None:
+            found = self.inner_values[key] = fresh_value(value, Name(name))
+        return found
 
     def leaves_of(self, block: ast.BlockDef, values: dict[str, ir.Value]) -> dict:
         """The block's leaf parameters (passes/leaves.py) whose values here are plain: a use
@@ -893,14 +934,24 @@ def _square(value: ir.Value) -> ir.Value:
 def _has_type(spec, v) -> bool:
     if spec.default is None and v is None:
         return True
-    return {
-        "int": _whole(v),
-        "pair": _whole(v) or (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(_whole, v))),
-        "float": isinstance(v, (int, float)) and not isinstance(v, bool),
-        "bool": isinstance(v, bool),
-        "str": isinstance(v, str),
-        "element": isinstance(v, str),
-    }[spec.type]
+    return _TYPE_CHECKS[spec.type](v)
+
+
+def _is_pair(v) -> bool:
+    return _whole(v) or (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(_whole, v)))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)
+
+
+# an argument type -> whether a value is of it (an element is named by a string)
+_TYPE_CHECKS = {"int": _whole, "pair": _is_pair, "float": _is_number, "bool": lambda v: isinstance(v, bool),
+                "str": _is_str, "element": _is_str}
 
 
 def _type_hint(spec, v) -> str | None:
@@ -913,6 +964,13 @@ def _type_hint(spec, v) -> str | None:
     if spec.type == "str":
         return f"write it in double quotes: {spec.name}=\"{spec.choices[0] if spec.choices else '...'}\""
     return None
+
+
+def _exact(value):
+    """A value as a key that tells apart what `==` does not: 1, 1.0 and true; 0.0 and -0.0."""
+    if type(value) is tuple:
+        return tuple(map(_exact, value))
+    return (float, repr(value)) if type(value) is float else (type(value), value)
 
 
 def _frozen(value):

@@ -22,7 +22,8 @@ from operator import is_not
 from .. import ast, ir
 from ..expr import Name
 from ..layers import RULES, LayerRule, lookup
-from ..traverse import children, evolve, is_node, walk
+from ..traverse import children, evolve, is_node
+from .values import names_and_shape
 
 
 def leaf_params(block: ast.BlockDef, lets: dict, blocks: dict) -> dict[str, tuple[tuple[LayerRule, object], ...]]:
@@ -78,8 +79,8 @@ class _Reads:
                 self.other.update(_names(value))
 
 
-def _names(expr) -> frozenset[str]:
-    return frozenset(n.name for n in walk(expr) if type(n) is ast.Var)
+def _names(expr) -> set[str]:
+    return names_and_shape(expr)[0]
 
 
 def same_value(a: ir.Value, b: ir.Value) -> bool:

@@ -250,6 +250,8 @@ class Evaluating:
         function, divides = _FAST.get(op), op in _DIVIDING
         if function is None:  # a power: its checks, each time
             return lambda scope: binary(expr, left_run(scope), right_run(scope))
+        if type(expr.right) is ast.Num and (expr.right.value or not divides):
+            return self.by_number(expr, left_run, function)
 
         def run(scope: Scope) -> ir.Value:
             left, right = left_run(scope), right_run(scope)
@@ -258,6 +260,23 @@ class Evaluating:
                 result = function(a, b)
                 if -MAX_VALUE <= result <= MAX_VALUE:  # (a comparison's true or false is within)
                     if left.expr.names or right.expr.names:
+                        return fresh_value(result, Binary(op, left.expr, right.expr))
+                    return _constant(result)
+            return binary(expr, left, right)
+        return run
+
+    def by_number(self, expr: ast.BinOp, left_run, function):
+        """`x op 2`, the number on the right known here: the left operand's type alone to check."""
+        right = _constant(expr.right.value)
+        b, op, binary = right.value, expr.op, self.binary
+
+        def run(scope: Scope) -> ir.Value:
+            left = left_run(scope)
+            a = left.value
+            if type(a) in _NUMBERS:
+                result = function(a, b)
+                if -MAX_VALUE <= result <= MAX_VALUE:
+                    if left.expr.names:
                         return fresh_value(result, Binary(op, left.expr, right.expr))
                     return _constant(result)
             return binary(expr, left, right)
@@ -605,9 +624,16 @@ _OPERANDS = {ast.BinOp: attrgetter("left", "right"), ast.IfElse: attrgetter("the
 
 
 def names_read(expr: ast.Expr) -> tuple[str, ...] | bool:
-    """The names `expr` reads, sorted; False where it reads the input's shape. A walk of
-    the expression's own fields, not `traverse.walk`'s generator of every node."""
+    """The names `expr` reads, sorted; False where it reads the input's shape."""
+    names, shape = names_and_shape(expr)
+    return False if shape else tuple(sorted(names))
+
+
+def names_and_shape(expr: ast.Expr) -> tuple[set[str], bool]:
+    """The names `expr` reads, and whether it reads the input's shape. A walk of the
+    expression's own fields, not `traverse.walk`'s generator of every node."""
     names: set[str] = set()
+    shape = False
     stack = [expr]
     pop, push = stack.pop, stack.extend
     while stack:
@@ -625,10 +651,10 @@ def names_read(expr: ast.Expr) -> tuple[str, ...] | bool:
         elif kind is ast.Neg or kind is ast.Not:
             stack.append(current.operand)
         elif kind is ast.InputAttr:
-            return False
+            shape = True
         elif kind not in _LITERALS:  # a new kind of expression: its names would go unread
             raise TypeError(f"names_read does not know {kind.__name__}")
-    return tuple(sorted(names))
+    return names, shape
 
 
 class _Args:
@@ -638,4 +664,5 @@ class _Args:
         self.args = args
 
 
-__all__ = ["Evaluating", "INPUT_NAMES", "MAX_VALUE", "PENDING", "Scope", "describe", "fresh_value"]
+__all__ = ["Evaluating", "INPUT_NAMES", "MAX_VALUE", "PENDING", "Scope", "describe", "fresh_value",
+           "names_and_shape"]
