@@ -32,6 +32,7 @@ from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, s
 from .loops import LoopModel, loop_model
 from . import toggles
 from .nodes import by_kind
+from .probe import probed
 from .reuse import body_key, layer_key, use_key
 
 WRAP = 92
@@ -175,12 +176,13 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     return ctor
 
 
-def _layer_ctor(layer: ir.Layer, inplace: bool) -> tuple[Ctor, frozenset[str]]:
-    """A layer's construction and the helpers and imports it needs."""
+def _layer_ctor(layer: ir.Layer, inplace: bool, in_shape: tuple | None = None) -> tuple[Ctor, frozenset[str]]:
+    """A layer's construction and the helpers and imports it needs; `in_shape` stands for
+    its input's (a `probe.probed` one)."""
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
-    torch = rule.construction(layer.stats.in_shape, layer.values, exprs)
+    torch = rule.construction(layer.stats.in_shape if in_shape is None else in_shape, layer.values, exprs)
     needs = {torch.helper} if torch.helper else set()
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
     parts = tuple((None, e) for e in torch.positional) + tuple(torch.keywords)
@@ -698,6 +700,7 @@ class Generator:
         # Blocks whose last norms the init names by their place in the class (m.block[2][1]).
         self.placed_norms = _placed_norms(network)
         self.layer_ctors: dict[tuple, list] = {}  # layer_entry's: key -> [arguments, ctor, helpers, in place, reuse key]
+        self.rank_ctors: dict[tuple, list] = {}  # new_layer_entry's: those built without reading the input's sizes
         self.use_keys: dict[int, tuple] = {}  # id(a block use of the network's tree) -> its _use_key, for shared()
         self.bodies: dict[int, tuple] = {}  # id(a use the plan walked) -> its reuse.body_key, for block_scope
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
@@ -779,9 +782,24 @@ class Generator:
         reuse key], filled as asked; the helpers its construction needs are added."""
         key = _entry_key(node)
         found = self.layer_ctors.get(key)
-        if found is None:  # the entry holds the arguments, so their id is not reused while it lives
-            found = self.layer_ctors[key] = [node.args, *_layer_ctor(node, False), None, None]
+        if found is None:
+            found = self.layer_ctors[key] = self.new_layer_entry(node)
         self.helpers.update(found[2])
+        return found
+
+    def new_layer_entry(self, node: ir.Layer) -> list:
+        """`layer_entry`'s for a layer's arguments and input, made where no layer of these
+        arguments had it: one whose construction did not read its input's sizes (a batch
+        norm's: DenseNet's layers each see a width of their own) serves every input of its
+        rank (`probe.py`). The entry holds the arguments, so their id is not reused while it lives."""
+        stats = node.stats
+        key = id(node.args), node.kind, type(stats.in_shape), len(stats.in_shape), stats.in_channels
+        found = self.rank_ctors.get(key)
+        if found is None:
+            shape = probed(stats.in_shape)
+            found = [node.args, *_layer_ctor(node, False, shape), None, None]
+            if not shape.read:
+                self.rank_ctors[key] = found
         return found
 
     def made_callee(self, node: ir.Layer) -> str | None:
