@@ -345,8 +345,7 @@ class Expander(Evaluating, Visitor):
         self.switches[name] = value
         return value
 
-    def node(self, node: ast.Node, scope: _Scope, label: str | None) -> list[ir.Node]:
-        return self.visit(node, scope, label)
+    node = Visitor.visit  # node(node, scope, label): the visit of a chain node, without a frame of its own
 
     def visit_Group(self, node: ast.Group, scope: _Scope, label: str | None) -> list[ir.Node]:
         items = self.chains(node.chains, scope)
@@ -430,8 +429,9 @@ class Expander(Evaluating, Visitor):
         parameters (`let_reads`): equal values of those give the same (immutable) nodes, so
         a let used by every block of a stage is expanded once, its layers, steps and
         dropped optionals counted at each use."""
-        key = (name, scope.owner, self.depth, tuple((n, self.typed(v.value), type(v.expr), v.expr.text)
-                                                    for n, v in scope.values.items() if n in self.let_reads(name)))
+        reads = self.let_reads(name)
+        key = (name, scope.owner, self.depth, tuple([(n, self.typed(v.value), type(v.expr), v.expr.text)
+                                                     for n, v in scope.values.items() if n in reads]))
         found = self.let_nodes.get(key)
         if found is not None:
             items, layers, steps, dropped = found

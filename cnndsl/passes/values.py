@@ -110,6 +110,18 @@ def _pending(operands: tuple[ir.Value, ...], build) -> ir.Value | None:
     return None
 
 
+def _numbers(values: list) -> bool:
+    return _NUMBER_TYPES.issuperset(map(type, values))
+
+
+def _a_list(values: list) -> bool:
+    return type(values[0]) is tuple and PENDING not in values[0]
+
+
+def _numbers_listed(values: list) -> bool:
+    return type(values[0]) is tuple and bool(values[0]) and _NUMBER_TYPES.issuperset(map(type, values[0]))
+
+
 def _made(result, operands: tuple[ir.Value, ...], build) -> ir.Value:
     """A constant where no operand reads a name, else the value with its tree `build()`."""
     for operand in operands:
@@ -423,15 +435,20 @@ class Evaluating:
         return self.compile_builtin(expr, function)
 
     def compile_builtin(self, expr: ast.FuncCall, function):
-        """A built-in of numbers with a result in range (`max(8, c)`, `int(v)`): its Value here."""
+        """A built-in whose arguments are what it takes (numbers; a list for `len`, of numbers
+        for `sum` and for `min` or `max` of one argument) and whose result is in range:
+        its Value here."""
         runs, applied, name = [self.closure(a.value) for a in expr.args], self.applied, expr.name
-        of_numbers = name not in ("len", "sum") and not (name in ("min", "max") and len(runs) == 1)
+        if name in ("len", "sum") or (name in ("min", "max") and len(runs) == 1):
+            takes = _a_list if name == "len" else _numbers_listed
+        else:
+            takes = _numbers
         compute = function.function
 
         def run(scope: Scope) -> ir.Value:
             args = tuple([each(scope) for each in runs])
             values = [a.value for a in args]
-            if of_numbers and _NUMBER_TYPES.issuperset(map(type, values)):
+            if takes(values):
                 try:
                     result = compute(*values)
                 except (ValueError, TypeError, ZeroDivisionError, OverflowError):
@@ -491,14 +508,19 @@ class Evaluating:
     def compile_site(self, expr: ast.FuncCall, definition: ast.DefDef):
         """A def's call, remembered as `remembered` does (EfficientNet's stage rules,
         `make_divisible(setting[k][4] * width_mult)`, are met once per block of a stage with
-        the same table, index and multiplier); a call that gives every parameter in order
-        binds them without `def_arguments`' checks."""
+        the same table, index and multiplier); a call that gives its first parameters in order
+        (and the others have defaults) binds them without `def_arguments`' checks."""
         names, args, span, def_call = names_read(expr), expr.args, expr.span, self.def_call
-        if len(args) == len(definition.params) and not any(map(_name, args)):
-            params, runs = tuple(map(_name, definition.params)), [self.closure(a.value) for a in args]
+        params = definition.params
+        if len(args) <= len(params) and not any(map(_name, args)) and \
+                all(p.default is not None for p in params[len(args):]):
+            runs = [self.closure(a.value) for a in args]
+            # the defaults of those not given, in a scope of their own (`def_arguments`')
+            defaults, own = [self.closure(p.default) for p in params[len(args):]], Scope({}, f"def {definition.name}")
+            params = tuple(map(_name, params))
 
             def arguments(scope: Scope) -> dict[str, ir.Value]:
-                return dict(zip(params, [each(scope) for each in runs]))
+                return dict(zip(params, [each(scope) for each in runs] + [each(own) for each in defaults]))
         else:
             arguments = partial(self.def_arguments, definition, args, span=span)
         if names is False:  # it reads the input's shape: each use's own
