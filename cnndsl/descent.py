@@ -73,13 +73,15 @@ class _Decline(Exception):
 
 class _Tokens:
     """A file's tokens, as lists side by side: each token's kind, its text, and where its
-    span starts (file, line, column) and ends (end_line, end_column). Lists made in C
-    (`_lex` makes them all by `map`), indexed by the token's number."""
+    span starts (line, column) and ends (end line, end column); lists made in C (`_lex`
+    makes them all by `map`), indexed by the token's number."""
 
-    __slots__ = ("kinds", "texts", "heads", "tails")
+    __slots__ = ("kinds", "texts", "lines", "columns", "end_lines", "end_columns")
 
-    def __init__(self, kinds: list[str], texts: list[str], heads: list[tuple], tails: list[tuple]):
-        self.kinds, self.texts, self.heads, self.tails = kinds, texts, heads, tails
+    def __init__(self, kinds: list[str], texts: list[str], lines: list[int], columns: list[int],
+                 end_lines: list[int], end_columns: list[int]):
+        self.kinds, self.texts, self.lines, self.columns = kinds, texts, lines, columns
+        self.end_lines, self.end_columns = end_lines, end_columns
 
 
 def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: list | None = None) -> _Tokens:
@@ -103,16 +105,16 @@ def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: lis
     texts = list(map(re.Match.group, found, groups))
     kinds = list(map(_KIND.get, texts, groups))  # a keyword's or a punctuation mark's kind is its text
     lines = list(accumulate(map(str.count, texts, repeat("\n")), initial=source.position(start)[0] if start else 1))
+    end_lines = lines[1:]  # a token ends on the line the next one starts on
     origins = source.origins  # origins[line]: the offset just before its column 1
-    columns = map(sub, map(re.Match.start, found, groups), map(origins.__getitem__, lines))
-    heads = list(zip(repeat(source.path), lines, columns))
-    end_lines = islice(lines, 1, None)  # a token ends on the line the next one starts on
-    end_columns = map(sub, map(re.Match.end, found), map(origins.__getitem__, islice(lines, 1, None)))
-    tails = list(zip(end_lines, end_columns))
+    columns = list(map(sub, map(re.Match.start, found, groups), map(origins.__getitem__, lines)))
+    end_columns = list(map(sub, map(re.Match.end, found), map(origins.__getitem__, end_lines)))
+    del lines[-1]
+    places = (lines, columns, end_lines, end_columns)
     kept = _newlines(kinds, [] if opened is None else opened)
     if kept is None:
-        return _Tokens(kinds, texts, heads, tails)
-    return _Tokens(*(list(compress(column, kept)) for column in (kinds, texts, heads, tails)))
+        return _Tokens(kinds, texts, *places)
+    return _Tokens(*(list(compress(column, kept)) for column in (kinds, texts, *places)))
 
 
 def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
@@ -153,13 +155,11 @@ class _Reader:
 
     def __init__(self, source: SourceFile, tokens: _Tokens):
         self.source, self.path = source, source.path
-        kinds, texts, heads, tails = tokens.kinds, tokens.texts, tokens.heads, tokens.tails
-        ends = (source.path, *tails[-1]) if tails else (source.path, 0, 0)  # where the end of the file is
-        # the look-ahead may look past the end
-        self.kinds = [*kinds, *["EOF"] * 3]
-        self.texts = [*texts, *[""] * 3]
-        self.heads = [*heads, *[ends] * 3]  # where each token's span starts
-        self.tails = [*tails, *[ends[1:]] * 3]  # and ends
+        end_line, end_column = (tokens.end_lines[-1], tokens.end_columns[-1]) if tokens.kinds else (0, 0)
+        # the look-ahead may look past the end: three more tokens, where the last one ends
+        self.kinds, self.texts = tokens.kinds + ["EOF"] * 3, tokens.texts + [""] * 3
+        self.lines, self.end_lines = tokens.lines + [end_line] * 3, tokens.end_lines + [end_line] * 3
+        self.columns, self.end_columns = tokens.columns + [end_column] * 3, tokens.end_columns + [end_column] * 3
         self.at = 0
         self.depth: dict[int, int] = {}
         self.nesting = 0  # rules being read, one inside the other (right recursion)
@@ -187,15 +187,16 @@ class _Reader:
         return False
 
     def span(self, first: int) -> Span:
-        return Span(*self.heads[first], *self.tails[self.at - 1])
+        """From the start of token `first` to the end of the last token read."""
+        last = self.at - 1
+        return Span(self.path, self.lines[first], self.columns[first], self.end_lines[last], self.end_columns[last])
 
     def tspan(self, token: int) -> Span:
-        return Span(*self.heads[token], *self.tails[token])
+        return Span(self.path, self.lines[token], self.columns[token], self.end_lines[token], self.end_columns[token])
 
     def offset(self, token: int) -> int:
         """Where a token starts in the file."""
-        _, line, column = self.heads[token]
-        return self.source.origins[line] + column
+        return self.source.origins[self.lines[token]] + self.columns[token]
 
     def made(self, node, *children):
         """`node`, its depth (1 + its deepest child's; a child not made here, or None,
@@ -771,13 +772,13 @@ class _Reader:
         kind = self.kinds[at]
         if kind == "NAME":
             self.at = at + 1
-            return ast.Var(self.texts[at], Span(*self.heads[at], *self.tails[at]))
+            return ast.Var(self.texts[at], self.tspan(at))
         if kind == "INT":
             text = self.texts[at]
             if len(text) > MAX_DIGITS:
                 raise _Decline
             self.at = at + 1
-            return ast.Num(int(text), Span(*self.heads[at], *self.tails[at]))
+            return ast.Num(int(text), self.tspan(at))
         if kind == "FLOAT":
             text = self.texts[at]
             value = float(text)
