@@ -56,8 +56,7 @@ def load(spec: str | Path) -> SourceFile:
     table = resources.catalog()
     if str(spec) in table:
         entry = table[str(spec)]
-        source = read_source(entry.path)
-        return SourceFile(f"specs/{entry.path.name}", source.text, network=entry.network)
+        return read_source(entry.path).renamed(f"specs/{entry.path.name}", entry.network)
     from .passes.resolve import suggest
 
     guess = suggest(str(spec), table)

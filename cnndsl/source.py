@@ -47,6 +47,13 @@ class SourceFile:
         starts = (0, *map(re.Match.end, _NEWLINE.finditer(self.text)))  # each line's first offset
         object.__setattr__(self, "_line_starts", starts)
 
+    def renamed(self, path: str, network: str | None = None) -> SourceFile:
+        """The same text under another name (a built-in, an imported file: named as its
+        spans show it), made without finding its lines again."""
+        new = object.__new__(SourceFile)
+        new.__dict__.update(self.__dict__, path=path, network=network)
+        return new
+
     def line_text(self, line: int) -> str:
         if not 1 <= line <= len(self._line_starts):
             return ""

@@ -41,11 +41,12 @@ def module_path(imp: ast.ImportDef, importing: str) -> Path | None:
     return base / imp.module
 
 
-def _display(path: Path) -> str:
+def _display(path: Path, resolved: Path | None = None) -> str:
     """How an imported file is named in its spans: a built-in as `specs/NAME.cnn` (as
-    `cnndsl compile NAME` names it), any other file by its path."""
+    `cnndsl compile NAME` names it), any other file by its path. `resolved`: the path
+    resolved, where the caller has it already."""
     try:
-        if path.resolve().parent == resources.specs_dir().resolve():
+        if (resolved or path.resolve()).parent == resources.specs_dir().resolve():
             return f"specs/{path.name}"
     except OSError:
         pass
@@ -158,7 +159,8 @@ class Linker:
                                (f"did you mean {guess!r}? " if guess else "") +
                                'a file is imported by its path in quotes: from "blocks.cnn" import Block', "import")
             return None
-        key = str(path.resolve())
+        resolved = path.resolve()
+        key = str(resolved)
         if key in stack:
             chain = " -> ".join(Path(p).name for p in (*stack[stack.index(key):], key))
             self.context.error(imp.module_span, f"import cycle: {chain}",
@@ -168,23 +170,22 @@ class Linker:
             self.context.error(imp.module_span, f"imports nested more than {MAX_IMPORT_DEPTH} deep", None, "limit")
             return None
         if key not in self.linked:
-            program = self.read(imp, path)
+            program = self.read(imp, path, resolved)
             if program is None:
                 return None
             self.linked[key] = self.link(program, str(path), (*stack, key))
         return self.linked[key]
 
-    def read(self, imp: ast.ImportDef, path: Path) -> ast.Program | None:
+    def read(self, imp: ast.ImportDef, path: Path, resolved: Path) -> ast.Program | None:
         try:
-            source = read_source(path)
-            source = SourceFile(_display(path), source.text)
+            source = read_source(path).renamed(_display(path, resolved))
         except SourceError as problem:
             self.context.error(imp.module_span, f"cannot import {_module_text(imp)}: {problem.message}",
                                f"the path is relative to this file: {path}", "import")
             return None
         self.sources[source.path] = source
         try:
-            program = _parsed(source.path, source.text)
+            program = _parsed(source)
         except CompileError as exc:
             self.context.extend(exc.diagnostics)
             self.context.error(imp.module_span, f"{_module_text(imp)} has errors (above)", None, "import")
@@ -193,12 +194,12 @@ class Linker:
 
 
 @lru_cache(maxsize=32)
-def _parsed(path: str, text: str) -> ast.Program:
-    """An imported file's program, by its text: a language server links the same imports
-    at every keystroke (the syntax tree is immutable; a file that fails is not kept)."""
+def _parsed(source: SourceFile) -> ast.Program:
+    """An imported file's program, by its name and text: a language server links the same
+    imports at every keystroke (the syntax tree is immutable; a file that fails is not kept)."""
     from ..parse import parse
 
-    return derive_variants(parse(SourceFile(path, text)))
+    return derive_variants(parse(source))
 
 
 def getattr_all(kind: str, brought: dict) -> list:
