@@ -13,12 +13,13 @@ are known.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter
 
 from .. import ir
 from ..diagnostics import ERROR
 from ..expr import TRUE, Binary, Const, Expr, Name, binary
-from ..layers import RULES, ShapeProblem, channels_last, shortcut_stride, size_problem, subsampled
+from ..layers import RULES, ChannelsLast, ShapeProblem, channels_last, shortcut_stride, size_problem, subsampled
 from ..node import replace
 from ..traverse import Visitor, evolve
 from .context import Context, alone, finish
@@ -73,7 +74,13 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
-        self.layer_facts: dict = {}  # (layer or its kind and arguments, input shape, channels, dims) -> `facts`
+        # (id(layer), input shape, channels, dims) -> `facts`; the same under (`own_facts`'s token, the
+        # input...) in `alike_facts`; id(layer) -> `own_facts`; (kind, arguments) -> its token
+        self.layer_facts: dict = {}
+        self.alike_facts: dict = {}
+        self.layer_objects: dict = {}
+        self.tokens: dict = {}
+        self.sums: dict = {}  # (left, right) -> their sum, the channels of a concat: see `plus`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
         # groups open around the visit (path, members' keys so far); the blocks met (path -> name).
@@ -130,10 +137,13 @@ class ShapeInference(Visitor):
             self.tapped_blocks[f"{path}.{key}"] = item.block
 
     def total(self, items, start: Flow | None, end: Flow | None) -> ir.Stats | None:
-        if start is None or end is None or any(i.stats is None for i in items):
+        if start is None or end is None:
             return None
-        return ir.Stats(start.shape, end.shape, sum(i.stats.params for i in items),
-                        sum(i.stats.macs for i in items), end.rf, end.jump, end.channels, dims=end.dims)
+        stats = list(map(_STATS_OF, items))
+        if any(map(is_, stats, repeat(None))):
+            return None
+        return ir.Stats(start.shape, end.shape, sum(map(_PARAMS, stats)), sum(map(_MACS, stats)), end.rf, end.jump,
+                        end.channels, dims=end.dims)
 
     def visit_Side(self, node: ir.Side, flow: Flow | None) -> tuple[ir.Side, Flow | None]:
         read = flow
@@ -189,43 +199,60 @@ class ShapeInference(Visitor):
             facts = self.alike(layer, flow, key)
             if facts is None:
                 return layer, None
-        layer, _, rule, values, out, notes, extent, stride, channels, params, macs, dims = facts
+        layer, _, notes, window, made, out, channels, flattens, dims = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
-        window = extent, stride, rule.upscale(flow.shape, values)
-        rf, jump = receptive(flow.rf, flow.jump, *window) if window != POINT else (flow.rf, flow.jump)
-        last = channels_last(flow.shape)
-        stats = _new(ir.Stats)  # ir.Stats(...) without the frozen __init__: once per layer per use
-        stats.__dict__.update(in_shape=flow.shape, out_shape=out, params=params, macs=macs, rf=rf, jump=jump,
-                              channels=channels, flatten_before=rule.flattens and len(flow.shape) == 3 and not last,
-                              in_channels=flow.channels, dims=flow.dims if last else dims)
-        layer = evolve(layer, stats=stats)
-        self.windows[id(layer)] = window  # for `Rebase`, while the layer lives
+        shape = flow.shape
+        rf, jump = receptive(flow.rf, flow.jump, *window) if window is not POINT else (flow.rf, flow.jump)
+        if type(shape) is ChannelsLast:
+            flattens, dims = False, flow.dims
+        stats = _new(_STATS)  # ir.Stats(...) without the frozen __init__: once per layer per use
+        stats.__dict__.update(made, in_shape=shape, rf=rf, jump=jump, flatten_before=flattens and len(shape) == 3,
+                              in_channels=flow.channels, dims=dims)
+        new = _new(_LAYER)  # `evolve(layer, stats=stats)`
+        new.__dict__.update(layer.__dict__, stats=stats)
+        self.windows[id(new)] = window  # for `Rebase`, while the layer lives
         after = _new(Flow)
-        after.__dict__.update(shape=out, channels=channels, rf=rf, jump=jump, dims=stats.dims)
-        return layer, after
+        after.__dict__.update(shape=out, channels=channels, rf=rf, jump=jump, dims=dims)
+        return new, after
 
     def alike(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
         """The layer's `facts`, worked out once for each kind, arguments and input: a layer of a
         block used many times at the same input is one object, and layers of other uses (the
-        same block with another argument elsewhere: DenseNet's layers after the first conv,
-        EfficientNet's blocks that differ in their stochastic depth) are equal. Kept under
-        the layer (`key`) too, where it needs no working out."""
-        try:
-            same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args), key[1:])
-            found = self.layer_facts.get(same)
-        except TypeError:  # an unhashable argument (a list)
-            same = found = None
+        same block with another argument elsewhere, EfficientNet's blocks that differ in their
+        stochastic depth) are equal. Kept under the layer (`key`) too, where it needs no
+        working out."""
+        _, token, values, exprs = self.own_facts(layer)
+        same = None if token is None else (token, *key[1:])
+        found = None if same is None else self.alike_facts.get(same)
         if found is not None:
             facts = (layer,) + found[1:]
         else:
-            facts = self.facts(layer, flow)
+            facts = self.facts(layer, flow, values, exprs)
             if facts is None or not facts[1]:  # an error, or facts that hold for this place alone
                 return facts
             if same is not None:
-                self.layer_facts[same] = facts
+                self.alike_facts[same] = facts
         self.layer_facts[key] = facts
         return facts
+
+    def own_facts(self, layer: ir.Layer) -> tuple:
+        """What a layer object gives wherever it is used, worked out once: (the layer, a
+        number for its kind and arguments, the same for equal ones, so that `alike`'s key
+        hashes no expression of them, or None for an unhashable argument (a list); its
+        values and its arguments' expressions, or None where one is pending)."""
+        known = self.layer_objects.get(id(layer))
+        if known is None or known[0] is not layer:
+            try:
+                same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args))
+                token = self.tokens.setdefault(same, len(self.tokens))
+            except TypeError:
+                token = None
+            values = exprs = None
+            if not has_pending(layer.args):
+                values, exprs = layer.values, dict(zip(map(_FIRST, layer.args), map(_EXPR, map(_SECOND, layer.args))))
+            known = self.layer_objects[id(layer)] = (layer, token, values, exprs)  # the layer kept: its id stays its own
+        return known
 
     def made(self, make, *key) -> ir.Layer:
         """A projection's conv or batch norm, one object for equal arguments (a shortcut of a
@@ -238,21 +265,27 @@ class ShapeInference(Visitor):
             found = self.projections[(make, *key)] = make(*key)
         return found
 
-    def facts(self, layer: ir.Layer, flow: Flow) -> tuple | None:
-        """What a layer gives from its input, but for the receptive field: its output shape,
-        notes, window, channels, parameters, MACs and dims; None after an error. A layer
-        with a pending argument (its values read the block's input) comes back resolved,
-        a new layer: those are not kept (`visit_Layer`), nor those that name an element."""
-        try:
-            resolved = resolve_layer(layer, self.env) if has_pending(layer.args) else layer
-        except PendingProblem as problem:
-            self.error(layer.span, problem.message, problem.hint, problem.code)
-            return None
+    def facts(self, layer: ir.Layer, flow: Flow, values: dict | None, exprs: dict | None) -> tuple | None:
+        """What a layer gives from its input, but for the receptive field: (the layer, whether
+        the facts hold wherever it reads this input, its notes, its window, its stats' fields
+        that hold at every use, its output shape, channels, whether it flattens, its output's
+        dims); None after an error. `values` and `exprs` are the layer's own (`own_facts`), None
+        where an argument is pending (it reads the block's input): such a layer comes back
+        resolved, a new layer, and its facts are not kept (`alike`), nor those of a layer
+        that names an element."""
+        resolved = layer
+        if values is None:  # a pending argument, computed in this use's input
+            try:
+                resolved = resolve_layer(layer, self.env)
+            except PendingProblem as problem:
+                self.error(layer.span, problem.message, problem.hint, problem.code)
+                return None
+            values, exprs = resolved.values, {k: v.expr for k, v in resolved.args}
         rule = RULES[resolved.kind]
-        values = self.referenced(resolved, rule)
-        if values is None:
-            return None
-        exprs = {k: v.expr for k, v in resolved.args}
+        if resolved.kind in _READERS:
+            values = self.referenced(resolved, rule, values)
+            if values is None:
+                return None
         try:
             out, notes = _shape(resolved.kind, rule, flow.shape, values)
         except ShapeProblem as problem:
@@ -267,8 +300,10 @@ class ShapeInference(Visitor):
             return None
         # where `like=` reads an element, the facts hold for this place alone
         keep = resolved is layer and resolved.kind not in _READERS
-        return (resolved, keep, rule, values, out, tuple(notes), extent, stride, channels, params, macs,
-                rule.dims(flow.dims, values, exprs))
+        window = extent, stride, rule.upscale(flow.shape, values)
+        made = {"out_shape": out, "params": params, "macs": macs, "channels": channels}  # the stats' fields of any use
+        return (resolved, keep, tuple(notes), POINT if window == POINT else window, made, out, channels,
+                rule.flattens, rule.dims(flow.dims, values, exprs))
 
     def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
         """The named outputs with their shapes; an unknown element is an error at its key."""
@@ -284,12 +319,9 @@ class ShapeInference(Visitor):
             out.append(evolve(output, shape=flow.shape if flow is not None else None))
         return tuple(out)
 
-    def referenced(self, layer: ir.Layer, rule) -> dict | None:
-        """The layer's values, each element argument (`like=enc4`) replaced by the shape of
+    def referenced(self, layer: ir.Layer, rule, values: dict) -> dict | None:
+        """The layer's `values`, each element argument (`like=enc4`) replaced by the shape of
         the element it names; None after an error."""
-        values = layer.values
-        if layer.kind not in _READERS:
-            return values
         for spec in rule.args:
             name = values.get(spec.name) if spec.type == "element" else None
             if name is None:
@@ -333,12 +365,21 @@ class ShapeInference(Visitor):
         shape = (sum(o.shape[0] for o in outs),) + first[1:]
         channels = outs[0].channels
         for o in outs[1:]:
-            channels = binary("+", channels, o.channels)
+            channels = self.plus(channels, o.channels)
         dims = next((o.dims for o in reversed(outs) if o.dims is not None), None)  # a resized branch's: unknown
         end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
+
+    def plus(self, left: Expr, right: Expr) -> Expr:
+        """`binary("+", left, right)`, worked out once for each pair: DenseNet's dense blocks
+        each add growth_rate to the same sums, in_channels + growth_rate * 2 and on."""
+        key = (left, right)
+        found = self.sums.get(key)
+        if found is None:
+            found = self.sums[key] = binary("+", left, right)
+        return found
 
     def source(self, node: ir.Concat, source: str, flow: Flow | None, span) -> Flow | None:
         """What a branch `from(source)` reads: the named earlier element (or a block's
@@ -717,6 +758,8 @@ def _fits(layer: ir.Layer) -> bool:
 
 
 _FIRST, _SECOND, _EXPR = itemgetter(0), itemgetter(1), attrgetter("expr")
+_STATS, _LAYER = ir.Stats, ir.Layer
+_STATS_OF, _PARAMS, _MACS = attrgetter("stats"), attrgetter("params"), attrgetter("macs")
 _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
 
 
