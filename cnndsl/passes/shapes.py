@@ -80,6 +80,7 @@ class ShapeInference(Visitor):
         self.alike_facts: dict = {}
         self.layer_objects: dict = {}
         self.tokens: dict = {}
+        self.layer_dims: dict = {}  # (id(layer), input dims) -> its output's dims (`facts`)
         self.sums: dict = {}  # (left, right) -> their sum, the channels of a concat: see `plus`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
@@ -302,8 +303,15 @@ class ShapeInference(Visitor):
         keep = resolved is layer and resolved.kind not in _READERS
         window = extent, stride, rule.upscale(flow.shape, values)
         made = {"out_shape": out, "params": params, "macs": macs, "channels": channels}  # the stats' fields of any use
+        if keep:  # a rule's dims read no shape: DenseNet's first conv of a dense layer, once for its 98 inputs
+            dims_key = (id(layer), flow.dims)  # the layer lives on in `layer_objects`
+            dims = self.layer_dims.get(dims_key, _NO_DIMS)
+            if dims is _NO_DIMS:
+                dims = self.layer_dims[dims_key] = rule.dims(flow.dims, values, exprs)
+        else:
+            dims = rule.dims(flow.dims, values, exprs)
         return (resolved, keep, tuple(notes), POINT if window == POINT else window, made, out, channels,
-                rule.flattens, rule.dims(flow.dims, values, exprs))
+                rule.flattens, dims)
 
     def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
         """The named outputs with their shapes; an unknown element is an error at its key."""
@@ -759,6 +767,7 @@ def _fits(layer: ir.Layer) -> bool:
 
 _FIRST, _SECOND, _EXPR = itemgetter(0), itemgetter(1), attrgetter("expr")
 _STATS, _LAYER = ir.Stats, ir.Layer
+_NO_DIMS = object()  # not worked out yet (None is unknown dims)
 _STATS_OF, _PARAMS, _MACS = attrgetter("stats"), attrgetter("params"), attrgetter("macs")
 _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
 
