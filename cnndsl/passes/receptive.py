@@ -141,7 +141,7 @@ def has_pending(args: tuple) -> bool:
 
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 _SEQ, _LAYER, _CALL, _RESIDUAL, _GATE = ir.Seq, ir.Layer, ir.BlockInstance, ir.Residual, ir.Gate
-_FIRST, _SECOND, _VALUE, _EXPR, _TEXT = itemgetter(0), itemgetter(1), attrgetter("value"), attrgetter("expr"), attrgetter("text")
+_FIRST, _SECOND, _VALUE = itemgetter(0), itemgetter(1), attrgetter("value")
 
 
 class Rebase:
@@ -154,7 +154,6 @@ class Rebase:
     def __init__(self, windows: dict, leaves: dict | None = None) -> None:
         self.windows = windows  # id(inferred layer) -> (extent, stride, upscale)
         self.leaves = leaves
-        self.leaf_names = frozenset(leaves or ())
         self.releafed: list[ir.Layer] = []
         self.rules = {ir.Seq: self.seq, ir.Residual: self.residual, ir.Gate: self.gate,
                       ir.Concat: self.concat, ir.BlockInstance: self.block}
@@ -168,25 +167,26 @@ class Rebase:
         layers), and the field and jump after the last. A layer, most of a body's items, is
         copied here, without a call: with the field and jump it has after its window."""
         items = []
-        rules, windows, leaves, leaf_names = self.rules, self.windows, self.leaves, self.leaf_names
+        rules, windows, leaves = self.rules, self.windows, self.leaves
         for item in nodes:
             if type(item) is not _LAYER:
                 item, rf, jump = rules[type(item)](item, rf, jump)
                 items.append(item)
                 continue
             window = windows[id(item)]
-            if window != POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
+            if window is not POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
                 rf, jump = receptive(rf, jump, *window)
             stats = _new(_STATS)
-            stats.__dict__.update(item.stats.__dict__, rf=rf, jump=jump)
+            fields = stats.__dict__
+            fields.update(item.stats.__dict__)
+            fields["rf"], fields["jump"] = rf, jump
             new = _new(_LAYER)
-            # a leaf is a whole argument, whose text is its name: the other layers are not looked into
-            args = leaf_args(item, leaves) if leaves and not leaf_names.isdisjoint(
-                map(_TEXT, map(_EXPR, map(_SECOND, item.args)))) else None
-            if args is None:
-                new.__dict__.update(item.__dict__, stats=stats)
-            else:
-                new.__dict__.update(item.__dict__, stats=stats, args=args)
+            fields = new.__dict__
+            fields.update(item.__dict__)
+            fields["stats"] = stats
+            args = leaf_args(item, leaves) if leaves else None  # a leaf is a whole argument, of a few kinds
+            if args is not None:
+                fields["args"] = args
                 self.releafed.append(new)
             windows[id(new)] = window  # a body that holds this one may be rebased in turn
             items.append(new)
@@ -224,16 +224,23 @@ class Rebase:
 
 
 _new, _STATS = object.__new__, ir.Stats
-POINT = (1, 1, 1)  # a window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given
+# A window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given. The
+# shape pass keeps this object for every such window, so that `is` tells one.
+POINT = (1, 1, 1)
 
 
 def _moved(node, rf, jump, **changes):
     """A copy of `node` with `changes` and its stats at another receptive field and jump
     (`traverse.evolve` twice, for the one case)."""
     stats = _new(_STATS)
-    stats.__dict__.update(node.stats.__dict__, rf=rf, jump=jump)
+    fields = stats.__dict__
+    fields.update(node.stats.__dict__)
+    fields["rf"], fields["jump"] = rf, jump
     new = _new(type(node))
-    new.__dict__.update(node.__dict__, stats=stats, **changes)
+    fields = new.__dict__
+    fields.update(node.__dict__)
+    fields.update(changes)
+    fields["stats"] = stats
     return new
 
 
