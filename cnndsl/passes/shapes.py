@@ -59,6 +59,29 @@ def fmt_shape(shape: ir.Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
+class OwnFacts:
+    """What a layer object gives wherever it is used (`ShapeInference.own_facts`): a number
+    for its kind and arguments (`token`), the same for equal ones, so that `alike`'s key
+    hashes no expression of them, or None for an unhashable argument (a list); and, once
+    `facts` has read them, its values and its arguments' expressions (None before, and
+    where one is pending), and the output dims of the input dims it last read."""
+
+    __slots__ = ("layer", "token", "values", "exprs", "dims_in", "dims")
+
+    def __init__(self, layer: ir.Layer, tokens: dict) -> None:
+        self.layer = layer
+        try:
+            same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args))
+            self.token = tokens.setdefault(same, len(tokens))
+        except TypeError:
+            self.token = None
+        self.values = self.exprs = None
+        self.dims_in = self.dims = _NO_DIMS
+
+
+_NO_DIMS = object()  # not worked out yet (None is unknown dims)
+
+
 class ShapeInference(Visitor):
     """`visit(node, flow)` gives the node with its stats and the flow after it; a flow of
     None is an unknown shape, after an error."""
@@ -75,12 +98,11 @@ class ShapeInference(Visitor):
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
         # (id(layer), input shape, channels, dims) -> `facts`; the same under (`own_facts`'s token, the
-        # input...) in `alike_facts`; id(layer) -> `own_facts`; (kind, arguments) -> its token
+        # input...) in `alike_facts`; id(layer) -> `OwnFacts`; (kind, arguments) -> its token
         self.layer_facts: dict = {}
         self.alike_facts: dict = {}
         self.layer_objects: dict = {}
         self.tokens: dict = {}
-        self.layer_dims: dict = {}  # (id(layer), input dims) -> its output's dims (`facts`)
         self.sums: dict = {}  # (left, right) -> their sum, the channels of a concat: see `plus`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
@@ -223,13 +245,13 @@ class ShapeInference(Visitor):
         same block with another argument elsewhere, EfficientNet's blocks that differ in their
         stochastic depth) are equal. Kept under the layer (`key`) too, where it needs no
         working out."""
-        _, token, values, exprs = self.own_facts(layer)
-        same = None if token is None else (token, *key[1:])
+        own = self.own_facts(layer)
+        same = None if own.token is None else (own.token, *key[1:])
         found = None if same is None else self.alike_facts.get(same)
         if found is not None:
             facts = (layer,) + found[1:]
         else:
-            facts = self.facts(layer, flow, values, exprs)
+            facts = self.facts(layer, flow, own)
             if facts is None or not facts[1]:  # an error, or facts that hold for this place alone
                 return facts
             if same is not None:
@@ -237,22 +259,11 @@ class ShapeInference(Visitor):
         self.layer_facts[key] = facts
         return facts
 
-    def own_facts(self, layer: ir.Layer) -> tuple:
-        """What a layer object gives wherever it is used, worked out once: (the layer, a
-        number for its kind and arguments, the same for equal ones, so that `alike`'s key
-        hashes no expression of them, or None for an unhashable argument (a list); its
-        values and its arguments' expressions, or None where one is pending)."""
+    def own_facts(self, layer: ir.Layer) -> OwnFacts:
+        """What a layer object gives wherever it is used, worked out at its first use."""
         known = self.layer_objects.get(id(layer))
-        if known is None or known[0] is not layer:
-            try:
-                same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args))
-                token = self.tokens.setdefault(same, len(self.tokens))
-            except TypeError:
-                token = None
-            values = exprs = None
-            if not has_pending(layer.args):
-                values, exprs = layer.values, dict(zip(map(_FIRST, layer.args), map(_EXPR, map(_SECOND, layer.args))))
-            known = self.layer_objects[id(layer)] = (layer, token, values, exprs)  # the layer kept: its id stays its own
+        if known is None or known.layer is not layer:
+            known = self.layer_objects[id(layer)] = OwnFacts(layer, self.tokens)  # the layer kept: its id stays its own
         return known
 
     def made(self, make, *key) -> ir.Layer:
@@ -266,22 +277,25 @@ class ShapeInference(Visitor):
             found = self.projections[(make, *key)] = make(*key)
         return found
 
-    def facts(self, layer: ir.Layer, flow: Flow, values: dict | None, exprs: dict | None) -> tuple | None:
+    def facts(self, layer: ir.Layer, flow: Flow, own: OwnFacts) -> tuple | None:
         """What a layer gives from its input, but for the receptive field: (the layer, whether
         the facts hold wherever it reads this input, its notes, its window, its stats' fields
         that hold at every use, its output shape, channels, whether it flattens, its output's
-        dims); None after an error. `values` and `exprs` are the layer's own (`own_facts`), None
-        where an argument is pending (it reads the block's input): such a layer comes back
-        resolved, a new layer, and its facts are not kept (`alike`), nor those of a layer
-        that names an element."""
+        dims); None after an error. A layer with a pending argument (it reads the block's
+        input) comes back resolved, a new layer, and its facts are not kept (`alike`), nor
+        those of a layer that names an element."""
         resolved = layer
-        if values is None:  # a pending argument, computed in this use's input
+        if has_pending(layer.args):  # computed in this use's input
             try:
                 resolved = resolve_layer(layer, self.env)
             except PendingProblem as problem:
                 self.error(layer.span, problem.message, problem.hint, problem.code)
                 return None
             values, exprs = resolved.values, {k: v.expr for k, v in resolved.args}
+        else:
+            if own.values is None:
+                own.values, own.exprs = layer.values, {k: v.expr for k, v in layer.args}
+            values, exprs = own.values, own.exprs
         rule = RULES[resolved.kind]
         if resolved.kind in _READERS:
             values = self.referenced(resolved, rule, values)
@@ -303,13 +317,13 @@ class ShapeInference(Visitor):
         keep = resolved is layer and resolved.kind not in _READERS
         window = extent, stride, rule.upscale(flow.shape, values)
         made = {"out_shape": out, "params": params, "macs": macs, "channels": channels}  # the stats' fields of any use
-        if keep:  # a rule's dims read no shape: DenseNet's first conv of a dense layer, once for its 98 inputs
-            dims_key = (id(layer), flow.dims)  # the layer lives on in `layer_objects`
-            dims = self.layer_dims.get(dims_key, _NO_DIMS)
-            if dims is _NO_DIMS:
-                dims = self.layer_dims[dims_key] = rule.dims(flow.dims, values, exprs)
-        else:
+        if not keep:
             dims = rule.dims(flow.dims, values, exprs)
+        elif own.dims_in is not _NO_DIMS and own.dims_in == flow.dims:
+            dims = own.dims  # a rule's dims read no shape: DenseNet's first conv of a dense layer, for its 98 inputs
+        else:
+            own.dims_in, own.dims = flow.dims, rule.dims(flow.dims, values, exprs)
+            dims = own.dims
         return (resolved, keep, tuple(notes), POINT if window == POINT else window, made, out, channels,
                 rule.flattens, dims)
 
@@ -767,7 +781,6 @@ def _fits(layer: ir.Layer) -> bool:
 
 _FIRST, _SECOND, _EXPR = itemgetter(0), itemgetter(1), attrgetter("expr")
 _STATS, _LAYER = ir.Stats, ir.Layer
-_NO_DIMS = object()  # not worked out yet (None is unknown dims)
 _STATS_OF, _PARAMS, _MACS = attrgetter("stats"), attrgetter("params"), attrgetter("macs")
 _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
 
