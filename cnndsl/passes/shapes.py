@@ -30,13 +30,16 @@ from .receptive import widest as _widest
 
 @dataclass(frozen=True)
 class Flow:
-    """What travels along a chain: the shape, the channels as an expression, the receptive field."""
+    """What travels along a chain: the shape, the channels as an expression, the receptive field;
+    and `token`, a number for its shape, channels and dims (`ShapeInference.token`), None
+    until it is asked for: a copy that changes one of those three leaves it out."""
 
     shape: ir.Shape
     channels: Expr
     rf: int | tuple[int, int] = 1  # (height, width) where the axes differ
     jump: int | tuple[int, int] = 1
     dims: tuple[Expr, ...] | None = ()  # H and W as expressions (of a block's input H, W); () once flat
+    token: int | None = None
 
 
 _new = object.__new__
@@ -45,7 +48,7 @@ _new = object.__new__
 def _flow(shape: ir.Shape, channels: Expr, rf, jump, dims) -> Flow:
     """`Flow(...)` without the frozen dataclass's `__init__`, for the flows made at each block use."""
     flow = _new(Flow)
-    flow.__dict__.update(shape=shape, channels=channels, rf=rf, jump=jump, dims=dims)
+    flow.__dict__.update(shape=shape, channels=channels, rf=rf, jump=jump, dims=dims, token=None)
     return flow
 
 
@@ -97,12 +100,14 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
-        # (id(layer), input shape, channels, dims) -> `facts`; the same under (`own_facts`'s token, the
-        # input...) in `alike_facts`; id(layer) -> `OwnFacts`; (kind, arguments) -> its token
+        # (id(layer), the input's `token`) -> `facts`; the same under (`own_facts`'s token, the input's)
+        # in `alike_facts`; id(layer) -> `OwnFacts`; (kind, arguments) -> its token; (shape, channels,
+        # dims) -> a flow's token
         self.layer_facts: dict = {}
         self.alike_facts: dict = {}
         self.layer_objects: dict = {}
         self.tokens: dict = {}
+        self.flow_tokens: dict = {}
         self.sums: dict = {}  # (left, right) -> their sum, the channels of a concat: see `plus`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
         # side(backbone.layer3): what each member of a named group gave, by its path; the
@@ -216,19 +221,20 @@ class ShapeInference(Visitor):
     def visit_Layer(self, layer: ir.Layer, flow: Flow | None) -> tuple[ir.Layer, Flow | None]:
         if flow is None:
             return layer, None
-        key = (id(layer), flow.shape, flow.channels, flow.dims)
+        token = flow.token
+        key = (id(layer), self.token(flow) if token is None else token)
         facts = self.layer_facts.get(key)
         if facts is None or facts[0] is not layer:
             facts = self.alike(layer, flow, key)
             if facts is None:
                 return layer, None
-        layer, _, notes, window, made, out, channels, flattens, dims = facts
+        layer, _, notes, window, made, out, channels, flattens, dims, token = facts
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         shape = flow.shape
         rf, jump = receptive(flow.rf, flow.jump, *window) if window is not POINT else (flow.rf, flow.jump)
         if type(shape) is ChannelsLast:
-            flattens, dims = False, flow.dims
+            flattens, dims, token = False, flow.dims, None
         stats = _new(_STATS)  # ir.Stats(...) without the frozen __init__: once per layer per use
         stats.__dict__.update(made, in_shape=shape, rf=rf, jump=jump, flatten_before=flattens and len(shape) == 3,
                               in_channels=flow.channels, dims=dims)
@@ -236,8 +242,16 @@ class ShapeInference(Visitor):
         new.__dict__.update(layer.__dict__, stats=stats)
         self.windows[id(new)] = window  # for `Rebase`, while the layer lives
         after = _new(Flow)
-        after.__dict__.update(shape=out, channels=channels, rf=rf, jump=jump, dims=dims)
+        after.__dict__.update(shape=out, channels=channels, rf=rf, jump=jump, dims=dims, token=token)
         return new, after
+
+    def token(self, flow: Flow) -> int:
+        """The number of the flow's shape, channels and dims, the same for equal ones, so that
+        the keys of a layer's facts and of a body's inference hash no expression; kept in the
+        flow."""
+        token = self.flow_tokens.setdefault((flow.shape, flow.channels, flow.dims), len(self.flow_tokens))
+        flow.__dict__["token"] = token  # frozen, and made once: a cache of what it holds
+        return token
 
     def alike(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
         """The layer's `facts`, worked out once for each kind, arguments and input: a layer of a
@@ -246,7 +260,7 @@ class ShapeInference(Visitor):
         stochastic depth) are equal. Kept under the layer (`key`) too, where it needs no
         working out."""
         own = self.own_facts(layer)
-        same = None if own.token is None else (own.token, *key[1:])
+        same = None if own.token is None else (own.token, key[1])
         found = None if same is None else self.alike_facts.get(same)
         if found is not None:
             facts = (layer,) + found[1:]
@@ -324,8 +338,9 @@ class ShapeInference(Visitor):
         else:
             own.dims_in, own.dims = flow.dims, rule.dims(flow.dims, values, exprs)
             dims = own.dims
+        token = self.flow_tokens.setdefault((out, channels, dims), len(self.flow_tokens))  # the output's, channels first
         return (resolved, keep, tuple(notes), POINT if window == POINT else window, made, out, channels,
-                rule.flattens, dims)
+                rule.flattens, dims, token)
 
     def outputs(self, network: ir.Network) -> tuple[ir.Output, ...]:
         """The named outputs with their shapes; an unknown element is an error at its key."""
@@ -476,7 +491,8 @@ class ShapeInference(Visitor):
                        f"give the layer before it a multiple of {n} channels, or as many branches as divide "
                        f"{shape[0]}", "split")
             return None
-        return evolve(flow, shape=(shape[0] // n,) + tuple(shape[1:]), channels=binary("//", flow.channels, Const(n)))
+        return evolve(flow, shape=(shape[0] // n,) + tuple(shape[1:]), channels=binary("//", flow.channels, Const(n)),
+                      token=None)
 
     def skips(self, node: ir.Concat, target: Flow) -> tuple[list[Flow], tuple[str, ...]] | None:
         """The flows of a concat's skips (`concat(enc4)`) and how each is fitted to the
@@ -506,7 +522,7 @@ class ShapeInference(Visitor):
                            "skip")
                 return None
             fits.append("" if dh == dw == 0 else "crop" if dh >= 0 and dw >= 0 else "pad")
-            flows.append(evolve(skip, dims=target.dims))
+            flows.append(evolve(skip, dims=target.dims, token=None))
         return flows, tuple(fits)
 
     def visit_Residual(self, node: ir.Residual, flow: Flow | None) -> tuple[ir.Residual, Flow | None]:
@@ -705,7 +721,7 @@ class ShapeInference(Visitor):
         return body, out
 
     def body_key(self, seq: ir.Seq, flow: Flow, pending: bool) -> tuple:
-        return id(seq), flow.shape, flow.channels, flow.dims, self.env_key() if pending else None
+        return id(seq), self.token(flow) if flow.token is None else flow.token, self.env_key() if pending else None
 
     def releafed(self, origin: ir.Seq, leaves: dict, flow: Flow) -> tuple[ir.Seq, Flow] | None:
         """The tree of a block body that expand made from `origin` by putting in other leaf
