@@ -49,10 +49,14 @@ class Chains:
     elements, no element that failed to expand). `reads(seq)` is (whether it or a block it
     uses reads an earlier element: a side output's source, a block's `reads`, a branch's
     `from(...)`, a layer's `like=`, a concat's `concat(enc4)`; whether one of those is a
-    member of a group, `side(stage.conv)`). Worked out once for each chain object."""
+    member of a group, `side(stage.conv)`). Worked out once for each chain object, and the
+    last three of a block body that expand made from another by putting in other leaf values
+    (`leaf_copies`, as `Context.leaf_copies`) are the other's: a leaf is a shapeless argument
+    (EfficientNet's stochastic depth), which reads no element and moves no field."""
 
-    def __init__(self) -> None:
+    def __init__(self, leaf_copies: dict | None = None) -> None:
         self.known: dict = {}  # id(chain) -> (chain, pending, rebasable, reads, taps): the chain kept alive with its id
+        self.leaf_copies = leaf_copies or {}
 
     def facts(self, root: ir.Seq) -> tuple[bool, bool]:
         return self.all(root)[1:3]
@@ -72,7 +76,8 @@ class Chains:
             rebasable = rebasable and inner_rebasable
             reads, taps = reads or inner_reads, taps or inner_taps
         for body in bodies:  # its values are computed in its own arguments: its pending ones are its own
-            _, _, inner_rebasable, inner_reads, inner_taps = self.all(body)
+            made = self.leaf_copies.get(id(body))
+            _, _, inner_rebasable, inner_reads, inner_taps = self.all(body if made is None else made[1])
             rebasable = rebasable and inner_rebasable
             reads, taps = reads or inner_reads, taps or inner_taps
         found = self.known[id(root)] = (root, pending, rebasable, reads, taps)

@@ -121,7 +121,7 @@ class ShapeInference(Visitor):
         # it was inferred at); and each inferred layer's window, for `Rebase`.
         self.bodies: dict = {}
         self.windows: dict = {}
-        self.chains = Chains()
+        self.chains = Chains(context.leaf_copies)
         self.reusing = False  # whether a named group's inference may be reused: nothing reads an element
 
     def error(self, span, message: str, hint: str | None, code: str = "shape") -> None:
