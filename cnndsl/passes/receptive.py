@@ -38,7 +38,13 @@ def _one(axes: tuple):
 
 def widest(values) -> object:
     """The largest of several receptive fields (or jumps), per axis."""
+    values = tuple(values)
+    if _INT.issuperset(map(type, values)):  # the same on both axes, each
+        return max(values)
     return _one(tuple(max(axis) for axis in zip(*(pair(v) for v in values))))
+
+
+_INT = frozenset({int})
 
 
 class Chains:

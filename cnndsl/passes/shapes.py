@@ -12,6 +12,7 @@ are known.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter, is_, itemgetter
@@ -140,8 +141,9 @@ class ShapeInference(Visitor):
         if group:  # a named group, an nn.Sequential: its members' keys as names.py gives them
             outer = self.groups[-1][0] + "." if self.groups else ""
             self.groups.append((outer + str(seq.name), []))
+        visit, visit_layer = self.visit, self.visit_Layer
         for item in seq.items:
-            item, flow = self.visit(item, flow)
+            item, flow = visit_layer(item, flow) if type(item) is _LAYER else visit(item, flow)  # most items: a call saved
             items.append(item)
             if getattr(item, "name", None):
                 self.named_outputs[item.name] = flow
@@ -389,7 +391,7 @@ class ShapeInference(Visitor):
             return self.combine(node, branches, outs, flow)
         if not node.branches:  # concat(enc4): the skips, then the chain's value
             outs.append(flow)
-        if flow is None or any(o is None for o in outs):
+        if flow is None or any(map(is_, outs, repeat(None))):
             return evolve(node, branches=tuple(branches)), None
         first = outs[0].shape
         if not self.agree(node, branches, outs):
@@ -404,7 +406,7 @@ class ShapeInference(Visitor):
         for o in outs[1:]:
             channels = self.plus(channels, o.channels)
         dims = next((o.dims for o in reversed(outs) if o.dims is not None), None)  # a resized branch's: unknown
-        end = Flow(shape, channels, _widest(o.rf for o in outs), _widest(o.jump for o in outs), dims)
+        end = _flow(shape, channels, _widest(map(_RF, outs)), _widest(map(_JUMP, outs)), dims)
         stats = self.total(branches, flow, end) if branches else ir.Stats(
             flow.shape, shape, 0, 0, end.rf, end.jump, channels, dims=end.dims)
         return evolve(node, branches=tuple(branches), stats=stats, fits=fits), end
@@ -642,8 +644,7 @@ class ShapeInference(Visitor):
 
     def block_instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow | None]:
         height, width = dim_names(node)
-        inner = None if flow is None else _flow(flow.shape, _IN_CHANNELS, flow.rf, flow.jump,
-                                                (Name(height), Name(width)) if len(flow.shape) == 3 else ())
+        inner = _flow(flow.shape, _IN_CHANNELS, flow.rf, flow.jump, _dim_exprs(height, width) if len(flow.shape) == 3 else ())
         read = self.block_reads(node)
         if read is None:
             return node, None
@@ -715,8 +716,8 @@ class ShapeInference(Visitor):
             return body, evolve(out, rf=rf, jump=jump)
         reported = len(self.context.diagnostics)
         body, out = infer(seq, flow)
-        if out is not None and body.stats is not None and \
-                all(d.severity != ERROR for d in self.context.diagnostics[reported:]):
+        if out is not None and body.stats is not None and (len(self.context.diagnostics) == reported or all(
+                d.severity != ERROR for d in self.context.diagnostics[reported:])):
             self.bodies[key] = (body, out, flow.rf, flow.jump)
         return body, out
 
@@ -798,6 +799,7 @@ def _fits(layer: ir.Layer) -> bool:
 _FIRST, _SECOND, _EXPR = itemgetter(0), itemgetter(1), attrgetter("expr")
 _STATS, _LAYER = ir.Stats, ir.Layer
 _STATS_OF, _PARAMS, _MACS = attrgetter("stats"), attrgetter("params"), attrgetter("macs")
+_RF, _JUMP = attrgetter("rf"), attrgetter("jump")
 _READERS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
 
 
@@ -866,6 +868,12 @@ def _stride_of(body: ir.Seq) -> ir.Value | None:
     strides = _Strides()
     strides.visit(body)
     return strides.found[0] if len(strides.found) == 1 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _dim_exprs(height: str, width: str) -> tuple[Name, Name]:
+    """A block's input H and W as expressions: one tuple for all its uses."""
+    return Name(height), Name(width)
 
 
 def dim_names(node: ir.BlockInstance) -> tuple[str, str]:
