@@ -15,8 +15,9 @@ alike, node for node and span for span.
 from __future__ import annotations
 
 import re
-from itertools import accumulate, compress, islice, repeat
-from operator import attrgetter, sub
+import string
+from itertools import accumulate, compress, count, repeat
+from operator import attrgetter, getitem, sub
 
 from . import ast
 from .source import SourceFile, Span
@@ -36,33 +37,41 @@ _MAX_MATCHES = 3 * MAX_TOKENS + 2
 # at the end of the text. The alternatives are tried in another order, the commonest
 # first, which picks the same terminal: NAME and PUNCT begin with characters no other
 # begins with, once PUNCT leaves `==` to COMPARE and `.5` to FLOAT. BAD takes a character
-# that begins no token, so that the matches cover the text.
+# that begins no token, so that the matches cover the text. The pattern has no group:
+# `findall` gives the matches' texts alone, and `_lex` tells each token's terminal by its
+# text (`_KIND`) or else by its first character (`_CLASS`), which no two terminals share
+# but those `_refine` tells apart.
 _TOKEN = re.compile(r"""[\t \f]*+(?:
- (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
-|(?P<PUNCT>->|//|\*\*|[,(){}:*?\[\]+\-/%]|=(?!=)|\.(?!\d))
-|(?P<CONT>(?:\n[\t \f]*(?:\#[^\n]*(?![^\n]))?)+(?=->))
-|(?P<SHAPE>\d+(?:x\d+)+)
-|(?P<FLOAT>\d+[eE][-+]?\d+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
-|(?P<INT>\d+)
-|(?P<STRING>"[^"\\\n]*")
-|(?P<COMMENT>\#[^\n]*)
-|(?P<NL>(?:\n[\t \f]*(?:\#[^\n]*)?)+)
-|(?P<COMPARE>==|!=|<=|>=|<|>)
-|(?P<END>\Z)
-|(?P<BAD>[\s\S])
+ [A-Za-z_][A-Za-z0-9_]*                                              # NAME
+|->|//|\*\*|[,(){}:*?\[\]+\-/%]|=(?!=)|\.(?!\d)                         # PUNCT
+|(?:\n[\t \f]*(?:\#[^\n]*(?![^\n]))?)+(?=->)                             # CONT
+|\d+(?:x\d+)+                                                        # SHAPE
+|\d+[eE][-+]?\d+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?           # FLOAT
+|\d+                                                                 # INT
+|"[^"\\\n]*"                                                         # STRING
+|\#[^\n]*                                                            # COMMENT
+|(?:\n[\t \f]*(?:\#[^\n]*)?)+                                             # NL
+|==|!=|<=|>=|<|>                                                     # COMPARE
+|\Z                                                                  # END
+|[\s\S]                                                              # BAD
 )""", re.VERBOSE)
 _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outputs", "x", "input", "for",
                        "concat", "split", "residual", "gate", "side", "shortcut", "if", "else", "or", "and",
                        "not", "true", "false", "init", "add", "mul", "reads"})
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
-# The rest are blanks to Lark. A CONT is kept, for its line breaks, until `_newlines` drops it.
-_SEEN = frozenset(_TOKEN.groupindex) - {"COMMENT", "END", "BAD"}
-_GROUP = attrgetter("lastgroup")
 _PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # what PUNCT matches
 _ZEROS = repeat(0)
 _VALUE = attrgetter("value")  # an argument's value
-_KIND = {text: text for text in (*_KEYWORDS, *_PUNCT)}  # the tokens whose kind is their text
+# The tokens whose text says their kind: a keyword's or a punctuation mark's kind is its
+# text; `"` or `!` alone is BAD (a string or a `!=` that is not one).
+_KIND = {**{text: text for text in (*_KEYWORDS, *_PUNCT)}, **dict.fromkeys(("==", "!=", "<=", ">=", "<", ">"), "COMPARE"),
+         '"': "BAD", "!": "BAD"}
+# The kind of any other token, by its first character; NUMBER and BREAK are told apart by `_refine`.
+_CLASS = {**dict.fromkeys(string.ascii_letters + "_", "NAME"), **dict.fromkeys(string.digits + ".", "NUMBER"),
+          '"': "STRING", "#": "COMMENT", "\n": "BREAK", "": "END"}
+_FIRST = slice(0, 1)
+_REFINED = frozenset({"NUMBER", "BREAK"})
 _NEWLINE_RULE = frozenset({"NL", "CONT", "def", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
@@ -86,35 +95,58 @@ class _Tokens:
 
 def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: list | None = None) -> _Tokens:
     """The tokens the parser sees in `source.text[start:end]`: Lark's lexer, then the
-    post-lexer's newline rule. One `finditer` matches them all; each token's text, kind
-    and place are then read off the matches by `map`, in C. A token's line is the first
-    line plus the line breaks in the tokens before it (only NL and CONT hold any), its
-    column its offset less that of its line's start."""
+    post-lexer's newline rule. One `findall` matches them all; each token's text, kind
+    and place are then read off the matches' texts by `map`, in C. A token ends where the
+    matches' lengths add up to; its line is the first line plus the line breaks in the
+    tokens before it, its end column its end less the offset of its line's start, its
+    column that less its length (but for a NL or CONT, which may span lines)."""
     text = source.text
     end = len(text) if end is None else end
-    found = list(islice(_TOKEN.finditer(text, start, end), _MAX_MATCHES))
-    if len(found) == _MAX_MATCHES:
+    matches = _TOKEN.findall(text, start, end)
+    if len(matches) >= _MAX_MATCHES:
         raise _Decline  # MAX_TOKENS tokens at least
-    groups = list(map(_GROUP, found))
-    if "BAD" in groups:
+    texts = list(map(str.lstrip, matches, repeat(" \t\f")))
+    kinds = list(map(_KIND.get, texts, map(_CLASS.get, map(getitem, texts, repeat(_FIRST)), repeat("BAD"))))
+    if "BAD" in kinds:
         raise _Decline  # a character that begins no token
-    seen = list(map(_SEEN.__contains__, groups))
-    found, groups = list(compress(found, seen)), list(compress(groups, seen))
-    if len(found) - groups.count("CONT") >= MAX_TOKENS:
+    ends = list(accumulate(map(len, matches), initial=start))
+    del ends[0], kinds[-1], texts[-1]  # the last match is END
+    if "COMMENT" in kinds:  # a comment is a blank to Lark
+        seen = list(map("COMMENT".__ne__, kinds))
+        kinds, texts, ends = list(compress(kinds, seen)), list(compress(texts, seen)), list(compress(ends, seen))
+    breaks = _refine(kinds, texts)
+    if len(kinds) - kinds.count("CONT") >= MAX_TOKENS:
         raise _Decline
-    texts = list(map(re.Match.group, found, groups))
-    kinds = list(map(_KIND.get, texts, groups))  # a keyword's or a punctuation mark's kind is its text
-    lines = list(accumulate(map(str.count, texts, repeat("\n")), initial=source.position(start)[0] if start else 1))
+    steps = [0] * len(kinds)  # the line breaks in each token: only NL and CONT hold any
+    for at in breaks:
+        steps[at] = texts[at].count("\n")
+    lines = list(accumulate(steps, initial=source.position(start)[0] if start else 1))
     end_lines = lines[1:]  # a token ends on the line the next one starts on
-    origins = source.origins  # origins[line]: the offset just before its column 1
-    columns = list(map(sub, map(re.Match.start, found, groups), map(origins.__getitem__, lines)))
-    end_columns = list(map(sub, map(re.Match.end, found), map(origins.__getitem__, end_lines)))
     del lines[-1]
+    origins = source.origins  # origins[line]: the offset just before its column 1
+    end_columns = list(map(sub, ends, map(origins.__getitem__, end_lines)))
+    columns = list(map(sub, end_columns, map(len, texts)))  # a token on one line; a break's below
+    for at in breaks:
+        columns[at] = ends[at] - len(texts[at]) - origins[lines[at]]
     places = (lines, columns, end_lines, end_columns)
     kept = _newlines(kinds, [] if opened is None else opened)
     if kept is None:
         return _Tokens(kinds, texts, *places)
     return _Tokens(*(list(compress(column, kept)) for column in (kinds, texts, *places)))
+
+
+def _refine(kinds: list[str], texts: list[str]) -> list[int]:
+    """A NUMBER is an INT, a SHAPE (`3x32x32`) or a FLOAT; a BREAK is a CONT (the line
+    breaks before a `->`, which Lark's lexer drops) or a NL. Where the breaks are."""
+    breaks = []
+    for at in compress(count(), map(_REFINED.__contains__, kinds)):
+        if kinds[at] == "NUMBER":
+            number = texts[at]
+            kinds[at] = "INT" if number.isdigit() else "SHAPE" if "x" in number else "FLOAT"
+        else:
+            kinds[at] = "CONT" if at + 1 < len(kinds) and kinds[at + 1] == "->" else "NL"
+            breaks.append(at)
+    return breaks
 
 
 def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
@@ -457,7 +489,8 @@ class _Reader:
         elements = [self.element()]
         while self.skip("->"):
             elements.append(self.element())
-        return self.made(ast.Chain(tuple(elements), self.span(first)), *elements)
+        span = elements[0].span if len(elements) == 1 else self.span(first)  # one element: its span
+        return self.made(ast.Chain(tuple(elements), span), *elements)
 
     def element(self) -> ast.Element:
         first = self.at
@@ -469,7 +502,7 @@ class _Reader:
                 return self.quoted(label, node, self.span(first))
             return self.made(ast.Element(self.texts[label], node, self.span(first), self.tspan(label)), node)
         node = self.postfix()
-        return self.made(ast.Element(None, node, self.span(first)), node)
+        return self.made(ast.Element(None, node, node.span), node)  # its node's span, from first on
 
     def quoted(self, label: int, node, span: Span) -> ast.Element:
         """`"block1-0": X`, or `"denselayer{i + 1}": X` with its `{expr}` parts read."""
@@ -686,7 +719,7 @@ class _Reader:
         else:
             name = None
         value = self.expr()
-        return ast.Arg(name, value, self.span(first))
+        return ast.Arg(name, value, value.span if self.at == first + 1 else self.span(first))  # one token: its span
 
     # -- expressions ------------------------------------------------------------------
     def expr(self):
@@ -770,28 +803,24 @@ class _Reader:
         """A name, a literal, `input` or `input.attr`, a list, a bracketed expression or a tuple."""
         at = self.at
         kind = self.kinds[at]
-        if kind == "NAME":
-            self.at = at + 1
-            return ast.Var(self.texts[at], self.tspan(at))
-        if kind == "INT":
+        if kind in _ATOMS:  # a literal or a name: one token
             text = self.texts[at]
-            if len(text) > MAX_DIGITS:
-                raise _Decline
+            span = Span(self.path, self.lines[at], self.columns[at], self.end_lines[at], self.end_columns[at])
             self.at = at + 1
-            return ast.Num(int(text), self.tspan(at))
-        if kind == "FLOAT":
-            text = self.texts[at]
-            value = float(text)
-            if len(text) > 40 or value in (float("inf"), float("-inf")):
-                raise _Decline
-            self.at = at + 1
-            return ast.Num(value, self.tspan(at))
-        if kind == "STRING":
-            self.at = at + 1
-            return ast.Str(self.texts[at][1:-1], self.tspan(at))
-        if kind in ("true", "false"):
-            self.at = at + 1
-            return ast.Bool(kind == "true", self.tspan(at))
+            if kind == "NAME":
+                return ast.Var(text, span)
+            if kind == "INT":
+                if len(text) > MAX_DIGITS:
+                    raise _Decline
+                return ast.Num(int(text), span)
+            if kind == "FLOAT":
+                value = float(text)
+                if len(text) > 40 or value in (float("inf"), float("-inf")):
+                    raise _Decline
+                return ast.Num(value, span)
+            if kind == "STRING":
+                return ast.Str(text[1:-1], span)
+            return ast.Bool(kind == "true", span)
         if kind == "input":
             return self.input_ref()
         if kind == "[":
