@@ -128,7 +128,7 @@ class Expander(Evaluating, Visitor):
         self.block_names: dict[str, dict[str, Name]] = {}  # block -> its parameters' trees: see param_names
         self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps, ...): see block_body
         self.block_leaves: dict[str, dict] = {}  # block -> its leaf parameters (passes/leaves.py)
-        self.leaf_reads: dict = {}  # what the shared bodies' sub-trees read (leaves.with_leaves)
+        self.leaf_reads: dict = {}  # what the shared bodies' sub-trees read, their paths to leaves (leaves.with_leaves)
         self.dropped: set[str | None] = set()  # labels of optional elements switched off
         # The parameters a count, a condition or a label read, one set a scope being expanded
         # (innermost last): they decide the structure, which the generated class fixes.

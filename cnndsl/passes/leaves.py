@@ -17,8 +17,6 @@ argument) or a repetition index of its name keeps it out.
 
 from __future__ import annotations
 
-from operator import is_not
-
 from .. import ast, ir
 from ..expr import Name
 from ..layers import RULES, LayerRule, lookup
@@ -87,12 +85,19 @@ def same_value(a: ir.Value, b: ir.Value) -> bool:
     return type(a.value) is type(b.value) and a.value == b.value
 
 
-def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], reads: dict | None = None) -> ir.Seq:
+def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], memo: dict | None = None) -> ir.Seq:
     """`body` with each layer argument that is a changed leaf parameter (its expression the
-    parameter's name) given the new value; the rest of the tree shared. `reads`: a memo of
-    what each sub-tree reads (`_Leaves.reads`), kept by the caller for the bodies it patches
-    again and again (EfficientNet's MBConv, once per block of a stage)."""
-    return _Leaves(changed, {} if reads is None else reads).visit(body)
+    parameter's name) given the new value; the rest of the tree shared. `memo`: what each
+    sub-tree reads and, for a body and the leaves that change, the path down to the layers
+    that read them (`_Leaves`), kept by the caller for the bodies it patches again and again
+    (EfficientNet's MBConv, once per block of a stage)."""
+    memo = {} if memo is None else memo
+    leaves = _Leaves(changed, memo)
+    key = (id(body), frozenset(changed))
+    found = memo.get(key)
+    if found is None or found[0] is not body:
+        found = memo[key] = (body, leaves.path(body))
+    return leaves.patched(body, found[1])
 
 
 def leaf_args(layer: ir.Layer, changed: dict[str, ir.Value]) -> tuple | None:
@@ -116,32 +121,49 @@ _LEAF_KINDS = frozenset(kind for kind, rule in RULES.items() if any(spec.shapele
 class _Leaves:
     """Rebuilds only the spine down to the layers that read a changed leaf: a sub-tree whose
     layers read none of them is the same object (MBConv's expansion, depthwise and SE). The
-    IR's fields are read directly (`traverse.children`' order), not by a Transformer's visit
-    of each child: a body is patched once per use of its block (efficientnet_v2_l: 66)."""
+    spine is found once for a body and the leaves that change (`path`); each use of the
+    body follows it (`patched`), not a walk of every child."""
 
-    def __init__(self, changed: dict[str, ir.Value], reads: dict):
+    def __init__(self, changed: dict[str, ir.Value], memo: dict):
         self.changed = changed
-        self.reads = reads  # id of a node -> (the node, kept so that its id stays its own; the names read)
+        self.reads = memo  # id of a node -> (the node, kept so that its id stays its own; the names read)
 
-    def visit(self, node):
-        if self.read(node).isdisjoint(self.changed):
-            return node
+    def path(self, node):
+        """Where the layers under `node` that read a changed leaf are: None for such a layer
+        itself, else each child that holds one, as (field, index in a tuple field or None,
+        its own path)."""
         if type(node) is ir.Layer:
-            args = leaf_args(node, self.changed)
-            return node if args is None else evolve(node, args=args)
-        changes = {}
+            return None
+        steps = []
         state = node.__dict__
         for name in node._fields:
             old = state[name]
             if type(old) is tuple:
-                new = tuple([self.visit(item) if is_node(item) else item for item in old])
-                if any(map(is_not, new, old)):
-                    changes[name] = new
-            elif old is not None and is_node(old):
-                new = self.visit(old)
-                if new is not old:
-                    changes[name] = new
-        return evolve(node, **changes) if changes else node
+                steps.extend((name, index, self.path(item)) for index, item in enumerate(old)
+                             if is_node(item) and not self.read(item).isdisjoint(self.changed))
+            elif old is not None and is_node(old) and not self.read(old).isdisjoint(self.changed):
+                steps.append((name, None, self.path(old)))
+        return tuple(steps)
+
+    def patched(self, node, path):
+        """`node` with the changed leaves put in along `path` (the same object where none is)."""
+        if path is None:
+            args = leaf_args(node, self.changed)
+            return node if args is None else evolve(node, args=args)
+        changes: dict = {}
+        state = node.__dict__
+        for name, index, below in path:
+            old = state[name] if index is None else state[name][index]
+            new = self.patched(old, below)
+            if new is old:
+                continue
+            if index is None:
+                changes[name] = new
+            else:
+                changes.setdefault(name, list(state[name]))[index] = new
+        if not changes:
+            return node
+        return evolve(node, **{name: tuple(v) if type(v) is list else v for name, v in changes.items()})
 
     def read(self, node) -> frozenset[str]:
         """The parameter names that layers under `node` take as a whole argument; a block
