@@ -112,6 +112,7 @@ class Expander(Evaluating, Visitor):
         self.typed_lists: dict = {}
         self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.remembered
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
+        self.optional_inner: dict = {}  # id of an element X? -> (it, the element X): see _optional
         self.inner_values: dict = {}  # (parameter, value) -> its Value in a block's body: see inner_value
         self.layer_reads: dict = {}  # id of a layer's call -> the names its arguments read: see layer
         self.layer_nodes: list = []
@@ -307,7 +308,11 @@ class Expander(Evaluating, Visitor):
     def _optional(self, element: ast.Element, node: ast.Optional, scope: _Scope) -> list[ir.Node]:
         """`X?(condition)` (kept or dropped by its value) and `name: X?` (a switch)."""
         label = element.label
-        inner = ast.Element(label, node.node, element.span, element.label_span)
+        inner = self.optional_inner.get(id(element))
+        if inner is None:  # what it makes when kept, once per element (kept with it: its id stays its own)
+            inner = self.optional_inner[id(element)] = (element, ast.Element(label, node.node, element.span,
+                                                                                 element.label_span))
+        inner = inner[1]
         if node.condition is not None:
             condition = self.condition(node.condition, scope)
             if not condition.value:
@@ -622,6 +627,8 @@ class Expander(Evaluating, Visitor):
     def block_reads(self, block: ast.BlockDef, call: ast.Call | None, span: Span) -> tuple[tuple[str, str], ...]:
         """`Head(21) reads(backbone.4)`: each of the block's `reads(...)` inputs and what the use gives it."""
         given = call.reads if call is not None else ()
+        if not given and not block.reads:  # the common use
+            return ()
         if len(given) != len(block.reads):
             wanted = f"reads({', '.join(block.reads)})" if block.reads else "no reads(...)"
             raise self.fail(span, f"block {block.name} takes {wanted}, but this use gives "
@@ -637,12 +644,11 @@ class Expander(Evaluating, Visitor):
         counted at each use. Uses that differ only in leaf parameters (passes/leaves.py:
         EfficientNet's stochastic depth) share it too, each with its own values put in."""
         leaves = self.leaves_of(block, values)
+        key = (block.name, tuple([(n, type(v.value), v.value) for n, v in values.items() if n not in leaves]))
         try:
-            key = (block.name, tuple([(n, type(v.value), v.value) for n, v in values.items() if n not in leaves]))
-            hash(key)
-        except TypeError:
-            key = None
-        found = self.bodies.get(key) if key is not None else None
+            found = self.bodies.get(key)
+        except TypeError:  # a value no key holds
+            key = found = None
         if found is not None:
             body, layers, steps, decided, made_with = found
             names = self.param_names(block)
@@ -994,7 +1000,7 @@ def _labelled(made: list[ir.Node], label: str, span: Span) -> list[ir.Node]:
         return made
     if len(made) == 1 and isinstance(made[0], (ir.Layer, ir.BlockInstance, ir.Seq)) and \
             getattr(made[0], "name", None) in (None, label):
-        return [_renamed(made[0], label)]
+        return made if made[0].name == label else [_renamed(made[0], label)]  # a layer made with its label
     return [ir.Seq(tuple(made), label, span)]
 
 def _renamed(node, name: str):

@@ -157,14 +157,11 @@ class Evaluating:
         operator, a def's parameters and a call's arity are read here once, not at every
         evaluation. Each closure takes the common case (numbers, a table's row, a taken branch)
         directly and hands anything else, with the operands it computed, to the method that
-        checks it and says what is wrong (`binary`, `chosen`, `item_of`, `applied`)."""
+        checks it and says what is wrong (`binary`, `chosen`, `item_of`, `applied`). A node's
+        closure makes its operands' (each is compiled once, by the node above it)."""
         made = self.compiled[id(expr)] = _COMPILERS[type(expr)](self, expr)
         self.compiled_exprs.append(expr)  # kept, so that its id stays its own
         return made
-
-    def closure(self, expr: ast.Expr):
-        """`expr`'s closure (`evaluate` without the call), for a closure to call its operands'."""
-        return self.compiled.get(id(expr)) or self.compile(expr)
 
     def compile_literal(self, expr: ast.Num | ast.Str | ast.Bool):
         value = _constant(expr.value)
@@ -258,7 +255,7 @@ class Evaluating:
         op = expr.op
         if op in ("and", "or"):
             return partial(self.logic, expr)
-        left_run, right_run, binary = self.closure(expr.left), self.closure(expr.right), self.binary
+        left_run, right_run, binary = self.compile(expr.left), self.compile(expr.right), self.binary
         function, divides = _FAST.get(op), op in _DIVIDING
         if function is None:  # a power: its checks, each time
             return lambda scope: binary(expr, left_run(scope), right_run(scope))
@@ -341,7 +338,7 @@ class Evaluating:
 
     def compile_IfElse(self, expr: ast.IfElse):
         """A condition of constants: only the branch taken is read (`xs[i] if i < len(xs) else 0`)."""
-        test_run, then_run, orelse_run = self.closure(expr.test), self.closure(expr.then), self.closure(expr.orelse)
+        test_run, then_run, orelse_run = self.compile(expr.test), self.compile(expr.then), self.compile(expr.orelse)
         chosen = self.chosen
 
         def run(scope: Scope) -> ir.Value:
@@ -374,7 +371,7 @@ class Evaluating:
 
     def compile_Index(self, expr: ast.Index):
         """A list's item by a whole number within it (a table's row): its Value here."""
-        base_run, at_run, item_of = self.closure(expr.base), self.closure(expr.index), self.item_of
+        base_run, at_run, item_of = self.compile(expr.base), self.compile(expr.index), self.item_of
 
         def run(scope: Scope) -> ir.Value:
             base, at = base_run(scope), at_run(scope)
@@ -438,7 +435,7 @@ class Evaluating:
         """A built-in whose arguments are what it takes (numbers; a list for `len`, of numbers
         for `sum` and for `min` or `max` of one argument) and whose result is in range:
         its Value here."""
-        runs, applied, name = [self.closure(a.value) for a in expr.args], self.applied, expr.name
+        runs, applied, name = [self.compile(a.value) for a in expr.args], self.applied, expr.name
         if name in ("len", "sum") or (name in ("min", "max") and len(runs) == 1):
             takes = _a_list if name == "len" else _numbers_listed
         else:
@@ -514,9 +511,9 @@ class Evaluating:
         params = definition.params
         if len(args) <= len(params) and not any(map(_name, args)) and \
                 all(p.default is not None for p in params[len(args):]):
-            runs = [self.closure(a.value) for a in args]
+            runs = [self.compile(a.value) for a in args]
             # the defaults of those not given, in a scope of their own (`def_arguments`')
-            defaults, own = [self.closure(p.default) for p in params[len(args):]], Scope({}, f"def {definition.name}")
+            defaults, own = [self.compile(p.default) for p in params[len(args):]], Scope({}, f"def {definition.name}")
             params = tuple(map(_name, params))
 
             def arguments(scope: Scope) -> dict[str, ir.Value]:
