@@ -23,7 +23,7 @@ from ..diagnostics import Diagnostic
 from ..layers import REQUIRED, SHORTCUTS, LayerRule, axis_exprs, lookup
 from ..node import replace
 from ..source import Span
-from ..traverse import Visitor, children, of_type, walk
+from ..traverse import Visitor, children, evolve, of_type, walk
 from .context import Context, alone, finish
 from .cost import ExpansionCost
 from .leaves import leaf_params, same_value, with_leaves
@@ -110,8 +110,10 @@ class Expander(Evaluating, Visitor):
         self.def_objects: dict = {}
         self.rule_names: dict = {}  # layer kind -> its argument names: see layer_args
         self.typed_lists: dict = {}
-        self.site_names, self.site_exprs, self.site_values = {}, [], {}  # Evaluating.remembered
+        self.remembering, self.site_values = {}, {}  # Evaluating.remembered and memo
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
+        self.call_runs: dict = {}  # id of a block's call -> its arguments' closures: see arg_runs
+        self.call_nodes: list = []
         self.optional_inner: dict = {}  # id of an element X? -> (it, the element X): see _optional
         self.inner_values: dict = {}  # (parameter, value) -> its Value in a block's body: see inner_value
         self.layer_reads: dict = {}  # id of a layer's call -> the names its arguments read: see layer
@@ -134,6 +136,12 @@ class Expander(Evaluating, Visitor):
         # The parameters a count, a condition or a label read, one set a scope being expanded
         # (innermost last): they decide the structure, which the generated class fixes.
         self.structure: list[set[str]] = [set()]
+
+    def release(self) -> None:
+        """Drops the expression closures, which hold the expander: no cycle keeps its memos alive."""
+        self.compiled.clear()
+        self.remembering.clear()
+        self.call_runs.clear()
 
     def decides(self, value: ir.Value) -> ir.Value:
         """`value`, noted as deciding the structure (a count, a condition, a label's part)."""
@@ -321,7 +329,7 @@ class Expander(Evaluating, Visitor):
             made = self.element(inner, scope)
             # kept with its condition: the code generator writes one class for the uses where it
             # holds and those where it does not (codegen/toggles.py)
-            return [replace(item, condition=condition) if isinstance(item, _CONDITIONAL) else item for item in made]
+            return [evolve(item, condition=condition) if isinstance(item, _CONDITIONAL) else item for item in made]
         name = switch_name(element)
         if name is None:
             raise self.fail(node.span, "an optional group needs a name to make its switch",
@@ -600,7 +608,7 @@ class Expander(Evaluating, Visitor):
         names = [name for name, _ in info.params]
         args = call.args if call else ()
         if len(args) <= len(names) and not any(map(_keyword, args)):
-            given = dict(zip(names, [self.evaluate(arg.value, scope) for arg in args]))
+            given = dict(zip(names, [run(scope) for run in self.arg_runs(call)]))
             if len(given) == len(names):
                 return given
         else:
@@ -622,6 +630,16 @@ class Expander(Evaluating, Visitor):
         found = self.block_names.get(block.name)
         if found is None:
             found = self.block_names[block.name] = {p.name: Name(p.name) for p in block.params}
+        return found
+
+    def arg_runs(self, call: ast.Call | None) -> list:
+        """The closures of a call's argument values (`Evaluating.compile`), found once per call."""
+        if call is None:
+            return []
+        found = self.call_runs.get(id(call))
+        if found is None:
+            found = self.call_runs[id(call)] = [self.compile(arg.value) for arg in call.args]
+            self.call_nodes.append(call)  # kept, so that its id stays its own
         return found
 
     def block_reads(self, block: ast.BlockDef, call: ast.Call | None, span: Span) -> tuple[tuple[str, str], ...]:
@@ -1035,7 +1053,7 @@ def expand(program: ast.Program, context: Context | None = None) -> ir.Network |
     if chosen is not None:
         expander = Expander(program, context)
         network = expander.network(chosen)
-        expander.compiled.clear()  # its closures hold the expander: no cycle keeps its memos alive
+        expander.release()
     if network is None and context.errors:
         context.stop()
     # Otherwise an element that failed stands as an ir.Unknown, whose output is unknown: the

@@ -66,6 +66,8 @@ INPUT_NAMES = {"channels": "in_channels", "height": "input_height", "width": "in
 class Scope:
     """The names an expression can read: the enclosing parameters (or a def's)."""
 
+    __slots__ = ("values", "owner")
+
     def __init__(self, values: dict[str, ir.Value], owner: str):
         self.values = values
         self.owner = owner  # "network Foo", "block Bar" or "def f", for messages
@@ -142,8 +144,7 @@ class Evaluating:
     def_values: dict
     def_objects: dict  # (def, parameter names, ids of argument values) -> (its Value, those values)
     typed_lists: dict  # id of a list value -> (the list, its key)
-    site_names: dict  # id of a def call in the source -> the names its arguments read (False: the input's shape)
-    site_exprs: list
+    remembering: dict  # id of an expression -> its closure, remembered (`remembered`)
     site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
     compiled: dict  # id of an expression -> its closure (`compile`)
     compiled_exprs: list
@@ -522,6 +523,11 @@ class Evaluating:
             arguments = partial(self.def_arguments, definition, args, span=span)
         if names is False:  # it reads the input's shape: each use's own
             return lambda scope: def_call(definition, arguments(scope), span)
+        return self.memo(expr, names, lambda scope: def_call(definition, arguments(scope), span))
+
+    def memo(self, expr: ast.Expr, names: tuple[str, ...], compute):
+        """`compute(scope)`, remembered by `expr` and the very value objects its `names` read
+        (`site_values`): met again with the same objects, the same Value."""
         site, site_values = id(expr), self.site_values
 
         def run(scope: Scope) -> ir.Value:
@@ -530,33 +536,24 @@ class Evaluating:
             found = site_values.get(key)
             if found is not None:
                 return found[0]
-            value = def_call(definition, arguments(scope), span)
+            value = compute(scope)
             site_values[key] = (value, tuple(map(get, names)))  # the values kept, so that their ids stay theirs
             return value
         return run
 
     def remembered(self, expr: ast.Expr, scope: Scope) -> ir.Value:
         """The value of `expr`, remembered by the expression and the very value objects its
-        names read: met again with the same objects, it has the same Value, without
-        evaluating it. A parameter or a literal is read directly; an expression that reads
-        the input's shape is not kept: `input.channels` is each use's own."""
-        if type(expr) in _DIRECT:
-            return self.evaluate(expr, scope)
-        names = self.site_names.get(id(expr))
-        if names is None:
-            names = self.site_names[id(expr)] = names_read(expr)
-            self.site_exprs.append(expr)  # kept, so that its id stays its own
-        if names is False:
-            return self.evaluate(expr, scope)
-        get = scope.values.get
-        key = (id(expr), *map(id, map(get, names)))
-        found = self.site_values.get(key)
-        if found is not None:
-            return found[0]
-        read = tuple(map(get, names))
-        value = self.evaluate(expr, scope)
-        self.site_values[key] = (value, read)  # the values kept, so that their ids stay theirs
-        return value
+        names read (`memo`), its closure made once. A parameter or a literal is read
+        directly; an expression that reads the input's shape is not kept: `input.channels`
+        is each use's own."""
+        run = self.remembering.get(id(expr))
+        if run is None:
+            run = self.compile(expr)
+            names = names_read(expr) if type(expr) not in _DIRECT else False
+            if names is not False:
+                run = self.memo(expr, names, run)
+            self.remembering[id(expr)] = run  # (compile keeps the expression, so that its id stays its own)
+        return run(scope)
 
     def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
         """The def's body with its parameters bound to the arguments (evaluated here) or their defaults."""
