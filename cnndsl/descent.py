@@ -61,7 +61,6 @@ _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outp
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
 _PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # what PUNCT matches
-_ZEROS = repeat(0)
 _VALUE = attrgetter("value")  # an argument's value
 # The tokens whose text says their kind: a keyword's or a punctuation mark's kind is its
 # text; `"` or `!` alone is BAD (a string or a `!=` that is not one).
@@ -232,12 +231,17 @@ class _Reader:
 
     def made(self, node, *children):
         """`node`, its depth (1 + its deepest child's; a child not made here, or None,
-        counts 0) noted: deeper than MAX_DEPTH declines."""
-        depth = self.depth
-        deepest = 1 + max(map(depth.get, map(id, children), _ZEROS), default=0)
-        if deepest > MAX_DEPTH:
+        counts 0) noted: deeper than MAX_DEPTH declines. (A plain loop: a node has a child
+        or two, for which `max` over `map`s costs twice as much.)"""
+        get = self.depth.get
+        deepest = 0
+        for child in children:
+            depth = get(id(child), 0)
+            if depth > deepest:
+                deepest = depth
+        if deepest >= MAX_DEPTH:
             raise _Decline
-        depth[id(node)] = deepest
+        self.depth[id(node)] = deepest + 1
         return node
 
     def enter(self) -> None:
@@ -265,10 +269,10 @@ class _Reader:
         kind = self.peek()
         if kind == "network":
             return self.variant_def() if self.peek(2) == "=" else self.network_def()
-        reader = {"let": self.let_def, "def": self.def_def, "block": self.block_def, "from": self.import_def}.get(kind)
+        reader = _ITEMS.get(kind)
         if reader is None:
             raise _Decline
-        return reader()
+        return reader(self)
 
     def import_def(self) -> ast.ImportDef:
         first = self.at
@@ -568,11 +572,10 @@ class _Reader:
         kind = self.peek()
         if kind == "NAME":
             return self.call_or_ref()
-        reader = {"[": self.group, "concat": self.concat, "split": self.split, "residual": self.residual,
-                  "gate": self.gate, "side": self.side, "add": self.merge, "mul": self.merge}.get(kind)
+        reader = _PRIMARIES.get(kind)
         if reader is None:
             raise _Decline
-        return reader()
+        return reader(self)
 
     def call_or_ref(self):
         first = self.at
@@ -713,12 +716,13 @@ class _Reader:
     def arg(self) -> ast.Arg:
         first = self.at
         kinds = self.kinds
+        at = first
         if kinds[first + 1] == "=" and kinds[first] in ("NAME", "init"):
             name = self.texts[first]
-            self.at = first + 2
+            self.at = at = first + 2
         else:
             name = None
-        value = self.expr()
+        value = self.atom() if kinds[at + 1] in _AFTER_ATOM and kinds[at] in _ATOMS else self.expr()  # as in items
         return ast.Arg(name, value, value.span if self.at == first + 1 else self.span(first))  # one token: its span
 
     # -- expressions ------------------------------------------------------------------
@@ -848,7 +852,8 @@ class _Reader:
         values: list = []
         kinds = self.kinds
         while kinds[self.at] != closer:
-            values.append(self.expr())
+            at = self.at  # a lone name or literal read at once, as `expr` would
+            values.append(self.atom() if kinds[at + 1] in _AFTER_ATOM and kinds[at] in _ATOMS else self.expr())
             if kinds[self.at] != ",":
                 break
             self.at += 1
@@ -874,13 +879,17 @@ class _Reader:
 # A lone atom: one of these tokens followed by one that no rule of an expression continues with
 _ATOMS = frozenset({"NAME", "INT", "FLOAT", "STRING", "true", "false"})
 _AFTER_ATOM = frozenset({",", ")", "]", "NL", "}", "->", "EOF"})
+# The readers of a definition and of a primary (other than a call or a name), by the first token
+_ITEMS = {"let": _Reader.let_def, "def": _Reader.def_def, "block": _Reader.block_def, "from": _Reader.import_def}
+_PRIMARIES = {"[": _Reader.group, "concat": _Reader.concat, "split": _Reader.split, "residual": _Reader.residual,
+              "gate": _Reader.gate, "side": _Reader.side, "add": _Reader.merge, "mul": _Reader.merge}
 _LEVEL = {"or": 0, "and": 1, "COMPARE": 3, "+": 4, "-": 4, "*": 5, "/": 5, "//": 5, "%": 5}  # see `binary`
 
 
 def read(source: SourceFile) -> ast.Program | None:
     """The program of a well-formed file, or None: Lark's path reads it instead."""
     text = source.text
-    if "\\" in text or "\r" in text or not text.strip():
+    if "\\" in text or "\r" in text or not text or text.isspace():
         return None
     try:
         tokens = _lex(source)
