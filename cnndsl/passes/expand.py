@@ -109,7 +109,8 @@ class Expander(Evaluating, Visitor):
         self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
         self.def_objects: dict = {}
         self.rule_names: dict = {}  # layer kind -> its argument names: see layer_args
-        self.typed_lists: dict = {}
+        self.typed_lists: dict = {}  # see Evaluating.typed
+        self.list_keys: dict = {}
         self.remembering, self.site_values = {}, {}  # Evaluating.remembered and memo
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
         self.call_runs: dict = {}  # id of a block's call -> its arguments' closures: see arg_runs

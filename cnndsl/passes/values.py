@@ -144,6 +144,7 @@ class Evaluating:
     def_values: dict
     def_objects: dict  # (def, parameter names, ids of argument values) -> (its Value, those values)
     typed_lists: dict  # id of a list value -> (the list, its key)
+    list_keys: dict  # a list's content, typed -> its key (`typed`)
     remembering: dict  # id of an expression -> its closure, remembered (`remembered`)
     site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
     compiled: dict  # id of an expression -> its closure (`compile`)
@@ -615,12 +616,15 @@ class Evaluating:
 
     def typed(self, value):
         """A value as a memo's key: 1, 1.0 and true are equal in Python but not here. A
-        list's key is made once (the list is kept, so that its id stays its own)."""
+        list's key is a number, one for each distinct list in an expansion, found once per
+        list object (kept, so that its id stays its own): a key that holds a stage table
+        hashes one number, not the table's rows, at each lookup."""
         if not isinstance(value, tuple):
             return type(value), value
         found = self.typed_lists.get(id(value))
         if found is None:
-            found = self.typed_lists[id(value)] = (value, tuple(self.typed(v) for v in value))
+            content = tuple([self.typed(v) for v in value])
+            found = self.typed_lists[id(value)] = (value, self.list_keys.setdefault(content, len(self.list_keys)))
         return found[1]
 
 
