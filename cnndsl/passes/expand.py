@@ -112,6 +112,7 @@ class Expander(Evaluating, Visitor):
         self.typed_lists: dict = {}  # see Evaluating.typed
         self.list_keys: dict = {}
         self.remembering, self.site_values = {}, {}  # Evaluating.remembered and memo
+        self.indices: set[str] = set()  # see Evaluating.compile_site
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
         self.call_runs: dict = {}  # id of a block's call -> its arguments' closures: see arg_runs
         self.call_nodes: list = []
@@ -531,6 +532,7 @@ class Expander(Evaluating, Visitor):
         if node.index in scope.values or node.index in self.defs:
             raise self.fail(node.index_span or node.span, f"the index {node.index!r} hides a parameter or a def "
                             "of that name", "name the index otherwise (i, j, k)")
+        self.indices.add(node.index)
         items: list[ir.Node] = []
         for k in range(n):
             inner = _Scope({**scope.values, node.index: ir.Value.constant(k)}, scope.owner)

@@ -146,6 +146,7 @@ class Evaluating:
     typed_lists: dict  # id of a list value -> (the list, its key)
     list_keys: dict  # a list's content, typed -> its key (`typed`)
     remembering: dict  # id of an expression -> its closure, remembered (`remembered`)
+    indices: set  # the names of the repetitions' indices met so far (`X * n for j`)
     site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
     compiled: dict  # id of an expression -> its closure (`compile`)
     compiled_exprs: list
@@ -522,7 +523,10 @@ class Evaluating:
                 return dict(zip(params, [each(scope) for each in runs] + [each(own) for each in defaults]))
         else:
             arguments = partial(self.def_arguments, definition, args, span=span)
-        if names is False:  # it reads the input's shape: each use's own
+        if names is False or not self.indices.isdisjoint(names):
+            # it reads the input's shape: each use's own; or a repetition's index, new at each
+            # copy, where this memo would only miss (`def_call`'s, by the argument values,
+            # still meets `block_in(..., 3 if j == 0 else 4)` again from the second copy on)
             return lambda scope: def_call(definition, arguments(scope), span)
         return self.memo(expr, names, lambda scope: def_call(definition, arguments(scope), span))
 
