@@ -71,7 +71,8 @@ _CLASS = {**dict.fromkeys(string.ascii_letters + "_", "NAME"), **dict.fromkeys(s
           '"': "STRING", "#": "COMMENT", "\n": "BREAK", "": "END"}
 _FIRST = slice(0, 1)
 _REFINED = frozenset({"NUMBER", "BREAK"})
-_NEWLINE_RULE = frozenset({"NL", "CONT", "def", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
+_BLANKS = frozenset({"CONT", "COMMENT"})  # tokens that are blanks to Lark
+_NEWLINE_RULE = frozenset({"NL", "def", *_BLANKS, *_OPEN, *_CLOSE})  # the tokens _newlines looks at
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
 
@@ -110,11 +111,8 @@ def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: lis
         raise _Decline  # a character that begins no token
     ends = list(accumulate(map(len, matches), initial=start))
     del ends[0], kinds[-1], texts[-1]  # the last match is END
-    if "COMMENT" in kinds:  # a comment is a blank to Lark
-        seen = list(map("COMMENT".__ne__, kinds))
-        kinds, texts, ends = list(compress(kinds, seen)), list(compress(texts, seen)), list(compress(ends, seen))
     breaks = _refine(kinds, texts)
-    if len(kinds) - kinds.count("CONT") >= MAX_TOKENS:
+    if len(kinds) - kinds.count("CONT") - kinds.count("COMMENT") >= MAX_TOKENS:
         raise _Decline
     steps = [0] * len(kinds)  # the line breaks in each token: only NL and CONT hold any
     for at in breaks:
@@ -152,15 +150,16 @@ def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
     """`parse._Continuation`, on the tokens' kinds: a newline inside the brackets of an
     expression, first, or after `->` or another newline, does not end a line; brackets
     nest at most MAX_NESTING deep. `opened` holds, per open bracket, whether it holds an
-    expression. Which tokens stay: None where all do. Newlines and continuations (blanks
-    to Lark) are dropped. The lexer never yields two newlines in a row (were it to, the
-    second would be dropped either way), nor a newline after a continuation (one comes
-    before `->`), so the token kept before a newline is the one before it."""
+    expression. Which tokens stay: None where all do. Newlines, continuations and comments
+    (blanks to Lark) are dropped. The lexer never yields two newlines in a row (were it
+    to, the second would be dropped either way), nor a newline after a continuation (one
+    comes before `->`), and a comment only before a newline or a continuation, so the
+    token kept before a newline is the one before it, or before its comment."""
     kept = None
     in_def = False  # inside a top-level `def`, every bracket holds an expression
     for at, kind in compress(enumerate(kinds), map(_NEWLINE_RULE.__contains__, kinds)):
         if kind == "NL":
-            if (opened and opened[-1]) or at == 0 or kinds[at - 1] in ("->", "NL"):
+            if (opened and opened[-1]) or _continued(kinds, at):
                 kept = kept or [True] * len(kinds)
                 kept[at] = False
             elif not opened:
@@ -172,12 +171,19 @@ def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
         elif kind == "def":
             if not opened:
                 in_def = True
-        elif kind == "CONT":
+        elif kind in _BLANKS:
             kept = kept or [True] * len(kinds)
             kept[at] = False
         elif opened:  # a closing bracket
             opened.pop()
     return kept
+
+
+def _continued(kinds: list[str], at: int) -> bool:
+    """Whether the newline at `at` comes first, or after `->` or another newline (past the
+    comment that may end its line)."""
+    before = at - 2 if at and kinds[at - 1] == "COMMENT" else at - 1
+    return before < 0 or kinds[before] in ("->", "NL")
 
 
 class _Reader:
@@ -188,9 +194,16 @@ class _Reader:
         self.source, self.path = source, source.path
         end_line, end_column = (tokens.end_lines[-1], tokens.end_columns[-1]) if tokens.kinds else (0, 0)
         # the look-ahead may look past the end: three more tokens, where the last one ends
-        self.kinds, self.texts = tokens.kinds + ["EOF"] * 3, tokens.texts + [""] * 3
-        self.lines, self.end_lines = tokens.lines + [end_line] * 3, tokens.end_lines + [end_line] * 3
-        self.columns, self.end_columns = tokens.columns + [end_column] * 3, tokens.end_columns + [end_column] * 3
+        # (added to the lists themselves, which are the reader's)
+        self.kinds, self.texts = tokens.kinds, tokens.texts
+        self.lines, self.end_lines = tokens.lines, tokens.end_lines
+        self.columns, self.end_columns = tokens.columns, tokens.end_columns
+        self.kinds += ["EOF"] * 3
+        self.texts += [""] * 3
+        self.lines += [end_line] * 3
+        self.end_lines += [end_line] * 3
+        self.columns += [end_column] * 3
+        self.end_columns += [end_column] * 3
         self.at = 0
         self.depth: dict[int, int] = {}
         self.nesting = 0  # rules being read, one inside the other (right recursion)
@@ -536,8 +549,11 @@ class _Reader:
         """A primary, then any `*count [for i]` and `?` / `?name` / `?(condition)`."""
         first = self.at
         node = self.primary()
+        kinds = self.kinds
         while True:
-            if self.skip("*"):
+            kind = kinds[self.at]
+            if kind == "*":
+                self.at += 1
                 count = self.count()
                 if self.skip("for"):
                     index = self.take("NAME")
@@ -545,7 +561,8 @@ class _Reader:
                                      node, count)
                 else:
                     node = self.made(ast.Repeat(node, count, self.span(first)), node, count)
-            elif self.skip("?"):
+            elif kind == "?":
+                self.at += 1
                 node = self.optional(node, first)
             else:
                 return node
@@ -710,7 +727,9 @@ class _Reader:
             if kinds[self.at] != ",":
                 break
             self.at += 1
-        self.take(")")
+        if kinds[self.at] != ")":
+            raise _Decline
+        self.at += 1
         return tuple(args)
 
     def arg(self) -> ast.Arg:

@@ -41,12 +41,12 @@ def module_path(imp: ast.ImportDef, importing: str) -> Path | None:
     return base / imp.module
 
 
-def _display(path: Path, resolved: Path | None = None) -> str:
+def _display(path: Path, resolved: Path | None = None, specs: Path | None = None) -> str:
     """How an imported file is named in its spans: a built-in as `specs/NAME.cnn` (as
-    `cnndsl compile NAME` names it), any other file by its path. `resolved`: the path
-    resolved, where the caller has it already."""
+    `cnndsl compile NAME` names it), any other file by its path. `resolved`, `specs`: the
+    path and the built-ins' folder resolved, where the caller has them already."""
     try:
-        if (resolved or path.resolve()).parent == resources.specs_dir().resolve():
+        if (resolved or path.resolve()).parent == (specs or resources.specs_dir().resolve()):
             return f"specs/{path.name}"
     except OSError:
         pass
@@ -112,6 +112,7 @@ class Linker:
         self.context = context
         self.linked: dict[str, ast.Program] = {}  # by resolved path
         self.sources: dict[str, SourceFile] = {}  # the imported files, for diagnostics
+        self.specs: Path | None = None  # the built-ins' folder, resolved once a compile
 
     def link(self, program: ast.Program, path: str, stack: tuple[str, ...]) -> ast.Program:
         """`program` with its imports' definitions added before its own."""
@@ -176,9 +177,18 @@ class Linker:
             self.linked[key] = self.link(program, str(path), (*stack, key))
         return self.linked[key]
 
+    def specs_dir(self) -> Path | None:
+        """The built-ins' folder resolved (None where that fails: `_display` says why)."""
+        if self.specs is None:
+            try:
+                self.specs = resources.specs_dir().resolve()
+            except OSError:
+                return None
+        return self.specs
+
     def read(self, imp: ast.ImportDef, path: Path, resolved: Path) -> ast.Program | None:
         try:
-            source = read_source(path).renamed(_display(path, resolved))
+            source = read_source(path).renamed(_display(path, resolved, self.specs_dir()))
         except SourceError as problem:
             self.context.error(imp.module_span, f"cannot import {_module_text(imp)}: {problem.message}",
                                f"the path is relative to this file: {path}", "import")

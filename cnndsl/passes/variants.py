@@ -13,7 +13,7 @@ point there; the network itself, for hover and the generated docstring, is the d
 from __future__ import annotations
 
 from .. import ast
-from ..node import replace
+from ..traverse import evolve
 from .context import Context, alone, finish
 from .resolve import suggest
 
@@ -44,7 +44,7 @@ def derive_variants(program: ast.Program, context: Context | None = None) -> ast
             networks.append(derived)
     if context.errors:
         context.stop()
-    return finish(replace(program, networks=tuple(networks)), context, own)
+    return finish(evolve(program, networks=tuple(networks)), context, own)
 
 
 def _family(variant: ast.VariantDef, networks: list, context: Context) -> ast.NetworkDef | None:
@@ -76,9 +76,9 @@ def _derive(variant: ast.VariantDef, networks: list, context: Context) -> ast.Ne
     defaults = _arguments(variant, family, context)
     if defaults is None:
         return None
-    params = tuple(replace(p, default=defaults[p.name].value, span=defaults[p.name].span)
+    params = tuple(evolve(p, default=defaults[p.name].value, span=defaults[p.name].span)
                    if p.name in defaults else p for p in family.params)
-    return replace(family, name=class_name(variant.name, family.name), params=params,
+    return evolve(family, name=class_name(variant.name, family.name), params=params,
                    span=variant.span, name_span=variant.name_span, variant=variant.name)
 
 
