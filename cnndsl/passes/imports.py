@@ -14,6 +14,8 @@ file); the program that comes out has no imports left to follow.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 
 from .. import ast, resources
@@ -75,30 +77,34 @@ def definitions(program: ast.Program) -> dict[str, object]:
     return found
 
 
+_REFERRING = frozenset({ast.Call, ast.Ref, ast.Var, ast.FuncCall})  # the nodes that name what they use
+_NAME = attrgetter("name")
+
+
 def _references(definition) -> set[str]:
     """The names a definition uses: layers, lets and blocks in its chains, functions and
     values in its expressions (those in its labels' {...} too); not its own parameters."""
     own = {p.name for p in getattr(definition, "params", None) or ()}
     nodes = list(walk(definition))  # walked once, its nodes picked by class in C
     kinds = list(map(type, nodes))
-    calls = of_type(nodes, ast.FuncCall, kinds)
-    names = {n.name for kind in (ast.Call, ast.Ref, ast.Var) for n in of_type(nodes, kind, kinds)}
-    names.update(n.name for n in calls)
+    names = set(map(_NAME, compress(nodes, map(_REFERRING.__contains__, kinds))))
     for element in of_type(nodes, ast.Element, kinds):
         for piece in element.template or ():
             if not isinstance(piece, str):
                 names.update(n.name for n in walk(piece) if isinstance(n, (ast.Var, ast.FuncCall)))
-    return {n for n in names if n not in own} | {n.name for n in calls}
+    return (names - own) | set(map(_NAME, of_type(nodes, ast.FuncCall, kinds)))
 
 
-def closure(program: ast.Program, name: str) -> list:
-    """The definition `name` and every definition of `program` it uses, directly or not."""
-    table = definitions(program)
+def closure(program: ast.Program, name: str, table: dict | None = None, uses=_references) -> list:
+    """The definition `name` and every definition of `program` it uses, directly or not.
+    `table`: the program's `definitions`, where the caller has them; `uses`: a
+    definition's references (`_references`, or a memo of it)."""
+    table = definitions(program) if table is None else table
     seen, order, stack = {name}, [], [name]
     while stack:
         definition = table[stack.pop()]
         order.append(definition)
-        for used in sorted(_references(definition)):
+        for used in sorted(uses(definition)):
             if used in table and used not in seen:
                 seen.add(used)
                 stack.append(used)
@@ -113,6 +119,8 @@ class Linker:
         self.linked: dict[str, ast.Program] = {}  # by resolved path
         self.sources: dict[str, SourceFile] = {}  # the imported files, for diagnostics
         self.specs: Path | None = None  # the built-ins' folder, resolved once a compile
+        self.used: dict[int, set[str]] = {}  # each definition's references, by its id (a file linked into
+        # two others brings the same definitions twice)
 
     def link(self, program: ast.Program, path: str, stack: tuple[str, ...]) -> ast.Program:
         """`program` with its imports' definitions added before its own."""
@@ -138,7 +146,7 @@ class Linker:
                                f"did you mean {guess!r}?" if guess else
                                f"it defines: {', '.join(sorted(table)) or 'nothing'}", "import")
             return
-        for definition in closure(imported, name):
+        for definition in closure(imported, name, table, self.uses):
             if definition.name in own:
                 local = own[definition.name]
                 self.context.error(span, f"{definition.name!r} is imported here (from {_module_text(imp)}) and "
@@ -176,6 +184,13 @@ class Linker:
                 return None
             self.linked[key] = self.link(program, str(path), (*stack, key))
         return self.linked[key]
+
+    def uses(self, definition) -> set[str]:
+        """`_references(definition)`, found once a compile."""
+        found = self.used.get(id(definition))
+        if found is None:
+            found = self.used[id(definition)] = _references(definition)
+        return found
 
     def specs_dir(self) -> Path | None:
         """The built-ins' folder resolved (None where that fails: `_display` says why)."""
