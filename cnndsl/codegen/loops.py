@@ -116,6 +116,16 @@ def _at(use: ir.BlockInstance, index: str, k: int) -> ir.BlockInstance:
     return evolve(use, args=args, stats=evolve(use.stats, in_channels=use.stats.in_channels.substitute(mapping)))
 
 
+def _calls_alike(generator, use: ir.BlockInstance, first: ir.BlockInstance) -> bool:
+    """Whether the call of `use` is that of the symbolic use at its index without making the
+    latter: `_at` gives the first use's class, values and reads with expressions that `_affine`
+    checked are `use`'s own, so where `use` has the first's class, values and reads too, the
+    two calls read the same (DenseNet's layers, which differ by their input channels alone)."""
+    return generator.shared(use) is generator.shared(first) and \
+        all(type(a.value) is type(b.value) and a.value == b.value for (_, a), (_, b) in zip(use.args, first.args)) and \
+        [v.expr.text for v in use.read_channels] == [v.expr.text for v in first.read_channels]
+
+
 def loop_model(generator, node: ir.BlockInstance, params: set[str]) -> LoopModel | None:
     """The loop of a block use whose body is a repetition (`ir.Loop`), where its copies allow
     one; `params` are the block's parameter names. None: unroll it."""
@@ -134,8 +144,10 @@ def loop_model(generator, node: ir.BlockInstance, params: set[str]) -> LoopModel
     if symbolic is None:
         return None
     ctor = generator.ctor(symbolic)
+    first = uses[0]
     for k, use in enumerate(uses):
-        if generator.ctor(use).code != generator.ctor(_at(symbolic, index, k)).code:
+        made = generator.ctor(use).code
+        if not _calls_alike(generator, use, first) and made != generator.ctor(_at(symbolic, index, k)).code:
             return None
     names = (ctor.names | loop.count.names) - {index}
     dense = copies[0][1]
