@@ -703,6 +703,7 @@ class Generator:
         self.rank_ctors: dict[tuple, list] = {}  # new_layer_entry's: those built without reading the input's sizes
         self.use_keys: dict[int, tuple] = {}  # id(a block use of the network's tree) -> its _use_key, for shared()
         self.bodies: dict[int, tuple] = {}  # id(a use the plan walked) -> its reuse.body_key, for block_scope
+        self.stats_parts: dict[tuple, tuple] = {}  # reuse.stats_key's: the ids of stats' channels and dims -> their key
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
@@ -793,7 +794,8 @@ class Generator:
         norm's: DenseNet's layers each see a width of their own) serves every input of its
         rank (`probe.py`). The entry holds the arguments, so their id is not reused while it lives."""
         stats = node.stats
-        key = id(node.args), node.kind, type(stats.in_shape), len(stats.in_shape), stats.in_channels
+        channels = stats.in_channels
+        key = id(node.args), node.kind, type(stats.in_shape), len(stats.in_shape), type(channels), channels.text
         found = self.rank_ctors.get(key)
         if found is None:
             shape = probed(stats.in_shape)
@@ -887,8 +889,8 @@ class Generator:
         info = self.network.blocks[node.block]
         in_network, self.in_network = self.in_network, False
         loop = loop_model(self, node, {name for name, _ in info.params}) if node.body.loop is not None else None
-        scope = self.block_scope(node) if loop is None else ((), (), (), frozenset())
-        members, forward, conditions, used = scope
+        scope = self.block_scope(node) if loop is None else ((), (), (), frozenset(), ())
+        members, forward, conditions, used, doc = scope  # the doc unwrapped: what toggles.join compares
         self.in_network = in_network
         used = loop.names if loop is not None else used
         params = [("in_channels", "int", None)] + [(f"{name}_channels", "int", None) for name in info.reads]
@@ -897,7 +899,6 @@ class Generator:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
         toggle = conditions[0] if len(conditions) == 1 else None
-        doc = block_doc(node.block, node) if loop is None else ()  # unwrapped: what toggles.join compares
         model = ClassModel(node.block, doc, tuple(params), members, forward,
                            f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
                            toggle=toggle, inputs=info.reads)
@@ -928,10 +929,10 @@ class Generator:
                 self.scope_codes[id(scope)] = code
         return code
 
-    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple, set]:
-        """The members, forward statements, residual conditions and read parameters of a block
-        use's class: those of an earlier use built where this one reads the same (equal
-        `reuse.use_key`s)."""
+    def block_scope(self, node: ir.BlockInstance) -> tuple[tuple, tuple, tuple, set, tuple]:
+        """The members, forward statements, residual conditions, read parameters and docstring
+        (`layout.block_doc`) of a block use's class: those of an earlier use built where this
+        one reads the same (equal `reuse.use_key`s)."""
         built = self.scopes.setdefault(node.block, {})
         key = use_key(self, node, self.bodies.get(id(node))) if self.reuse_scopes else None
         try:
@@ -943,7 +944,8 @@ class Generator:
         builder = ScopeBuilder(self, ShapeNotes.block(node), in_block=True)
         builder.inputs = self.network.blocks[node.block].reads
         builder.start(node.body)
-        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles), _used_names(builder.members))
+        scope = (tuple(builder.members), tuple(builder.forward), tuple(builder.toggles), _used_names(builder.members),
+                 block_doc(node.block, node))
         built[key if key is not None else len(built)] = scope  # held: class_code keys by its id
         return scope
 
@@ -1039,9 +1041,11 @@ def _placed_norms(network: ir.Network) -> frozenset[str]:
 
 
 def _entry_key(node: ir.Layer) -> tuple:
-    """`Generator.layer_entry`'s key: the layers sharing their arguments (by identity) and input."""
+    """`Generator.layer_entry`'s key: the layers sharing their arguments (by identity) and
+    input, its channels as their kind and text (`Expr.__eq__`'s, without a call of it)."""
     stats = node.stats
-    return id(node.args), node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels
+    channels = stats.in_channels
+    return id(node.args), node.kind, type(stats.in_shape), stats.in_shape, type(channels), channels.text
 
 
 def _use_key(node: ir.BlockInstance) -> tuple:

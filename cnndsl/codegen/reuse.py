@@ -48,20 +48,25 @@ def _fields_of(kind: type) -> tuple[tuple[str, ...], object]:
     return found
 
 
-def stats_key(s: ir.Stats | None) -> tuple | None:
+def stats_key(s: ir.Stats | None, parts: dict) -> tuple | None:
     """What a block's class reads of a node's stats: the shape comments' symbolic channels
     and dims and whether the tensor is channels last (layout.ShapeNotes), the input's rank
     (layout.block_input), a flatten's input (layout.flattened), whether it holds weights (a
     flat concat branch's local is named after its first member that does), the input
     channels (a block use's call). Layers' constructors are keyed by `use_key`. Each value
     as its kind and text, which is what `Expr.__eq__` compares: the key of a use then hashes
-    and compares without a call of Expr's `__hash__` and `__eq__` for each value in it."""
+    and compares without a call of Expr's `__hash__` and `__eq__` for each value in it.
+    The channels and dims are few objects, shared by the stats of a block's uses: `parts`
+    (the caller's, while they live) holds the key of each trio by identity, made once."""
     if s is None:
         return None
     channels, inner, dims, flatten, out_shape, in_shape, params = _STATS_READ(s)
-    return (type(channels), channels.text, type(inner), inner.text,
-            None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims))), flatten,
-            type(out_shape), len(out_shape), len(in_shape), in_shape if flatten else None, bool(params))
+    found = parts.get((id(channels), id(inner), id(dims)))
+    if found is None:  # held with the key, so that no id is reused while it lives
+        found = parts[id(channels), id(inner), id(dims)] = (channels, inner, dims, (
+            type(channels), channels.text, type(inner), inner.text,
+            None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims)))))
+    return found[3], flatten, type(out_shape), len(out_shape), len(in_shape), in_shape if flatten else None, bool(params)
 
 
 _text = attrgetter("text")
@@ -87,19 +92,20 @@ def body_key(generator, use: ir.BlockInstance) -> tuple[tuple, list]:
     calls: list = []
     stack = [use.body]
     pop, push = stack.pop, stack.extend
+    parts, layer = generator.stats_parts, generator.layer_key
     while stack:
         node = pop()
         kind = type(node)
         if kind is ir.Layer:
-            append((kind, _LAYER_REST(node), stats_key(node.stats), generator.layer_key(node)))
+            append((kind, _LAYER_REST(node), stats_key(node.stats, parts), layer(node)))
         elif kind is ir.Seq:
-            append((kind, _SEQ_REST(node), stats_key(node.stats), len(node.items)))
+            append((kind, _SEQ_REST(node), stats_key(node.stats, parts), len(node.items)))
             push(node.items[::-1])
         elif not hasattr(kind, "_fields"):
             append((kind, node))
         else:
             children, rest = _fields_of(kind)
-            append((kind, rest(node), stats_key(getattr(node, "stats", None))))
+            append((kind, rest(node), stats_key(getattr(node, "stats", None), parts)))
             if kind is ir.BlockInstance:
                 calls.append(node)
             below = _children_of(node, children, head)
