@@ -705,6 +705,7 @@ class Generator:
         self.bodies: dict[int, tuple] = {}  # id(a use the plan walked) -> its reuse.body_key, for block_scope
         self.stats_parts: dict[tuple, tuple] = {}  # reuse.stats_key's: the ids of stats' channels and dims -> their key
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.same_calls: dict[tuple, tuple] = {}  # new_call's: its key -> (what the key's ids name, call, helpers)
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
         found = by_kind(network.body)
@@ -818,7 +819,22 @@ class Generator:
         return found[1]
 
     def new_call(self, node: ir.BlockInstance) -> Ctor:
+        """`instance_call`'s, made once for the uses of a class that share their arguments and
+        input channels (by identity: the expansion shares them between the bodies of a block,
+        as EfficientNet's squeeze-and-excitation); the helpers it needs are added."""
         model, class_name = self.block_class(node)
+        reads = node.read_channels
+        key = class_name, id(model), id(node.args), id(node.stats.in_channels), tuple(map(id, reads))
+        found = self.same_calls.get(key)
+        if found is None:  # the entry holds what the key's ids name, so that none is reused while it lives
+            found = self.same_calls[key] = (model, node.args, node.stats.in_channels, reads,
+                                            *self.made_call(node, model, class_name))
+        self.helpers.update(found[5])
+        return found[4]
+
+    def made_call(self, node: ir.BlockInstance, model: ClassModel, class_name: str) -> tuple[Ctor, set[str]]:
+        """The call constructing a use's class `model`, and the helpers its values need."""
+        helpers: set[str] = set()
         given = dict(node.args)
         defaults = dict(self.network.blocks[node.block].params)
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
@@ -827,13 +843,13 @@ class Generator:
         leading = (node.stats.in_channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
         names = set().union(*(e.names for e in leading))
         for e in leading:
-            self.helpers.update(expr_imports(e))
+            helpers.update(expr_imports(e))
         shown = list(ir.call_args(passed, defaults, _changed))  # one walk, for the text and the names
         for _name, value, _by_name in shown:
             names |= value.names
-            self.helpers.update(expr_imports(value.expr))
+            helpers.update(expr_imports(value.expr))
         text = ir.format_call(class_name, shown, _TEXT, tuple(e.text for e in leading))
-        return Ctor(text, names=frozenset(names))
+        return Ctor(text, names=frozenset(names)), helpers
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         """The class of a block use: the one of an earlier use with the same arguments and
