@@ -241,15 +241,23 @@ def readable(expr: Expr, tables: frozenset = frozenset()) -> bool:
     return True
 
 
-def as_written(node, tables: frozenset = frozenset()):
+def written_value(value: ir.Value, tables: frozenset = frozenset()) -> ir.Value:
+    """A network-level value as the generated code writes it: as computed where it is
+    `readable`, else its number."""
+    return value if readable(value.expr, tables) else ir.Value.constant(value.value)
+
+
+def as_written(node, tables: frozenset = frozenset(), written=None):
     """A network-level layer or block use with each value that is not `readable` as its
-    number (the generated class is the variant the rules computed)."""
-    args = tuple((k, v if readable(v.expr, tables) else ir.Value.constant(v.value)) for k, v in node.args)
+    number (the generated class is the variant the rules computed); `written(value)`, where
+    given, is `written_value(value, tables)` (`Generator.written`: once per value)."""
+    written = written or (lambda value: written_value(value, tables))
+    args = tuple((k, written(v)) for k, v in node.args)
     stats = node.stats
     if stats is not None and not readable(stats.in_channels, tables):
         stats = evolve(stats, in_channels=Const(stats.in_shape[0]))
     reads = getattr(node, "read_channels", ())  # a block use's reads(...): their channels, as its in_channels
-    read_channels = tuple(v if readable(v.expr, tables) else ir.Value.constant(v.value) for v in reads)
+    read_channels = tuple(map(written, reads))
     if stats is node.stats and all(new is old for (_, new), (_, old) in zip(args, node.args)) and \
             all(new is old for new, old in zip(read_channels, reads)):
         return node  # every value reads as written
@@ -566,7 +574,8 @@ class ScopeBuilder(Visitor):
             applies = shortcut.applied
             if not constant or applies:
                 tables = self.generator.tables
-                written = (lambda layer: as_written(layer, tables)) if self.generator.in_network else (lambda layer: layer)
+                written = (lambda layer: as_written(layer, tables, self.generator.written)) \
+                    if self.generator.in_network else (lambda layer: layer)
                 layers = tuple((None, layer_ctor(written(layer), self.generator.helpers), start.note(layer.stats))
                                for layer in shortcut.layers)
                 member = Member(shortcut.name, Ctor(children=layers, sequential=True),
@@ -705,6 +714,7 @@ class Generator:
         self.bodies: dict[int, tuple] = {}  # id(a use the plan walked) -> its reuse.body_key, for block_scope
         self.stats_parts: dict[tuple, tuple] = {}  # reuse.stats_key's: the ids of stats' channels and dims -> their key
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.written_values: dict[int, tuple] = {}  # written's: id(a value) -> (it, as written)
         self.same_calls: dict[tuple, tuple] = {}  # new_call's: its key -> (what the key's ids name, call, helpers)
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
@@ -739,10 +749,10 @@ class Generator:
         """The construction of a member; `notes` follows the shapes from its input."""
         if isinstance(node, ir.Layer):
             if self.in_network:
-                return layer_ctor(as_written(node, self.tables), self.helpers, previous, self.side_sources)
+                return layer_ctor(as_written(node, self.tables, self.written), self.helpers, previous, self.side_sources)
             return self.block_layer(node, previous)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(as_written(node, self.tables) if self.in_network else node)
+            return self.instance_call(as_written(node, self.tables, self.written) if self.in_network else node)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
@@ -759,6 +769,15 @@ class Generator:
         self.keyed |= keyed
         names = frozenset().union(*(child.names for _, child, _ in children))
         return Ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
+
+    def written(self, value: ir.Value) -> ir.Value:
+        """`written_value(value, self.tables)`, found once for each value object (the uses of
+        a network share many: EfficientNet's stage's channels); the entry holds the value, so
+        that its id is not reused while it lives."""
+        found = self.written_values.get(id(value))
+        if found is None:
+            found = self.written_values[id(value)] = (value, written_value(value, self.tables))
+        return found[1]
 
     def block_layer(self, node: ir.Layer, previous=None) -> Ctor:
         """A layer of a block's class, made once for the layers of every use that construct
