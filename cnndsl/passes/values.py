@@ -112,6 +112,11 @@ def _pending(operands: tuple[ir.Value, ...], build) -> ir.Value | None:
     return None
 
 
+def _in_scope(run, scope: Scope):
+    """`run` as a closure of a caller's scope that evaluates in `scope` instead (a default's own)."""
+    return lambda caller: run(scope)
+
+
 def _numbers(values: list) -> bool:
     return _NUMBER_TYPES.issuperset(map(type, values))
 
@@ -161,10 +166,14 @@ class Evaluating:
         evaluation. Each closure takes the common case (numbers, a table's row, a taken branch)
         directly and hands anything else, with the operands it computed, to the method that
         checks it and says what is wrong (`binary`, `chosen`, `item_of`, `applied`). A node's
-        closure makes its operands' (each is compiled once, by the node above it)."""
+        closure makes its operands' (`operand`), held by it alone."""
         made = self.compiled[id(expr)] = _COMPILERS[type(expr)](self, expr)
         self.compiled_exprs.append(expr)  # kept, so that its id stays its own
         return made
+
+    def operand(self, expr: ast.Expr):
+        """The closure of an operand, for the closure of the node above it (which alone calls it)."""
+        return _COMPILERS[type(expr)](self, expr)
 
     def compile_literal(self, expr: ast.Num | ast.Str | ast.Bool):
         value = _constant(expr.value)
@@ -258,7 +267,7 @@ class Evaluating:
         op = expr.op
         if op in ("and", "or"):
             return partial(self.logic, expr)
-        left_run, right_run, binary = self.compile(expr.left), self.compile(expr.right), self.binary
+        left_run, right_run, binary = self.operand(expr.left), self.operand(expr.right), self.binary
         function, divides = _FAST.get(op), op in _DIVIDING
         if function is None:  # a power: its checks, each time
             return lambda scope: binary(expr, left_run(scope), right_run(scope))
@@ -341,25 +350,26 @@ class Evaluating:
 
     def compile_IfElse(self, expr: ast.IfElse):
         """A condition of constants: only the branch taken is read (`xs[i] if i < len(xs) else 0`)."""
-        test_run, then_run, orelse_run = self.compile(expr.test), self.compile(expr.then), self.compile(expr.orelse)
+        operand = self.operand
+        test_run, then_run, orelse_run = operand(expr.test), operand(expr.then), operand(expr.orelse)
         chosen = self.chosen
 
         def run(scope: Scope) -> ir.Value:
             test = test_run(scope)
             if type(test.value) is bool and not test.expr.names:
                 return then_run(scope) if test.value else orelse_run(scope)
-            return chosen(expr, test, scope)
+            return chosen(expr, test, then_run, orelse_run, scope)
         return run
 
-    def chosen(self, expr: ast.IfElse, test: ir.Value, scope: Scope) -> ir.Value:
-        """`a if c else b` where `c` reads a parameter (both branches, in its tree) or is not
-        true or false."""
+    def chosen(self, expr: ast.IfElse, test: ir.Value, then_run, orelse_run, scope: Scope) -> ir.Value:
+        """`a if c else b` where `c` reads a parameter or the input's shape (both branches, by
+        their closures, in its tree), or is not true or false (said before either is read)."""
         if test.value is PENDING:
-            then, orelse = self.evaluate(expr.then, scope), self.evaluate(expr.orelse, scope)
+            then, orelse = then_run(scope), orelse_run(scope)
             return ir.Value(PENDING, cond(then.expr, test.expr, orelse.expr))
         self.truth(test, expr.test.span, "the condition of 'if'")
-        then = self.evaluate(expr.then, scope)
-        orelse = self.evaluate(expr.orelse, scope)
+        then = then_run(scope)
+        orelse = orelse_run(scope)
         return ir.Value(then.value if test.value else orelse.value, cond(then.expr, test.expr, orelse.expr))
 
     # -- lists -------------------------------------------------------------------------
@@ -374,7 +384,7 @@ class Evaluating:
 
     def compile_Index(self, expr: ast.Index):
         """A list's item by a whole number within it (a table's row): its Value here."""
-        base_run, at_run, item_of = self.compile(expr.base), self.compile(expr.index), self.item_of
+        base_run, at_run, item_of = self.operand(expr.base), self.operand(expr.index), self.item_of
 
         def run(scope: Scope) -> ir.Value:
             base, at = base_run(scope), at_run(scope)
@@ -438,7 +448,7 @@ class Evaluating:
         """A built-in whose arguments are what it takes (numbers; a list for `len`, of numbers
         for `sum` and for `min` or `max` of one argument) and whose result is in range:
         its Value here."""
-        runs, applied, name = [self.compile(a.value) for a in expr.args], self.applied, expr.name
+        runs, applied, name = [self.operand(a.value) for a in expr.args], self.applied, expr.name
         if name in ("len", "sum") or (name in ("min", "max") and len(runs) == 1):
             takes = _a_list if name == "len" else _numbers_listed
         else:
@@ -510,25 +520,28 @@ class Evaluating:
         `make_divisible(setting[k][4] * width_mult)`, are met once per block of a stage with
         the same table, index and multiplier); a call that gives its first parameters in order
         (and the others have defaults) binds them without `def_arguments`' checks."""
-        names, args, span, def_call = names_read(expr), expr.args, expr.span, self.def_call
+        names, args, span = names_read(expr), expr.args, expr.span
         params = definition.params
         if len(args) <= len(params) and not any(map(_name, args)) and \
                 all(p.default is not None for p in params[len(args):]):
-            runs = [self.compile(a.value) for a in args]
+            runs = [self.operand(a.value) for a in args]
             # the defaults of those not given, in a scope of their own (`def_arguments`')
-            defaults, own = [self.compile(p.default) for p in params[len(args):]], Scope({}, f"def {definition.name}")
-            params = tuple(map(_name, params))
+            own = Scope({}, f"def {definition.name}")
+            runs += [_in_scope(self.compiled.get(id(p.default)) or self.compile(p.default), own)
+                     for p in params[len(args):]]
+            params, bound = tuple(map(_name, params)), self.def_bound
 
-            def arguments(scope: Scope) -> dict[str, ir.Value]:
-                return dict(zip(params, [each(scope) for each in runs] + [each(own) for each in defaults]))
+            def called(scope: Scope) -> ir.Value:
+                return bound(definition, params, [each(scope) for each in runs], span)
         else:
-            arguments = partial(self.def_arguments, definition, args, span=span)
+            def called(scope: Scope) -> ir.Value:
+                return self.def_call(definition, self.def_arguments(definition, args, scope, span), span)
         if names is False or not self.indices.isdisjoint(names):
             # it reads the input's shape: each use's own; or a repetition's index, new at each
             # copy, where this memo would only miss (`def_call`'s, by the argument values,
             # still meets `block_in(..., 3 if j == 0 else 4)` again from the second copy on)
-            return lambda scope: def_call(definition, arguments(scope), span)
-        return self.memo(expr, names, lambda scope: def_call(definition, arguments(scope), span))
+            return called
+        return self.memo(expr, names, called)
 
     def memo(self, expr: ast.Expr, names: tuple[str, ...], compute):
         """`compute(scope)`, remembered by `expr` and the very value objects its `names` read
@@ -553,7 +566,7 @@ class Evaluating:
         is each use's own."""
         run = self.remembering.get(id(expr))
         if run is None:
-            run = self.compile(expr)
+            run = self.compiled.get(id(expr)) or self.compile(expr)
             names = names_read(expr) if type(expr) not in _DIRECT else False
             if names is not False:
                 run = self.memo(expr, names, run)
@@ -565,13 +578,18 @@ class Evaluating:
         return self.def_call(definition, self.def_arguments(definition, args, scope, span), span)
 
     def def_call(self, definition: ast.DefDef, values: dict[str, ir.Value], span: Span) -> ir.Value:
-        """The def's body with its parameters bound to `values`: met again with the very same
-        argument objects, its Value without keying them by content for `def_value`'s memo."""
-        same = (definition.name, *values, *map(id, values.values()))  # the very argument objects met before
+        """The def's body with its parameters bound to `values` (`def_bound`)."""
+        return self.def_bound(definition, tuple(values), list(values.values()), span)
+
+    def def_bound(self, definition: ast.DefDef, names: tuple[str, ...], args: list[ir.Value], span: Span) -> ir.Value:
+        """The def's body with `names` bound to `args`: met again with the very same argument
+        objects, its Value without keying them by content for `def_value`'s memo (nor making
+        their dict)."""
+        same = (definition.name, *names, *map(id, args))  # the very argument objects met before
         kept = self.def_objects.get(same)
         if kept is not None:
             return kept[0]
-        found = self.def_objects[same] = (self.def_value(definition, values, span), tuple(values.values()))
+        found = self.def_objects[same] = (self.def_value(definition, dict(zip(names, args)), span), args)
         return found[0]  # the arguments kept with it, so that their ids stay theirs
 
     def def_value(self, definition: ast.DefDef, values: dict[str, ir.Value], span: Span) -> ir.Value:
