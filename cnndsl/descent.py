@@ -31,36 +31,36 @@ MAX_NESTING = 48  # parse.MAX_NESTING
 # this many matches hold MAX_TOKENS tokens at least.
 _MAX_MATCHES = 3 * MAX_TOKENS + 2
 
-# Lark's basic lexer tries the terminals in this order (priority, then width): the first
-# that matches wins. A NAME equal to a keyword is that keyword. The blanks between tokens
-# (Lark's ignored WS) are taken as the start of the next token's match; END takes those
-# at the end of the text. The alternatives are tried in another order, the commonest
-# first, which picks the same terminal: NAME and PUNCT begin with characters no other
-# begins with, once PUNCT leaves `==` to COMPARE and `.5` to FLOAT. BAD takes a character
+# Lark's basic lexer tries the terminals in this order (priority, then width): CONT (line
+# breaks before `->`), SHAPE, FLOAT, NAME (a NAME equal to a keyword is that keyword), INT,
+# STRING, COMMENT, NL, COMPARE, the punctuation; the first that matches wins. The
+# blanks between tokens (Lark's ignored WS) are taken as the start of the next token's
+# match; END takes those at the end of the text. The pattern matches the same texts with
+# the alternatives in another order, the commonest first: NAME and the punctuation begin
+# with characters no other begins with, once the punctuation leaves `==` to COMPARE and
+# `.5` to FLOAT; a number's digits are read once, then what makes it a SHAPE or a FLOAT;
+# CONT and NL match the same text (a CONT is the one before `->`). BAD takes a character
 # that begins no token, so that the matches cover the text. The pattern has no group:
 # `findall` gives the matches' texts alone, and `_lex` tells each token's terminal by its
 # text (`_KIND`) or else by its first character (`_CLASS`), which no two terminals share
 # but those `_refine` tells apart.
 _TOKEN = re.compile(r"""[\t \f]*+(?:
- [A-Za-z_][A-Za-z0-9_]*                                              # NAME
-|->|//|\*\*|[,(){}:*?\[\]+\-/%]|=(?!=)|\.(?!\d)                         # PUNCT
-|(?:\n[\t \f]*(?:\#[^\n]*(?![^\n]))?)+(?=->)                             # CONT
-|\d+(?:x\d+)+                                                        # SHAPE
-|\d+[eE][-+]?\d+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?           # FLOAT
-|\d+                                                                 # INT
-|"[^"\\\n]*"                                                         # STRING
-|\#[^\n]*                                                            # COMMENT
-|(?:\n[\t \f]*(?:\#[^\n]*)?)+                                             # NL
-|==|!=|<=|>=|<|>                                                     # COMPARE
-|\Z                                                                  # END
-|[\s\S]                                                              # BAD
+ [A-Za-z_][A-Za-z0-9_]*                                            # NAME
+|->|//|\*\*|[,(){}:*?\[\]+\-/%]|=(?!=)|\.(?!\d)                       # the punctuation
+|\d+(?:(?:x\d+)+|[eE][-+]?\d+|\.\d*(?:[eE][-+]?\d+)?)?|\.\d+(?:[eE][-+]?\d+)?   # SHAPE, FLOAT, INT
+|(?:\n[\t \f]*(?:\#[^\n]*)?)+                                           # NL, CONT
+|"[^"\\\n]*"                                                       # STRING
+|\#[^\n]*                                                          # COMMENT
+|==|!=|<=|>=|<|>                                                   # COMPARE
+|\Z                                                                # END
+|[\s\S]                                                            # BAD
 )""", re.VERBOSE)
 _KEYWORDS = frozenset({"from", "import", "let", "def", "block", "network", "outputs", "x", "input", "for",
                        "concat", "split", "residual", "gate", "side", "shortcut", "if", "else", "or", "and",
                        "not", "true", "false", "init", "add", "mul", "reads"})
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = frozenset(_OPEN.values())
-_PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # what PUNCT matches
+_PUNCT = ("->", "//", "**", *",=(){}:*?[]+-/%.")  # the punctuation
 _VALUE = attrgetter("value")  # an argument's value
 # The tokens whose text says their kind: a keyword's or a punctuation mark's kind is its
 # text; `"` or `!` alone is BAD (a string or a `!=` that is not one).
