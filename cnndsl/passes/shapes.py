@@ -67,8 +67,8 @@ class OwnFacts:
     """What a layer object gives wherever it is used (`ShapeInference.own_facts`): a number
     for its kind and arguments (`token`), the same for equal ones, so that `alike`'s key
     hashes no expression of them, or None for an unhashable argument (a list); and, once
-    `facts` has read them, its values and its arguments' expressions (None before, and
-    where one is pending), and the output dims of the input dims it last read."""
+    `facts` has read them, its values and its arguments' expressions (`_UNREAD` before,
+    None where one is pending), and the output dims of the input dims it last read."""
 
     __slots__ = ("layer", "token", "values", "exprs", "dims_in", "dims")
 
@@ -79,11 +79,12 @@ class OwnFacts:
             self.token = tokens.setdefault(same, len(tokens))
         except TypeError:
             self.token = None
-        self.values = self.exprs = None
+        self.values = self.exprs = _UNREAD
         self.dims_in = self.dims = _NO_DIMS
 
 
 _NO_DIMS = object()  # not worked out yet (None is unknown dims)
+_UNREAD = object()
 
 
 class ShapeInference(Visitor):
@@ -234,7 +235,9 @@ class ShapeInference(Visitor):
         for note in notes:  # a block used twice warns once: the context keeps one of each
             self.context.warn(layer.span, note.message, note.hint, note.code)
         shape = flow.shape
-        rf, jump = receptive(flow.rf, flow.jump, *window) if window is not POINT else (flow.rf, flow.jump)
+        rf, jump = flow.rf, flow.jump
+        if window is not POINT:
+            rf, jump = receptive(rf, jump, *window)
         if type(shape) is ChannelsLast:
             flattens, dims, token = False, flow.dims, None
         stats = _new(_STATS)  # ir.Stats(...) without the frozen __init__: once per layer per use
@@ -300,18 +303,18 @@ class ShapeInference(Visitor):
         dims); None after an error. A layer with a pending argument (it reads the block's
         input) comes back resolved, a new layer, and its facts are not kept (`alike`), nor
         those of a layer that names an element."""
-        resolved = layer
-        if has_pending(layer.args):  # computed in this use's input
+        resolved, values, exprs = layer, own.values, own.exprs
+        if values is _UNREAD:
+            own.values = own.exprs = values = exprs = None
+            if not has_pending(layer.args):
+                own.values, own.exprs = values, exprs = layer.values, {k: v.expr for k, v in layer.args}
+        if values is None:  # a pending argument, computed in this use's input
             try:
                 resolved = resolve_layer(layer, self.env)
             except PendingProblem as problem:
                 self.error(layer.span, problem.message, problem.hint, problem.code)
                 return None
             values, exprs = resolved.values, {k: v.expr for k, v in resolved.args}
-        else:
-            if own.values is None:
-                own.values, own.exprs = layer.values, {k: v.expr for k, v in layer.args}
-            values, exprs = own.values, own.exprs
         rule = RULES[resolved.kind]
         if resolved.kind in _READERS:
             values = self.referenced(resolved, rule, values)
