@@ -110,6 +110,8 @@ class Naming(Visitor):
         self.context.error(span, message, hint, code)
 
     def class_scope(self, seq: ir.Seq, owner: str) -> ir.Seq:
+        if _labelled_layers(seq.items):
+            return seq  # nothing to give, nothing to check (`_Namer.user`): DenseNet's dense layers, each use
         counter = _Namer(owner)
         self._members(seq, counter)
         namer = _Namer(owner, counter.seen_bases)
@@ -307,7 +309,18 @@ class Naming(Visitor):
 _NOT_MODULES = frozenset({ir.Concat, ir.Residual, ir.Gate, ir.Side})  # what an nn.Sequential cannot hold
 _NAME, _STATS, _FLATTEN = attrgetter("name"), attrgetter("stats"), attrgetter("flatten_before")
 _PLAIN = frozenset({ir.Layer, ir.BlockInstance})  # the members `Naming.numbered` names
+_LAYERS = frozenset({ir.Layer})
 _LAYER, _CALL, _SEQ, _new = ir.Layer, ir.BlockInstance, ir.Seq, object.__new__
+
+
+def _labelled_layers(items: tuple) -> bool:
+    """Whether a class scope's members are all layers, each labelled with a Python identifier
+    that no other has: each keeps its label, and none is an error."""
+    if not _LAYERS.issuperset(map(type, items)):
+        return False
+    names = list(map(_NAME, items))
+    return all(names) and len(set(names)) == len(names) and all(map(str.isidentifier, names)) and \
+        not any(map(keyword.iskeyword, names))
 
 
 def _members_of(seq: ir.Seq) -> list:
