@@ -180,7 +180,8 @@ class Naming(Visitor):
                 return node
             return evolve(node, name=name, branches=tuple(
                 self.listed_branch(branch, str(place), name, namer) for place, branch in enumerate(node.branches)))
-        return evolve(node, branches=tuple(self.branch(branch, namer) for branch in node.branches))
+        branches = tuple(map(self.branch, node.branches, repeat(namer)))
+        return node if namer.counts is None else evolve(node, branches=branches)  # counted: nothing built
 
     def listed_branch(self, branch: ir.Seq, key: str, owner: str, namer: _Namer) -> ir.Seq:
         """A branch of a named concat: member `key` of its nn.ModuleList, one layer or block, or an
@@ -204,13 +205,15 @@ class Naming(Visitor):
     def branch(self, branch: ir.Seq, namer: _Namer) -> ir.Seq:
         """A concat branch: a named or a longer one is an nn.Sequential, a one-member
         branch sits in the scope itself."""
-        if any(isinstance(leaf, ir.Side) for leaf in ir.members(branch)):
+        members = _members_of(branch)
+        if ir.Side in map(type, members):
             if namer.counts is not None:
                 self.error(branch.span, "a concat branch cannot hold a side output",
                            "read the side output before or after the concat")
             return branch
-        if branch.name is None and (len(ir.members(branch)) == 1 or flat_branch(branch)):
-            return evolve(branch, items=tuple(self.visit(member, namer) for member in ir.members(branch)))
+        if branch.name is None and (len(members) == 1 or flat_branch(branch)):
+            items = tuple(map(self.visit, members, repeat(namer)))
+            return branch if namer.counts is None else evolve(branch, items=items)  # counted: nothing built
         if branch.name is not None:
             name = namer.user(branch.name, branch.span)
         else:
