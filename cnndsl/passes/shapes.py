@@ -660,11 +660,11 @@ class ShapeInference(Visitor):
         mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
         node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read)) \
             if read else node
-        channels = out.channels.substitute(mapping)
+        channels = _substituted(out.channels, mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
             mapping.update(zip((height, width), flow.dims))
-            dims = tuple(d.substitute(mapping) for d in out.dims)
+            dims = tuple(_substituted(d, mapping) for d in out.dims)
         end = _flow(out.shape, channels, out.rf, out.jump, dims)
         if body.stats is None:  # a side output inside failed; the block's output is known
             return evolve(node, body=body), end
@@ -784,6 +784,15 @@ def _shape(kind: str, rule, shape: ir.Shape, values: dict):
         raise ShapeProblem(f"{kind} reads channels first, but its input is channels last "
                            "(after permute(0, 2, 3, 1))", f"permute back with permute(0, 3, 1, 2) before the {kind}")
     return rule.shape(shape, values)
+
+
+def _substituted(expr: Expr, mapping: dict) -> Expr:
+    """`expr.substitute(mapping)`, where a name (a block's output channels are often one of
+    its parameters, its H and W the input's) is what `mapping` gives it, without the key
+    that `Expr.substitute` hashes for its memo."""
+    if type(expr) is Name:
+        return mapping.get(expr.name, expr)
+    return expr.substitute(mapping)
 
 
 def _fits(layer: ir.Layer) -> bool:
