@@ -166,8 +166,6 @@ class Rebase:
         self.windows = windows  # id(inferred layer) -> (extent, stride, upscale)
         self.leaves = leaves
         self.releafed: list[ir.Layer] = []
-        self.rules = {ir.Seq: self.seq, ir.Residual: self.residual, ir.Gate: self.gate,
-                      ir.Concat: self.concat, ir.BlockInstance: self.block}
 
     def seq(self, node: ir.Seq, rf, jump):
         items, rf, jump = self.items(node.items, rf, jump)
@@ -178,10 +176,10 @@ class Rebase:
         layers), and the field and jump after the last. A layer, most of a body's items, is
         copied here, without a call: with the field and jump it has after its window."""
         items = []
-        rules, windows, leaves = self.rules, self.windows, self.leaves
+        rules, windows, leaves = _REBASES, self.windows, self.leaves
         for item in nodes:
             if type(item) is not _LAYER:
-                item, rf, jump = rules[type(item)](item, rf, jump)
+                item, rf, jump = rules[type(item)](self, item, rf, jump)
                 items.append(item)
                 continue
             window = windows[id(item)]
@@ -234,6 +232,9 @@ class Rebase:
         return _moved(node, rf, jump, body=body), rf, jump
 
 
+# What `Rebase.items` calls for each kind of node in a chain but a layer
+_REBASES = {ir.Seq: Rebase.seq, ir.Residual: Rebase.residual, ir.Gate: Rebase.gate, ir.Concat: Rebase.concat,
+            ir.BlockInstance: Rebase.block}
 _new, _STATS = object.__new__, ir.Stats
 # A window of one pixel at stride 1, no upscaling: `receptive` gives the field it is given. The
 # shape pass keeps this object for every such window, so that `is` tells one.

@@ -144,7 +144,8 @@ class ShapeInference(Visitor):
             self.groups.append((outer + str(seq.name), []))
         visit, visit_layer = self.visit, self.visit_Layer
         for item in seq.items:
-            item, flow = visit_layer(item, flow) if type(item) is _LAYER else visit(item, flow)  # most items: a call saved
+            # most items are layers: their visit without `Visitor.visit`'s dispatch
+            item, flow = visit_layer(item, flow) if type(item) is _LAYER else visit(item, flow)
             items.append(item)
             if getattr(item, "name", None):
                 self.named_outputs[item.name] = flow
@@ -343,7 +344,8 @@ class ShapeInference(Visitor):
         else:
             own.dims_in, own.dims = flow.dims, rule.dims(flow.dims, values, exprs)
             dims = own.dims
-        token = self.flow_tokens.setdefault((out, channels, dims), len(self.flow_tokens))  # the output's, channels first
+        # the output's token, where it is channels first (`visit_Layer`)
+        token = self.flow_tokens.setdefault((out, channels, dims), len(self.flow_tokens))
         return (resolved, keep, tuple(notes), POINT if window == POINT else window, made, out, channels,
                 rule.flattens, dims, token)
 
@@ -647,8 +649,9 @@ class ShapeInference(Visitor):
 
     def block_instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow | None]:
         height, width = dim_names(node)
-        inner = _flow(flow.shape, _IN_CHANNELS, flow.rf, flow.jump, _dim_exprs(height, width) if len(flow.shape) == 3 else ())
-        read = self.block_reads(node)
+        inner = _flow(flow.shape, _IN_CHANNELS, flow.rf, flow.jump,
+                      _dim_exprs(height, width) if len(flow.shape) == 3 else ())
+        read = self.block_reads(node) if node.reads else []
         if read is None:
             return node, None
         body, out = self.block_body(node, inner, read)
@@ -657,9 +660,9 @@ class ShapeInference(Visitor):
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
         mapping = self.arguments(node, flow)
-        mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
-        node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read)) \
-            if read else node
+        if read:
+            mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
+            node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read))
         channels = _substituted(out.channels, mapping)
         dims = None
         if out.dims is not None and flow.dims is not None:
