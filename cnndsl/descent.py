@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import string
 from itertools import accumulate, compress, count, repeat
-from operator import attrgetter, getitem, sub
+from operator import attrgetter, itemgetter, sub
 
 from . import ast
 from .source import SourceFile, Span
@@ -68,8 +68,8 @@ _KIND = {**{text: text for text in (*_KEYWORDS, *_PUNCT)}, **dict.fromkeys(("=="
          '"': "BAD", "!": "BAD"}
 # The kind of any other token, by its first character; NUMBER and BREAK are told apart by `_refine`.
 _CLASS = {**dict.fromkeys(string.ascii_letters + "_", "NAME"), **dict.fromkeys(string.digits + ".", "NUMBER"),
-          '"': "STRING", "#": "COMMENT", "\n": "BREAK", "": "END"}
-_FIRST = slice(0, 1)
+          '"': "STRING", "#": "COMMENT", "\n": "BREAK"}
+_FIRST = itemgetter(0)
 _REFINED = frozenset({"NUMBER", "BREAK"})
 _BLANKS = frozenset({"CONT", "COMMENT"})  # tokens that are blanks to Lark
 _NEWLINE_RULE = frozenset({"NL", "def", *_BLANKS, *_OPEN, *_CLOSE})  # the tokens _newlines looks at
@@ -105,12 +105,15 @@ def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: lis
     matches = _TOKEN.findall(text, start, end)
     if len(matches) >= _MAX_MATCHES:
         raise _Decline  # MAX_TOKENS tokens at least
+    del matches[-1]  # END: nothing, at the end of the text
+    if matches and not matches[-1].strip(" \t\f"):
+        del matches[-1]  # END too: the blanks before it (a match of blanks alone is END)
     texts = list(map(str.lstrip, matches, repeat(" \t\f")))
-    kinds = list(map(_KIND.get, texts, map(_CLASS.get, map(getitem, texts, repeat(_FIRST)), repeat("BAD"))))
+    kinds = list(map(_KIND.get, texts, map(_CLASS.get, map(_FIRST, texts), repeat("BAD"))))
     if "BAD" in kinds:
         raise _Decline  # a character that begins no token
     ends = list(accumulate(map(len, matches), initial=start))
-    del ends[0], kinds[-1], texts[-1]  # the last match is END
+    del ends[0]
     breaks = _refine(kinds, texts)
     if len(kinds) - kinds.count("CONT") - kinds.count("COMMENT") >= MAX_TOKENS:
         raise _Decline

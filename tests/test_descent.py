@@ -124,3 +124,10 @@ def test_too_many_tokens_are_left_to_lark():
     assert descent.read(source_from_text(many, "t.cnn")) is None
     huge = "def f = [" + "a, " * 300_000 + "]\n"  # its tokens are not all lexed before declining
     assert descent.read(source_from_text(huge, "t.cnn")) is None
+
+
+@pytest.mark.parametrize("end", ["", "  ", " \t\f", "\n", "\n  ", "  # a comment  ", "\n# a comment\n\n"])
+def test_the_fast_path_reads_a_file_however_it_ends(end):
+    """Blanks, a comment or line breaks after the last token (END takes trailing blanks
+    in two matches: the blanks, then nothing)."""
+    assert same_or_declined("network N() {\n    input 3x8x8\n    conv(8, 3) -> relu\n}" + end) == "same"
