@@ -422,11 +422,11 @@ class Expander(Evaluating, Visitor):
         names = self.layer_reads.get(id(node))
         if names is None:
             read = [names_and_shape(arg.value) for arg in call.args] if call is not None else []
-            names = None if any(shape for _, shape in read) else \
+            names = False if any(shape for _, shape in read) else \
                 tuple(sorted(set().union(*(found for found, _ in read))))
             self.layer_reads[id(node)] = names
             self.layer_nodes.append(node)  # kept, so that its id stays its own
-        if names is None:
+        if names is False:
             made = ir.Layer(rule.kind, self.layer_args(rule, call, scope, node.span), label, node.span)
         else:
             get = scope.values.get
