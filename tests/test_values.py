@@ -127,6 +127,15 @@ def test_block_parameters_take_lists():
     ("conv(max(1, 2, key=3), 1)", "", "max takes no keyword arguments", (5, 20), None),
     ("conv(ceil(1, 2), 1)", "", "ceil takes 1 argument(s), got 2", (5, 10), None),
     ("conv(1 < [2], 1)", "", "'<' needs numbers, got the list [2]", (5, 14), None),
+    # where an expression's closure declines its direct path, the checks say what they said
+    ("conv(8 // 0, 1)", "", "division by zero", (5, 15), None),
+    ("conv(1 if 3 else 1 // 0, 1)", "", "the condition of 'if' needs true or false, got 3", (5, 15), None),
+    ("conv(sum([]), 1)", "", "sum of an empty list", (5, 14), None),
+    ("conv(min([1, true]), 1)", "", "min needs a list of numbers", (5, 14), None),
+    ("conv(1e30 * 1e30, 1)", "", "value 1e+60 is too large", (5, 10), None),
+    ("conv([1][true], 1)", "", "an index must be a whole number, got true", (5, 14), None),
+    ("conv(true and 3, 1)", "", "'and' needs true or false, got 3", (5, 19), None),
+    ("conv(f(1 // 0), 1)", "def f(v, d = 8) = v + d", "division by zero", (5, 17), None),
 ])
 def test_misuse_is_a_diagnostic_at_line_and_column(line, defs, message, where, hint):
     text = f"{defs}\n\nnetwork N() {{\n    input 3x8x8\n    {line}\n}}\n"
