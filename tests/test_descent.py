@@ -122,7 +122,7 @@ def test_hostile_depth_is_left_to_lark(text):
 def test_too_many_tokens_are_left_to_lark():
     many = "def f = [" + "a, " * descent.MAX_TOKENS + "]\n"
     assert descent.read(source_from_text(many, "t.cnn")) is None
-    huge = "def f = [" + "a, " * 300_000 + "]\n"  # its tokens are not all lexed before declining
+    huge = "def f = [" + "a, " * 300_000 + "]\n"  # declined once matched, before its tokens are read
     assert descent.read(source_from_text(huge, "t.cnn")) is None
 
 
