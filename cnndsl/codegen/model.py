@@ -79,6 +79,17 @@ class Ctor:
         return callee, split_top_level(rest[:-1])
 
 
+_CTOR_DEFAULTS = {name: Ctor.__dataclass_fields__[name].default for name in Ctor.__dataclass_fields__}
+
+
+def made_ctor(**fields) -> Ctor:
+    """`Ctor(**fields)` without the frozen dataclass's `__init__`, which sets each of its eleven
+    fields by `object.__setattr__`: made for each distinct layer, call and Sequential."""
+    made = object.__new__(Ctor)
+    made.__dict__.update(_CTOR_DEFAULTS, **fields)
+    return made
+
+
 @dataclass(frozen=True)
 class Member:
     name: str
@@ -192,7 +203,7 @@ def _layer_ctor(layer: ir.Layer, inplace: bool, in_shape: tuple | None = None) -
     names = frozenset().union(*(e.names for e in torch.positional), *(e.names for _, e in torch.keywords))
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
         needs.update(expr_imports(e))  # `import math` for math.ceil
-    ctor = Ctor(f"{torch.callee}({', '.join(args)})", names=names, callee=torch.callee, args=parts)
+    ctor = made_ctor(text=f"{torch.callee}({', '.join(args)})", names=names, callee=torch.callee, args=parts)
     return ctor, frozenset(needs)
 
 
@@ -716,6 +727,7 @@ class Generator:
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
         self.written_values: dict[int, tuple] = {}  # written's: id(a value) -> (it, as written)
         self.same_calls: dict[tuple, tuple] = {}  # new_call's: its key -> (what the key's ids name, call, helpers)
+        self.scope_models: dict[tuple, ClassModel] = {}  # (id(a block_scope), its parameters) -> the model
         self.scope_codes: dict[int, tuple] = {}  # id(a block_scope, held in self.scopes) -> its classes' code
         self.scopes: dict[str, dict] = {}  # block -> {a built use's reuse.use_key (or a number): its block_scope}
         found = by_kind(network.body)
@@ -768,7 +780,7 @@ class Generator:
             previous = item
         self.keyed |= keyed
         names = frozenset().union(*(child.names for _, child, _ in children))
-        return Ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
+        return made_ctor(children=tuple(children), sequential=True, keyed=keyed, names=names)
 
     def written(self, value: ir.Value) -> ir.Value:
         """`written_value(value, self.tables)`, found once for each value object (the uses of
@@ -868,7 +880,7 @@ class Generator:
             names |= value.names
             helpers.update(expr_imports(value.expr))
         text = ir.format_call(class_name, shown, _TEXT, tuple(e.text for e in leading))
-        return Ctor(text, names=frozenset(names)), helpers
+        return made_ctor(text=text, names=frozenset(names)), helpers
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         """The class of a block use: the one of an earlier use with the same arguments and
@@ -933,10 +945,14 @@ class Generator:
         for name, default in info.params:
             if name in used:
                 params.append((name, _annotation(values[name].value), default.text if default is not None else None))
-        toggle = conditions[0] if len(conditions) == 1 else None
-        model = ClassModel(node.block, doc, tuple(params), members, forward,
-                           f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
-                           toggle=toggle, inputs=info.reads)
+        params = tuple(params)
+        model = self.scope_models.get((id(scope), params)) if loop is None else None
+        if model is None:  # one model for the uses of a scope whose parameters read alike
+            model = ClassModel(node.block, doc, params, members, forward,
+                               f"{info.span.file or self.network.source_path}:{info.span.line}", loop=loop,
+                               toggle=conditions[0] if len(conditions) == 1 else None, inputs=info.reads)
+            if loop is None:
+                self.scope_models[id(scope), params] = model
         code = self.class_code(model, scope if loop is None else None)
         variants = self.block_classes.setdefault(node.block, [])
         for shared in variants:
