@@ -8,6 +8,7 @@ import pytest
 
 from cnndsl.codegen import generate_module
 from cnndsl.codegen import model as codegen_model
+from cnndsl.codegen import toggles as codegen_toggles
 from cnndsl.codegen.model import Generator, ScopeBuilder
 from cnndsl.compiler import builtins, compile_network, load, source_from_text
 
@@ -110,3 +111,42 @@ def test_heads_with_two_inputs_read_as_each_use_reads():
 
     assert with_reuse == without
     assert "class Head(nn.Module)" in with_reuse
+
+
+@pytest.mark.parametrize("name", builtins())
+def test_every_builtin_generates_the_same_code_merging_every_use(name, monkeypatch):
+    """A use that joins a shared class as an earlier use of its model did, reading the same
+    of its arguments, is not merged again (`toggles._again`): the output is the same as
+    merging each use."""
+    network = compile_network(load(name)).network
+    remembered = generate_module(network)
+    monkeypatch.setattr(codegen_toggles, "_again", lambda shared, model, env: False)
+    assert generate_module(network) == remembered
+
+
+def test_a_use_is_merged_again_where_the_merge_read_a_value_of_its_own(monkeypatch):
+    """Uses of one shared class (an activation picked, the residual where the shape allows it)
+    whose arguments differ where the merge reads them (the activation, the stride) and where
+    it does not (the rate): those reading alike are not merged again, and the class is the
+    one that merging each gives."""
+    network = compile_network(source_from_text("""
+let Body = "body": [conv(e, 1) -> relu?(act == "RE") -> hardswish?(act == "HS") -> conv(c, 3, stride=s, pad=1)]
+block B(i, c, e, act, s, p) {
+    residual { Body -> stochastic_depth: stochastic_depth(p) }?(s == 1 and i == c)
+    Body?(s != 1 or i != c)
+}
+network N() {
+    input 8x16x16
+    B(8, 8, 16, "RE", 1, 0.1) -> B(8, 8, 32, "HS", 1, 0.2) -> B(8, 8, 16, "RE", 1, 0.3) -> B(8, 8, 32, "HS", 1, 0.4)
+        -> B(8, 16, 16, "RE", 2, 0.5) -> B(16, 16, 16, "RE", 1, 0.6) -> B(16, 16, 32, "HS", 1, 0.7)
+        -> B(16, 16, 16, "RE", 1, 0.8) -> global_avgpool -> fc(10)
+}
+""")).network
+    again = codegen_toggles._again
+    hits = []
+    monkeypatch.setattr(codegen_toggles, "_again", lambda *args: hits.append(again(*args)) or hits[-1])
+    remembered = generate_module(network)
+    monkeypatch.setattr(codegen_toggles, "_again", lambda shared, model, env: False)
+    assert generate_module(network) == remembered
+    assert any(hits) and not all(hits)
+    assert "class B2(nn.Module)" not in remembered and "else nn.Hardswish(inplace=True)" in remembered

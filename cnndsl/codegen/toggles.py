@@ -46,15 +46,23 @@ _FAILURES = (ExprError, TypeError, ValueError, ZeroDivisionError, IndexError, Ke
 
 class Env(dict):
     """A use's arguments by name, and its input channels as the class's `in_channels`; the
-    conditions worked out at it so far (a class of 70 uses checks each at every use)."""
+    conditions worked out at it so far (a class of 70 uses checks each at every use); while
+    `read` is a dict, each value read, by name (what `join` checked at it)."""
 
-    __slots__ = ("known",)
+    __slots__ = ("known", "read")
+
+    def __getitem__(self, name: str):
+        value = dict.__getitem__(self, name)
+        if self.read is not None:
+            self.read[name] = value
+        return value
 
 
 def use_env(node: ir.BlockInstance) -> Env:
     env = Env((name, value.value) for name, value in node.args)
     env["in_channels"] = node.stats.in_shape[0]
     env.known = {}
+    env.read = None
     return env
 
 
@@ -109,6 +117,9 @@ class Shared:
     doc: bool = True  # whether the first use's docstring (its output's shape) holds at every use
     first_doc: tuple = ()  # the first use's, unwrapped
     fork: Expr | None = None  # a forked forward's condition: its statements of `fork` 1 where it holds, 2 where not
+    # id(a model) -> (it, the class's state, the names of a use's env and the values read) of a
+    # use that joined leaving the class as it was (`_again`).
+    repeats: dict = field(default_factory=dict)
 
 
 def is_summed(model) -> bool:
@@ -163,6 +174,45 @@ def join(shared: Shared, model, code: tuple, node: ir.BlockInstance, same_member
     if shared.fork is not None or not summed and shared.summed is None and shared.toggle is None and \
             shared.plain is not None and _steps(shared.plain) != _steps(model.forward):
         return _join_fork(shared, model, env, same_members)
+    if _again(shared, model, env):
+        shared.envs.append(env)
+        shared.residual.append(summed)
+        return True
+    state, env.read = _state(shared), {}
+    joined = _merge(shared, model, summed, env, same_members)
+    if joined and _same_state(_state(shared), state):
+        shared.repeats[id(model)] = (model, state, tuple(env), {k: _seen(v) for k, v in env.read.items()})
+    env.read = None
+    return joined
+
+
+def _state(shared: Shared) -> tuple:
+    """What a merging use reads of the class but its uses' arguments: the members and forms
+    (a merge that changes one makes it anew: compared by identity), then the flags."""
+    return shared.members, shared.plain, shared.summed, shared.toggle, shared.extras, shared.doc, shared.merged
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    return all(x is y for x, y in zip(a[:4], b[:4])) and a[4:] == b[4:]
+
+
+def _seen(value) -> tuple:
+    """A value as a key: its type and repr (1, 1.0 and True differ; so do (1, 2) and (1, 2.0))."""
+    return type(value), repr(value)
+
+
+def _again(shared: Shared, model, env: Env) -> bool:
+    """Whether a use of `model` joined before leaving the class as it is now, and this use's
+    arguments are that use's where the merge read them: the merge, which reads nothing else
+    of a use (`Env.read`) and, leaving the class as it was, none of the earlier uses', would
+    read and decide the same (EfficientNet's 60 MBConv uses that differ by their rate)."""
+    found = shared.repeats.get(id(model))
+    return found is not None and _same_state(found[1], _state(shared)) and found[2] == tuple(env) and \
+        all(_seen(dict.__getitem__(env, k)) == v for k, v in found[3].items())
+
+
+def _merge(shared: Shared, model, summed: bool, env: Env, same_members: bool) -> bool:
+    """`join` of a use whose code the class does not have as it is."""
     toggle = _toggle(shared, model, summed, env)
     if toggle is _FAILED:
         return False
@@ -195,7 +245,9 @@ def _forms(shared: Shared, forward: tuple, summed: bool) -> None:
         core = shared.summed[1:]
         plain = agreed_forward(shared.plain, body if summed else core)
         shared.plain = plain
-        shared.summed = shared.summed[:1] + agreed_forward(core, plain)
+        agreed = agreed_forward(core, plain)
+        if agreed is not core:  # the forms unchanged keep their identity (`_state`)
+            shared.summed = shared.summed[:1] + agreed
 
 
 def _toggle(shared: Shared, model, summed: bool, env: dict):
@@ -608,7 +660,9 @@ def _agreed(mine: str, theirs: str) -> str:
 
 def agreed_forward(mine: tuple, theirs: tuple) -> tuple:
     """`mine`'s statements with the shape comments that `theirs`, the same statements of
-    another use, do not write left out."""
+    another use, do not write left out: `mine` itself where they write every one."""
+    if all(s.comment == t.comment for s, t in zip(mine, theirs)):
+        return mine
     return tuple(s if s.comment == t.comment else replace(s, comment="") for s, t in zip(mine, theirs)) + \
         mine[len(theirs):]
 
