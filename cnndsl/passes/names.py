@@ -111,7 +111,7 @@ class Naming(Visitor):
 
     def class_scope(self, seq: ir.Seq, owner: str) -> ir.Seq:
         if _labelled_layers(seq.items):
-            return seq  # nothing to give, nothing to check (`_Namer.user`): DenseNet's dense layers, each use
+            return seq  # nothing to give, nothing to check (`_Namer.user`): DenseNet's dense layers, the SE blocks
         counter = _Namer(owner)
         self._members(seq, counter)
         namer = _Namer(owner, counter.seen_bases)
@@ -317,13 +317,29 @@ _LAYER, _CALL, _SEQ, _new = ir.Layer, ir.BlockInstance, ir.Seq, object.__new__
 
 
 def _labelled_layers(items: tuple) -> bool:
-    """Whether a class scope's members are all layers, each labelled with a Python identifier
-    that no other has: each keeps its label, and none is an error."""
-    if not _LAYERS.issuperset(map(type, items)):
-        return False
-    names = list(map(_NAME, items))
-    return all(names) and len(set(names)) == len(names) and all(map(str.isidentifier, names)) and \
-        not any(map(keyword.iskeyword, names))
+    """Whether a class scope's members are all layers (in it directly, or through a gate, a
+    residual without a projection or an unnamed group, as `Naming` walks them), each labelled
+    with a Python identifier that no other has: each keeps its label, and none is an error."""
+    names: list = []
+    return _layer_labels(items, names) and len(set(names)) == len(names) and \
+        all(map(str.isidentifier, names)) and not any(map(keyword.iskeyword, names))
+
+
+def _layer_labels(items: tuple, names: list) -> bool:
+    """`_labelled_layers`' walk: whether every member is a labelled layer, their labels put in `names`."""
+    if _LAYERS.issuperset(map(type, items)):  # the commonest: a chain of layers
+        names += map(_NAME, items)
+        return all(names)
+    for item in items:
+        kind = type(item)
+        if kind is _LAYER and item.name:
+            names.append(item.name)
+        elif kind is ir.Gate or (kind is ir.Residual and item.shortcut.kind != "projection"):
+            if not _layer_labels(item.body.items, names):
+                return False
+        elif not (kind is _SEQ and item.name is None and _layer_labels(item.items, names)):
+            return False
+    return True
 
 
 def _members_of(seq: ir.Seq) -> list:
