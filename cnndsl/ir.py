@@ -23,6 +23,11 @@ Shape = tuple[int, ...]
 _CONSTANTS: dict = {}  # (type, value) -> its Value: constants are immutable and shared
 
 
+def _item_types(value: tuple) -> tuple:
+    """The types of a list's items, nested lists by theirs: part of a constant's key."""
+    return tuple(_item_types(v) if type(v) is tuple else type(v) for v in value)
+
+
 @node
 class Value:
     value: object
@@ -30,7 +35,9 @@ class Value:
 
     @classmethod
     def constant(cls, value) -> "Value":
-        key = (type(value), value)  # 1 and True are equal keys otherwise
+        # 1 and True are equal keys otherwise; a list's items by their types too ((1, 1) and
+        # (1, True) are equal tuples)
+        key = (type(value), value) if type(value) is not tuple else (tuple, value, _item_types(value))
         try:
             return _CONSTANTS[key]
         except KeyError:

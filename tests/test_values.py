@@ -216,3 +216,16 @@ def test_lists_from_the_command_line_and_from_python(tmp_path):
     result = run_cli("summary", str(spec), "--set", "cfg=[2, 9]")
     assert result.returncode == 0, result.stderr
     assert "9" in result.stdout
+
+
+def test_a_list_constant_is_not_shared_with_an_equal_list_of_other_types():
+    """(1, 1) == (1, True) in Python: the shared constants keep them apart, so that a list
+    made earlier in the process cannot stand in for one holding a boolean."""
+    from cnndsl import ir
+
+    plain = ir.Value.constant((1, 1))
+    mixed = ir.Value.constant((1, True))
+    assert plain is not mixed
+    assert type(mixed.value[1]) is bool and type(plain.value[1]) is int
+    assert ir.Value.constant((1, (2, False))).value == (1, (2, False))
+    assert type(ir.Value.constant((1, (2, False))).value[1][1]) is bool
