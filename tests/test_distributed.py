@@ -45,3 +45,21 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert result["test_samples"] == 359  # both ranks' shares of the test split, summed
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert result["test_accuracy"] > 0.3
+
+
+def test_a_rank_ends_without_teardown_after_its_exit_handlers():
+    """end_process: a world of one returns; a rank of a process group runs the exit
+    handlers, flushes what it printed and leaves with 0, before interpreter finalization
+    (where gloo's threads could abort the process after a successful run)."""
+    script = """
+import atexit, sys
+from cnndsl.train.distributed import World, end_process
+atexit.register(lambda: print("handler ran"))
+end_process(World())
+print("a world of one goes on", end="")
+end_process(World(rank=1, size=2))
+print("not reached")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "a world of one goes onhandler ran\n"

@@ -113,6 +113,7 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
 
     choose_wait_policy(os.environ)
     from ..settings import parse_settings
+    from .distributed import end_process, world_from_env
     from .loop import RunOptions, train
 
     if out is None:
@@ -126,8 +127,13 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
                          threads=threads, checkpoint_minutes=checkpoint_minutes, progress_bar=progress_bar,
                          argv=sys.argv[1:], init=init, log=tuple(log))
     result = train(options)
-    if os.environ.get("RANK", "0") != "0":
-        return
+    world = world_from_env()
+    if world.main:
+        click.echo(_train_headline(result, out))
+    end_process(world)
+
+
+def _train_headline(result: dict, out: str) -> str:
     if result.get("test_miou") is not None:
         headline = (f"test mIoU {100 * result['test_miou']:.2f}%, pixel accuracy "
                     f"{100 * result['test_pixel_accuracy']:.2f}% ({result['test_samples']} images)")
@@ -139,8 +145,8 @@ def train_command(spec, data, out, settings, network, recipe_file, resume, overw
         headline = f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['test_samples']} images)"
     else:
         headline = f"test loss {result['test_loss']:.5g} ({result['test_samples']} samples)"
-    click.echo(f"{headline}, best epoch {result['best_epoch']}/{result['epochs']}, "
-               f"{result['seconds']:.1f} s training; run in {out}")
+    return (f"{headline}, best epoch {result['best_epoch']}/{result['epochs']}, "
+            f"{result['seconds']:.1f} s training; run in {out}")
 
 
 @click.command("eval")

@@ -12,7 +12,9 @@ on a machine of one GPU (benchmarks/gpu.py).
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -35,13 +37,21 @@ class World:
         return self.size > 1 or self.grouped
 
 
-def join(device_kind: str) -> World:
-    """The world this process is in, joining the process group when there is more than one."""
+def world_from_env() -> World:
+    """The world torchrun's variables describe (a world of one without them)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     grouped = size == 1 and os.environ.get("CNNDSL_PROCESS_GROUP") == "1" and "RANK" in os.environ
     if size <= 1 and not grouped:
         return World()
-    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")), grouped)
+    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")), grouped)
+
+
+def join(device_kind: str) -> World:
+    """The world this process is in, joining the process group when there is more than one."""
+    world = world_from_env()
+    if not world.distributed:
+        return world
+    size = world.size
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
@@ -58,6 +68,25 @@ def leave(world: World, orderly: bool = True) -> None:
         if orderly:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def end_process(world: World) -> None:
+    """End a process that trained in a process group, once its outputs are written,
+    without the interpreter's teardown.
+
+    destroy_process_group leaves the group alive while DistributedDataParallel's reducer
+    holds it, so gloo's worker threads are torn down during interpreter finalization; a
+    rank can then abort ("terminate called without an active exception", SIGABRT), rarely
+    and at random, after a run that succeeded. Everything is on disk by now (writes are
+    atomic and the loggers closed), so the exit handlers run (data-loader workers, compile
+    workers, a zipped package's unpacked specs), the streams are flushed and the process
+    leaves before finalization.
+    """
+    if world.distributed:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def sum_all(world: World, values: list[float], device: torch.device) -> list[float]:
