@@ -295,6 +295,12 @@ def _windowed(kind: str, in_shape: Shape, a: dict, extent, ceil: bool = False):
     c, h, w = _spatial(in_shape, kind)
     notes: list[Note] = []
     floor = a.get("floor", False)
+    stride, pad = a["stride"], a["pad"]
+    if h == w and type(extent) is int and type(stride) is int and type(pad) is int:
+        # a square input and one number per argument: both axes alike, so the height's
+        # output, error or note stands for both (the width's note would be left out below)
+        out = window_output(kind, h, extent, stride, pad, ceil, notes, "height", floor)
+        return (c, out, out), notes
     axes = tuple(zip((h, w), pair(extent), pair(a["stride"]), pair(a["pad"])))
     ho, wo = (window_output(kind, size, e, stride, pad, ceil, notes, axis, floor)
               for (size, e, stride, pad), axis in zip(axes, ("height", "width")))
@@ -305,20 +311,37 @@ def _windowed(kind: str, in_shape: Shape, a: dict, extent, ceil: bool = False):
 
 def _extent(a: dict):
     """The span of a (dilated) window, D*(F-1)+1: an int, or (height, width) where the axes differ."""
+    dilation, size = a.get("dilation", 1), a["size"]
+    if type(dilation) is int and type(size) is int:
+        return dilation * (size - 1) + 1
     spans = tuple(d * (f - 1) + 1 for d, f in zip(pair(a.get("dilation", 1)), pair(a["size"])))
     return spans[0] if spans[0] == spans[1] else spans
 
 
 def _window_dims(in_dims: Dims | None, e: dict, v: dict, ceil: bool = False) -> Dims | None:
     """(W - F + 2P)/S + 1 on expressions, per axis, floored; None where ceil mode makes it
-    depend on where the last window starts."""
+    depend on where the last window starts. Worked out once for each input dims, argument
+    expressions and ceil (`_window_dims_known`): a value enters only as whether it is a pair."""
     if not in_dims:
         return None
-    own = e.get("stride") not in (None, Const(None))
-    stride, stride_value = (e["stride"], v.get("stride")) if own else (e["size"], v["size"])
-    per_axis = zip(*(axis_exprs(x, value) for x, value in (
-        (e["size"], v["size"]), (stride, stride_value), (e["pad"], v["pad"]),
-        (e.get("dilation", Const(1)), v.get("dilation", 1)))))
+    stride = e.get("stride")
+    which = "size" if stride is None or stride == _NONE_EXPR else "stride"  # a pool's stride defaults to its size
+    stride_value = v["size"] if which == "size" else v.get("stride")
+    return _window_dims_known(in_dims, e["size"], e[which], e["pad"], e.get("dilation", _ONE_EXPR),
+                              isinstance(v["size"], _PAIRS), isinstance(stride_value, _PAIRS),
+                              isinstance(v["pad"], _PAIRS), isinstance(v.get("dilation", 1), _PAIRS), ceil)
+
+
+_NONE_EXPR, _ONE_EXPR, _PAIRS = Const(None), Const(1), (tuple, list)
+
+
+@functools.lru_cache(maxsize=1024)  # a block's layers, once for all its uses and for alike layers of other blocks
+def _window_dims_known(in_dims: Dims, size: Expr, stride: Expr, pad: Expr, dilation: Expr, size_pair: bool,
+                       stride_pair: bool, pad_pair: bool, dilation_pair: bool, ceil: bool) -> Dims | None:
+    """`_window_dims`, each argument's expression given with whether its value is a pair
+    (all `axis_exprs` reads of the value)."""
+    per_axis = zip(*(axis_exprs(x, (0, 0) if is_pair else 0) for x, is_pair in (
+        (size, size_pair), (stride, stride_pair), (pad, pad_pair), (dilation, dilation_pair))))
     out = [_window_dims_of((d,), *axis, ceil) for d, axis in zip(in_dims, per_axis)]
     return None if any(o is None for o in out) else tuple(o[0] for o in out)
 
@@ -375,7 +398,7 @@ def _conv_shape(s: Shape, a: dict):
         raise ShapeProblem(
             f"groups={a['groups']} must divide both the input channels ({c}) and the filters ({a['filters']})",
             "choose groups as a common divisor of the two")
-    for pad, size in zip(pair(a["pad"]), s[1:]):
+    for pad, size in zip(pair(a["pad"]), s[1:]) if a["padding_mode"] in ("reflect", "circular") else ():
         if a["padding_mode"] == "reflect" and pad >= size:
             raise ShapeProblem(f"reflect padding of {pad} needs an input larger than {pad}",
                                "use less padding or padding_mode=\"zeros\"")

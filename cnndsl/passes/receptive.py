@@ -17,7 +17,7 @@ from operator import attrgetter, itemgetter
 from .. import ir
 from ..layers import RULES, pair
 from ..traverse import children, evolve
-from .leaves import leaf_args
+from .leaves import _LEAF_KINDS, leaf_args
 from .values import PENDING
 
 
@@ -169,36 +169,54 @@ class Rebase:
 
     def seq(self, node: ir.Seq, rf, jump):
         items, rf, jump = self.items(node.items, rf, jump)
-        return _moved(node, rf, jump, items=items), rf, jump
+        stats = _new(_STATS)  # `_moved(node, rf, jump, items=items)`, written out for the most common node
+        fields = stats.__dict__
+        fields.update(node.stats.__dict__)
+        fields["rf"] = rf
+        fields["jump"] = jump
+        new = _new(_SEQ)
+        fields = new.__dict__
+        fields.update(node.__dict__)
+        fields["items"] = items
+        fields["stats"] = stats
+        return new, rf, jump
 
     def items(self, nodes: tuple, rf, jump) -> tuple[tuple, object, object]:
         """`nodes` one after another from `rf` and `jump` (a chain's items, a shortcut's
         layers), and the field and jump after the last. A layer, most of a body's items, is
-        copied here, without a call: with the field and jump it has after its window."""
+        copied here, without a call: with the field and jump it has after its window
+        (`receptive`'s arithmetic, written out where every number is one for both axes)."""
         items = []
-        rules, windows, leaves = _REBASES, self.windows, self.leaves
+        append = items.append
+        windows, leaves = self.windows, self.leaves
         for item in nodes:
             if type(item) is not _LAYER:
-                item, rf, jump = rules[type(item)](self, item, rf, jump)
-                items.append(item)
+                item, rf, jump = _REBASES[type(item)](self, item, rf, jump)
+                append(item)
                 continue
             window = windows[id(item)]
             if window is not POINT:  # most layers (a norm, an activation, a 1x1 conv) keep the field and the jump
-                rf, jump = receptive(rf, jump, *window)
+                extent, stride, upscale = window
+                if type(rf) is int and type(jump) is int and type(extent) is int and type(stride) is int:
+                    rf, jump = rf + (extent - 1) * jump, max(1, jump * stride // upscale)
+                else:
+                    rf, jump = receptive(rf, jump, extent, stride, upscale)
             stats = _new(_STATS)
             fields = stats.__dict__
             fields.update(item.stats.__dict__)
-            fields["rf"], fields["jump"] = rf, jump
+            fields["rf"] = rf
+            fields["jump"] = jump
             new = _new(_LAYER)
             fields = new.__dict__
             fields.update(item.__dict__)
             fields["stats"] = stats
-            args = leaf_args(item, leaves) if leaves else None  # a leaf is a whole argument, of a few kinds
-            if args is not None:
-                fields["args"] = args
-                self.releafed.append(new)
+            if leaves and item.kind in _LEAF_KINDS:  # a leaf is a whole argument, of a few kinds
+                args = leaf_args(item, leaves)
+                if args is not None:
+                    fields["args"] = args
+                    self.releafed.append(new)
             windows[id(new)] = window  # a body that holds this one may be rebased in turn
-            items.append(new)
+            append(new)
         return tuple(items), rf, jump
 
     def residual(self, node: ir.Residual, rf, jump):

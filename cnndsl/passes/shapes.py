@@ -64,21 +64,14 @@ def fmt_shape(shape: ir.Shape) -> str:
 
 
 class OwnFacts:
-    """What a layer object gives wherever it is used (`ShapeInference.own_facts`): a number
-    for its kind and arguments (`token`), the same for equal ones, so that `alike`'s key
-    hashes no expression of them, or None for an unhashable argument (a list); and, once
+    """What a layer object gives wherever it is used (`ShapeInference.own_facts`): once
     `facts` has read them, its values and its arguments' expressions (`_UNREAD` before,
     None where one is pending), and the output dims of the input dims it last read."""
 
-    __slots__ = ("layer", "token", "values", "exprs", "dims_in", "dims")
+    __slots__ = ("layer", "values", "exprs", "dims_in", "dims")
 
-    def __init__(self, layer: ir.Layer, tokens: dict) -> None:
+    def __init__(self, layer: ir.Layer) -> None:
         self.layer = layer
-        try:
-            same = (layer.kind, tuple((n, type(v.value), v.value, v.expr) for n, v in layer.args))
-            self.token = tokens.setdefault(same, len(tokens))
-        except TypeError:
-            self.token = None
         self.values = self.exprs = _UNREAD
         self.dims_in = self.dims = _NO_DIMS
 
@@ -102,13 +95,10 @@ class ShapeInference(Visitor):
         self.in_block = False
         self.side_outputs: dict[str, Flow | None] = {}  # what each side output gives
         self.output_elements: frozenset[str] = frozenset()  # the network's named outputs' elements
-        # (id(layer), the input's `token`) -> `facts`; the same under (`own_facts`'s token, the input's)
-        # in `alike_facts`; id(layer) -> `OwnFacts`; (kind, arguments) -> its token; (shape, channels,
+        # (id(layer), the input's `token`) -> `facts`; id(layer) -> `OwnFacts`; (shape, channels,
         # dims) -> a flow's token
         self.layer_facts: dict = {}
-        self.alike_facts: dict = {}
         self.layer_objects: dict = {}
-        self.tokens: dict = {}
         self.flow_tokens: dict = {}
         self.sums: dict = {}  # (left, right) -> their sum, the channels of a concat: see `plus`
         self.projections: dict = {}  # (maker, its arguments) -> a projection's layer: see `made`
@@ -229,7 +219,7 @@ class ShapeInference(Visitor):
         key = (id(layer), self.token(flow) if token is None else token)
         facts = self.layer_facts.get(key)
         if facts is None or facts[0] is not layer:
-            facts = self.alike(layer, flow, key)
+            facts = self.kept_facts(layer, flow, key)
             if facts is None:
                 return layer, None
         layer, _, notes, window, made, out, channels, flattens, dims, token = facts
@@ -259,31 +249,22 @@ class ShapeInference(Visitor):
         flow.__dict__["token"] = token  # frozen, and made once: a cache of what it holds
         return token
 
-    def alike(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
-        """The layer's `facts`, worked out once for each kind, arguments and input: a layer of a
-        block used many times at the same input is one object, and layers of other uses (the
-        same block with another argument elsewhere, EfficientNet's blocks that differ in their
-        stochastic depth) are equal. Kept under the layer (`key`) too, where it needs no
-        working out."""
-        own = self.own_facts(layer)
-        same = None if own.token is None else (own.token, key[1])
-        found = None if same is None else self.alike_facts.get(same)
-        if found is not None:
-            facts = (layer,) + found[1:]
-        else:
-            facts = self.facts(layer, flow, own)
-            if facts is None or not facts[1]:  # an error, or facts that hold for this place alone
-                return facts
-            if same is not None:
-                self.alike_facts[same] = facts
-        self.layer_facts[key] = facts
+    def kept_facts(self, layer: ir.Layer, flow: Flow, key: tuple) -> tuple | None:
+        """The layer's `facts`, worked out once for each layer object and input (`key`): a
+        layer of a block used many times at the same input is one object. Equal layers of
+        other objects are worked out again: few are (a block's uses that differ in a leaf
+        value share its inferred body, `releafed`), and a key of their arguments costs more
+        than the facts it would save."""
+        facts = self.facts(layer, flow, self.own_facts(layer))
+        if facts is not None and facts[1]:  # not an error, nor facts that hold for this place alone
+            self.layer_facts[key] = facts
         return facts
 
     def own_facts(self, layer: ir.Layer) -> OwnFacts:
         """What a layer object gives wherever it is used, worked out at its first use."""
         known = self.layer_objects.get(id(layer))
         if known is None or known.layer is not layer:
-            known = self.layer_objects[id(layer)] = OwnFacts(layer, self.tokens)  # the layer kept: its id stays its own
+            known = self.layer_objects[id(layer)] = OwnFacts(layer)  # the layer kept: its id stays its own
         return known
 
     def made(self, make, *key) -> ir.Layer:
@@ -302,7 +283,7 @@ class ShapeInference(Visitor):
         the facts hold wherever it reads this input, its notes, its window, its stats' fields
         that hold at every use, its output shape, channels, whether it flattens, its output's
         dims); None after an error. A layer with a pending argument (it reads the block's
-        input) comes back resolved, a new layer, and its facts are not kept (`alike`), nor
+        input) comes back resolved, a new layer, and its facts are not kept (`kept_facts`), nor
         those of a layer that names an element."""
         resolved, values, exprs = layer, own.values, own.exprs
         if values is _UNREAD:
