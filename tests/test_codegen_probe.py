@@ -10,7 +10,7 @@ import pytest
 
 from cnndsl.codegen import generate_module
 from cnndsl.codegen import model as codegen_model
-from cnndsl.codegen.probe import probed
+from cnndsl.codegen.probe import ProbedValues, probed
 from cnndsl.compiler import builtins, compile_network, load
 from cnndsl.layers import ChannelsLast, channels_last
 
@@ -52,4 +52,39 @@ def test_every_builtin_generates_the_same_code_making_each_construction(name, mo
     network = compile_network(load(name)).network
     shared = generate_module(network)
     monkeypatch.setattr(codegen_model, "probed", _always_read)
+    assert generate_module(network) == shared
+
+
+VALUE_READS = {
+    "list": list, "iterate": lambda v: [k for k in v], "items": lambda v: list(v.items()),
+    "values": lambda v: list(v.values()), "keys": lambda v: list(v.keys()), "copy": dict, "splat": lambda v: {**v},
+    "equal": lambda v: v == {}, "repr": repr, "str": str, "format": lambda v: f"{v}", "length": len,
+    "copy method": lambda v: v.copy(), "pop": lambda v: v.pop("p"), "setdefault": lambda v: v.setdefault("q", 1),
+}
+
+
+@pytest.mark.parametrize("how", VALUE_READS)
+def test_the_values_probe_sees_a_read_of_them_all(how):
+    values = ProbedValues({"p": 0.5, "mode": "row"})
+    VALUE_READS[how](values)
+    assert values.read is None
+
+
+def test_the_values_probe_notes_the_names_looked_up():
+    values = ProbedValues({"p": 0.5, "mode": "row", "k": 3})
+    assert values["p"] == 0.5 and values.get("mode") == "row" and values.get("absent") is None and "k" in values
+    assert values.read == {"p", "mode", "absent"}
+
+
+def _reading_every_value(values):
+    made = ProbedValues(values)
+    made.read = None
+    return made
+
+
+@pytest.mark.parametrize("name", builtins())
+def test_every_builtin_generates_the_same_code_making_each_construction_of_other_values(name, monkeypatch):
+    network = compile_network(load(name)).network
+    shared = generate_module(network)
+    monkeypatch.setattr(codegen_model, "ProbedValues", _reading_every_value)
     assert generate_module(network) == shared

@@ -32,7 +32,7 @@ from .layout import ShapeNotes, block_doc, block_input, flattened, shape_text, s
 from .loops import LoopModel, loop_model
 from . import toggles
 from .nodes import by_kind
-from .probe import probed
+from .probe import ProbedValues, probed
 from .reuse import body_key, layer_key, use_key
 
 WRAP = 92
@@ -187,13 +187,15 @@ def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere
     return ctor
 
 
-def _layer_ctor(layer: ir.Layer, inplace: bool, in_shape: tuple | None = None) -> tuple[Ctor, frozenset[str]]:
-    """A layer's construction and the helpers and imports it needs; `in_shape` stands for
-    its input's (a `probe.probed` one)."""
+def _layer_ctor(layer: ir.Layer, inplace: bool, in_shape: tuple | None = None,
+                values: dict | None = None) -> tuple[Ctor, frozenset[str]]:
+    """A layer's construction and the helpers and imports it needs; `in_shape` and `values`
+    stand for its input's and its own (`probe.probed`, `probe.ProbedValues`)."""
     rule = RULES[layer.kind]
     exprs = {k: v.expr for k, v in layer.args}
     exprs["in"] = layer.stats.in_channels
-    torch = rule.construction(layer.stats.in_shape if in_shape is None else in_shape, layer.values, exprs)
+    torch = rule.construction(layer.stats.in_shape if in_shape is None else in_shape,
+                              layer.values if values is None else values, exprs)
     needs = {torch.helper} if torch.helper else set()
     args = [e.text for e in torch.positional] + [f"{k}={e.text}" for k, e in torch.keywords]
     parts = tuple((None, e) for e in torch.positional) + tuple(torch.keywords)
@@ -721,6 +723,7 @@ class Generator:
         self.placed_norms = _placed_norms(network)
         self.layer_ctors: dict[tuple, list] = {}  # layer_entry's: key -> [arguments, ctor, helpers, in place, reuse key]
         self.rank_ctors: dict[tuple, list] = {}  # new_layer_entry's: those built without reading the input's sizes
+        self.read_ctors: dict[tuple, list] = {}  # read_entry's: (rank, sources) -> [(values read, entry)]
         self.use_keys: dict[int, tuple] = {}  # id(a block use of the network's tree) -> its _use_key, for shared()
         self.bodies: dict[int, tuple] = {}  # id(a use the plan walked) -> its reuse.body_key, for block_scope
         self.stats_parts: dict[tuple, tuple] = {}  # reuse.stats_key's: the ids of stats' channels and dims -> their key
@@ -830,11 +833,39 @@ class Generator:
         key = id(node.args), node.kind, type(stats.in_shape), len(stats.in_shape), type(channels), channels.text
         found = self.rank_ctors.get(key)
         if found is None:
-            shape = probed(stats.in_shape)
-            found = [node.args, *_layer_ctor(node, False, shape), None, None]
-            if not shape.read:
+            found = self.read_entry(node, key[1:])
+            if found is not None:
                 self.rank_ctors[key] = found
+            else:
+                shape, values = probed(stats.in_shape), ProbedValues(node.values)
+                found = [node.args, *_layer_ctor(node, False, shape, values), None, None]
+                if not shape.read:
+                    self.rank_ctors[key] = found
+                    if values.read is not None:
+                        self.note_reads(node, key[1:], values.read, found)
         return found
+
+    def read_entry(self, node: ir.Layer, rank: tuple) -> list | None:
+        """A construction made for other arguments of this kind, input rank and channels whose
+        sources (kinds and texts, as `Expr.__eq__` compares them) are these, and that read
+        only the values that these arguments have too (`probe.ProbedValues`): EfficientNet's
+        stochastic depth of each rate, `StochasticDepth(sd_prob, "row")`. Its own entry, as
+        the layer key and the construction in place read the arguments themselves."""
+        sources = tuple((k, type(v.expr), v.expr.text) for k, v in node.args)
+        values = None
+        for read, found in self.read_ctors.get((rank, sources), ()):
+            values = values or {k: v.value for k, v in node.args}
+            if all((type(values[k]), repr(values[k])) == seen for k, seen in read):
+                return [node.args, found[1], found[2], None, None]
+        return None
+
+    def note_reads(self, node: ir.Layer, rank: tuple, read: set[str], found: list) -> None:
+        """`read_entry`'s: the values of `node`'s arguments its construction `found` read, each
+        by its type and repr (1 and True differ; so do (1, 1) and (1, True))."""
+        sources = tuple((k, type(v.expr), v.expr.text) for k, v in node.args)
+        values = node.values
+        seen = tuple((k, (type(values[k]), repr(values[k]))) for k in sorted(read) if k in values)
+        self.read_ctors.setdefault((rank, sources), []).append((seen, found))
 
     def made_callee(self, node: ir.Layer) -> str | None:
         """The callee of a layer's construction where `layer_entry` has made it (a block's
