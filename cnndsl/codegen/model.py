@@ -727,6 +727,7 @@ class Generator:
         self.use_keys: dict[int, tuple] = {}  # id(a block use of the network's tree) -> its _use_key, for shared()
         self.bodies: dict[int, tuple] = {}  # id(a use the plan walked) -> its reuse.body_key, for block_scope
         self.stats_parts: dict[tuple, tuple] = {}  # reuse.stats_key's: the ids of stats' channels and dims -> their key
+        self.layer_parts: dict[tuple, tuple] = {}  # reuse.layer_part's: a layer's args, stats' parts, input -> its part
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
         self.written_values: dict[int, tuple] = {}  # written's: id(a value) -> (it, as written)
         self.same_calls: dict[tuple, tuple] = {}  # new_call's: its key -> (what the key's ids name, call, helpers)

@@ -92,12 +92,17 @@ def body_key(generator, use: ir.BlockInstance) -> tuple[tuple, list]:
     calls: list = []
     stack = [use.body]
     pop, push = stack.pop, stack.extend
-    parts, layer = generator.stats_parts, generator.layer_key
+    parts, layers = generator.stats_parts, generator.layer_parts
     while stack:
         node = pop()
         kind = type(node)
-        if kind is ir.Layer:
-            append((kind, _LAYER_REST(node), stats_key(node.stats, parts), layer(node)))
+        if kind is ir.Layer:  # as (kind, its fields, stats_key, layer key), in one record
+            channels, inner, dims, flatten, out_shape, in_shape, params = _STATS_READ(node.stats)
+            found = layers.get((id(node.args), node.kind, id(channels), id(inner), id(dims), type(in_shape), in_shape))
+            if found is None:
+                found = layer_part(generator, node)
+            append((kind, node.kind, node.name, node.condition, found[-1], flatten, type(out_shape), len(out_shape),
+                    len(in_shape), in_shape if flatten else None, bool(params)))
         elif kind is ir.Seq:
             append((kind, _SEQ_REST(node), stats_key(node.stats, parts), len(node.items)))
             push(node.items[::-1])
@@ -122,6 +127,20 @@ def layer_key(layer: ir.Layer, ctor) -> tuple:
     names = tuple(map(_first, layer.args))
     read = () if _FORWARD_ARGS.isdisjoint(names) else tuple((k, v) for k, v in layer.args if k in _FORWARD_ARGS)
     return layer.kind, names, read, ctor.code, ctor.names
+
+
+def layer_part(generator, layer: ir.Layer) -> tuple:
+    """What a layer's record in `body_key` holds of its stats and arguments, made once for
+    the layers sharing them (by identity) and their input: the trio of `stats_key` and the
+    `layer_key`, in a tuple that the equal records of two uses share; held with the objects
+    whose ids key it (`Generator.layer_parts`)."""
+    stats = layer.stats
+    trio = stats_key(stats, generator.stats_parts)[0]
+    part = (trio, generator.layer_key(layer))
+    generator.layer_parts[id(layer.args), layer.kind, id(stats.channels), id(stats.in_channels), id(stats.dims),
+                          type(stats.in_shape), stats.in_shape] = found = \
+        (layer.args, stats.channels, stats.in_channels, stats.dims, part)
+    return found
 
 
 _first = itemgetter(0)  # an argument's name
