@@ -21,9 +21,9 @@ def init_lines(network: ir.Network, class_of, layers: list | None = None,
     instance; `layers`, where given, are the network's layers in walk order; `made(layer)`,
     the callee of a layer's construction where the caller has made it already, else None."""
     params = {name for name, _ in network.params}
-    out = _Lines(params, made)
+    out = _Lines(params, made, frozenset(kind for step in network.init_steps for kind in step.kinds))
     if layers is not None:
-        out.indexes[id(network.body)] = _LayerIndex(layers, made)
+        out.indexes[id(network.body)] = _LayerIndex(layers, made, out.kinds)
     out.math = any(needs_math(step) for step in network.init_steps)
     for group in _groups(network.init_steps):
         step = group[0]
@@ -47,9 +47,10 @@ def init_lines(network: ir.Network, class_of, layers: list | None = None,
 
 
 class _Lines:
-    def __init__(self, params, made):
+    def __init__(self, params, made, kinds: frozenset[str]):
         self.params = params
         self.made = made  # init_lines's: a layer's callee, where made already
+        self.kinds = kinds  # the rules' kinds that the init's loops pick
         self.lines: list[str] = []
         self.names: set[str] = set()
         self.math = False
@@ -80,7 +81,7 @@ class _Lines:
         root = _module(network, group[0].path) if group[0].path else network.body
         index = self.indexes.get(id(root))
         if index is None:
-            index = self.indexes[id(root)] = _LayerIndex(by_kind(root)[ir.Layer], self.made)
+            index = self.indexes[id(root)] = _LayerIndex(by_kind(root)[ir.Layer], self.made, self.kinds)
         self.add(f"{indent}for m in {module_text(group[0].path)}.modules():")
         for at, step in enumerate(group):
             facts = index.facts(step.kinds)  # (callee, its tensors) of each distinct layer
@@ -148,18 +149,21 @@ def _module(network: ir.Network, path: tuple[str, ...]):
 
 
 class _LayerIndex:
-    """The layers under one root (in walk order), for every rule of an init loop: by their
-    rule's kind, each distinct construction once (the same kind, input and arguments: the
-    same callee and tensors), with its callee (`made(layer)`'s where made: init_lines) and
-    the tensors it has."""
+    """The layers under one root (in walk order) of the rules' `kinds` (those an init loop
+    picks), for every rule of an init loop: by their rule's kind, each distinct construction
+    once (the same kind, input and arguments: the same callee and tensors), with its callee
+    (`made(layer)`'s where made: init_lines) and the tensors it has."""
 
-    def __init__(self, layers: list[ir.Layer], made):
+    def __init__(self, layers: list[ir.Layer], made, kinds: frozenset[str]):
         self.made = made
         self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
         arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, id of their key): the expansion shares them
         keys: dict[tuple, tuple] = {}  # each distinct key of arguments, once
         firsts: dict[tuple, tuple[int, ir.Layer]] = {}  # construction -> (at, first layer); it holds the kind
+        picked = {kind: rule.kind in kinds for kind, rule in RULES.items()}  # a layer's kind (or alias) -> its rule's picked
         for at, node in enumerate(layers):
+            if not picked[node.kind]:
+                continue
             args = arguments.get(id(node.args))
             if args is None:
                 key = _arguments(node.args)
