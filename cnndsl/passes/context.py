@@ -31,6 +31,10 @@ class Context:
     # by putting in this use's leaf values, passes/leaves.py) -> (that body, the one it was
     # made from, the values put in), so that its shapes are the earlier body's (`shapes.reused`)
     leaf_copies: dict = field(default_factory=dict, repr=False)
+    # What the shape pass tells the names pass: id(a chain it gave as an earlier chain's tree
+    # at another receptive field, `receptive.Rebase`) -> (that chain, the earlier one), so that
+    # its names are the earlier one's (`names.Naming.class_scope`)
+    rebased: dict = field(default_factory=dict, repr=False)
     _seen: set = field(default_factory=set, repr=False)
     _walked: dict = field(default_factory=dict, repr=False)  # see `nodes`
 

@@ -105,19 +105,39 @@ class Naming(Visitor):
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        self.scopes: dict = {}  # id(a block body) -> (the body, its owner, the body named), where no error was found
+
 
     def error(self, span, message: str, hint: str | None = None, code: str = "") -> None:
         self.context.error(span, message, hint, code)
 
     def class_scope(self, seq: ir.Seq, owner: str) -> ir.Seq:
+        """A block body (or the network's) with its members named. A body that the shape
+        pass gave as an earlier body's tree at another receptive field (`Context.rebased`:
+        EfficientNet's MBConvs, ResNet's repeated Bottlenecks) is named as that one was,
+        where that one is named without an error: the names read no receptive field, nor a
+        leaf value (`_restated`)."""
+        moved = self.context.rebased.get(id(seq))
+        if moved is not None and moved[0] is seq:
+            known = self.scopes.get(id(moved[1]))
+            if known is not None and known[0] is moved[1] and known[1] == owner:
+                try:
+                    return _restated(moved[1], known[2], seq)
+                except _Unlike:
+                    pass
         if _labelled_layers(seq.items):
-            return seq  # nothing to give, nothing to check (`_Namer.user`): DenseNet's dense layers, the SE blocks
-        counter = _Namer(owner)
-        self._members(seq, counter)
-        namer = _Namer(owner, counter.seen_bases)
-        namer.user_names = set(counter.user_names)
-        result = self._members(seq, namer)
-        self.context.extend(namer.errors)
+            result = seq  # nothing to give, nothing to check (`_Namer.user`): DenseNet's dense layers, the SE blocks
+        else:
+            reported = len(self.context.diagnostics)
+            counter = _Namer(owner)
+            self._members(seq, counter)
+            namer = _Namer(owner, counter.seen_bases)
+            namer.user_names = set(counter.user_names)
+            result = self._members(seq, namer)
+            self.context.extend(namer.errors)
+            if len(self.context.diagnostics) != reported:
+                return result
+        self.scopes[id(seq)] = (seq, owner, result)  # the body kept: its id stays its own
         return result
 
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
@@ -355,6 +375,38 @@ def _numbered_only(members: list, outer: bool) -> bool:
         return False
     stats = list(map(_STATS, members))
     return None not in stats and True not in map(_FLATTEN, stats[1:] if outer else stats)
+
+
+class _Unlike(Exception):
+    """`_restated` met a node that naming changed in more than its name and its children."""
+
+
+def _restated(before, after, copy):
+    """`after`, what naming made of `before`, for `copy`: a tree of the same nodes as `before`
+    but for their stats (another receptive field) and a layer's leaf arguments, which naming
+    does not read. Each node of `copy` takes the name `after` gives its counterpart, and is
+    itself where naming changed nothing there; `_Unlike` where naming changed more (a flatten
+    put in before an fc, its stats changed)."""
+    if after is before:
+        return copy
+    kind = type(before)
+    named, old = after.__dict__, before.__dict__
+    if type(after) is not kind or type(copy) is not kind or named.get("stats") is not old.get("stats"):
+        raise _Unlike
+    new = _new(kind)
+    fields = new.__dict__
+    fields.update(copy.__dict__)
+    if "name" in named:
+        fields["name"] = named["name"]
+    for field in kind._fields:
+        was, now, mine = old[field], named[field], fields[field]
+        if type(was) is tuple:
+            if len(now) != len(was) or len(mine) != len(was):
+                raise _Unlike
+            fields[field] = tuple(map(_restated, was, now, mine))
+        elif was is not None:
+            fields[field] = _restated(was, now, mine)
+    return new
 
 
 def _flatten(stats: ir.Stats, key: str, span) -> ir.Layer:

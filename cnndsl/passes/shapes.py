@@ -88,7 +88,10 @@ class ShapeInference(Visitor):
 
     def __init__(self, context: Context, env: dict | None = None) -> None:
         self.context = context
-        self.env: dict = env or {}  # the values of the enclosing parameters, for pending values
+        # The values of the enclosing parameters, for pending values (`scope`): None in a block use
+        # until they are read, made then from `env_of`, the use's (arguments, input shape)
+        self.env: dict | None = env or {}
+        self.env_of: tuple = ((), ())
         # For side(name), like=name and concat(name): what each named element gave; `input`,
         # the input of the network or block.
         self.named_outputs: dict[str, Flow | None] = {}
@@ -292,7 +295,7 @@ class ShapeInference(Visitor):
                 own.values, own.exprs = values, exprs = layer.values, {k: v.expr for k, v in layer.args}
         if values is None:  # a pending argument, computed in this use's input
             try:
-                resolved = resolve_layer(layer, self.env)
+                resolved = resolve_layer(layer, self.scope())
             except PendingProblem as problem:
                 self.error(layer.span, problem.message, problem.hint, problem.code)
                 return None
@@ -618,15 +621,24 @@ class ShapeInference(Visitor):
             return node, None
         try:
             if has_pending(node.args):
-                node = evolve(node, args=resolve_args(node.args, self.env))
+                node = evolve(node, args=resolve_args(node.args, self.scope()))
         except PendingProblem as problem:
             self.error(node.span, problem.message, problem.hint, problem.code)
             return node, None
-        outer_env, self.env = self.env, block_env(node.args, flow.shape)
+        outer = self.env, self.env_of
+        self.env, self.env_of = None, (node.args, flow.shape)
         try:
             return self.block_instance(node, flow)
         finally:
-            self.env = outer_env
+            self.env, self.env_of = outer
+
+    def scope(self) -> dict:
+        """The enclosing values (`env`), made at their first read in a block use: most uses
+        of a block read none (no pending value in its body, no body inferred anew)."""
+        env = self.env
+        if env is None:
+            env = self.env = block_env(*self.env_of)
+        return env
 
     def block_instance(self, node: ir.BlockInstance, flow: Flow) -> tuple[ir.BlockInstance, Flow | None]:
         height, width = dim_names(node)
@@ -699,8 +711,9 @@ class ShapeInference(Visitor):
             body, out, rf, jump = found
             if (rf, jump) == (flow.rf, flow.jump):
                 return body, out
-            body, rf, jump = Rebase(self.windows).seq(body, flow.rf, flow.jump)
-            return body, evolve(out, rf=rf, jump=jump)
+            moved, rf, jump = Rebase(self.windows).seq(body, flow.rf, flow.jump)
+            self.context.rebased[id(moved)] = (moved, body)
+            return moved, evolve(out, rf=rf, jump=jump)
         reported = len(self.context.diagnostics)
         body, out = infer(seq, flow)
         if out is not None and body.stats is not None and (len(self.context.diagnostics) == reported or all(
@@ -726,12 +739,13 @@ class ShapeInference(Visitor):
         body, rf, jump = rebase.seq(found[0], flow.rf, flow.jump)
         if not all(map(_fits, rebase.releafed)):
             return None
+        self.context.rebased[id(body)] = (body, found[0])
         return body, evolve(found[1], rf=rf, jump=jump)
 
     def env_key(self):
         """The enclosing values, for a chain with a value computed from them; a new object,
         never equal, where one is not hashable (a list)."""
-        key = tuple((name, type(value), value) for name, value in self.env.items())
+        key = tuple((name, type(value), value) for name, value in self.scope().items())
         try:
             hash(key)
         except TypeError:
