@@ -112,7 +112,7 @@ class Expander(Evaluating, Visitor):
         self.typed_lists: dict = {}  # see Evaluating.typed
         self.list_keys: dict = {}
         self.remembering, self.site_values = {}, {}  # Evaluating.remembered and memo
-        self.indices: set[str] = set()  # see Evaluating.compile_site
+        self.repeating: list[str] = []  # see Evaluating.compile_site
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
         self.call_runs: dict = {}  # id of a block's call -> its arguments' closures: see arg_runs
         self.call_nodes: list = []
@@ -532,11 +532,14 @@ class Expander(Evaluating, Visitor):
         if node.index in scope.values or node.index in self.defs:
             raise self.fail(node.index_span or node.span, f"the index {node.index!r} hides a parameter or a def "
                             "of that name", "name the index otherwise (i, j, k)")
-        self.indices.add(node.index)
+        self.repeating.append(node.index)
         items: list[ir.Node] = []
-        for k in range(n):
-            inner = _Scope({**scope.values, node.index: ir.Value.constant(k)}, scope.owner)
-            items.extend(self.node(node.node, inner, None))
+        try:
+            for k in range(n):
+                inner = _Scope({**scope.values, node.index: ir.Value.constant(k)}, scope.owner)
+                items.extend(self.node(node.node, inner, None))
+        finally:
+            self.repeating.pop()
         return [ir.Seq(tuple(items), label, node.span)] if label else items
 
     def concat(self, node: ast.Concat, scope: _Scope) -> ir.Concat:
@@ -641,7 +644,7 @@ class Expander(Evaluating, Visitor):
             return []
         found = self.call_runs.get(id(call))
         if found is None:
-            found = self.call_runs[id(call)] = [self.compile(arg.value) for arg in call.args]
+            found = self.call_runs[id(call)] = [self.kept_run(arg.value) for arg in call.args]
             self.call_nodes.append(call)  # kept, so that its id stays its own
         return found
 

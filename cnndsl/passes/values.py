@@ -151,7 +151,7 @@ class Evaluating:
     typed_lists: dict  # id of a list value -> (the list, its key)
     list_keys: dict  # a list's content, typed -> its key (`typed`)
     remembering: dict  # id of an expression -> its closure, remembered (`remembered`)
-    indices: set  # the names of the repetitions' indices met so far (`X * n for j`)
+    repeating: list  # the indices of the repetitions being expanded, innermost last
     site_values: dict  # (id of the call, ids of those names' values) -> (its Value, the values)
     compiled: dict  # id of an expression -> its closure (`compile`)
     compiled_exprs: list
@@ -536,10 +536,12 @@ class Evaluating:
         else:
             def called(scope: Scope) -> ir.Value:
                 return self.def_call(definition, self.def_arguments(definition, args, scope, span), span)
-        if names is False or not self.indices.isdisjoint(names):
-            # it reads the input's shape: each use's own; or a repetition's index, new at each
-            # copy, where this memo would only miss (`def_call`'s, by the argument values,
-            # still meets `block_in(..., 3 if j == 0 else 4)` again from the second copy on)
+        if names is False or (self.repeating and self.repeating[-1] in names):
+            # it reads the input's shape: each use's own; or the index of the innermost
+            # repetition it is met in, new at each copy, where this memo would only miss
+            # (`def_call`'s, by the argument values, still meets `block_in(..., 3 if j == 0
+            # else 4)` again from the second copy on). An outer one's (EfficientNet's stage k)
+            # is the same object at every copy of the inner one: remembered.
             return called
         return self.memo(expr, names, called)
 
@@ -572,6 +574,20 @@ class Evaluating:
                 run = self.memo(expr, names, run)
             self.remembering[id(expr)] = run  # (compile keeps the expression, so that its id stays its own)
         return run(scope)
+
+    def kept_run(self, expr: ast.Expr):
+        """The closure of a block's argument, remembered as `remembered` does where it reads
+        neither the index of the innermost repetition it is met in (new at each copy, where
+        the memo would only miss) nor the input's shape: EfficientNet's kernel,
+        `setting[k][1]`, is the same for every block of stage k. A def's call is remembered
+        by its own closure (`compile_site`); a parameter or a literal is read directly."""
+        run = self.compiled.get(id(expr)) or self.compile(expr)
+        if type(expr) in _DIRECT or (type(expr) is ast.FuncCall and expr.name in self.defs):
+            return run
+        names = names_read(expr)
+        if names is False or (self.repeating and self.repeating[-1] in names):
+            return run
+        return self.memo(expr, names, run)
 
     def call_def(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope, span: Span) -> ir.Value:
         """The def's body with its parameters bound to the arguments (evaluated here) or their defaults."""
