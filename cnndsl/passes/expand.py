@@ -147,7 +147,7 @@ class Expander(Evaluating, Visitor):
 
     def decides(self, value: ir.Value) -> ir.Value:
         """`value`, noted as deciding the structure (a count, a condition, a label's part)."""
-        self.structure[-1].update(value.names)
+        self.structure[-1].update(value.expr.names)
         return value
 
     def fail(self, span: Span, message: str, hint: str | None = None, code: str = "") -> _Fail:
@@ -400,12 +400,12 @@ class Expander(Evaluating, Visitor):
             return self.let_items(name, scope)
         if name in self.blocks:
             return [self.instance(self.blocks[name], call, scope, node.span, label)]
-        if name in SHORTCUTS and lookup(name) is None:
-            raise self.fail(name_span, f"{name!r} is a residual shortcut, not a layer",
-                            "use it after a residual body: residual { ... } shortcut projection")
         rule = lookup(name)
-        if rule is None:  # an unknown name: resolve.py has reported it
-            raise _Fail()
+        if rule is None:
+            if name in SHORTCUTS:
+                raise self.fail(name_span, f"{name!r} is a residual shortcut, not a layer",
+                                "use it after a residual body: residual { ... } shortcut projection")
+            raise _Fail()  # an unknown name: resolve.py has reported it
         if call is not None and call.reads:
             raise self.fail(node.span, f"{name} is a layer: it reads its chain's value alone",
                             "reads(...) gives a block the inputs its own reads(...) names", "reads")
@@ -600,8 +600,9 @@ class Expander(Evaluating, Visitor):
         values = self.block_args(block, call, scope, span)
         self.count(1, span)
         body, decided = self.block_body(block, values)
+        structure = self.structure[-1]
         for param_name in decided & values.keys():  # what decides the block's structure decides the caller's
-            self.decides(values[param_name])
+            structure.update(values[param_name].expr.names)  # (`decides`)
         return ir.BlockInstance(block.name, tuple(values.items()), body, label, span,
                                 reads=self.block_reads(block, call, span))
 

@@ -549,6 +549,19 @@ class Evaluating:
         """`compute(scope)`, remembered by `expr` and the very value objects its `names` read
         (`site_values`): met again with the same objects, the same Value."""
         site, site_values = id(expr), self.site_values
+        if len(names) <= 3:  # nearly every site (a table and its index, a value and a divisor): the key built
+            first, second, third = (*names, "", "", "")[:3]  # directly, "" read where it has fewer (no name is "")
+
+            def few(scope: Scope) -> ir.Value:
+                get = scope.values.get
+                key = (site, id(get(first)), id(get(second)), id(get(third)))
+                found = site_values.get(key)
+                if found is not None:
+                    return found[0]
+                value = compute(scope)
+                site_values[key] = (value, (get(first), get(second), get(third)))  # kept: their ids stay theirs
+                return value
+            return few
 
         def run(scope: Scope) -> ir.Value:
             get = scope.values.get
@@ -601,7 +614,7 @@ class Evaluating:
         """The def's body with `names` bound to `args`: met again with the very same argument
         objects, its Value without keying them by content for `def_value`'s memo (nor making
         their dict)."""
-        same = (definition.name, *names, *map(id, args))  # the very argument objects met before
+        same = (definition.name, names, *map(id, args))  # the very argument objects met before
         kept = self.def_objects.get(same)
         if kept is not None:
             return kept[0]
