@@ -350,9 +350,19 @@ def _window_dims_known(in_dims: Dims, size: Expr, stride: Expr, pad: Expr, dilat
 def _window_dims_of(in_dims: Dims, size: Expr, stride: Expr, pad: Expr, dilation: Expr, ceil: bool) -> Dims | None:
     if ceil and stride != Const(1):
         return None
-    extent = dilation * (size - 1) + 1
-    span = [d + Const(2) * pad - extent for d in in_dims]
+    extent, doubled = _extent_expr(size, dilation), _doubled(pad)
+    span = [d + doubled - extent for d in in_dims]
     return tuple(x + 1 if stride == Const(1) else x // stride + 1 for x in span)
+
+
+@functools.lru_cache(maxsize=1024)  # the height's and the width's, alike for a square window
+def _extent_expr(size: Expr, dilation: Expr) -> Expr:
+    return dilation * (size - 1) + 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _doubled(pad: Expr) -> Expr:
+    return Const(2) * pad
 
 
 def _pool_defaults(a: dict) -> dict:

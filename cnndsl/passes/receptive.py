@@ -102,7 +102,7 @@ def _scan(seq: ir.Seq) -> tuple[list, list, bool, bool, bool, bool]:
         kind = type(node)
         if kind is _LAYER:
             pending = pending or has_pending(node.args)
-            if not reads and not _ELEMENT_ARGS.isdisjoint(map(_FIRST, node.args)):  # an argument's name, in C
+            if not reads and node.kind in _READER_KINDS:  # a kind with an element argument (`like=`)
                 reads = any(value.value is not None for name, value in node.args if name in _ELEMENT_ARGS)
         elif kind is _SEQ:
             nested.append(node)
@@ -151,6 +151,8 @@ def has_pending(args: tuple) -> bool:
 
 
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
+# The kinds (and aliases) that have one: a layer's arguments are its kind's (expand checks them)
+_READER_KINDS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
 _SEQ, _LAYER, _CALL, _RESIDUAL, _GATE = ir.Seq, ir.Layer, ir.BlockInstance, ir.Residual, ir.Gate
 _FIRST, _SECOND, _VALUE = itemgetter(0), itemgetter(1), attrgetter("value")
 
@@ -169,7 +171,7 @@ class Rebase:
 
     def seq(self, node: ir.Seq, rf, jump):
         items, rf, jump = self.items(node.items, rf, jump)
-        stats = _new(_STATS)  # `_moved(node, rf, jump, items=items)`, written out for the most common node
+        stats = _new(_STATS)  # `_moved(node, rf, jump, "items", items)`, written out for the most common node
         fields = stats.__dict__
         fields.update(node.stats.__dict__)
         fields["rf"] = rf
@@ -224,12 +226,14 @@ class Rebase:
         shortcut = node.shortcut
         if shortcut.layers:  # a projection: its conv reads the residual's input, its norm the conv's output
             shortcut = evolve(shortcut, layers=self.items(shortcut.layers, rf, jump)[0])
-        return _moved(node, out_rf, out_jump, body=body, shortcut=shortcut), out_rf, out_jump
+        new = _moved(node, out_rf, out_jump, "body", body)
+        new.__dict__["shortcut"] = shortcut
+        return new, out_rf, out_jump
 
     def gate(self, node: ir.Gate, rf, jump):
         body, out_rf, _ = self.seq(node.body, rf, jump)
-        end_rf = widest((rf, out_rf))
-        return _moved(node, end_rf, jump, body=body), end_rf, jump
+        end_rf = max(rf, out_rf) if type(rf) is int and type(out_rf) is int else widest((rf, out_rf))
+        return _moved(node, end_rf, jump, "body", body), end_rf, jump
 
     def concat(self, node: ir.Concat, rf, jump):
         branches, rfs, jumps = [], [], []
@@ -241,13 +245,13 @@ class Rebase:
         if not branches:
             rfs, jumps = [rf], [jump]
         end_rf, end_jump = widest(rfs), widest(jumps)
-        return _moved(node, end_rf, end_jump, branches=tuple(branches)), end_rf, end_jump
+        return _moved(node, end_rf, end_jump, "branches", tuple(branches)), end_rf, end_jump
 
     def block(self, node: ir.BlockInstance, rf, jump):
         leaves, self.leaves = self.leaves, None  # a leaf parameter is never a block's argument
         body, rf, jump = self.seq(node.body, rf, jump)
         self.leaves = leaves
-        return _moved(node, rf, jump, body=body), rf, jump
+        return _moved(node, rf, jump, "body", body), rf, jump
 
 
 # What `Rebase.items` calls for each kind of node in a chain but a layer
@@ -259,17 +263,18 @@ _new, _STATS = object.__new__, ir.Stats
 POINT = (1, 1, 1)
 
 
-def _moved(node, rf, jump, **changes):
-    """A copy of `node` with `changes` and its stats at another receptive field and jump
-    (`traverse.evolve` twice, for the one case)."""
+def _moved(node, rf, jump, field: str, value):
+    """A copy of `node` with `value` as its `field` and its stats at another receptive field
+    and jump (`traverse.evolve` twice, for the one case)."""
     stats = _new(_STATS)
     fields = stats.__dict__
     fields.update(node.stats.__dict__)
-    fields["rf"], fields["jump"] = rf, jump
+    fields["rf"] = rf
+    fields["jump"] = jump
     new = _new(type(node))
     fields = new.__dict__
     fields.update(node.__dict__)
-    fields.update(changes)
+    fields[field] = value
     fields["stats"] = stats
     return new
 
