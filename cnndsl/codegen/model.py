@@ -851,13 +851,18 @@ class Generator:
         sources (kinds and texts, as `Expr.__eq__` compares them) are these, and that read
         only the values that these arguments have too (`probe.ProbedValues`): EfficientNet's
         stochastic depth of each rate, `StochasticDepth(sd_prob, "row")`. Its own entry, as
-        the layer key and the construction in place read the arguments themselves."""
+        the construction in place comes along; so does the layer key, where the forward reads
+        none of the arguments (no `like`: `reuse.layer_key` then reads only their names)."""
         sources = tuple((k, type(v.expr), v.expr.text) for k, v in node.args)
         values = None
         for read, found in self.read_ctors.get((rank, sources), ()):
             values = values or {k: v.value for k, v in node.args}
             if all((type(values[k]), repr(values[k])) == seen for k, seen in read):
-                return [node.args, found[1], found[2], None, None]
+                if "like" in values:
+                    return [node.args, found[1], found[2], found[3], None]
+                if found[4] is None:
+                    found[4] = layer_key(node, found[1])
+                return [node.args, found[1], found[2], found[3], found[4]]
         return None
 
     def note_reads(self, node: ir.Layer, rank: tuple, read: set[str], found: list) -> None:

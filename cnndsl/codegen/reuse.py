@@ -27,7 +27,9 @@ from operator import attrgetter, itemgetter
 from .. import ir
 from ..node import field_names
 
-_FORWARD_ARGS = frozenset(("like", "mode", "align_corners"))  # layer arguments the forward reads (interpolate)
+# The layer arguments the forward reads itself, of a layer with `like` (an interpolate to its size):
+# another layer's `mode` (stochastic depth's) is read by its construction alone.
+FORWARD_ARGS = frozenset(("like", "mode", "align_corners"))
 _FIELDS: dict[type, tuple] = {}  # a class -> (its children, a getter of its other fields)
 
 
@@ -125,7 +127,7 @@ def layer_key(layer: ir.Layer, ctor) -> tuple:
     (`Generator.block_layer`'s), which the layers sharing its arguments and input share
     (`Generator.layer_key` makes it once for them)."""
     names = tuple(map(_first, layer.args))
-    read = () if _FORWARD_ARGS.isdisjoint(names) else tuple((k, v) for k, v in layer.args if k in _FORWARD_ARGS)
+    read = () if "like" not in names else tuple((k, v) for k, v in layer.args if k in FORWARD_ARGS)
     return layer.kind, names, read, ctor.code, ctor.names
 
 
