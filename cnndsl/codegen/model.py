@@ -768,7 +768,13 @@ class Generator:
                 return layer_ctor(as_written(node, self.tables, self.written), self.helpers, previous, self.side_sources)
             return self.block_layer(node, previous)
         if isinstance(node, ir.BlockInstance):
-            return self.instance_call(as_written(node, self.tables, self.written) if self.in_network else node)
+            if not self.in_network:
+                return self.instance_call(node)
+            written = as_written(node, self.tables, self.written)
+            key = self.use_keys.get(id(node))
+            if written is not node and key is not None and not node.read_channels:  # its values and input, written
+                self.use_keys[id(written)] = key  # alike: the use's key (instance_call holds the written use)
+            return self.instance_call(written)
         assert isinstance(node, ir.Seq)
         children = []
         keyed = any(not str(item.name).isdigit() for item in node.items)
