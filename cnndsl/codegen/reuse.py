@@ -63,12 +63,18 @@ def stats_key(s: ir.Stats | None, parts: dict) -> tuple | None:
     if s is None:
         return None
     channels, inner, dims, flatten, out_shape, in_shape, params = _STATS_READ(s)
-    found = parts.get((id(channels), id(inner), id(dims)))
-    if found is None:  # held with the key, so that no id is reused while it lives
-        found = parts[id(channels), id(inner), id(dims)] = (channels, inner, dims, (
-            type(channels), channels.text, type(inner), inner.text,
-            None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims)))))
+    found = parts.get((id(channels), id(inner), id(dims))) or _trio(s, parts)
     return found[3], flatten, type(out_shape), len(out_shape), len(in_shape), in_shape if flatten else None, bool(params)
+
+
+def _trio(s: ir.Stats, parts: dict) -> tuple:
+    """`stats_key`'s entry in `parts` for the channels and dims of `s`, made: held with the
+    key, so that no id is reused while it lives."""
+    channels, inner, dims = s.channels, s.in_channels, s.dims
+    found = parts[id(channels), id(inner), id(dims)] = (channels, inner, dims, (
+        type(channels), channels.text, type(inner), inner.text,
+        None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims)))))
+    return found
 
 
 _text = attrgetter("text")
@@ -105,8 +111,15 @@ def body_key(generator, use: ir.BlockInstance) -> tuple[tuple, list]:
                 found = layer_part(generator, node)
             append((kind, node.kind, node.name, node.condition, found[-1], flatten, type(out_shape), len(out_shape),
                     len(in_shape), in_shape if flatten else None, bool(params)))
-        elif kind is ir.Seq:
-            append((kind, _SEQ_REST(node), stats_key(node.stats, parts), len(node.items)))
+        elif kind is ir.Seq:  # as (kind, its fields, stats_key, its length), in one record
+            stats = node.stats
+            if stats is None:
+                append((kind, node.name, node.loop, node.condition, None, len(node.items)))
+            else:
+                channels, inner, dims, flatten, out_shape, in_shape, params = _STATS_READ(stats)
+                found = parts.get((id(channels), id(inner), id(dims))) or _trio(stats, parts)
+                append((kind, node.name, node.loop, node.condition, found[3], flatten, type(out_shape),
+                        len(out_shape), len(in_shape), in_shape if flatten else None, bool(params), len(node.items)))
             push(node.items[::-1])
         elif not hasattr(kind, "_fields"):
             append((kind, node))
@@ -147,7 +160,6 @@ def layer_part(generator, layer: ir.Layer) -> tuple:
 
 _first = itemgetter(0)  # an argument's name
 _LAYER_REST = _fields_of(ir.Layer)[1]  # a layer's fields: it has no children (`_fields`)
-_SEQ_REST = _fields_of(ir.Seq)[1]  # a chain's fields but its items, its one child field
 
 
 def _children_of(node, children: tuple[str, ...], head: list) -> list:
