@@ -542,3 +542,25 @@ def test_uses_that_differ_only_by_the_residuals_condition_share_one_class():
         assert torch.allclose(model.features[2](b), model.features[2].conv(b))
     built = cnndsl.build(TOGGLE_SPEC).eval()
     assert torch.allclose(torch.jit.script(built)(x), built(x))
+
+
+def test_the_generator_is_freed_by_reference_counting():
+    """generate() leaves no cycle holding the code generator's tables (recursive closures
+    once did: 8,331 objects of efficientnet_v2_l that only the cycle collector freed, and
+    scanned first)."""
+    import gc
+
+    from cnndsl.codegen.model import Generator
+    from cnndsl.compiler import compile_network, generate, load
+
+    compiled = compile_network(load("efficientnet_b0"))
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        generate(compiled)
+        left = [o for o in gc.get_objects() if isinstance(o, Generator)]
+    finally:
+        if enabled:
+            gc.enable()
+    assert left == []

@@ -1075,6 +1075,7 @@ class Generator:
         for block in uses:
             visit(block)
         self.order = list(dict.fromkeys(self.uses[key].name for key in after))
+        collect = visit = None  # each refers to itself: without this cycle the generator is freed on return
 
     def uses_inside(self, node: ir.BlockInstance) -> list[ir.BlockInstance]:
         """`scope_uses(node.body)`: for a body `block_scope` builds (it has no loop), found by

@@ -622,6 +622,7 @@ class Unifier:
             return max(options, key=lambda option: option[0]) if options else None
 
         found = best(0, 0)
+        best = None  # it refers to itself: without this cycle its table of tuples is freed on return
         return None if found is None else found[1]
 
     def absent_here(self, child, where: list):
