@@ -237,7 +237,9 @@ class Binary(Expr):
         ltext = left.text if left.precedence >= left_least else f"({left.text})"
         rtext = right.text if right.precedence >= right_least else f"({right.text})"
         self.text = f"{ltext} {op} {rtext}"
-        self.names = left.names | right.names if right.names else left.names
+        names, more = left.names, right.names
+        # the union made only where both read names, and different ones (`v + divisor / 2`)
+        self.names = more if not names else names | more if more and more is not names else names
 
 
 def _layout(prec: Prec) -> tuple[Prec, int, int]:
@@ -262,10 +264,12 @@ class Call(Expr):
     def __init__(self, function: str, args: tuple[Expr, ...]):
         if function not in FUNCTIONS:
             raise ValueError(f"unknown function {function!r}")
-        self.function, self.args, self.children = function, tuple(args), tuple(args)
+        args = tuple(args)
+        self.function, self.args, self.children = function, args, args
         self.precedence = Prec.POSTFIX
-        self.text = f"{FUNCTIONS[function].source}({', '.join(a.text for a in args)})"
-        self.names = frozenset().union(*(a.names for a in args))
+        self.text = f"{FUNCTIONS[function].source}({', '.join([a.text for a in args])})"
+        reading = [a.names for a in args if a.names]
+        self.names = reading[0] if len(reading) == 1 else frozenset().union(*reading)
 
 
 class Index(Expr):

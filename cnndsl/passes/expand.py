@@ -79,6 +79,7 @@ def switches_of(program: ast.Program) -> dict[str, Span]:
 _NO_ELEMENTS = (ast.Arg, ast.Num, ast.Str, ast.Bool, ast.Var, ast.BinOp, ast.Neg, ast.Not, ast.IfElse, ast.Index,
                 ast.FuncCall, ast.ListExpr, ast.InputAttr)
 _USES = frozenset((ast.Call, ast.Ref))  # the nodes of a chain that may name a let
+_UNNAMED = frozenset((ast.Concat, ast.Residual, ast.Gate))  # what a label cannot name (a listed concat aside)
 
 
 def _chain_elements(chains):
@@ -161,6 +162,10 @@ class Expander(Evaluating, Visitor):
     @property
     def errors(self) -> list[Diagnostic]:
         return self.context.errors
+
+    def error_count(self) -> int:
+        """`len(self.errors)`, without making the list where nothing is reported (nearly always)."""
+        return len(self.context.errors) if self.context.diagnostics else 0
 
     def fail_quietly(self) -> _Fail:
         """Stop the element without a new diagnostic (the problem is reported already)."""
@@ -246,7 +251,7 @@ class Expander(Evaluating, Visitor):
                 self.steps += 1
                 if self.steps > MAX_STEPS:
                     raise self.too_many_steps(element.span)
-                if isinstance(node, ast.Ref) and node.name == "INPUT":
+                if type(node) is ast.Ref and node.name == "INPUT":
                     if not (first_in_network and chain_index == 0 and index == 0):
                         self.context.error(node.span, "INPUT marks the start of a network's chain",
                                            "write it first in the network, or leave it out")
@@ -300,10 +305,11 @@ class Expander(Evaluating, Visitor):
     def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
         node = element.node
         label = element.label
-        if isinstance(node, ast.Optional):
+        kind = type(node)
+        if kind is ast.Optional:
             return self._optional(element, node, scope)
-        listed = isinstance(node, ast.Concat) and not node.split and node.op == "cat"  # a ModuleList
-        if isinstance(node, (ast.Concat, ast.Residual, ast.Gate)) and label is not None and not listed:
+        listed = kind is ast.Concat and not node.split and node.op == "cat"  # a ModuleList
+        if kind in _UNNAMED and label is not None and not listed:
             kind = node.op if isinstance(node, ast.Concat) and node.op != "cat" else type(node).__name__.lower()
             raise self.fail(element.label_span or element.span,
                             f"a{'n' if kind == 'add' else ''} {kind} cannot be named here",
@@ -331,7 +337,7 @@ class Expander(Evaluating, Visitor):
             made = self.element(inner, scope)
             # kept with its condition: the code generator writes one class for the uses where it
             # holds and those where it does not (codegen/toggles.py)
-            return [evolve(item, condition=condition) if isinstance(item, _CONDITIONAL) else item for item in made]
+            return [evolve(item, condition=condition) if type(item) in _CONDITIONAL else item for item in made]
         name = switch_name(element)
         if name is None:
             raise self.fail(node.span, "an optional group needs a name to make its switch",
@@ -389,7 +395,7 @@ class Expander(Evaluating, Visitor):
     def visit_Call(self, node: ast.Call | ast.Ref, scope: _Scope, label: str | None) -> list[ir.Node]:
         """A let, a block or a layer, called with arguments or (a Ref) without."""
         name = node.name
-        call = node if isinstance(node, ast.Call) else None
+        call = node if type(node) is ast.Call else None
         name_span = node.name_span if call else node.span
         if (name in self.lets or name in self.blocks) and self.steps + self.cost.bound(name) > MAX_STEPS:
             raise self.too_many_steps(node.span)  # known before expanding it (passes/cost.py)
@@ -456,9 +462,9 @@ class Expander(Evaluating, Visitor):
                 raise self.too_many_steps(self.lets[name].span)
             self.dropped |= dropped
             return list(items)
-        before = (self.layers, self.steps, len(self.errors), set(self.dropped))
+        before = (self.layers, self.steps, self.error_count(), set(self.dropped))
         items = self.chains((self.lets[name].chain,), scope)
-        if len(self.errors) == before[2]:
+        if self.error_count() == before[2]:
             self.let_nodes[key] = (tuple(items), self.layers - before[0], self.steps - before[1],
                                    frozenset(self.dropped - before[3]))
         return items
@@ -688,18 +694,18 @@ class Expander(Evaluating, Visitor):
                     self.context.leaf_copies[id(copy)] = (copy, body, changed)
                 return copy, decided
             key = None  # a leaf value its layer refuses: expanded, to say so where it is
-        before_layers, before_steps, before_errors = self.layers, self.steps, len(self.errors)
+        before_layers, before_steps, before_errors = self.layers, self.steps, self.error_count()
         scope = _Scope({n: self.inner_value(n, v.value) for n, v in values.items()}, f"block {block.name}")
         self.structure.append(set())
         try:
             items = self.chains(block.body, scope)
         finally:
             decided = frozenset(self.structure.pop())
-        loop = self.body_loop(block, scope) if len(self.errors) == before_errors else None
+        loop = self.body_loop(block, scope) if self.error_count() == before_errors else None
         if loop is not None:  # the class loops over its count: a parameter of the class, not its structure
             decided -= loop.count.names
         body = ir.Seq(tuple(items), None, block.span, loop=loop)
-        if key is not None and len(self.errors) == before_errors:
+        if key is not None and self.error_count() == before_errors:
             self.bodies[key] = (body, self.layers - before_layers, self.steps - before_steps, decided,
                                 {n: values[n] for n in leaves})
         return body, decided
@@ -909,7 +915,7 @@ def arg_problem(rule: LayerRule, spec, v) -> tuple[str, str | None, str] | None:
         guess = suggest(v, spec.choices)
         return (f"{rule.kind} {spec.name!r} must be one of {', '.join(repr(c) for c in spec.choices)}, got {v!r}",
                 f"did you mean {guess!r}?" if guess else None, "type")
-    for axis, n in _axes(spec, v):
+    for axis, n in _axes(spec, v) if spec.type == "pair" else (("", v),):
         if spec.minimum is not None and n is not None and n < spec.minimum:
             return f"{rule.kind} {spec.name!r} must be at least {spec.minimum:g}{axis}, got {n}", None, "range"
         if isinstance(n, int) and not isinstance(n, bool) and n > (1 << 24):
@@ -1015,18 +1021,20 @@ def _plain_value(value) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-_CONDITIONAL = (ir.Residual, ir.Layer, ir.Seq, ir.BlockInstance, ir.Concat)
+_CONDITIONAL = frozenset((ir.Residual, ir.Layer, ir.Seq, ir.BlockInstance, ir.Concat))
 
 
 def _labelled(made: list[ir.Node], label: str, span: Span) -> list[ir.Node]:
     """The nodes of a labelled element: a single layer, block use or chain takes the label;
     a side output keeps its own; anything else is wrapped in a chain of that name."""
-    if len(made) == 1 and isinstance(made[0], ir.Side):
+    if len(made) == 1 and type(made[0]) is ir.Side:
         return made
-    if len(made) == 1 and isinstance(made[0], (ir.Layer, ir.BlockInstance, ir.Seq)) and \
-            getattr(made[0], "name", None) in (None, label):
+    if len(made) == 1 and type(made[0]) in _NAMED and getattr(made[0], "name", None) in (None, label):
         return made if made[0].name == label else [_renamed(made[0], label)]  # a layer made with its label
     return [ir.Seq(tuple(made), label, span)]
+
+_NAMED = frozenset((ir.Layer, ir.BlockInstance, ir.Seq))  # what takes its element's label itself
+
 
 def _renamed(node, name: str):
     return replace(node, name=name)

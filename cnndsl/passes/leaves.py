@@ -17,6 +17,8 @@ argument) or a repetition index of its name keeps it out.
 
 from __future__ import annotations
 
+from typing import get_args
+
 from .. import ast, ir
 from ..expr import Name
 from ..layers import RULES, LayerRule, lookup
@@ -44,10 +46,11 @@ class _Reads:
         self.seen: set[str] = set()  # the lets read so far
 
     def node(self, node) -> list:
-        """Note what `node` reads by itself; the nodes to read below it."""
+        """Note what `node` reads by itself; the nodes to read below it. An expression (a
+        condition, a count, a block's argument) is read whole: every name in it is `other`."""
         kind = type(node)
-        if kind is ast.Var:
-            self.other.add(node.name)
+        if kind in _EXPRESSIONS:
+            self.other.update(_names(node))
             return []
         below = []
         if kind is ast.Element and node.template:
@@ -77,6 +80,9 @@ class _Reads:
                 self.other.update(_names(value))
 
 
+_EXPRESSIONS = frozenset(get_args(ast.Expr))
+
+
 def _names(expr) -> set[str]:
     return names_and_shape(expr)[0]
 
@@ -92,12 +98,48 @@ def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], memo: dict | None = 
     that read them (`_Leaves`), kept by the caller for the bodies it patches again and again
     (EfficientNet's MBConv, once per block of a stage)."""
     memo = {} if memo is None else memo
-    leaves = _Leaves(changed, memo)
     key = (id(body), frozenset(changed))
     found = memo.get(key)
     if found is None or found[0] is not body:
-        found = memo[key] = (body, leaves.path(body))
-    return leaves.patched(body, found[1])
+        path = _Leaves(changed, memo).path(body)
+        found = memo[key] = (body, path, _spine(path))
+    if found[2] is not None:
+        return _along(body, found[2], changed)
+    return _Leaves(changed, memo).patched(body, found[1])
+
+
+def _spine(path) -> tuple | None:
+    """A `_Leaves.path` that leads to one layer (EfficientNet's stochastic depth, under its
+    residual) as its steps down, (field, index in a tuple field or None); None where it
+    branches or leads nowhere."""
+    steps = []
+    while path is not None:
+        if len(path) != 1:
+            return None
+        name, index, path = path[0]
+        steps.append((name, index))
+    return tuple(steps)
+
+
+def _along(body, spine: tuple, changed: dict[str, ir.Value]):
+    """`_Leaves.patched` along a spine, without recursion: the layer at its end with the
+    changed leaves put in, and each node above it copied with its new child."""
+    nodes, node = [], body
+    for name, index in spine:
+        nodes.append(node)
+        value = node.__dict__[name]
+        node = value if index is None else value[index]
+    args = leaf_args(node, changed)
+    if args is None:
+        return body
+    new = evolve(node, args=args)
+    for (name, index), parent in zip(reversed(spine), reversed(nodes)):
+        state = parent.__dict__
+        if index is not None:
+            old = state[name]
+            new = old[:index] + (new,) + old[index + 1:]
+        new = evolve(parent, **{name: new})
+    return new
 
 
 def leaf_args(layer: ir.Layer, changed: dict[str, ir.Value]) -> tuple | None:
