@@ -35,6 +35,7 @@ _ORDER = ("<", "<=", ">", ">=")
 # the operators but a power -> their Python functions, for two numbers (a divisor not zero)
 _FAST = {op: BINARY[op][1] for op in ("+", "-", "*", "/", "//", "%", "<", "<=", ">", ">=", "==", "!=")}
 _DIVIDING = frozenset(("/", "//", "%"))
+_COMPARISONS = frozenset(("<", "<=", ">", ">=", "==", "!="))  # (on two numbers: true or false)
 _new = object.__new__
 _constant = ir.Value.constant
 _name, _value_of = attrgetter("name"), attrgetter("value")  # of a parameter or an argument
@@ -273,6 +274,7 @@ class Evaluating:
             return lambda scope: binary(expr, left_run(scope), right_run(scope))
         if type(expr.right) is ast.Num and (expr.right.value or not divides):
             return self.by_number(expr, left_run, function)
+        constant = self.constant_of(op)
 
         def run(scope: Scope) -> ir.Value:
             left, right = left_run(scope), right_run(scope)
@@ -282,14 +284,14 @@ class Evaluating:
                 if -MAX_VALUE <= result <= MAX_VALUE:  # (a comparison's true or false is within)
                     if left.expr.names or right.expr.names:
                         return fresh_value(result, Binary(op, left.expr, right.expr))
-                    return _constant(result)
+                    return constant(result)
             return binary(expr, left, right)
         return run
 
     def by_number(self, expr: ast.BinOp, left_run, function):
         """`x op 2`, the number on the right known here: the left operand's type alone to check."""
         right = _constant(expr.right.value)
-        b, op, binary = right.value, expr.op, self.binary
+        b, op, binary, constant = right.value, expr.op, self.binary, self.constant_of(expr.op)
 
         def run(scope: Scope) -> ir.Value:
             left = left_run(scope)
@@ -299,9 +301,20 @@ class Evaluating:
                 if -MAX_VALUE <= result <= MAX_VALUE:
                     if left.expr.names:
                         return fresh_value(result, Binary(op, left.expr, right.expr))
-                    return _constant(result)
+                    return constant(result)
             return binary(expr, left, right)
         return run
+
+    def constant_of(self, op: str):
+        """How an operator's closure makes the constant of its result: a comparison's true or
+        false is one of two Values, found once per expansion (EfficientNet's `j == 0` at every
+        block), any other by `Value.constant`."""
+        if op not in _COMPARISONS:
+            return _constant
+        truths = self.__dict__.get("truths")
+        if truths is None:
+            truths = self.truths = {True: _constant(True), False: _constant(False)}
+        return truths.__getitem__
 
     def binary(self, expr: ast.BinOp, left: ir.Value, right: ir.Value) -> ir.Value:
         """`left op right` checked: the input's shape, the operands' types, a zero divisor, the range."""
