@@ -59,7 +59,8 @@ def stats_key(s: ir.Stats | None, parts: dict) -> tuple | None:
     as its kind and text, which is what `Expr.__eq__` compares: the key of a use then hashes
     and compares without a call of Expr's `__hash__` and `__eq__` for each value in it.
     The channels and dims are few objects, shared by the stats of a block's uses: `parts`
-    (the caller's, while they live) holds the key of each trio by identity, made once."""
+    (the caller's, while they live) holds the key of each trio by identity, made once, as a
+    number (`serial`): a use's key then hashes and compares each trio as one int."""
     if s is None:
         return None
     channels, inner, dims, flatten, out_shape, in_shape, params = _STATS_READ(s)
@@ -71,9 +72,24 @@ def _trio(s: ir.Stats, parts: dict) -> tuple:
     """`stats_key`'s entry in `parts` for the channels and dims of `s`, made: held with the
     key, so that no id is reused while it lives."""
     channels, inner, dims = s.channels, s.in_channels, s.dims
-    found = parts[id(channels), id(inner), id(dims)] = (channels, inner, dims, (
+    found = parts[id(channels), id(inner), id(dims)] = (channels, inner, dims, serial(parts, (
         type(channels), channels.text, type(inner), inner.text,
-        None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims)))))
+        None if dims is None else (tuple(map(type, dims)), tuple(map(_text, dims))))))
+    return found
+
+
+def serial(parts: dict, value: tuple) -> int:
+    """The number of a key's part in `parts`: equal values, one number, made the first time.
+    `parts` holds them beside the entries of `_trio`, whose keys (three ids) are never equal
+    to a value numbered here (a trio's, led by a class; a layer's, led by a string); the
+    numbers are distinct, as `parts` grows by one for each. A value that does not hash
+    stands for itself (the key of the use then does not hash: `Generator.block_scope`)."""
+    try:
+        found = parts.get(value)
+    except TypeError:
+        return value
+    if found is None:
+        found = parts[value] = len(parts)
     return found
 
 
@@ -147,11 +163,11 @@ def layer_key(layer: ir.Layer, ctor) -> tuple:
 def layer_part(generator, layer: ir.Layer) -> tuple:
     """What a layer's record in `body_key` holds of its stats and arguments, made once for
     the layers sharing them (by identity) and their input: the trio of `stats_key` and the
-    `layer_key`, in a tuple that the equal records of two uses share; held with the objects
-    whose ids key it (`Generator.layer_parts`)."""
+    `layer_key`, as one number (`serial`); held with the objects whose ids key it
+    (`Generator.layer_parts`)."""
     stats = layer.stats
     trio = stats_key(stats, generator.stats_parts)[0]
-    part = (trio, generator.layer_key(layer))
+    part = serial(generator.stats_parts, ("layer", trio, generator.layer_key(layer)))
     generator.layer_parts[id(layer.args), layer.kind, id(stats.channels), id(stats.in_channels), id(stats.dims),
                           type(stats.in_shape), stats.in_shape] = found = \
         (layer.args, stats.channels, stats.in_channels, stats.dims, part)
