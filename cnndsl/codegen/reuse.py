@@ -165,9 +165,9 @@ def layer_part(generator, layer: ir.Layer) -> tuple:
     the layers sharing them (by identity) and their input: the trio of `stats_key` and the
     `layer_key`, as one number (`serial`); held with the objects whose ids key it
     (`Generator.layer_parts`)."""
-    stats = layer.stats
-    trio = stats_key(stats, generator.stats_parts)[0]
-    part = serial(generator.stats_parts, ("layer", trio, generator.layer_key(layer)))
+    stats, parts = layer.stats, generator.stats_parts
+    trio = (parts.get((id(stats.channels), id(stats.in_channels), id(stats.dims))) or _trio(stats, parts))[3]
+    part = serial(parts, ("layer", trio, generator.layer_key(layer)))
     generator.layer_parts[id(layer.args), layer.kind, id(stats.channels), id(stats.in_channels), id(stats.dims),
                           type(stats.in_shape), stats.in_shape] = found = \
         (layer.args, stats.channels, stats.in_channels, stats.dims, part)
