@@ -388,14 +388,16 @@ def _kw(values: dict, exprs: dict, spec: tuple[tuple[str, Any], ...]) -> tuple[t
     """Keyword arguments for PyTorch, `(name, PyTorch's default)` each, leaving out those
     equal to PyTorch's default unless they read a parameter (`stride`), which the generated
     class must then pass on. Named as cnndsl names them: `LayerRule.construction` gives
-    PyTorch's names, from the ArgSpecs' `torch`."""
+    PyTorch's names, from the ArgSpecs' `torch`. The parameter is looked at first: a value
+    written by one is then not read (`codegen.probe.ProbedValues`), so that a depthwise
+    conv's construction, `groups=expanded`, serves the uses of every width."""
     out = []
     for entry in spec:
         if len(entry) != 2:
             raise TypeError(f"_kw takes (name, PyTorch's default) pairs, got {entry!r}: "
                             "PyTorch's name for an argument is its ArgSpec's torch=")
         ours, torch_default = entry
-        if ours in values and (values[ours] != torch_default or exprs[ours].names):
+        if ours in values and (exprs[ours].names or values[ours] != torch_default):
             out.append((ours, exprs[ours]))
     return tuple(out)
 

@@ -840,7 +840,8 @@ class Generator:
         key = id(node.args), node.kind, type(stats.in_shape), len(stats.in_shape), type(channels), channels.text
         found = self.rank_ctors.get(key)
         if found is None:
-            found = self.read_entry(node, key[1:])
+            sources = (key[1:], tuple([(k, type(e := v.expr), e.text) for k, v in node.args]))
+            found = self.read_entry(node, sources)
             if found is not None:
                 self.rank_ctors[key] = found
             else:
@@ -849,35 +850,36 @@ class Generator:
                 if not shape.read:
                     self.rank_ctors[key] = found
                     if values.read is not None:
-                        self.note_reads(node, key[1:], values.read, found)
+                        self.note_reads(node, sources, values.read, found)
         return found
 
-    def read_entry(self, node: ir.Layer, rank: tuple) -> list | None:
+    def read_entry(self, node: ir.Layer, sources: tuple) -> list | None:
         """A construction made for other arguments of this kind, input rank and channels whose
         sources (kinds and texts, as `Expr.__eq__` compares them) are these, and that read
         only the values that these arguments have too (`probe.ProbedValues`): EfficientNet's
         stochastic depth of each rate, `StochasticDepth(sd_prob, "row")`. Its own entry, as
         the construction in place comes along; so does the layer key, where the forward reads
-        none of the arguments (no `like`: `reuse.layer_key` then reads only their names)."""
-        sources = tuple((k, type(v.expr), v.expr.text) for k, v in node.args)
-        values = None
-        for read, found in self.read_ctors.get((rank, sources), ()):
-            values = values or {k: v.value for k, v in node.args}
-            if all((type(values[k]), repr(values[k])) == seen for k, seen in read):
-                if "like" in values:
+        none of the arguments (no `like`: `reuse.layer_key` then reads only their names).
+        `sources` is (the kind, rank and channels, the sources), `note_reads`' key."""
+        made = self.read_ctors.get(sources)
+        if made is None:
+            return None
+        args = dict(node.args)
+        for read, found in made:
+            if _reads_match(args, read):
+                if "like" in args:
                     return [node.args, found[1], found[2], found[3], None]
                 if found[4] is None:
                     found[4] = layer_key(node, found[1])
                 return [node.args, found[1], found[2], found[3], found[4]]
         return None
 
-    def note_reads(self, node: ir.Layer, rank: tuple, read: set[str], found: list) -> None:
+    def note_reads(self, node: ir.Layer, sources: tuple, read: set[str], found: list) -> None:
         """`read_entry`'s: the values of `node`'s arguments its construction `found` read, each
         by its type and repr (1 and True differ; so do (1, 1) and (1, True))."""
-        sources = tuple((k, type(v.expr), v.expr.text) for k, v in node.args)
         values = node.values
         seen = tuple((k, (type(values[k]), repr(values[k]))) for k in sorted(read) if k in values)
-        self.read_ctors.setdefault((rank, sources), []).append((seen, found))
+        self.read_ctors.setdefault(sources, []).append((seen, found))
 
     def made_callee(self, node: ir.Layer) -> str | None:
         """The callee of a layer's construction where `layer_entry` has made it (a block's
@@ -1133,6 +1135,15 @@ def _placed_norms(network: ir.Network) -> frozenset[str]:
     """The blocks whose last norms the network's init names by their place in the class."""
     return frozenset(owner.block for step in network.init_steps if step.last_norm
                      for owner, _ in step.norms if owner is not None)
+
+
+def _reads_match(args: dict, read: tuple) -> bool:
+    """Whether the arguments `args` (name -> ir.Value) have the values `read` (`note_reads`' record)."""
+    for name, seen in read:
+        value = args[name].value
+        if (type(value), repr(value)) != seen:
+            return False
+    return True
 
 
 def _entry_key(node: ir.Layer) -> tuple:
