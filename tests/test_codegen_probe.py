@@ -47,11 +47,21 @@ def _always_read(shape):
     return made
 
 
+def _reading_every_value(values):
+    made = ProbedValues(values)
+    made.read = None
+    return made
+
+
 @pytest.mark.parametrize("name", builtins())
-def test_every_builtin_generates_the_same_code_making_each_construction(name, monkeypatch):
+@pytest.mark.parametrize("unshared", [("probed", _always_read), ("ProbedValues", _reading_every_value)],
+                         ids=["each-input-shape", "each-value"])
+def test_every_builtin_generates_the_same_code_making_each_construction(name, unshared, monkeypatch):
+    """Sharing a construction across input shapes (probed) or values (ProbedValues) it
+    did not read changes no built-in's code."""
     network = compile_network(load(name)).network
     shared = generate_module(network)
-    monkeypatch.setattr(codegen_model, "probed", _always_read)
+    monkeypatch.setattr(codegen_model, *unshared)
     assert generate_module(network) == shared
 
 
@@ -75,16 +85,3 @@ def test_the_values_probe_notes_the_names_looked_up():
     assert values["p"] == 0.5 and values.get("mode") == "row" and values.get("absent") is None and "k" in values
     assert values.read == {"p", "mode", "absent"}
 
-
-def _reading_every_value(values):
-    made = ProbedValues(values)
-    made.read = None
-    return made
-
-
-@pytest.mark.parametrize("name", builtins())
-def test_every_builtin_generates_the_same_code_making_each_construction_of_other_values(name, monkeypatch):
-    network = compile_network(load(name)).network
-    shared = generate_module(network)
-    monkeypatch.setattr(codegen_model, "ProbedValues", _reading_every_value)
-    assert generate_module(network) == shared
