@@ -15,7 +15,6 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter
 
 from .. import ir
 from ..errors import InternalError
@@ -210,7 +209,6 @@ def _layer_ctor(layer: ir.Layer, inplace: bool, in_shape: tuple | None = None,
 
 
 _TRUE = Const(True)
-_TEXT = attrgetter("text")  # a value as the generated code writes it
 
 
 def _in_place(ctor: Ctor) -> Ctor:
@@ -909,23 +907,33 @@ class Generator:
         return found[4]
 
     def made_call(self, node: ir.BlockInstance, model: ClassModel, class_name: str) -> tuple[Ctor, set[str]]:
-        """The call constructing a use's class `model`, and the helpers its values need."""
+        """The call constructing a use's class `model`, and the helpers its values need: the
+        leading channels, then `ir.call_args`'s arguments as `ir.format_call` writes them, in
+        one walk for the text, the names and the helpers (made once for each use of a network)."""
         helpers: set[str] = set()
         given = dict(node.args)
         defaults = dict(self.network.blocks[node.block].params)
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
-        passed = [(name, ir.Value.constant(given[name].value) if name in counts else given[name])
-                  for name, _, _ in model.params[1 + len(model.inputs):]]
         leading = (node.stats.in_channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
-        names = set().union(*(e.names for e in leading))
-        for e in leading:
-            helpers.update(expr_imports(e))
-        shown = list(ir.call_args(passed, defaults, _changed))  # one walk, for the text and the names
-        for _name, value, _by_name in shown:
-            names |= value.names
-            helpers.update(expr_imports(value.expr))
-        text = ir.format_call(class_name, shown, _TEXT, tuple(e.text for e in leading))
-        return made_ctor(text=text, names=frozenset(names)), helpers
+        names: set[str] = set()
+        parts = []
+        for expr in leading:
+            names |= expr.names
+            helpers.update(expr_imports(expr))
+            parts.append(expr.text)
+        for name, _, _ in model.params[1 + len(model.inputs):]:
+            value = ir.Value.constant(given[name].value) if name in counts else given[name]
+            default = defaults.get(name)
+            expr = value.expr
+            if default is None:
+                parts.append(expr.text)
+            elif _changed(value, default):
+                parts.append(f"{name}={expr.text}")
+            else:
+                continue
+            names |= expr.names
+            helpers.update(expr_imports(expr))
+        return made_ctor(text=f"{class_name}({', '.join(parts)})", names=frozenset(names)), helpers
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         """The class of a block use: the one of an earlier use with the same arguments and
