@@ -26,7 +26,7 @@ def _template():
         undefined=jinja2.StrictUndefined,
     )
     env.filters["docstring"] = docstring_text
-    env.globals.update(commented=lines.commented, ctor=lines.ctor, append=lines.append)
+    env.globals.update(commented=lines.commented, ctor=lines.ctor, append=lines.append, resize=lines.resize)
     return env.get_template("module.py.j2")
 
 

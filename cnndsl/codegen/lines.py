@@ -1,7 +1,9 @@
-"""The template's two commonest pieces, in Python (the template calls them as it called its
-macros): a line with its shape comment, and a member's construction, nested Sequentials
-and one argument a line past the width included. Jinja's macros cost more per call than
-the rest of the template together."""
+"""The template's pieces, in Python (the template calls them as it called its macros): a line
+with its shape comment, a member's construction (nested Sequentials and one argument a
+line past the width included), a side output's resize. Jinja's macros cost more per call
+than the rest of the template together, and a template that defines one leaves its render
+context in a reference cycle (the macro's closure holds it), so the whole view model lives
+on until the cycle collector runs."""
 
 from __future__ import annotations
 
@@ -58,3 +60,13 @@ def append(layers: str, child, comment: str, indent: str) -> str:
         return commented(f"{layers}.append({child.text})", comment, indent, len(indent))
     inner = choice(child, indent + "    ") if child.choice else f"{indent}    {ctor(child, indent + '    ')}"
     return f"{layers}.append(\n{inner}\n" + commented(f"{indent})", comment, indent)
+
+
+def resize(s, indent: str) -> str:
+    """A side output's resize to the size of an element (the aux head's, to the input's):
+    `s.parts` are the size's local, the interpolation's options and the shape comment."""
+    call = f"{s.var} = nn.functional.interpolate({s.var}, size={s.parts[0]}{s.parts[1]})"
+    if len(indent) + len(call) + 4 + len(s.parts[2]) > WRAP:
+        return (f"{s.var} = nn.functional.interpolate(\n{indent}    {s.var}, size={s.parts[0]}{s.parts[1]}\n"
+                f"{indent})  # {s.parts[2]}")
+    return f"{call}  # {s.parts[2]}"
