@@ -727,6 +727,7 @@ class Generator:
         self.stats_parts: dict[tuple, tuple] = {}  # reuse.stats_key's: the ids of stats' channels and dims -> their key
         self.layer_parts: dict[tuple, tuple] = {}  # reuse.layer_part's: a layer's args, stats' parts, input -> its part
         self.calls: dict[int, tuple] = {}  # instance_call's: id(use) -> (use, call)
+        self.defaults: dict[str, dict] = {}  # made_call's: block -> its parameters' defaults
         self.written_values: dict[int, tuple] = {}  # written's: id(a value) -> (it, as written)
         self.same_calls: dict[tuple, tuple] = {}  # new_call's: its key -> (what the key's ids name, call, helpers)
         self.scope_models: dict[tuple, ClassModel] = {}  # (id(a block_scope), its parameters) -> the model
@@ -768,6 +769,10 @@ class Generator:
         if isinstance(node, ir.BlockInstance):
             if not self.in_network:
                 return self.instance_call(node)
+            if not node.read_channels and id(node) in self.use_keys:  # the plan's use: its class is known
+                call, helpers = self.made_call(node, *self.block_class(node), written=self.written)
+                self.helpers.update(helpers)
+                return call
             written = as_written(node, self.tables, self.written)
             key = self.use_keys.get(id(node))
             if written is not node and key is not None and not node.read_channels:  # its values and input, written
@@ -906,15 +911,23 @@ class Generator:
         self.helpers.update(found[5])
         return found[4]
 
-    def made_call(self, node: ir.BlockInstance, model: ClassModel, class_name: str) -> tuple[Ctor, set[str]]:
+    def made_call(self, node: ir.BlockInstance, model: ClassModel, class_name: str,
+                  written=None) -> tuple[Ctor, set[str]]:
         """The call constructing a use's class `model`, and the helpers its values need: the
         leading channels, then `ir.call_args`'s arguments as `ir.format_call` writes them, in
-        one walk for the text, the names and the helpers (made once for each use of a network)."""
+        one walk for the text, the names and the helpers (made once for each use of a network).
+        `written`, for a use of the network's class without reads(...) (`Generator.written`):
+        the values as `as_written` writes them, each read as the call reads it, no use rebuilt."""
         helpers: set[str] = set()
         given = dict(node.args)
-        defaults = dict(self.network.blocks[node.block].params)
+        defaults = self.defaults.get(node.block)
+        if defaults is None:
+            defaults = self.defaults[node.block] = dict(self.network.blocks[node.block].params)
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
-        leading = (node.stats.in_channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
+        channels = node.stats.in_channels
+        if written is not None and not readable(channels, self.tables):
+            channels = Const(node.stats.in_shape[0])
+        leading = (channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
         names: set[str] = set()
         parts = []
         for expr in leading:
@@ -922,7 +935,9 @@ class Generator:
             helpers.update(expr_imports(expr))
             parts.append(expr.text)
         for name, _, _ in model.params[1 + len(model.inputs):]:
-            value = ir.Value.constant(given[name].value) if name in counts else given[name]
+            value = given[name] if written is None else written(given[name])
+            if name in counts:
+                value = ir.Value.constant(value.value)
             default = defaults.get(name)
             expr = value.expr
             if default is None:
