@@ -105,7 +105,9 @@ class Naming(Visitor):
 
     def __init__(self, context: Context) -> None:
         self.context = context
-        self.scopes: dict = {}  # id(a block body) -> (the body, its owner, the body named), where no error was found
+        # id(a block body) -> (the body, its owner, the body named, its `_plan` once a body rebased from
+        # it is named), where no error was found
+        self.scopes: dict = {}
 
 
     def error(self, span, message: str, hint: str | None = None, code: str = "") -> None:
@@ -116,15 +118,20 @@ class Naming(Visitor):
         pass gave as an earlier body's tree at another receptive field (`Context.rebased`:
         EfficientNet's MBConvs, ResNet's repeated Bottlenecks) is named as that one was,
         where that one is named without an error: the names read no receptive field, nor a
-        leaf value (`_restated`)."""
+        leaf value (`_plan`, `_restated`)."""
         moved = self.context.rebased.get(id(seq))
         if moved is not None and moved[0] is seq:
             known = self.scopes.get(id(moved[1]))
             if known is not None and known[0] is moved[1] and known[1] == owner:
-                try:
-                    return _restated(moved[1], known[2], seq)
-                except _Unlike:
-                    pass
+                plan = known[3]
+                if plan is _UNPLANNED:
+                    try:
+                        plan = _plan(moved[1], known[2])
+                    except _Unlike:
+                        plan = _UNLIKE
+                    self.scopes[id(moved[1])] = (*known[:3], plan)
+                if plan is not _UNLIKE:
+                    return _restated(plan, seq)
         if _labelled_layers(seq.items):
             result = seq  # nothing to give, nothing to check (`_Namer.user`): DenseNet's dense layers, the SE blocks
         else:
@@ -137,7 +144,7 @@ class Naming(Visitor):
             self.context.extend(namer.errors)
             if len(self.context.diagnostics) != reported:
                 return result
-        self.scopes[id(seq)] = (seq, owner, result)  # the body kept: its id stays its own
+        self.scopes[id(seq)] = (seq, owner, result, _UNPLANNED)  # the body kept: its id stays its own
         return result
 
     def _members(self, seq: ir.Seq, namer: _Namer) -> ir.Seq:
@@ -329,6 +336,7 @@ class Naming(Visitor):
                 return
 
 
+_UNPLANNED, _UNLIKE = object(), object()  # a scope's plan not made yet; naming changed more than names
 _NOT_MODULES = frozenset({ir.Concat, ir.Residual, ir.Gate, ir.Side})  # what an nn.Sequential cannot hold
 _NAME, _STATS, _FLATTEN = attrgetter("name"), attrgetter("stats"), attrgetter("flatten_before")
 _PLAIN = frozenset({ir.Layer, ir.BlockInstance})  # the members `Naming.numbered` names
@@ -378,34 +386,59 @@ def _numbered_only(members: list, outer: bool) -> bool:
 
 
 class _Unlike(Exception):
-    """`_restated` met a node that naming changed in more than its name and its children."""
+    """`_plan` met a node that naming changed in more than its name and its children."""
 
 
-def _restated(before, after, copy):
-    """`after`, what naming made of `before`, for `copy`: a tree of the same nodes as `before`
-    but for their stats (another receptive field) and a layer's leaf arguments, which naming
-    does not read. Each node of `copy` takes the name `after` gives its counterpart, and is
-    itself where naming changed nothing there; `_Unlike` where naming changed more (a flatten
-    put in before an fc, its stats changed)."""
+def _plan(before, after):
+    """What naming made of `before` (`after`, its tree named), as what to change in a tree of
+    the same nodes as `before` but for their stats (another receptive field) and a layer's
+    leaf arguments, which naming does not read (`_restated`): None where naming changed
+    nothing there, else (the name `after` gives the node, or `_KEEP`, and for each child field
+    that changes, its plan: a list of them for a tuple field). `_Unlike` where naming changed
+    more (a flatten put in before an fc, its stats changed). Worked out once for an earlier
+    body, for all the bodies rebased from it."""
     if after is before:
-        return copy
+        return None
     kind = type(before)
     named, old = after.__dict__, before.__dict__
-    if type(after) is not kind or type(copy) is not kind or named.get("stats") is not old.get("stats"):
+    if type(after) is not kind or named.get("stats") is not old.get("stats"):
         raise _Unlike
-    new = _new(kind)
+    changes = []
+    for field in kind._fields:
+        was, now = old[field], named[field]
+        if type(was) is tuple:
+            if type(now) is not tuple or len(now) != len(was):
+                raise _Unlike
+            plans = list(map(_plan, was, now))
+            if plans.count(None) != len(plans):
+                changes.append((field, plans))
+        elif was is not None:
+            plan = _plan(was, now)
+            if plan is not None:
+                changes.append((field, plan))
+    return named.get("name", _KEEP), tuple(changes)
+
+
+_KEEP = object()  # a plan's name for a node without one
+
+
+def _restated(plan, copy):
+    """`copy`, a tree that the shape pass made of an earlier body at another receptive field
+    (`Context.rebased`: of the same nodes, one for one), named as `plan` says naming named
+    the earlier one; each node that naming changed nothing under is `copy`'s own."""
+    if plan is None:
+        return copy
+    name, changes = plan
+    new = _new(type(copy))
     fields = new.__dict__
     fields.update(copy.__dict__)
-    if "name" in named:
-        fields["name"] = named["name"]
-    for field in kind._fields:
-        was, now, mine = old[field], named[field], fields[field]
-        if type(was) is tuple:
-            if len(now) != len(was) or len(mine) != len(was):
-                raise _Unlike
-            fields[field] = tuple(map(_restated, was, now, mine))
-        elif was is not None:
-            fields[field] = _restated(was, now, mine)
+    if name is not _KEEP:
+        fields["name"] = name
+    for field, inner in changes:
+        if type(inner) is list:
+            fields[field] = tuple(map(_restated, inner, fields[field]))
+        else:
+            fields[field] = _restated(inner, fields[field])
     return new
 
 
