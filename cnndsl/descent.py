@@ -43,7 +43,7 @@ _MAX_MATCHES = 3 * MAX_TOKENS + 2
 # that begins no token, so that the matches cover the text. The pattern has no group:
 # `findall` gives the matches' texts alone, and `_lex` tells each token's terminal by its
 # text (`_KIND`) or else by its first character (`_CLASS`), which no two terminals share
-# but those `_refine` tells apart.
+# but those `_numbers` and `_newlines` tell apart.
 _TOKEN = re.compile(r"""[\t \f]*+(?:
  [A-Za-z_][A-Za-z0-9_]*                                            # NAME
 |->|//|\*\*|[,(){}:*?\[\]+\-/%]|=(?!=)|\.(?!\d)                       # the punctuation
@@ -66,13 +66,13 @@ _VALUE = attrgetter("value")  # an argument's value
 # text; `"` or `!` alone is BAD (a string or a `!=` that is not one).
 _KIND = {**{text: text for text in (*_KEYWORDS, *_PUNCT)}, **dict.fromkeys(("==", "!=", "<=", ">=", "<", ">"), "COMPARE"),
          '"': "BAD", "!": "BAD"}
-# The kind of any other token, by its first character; NUMBER and BREAK are told apart by `_refine`.
-_CLASS = {**dict.fromkeys(string.ascii_letters + "_", "NAME"), **dict.fromkeys(string.digits + ".", "NUMBER"),
-          '"': "STRING", "#": "COMMENT", "\n": "BREAK"}
+# The kind of any other token, by its first character: a number's (an INT, or a FLOAT that
+# starts with `.`) and a line break's (a NL) are refined by `_numbers` and `_newlines`.
+_CLASS = {**dict.fromkeys(string.ascii_letters + "_", "NAME"), **dict.fromkeys(string.digits, "INT"), ".": "FLOAT",
+          '"': "STRING", "#": "COMMENT", "\n": "NL"}
 _FIRST = itemgetter(0)
-_REFINED = frozenset({"NUMBER", "BREAK"})
-_BLANKS = frozenset({"CONT", "COMMENT"})  # tokens that are blanks to Lark
-_NEWLINE_RULE = frozenset({"NL", "def", *_BLANKS, *_OPEN, *_CLOSE})  # the tokens _newlines looks at
+_INT = frozenset({"INT"})
+_NEWLINE_RULE = frozenset({"NL", "def", "COMMENT", *_OPEN, *_CLOSE})  # the tokens _newlines looks at
 _NETWORK_ONLY = (ast.InputDecl, ast.Outputs, ast.Init)  # lines of a network's body alone
 
 
@@ -112,74 +112,85 @@ def _lex(source: SourceFile, start: int = 0, end: int | None = None, opened: lis
     kinds = list(map(_KIND.get, texts, map(_CLASS.get, map(_FIRST, texts), repeat("BAD"))))
     if "BAD" in kinds:
         raise _Decline  # a character that begins no token
+    _numbers(kinds, texts)
+    breaks: list[int] = []  # where the line breaks are: NL and CONT tokens
+    kept = _newlines(kinds, [] if opened is None else opened, breaks)
+    if len(kinds) >= MAX_TOKENS and len(kinds) - kinds.count("CONT") - kinds.count("COMMENT") >= MAX_TOKENS:
+        raise _Decline
     ends = list(accumulate(map(len, matches), initial=start))
     del ends[0]
-    breaks = _refine(kinds, texts)
-    if len(kinds) - kinds.count("CONT") - kinds.count("COMMENT") >= MAX_TOKENS:
-        raise _Decline
     steps = [0] * len(kinds)  # the line breaks in each token: only NL and CONT hold any
     for at in breaks:
         steps[at] = texts[at].count("\n")
     lines = list(accumulate(steps, initial=source.position(start)[0] if start else 1))
     end_lines = lines[1:]  # a token ends on the line the next one starts on
     del lines[-1]
-    origins = source.origins  # origins[line]: the offset just before its column 1
+    origins = list(source.origins)  # origins[line]: the offset just before its column 1 (a list's
+    # __getitem__ is a plain method, a tuple's a slot wrapper that `map` calls at twice the cost)
     end_columns = list(map(sub, ends, map(origins.__getitem__, end_lines)))
     columns = list(map(sub, end_columns, map(len, texts)))  # a token on one line; a break's below
     for at in breaks:
         columns[at] = ends[at] - len(texts[at]) - origins[lines[at]]
     places = (lines, columns, end_lines, end_columns)
-    kept = _newlines(kinds, [] if opened is None else opened)
     if kept is None:
         return _Tokens(kinds, texts, *places)
     return _Tokens(*(list(compress(column, kept)) for column in (kinds, texts, *places)))
 
 
-def _refine(kinds: list[str], texts: list[str]) -> list[int]:
-    """A NUMBER is an INT, a SHAPE (`3x32x32`) or a FLOAT; a BREAK is a CONT (the line
-    breaks before a `->`, which Lark's lexer drops) or a NL. Where the breaks are."""
-    breaks = []
-    for at in compress(count(), map(_REFINED.__contains__, kinds)):
-        if kinds[at] == "NUMBER":
-            number = texts[at]
-            kinds[at] = "INT" if number.isdigit() else "SHAPE" if "x" in number else "FLOAT"
-        else:
-            kinds[at] = "CONT" if at + 1 < len(kinds) and kinds[at + 1] == "->" else "NL"
-            breaks.append(at)
-    return breaks
+def _numbers(kinds: list[str], texts: list[str]) -> None:
+    """A number is an INT, a SHAPE (`3x32x32`) or a FLOAT: its first character made it an
+    INT (a digit) or a FLOAT (`.5`); those of other digits than a plain INT's are told here."""
+    for at in compress(count(), map(_INT.__contains__, kinds)):
+        number = texts[at]
+        if not number.isdigit():
+            kinds[at] = "SHAPE" if "x" in number else "FLOAT"
 
 
-def _newlines(kinds: list[str], opened: list) -> list[bool] | None:
+def _newlines(kinds: list[str], opened: list, breaks: list[int]) -> list[bool] | None:
     """`parse._Continuation`, on the tokens' kinds: a newline inside the brackets of an
     expression, first, or after `->` or another newline, does not end a line; brackets
     nest at most MAX_NESTING deep. `opened` holds, per open bracket, whether it holds an
-    expression. Which tokens stay: None where all do. Newlines, continuations and comments
-    (blanks to Lark) are dropped. The lexer never yields two newlines in a row (were it
-    to, the second would be dropped either way), nor a newline after a continuation (one
-    comes before `->`), and a comment only before a newline or a continuation, so the
-    token kept before a newline is the one before it, or before its comment."""
+    expression. Which tokens stay: None where all do. A line break before `->` is a CONT
+    (Lark's lexer drops it), the others NL; each one's place goes to `breaks`. Newlines,
+    continuations and comments (blanks to Lark) are dropped. The lexer never yields two
+    newlines in a row (were it to, the second would be dropped either way), nor a newline
+    after a continuation (one comes before `->`), and a comment only before a newline or a
+    continuation, so the token kept before a newline is the one before it, or before its
+    comment. The brackets, the commonest of these tokens, are looked at first."""
     kept = None
     in_def = False  # inside a top-level `def`, every bracket holds an expression
-    for at, kind in compress(enumerate(kinds), map(_NEWLINE_RULE.__contains__, kinds)):
-        if kind == "NL":
-            if (opened and opened[-1]) or _continued(kinds, at):
-                kept = kept or [True] * len(kinds)
-                kept[at] = False
-            elif not opened:
-                in_def = False
+    for at in compress(count(), map(_NEWLINE_RULE.__contains__, kinds)):
+        kind = kinds[at]
+        if kind in _CLOSE:
+            if opened:
+                opened.pop()
         elif kind in _OPEN:
             if len(opened) >= MAX_NESTING:
                 raise _Decline
             opened.append(kind == "(" or in_def or (kind == "[" and bool(opened) and opened[-1]))
+        elif kind == "NL":
+            breaks.append(at)
+            if _blank_break(kinds, at, opened):
+                kept = kept or [True] * len(kinds)
+                kept[at] = False
+            elif not opened:
+                in_def = False
         elif kind == "def":
             if not opened:
                 in_def = True
-        elif kind in _BLANKS:
+        else:  # a comment
             kept = kept or [True] * len(kinds)
             kept[at] = False
-        elif opened:  # a closing bracket
-            opened.pop()
     return kept
+
+
+def _blank_break(kinds: list[str], at: int, opened: list) -> bool:
+    """Whether the line break at `at` is a blank to Lark: a CONT (one before `->`, relabelled
+    here), or a NL inside an expression's brackets, first, or after `->` or another newline."""
+    if at + 1 < len(kinds) and kinds[at + 1] == "->":
+        kinds[at] = "CONT"
+        return True
+    return bool(opened and opened[-1]) or _continued(kinds, at)
 
 
 def _continued(kinds: list[str], at: int) -> bool:
