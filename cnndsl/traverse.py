@@ -10,6 +10,7 @@ as it declares them.
     Transformer       a Visitor whose `generic_visit` returns the node rebuilt from its
                       transformed children (the same object where nothing changed)
     of_type(nodes, kind)   those of one class among a list of nodes, in order
+    walk_by_type(node)     the nodes of `walk(node)` by class, each class's in order
     walk_nodes, walk_elements   the syntax tree's nodes and elements under some chains
     dump(node)        a stable, readable text of a tree, for the per-pass golden tests
 """
@@ -98,6 +99,45 @@ def walk(node) -> Iterator:
                     push(compress(value, map(_is_node_type, map(type, value))))
                 elif value is not None and _is_node_type(type(value)):
                     append(value)
+
+
+def walk_by_type(node) -> dict:
+    """The nodes of `walk(node)` by class, each class's in the walk's order: `of_type` of
+    every class at once, sorted as the walk meets them (no pass over the whole list per class)."""
+    found: dict = {}
+    stack = [node]
+    pop, push, append = stack.pop, stack.extend, stack.append
+    while stack:
+        current = pop()
+        kind = type(current)
+        try:
+            found[kind].append(current)
+        except KeyError:
+            found[kind] = [current]
+        names = current._fields
+        if names:
+            if kind is _IR_SEQ:
+                items = current.items
+                if items and _LAYERS_ONLY.issuperset(map(type, items)):  # childless layers: in order
+                    try:
+                        found[_IR_LAYER] += items
+                    except KeyError:
+                        found[_IR_LAYER] = list(items)
+                else:
+                    push(items[::-1])
+                continue
+            state = current.__dict__
+            for name in reversed(names):
+                value = state[name]
+                if type(value) is tuple:
+                    value = value[::-1]
+                    push(compress(value, map(_is_node_type, map(type, value))))
+                elif value is not None and _is_node_type(type(value)):
+                    append(value)
+    return found
+
+
+_IR_LAYER = ir.Layer
 
 
 def of_type(nodes: list, kind: type, kinds: list | None = None) -> list:
@@ -255,5 +295,5 @@ def _plain(value) -> str:
     return repr(value)
 
 
-__all__ = ["Transformer", "Visitor", "children", "dump", "is_node", "of_type", "walk", "walk_all", "walk_elements",
-           "walk_nodes"]
+__all__ = ["Transformer", "Visitor", "children", "dump", "is_node", "of_type", "walk", "walk_all", "walk_by_type",
+           "walk_elements", "walk_nodes"]

@@ -24,7 +24,7 @@ from operator import attrgetter, is_not
 from .. import ir
 from ..diagnostics import Diagnostic
 from ..layers import RULES
-from ..traverse import children, of_type, walk
+from ..traverse import children, walk
 from .context import Context, alone, finish
 
 _CALLED = (ir.Layer, ir.BlockInstance, ir.Seq)
@@ -34,21 +34,19 @@ def check_emittable(network: ir.Network | None, context: Context | None = None) 
     """The network unchanged; every problem found goes to the context."""
     context, own = alone(context)
     if network is not None:
-        nodes = context.nodes(network.body)
-        sides, concats, groups, reads, tensors = _found(nodes)
+        sides, concats, groups, reads, tensors = _found(context.by_type(network.body))
         context.extend(_side_sources(network, sides) + _concat_branches(concats) + _parameters(network)
-                       + (_reads(network, nodes) if reads else [])
+                       + (_reads(network, context.nodes(network.body)) if reads else [])
                        + (_tensor_members(groups) if tensors else []) + _outputs(network))
     return finish(network, context, own)
 
 
-def _found(nodes: list) -> tuple[list, list, list, bool, bool]:
-    """Of the body's nodes (`Context.nodes`): the side outputs, the concats and the named
-    groups, in order; whether anything reads an earlier element (`concat(enc4)`,
+def _found(by_type: dict) -> tuple[list, list, list, bool, bool]:
+    """Of the body's nodes by class (`Context.by_type`): the side outputs, the concats and
+    the named groups, in order; whether anything reads an earlier element (`concat(enc4)`,
     `upsample(like=enc4)`, `from(low)`, `reads(backbone.4)`), which `_reads` then checks;
     whether any layer is a learned tensor, which `_tensor_members` checks."""
-    kinds = list(map(type, nodes))
-    layers, sides, concats, seqs, calls = (of_type(nodes, kind, kinds) for kind in _FOUND)
+    layers, sides, concats, seqs, calls = (by_type.get(kind, []) for kind in _FOUND)
     groups = list(compress(seqs, map(is_not, map(_NAME, seqs), repeat(None))))
     reads = (not _READERS.isdisjoint(map(_KIND, layers))
              and any(layer.kind in _READERS and layer.values.get("like") is not None for layer in layers)) \

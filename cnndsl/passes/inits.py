@@ -31,7 +31,7 @@ from .. import ast, ir
 from ..expr import FUNCTIONS as EXPR_FUNCTIONS
 from ..layers import lookup
 from ..node import replace
-from ..traverse import children, of_type, walk
+from ..traverse import children, walk
 from .context import Context, alone, finish
 from .resolve import suggest
 
@@ -274,7 +274,7 @@ class _Checker:
         if path:
             return [n for n in walk(self.modules[path]) if type(n) is ir.Layer and canonical(n.kind) == kind]
         if self._kinds is None:  # the network's layers and their kinds, once for every rule
-            layers = of_type(self.context.nodes(self.tree.body), ir.Layer)
+            layers = self.context.by_type(self.tree.body).get(ir.Layer, [])
             self._kinds = layers, list(map(_KIND, layers))
         layers, kinds = self._kinds
         named = {name for name in set(kinds) if canonical(name) == kind}  # the kind and its aliases
