@@ -262,12 +262,18 @@ class Call(Expr):
     __slots__ = ("function", "args", "children")
 
     def __init__(self, function: str, args: tuple[Expr, ...]):
-        if function not in FUNCTIONS:
+        known = FUNCTIONS.get(function)
+        if known is None:
             raise ValueError(f"unknown function {function!r}")
         args = tuple(args)
         self.function, self.args, self.children = function, args, args
         self.precedence = Prec.POSTFIX
-        self.text = f"{FUNCTIONS[function].source}({', '.join([a.text for a in args])})"
+        if len(args) == 1:  # nearly every call (`int(v)`, `len(cfg)`): its text and names directly
+            only = args[0]
+            self.text = f"{known.source}({only.text})"
+            self.names = only.names
+            return
+        self.text = f"{known.source}({', '.join([a.text for a in args])})"
         reading = [a.names for a in args if a.names]
         self.names = reading[0] if len(reading) == 1 else frozenset().union(*reading)
 
@@ -308,9 +314,10 @@ class Cond(Expr):
         self.then, self.test, self.orelse = then, test, orelse
         self.children = (test, then, orelse)
         self.precedence = Prec.COND
-        parts = [e.text if e.precedence > Prec.COND else f"({e.text})" for e in (then, test)]
+        ttext = then.text if then.precedence > Prec.COND else f"({then.text})"
+        ctext = test.text if test.precedence > Prec.COND else f"({test.text})"
         otext = orelse.text if orelse.precedence >= Prec.COND else f"({orelse.text})"
-        self.text = f"{parts[0]} if {parts[1]} else {otext}"
+        self.text = f"{ttext} if {ctext} else {otext}"
         self.names = then.names | test.names | orelse.names
 
 
@@ -437,13 +444,15 @@ def unary(op: str, operand: Expr) -> Expr:
 
 def call(function: str, args: tuple[Expr, ...]) -> Expr:
     """`function(args)`, computed where every argument is a whole number or a tuple of them."""
-    if all(isinstance(a, Const) and _plain(a.value) for a in args):
-        try:
-            value = FUNCTIONS[function].function(*(a.value for a in args))
-        except (ValueError, TypeError, OverflowError, ZeroDivisionError):
+    for a in args:  # (a loop, not all(): this runs at every call an evaluation makes)
+        if not (isinstance(a, Const) and _plain(a.value)):
             return Call(function, args)
-        if _whole(value):
-            return Const(value)
+    try:
+        value = FUNCTIONS[function].function(*(a.value for a in args))
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError):
+        return Call(function, args)
+    if _whole(value):
+        return Const(value)
     return Call(function, args)
 
 

@@ -107,15 +107,16 @@ class Expander(Evaluating, Visitor):
         self.overrides = dict(context.params)
         self.context = context
         self.unknown: set[tuple[str, str]] = set()  # (name, owner) already reported
-        self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.call_def
+        self.def_values: dict = {}  # (def, its arguments) -> its Value: see Evaluating.def_bound
         self.def_objects: dict = {}
+        self.value_numbers, self.content_numbers, self.numbered = {}, {}, []  # Evaluating.content_number
         self.rule_names: dict = {}  # layer kind -> its argument names: see layer_args
         self.typed_lists: dict = {}  # see Evaluating.typed
         self.list_keys: dict = {}
         self.remembering, self.site_values = {}, {}  # Evaluating.remembered and memo
         self.repeating: list[str] = []  # see Evaluating.compile_site
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
-        self.call_runs: dict = {}  # id of a block's call -> its arguments' closures: see arg_runs
+        self.call_runs: dict = {}  # id of a block's call -> its parameters and arguments' closures: see arg_runs
         self.call_nodes: list = []
         self.optional_inner: dict = {}  # id of an element X? -> (it, the element X): see _optional
         self.inner_values: dict = {}  # (parameter, value) -> its Value in a block's body: see inner_value
@@ -133,7 +134,8 @@ class Expander(Evaluating, Visitor):
         self.block_infos: dict[str, ir.BlockInfo] = {}
         self.block_names: dict[str, dict[str, Name]] = {}  # block -> its parameters' trees: see param_names
         self.bodies: dict = {}  # (block, argument values) -> (body, layers, steps, ...): see block_body
-        self.block_leaves: dict[str, dict] = {}  # block -> its leaf parameters (passes/leaves.py)
+        self.block_leaves: dict[str, tuple] = {}  # block -> its leaf parameters (passes/leaves.py), and the others
+        self.body_ids: dict = {}  # (block, ids of its other parameters' values) -> block_body's key: see body_key
         self.leaf_reads: dict = {}  # what the shared bodies' sub-trees read, their paths to leaves (leaves.with_leaves)
         self.dropped: set[str | None] = set()  # labels of optional elements switched off
         # The parameters a count, a condition or a label read, one set a scope being expanded
@@ -618,10 +620,9 @@ class Expander(Evaluating, Visitor):
         none is given. Arguments given in order (EfficientNet's 79 MBConv uses) are evaluated
         without `bind`'s checks, which only an argument by keyword or one too many needs."""
         info = self.block_info(block)
-        names = [name for name, _ in info.params]
-        args = call.args if call else ()
-        if len(args) <= len(names) and not any(map(_keyword, args)):
-            given = dict(zip(names, [run(scope) for run in self.arg_runs(call)]))
+        names, runs = self.arg_runs(block, call, info)
+        if runs is not None:
+            given = dict(zip(names, [run(scope) for run in runs]))
             if len(given) == len(names):
                 return given
         else:
@@ -645,13 +646,18 @@ class Expander(Evaluating, Visitor):
             found = self.block_names[block.name] = {p.name: Name(p.name) for p in block.params}
         return found
 
-    def arg_runs(self, call: ast.Call | None) -> list:
-        """The closures of a call's argument values (`Evaluating.compile`), found once per call."""
-        if call is None:
-            return []
-        found = self.call_runs.get(id(call))
+    def arg_runs(self, block: ast.BlockDef, call: ast.Call | None, info: ir.BlockInfo) -> tuple[list[str], list | None]:
+        """The block's parameter names and the closures of a call's argument values
+        (`Evaluating.compile`) where it gives them in order and none too many (else None:
+        `bind` checks them), found once per call (a use without arguments: once per block)."""
+        key = id(call) if call is not None else block.name
+        found = self.call_runs.get(key)
         if found is None:
-            found = self.call_runs[id(call)] = [self.kept_run(arg.value) for arg in call.args]
+            names = [name for name, _ in info.params]
+            args = call.args if call else ()
+            runs = [self.kept_run(arg.value) for arg in args] \
+                if len(args) <= len(names) and not any(map(_keyword, args)) else None
+            found = self.call_runs[key] = (names, runs)
             self.call_nodes.append(call)  # kept, so that its id stays its own
         return found
 
@@ -674,12 +680,9 @@ class Expander(Evaluating, Visitor):
         layers and ResNet's stages are expanded once, the layers and steps they count
         counted at each use. Uses that differ only in leaf parameters (passes/leaves.py:
         EfficientNet's stochastic depth) share it too, each with its own values put in."""
-        leaves = self.leaves_of(block, values)
-        key = (block.name, tuple([(n, type(v.value), v.value) for n, v in values.items() if n not in leaves]))
-        try:
-            found = self.bodies.get(key)
-        except TypeError:  # a value no key holds
-            key = found = None
+        leaves, others = self.leaves_of(block, values)
+        key = self.body_key(block, values, others)
+        found = self.bodies.get(key) if key is not None else None
         if found is not None:
             body, layers, steps, decided, made_with = found
             names = self.param_names(block)
@@ -723,13 +726,36 @@ class Expander(Evaluating, Visitor):
             found = self.inner_values[key] = fresh_value(value, Name(name))
         return found
 
-    def leaves_of(self, block: ast.BlockDef, values: dict[str, ir.Value]) -> dict:
-        """The block's leaf parameters (passes/leaves.py) whose values here are plain: a use
-        that differs from an earlier one only in those gets its body."""
-        leaves = self.block_leaves.get(block.name)
-        if leaves is None:
-            leaves = self.block_leaves[block.name] = leaf_params(block, self.lets, self.blocks)
-        return {n: uses for n, uses in leaves.items() if _plain_value(values[n].value)}
+    def body_key(self, block: ast.BlockDef, values: dict[str, ir.Value], others: tuple[str, ...]) -> tuple | None:
+        """`block_body`'s key: the block and the typed values of its parameters but the leaves
+        (`others`); None where a value is one no key holds. Found by those values' ids
+        (`body_ids`): EfficientNet's uses of a stage give the very same objects but for their
+        stochastic depth, a leaf."""
+        same = (block.name, *map(id, map(values.__getitem__, others)))
+        found = self.body_ids.get(same)
+        if found is not None:
+            return found[0]
+        key = (block.name, tuple([(n, type(values[n].value), values[n].value) for n in others]))
+        try:
+            hash(key)
+        except TypeError:  # a value no key holds
+            return None
+        self.body_ids[same] = (key, [values[n] for n in others])  # the values kept: their ids stay theirs
+        return key
+
+    def leaves_of(self, block: ast.BlockDef, values: dict[str, ir.Value]) -> tuple[dict, tuple[str, ...]]:
+        """The block's leaf parameters (passes/leaves.py) whose values here are plain, and its
+        other parameters: a use that differs from an earlier one only in those leaves gets its body."""
+        found = self.block_leaves.get(block.name)
+        if found is None:
+            leaves = leaf_params(block, self.lets, self.blocks)
+            found = self.block_leaves[block.name] = (leaves, tuple(p.name for p in block.params if p.name not in leaves))
+        leaves = found[0]
+        for n in leaves:
+            if not _plain_value(values[n].value):  # (rare) a leaf of a value that is not plain: not one here
+                plain = {n: uses for n, uses in leaves.items() if _plain_value(values[n].value)}
+                return plain, tuple(n for n in values if n not in plain)
+        return found
 
     def leaves_fit(self, leaves: dict, changed: dict[str, ir.Value]) -> bool:
         """Whether each changed leaf value is one the layers that read it take (`arg_problem`)."""

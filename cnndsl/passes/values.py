@@ -19,7 +19,7 @@ from operator import attrgetter
 from typing import get_args
 
 from .. import ast, ir
-from ..expr import BINARY, FUNCTIONS, Binary, Name, Unary, call, cond, index, items
+from ..expr import BINARY, FUNCTIONS, Binary, Call, Name, Unary, call, cond, index, items
 from ..layers import lookup
 from ..source import Span
 from .resolve import suggest
@@ -147,8 +147,11 @@ class Evaluating:
     # A def is a pure function of its arguments' values and trees: (def, arguments) -> its
     # Value, for one expansion (EfficientNet calls blocks_before(...) with equal arguments
     # for every block of a stage)
-    def_values: dict
+    def_values: dict  # (def, parameter names, its arguments' content numbers) -> its Value (`def_bound`)
     def_objects: dict  # (def, parameter names, ids of argument values) -> (its Value, those values)
+    value_numbers: dict  # id of an argument value -> its content's number (`content_number`)
+    content_numbers: dict  # a value's content -> its number
+    numbered: list  # the values numbered, kept so that their ids stay their own
     typed_lists: dict  # id of a list value -> (the list, its key)
     list_keys: dict  # a list's content, typed -> its key (`typed`)
     remembering: dict  # id of an expression -> its closure, remembered (`remembered`)
@@ -479,7 +482,7 @@ class Evaluating:
                 if type(result) in _NUMBERS and -MAX_VALUE <= result <= MAX_VALUE:
                     for arg in args:
                         if arg.expr.names:
-                            return fresh_value(result, call(name, tuple([a.expr for a in args])))
+                            return fresh_value(result, Call(name, tuple([a.expr for a in args])))  # (not a constant: `call` would make it)
                     return _constant(result)
             return applied(expr, args)
         return run
@@ -542,10 +545,12 @@ class Evaluating:
             own = Scope({}, f"def {definition.name}")
             runs += [_in_scope(self.compiled.get(id(p.default)) or self.compile(p.default), own)
                      for p in params[len(args):]]
-            params, bound = tuple(map(_name, params)), self.def_bound
+            params, bound, name, met = tuple(map(_name, params)), self.def_bound, definition.name, self.def_objects
 
             def called(scope: Scope) -> ir.Value:
-                return bound(definition, params, [each(scope) for each in runs], span)
+                args = [each(scope) for each in runs]
+                found = met.get((name, params, *map(id, args)))  # `def_bound`'s first key, looked up here
+                return found[0] if found is not None else bound(definition, params, args, span)
         else:
             def called(scope: Scope) -> ir.Value:
                 return self.def_call(definition, self.def_arguments(definition, args, scope, span), span)
@@ -624,32 +629,45 @@ class Evaluating:
         return self.def_bound(definition, tuple(values), list(values.values()), span)
 
     def def_bound(self, definition: ast.DefDef, names: tuple[str, ...], args: list[ir.Value], span: Span) -> ir.Value:
-        """The def's body with `names` bound to `args`: met again with the very same argument
-        objects, its Value without keying them by content for `def_value`'s memo (nor making
-        their dict)."""
-        same = (definition.name, names, *map(id, args))  # the very argument objects met before
+        """The def's body with `names` bound to `args`, once per distinct list in an expansion.
+        Met again with the very same argument objects: its Value by their ids (`def_objects`).
+        Else keyed by each argument's number (`content_number`), which equal values with equal
+        trees share: EfficientNet's `block_sd(setting, depth_mult, k, j, p)` meets a new j at
+        each block, whose key is five lookups, not five tuples of the values and their trees' text."""
+        same = (definition.name, names, *map(id, args))
         kept = self.def_objects.get(same)
         if kept is not None:
             return kept[0]
-        found = self.def_objects[same] = (self.def_value(definition, dict(zip(names, args)), span), args)
-        return found[0]  # the arguments kept with it, so that their ids stay theirs
-
-    def def_value(self, definition: ast.DefDef, values: dict[str, ir.Value], span: Span) -> ir.Value:
-        """The def's body with its parameters bound to `values`, once per distinct list."""
-        typed = self.typed
-        # the value's type and the value (a list's key by typed), its tree's kind and text
-        key = (definition.name, tuple([(name, type(v.value), typed(v.value) if type(v.value) is tuple else v.value,
-                                        type(v.expr), v.expr.text) for name, v in values.items()]))
+        key = (definition.name, names, *map(self.value_numbers.get, map(id, args)))
+        if None in key:  # an argument not met before
+            key = (definition.name, names, *map(self.content_number, args))
         found = self.def_values.get(key)
-        if found is not None:
-            return found
-        if self.def_depth >= MAX_DEF_DEPTH:
-            raise self.fail(span, f"functions call each other more than {MAX_DEF_DEPTH} deep", None, "limit")
-        self.def_depth += 1
-        try:
-            found = self.def_values[key] = self.evaluate(definition.body, Scope(values, f"def {definition.name}"))
-        finally:
-            self.def_depth -= 1
+        if found is None:
+            if self.def_depth >= MAX_DEF_DEPTH:
+                raise self.fail(span, f"functions call each other more than {MAX_DEF_DEPTH} deep", None, "limit")
+            self.def_depth += 1
+            try:
+                found = self.def_values[key] = self.evaluate(definition.body,
+                                                             Scope(dict(zip(names, args)), f"def {definition.name}"))
+            finally:
+                self.def_depth -= 1
+        self.def_objects[same] = (found, args)  # the arguments kept with it, so that their ids stay theirs
+        return found
+
+    def content_number(self, value: ir.Value) -> int:
+        """The number of a value's content for `def_bound`'s key: its type and value (a list's
+        key by `typed`), its tree's kind and text (equal text, equal tree: the def's result is
+        the same). Found once per value object (kept, so that its id stays its own)."""
+        found = self.value_numbers.get(id(value))
+        if found is None:
+            v = value.value
+            content = (type(v), self.typed(v) if type(v) is tuple else v, type(value.expr), value.expr.text)
+            numbers = self.content_numbers
+            found = numbers.get(content)
+            if found is None:
+                found = numbers[content] = len(numbers)
+            self.value_numbers[id(value)] = found
+            self.numbered.append(value)
         return found
 
     def def_arguments(self, definition: ast.DefDef, args: tuple[ast.Arg, ...], scope: Scope,
