@@ -26,7 +26,7 @@ from ..source import Span
 from ..traverse import Visitor, children, evolve, of_type, walk
 from .context import Context, alone, finish
 from .cost import ExpansionCost
-from .leaves import leaf_params, same_value, with_leaves
+from .leaves import ALL_KINDS, is_shapeless, leaf_params, same_value, with_leaves
 from .resolve import bodies, quoted_label_reason, suggest
 from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe, fresh_value, \
     names_and_shape
@@ -111,6 +111,7 @@ class Expander(Evaluating, Visitor):
         self.def_objects: dict = {}
         self.value_numbers, self.content_numbers, self.numbered = {}, {}, []  # Evaluating.content_number
         self.rule_names: dict = {}  # layer kind -> its argument names: see layer_args
+        self.arg_checks: dict = {}  # (ids of a rule and its argument's spec, the value typed) -> its problem or None: check_type
         self.typed_lists: dict = {}  # see Evaluating.typed
         self.list_keys: dict = {}
         self.remembering, self.site_values = {}, {}  # Evaluating.remembered and memo
@@ -238,9 +239,20 @@ class Expander(Evaluating, Visitor):
         return tuple(out)
 
     def check_type(self, rule: LayerRule, spec, value: ir.Value, span: Span) -> None:
-        if value.value is PENDING:
+        """`arg_problem`, found once per argument spec and value in an expansion (`arg_checks`:
+        EfficientNet's bodies give `bias=false`, `1` and `eps` again and again); a float by its
+        repr (0.0 and -0.0 say themselves apart in a message), a list each time."""
+        v = value.value
+        if v is PENDING:
             return  # it reads input.channels: checked by the shape pass, where the input is known
-        problem = arg_problem(rule, spec, value.value)
+        kind = type(v)
+        if kind is tuple:
+            problem = arg_problem(rule, spec, v)
+        else:
+            key = (id(rule), id(spec), kind, repr(v) if kind is float else v)  # (RULES': their ids stay theirs)
+            problem = self.arg_checks.get(key, False)
+            if problem is False:
+                problem = self.arg_checks[key] = arg_problem(rule, spec, v)
         if problem:
             raise self.fail(span, *problem)
 
@@ -692,8 +704,11 @@ class Expander(Evaluating, Visitor):
             if not changed or self.leaves_fit(leaves, changed):
                 self.count(layers, block.span)
                 self.steps += steps
-                copy = with_leaves(body, changed, self.leaf_reads) if changed else body
-                if copy is not body:  # the shape pass infers it as `body` (Context.leaf_copies)
+                if not changed:
+                    return body, decided
+                proper = all(is_shapeless(leaves[n]) for n in changed)  # else a shape changes
+                copy = with_leaves(body, changed, self.leaf_reads, None if proper else ALL_KINDS)
+                if copy is not body and proper:  # the shape pass infers it as `body` (Context.leaf_copies)
                     self.context.leaf_copies[id(copy)] = (copy, body, changed)
                 return copy, decided
             key = None  # a leaf value its layer refuses: expanded, to say so where it is
@@ -748,7 +763,7 @@ class Expander(Evaluating, Visitor):
         other parameters: a use that differs from an earlier one only in those leaves gets its body."""
         found = self.block_leaves.get(block.name)
         if found is None:
-            leaves = leaf_params(block, self.lets, self.blocks)
+            leaves = leaf_params(block, self.lets, self.blocks, shapeless=False)
             found = self.block_leaves[block.name] = (leaves, tuple(p.name for p in block.params if p.name not in leaves))
         leaves = found[0]
         for n in leaves:

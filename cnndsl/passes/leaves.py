@@ -26,13 +26,23 @@ from ..traverse import children, evolve, is_node
 from .values import names_and_shape
 
 
-def leaf_params(block: ast.BlockDef, lets: dict, blocks: dict) -> dict[str, tuple[tuple[LayerRule, object], ...]]:
-    """The block's leaf parameters, each with the (rule, arg spec) pairs that read it."""
+def leaf_params(block: ast.BlockDef, lets: dict, blocks: dict,
+                shapeless: bool = True) -> dict[str, tuple[tuple[LayerRule, object], ...]]:
+    """The block's leaf parameters, each with the (rule, arg spec) pairs that read it.
+    `shapeless=False`: also those read only as whole layer arguments of a plain type (`_PLAIN`)
+    that change the shapes (SqueezeExcitation's squeeze channels, a conv's out channels):
+    a body can be patched for them too (`with_leaves`), though not its inference."""
     reads = _Reads({p.name for p in block.params}, lets, blocks)
     stack: list = list(block.body)
     while stack:
         stack.extend(reads.node(stack.pop()))
-    return {name: tuple(uses) for name, uses in reads.found.items() if uses and name not in reads.other}
+    return {name: tuple(uses) for name, uses in reads.found.items() if uses and name not in reads.other
+            and (not shapeless or all(spec.shapeless for _, spec in uses))}
+
+
+def is_shapeless(uses: tuple[tuple[LayerRule, object], ...]) -> bool:
+    """Whether every read of a parameter `leaf_params` found is shapeless (a leaf proper)."""
+    return all(spec.shapeless for _, spec in uses)
 
 
 class _Reads:
@@ -74,13 +84,16 @@ class _Reads:
             spec = rule.arg(arg.name) if arg.name is not None else \
                 (rule.args[position] if position < len(rule.args) else None)
             value = arg.value
-            if type(value) is ast.Var and value.name in self.params and spec is not None and spec.shapeless:
+            if type(value) is ast.Var and value.name in self.params and spec is not None and \
+                    (spec.shapeless or spec.type in _PLAIN):
                 self.found[value.name].append((rule, spec))
             else:
                 self.other.update(_names(value))
 
 
 _EXPRESSIONS = frozenset(get_args(ast.Expr))
+# the argument types a value is taken as it is (no pair made one number, no element named)
+_PLAIN = frozenset(("int", "float", "bool", "str"))
 
 
 def _names(expr) -> set[str]:
@@ -91,12 +104,15 @@ def same_value(a: ir.Value, b: ir.Value) -> bool:
     return type(a.value) is type(b.value) and a.value == b.value
 
 
-def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], memo: dict | None = None) -> ir.Seq:
+def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], memo: dict | None = None,
+                kinds: frozenset | None = None) -> ir.Seq:
     """`body` with each layer argument that is a changed leaf parameter (its expression the
     parameter's name) given the new value; the rest of the tree shared. `memo`: what each
     sub-tree reads and, for a body and the leaves that change, the path down to the layers
     that read them (`_Leaves`), kept by the caller for the bodies it patches again and again
-    (EfficientNet's MBConv, once per block of a stage)."""
+    (EfficientNet's MBConv, once per block of a stage). `kinds`: the layer kinds that may read
+    a changed parameter (`leaf_args`: those with a shapeless argument where None, `ALL_KINDS`
+    where one is not a leaf proper)."""
     memo = {} if memo is None else memo
     key = (id(body), frozenset(changed))
     found = memo.get(key)
@@ -104,8 +120,8 @@ def with_leaves(body: ir.Seq, changed: dict[str, ir.Value], memo: dict | None = 
         path = _Leaves(changed, memo).path(body)
         found = memo[key] = (body, path, _spine(path))
     if found[2] is not None:
-        return _along(body, found[2], changed)
-    return _Leaves(changed, memo).patched(body, found[1])
+        return _along(body, found[2], changed, kinds)
+    return _Leaves(changed, memo, kinds).patched(body, found[1])
 
 
 def _spine(path) -> tuple | None:
@@ -121,7 +137,7 @@ def _spine(path) -> tuple | None:
     return tuple(steps)
 
 
-def _along(body, spine: tuple, changed: dict[str, ir.Value]):
+def _along(body, spine: tuple, changed: dict[str, ir.Value], kinds: frozenset | None = None):
     """`_Leaves.patched` along a spine, without recursion: the layer at its end with the
     changed leaves put in, and each node above it copied with its new child."""
     nodes, node = [], body
@@ -129,7 +145,7 @@ def _along(body, spine: tuple, changed: dict[str, ir.Value]):
         nodes.append(node)
         value = node.__dict__[name]
         node = value if index is None else value[index]
-    args = leaf_args(node, changed)
+    args = leaf_args(node, changed, kinds)
     if args is None:
         return body
     new = evolve(node, args=args)
@@ -142,11 +158,12 @@ def _along(body, spine: tuple, changed: dict[str, ir.Value]):
     return new
 
 
-def leaf_args(layer: ir.Layer, changed: dict[str, ir.Value]) -> tuple | None:
+def leaf_args(layer: ir.Layer, changed: dict[str, ir.Value], kinds: frozenset | None = None) -> tuple | None:
     """The layer's arguments with each that is a changed leaf parameter given the new value;
     None where none is (for `with_leaves`, and the shape pass's reuse of an inferred body).
-    A leaf is read only as a shapeless argument: the other kinds' layers are not looked into."""
-    if layer.kind not in _LEAF_KINDS:
+    A leaf is read only as a shapeless argument: the other kinds' layers are not looked into
+    (`kinds`: those looked into, where a changed parameter is not a leaf proper; any where None)."""
+    if layer.kind not in (_LEAF_KINDS if kinds is None else kinds):
         return None
     args = None
     for position, (name, value) in enumerate(layer.args):
@@ -166,8 +183,9 @@ class _Leaves:
     spine is found once for a body and the leaves that change (`path`); each use of the
     body follows it (`patched`), not a walk of every child."""
 
-    def __init__(self, changed: dict[str, ir.Value], memo: dict):
+    def __init__(self, changed: dict[str, ir.Value], memo: dict, kinds: frozenset | None = None):
         self.changed = changed
+        self.kinds = kinds
         self.reads = memo  # id of a node -> (the node, kept so that its id stays its own; the names read)
 
     def path(self, node):
@@ -190,7 +208,7 @@ class _Leaves:
     def patched(self, node, path):
         """`node` with the changed leaves put in along `path` (the same object where none is)."""
         if path is None:
-            args = leaf_args(node, self.changed)
+            args = leaf_args(node, self.changed, self.kinds)
             return node if args is None else evolve(node, args=args)
         changes: dict = {}
         state = node.__dict__
@@ -224,4 +242,6 @@ class _Leaves:
         return names
 
 
-__all__ = ["leaf_args", "leaf_params", "same_value", "with_leaves"]
+ALL_KINDS = frozenset(RULES)  # `with_leaves`' kinds for a changed parameter that is not a leaf proper
+
+__all__ = ["ALL_KINDS", "is_shapeless", "leaf_args", "leaf_params", "same_value", "with_leaves"]
