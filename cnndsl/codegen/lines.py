@@ -43,7 +43,10 @@ def ctor(c, indent: str, lead: int = 0, tail: int = 0) -> str:
         return f"(\n{choice(c, indent + '    ')}\n{indent})"
     if len(indent) + lead + len(c.text) + tail > WRAP:
         callee, args = c.wrapped_args
-        return f"{callee}(\n" + "".join(f"{indent}    {arg},\n" for arg in args) + f"{indent})"
+        if not args:
+            return f"{callee}(\n{indent})"
+        inner = f"{indent}    "
+        return f"{callee}(\n{inner}" + f",\n{inner}".join(args) + f",\n{indent})"
     return c.text
 
 

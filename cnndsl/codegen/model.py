@@ -72,8 +72,12 @@ class Ctor:
         return self.sequential and any(c.condition is not None for _, c, _ in self.children)
 
     @property
-    def wrapped_args(self) -> tuple[str, list[str]] | None:
-        """A long call split as callee and one argument a line."""
+    def wrapped_args(self) -> tuple[str, list[str]]:
+        """A long call split as callee and one argument a line: the arguments it was written
+        from (`_keep_pieces`, held with the text they make), else the text split."""
+        made = self.__dict__.get("pieces")
+        if made is not None and made[0] is self.text:
+            return made[1], made[2]
         callee, _, rest = self.text.partition("(")
         return callee, split_top_level(rest[:-1])
 
@@ -205,7 +209,16 @@ def _layer_ctor(layer: ir.Layer, inplace: bool, in_shape: tuple | None = None,
     for e in (*torch.positional, *(e for _, e in torch.keywords)):
         needs.update(expr_imports(e))  # `import math` for math.ceil
     ctor = made_ctor(text=f"{torch.callee}({', '.join(args)})", names=names, callee=torch.callee, args=parts)
+    _keep_pieces(ctor, torch.callee, args)
     return ctor, frozenset(needs)
+
+
+def _keep_pieces(call: Ctor, callee: str, args: list[str]) -> None:
+    """`call.wrapped_args` kept as the call was written (for the template's long calls), where
+    `split_top_level` would give them back: no argument holds a comma or a quote (an
+    expression's brackets balance; a string's need not)."""
+    if not any("," in arg or "'" in arg or '"' in arg for arg in args):
+        call.__dict__["pieces"] = (call.text, callee, args)
 
 
 _TRUE = Const(True)
@@ -948,7 +961,9 @@ class Generator:
                 continue
             names |= expr.names
             helpers.update(expr_imports(expr))
-        return made_ctor(text=f"{class_name}({', '.join(parts)})", names=frozenset(names)), helpers
+        call = made_ctor(text=f"{class_name}({', '.join(parts)})", names=frozenset(names))
+        _keep_pieces(call, class_name, parts)
+        return call, helpers
 
     def block_class(self, node: ir.BlockInstance) -> tuple[ClassModel, str]:
         """The class of a block use: the one of an earlier use with the same arguments and
