@@ -87,8 +87,13 @@ def _chain_elements(chains):
     stack = list(reversed(chains))
     while stack:
         node = stack.pop()
-        if type(node) is ast.Element:
+        kind = type(node)
+        if kind is ast.Element:
             yield node
+            inner = node.node  # (its one child: `Element._fields`)
+            if type(inner) not in _USES:  # a layer's or a block's call holds arguments alone
+                stack.append(inner)
+            continue
         below = [c for c in children(node) if not isinstance(c, _NO_ELEMENTS)]
         if below:
             below.reverse()
@@ -119,7 +124,8 @@ class Expander(Evaluating, Visitor):
         self.compiled: dict = {}  # id of an expression -> its closure: see Evaluating.compile
         self.call_runs: dict = {}  # id of a block's call -> its parameters and arguments' closures: see arg_runs
         self.call_nodes: list = []
-        self.optional_inner: dict = {}  # id of an element X? -> (it, the element X): see _optional
+        self.optional_inner: dict = {}  # id of an element X? -> (it, the element X, X is a block's use): _optional
+        self.conditioned: ir.Value | None = None  # the condition of the block use being made: see _optional
         self.inner_values: dict = {}  # (parameter, value) -> its Value in a block's body: see inner_value
         self.layer_reads: dict = {}  # id of a layer's call -> the names its arguments read: see layer
         self.layer_nodes: list = []
@@ -338,19 +344,28 @@ class Expander(Evaluating, Visitor):
     def _optional(self, element: ast.Element, node: ast.Optional, scope: _Scope) -> list[ir.Node]:
         """`X?(condition)` (kept or dropped by its value) and `name: X?` (a switch)."""
         label = element.label
-        inner = self.optional_inner.get(id(element))
-        if inner is None:  # what it makes when kept, once per element (kept with it: its id stays its own)
-            inner = self.optional_inner[id(element)] = (element, ast.Element(label, node.node, element.span,
-                                                                                 element.label_span))
-        inner = inner[1]
+        entry = self.optional_inner.get(id(element))
+        if entry is None:  # what it makes when kept, once per element (kept with it: its id stays its own)
+            kept = node.node
+            entry = self.optional_inner[id(element)] = (
+                element, ast.Element(label, kept, element.span, element.label_span),
+                type(kept) in _USES and kept.name in self.blocks and kept.name not in self.lets)
+        _, inner, a_use = entry
         if node.condition is not None:
             condition = self.condition(node.condition, scope)
             if not condition.value:
                 self.dropped.add(label)
                 return []
-            made = self.element(inner, scope)
             # kept with its condition: the code generator writes one class for the uses where it
-            # holds and those where it does not (codegen/toggles.py)
+            # holds and those where it does not (codegen/toggles.py). A block's use (EfficientNet's
+            # MBConv?(...)) is made with it (`instance` takes `conditioned`), not copied to add it.
+            if a_use:
+                self.conditioned = condition
+                try:
+                    return self.element(inner, scope)
+                finally:
+                    self.conditioned = None
+            made = self.element(inner, scope)
             return [evolve(item, condition=condition) if type(item) in _CONDITIONAL else item for item in made]
         name = switch_name(element)
         if name is None:
@@ -465,8 +480,10 @@ class Expander(Evaluating, Visitor):
         a let used by every block of a stage is expanded once, its layers, steps and
         dropped optionals counted at each use."""
         reads = self.let_reads(name)
-        key = (name, scope.owner, self.depth, tuple([(n, self.typed(v.value), type(v.expr), v.expr.text)
-                                                     for n, v in scope.values.items() if n in reads]))
+        # each value read by its content's number (`Evaluating.content_number`: its type, value,
+        # tree's kind and text), found by its id
+        numbered = self.content_number
+        key = (name, scope.owner, self.depth, tuple([(n, numbered(v)) for n, v in scope.values.items() if n in reads]))
         found = self.let_nodes.get(key)
         if found is not None:
             items, layers, steps, dropped = found
@@ -617,13 +634,14 @@ class Expander(Evaluating, Visitor):
 
     def instance(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope, span: Span,
                  label: str | None) -> ir.BlockInstance:
+        condition, self.conditioned = self.conditioned, None  # its `X?(condition)`'s, where it is X (`_optional`)
         values = self.block_args(block, call, scope, span)
         self.count(1, span)
         body, decided = self.block_body(block, values)
         structure = self.structure[-1]
         for param_name in decided & values.keys():  # what decides the block's structure decides the caller's
             structure.update(values[param_name].expr.names)  # (`decides`)
-        return ir.BlockInstance(block.name, tuple(values.items()), body, label, span,
+        return ir.BlockInstance(block.name, tuple(values.items()), body, label, span, condition=condition,
                                 reads=self.block_reads(block, call, span))
 
     def block_args(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope,
@@ -692,21 +710,24 @@ class Expander(Evaluating, Visitor):
         layers and ResNet's stages are expanded once, the layers and steps they count
         counted at each use. Uses that differ only in leaf parameters (passes/leaves.py:
         EfficientNet's stochastic depth) share it too, each with its own values put in."""
-        leaves, others = self.leaves_of(block, values)
+        leaves, others, shaped = self.leaves_of(block, values)
         key = self.body_key(block, values, others)
         found = self.bodies.get(key) if key is not None else None
         if found is not None:
             body, layers, steps, decided, made_with = found
             names = self.param_names(block)
             # each leaf whose value differs, as the body reads it: by its parameter's name
-            changed = {n: fresh_value(values[n].value, names[n]) for n in leaves
-                       if not same_value(values[n], made_with[n])}
+            changed = {}
+            for n in leaves:
+                now, then = values[n], made_with[n]
+                if now is not then and not same_value(now, then):
+                    changed[n] = fresh_value(now.value, names[n])
             if not changed or self.leaves_fit(leaves, changed):
                 self.count(layers, block.span)
                 self.steps += steps
                 if not changed:
                     return body, decided
-                proper = all(is_shapeless(leaves[n]) for n in changed)  # else a shape changes
+                proper = shaped.isdisjoint(changed)  # else a shape changes
                 copy = with_leaves(body, changed, self.leaf_reads, None if proper else ALL_KINDS)
                 if copy is not body and proper:  # the shape pass infers it as `body` (Context.leaf_copies)
                     self.context.leaf_copies[id(copy)] = (copy, body, changed)
@@ -758,23 +779,31 @@ class Expander(Evaluating, Visitor):
         self.body_ids[same] = (key, [values[n] for n in others])  # the values kept: their ids stay theirs
         return key
 
-    def leaves_of(self, block: ast.BlockDef, values: dict[str, ir.Value]) -> tuple[dict, tuple[str, ...]]:
-        """The block's leaf parameters (passes/leaves.py) whose values here are plain, and its
-        other parameters: a use that differs from an earlier one only in those leaves gets its body."""
+    def leaves_of(self, block: ast.BlockDef, values: dict[str, ir.Value]) -> tuple[dict, tuple[str, ...], frozenset]:
+        """The block's leaf parameters (passes/leaves.py, those a layer reads whole) whose values
+        here are plain, its other parameters, and the leaves that change a shape (not leaves
+        proper): a use that differs from an earlier one only in those leaves gets its body."""
         found = self.block_leaves.get(block.name)
         if found is None:
             leaves = leaf_params(block, self.lets, self.blocks, shapeless=False)
-            found = self.block_leaves[block.name] = (leaves, tuple(p.name for p in block.params if p.name not in leaves))
+            found = self.block_leaves[block.name] = (
+                leaves, tuple(p.name for p in block.params if p.name not in leaves),
+                frozenset(n for n, uses in leaves.items() if not is_shapeless(uses)))
         leaves = found[0]
         for n in leaves:
-            if not _plain_value(values[n].value):  # (rare) a leaf of a value that is not plain: not one here
+            v = values[n].value
+            if type(v) not in _PLAIN_TYPES and not _plain_value(v):  # (rare) not plain: not a leaf here
                 plain = {n: uses for n, uses in leaves.items() if _plain_value(values[n].value)}
-                return plain, tuple(n for n in values if n not in plain)
+                return plain, tuple(n for n in values if n not in plain), found[2]
         return found
 
     def leaves_fit(self, leaves: dict, changed: dict[str, ir.Value]) -> bool:
         """Whether each changed leaf value is one the layers that read it take (`arg_problem`)."""
-        return not any(arg_problem(rule, spec, changed[n].value) for n in changed for rule, spec in leaves[n])
+        for n, value in changed.items():
+            for rule, spec in leaves[n]:
+                if arg_problem(rule, spec, value.value):
+                    return False
+        return True
 
     def body_loop(self, block: ast.BlockDef, scope: _Scope) -> ir.Loop | None:
         """The Loop of a block whose body is one unlabelled `X * n for i` with a count that
@@ -1054,6 +1083,9 @@ def _exact(value):
 def _frozen(value):
     """A list given from Python (`build(spec, cfg=[6, 12])`) as the tuple the language uses."""
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+_PLAIN_TYPES = frozenset((bool, int, float, str, type(None)))  # plain values that are not lists
 
 
 def _plain_value(value) -> bool:

@@ -389,6 +389,15 @@ class Evaluating:
         return ir.Value(then.value if test.value else orelse.value, cond(then.expr, test.expr, orelse.expr))
 
     # -- lists -------------------------------------------------------------------------
+    def compile_ListExpr(self, expr: ast.ListExpr):
+        """A list of literals (a family's stage table, its rows lists of numbers): its Value,
+        made here once, as its visit would make it each time; any other list, its visit."""
+        value = _literal_list(expr)
+        if value is None:
+            return partial(self.visit_ListExpr, expr)
+        made = _constant(value)
+        return lambda scope: made
+
     def visit_ListExpr(self, expr: ast.ListExpr, scope: Scope) -> ir.Value:
         if len(expr.items) > MAX_ITEMS:
             raise self.fail(expr.span, f"a list of more than {MAX_ITEMS:,} items", None, "limit")
@@ -717,12 +726,32 @@ _COMPILERS = {ast.Num: Evaluating.compile_literal, ast.Str: Evaluating.compile_l
               ast.BinOp: Evaluating.compile_BinOp, ast.IfElse: Evaluating.compile_IfElse,
               ast.Index: Evaluating.compile_Index, ast.FuncCall: Evaluating.compile_FuncCall,
               ast.Neg: Evaluating.compile_visit, ast.Not: Evaluating.compile_visit,
-              ast.ListExpr: Evaluating.compile_visit, ast.InputAttr: Evaluating.compile_visit}
+              ast.ListExpr: Evaluating.compile_ListExpr, ast.InputAttr: Evaluating.compile_visit}
 assert _COMPILERS.keys() == set(get_args(ast.Expr)), "a kind of expression without its closure"
 _LITERALS = frozenset((ast.Num, ast.Str, ast.Bool))
 # each kind of expression with operands -> them (a def call's or a list's: by `names_read`)
 _OPERANDS = {ast.BinOp: attrgetter("left", "right"), ast.IfElse: attrgetter("then", "test", "orelse"),
              ast.Index: attrgetter("base", "index")}
+
+
+def _literal_list(expr: ast.ListExpr, depth: int = 0) -> tuple | None:
+    """The value of a list whose items are literals or such lists (a few deep), within
+    MAX_ITEMS each; None for any other (its visit evaluates it, or says what is wrong)."""
+    if len(expr.items) > MAX_ITEMS or depth > 4:
+        return None
+    values = []
+    for item in expr.items:
+        kind = type(item)
+        if kind in _LITERALS:
+            values.append(item.value)
+        elif kind is ast.ListExpr:
+            inner = _literal_list(item, depth + 1)
+            if inner is None:
+                return None
+            values.append(inner)
+        else:
+            return None
+    return tuple(values)
 
 
 def names_read(expr: ast.Expr) -> tuple[str, ...] | bool:
