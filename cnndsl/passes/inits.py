@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import keyword
 from dataclasses import dataclass
-from itertools import compress
-from operator import attrgetter
 
 from .. import ast, ir
 from ..expr import FUNCTIONS as EXPR_FUNCTIONS
@@ -105,7 +103,6 @@ def canonical(kind: str) -> str:
 
 
 _CANONICAL: dict[str, str] = {}  # a layer kind or alias -> the table's kind
-_KIND = attrgetter("kind")
 
 
 def module_events(node, path=(), owner=None, rel=()):
@@ -143,7 +140,7 @@ class _Checker:
         self.tree = tree
         self.context = context
         self._events: tuple[dict, list] | None = None  # see `modules`
-        self._kinds: tuple[list[ir.Layer], list[str]] | None = None  # see `of_kind`
+        self._kinds: dict[str, list[ir.Layer]] | None = None  # see `of_kind`
         self.params = {name for name, _ in tree.params}
 
     @property
@@ -273,12 +270,17 @@ class _Checker:
         """The layers of `kind` under the module at `path` (the network for ()), in order."""
         if path:
             return [n for n in walk(self.modules[path]) if type(n) is ir.Layer and canonical(n.kind) == kind]
-        if self._kinds is None:  # the network's layers and their kinds, once for every rule
-            layers = self.context.by_type(self.tree.body).get(ir.Layer, [])
-            self._kinds = layers, list(map(_KIND, layers))
-        layers, kinds = self._kinds
-        named = {name for name in set(kinds) if canonical(name) == kind}  # the kind and its aliases
-        return list(compress(layers, map(named.__contains__, kinds)))
+        if self._kinds is None:  # the network's layers by their kind as written, once for every rule
+            self._kinds = {}
+            for layer in self.context.by_type(self.tree.body).get(ir.Layer, ()):
+                try:
+                    self._kinds[layer.kind].append(layer)
+                except KeyError:
+                    self._kinds[layer.kind] = [layer]
+        named = [name for name in self._kinds if canonical(name) == kind]  # the kind and its aliases
+        if len(named) == 1:
+            return list(self._kinds[named[0]])
+        return [layer for layer in self.context.by_type(self.tree.body).get(ir.Layer, ()) if layer.kind in named]
 
     def last_norm(self, target, rule, weight, bias) -> ir.InitStep | None:
         norms, seen = [], set()

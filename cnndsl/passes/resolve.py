@@ -13,16 +13,17 @@ from __future__ import annotations
 import builtins
 import difflib
 import functools
-import itertools
 import keyword
+from operator import attrgetter
 
 from .. import ast, namespace
 from ..expr import FUNCTIONS
 from ..layers import RULES, SHORTCUTS, lookup
-from ..traverse import Visitor, of_type, walk
+from ..traverse import Visitor, walk_by_type
 from .context import Context, alone, finish
 
 MAX_NAME = 64
+_NAME = attrgetter("name")
 
 # Names the generated module uses itself, and nn.Module's own attributes: a parameter,
 # label or class with one of these names would break or hijack the generated code.
@@ -239,11 +240,11 @@ def _defs(program: ast.Program, definitions: dict, context: Context) -> None:
             if params.count(param.name) > 1:
                 context.error(param.span, f"parameter {param.name!r} is listed twice", None)
         hidden = set(params)
-        roots = [definition.body, *(p.default for p in definition.params or () if p.default is not None)]
-        nodes = list(itertools.chain.from_iterable(map(walk, roots)))
-        uses[definition.name] = {
-            n.name for n in (*of_type(nodes, ast.Var), *of_type(nodes, ast.FuncCall))
-            if n.name not in hidden and isinstance(definitions.get(n.name), ast.DefDef)}
+        read = set()  # the names the body and the defaults read or call
+        for root in (definition.body, *(p.default for p in definition.params or () if p.default is not None)):
+            found = walk_by_type(root)
+            read.update(map(_NAME, found.get(ast.Var, ())), map(_NAME, found.get(ast.FuncCall, ())))
+        uses[definition.name] = {name for name in read - hidden if isinstance(definitions.get(name), ast.DefDef)}
     _cycles(uses, {d.name: d for d in program.defs}, context,
             "a def cannot use itself, directly or through another def; write the values out, or use a list")
 
