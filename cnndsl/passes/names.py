@@ -455,4 +455,5 @@ def assign_names(network: ir.Network | None, context: Context | None = None) -> 
     if network is None:
         return finish(None, context, own)
     body = Naming(context).class_scope(network.body, f"network {network.name}")
+    context.rebased.clear()  # read: the shape pass's trees it holds are free to go, not left to the cycle collector
     return finish(evolve(network, body=body), context, own)

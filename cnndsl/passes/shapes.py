@@ -909,6 +909,7 @@ def infer_shapes(network: ir.Network, context: Context | None = None) -> ir.Netw
     inference.reusing = not (reads or network.outputs)
     body, _ = inference.visit_Seq(network.body, start)
     outputs = inference.outputs(network)
+    context.leaf_copies.clear()  # read: the expanded bodies it holds are free to go, not left to the cycle collector
     return finish(evolve(network, body=body, outputs=outputs), context, own)
 
 
