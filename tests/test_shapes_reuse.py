@@ -55,6 +55,21 @@ network N() {
     assert "rf=5 " in reused and "rf=9 " in reused and "rf=13 " in reused  # three uses at one shape, each its own
 
 
+def test_a_strided_body_reused_at_the_same_jump_gives_the_jump_after_it(monkeypatch):
+    source = source_from_text("""
+block Down(c) {
+  conv(c, 3, stride=2, pad=1) -> relu
+}
+network N() {
+  input 3x16x16
+  conv(8, 3, pad=1) -> Down(8) -> upsample(2) -> Down(8) -> conv(8, 3, pad=1) -> global_avgpool -> fc(10)
+}
+""")
+    (reused, _), (fresh, _) = _both(source, monkeypatch)
+    assert reused == fresh
+    assert "rf=11 jump=2" in reused  # the conv after the second use: its input's jump is the block's stride
+
+
 def test_an_error_in_a_reused_body_is_reported_at_each_kind_of_use(monkeypatch):
     source = source_from_text("""
 block B(c) {

@@ -15,6 +15,7 @@ from __future__ import annotations
 from operator import attrgetter, itemgetter
 
 from .. import ir
+from ..expr import Name
 from ..layers import RULES, pair
 from ..traverse import children, evolve
 from .leaves import _LEAF_KINDS, leaf_args
@@ -153,7 +154,7 @@ def has_pending(args: tuple) -> bool:
 _ELEMENT_ARGS = frozenset(spec.name for rule in RULES.values() for spec in rule.args if spec.type == "element")
 # The kinds (and aliases) that have one: a layer's arguments are its kind's (expand checks them)
 _READER_KINDS = frozenset(kind for kind, rule in RULES.items() if any(spec.type == "element" for spec in rule.args))
-_SEQ, _LAYER, _CALL, _RESIDUAL, _GATE = ir.Seq, ir.Layer, ir.BlockInstance, ir.Residual, ir.Gate
+_SEQ, _LAYER, _CALL, _RESIDUAL, _GATE, _CONCAT = ir.Seq, ir.Layer, ir.BlockInstance, ir.Residual, ir.Gate, ir.Concat
 _FIRST, _SECOND, _VALUE = itemgetter(0), itemgetter(1), attrgetter("value")
 
 
@@ -164,10 +165,63 @@ class Rebase:
     those of the blocks it uses) take them too, as `with_leaves` gives them, and `releafed`
     lists those that did, for the shape pass to check."""
 
-    def __init__(self, windows: dict, leaves: dict | None = None) -> None:
+    def __init__(self, windows: dict, leaves: dict | None = None, orders: dict | None = None) -> None:
         self.windows = windows  # id(inferred layer) -> (extent, stride, upscale)
         self.leaves = leaves
         self.releafed: list[ir.Layer] = []
+        self.orders = {} if orders is None else orders  # for `shifted`: (id(chain), leaf names) -> `_order`
+
+    def moved(self, node: ir.Seq, was: tuple, rf, jump):
+        """`seq(node, rf, jump)` for a chain inferred where its input had the field and jump
+        `was`. Where both jumps are one and the same number and both fields a number, each
+        node's field is its own moved by the difference (a window adds what the jump
+        decides, a gate or a concat takes the widest of fields moved alike), and `shifted`
+        copies the tree so, without a window's arithmetic."""
+        was_rf, was_jump = was
+        if type(rf) is int and type(was_rf) is int and type(jump) is int and jump == was_jump:
+            moved = self.shifted(node, rf - was_rf)
+            return moved, moved.stats.rf, moved.stats.jump
+        return self.seq(node, rf, jump)
+
+    def shifted(self, node: ir.Seq, delta: int) -> ir.Seq:
+        """The chain with every receptive field `delta` wider (and the leaves put in): each
+        node copied in one loop over `_order`'s list, a node's children taken from the
+        stack of the copies made before it."""
+        leaves = self.leaves
+        key = (id(node), frozenset(leaves) if leaves else None)
+        found = self.orders.get(key)
+        if found is None or found[0] is not node:
+            found = self.orders[key] = (node, _order(node, self.windows, key[1]))  # the chain kept: its id stays its own
+        windows, releafed = self.windows, self.releafed
+        stack: list = []
+        push = stack.append
+        for item, kind, count, window in found[1]:
+            stats = _new(_STATS)
+            fields = stats.__dict__
+            fields.update(item.stats.__dict__)
+            rf = fields["rf"]
+            fields["rf"] = rf + delta if type(rf) is int else (rf[0] + delta, rf[1] + delta)
+            new = _new(kind)
+            fields = new.__dict__
+            fields.update(item.__dict__)
+            fields["stats"] = stats
+            if kind is _LAYER:
+                windows[id(new)] = window  # a body that holds this one may be rebased in turn
+                if count:  # it reads a leaf that this body changes
+                    fields["args"] = leaf_args(item, leaves)
+                    releafed.append(new)
+            elif kind is _SEQ or kind is _CONCAT:
+                fields["items" if kind is _SEQ else "branches"] = tuple(stack[len(stack) - count:])
+                del stack[len(stack) - count:]
+            elif kind is _RESIDUAL:  # the body, then a projection's layers
+                if count > 1:
+                    fields["shortcut"] = evolve(item.shortcut, layers=tuple(stack[len(stack) - count + 1:]))
+                fields["body"] = stack[len(stack) - count]
+                del stack[len(stack) - count:]
+            else:  # a gate, a block's use
+                fields["body"] = stack.pop()
+            push(new)
+        return stack[0]
 
     def seq(self, node: ir.Seq, rf, jump):
         items, rf, jump = self.items(node.items, rf, jump)
@@ -252,6 +306,35 @@ class Rebase:
         body, rf, jump = self.seq(node.body, rf, jump)
         self.leaves = leaves
         return _moved(node, rf, jump, "body", body), rf, jump
+
+
+def _order(root: ir.Seq, windows: dict, leaves: frozenset | None) -> list[tuple]:
+    """The nodes of an inferred chain in the order `Rebase.shifted` copies them, children
+    first: each as (the node, its kind, how many copies before it are its children, for a
+    layer whether it reads one of `leaves` (not in a block it uses), its window)."""
+    order: list[tuple] = []
+    add = order.append
+
+    def visit(node, own: bool) -> None:
+        kind = type(node)
+        if kind is _LAYER:
+            reads = own and leaves is not None and node.kind in _LEAF_KINDS and any(
+                type(value.expr) is Name and value.expr.name in leaves for _, value in node.args)
+            add((node, kind, reads, windows[id(node)]))
+            return
+        if kind is _SEQ or kind is _CONCAT:
+            inner = node.items if kind is _SEQ else node.branches
+        elif kind is _RESIDUAL:
+            inner = (node.body, *node.shortcut.layers)
+        else:  # a gate, or a block's use: its body's layers take no leaf
+            inner = (node.body,)
+            own = own and kind is not _CALL
+        for child in inner:
+            visit(child, own)
+        add((node, kind, len(inner), None))
+
+    visit(root, True)
+    return order
 
 
 # What `Rebase.items` calls for each kind of node in a chain but a layer

@@ -116,6 +116,7 @@ class ShapeInference(Visitor):
         # it was inferred at); and each inferred layer's window, for `Rebase`.
         self.bodies: dict = {}
         self.windows: dict = {}
+        self.orders: dict = {}  # the order in which `Rebase.shifted` copies a kept body
         self.chains = Chains(context.leaf_copies)
         self.reusing = False  # whether a named group's inference may be reused: nothing reads an element
 
@@ -711,7 +712,7 @@ class ShapeInference(Visitor):
             body, out, rf, jump = found
             if (rf, jump) == (flow.rf, flow.jump):
                 return body, out
-            moved, rf, jump = Rebase(self.windows).seq(body, flow.rf, flow.jump)
+            moved, rf, jump = Rebase(self.windows, None, self.orders).moved(body, (rf, jump), flow.rf, flow.jump)
             self.context.rebased[id(moved)] = (moved, body)
             return moved, evolve(out, rf=rf, jump=jump)
         reported = len(self.context.diagnostics)
@@ -735,8 +736,8 @@ class ShapeInference(Visitor):
         found = self.bodies.get(self.body_key(origin, flow, pending)) if rebasable else None
         if found is None:
             return None
-        rebase = Rebase(self.windows, leaves)
-        body, rf, jump = rebase.seq(found[0], flow.rf, flow.jump)
+        rebase = Rebase(self.windows, leaves, self.orders)
+        body, rf, jump = rebase.moved(found[0], found[2:], flow.rf, flow.jump)
         if not all(map(_fits, rebase.releafed)):
             return None
         self.context.rebased[id(body)] = (body, found[0])
