@@ -39,7 +39,9 @@ def block_env(args, shape: ir.Shape) -> dict[str, object]:
 
 def computed(value: ir.Value, env: dict[str, object]) -> ir.Value:
     """The pending value computed in `env`; raises PendingProblem where it cannot be."""
-    expr = value.expr.substitute({n: Const(env[n]) for n in _SIZES if n in env})
+    expr = value.expr
+    if not expr.names.isdisjoint(_SIZES):  # most read the channels alone
+        expr = expr.substitute({n: Const(env[n]) for n in _SIZES if n in env})
     try:
         result = expr.evaluate(env)
     except ExprError as problem:

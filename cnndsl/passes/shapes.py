@@ -26,6 +26,7 @@ from ..traverse import Visitor, evolve
 from .context import Context, alone, finish
 from .pending import PendingProblem, block_env, resolve_args, resolve_layer
 from .receptive import POINT, Chains, Rebase, has_pending, receptive
+from .values import PENDING
 from .receptive import widest as _widest
 
 
@@ -291,9 +292,12 @@ class ShapeInference(Visitor):
         those of a layer that names an element."""
         resolved, values, exprs = layer, own.values, own.exprs
         if values is _UNREAD:
-            own.values = own.exprs = values = exprs = None
-            if not has_pending(layer.args):
-                own.values, own.exprs = values, exprs = layer.values, {k: v.expr for k, v in layer.args}
+            values = layer.values
+            if PENDING in values.values():  # `has_pending`, on the values read anyway
+                own.values = own.exprs = values = exprs = None
+            else:
+                own.values, own.exprs = values, {k: v.expr for k, v in layer.args}
+                exprs = own.exprs
         if values is None:  # a pending argument, computed in this use's input
             try:
                 resolved = resolve_layer(layer, self.scope())
@@ -329,8 +333,11 @@ class ShapeInference(Visitor):
         else:
             own.dims_in, own.dims = flow.dims, rule.dims(flow.dims, values, exprs)
             dims = own.dims
-        # the output's token, where it is channels first (`visit_Layer`)
-        token = self.flow_tokens.setdefault((out, channels, dims), len(self.flow_tokens))
+        # the output's token, where it is channels first (`visit_Layer`): the input's where the layer
+        # keeps its shape, channels and dims (a norm, an activation)
+        token = flow.token
+        if token is None or channels is not flow.channels or dims is not flow.dims or out != flow.shape:
+            token = self.flow_tokens.setdefault((out, channels, dims), len(self.flow_tokens))
         return (resolved, keep, tuple(notes), POINT if window == POINT else window, made, out, channels,
                 rule.flattens, dims, token)
 
