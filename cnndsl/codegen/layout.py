@@ -148,7 +148,32 @@ def wrap_doc(paragraphs) -> tuple[str, ...]:
             lines.append("")
         if isinstance(paragraph, tuple):
             for line in paragraph:
-                lines.extend(textwrap.wrap(line, 85, break_on_hyphens=False) if len(line) > 85 else [line])
+                lines.extend(_wrapped(line) if len(line) > 85 else [line])
         else:
-            lines.extend(textwrap.wrap(paragraph, 85, break_on_hyphens=False) or [""])
+            lines.extend(_wrapped(paragraph) or [""])
     return tuple(lines)
+
+
+_SPACES = frozenset("\t\n\x0b\x0c\r")  # the whitespace textwrap turns into spaces, but the space
+
+
+def _wrapped(text: str, width: int = 85) -> list[str]:
+    """`textwrap.wrap(text, width, break_on_hyphens=False)`, filled greedily without its regular
+    expression for text whose words stand one space apart, none longer than a line (a
+    docstring's sentences); textwrap's own for the rest."""
+    words = text.split(" ")
+    if not text or _SPACES.intersection(text) or "" in words or max(map(len, words)) > width:
+        return textwrap.wrap(text, width, break_on_hyphens=False)
+    lines = []
+    line = [words[0]]
+    length = len(words[0])
+    for word in words[1:]:
+        if length + 1 + len(word) <= width:
+            line.append(word)
+            length += 1 + len(word)
+        else:  # the space between ends the line, dropped as textwrap drops it
+            lines.append(" ".join(line))
+            line = [word]
+            length = len(word)
+    lines.append(" ".join(line))
+    return lines
