@@ -183,6 +183,26 @@ def _annotation(value) -> str:
 _ANNOTATIONS = {bool: "bool", int: "int", float: "float", str: "str"}  # a parameter's type, as its annotation
 
 
+def _kinds(envs: list, name: str) -> list[str]:
+    """The annotations of a parameter's values at a class's uses (`toggles.use_env`s), each
+    once, in the order first met: a value but a tuple is annotated by its type alone, looked
+    at once; the values are read as `Env.__getitem__` reads them outside a merge."""
+    kinds: list[str] = []
+    types: set[type] = set()
+    get = dict.__getitem__
+    for env in envs:
+        value = get(env, name)
+        kind = type(value)
+        if kind is not tuple:
+            if kind in types:
+                continue
+            types.add(kind)
+        for annotation in _annotation(value).split(" | "):
+            if annotation not in kinds:
+                kinds.append(annotation)
+    return kinds
+
+
 def layer_ctor(layer: ir.Layer, helpers: set[str], previous=None, read_elsewhere: frozenset = frozenset()) -> Ctor:
     inplace = RULES[layer.kind].inplace and _fresh(previous, read_elsewhere)
     ctor, needs = _layer_ctor(layer, inplace)
@@ -994,11 +1014,7 @@ class Generator:
         defaults = dict(info.params)
         params = list(shared.first.params[:given])
         for name in names:
-            kinds = []
-            for env in shared.envs:
-                for kind in _annotation(env[name]).split(" | "):
-                    if kind not in kinds:
-                        kinds.append(kind)
+            kinds = _kinds(shared.envs, name)
             default = defaults[name]
             params.append((name, " | ".join(kinds), default.text if default is not None else None))
         taken = Namer(taken={name for name, _, _ in params} | {m.name for m in shared.members},
