@@ -1,8 +1,8 @@
 """`traverse.walk` for the checked IR, quicker where the code generator walks a whole
 network (the network's side outputs and skips, the layers an init loop picks): the same
 nodes in the same order, reading the children of the commonest nodes (layers, which have
-none, chains and block uses) without the generic look at each field, and handed over
-sorted by class."""
+none, chains, block uses, residuals, gates, identity shortcuts) without the generic look
+at each field, and handed over sorted by class."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def by_kind(root) -> dict[type, list]:
     found: defaultdict[type, list] = defaultdict(list)
     stack = [root]
     pop, push, append = stack.pop, stack.extend, stack.append
-    layer, seq, use = ir.Layer, ir.Seq, ir.BlockInstance
+    layer, seq, use, residual, gate, shortcut = ir.Layer, ir.Seq, ir.BlockInstance, ir.Residual, ir.Gate, ir.Shortcut
     while stack:
         node = pop()
         kind = type(node)
@@ -29,8 +29,13 @@ def by_kind(root) -> dict[type, list]:
             continue
         if kind is seq:
             push(node.items[::-1])
-        elif kind is use:
+        elif kind is use or kind is gate:
             append(node.body)
+        elif kind is residual and type(node.shortcut) is shortcut:  # its body, then its shortcut
+            append(node.shortcut)
+            append(node.body)
+        elif kind is shortcut and not node.layers:  # the identity: no layers
+            continue
         else:
             below = children(node)
             if below:
