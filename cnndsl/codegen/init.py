@@ -157,34 +157,34 @@ class _LayerIndex:
     def __init__(self, layers: list[ir.Layer], made, kinds: frozenset[str]):
         self.made = made
         self.order: dict[str, dict[tuple, tuple[int, ir.Layer]]] = {}  # kind -> construction -> (at, first layer)
-        arguments: dict[int, tuple] = {}  # id(a layer's args) -> (args, id of their key): the expansion shares them
-        keys: dict[tuple, tuple] = {}  # each distinct key of arguments, once
+        self.tensors: dict[tuple, tuple] = {}  # (kind, id(args)) -> (args, the tensors its module holds)
+        # The layers sharing their arguments (by identity: the expansion shares them) and input
+        # construct alike; those with equal arguments of their own too, looked at apart: the
+        # facts are each distinct callee and tensors, which they give again.
         firsts: dict[tuple, tuple[int, ir.Layer]] = {}  # construction -> (at, first layer); it holds the kind
         picked = {kind: rule.kind in kinds for kind, rule in RULES.items()}  # a layer's kind (or alias) -> its rule's picked
         for at, node in enumerate(layers):
             if not picked[node.kind]:
                 continue
-            args = arguments.get(id(node.args))
-            if args is None:
-                key = _arguments(node.args)
-                args = arguments[id(node.args)] = (node.args, id(keys.setdefault(key, key)))
             stats = node.stats
-            key = (node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text, args[1])
-            if key not in firsts:
+            key = (node.kind, type(stats.in_shape), stats.in_shape, stats.in_channels.text, id(node.args))
+            if key not in firsts:  # the layer held, so the id of its arguments stays theirs
                 firsts[key] = (at, node)
         for key, first in firsts.items():  # by their rule's kind: each distinct construction, not each layer
             self.order.setdefault(RULES[key[0]].kind, {})[key] = first
 
     def facts(self, kinds) -> list[tuple[str, frozenset[str]]]:
         firsts = sorted(first for kind in kinds for first in self.order.get(kind, {}).values())
-        return [(self.made(layer) or _callee(layer), frozenset(t for t in ("weight", "bias") if has_tensor(layer, t)))
-                for _, layer in firsts]
+        return [(self.made(layer) or _callee(layer), self.held(layer)) for _, layer in firsts]
 
-
-def _arguments(args) -> tuple:
-    """A layer's arguments as a key: equal keys, equal values and sources (`LayerRule.construction`
-    reads both), with the input (shape and channels) beside them."""
-    return tuple((k, type(v.value), repr(v.value), v.expr.text) for k, v in args)
+    def held(self, layer: ir.Layer) -> frozenset[str]:
+        """The tensors of a layer's module (`has_tensor`: its kind and values decide), once for
+        each kind and arguments object; the entry holds them, so that their id stays theirs."""
+        key = (layer.kind, id(layer.args))
+        found = self.tensors.get(key)
+        if found is None:
+            found = self.tensors[key] = (layer.args, frozenset(t for t in ("weight", "bias") if has_tensor(layer, t)))
+        return found[1]
 
 
 def _callee(layer: ir.Layer) -> str:
