@@ -237,8 +237,9 @@ def _keep_pieces(call: Ctor, callee: str, args: list[str]) -> None:
     """`call.wrapped_args` kept as the call was written (for the template's long calls), where
     `split_top_level` would give them back: no argument holds a comma or a quote (an
     expression's brackets balance; a string's need not)."""
-    if not any("," in arg or "'" in arg or '"' in arg for arg in args):
-        call.__dict__["pieces"] = (call.text, callee, args)
+    text = call.text  # its commas then the separators alone (the callee holds none)
+    if text.count(",") == len(args) - 1 and "'" not in text and '"' not in text:
+        call.__dict__["pieces"] = (text, callee, args)
 
 
 _TRUE = Const(True)
@@ -803,7 +804,7 @@ class Generator:
             if not self.in_network:
                 return self.instance_call(node)
             if not node.read_channels and id(node) in self.use_keys:  # the plan's use: its class is known
-                call, helpers = self.made_call(node, *self.block_class(node), written=self.written)
+                call, helpers = self.made_call(node, *self.block_class(node), written=True)
                 self.helpers.update(helpers)
                 return call
             written = as_written(node, self.tables, self.written)
@@ -945,12 +946,13 @@ class Generator:
         return found[4]
 
     def made_call(self, node: ir.BlockInstance, model: ClassModel, class_name: str,
-                  written=None) -> tuple[Ctor, set[str]]:
+                  written: bool = False) -> tuple[Ctor, set[str]]:
         """The call constructing a use's class `model`, and the helpers its values need: the
         leading channels, then `ir.call_args`'s arguments as `ir.format_call` writes them, in
         one walk for the text, the names and the helpers (made once for each use of a network).
-        `written`, for a use of the network's class without reads(...) (`Generator.written`):
-        the values as `as_written` writes them, each read as the call reads it, no use rebuilt."""
+        `written`, for a use of the network's class without reads(...): the values as
+        `as_written` writes them (`Generator.written`), each read as the call reads it, no use
+        rebuilt."""
         helpers: set[str] = set()
         given = dict(node.args)
         defaults = self.defaults.get(node.block)
@@ -958,8 +960,8 @@ class Generator:
             defaults = self.defaults[node.block] = dict(self.network.blocks[node.block].params)
         counts = model.loop.counts if model.loop is not None else frozenset()  # a loop's count: its number
         channels = node.stats.in_channels
-        if written is not None and not readable(channels, self.tables):
-            channels = Const(node.stats.in_shape[0])
+        if written and not readable(channels, self.tables):
+            channels = ir.Value.constant(node.stats.in_shape[0]).expr
         leading = (channels, *(v.expr for v in node.read_channels))  # LRASPPHead(960, 40, ...)
         names: set[str] = set()
         parts = []
@@ -967,8 +969,12 @@ class Generator:
             names |= expr.names
             helpers.update(expr_imports(expr))
             parts.append(expr.text)
+        known = self.written_values
         for name, _, _ in model.params[1 + len(model.inputs):]:
-            value = given[name] if written is None else written(given[name])
+            value = given[name]
+            if written:
+                found = known.get(id(value))  # `self.written(value)`, most often found already
+                value = found[1] if found is not None else self.written(value)
             if name in counts:
                 value = ir.Value.constant(value.value)
             default = defaults.get(name)
