@@ -47,10 +47,17 @@ class Flow:
 _new = object.__new__
 
 
-def _flow(shape: ir.Shape, channels: Expr, rf, jump, dims) -> Flow:
-    """`Flow(...)` without the frozen dataclass's `__init__`, for the flows made at each block use."""
+def _flow(shape: ir.Shape, channels: Expr, rf, jump, dims, token: int | None = None) -> Flow:
+    """`Flow(...)` without the frozen dataclass's `__init__`, for the flows made at each layer and
+    block use: each field set by itself, no dict of keyword arguments to merge."""
     flow = _new(Flow)
-    flow.__dict__.update(shape=shape, channels=channels, rf=rf, jump=jump, dims=dims, token=None)
+    fields = flow.__dict__
+    fields["shape"] = shape
+    fields["channels"] = channels
+    fields["rf"] = rf
+    fields["jump"] = jump
+    fields["dims"] = dims
+    fields["token"] = token
     return flow
 
 
@@ -236,15 +243,23 @@ class ShapeInference(Visitor):
             rf, jump = receptive(rf, jump, *window)
         if type(shape) is ChannelsLast:
             flattens, dims, token = False, flow.dims, None
-        stats = _new(_STATS)  # ir.Stats(...) without the frozen __init__: once per layer per use
-        stats.__dict__.update(made, in_shape=shape, rf=rf, jump=jump, flatten_before=flattens and len(shape) == 3,
-                              in_channels=flow.channels, dims=dims)
-        new = _new(_LAYER)  # `evolve(layer, stats=stats)`
-        new.__dict__.update(layer.__dict__, stats=stats)
+        # ir.Stats(...), `evolve(layer, stats=stats)` and Flow(...) without the frozen __init__ (once per
+        # layer per use), each field set by itself (no dict of keyword arguments to merge)
+        stats = _new(_STATS)
+        fields = stats.__dict__
+        fields.update(made)
+        fields["in_shape"] = shape
+        fields["rf"] = rf
+        fields["jump"] = jump
+        fields["flatten_before"] = flattens and len(shape) == 3
+        fields["in_channels"] = flow.channels
+        fields["dims"] = dims
+        new = _new(_LAYER)
+        fields = new.__dict__
+        fields.update(layer.__dict__)
+        fields["stats"] = stats
         self.windows[id(new)] = window  # for `Rebase`, while the layer lives
-        after = _new(Flow)
-        after.__dict__.update(shape=out, channels=channels, rf=rf, jump=jump, dims=dims, token=token)
-        return new, after
+        return new, _flow(out, channels, rf, jump, dims, token)
 
     def token(self, flow: Flow) -> int:
         """The number of the flow's shape, channels and dims, the same for equal ones, so that
@@ -660,15 +675,18 @@ class ShapeInference(Visitor):
             return evolve(node, body=body), None
         # Outside, the block's output channels are its inner formula with the call's arguments,
         # constants folded: 64 + 128 + 32 + 32 reads better as 256.
-        mapping = self.arguments(node, flow)
-        if read:
-            mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
-            node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read))
-        channels = _substituted(out.channels, mapping)
         dims = None
-        if out.dims is not None and flow.dims is not None:
-            mapping.update(zip((height, width), flow.dims))
-            dims = tuple(_substituted(d, mapping) for d in out.dims)
+        if type(out.channels) is Name and not read and (out.dims is None or flow.dims is None):
+            channels = self.argument(node, flow, out.channels)  # most often one of the parameters
+        else:
+            mapping = self.arguments(node, flow)
+            if read:
+                mapping.update((f"{name}_channels", given.channels) for (name, _), given in zip(node.reads, read))
+                node = replace(node, read_channels=tuple(ir.Value(given.shape[0], given.channels) for given in read))
+            channels = _substituted(out.channels, mapping)
+            if out.dims is not None and flow.dims is not None:
+                mapping.update(zip((height, width), flow.dims))
+                dims = tuple(_substituted(d, mapping) for d in out.dims)
         end = _flow(out.shape, channels, out.rf, out.jump, dims)
         if body.stats is None:  # a side output inside failed; the block's output is known
             return evolve(node, body=body), end
@@ -776,6 +794,13 @@ class ShapeInference(Visitor):
                 return None
             flows.append(found[source])
         return flows
+
+    def argument(self, node: ir.BlockInstance, flow: Flow, name: Name) -> Expr:
+        """What one name of the block stands for at this use (`arguments`, for one name)."""
+        if name.name == "in_channels":
+            return flow.channels
+        value = dict(node.args).get(name.name)
+        return name if value is None else value.expr
 
     def arguments(self, node: ir.BlockInstance, flow: Flow) -> dict[str, Expr]:
         """What the block's parameters and `in_channels` stand for at this use."""
