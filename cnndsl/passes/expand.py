@@ -297,7 +297,24 @@ class Expander(Evaluating, Visitor):
                                 "flatten the spec: fewer blocks inside blocks", "limit")
             if element.template is not None:
                 element = replace(element, label=self.label_text(element, scope), template=None)
-            return self._element(element, scope)
+            node = element.node
+            kind = type(node)
+            if kind is ast.Optional:
+                return self._optional(element, node, scope)
+            label = element.label
+            listed = kind is ast.Concat and not node.split and node.op == "cat"  # a ModuleList
+            if kind in _UNNAMED and label is not None and not listed:
+                kind = node.op if isinstance(node, ast.Concat) and node.op != "cat" else type(node).__name__.lower()
+                raise self.fail(element.label_span or element.span,
+                                f"a{'n' if kind == 'add' else ''} {kind} cannot be named here",
+                                "its parts take names of their own; to name the whole, make it a block")
+            visit = self._dispatch.get(kind)  # `node`'s visit, without `Visitor.visit`'s frame once it is known
+            made = visit(self, node, scope, label) if visit is not None else self.node(node, scope, label)
+            if label is None:
+                return made
+            if listed:
+                return [replace(made[0], name=label)]
+            return _labelled(made, label, element.span)
         finally:
             self.depth -= 1
 
@@ -321,25 +338,6 @@ class Expander(Evaluating, Visitor):
         if reason:
             raise self.fail(element.label_span or element.span, f"cannot name a layer {text!r}: {reason}", None)
         return text
-
-    def _element(self, element: ast.Element, scope: _Scope) -> list[ir.Node]:
-        node = element.node
-        label = element.label
-        kind = type(node)
-        if kind is ast.Optional:
-            return self._optional(element, node, scope)
-        listed = kind is ast.Concat and not node.split and node.op == "cat"  # a ModuleList
-        if kind in _UNNAMED and label is not None and not listed:
-            kind = node.op if isinstance(node, ast.Concat) and node.op != "cat" else type(node).__name__.lower()
-            raise self.fail(element.label_span or element.span,
-                            f"a{'n' if kind == 'add' else ''} {kind} cannot be named here",
-                            "its parts take names of their own; to name the whole, make it a block")
-        made = self.node(node, scope, label)
-        if label is None:
-            return made
-        if listed:
-            return [replace(made[0], name=label)]
-        return _labelled(made, label, element.span)
 
     def _optional(self, element: ast.Element, node: ast.Optional, scope: _Scope) -> list[ir.Node]:
         """`X?(condition)` (kept or dropped by its value) and `name: X?` (a switch)."""
@@ -471,7 +469,9 @@ class Expander(Evaluating, Visitor):
                 made = ir.Layer(rule.kind, self.layer_args(rule, call, scope, node.span), label, node.span)
                 found = self.layers_made[key] = (made, tuple(map(get, names)))  # the values kept: their ids stay theirs
             made = found[0]
-        self.count(1, node.span)
+        self.layers += 1
+        if self.layers > MAX_LAYERS:  # (`count`, which says so, without its call at every layer)
+            self.count(0, node.span)
         return made
 
     def let_items(self, name: str, scope: _Scope) -> list[ir.Node]:
@@ -636,7 +636,9 @@ class Expander(Evaluating, Visitor):
                  label: str | None) -> ir.BlockInstance:
         condition, self.conditioned = self.conditioned, None  # its `X?(condition)`'s, where it is X (`_optional`)
         values = self.block_args(block, call, scope, span)
-        self.count(1, span)
+        self.layers += 1
+        if self.layers > MAX_LAYERS:  # (`count`, which says so)
+            self.count(0, span)
         body, decided = self.block_body(block, values)
         structure = self.structure[-1]
         for param_name in decided & values.keys():  # what decides the block's structure decides the caller's

@@ -148,14 +148,26 @@ def _along(body, spine: tuple, changed: dict[str, ir.Value], kinds: frozenset | 
     args = leaf_args(node, changed, kinds)
     if args is None:
         return body
-    new = evolve(node, args=args)
+    new = _copied(node, "args", args)
     for (name, index), parent in zip(reversed(spine), reversed(nodes)):
-        state = parent.__dict__
         if index is not None:
-            old = state[name]
+            old = parent.__dict__[name]
             new = old[:index] + (new,) + old[index + 1:]
-        new = evolve(parent, **{name: new})
+        new = _copied(parent, name, new)
     return new
+
+
+def _copied(node, name: str, value):
+    """`evolve(node, **{name: value})` for one field: its fields' dict copied and given to the
+    copy whole (a spine's nodes are copied once per use of a body: EfficientNet's 73)."""
+    new = _new(type(node))
+    fields = node.__dict__.copy()
+    fields[name] = value
+    _set(new, "__dict__", fields)
+    return new
+
+
+_new, _set = object.__new__, object.__setattr__  # (the frozen records' own __setattr__ refuses)
 
 
 def leaf_args(layer: ir.Layer, changed: dict[str, ir.Value], kinds: frozenset | None = None) -> tuple | None:
