@@ -564,3 +564,26 @@ def test_the_generator_is_freed_by_reference_counting():
         if enabled:
             gc.enable()
     assert left == []
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "densenet121", "resnet50", "inception_v3",
+                                  "deeplabv3_mobilenet", "shufflenet_v2_x1_0", "convnext_tiny"])
+def test_a_compile_leaves_no_garbage_for_the_cycle_collector(name):
+    """compile_network and generate free what they drop by reference counting: no cycle is
+    left for the collector, which would scan the whole IR first (a self-calling closure in
+    receptive._order once left 444 objects of efficientnet_v2_l, a template macro 756)."""
+    import gc
+
+    from cnndsl.compiler import compile_network, generate, load
+
+    source = load(name)
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        generate(compile_network(source))
+        found = gc.collect()
+    finally:
+        if enabled:
+            gc.enable()
+    assert found == 0

@@ -334,6 +334,7 @@ def _order(root: ir.Seq, windows: dict, leaves: frozenset | None) -> list[tuple]
         add((node, kind, len(inner), None))
 
     visit(root, True)
+    del visit  # it calls itself through its cell: a cycle the collector would be left to free
     return order
 
 
