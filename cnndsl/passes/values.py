@@ -558,8 +558,9 @@ class Evaluating:
 
             def called(scope: Scope) -> ir.Value:
                 args = [each(scope) for each in runs]
-                found = met.get((name, params, *map(id, args)))  # `def_bound`'s first key, looked up here
-                return found[0] if found is not None else bound(definition, params, args, span)
+                same = (name, params, *map(id, args))  # `def_bound`'s first key, looked up here
+                found = met.get(same)
+                return found[0] if found is not None else bound(definition, params, args, span, same)
         else:
             def called(scope: Scope) -> ir.Value:
                 return self.def_call(definition, self.def_arguments(definition, args, scope, span), span)
@@ -637,16 +638,18 @@ class Evaluating:
         """The def's body with its parameters bound to `values` (`def_bound`)."""
         return self.def_bound(definition, tuple(values), list(values.values()), span)
 
-    def def_bound(self, definition: ast.DefDef, names: tuple[str, ...], args: list[ir.Value], span: Span) -> ir.Value:
+    def def_bound(self, definition: ast.DefDef, names: tuple[str, ...], args: list[ir.Value], span: Span,
+                  same: tuple | None = None) -> ir.Value:
         """The def's body with `names` bound to `args`, once per distinct list in an expansion.
         Met again with the very same argument objects: its Value by their ids (`def_objects`).
         Else keyed by each argument's number (`content_number`), which equal values with equal
         trees share: EfficientNet's `block_sd(setting, depth_mult, k, j, p)` meets a new j at
         each block, whose key is five lookups, not five tuples of the values and their trees' text."""
-        same = (definition.name, names, *map(id, args))
-        kept = self.def_objects.get(same)
-        if kept is not None:
-            return kept[0]
+        if same is None:  # (a call's closure gives it, having missed it: `compile_site`)
+            same = (definition.name, names, *map(id, args))
+            kept = self.def_objects.get(same)
+            if kept is not None:
+                return kept[0]
         key = (definition.name, names, *map(self.value_numbers.get, map(id, args)))
         if None in key:  # an argument not met before
             key = (definition.name, names, *map(self.content_number, args))
