@@ -8,8 +8,10 @@ class; the height and width become the numbers of this instance (a class per siz
 
 from __future__ import annotations
 
+from operator import attrgetter, itemgetter
+
 from .. import ir
-from ..expr import Const, ExprError
+from ..expr import Const, ExprError, Name
 from ..layers import RULES
 from ..node import replace
 from .expand import arg_problem
@@ -40,6 +42,9 @@ def block_env(args, shape: ir.Shape) -> dict[str, object]:
 def computed(value: ir.Value, env: dict[str, object]) -> ir.Value:
     """The pending value computed in `env`; raises PendingProblem where it cannot be."""
     expr = value.expr
+    if type(expr) is Name and expr.name in env and expr.name not in _SIZES:
+        # `input.channels` alone, the commonest: what `evaluate` gives, without its checks
+        return ir.Value(env[expr.name], expr)
     if not expr.names.isdisjoint(_SIZES):  # most read the channels alone
         expr = expr.substitute({n: Const(env[n]) for n in _SIZES if n in env})
     try:
@@ -60,18 +65,25 @@ def resolve_args(args, env: dict[str, object]):
 def resolve_layer(layer: ir.Layer, env: dict[str, object]) -> ir.Layer:
     """The layer with its pending arguments computed and checked as the expand pass checks
     the others; raises PendingProblem."""
-    if not any(is_pending(v) for _, v in layer.args):
+    args = layer.args
+    if PENDING not in map(_VALUE, map(_SECOND, args)):
         return layer
-    specs = {spec.name: spec for spec in RULES[layer.kind].args}
-    args = []
-    for name, value in layer.args:
-        if is_pending(value):
+    rule = RULES[layer.kind]
+    resolved = []
+    for pair in args:
+        value = pair[1]
+        if value.value is PENDING:  # few are (a squeeze-excite's `conv(input.channels)`): its spec looked up alone
+            name = pair[0]
             value = computed(value, env)
-            problem = arg_problem(RULES[layer.kind], specs[name], value.value)
+            problem = arg_problem(rule, next(spec for spec in rule.args if spec.name == name), value.value)
             if problem:
                 raise PendingProblem(*problem)
-        args.append((name, value))
-    return replace(layer, args=tuple(args))
+            pair = (name, value)
+        resolved.append(pair)
+    return replace(layer, args=tuple(resolved))
+
+
+_SECOND, _VALUE = itemgetter(1), attrgetter("value")
 
 
 __all__ = ["PendingProblem", "block_env", "is_pending", "resolve_args", "resolve_layer"]
