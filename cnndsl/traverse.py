@@ -140,6 +140,58 @@ def walk_by_type(node) -> dict:
 _IR_LAYER = ir.Layer
 
 
+def walk_ir_by_type(node) -> dict:
+    """`walk_by_type(node)` for an IR tree: the same lists in the same order, each class of
+    the IR's own read through the fields it declares (a layer has none, a block use's and a
+    gate's child is its body, a residual's its body and shortcut, a shortcut's its layers)
+    and put in its own list, without a lookup of its class's list nor a look at its fields;
+    any other node (or an unexpected child) walked as `walk_by_type` walks it. check_inits
+    and check_emittable read the named network so."""
+    seq, layer, use, gate, residual, shortcut = _IR_SEQ, _IR_LAYER, ir.BlockInstance, ir.Gate, ir.Residual, ir.Shortcut
+    seqs, layers, uses, gates, residuals, shortcuts = own = [], [], [], [], [], []
+    found: dict = {}
+    stack = [node]
+    pop, push, append = stack.pop, stack.extend, stack.append
+    while stack:
+        current = pop()
+        kind = type(current)
+        if kind is layer:
+            layers.append(current)
+        elif kind is seq:
+            seqs.append(current)
+            items = current.items
+            if items and _LAYERS_ONLY.issuperset(map(type, items)):  # childless layers: in order
+                layers += items
+            else:
+                push(items[::-1])
+        elif kind is use and type(current.body) is seq:
+            uses.append(current)
+            append(current.body)
+        elif kind is residual and type(current.body) is seq and type(current.shortcut) is shortcut:
+            residuals.append(current)
+            append(current.shortcut)  # the body first
+            append(current.body)
+        elif kind is shortcut:
+            shortcuts.append(current)
+            if current.layers:
+                push(reversed(children(current)))
+        elif kind is gate and type(current.body) is seq:
+            gates.append(current)
+            append(current.body)
+        else:
+            try:
+                found[kind].append(current)
+            except KeyError:
+                found[kind] = [current]
+            push(reversed(children(current)))
+    for kind, nodes in zip((seq, layer, use, gate, residual, shortcut), own):
+        if nodes:  # as `walk_by_type`, which has a class's list only where it met one
+            if kind in found:  # one met in an unexpected shape, walked above as any other node
+                return walk_by_type(node)
+            found[kind] = nodes
+    return found
+
+
 def of_type(nodes: list, kind: type, kinds: list | None = None) -> list:
     """The nodes of class `kind` among `nodes`, in order, picked in C (no bytecode per node);
     `kinds` is `list(map(type, nodes))`, made once where several classes are picked."""

@@ -94,3 +94,18 @@ def test_dump_is_stable_and_readable():
     assert text == traverse.dump(compile_network(load("lenet5")).network)
     assert text.startswith("Network @")
     assert "Layer @9 kind='conv' args=(filters=6, size=5" in text
+
+
+def test_walk_ir_by_type_gives_walk_by_types_lists():
+    """The IR's own walk (`Context.by_type`, for check_inits and check_emittable) gives the same
+    classes, each with the same nodes in the same order, over networks of every kind of node:
+    side outputs, concats, splits, residuals with projections, gates, block uses."""
+    for name in ("efficientnet_v2_s", "googlenet", "inception_v3", "resnet50", "deeplabv3_mobilenet",
+                 "shufflenet_v2_x1_0", "densenet121", "vgg11"):
+        body = compile_network(load(name)).network.body
+        expected, found = traverse.walk_by_type(body), traverse.walk_ir_by_type(body)
+        assert set(found) == set(expected)
+        for kind, nodes in expected.items():
+            assert list(map(id, found[kind])) == list(map(id, nodes)), (name, kind)
+    lone = ir.Layer("relu", (), None, None)
+    assert traverse.walk_ir_by_type(lone) == {ir.Layer: [lone]}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..diagnostics import ERROR, WARNING, CompileError, Diagnostic
 from ..source import SourceFile
-from ..traverse import walk, walk_by_type
+from ..traverse import walk, walk_ir_by_type
 
 
 @dataclass
@@ -48,12 +48,13 @@ class Context:
         return found[1]
 
     def by_type(self, root) -> dict:
-        """`walk_by_type(root)`: the nodes of `nodes(root)` by class, each class's in order,
-        walked once for each tree in this compile (check_inits reads the layers,
-        check_emittable five classes, where picking each from `nodes` took a pass per class)."""
+        """`walk_by_type(root)`, as `walk_ir_by_type` gives it for an IR tree: the nodes of
+        `nodes(root)` by class, each class's in order, walked once for each tree in this
+        compile (check_inits reads the layers, check_emittable five classes, where picking
+        each from `nodes` took a pass per class)."""
         found = self._grouped.get(id(root))
         if found is None or found[0] is not root:
-            found = self._grouped[id(root)] = (root, walk_by_type(root))  # the root kept, so its id stays its own
+            found = self._grouped[id(root)] = (root, walk_ir_by_type(root))  # the root kept, so its id stays its own
         return found[1]
 
     def report(self, diagnostic: Diagnostic) -> None:
