@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import keyword
 from dataclasses import dataclass
+from itertools import chain
 
 from .. import ast, ir
 from ..expr import FUNCTIONS as EXPR_FUNCTIONS
@@ -91,6 +92,25 @@ def has_tensor(layer: ir.Layer, tensor: str) -> bool:
     if tensor == "bias" and "bias" in values:
         return bool(values["bias"])
     return bool(values.get("affine", True))
+
+
+def any_tensor(layers, tensor: str) -> bool:
+    """`any(has_tensor(layer, tensor) for layer in layers)`, for a rule's layers (often all
+    without it: EfficientNet's convs have no bias): whether a kind's module has the tensor
+    looked up once for each kind, a layer's flag read from its arguments, not a dict of all
+    its values."""
+    holds: dict[str, bool] = {}
+    for layer in layers:
+        kind = layer.kind
+        can = holds.get(kind)
+        if can is None:
+            can = holds[kind] = tensor in TENSORS.get(canonical(kind), ())
+        if can:
+            args = dict(layer.args)
+            flag = args.get("bias") if tensor == "bias" and "bias" in args else args.get("affine")
+            if flag is None or flag.value:
+                return True
+    return False
 
 
 def canonical(kind: str) -> str:
@@ -179,7 +199,7 @@ class _Checker:
             elif found is not None:
                 kinds.setdefault(found[1], []).append((target, *found))
         for path, group in kinds.items():
-            layers = [layer for *_, found in group for layer in found]
+            layers = list(chain.from_iterable(found for *_, found in group))
             names = tuple(kind for _, kind, _, _ in group)
             attributes = tuple(a for a in ATTRIBUTES[names[0]] if all(a in ATTRIBUTES[kind] for kind in names)
                                and not (len(names) > 1 and a in FANS))  # a fan is computed as each kind has it
@@ -304,7 +324,7 @@ class _Checker:
                            norms=tuple((owner, rel) for owner, rel, _ in norms), last_norm=True)
 
     def call(self, value, tensor: str, layers, kinds, attributes, target) -> ir.InitCall | None:
-        if not any(has_tensor(layer, tensor) for layer in layers):
+        if not any_tensor(layers, tensor):
             if kinds:  # a family's variant may have none (bias=false): said, and left out
                 self.context.warn(target.span, f"no {kinds[0]} layer here has a {tensor}: its init sets nothing",
                                   f"leave out the {tensor}'s init", "init")
