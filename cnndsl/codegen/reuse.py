@@ -43,7 +43,7 @@ def _fields_of(kind: type) -> tuple[tuple[str, ...], object]:
     they are."""
     found = _FIELDS.get(kind)
     if found is None:
-        own = ("span", "stats") + _OWN.get(kind, ())
+        own = ("span", "stats", "condition") + _OWN.get(kind, ())  # a condition: keyed by `_plain`
         children = tuple(name for name in kind._fields if name not in own)
         rest = tuple(name for name in field_names(kind) if name not in children and name not in own)
         found = _FIELDS[kind] = (children, attrgetter(*rest) if rest else (lambda node: None))
@@ -125,29 +125,51 @@ def body_key(generator, use: ir.BlockInstance) -> tuple[tuple, list]:
             found = layers.get((id(node.args), node.kind, id(channels), id(inner), id(dims), type(in_shape), in_shape))
             if found is None:
                 found = layer_part(generator, node)
-            append((kind, node.kind, node.name, node.condition, found[-1], flatten, type(out_shape), len(out_shape),
+            condition = node.condition
+            if condition is not None:
+                condition = _plain(condition)
+            append((kind, node.kind, node.name, condition, found[-1], flatten, type(out_shape), len(out_shape),
                     len(in_shape), in_shape if flatten else None, bool(params)))
         elif kind is ir.Seq:  # as (kind, its fields, stats_key, its length), in one record
-            stats = node.stats
+            stats, condition = node.stats, node.condition
+            if condition is not None:
+                condition = _plain(condition)
             if stats is None:
-                append((kind, node.name, node.loop, node.condition, None, len(node.items)))
+                append((kind, node.name, node.loop, condition, None, len(node.items)))
             else:
                 channels, inner, dims, flatten, out_shape, in_shape, params = _STATS_READ(stats)
                 found = parts.get((id(channels), id(inner), id(dims))) or _trio(stats, parts)
-                append((kind, node.name, node.loop, node.condition, found[3], flatten, type(out_shape),
+                append((kind, node.name, node.loop, condition, found[3], flatten, type(out_shape),
                         len(out_shape), len(in_shape), in_shape if flatten else None, bool(params), len(node.items)))
             push(node.items[::-1])
         elif not hasattr(kind, "_fields"):
             append((kind, node))
         else:
             children, rest = _fields_of(kind)
-            append((kind, rest(node), stats_key(getattr(node, "stats", None), parts)))
+            condition = getattr(node, "condition", None)
+            if condition is not None:
+                condition = _plain(condition)
+            append((kind, rest(node), condition, stats_key(getattr(node, "stats", None), parts)))
             if kind is ir.BlockInstance:
                 calls.append(node)
             below = _children_of(node, children, head)
             below.reverse()
             push(below)
     return tuple(head), calls
+
+
+class _ValueTag:
+    """Leads `_plain`'s tuples: no field of a node holds it, so none equals one."""
+
+
+_VALUE = _ValueTag()
+
+
+def _plain(value: ir.Value) -> tuple:
+    """A condition's Value as a key that is equal where the Value is (its value, its
+    expression's type and text: what `Value.__eq__` and `Expr.__eq__` compare) and hashes
+    and compares without their Python-level `__hash__` and `__eq__`, about five a use."""
+    return _VALUE, value.value, type(value.expr), value.expr.text
 
 
 def layer_key(layer: ir.Layer, ctor) -> tuple:

@@ -59,7 +59,7 @@ class Env(dict):
 
 
 def use_env(node: ir.BlockInstance) -> Env:
-    env = Env((name, value.value) for name, value in node.args)
+    env = Env({name: value.value for name, value in node.args})  # a comprehension: no generator's frame per argument
     env["in_channels"] = node.stats.in_shape[0]
     env.known = {}
     env.read = None
@@ -193,7 +193,8 @@ def _state(shared: Shared) -> tuple:
 
 
 def _same_state(a: tuple, b: tuple) -> bool:
-    return all(x is y for x, y in zip(a[:4], b[:4])) and a[4:] == b[4:]
+    """Two `_state`s alike: the members and forms the same objects, the flags equal."""
+    return a[0] is b[0] and a[1] is b[1] and a[2] is b[2] and a[3] is b[3] and a[4:] == b[4:]
 
 
 def _seen(value) -> tuple:
@@ -207,8 +208,13 @@ def _again(shared: Shared, model, env: Env) -> bool:
     of a use (`Env.read`) and, leaving the class as it was, none of the earlier uses', would
     read and decide the same (EfficientNet's 60 MBConv uses that differ by their rate)."""
     found = shared.repeats.get(id(model))
-    return found is not None and _same_state(found[1], _state(shared)) and found[2] == tuple(env) and \
-        all(_seen(dict.__getitem__(env, k)) == v for k, v in found[3].items())
+    if found is None or not _same_state(found[1], _state(shared)) or found[2] != tuple(env):
+        return False
+    get = dict.__getitem__  # not Env's, which would record the read
+    for name, seen in found[3].items():
+        if _seen(get(env, name)) != seen:
+            return False
+    return True
 
 
 def _merge(shared: Shared, model, summed: bool, env: Env, same_members: bool) -> bool:
