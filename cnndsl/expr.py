@@ -111,6 +111,21 @@ _SUBSTITUTED: dict = {}
 _SUBSTITUTED_MAX = 8192
 
 
+_NO_NAMES: frozenset[str] = frozenset()  # a constant's names: one set for them all (each set costs the collector)
+
+
+def _union(names: frozenset[str], more: frozenset[str]) -> frozenset[str]:
+    """The names of two operands, made a new set only where neither holds the other's
+    (`v + divisor / 2`): a node's names are most often one operand's set, shared."""
+    if not more or more is names:
+        return names
+    if not names:
+        return more
+    if more <= names:
+        return names
+    return more if names <= more else names | more
+
+
 class Expr:
     """A node; subclasses set `text`, `precedence` and `names` in their constructor."""
 
@@ -193,7 +208,7 @@ class Const(Expr):
         self.text = literal(value)
         negative = isinstance(value, (int, float)) and not isinstance(value, bool) and self.text.startswith("-")
         self.precedence = Prec.UNARY if negative else Prec.ATOM
-        self.names = frozenset()
+        self.names = _NO_NAMES
 
 
 class Name(Expr):
@@ -239,7 +254,7 @@ class Binary(Expr):
         self.text = f"{ltext} {op} {rtext}"
         names, more = left.names, right.names
         # the union made only where both read names, and different ones (`v + divisor / 2`)
-        self.names = more if not names else names | more if more and more is not names else names
+        self.names = more if not names else names if not more or more is names else _union(names, more)
 
 
 def _layout(prec: Prec) -> tuple[Prec, int, int]:
@@ -274,8 +289,10 @@ class Call(Expr):
             self.names = only.names
             return
         self.text = f"{known.source}({', '.join([a.text for a in args])})"
-        reading = [a.names for a in args if a.names]
-        self.names = reading[0] if len(reading) == 1 else frozenset().union(*reading)
+        names = _NO_NAMES
+        for a in args:
+            names = _union(names, a.names)
+        self.names = names
 
 
 class Index(Expr):
@@ -288,7 +305,7 @@ class Index(Expr):
         self.precedence = Prec.POSTFIX
         btext = base.text if base.precedence >= Prec.POSTFIX else f"({base.text})"
         self.text = f"{btext}[{index.text}]"
-        self.names = base.names | index.names
+        self.names = _union(base.names, index.names)
 
 
 class Items(Expr):
@@ -302,7 +319,10 @@ class Items(Expr):
         self.precedence = Prec.ATOM
         inner = ", ".join(i.text for i in self.items)
         self.text = f"({inner},)" if len(self.items) == 1 else f"({inner})"
-        self.names = frozenset().union(*(i.names for i in self.items))
+        names = _NO_NAMES
+        for i in self.items:
+            names = _union(names, i.names)
+        self.names = names
 
 
 class Cond(Expr):
@@ -318,7 +338,7 @@ class Cond(Expr):
         ctext = test.text if test.precedence > Prec.COND else f"({test.text})"
         otext = orelse.text if orelse.precedence >= Prec.COND else f"({orelse.text})"
         self.text = f"{ttext} if {ctext} else {otext}"
-        self.names = then.names | test.names | orelse.names
+        self.names = _union(_union(then.names, test.names), orelse.names)
 
 
 def literal(value: object) -> str:
