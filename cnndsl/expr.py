@@ -115,15 +115,11 @@ _NO_NAMES: frozenset[str] = frozenset()  # a constant's names: one set for them 
 
 
 def _union(names: frozenset[str], more: frozenset[str]) -> frozenset[str]:
-    """The names of two operands, made a new set only where neither holds the other's
-    (`v + divisor / 2`): a node's names are most often one operand's set, shared."""
-    if not more or more is names:
+    """The names of two operands, one operand's own set where the other reads none of
+    its own (`cfg[k]`, `c if j == 0 else 4`); a new set only where both add names."""
+    if not more or more is names or more <= names:
         return names
-    if not names:
-        return more
-    if more <= names:
-        return names
-    return more if names <= more else names | more
+    return more if not names or names <= more else names | more
 
 
 class Expr:
@@ -253,8 +249,14 @@ class Binary(Expr):
         rtext = right.text if right.precedence >= right_least else f"({right.text})"
         self.text = f"{ltext} {op} {rtext}"
         names, more = left.names, right.names
-        # the union made only where both read names, and different ones (`v + divisor / 2`)
-        self.names = more if not names else names if not more or more is names else _union(names, more)
+        # one operand's own set where the other adds nothing to it (`_union`, inline: a new
+        # set only where both add names, `v + divisor / 2`)
+        if not names:
+            self.names = more
+        elif not more or more is names or more <= names:
+            self.names = names
+        else:
+            self.names = more if names <= more else names | more
 
 
 def _layout(prec: Prec) -> tuple[Prec, int, int]:
@@ -305,7 +307,8 @@ class Index(Expr):
         self.precedence = Prec.POSTFIX
         btext = base.text if base.precedence >= Prec.POSTFIX else f"({base.text})"
         self.text = f"{btext}[{index.text}]"
-        self.names = _union(base.names, index.names)
+        names, more = base.names, index.names
+        self.names = names if not more or more is names else _union(names, more)
 
 
 class Items(Expr):
@@ -338,7 +341,10 @@ class Cond(Expr):
         ctext = test.text if test.precedence > Prec.COND else f"({test.text})"
         otext = orelse.text if orelse.precedence >= Prec.COND else f"({orelse.text})"
         self.text = f"{ttext} if {ctext} else {otext}"
-        self.names = _union(_union(then.names, test.names), orelse.names)
+        names, more, other = then.names, test.names, orelse.names
+        if more and more is not names:
+            names = _union(names, more)
+        self.names = names if not other or other is names else _union(names, other)
 
 
 def literal(value: object) -> str:

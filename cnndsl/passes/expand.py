@@ -26,7 +26,7 @@ from ..source import Span
 from ..traverse import Visitor, children, evolve, of_type, walk
 from .context import Context, alone, finish
 from .cost import ExpansionCost
-from .leaves import ALL_KINDS, is_shapeless, leaf_params, same_value, with_leaves
+from .leaves import ALL_KINDS, is_shapeless, leaf_params, with_leaves
 from .resolve import bodies, quoted_label_reason, suggest
 from .values import MAX_VALUE, PENDING, Evaluating, Scope as _Scope, describe as _describe, fresh_value, \
     names_and_shape
@@ -643,8 +643,9 @@ class Expander(Evaluating, Visitor):
         structure = self.structure[-1]
         for param_name in decided & values.keys():  # what decides the block's structure decides the caller's
             structure.update(values[param_name].expr.names)  # (`decides`)
+        reads = () if (call is None or not call.reads) and not block.reads else self.block_reads(block, call, span)
         return ir.BlockInstance(block.name, tuple(values.items()), body, label, span, condition=condition,
-                                reads=self.block_reads(block, call, span))
+                                reads=reads)
 
     def block_args(self, block: ast.BlockDef, call: ast.Call | None, scope: _Scope,
                    span: Span) -> dict[str, ir.Value]:
@@ -717,13 +718,12 @@ class Expander(Evaluating, Visitor):
         found = self.bodies.get(key) if key is not None else None
         if found is not None:
             body, layers, steps, decided, made_with = found
-            names = self.param_names(block)
-            # each leaf whose value differs, as the body reads it: by its parameter's name
+            # each leaf whose value differs (`same_value`), as the body reads it: by its parameter's name
             changed = {}
             for n in leaves:
                 now, then = values[n], made_with[n]
-                if now is not then and not same_value(now, then):
-                    changed[n] = fresh_value(now.value, names[n])
+                if now is not then and (type(now.value) is not type(then.value) or not now.value == then.value):
+                    changed[n] = fresh_value(now.value, self.param_names(block)[n])
             if not changed or self.leaves_fit(leaves, changed):
                 self.count(layers, block.span)
                 self.steps += steps

@@ -245,15 +245,19 @@ class _Leaves:
             return found[1]
         kind = type(node)
         if kind is ir.Layer:
-            names = frozenset(v.expr.name for _, v in node.args if type(v.expr) is Name)
+            names = frozenset([v.expr.name for _, v in node.args if type(v.expr) is Name]) or _READS_NONE
         elif kind is ir.BlockInstance:
-            names = frozenset()
-        else:
-            names = frozenset().union(*map(self.read, children(node)))
+            names = _READS_NONE
+        else:  # a child's own set where the others add nothing to it (fewer sets kept in the memo)
+            names = _READS_NONE
+            for more in map(self.read, children(node)):
+                if more and more is not names and not more <= names:
+                    names = more if not names or names <= more else names | more
         self.reads[id(node)] = (node, names)
         return names
 
 
+_READS_NONE: frozenset[str] = frozenset()  # what a sub-tree without such a layer reads
 ALL_KINDS = frozenset(RULES)  # `with_leaves`' kinds for a changed parameter that is not a leaf proper
 
 __all__ = ["ALL_KINDS", "is_shapeless", "leaf_args", "leaf_params", "same_value", "with_leaves"]

@@ -366,8 +366,34 @@ class Evaluating:
 
     def compile_IfElse(self, expr: ast.IfElse):
         """A condition of constants: only the branch taken is read (`xs[i] if i < len(xs) else 0`)."""
+        fused = self.compile_choice(expr)
+        if fused is not None:
+            return fused
         operand = self.operand
-        test_run, then_run, orelse_run = operand(expr.test), operand(expr.then), operand(expr.orelse)
+        return self.general_choice(expr, operand(expr.test), operand(expr.then), operand(expr.orelse))
+
+    def compile_choice(self, expr: ast.IfElse):
+        """`3 if j == 0 else 4` (EfficientNet's, three at each block use): a parameter compared
+        with a number, picking one of two literals, as one closure, where the parameter is a
+        number that reads no name; else (or where it is not) the general closure's own
+        steps, the same Values. None for any other condition."""
+        test, then, orelse = expr.test, expr.then, expr.orelse
+        if type(then) not in _LITERALS or type(orelse) not in _LITERALS or type(test) is not ast.BinOp or \
+                test.op not in _COMPARISONS or type(test.left) is not ast.Var or type(test.right) is not ast.Num:
+            return None
+        name, function, b = test.left.name, _FAST[test.op], test.right.value
+        then_value, orelse_value = _constant(then.value), _constant(orelse.value)  # (compile_literal's)
+        general = self.general_choice(expr, self.operand(test), lambda scope: then_value, lambda scope: orelse_value)
+
+        def run(scope: Scope) -> ir.Value:
+            value = scope.values.get(name)
+            if value is not None and type(value.value) in _NUMBERS and not value.expr.names:
+                return then_value if function(value.value, b) else orelse_value
+            return general(scope)
+        return run
+
+    def general_choice(self, expr: ast.IfElse, test_run, then_run, orelse_run):
+        """`compile_IfElse`'s closure of these operands' closures."""
         chosen = self.chosen
 
         def run(scope: Scope) -> ir.Value:
